@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every Debian package that the build, the tests and the benchmarks need.
+# Idempotent: packages already present are skipped, and apt runs only when one is missing.
+set -euo pipefail
+
+BUILD_PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
+ libuv1-dev libcurl4-openssl-dev libhiredis-dev libmaxminddb-dev mmdb-bin libjansson-dev
+ libxxhash-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata
+ libopenblas-dev libconfig-dev"
+TEST_PKGS="libcmocka-dev python3 python3-pytest curl dnsutils redis-server redis-tools"
+BENCH_PKGS="wrk varnish nginx-light trafficserver dnsperf gdnsd nodejs npm hyperfine"
+
+want="$BUILD_PKGS $TEST_PKGS"
+case "${1:-}" in
+  --bench) want="$want $BENCH_PKGS" ;;
+  "") ;;
+  *) echo "install-deps.sh: unknown argument '$1' (use --bench or nothing)" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# Debian starts services on install; we start our own servers from the tests.
+$SUDO env RUNLEVEL=1 apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,34 @@
+/* src/core/buf.h: a growable byte buffer with a hard cap fixed at init.
+ *
+ * Every buffer fed from the network is bounded: appending past `cap` fails with
+ * -E2BIG and leaves the buffer as it was. The struct is embedded by its owner
+ * (buf_init/buf_fini); the bytes belong to the buffer until buf_take(). */
+#ifndef MLCDN_CORE_BUF_H
+#define MLCDN_CORE_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "core/mc.h"
+
+struct buf {
+    char *data; /* NUL-terminated when len < alloc, for convenience of C string users */
+    size_t len;
+    size_t alloc;
+    size_t cap;
+};
+
+void buf_init(struct buf *b, size_t cap);
+void buf_fini(struct buf *b);
+void buf_reset(struct buf *b);
+/* 0, or -E2BIG when the result would exceed the cap. */
+int buf_append(struct buf *b, const void *p, size_t n);
+int buf_puts(struct buf *b, const char *s);
+int buf_printf(struct buf *b, const char *fmt, ...) MC_PRINTF(2, 3);
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+/* Drops the first n bytes. */
+void buf_consume(struct buf *b, size_t n);
+/* Moves the bytes out; the caller frees them with free(). The buffer is left empty. */
+char *buf_take(struct buf *b, size_t *len);
+
+#endif

@@ -1,0 +1,61 @@
+/* src/core/conf.h: a subcommand's options from a config file, overridden by flags.
+ *
+ * A subcommand declares a table of struct conf_opt. conf_parse() loads `--config FILE`
+ * (libconfig syntax; a flag `--foo-bar` is the setting `foo_bar`), then applies the
+ * command-line flags in order, so a flag always wins over the file. Errors name the flag
+ * or the file and line. Strings written to `dst` are owned by the struct conf passed in
+ * and live until conf_fini(). */
+#ifndef MLCDN_CORE_CONF_H
+#define MLCDN_CORE_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libconfig.h>
+
+enum conf_type {
+    CONF_STR,      /* const char **dst */
+    CONF_INT,      /* long *dst */
+    CONF_SIZE,     /* uint64_t *dst, bytes ("64M") */
+    CONF_DURATION, /* uint64_t *dst, milliseconds ("500ms", "2s") */
+    CONF_BOOL,     /* int *dst; a flag without value sets 1 */
+    CONF_DOUBLE,   /* double *dst */
+    CONF_STRLIST,  /* struct conf_strlist *dst; a repeated flag appends, a list in the file */
+};
+
+struct conf_strlist {
+    const char **v;
+    size_t n;
+};
+
+struct conf_opt {
+    const char *name; /* flag name without the leading "--" */
+    enum conf_type type;
+    void *dst;
+    const char *help;
+};
+
+struct conf {
+    config_t file;   /* the loaded file, for nested settings a module reads itself */
+    int have_file;
+    char **strings;  /* owned copies handed out through dst */
+    size_t nstrings;
+    void **lists;
+    size_t nlists;
+    char **positional; /* arguments that are not flags, in order; owned */
+    size_t npositional;
+};
+
+/* Parses argv (argv[0] is the subcommand name). Unknown flags are errors unless
+ * `allow_positional` and the argument does not start with "--". On error returns -EINVAL
+ * and writes a message naming the flag or file into err. conf_fini() must be called
+ * in both cases. */
+int conf_parse(struct conf *c, const struct conf_opt *opts, size_t nopts, int argc, char **argv,
+               int allow_positional, char *err, size_t errlen);
+void conf_fini(struct conf *c);
+/* Prints the options table as usage text to stdout. */
+void conf_usage(const char *cmd, const char *synopsis, const struct conf_opt *opts, size_t nopts);
+/* The loaded config file's root setting, or NULL when no --config was given. */
+config_setting_t *conf_file_root(struct conf *c);
+
+#endif

@@ -1,0 +1,65 @@
+/* src/core/mc.h: invariants and control-struct allocation shared by every module.
+ *
+ * Long-lived structs that cross threads or callbacks carry a `magic` first field,
+ * checked at function entry and zeroed on free, so a use-after-free or a wrong
+ * pointer in callback-heavy code stops at once instead of corrupting memory.
+ * Control structs (connections, requests, nodes) come from mc_xmalloc() and friends,
+ * which abort on OOM; payload memory is budgeted by its owner and may fail. */
+#ifndef MLCDN_CORE_MC_H
+#define MLCDN_CORE_MC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MC_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MC_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MC_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define MC_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+#if defined(__GNUC__)
+#define MC_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MC_NORETURN __attribute__((noreturn))
+#define MC_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define MC_LIKELY(x) (x)
+#define MC_UNLIKELY(x) (x)
+#define MC_NORETURN
+#define MC_PRINTF(a, b)
+#endif
+
+MC_NORETURN void mc__panic(const char *file, int line, const char *expr);
+
+/* Always on: these guard invariants whose violation would corrupt the cache. */
+#define MC_ASSERT(e)                                                                               \
+    do {                                                                                           \
+        if (MC_UNLIKELY(!(e)))                                                                     \
+            mc__panic(__FILE__, __LINE__, #e);                                                     \
+    } while (0)
+
+#define MC_INIT_OBJ(o, m)                                                                          \
+    do {                                                                                           \
+        (o)->magic = (m);                                                                          \
+    } while (0)
+#define MC_CHECK_OBJ(o, m) MC_ASSERT((o)->magic == (m))
+#define MC_CHECK_OBJ_NOTNULL(o, m) MC_ASSERT((o) != NULL && (o)->magic == (m))
+/* Zeroes the struct (magic included) before freeing, and NULLs the pointer variable. */
+#define MC_FREE_OBJ(o)                                                                             \
+    do {                                                                                           \
+        memset((o), 0, sizeof(*(o)));                                                              \
+        free(o);                                                                                   \
+        (o) = NULL;                                                                                \
+    } while (0)
+
+/* Abort on OOM: for control structs only. Caller frees with free(). */
+void *mc_xmalloc(size_t n);
+void *mc_xcalloc(size_t nmemb, size_t n);
+void *mc_xrealloc(void *p, size_t n);
+char *mc_xstrdup(const char *s);
+char *mc_xstrndup(const char *s, size_t n);
+
+/* Constant-time compare of two byte strings (length leaks, content does not). */
+int mc_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
+
+#endif

@@ -1,0 +1,366 @@
+/* src/core/metrics.c: see metrics.h.
+ *
+ * Families are kept in registration order, each with its series; one mutex guards
+ * registration and rendering, never updates. */
+#include "core/metrics.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define SUB_BITS 3
+#define SUB (1u << SUB_BITS)
+#define NBUCKETS (64 * SUB)
+
+enum kind { K_COUNTER, K_GAUGE, K_GAUGE_FN, K_HIST };
+
+struct metrics_counter {
+    _Atomic uint64_t v;
+};
+struct metrics_gauge {
+    _Atomic uint64_t bits; /* a double's bits, so updates stay lock-free */
+};
+struct metrics_hist {
+    _Atomic uint64_t buckets[NBUCKETS];
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum;
+    double scale;
+    uint64_t lo, hi;
+};
+
+struct series {
+    struct series *next;
+    char *labels;
+    enum kind kind;
+    union {
+        struct metrics_counter counter;
+        struct metrics_gauge gauge;
+        struct {
+            metrics_read_f *fn;
+            void *arg;
+        } fn;
+        struct metrics_hist *hist;
+    } u;
+};
+
+struct family {
+    struct family *next;
+    char *name;
+    char *help;
+    enum kind kind;
+    struct series *series, **tail;
+};
+
+static pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct family *families, **ftail = &families;
+
+static struct series *lookup(const char *name, const char *help, const char *labels, enum kind kind)
+{
+    struct family *f;
+    struct series *s;
+
+    if (!labels)
+        labels = "";
+    for (f = families; f; f = f->next)
+        if (strcmp(f->name, name) == 0)
+            break;
+    if (!f) {
+        f = mc_xcalloc(1, sizeof(*f));
+        f->name = mc_xstrdup(name);
+        f->help = mc_xstrdup(help ? help : name);
+        f->kind = kind;
+        f->tail = &f->series;
+        *ftail = f;
+        ftail = &f->next;
+    }
+    MC_ASSERT(f->kind == kind || (f->kind == K_GAUGE && kind == K_GAUGE_FN) ||
+              (f->kind == K_GAUGE_FN && kind == K_GAUGE));
+    for (s = f->series; s; s = s->next)
+        if (strcmp(s->labels, labels) == 0)
+            return s;
+    s = mc_xcalloc(1, sizeof(*s));
+    s->labels = mc_xstrdup(labels);
+    s->kind = kind;
+    *f->tail = s;
+    f->tail = &s->next;
+    return s;
+}
+
+struct metrics_counter *metrics_counter(const char *name, const char *help, const char *labels)
+{
+    pthread_mutex_lock(&mtx);
+    struct series *s = lookup(name, help, labels, K_COUNTER);
+    pthread_mutex_unlock(&mtx);
+    return &s->u.counter;
+}
+
+void metrics_counter_add(struct metrics_counter *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(&c->v, n, memory_order_relaxed);
+}
+
+uint64_t metrics_counter_get(const struct metrics_counter *c)
+{
+    return atomic_load_explicit(&((struct metrics_counter *)c)->v, memory_order_relaxed);
+}
+
+static uint64_t dbits(double d)
+{
+    uint64_t b;
+    memcpy(&b, &d, sizeof(b));
+    return b;
+}
+
+static double bitsd(uint64_t b)
+{
+    double d;
+    memcpy(&d, &b, sizeof(d));
+    return d;
+}
+
+struct metrics_gauge *metrics_gauge(const char *name, const char *help, const char *labels)
+{
+    pthread_mutex_lock(&mtx);
+    struct series *s = lookup(name, help, labels, K_GAUGE);
+    pthread_mutex_unlock(&mtx);
+    return &s->u.gauge;
+}
+
+void metrics_gauge_set(struct metrics_gauge *g, double v)
+{
+    atomic_store_explicit(&g->bits, dbits(v), memory_order_relaxed);
+}
+
+void metrics_gauge_add(struct metrics_gauge *g, double d)
+{
+    uint64_t old = atomic_load_explicit(&g->bits, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&g->bits, &old, dbits(bitsd(old) + d),
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+double metrics_gauge_get(const struct metrics_gauge *g)
+{
+    return bitsd(atomic_load_explicit(&((struct metrics_gauge *)g)->bits, memory_order_relaxed));
+}
+
+void metrics_gauge_fn(const char *name, const char *help, const char *labels, metrics_read_f *fn,
+                      void *arg)
+{
+    pthread_mutex_lock(&mtx);
+    struct series *s = lookup(name, help, labels, K_GAUGE_FN);
+    s->u.fn.fn = fn;
+    s->u.fn.arg = arg;
+    pthread_mutex_unlock(&mtx);
+}
+
+/* Values below SUB map linearly; above, the top SUB_BITS+1 bits pick octave and sub-bucket. */
+static unsigned bucket_of(uint64_t v)
+{
+    if (v < SUB)
+        return (unsigned)v;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(v);
+    unsigned sub = (unsigned)(v >> (msb - SUB_BITS)) & (SUB - 1);
+    return (msb - SUB_BITS + 1) * SUB + sub;
+}
+
+/* Smallest value of bucket i + its width = exclusive upper bound. */
+static uint64_t bucket_upper(unsigned i)
+{
+    if (i < SUB)
+        return i + 1;
+    unsigned oct = i / SUB - 1 + SUB_BITS, sub = i % SUB;
+    if (oct >= 63)
+        return UINT64_MAX;
+    uint64_t base = (uint64_t)1 << oct;
+    uint64_t width = base >> SUB_BITS;
+    return base + (uint64_t)(sub + 1) * width;
+}
+
+struct metrics_hist *metrics_hist_new_local(void)
+{
+    struct metrics_hist *h = mc_xcalloc(1, sizeof(*h));
+    h->scale = 1;
+    return h;
+}
+
+void metrics_hist_free(struct metrics_hist *h)
+{
+    free(h);
+}
+
+struct metrics_hist *metrics_hist(const char *name, const char *help, const char *labels,
+                                  double scale, uint64_t lo, uint64_t hi)
+{
+    pthread_mutex_lock(&mtx);
+    struct series *s = lookup(name, help, labels, K_HIST);
+    if (!s->u.hist) {
+        s->u.hist = metrics_hist_new_local();
+        s->u.hist->scale = scale > 0 ? scale : 1;
+        s->u.hist->lo = lo ? lo : 1;
+        s->u.hist->hi = hi > lo ? hi : lo * 2;
+    }
+    pthread_mutex_unlock(&mtx);
+    return s->u.hist;
+}
+
+void metrics_hist_observe(struct metrics_hist *h, uint64_t v)
+{
+    atomic_fetch_add_explicit(&h->buckets[bucket_of(v)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum, v, memory_order_relaxed);
+}
+
+uint64_t metrics_hist_count(const struct metrics_hist *h)
+{
+    return atomic_load_explicit(&((struct metrics_hist *)h)->count, memory_order_relaxed);
+}
+
+void metrics_hist_merge(struct metrics_hist *dst, const struct metrics_hist *src)
+{
+    struct metrics_hist *s = (struct metrics_hist *)src;
+    for (unsigned i = 0; i < NBUCKETS; i++)
+        atomic_fetch_add(&dst->buckets[i], atomic_load(&s->buckets[i]));
+    atomic_fetch_add(&dst->count, atomic_load(&s->count));
+    atomic_fetch_add(&dst->sum, atomic_load(&s->sum));
+}
+
+uint64_t metrics_hist_quantile(const struct metrics_hist *h, double q)
+{
+    struct metrics_hist *m = (struct metrics_hist *)h;
+    uint64_t total = 0, acc = 0, rank;
+
+    for (unsigned i = 0; i < NBUCKETS; i++)
+        total += atomic_load_explicit(&m->buckets[i], memory_order_relaxed);
+    if (total == 0)
+        return 0;
+    rank = (uint64_t)ceil(q * (double)total);
+    if (rank == 0)
+        rank = 1;
+    for (unsigned i = 0; i < NBUCKETS; i++) {
+        acc += atomic_load_explicit(&m->buckets[i], memory_order_relaxed);
+        if (acc >= rank) {
+            /* Report the bucket's midpoint: the error is then at most half a bucket. */
+            uint64_t up = bucket_upper(i), low = i ? bucket_upper(i - 1) : 0;
+            return low + (up - low) / 2;
+        }
+    }
+    return bucket_upper(NBUCKETS - 1);
+}
+
+static void fmt_double(char *out, size_t n, double v)
+{
+    if (isinf(v))
+        snprintf(out, n, v > 0 ? "+Inf" : "-Inf");
+    else if (isnan(v))
+        snprintf(out, n, "NaN");
+    else if (v == floor(v) && fabs(v) < 1e15)
+        snprintf(out, n, "%.0f", v);
+    else
+        snprintf(out, n, "%.9g", v);
+}
+
+static int render_labels(struct buf *out, const char *labels, const char *extra)
+{
+    int have = labels && *labels;
+    if (!have && !extra)
+        return 0;
+    return buf_printf(out, "{%s%s%s}", have ? labels : "", have && extra ? "," : "",
+                      extra ? extra : "");
+}
+
+static int render_hist(struct buf *out, const char *name, const struct series *s)
+{
+    struct metrics_hist *h = s->u.hist;
+    uint64_t cum = 0, count = 0;
+    unsigned i = 0;
+    char num[64], le[96];
+    int err = 0;
+
+    for (unsigned k = 0; k < NBUCKETS; k++)
+        count += atomic_load_explicit(&h->buckets[k], memory_order_relaxed);
+    /* Export bounds are the bucket edges 2^k and 1.5 * 2^k inside [lo, hi]. */
+    for (uint64_t p = 1; p && p <= h->hi * 2; p <<= 1) {
+        uint64_t bounds[2] = {p, p + p / 2};
+        for (int b = 0; b < 2; b++) {
+            uint64_t bound = bounds[b];
+            if (bound < h->lo || bound > h->hi || (b == 1 && p < 2))
+                continue;
+            while (i < NBUCKETS && bucket_upper(i) <= bound)
+                cum += atomic_load_explicit(&h->buckets[i++], memory_order_relaxed);
+            fmt_double(num, sizeof(num), (double)bound / h->scale);
+            snprintf(le, sizeof(le), "le=\"%s\"", num);
+            err |= buf_printf(out, "%s_bucket", name);
+            err |= render_labels(out, s->labels, le);
+            err |= buf_printf(out, " %llu\n", (unsigned long long)cum);
+        }
+    }
+    err |= buf_printf(out, "%s_bucket", name);
+    err |= render_labels(out, s->labels, "le=\"+Inf\"");
+    err |= buf_printf(out, " %llu\n", (unsigned long long)count);
+    fmt_double(num, sizeof(num),
+               (double)atomic_load_explicit(&h->sum, memory_order_relaxed) / h->scale);
+    err |= buf_printf(out, "%s_sum", name);
+    err |= render_labels(out, s->labels, NULL);
+    err |= buf_printf(out, " %s\n%s_count", num, name);
+    err |= render_labels(out, s->labels, NULL);
+    err |= buf_printf(out, " %llu\n", (unsigned long long)count);
+    return err;
+}
+
+int metrics_render(struct buf *out)
+{
+    static const char *const types[] = {"counter", "gauge", "gauge", "histogram"};
+    char num[64];
+    int err = 0;
+
+    pthread_mutex_lock(&mtx);
+    for (struct family *f = families; f; f = f->next) {
+        err |= buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
+                          types[f->kind]);
+        for (struct series *s = f->series; s; s = s->next) {
+            if (f->kind == K_HIST) {
+                err |= render_hist(out, f->name, s);
+                continue;
+            }
+            double v;
+            if (f->kind == K_COUNTER)
+                v = (double)metrics_counter_get(&s->u.counter);
+            else if (s->kind == K_GAUGE_FN)
+                v = s->u.fn.fn(s->u.fn.arg);
+            else
+                v = metrics_gauge_get(&s->u.gauge);
+            fmt_double(num, sizeof(num), v);
+            err |= buf_puts(out, f->name);
+            err |= render_labels(out, s->labels, NULL);
+            err |= buf_printf(out, " %s\n", num);
+        }
+    }
+    pthread_mutex_unlock(&mtx);
+    return err ? -E2BIG : 0;
+}
+
+void metrics_reset(void)
+{
+    pthread_mutex_lock(&mtx);
+    while (families) {
+        struct family *f = families;
+        families = f->next;
+        while (f->series) {
+            struct series *s = f->series;
+            f->series = s->next;
+            if (f->kind == K_HIST)
+                free(s->u.hist);
+            free(s->labels);
+            free(s);
+        }
+        free(f->name);
+        free(f->help);
+        free(f);
+    }
+    ftail = &families;
+    pthread_mutex_unlock(&mtx);
+}

@@ -1,0 +1,58 @@
+/* src/core/metrics.h: process-wide metrics registry, exported in Prometheus text format.
+ *
+ * Series are registered once (usually at start-up) and updated lock-free with relaxed
+ * atomics from any thread. A series is identified by its family name and its label set
+ * (rendered text like `tier="L1",status="hit"`); registering the same pair twice returns
+ * the same series. Series live until metrics_reset() (tests) or process exit; callers
+ * keep plain pointers and never free them.
+ *
+ * Histograms are log-linear: 8 linear sub-buckets per power of two over integer values
+ * (microseconds, bytes, rows...), so any quantile is within 12.5% of the true value at
+ * constant memory. Export divides by `scale` (1e6 turns microseconds into seconds). */
+#ifndef MLCDN_CORE_METRICS_H
+#define MLCDN_CORE_METRICS_H
+
+#include <stdint.h>
+
+#include "core/buf.h"
+
+struct metrics_counter;
+struct metrics_gauge;
+struct metrics_hist;
+
+struct metrics_counter *metrics_counter(const char *name, const char *help, const char *labels);
+void metrics_counter_add(struct metrics_counter *c, uint64_t n);
+uint64_t metrics_counter_get(const struct metrics_counter *c);
+
+struct metrics_gauge *metrics_gauge(const char *name, const char *help, const char *labels);
+void metrics_gauge_set(struct metrics_gauge *g, double v);
+void metrics_gauge_add(struct metrics_gauge *g, double d);
+double metrics_gauge_get(const struct metrics_gauge *g);
+
+/* Gauge whose value is read by a callback at render time (e.g. bytes in a store). The
+ * callback runs on the rendering thread and must be thread-safe. */
+typedef double metrics_read_f(void *arg);
+void metrics_gauge_fn(const char *name, const char *help, const char *labels, metrics_read_f *fn,
+                      void *arg);
+
+/* `scale`: exported value = raw / scale. Buckets are exported between `lo` and `hi`
+ * (raw units), two per power of two, plus +Inf. */
+struct metrics_hist *metrics_hist(const char *name, const char *help, const char *labels,
+                                  double scale, uint64_t lo, uint64_t hi);
+void metrics_hist_observe(struct metrics_hist *h, uint64_t v);
+uint64_t metrics_hist_count(const struct metrics_hist *h);
+/* Approximate quantile (0..1) in raw units, 0 when empty. */
+uint64_t metrics_hist_quantile(const struct metrics_hist *h, double q);
+
+/* Standalone histogram, not registered (benchmarks, per-edge windows). Owned by the
+ * caller: metrics_hist_free(). */
+struct metrics_hist *metrics_hist_new_local(void);
+void metrics_hist_free(struct metrics_hist *h);
+void metrics_hist_merge(struct metrics_hist *dst, const struct metrics_hist *src);
+
+/* Appends every family in Prometheus text exposition format 0.0.4. */
+int metrics_render(struct buf *out);
+/* Drops every series (tests only; no series may be in use). */
+void metrics_reset(void);
+
+#endif

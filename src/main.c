@@ -1,0 +1,43 @@
+/* src/main.c: `mlcdn <subcommand>`. Wiring only: every subcommand lives in its module and
+ * is reached through this table. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/mc.h"
+
+struct subcmd {
+    const char *name;
+    int (*main)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct subcmd subcmds[] = {
+    /* one line per subcommand; keep in the order of the README */
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: mlcdn <command> [options]   (mlcdn <command> --help for its options)\n\n"
+               "commands:\n");
+    for (const struct subcmd *s = subcmds; s < subcmds + MC_ARRAY_SIZE(subcmds); s++)
+        fprintf(f, "  %-10s %s\n", s->name, s->help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("mlcdn %s\n", MLCDN_VERSION);
+        return 0;
+    }
+    for (const struct subcmd *s = subcmds; s < subcmds + MC_ARRAY_SIZE(subcmds); s++)
+        if (!strcmp(argv[1], s->name))
+            return s->main(argc - 1, argv + 1);
+    fprintf(stderr, "mlcdn: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
