@@ -1,0 +1,37 @@
+#!/bin/sh
+# bench/cachesim/run.sh: replay speed of `mlcdn cachesim`, per policy, on one pinned core.
+#
+#   bench/cachesim/run.sh [MLCDN_BIN] [TRACE]
+#   env: RUNS (default 7), CPU (default 1), SIZES (default "0.1% 1% 10%"),
+#        POLICIES (default "lru fifo clock sieve s3fifo default")
+#
+# Prints, per policy and size, the median of RUNS replays in requests per second. The
+# replay time excludes loading the trace (cachesim's own "requests_per_s"), so this is
+# the cost of the policy calls plus the simulator's array index.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-$here/../../build/mlcdn}
+trace=${2:-$here/../../../shared/traces/cloudphysics_w106_1m.csv}
+runs=${RUNS:-7}
+cpu=${CPU:-1}
+sizes=${SIZES:-"0.1% 1% 10%"}
+policies=${POLICIES:-"lru fifo clock sieve s3fifo default"}
+pin=""
+command -v taskset >/dev/null 2>&1 && pin="taskset -c $cpu"
+
+printf '%-8s %-6s %14s   (%s, median of %s runs, cpu %s)\n' policy size req/s "$(basename "$trace")" "$runs" "$cpu"
+for p in $policies; do
+    for s in $sizes; do
+        i=0
+        : >"${TMPDIR:-/tmp}/cachesim_bench.$$"
+        while [ "$i" -lt "$runs" ]; do
+            $pin "$bin" cachesim --trace "$trace" --policy "$p" --size "$s" --json |
+                /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["results"][0]["requests_per_s"])' \
+                    >>"${TMPDIR:-/tmp}/cachesim_bench.$$"
+            i=$((i + 1))
+        done
+        med=$(sort -g "${TMPDIR:-/tmp}/cachesim_bench.$$" | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+        printf '%-8s %-6s %14.0f\n' "$p" "$s" "$med"
+    done
+done
+rm -f "${TMPDIR:-/tmp}/cachesim_bench.$$"

@@ -1,0 +1,53 @@
+/* src/plan/plan.h: capacity planning: trace readers and `mlcdn cachesim`.
+ *
+ * A trace is loaded once into dense arrays (object ids numbered by first appearance, one
+ * size per request) so replays touch no hash table; the simulator then drives the very
+ * policy code the edge's stores run (src/cache/cache_policy.h). Ownership: a struct
+ * plan_trace is owned by its loader's caller and freed with plan_trace_free(). */
+#ifndef MLCDN_PLAN_PLAN_H
+#define MLCDN_PLAN_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct plan_trace {
+    uint64_t nreq;
+    uint64_t nobj;
+    uint32_t *req_obj;   /* [nreq] dense object id of each request */
+    uint64_t *req_size;  /* [nreq] size of each request, in bytes */
+    uint64_t *obj_hash;  /* [nobj] XXH3 of the key text */
+    uint64_t unique_bytes; /* sum over objects of their first size */
+    uint64_t req_bytes;    /* sum over requests of their size */
+    int sized;             /* 1 if any size differs from 1 */
+};
+
+/* Loads a `t,key,size` CSV (optional header line; keys are any text without a comma,
+ * hashed with XXH3; a missing size column means 1). Returns 0, -errno for I/O errors, or
+ * -EINVAL with a message naming the file and line in err. */
+int plan_trace_load_csv(const char *path, struct plan_trace **out, char *err, size_t errlen);
+/* Same, from a buffer (tests). */
+int plan_trace_parse_csv(const char *buf, size_t len, const char *name, struct plan_trace **out,
+                         char *err, size_t errlen);
+void plan_trace_free(struct plan_trace **t);
+
+struct plan_sim_result {
+    uint64_t requests, misses;
+    uint64_t bytes, miss_bytes;
+    double seconds; /* replay time, loading excluded */
+};
+
+/* Replays `t` through the policy `policy` (a cache_policy_names() entry) with `capacity`
+ * units: bytes, or objects when `by_objects`. A request whose size differs from the
+ * cached copy's is a miss that replaces it. Returns 0 or -EINVAL (unknown policy). */
+int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t capacity,
+                      int by_objects, struct plan_sim_result *out);
+
+/* Belady's MIN: on a miss, admit and evict the resident objects whose next request is
+ * furthest away until the newcomer fits (offline; the optimum for unit sizes). */
+int plan_belady_run(const struct plan_trace *t, uint64_t capacity, int by_objects,
+                    struct plan_sim_result *out);
+
+/* `mlcdn cachesim`: argv[0] is "cachesim". Returns the process exit code. */
+int cachesim_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,286 @@
+/* tests/unit/cache/test_cache_policy.c: each policy against hand-computed sequences, the
+ * shared accounting (evict-before-link, pending newcomer, capacity changes) and size-aware
+ * admission. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cache/cache_policy.h"
+#include "core/mc.h"
+
+#define NOBJ 4096
+
+struct obj {
+    struct cache_pnode pn;
+    int key;
+    int resident;
+};
+
+struct sim {
+    struct cache_policy *p;
+    struct obj o[NOBJ];
+    int evicted[NOBJ]; /* eviction order */
+    int nevicted;
+};
+
+static uint64_t hash_of(int key)
+{
+    uint64_t x = (uint64_t)key * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e5ull;
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ull;
+    return x ^ (x >> 29);
+}
+
+static void sim_new(struct sim *s, const char *policy, uint64_t cap)
+{
+    memset(s, 0, sizeof(*s));
+    assert_int_equal(0, cache_policy_new(policy, cap, &s->p));
+    for (int i = 0; i < NOBJ; i++)
+        s->o[i].key = i;
+}
+
+static void sim_free(struct sim *s)
+{
+    for (int i = 0; i < NOBJ; i++)
+        if (s->o[i].resident)
+            cache_policy_remove(s->p, &s->o[i].pn);
+    assert_int_equal(0, cache_policy_used(s->p));
+    assert_int_equal(0, cache_policy_count(s->p));
+    cache_policy_free(&s->p);
+    assert_null(s->p);
+}
+
+/* Returns 1 on a hit, 0 on a miss (admitted or not). */
+static int sim_get(struct sim *s, int key, uint64_t size)
+{
+    struct obj *o = &s->o[key];
+    struct cache_pnode *v;
+
+    if (o->resident) {
+        cache_policy_hit(s->p, &o->pn);
+        return 1;
+    }
+    if (cache_policy_insert(s->p, &o->pn, hash_of(key), size) != CACHE_POLICY_ADMITTED)
+        return 0;
+    o->resident = 1;
+    while ((v = cache_policy_victim(s->p)) != NULL) {
+        struct obj *e = MC_CONTAINER_OF(v, struct obj, pn);
+        assert_true(e->resident);
+        e->resident = 0;
+        s->evicted[s->nevicted++] = e->key;
+    }
+    assert_true(cache_policy_used(s->p) <= cache_policy_capacity(s->p));
+    return 0;
+}
+
+static void run(struct sim *s, const int *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sim_get(s, keys[i], 1);
+}
+
+static void expect_resident(struct sim *s, const int *keys, size_t n)
+{
+    int count = 0;
+    for (int i = 0; i < NOBJ; i++)
+        count += s->o[i].resident;
+    assert_int_equal(n, count);
+    assert_int_equal(n, cache_policy_count(s->p));
+    for (size_t i = 0; i < n; i++)
+        assert_true(s->o[keys[i]].resident);
+}
+
+static void expect_evicted(struct sim *s, const int *keys, size_t n)
+{
+    assert_int_equal(n, s->nevicted);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(keys[i], s->evicted[i]);
+}
+
+#define RUN(s, ...) run(s, (const int[]){__VA_ARGS__}, sizeof((int[]){__VA_ARGS__}) / sizeof(int))
+#define RESIDENT(s, ...)                                                                           \
+    expect_resident(s, (const int[]){__VA_ARGS__}, sizeof((int[]){__VA_ARGS__}) / sizeof(int))
+#define EVICTED(s, ...)                                                                            \
+    expect_evicted(s, (const int[]){__VA_ARGS__}, sizeof((int[]){__VA_ARGS__}) / sizeof(int))
+
+static struct sim S;
+
+static void test_names(void **state)
+{
+    const char *const *n = cache_policy_names();
+    struct cache_policy *p = NULL;
+    int seen_default = 0;
+
+    for (; *n != NULL; n++) {
+        assert_int_equal(0, cache_policy_new(*n, 10, &p));
+        seen_default |= !strcmp(*n, "default");
+        cache_policy_free(&p);
+    }
+    assert_true(seen_default);
+    assert_int_equal(-EINVAL, cache_policy_new("nope", 10, &p));
+    assert_null(p);
+    assert_int_equal(0, cache_policy_new("default", 10, &p));
+    assert_true(cache_policy_hit_concurrent(p));
+    cache_policy_free(&p);
+    assert_int_equal(0, cache_policy_new("lru", 10, &p));
+    assert_false(cache_policy_hit_concurrent(p));
+    assert_string_equal("lru", cache_policy_name(p));
+    cache_policy_free(&p);
+}
+
+static void test_lru(void **state)
+{
+    sim_new(&S, "lru", 3);
+    RUN(&S, 1, 2, 3, 1, 4); /* 1 was used after 2: 2 goes */
+    EVICTED(&S, 2);
+    RUN(&S, 5);
+    EVICTED(&S, 2, 3);
+    RESIDENT(&S, 1, 4, 5);
+    sim_free(&S);
+}
+
+static void test_fifo(void **state)
+{
+    sim_new(&S, "fifo", 3);
+    RUN(&S, 1, 2, 3, 1, 4, 5); /* hits do not matter */
+    EVICTED(&S, 1, 2);
+    RESIDENT(&S, 3, 4, 5);
+    sim_free(&S);
+}
+
+static void test_clock(void **state)
+{
+    sim_new(&S, "clock", 3);
+    RUN(&S, 1, 2, 3, 1, 4); /* 1 had its bit: second chance at the head, 2 goes */
+    EVICTED(&S, 2);
+    RUN(&S, 5); /* order now 3 (tail), 1, 4: 3 goes */
+    EVICTED(&S, 2, 3);
+    RESIDENT(&S, 1, 4, 5);
+    sim_free(&S);
+}
+
+static void test_sieve(void **state)
+{
+    sim_new(&S, "sieve", 3);
+    /* list head..tail 3 2 1; 1 visited: hand clears 1, evicts 2, rests on 3 */
+    RUN(&S, 1, 2, 3, 1, 4);
+    EVICTED(&S, 2);
+    /* 1 visited again; the hand is at 3 (unvisited): 3 goes, 1 stays at the tail unmoved */
+    RUN(&S, 1, 5);
+    EVICTED(&S, 2, 3);
+    /* hand moved on to 4 (towards the head), unvisited: 4 goes although 1 is older */
+    RUN(&S, 6);
+    EVICTED(&S, 2, 3, 4);
+    RESIDENT(&S, 1, 5, 6);
+    /* the hand rests on 5, next towards the head */
+    RUN(&S, 7);
+    EVICTED(&S, 2, 3, 4, 5);
+    sim_free(&S);
+}
+
+static void test_s3fifo(void **state)
+{
+    sim_new(&S, "s3fifo", 10); /* small 1, main 9, ghost 9 */
+    /* Before the first eviction, newcomers that do not fit in small go to main. */
+    RUN(&S, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10);
+    assert_int_equal(0, S.nevicted);
+    RUN(&S, 11); /* small holds 1, unhit: 1 leaves to the ghost */
+    EVICTED(&S, 1);
+    RUN(&S, 1); /* ghost hit: 1 goes to main; room is made in small (11 leaves) */
+    EVICTED(&S, 1, 11);
+    RUN(&S, 3, 12); /* main over its share: tail 2 evicted (3 was hit, it would survive) */
+    EVICTED(&S, 1, 11, 2);
+    RUN(&S, 13); /* main at its share: small's 12 (unhit) goes */
+    EVICTED(&S, 1, 11, 2, 12);
+    /* 13 hit twice in small: promoted to main; main's tail 3 was hit once and gets one
+     * more round, so 4, the oldest unhit node, goes */
+    RUN(&S, 13, 13, 14);
+    EVICTED(&S, 1, 11, 2, 12, 4);
+    RESIDENT(&S, 1, 3, 5, 6, 7, 8, 9, 10, 13, 14);
+    sim_free(&S);
+}
+
+/* Belongs to every policy: evict-before-link, a newcomer never evicts itself, shrinking
+ * the capacity drains, removing works on any node. */
+static void test_accounting(void **state)
+{
+    for (const char *const *n = cache_policy_names(); *n != NULL; n++) {
+        sim_new(&S, *n, 100);
+        for (int i = 0; i < 1000; i++) {
+            int k = (i * 7919) % 300;
+            sim_get(&S, k, 1 + (uint64_t)(k % 5));
+            if (i % 3 == 0)
+                sim_get(&S, k / 2, 1 + (uint64_t)((k / 2) % 5));
+        }
+        assert_true(cache_policy_used(S.p) <= 100);
+        cache_policy_set_capacity(S.p, 40);
+        struct cache_pnode *v;
+        while ((v = cache_policy_victim(S.p)) != NULL)
+            MC_CONTAINER_OF(v, struct obj, pn)->resident = 0;
+        assert_true(cache_policy_used(S.p) <= 40);
+        uint64_t used = 0, count = 0;
+        for (int i = 0; i < NOBJ; i++)
+            if (S.o[i].resident) {
+                used += 1 + (uint64_t)(i % 5);
+                count++;
+            }
+        assert_int_equal(used, cache_policy_used(S.p));
+        assert_int_equal(count, cache_policy_count(S.p));
+        /* larger than the whole cache: refused */
+        assert_int_equal(CACHE_POLICY_REJECTED,
+                         cache_policy_insert(S.p, &S.o[4000].pn, hash_of(4000), 41));
+        sim_free(&S);
+    }
+}
+
+/* One giant object must not flush many small hot ones (issue 7): a store sets the
+ * per-object bound; every policy honours it, and the default refuses it on its own. */
+static void test_giant_object(void **state)
+{
+    for (const char *const *n = cache_policy_names(); *n != NULL; n++) {
+        int hits = 0;
+        sim_new(&S, *n, 1000);
+        cache_policy_set_max_object(S.p, 1000 / 8);
+        for (int r = 0; r < 4; r++)
+            for (int k = 0; k < 80; k++)
+                sim_get(&S, k, 10);
+        assert_int_equal(0, sim_get(&S, 2000, 900));
+        assert_false(S.o[2000].resident);
+        for (int k = 0; k < 80; k++)
+            hits += sim_get(&S, k, 10);
+        assert_int_equal(80, hits);
+        sim_free(&S);
+    }
+}
+
+static void test_default_refuses_giant(void **state)
+{
+    int hits = 0;
+
+    sim_new(&S, "default", 1000); /* no store bound set */
+    for (int r = 0; r < 4; r++)
+        for (int k = 0; k < 80; k++)
+            sim_get(&S, k, 10);
+    sim_get(&S, 2000, 900);
+    for (int k = 0; k < 80; k++)
+        hits += sim_get(&S, k, 10);
+    assert_true(hits >= 70);
+    sim_free(&S);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names),        cmocka_unit_test(test_lru),
+        cmocka_unit_test(test_fifo),         cmocka_unit_test(test_clock),
+        cmocka_unit_test(test_sieve),        cmocka_unit_test(test_s3fifo),
+        cmocka_unit_test(test_accounting),   cmocka_unit_test(test_giant_object),
+        cmocka_unit_test(test_default_refuses_giant),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
