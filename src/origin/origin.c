@@ -1,0 +1,1084 @@
+/* src/origin/origin.c: `mlcdn origin`, the reference origin (docs/origin.md).
+ *
+ * Serves the files under --root on the shared HTTP server (src/http/http_server.h):
+ * GET/HEAD with ETag, Last-Modified, conditional and single Range requests, per-file
+ * header overrides from FILE.hdrs, PUT (atomic: temporary file + rename) and DELETE for
+ * the model store, a JSON echo for other methods, an added latency, and request counters
+ * (GET /__stats, POST /__reset) so tests can assert what reached the origin.
+ *
+ * Threads: one struct oworker per server worker loop, touched only by that loop (its
+ * counters are also read by the loop answering /__stats, under the table's mutex).
+ * Requests that cannot be answered at once (latency timer, a body streamed from disk,
+ * a PUT written on the thread pool) get a struct oreq, owned by its worker's list; it is
+ * freed when the exchange has ended and nothing (timer, fs read, write, work) still
+ * refers to it. Small bodies are read with pread() on the loop (page cache: cheaper
+ * than a thread-pool round trip); larger ones go through two 256 KiB buffers read with
+ * uv_fs_read on the thread pool, so memory stays bounded for files of any size. */
+#include "origin/origin.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifdef SYS_openat2
+#include <linux/openat2.h>
+#endif
+
+#include <uv.h>
+
+#include "core/buf.h"
+#include "core/conf.h"
+#include "core/log.h"
+#include "core/mc.h"
+#include "core/units.h"
+#include "http/http_cache.h"
+#include "http/http_server.h"
+#include "origin/origin_int.h"
+
+#define ORIGIN_MAGIC 0x4f524947u
+#define OWORKER_MAGIC 0x4f574b52u
+#define OREQ_MAGIC 0x4f524551u
+
+#define STREAM_CHUNK (256 * 1024)
+#define SMALL_BODY (64 * 1024)
+#define HDR_BUF_CAP (64 * 1024)
+
+struct origin {
+    unsigned magic;
+    int rootfd;
+    int has_openat2;
+    uint64_t latency_ms;
+    const char *cache_control;
+    unsigned nworkers;
+    struct origin_stats *stats;   /* [nworkers] */
+    struct oworker **workers;     /* [nworkers], set by each worker's loop_init */
+};
+
+struct oworker {
+    unsigned magic;
+    struct origin *o;
+    unsigned idx;
+    uv_loop_t *loop;
+    struct buf hdr;     /* response header scratch; http_x_* copy what they are given */
+    char *small;        /* SMALL_BODY bytes for bodies read on the loop */
+    struct oreq *reqs;  /* requests in flight (latency, streams, PUT) */
+};
+
+enum slot_state { SL_FREE, SL_READING, SL_FULL, SL_WRITING };
+
+struct slot {
+    char *buf;
+    size_t len;
+    enum slot_state st;
+};
+
+struct oreq {
+    unsigned magic;
+    struct oworker *w;
+    struct http_exchange *x;
+    struct oreq *prev, *next;
+    unsigned busy;       /* fs read, write, or thread-pool work in flight */
+    int timer_open;      /* latency timer initialised and not closed yet */
+    int waiting;         /* latency timer running: the request is not processed yet */
+    int aborted;         /* the client went away */
+    int failed;          /* disk error while streaming */
+    int ended;           /* exchange ended */
+    uv_timer_t timer;
+    /* streaming */
+    int fd;
+    int status;
+    uint64_t rd_off, rd_left, wr_left, bytes;
+    struct slot slots[2];
+    unsigned rd_slot, wr_slot;
+    int reading, writing;
+    uv_fs_t fs;
+    /* PUT */
+    uv_work_t work;
+    const char *body;
+    size_t body_len;
+    int put_err, put_created;
+    char etag[64];
+    char rel[PATH_MAX];
+};
+
+/* ---- files below the root ---- */
+
+static int open_beneath(const struct origin *o, int dirfd, const char *rel, int flags)
+{
+    int fd;
+
+    if (!*rel)
+        rel = ".";
+#ifdef SYS_openat2
+    if (o->has_openat2) {
+        /* RESOLVE_BENEATH: neither ".." nor a symlink may lead out of the root. */
+        struct open_how how;
+        memset(&how, 0, sizeof(how));
+        how.flags = (uint64_t)flags;
+        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+        fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+        return fd < 0 ? -errno : fd;
+    }
+#endif
+    fd = openat(dirfd, rel, flags);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Opens (creating when `create`) every directory of rel but the last segment, without
+ * following symlinks, and returns the parent's fd and the last segment in *base. */
+static int open_parent(const struct origin *o, const char *rel, int create, const char **base)
+{
+    char comp[NAME_MAX + 1];
+    const char *p = rel, *slash;
+    int fd = dup(o->rootfd);
+
+    if (fd < 0)
+        return -errno;
+    while ((slash = strchr(p, '/')) != NULL) {
+        size_t n = (size_t)(slash - p);
+        if (n > NAME_MAX) {
+            close(fd);
+            return -ENAMETOOLONG;
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        if (create && mkdirat(fd, comp, 0755) < 0 && errno != EEXIST) {
+            int e = -errno;
+            close(fd);
+            return e;
+        }
+        int nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = -errno;
+        close(fd);
+        if (nfd < 0)
+            return e;
+        fd = nfd;
+        p = slash + 1;
+    }
+    *base = p;
+    return fd;
+}
+
+/* Reads FILE.hdrs beside rel into text (ORIGIN_HDRS_FILE_MAX bytes) and parses it.
+ * Returns 1 when the file exists, 0 when not. */
+static int read_hdrs(struct oworker *w, const char *rel, char *text, struct origin_hdrs *h)
+{
+    char path[PATH_MAX];
+    int fd, n;
+    ssize_t got = 0, r;
+
+    n = snprintf(path, sizeof(path), "%s.hdrs", *rel ? rel : "index.html");
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return 0;
+    fd = open_beneath(w->o, w->o->rootfd, path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return 0;
+    while (got < ORIGIN_HDRS_FILE_MAX &&
+           (r = read(fd, text + got, (size_t)(ORIGIN_HDRS_FILE_MAX - got))) > 0)
+        got += r;
+    close(fd);
+    int skipped = origin__hdrs_parse(text, (size_t)got, h);
+    if (skipped)
+        log_warn("origin: ignored lines in a .hdrs file", "file=%s lines=%d", path, skipped);
+    return 1;
+}
+
+/* ---- requests in flight ---- */
+
+static void oreq_release(struct oreq *q)
+{
+    MC_CHECK_OBJ_NOTNULL(q, OREQ_MAGIC);
+    if (!q->ended || q->busy || q->timer_open)
+        return;
+    struct oworker *w = q->w;
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        w->reqs = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    if (q->fd >= 0)
+        close(q->fd);
+    free(q->slots[0].buf);
+    free(q->slots[1].buf);
+    MC_FREE_OBJ(q);
+}
+
+static void on_latency(uv_timer_t *t);
+
+static void on_abort(struct http_exchange *x, void *arg)
+{
+    struct oreq *q = arg;
+
+    (void)x;
+    MC_CHECK_OBJ_NOTNULL(q, OREQ_MAGIC);
+    q->aborted = 1;
+    /* A request still waiting for its latency is finished on the next loop turn. */
+    if (q->waiting)
+        uv_timer_start(&q->timer, on_latency, 0, 0);
+}
+
+static struct oreq *oreq_new(struct oworker *w, struct http_exchange *x)
+{
+    struct oreq *q = mc_xcalloc(1, sizeof(*q));
+
+    MC_INIT_OBJ(q, OREQ_MAGIC);
+    q->w = w;
+    q->x = x;
+    q->fd = -1;
+    q->next = w->reqs;
+    if (w->reqs)
+        w->reqs->prev = q;
+    w->reqs = q;
+    http_x_on_abort(x, on_abort, q);
+    return q;
+}
+
+/* ---- answering ---- */
+
+static void log_req(struct http_exchange *x, int status, uint64_t bytes)
+{
+    if (log_level_get() > LOG_DEBUG)
+        return;
+    const struct http_request *r = http_x_request(x);
+    log_emit(LOG_DEBUG, "origin request",
+             "peer=%s method=%.*s path=\"%.*s\" status=%d bytes=%" PRIu64 " us=%" PRIu64,
+             http_x_peer(x), (int)r->method_str.len, r->method_str.p, (int)r->target.len,
+             r->target.p, status, bytes, units_now_us() - http_x_start_us(x));
+}
+
+/* Every answer that ends the exchange at once goes through here or fail(). */
+static void respond(struct http_exchange *x, struct oreq *q, int status, const char *headers,
+                    const void *body, size_t len)
+{
+    log_req(x, status, len);
+    http_x_respond(x, status, headers, body, len);
+    if (q) {
+        q->ended = 1;
+        oreq_release(q);
+    }
+}
+
+static void fail(struct http_exchange *x, struct oreq *q, int status, const char *msg)
+{
+    log_req(x, status, 0);
+    if (status >= 500)
+        log_warn("origin: request failed", "status=%d error=\"%s\"", status, msg);
+    http_x_error(x, status, msg);
+    if (q) {
+        q->ended = 1;
+        oreq_release(q);
+    }
+}
+
+static int errno_status(int e)
+{
+    switch (e) {
+    case -ENOENT:
+        return 404;
+    case -ENOTDIR:
+    case -EISDIR:
+    case -ELOOP:
+    case -EEXIST:
+    case -ENOTEMPTY:
+        return 409;
+    case -EACCES:
+    case -EPERM:
+    case -EXDEV: /* RESOLVE_BENEATH: a symlink pointing out of the root */
+        return 403;
+    case -ENAMETOOLONG:
+        return 414;
+    case -ENOSPC:
+    case -EDQUOT:
+        return 507;
+    default:
+        return 500;
+    }
+}
+
+/* ---- streaming a file body ---- */
+
+static void pump(struct oreq *q);
+
+static void stream_end(struct oreq *q)
+{
+    if (q->failed)
+        http_x_close_after(q->x); /* the body is short: the client must see it cut */
+    log_req(q->x, q->status, q->bytes);
+    http_x_end(q->x);
+    q->ended = 1;
+    oreq_release(q);
+}
+
+static void on_fs_read(uv_fs_t *req)
+{
+    struct oreq *q = MC_CONTAINER_OF(req, struct oreq, fs);
+    ssize_t res = req->result;
+    struct slot *s;
+
+    MC_CHECK_OBJ_NOTNULL(q, OREQ_MAGIC);
+    uv_fs_req_cleanup(req);
+    q->reading = 0;
+    q->busy--;
+    s = &q->slots[q->rd_slot];
+    if (res <= 0) {
+        /* The file shrank or failed under us: stop, the short body closes the connection. */
+        log_warn("origin: read failed while streaming", "error=\"%s\"",
+                 res < 0 ? uv_strerror((int)res) : "unexpected end of file");
+        s->st = SL_FREE;
+        q->failed = 1;
+    } else {
+        s->len = (size_t)res;
+        s->st = SL_FULL;
+        q->rd_off += (uint64_t)res;
+        q->rd_left -= (uint64_t)res;
+        q->rd_slot ^= 1;
+    }
+    pump(q);
+}
+
+static void on_written(void *arg)
+{
+    struct oreq *q = arg;
+    struct slot *s;
+
+    MC_CHECK_OBJ_NOTNULL(q, OREQ_MAGIC);
+    s = &q->slots[q->wr_slot];
+    q->writing = 0;
+    q->busy--;
+    q->wr_left -= s->len;
+    q->bytes += s->len;
+    s->st = SL_FREE;
+    q->wr_slot ^= 1;
+    pump(q);
+}
+
+/* One read and one write in flight at most, over two buffers: the next piece is read
+ * from disk while the previous one is being written to the socket. */
+static void pump(struct oreq *q)
+{
+    struct slot *s;
+    int e;
+
+    if (!q->aborted && !q->failed && !q->writing && q->slots[q->wr_slot].st == SL_FULL) {
+        s = &q->slots[q->wr_slot];
+        s->st = SL_WRITING;
+        q->writing = 1;
+        q->busy++;
+        e = http_x_write(q->x, s->buf, s->len, on_written, q);
+        if (e) {
+            q->writing = 0;
+            q->busy--;
+            s->st = SL_FULL;
+            q->aborted = 1;
+        }
+    }
+    if (!q->aborted && !q->failed && !q->reading && q->rd_left &&
+        q->slots[q->rd_slot].st == SL_FREE) {
+        s = &q->slots[q->rd_slot];
+        uv_buf_t b = uv_buf_init(s->buf, (unsigned)MC_MIN(q->rd_left, (uint64_t)STREAM_CHUNK));
+        s->st = SL_READING;
+        q->reading = 1;
+        q->busy++;
+        e = uv_fs_read(q->w->loop, &q->fs, q->fd, &b, 1, (int64_t)q->rd_off, on_fs_read);
+        if (e) {
+            log_warn("origin: cannot queue a read", "error=\"%s\"", uv_strerror(e));
+            q->reading = 0;
+            q->busy--;
+            s->st = SL_FREE;
+            q->failed = 1;
+        }
+    }
+    if (q->reading || q->writing || q->ended)
+        return;
+    if (q->aborted || q->failed || q->wr_left == 0)
+        stream_end(q);
+}
+
+/* Sends [off, off+len) of fd after a head already given to http_x_start(). Takes fd. */
+static void stream_start(struct oreq *q, int fd, int status, uint64_t off, uint64_t len)
+{
+    size_t chunk = (size_t)MC_MIN(len, (uint64_t)STREAM_CHUNK);
+
+    q->fd = fd;
+    q->status = status;
+    q->rd_off = off;
+    q->rd_left = q->wr_left = len;
+    /* Payload memory: when it cannot be had, the response is cut short (and logged). */
+    q->slots[0].buf = malloc(chunk);
+    q->slots[1].buf = malloc(chunk);
+    if (!q->slots[0].buf || !q->slots[1].buf) {
+        log_warn("origin: no memory for a stream buffer", "bytes=%zu", chunk);
+        q->failed = 1;
+    }
+    pump(q);
+}
+
+/* ---- GET / HEAD ---- */
+
+static void serve_file(struct oworker *w, struct http_exchange *x, struct oreq *q)
+{
+    const struct http_request *r = http_x_request(x);
+    struct origin *o = w->o;
+    char rel[PATH_MAX - 32], hdrs_text[ORIGIN_HDRS_FILE_MAX];
+    char etag[64], lmod[32], crange[96];
+    struct origin_hdrs ov;
+    struct stat st;
+    int fd, e, have_hdrs, status;
+    uint64_t first = 0, len;
+
+    e = origin__path_clean(r->path.p, r->path.len, rel, sizeof(rel));
+    if (e) {
+        fail(x, q, e == -ENAMETOOLONG ? 414 : 400, "invalid path");
+        return;
+    }
+    if (origin__path_hidden(rel)) {
+        fail(x, q, 404, "not found");
+        return;
+    }
+    fd = open_beneath(o, o->rootfd, rel, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        int ifd = open_beneath(o, fd, "index.html", O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        close(fd);
+        fd = ifd;
+        if (fd >= 0) {
+            size_t l = strlen(rel);
+            snprintf(rel + l, sizeof(rel) - l, "%sindex.html", l ? "/" : "");
+        }
+        if (fd >= 0 && fstat(fd, &st) != 0) {
+            close(fd);
+            fd = -EIO;
+        }
+    } else if (fd >= 0 && fstat(fd, &st) != 0) {
+        close(fd);
+        fd = -EIO;
+    }
+    if (fd >= 0 && !S_ISREG(st.st_mode)) {
+        close(fd);
+        fd = -ENOENT;
+    }
+    have_hdrs = read_hdrs(w, rel, hdrs_text, &ov);
+    if (fd < 0) {
+        if (have_hdrs) {
+            /* A .hdrs file without its body: an empty response with those headers (for
+             * redirects and cacheable errors). */
+            const char *const defs[][2] = {{"Cache-Control", o->cache_control}};
+            buf_reset(&w->hdr);
+            origin__headers_build(&w->hdr, defs, MC_ARRAY_SIZE(defs), &ov);
+            respond(x, q, ov.status ? ov.status : 200, w->hdr.data, "", 0);
+            return;
+        }
+        if (fd != -ENOENT && fd != -ENOTDIR)
+            log_warn("origin: cannot open", "path=\"%s\" error=\"%s\"", rel, uv_strerror(fd));
+        /* Whatever is not a readable file here is "not found", symlinks out included. */
+        int st_code = errno_status(fd);
+        if (st_code == 409 || fd == -EXDEV)
+            st_code = 404;
+        fail(x, q, st_code, st_code == 404 ? "not found" : uv_strerror(fd));
+        return;
+    }
+
+    int64_t mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    size_t elen = origin__etag(etag, (uint64_t)st.st_size, mtime_ns, (uint64_t)st.st_ino);
+    int64_t lm = (int64_t)st.st_mtim.tv_sec;
+    http_date_format(lm, lmod);
+    const char *const defs[][2] = {
+        {"Content-Type", origin__content_type(rel)},
+        {"Cache-Control", o->cache_control},
+        {"ETag", etag},
+        {"Last-Modified", lmod},
+        {"Accept-Ranges", "bytes"},
+    };
+    const struct origin_hdrs *over = have_hdrs ? &ov : NULL;
+    /* Validators overridden by .hdrs are the ones conditional requests are checked against. */
+    const struct origin_hdr *oh;
+    const char *et = etag;
+    if ((oh = origin__hdrs_find(over, "ETag")) != NULL) {
+        et = oh->value;
+        elen = oh->vlen;
+    }
+    if ((oh = origin__hdrs_find(over, "Last-Modified")) != NULL &&
+        http_date_parse(oh->value, oh->vlen, &lm) != 0)
+        lm = -1;
+
+    buf_reset(&w->hdr);
+    origin__headers_build(&w->hdr, defs, MC_ARRAY_SIZE(defs), over);
+    status = have_hdrs && ov.status ? ov.status : 200;
+    len = (uint64_t)st.st_size;
+
+    if (status == 200) {
+        int c = http_cache_conditional(r, et, elen, lm);
+        if (c == 304) {
+            close(fd);
+            respond(x, q, 304, w->hdr.data, NULL, 0);
+            return;
+        }
+        if (c == 412) {
+            close(fd);
+            fail(x, q, 412, "precondition failed");
+            return;
+        }
+        const struct http_header *rh = http_request_header(r, "Range");
+        const struct http_header *ir = http_request_header(r, "If-Range");
+        if (rh && r->method == HTTP_M_GET &&
+            (!ir || origin__if_range_ok(ir->value.p, ir->value.len, et, elen, lm))) {
+            uint64_t last = 0;
+            int rr = http_range_parse(rh->value.p, rh->value.len, len, &first, &last);
+            if (rr == -416) {
+                close(fd);
+                snprintf(crange, sizeof(crange), "bytes */%" PRIu64, len);
+                buf_reset(&w->hdr);
+                buf_printf(&w->hdr,
+                           "Content-Type: application/json\r\nContent-Range: %s\r\n"
+                           "Cache-Control: %s\r\n",
+                           crange, o->cache_control);
+                static const char msg[] = "{\"error\":\"range not satisfiable\",\"status\":416}\n";
+                respond(x, q, 416, w->hdr.data, msg, sizeof(msg) - 1);
+                return;
+            }
+            if (rr == 1) {
+                status = 206;
+                snprintf(crange, sizeof(crange), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
+                         first, last, len);
+                buf_printf(&w->hdr, "Content-Range: %s\r\n", crange);
+                len = last - first + 1;
+            }
+        }
+    }
+
+    if (r->method == HTTP_M_HEAD || status < 200 || status == 204 || status == 304) {
+        close(fd);
+        respond(x, q, status, w->hdr.data, NULL, len);
+        return;
+    }
+    if (len <= SMALL_BODY) {
+        ssize_t got = 0, n;
+        while ((uint64_t)got < len &&
+               (n = pread(fd, w->small + got, (size_t)len - (size_t)got,
+                          (off_t)(first + (uint64_t)got))) > 0)
+            got += n;
+        close(fd);
+        if ((uint64_t)got != len) {
+            fail(x, q, 500, "short read");
+            return;
+        }
+        respond(x, q, status, w->hdr.data, w->small, (size_t)len);
+        return;
+    }
+    if (!q)
+        q = oreq_new(w, x);
+    http_x_start(x, status, w->hdr.data, (int64_t)len);
+    stream_start(q, fd, status, first, len);
+}
+
+/* ---- PUT / DELETE ---- */
+
+static void put_work(uv_work_t *req)
+{
+    struct oreq *q = MC_CONTAINER_OF(req, struct oreq, work);
+    const struct origin *o = q->w->o;
+    static _Atomic unsigned long seq;
+    char tmp[64];
+    const char *base;
+    struct stat st;
+    int dfd, fd = -1, e = 0;
+
+    dfd = open_parent(o, q->rel, 1, &base);
+    if (dfd < 0) {
+        q->put_err = dfd;
+        return;
+    }
+    snprintf(tmp, sizeof(tmp), ".mlcdn-put-%ld-%lu", (long)getpid(), atomic_fetch_add(&seq, 1));
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        e = -errno;
+        goto out;
+    }
+    for (size_t off = 0; off < q->body_len;) {
+        ssize_t n = write(fd, q->body + off, q->body_len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            e = n < 0 ? -errno : -EIO;
+            goto out;
+        }
+        off += (size_t)n;
+    }
+    if (fstat(fd, &st) != 0) {
+        e = -errno;
+        goto out;
+    }
+    q->put_created = fstatat(dfd, base, &(struct stat){0}, AT_SYMLINK_NOFOLLOW) != 0;
+    /* rename(2) is atomic: readers see the old file or the new one, never a partial one. */
+    if (renameat(dfd, tmp, dfd, base) != 0) {
+        e = -errno;
+        goto out;
+    }
+    origin__etag(q->etag, (uint64_t)st.st_size,
+                 (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+                 (uint64_t)st.st_ino);
+out:
+    if (fd >= 0) {
+        close(fd);
+        if (e)
+            unlinkat(dfd, tmp, 0);
+    }
+    close(dfd);
+    q->put_err = e;
+}
+
+static void put_done(uv_work_t *req, int status)
+{
+    struct oreq *q = MC_CONTAINER_OF(req, struct oreq, work);
+    struct oworker *w = q->w;
+    struct buf b;
+    char head[128];
+
+    MC_CHECK_OBJ_NOTNULL(q, OREQ_MAGIC);
+    q->busy--;
+    if (status == UV_ECANCELED)
+        q->put_err = -ECANCELED;
+    if (q->put_err) {
+        log_warn("origin: PUT failed", "path=\"%s\" error=\"%s\"", q->rel,
+                 uv_strerror(q->put_err));
+        fail(q->x, q, errno_status(q->put_err), uv_strerror(q->put_err));
+        return;
+    }
+    buf_init(&b, 64 * 1024);
+    buf_puts(&b, "{\"path\": \"/");
+    origin__json_str(&b, q->rel, strlen(q->rel));
+    buf_printf(&b, "\", \"size\": %zu, \"etag\": \"", q->body_len);
+    origin__json_str(&b, q->etag, strlen(q->etag));
+    buf_puts(&b, "\"}\n");
+    snprintf(head, sizeof(head), "Content-Type: application/json\r\nETag: %s\r\n", q->etag);
+    (void)w;
+    respond(q->x, q, q->put_created ? 201 : 200, head, b.data, b.len);
+    buf_fini(&b);
+}
+
+static int clean_for_write(struct http_exchange *x, struct oreq *q, char *rel, size_t cap)
+{
+    const struct http_request *r = http_x_request(x);
+    int e = origin__path_clean(r->path.p, r->path.len, rel, cap);
+
+    if (e) {
+        fail(x, q, e == -ENAMETOOLONG ? 414 : 400, "invalid path");
+        return e;
+    }
+    /* .hdrs files may be written (tests set headers remotely); temporary names may not. */
+    if (!*rel || (origin__path_hidden(rel) && strstr(rel, ".mlcdn-"))) {
+        fail(x, q, 400, "not a file path");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void put_file(struct oworker *w, struct http_exchange *x, struct oreq *q)
+{
+    char rel[PATH_MAX - 32];
+    int e;
+
+    if (clean_for_write(x, q, rel, sizeof(rel)))
+        return;
+    if (!q)
+        q = oreq_new(w, x);
+    memcpy(q->rel, rel, strlen(rel) + 1);
+    q->body = http_x_body(x, &q->body_len);
+    q->busy++;
+    e = uv_queue_work(w->loop, &q->work, put_work, put_done);
+    if (e) {
+        q->busy--;
+        fail(x, q, 500, uv_strerror(e));
+    }
+}
+
+static void delete_file(struct oworker *w, struct http_exchange *x, struct oreq *q)
+{
+    char rel[PATH_MAX - 32];
+    const char *base;
+    int dfd, e = 0;
+
+    if (clean_for_write(x, q, rel, sizeof(rel)))
+        return;
+    dfd = open_parent(w->o, rel, 0, &base);
+    if (dfd < 0)
+        e = dfd;
+    else if (unlinkat(dfd, base, 0) != 0)
+        e = -errno;
+    if (dfd >= 0)
+        close(dfd);
+    if (e) {
+        fail(x, q, errno_status(e), e == -ENOENT || e == -ENOTDIR ? "not found" : uv_strerror(e));
+        return;
+    }
+    respond(x, q, 204, NULL, NULL, 0);
+}
+
+/* ---- other methods: a JSON echo, so the edge's forwarding can be checked ---- */
+
+static void echo(struct oworker *w, struct http_exchange *x, struct oreq *q)
+{
+    const struct http_request *r = http_x_request(x);
+    const struct http_header *ct = http_request_header(r, "Content-Type");
+    size_t blen;
+    struct buf b;
+
+    (void)http_x_body(x, &blen);
+    buf_init(&b, 64 * 1024);
+    buf_puts(&b, "{\"method\": \"");
+    origin__json_str(&b, r->method_str.p, r->method_str.len);
+    buf_puts(&b, "\", \"path\": \"");
+    origin__json_str(&b, r->path.p, r->path.len);
+    buf_puts(&b, "\", \"query\": \"");
+    origin__json_str(&b, r->query.p, r->query.len);
+    buf_puts(&b, "\", \"content_type\": \"");
+    if (ct)
+        origin__json_str(&b, ct->value.p, ct->value.len);
+    buf_printf(&b, "\", \"body_len\": %zu}\n", blen);
+    buf_reset(&w->hdr);
+    buf_printf(&w->hdr, "Content-Type: application/json\r\nCache-Control: %s\r\n",
+               w->o->cache_control);
+    respond(x, q, 200, w->hdr.data, b.data, b.len);
+    buf_fini(&b);
+}
+
+static void process(struct oworker *w, struct http_exchange *x, struct oreq *q)
+{
+    switch (http_x_request(x)->method) {
+    case HTTP_M_GET:
+    case HTTP_M_HEAD:
+        serve_file(w, x, q);
+        break;
+    case HTTP_M_PUT:
+        put_file(w, x, q);
+        break;
+    case HTTP_M_DELETE:
+        delete_file(w, x, q);
+        break;
+    default:
+        echo(w, x, q);
+        break;
+    }
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct oreq *q = h->data;
+
+    MC_CHECK_OBJ_NOTNULL(q, OREQ_MAGIC);
+    q->timer_open = 0;
+    oreq_release(q);
+}
+
+static void on_latency(uv_timer_t *t)
+{
+    struct oreq *q = t->data;
+
+    MC_CHECK_OBJ_NOTNULL(q, OREQ_MAGIC);
+    q->waiting = 0;
+    uv_close((uv_handle_t *)&q->timer, on_timer_closed);
+    if (q->aborted)
+        fail(q->x, q, 503, "client went away"); /* nothing is sent; this ends the exchange */
+    else
+        process(q->w, q->x, q);
+}
+
+/* ---- the handler ---- */
+
+static void answer_stats(struct oworker *w, struct http_exchange *x)
+{
+    struct buf b;
+
+    buf_init(&b, SIZE_MAX);
+    origin__stats_json(w->o->stats, w->o->nworkers, &b);
+    respond(x, NULL, 200, "Content-Type: application/json\r\nCache-Control: no-store\r\n", b.data,
+            b.len);
+    buf_fini(&b);
+}
+
+static void on_request(struct http_exchange *x, void *arg)
+{
+    struct oworker *w = http_x_worker(x);
+    const struct http_request *r = http_x_request(x);
+    uint64_t latency;
+
+    (void)arg;
+    MC_CHECK_OBJ_NOTNULL(w, OWORKER_MAGIC);
+    /* Control endpoints are not counted: tests read the counters through them. */
+    if (r->path.len > 3 && memcmp(r->path.p, "/__", 3) == 0) {
+        if (http_str_ieq(r->path, "/__stats")) {
+            if (r->method == HTTP_M_GET || r->method == HTTP_M_HEAD)
+                answer_stats(w, x);
+            else
+                fail(x, NULL, 405, "use GET");
+            return;
+        }
+        if (http_str_ieq(r->path, "/__reset")) {
+            if (r->method != HTTP_M_POST) {
+                fail(x, NULL, 405, "use POST");
+                return;
+            }
+            for (unsigned k = 0; k < w->o->nworkers; k++)
+                origin__stats_reset(&w->o->stats[k]);
+            respond(x, NULL, 200, "Content-Type: application/json\r\nCache-Control: no-store\r\n",
+                    "{\"reset\": true}\n", 16);
+            return;
+        }
+        if (http_str_ieq(r->path, "/__health")) {
+            respond(x, NULL, 200, "Content-Type: text/plain\r\nCache-Control: no-store\r\n",
+                    "ok\n", 3);
+            return;
+        }
+    }
+    origin__stats_add(&w->o->stats[w->idx], r->method_str.p, r->method_str.len, r->path.p,
+                      r->path.len);
+
+    latency = w->o->latency_ms;
+    const struct http_header *lh = http_request_header(r, "X-Origin-Latency");
+    if (lh && origin__latency_parse(lh->value.p, lh->value.len, &latency) != 0) {
+        fail(x, NULL, 400, "invalid X-Origin-Latency (milliseconds, at most 600000)");
+        return;
+    }
+    if (latency == 0) {
+        process(w, x, NULL);
+        return;
+    }
+    /* The stand-in for a far-away origin: the whole answer waits, the loop does not. */
+    struct oreq *q = oreq_new(w, x);
+    uv_timer_init(w->loop, &q->timer);
+    q->timer.data = q;
+    q->timer_open = 1;
+    q->waiting = 1;
+    uv_timer_start(&q->timer, on_latency, latency, 0);
+}
+
+/* ---- worker loops ---- */
+
+static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
+{
+    struct origin *o = arg;
+    struct oworker *w = mc_xcalloc(1, sizeof(*w));
+
+    MC_INIT_OBJ(w, OWORKER_MAGIC);
+    w->o = o;
+    w->idx = idx;
+    w->loop = loop;
+    buf_init(&w->hdr, HDR_BUF_CAP);
+    w->small = mc_xmalloc(SMALL_BODY);
+    o->workers[idx] = w;
+    return w;
+}
+
+/* The grace period is over: requests still waiting for their latency end now (their
+ * connections are closed already); streams and PUTs end when their I/O returns. */
+static void loop_fini(uv_loop_t *loop, void *data, void *arg)
+{
+    struct oworker *w = data;
+    struct oreq *q, *next;
+
+    (void)loop;
+    (void)arg;
+    MC_CHECK_OBJ_NOTNULL(w, OWORKER_MAGIC);
+    for (q = w->reqs; q; q = next) {
+        next = q->next;
+        if (q->waiting) {
+            q->waiting = 0;
+            uv_timer_stop(&q->timer);
+            uv_close((uv_handle_t *)&q->timer, on_timer_closed);
+            fail(q->x, q, 503, "shutting down");
+        }
+    }
+}
+
+static void oworker_free(struct oworker *w)
+{
+    if (!w)
+        return;
+    MC_CHECK_OBJ(w, OWORKER_MAGIC);
+    MC_ASSERT(w->reqs == NULL);
+    buf_fini(&w->hdr);
+    free(w->small);
+    MC_FREE_OBJ(w);
+}
+
+/* ---- the subcommand ---- */
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    uv_handle_t **hs = sig->data;
+
+    log_info("origin: stopping", "signal=%d", signum);
+    uv_close(hs[0], NULL);
+    uv_close(hs[1], NULL);
+}
+
+static void usage(void)
+{
+    printf("mlcdn origin: reference origin serving the files under --root (docs/origin.md)\n");
+}
+
+int origin_main(int argc, char **argv)
+{
+    const char *listen = "127.0.0.1:8081", *root = NULL, *latency_s = "0";
+    const char *cache_control = "public, max-age=3600", *log_level = "info";
+    long threads = 1;
+    uint64_t max_body = 256ull << 20;
+    const struct conf_opt opts[] = {
+        {"listen", CONF_STR, &listen, "ADDR:PORT to listen on (port 0: any free port)"},
+        {"root", CONF_STR, &root, "directory to serve (required)"},
+        {"latency", CONF_STR, &latency_s, "added before each answer: MS, or 250ms, 1s"},
+        {"cache-control", CONF_STR, &cache_control, "Cache-Control of served files"},
+        {"threads", CONF_INT, &threads, "worker threads (default 1)"},
+        {"max-body", CONF_SIZE, &max_body, "largest request body (PUT), default 256M"},
+        {"log-level", CONF_STR, &log_level, "debug (one line per request), info, warn, error"},
+    };
+    struct conf conf;
+    struct origin o;
+    struct http_server_cfg cfg;
+    struct http_server *srv = NULL;
+    char err[512];
+    int rc = 1;
+
+    memset(&o, 0, sizeof(o));
+    o.rootfd = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage();
+            conf_usage("origin", "--root DIR [--listen ADDR:PORT] [options]", opts,
+                       MC_ARRAY_SIZE(opts));
+            return 0;
+        }
+    }
+    if (conf_parse(&conf, opts, MC_ARRAY_SIZE(opts), argc, argv, 0, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn origin: %s\n", err);
+        conf_fini(&conf);
+        return 2;
+    }
+    if (log_level_set_name(log_level) != 0) {
+        fprintf(stderr, "mlcdn origin: --log-level: '%s' is not a level\n", log_level);
+        rc = 2;
+        goto out;
+    }
+    if (!root) {
+        fprintf(stderr, "mlcdn origin: --root DIR is required\n");
+        rc = 2;
+        goto out;
+    }
+    if (origin__latency_parse(latency_s, strlen(latency_s), &o.latency_ms) != 0) {
+        fprintf(stderr, "mlcdn origin: --latency: '%s' is not a latency (MS, 250ms, 1s)\n",
+                latency_s);
+        rc = 2;
+        goto out;
+    }
+    if (threads < 1 || threads > 1024) {
+        fprintf(stderr, "mlcdn origin: --threads: %ld is not between 1 and 1024\n", threads);
+        rc = 2;
+        goto out;
+    }
+    for (const char *p = cache_control; *p; p++) {
+        if ((unsigned char)*p < 0x20 && *p != '\t') {
+            fprintf(stderr, "mlcdn origin: --cache-control: control characters\n");
+            rc = 2;
+            goto out;
+        }
+    }
+    o.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (o.rootfd < 0) {
+        fprintf(stderr, "mlcdn origin: --root %s: %s\n", root, strerror(errno));
+        goto out;
+    }
+    MC_INIT_OBJ(&o, ORIGIN_MAGIC);
+#ifdef SYS_openat2
+    {
+        struct open_how how;
+        memset(&how, 0, sizeof(how));
+        how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+        how.resolve = RESOLVE_BENEATH;
+        int fd = (int)syscall(SYS_openat2, o.rootfd, ".", &how, sizeof(how));
+        if (fd >= 0) {
+            o.has_openat2 = 1;
+            close(fd);
+        } else {
+            log_warn("origin: openat2 unavailable; symlinks may lead out of --root",
+                     "error=\"%s\"", strerror(errno));
+        }
+    }
+#endif
+    o.cache_control = cache_control;
+    o.nworkers = (unsigned)threads;
+    o.stats = mc_xcalloc(o.nworkers, sizeof(*o.stats));
+    o.workers = mc_xcalloc(o.nworkers, sizeof(*o.workers));
+    for (unsigned k = 0; k < o.nworkers; k++)
+        origin__stats_init(&o.stats[k]);
+
+    /* A client that goes away must not kill the process: writes then fail with EPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+
+    http_server_cfg_default(&cfg);
+    cfg.threads = o.nworkers;
+    cfg.limits.max_body = max_body;
+    cfg.listeners[0].addr = listen;
+    cfg.listeners[0].handler = on_request;
+    cfg.listeners[0].arg = &o;
+    cfg.listeners[0].name = "origin";
+    cfg.nlisteners = 1;
+    cfg.loop_init = loop_init;
+    cfg.loop_fini = loop_fini;
+    cfg.loop_arg = &o;
+
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_handle_t *sigs[2] = {(uv_handle_t *)&sigterm, (uv_handle_t *)&sigint};
+    uv_loop_init(&loop);
+    uv_signal_init(&loop, &sigterm);
+    uv_signal_init(&loop, &sigint);
+    sigterm.data = sigint.data = sigs;
+    /* Signal handlers first, so a SIGTERM right after the ready line is never lost. */
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+
+    if (http_server_start(&cfg, &srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn origin: %s\n", err);
+        uv_close(sigs[0], NULL);
+        uv_close(sigs[1], NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        goto out_stats;
+    }
+    {
+        /* The URL names the address as given (0.0.0.0 for ":PORT") and the bound port. */
+        const char *colon = strrchr(listen, ':');
+        int hl = colon ? (int)(colon - listen) : 0;
+        printf("origin listening on http://%.*s:%d\n", hl ? hl : 7, hl ? listen : "0.0.0.0",
+               http_server_port(srv, 0));
+        fflush(stdout);
+    }
+    log_info("origin: serving", "root=\"%s\" listen=%s threads=%u latency_ms=%" PRIu64, root,
+             listen, o.nworkers, o.latency_ms);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    http_server_stop(srv, 5000);
+    http_server_free(&srv);
+    rc = 0;
+out_stats:
+    for (unsigned k = 0; k < o.nworkers; k++) {
+        oworker_free(o.workers[k]);
+        origin__stats_fini(&o.stats[k]);
+    }
+    free(o.workers);
+    free(o.stats);
+out:
+    if (o.rootfd >= 0)
+        close(o.rootfd);
+    conf_fini(&conf);
+    return rc;
+}
