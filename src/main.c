@@ -4,6 +4,11 @@
 #include <string.h>
 
 #include "core/mc.h"
+#include "edge/edge.h"
+#include "infer/infer.h"
+#include "origin/origin.h"
+#include "plan/plan.h"
+#include "router/router.h"
 
 struct subcmd {
     const char *name;
@@ -13,6 +18,11 @@ struct subcmd {
 
 static const struct subcmd subcmds[] = {
     /* one line per subcommand; keep in the order of the README */
+    {"edge", edge_main, "HTTP reverse-proxy cache for ML assets and API responses"},
+    {"origin", origin_main, "reference origin: assets, slow responses, model store"},
+    {"router", router_main, "GeoDNS and HTTP router to the best healthy edge"},
+    {"cachesim", cachesim_main, "replay a trace through the edge's eviction policies"},
+    {"infer", infer_cli_main, "run or benchmark an ONNX model with the edge's engine"},
 };
 
 static void usage(FILE *f)

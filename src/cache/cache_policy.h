@@ -1,0 +1,82 @@
+/* src/cache/cache_policy.h: the eviction-policy interface shared by every store.
+ *
+ * L1 (memory), L2 (disk), the prediction cache and `mlcdn cachesim` all drive the same
+ * policy code through these calls, so a simulation replays exactly what the edge runs.
+ * A store embeds one struct cache_pnode in each of its objects and finds its object
+ * from a node with MC_CONTAINER_OF; the policy never allocates per object (ghost and
+ * frequency state it keeps are bounded by the capacity).
+ *
+ * Locking: one policy instance per store shard. cache_policy_hit() may run concurrently
+ * with other hits on the same instance (it only touches the node, with atomics);
+ * every other call needs the shard's lock held by the caller.
+ *
+ * Sizes: the store chooses the unit. L1/L2 charge bytes (object size + overhead);
+ * the prediction cache and `cachesim --by-objects` charge 1 per entry. */
+#ifndef MLCDN_CACHE_CACHE_POLICY_H
+#define MLCDN_CACHE_CACHE_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per-object policy metadata, embedded in the store's object. Its layout is private to
+ * the policies; its size is at most 48 bytes (checked by a static assertion). */
+struct cache_pnode {
+    uint64_t opaque[6];
+};
+
+struct cache_policy; /* opaque; cache_policy_new() / cache_policy_free() */
+
+enum cache_policy_admit {
+    CACHE_POLICY_ADMITTED = 0,
+    CACHE_POLICY_REJECTED = 1, /* not stored: the caller drops the object (serves it uncached) */
+};
+
+/* Creates a policy by name ("lru", "fifo", "sieve", "s3fifo", "default", ...) with a
+ * capacity in the store's unit. Returns 0, or -EINVAL for an unknown name (then *out is
+ * untouched). The caller owns the policy and frees it with cache_policy_free(), after
+ * removing or abandoning every node. */
+int cache_policy_new(const char *name, uint64_t capacity, struct cache_policy **out);
+void cache_policy_free(struct cache_policy **p);
+
+/* The names cache_policy_new() accepts, NULL-terminated (static storage). */
+const char *const *cache_policy_names(void);
+const char *cache_policy_name(const struct cache_policy *p);
+
+/* Offers a new object of `size` units whose key hashes to `hash` (the policy keeps hashes
+ * for ghost/frequency state). On CACHE_POLICY_ADMITTED the node is linked and counted in
+ * cache_policy_used(); the caller must then drain cache_policy_victim() until it returns
+ * NULL (the victim may be the new node itself). On REJECTED the node is untouched. */
+enum cache_policy_admit cache_policy_insert(struct cache_policy *p, struct cache_pnode *n,
+                                            uint64_t hash, uint64_t size);
+
+/* A hit on a resident node. Constant time; safe concurrently with other hits. */
+void cache_policy_hit(struct cache_policy *p, struct cache_pnode *n);
+
+/* Next node to evict while the policy is over capacity, already unlinked and uncounted;
+ * NULL once within capacity. The caller removes the object from its index and drops it. */
+struct cache_pnode *cache_policy_victim(struct cache_policy *p);
+
+/* Unlinks a resident node the store drops on its own (purge, expiry, replacement). */
+void cache_policy_remove(struct cache_policy *p, struct cache_pnode *n);
+
+/* Changes the capacity (e.g. a disk that fills up); drain victims afterwards. */
+void cache_policy_set_capacity(struct cache_policy *p, uint64_t capacity);
+uint64_t cache_policy_capacity(const struct cache_policy *p);
+uint64_t cache_policy_used(const struct cache_policy *p);
+uint64_t cache_policy_count(const struct cache_policy *p);
+
+/* Additions (issue 7). */
+
+/* 1 if cache_policy_hit() may run concurrently with other hits (every policy but "lru",
+ * whose hit reorders its list: a store using "lru" must hold its lock exclusively). */
+int cache_policy_hit_concurrent(const struct cache_policy *p);
+
+/* Size-aware admission: cache_policy_insert() refuses an object larger than `max_units`
+ * (0 = the capacity, the default). Stores whose objects vary in size (L2, the Redis tier)
+ * set a fraction of their capacity, so one giant object cannot flush many small hot ones;
+ * see docs/internals/eviction.md. Policies may refuse more (e.g. a first-seen object
+ * larger than their probation queue). */
+void cache_policy_set_max_object(struct cache_policy *p, uint64_t max_units);
+uint64_t cache_policy_max_object(const struct cache_policy *p);
+
+#endif

@@ -1,0 +1,52 @@
+/* src/edge/edge.h: the mlcdn edge: an HTTP/1.1 reverse-proxy cache in front of origins.
+ *
+ * `mlcdn edge` parses its flags into a struct edge_cfg and runs edge_start(); `mlcdn run`
+ * starts edges the same way. The edge owns its L1 store, its worker loops (shared with
+ * the admin listener) and every in-flight origin fetch. */
+#ifndef MLCDN_EDGE_EDGE_H
+#define MLCDN_EDGE_EDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct edge; /* opaque; edge_start() / edge_stop() */
+
+#define EDGE_MAX_ORIGINS 8
+
+struct edge_cfg {
+    const char *listen;          /* public listener, "127.0.0.1:8080" */
+    const char *admin;           /* admin listener, default "127.0.0.1:0"; "" disables it */
+    const char *origins[EDGE_MAX_ORIGINS]; /* base URLs, tried in order for idempotent requests */
+    size_t norigins;
+    const char *region;
+    uint64_t mem;                /* L1 budget, bytes */
+    const char *policy;          /* eviction policy name */
+    unsigned threads;
+    const char *admin_token;     /* NULL: PURGE is refused (no token configured) */
+    uint64_t connect_timeout_ms;
+    uint64_t first_byte_timeout_ms;
+    uint64_t origin_timeout_ms;  /* whole transfer */
+    int64_t heuristic_max_s;     /* cap on heuristic freshness */
+    int64_t stale_if_error_s;    /* default stale-if-error window, -1 none */
+    uint64_t max_body;           /* request body limit */
+    uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms;
+    const char *const *ignore_params;
+    size_t n_ignore;
+};
+
+/* Fills the defaults (listen 127.0.0.1:8080, admin 127.0.0.1:0, 256 MiB, 1 thread...). */
+void edge_cfg_default(struct edge_cfg *cfg);
+
+/* Starts the edge. Returns 0 and the edge in *out, or a negative errno with a message in
+ * err naming the flag or address at fault. */
+int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t errlen);
+/* Ports actually bound (useful with port 0). */
+int edge_port(const struct edge *e);
+int edge_admin_port(const struct edge *e);
+/* Graceful stop (stop accepting, finish in-flight requests for up to grace_ms) and free. */
+void edge_stop(struct edge **e, uint64_t grace_ms);
+
+/* `mlcdn edge ...` */
+int edge_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,203 @@
+/* src/edge/edge_admin.c: the admin listener (GET /health, GET /metrics, PURGE) and the
+ * edge's metric series. */
+#include <errno.h>
+#include <stdio.h>
+#include <strings.h>
+#include <sys/resource.h>
+
+#include "cache/cache_key.h"
+#include "core/mc.h"
+#include "core/units.h"
+#include "edge/edge_int.h"
+
+static double l1_bytes_read(void *arg)
+{
+    return (double)l1_bytes(((struct edge *)arg)->l1);
+}
+
+static double l1_objects_read(void *arg)
+{
+    return (double)l1_objects(((struct edge *)arg)->l1);
+}
+
+static double conns_read(void *arg)
+{
+    struct edge *e = arg;
+    return e->srv ? (double)http_server_active_conns(e->srv) : 0;
+}
+
+void edge_metrics_init(struct edge *e)
+{
+    static const char *const xc[] = {"HIT", "MISS", "STALE", "BYPASS"};
+    static const char *const lv[] = {"L1", "ORIGIN"};
+    char labels[128];
+
+    for (int i = 0; i < EDGE_XC__N; i++) {
+        for (int j = 0; j < EDGE_LV__N; j++) {
+            snprintf(labels, sizeof(labels), "cache=\"%s\",level=\"%s\"", xc[i], lv[j]);
+            e->m.req[i][j] = metrics_counter("mlcdn_edge_requests_total",
+                                             "Requests answered, by cache status and tier",
+                                             labels);
+        }
+    }
+    for (int j = 0; j < EDGE_LV__N; j++) {
+        snprintf(labels, sizeof(labels), "level=\"%s\"", lv[j]);
+        e->m.latency[j] = metrics_hist("mlcdn_edge_request_duration_seconds",
+                                       "Time from request head to response start, by tier",
+                                       labels, 1e6, 16, 60000000);
+    }
+    for (int k = 1; k <= 5; k++) {
+        snprintf(labels, sizeof(labels), "class=\"%dxx\"", k);
+        e->m.status[k] = metrics_counter("mlcdn_edge_responses_total",
+                                         "Responses by status class", labels);
+    }
+    e->m.bytes_served = metrics_counter("mlcdn_edge_bytes_served_total",
+                                        "Body bytes sent to clients", NULL);
+    e->m.bytes_origin = metrics_counter("mlcdn_edge_bytes_from_origin_total",
+                                        "Body bytes received from origins", NULL);
+    e->m.origin_requests = metrics_counter("mlcdn_edge_origin_requests_total",
+                                           "Requests sent to origins", NULL);
+    e->m.origin_errors = metrics_counter("mlcdn_edge_origin_errors_total",
+                                         "Origin transfers that failed", NULL);
+    e->m.coalesced = metrics_counter("mlcdn_edge_coalesced_total",
+                                     "Requests that waited for another request's origin fetch",
+                                     NULL);
+    e->m.revalidations = metrics_counter("mlcdn_edge_revalidations_total",
+                                         "Stale objects refreshed by a 304", NULL);
+    e->m.purged = metrics_counter("mlcdn_edge_purged_objects_total", "Objects dropped by PURGE",
+                                  NULL);
+    e->m.stored = metrics_counter("mlcdn_edge_stored_total", "Responses stored in L1", NULL);
+    e->m.not_stored = metrics_counter("mlcdn_edge_not_stored_total",
+                                      "Responses not stored (uncacheable or refused)", NULL);
+    metrics_gauge_fn("mlcdn_edge_l1_bytes", "Bytes charged to L1", NULL, l1_bytes_read, e);
+    metrics_gauge_fn("mlcdn_edge_l1_objects", "Objects in L1", NULL, l1_objects_read, e);
+    metrics_gauge_fn("mlcdn_edge_connections", "Open client connections", NULL, conns_read, e);
+}
+
+/* Share of the workers' CPU used since the previous sample (at most one sample per 250 ms,
+ * so frequent health checks do not measure noise). */
+static double cpu_load(struct edge *e)
+{
+    struct rusage ru;
+    uint64_t now = units_now_ms();
+    double load;
+
+    pthread_mutex_lock(&e->cpu_mtx);
+    if (now - e->cpu_last_ms >= 250) {
+        getrusage(RUSAGE_SELF, &ru);
+        uint64_t cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
+                          (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
+        if (e->cpu_last_ms) {
+            double wall_us = (double)(now - e->cpu_last_ms) * 1000.0 * e->nworkers;
+            e->cpu_load = (double)(cpu_us - e->cpu_last_us) / wall_us;
+        }
+        e->cpu_last_ms = now;
+        e->cpu_last_us = cpu_us;
+    }
+    load = e->cpu_load;
+    pthread_mutex_unlock(&e->cpu_mtx);
+    return load;
+}
+
+static void health(struct edge *e, struct http_exchange *x)
+{
+    char body[512];
+    uint64_t hits = atomic_load(&e->hits), misses = atomic_load(&e->misses);
+    double conn_load = (double)http_server_active_conns(e->srv) / (1000.0 * e->nworkers);
+    double load = cpu_load(e);
+    if (conn_load > load)
+        load = conn_load;
+    if (load > 1)
+        load = 1;
+    if (load < 0)
+        load = 0;
+    int n = snprintf(body, sizeof(body),
+                     "{\"status\":\"%s\",\"region\":\"%s\",\"load\":%.4f,\"hit_ratio\":%.4f,"
+                     "\"uptime_s\":%llu,\"requests\":%llu,\"l1_bytes\":%llu,\"l1_objects\":%llu}\n",
+                     atomic_load(&e->draining) ? "draining" : "ok", e->cfg.region, load,
+                     hits + misses ? (double)hits / (double)(hits + misses) : 0.0,
+                     (unsigned long long)((units_now_ms() - e->start_ms) / 1000),
+                     (unsigned long long)(hits + misses), (unsigned long long)l1_bytes(e->l1),
+                     (unsigned long long)l1_objects(e->l1));
+    http_x_respond(x, atomic_load(&e->draining) ? 503 : 200,
+                   "Content-Type: application/json\r\nCache-Control: no-store\r\n", body,
+                   (size_t)n);
+}
+
+static int authorized(struct edge *e, const struct http_request *r)
+{
+    const struct http_header *a = http_request_header(r, "authorization");
+    const char *tok = e->cfg.admin_token;
+
+    if (!a || !tok || a->value.len < 7 || strncasecmp(a->value.p, "Bearer ", 7) != 0)
+        return 0;
+    return mc_consttime_eq(a->value.p + 7, a->value.len - 7, tok, strlen(tok));
+}
+
+static void purge(struct edge *e, struct http_exchange *x)
+{
+    const struct http_request *r = http_x_request(x);
+    struct http_str nohost = {"", 0};
+    struct buf pq;
+    char body[256];
+
+    if (!e->cfg.admin_token) {
+        http_x_error(x, 403, "PURGE is disabled: start the edge with --admin-token");
+        return;
+    }
+    if (!authorized(e, r)) {
+        static const char msg[] =
+            "{\"error\":\"PURGE needs Authorization: Bearer <admin token>\",\"status\":401}\n";
+        http_x_respond(x, 401, "WWW-Authenticate: Bearer\r\nContent-Type: application/json\r\n",
+                       msg, sizeof(msg) - 1);
+        return;
+    }
+    buf_init(&pq, 16 * 1024);
+    if (cache_key_primary(&pq, nohost, r->path, r->query, &e->keyopts) != 0 || pq.len == 0) {
+        buf_fini(&pq);
+        http_x_error(x, 400, "invalid PURGE target");
+        return;
+    }
+    /* Only an absolute-form target names a host; then just that host's copies go. */
+    struct buf host;
+    buf_init(&host, 1024);
+    if (r->abs_host.len) {
+        struct http_str root = {"/", 1}, noq = {"", 0};
+        cache_key_primary(&host, r->abs_host, root, noq, &e->keyopts);
+        if (host.len)
+            host.len--; /* drop the "/" */
+    }
+    size_t n = l1_purge_path(e->l1, r->abs_host.len ? host.data : NULL, host.len, pq.data, pq.len);
+    metrics_counter_add(e->m.purged, n);
+    int bl = snprintf(body, sizeof(body), "{\"purged\":%zu}\n", n);
+    http_x_respond(x, 200, "Content-Type: application/json\r\n", body, (size_t)bl);
+    buf_fini(&pq);
+    buf_fini(&host);
+}
+
+void edge_admin_handle(struct http_exchange *x, void *arg)
+{
+    struct edge *e = arg;
+    const struct http_request *r = http_x_request(x);
+
+    if (r->method == HTTP_M_PURGE) {
+        purge(e, x);
+        return;
+    }
+    if (r->method != HTTP_M_GET && r->method != HTTP_M_HEAD) {
+        http_x_error(x, 405, "admin listener: GET /health, GET /metrics, PURGE <path>");
+        return;
+    }
+    if (http_str_ieq(r->path, "/health")) {
+        health(e, x);
+    } else if (http_str_ieq(r->path, "/metrics")) {
+        struct buf b;
+        buf_init(&b, 64u << 20);
+        metrics_render(&b);
+        http_x_respond(x, 200, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n",
+                       b.data, b.len);
+        buf_fini(&b);
+    } else {
+        http_x_error(x, 404, "admin listener: GET /health, GET /metrics, PURGE <path>");
+    }
+}

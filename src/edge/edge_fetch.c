@@ -1,0 +1,1221 @@
+/* src/edge/edge_fetch.c: origin fetches, request coalescing and streaming to waiters.
+ *
+ * A fill runs one libcurl transfer on its owner's loop. Its response becomes a
+ * struct cache_obj as soon as the header block is complete, and the body is appended
+ * to that object's body as it arrives, so every waiter (on any worker) streams it to its
+ * client while it is still arriving. When the transfer ends, a storable response is put
+ * into L1 and the fill leaves the busy table. A transfer that fails before a response
+ * is retried on the next origin for idempotent requests; otherwise every waiter gets a
+ * 502 (504 on timeouts), or the stale object when stale-if-error allows it. See
+ * edge_int.h for the threading and refcount rules. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "cache/cache_key.h"
+#include "core/log.h"
+#include "core/mc.h"
+#include "core/units.h"
+#include "edge/edge_int.h"
+
+#define SEND_SPAN_MAX (256u << 10)
+#define RESP_HDRS_MAX (64u << 10)
+
+static void waiter_pump(struct edge_waiter *wt);
+static int fill_start_transfer(struct edge_fill *f);
+
+/* ---- request copies ---- */
+
+/* Deep copy of a parsed request: the strings are rebased into one owned buffer, so a fill
+ * can compute Vary keys after the client that started it went away. */
+struct req_copy {
+    struct http_request r;
+    char *buf;
+};
+
+static struct req_copy *req_clone(const struct http_request *r)
+{
+    struct req_copy *c = mc_xmalloc(sizeof(*c));
+    const char *base = r->method_str.p, *end = r->target.p + r->target.len;
+
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const char *he = r->headers[i].value.p + r->headers[i].value.len;
+        const char *ne = r->headers[i].name.p + r->headers[i].name.len;
+        if (he > end)
+            end = he;
+        if (ne > end)
+            end = ne;
+    }
+    size_t n = (size_t)(end - base);
+    c->r = *r;
+    c->buf = mc_xmalloc(n + 1);
+    memcpy(c->buf, base, n);
+    c->buf[n] = '\0';
+#define REBASE(s)                                                                                  \
+    do {                                                                                           \
+        if ((s).p)                                                                                 \
+            (s).p = c->buf + ((s).p - base);                                                       \
+    } while (0)
+    REBASE(c->r.method_str);
+    REBASE(c->r.target);
+    REBASE(c->r.path);
+    REBASE(c->r.query);
+    REBASE(c->r.abs_host);
+    REBASE(c->r.host);
+    for (size_t i = 0; i < c->r.nheaders; i++) {
+        REBASE(c->r.headers[i].name);
+        REBASE(c->r.headers[i].value);
+    }
+#undef REBASE
+    return c;
+}
+
+static void req_copy_free(struct req_copy *c)
+{
+    if (!c)
+        return;
+    free(c->buf);
+    free(c);
+}
+
+/* ---- fills ---- */
+
+struct fill_ext {
+    struct req_copy *req; /* the starting request */
+    char peer[64];        /* its client's address, for X-Forwarded-For */
+};
+
+static struct edge_fill *fill_new(struct edge_worker *w, const char *pkey, size_t plen)
+{
+    struct edge_fill *f = mc_xcalloc(1, sizeof(*f) + sizeof(struct fill_ext));
+    MC_INIT_OBJ(f, EDGE_FILL_MAGIC);
+    atomic_init(&f->refcnt, 1);
+    f->e = w->e;
+    f->owner = w;
+    f->pkey = mc_xstrndup(pkey, plen);
+    f->plen = plen;
+    f->fail_status = 502;
+    pthread_mutex_init(&f->mtx, NULL);
+    buf_init(&f->resp_hdrs, RESP_HDRS_MAX);
+    return f;
+}
+
+static struct fill_ext *fill_ext(struct edge_fill *f)
+{
+    return (struct fill_ext *)(void *)(f + 1);
+}
+
+static struct edge_fill *fill_ref(struct edge_fill *f)
+{
+    MC_CHECK_OBJ_NOTNULL(f, EDGE_FILL_MAGIC);
+    atomic_fetch_add(&f->refcnt, 1);
+    return f;
+}
+
+static void fill_unref(struct edge_fill **fp)
+{
+    struct edge_fill *f = *fp;
+
+    *fp = NULL;
+    if (!f)
+        return;
+    MC_CHECK_OBJ_NOTNULL(f, EDGE_FILL_MAGIC);
+    if (atomic_fetch_sub(&f->refcnt, 1) != 1)
+        return;
+    MC_ASSERT(f->easy == NULL && !f->in_busy && f->waiters == NULL);
+    cache_obj_unref(&f->obj);
+    cache_obj_unref(&f->stale);
+    req_copy_free(fill_ext(f)->req);
+    buf_fini(&f->resp_hdrs);
+    free(f->pkey);
+    free(f->url_path);
+    free(f->method);
+    free(f->req_body);
+    free(f->vkey);
+    pthread_mutex_destroy(&f->mtx);
+    MC_FREE_OBJ(f);
+}
+
+/* ---- busy table ---- */
+
+void edge_busy_init(struct edge *e)
+{
+    for (size_t i = 0; i < EDGE_BUSY_SHARDS; i++)
+        pthread_mutex_init(&e->busy[i].mtx, NULL);
+}
+
+static uint64_t pkey_hash(const char *pkey, size_t plen)
+{
+    uint8_t h[16];
+    uint64_t v;
+    cache_key_hash(pkey, plen, h);
+    memcpy(&v, h, sizeof(v));
+    return v;
+}
+
+/* Returns a referenced fill for pkey: the running one (*leader = 0) or `fresh`, which is
+ * then registered (*leader = 1). */
+static struct edge_fill *busy_join(struct edge *e, struct edge_fill *fresh, int *leader)
+{
+    struct edge_busy_shard *s = &e->busy[fresh->phash % EDGE_BUSY_SHARDS];
+    struct edge_fill *f;
+
+    pthread_mutex_lock(&s->mtx);
+    for (f = s->head; f; f = f->busy_next) {
+        if (f->phash == fresh->phash && f->plen == fresh->plen &&
+            memcmp(f->pkey, fresh->pkey, f->plen) == 0) {
+            fill_ref(f);
+            pthread_mutex_unlock(&s->mtx);
+            *leader = 0;
+            return f;
+        }
+    }
+    fresh->busy_next = s->head;
+    s->head = fresh;
+    fresh->in_busy = 1;
+    fill_ref(fresh); /* the table's reference */
+    pthread_mutex_unlock(&s->mtx);
+    *leader = 1;
+    return fill_ref(fresh);
+}
+
+static void busy_leave(struct edge_fill *f)
+{
+    struct edge_busy_shard *s = &f->e->busy[f->phash % EDGE_BUSY_SHARDS];
+    int was = 0;
+
+    pthread_mutex_lock(&s->mtx);
+    for (struct edge_fill **pp = &s->head; *pp; pp = &(*pp)->busy_next) {
+        if (*pp == f) {
+            *pp = f->busy_next;
+            f->in_busy = 0;
+            was = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mtx);
+    if (was)
+        fill_unref(&f);
+}
+
+/* ---- waking waiters across loops ---- */
+
+static void wake_queue(struct edge_waiter *wt)
+{
+    struct edge_worker *w = wt->w;
+    int send = 0;
+
+    pthread_mutex_lock(&w->wake_mtx);
+    if (!wt->queued) {
+        wt->queued = 1;
+        wt->wnext = NULL;
+        if (w->wake_tail)
+            w->wake_tail->wnext = wt;
+        else
+            w->wake_head = wt;
+        w->wake_tail = wt;
+        send = 1;
+    }
+    pthread_mutex_unlock(&w->wake_mtx);
+    if (send)
+        uv_async_send(&w->wake);
+}
+
+static void fill_notify(struct edge_fill *f)
+{
+    pthread_mutex_lock(&f->mtx);
+    for (struct edge_waiter *wt = f->waiters; wt; wt = wt->next)
+        wake_queue(wt);
+    pthread_mutex_unlock(&f->mtx);
+}
+
+void edge_worker_wake(uv_async_t *a)
+{
+    struct edge_worker *w = a->data;
+    struct edge_waiter *list, *wt, *next;
+
+    MC_CHECK_OBJ_NOTNULL(w, EDGE_WORKER_MAGIC);
+    pthread_mutex_lock(&w->wake_mtx);
+    list = w->wake_head;
+    w->wake_head = w->wake_tail = NULL;
+    for (wt = list; wt; wt = wt->wnext)
+        wt->queued = 0;
+    pthread_mutex_unlock(&w->wake_mtx);
+    for (wt = list; wt; wt = next) {
+        next = wt->wnext;
+        waiter_pump(wt);
+    }
+}
+
+/* ---- waiters ---- */
+
+static void waiter_on_abort(struct http_exchange *x, void *arg)
+{
+    struct edge_waiter *wt = arg;
+    (void)x;
+    wt->aborted = 1;
+    if (!wt->writing)
+        wake_queue(wt);
+}
+
+static struct edge_waiter *waiter_new(struct edge_worker *w, struct http_exchange *x,
+                                      const char *pkey, size_t plen)
+{
+    struct edge_waiter *wt = mc_xcalloc(1, sizeof(*wt));
+    MC_INIT_OBJ(wt, EDGE_WAITER_MAGIC);
+    wt->w = w;
+    wt->x = x;
+    wt->pkey = mc_xstrndup(pkey, plen);
+    wt->plen = plen;
+    http_x_on_abort(x, waiter_on_abort, wt);
+    return wt;
+}
+
+static void waiter_attach(struct edge_waiter *wt, struct edge_fill *f)
+{
+    wt->fill = f; /* takes the caller's reference */
+    pthread_mutex_lock(&f->mtx);
+    wt->next = f->waiters;
+    f->waiters = wt;
+    int ready = f->state != FILL_WAIT;
+    pthread_mutex_unlock(&f->mtx);
+    if (ready)
+        wake_queue(wt);
+}
+
+static void waiter_detach(struct edge_waiter *wt)
+{
+    struct edge_fill *f = wt->fill;
+
+    if (!f || wt->detached)
+        return;
+    pthread_mutex_lock(&f->mtx);
+    for (struct edge_waiter **pp = &f->waiters; *pp; pp = &(*pp)->next) {
+        if (*pp == wt) {
+            *pp = wt->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&f->mtx);
+    wt->detached = 1;
+}
+
+/* Releases the waiter; the exchange must have been ended (or handed on) before. */
+static void waiter_free(struct edge_waiter *wt)
+{
+    struct edge_worker *w = wt->w;
+
+    waiter_detach(wt);
+    pthread_mutex_lock(&w->wake_mtx);
+    if (wt->queued) {
+        struct edge_waiter **pp = &w->wake_head, *prev = NULL;
+        for (; *pp; prev = *pp, pp = &(*pp)->wnext) {
+            if (*pp == wt) {
+                *pp = wt->wnext;
+                if (w->wake_tail == wt)
+                    w->wake_tail = prev;
+                break;
+            }
+        }
+        wt->queued = 0;
+    }
+    pthread_mutex_unlock(&w->wake_mtx);
+    fill_unref(&wt->fill);
+    cache_obj_unref(&wt->obj);
+    free(wt->pkey);
+    free(wt->vkey);
+    MC_FREE_OBJ(wt);
+}
+
+static void waiter_finish(struct edge_waiter *wt)
+{
+    wt->finished = 1;
+    http_x_on_abort(wt->x, NULL, NULL);
+    waiter_free(wt);
+}
+
+static void waiter_respond_error(struct edge_waiter *wt, int status, const char *msg)
+{
+    edge_count(wt->w->e, wt->x, status, wt->xc, EDGE_LV_ORIGIN, 0);
+    http_x_error(wt->x, status, msg);
+    waiter_finish(wt);
+}
+
+static void waiter_written(void *arg)
+{
+    struct edge_waiter *wt = arg;
+    wt->writing = 0;
+    waiter_pump(wt);
+}
+
+static const char *fill_cache_status(struct edge_fill *f, enum edge_xc xc, char *buf, size_t n)
+{
+    if (xc == EDGE_XC_BYPASS)
+        snprintf(buf, n, "mlcdn; fwd=bypass");
+    else if (f->store_detail)
+        snprintf(buf, n, "mlcdn; fwd=%s; fwd-status=%d; detail=%s",
+                 f->stale ? "stale" : "miss", f->obj ? f->obj->status : 0, f->store_detail);
+    else
+        snprintf(buf, n, "mlcdn; fwd=%s; fwd-status=%d; stored", f->stale ? "stale" : "miss",
+                 f->obj ? f->obj->status : 0);
+    return buf;
+}
+
+/* A coalesced waiter that cannot use the leader's response goes its own way. */
+static void waiter_restart(struct edge_waiter *wt, int as_pass)
+{
+    struct edge_worker *w = wt->w;
+    struct http_exchange *x = wt->x;
+    char *pkey = mc_xstrndup(wt->pkey, wt->plen);
+    size_t plen = wt->plen;
+
+    http_x_on_abort(x, NULL, NULL);
+    wt->finished = 1;
+    waiter_free(wt);
+    if (as_pass)
+        edge_fetch_pass(w, x, pkey, plen);
+    else
+        edge_fetch_cacheable(w, x, pkey, plen, NULL);
+    free(pkey);
+}
+
+static void waiter_pump(struct edge_waiter *wt)
+{
+    struct edge_fill *f = wt->fill;
+    struct edge *e = wt->w->e;
+    char cs[256];
+
+    MC_CHECK_OBJ_NOTNULL(wt, EDGE_WAITER_MAGIC);
+    if (wt->finished)
+        return;
+    if (wt->aborted && !wt->writing) {
+        if (wt->started)
+            http_x_end(wt->x);
+        else
+            http_x_respond(wt->x, 502, NULL, NULL, 0);
+        waiter_finish(wt);
+        return;
+    }
+    if (!wt->started) {
+        pthread_mutex_lock(&f->mtx);
+        int state = f->state, shareable = f->shareable, fail = f->fail_status;
+        const char *msg = f->fail_msg;
+        struct cache_obj *o = f->obj ? cache_obj_ref(f->obj) : NULL;
+        int whole = f->revalidated || f->served_stale;
+        pthread_mutex_unlock(&f->mtx);
+        if (state == FILL_WAIT)
+            return;
+        if (!o) {
+            waiter_respond_error(wt, fail, msg ? msg : "origin unavailable");
+            return;
+        }
+        if (!wt->leader && !shareable) {
+            cache_obj_unref(&o);
+            waiter_restart(wt, 1);
+            return;
+        }
+        if (!wt->leader && o->vary) {
+            /* Vary: the leader's variant only serves requests with the same header values. */
+            struct buf vk;
+            buf_init(&vk, 64 * 1024);
+            int same = strcmp(o->vary, "*") != 0 &&
+                       l1_vary_key(&vk, o->vary, http_x_request(wt->x)) == 0 &&
+                       vk.len == o->vkey_len && memcmp(vk.data ? vk.data : "", o->vkey, vk.len) == 0;
+            buf_fini(&vk);
+            if (!same) {
+                cache_obj_unref(&o);
+                waiter_restart(wt, 1);
+                return;
+            }
+        }
+        if (f->served_stale) {
+            snprintf(cs, sizeof(cs), "mlcdn; hit; fwd=stale; detail=stale-if-error");
+            edge_deliver_obj(e, wt->x, o, EDGE_XC_STALE, EDGE_LV_L1, cs);
+            cache_obj_unref(&o);
+            waiter_finish(wt);
+            return;
+        }
+        if (whole || (state == FILL_DONE && cache_body_state(o->body) == CACHE_BODY_COMPLETE)) {
+            enum edge_level lv = f->revalidated ? EDGE_LV_L1 : EDGE_LV_ORIGIN;
+            enum edge_xc xc = f->revalidated ? EDGE_XC_HIT : wt->xc;
+            if (f->revalidated)
+                snprintf(cs, sizeof(cs), "mlcdn; hit; fwd=stale; fwd-status=304");
+            else
+                fill_cache_status(f, wt->xc, cs, sizeof(cs));
+            if (!wt->leader && !f->revalidated)
+                snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
+            edge_deliver_obj(e, wt->x, o, xc, lv, cs);
+            cache_obj_unref(&o);
+            waiter_finish(wt);
+            return;
+        }
+        /* Stream the response while it arrives. */
+        struct buf h;
+        buf_init(&h, SIZE_MAX);
+        fill_cache_status(f, wt->xc, cs, sizeof(cs));
+        if (!wt->leader)
+            snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
+        edge_deliver_headers(e, &h, o, wt->xc, EDGE_LV_ORIGIN, cs);
+        int64_t clen = o->body->expected;
+        http_x_start(wt->x, o->status, h.data, clen);
+        buf_fini(&h);
+        edge_count(e, wt->x, o->status, wt->xc, EDGE_LV_ORIGIN, 0);
+        wt->obj = o;
+        wt->started = 1;
+        wt->limit = UINT64_MAX;
+        cache_body_cursor_init(&wt->cur, o->body);
+        if (http_x_request(wt->x)->method == HTTP_M_HEAD || o->status == 304 ||
+            o->status == 204) {
+            http_x_end(wt->x);
+            waiter_finish(wt);
+            return;
+        }
+    }
+    while (!wt->writing) {
+        const char *span;
+        size_t n = cache_body_next(&wt->cur, wt->obj->body, wt->limit, SEND_SPAN_MAX, &span);
+        if (n) {
+            wt->writing = 1;
+            wt->sent += n;
+            metrics_counter_add(e->m.bytes_served, n);
+            if (http_x_write(wt->x, span, n, waiter_written, wt) != 0) {
+                wt->writing = 0;
+                http_x_end(wt->x);
+                waiter_finish(wt);
+            }
+            return;
+        }
+        enum cache_body_state st = cache_body_state(wt->obj->body);
+        if (st == CACHE_BODY_FILLING)
+            return; /* woken again when more bytes arrive */
+        if (st == CACHE_BODY_COMPLETE && wt->cur.pos < cache_body_len(wt->obj->body))
+            continue; /* bytes published together with the state change */
+        if (st == CACHE_BODY_FAILED)
+            http_x_close_after(wt->x); /* truncated: the client must see the connection end */
+        http_x_end(wt->x);
+        waiter_finish(wt);
+        return;
+    }
+}
+
+/* ---- the transfer ---- */
+
+static int hop_by_hop(const char *name, size_t n)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                      "trailer", "transfer-encoding", "upgrade",
+                                      "proxy-authenticate", "proxy-authorization"};
+    for (size_t i = 0; i < MC_ARRAY_SIZE(hop); i++)
+        if (strlen(hop[i]) == n && strncasecmp(hop[i], name, n) == 0)
+            return 1;
+    return 0;
+}
+
+static int in_connection_list(const struct http_request *r, const char *name, size_t n)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (!http_str_ieq(r->headers[i].name, "connection"))
+            continue;
+        const char *v = r->headers[i].value.p, *end = v + r->headers[i].value.len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == ','))
+                v++;
+            const char *s = v;
+            while (v < end && *v != ',' && *v != ' ')
+                v++;
+            if ((size_t)(v - s) == n && strncasecmp(s, name, n) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static struct curl_slist *add_hdr(struct curl_slist *l, const char *name, size_t nl,
+                                  const char *value, size_t vl)
+{
+    char line[8192 + 256];
+    if (nl + vl + 3 > sizeof(line))
+        return l;
+    snprintf(line, sizeof(line), "%.*s: %.*s", (int)nl, name, (int)vl, value);
+    struct curl_slist *n = curl_slist_append(l, line);
+    return n ? n : l;
+}
+
+/* Request headers for the origin: end-to-end headers of the client, minus what a cache
+ * fill must not forward (conditionals and Range, so the full object comes back). */
+static struct curl_slist *origin_headers(struct edge_fill *f, const struct http_request *r,
+                                         const char *peer)
+{
+    struct curl_slist *l = NULL;
+    char via[128];
+
+    for (size_t i = 0; i < r->nheaders; i++) {
+        struct http_str nm = r->headers[i].name, v = r->headers[i].value;
+        if (hop_by_hop(nm.p, nm.len) || in_connection_list(r, nm.p, nm.len))
+            continue;
+        if (http_str_ieq(nm, "expect") || http_str_ieq(nm, "content-length") ||
+            http_str_ieq(nm, "x-forwarded-for"))
+            continue;
+        if (f->cacheable_req &&
+            (http_str_ieq(nm, "if-none-match") || http_str_ieq(nm, "if-modified-since") ||
+             http_str_ieq(nm, "if-match") || http_str_ieq(nm, "if-unmodified-since") ||
+             http_str_ieq(nm, "if-range") || http_str_ieq(nm, "range")))
+            continue;
+        l = add_hdr(l, nm.p, nm.len, v.p, v.len);
+    }
+    if (r->host.len == 0 && r->abs_host.len)
+        l = add_hdr(l, "Host", 4, r->abs_host.p, r->abs_host.len);
+    /* Disable curl's own Expect and Accept headers: the client's are forwarded as sent. */
+    l = curl_slist_append(l, "Expect:");
+    if (!http_request_header(r, "accept"))
+        l = curl_slist_append(l, "Accept:");
+    snprintf(via, sizeof(via), "Via: 1.1 mlcdn-%s", f->e->cfg.region);
+    l = curl_slist_append(l, via);
+    if (peer && *peer) {
+        const struct http_header *xff = http_request_header(r, "x-forwarded-for");
+        char line[1024];
+        if (xff)
+            snprintf(line, sizeof(line), "X-Forwarded-For: %.*s, %s", (int)xff->value.len,
+                     xff->value.p, peer);
+        else
+            snprintf(line, sizeof(line), "X-Forwarded-For: %s", peer);
+        l = curl_slist_append(l, line);
+    }
+    if (f->stale) {
+        const char *v;
+        if (f->stale->etag)
+            l = add_hdr(l, "If-None-Match", 13, f->stale->etag, strlen(f->stale->etag));
+        long n = cache_obj_header(f->stale, "last-modified", &v);
+        if (n > 0)
+            l = add_hdr(l, "If-Modified-Since", 17, v, (size_t)n);
+    }
+    return l;
+}
+
+/* Header lines worth storing: everything but hop-by-hop fields, framing and Age (the edge
+ * computes its own), and Surrogate-Control, which is addressed to the edge itself. */
+static int keep_stored_header(const char *name, size_t n)
+{
+    static const char *const drop[] = {"content-length", "age", "surrogate-control", "date-x"};
+    if (hop_by_hop(name, n))
+        return 0;
+    for (size_t i = 0; i < MC_ARRAY_SIZE(drop); i++)
+        if (strlen(drop[i]) == n && strncasecmp(drop[i], name, n) == 0)
+            return 0;
+    return 1;
+}
+
+struct hdr_build {
+    struct buf out;
+    struct http_resp_info info;
+    char *etag;
+    struct buf vary;
+    const char *conn_list; /* Connection header value of the response */
+    size_t conn_len;
+};
+
+static int conn_listed(const struct hdr_build *b, const char *name, size_t n)
+{
+    const char *v = b->conn_list, *end = v + b->conn_len;
+    while (v && v < end) {
+        while (v < end && (*v == ' ' || *v == ','))
+            v++;
+        const char *s = v;
+        while (v < end && *v != ',' && *v != ' ')
+            v++;
+        if ((size_t)(v - s) == n && strncasecmp(s, name, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int vary_item(const char *item, size_t n, void *arg)
+{
+    struct buf *vary = arg;
+    if (vary->len)
+        buf_append(vary, ",", 1);
+    for (size_t i = 0; i < n; i++) {
+        char ch = item[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch - 'A' + 'a');
+        buf_append(vary, &ch, 1);
+    }
+    return 0;
+}
+
+/* Walks "Name: value\r\n" lines; calls fn for each. */
+static void each_line(const char *p, size_t len,
+                      void (*fn)(const char *n, size_t nl, const char *v, size_t vl, void *arg),
+                      void *arg)
+{
+    const char *end = p + len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (colon && colon > p) {
+            const char *v = colon + 1, *ve = le;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            fn(p, (size_t)(colon - p), v, (size_t)(ve - v), arg);
+        }
+        p = eol ? eol + 1 : end;
+    }
+}
+
+static void scan_conn(const char *n, size_t nl, const char *v, size_t vl, void *arg)
+{
+    struct hdr_build *b = arg;
+    if (nl == 10 && strncasecmp(n, "connection", 10) == 0) {
+        b->conn_list = v;
+        b->conn_len = vl;
+    }
+}
+
+static void build_line(const char *n, size_t nl, const char *v, size_t vl, void *arg)
+{
+    struct hdr_build *b = arg;
+
+    http_resp_info_add(&b->info, n, nl, v, vl);
+    if (nl == 4 && strncasecmp(n, "etag", 4) == 0) {
+        free(b->etag);
+        b->etag = mc_xstrndup(v, vl);
+    }
+    if (nl == 4 && strncasecmp(n, "vary", 4) == 0)
+        http_list_each(v, vl, vary_item, &b->vary);
+    if (!keep_stored_header(n, nl) || conn_listed(b, n, nl))
+        return;
+    buf_append(&b->out, n, nl);
+    buf_append(&b->out, ": ", 2);
+    buf_append(&b->out, v, vl);
+    buf_append(&b->out, "\r\n", 2);
+}
+
+static void hdr_build_run(struct hdr_build *b, int status, const char *lines, size_t len)
+{
+    buf_init(&b->out, RESP_HDRS_MAX * 2);
+    buf_init(&b->vary, 4096);
+    http_resp_info_init(&b->info);
+    b->info.status = status;
+    b->etag = NULL;
+    b->conn_list = NULL;
+    b->conn_len = 0;
+    each_line(lines, len, scan_conn, b);
+    each_line(lines, len, build_line, b);
+}
+
+/* Stored headers of `old` updated by the header lines of a 304 (RFC 9111 §3.2). */
+static char *merge_304(const struct cache_obj *old, const char *lines, size_t len, size_t *outlen)
+{
+    struct hdr_build fresh;
+    struct buf merged;
+
+    hdr_build_run(&fresh, 304, lines, len);
+    buf_init(&merged, RESP_HDRS_MAX * 4);
+    const char *p = old->hdrs, *end = old->hdrs + old->hdrs_len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol + 1 : end;
+        const char *colon = memchr(p, ':', (size_t)(le - p));
+        int replaced = 0;
+        if (colon) {
+            size_t nl = (size_t)(colon - p);
+            /* Content-Length of a 304 describes nothing stored: keep the stored framing. */
+            const char *q = fresh.out.data, *qe = q + fresh.out.len;
+            while (q && q < qe) {
+                const char *qeol = memchr(q, '\n', (size_t)(qe - q));
+                if ((size_t)(qe - q) > nl && q[nl] == ':' && strncasecmp(q, p, nl) == 0)
+                    replaced = 1;
+                q = qeol ? qeol + 1 : qe;
+            }
+        }
+        if (!replaced)
+            buf_append(&merged, p, (size_t)(le - p));
+        p = le;
+    }
+    if (fresh.out.len)
+        buf_append(&merged, fresh.out.data, fresh.out.len);
+    buf_fini(&fresh.out);
+    buf_fini(&fresh.vary);
+    free(fresh.etag);
+    return buf_take(&merged, outlen);
+}
+
+static void fill_set_state(struct edge_fill *f, int state)
+{
+    pthread_mutex_lock(&f->mtx);
+    f->state = state;
+    pthread_mutex_unlock(&f->mtx);
+}
+
+static void fill_stop_fb_timer(struct edge_fill *f)
+{
+    if (f->fb_timer) {
+        uv_timer_stop(f->fb_timer);
+        uv_close((uv_handle_t *)f->fb_timer, (uv_close_cb)free);
+        f->fb_timer = NULL;
+    }
+}
+
+/* The final response's header block is complete. */
+static void headers_complete(struct edge_fill *f, int status)
+{
+    struct edge *e = f->e;
+    struct hdr_build b;
+    int64_t now = units_wall_s();
+
+    f->headers_done = 1;
+    fill_stop_fb_timer(f);
+    if (f->stale && status == 304) {
+        size_t hl;
+        char *hdrs = merge_304(f->stale, f->resp_hdrs.data ? f->resp_hdrs.data : "",
+                               f->resp_hdrs.len, &hl);
+        struct cache_obj *o = cache_obj_new(f->stale->status, hdrs, hl,
+                                            cache_body_ref(f->stale->body));
+        hdr_build_run(&b, f->stale->status, hdrs, hl);
+        o->info = b.info;
+        o->etag = b.etag;
+        o->vary = b.vary.len ? buf_take(&b.vary, NULL) : NULL;
+        free(o->vkey);
+        o->vkey = mc_xstrndup(f->stale->vkey, f->stale->vkey_len);
+        o->vkey_len = f->stale->vkey_len;
+        o->request_time = f->request_time;
+        o->response_time = now;
+        o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
+        buf_fini(&b.out);
+        buf_fini(&b.vary);
+        metrics_counter_add(e->m.revalidations, 1);
+        if (l1_replace(e->l1, f->pkey, f->plen, f->stale, o) != 0)
+            l1_insert(e->l1, f->pkey, f->plen, o);
+        pthread_mutex_lock(&f->mtx);
+        f->obj = o;
+        f->revalidated = 1;
+        f->shareable = 1;
+        f->state = FILL_DONE;
+        pthread_mutex_unlock(&f->mtx);
+        fill_notify(f);
+        return;
+    }
+    if (f->stale && status >= 500 &&
+        http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
+                                     edge_obj_age(f->stale, now), e->cfg.stale_if_error_s)) {
+        pthread_mutex_lock(&f->mtx);
+        f->obj = cache_obj_ref(f->stale);
+        f->served_stale = 1;
+        f->shareable = 1;
+        f->state = FILL_DONE;
+        pthread_mutex_unlock(&f->mtx);
+        fill_notify(f);
+        return;
+    }
+
+    hdr_build_run(&b, status, f->resp_hdrs.data ? f->resp_hdrs.data : "", f->resp_hdrs.len);
+    curl_off_t cl = -1;
+    curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    size_t hl;
+    char *hdrs = buf_take(&b.out, &hl);
+    struct cache_obj *o = cache_obj_new(status, hdrs, hl, cache_body_new(cl >= 0 ? cl : -1));
+    o->info = b.info;
+    o->etag = b.etag;
+    o->vary = b.vary.len ? buf_take(&b.vary, NULL) : NULL;
+    buf_fini(&b.vary);
+    o->request_time = f->request_time;
+    o->response_time = now;
+    o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
+
+    const char *why = NULL;
+    int storable = 0;
+    if (f->cacheable_req || f->auth_pass) {
+        storable = http_cache_storable(&f->qi, &o->info, &why);
+        if (storable && o->vary && strcmp(o->vary, "*") == 0) {
+            storable = 0;
+            why = "vary-star";
+        }
+        /* Like nginx and Varnish: a Set-Cookie response is shared only when the origin
+         * says so explicitly. */
+        if (storable && o->info.has_set_cookie && !o->info.cc.public_ &&
+            o->info.cc.s_maxage < 0 && !o->info.cdn_cc.present) {
+            storable = 0;
+            why = "set-cookie";
+        }
+    }
+    if (storable && o->vary) {
+        struct buf vk;
+        buf_init(&vk, 64 * 1024);
+        if (fill_ext(f)->req && l1_vary_key(&vk, o->vary, &fill_ext(f)->req->r) == 0) {
+            free(o->vkey);
+            o->vkey = buf_take(&vk, &o->vkey_len);
+        } else {
+            storable = 0;
+            why = "vary";
+        }
+        buf_fini(&vk);
+    }
+    pthread_mutex_lock(&f->mtx);
+    f->obj = o;
+    f->shareable = storable;
+    f->store_detail = storable ? NULL : (why ? why : "uncacheable");
+    f->state = FILL_HEADERS;
+    pthread_mutex_unlock(&f->mtx);
+    fill_notify(f);
+}
+
+static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
+{
+    struct edge_fill *f = arg;
+    size_t n = size * nitems;
+
+    if (f->headers_done)
+        return n; /* trailers: ignored */
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        buf_reset(&f->resp_hdrs);
+        return n;
+    }
+    if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+        long status = 0;
+        curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 100 && status < 200) {
+            buf_reset(&f->resp_hdrs);
+            return n;
+        }
+        headers_complete(f, (int)status);
+        return n;
+    }
+    if (buf_append(&f->resp_hdrs, data, n) != 0)
+        return 0; /* header block over the limit: fail the transfer */
+    return n;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct edge_fill *f = arg;
+    size_t n = size * nmemb;
+
+    if (!f->headers_done || !f->obj)
+        return 0;
+    if (f->revalidated || f->served_stale)
+        return n;
+    if (cache_body_append(f->obj->body, data, n) != 0)
+        return 0;
+    metrics_counter_add(f->e->m.bytes_origin, n);
+    fill_notify(f);
+    return n;
+}
+
+static int retryable(CURLcode res)
+{
+    switch (res) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void fill_unlink_owner(struct edge_fill *f)
+{
+    struct edge_worker *w = f->owner;
+    if (f->prev)
+        f->prev->next = f->next;
+    else if (w->fills == f)
+        w->fills = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    f->prev = f->next = NULL;
+}
+
+static void transfer_cleanup(struct edge_fill *f)
+{
+    fill_stop_fb_timer(f);
+    if (f->easy) {
+        curl_easy_cleanup(f->easy);
+        f->easy = NULL;
+    }
+    curl_slist_free_all(f->req_hdrs);
+    f->req_hdrs = NULL;
+}
+
+/* Ends the fill: store, leave the busy table, wake everyone, drop the transfer's ref. */
+static void fill_complete(struct edge_fill *f, CURLcode res)
+{
+    struct edge *e = f->e;
+    int64_t now = units_wall_s();
+
+    if (!f->headers_done) {
+        if (f->stale && http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
+                                                     edge_obj_age(f->stale, now),
+                                                     e->cfg.stale_if_error_s)) {
+            pthread_mutex_lock(&f->mtx);
+            f->obj = cache_obj_ref(f->stale);
+            f->served_stale = 1;
+            f->shareable = 1;
+            f->state = FILL_DONE;
+            pthread_mutex_unlock(&f->mtx);
+        } else {
+            pthread_mutex_lock(&f->mtx);
+            f->state = FILL_FAILED;
+            f->fail_status = (f->timed_out || res == CURLE_OPERATION_TIMEDOUT) ? 504 : 502;
+            f->fail_msg = f->fail_status == 504 ? "origin did not answer in time"
+                                                : "origin unreachable or invalid response";
+            pthread_mutex_unlock(&f->mtx);
+        }
+        metrics_counter_add(e->m.origin_errors, 1);
+    } else if (f->obj && !f->revalidated && !f->served_stale) {
+        struct cache_obj *o = f->obj;
+        if (res != CURLE_OK) {
+            cache_body_finish(o->body, CACHE_BODY_FAILED);
+            metrics_counter_add(e->m.origin_errors, 1);
+            pthread_mutex_lock(&f->mtx);
+            f->shareable = 0;
+            pthread_mutex_unlock(&f->mtx);
+        } else {
+            cache_body_finish(o->body, CACHE_BODY_COMPLETE);
+            int whole = o->body->expected < 0 ||
+                        cache_body_len(o->body) == (uint64_t)o->body->expected;
+            int head_only = f->method && strcmp(f->method, "HEAD") == 0;
+            if (f->shareable && f->store_detail == NULL && whole && !head_only) {
+                if (l1_insert(e->l1, f->pkey, f->plen, o) == 0)
+                    metrics_counter_add(e->m.stored, 1);
+                else
+                    metrics_counter_add(e->m.not_stored, 1);
+            } else {
+                metrics_counter_add(e->m.not_stored, 1);
+            }
+            /* Unsafe methods invalidate the target URI (RFC 9111 §4.4). */
+            if (f->method && o->status >= 200 && o->status < 400 && strcmp(f->method, "OPTIONS") &&
+                strcmp(f->method, "TRACE"))
+                l1_remove(e->l1, f->pkey, f->plen);
+        }
+        fill_set_state(f, FILL_DONE);
+    } else {
+        fill_set_state(f, FILL_DONE);
+    }
+    transfer_cleanup(f);
+    fill_unlink_owner(f);
+    if (f->in_busy)
+        busy_leave(f);
+    fill_notify(f);
+    fill_unref(&f); /* the transfer's reference */
+}
+
+static void on_done(CURL *easy, CURLcode res, void *arg)
+{
+    struct edge_fill *f = arg;
+
+    (void)easy;
+    if (res != CURLE_OK && !f->headers_done && f->idempotent && retryable(res) &&
+        !f->timed_out && f->origin_idx + 1 < f->e->cfg.norigins) {
+        log_warn("origin failed, trying the next", "origin=%s err=\"%s\"",
+                 f->e->origin_urls[f->origin_idx], curl_easy_strerror(res));
+        transfer_cleanup(f);
+        f->origin_idx++;
+        buf_reset(&f->resp_hdrs);
+        if (fill_start_transfer(f) == 0)
+            return;
+    }
+    if (res != CURLE_OK)
+        log_debug("origin transfer failed", "err=\"%s\"", curl_easy_strerror(res));
+    fill_complete(f, res);
+}
+
+static void on_first_byte_timeout(uv_timer_t *t)
+{
+    struct edge_fill *f = t->data;
+
+    if (f->headers_done || !f->easy)
+        return;
+    f->timed_out = 1;
+    http_client_cancel(f->owner->client, f->easy);
+    fill_complete(f, CURLE_OPERATION_TIMEDOUT);
+}
+
+static int fill_start_transfer(struct edge_fill *f)
+{
+    struct edge *e = f->e;
+    struct http_request *r = &fill_ext(f)->req->r;
+    char *url;
+    size_t ul;
+    struct buf u;
+
+    f->easy = curl_easy_init();
+    if (!f->easy)
+        return -ENOMEM;
+    buf_init(&u, 64 * 1024);
+    buf_puts(&u, e->origin_urls[f->origin_idx]);
+    buf_puts(&u, f->url_path);
+    url = buf_take(&u, &ul);
+    curl_easy_setopt(f->easy, CURLOPT_URL, url);
+    free(url);
+    f->req_hdrs = origin_headers(f, r, fill_ext(f)->peer);
+    curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->req_hdrs);
+    curl_easy_setopt(f->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(f->easy, CURLOPT_HEADERDATA, f);
+    curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(f->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)e->cfg.connect_timeout_ms);
+    curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, (long)e->cfg.origin_timeout_ms);
+    curl_easy_setopt(f->easy, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(f->easy, CURLOPT_TCP_NODELAY, 1L);
+    if (f->method) {
+        if (strcmp(f->method, "HEAD") == 0)
+            curl_easy_setopt(f->easy, CURLOPT_NOBODY, 1L);
+        else
+            curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, f->method);
+        if (f->req_body_len || (strcmp(f->method, "POST") == 0 || strcmp(f->method, "PUT") == 0 ||
+                                strcmp(f->method, "PATCH") == 0)) {
+            curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)f->req_body_len);
+            curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS, f->req_body ? f->req_body : "");
+        }
+    }
+    f->request_time = units_wall_s();
+    f->headers_done = 0;
+    if (http_client_add(f->owner->client, f->easy, on_done, f) != 0) {
+        transfer_cleanup(f);
+        return -EINVAL;
+    }
+    metrics_counter_add(e->m.origin_requests, 1);
+    if (e->cfg.first_byte_timeout_ms) {
+        f->fb_timer = mc_xmalloc(sizeof(*f->fb_timer));
+        uv_timer_init(f->owner->loop, f->fb_timer);
+        f->fb_timer->data = f;
+        uv_timer_start(f->fb_timer, on_first_byte_timeout, e->cfg.first_byte_timeout_ms, 0);
+    }
+    return 0;
+}
+
+/* Common set-up of a fill from the request that starts it. */
+static void fill_setup(struct edge_fill *f, const struct http_request *r, const char *peer,
+                       int cacheable)
+{
+    struct fill_ext *fx = fill_ext(f);
+
+    fx->req = req_clone(r);
+    snprintf(fx->peer, sizeof(fx->peer), "%s", peer ? peer : "");
+    f->cacheable_req = cacheable;
+    http_req_info_from_request(&f->qi, r);
+    if (cacheable)
+        f->qi.method = HTTP_M_GET; /* a cache fill for HEAD fetches the whole object */
+    f->auth_pass = !cacheable && f->qi.has_authorization &&
+                   (r->method == HTTP_M_GET || r->method == HTTP_M_HEAD);
+    f->url_path = mc_xstrndup(r->path.p, r->path.len + (r->query.len ? r->query.len + 1 : 0));
+    if (r->query.len && r->path.p + r->path.len != r->query.p - 1) {
+        /* Path and query are not contiguous (absolute-form parsing): join them. */
+        free(f->url_path);
+        struct buf b;
+        buf_init(&b, 64 * 1024);
+        buf_append(&b, r->path.p, r->path.len);
+        buf_append(&b, "?", 1);
+        buf_append(&b, r->query.p, r->query.len);
+        f->url_path = buf_take(&b, NULL);
+    }
+    if (f->url_path[0] != '/') {
+        char *p = mc_xmalloc(strlen(f->url_path) + 2);
+        p[0] = '/';
+        strcpy(p + 1, f->url_path);
+        free(f->url_path);
+        f->url_path = p;
+    }
+    f->idempotent = r->method == HTTP_M_GET || r->method == HTTP_M_HEAD ||
+                    r->method == HTTP_M_OPTIONS || r->method == HTTP_M_PUT ||
+                    r->method == HTTP_M_DELETE || r->method == HTTP_M_TRACE;
+    f->phash = pkey_hash(f->pkey, f->plen);
+}
+
+static int fill_launch(struct edge_fill *f)
+{
+    struct edge_worker *w = f->owner;
+
+    f->next = w->fills;
+    f->prev = NULL;
+    if (w->fills)
+        w->fills->prev = f;
+    w->fills = f;
+    fill_ref(f); /* the transfer's reference */
+    if (fill_start_transfer(f) != 0) {
+        fill_complete(f, CURLE_FAILED_INIT);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+void edge_fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                          size_t plen, struct cache_obj *stale)
+{
+    const struct http_request *r = http_x_request(x);
+    struct edge_fill *fresh = fill_new(w, pkey, plen), *f;
+    struct edge_waiter *wt = waiter_new(w, x, pkey, plen);
+    int leader;
+
+    fill_setup(fresh, r, http_x_peer(x), 1);
+    if (stale)
+        fresh->stale = cache_obj_ref(stale);
+    wt->xc = EDGE_XC_MISS;
+    f = busy_join(w->e, fresh, &leader);
+    wt->leader = leader;
+    if (!leader) {
+        metrics_counter_add(w->e->m.coalesced, 1);
+        fill_unref(&fresh);
+        waiter_attach(wt, f);
+        return;
+    }
+    fill_unref(&fresh); /* busy_join returned its own reference */
+    waiter_attach(wt, f);
+    fill_launch(f);
+}
+
+void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey, size_t plen)
+{
+    const struct http_request *r = http_x_request(x);
+    struct edge_fill *f = fill_new(w, pkey, plen);
+    struct edge_waiter *wt = waiter_new(w, x, pkey, plen);
+    size_t blen;
+    const char *body = http_x_body(x, &blen);
+
+    fill_setup(f, r, http_x_peer(x), 0);
+    if (r->method != HTTP_M_GET) {
+        f->method = mc_xstrndup(r->method_str.p, r->method_str.len);
+        if (blen) {
+            f->req_body = mc_xmalloc(blen);
+            memcpy(f->req_body, body, blen);
+            f->req_body_len = blen;
+        }
+    }
+    wt->leader = 1;
+    wt->xc = EDGE_XC_BYPASS;
+    waiter_attach(wt, f); /* takes f's initial reference */
+    fill_launch(f);
+}
+
+void edge_fetch_background(struct edge_worker *w, const struct http_request *req,
+                           const char *pkey, size_t plen, struct cache_obj *stale)
+{
+    struct edge_fill *fresh = fill_new(w, pkey, plen), *f;
+    int leader;
+
+    fill_setup(fresh, req, NULL, 1);
+    fresh->stale = cache_obj_ref(stale);
+    f = busy_join(w->e, fresh, &leader);
+    fill_unref(&fresh);
+    if (leader)
+        fill_launch(f);
+    fill_unref(&f);
+}
+
+void edge_worker_cancel_fills(struct edge_worker *w)
+{
+    while (w->fills) {
+        struct edge_fill *f = w->fills;
+        if (f->easy)
+            http_client_cancel(w->client, f->easy);
+        fill_complete(f, CURLE_ABORTED_BY_CALLBACK);
+    }
+}

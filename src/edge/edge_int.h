@@ -1,0 +1,206 @@
+/* src/edge/edge_int.h: private to src/edge.
+ *
+ * Threads: every worker loop serves both listeners and runs its own origin transfers
+ * (one struct http_client per loop). A struct edge_fill is one origin transfer; it runs
+ * on the loop that created it (its owner) but its response may be followed by waiters
+ * on any loop. Fills meant to be shared sit in the busy table (keyed by primary cache
+ * key) while they run, so concurrent misses for one key, on any worker, make one origin
+ * request (request coalescing).
+ *
+ * Cross-thread wake-ups: a fill that makes progress queues each of its waiters on its
+ * waiter's worker (under that worker's wake lock) and pokes the worker's uv_async; the
+ * worker then pumps the waiters on its own loop. A waiter is only ever touched by its
+ * own loop except for the `queued` link, which belongs to the wake lock.
+ *
+ * Refcounts: a fill is referenced by the busy table, by its transfer and by each waiter;
+ * objects and bodies are refcounted (cache_obj.h). */
+#ifndef MLCDN_EDGE_EDGE_INT_H
+#define MLCDN_EDGE_EDGE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "cache/cache_key.h"
+#include "cache/cache_mem.h"
+#include "cache/cache_obj.h"
+#include "core/buf.h"
+#include "core/metrics.h"
+#include "edge/edge.h"
+#include "http/http_cache.h"
+#include "http/http_client.h"
+#include "http/http_server.h"
+
+#define EDGE_FILL_MAGIC 0x46494c4cu
+#define EDGE_WAITER_MAGIC 0x57414954u
+#define EDGE_WORKER_MAGIC 0x45574b52u
+#define EDGE_BUSY_SHARDS 64
+
+struct edge_fill;
+struct edge_waiter;
+
+struct edge_worker {
+    unsigned magic;
+    struct edge *e;
+    unsigned idx;
+    uv_loop_t *loop;
+    struct http_client *client;
+    uv_async_t wake;
+    pthread_mutex_t wake_mtx;
+    struct edge_waiter *wake_head, *wake_tail; /* guarded by wake_mtx */
+    struct edge_fill *fills;                    /* fills owned by this loop */
+    int stopping;
+};
+
+struct edge_busy_shard {
+    pthread_mutex_t mtx;
+    struct edge_fill *head; /* linked through fill->busy_next */
+};
+
+/* Cache status of a response, for headers and metrics. */
+enum edge_xc { EDGE_XC_HIT, EDGE_XC_MISS, EDGE_XC_STALE, EDGE_XC_BYPASS, EDGE_XC__N };
+enum edge_level { EDGE_LV_L1, EDGE_LV_ORIGIN, EDGE_LV__N };
+
+struct edge_metrics {
+    struct metrics_counter *req[EDGE_XC__N][EDGE_LV__N];
+    struct metrics_hist *latency[EDGE_LV__N];
+    struct metrics_counter *bytes_served;
+    struct metrics_counter *bytes_origin;
+    struct metrics_counter *origin_requests;
+    struct metrics_counter *origin_errors;
+    struct metrics_counter *coalesced;
+    struct metrics_counter *revalidations;
+    struct metrics_counter *purged;
+    struct metrics_counter *stored;
+    struct metrics_counter *not_stored;
+    struct metrics_counter *status[6]; /* 1xx..5xx by class, [0] unused */
+};
+
+struct edge {
+    struct edge_cfg cfg;
+    char *origin_urls[EDGE_MAX_ORIGINS]; /* owned copies without a trailing slash */
+    struct l1 *l1;
+    struct http_server *srv;
+    struct edge_worker **workers; /* indexed by worker idx, set by loop_init */
+    unsigned nworkers;
+    struct edge_busy_shard busy[EDGE_BUSY_SHARDS];
+    struct edge_metrics m;
+    uint64_t start_ms;
+    _Atomic int draining;
+    _Atomic uint64_t hits, misses; /* for /health's hit ratio */
+    pthread_mutex_t cpu_mtx;
+    uint64_t cpu_last_ms, cpu_last_us;
+    double cpu_load;
+    struct cache_key_opts keyopts;
+};
+
+/* One origin transfer. */
+struct edge_fill {
+    unsigned magic;
+    _Atomic unsigned refcnt;
+    struct edge *e;
+    struct edge_worker *owner;
+    struct edge_fill *busy_next;   /* busy table link (busy shard lock) */
+    struct edge_fill *prev, *next; /* owner's list (owner loop only) */
+    int in_busy;
+    char *pkey;                    /* primary key (shared fills) */
+    size_t plen;
+    uint64_t phash;
+    /* The transfer (owner loop only). */
+    CURL *easy;
+    struct curl_slist *req_hdrs;
+    char *url_path;                /* path?query sent to the origin */
+    char *method;                  /* NULL for GET */
+    char *req_body;
+    size_t req_body_len;
+    int idempotent;
+    size_t origin_idx;
+    uv_timer_t *fb_timer;          /* first-byte timeout */
+    int timed_out;
+    struct buf resp_hdrs;          /* header lines of the current response */
+    int headers_done;
+    int64_t request_time;
+    struct http_req_info qi;       /* of the request that started the fill */
+    int auth_pass;                 /* started by a request with Authorization */
+    int cacheable_req;             /* GET/HEAD cache fill (vs. pass) */
+    struct cache_obj *stale;       /* object being revalidated (ref), or NULL */
+    char *vkey;                    /* vary part of the starting request, for storing */
+    size_t vkey_len;
+    /* Shared state (mtx). */
+    pthread_mutex_t mtx;
+    int state;                     /* FILL_* */
+    int fail_status;               /* 502/504 when failed before a response */
+    const char *fail_msg;
+    struct cache_obj *obj;         /* the response being received (ref) */
+    int shareable;                 /* coalesced waiters may use obj */
+    int revalidated;               /* obj is the stale object refreshed by a 304 */
+    int served_stale;              /* obj is the stale object served on error */
+    const char *store_detail;      /* why not stored (static), NULL if stored/to be stored */
+    struct edge_waiter *waiters;
+};
+
+enum { FILL_WAIT = 0, FILL_HEADERS = 1, FILL_DONE = 2, FILL_FAILED = 3 };
+
+/* A client exchange waiting for (or streaming) a fill's response. */
+struct edge_waiter {
+    unsigned magic;
+    struct edge_worker *w;
+    struct http_exchange *x;
+    struct edge_fill *fill;        /* ref */
+    struct edge_waiter *next;      /* fill's waiter list (fill->mtx) */
+    struct edge_waiter *wnext;     /* worker wake queue (wake_mtx) */
+    int queued;                    /* in the wake queue (wake_mtx) */
+    int detached;                  /* left the fill's waiter list */
+    int leader;                    /* this request started the fill */
+    int started;
+    int writing;
+    int finished;
+    int aborted;
+    struct cache_obj *obj;         /* ref once started */
+    struct cache_body_cursor cur;
+    uint64_t limit;                /* absolute end (exclusive) of the bytes to send */
+    char *pkey;
+    size_t plen;
+    char *vkey;                    /* vary part under the fill's response Vary */
+    enum edge_xc xc;
+    uint64_t sent;
+};
+
+/* edge_fetch.c */
+void edge_busy_init(struct edge *e);
+/* Handles a cacheable GET/HEAD that missed (or must revalidate `stale`, may be NULL). */
+void edge_fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                          size_t plen, struct cache_obj *stale);
+/* Forwards a request to the origin without coalescing (methods, Authorization, bypass). */
+void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey, size_t plen);
+/* Starts a background revalidation of `stale` (stale-while-revalidate), no waiter. */
+void edge_fetch_background(struct edge_worker *w, const struct http_request *req,
+                           const char *pkey, size_t plen, struct cache_obj *stale);
+void edge_worker_wake(uv_async_t *a);
+/* Cancels every fill of a stopping worker and fails its waiters. */
+void edge_worker_cancel_fills(struct edge_worker *w);
+
+/* edge_deliver.c */
+/* Serves a complete stored object to the exchange (conditional, Range, HEAD handled). */
+void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj *o,
+                      enum edge_xc xc, enum edge_level lv, const char *cache_status);
+/* Appends the response header block for object o (stored headers, Age, X-Cache...). */
+void edge_deliver_headers(struct edge *e, struct buf *h, const struct cache_obj *o,
+                          enum edge_xc xc, enum edge_level lv, const char *cache_status);
+void edge_count(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
+                enum edge_level lv, uint64_t bytes);
+int64_t edge_obj_age(const struct cache_obj *o, int64_t now);
+const char *edge_xc_name(enum edge_xc xc);
+
+/* edge_admin.c */
+void edge_admin_handle(struct http_exchange *x, void *arg);
+void edge_metrics_init(struct edge *e);
+
+/* edge_req.c */
+void edge_public_handle(struct http_exchange *x, void *arg);
+/* Builds the primary key of a request into out. 0, or -EINVAL (bad path/host). */
+int edge_primary_key(struct edge *e, const struct http_request *r, struct buf *out);
+
+#endif

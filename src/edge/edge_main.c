@@ -1,0 +1,330 @@
+/* src/edge/edge_main.c: edge start-up, worker loops, shutdown, and `mlcdn edge`. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cache/cache_key.h"
+#include "core/conf.h"
+#include "core/log.h"
+#include "core/mc.h"
+#include "core/units.h"
+#include "edge/edge_int.h"
+
+void edge_cfg_default(struct edge_cfg *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->listen = "127.0.0.1:8080";
+    cfg->admin = "127.0.0.1:0";
+    cfg->region = "local";
+    cfg->mem = 256u << 20;
+    cfg->policy = "default";
+    cfg->threads = 1;
+    cfg->connect_timeout_ms = 2000;
+    cfg->first_byte_timeout_ms = 15000;
+    cfg->origin_timeout_ms = 300000;
+    cfg->heuristic_max_s = 86400;
+    cfg->stale_if_error_s = -1;
+    cfg->max_body = 16u << 20;
+    cfg->header_timeout_ms = 10000;
+    cfg->body_timeout_ms = 30000;
+    cfg->idle_timeout_ms = 60000;
+}
+
+static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
+{
+    struct edge *e = arg;
+    struct edge_worker *w = mc_xcalloc(1, sizeof(*w));
+
+    MC_INIT_OBJ(w, EDGE_WORKER_MAGIC);
+    w->e = e;
+    w->idx = idx;
+    w->loop = loop;
+    pthread_mutex_init(&w->wake_mtx, NULL);
+    MC_ASSERT(http_client_new(loop, &w->client) == 0);
+    uv_async_init(loop, &w->wake, edge_worker_wake);
+    w->wake.data = w;
+    e->workers[idx] = w;
+    return w;
+}
+
+static void loop_stopping(uv_loop_t *loop, void *data, void *arg)
+{
+    struct edge *e = arg;
+    (void)loop;
+    (void)data;
+    atomic_store(&e->draining, 1);
+}
+
+static void worker_closed(uv_handle_t *h)
+{
+    struct edge_worker *w = h->data;
+    pthread_mutex_destroy(&w->wake_mtx);
+    MC_FREE_OBJ(w);
+}
+
+static void loop_fini(uv_loop_t *loop, void *data, void *arg)
+{
+    struct edge_worker *w = data;
+    struct edge *e = arg;
+
+    (void)loop;
+    w->stopping = 1;
+    edge_worker_cancel_fills(w);
+    /* Waiters of this loop woken by the cancellations answer now, before the loop ends. */
+    edge_worker_wake(&w->wake);
+    http_client_free(&w->client);
+    e->workers[w->idx] = NULL;
+    uv_close((uv_handle_t *)&w->wake, worker_closed);
+}
+
+static int add_origin(struct edge *e, const char *url, size_t n, char *err, size_t errlen)
+{
+    if (e->cfg.norigins >= EDGE_MAX_ORIGINS) {
+        snprintf(err, errlen, "--origin: at most %d origins", EDGE_MAX_ORIGINS);
+        return -EINVAL;
+    }
+    while (n && url[n - 1] == '/')
+        n--;
+    if (n < 8 || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
+        snprintf(err, errlen, "--origin: '%.*s' is not an http:// or https:// URL", (int)n, url);
+        return -EINVAL;
+    }
+    e->origin_urls[e->cfg.norigins] = mc_xstrndup(url, n);
+    e->cfg.origins[e->cfg.norigins] = e->origin_urls[e->cfg.norigins];
+    e->cfg.norigins++;
+    return 0;
+}
+
+int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t errlen)
+{
+    struct edge *e = mc_xcalloc(1, sizeof(*e));
+    struct http_server_cfg sc;
+    int rc;
+
+    e->cfg = *cfg;
+    e->cfg.norigins = 0;
+    for (size_t i = 0; i < cfg->norigins; i++) {
+        /* Each --origin may itself be a comma-separated list. */
+        const char *p = cfg->origins[i];
+        while (p && *p) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            if (n && (rc = add_origin(e, p, n, err, errlen)) != 0)
+                goto fail;
+            p = comma ? comma + 1 : NULL;
+        }
+    }
+    if (e->cfg.norigins == 0) {
+        snprintf(err, errlen, "--origin is required (one or more http:// URLs)");
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (cfg->mem < (1u << 20)) {
+        snprintf(err, errlen, "--mem: at least 1M of memory cache is needed");
+        rc = -EINVAL;
+        goto fail;
+    }
+    e->cfg.threads = cfg->threads ? cfg->threads : 1;
+    e->keyopts.ignore_params = cfg->ignore_params;
+    e->keyopts.n_ignore = cfg->n_ignore;
+    rc = l1_new(cfg->mem, cfg->policy, 16, &e->l1);
+    if (rc) {
+        snprintf(err, errlen, "--policy: unknown eviction policy '%s'", cfg->policy);
+        goto fail;
+    }
+    edge_busy_init(e);
+    pthread_mutex_init(&e->cpu_mtx, NULL);
+    edge_metrics_init(e);
+    e->start_ms = units_now_ms();
+    e->nworkers = e->cfg.threads;
+    e->workers = mc_xcalloc(e->nworkers, sizeof(*e->workers));
+
+    http_server_cfg_default(&sc);
+    sc.threads = e->cfg.threads;
+    sc.limits.max_body = cfg->max_body;
+    sc.header_timeout_ms = cfg->header_timeout_ms;
+    sc.body_timeout_ms = cfg->body_timeout_ms;
+    sc.idle_timeout_ms = cfg->idle_timeout_ms;
+    sc.listeners[0] = (struct http_listener_cfg){cfg->listen, edge_public_handle, e, "public"};
+    sc.nlisteners = 1;
+    if (cfg->admin && *cfg->admin)
+        sc.listeners[sc.nlisteners++] =
+            (struct http_listener_cfg){cfg->admin, edge_admin_handle, e, "admin"};
+    sc.loop_init = loop_init;
+    sc.loop_stopping = loop_stopping;
+    sc.loop_fini = loop_fini;
+    sc.loop_arg = e;
+    rc = http_server_start(&sc, &e->srv, err, errlen);
+    if (rc)
+        goto fail;
+    *out = e;
+    return 0;
+fail:
+    l1_free(&e->l1);
+    for (size_t i = 0; i < e->cfg.norigins; i++)
+        free(e->origin_urls[i]);
+    free(e->workers);
+    free(e);
+    return rc;
+}
+
+int edge_port(const struct edge *e)
+{
+    return http_server_port(e->srv, 0);
+}
+
+int edge_admin_port(const struct edge *e)
+{
+    return e->cfg.admin && *e->cfg.admin ? http_server_port(e->srv, 1) : -1;
+}
+
+void edge_stop(struct edge **ep, uint64_t grace_ms)
+{
+    struct edge *e = *ep;
+
+    if (!e)
+        return;
+    atomic_store(&e->draining, 1);
+    http_server_stop(e->srv, grace_ms);
+    http_server_free(&e->srv);
+    l1_free(&e->l1);
+    for (size_t i = 0; i < e->cfg.norigins; i++)
+        free(e->origin_urls[i]);
+    free(e->workers);
+    free(e);
+    *ep = NULL;
+}
+
+/* ---- `mlcdn edge` ---- */
+
+static uv_loop_t *main_loop;
+
+/* The host part of ADDR:PORT as it goes into a URL ("" means all addresses). */
+static void url_host(const char *addr, char *out, size_t n)
+{
+    snprintf(out, n, "%s", addr);
+    char *colon = strrchr(out, ':');
+    if (colon)
+        *colon = '\0';
+    if (!out[0] || !strcmp(out, "0.0.0.0"))
+        snprintf(out, n, "127.0.0.1");
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    log_info("signal received, draining", "signal=%d", signum);
+    uv_signal_stop(s);
+    uv_stop(main_loop);
+}
+
+int edge_main(int argc, char **argv)
+{
+    struct edge_cfg cfg;
+    struct conf c;
+    struct conf_strlist origins = {0}, ignore = {0};
+    const char *log_level = "info";
+    long threads = 1;
+    uint64_t grace = 10000, sie = 0;
+    const char *sie_str = NULL;
+    char err[512];
+    struct edge *e;
+
+    edge_cfg_default(&cfg);
+    const struct conf_opt opts[] = {
+        {"listen", CONF_STR, &cfg.listen, "public address ADDR:PORT (default 127.0.0.1:8080)"},
+        {"admin", CONF_STR, &cfg.admin, "admin address (default 127.0.0.1:0; \"\" disables)"},
+        {"origin", CONF_STRLIST, &origins, "origin base URL(s), comma-separated or repeated"},
+        {"region", CONF_STR, &cfg.region, "region name reported in X-Edge-Region and /health"},
+        {"mem", CONF_SIZE, &cfg.mem, "L1 memory budget (default 256M)"},
+        {"policy", CONF_STR, &cfg.policy, "eviction policy (default: mlcdn's adaptive policy)"},
+        {"threads", CONF_INT, &threads, "worker threads (default 1)"},
+        {"admin-token", CONF_STR, &cfg.admin_token, "bearer token for PURGE on the admin port"},
+        {"connect-timeout", CONF_DURATION, &cfg.connect_timeout_ms, "origin connect timeout"},
+        {"first-byte-timeout", CONF_DURATION, &cfg.first_byte_timeout_ms,
+         "origin time to response headers"},
+        {"origin-timeout", CONF_DURATION, &cfg.origin_timeout_ms, "origin whole-transfer timeout"},
+        {"stale-if-error", CONF_STR, &sie_str, "default stale-if-error window (e.g. 60s)"},
+        {"max-body", CONF_SIZE, &cfg.max_body, "request body limit (413 above)"},
+        {"header-timeout", CONF_DURATION, &cfg.header_timeout_ms, "request head timeout (408)"},
+        {"body-timeout", CONF_DURATION, &cfg.body_timeout_ms, "request body timeout (408)"},
+        {"idle-timeout", CONF_DURATION, &cfg.idle_timeout_ms, "keep-alive idle timeout"},
+        {"ignore-param", CONF_STRLIST, &ignore, "query parameter left out of cache keys"},
+        {"grace", CONF_DURATION, &grace, "shutdown grace period (default 10s)"},
+        {"log-level", CONF_STR, &log_level, "debug, info, warn, error"},
+    };
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            conf_usage("edge", "--origin URL [options]", opts, MC_ARRAY_SIZE(opts));
+            return 0;
+        }
+    }
+    if (conf_parse(&c, opts, MC_ARRAY_SIZE(opts), argc, argv, 0, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn edge: %s\n", err);
+        conf_fini(&c);
+        return 2;
+    }
+    if (log_level_set_name(log_level) != 0) {
+        fprintf(stderr, "mlcdn edge: --log-level: '%s' is not debug, info, warn or error\n",
+                log_level);
+        conf_fini(&c);
+        return 2;
+    }
+    if (threads < 1 || threads > 256) {
+        fprintf(stderr, "mlcdn edge: --threads: %ld is out of range (1..256)\n", threads);
+        conf_fini(&c);
+        return 2;
+    }
+    if (sie_str) {
+        if (units_parse_duration_ms(sie_str, &sie) != 0) {
+            fprintf(stderr, "mlcdn edge: --stale-if-error: '%s' is not a duration\n", sie_str);
+            conf_fini(&c);
+            return 2;
+        }
+        cfg.stale_if_error_s = (int64_t)(sie / 1000);
+    }
+    cfg.threads = (unsigned)threads;
+    for (size_t i = 0; i < origins.n && i < EDGE_MAX_ORIGINS; i++)
+        cfg.origins[cfg.norigins++] = origins.v[i];
+    cfg.ignore_params = ignore.v;
+    cfg.n_ignore = ignore.n;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (edge_start(&cfg, &e, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn edge: %s\n", err);
+        conf_fini(&c);
+        return 1;
+    }
+    /* One ready line: tests and `mlcdn run` read the bound ports from it. */
+    char host[128], ahost[128], admin_url[160] = "none";
+    url_host(cfg.listen, host, sizeof(host));
+    if (edge_admin_port(e) > 0) {
+        url_host(cfg.admin, ahost, sizeof(ahost));
+        snprintf(admin_url, sizeof(admin_url), "http://%s:%d", ahost, edge_admin_port(e));
+    }
+    printf("edge listening on http://%s:%d admin=%s region=%s\n", host, edge_port(e), admin_url,
+           cfg.region);
+    fflush(stdout);
+    log_info("edge started", "listen=%s port=%d region=%s threads=%u mem=%llu origins=%zu",
+             cfg.listen, edge_port(e), cfg.region, cfg.threads, (unsigned long long)cfg.mem,
+             cfg.norigins);
+
+    uv_loop_t loop;
+    uv_signal_t sterm, sint;
+    uv_loop_init(&loop);
+    main_loop = &loop;
+    uv_signal_init(&loop, &sterm);
+    uv_signal_init(&loop, &sint);
+    uv_signal_start(&sterm, on_signal, SIGTERM);
+    uv_signal_start(&sint, on_signal, SIGINT);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    edge_stop(&e, grace);
+    uv_close((uv_handle_t *)&sterm, NULL);
+    uv_close((uv_handle_t *)&sint, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    log_info("edge stopped", "%s", "");
+    conf_fini(&c);
+    return 0;
+}

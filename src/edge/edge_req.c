@@ -1,0 +1,76 @@
+/* src/edge/edge_req.c: the public listener's request handling.
+ *
+ * GET and HEAD go through the cache: L1 lookup, then the RFC 9111 reuse decision (fresh
+ * hit, stale-while-revalidate, revalidation), then a coalesced origin fetch on a miss.
+ * Every other method, and requests with Authorization, are forwarded to the origin
+ * (bypass); their responses are stored only when RFC 9111 §3.5 allows it. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "cache/cache_key.h"
+#include "core/mc.h"
+#include "core/units.h"
+#include "edge/edge_int.h"
+
+int edge_primary_key(struct edge *e, const struct http_request *r, struct buf *out)
+{
+    struct http_str host = r->abs_host.len ? r->abs_host : r->host;
+    return cache_key_primary(out, host, r->path, r->query, &e->keyopts);
+}
+
+void edge_public_handle(struct http_exchange *x, void *arg)
+{
+    struct edge *e = arg;
+    struct edge_worker *w = http_x_worker(x);
+    const struct http_request *r = http_x_request(x);
+    struct http_req_info qi;
+    struct cache_obj *o = NULL;
+    struct buf key;
+    char cs[160];
+
+    if (r->method == HTTP_M_PURGE) {
+        http_x_error(x, 403, "PURGE is accepted on the admin listener only");
+        return;
+    }
+    buf_init(&key, 16 * 1024);
+    if (edge_primary_key(e, r, &key) != 0) {
+        buf_fini(&key);
+        http_x_error(x, 400, "invalid request target (bad percent-encoding or too long)");
+        return;
+    }
+    http_req_info_from_request(&qi, r);
+    if ((r->method != HTTP_M_GET && r->method != HTTP_M_HEAD) || qi.has_authorization) {
+        edge_fetch_pass(w, x, key.data, key.len);
+        buf_fini(&key);
+        return;
+    }
+    if (l1_lookup(e->l1, key.data, key.len, r, &o) == 0) {
+        int64_t age = edge_obj_age(o, units_wall_s());
+        switch (http_cache_reuse(&qi, &o->info, o->lifetime, age)) {
+        case HTTP_REUSE_FRESH:
+            snprintf(cs, sizeof(cs), "mlcdn; hit; ttl=%lld", (long long)(o->lifetime - age));
+            edge_deliver_obj(e, x, o, EDGE_XC_HIT, EDGE_LV_L1, cs);
+            break;
+        case HTTP_REUSE_STALE_OK:
+            snprintf(cs, sizeof(cs), "mlcdn; hit; ttl=%lld; detail=stale-while-revalidate",
+                     (long long)(o->lifetime - age));
+            edge_deliver_obj(e, x, o, EDGE_XC_STALE, EDGE_LV_L1, cs);
+            edge_fetch_background(w, r, key.data, key.len, o);
+            break;
+        case HTTP_REUSE_REVALIDATE:
+            edge_fetch_cacheable(w, x, key.data, key.len, o);
+            break;
+        }
+        cache_obj_unref(&o);
+        buf_fini(&key);
+        return;
+    }
+    if (qi.cc.only_if_cached) {
+        buf_fini(&key);
+        edge_count(e, x, 504, EDGE_XC_MISS, EDGE_LV_L1, 0);
+        http_x_error(x, 504, "not in cache and the request says only-if-cached");
+        return;
+    }
+    edge_fetch_cacheable(w, x, key.data, key.len, NULL);
+    buf_fini(&key);
+}

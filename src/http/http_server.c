@@ -1,0 +1,1036 @@
+/* src/http/http_server.c: HTTP/1.1 server connections on libuv (see http_server.h).
+ *
+ * Threads: the caller's thread binds every listening socket (SO_REUSEPORT, one socket
+ * per listener per worker, so port 0 resolves once and every worker shares it), then
+ * each worker thread opens its sockets on its own loop. Nothing is shared between
+ * workers except atomic counters.
+ *
+ * A connection has one input buffer. While a request is handled its head stays at the
+ * start of that buffer (the struct http_request points into it), so the buffer is never
+ * reallocated or shifted below head_len until the exchange ends; bytes of later
+ * pipelined requests are appended after it, and body bytes are moved out into the
+ * exchange's body buffer. The connection is freed when both its socket is closed and its
+ * exchange (if any) was ended by the handler. */
+#include "http/http_server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/mc.h"
+#include "core/units.h"
+#include "http/http_cache.h"
+
+#define CONN_MAGIC 0x434f4e4eu
+#define WORKER_MAGIC 0x574f524bu
+#define INBUF_MIN 4096
+
+struct worker;
+
+enum conn_state {
+    ST_HEAD,     /* waiting for (more of) a request head */
+    ST_BODY,     /* reading a request body */
+    ST_HANDLING, /* the handler owns the exchange */
+};
+
+struct http_exchange {
+    struct conn *conn;
+    struct http_request req;
+    struct buf body;
+    uint64_t start_us;
+    int status;
+    int started;       /* head formatted */
+    int head_sent;
+    int chunked;       /* response framing */
+    int close_delim;   /* HTTP/1.0 without length: close ends the body */
+    int no_body;       /* HEAD or 1xx/204/304 */
+    int close_after;
+    int aborted;
+    int ended;
+    http_x_cb_f *on_abort;
+    void *abort_arg;
+    char *head;        /* formatted response head waiting for the first write */
+    size_t head_len;
+};
+
+struct conn {
+    unsigned magic;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    struct worker *w;
+    const struct http_listener_cfg *lcfg;
+    struct conn *prev, *next;
+    char *in;
+    size_t in_len, in_cap;
+    enum conn_state state;
+    struct http_chunked chunked;
+    uint64_t body_left;        /* Content-Length body bytes still to read */
+    struct http_exchange *x;   /* current exchange, NULL when none */
+    int tcp_closed;            /* close callback ran for tcp */
+    int timer_closed;
+    int closing;               /* uv_close issued */
+    int reading;
+    int sent_continue;
+    int keep_alive;
+    char peer[64];
+    uint64_t requests;
+};
+
+struct worker {
+    unsigned magic;
+    unsigned idx;
+    struct http_server *srv;
+    uv_loop_t loop;
+    uv_async_t stop_async;
+    uv_tcp_t listeners[HTTP_SERVER_MAX_LISTENERS];
+    int fds[HTTP_SERVER_MAX_LISTENERS];
+    uv_timer_t grace_timer;
+    uv_thread_t thread;
+    struct conn *conns;
+    void *data;
+    int stopping;
+    int forced;
+    char date[40];
+    int64_t date_s;
+};
+
+struct http_server {
+    struct http_server_cfg cfg;
+    struct worker *workers;
+    unsigned nworkers;
+    int ports[HTTP_SERVER_MAX_LISTENERS];
+    uint64_t grace_ms;
+    _Atomic uint64_t active_conns;
+    _Atomic int started_ok;
+    int stopped;
+};
+
+static void conn_close(struct conn *c);
+static void conn_process(struct conn *c);
+static void start_reading(struct conn *c);
+
+void http_server_cfg_default(struct http_server_cfg *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->threads = 1;
+    http_limits_default(&cfg->limits);
+    cfg->header_timeout_ms = 10000;
+    cfg->body_timeout_ms = 30000;
+    cfg->idle_timeout_ms = 60000;
+}
+
+/* ---- addresses ---- */
+
+static int parse_addr(const char *addr, struct sockaddr_storage *ss)
+{
+    char host[256];
+    const char *colon;
+    int port;
+
+    if (!addr || !*addr)
+        return -EINVAL;
+    if (addr[0] == '[') {
+        const char *end = strchr(addr, ']');
+        if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, addr + 1, (size_t)(end - addr - 1));
+        host[end - addr - 1] = '\0';
+        colon = end + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon || (size_t)(colon - addr) >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, addr, (size_t)(colon - addr));
+        host[colon - addr] = '\0';
+        if (!host[0])
+            strcpy(host, "0.0.0.0");
+    }
+    char *endp;
+    long p = strtol(colon + 1, &endp, 10);
+    if (*endp || endp == colon + 1 || p < 0 || p > 65535)
+        return -EINVAL;
+    port = (int)p;
+    if (strchr(host, ':')) {
+        if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss))
+            return -EINVAL;
+    } else if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss)) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int bind_one(const struct sockaddr_storage *ss, int port, int *out)
+{
+    struct sockaddr_storage a = *ss;
+    int fd, one = 1;
+    socklen_t alen;
+
+    if (a.ss_family == AF_INET6) {
+        ((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)port);
+        alen = sizeof(struct sockaddr_in6);
+    } else {
+        ((struct sockaddr_in *)&a)->sin_port = htons((uint16_t)port);
+        alen = sizeof(struct sockaddr_in);
+    }
+    fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (a.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&a, alen) < 0 || listen(fd, 4096) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *out = fd;
+    return 0;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage a;
+    socklen_t alen = sizeof(a);
+
+    if (getsockname(fd, (struct sockaddr *)&a, &alen) < 0)
+        return -1;
+    if (a.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&a)->sin_port);
+}
+
+/* ---- response writing ---- */
+
+struct wreq {
+    uv_write_t req;
+    char *own;                /* memory freed after the write (head, chunk framing, copies) */
+    void (*done)(void *arg);
+    void *arg;
+    struct conn *conn;
+};
+
+static const char *date_now(struct worker *w)
+{
+    int64_t now = units_wall_s();
+    if (now != w->date_s) {
+        w->date_s = now;
+        http_date_format(now, w->date);
+    }
+    return w->date;
+}
+
+static int has_body_status(int status)
+{
+    return !(status < 200 || status == 204 || status == 304);
+}
+
+static void conn_maybe_free(struct conn *c);
+static void exchange_finish(struct conn *c);
+static void worker_drained(struct worker *w);
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct wreq *wr = MC_CONTAINER_OF(req, struct wreq, req);
+    struct conn *c = wr->conn;
+
+    free(wr->own);
+    if (wr->done)
+        wr->done(wr->arg);
+    free(wr);
+    if (status < 0 && !c->closing)
+        conn_close(c);
+}
+
+/* Queues bufs as one writev; `own` is freed afterwards, done(arg) called once. */
+static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own,
+                       void (*done)(void *), void *arg)
+{
+    struct wreq *wr;
+    int err;
+
+    if (c->closing) {
+        free(own);
+        return -EPIPE;
+    }
+    wr = mc_xmalloc(sizeof(*wr));
+    wr->own = own;
+    wr->done = done;
+    wr->arg = arg;
+    wr->conn = c;
+    err = uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+    if (err) {
+        free(own);
+        free(wr);
+        conn_close(c);
+        return -EPIPE;
+    }
+    return 0;
+}
+
+static void format_head(struct http_exchange *x, int status, const char *headers,
+                        int64_t content_length)
+{
+    struct conn *c = x->conn;
+    struct buf h;
+    const struct http_request *r = &x->req;
+
+    buf_init(&h, SIZE_MAX);
+    x->status = status;
+    x->no_body = r->method == HTTP_M_HEAD || !has_body_status(status);
+    if (c->w->stopping)
+        x->close_after = 1;
+    if (!c->keep_alive)
+        x->close_after = 1;
+    buf_printf(&h, "HTTP/1.1 %d %s\r\n", status, http_status_reason(status));
+    /* A cached response keeps the origin's Date (RFC 9110 §6.6.1); others get ours. */
+    if (!headers || (strncasecmp(headers, "Date:", 5) != 0 && !strcasestr(headers, "\nDate:")))
+        buf_printf(&h, "Date: %s\r\n", date_now(c->w));
+    if (headers)
+        buf_puts(&h, headers);
+    if (content_length >= 0) {
+        if (status >= 200 && status != 204)
+            buf_printf(&h, "Content-Length: %lld\r\n", (long long)content_length);
+    } else if (has_body_status(status)) {
+        if (r->version_minor >= 1) {
+            x->chunked = !x->no_body;
+            buf_puts(&h, "Transfer-Encoding: chunked\r\n");
+        } else {
+            x->close_delim = 1;
+            x->close_after = 1;
+        }
+    }
+    if (x->close_after)
+        buf_puts(&h, "Connection: close\r\n");
+    else if (r->version_minor == 0)
+        buf_puts(&h, "Connection: keep-alive\r\n");
+    buf_puts(&h, "\r\n");
+    x->head = buf_take(&h, &x->head_len);
+    x->started = 1;
+}
+
+void http_x_start(struct http_exchange *x, int status, const char *headers,
+                  int64_t content_length)
+{
+    MC_ASSERT(!x->started && !x->ended);
+    format_head(x, status, headers, content_length);
+}
+
+static int flush_head(struct http_exchange *x)
+{
+    if (x->head_sent)
+        return 0;
+    x->head_sent = 1;
+    if (x->aborted) {
+        free(x->head);
+        x->head = NULL;
+        return -EPIPE;
+    }
+    uv_buf_t b = uv_buf_init(x->head, (unsigned)x->head_len);
+    char *own = x->head;
+    x->head = NULL;
+    return queue_write(x->conn, &b, 1, own, NULL, NULL);
+}
+
+int http_x_write(struct http_exchange *x, const void *data, size_t len, void (*done)(void *arg),
+                 void *arg)
+{
+    uv_buf_t bufs[4];
+    unsigned n = 0;
+    char *own = NULL;
+    char *frame;
+
+    MC_ASSERT(x->started && !x->ended);
+    if (x->aborted || x->conn->closing)
+        return -EPIPE;
+    if (x->no_body || len == 0) {
+        int err = flush_head(x);
+        if (err)
+            return err;
+        if (done)
+            done(arg);
+        return 0;
+    }
+    if (!x->head_sent) {
+        x->head_sent = 1;
+        own = x->head;
+        x->head = NULL;
+        bufs[n++] = uv_buf_init(own, (unsigned)x->head_len);
+    }
+    if (x->chunked) {
+        /* The chunk-size line is prefixed; its CRLF terminator is appended after the data. */
+        size_t hl = own ? x->head_len : 0;
+        frame = mc_xrealloc(own, hl + 24);
+        if (own)
+            bufs[0].base = frame;
+        own = frame;
+        int k = snprintf(frame + hl, 22, "%zx\r\n", len);
+        bufs[n++] = uv_buf_init(frame + hl, (unsigned)k);
+        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+        bufs[n++] = uv_buf_init((char *)"\r\n", 2);
+    } else {
+        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+    }
+    return queue_write(x->conn, bufs, n, own, done, arg);
+}
+
+size_t http_x_pending(const struct http_exchange *x)
+{
+    if (x->conn->closing)
+        return 0;
+    return uv_stream_get_write_queue_size((uv_stream_t *)&x->conn->tcp);
+}
+
+void http_x_end(struct http_exchange *x)
+{
+    struct conn *c = x->conn;
+
+    MC_ASSERT(x->started && !x->ended);
+    x->ended = 1;
+    if (!x->aborted && !c->closing) {
+        if (x->chunked && x->head_sent) {
+            uv_buf_t b = uv_buf_init((char *)"0\r\n\r\n", 5);
+            queue_write(c, &b, 1, NULL, NULL, NULL);
+        } else if (!x->head_sent) {
+            if (x->chunked) {
+                /* Head and terminating chunk together: an empty chunked body. */
+                size_t hl = x->head_len;
+                char *own = mc_xrealloc(x->head, hl + 5);
+                memcpy(own + hl, "0\r\n\r\n", 5);
+                x->head = NULL;
+                x->head_sent = 1;
+                uv_buf_t b = uv_buf_init(own, (unsigned)(hl + 5));
+                queue_write(c, &b, 1, own, NULL, NULL);
+            } else {
+                flush_head(x);
+            }
+        }
+    }
+    free(x->head);
+    x->head = NULL;
+    exchange_finish(c);
+}
+
+void http_x_respond(struct http_exchange *x, int status, const char *headers, const void *body,
+                    size_t len)
+{
+    MC_ASSERT(!x->started && !x->ended);
+    format_head(x, status, headers, has_body_status(status) ? (int64_t)len : -1);
+    if (!x->no_body && len && !x->aborted && !x->conn->closing) {
+        /* One allocation and one writev for head + body. */
+        char *own = mc_xrealloc(x->head, x->head_len + len);
+        memcpy(own + x->head_len, body, len);
+        uv_buf_t b = uv_buf_init(own, (unsigned)(x->head_len + len));
+        x->head = NULL;
+        x->head_sent = 1;
+        queue_write(x->conn, &b, 1, own, NULL, NULL);
+    }
+    http_x_end(x);
+}
+
+static void json_escape(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            buf_printf(b, "\\%c", ch);
+        else if (ch < 0x20)
+            buf_printf(b, "\\u%04x", ch);
+        else
+            buf_append(b, s, 1);
+    }
+}
+
+void http_x_error(struct http_exchange *x, int status, const char *msg)
+{
+    struct buf b;
+
+    buf_init(&b, 64 * 1024);
+    buf_puts(&b, "{\"error\":\"");
+    json_escape(&b, msg ? msg : http_status_reason(status));
+    buf_printf(&b, "\",\"status\":%d}\n", status);
+    http_x_respond(x, status, "Content-Type: application/json\r\nCache-Control: no-store\r\n",
+                   b.data, b.len);
+    buf_fini(&b);
+}
+
+void http_x_on_abort(struct http_exchange *x, http_x_cb_f *cb, void *arg)
+{
+    x->on_abort = cb;
+    x->abort_arg = arg;
+}
+
+void http_x_close_after(struct http_exchange *x)
+{
+    x->close_after = 1;
+}
+
+const struct http_request *http_x_request(const struct http_exchange *x)
+{
+    return &x->req;
+}
+
+const char *http_x_body(const struct http_exchange *x, size_t *len)
+{
+    *len = x->body.len;
+    return x->body.data ? x->body.data : "";
+}
+
+const char *http_x_peer(const struct http_exchange *x)
+{
+    return x->conn->peer;
+}
+
+uv_loop_t *http_x_loop(const struct http_exchange *x)
+{
+    return &x->conn->w->loop;
+}
+
+void *http_x_worker(const struct http_exchange *x)
+{
+    return x->conn->w->data;
+}
+
+uint64_t http_x_start_us(const struct http_exchange *x)
+{
+    return x->start_us;
+}
+
+/* ---- connection ---- */
+
+static void timer_arm(struct conn *c, uint64_t ms);
+
+static void exchange_free(struct http_exchange *x)
+{
+    buf_fini(&x->body);
+    free(x->head);
+    free(x);
+}
+
+/* The handler ended the exchange: drop the request bytes and go on with the next one. */
+static void exchange_finish(struct conn *c)
+{
+    struct http_exchange *x = c->x;
+    int close_after = x->close_after || x->aborted;
+
+    c->x = NULL;
+    MC_ASSERT(x->req.head_len <= c->in_len);
+    memmove(c->in, c->in + x->req.head_len, c->in_len - x->req.head_len);
+    c->in_len -= x->req.head_len;
+    exchange_free(x);
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (close_after) {
+        /* Half-close after the queued writes so the client reads the whole response. */
+        conn_close(c);
+        return;
+    }
+    c->state = ST_HEAD;
+    start_reading(c);
+    if (c->in_len)
+        conn_process(c);
+    else
+        timer_arm(c, c->w->srv->cfg.idle_timeout_ms);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+
+    MC_CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+    if (h == (uv_handle_t *)&c->tcp)
+        c->tcp_closed = 1;
+    else
+        c->timer_closed = 1;
+    conn_maybe_free(c);
+}
+
+static void conn_maybe_free(struct conn *c)
+{
+    if (!c->tcp_closed || !c->timer_closed || c->x)
+        return;
+    struct worker *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    atomic_fetch_sub(&w->srv->active_conns, 1);
+    free(c->in);
+    MC_FREE_OBJ(c);
+    if (w->stopping && !w->conns)
+        worker_drained(w);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+    (void)status;
+    free(req);
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+    if (c->x && !c->x->aborted && !c->x->ended) {
+        c->x->aborted = 1;
+        if (c->x->on_abort)
+            c->x->on_abort(c->x, c->x->abort_arg);
+    }
+    /* Queued writes finish before the shutdown completes, then the socket closes. */
+    uv_shutdown_t *sr = mc_xmalloc(sizeof(*sr));
+    sr->data = c;
+    if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(sr);
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+    }
+}
+
+/* Answers a request the parser or the reader rejected, then closes (RFC 9112 §11.2). */
+static void conn_reject(struct conn *c, int status, const char *msg)
+{
+    char body[512], head[256];
+    int bl, hl;
+
+    bl = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d}\n", msg, status);
+    hl = snprintf(head, sizeof(head),
+                  "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
+                  "Content-Length: %d\r\nConnection: close\r\n\r\n",
+                  status, http_status_reason(status), date_now(c->w), bl);
+    char *own = mc_xmalloc((size_t)(hl + bl));
+    memcpy(own, head, (size_t)hl);
+    memcpy(own + hl, body, (size_t)bl);
+    uv_buf_t b = uv_buf_init(own, (unsigned)(hl + bl));
+    queue_write(c, &b, 1, own, NULL, NULL);
+    conn_close(c);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+
+    MC_CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+    if (c->state == ST_HANDLING)
+        return;
+    if (c->state == ST_BODY || c->in_len > 0)
+        conn_reject(c, 408, "request not received in time");
+    else
+        conn_close(c);
+}
+
+static void timer_arm(struct conn *c, uint64_t ms)
+{
+    if (!c->closing && ms)
+        uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+
+    (void)suggested;
+    if (c->in_cap - c->in_len < 1024 && !c->x) {
+        /* Grow only while no exchange points into the buffer; the head limit bounds it. */
+        size_t max = c->w->srv->cfg.limits.max_header_bytes + 65536;
+        size_t ncap = MC_MIN(c->in_cap * 2, max);
+        if (ncap > c->in_cap) {
+            c->in = mc_xrealloc(c->in, ncap);
+            c->in_cap = ncap;
+        }
+    }
+    b->base = c->in + c->in_len;
+    b->len = c->in_cap - c->in_len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+
+    (void)b;
+    if (n < 0) {
+        conn_close(c);
+        return;
+    }
+    if (n == 0)
+        return;
+    c->in_len += (size_t)n;
+    if (c->state == ST_HANDLING) {
+        /* Pipelined bytes wait; stop reading when the buffer is full (back-pressure). */
+        if (c->in_len == c->in_cap) {
+            uv_read_stop(s);
+            c->reading = 0;
+        }
+        return;
+    }
+    conn_process(c);
+}
+
+static void start_reading(struct conn *c)
+{
+    if (!c->reading && !c->closing) {
+        c->reading = 1;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+static void dispatch(struct conn *c)
+{
+    struct http_exchange *x = c->x;
+
+    c->state = ST_HANDLING;
+    uv_timer_stop(&c->timer);
+    c->requests++;
+    c->lcfg->handler(x, c->lcfg->arg);
+}
+
+/* Moves body bytes that follow the head out of the input buffer into the exchange. */
+static void read_body(struct conn *c)
+{
+    struct http_exchange *x = c->x;
+    size_t hl = x->req.head_len;
+    char *p = c->in + hl;
+    size_t avail = c->in_len - hl, used = 0;
+
+    if (x->req.chunked) {
+        while (used < avail) {
+            size_t consumed = 0, dlen = 0;
+            const char *data = NULL, *msg = NULL;
+            int r = http_chunked_feed(&c->chunked, p + used, avail - used, &consumed, &data,
+                                      &dlen, &msg);
+            if (r < 0) {
+                conn_reject(c, -r, msg ? msg : "invalid chunked body");
+                return;
+            }
+            used += consumed;
+            if (r == HTTP_CHUNKED_DATA && buf_append(&x->body, data, dlen) != 0) {
+                conn_reject(c, 413, "request body over the limit");
+                return;
+            }
+            if (r == HTTP_CHUNKED_DONE) {
+                c->body_left = 0;
+                memmove(p, p + used, avail - used);
+                c->in_len -= used;
+                dispatch(c);
+                return;
+            }
+            if (r == HTTP_CHUNKED_MORE)
+                break;
+        }
+    } else {
+        size_t take = (size_t)MC_MIN((uint64_t)avail, c->body_left);
+        if (take && buf_append(&x->body, p, take) != 0) {
+            conn_reject(c, 413, "request body over the limit");
+            return;
+        }
+        used = take;
+        c->body_left -= take;
+    }
+    memmove(p, p + used, avail - used);
+    c->in_len -= used;
+    if (!x->req.chunked && c->body_left == 0) {
+        dispatch(c);
+        return;
+    }
+    timer_arm(c, c->w->srv->cfg.body_timeout_ms);
+}
+
+static void conn_process(struct conn *c)
+{
+    const struct http_limits *lim = &c->w->srv->cfg.limits;
+
+    if (c->closing)
+        return;
+    if (c->state == ST_BODY) {
+        read_body(c);
+        return;
+    }
+    if (c->state != ST_HEAD || c->in_len == 0)
+        return;
+
+    struct http_exchange *x = mc_xcalloc(1, sizeof(*x));
+    const char *msg = NULL;
+    int r = http_parse_request(c->in, c->in_len, lim, &x->req, &msg);
+    if (r == HTTP_PARSE_AGAIN) {
+        free(x);
+        if (c->in_len >= lim->max_header_bytes) {
+            conn_reject(c, 431, "request header fields too large");
+            return;
+        }
+        /* The header timeout counts from the first byte of the request. */
+        if (!uv_is_active((uv_handle_t *)&c->timer) ||
+            uv_timer_get_due_in(&c->timer) > c->w->srv->cfg.header_timeout_ms)
+            timer_arm(c, c->w->srv->cfg.header_timeout_ms);
+        return;
+    }
+    if (r < 0) {
+        free(x);
+        conn_reject(c, -r, msg ? msg : "bad request");
+        return;
+    }
+    x->conn = c;
+    x->start_us = units_now_us();
+    c->x = x;
+    c->keep_alive = x->req.keep_alive;
+    buf_init(&x->body, lim->max_body);
+    if (x->req.content_length > 0 || x->req.chunked) {
+        if (x->req.content_length > 0 && (uint64_t)x->req.content_length > lim->max_body) {
+            conn_reject(c, 413, "request body over the limit");
+            return;
+        }
+        c->state = ST_BODY;
+        c->body_left = x->req.content_length > 0 ? (uint64_t)x->req.content_length : 0;
+        http_chunked_init(&c->chunked, lim->max_body);
+        if (x->req.expect_continue && c->in_len == x->req.head_len) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+            queue_write(c, &b, 1, NULL, NULL, NULL);
+        }
+        read_body(c);
+        return;
+    }
+    dispatch(c);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct worker *w = server->loop->data;
+    const struct http_listener_cfg *lcfg = server->data;
+    struct conn *c;
+
+    if (status < 0 || w->stopping)
+        return;
+    c = mc_xcalloc(1, sizeof(*c));
+    MC_INIT_OBJ(c, CONN_MAGIC);
+    c->w = w;
+    c->lcfg = lcfg;
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    atomic_fetch_add(&w->srv->active_conns, 1);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage peer;
+    int plen = sizeof(peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) == 0) {
+        if (peer.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&peer, c->peer, sizeof(c->peer));
+        else
+            uv_ip4_name((struct sockaddr_in *)&peer, c->peer, sizeof(c->peer));
+    }
+    c->in_cap = INBUF_MIN;
+    c->in = mc_xmalloc(c->in_cap);
+    c->state = ST_HEAD;
+    c->keep_alive = 1;
+    start_reading(c);
+    timer_arm(c, w->srv->cfg.idle_timeout_ms);
+}
+
+/* ---- workers and graceful stop ---- */
+
+static void force_close(struct worker *w)
+{
+    for (struct conn *c = w->conns; c; c = c->next) {
+        conn_close(c);
+        /* A client that stopped reading would hold uv_shutdown forever: closing the
+         * handle cancels its queued writes. */
+        if (!uv_is_closing((uv_handle_t *)&c->tcp))
+            uv_close((uv_handle_t *)&c->tcp, on_closed);
+    }
+}
+
+/* Every connection is gone (or the grace period ran out): the app closes its own
+ * handles in loop_fini, and the loop then ends by itself. */
+static void worker_drained(struct worker *w)
+{
+    if (w->forced)
+        return;
+    w->forced = 1;
+    uv_close((uv_handle_t *)&w->grace_timer, NULL);
+    if (w->srv->cfg.loop_fini)
+        w->srv->cfg.loop_fini(&w->loop, w->data, w->srv->cfg.loop_arg);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    force_close(w);
+    worker_drained(w);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_stop(uv_async_t *a)
+{
+    struct worker *w = a->data;
+
+    MC_CHECK_OBJ_NOTNULL(w, WORKER_MAGIC);
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    for (size_t i = 0; i < w->srv->cfg.nlisteners; i++)
+        uv_close((uv_handle_t *)&w->listeners[i], listener_closed);
+    uv_close((uv_handle_t *)&w->stop_async, NULL);
+    if (w->srv->cfg.loop_stopping)
+        w->srv->cfg.loop_stopping(&w->loop, w->data, w->srv->cfg.loop_arg);
+    /* Idle connections go now; busy ones close after their current response. */
+    struct conn *next;
+    for (struct conn *c = w->conns; c; c = next) {
+        next = c->next;
+        if (!c->x && c->in_len == 0)
+            conn_close(c);
+    }
+    uv_timer_init(&w->loop, &w->grace_timer);
+    w->grace_timer.data = w;
+    uv_timer_start(&w->grace_timer, on_grace, w->srv->grace_ms, 0);
+    if (!w->conns)
+        worker_drained(w);
+}
+
+static void worker_run(void *arg)
+{
+    struct worker *w = arg;
+    struct http_server *s = w->srv;
+
+    w->data = s->cfg.loop_init ? s->cfg.loop_init(&w->loop, w->idx, s->cfg.loop_arg) : NULL;
+    for (size_t i = 0; i < s->cfg.nlisteners; i++) {
+        uv_tcp_init(&w->loop, &w->listeners[i]);
+        w->listeners[i].data = (void *)&s->cfg.listeners[i];
+        uv_tcp_open(&w->listeners[i], w->fds[i]);
+        uv_listen((uv_stream_t *)&w->listeners[i], 4096, on_connection);
+    }
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+int http_server_start(const struct http_server_cfg *cfg, struct http_server **out, char *err,
+                      size_t errlen)
+{
+    struct http_server *s;
+    struct sockaddr_storage ss[HTTP_SERVER_MAX_LISTENERS];
+    int e = 0;
+
+    if (cfg->nlisteners == 0 || cfg->nlisteners > HTTP_SERVER_MAX_LISTENERS) {
+        snprintf(err, errlen, "no listener configured");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        memset(&ss[i], 0, sizeof(ss[i]));
+        if (parse_addr(cfg->listeners[i].addr, &ss[i])) {
+            snprintf(err, errlen, "'%s' is not an ADDR:PORT listen address",
+                     cfg->listeners[i].addr ? cfg->listeners[i].addr : "");
+            return -EINVAL;
+        }
+    }
+    s = mc_xcalloc(1, sizeof(*s));
+    s->cfg = *cfg;
+    s->nworkers = cfg->threads ? cfg->threads : 1;
+    s->workers = mc_xcalloc(s->nworkers, sizeof(*s->workers));
+    for (unsigned k = 0; k < s->nworkers; k++)
+        for (size_t i = 0; i < HTTP_SERVER_MAX_LISTENERS; i++)
+            s->workers[k].fds[i] = -1;
+    for (size_t i = 0; i < cfg->nlisteners && !e; i++) {
+        int port = ntohs(ss[i].ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss[i])->sin6_port
+                                                     : ((struct sockaddr_in *)&ss[i])->sin_port);
+        for (unsigned k = 0; k < s->nworkers; k++) {
+            e = bind_one(&ss[i], port, &s->workers[k].fds[i]);
+            if (e) {
+                snprintf(err, errlen, "cannot listen on %s: %s", cfg->listeners[i].addr,
+                         uv_strerror(e));
+                break;
+            }
+            if (port == 0)
+                port = bound_port(s->workers[k].fds[i]);
+        }
+        s->ports[i] = port;
+    }
+    if (e) {
+        for (unsigned k = 0; k < s->nworkers; k++)
+            for (size_t i = 0; i < HTTP_SERVER_MAX_LISTENERS; i++)
+                if (s->workers[k].fds[i] >= 0)
+                    close(s->workers[k].fds[i]);
+        free(s->workers);
+        free(s);
+        return e;
+    }
+    for (unsigned k = 0; k < s->nworkers; k++) {
+        struct worker *w = &s->workers[k];
+        MC_INIT_OBJ(w, WORKER_MAGIC);
+        w->idx = k;
+        w->srv = s;
+        uv_loop_init(&w->loop);
+        w->loop.data = w;
+        uv_async_init(&w->loop, &w->stop_async, on_stop);
+        w->stop_async.data = w;
+        uv_thread_create(&w->thread, worker_run, w);
+    }
+    *out = s;
+    return 0;
+}
+
+int http_server_port(const struct http_server *s, size_t idx)
+{
+    return idx < s->cfg.nlisteners ? s->ports[idx] : -1;
+}
+
+uint64_t http_server_active_conns(const struct http_server *s)
+{
+    return atomic_load(&((struct http_server *)s)->active_conns);
+}
+
+void http_server_stop(struct http_server *s, uint64_t grace_ms)
+{
+    if (s->stopped)
+        return;
+    s->stopped = 1;
+    s->grace_ms = grace_ms ? grace_ms : 1;
+    for (unsigned k = 0; k < s->nworkers; k++)
+        uv_async_send(&s->workers[k].stop_async);
+    for (unsigned k = 0; k < s->nworkers; k++) {
+        uv_thread_join(&s->workers[k].thread);
+        uv_loop_close(&s->workers[k].loop);
+    }
+}
+
+void http_server_free(struct http_server **sp)
+{
+    struct http_server *s = *sp;
+    if (!s)
+        return;
+    if (!s->stopped)
+        http_server_stop(s, 1);
+    for (unsigned k = 0; k < s->nworkers; k++)
+        memset(&s->workers[k], 0, sizeof(s->workers[k]));
+    free(s->workers);
+    free(s);
+    *sp = NULL;
+}

@@ -1,0 +1,117 @@
+/* src/http/http_server.h: the HTTP/1.1 server side on libuv, shared by every daemon.
+ *
+ * N worker threads, each with its own uv loop; every listener is bound once per
+ * worker with SO_REUSEPORT so the kernel spreads connections across workers and a
+ * connection stays on one loop for its whole life. A connection reads into a bounded
+ * buffer, parses with http_parse_request(), reads the body (Content-Length or chunked,
+ * bounded by limits.max_body), then calls the listener's handler with a struct
+ * http_exchange. The handler answers at once or later, on the same loop, either whole
+ * (http_x_respond) or streamed (http_x_start / http_x_write / http_x_end). Pipelined
+ * requests are parsed in order and answered in order: the next handler call happens
+ * after the previous response ended. HEAD responses never carry a body.
+ *
+ * Lifetimes: the server owns connections and exchanges. An exchange is valid from the
+ * handler call until the handler ends it (http_x_end()/http_x_respond()/http_x_error()),
+ * even if the client went away meanwhile: then the abort callback (if any) has been
+ * called, writes fail with -EPIPE and the final call just releases the exchange.
+ * Timeouts: header (408), body (408), idle keep-alive (close). Graceful stop: stop
+ * accepting, let in-flight exchanges finish, close idle connections, bounded wait. */
+#ifndef MLCDN_HTTP_HTTP_SERVER_H
+#define MLCDN_HTTP_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "http/http_parse.h"
+
+struct http_server;   /* opaque; http_server_start() / http_server_free() */
+struct http_exchange; /* opaque; one request and its response */
+
+typedef void http_handler_f(struct http_exchange *x, void *arg);
+typedef void http_x_cb_f(struct http_exchange *x, void *arg);
+
+struct http_listener_cfg {
+    const char *addr;        /* "127.0.0.1:8080", "[::1]:0", ":8080" (all addresses) */
+    http_handler_f *handler; /* called on the connection's loop */
+    void *arg;
+    const char *name;        /* for logs and metrics ("public", "admin") */
+};
+
+#define HTTP_SERVER_MAX_LISTENERS 4
+
+struct http_server_cfg {
+    unsigned threads; /* worker loops; 0 = 1 */
+    struct http_limits limits;
+    uint64_t header_timeout_ms; /* whole head must arrive within this (408) */
+    uint64_t body_timeout_ms;   /* no body progress for this long (408) */
+    uint64_t idle_timeout_ms;   /* keep-alive connection with no request (close) */
+    struct http_listener_cfg listeners[HTTP_SERVER_MAX_LISTENERS];
+    size_t nlisteners;
+    /* Called on each worker thread before it serves; the returned pointer is that worker's
+     * data (http_x_worker()). */
+    void *(*loop_init)(uv_loop_t *loop, unsigned idx, void *arg);
+    /* Called on the worker loop when a graceful stop begins (listeners already closed). */
+    void (*loop_stopping)(uv_loop_t *loop, void *worker_data, void *arg);
+    /* Called on the worker loop once its connections are gone or the grace period ran out:
+     * it must close every handle the app opened on the loop (and end any exchange it still
+     * holds), so that the loop can end. */
+    void (*loop_fini)(uv_loop_t *loop, void *worker_data, void *arg);
+    void *loop_arg;
+};
+
+/* Fills cfg with defaults: 1 thread, default limits, 10 s header, 30 s body, 60 s idle. */
+void http_server_cfg_default(struct http_server_cfg *cfg);
+
+/* Binds every listener on every worker and starts the threads. Returns 0, or a negative
+ * errno with a message naming the address in err. On success the caller owns *out. */
+int http_server_start(const struct http_server_cfg *cfg, struct http_server **out, char *err,
+                      size_t errlen);
+/* The port listener `idx` is bound to (useful with port 0). */
+int http_server_port(const struct http_server *s, size_t idx);
+/* Graceful stop: stops accepting, waits up to grace_ms for in-flight exchanges, then
+ * closes everything and joins the threads. Safe to call from any thread once. */
+void http_server_stop(struct http_server *s, uint64_t grace_ms);
+void http_server_free(struct http_server **s);
+/* Connections currently open / exchanges in flight (all workers). */
+uint64_t http_server_active_conns(const struct http_server *s);
+
+/* ---- inside a handler (on the exchange's loop) ---- */
+const struct http_request *http_x_request(const struct http_exchange *x);
+/* The request body, complete (the server reads it before calling the handler). */
+const char *http_x_body(const struct http_exchange *x, size_t *len);
+/* The client's address as text ("127.0.0.1", "::1"). */
+const char *http_x_peer(const struct http_exchange *x);
+uv_loop_t *http_x_loop(const struct http_exchange *x);
+void *http_x_worker(const struct http_exchange *x);
+/* Microsecond timestamp (units_now_us) when the request head was complete. */
+uint64_t http_x_start_us(const struct http_exchange *x);
+
+/* Answers in one go: status line, the given header lines ("Name: value\r\n" each, may be
+ * NULL), Content-Length, Date, Connection, and a copy of the body (left out for HEAD
+ * and for 1xx/204/304). The exchange ends. */
+void http_x_respond(struct http_exchange *x, int status, const char *headers, const void *body,
+                    size_t len);
+/* Formats a small JSON or text error body {"error": msg} and responds. */
+void http_x_error(struct http_exchange *x, int status, const char *msg);
+
+/* Streamed answer: head first (content_length -1 → chunked for HTTP/1.1, close-delimited
+ * for 1.0), then writes, then http_x_end(). The head is sent together with the first
+ * write. http_x_write copies nothing: `data` must stay valid until done(arg) is called,
+ * once, when the bytes were written or the write failed (done may run before http_x_write
+ * returns when there is nothing to send, e.g. for HEAD). Returns 0, or -EPIPE when the
+ * client is gone (done is then not called). */
+void http_x_start(struct http_exchange *x, int status, const char *headers,
+                  int64_t content_length);
+int http_x_write(struct http_exchange *x, const void *data, size_t len,
+                 void (*done)(void *arg), void *arg);
+void http_x_end(struct http_exchange *x);
+/* Bytes queued for this connection's socket and not yet written (for back-pressure). */
+size_t http_x_pending(const struct http_exchange *x);
+/* Called once if the client disconnects before the exchange ends. */
+void http_x_on_abort(struct http_exchange *x, http_x_cb_f *cb, void *arg);
+/* Ask to close the connection after this response (no keep-alive). */
+void http_x_close_after(struct http_exchange *x);
+
+#endif

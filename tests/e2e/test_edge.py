@@ -1,0 +1,340 @@
+"""End-to-end tests of `mlcdn edge` in front of `mlcdn origin` (real processes, loopback).
+
+Each test asserts what the client saw and what reached the origin (its /__stats counter).
+"""
+import concurrent.futures
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from mlcdn_proc import mlcdn, raw, request  # noqa: F401  (mlcdn is a fixture)
+
+TOKEN = "s3cret-token"
+EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+)"
+
+
+@pytest.fixture
+def cdn(mlcdn, tmp_path):
+    """An origin serving tmp_path/root and an edge in front of it."""
+    root = tmp_path / "root"
+    root.mkdir()
+
+    class CDN:
+        pass
+
+    c = CDN()
+    c.root = root
+
+    def put(name, data, headers=None):
+        p = root / name.lstrip("/")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data if isinstance(data, bytes) else data.encode())
+        if headers:
+            (root / (name.lstrip("/") + ".hdrs")).write_text(
+                "".join("%s: %s\n" % kv for kv in headers.items()))
+        return data
+
+    def start_edge(*extra):
+        return mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                              "--origin", c.origin.url, "--region", "test-1",
+                              "--admin-token", TOKEN, "--threads", "2", "--mem", "64M"]
+                     + list(extra), ready_pattern=EDGE_READY)
+
+    c.put = put
+    c.origin = mlcdn("origin", ["--listen", "127.0.0.1:0", "--root", str(root)])
+    c.start_edge = start_edge
+    c.edge = start_edge()
+    c.admin = c.edge.ready["admin"]
+
+    def origin_count(path):
+        return c.origin.get("/__stats").json()["requests"].get(path, 0)
+
+    c.origin_count = origin_count
+    return c
+
+
+def test_miss_then_hit(cdn):
+    body = cdn.put("/m/a.bin", os.urandom(4096))
+    r1 = cdn.edge.get("/m/a.bin")
+    assert r1.status == 200 and r1.body == body
+    assert r1.headers["X-Cache"] == "MISS"
+    assert r1.headers["X-Cache-Level"] == "ORIGIN"
+    assert r1.headers["X-Edge-Region"] == "test-1"
+    assert "fwd=miss" in r1.headers["Cache-Status"]
+    r2 = cdn.edge.get("/m/a.bin")
+    assert r2.status == 200 and r2.body == body
+    assert r2.headers["X-Cache"] == "HIT"
+    assert r2.headers["X-Cache-Level"] == "L1"
+    assert r2.headers["Cache-Status"].startswith("mlcdn; hit")
+    assert int(r2.headers["Age"]) >= 0
+    assert cdn.origin_count("/m/a.bin") == 1
+
+
+def test_query_parameter_order_shares_one_entry(cdn):
+    cdn.put("/q.json", b'{"a": 1}')
+    assert cdn.edge.get("/q.json?b=2&a=1").headers["X-Cache"] == "MISS"
+    assert cdn.edge.get("/q.json?a=1&b=2").headers["X-Cache"] == "HIT"
+    assert cdn.origin_count("/q.json") == 1
+
+
+def test_200_concurrent_cold_requests_make_one_origin_request(cdn):
+    body = cdn.put("/big/model.bin", os.urandom(200 * 1024))
+
+    def get(_):
+        return cdn.edge.get("/big/model.bin", headers={"X-Origin-Latency": "400"}, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=200) as ex:
+        rs = list(ex.map(get, range(200)))
+    assert all(r.status == 200 for r in rs), [r.status for r in rs if r.status != 200][:5]
+    assert all(r.body == body for r in rs)
+    assert cdn.origin_count("/big/model.bin") == 1
+    collapsed = sum(1 for r in rs if "collapsed" in r.headers.get("Cache-Status", ""))
+    hits = sum(1 for r in rs if r.headers["X-Cache"] == "HIT")
+    assert collapsed + hits == 199
+
+
+def test_vary(cdn):
+    cdn.put("/v.txt", b"variant", {"Vary": "Accept-Encoding"})
+    g = lambda ae: cdn.edge.get("/v.txt", headers={"Accept-Encoding": ae})  # noqa: E731
+    assert g("gzip").headers["X-Cache"] == "MISS"
+    assert g("gzip").headers["X-Cache"] == "HIT"
+    assert g("br").headers["X-Cache"] == "MISS"
+    assert g("br").headers["X-Cache"] == "HIT"
+    assert cdn.origin_count("/v.txt") == 2
+
+
+def test_vary_star_is_never_reused(cdn):
+    cdn.put("/vs.txt", b"x", {"Vary": "*"})
+    assert cdn.edge.get("/vs.txt").headers["X-Cache"] == "MISS"
+    assert cdn.edge.get("/vs.txt").headers["X-Cache"] == "MISS"
+    assert cdn.origin_count("/vs.txt") == 2
+
+
+@pytest.mark.parametrize("cc", ["no-store", "private", "private, max-age=600"])
+def test_uncacheable_responses_are_not_stored(cdn, cc):
+    cdn.put("/u.txt", b"secret", {"Cache-Control": cc})
+    for _ in range(2):
+        r = cdn.edge.get("/u.txt")
+        assert r.status == 200 and r.headers["X-Cache"] == "MISS"
+        assert "detail=" in r.headers["Cache-Status"]
+    assert cdn.origin_count("/u.txt") == 2
+
+
+def test_authorization_requests_bypass(cdn):
+    cdn.put("/auth.txt", b"mine", {"Cache-Control": "max-age=600"})
+    r = cdn.edge.get("/auth.txt", headers={"Authorization": "Bearer x"})
+    assert r.headers["X-Cache"] == "BYPASS"
+    # Not stored (no public/s-maxage): the next plain request misses.
+    assert cdn.edge.get("/auth.txt").headers["X-Cache"] == "MISS"
+
+
+def test_max_age_expiry_then_revalidation_304(cdn):
+    cdn.put("/e.txt", b"expiring", {"Cache-Control": "max-age=1"})
+    assert cdn.edge.get("/e.txt").headers["X-Cache"] == "MISS"
+    assert cdn.edge.get("/e.txt").headers["X-Cache"] == "HIT"
+    time.sleep(2.2)
+    r = cdn.edge.get("/e.txt")
+    assert r.status == 200 and r.body == b"expiring"
+    # The stale copy had an ETag: the edge asked the origin conditionally, got 304.
+    assert "fwd-status=304" in r.headers["Cache-Status"]
+    assert cdn.origin_count("/e.txt") == 2
+    assert cdn.edge.get("/e.txt").headers["X-Cache"] == "HIT"
+    assert cdn.origin_count("/e.txt") == 2
+
+
+def test_changed_object_after_expiry_is_refetched(cdn):
+    cdn.put("/c.txt", b"one", {"Cache-Control": "max-age=1"})
+    assert cdn.edge.get("/c.txt").body == b"one"
+    time.sleep(1.2)
+    cdn.put("/c.txt", b"two-changed", {"Cache-Control": "max-age=1"})
+    time.sleep(1.0)
+    r = cdn.edge.get("/c.txt")
+    assert r.body == b"two-changed"
+    assert r.headers["X-Cache"] == "MISS"
+
+
+def test_conditional_request_answered_304_from_cache(cdn):
+    cdn.put("/cond.txt", b"conditional")
+    etag = cdn.edge.get("/cond.txt").headers["ETag"]
+    assert etag
+    r = cdn.edge.get("/cond.txt", headers={"If-None-Match": etag})
+    assert r.status == 304 and r.body == b""
+    assert r.headers["X-Cache"] == "HIT"
+    r = cdn.edge.get("/cond.txt", headers={"If-None-Match": '"other"'})
+    assert r.status == 200 and r.body == b"conditional"
+    assert cdn.origin_count("/cond.txt") == 1
+
+
+def test_purge_needs_the_token(cdn):
+    cdn.put("/p.txt", b"purge me")
+    cdn.edge.get("/p.txt")
+    assert cdn.edge.get("/p.txt").headers["X-Cache"] == "HIT"
+    assert request("PURGE", cdn.admin + "/p.txt").status == 401
+    assert request("PURGE", cdn.admin + "/p.txt",
+                   headers={"Authorization": "Bearer wrong"}).status == 401
+    assert cdn.edge.request("PURGE", "/p.txt",
+                            headers={"Authorization": "Bearer " + TOKEN}).status == 403
+    assert cdn.edge.get("/p.txt").headers["X-Cache"] == "HIT"
+    r = request("PURGE", cdn.admin + "/p.txt", headers={"Authorization": "Bearer " + TOKEN})
+    assert r.status == 200 and r.json()["purged"] >= 1
+    assert cdn.edge.get("/p.txt").headers["X-Cache"] == "MISS"
+    assert cdn.origin_count("/p.txt") == 2
+
+
+def test_purge_drops_every_host_and_variant(cdn):
+    cdn.put("/pv.txt", b"v", {"Vary": "Accept-Encoding"})
+    for host in ("a.example", "b.example"):
+        for ae in ("gzip", "br"):
+            cdn.edge.get("/pv.txt", headers={"Host": host, "Accept-Encoding": ae})
+    r = request("PURGE", cdn.admin + "/pv.txt", headers={"Authorization": "Bearer " + TOKEN})
+    assert r.json()["purged"] == 4
+    # An absolute URL purges one host only.
+    for host in ("a.example", "b.example"):
+        cdn.edge.get("/pv.txt", headers={"Host": host, "Accept-Encoding": "gzip"})
+    out = raw(cdn.edge.host, int(cdn.admin.rsplit(":", 1)[1]),
+              b"PURGE http://a.example/pv.txt HTTP/1.1\r\nHost: a.example\r\n"
+              b"Authorization: Bearer " + TOKEN.encode() + b"\r\nConnection: close\r\n\r\n")
+    assert b" 200 " in out.split(b"\r\n")[0] and b'"purged":1' in out
+    assert cdn.edge.get("/pv.txt", headers={"Host": "b.example", "Accept-Encoding": "gzip"}
+                        ).headers["X-Cache"] == "HIT"
+
+
+def test_range_and_head_from_cache(cdn):
+    body = cdn.put("/r.bin", os.urandom(10000))
+    assert cdn.edge.get("/r.bin").status == 200
+    r = cdn.edge.get("/r.bin", headers={"Range": "bytes=100-199"})
+    assert r.status == 206 and r.body == body[100:200]
+    assert r.headers["Content-Range"] == "bytes 100-199/10000"
+    assert r.headers["X-Cache"] == "HIT"
+    r = cdn.edge.get("/r.bin", headers={"Range": "bytes=-10"})
+    assert r.status == 206 and r.body == body[-10:]
+    r = cdn.edge.get("/r.bin", headers={"Range": "bytes=20000-"})
+    assert r.status == 416 and r.headers["Content-Range"] == "bytes */10000"
+    h = cdn.edge.head("/r.bin")
+    assert h.status == 200 and h.body == b"" and h.headers["Content-Length"] == "10000"
+    assert cdn.origin_count("/r.bin") == 1
+
+
+def test_head_miss_fills_the_cache(cdn):
+    body = cdn.put("/h.bin", os.urandom(3000))
+    h = cdn.edge.head("/h.bin")
+    assert h.status == 200 and h.body == b"" and h.headers["Content-Length"] == "3000"
+    # The HEAD was answered as soon as the headers came; the fill goes on to completion.
+    r = cdn.edge.get("/h.bin")
+    assert r.body == body
+    assert cdn.edge.get("/h.bin").headers["X-Cache"] == "HIT"
+    assert cdn.origin_count("/h.bin") == 1
+
+
+def test_keep_alive_and_pipelining(cdn):
+    cdn.put("/k1.txt", b"first")
+    cdn.put("/k2.txt", b"second")
+    cdn.edge.get("/k1.txt")
+    reqs = (b"GET /k1.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /k2.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /k1.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    out = raw(cdn.edge.host, cdn.edge.port, reqs)
+    assert out.count(b"HTTP/1.1 200 OK") == 3
+    i1, i2, i3 = out.find(b"first"), out.find(b"second"), out.rfind(b"first")
+    assert 0 < i1 < i2 < i3
+
+
+def test_malformed_request_gets_400_and_server_keeps_serving(cdn):
+    cdn.put("/ok.txt", b"ok")
+    bad = [
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n folded: header\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: x\n\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"\x00\x01\x02 garbage\r\n\r\n",
+    ]
+    for b in bad:
+        out = raw(cdn.edge.host, cdn.edge.port, b)
+        assert out.startswith(b"HTTP/1.1 400"), (b, out[:80])
+    r = cdn.edge.get("/ok.txt")
+    assert r.status == 200 and r.body == b"ok"
+
+
+def test_oversized_headers_and_uri(cdn):
+    out = raw(cdn.edge.host, cdn.edge.port,
+              b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 414")
+    out = raw(cdn.edge.host, cdn.edge.port,
+              b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * 70000 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431")
+
+
+def test_post_is_forwarded_and_invalidates(cdn):
+    cdn.put("/obj.txt", b"cached")
+    cdn.edge.get("/obj.txt")
+    assert cdn.edge.get("/obj.txt").headers["X-Cache"] == "HIT"
+    r = cdn.edge.request("POST", "/obj.txt", body=b"payload-123",
+                         headers={"Content-Type": "text/plain"})
+    assert r.status == 200 and r.headers["X-Cache"] == "BYPASS"
+    assert r.json()["body_len"] == 11
+    assert cdn.edge.get("/obj.txt").headers["X-Cache"] == "MISS"
+
+
+def test_origin_down_gives_502_and_slow_origin_504(cdn, mlcdn):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin",
+                       "http://127.0.0.1:%d" % port, "--connect-timeout", "500ms"])
+    r = e.get("/x")
+    assert r.status == 502 and "origin" in r.json()["error"]
+    cdn.put("/slow.txt", b"slow")
+    e2 = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin", cdn.origin.url,
+                        "--first-byte-timeout", "200ms"])
+    r = e2.get("/slow.txt", headers={"X-Origin-Latency": "1500"})
+    assert r.status == 504
+
+
+def test_failover_to_second_origin(cdn, mlcdn):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    cdn.put("/f.txt", b"from the second origin")
+    e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin",
+                       "http://127.0.0.1:%d,%s" % (port, cdn.origin.url)])
+    r = e.get("/f.txt")
+    assert r.status == 200 and r.body == b"from the second origin"
+
+
+def test_health_and_metrics(cdn):
+    cdn.put("/hm.txt", b"x")
+    cdn.edge.get("/hm.txt")
+    cdn.edge.get("/hm.txt")
+    h = request("GET", cdn.admin + "/health").json()
+    assert h["status"] == "ok" and h["region"] == "test-1"
+    assert 0.0 <= h["load"] <= 1.0
+    assert h["hit_ratio"] == pytest.approx(0.5)
+    assert h["uptime_s"] >= 0
+    m = request("GET", cdn.admin + "/metrics").body.decode()
+    assert 'mlcdn_edge_requests_total{cache="HIT",level="L1"} 1' in m
+    assert 'mlcdn_edge_requests_total{cache="MISS",level="ORIGIN"} 1' in m
+    assert "# TYPE mlcdn_edge_request_duration_seconds histogram" in m
+
+
+def test_graceful_shutdown_finishes_in_flight(cdn):
+    cdn.put("/g.txt", b"graceful")
+    result = {}
+
+    def slow():
+        result["r"] = cdn.edge.get("/g.txt", headers={"X-Origin-Latency": "1200"})
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4)
+    os.kill(cdn.edge.pid, signal.SIGTERM)
+    t.join(10)
+    assert result["r"].status == 200 and result["r"].body == b"graceful"
+    assert cdn.edge.popen.wait(10) == 0
+    with pytest.raises(OSError):
+        socket.create_connection((cdn.edge.host, cdn.edge.port), timeout=2).close()
