@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/mc.h"
 
@@ -26,6 +27,8 @@ int buf_append(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) MC_PRINTF(2, 3);
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+/* Appends the decimal form of v (no printf on hot paths). */
+int buf_append_u64(struct buf *b, uint64_t v);
 /* Drops the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
 /* Moves the bytes out; the caller frees them with free(). The buffer is left empty. */

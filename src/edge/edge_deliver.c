@@ -48,11 +48,17 @@ void edge_deliver_headers(struct edge *e, struct buf *h, const struct cache_obj 
 
     if (o->hdrs_len)
         buf_append(h, o->hdrs, o->hdrs_len);
-    buf_printf(h,
-               "Age: %lld\r\nX-Cache: %s\r\nX-Cache-Level: %s\r\nX-Edge-Region: %s\r\n"
-               "Cache-Status: %s\r\n",
-               (long long)(age < 0 ? 0 : age), xc_names[xc], lv_names[lv], e->cfg.region,
-               cache_status);
+    buf_append(h, "Age: ", 5);
+    buf_append_u64(h, (uint64_t)(age < 0 ? 0 : age));
+    buf_append(h, "\r\nX-Cache: ", 11);
+    buf_puts(h, xc_names[xc]);
+    buf_append(h, "\r\nX-Cache-Level: ", 17);
+    buf_puts(h, lv_names[lv]);
+    buf_append(h, "\r\nX-Edge-Region: ", 17);
+    buf_puts(h, e->cfg.region);
+    buf_append(h, "\r\nCache-Status: ", 16);
+    buf_puts(h, cache_status);
+    buf_append(h, "\r\n", 2);
 }
 
 struct send_ref {

@@ -346,7 +346,8 @@ static void waiter_written(void *arg)
 {
     struct edge_waiter *wt = arg;
     wt->writing = 0;
-    waiter_pump(wt);
+    if (!wt->in_pump)
+        waiter_pump(wt);
 }
 
 static const char *fill_cache_status(struct edge_fill *f, enum edge_xc xc, char *buf, size_t n)
@@ -479,12 +480,16 @@ static void waiter_pump(struct edge_waiter *wt)
             wt->writing = 1;
             wt->sent += n;
             metrics_counter_add(e->m.bytes_served, n);
-            if (http_x_write(wt->x, span, n, waiter_written, wt) != 0) {
+            wt->in_pump = 1;
+            int err = http_x_write(wt->x, span, n, waiter_written, wt);
+            wt->in_pump = 0;
+            if (err != 0) {
                 wt->writing = 0;
                 http_x_end(wt->x);
                 waiter_finish(wt);
+                return;
             }
-            return;
+            continue; /* written at once: go on; else waiter_written pumps again */
         }
         enum cache_body_state st = cache_body_state(wt->obj->body);
         if (st == CACHE_BODY_FILLING)

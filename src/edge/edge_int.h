@@ -156,6 +156,7 @@ struct edge_waiter {
     int leader;                    /* this request started the fill */
     int started;
     int writing;
+    int in_pump;                   /* a write completing inside waiter_pump does not recurse */
     int finished;
     int aborted;
     struct cache_obj *obj;         /* ref once started */

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -45,7 +46,6 @@ enum conn_state {
 
 struct http_exchange {
     struct conn *conn;
-    struct http_request req;
     struct buf body;
     uint64_t start_us;
     int status;
@@ -61,6 +61,8 @@ struct http_exchange {
     void *abort_arg;
     char *head;        /* formatted response head waiting for the first write */
     size_t head_len;
+    /* Last: everything above is zeroed for each request, the parser fills this. */
+    struct http_request req;
 };
 
 struct conn {
@@ -76,6 +78,7 @@ struct conn {
     struct http_chunked chunked;
     uint64_t body_left;        /* Content-Length body bytes still to read */
     struct http_exchange *x;   /* current exchange, NULL when none */
+    struct http_exchange *spare; /* a finished exchange kept for the next request */
     int tcp_closed;            /* close callback ran for tcp */
     int timer_closed;
     int closing;               /* uv_close issued */
@@ -257,11 +260,41 @@ static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own,
                        void (*done)(void *), void *arg)
 {
     struct wreq *wr;
+    size_t total = 0;
     int err;
 
     if (c->closing) {
         free(own);
         return -EPIPE;
+    }
+    /* Try the write at once: when the socket takes it all (the common case for small
+     * responses) no write request, deferred callback or poll re-arm is needed. libuv
+     * refuses (EAGAIN) while earlier writes are still queued, which keeps the order. */
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (w == (int)total) {
+        free(own);
+        if (done)
+            done(arg);
+        return 0;
+    }
+    if (w < 0 && w != UV_EAGAIN) {
+        free(own);
+        conn_close(c);
+        return -EPIPE;
+    }
+    if (w > 0) {
+        size_t skip = (size_t)w;
+        while (n && skip >= bufs[0].len) {
+            skip -= bufs[0].len;
+            bufs++;
+            n--;
+        }
+        if (n) {
+            bufs[0].base += skip;
+            bufs[0].len -= skip;
+        }
     }
     wr = mc_xmalloc(sizeof(*wr));
     wr->own = own;
@@ -292,15 +325,27 @@ static void format_head(struct http_exchange *x, int status, const char *headers
         x->close_after = 1;
     if (!c->keep_alive)
         x->close_after = 1;
-    buf_printf(&h, "HTTP/1.1 %d %s\r\n", status, http_status_reason(status));
+    buf_append(&h, "HTTP/1.1 ", 9);
+    buf_append_u64(&h, (uint64_t)status);
+    buf_append(&h, " ", 1);
+    buf_puts(&h, http_status_reason(status));
+    buf_append(&h, "\r\n", 2);
     /* A cached response keeps the origin's Date (RFC 9110 §6.6.1); others get ours. */
     if (!headers || (strncasecmp(headers, "Date:", 5) != 0 && !strcasestr(headers, "\nDate:")))
-        buf_printf(&h, "Date: %s\r\n", date_now(c->w));
+    {
+        buf_append(&h, "Date: ", 6);
+        buf_puts(&h, date_now(c->w));
+        buf_append(&h, "\r\n", 2);
+    }
     if (headers)
         buf_puts(&h, headers);
     if (content_length >= 0) {
         if (status >= 200 && status != 204)
-            buf_printf(&h, "Content-Length: %lld\r\n", (long long)content_length);
+        {
+            buf_append(&h, "Content-Length: ", 16);
+            buf_append_u64(&h, (uint64_t)content_length);
+            buf_append(&h, "\r\n", 2);
+        }
     } else if (has_body_status(status)) {
         if (r->version_minor >= 1) {
             x->chunked = !x->no_body;
@@ -510,11 +555,15 @@ uint64_t http_x_start_us(const struct http_exchange *x)
 
 static void timer_arm(struct conn *c, uint64_t ms);
 
-static void exchange_free(struct http_exchange *x)
+static void exchange_free(struct conn *c, struct http_exchange *x)
 {
     buf_fini(&x->body);
     free(x->head);
-    free(x);
+    /* Keep one for the connection's next request: it is large (the parsed headers). */
+    if (!c->spare && !c->closing)
+        c->spare = x;
+    else
+        free(x);
 }
 
 /* The handler ended the exchange: drop the request bytes and go on with the next one. */
@@ -527,7 +576,7 @@ static void exchange_finish(struct conn *c)
     MC_ASSERT(x->req.head_len <= c->in_len);
     memmove(c->in, c->in + x->req.head_len, c->in_len - x->req.head_len);
     c->in_len -= x->req.head_len;
-    exchange_free(x);
+    exchange_free(c, x);
     if (c->closing) {
         conn_maybe_free(c);
         return;
@@ -569,6 +618,7 @@ static void conn_maybe_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     atomic_fetch_sub(&w->srv->active_conns, 1);
+    free(c->spare);
     free(c->in);
     MC_FREE_OBJ(c);
     if (w->stopping && !w->conns)
@@ -767,11 +817,13 @@ static void conn_process(struct conn *c)
     if (c->state != ST_HEAD || c->in_len == 0)
         return;
 
-    struct http_exchange *x = mc_xcalloc(1, sizeof(*x));
+    struct http_exchange *x = c->spare ? c->spare : mc_xmalloc(sizeof(*x));
+    c->spare = NULL;
+    memset(x, 0, offsetof(struct http_exchange, req));
     const char *msg = NULL;
     int r = http_parse_request(c->in, c->in_len, lim, &x->req, &msg);
     if (r == HTTP_PARSE_AGAIN) {
-        free(x);
+        c->spare = x;
         if (c->in_len >= lim->max_header_bytes) {
             conn_reject(c, 431, "request header fields too large");
             return;
@@ -783,7 +835,7 @@ static void conn_process(struct conn *c)
         return;
     }
     if (r < 0) {
-        free(x);
+        c->spare = x;
         conn_reject(c, -r, msg ? msg : "bad request");
         return;
     }

@@ -99,9 +99,9 @@ void http_x_error(struct http_exchange *x, int status, const char *msg);
 /* Streamed answer: head first (content_length -1 → chunked for HTTP/1.1, close-delimited
  * for 1.0), then writes, then http_x_end(). The head is sent together with the first
  * write. http_x_write copies nothing: `data` must stay valid until done(arg) is called,
- * once, when the bytes were written or the write failed (done may run before http_x_write
- * returns when there is nothing to send, e.g. for HEAD). Returns 0, or -EPIPE when the
- * client is gone (done is then not called). */
+ * once, when the bytes were written or the write failed. done may run before http_x_write
+ * returns: when the socket took all the bytes at once, or when there is nothing to send
+ * (e.g. HEAD). Returns 0, or -EPIPE when the client is gone (done is then not called). */
 void http_x_start(struct http_exchange *x, int status, const char *headers,
                   int64_t content_length);
 int http_x_write(struct http_exchange *x, const void *data, size_t len,

@@ -1,0 +1,196 @@
+/* tests/unit/core/test_core.c: units, bounded buffers, config + flags, metrics. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/buf.h"
+#include "core/conf.h"
+#include "core/mc.h"
+#include "core/metrics.h"
+#include "core/units.h"
+
+static void test_sizes(void **state)
+{
+    uint64_t v;
+    (void)state;
+    assert_int_equal(units_parse_size("64M", &v), 0);
+    assert_int_equal(v, 64ull << 20);
+    assert_int_equal(units_parse_size("2G", &v), 0);
+    assert_int_equal(v, 2ull << 30);
+    assert_int_equal(units_parse_size("1.5K", &v), 0);
+    assert_int_equal(v, 1536);
+    assert_int_equal(units_parse_size("512", &v), 0);
+    assert_int_equal(v, 512);
+    assert_int_equal(units_parse_size("8MiB", &v), 0);
+    assert_int_equal(v, 8ull << 20);
+    v = 7;
+    assert_int_equal(units_parse_size("12Q", &v), -EINVAL);
+    assert_int_equal(units_parse_size("-1M", &v), -EINVAL);
+    assert_int_equal(units_parse_size("", &v), -EINVAL);
+    assert_int_equal(units_parse_size("M", &v), -EINVAL);
+    assert_int_equal(v, 7); /* untouched on error */
+}
+
+static void test_durations(void **state)
+{
+    uint64_t v;
+    (void)state;
+    assert_int_equal(units_parse_duration_ms("500ms", &v), 0);
+    assert_int_equal(v, 500);
+    assert_int_equal(units_parse_duration_ms("2s", &v), 0);
+    assert_int_equal(v, 2000);
+    assert_int_equal(units_parse_duration_ms("3", &v), 0);
+    assert_int_equal(v, 3000);
+    assert_int_equal(units_parse_duration_ms("1.5m", &v), 0);
+    assert_int_equal(v, 90000);
+    assert_int_equal(units_parse_duration_ms("2h", &v), 0);
+    assert_int_equal(v, 7200000);
+    assert_int_equal(units_parse_duration_ms("5x", &v), -EINVAL);
+}
+
+static void test_buf_cap(void **state)
+{
+    struct buf b;
+    (void)state;
+    buf_init(&b, 10);
+    assert_int_equal(buf_puts(&b, "hello"), 0);
+    assert_int_equal(buf_printf(&b, "%d", 12345), 0);
+    assert_int_equal(b.len, 10);
+    assert_int_equal(buf_puts(&b, "x"), -E2BIG);
+    assert_int_equal(b.len, 10);
+    assert_string_equal(b.data, "hello12345");
+    buf_consume(&b, 5);
+    assert_string_equal(b.data, "12345");
+    buf_reset(&b);
+    assert_int_equal(buf_append_u64(&b, 0), 0);
+    assert_int_equal(buf_append_u64(&b, 987654321), 0);
+    assert_string_equal(b.data, "0987654321");
+    buf_fini(&b);
+}
+
+static void test_consttime_eq(void **state)
+{
+    (void)state;
+    assert_true(mc_consttime_eq("abc", 3, "abc", 3));
+    assert_false(mc_consttime_eq("abc", 3, "abd", 3));
+    assert_false(mc_consttime_eq("abc", 3, "abcd", 4));
+    assert_false(mc_consttime_eq("", 0, "a", 1));
+}
+
+static void test_conf_file_and_flags(void **state)
+{
+    char path[] = "/tmp/mlcdn-conf-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "listen = \"127.0.0.1:9000\";\nmem = \"64M\";\nthreads = 4;\n"
+                       "edge = [\"a\", \"b\"];\ntimeout = \"250ms\";\nverbose = true;\n";
+    const char *listen = "default", *region = "r0";
+    uint64_t mem = 0, timeout = 0;
+    long threads = 1;
+    int verbose = 0;
+    struct conf_strlist edges = {0};
+    struct conf c;
+    char err[256];
+    const struct conf_opt opts[] = {
+        {"listen", CONF_STR, &listen, ""},       {"region", CONF_STR, &region, ""},
+        {"mem", CONF_SIZE, &mem, ""},            {"threads", CONF_INT, &threads, ""},
+        {"edge", CONF_STRLIST, &edges, ""},      {"timeout", CONF_DURATION, &timeout, ""},
+        {"verbose", CONF_BOOL, &verbose, ""},
+    };
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+
+    char *argv[] = {"edge", "--config", path, "--threads", "8", "--edge=c", "--region", "eu"};
+    assert_int_equal(conf_parse(&c, opts, MC_ARRAY_SIZE(opts), 8, argv, 0, err, sizeof(err)), 0);
+    assert_string_equal(listen, "127.0.0.1:9000"); /* from the file */
+    assert_int_equal(mem, 64ull << 20);
+    assert_int_equal(threads, 8);                  /* the flag wins */
+    assert_int_equal(timeout, 250);
+    assert_true(verbose);
+    assert_string_equal(region, "eu");
+    assert_int_equal(edges.n, 1);                  /* a flag replaces the file's list */
+    assert_string_equal(edges.v[0], "c");
+    conf_fini(&c);
+
+    char *bad[] = {"edge", "--mem", "12Q"};
+    assert_int_equal(conf_parse(&c, opts, MC_ARRAY_SIZE(opts), 3, bad, 0, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "--mem"));
+    conf_fini(&c);
+
+    char *unknown[] = {"edge", "--nope", "1"};
+    assert_int_equal(conf_parse(&c, opts, MC_ARRAY_SIZE(opts), 3, unknown, 0, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "--nope"));
+    conf_fini(&c);
+
+    char *missing[] = {"edge", "--config", "/nonexistent/mlcdn.conf"};
+    assert_int_equal(conf_parse(&c, opts, MC_ARRAY_SIZE(opts), 3, missing, 0, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "/nonexistent/mlcdn.conf"));
+    conf_fini(&c);
+
+    FILE *f = fopen(path, "w");
+    fputs("threads = ;\n", f);
+    fclose(f);
+    char *syntax[] = {"edge", "--config", path};
+    assert_int_equal(conf_parse(&c, opts, MC_ARRAY_SIZE(opts), 3, syntax, 0, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, ":1:")); /* names the line */
+    conf_fini(&c);
+    unlink(path);
+}
+
+static void test_metrics_render(void **state)
+{
+    struct buf b;
+    (void)state;
+    metrics_reset();
+    struct metrics_counter *c = metrics_counter("t_requests_total", "Requests", "code=\"200\"");
+    assert_ptr_equal(c, metrics_counter("t_requests_total", "Requests", "code=\"200\""));
+    metrics_counter_add(c, 3);
+    metrics_counter_add(metrics_counter("t_requests_total", "Requests", "code=\"404\""), 1);
+    struct metrics_gauge *g = metrics_gauge("t_temp", "Temperature", NULL);
+    metrics_gauge_set(g, 1.5);
+    metrics_gauge_add(g, 1.0);
+    struct metrics_hist *h = metrics_hist("t_latency_seconds", "Latency", NULL, 1e6, 1000, 1000000);
+    for (int i = 0; i < 100; i++)
+        metrics_hist_observe(h, 10000); /* 10 ms */
+    metrics_hist_observe(h, 500000);
+    buf_init(&b, 1 << 20);
+    assert_int_equal(metrics_render(&b), 0);
+    assert_non_null(strstr(b.data, "# TYPE t_requests_total counter\n"));
+    assert_non_null(strstr(b.data, "t_requests_total{code=\"200\"} 3\n"));
+    assert_non_null(strstr(b.data, "t_requests_total{code=\"404\"} 1\n"));
+    assert_non_null(strstr(b.data, "t_temp 2.5\n"));
+    assert_non_null(strstr(b.data, "# TYPE t_latency_seconds histogram\n"));
+    assert_non_null(strstr(b.data, "t_latency_seconds_bucket{le=\"+Inf\"} 101\n"));
+    assert_non_null(strstr(b.data, "t_latency_seconds_count 101\n"));
+    assert_non_null(strstr(b.data, "t_latency_seconds_bucket{le=\"0.016384\"} 100\n"));
+    /* Quantiles are within one sub-bucket (12.5%) of the truth. */
+    uint64_t p50 = metrics_hist_quantile(h, 0.5);
+    assert_true(p50 >= 9000 && p50 <= 11000);
+    uint64_t p999 = metrics_hist_quantile(h, 0.999);
+    assert_true(p999 >= 440000 && p999 <= 560000);
+    buf_fini(&b);
+    metrics_reset();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes),        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_buf_cap),      cmocka_unit_test(test_consttime_eq),
+        cmocka_unit_test(test_conf_file_and_flags), cmocka_unit_test(test_metrics_render),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
