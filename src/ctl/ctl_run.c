@@ -5,6 +5,7 @@
  * standing in for a far-away origin, and an edge in front of it. Demo assets are written
  * to a fresh directory unless --root is given. The parts are watched: if one exits, the
  * others are stopped; SIGINT/SIGTERM stop them all (SIGTERM, then a bounded wait). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -115,6 +118,35 @@ static int write_demo(const char *dir)
     static const char ph[] = "Cache-Control: private, max-age=60\n";
     err = err ? err : write_file(dir, "api/private.json.hdrs", ph, sizeof(ph) - 1);
     return err;
+}
+
+/* Waits until something accepts connections on ADDR:PORT (the child bound it). */
+static int wait_listening(const char *addr, int timeout_ms)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    struct sockaddr_in sa = {0};
+
+    if (!colon || (size_t)(colon - addr) >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, host[0] ? host : "127.0.0.1", &sa.sin_addr) != 1)
+        return -EINVAL;
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -errno;
+        int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        close(fd);
+        if (ok)
+            return 0;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -ETIMEDOUT;
 }
 
 static pid_t spawn(const char *self, char *const argv[])
@@ -225,6 +257,7 @@ int ctl_run_main(int argc, char **argv)
                          "--region", (char *)region, "--admin-token", (char *)token, NULL};
     char *const *argvs[] = {origin_argv, edge_argv};
     const char *names[] = {"origin", "edge"};
+    const char *listens[] = {origin_listen, listen};
     for (size_t i = 0; i < MC_ARRAY_SIZE(argvs); i++) {
         pid_t pid = spawn(self, argvs[i]);
         if (pid < 0) {
@@ -234,9 +267,12 @@ int ctl_run_main(int argc, char **argv)
             return 1;
         }
         ch[nch++] = (struct child){names[i], pid};
-        if (i == 0) {
-            struct timespec ts = {0, 200 * 1000 * 1000}; /* let the origin bind first */
-            nanosleep(&ts, NULL);
+        if (wait_listening(listens[i], 10000) != 0) {
+            fprintf(stderr, "mlcdn run: the %s did not start listening on %s\n", names[i],
+                    listens[i]);
+            stop_all(ch, nch);
+            conf_fini(&c);
+            return 1;
         }
     }
     printf("\nmlcdn is running (Ctrl-C stops it)\n"
