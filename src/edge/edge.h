@@ -29,7 +29,7 @@ struct edge_cfg {
     int64_t heuristic_max_s;     /* cap on heuristic freshness */
     int64_t stale_if_error_s;    /* default stale-if-error window, -1 none */
     uint64_t max_body;           /* request body limit */
-    uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms;
+    uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms, send_timeout_ms;
     const char *const *ignore_params;
     size_t n_ignore;
 };

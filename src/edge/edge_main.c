@@ -29,6 +29,7 @@ void edge_cfg_default(struct edge_cfg *cfg)
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
     cfg->idle_timeout_ms = 60000;
+    cfg->send_timeout_ms = 60000;
 }
 
 static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
@@ -146,6 +147,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     sc.header_timeout_ms = cfg->header_timeout_ms;
     sc.body_timeout_ms = cfg->body_timeout_ms;
     sc.idle_timeout_ms = cfg->idle_timeout_ms;
+    sc.send_timeout_ms = cfg->send_timeout_ms;
     sc.listeners[0] = (struct http_listener_cfg){cfg->listen, edge_public_handle, e, "public"};
     sc.nlisteners = 1;
     if (cfg->admin && *cfg->admin)
@@ -249,6 +251,8 @@ int edge_main(int argc, char **argv)
         {"header-timeout", CONF_DURATION, &cfg.header_timeout_ms, "request head timeout (408)"},
         {"body-timeout", CONF_DURATION, &cfg.body_timeout_ms, "request body timeout (408)"},
         {"idle-timeout", CONF_DURATION, &cfg.idle_timeout_ms, "keep-alive idle timeout"},
+        {"send-timeout", CONF_DURATION, &cfg.send_timeout_ms,
+         "close a client that takes no response bytes for this long"},
         {"ignore-param", CONF_STRLIST, &ignore, "query parameter left out of cache keys"},
         {"grace", CONF_DURATION, &grace, "shutdown grace period (default 10s)"},
         {"log-level", CONF_STR, &log_level, "debug, info, warn, error"},

@@ -130,6 +130,7 @@ void http_server_cfg_default(struct http_server_cfg *cfg)
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
     cfg->idle_timeout_ms = 60000;
+    cfg->send_timeout_ms = 60000;
 }
 
 /* ---- addresses ---- */
@@ -242,6 +243,8 @@ static void conn_maybe_free(struct conn *c);
 static void exchange_finish(struct conn *c);
 static void worker_drained(struct worker *w);
 
+static void timer_arm(struct conn *c, uint64_t ms);
+
 static void on_write(uv_write_t *req, int status)
 {
     struct wreq *wr = MC_CONTAINER_OF(req, struct wreq, req);
@@ -251,8 +254,20 @@ static void on_write(uv_write_t *req, int status)
     if (wr->done)
         wr->done(wr->arg);
     free(wr);
-    if (status < 0 && !c->closing)
+    if (status < 0 && !c->closing) {
         conn_close(c);
+        return;
+    }
+    if (c->closing)
+        return;
+    /* Progress: the send timeout starts again; once everything is out, the connection
+     * goes back to the timer of its state. */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
+        timer_arm(c, c->w->srv->cfg.send_timeout_ms);
+    else if (c->state == ST_HANDLING)
+        uv_timer_stop(&c->timer);
+    else if (c->state == ST_HEAD && c->in_len == 0)
+        timer_arm(c, c->w->srv->cfg.idle_timeout_ms);
 }
 
 /* Queues bufs as one writev; `own` is freed afterwards, done(arg) called once. */
@@ -308,6 +323,8 @@ static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own,
         conn_close(c);
         return -EPIPE;
     }
+    /* The client is not taking bytes as fast as we send: bound how long it may stall. */
+    timer_arm(c, c->w->srv->cfg.send_timeout_ms);
     return 0;
 }
 
@@ -553,7 +570,6 @@ uint64_t http_x_start_us(const struct http_exchange *x)
 
 /* ---- connection ---- */
 
-static void timer_arm(struct conn *c, uint64_t ms);
 
 static void exchange_free(struct conn *c, struct http_exchange *x)
 {
@@ -680,6 +696,13 @@ static void on_timeout(uv_timer_t *t)
     struct conn *c = t->data;
 
     MC_CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0) {
+        /* A client that stopped reading: a graceful shutdown would wait for it forever. */
+        conn_close(c);
+        if (!uv_is_closing((uv_handle_t *)&c->tcp))
+            uv_close((uv_handle_t *)&c->tcp, on_closed);
+        return;
+    }
     if (c->state == ST_HANDLING)
         return;
     if (c->state == ST_BODY || c->in_len > 0)

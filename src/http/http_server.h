@@ -47,6 +47,7 @@ struct http_server_cfg {
     uint64_t header_timeout_ms; /* whole head must arrive within this (408) */
     uint64_t body_timeout_ms;   /* no body progress for this long (408) */
     uint64_t idle_timeout_ms;   /* keep-alive connection with no request (close) */
+    uint64_t send_timeout_ms;   /* response bytes not taken by the client for this long (close) */
     struct http_listener_cfg listeners[HTTP_SERVER_MAX_LISTENERS];
     size_t nlisteners;
     /* Called on each worker thread before it serves; the returned pointer is that worker's
@@ -61,7 +62,8 @@ struct http_server_cfg {
     void *loop_arg;
 };
 
-/* Fills cfg with defaults: 1 thread, default limits, 10 s header, 30 s body, 60 s idle. */
+/* Fills cfg with defaults: 1 thread, default limits, 10 s header, 30 s body, 60 s idle,
+ * 60 s send. */
 void http_server_cfg_default(struct http_server_cfg *cfg);
 
 /* Binds every listener on every worker and starts the threads. Returns 0, or a negative

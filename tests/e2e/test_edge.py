@@ -338,3 +338,48 @@ def test_graceful_shutdown_finishes_in_flight(cdn):
     assert cdn.edge.popen.wait(10) == 0
     with pytest.raises(OSError):
         socket.create_connection((cdn.edge.host, cdn.edge.port), timeout=2).close()
+
+
+def test_slow_clients_hit_timeouts(cdn, mlcdn):
+    e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin", cdn.origin.url,
+                       "--header-timeout", "300ms", "--idle-timeout", "500ms",
+                       "--body-timeout", "300ms"])
+    # An unfinished head gets 408 and the connection closes.
+    with socket.create_connection((e.host, e.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        out = s.recv(4096)
+        assert out.startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - t0 < 4
+    # A body that stops arriving gets 408 too.
+    with socket.create_connection((e.host, e.port), timeout=5) as s:
+        s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        assert s.recv(4096).startswith(b"HTTP/1.1 408")
+    # An idle keep-alive connection is closed without a response.
+    with socket.create_connection((e.host, e.port), timeout=5) as s:
+        assert s.recv(4096) == b""
+
+
+def test_client_that_stops_reading_is_disconnected(cdn, mlcdn):
+    size = 32 * 1024 * 1024
+    cdn.put("/huge.bin", b"\0" * size)
+    e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin", cdn.origin.url,
+                       "--send-timeout", "1s"])
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((e.host, e.port))
+    s.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(3.0)  # the edge's writes stall: it gives up after --send-timeout
+    got = 0
+    s.settimeout(5)
+    try:
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            got += len(b)
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    assert got < size
+    assert e.get("/huge.bin").status == 200  # the edge is fine
