@@ -21,6 +21,8 @@
 
 #define SEND_SPAN_MAX (256u << 10)
 #define RESP_HDRS_MAX (64u << 10)
+#define UPLOAD_HIGH (1u << 20) /* pause the client above this many buffered body bytes */
+#define UPLOAD_LOW (256u << 10)
 
 static void waiter_pump(struct edge_waiter *wt);
 static int fill_start_transfer(struct edge_fill *f);
@@ -98,6 +100,7 @@ static struct edge_fill *fill_new(struct edge_worker *w, const char *pkey, size_
     f->fail_status = 502;
     pthread_mutex_init(&f->mtx, NULL);
     buf_init(&f->resp_hdrs, RESP_HDRS_MAX);
+    buf_init(&f->upload, UPLOAD_HIGH + (1u << 20));
     return f;
 }
 
@@ -128,6 +131,7 @@ static void fill_unref(struct edge_fill **fp)
     cache_obj_unref(&f->stale);
     req_copy_free(fill_ext(f)->req);
     buf_fini(&f->resp_hdrs);
+    buf_fini(&f->upload);
     free(f->pkey);
     free(f->url_path);
     free(f->method);
@@ -302,9 +306,14 @@ static void waiter_detach(struct edge_waiter *wt)
 }
 
 /* Releases the waiter; the exchange must have been ended (or handed on) before. */
+static void upload_client_gone(struct edge_fill *f);
+
 static void waiter_free(struct edge_waiter *wt)
 {
     struct edge_worker *w = wt->w;
+
+    if (wt->fill && wt->fill->upload_x == wt->x)
+        upload_client_gone(wt->fill);
 
     waiter_detach(wt);
     pthread_mutex_lock(&w->wake_mtx);
@@ -502,6 +511,97 @@ static void waiter_pump(struct edge_waiter *wt)
         waiter_finish(wt);
         return;
     }
+}
+
+/* ---- streamed request bodies: client -> curl ---- */
+
+static void upload_unpause_curl(struct edge_fill *f)
+{
+    if (f->curl_paused && f->easy) {
+        f->curl_paused = 0;
+        curl_easy_pause(f->easy, CURLPAUSE_CONT);
+    }
+}
+
+static void upload_client_gone(struct edge_fill *f)
+{
+    f->upload_x = NULL;
+    if (!f->upload_done)
+        f->upload_failed = 1;
+    if (f->resume_timer)
+        uv_timer_stop(f->resume_timer);
+    upload_unpause_curl(f);
+}
+
+static void on_resume_timer(uv_timer_t *t)
+{
+    struct edge_fill *f = t->data;
+    if (f->client_paused && f->upload_x) {
+        f->client_paused = 0;
+        http_x_body_resume(f->upload_x);
+    }
+}
+
+static size_t on_upload_read(char *dst, size_t size, size_t nitems, void *arg)
+{
+    struct edge_fill *f = arg;
+    size_t n = size * nitems, avail = f->upload.len - f->upload_off;
+
+    if (f->upload_failed)
+        return CURL_READFUNC_ABORT;
+    if (avail) {
+        size_t k = MC_MIN(n, avail);
+        memcpy(dst, f->upload.data + f->upload_off, k);
+        f->upload_off += k;
+        if (f->upload_off == f->upload.len) {
+            buf_reset(&f->upload);
+            f->upload_off = 0;
+        } else if (f->upload_off > UPLOAD_LOW) {
+            buf_consume(&f->upload, f->upload_off);
+            f->upload_off = 0;
+        }
+        /* Resuming the client may hand us more bytes at once: never from inside curl. */
+        if (f->client_paused && f->upload.len - f->upload_off < UPLOAD_LOW && f->resume_timer)
+            uv_timer_start(f->resume_timer, on_resume_timer, 0, 0);
+        return k;
+    }
+    if (f->upload_done)
+        return 0;
+    f->curl_paused = 1;
+    return CURL_READFUNC_PAUSE;
+}
+
+static void on_upload_data(struct http_exchange *x, const char *data, size_t len, void *arg)
+{
+    struct edge_fill *f = arg;
+
+    if (!f->easy || f->upload_failed)
+        return; /* the origin already answered: the rest of the body is dropped */
+    if (buf_append(&f->upload, data, len) != 0) {
+        f->upload_failed = 1;
+        upload_unpause_curl(f);
+        return;
+    }
+    if (f->upload.len - f->upload_off >= UPLOAD_HIGH && !f->client_paused) {
+        f->client_paused = 1;
+        http_x_body_pause(x);
+    }
+    upload_unpause_curl(f);
+}
+
+static void on_upload_end(struct http_exchange *x, int err, const char *msg, void *arg)
+{
+    struct edge_fill *f = arg;
+
+    (void)x;
+    if (err) {
+        f->upload_failed = 1;
+        f->fail_status = -err;
+        f->fail_msg = msg;
+    } else {
+        f->upload_done = 1;
+    }
+    upload_unpause_curl(f);
 }
 
 /* ---- the transfer ---- */
@@ -940,6 +1040,11 @@ static void fill_unlink_owner(struct edge_fill *f)
 static void transfer_cleanup(struct edge_fill *f)
 {
     fill_stop_fb_timer(f);
+    if (f->resume_timer) {
+        uv_timer_stop(f->resume_timer);
+        uv_close((uv_handle_t *)f->resume_timer, (uv_close_cb)free);
+        f->resume_timer = NULL;
+    }
     if (f->easy) {
         curl_easy_cleanup(f->easy);
         f->easy = NULL;
@@ -967,9 +1072,13 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
         } else {
             pthread_mutex_lock(&f->mtx);
             f->state = FILL_FAILED;
-            f->fail_status = (f->timed_out || res == CURLE_OPERATION_TIMEDOUT) ? 504 : 502;
-            f->fail_msg = f->fail_status == 504 ? "origin did not answer in time"
-                                                : "origin unreachable or invalid response";
+            if (f->upload_failed && f->fail_msg) {
+                /* The client's body was at fault (413, 400, 408): say so, not 502. */
+            } else {
+                f->fail_status = (f->timed_out || res == CURLE_OPERATION_TIMEDOUT) ? 504 : 502;
+                f->fail_msg = f->fail_status == 504 ? "origin did not answer in time"
+                                                    : "origin unreachable or invalid response";
+            }
             pthread_mutex_unlock(&f->mtx);
         }
         metrics_counter_add(e->m.origin_errors, 1);
@@ -1070,7 +1179,16 @@ static int fill_start_transfer(struct edge_fill *f)
     curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, (long)e->cfg.origin_timeout_ms);
     curl_easy_setopt(f->easy, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(f->easy, CURLOPT_TCP_NODELAY, 1L);
-    if (f->method) {
+    if (f->upload_streaming) {
+        curl_easy_setopt(f->easy, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, f->method);
+        curl_easy_setopt(f->easy, CURLOPT_READFUNCTION, on_upload_read);
+        curl_easy_setopt(f->easy, CURLOPT_READDATA, f);
+        curl_easy_setopt(f->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)f->upload_len);
+        f->resume_timer = mc_xmalloc(sizeof(*f->resume_timer));
+        uv_timer_init(f->owner->loop, f->resume_timer);
+        f->resume_timer->data = f;
+    } else if (f->method) {
         if (strcmp(f->method, "HEAD") == 0)
             curl_easy_setopt(f->easy, CURLOPT_NOBODY, 1L);
         else
@@ -1194,10 +1312,20 @@ void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char 
             f->req_body_len = blen;
         }
     }
+    if (http_x_body_streaming(x)) {
+        if (!f->method)
+            f->method = mc_xstrndup(r->method_str.p, r->method_str.len);
+        f->upload_streaming = 1;
+        f->upload_x = x;
+        f->upload_len = r->chunked ? -1 : r->content_length;
+        f->idempotent = 0; /* a streamed body cannot be sent twice */
+    }
     wt->leader = 1;
     wt->xc = EDGE_XC_BYPASS;
     waiter_attach(wt, f); /* takes f's initial reference */
     fill_launch(f);
+    if (f->upload_streaming && f->upload_x)
+        http_x_body_stream(x, on_upload_data, on_upload_end, f);
 }
 
 void edge_fetch_background(struct edge_worker *w, const struct http_request *req,

@@ -115,6 +115,17 @@ struct edge_fill {
     char *method;                  /* NULL for GET */
     char *req_body;
     size_t req_body_len;
+    /* A request body streamed from the client to the origin (pass only, owner loop). */
+    struct http_exchange *upload_x; /* NULL once the client's exchange ended */
+    struct buf upload;              /* received, not yet taken by curl: [upload_off, len) */
+    size_t upload_off;
+    int64_t upload_len;             /* Content-Length, -1 for chunked */
+    int upload_streaming;
+    int upload_done;
+    int upload_failed;
+    int curl_paused;                /* curl's read callback returned PAUSE */
+    int client_paused;              /* we paused the client's body */
+    uv_timer_t *resume_timer;       /* resumes the client outside curl's callbacks */
     int idempotent;
     size_t origin_idx;
     uv_timer_t *fb_timer;          /* first-byte timeout */

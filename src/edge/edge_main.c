@@ -148,7 +148,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     sc.body_timeout_ms = cfg->body_timeout_ms;
     sc.idle_timeout_ms = cfg->idle_timeout_ms;
     sc.send_timeout_ms = cfg->send_timeout_ms;
-    sc.listeners[0] = (struct http_listener_cfg){cfg->listen, edge_public_handle, e, "public"};
+    sc.listeners[0] = (struct http_listener_cfg){cfg->listen, edge_public_handle, e, "public", 1};
     sc.nlisteners = 1;
     if (cfg->admin && *cfg->admin)
         sc.listeners[sc.nlisteners++] =

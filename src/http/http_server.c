@@ -61,6 +61,14 @@ struct http_exchange {
     void *abort_arg;
     char *head;        /* formatted response head waiting for the first write */
     size_t head_len;
+    /* Streamed request body (listeners with stream_bodies). */
+    int streaming;
+    int body_done;
+    int body_paused;
+    uint64_t body_total;
+    http_x_body_data_f *on_body_data;
+    http_x_body_end_f *on_body_end;
+    void *body_arg;
     /* Last: everything above is zeroed for each request, the parser fills this. */
     struct http_request req;
 };
@@ -121,6 +129,8 @@ struct http_server {
 static void conn_close(struct conn *c);
 static void conn_process(struct conn *c);
 static void start_reading(struct conn *c);
+static void stream_body(struct conn *c);
+static void body_fail(struct conn *c, int status, const char *msg);
 
 void http_server_cfg_default(struct http_server_cfg *cfg)
 {
@@ -586,7 +596,8 @@ static void exchange_free(struct conn *c, struct http_exchange *x)
 static void exchange_finish(struct conn *c)
 {
     struct http_exchange *x = c->x;
-    int close_after = x->close_after || x->aborted;
+    /* A streamed body not read to its end leaves no way to find the next request. */
+    int close_after = x->close_after || x->aborted || (x->streaming && !x->body_done);
 
     c->x = NULL;
     MC_ASSERT(x->req.head_len <= c->in_len);
@@ -703,8 +714,12 @@ static void on_timeout(uv_timer_t *t)
             uv_close((uv_handle_t *)&c->tcp, on_closed);
         return;
     }
-    if (c->state == ST_HANDLING)
+    if (c->state == ST_HANDLING) {
+        struct http_exchange *x = c->x;
+        if (x && x->streaming && !x->body_done && !x->body_paused && x->on_body_end)
+            body_fail(c, 408, "request body not received in time");
         return;
+    }
     if (c->state == ST_BODY || c->in_len > 0)
         conn_reject(c, 408, "request not received in time");
     else
@@ -715,6 +730,115 @@ static void timer_arm(struct conn *c, uint64_t ms)
 {
     if (!c->closing && ms)
         uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+/* ---- streamed request bodies ---- */
+
+static void body_fail(struct conn *c, int status, const char *msg)
+{
+    struct http_exchange *x = c->x;
+
+    x->body_done = 1;
+    x->close_after = 1;
+    uv_timer_stop(&c->timer);
+    if (x->on_body_end)
+        x->on_body_end(x, -status, msg, x->body_arg);
+}
+
+/* Hands the body bytes that follow the head to the handler, until it pauses. */
+static void stream_body(struct conn *c)
+{
+    struct http_exchange *x = c->x;
+    uint64_t max = c->w->srv->cfg.limits.max_body;
+
+    if (!x || x->body_done || !x->on_body_data || c->closing)
+        return;
+    while (!x->body_paused && !x->body_done) {
+        size_t hl = x->req.head_len;
+        char *p = c->in + hl;
+        size_t avail = c->in_len - hl, used = 0;
+        const char *data = NULL, *msg = NULL;
+        size_t dlen = 0;
+        int done = 0;
+
+        if (avail == 0)
+            break;
+        if (x->req.chunked) {
+            int r = http_chunked_feed(&c->chunked, p, avail, &used, &data, &dlen, &msg);
+            if (r < 0) {
+                body_fail(c, -r, msg ? msg : "invalid chunked body");
+                return;
+            }
+            done = r == HTTP_CHUNKED_DONE;
+            if (r != HTTP_CHUNKED_DATA)
+                dlen = 0;
+        } else {
+            used = (size_t)MC_MIN((uint64_t)avail, c->body_left);
+            data = p;
+            dlen = used;
+            c->body_left -= used;
+            done = c->body_left == 0;
+        }
+        x->body_total += dlen;
+        if (x->body_total > max) {
+            body_fail(c, 413, "request body over the limit");
+            return;
+        }
+        /* The handler sees the bytes in place, then they leave the buffer. */
+        if (dlen)
+            x->on_body_data(x, data, dlen, x->body_arg);
+        if (c->x != x || c->closing)
+            return;
+        memmove(p, p + used, avail - used);
+        c->in_len -= used;
+        if (done) {
+            x->body_done = 1;
+            uv_timer_stop(&c->timer);
+            x->on_body_end(x, 0, NULL, x->body_arg);
+            return;
+        }
+    }
+    if (!x->body_done && !x->body_paused)
+        timer_arm(c, c->w->srv->cfg.body_timeout_ms);
+    if (c->in_len < c->in_cap)
+        start_reading(c);
+}
+
+void http_x_body_stream(struct http_exchange *x, http_x_body_data_f *on_data,
+                        http_x_body_end_f *on_end, void *arg)
+{
+    struct conn *c = x->conn;
+
+    MC_ASSERT(x->streaming && !x->on_body_data);
+    x->on_body_data = on_data;
+    x->on_body_end = on_end;
+    x->body_arg = arg;
+    if (x->req.expect_continue && c->in_len == x->req.head_len && !c->closing) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+        queue_write(c, &b, 1, NULL, NULL, NULL);
+    }
+    stream_body(c);
+}
+
+int http_x_body_streaming(const struct http_exchange *x)
+{
+    return x->streaming && !x->body_done;
+}
+
+void http_x_body_pause(struct http_exchange *x)
+{
+    x->body_paused = 1;
+    if (!x->conn->closing)
+        uv_timer_stop(&x->conn->timer);
+}
+
+void http_x_body_resume(struct http_exchange *x)
+{
+    if (!x->body_paused)
+        return;
+    x->body_paused = 0;
+    stream_body(x->conn);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -740,6 +864,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     struct conn *c = s->data;
 
     (void)b;
+    if (n == UV_ENOBUFS) {
+        /* The input buffer is full while a handler holds the exchange: wait for it. */
+        uv_read_stop(s);
+        c->reading = 0;
+        return;
+    }
     if (n < 0) {
         conn_close(c);
         return;
@@ -747,6 +877,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (n == 0)
         return;
     c->in_len += (size_t)n;
+    if (c->state == ST_HANDLING && c->x && c->x->streaming && !c->x->body_done) {
+        stream_body(c);
+        return;
+    }
     if (c->state == ST_HANDLING) {
         /* Pipelined bytes wait; stop reading when the buffer is full (back-pressure). */
         if (c->in_len == c->in_cap) {
@@ -872,9 +1006,15 @@ static void conn_process(struct conn *c)
             conn_reject(c, 413, "request body over the limit");
             return;
         }
-        c->state = ST_BODY;
         c->body_left = x->req.content_length > 0 ? (uint64_t)x->req.content_length : 0;
         http_chunked_init(&c->chunked, lim->max_body);
+        if (c->lcfg->stream_bodies) {
+            /* The handler gets the head now and the body as it arrives. */
+            x->streaming = 1;
+            dispatch(c);
+            return;
+        }
+        c->state = ST_BODY;
         if (x->req.expect_continue && c->in_len == x->req.head_len) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);

@@ -31,12 +31,18 @@ struct http_exchange; /* opaque; one request and its response */
 
 typedef void http_handler_f(struct http_exchange *x, void *arg);
 typedef void http_x_cb_f(struct http_exchange *x, void *arg);
+/* A piece of a streamed request body; `data` is valid during the call only. */
+typedef void http_x_body_data_f(struct http_exchange *x, const char *data, size_t len, void *arg);
+/* The streamed body ended: err 0, or minus the status that describes the failure (400
+ * bad chunked framing, 408 stalled, 413 over the limit) with a message. */
+typedef void http_x_body_end_f(struct http_exchange *x, int err, const char *msg, void *arg);
 
 struct http_listener_cfg {
     const char *addr;        /* "127.0.0.1:8080", "[::1]:0", ":8080" (all addresses) */
     http_handler_f *handler; /* called on the connection's loop */
     void *arg;
     const char *name;        /* for logs and metrics ("public", "admin") */
+    int stream_bodies;       /* call the handler after the head; see http_x_body_stream() */
 };
 
 #define HTTP_SERVER_MAX_LISTENERS 4
@@ -81,8 +87,21 @@ uint64_t http_server_active_conns(const struct http_server *s);
 
 /* ---- inside a handler (on the exchange's loop) ---- */
 const struct http_request *http_x_request(const struct http_exchange *x);
-/* The request body, complete (the server reads it before calling the handler). */
+/* The request body, complete (the server reads it before calling the handler), unless
+ * the listener streams bodies: then it is empty and http_x_body_streaming() says so. */
 const char *http_x_body(const struct http_exchange *x, size_t *len);
+/* 1 while a streamed body has bytes still to come. */
+int http_x_body_streaming(const struct http_exchange *x);
+/* Streamed bodies: registers the callbacks (once); sends 100 Continue if the client waits
+ * for it; on_data may run before this returns. Limits and the body timeout still apply;
+ * a failure ends the body with an error and the connection closes after the response.
+ * Ending the exchange before the body was read closes the connection too. */
+void http_x_body_stream(struct http_exchange *x, http_x_body_data_f *on_data,
+                        http_x_body_end_f *on_end, void *arg);
+/* Back-pressure: stop handing out body bytes (the socket is no longer read once the
+ * input buffer is full) and resume. */
+void http_x_body_pause(struct http_exchange *x);
+void http_x_body_resume(struct http_exchange *x);
 /* The client's address as text ("127.0.0.1", "::1"). */
 const char *http_x_peer(const struct http_exchange *x);
 uv_loop_t *http_x_loop(const struct http_exchange *x);

@@ -383,3 +383,40 @@ def test_client_that_stops_reading_is_disconnected(cdn, mlcdn):
     s.close()
     assert got < size
     assert e.get("/huge.bin").status == 200  # the edge is fine
+
+
+def test_request_bodies_are_streamed_to_the_origin(cdn, mlcdn):
+    e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin", cdn.origin.url,
+                       "--max-body", "64M"])
+    body = os.urandom(8 * 1024 * 1024)
+    r = e.request("POST", "/echo", body=body)
+    assert r.status == 200 and r.json()["body_len"] == len(body)
+    # PUT stores the body at the origin; read it back through the edge.
+    r = e.request("PUT", "/up/model.bin", body=body)
+    assert r.status in (200, 201)
+    assert e.get("/up/model.bin").body == body
+
+    # A chunked body of unknown length, sent in pieces.
+    def pieces():
+        for i in range(64):
+            yield bytes([i]) * 10000
+    import http.client
+    conn = http.client.HTTPConnection(e.host, e.port, timeout=30)
+    conn.request("POST", "/echo", body=pieces(), encode_chunked=True,
+                 headers={"Transfer-Encoding": "chunked"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    import json
+    assert json.loads(resp.read())["body_len"] == 640000
+    conn.close()
+
+
+def test_body_over_the_limit_is_refused(cdn, mlcdn):
+    e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin", cdn.origin.url,
+                       "--max-body", "1M"])
+    r = e.request("POST", "/echo", body=b"x" * (2 * 1024 * 1024))
+    assert r.status == 413
+    out = raw(e.host, e.port, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"200000\r\n" + b"y" * 0x200000 + b"\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 413")
+    assert e.get("/echo").status in (200, 404)
