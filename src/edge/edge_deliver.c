@@ -72,25 +72,6 @@ static void send_done(void *arg)
     free(s);
 }
 
-/* If-Range (RFC 9110 §13.1.5): the range applies only to the representation named. */
-static int if_range_ok(const struct http_request *r, const struct cache_obj *o)
-{
-    const struct http_header *ir = http_request_header(r, "if-range");
-    if (!ir)
-        return 1;
-    const char *v = ir->value.p;
-    size_t n = ir->value.len;
-    if (n && (v[0] == '"' || (n > 2 && v[0] == 'W' && v[1] == '/'))) {
-        /* A weak tag never matches for If-Range: strong comparison. */
-        return o->etag && v[0] == '"' && strlen(o->etag) == n && memcmp(o->etag, v, n) == 0 &&
-               o->etag[0] == '"';
-    }
-    int64_t t;
-    if (http_date_parse(v, n, &t) != 0)
-        return 0;
-    return o->info.last_modified >= 0 && t == o->info.last_modified;
-}
-
 void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj *o,
                       enum edge_xc xc, enum edge_level lv, const char *cache_status)
 {
@@ -113,7 +94,8 @@ void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj 
     }
     if ((r->method == HTTP_M_GET || r->method == HTTP_M_HEAD) && status == 200) {
         const struct http_header *rg = http_request_header(r, "range");
-        if (rg && if_range_ok(r, o)) {
+        if (rg && http_range_if_range_ok(r, o->etag, o->etag ? strlen(o->etag) : 0,
+                                         o->info.last_modified)) {
             int rr = http_range_parse(rg->value.p, rg->value.len, size, &first, &last);
             if (rr == -416) {
                 buf_printf(&h, "Content-Range: bytes */%llu\r\n", (unsigned long long)size);

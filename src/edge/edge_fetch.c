@@ -810,6 +810,7 @@ static void hdr_build_run(struct hdr_build *b, int status, const char *lines, si
     b->conn_len = 0;
     each_line(lines, len, scan_conn, b);
     each_line(lines, len, build_line, b);
+    http_resp_info_finish(&b->info, units_wall_s());
 }
 
 /* Stored headers of `old` updated by the header lines of a 304 (RFC 9111 §3.2). */

@@ -514,12 +514,12 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
         p++;
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
-        v0 = vend = p;
-        while (p < end && IS(*p, C_FIELD)) {
-            if (*p != ' ' && *p != '\t')
-                vend = p + 1;
+        v0 = p;
+        while (p < end && IS(*p, C_FIELD))
             p++;
-        }
+        vend = p;
+        while (vend > v0 && (vend[-1] == ' ' || vend[-1] == '\t'))
+            vend--;
         if (p == end || (*p == '\r' && p + 1 == end))
             continue;
         if (*p == '\r') {

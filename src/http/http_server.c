@@ -93,6 +93,7 @@ struct conn {
     int reading;
     int sent_continue;
     int keep_alive;
+    uint64_t deadline;         /* loop time (ms) of the pending timeout; 0: none */
     char peer[64];
     uint64_t requests;
 };
@@ -254,6 +255,7 @@ static void exchange_finish(struct conn *c);
 static void worker_drained(struct worker *w);
 
 static void timer_arm(struct conn *c, uint64_t ms);
+static void timer_disarm(struct conn *c);
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -275,7 +277,7 @@ static void on_write(uv_write_t *req, int status)
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
         timer_arm(c, c->w->srv->cfg.send_timeout_ms);
     else if (c->state == ST_HANDLING)
-        uv_timer_stop(&c->timer);
+        timer_disarm(c);
     else if (c->state == ST_HEAD && c->in_len == 0)
         timer_arm(c, c->w->srv->cfg.idle_timeout_ms);
 }
@@ -707,6 +709,14 @@ static void on_timeout(uv_timer_t *t)
     struct conn *c = t->data;
 
     MC_CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+    if (c->deadline == 0)
+        return;
+    uint64_t now = uv_now(&c->w->loop);
+    if (now < c->deadline) {
+        uv_timer_start(&c->timer, on_timeout, c->deadline - now, 0);
+        return;
+    }
+    c->deadline = 0;
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0) {
         /* A client that stopped reading: a graceful shutdown would wait for it forever. */
         conn_close(c);
@@ -726,10 +736,21 @@ static void on_timeout(uv_timer_t *t)
         conn_close(c);
 }
 
+/* Timeouts are lazy: arming only moves the deadline, and the timer is restarted only when
+ * it would fire too late. A timer that fires early re-arms itself for the rest, so a
+ * request costs no timer operation in the common case. */
 static void timer_arm(struct conn *c, uint64_t ms)
 {
-    if (!c->closing && ms)
+    if (c->closing || !ms)
+        return;
+    c->deadline = uv_now(&c->w->loop) + ms;
+    if (!uv_is_active((uv_handle_t *)&c->timer) || uv_timer_get_due_in(&c->timer) > ms)
         uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+static void timer_disarm(struct conn *c)
+{
+    c->deadline = 0;
 }
 
 /* ---- streamed request bodies ---- */
@@ -740,7 +761,7 @@ static void body_fail(struct conn *c, int status, const char *msg)
 
     x->body_done = 1;
     x->close_after = 1;
-    uv_timer_stop(&c->timer);
+    timer_disarm(c);
     if (x->on_body_end)
         x->on_body_end(x, -status, msg, x->body_arg);
 }
@@ -793,7 +814,7 @@ static void stream_body(struct conn *c)
         c->in_len -= used;
         if (done) {
             x->body_done = 1;
-            uv_timer_stop(&c->timer);
+            timer_disarm(c);
             x->on_body_end(x, 0, NULL, x->body_arg);
             return;
         }
@@ -829,8 +850,7 @@ int http_x_body_streaming(const struct http_exchange *x)
 void http_x_body_pause(struct http_exchange *x)
 {
     x->body_paused = 1;
-    if (!x->conn->closing)
-        uv_timer_stop(&x->conn->timer);
+    timer_disarm(x->conn);
 }
 
 void http_x_body_resume(struct http_exchange *x)
@@ -905,7 +925,7 @@ static void dispatch(struct conn *c)
     struct http_exchange *x = c->x;
 
     c->state = ST_HANDLING;
-    uv_timer_stop(&c->timer);
+    timer_disarm(c);
     c->requests++;
     c->lcfg->handler(x, c->lcfg->arg);
 }
@@ -986,8 +1006,8 @@ static void conn_process(struct conn *c)
             return;
         }
         /* The header timeout counts from the first byte of the request. */
-        if (!uv_is_active((uv_handle_t *)&c->timer) ||
-            uv_timer_get_due_in(&c->timer) > c->w->srv->cfg.header_timeout_ms)
+        uint64_t now = uv_now(&c->w->loop);
+        if (c->deadline == 0 || c->deadline > now + c->w->srv->cfg.header_timeout_ms)
             timer_arm(c, c->w->srv->cfg.header_timeout_ms);
         return;
     }
