@@ -1,0 +1,61 @@
+/* src/infer/infer_ops_tbl.h: the operator registry, one line per operator.
+ * INFER_OP(symbol, domain, op_type): symbol names `infer__op_<symbol>` (a struct infer_op
+ * defined in ops/infer_ops_*.c). Keep sorted by file, then by name. */
+
+/* ops/infer_ops_elem.c */
+INFER_OP(abs, "", "Abs")
+INFER_OP(add, "", "Add")
+INFER_OP(cast, "", "Cast")
+INFER_OP(castlike, "", "CastLike")
+INFER_OP(clip, "", "Clip")
+INFER_OP(div, "", "Div")
+INFER_OP(equal, "", "Equal")
+INFER_OP(exp, "", "Exp")
+INFER_OP(greater, "", "Greater")
+INFER_OP(identity, "", "Identity")
+INFER_OP(leakyrelu, "", "LeakyRelu")
+INFER_OP(less, "", "Less")
+INFER_OP(log, "", "Log")
+INFER_OP(mul, "", "Mul")
+INFER_OP(neg, "", "Neg")
+INFER_OP(not, "", "Not")
+INFER_OP(relu, "", "Relu")
+INFER_OP(sigmoid, "", "Sigmoid")
+INFER_OP(sqrt, "", "Sqrt")
+INFER_OP(sub, "", "Sub")
+INFER_OP(tanh, "", "Tanh")
+INFER_OP(where, "", "Where")
+
+/* ops/infer_ops_math.c */
+INFER_OP(argmax, "", "ArgMax")
+INFER_OP(argmin, "", "ArgMin")
+INFER_OP(batchnorm, "", "BatchNormalization")
+INFER_OP(gemm, "", "Gemm")
+INFER_OP(logsoftmax, "", "LogSoftmax")
+INFER_OP(matmul, "", "MatMul")
+INFER_OP(reducemax, "", "ReduceMax")
+INFER_OP(reducemean, "", "ReduceMean")
+INFER_OP(reducemin, "", "ReduceMin")
+INFER_OP(reducesum, "", "ReduceSum")
+INFER_OP(reducesumsquare, "", "ReduceSumSquare")
+INFER_OP(softmax, "", "Softmax")
+INFER_OP(topk, "", "TopK")
+
+/* ops/infer_ops_shape.c */
+INFER_OP(concat, "", "Concat")
+INFER_OP(constant, "", "Constant")
+INFER_OP(expand, "", "Expand")
+INFER_OP(flatten, "", "Flatten")
+INFER_OP(gather, "", "Gather")
+INFER_OP(reshape, "", "Reshape")
+INFER_OP(shape, "", "Shape")
+INFER_OP(slice, "", "Slice")
+INFER_OP(squeeze, "", "Squeeze")
+INFER_OP(transpose, "", "Transpose")
+INFER_OP(unsqueeze, "", "Unsqueeze")
+
+/* ops/infer_ops_ml.c */
+INFER_OP(linearclassifier, "ai.onnx.ml", "LinearClassifier")
+INFER_OP(linearregressor, "ai.onnx.ml", "LinearRegressor")
+INFER_OP(treeclassifier, "ai.onnx.ml", "TreeEnsembleClassifier")
+INFER_OP(treeregressor, "ai.onnx.ml", "TreeEnsembleRegressor")

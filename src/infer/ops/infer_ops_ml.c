@@ -1,0 +1,977 @@
+/* src/infer/ops/infer_ops_ml.c: ai.onnx.ml TreeEnsembleRegressor/Classifier and
+ * LinearRegressor/Classifier.
+ *
+ * Tree ensembles are rebuilt at load into one array of 16-byte nodes, each tree laid out
+ * in depth-first preorder from its root so a root-to-leaf walk touches a few adjacent
+ * cache lines. (tree id, node id) references are resolved and checked once: a child that
+ * does not exist, a node reached twice (a cycle or a DAG), or a tree without a single
+ * root is a load error, so the walk at run time needs no checks and always ends.
+ * Leaves point at a run of (target, weight) pairs. Scores accumulate in double. */
+#include <float.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "infer/ops/infer_ops.h"
+
+#define TREE_BLOCK 8 /* rows walked together through one tree */
+
+enum { M_LEQ, M_LT, M_GTE, M_GT, M_EQ, M_NEQ, M_LEAF };
+enum { PT_NONE, PT_LOGISTIC, PT_SOFTMAX, PT_SOFTMAX_ZERO, PT_PROBIT };
+enum { AG_SUM, AG_AVERAGE, AG_MIN, AG_MAX };
+
+struct tnode {
+    float thr;
+    int32_t feat;  /* leaf: first target index */
+    int32_t t, f;  /* children (node array indices); leaf: t = target count */
+    uint8_t mode;
+    uint8_t miss_true;
+    uint8_t pad[2];
+};
+
+struct tgt {
+    int32_t id;
+    float w;
+};
+
+struct infer_tree {
+    struct tnode *nodes;
+    int32_t *leaf_start, *leaf_n; /* per node: run of targets (leaves only) */
+    int32_t *depth;               /* per tree: longest root-to-leaf path */
+    bool all_leq;                 /* every split is BRANCH_LEQ without missing tracking */
+    int32_t n_nodes;
+    int32_t *roots;
+    int32_t n_trees;
+    struct tgt *tg;
+    int32_t n_tg;
+    int32_t n_targets; /* regressor: n_targets; classifier: number of classes */
+    int32_t max_feat;
+    double *base; /* n_targets entries, or NULL */
+    int agg, post;
+    /* classifier */
+    int64_t *labels;
+    bool binary, all_pos;
+    int32_t bin_class;
+};
+
+static void tree_free(void *p)
+{
+    struct infer_tree *t = p;
+
+    if (t == NULL)
+        return;
+    free(t->nodes);
+    free(t->leaf_start);
+    free(t->leaf_n);
+    free(t->depth);
+    free(t->roots);
+    free(t->tg);
+    free(t->base);
+    free(t->labels);
+    free(t);
+}
+
+static int post_of(const char *s, int *out, struct infer_err *e)
+{
+    static const char *const names[] = {"NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT"};
+
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(s, names[i])) {
+            *out = i;
+            return 0;
+        }
+    return infer__errf(e, -EINVAL, "unknown post_transform '%s'", s);
+}
+
+/* ints/floats attribute, or NULL with n = 0 when absent. */
+static const int64_t *ints_of(const struct infer_node *n, const char *name, size_t *cnt)
+{
+    const struct infer_attr *a = infer__attr(n, name);
+
+    *cnt = a != NULL && a->type == INFER_AT_INTS ? a->n : 0;
+    return *cnt ? a->ints : NULL;
+}
+
+/* Floats from `name` or, for ai.onnx.ml 3, `name`_as_tensor (float or double). Returns a
+ * malloc'd double array (caller frees) and its length, or NULL with cnt 0. */
+static double *floats_of(const struct infer_node *n, const char *name, size_t *cnt)
+{
+    const struct infer_attr *a = infer__attr(n, name);
+    char tn[64];
+    double *v;
+
+    *cnt = 0;
+    if (a != NULL && a->type == INFER_AT_FLOATS && a->n) {
+        v = mc_xmalloc(sizeof(double) * a->n);
+        for (size_t i = 0; i < a->n; i++)
+            v[i] = a->floats[i];
+        *cnt = a->n;
+        return v;
+    }
+    snprintf(tn, sizeof(tn), "%s_as_tensor", name);
+    a = infer__attr(n, tn);
+    if (a != NULL && a->type == INFER_AT_TENSOR && infer_is_float(a->t.dtype)) {
+        int64_t k = infer_tensor_numel(&a->t);
+        if (k <= 0)
+            return NULL;
+        v = mc_xmalloc(sizeof(double) * (size_t)k);
+        for (int64_t i = 0; i < k; i++)
+            v[i] = infer__get_f64(&a->t, i);
+        *cnt = (size_t)k;
+        return v;
+    }
+    return NULL;
+}
+
+static int mode_of(const char *s)
+{
+    static const char *const names[] = {"BRANCH_LEQ", "BRANCH_LT",  "BRANCH_GTE", "BRANCH_GT",
+                                        "BRANCH_EQ",  "BRANCH_NEQ", "LEAF"};
+
+    for (int i = 0; i < 7; i++)
+        if (!strcmp(s, names[i]))
+            return i;
+    return -1;
+}
+
+struct key {
+    int64_t tree, node;
+    int32_t idx;
+};
+
+static int cmp_key(const void *a, const void *b)
+{
+    const struct key *x = a, *y = b;
+
+    if (x->tree != y->tree)
+        return x->tree < y->tree ? -1 : 1;
+    if (x->node != y->node)
+        return x->node < y->node ? -1 : 1;
+    return 0;
+}
+
+static int32_t find_key(const struct key *k, size_t n, int64_t tree, int64_t node)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        struct key q = {tree, node, 0};
+        int c = cmp_key(&k[mid], &q);
+        if (c == 0)
+            return k[mid].idx;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+static int tree_load(struct infer_node *n, bool clf, struct infer_err *e)
+{
+    struct infer_tree *T = mc_xcalloc(1, sizeof(*T));
+    size_t nn, c1, c2, c3, c4, c5, nt, t1, t2, t3, nb = 0, nmiss = 0;
+    const int64_t *tree = ints_of(n, "nodes_treeids", &nn);
+    const int64_t *nid = ints_of(n, "nodes_nodeids", &c1);
+    const int64_t *feat = ints_of(n, "nodes_featureids", &c2);
+    const int64_t *tru = ints_of(n, "nodes_truenodeids", &c3);
+    const int64_t *fal = ints_of(n, "nodes_falsenodeids", &c4);
+    const int64_t *miss = ints_of(n, "nodes_missing_value_tracks_true", &nmiss);
+    const char *pfx = clf ? "class" : "target";
+    char nm[64];
+    const struct infer_attr *modes = infer__attr(n, "nodes_modes");
+    double *vals = floats_of(n, "nodes_values", &c5), *w = NULL, *base = NULL;
+    const int64_t *ttree, *tnode, *tid;
+    struct key *keys = NULL;
+    int32_t *map = NULL, *stack = NULL;
+    uint8_t *seen = NULL;
+    int err = 0;
+
+    n->ext = T;
+    n->ext_free = tree_free;
+    snprintf(nm, sizeof(nm), "%s_treeids", pfx);
+    ttree = ints_of(n, nm, &nt);
+    snprintf(nm, sizeof(nm), "%s_nodeids", pfx);
+    tnode = ints_of(n, nm, &t1);
+    snprintf(nm, sizeof(nm), "%s_ids", pfx);
+    tid = ints_of(n, nm, &t2);
+    snprintf(nm, sizeof(nm), "%s_weights", pfx);
+    w = floats_of(n, nm, &t3);
+    base = floats_of(n, "base_values", &nb);
+
+    if (nn == 0 || c1 != nn || c2 != nn || c3 != nn || c4 != nn || c5 != nn || modes == NULL ||
+        modes->type != INFER_AT_STRINGS || modes->n != nn || (nmiss != 0 && nmiss != nn)) {
+        err = infer__errf(e, -EINVAL, "nodes_* attributes missing or of different lengths");
+        goto out;
+    }
+    if (t1 != nt || t2 != nt || t3 != nt) {
+        err = infer__errf(e, -EINVAL, "%s_* attributes of different lengths", pfx);
+        goto out;
+    }
+    if (nn > INT32_MAX / 2 || nt > INT32_MAX / 2) {
+        err = infer__errf(e, -EFBIG, "too many nodes");
+        goto out;
+    }
+    if (clf) {
+        size_t nl;
+        const int64_t *lab = ints_of(n, "classlabels_int64s", &nl);
+        if (infer__attr(n, "classlabels_strings") != NULL) {
+            err = infer__errf(e, -ENOTSUP, "string class labels not supported");
+            goto out;
+        }
+        if (nl == 0) {
+            err = infer__errf(e, -EINVAL, "classlabels_int64s required");
+            goto out;
+        }
+        T->labels = mc_xmalloc(sizeof(int64_t) * nl);
+        memcpy(T->labels, lab, sizeof(int64_t) * nl);
+        T->n_targets = (int32_t)nl;
+    } else {
+        int64_t k = infer__attr_i(n, "n_targets", 1);
+        if (k < 1 || k > 1 << 20) {
+            err = infer__errf(e, -EINVAL, "bad n_targets %lld", (long long)k);
+            goto out;
+        }
+        T->n_targets = (int32_t)k;
+    }
+    if (nb != 0 && nb != (size_t)T->n_targets) {
+        err = infer__errf(e, -EINVAL, "base_values has %zu entries, expected %d", nb, T->n_targets);
+        goto out;
+    }
+    T->base = base;
+    base = NULL;
+    err = post_of(infer__attr_s(n, "post_transform", "NONE"), &T->post, e);
+    if (err != 0)
+        goto out;
+    {
+        const char *ag = infer__attr_s(n, "aggregate_function", "SUM");
+        T->agg = !strcmp(ag, "SUM") ? AG_SUM : !strcmp(ag, "AVERAGE") ? AG_AVERAGE
+               : !strcmp(ag, "MIN") ? AG_MIN : !strcmp(ag, "MAX") ? AG_MAX : -1;
+        if (T->agg < 0 || (clf && T->agg != AG_SUM)) {
+            err = infer__errf(e, -EINVAL, "bad aggregate_function '%s'", ag);
+            goto out;
+        }
+    }
+
+    /* Resolve (tree, node) ids. */
+    keys = mc_xmalloc(sizeof(*keys) * nn);
+    for (size_t i = 0; i < nn; i++) {
+        keys[i].tree = tree[i];
+        keys[i].node = nid[i];
+        keys[i].idx = (int32_t)i;
+    }
+    qsort(keys, nn, sizeof(*keys), cmp_key);
+    for (size_t i = 1; i < nn; i++)
+        if (!cmp_key(&keys[i - 1], &keys[i])) {
+            err = infer__errf(e, -EINVAL, "tree %lld node %lld defined twice",
+                              (long long)keys[i].tree, (long long)keys[i].node);
+            goto out;
+        }
+    /* Original index -> is some node's child (to find roots). */
+    seen = mc_xcalloc(nn, 1);
+    for (size_t i = 0; i < nn; i++) {
+        int m = mode_of(modes->strings[i]);
+        if (m < 0) {
+            err = infer__errf(e, -EINVAL, "unknown node mode '%s'", modes->strings[i]);
+            goto out;
+        }
+        if (m == M_LEAF)
+            continue;
+        if (feat[i] < 0 || feat[i] > INT32_MAX) {
+            err = infer__errf(e, -EINVAL, "bad feature id %lld", (long long)feat[i]);
+            goto out;
+        }
+        int32_t a = find_key(keys, nn, tree[i], tru[i]), b = find_key(keys, nn, tree[i], fal[i]);
+        if (a < 0 || b < 0) {
+            err = infer__errf(e, -EINVAL, "tree %lld node %lld: child node missing",
+                              (long long)tree[i], (long long)nid[i]);
+            goto out;
+        }
+        seen[a] = seen[b] = 1;
+    }
+    /* Lay trees out in preorder: roots in order of first appearance. */
+    T->nodes = mc_xcalloc(nn, sizeof(*T->nodes));
+    T->roots = mc_xmalloc(sizeof(int32_t) * nn);
+    map = mc_xmalloc(sizeof(int32_t) * nn);
+    stack = mc_xmalloc(sizeof(int32_t) * (nn + 1));
+    for (size_t i = 0; i < nn; i++)
+        map[i] = -1;
+    for (size_t r = 0; r < nn; r++) {
+        int sp = 0;
+        if (seen[r])
+            continue;
+        /* A second root of an already seen tree id would be ambiguous. */
+        for (int32_t k = 0; k < T->n_trees; k++)
+            if (tree[T->roots[k]] == tree[r]) {
+                err = infer__errf(e, -EINVAL, "tree %lld has more than one root",
+                                  (long long)tree[r]);
+                goto out;
+            }
+        T->roots[T->n_trees++] = (int32_t)r; /* original index for now */
+        stack[sp++] = (int32_t)r;
+        while (sp > 0) {
+            int32_t i = stack[--sp];
+            if (map[i] >= 0) {
+                err = infer__errf(e, -EINVAL, "tree %lld: node %lld reached twice (cycle?)",
+                                  (long long)tree[i], (long long)nid[i]);
+                goto out;
+            }
+            map[i] = T->n_nodes++;
+            int m = mode_of(modes->strings[i]);
+            if (m != M_LEAF) {
+                stack[sp++] = find_key(keys, nn, tree[i], fal[i]);
+                stack[sp++] = find_key(keys, nn, tree[i], tru[i]);
+                if (sp > (int)nn) {
+                    err = infer__errf(e, -EINVAL, "tree %lld: cyclic", (long long)tree[i]);
+                    goto out;
+                }
+            }
+        }
+    }
+    if (T->n_trees == 0) {
+        err = infer__errf(e, -EINVAL, "no tree roots (every node is some node's child)");
+        goto out;
+    }
+    for (size_t i = 0; i < nn; i++) {
+        if (map[i] < 0) {
+            err = infer__errf(e, -EINVAL, "tree %lld node %lld unreachable from its root",
+                              (long long)tree[i], (long long)nid[i]);
+            goto out;
+        }
+        struct tnode *d = &T->nodes[map[i]];
+        int m = mode_of(modes->strings[i]);
+        d->mode = (uint8_t)m;
+        d->miss_true = nmiss ? miss[i] != 0 : 0;
+        d->thr = (float)vals[i];
+        if (m == M_LEAF) {
+            /* Leaves loop to themselves, so a walk may take a fixed number of steps. */
+            d->t = d->f = map[i];
+            d->feat = 0;
+            d->thr = 0;
+        } else {
+            d->feat = (int32_t)feat[i];
+            d->t = map[find_key(keys, nn, tree[i], tru[i])];
+            d->f = map[find_key(keys, nn, tree[i], fal[i])];
+            if (d->feat > T->max_feat)
+                T->max_feat = d->feat;
+        }
+    }
+    for (int32_t k = 0; k < T->n_trees; k++)
+        T->roots[k] = map[T->roots[k]];
+
+    /* Depth per tree (the walk's step count) and whether the fast all-LEQ walk applies. */
+    T->depth = mc_xcalloc((size_t)T->n_trees, sizeof(int32_t));
+    T->all_leq = true;
+    for (int32_t i = 0; i < T->n_nodes; i++)
+        if (T->nodes[i].mode != M_LEAF && (T->nodes[i].mode != M_LEQ || T->nodes[i].miss_true))
+            T->all_leq = false;
+    for (int32_t k = 0; k < T->n_trees; k++) {
+        /* Preorder layout: a tree is the index range [root, next root). */
+        int32_t lo = T->roots[k], hi = k + 1 < T->n_trees ? T->roots[k + 1] : T->n_nodes;
+        int32_t *dep = mc_xcalloc((size_t)(hi - lo), sizeof(int32_t));
+        for (int32_t i = lo; i < hi; i++) {
+            const struct tnode *d = &T->nodes[i];
+            if (d->mode == M_LEAF)
+                continue;
+            dep[d->t - lo] = dep[i - lo] + 1;
+            dep[d->f - lo] = dep[i - lo] + 1;
+            if (dep[i - lo] + 1 > T->depth[k])
+                T->depth[k] = dep[i - lo] + 1;
+        }
+        free(dep);
+    }
+    /* Leaf targets, grouped per leaf in one array. */
+    T->leaf_start = mc_xcalloc((size_t)T->n_nodes, sizeof(int32_t));
+    T->leaf_n = mc_xcalloc((size_t)T->n_nodes, sizeof(int32_t));
+    T->tg = mc_xmalloc(sizeof(*T->tg) * (nt + 1));
+    {
+        struct key *tk = mc_xmalloc(sizeof(*tk) * (nt + 1));
+        for (size_t i = 0; i < nt; i++) {
+            int32_t idx = find_key(keys, nn, ttree[i], tnode[i]);
+            if (idx < 0 || T->nodes[map[idx]].mode != M_LEAF) {
+                free(tk);
+                err = infer__errf(e, -EINVAL, "%s %zu refers to tree %lld node %lld, not a leaf",
+                                  pfx, i, (long long)ttree[i], (long long)tnode[i]);
+                goto out;
+            }
+            if (tid[i] < 0 || tid[i] >= T->n_targets) {
+                free(tk);
+                err = infer__errf(e, -EINVAL, "%s id %lld out of range [0, %d)", pfx,
+                                  (long long)tid[i], T->n_targets);
+                goto out;
+            }
+            tk[i].tree = map[idx]; /* sort by leaf, keep the attribute order within one */
+            tk[i].node = (int64_t)i;
+            tk[i].idx = (int32_t)i;
+        }
+        qsort(tk, nt, sizeof(*tk), cmp_key);
+        for (size_t i = 0; i < nt; i++) {
+            size_t j = (size_t)tk[i].idx;
+            if (T->leaf_n[tk[i].tree] == 0)
+                T->leaf_start[tk[i].tree] = (int32_t)i;
+            T->leaf_n[tk[i].tree]++;
+            T->tg[i].id = (int32_t)tid[j];
+            T->tg[i].w = (float)w[j];
+        }
+        free(tk);
+    }
+    T->n_tg = (int32_t)nt;
+    if (clf) {
+        T->all_pos = true;
+        for (size_t i = 0; i < nt; i++)
+            if (w[i] < 0)
+                T->all_pos = false;
+        /* Binary case (as ONNX Runtime): two labels and every weight on one class. */
+        T->binary = T->n_targets == 2;
+        for (size_t i = 1; i < nt && T->binary; i++)
+            if (tid[i] != tid[0])
+                T->binary = false;
+        T->bin_class = nt ? (int32_t)tid[0] : 1;
+    }
+out:
+    free(vals);
+    free(w);
+    free(base);
+    free(keys);
+    free(map);
+    free(stack);
+    free(seen);
+    return err;
+}
+
+static int treereg_load(struct infer_node *n, struct infer_err *e)
+{
+    return tree_load(n, false, e);
+}
+
+static int treeclf_load(struct infer_node *n, struct infer_err *e)
+{
+    return tree_load(n, true, e);
+}
+
+static int ml_input(const struct infer_tensor *x, int64_t *N, int64_t *C, struct infer_err *e)
+{
+    if (x->dtype != INFER_DT_FLOAT && x->dtype != INFER_DT_DOUBLE && x->dtype != INFER_DT_INT64 &&
+        x->dtype != INFER_DT_INT32)
+        return infer__errf(e, -ENOTSUP, "input dtype %s not supported", infer_dtype_name(x->dtype));
+    if (x->rank == 1) {
+        *N = 1;
+        *C = x->dims[0];
+    } else if (x->rank == 2) {
+        *N = x->dims[0];
+        *C = x->dims[1];
+    } else {
+        return infer__errf(e, -EINVAL, "input must be [N, C] (rank %d)", x->rank);
+    }
+    return 0;
+}
+
+static int treereg_shape(const struct infer_node *n, struct infer_tensor *const *in,
+                         struct infer_tensor *const *out, struct infer_err *e)
+{
+    const struct infer_tree *T = n->ext;
+    int64_t N, C;
+    int err;
+
+    INFER_NEED(n->n_in == 1 && in[0] && n->n_out >= 1, "needs X");
+    err = ml_input(in[0], &N, &C, e);
+    if (err != 0)
+        return err;
+    INFER_NEED(T->max_feat < C && C > 0, "feature id %d but X has %lld columns", T->max_feat,
+               (long long)C);
+    out[0]->dtype = INFER_DT_FLOAT;
+    out[0]->rank = 2;
+    out[0]->dims[0] = N;
+    out[0]->dims[1] = T->n_targets;
+    return 0;
+}
+
+static int treeclf_shape(const struct infer_node *n, struct infer_tensor *const *in,
+                         struct infer_tensor *const *out, struct infer_err *e)
+{
+    const struct infer_tree *T = n->ext;
+    int64_t N, C;
+    int err;
+
+    INFER_NEED(n->n_in == 1 && in[0] && n->n_out >= 1 && n->n_out <= 2, "needs X");
+    err = ml_input(in[0], &N, &C, e);
+    if (err != 0)
+        return err;
+    INFER_NEED(T->max_feat < C && C > 0, "feature id %d but X has %lld columns", T->max_feat,
+               (long long)C);
+    out[0]->dtype = INFER_DT_INT64;
+    out[0]->rank = 1;
+    out[0]->dims[0] = N;
+    if (n->n_out > 1 && out[1] != NULL) {
+        out[1]->dtype = INFER_DT_FLOAT;
+        out[1]->rank = 2;
+        out[1]->dims[0] = N;
+        out[1]->dims[1] = T->n_targets;
+    }
+    return 0;
+}
+
+/* Inverse of the standard normal CDF's argument mapping used by PROBIT:
+ * sqrt(2) * erfinv(2p - 1), by Newton steps on erf() from a logistic first guess. */
+static double probit(double p)
+{
+    double y = 2 * p - 1, x;
+
+    if (!(p > 0))
+        return -INFINITY;
+    if (!(p < 1))
+        return INFINITY;
+    x = 0.886226925 * log((1 + y) / (1 - y)) / 2.0;
+    for (int i = 0; i < 40; i++) {
+        double d = (erf(x) - y) / (1.1283791670955126 * exp(-x * x));
+        x -= d;
+        if (fabs(d) < 1e-15)
+            break;
+    }
+    return 1.4142135623730951 * x;
+}
+
+static void post_apply(int post, double *s, int k)
+{
+    switch (post) {
+    case PT_LOGISTIC:
+        for (int i = 0; i < k; i++)
+            s[i] = 1.0 / (1.0 + exp(-s[i]));
+        break;
+    case PT_SOFTMAX:
+    case PT_SOFTMAX_ZERO: {
+        double mx = -INFINITY, sum = 0;
+        for (int i = 0; i < k; i++)
+            if (s[i] > mx && !(post == PT_SOFTMAX_ZERO && s[i] == 0))
+                mx = s[i];
+        for (int i = 0; i < k; i++) {
+            /* SOFTMAX_ZERO keeps exact zeros at zero. */
+            s[i] = post == PT_SOFTMAX_ZERO && s[i] == 0 ? 0 : exp(s[i] - mx);
+            sum += s[i];
+        }
+        for (int i = 0; i < k && sum > 0; i++)
+            s[i] /= sum;
+        break;
+    }
+    case PT_PROBIT:
+        for (int i = 0; i < k; i++)
+            s[i] = probit(s[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+static size_t tree_scratch(const struct infer_node *n, struct infer_tensor *const *in,
+                           struct infer_tensor *const *out)
+{
+    const struct infer_tree *T = n->ext;
+
+    /* scores, "has a value" flags, rows converted to float: TREE_BLOCK rows of each */
+    return TREE_BLOCK * ((sizeof(double) + 1) * (size_t)(T->n_targets + 2) + 8 +
+                         sizeof(float) * (size_t)in[0]->dims[in[0]->rank - 1]);
+}
+
+/* Scores of nr <= TREE_BLOCK rows (before base values and post transform) into
+ * s[r * n_targets + k]. Each tree is walked for all rows in lockstep for exactly its depth
+ * (leaves loop to themselves): the steps are branch-free selects, and the rows' walks
+ * overlap their memory latency. */
+static void tree_rows(const struct infer_tree *T, const float *const *x, int nr, double *s,
+                      uint8_t *has)
+{
+    const int32_t nt = T->n_targets;
+
+    for (int32_t k = 0; k < nr * nt; k++) {
+        s[k] = 0;
+        has[k] = 0;
+    }
+    for (int32_t t = 0; t < T->n_trees; t++) {
+        int32_t cur[TREE_BLOCK];
+        for (int j = 0; j < nr; j++)
+            cur[j] = T->roots[t];
+        if (T->all_leq) {
+            for (int32_t d = 0; d < T->depth[t]; d++)
+                for (int j = 0; j < nr; j++) {
+                    const struct tnode *nd = &T->nodes[cur[j]];
+                    cur[j] = x[j][nd->feat] <= nd->thr ? nd->t : nd->f;
+                }
+        } else {
+            for (int32_t d = 0; d < T->depth[t]; d++)
+                for (int j = 0; j < nr; j++) {
+                    const struct tnode *nd = &T->nodes[cur[j]];
+                    float v = x[j][nd->feat];
+                    bool c;
+                    switch (nd->mode) {
+                    case M_LEQ: c = v <= nd->thr; break;
+                    case M_LT: c = v < nd->thr; break;
+                    case M_GTE: c = v >= nd->thr; break;
+                    case M_GT: c = v > nd->thr; break;
+                    case M_EQ: c = v == nd->thr; break;
+                    default: c = v != nd->thr; break;
+                    }
+                    /* A missing value (NaN) fails every comparison but NEQ; the flag sends
+                     * it to the true branch instead. */
+                    if (nd->miss_true && v != v)
+                        c = true;
+                    cur[j] = c ? nd->t : nd->f;
+                }
+        }
+        for (int j = 0; j < nr; j++) {
+            double *sj = s + j * nt;
+            uint8_t *hj = has + j * nt;
+            for (int32_t i = 0; i < T->leaf_n[cur[j]]; i++) {
+                const struct tgt *g = &T->tg[T->leaf_start[cur[j]] + i];
+                double wv = g->w;
+                switch (T->agg) {
+                case AG_MIN: sj[g->id] = hj[g->id] && sj[g->id] < wv ? sj[g->id] : wv; break;
+                case AG_MAX: sj[g->id] = hj[g->id] && sj[g->id] > wv ? sj[g->id] : wv; break;
+                default: sj[g->id] += wv; break;
+                }
+                hj[g->id] = 1;
+            }
+        }
+    }
+    if (T->agg == AG_AVERAGE)
+        for (int32_t k = 0; k < nr * nt; k++)
+            s[k] /= T->n_trees;
+}
+
+static const float *row_as_float(const struct infer_tensor *x, int64_t r, int64_t C, float *buf)
+{
+    if (x->dtype == INFER_DT_FLOAT)
+        return (const float *)x->data + r * C;
+    for (int64_t j = 0; j < C; j++)
+        buf[j] = (float)infer__get_f64(x, r * C + j);
+    return buf;
+}
+
+/* Carves tree_rows()'s buffers out of scratch (layout as in tree_scratch()). */
+static void tree_bufs(const struct infer_tree *T, int64_t C, void *scratch, double **s,
+                      uint8_t **has, float **xb)
+{
+    size_t nt = (size_t)T->n_targets + 2;
+
+    *s = scratch;
+    *has = (uint8_t *)(*s + TREE_BLOCK * nt);
+    *xb = (float *)(((uintptr_t)(*has + TREE_BLOCK * nt) + 7) & ~(uintptr_t)7);
+    (void)C;
+}
+
+static int treereg_run(const struct infer_node *n, struct infer_tensor *const *in,
+                       struct infer_tensor *const *out, void *scratch, struct infer_err *e)
+{
+    const struct infer_tree *T = n->ext;
+    int64_t N, C;
+    double *s;
+    uint8_t *has;
+    float *xb, *y = out[0]->data;
+    const float *rows[TREE_BLOCK];
+
+    ml_input(in[0], &N, &C, NULL);
+    tree_bufs(T, C, scratch, &s, &has, &xb);
+    for (int64_t r0 = 0; r0 < N; r0 += TREE_BLOCK) {
+        int nr = N - r0 < TREE_BLOCK ? (int)(N - r0) : TREE_BLOCK;
+        for (int j = 0; j < nr; j++)
+            rows[j] = row_as_float(in[0], r0 + j, C, xb + j * C);
+        tree_rows(T, rows, nr, s, has);
+        for (int j = 0; j < nr; j++) {
+            double *sj = s + j * T->n_targets;
+            for (int32_t k = 0; k < T->n_targets; k++)
+                sj[k] += T->base ? T->base[k] : 0;
+            post_apply(T->post, sj, T->n_targets);
+            for (int32_t k = 0; k < T->n_targets; k++)
+                y[(r0 + j) * T->n_targets + k] = (float)sj[k];
+        }
+    }
+    return 0;
+}
+
+/* Scores [n_classes] from raw class sums, with the ONNX Runtime binary-case convention:
+ * one class carries every weight -> scores (1-s, s) when weights are all positive, else
+ * (-s, s); the label compares s with 0.5 or 0. Returns the label index. */
+static int32_t clf_finish(const struct infer_tree *T, double *s)
+{
+    int32_t best = 0;
+
+    if (T->binary) {
+        double v = s[T->bin_class];
+        int32_t lab;
+        if (T->all_pos) {
+            lab = v > 0.5 ? 1 : 0;
+            s[0] = 1 - v;
+        } else {
+            lab = v > 0 ? 1 : 0;
+            s[0] = -v;
+        }
+        s[1] = v;
+        post_apply(T->post, s, 2);
+        return lab;
+    }
+    for (int32_t k = 0; k < T->n_targets; k++)
+        s[k] += T->base ? T->base[k] : 0;
+    for (int32_t k = 1; k < T->n_targets; k++)
+        if (s[k] > s[best])
+            best = k;
+    post_apply(T->post, s, T->n_targets);
+    return best;
+}
+
+static int treeclf_run(const struct infer_node *n, struct infer_tensor *const *in,
+                       struct infer_tensor *const *out, void *scratch, struct infer_err *e)
+{
+    const struct infer_tree *T = n->ext;
+    int64_t N, C;
+    double *s;
+    uint8_t *has;
+    float *xb;
+    const float *rows[TREE_BLOCK];
+
+    ml_input(in[0], &N, &C, NULL);
+    tree_bufs(T, C, scratch, &s, &has, &xb);
+    for (int64_t r0 = 0; r0 < N; r0 += TREE_BLOCK) {
+        int nr = N - r0 < TREE_BLOCK ? (int)(N - r0) : TREE_BLOCK;
+        for (int j = 0; j < nr; j++)
+            rows[j] = row_as_float(in[0], r0 + j, C, xb + j * C);
+        tree_rows(T, rows, nr, s, has);
+        for (int j = 0; j < nr; j++) {
+            /* clf_finish may write s[0..1] of a binary model: give it room past n_targets. */
+            double sj[2 + 2], *p = T->n_targets <= 2 ? sj : s + j * T->n_targets;
+            int64_t r = r0 + j;
+            if (T->n_targets <= 2)
+                memcpy(sj, s + j * T->n_targets, sizeof(double) * (size_t)T->n_targets);
+            if (T->binary && T->base != NULL)
+                p[T->bin_class] += T->base[T->bin_class];
+            int32_t lab = clf_finish(T, p);
+            ((int64_t *)out[0]->data)[r] = T->labels[lab];
+            if (n->n_out > 1 && out[1] != NULL)
+                for (int32_t k = 0; k < T->n_targets; k++)
+                    ((float *)out[1]->data)[r * T->n_targets + k] = (float)p[k];
+        }
+    }
+    return 0;
+}
+
+const struct infer_op infer__op_treeregressor = {.name = "TreeEnsembleRegressor",
+                                                 .domain = "ai.onnx.ml",
+                                                 .load = treereg_load,
+                                                 .shape = treereg_shape,
+                                                 .scratch = tree_scratch,
+                                                 .run = treereg_run};
+const struct infer_op infer__op_treeclassifier = {.name = "TreeEnsembleClassifier",
+                                                  .domain = "ai.onnx.ml",
+                                                  .load = treeclf_load,
+                                                  .shape = treeclf_shape,
+                                                  .scratch = tree_scratch,
+                                                  .run = treeclf_run};
+
+/* ---- LinearRegressor / LinearClassifier ---- */
+
+struct infer_linear {
+    double *coef; /* [k, C] */
+    double *icpt; /* [k] or NULL */
+    int32_t k;
+    int64_t C;
+    int post;
+    int64_t *labels; /* classifier */
+    int32_t n_labels;
+    bool binary;
+};
+
+static void linear_free(void *p)
+{
+    struct infer_linear *l = p;
+
+    if (l == NULL)
+        return;
+    free(l->coef);
+    free(l->icpt);
+    free(l->labels);
+    free(l);
+}
+
+static int linear_load(struct infer_node *n, bool clf, struct infer_err *e)
+{
+    struct infer_linear *L = mc_xcalloc(1, sizeof(*L));
+    size_t nc, ni;
+
+    n->ext = L;
+    n->ext_free = linear_free;
+    L->coef = floats_of(n, "coefficients", &nc);
+    L->icpt = floats_of(n, "intercepts", &ni);
+    if (nc == 0)
+        return infer__errf(e, -EINVAL, "coefficients required");
+    if (post_of(infer__attr_s(n, "post_transform", "NONE"), &L->post, e) != 0)
+        return -EINVAL;
+    if (clf) {
+        size_t nl;
+        const int64_t *lab = ints_of(n, "classlabels_ints", &nl);
+        if (infer__attr(n, "classlabels_strings") != NULL)
+            return infer__errf(e, -ENOTSUP, "string class labels not supported");
+        if (nl == 0)
+            return infer__errf(e, -EINVAL, "classlabels_ints required");
+        if (infer__attr_i(n, "multi_class", 0) != 0)
+            return infer__errf(e, -ENOTSUP, "multi_class=1 not supported");
+        L->labels = mc_xmalloc(sizeof(int64_t) * nl);
+        memcpy(L->labels, lab, sizeof(int64_t) * nl);
+        L->n_labels = (int32_t)nl;
+        /* One coefficient row and two labels: a binary model scoring the second label. */
+        L->binary = nl == 2 && ni <= 1 && nc % 2 != 0;
+        L->k = (int32_t)(ni ? ni : (L->binary ? 1 : nl));
+        if (ni == 0 && !L->binary && nc % nl != 0)
+            return infer__errf(e, -EINVAL, "coefficients do not split into %zu classes", nl);
+        if (ni == 1 && nl == 2)
+            L->binary = true;
+        if (!L->binary && L->k != L->n_labels)
+            return infer__errf(e, -EINVAL, "%d intercepts for %d labels", L->k, L->n_labels);
+    } else {
+        int64_t t = infer__attr_i(n, "targets", 1);
+        if (t < 1 || t > 1 << 20)
+            return infer__errf(e, -EINVAL, "bad targets");
+        L->k = (int32_t)t;
+    }
+    if (ni != 0 && ni != (size_t)L->k)
+        return infer__errf(e, -EINVAL, "%zu intercepts for %d outputs", ni, L->k);
+    if (nc % (size_t)L->k != 0)
+        return infer__errf(e, -EINVAL, "%zu coefficients do not split into %d rows", nc, L->k);
+    L->C = (int64_t)(nc / (size_t)L->k);
+    return 0;
+}
+
+static int linreg_load(struct infer_node *n, struct infer_err *e)
+{
+    return linear_load(n, false, e);
+}
+
+static int linclf_load(struct infer_node *n, struct infer_err *e)
+{
+    return linear_load(n, true, e);
+}
+
+static int linreg_shape(const struct infer_node *n, struct infer_tensor *const *in,
+                        struct infer_tensor *const *out, struct infer_err *e)
+{
+    const struct infer_linear *L = n->ext;
+    int64_t N, C;
+    int err;
+
+    INFER_NEED(n->n_in == 1 && in[0] && n->n_out == 1, "needs X");
+    err = ml_input(in[0], &N, &C, e);
+    if (err != 0)
+        return err;
+    INFER_NEED(C == L->C, "X has %lld columns, coefficients expect %lld", (long long)C,
+               (long long)L->C);
+    out[0]->dtype = INFER_DT_FLOAT;
+    out[0]->rank = 2;
+    out[0]->dims[0] = N;
+    out[0]->dims[1] = L->k;
+    return 0;
+}
+
+static int linclf_shape(const struct infer_node *n, struct infer_tensor *const *in,
+                        struct infer_tensor *const *out, struct infer_err *e)
+{
+    const struct infer_linear *L = n->ext;
+    int64_t N, C;
+    int err;
+
+    INFER_NEED(n->n_in == 1 && in[0] && n->n_out >= 1 && n->n_out <= 2, "needs X");
+    err = ml_input(in[0], &N, &C, e);
+    if (err != 0)
+        return err;
+    INFER_NEED(C == L->C, "X has %lld columns, coefficients expect %lld", (long long)C,
+               (long long)L->C);
+    out[0]->dtype = INFER_DT_INT64;
+    out[0]->rank = 1;
+    out[0]->dims[0] = N;
+    if (n->n_out > 1 && out[1] != NULL) {
+        out[1]->dtype = INFER_DT_FLOAT;
+        out[1]->rank = 2;
+        out[1]->dims[0] = N;
+        out[1]->dims[1] = L->binary ? 2 : L->k;
+    }
+    return 0;
+}
+
+static void linear_row(const struct infer_linear *L, const struct infer_tensor *x, int64_t r,
+                       double *s)
+{
+    for (int32_t k = 0; k < L->k; k++) {
+        double acc = L->icpt ? L->icpt[k] : 0;
+        for (int64_t j = 0; j < L->C; j++)
+            acc += L->coef[k * L->C + j] * infer__get_f64(x, r * L->C + j);
+        s[k] = acc;
+    }
+}
+
+static size_t linear_scratch(const struct infer_node *n, struct infer_tensor *const *in,
+                             struct infer_tensor *const *out)
+{
+    const struct infer_linear *L = n->ext;
+
+    return sizeof(double) * (size_t)(L->k + 2);
+}
+
+static int linreg_run(const struct infer_node *n, struct infer_tensor *const *in,
+                      struct infer_tensor *const *out, void *scratch, struct infer_err *e)
+{
+    const struct infer_linear *L = n->ext;
+    double *s = scratch;
+    int64_t N = in[0]->rank == 2 ? in[0]->dims[0] : 1;
+
+    for (int64_t r = 0; r < N; r++) {
+        linear_row(L, in[0], r, s);
+        post_apply(L->post, s, L->k);
+        for (int32_t k = 0; k < L->k; k++)
+            ((float *)out[0]->data)[r * L->k + k] = (float)s[k];
+    }
+    return 0;
+}
+
+static int linclf_run(const struct infer_node *n, struct infer_tensor *const *in,
+                      struct infer_tensor *const *out, void *scratch, struct infer_err *e)
+{
+    const struct infer_linear *L = n->ext;
+    double *s = scratch;
+    int64_t N = in[0]->rank == 2 ? in[0]->dims[0] : 1;
+    int32_t nz = L->binary ? 2 : L->k;
+
+    for (int64_t r = 0; r < N; r++) {
+        int32_t best = 0;
+        linear_row(L, in[0], r, s);
+        if (L->binary) {
+            /* Label from the raw score's sign; scores (-s, s) then the post transform. */
+            best = s[0] > 0 ? 1 : 0;
+            s[1] = s[0];
+            s[0] = -s[1];
+            if (L->post == PT_LOGISTIC) {
+                s[1] = 1.0 / (1.0 + exp(-s[1]));
+                s[0] = 1 - s[1];
+            } else {
+                post_apply(L->post, s, 2);
+            }
+        } else {
+            for (int32_t k = 1; k < L->k; k++)
+                if (s[k] > s[best])
+                    best = k;
+            post_apply(L->post, s, L->k);
+        }
+        ((int64_t *)out[0]->data)[r] = L->labels[best];
+        if (n->n_out > 1 && out[1] != NULL)
+            for (int32_t k = 0; k < nz; k++)
+                ((float *)out[1]->data)[r * nz + k] = (float)s[k];
+    }
+    return 0;
+}
+
+const struct infer_op infer__op_linearregressor = {.name = "LinearRegressor",
+                                                   .domain = "ai.onnx.ml",
+                                                   .load = linreg_load,
+                                                   .shape = linreg_shape,
+                                                   .scratch = linear_scratch,
+                                                   .run = linreg_run};
+const struct infer_op infer__op_linearclassifier = {.name = "LinearClassifier",
+                                                    .domain = "ai.onnx.ml",
+                                                    .load = linclf_load,
+                                                    .shape = linclf_shape,
+                                                    .scratch = linear_scratch,
+                                                    .run = linclf_run};
