@@ -73,6 +73,8 @@ int l1_new(uint64_t budget, const char *policy, unsigned nshards, struct l1 **ou
         s->buckets = mc_xcalloc(s->nbuckets, sizeof(*s->buckets));
         int err = cache_policy_new(policy, budget / nshards, &s->pol);
         if (err) {
+            free(s->buckets);
+            pthread_mutex_destroy(&s->mtx);
             c->nshards = i;
             l1_free(&c);
             return err;

@@ -671,6 +671,12 @@ static void conn_close(struct conn *c)
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_closed);
+    if (c->x && c->state != ST_HANDLING) {
+        /* Still reading its body: no handler ever saw this exchange, so it goes now. */
+        struct http_exchange *x = c->x;
+        c->x = NULL;
+        exchange_free(c, x);
+    }
     if (c->x && !c->x->aborted && !c->x->ended) {
         c->x->aborted = 1;
         if (c->x->on_abort)
@@ -1138,11 +1144,12 @@ static void on_stop(uv_async_t *a)
     uv_close((uv_handle_t *)&w->stop_async, NULL);
     if (w->srv->cfg.loop_stopping)
         w->srv->cfg.loop_stopping(&w->loop, w->data, w->srv->cfg.loop_arg);
-    /* Idle connections go now; busy ones close after their current response. */
+    /* Connections without a request in a handler go now (idle, or a request still
+     * arriving); busy ones close after their current response. */
     struct conn *next;
     for (struct conn *c = w->conns; c; c = next) {
         next = c->next;
-        if (!c->x && c->in_len == 0)
+        if (c->state != ST_HANDLING)
             conn_close(c);
     }
     uv_timer_init(&w->loop, &w->grace_timer);
