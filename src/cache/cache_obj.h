@@ -89,6 +89,7 @@ struct cache_obj {
     int64_t lifetime;           /* freshness lifetime, s */
     char *etag;                 /* NULL when none */
     char *vary;                 /* lowercased Vary list, NULL when none */
+    int has_accept_ranges;      /* the stored headers carry Accept-Ranges */
     struct cache_body *body;
 };
 

@@ -35,7 +35,7 @@ static int reserve(struct buf *b, size_t extra)
     need = b->len + extra + 1;
     if (need <= b->alloc)
         return 0;
-    size_t n = b->alloc ? b->alloc : 256;
+    size_t n = b->alloc ? b->alloc : 1024;
     while (n < need)
         n *= 2;
     b->data = mc_xrealloc(b->data, n);
@@ -43,7 +43,7 @@ static int reserve(struct buf *b, size_t extra)
     return 0;
 }
 
-int buf_append(struct buf *b, const void *p, size_t n)
+int buf__append_slow(struct buf *b, const void *p, size_t n)
 {
     int err = reserve(b, n);
     if (err)

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <string.h>
+
 #include "core/mc.h"
 
 struct buf {
@@ -23,7 +25,18 @@ void buf_init(struct buf *b, size_t cap);
 void buf_fini(struct buf *b);
 void buf_reset(struct buf *b);
 /* 0, or -E2BIG when the result would exceed the cap. */
-int buf_append(struct buf *b, const void *p, size_t n);
+int buf__append_slow(struct buf *b, const void *p, size_t n);
+static inline int buf_append(struct buf *b, const void *p, size_t n)
+{
+    /* Fast path: room for the bytes and the terminating NUL. */
+    if (b->alloc - b->len > n && n) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return buf__append_slow(b, p, n);
+}
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) MC_PRINTF(2, 3);
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);

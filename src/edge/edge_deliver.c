@@ -41,6 +41,31 @@ void edge_count(struct edge *e, struct http_exchange *x, int status, enum edge_x
         atomic_fetch_add_explicit(&e->misses, 1, memory_order_relaxed);
 }
 
+void edge_cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix)
+{
+    size_t pl = strlen(prefix), sl = suffix ? strlen(suffix) : 0;
+    char num[24];
+    size_t i = sizeof(num);
+    int neg = v < 0;
+    uint64_t u = neg ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
+
+    do {
+        num[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (neg)
+        num[--i] = '-';
+    size_t nl = sizeof(num) - i;
+    if (pl + nl + sl + 1 > n) {
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, prefix, pl);
+    memcpy(out + pl, num + i, nl);
+    memcpy(out + pl + nl, suffix ? suffix : "", sl);
+    out[pl + nl + sl] = '\0';
+}
+
 void edge_deliver_headers(struct edge *e, struct buf *h, const struct cache_obj *o,
                           enum edge_xc xc, enum edge_level lv, const char *cache_status)
 {
@@ -78,17 +103,19 @@ void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj 
     const struct http_request *r = http_x_request(x);
     uint64_t size = cache_body_len(o->body), first = 0, last = size ? size - 1 : 0;
     int status = o->status;
-    struct buf h;
+    struct edge_worker *w = http_x_worker(x);
+    struct buf *h = &w->hdr_scratch;
 
-    buf_init(&h, SIZE_MAX);
-    edge_deliver_headers(e, &h, o, xc, lv, cache_status);
+    /* Built in the loop's scratch buffer, which http_x_start/http_x_respond copy: it is not
+     * touched after them (ending the exchange may run the next pipelined request). */
+    buf_reset(h);
+    edge_deliver_headers(e, h, o, xc, lv, cache_status);
     if ((r->method == HTTP_M_GET || r->method == HTTP_M_HEAD) && status >= 200 && status < 300) {
         int cond = http_cache_conditional(r, o->etag, o->etag ? strlen(o->etag) : 0,
                                           o->info.last_modified);
         if (cond == 304 || cond == 412) {
-            http_x_respond(x, cond, h.data, NULL, 0);
             edge_count(e, x, cond, xc, lv, 0);
-            buf_fini(&h);
+            http_x_respond(x, cond, h->data, NULL, 0);
             return;
         }
     }
@@ -98,28 +125,25 @@ void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj 
                                          o->info.last_modified)) {
             int rr = http_range_parse(rg->value.p, rg->value.len, size, &first, &last);
             if (rr == -416) {
-                buf_printf(&h, "Content-Range: bytes */%llu\r\n", (unsigned long long)size);
-                http_x_respond(x, 416, h.data, NULL, 0);
+                buf_printf(h, "Content-Range: bytes */%llu\r\n", (unsigned long long)size);
                 edge_count(e, x, 416, xc, lv, 0);
-                buf_fini(&h);
-                return;
+                http_x_respond(x, 416, h->data, NULL, 0);
+                    return;
             }
             if (rr == 1) {
                 status = 206;
-                buf_printf(&h, "Content-Range: bytes %llu-%llu/%llu\r\n",
+                buf_printf(h, "Content-Range: bytes %llu-%llu/%llu\r\n",
                            (unsigned long long)first, (unsigned long long)last,
                            (unsigned long long)size);
             }
         }
     }
-    const char *ar;
-    if (status == 200 && cache_obj_header(o, "accept-ranges", &ar) < 0)
-        buf_puts(&h, "Accept-Ranges: bytes\r\n");
+    if (status == 200 && !o->has_accept_ranges)
+        buf_puts(h, "Accept-Ranges: bytes\r\n");
     uint64_t end = status == 206 ? last + 1 : size;
     if (status != 206)
         first = 0;
-    http_x_start(x, status, h.data, (int64_t)(end - first));
-    buf_fini(&h);
+    http_x_start(x, status, h->data, (int64_t)(end - first));
     edge_count(e, x, status, xc, lv, r->method == HTTP_M_HEAD ? 0 : end - first);
     if (r->method != HTTP_M_HEAD && end > first) {
         struct cache_body_cursor cur;

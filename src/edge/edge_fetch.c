@@ -891,6 +891,7 @@ static void headers_complete(struct edge_fill *f, int status)
         o->request_time = f->request_time;
         o->response_time = now;
         o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
+        o->has_accept_ranges = f->stale->has_accept_ranges;
         buf_fini(&b.out);
         buf_fini(&b.vary);
         metrics_counter_add(e->m.revalidations, 1);
@@ -931,6 +932,8 @@ static void headers_complete(struct edge_fill *f, int status)
     o->request_time = f->request_time;
     o->response_time = now;
     o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
+    const char *ar;
+    o->has_accept_ranges = cache_obj_header(o, "accept-ranges", &ar) >= 0;
 
     const char *why = NULL;
     int storable = 0;

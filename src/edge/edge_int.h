@@ -40,6 +40,8 @@
 
 struct edge_fill;
 struct edge_waiter;
+struct edge_models; /* edge_predict.h (issue 5) */
+struct edge_pl;
 
 struct edge_worker {
     unsigned magic;
@@ -51,6 +53,9 @@ struct edge_worker {
     pthread_mutex_t wake_mtx;
     struct edge_waiter *wake_head, *wake_tail; /* guarded by wake_mtx */
     struct edge_fill *fills;                    /* fills owned by this loop */
+    struct buf key_scratch;                     /* per-request scratch, this loop only */
+    struct buf hdr_scratch;
+    struct edge_pl *pl;                         /* predictions: completions (edge_batch.c) */
     int stopping;
 };
 
@@ -94,6 +99,7 @@ struct edge {
     uint64_t cpu_last_ms, cpu_last_us;
     double cpu_load;
     struct cache_key_opts keyopts;
+    struct edge_models *models; /* --models registry, NULL without (edge_models.c) */
 };
 
 /* One origin transfer. */
@@ -204,11 +210,21 @@ void edge_deliver_headers(struct edge *e, struct buf *h, const struct cache_obj 
 void edge_count(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
                 enum edge_level lv, uint64_t bytes);
 int64_t edge_obj_age(const struct cache_obj *o, int64_t now);
+/* out = prefix + decimal v + suffix (no printf: on the hit path). */
+void edge_cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix);
 const char *edge_xc_name(enum edge_xc xc);
 
 /* edge_admin.c */
 void edge_admin_handle(struct http_exchange *x, void *arg);
 void edge_metrics_init(struct edge *e);
+
+/* edge_predict.c (issue 5) */
+/* Handles /predict, /batch_predict and /v2/...: returns 1 when the request was taken. */
+int edge_predict_route(struct edge *e, struct http_exchange *x);
+/* Handles /admin/models and /admin/models/reload on the admin listener; returns 1 if taken. */
+int edge_predict_admin(struct edge *e, struct http_exchange *x, int authorized);
+void edge_predict_loop_init(struct edge_worker *w);
+void edge_predict_loop_fini(struct edge_worker *w);
 
 /* edge_req.c */
 void edge_public_handle(struct http_exchange *x, void *arg);

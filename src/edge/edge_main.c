@@ -10,6 +10,7 @@
 #include "core/mc.h"
 #include "core/units.h"
 #include "edge/edge_int.h"
+#include "edge/edge_predict.h"
 
 void edge_cfg_default(struct edge_cfg *cfg)
 {
@@ -30,6 +31,11 @@ void edge_cfg_default(struct edge_cfg *cfg)
     cfg->body_timeout_ms = 30000;
     cfg->idle_timeout_ms = 60000;
     cfg->send_timeout_ms = 60000;
+    cfg->infer_threads = 2;
+    cfg->predict_cache = 64u << 20;
+    cfg->max_batch = 64;
+    cfg->max_delay_us = 200;
+    cfg->models_poll_ms = 2000;
 }
 
 static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
@@ -42,9 +48,12 @@ static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
     w->idx = idx;
     w->loop = loop;
     pthread_mutex_init(&w->wake_mtx, NULL);
+    buf_init(&w->key_scratch, 16 * 1024);
+    buf_init(&w->hdr_scratch, 1u << 20);
     MC_ASSERT(http_client_new(loop, &w->client) == 0);
     uv_async_init(loop, &w->wake, edge_worker_wake);
     w->wake.data = w;
+    edge_predict_loop_init(w);
     e->workers[idx] = w;
     return w;
 }
@@ -60,6 +69,8 @@ static void loop_stopping(uv_loop_t *loop, void *data, void *arg)
 static void worker_closed(uv_handle_t *h)
 {
     struct edge_worker *w = h->data;
+    buf_fini(&w->key_scratch);
+    buf_fini(&w->hdr_scratch);
     pthread_mutex_destroy(&w->wake_mtx);
     MC_FREE_OBJ(w);
 }
@@ -74,6 +85,7 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
     edge_worker_cancel_fills(w);
     /* Waiters of this loop woken by the cancellations answer now, before the loop ends. */
     edge_worker_wake(&w->wake);
+    edge_predict_loop_fini(w);
     http_client_free(&w->client);
     e->workers[w->idx] = NULL;
     uv_close((uv_handle_t *)&w->wake, worker_closed);
@@ -140,6 +152,8 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->start_ms = units_now_ms();
     e->nworkers = e->cfg.threads;
     e->workers = mc_xcalloc(e->nworkers, sizeof(*e->workers));
+    if (cfg->models_dir && (rc = edge_models_new(e, &e->models, err, errlen)) != 0)
+        goto fail;
 
     http_server_cfg_default(&sc);
     sc.threads = e->cfg.threads;
@@ -163,6 +177,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     *out = e;
     return 0;
 fail:
+    edge_models_free(&e->models);
     l1_free(&e->l1);
     for (size_t i = 0; i < e->cfg.norigins; i++)
         free(e->origin_urls[i]);
@@ -190,6 +205,7 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     atomic_store(&e->draining, 1);
     http_server_stop(e->srv, grace_ms);
     http_server_free(&e->srv);
+    edge_models_free(&e->models); /* after the loops: none can queue work any more */
     l1_free(&e->l1);
     for (size_t i = 0; i < e->cfg.norigins; i++)
         free(e->origin_urls[i]);
@@ -226,7 +242,7 @@ int edge_main(int argc, char **argv)
     struct conf c;
     struct conf_strlist origins = {0}, ignore = {0};
     const char *log_level = "info";
-    long threads = 1;
+    long threads = 1, infer_threads = 2, max_batch = 64, max_delay_us = 200;
     uint64_t grace = 10000, sie = 0;
     const char *sie_str = NULL;
     char err[512];
@@ -254,6 +270,16 @@ int edge_main(int argc, char **argv)
         {"send-timeout", CONF_DURATION, &cfg.send_timeout_ms,
          "close a client that takes no response bytes for this long"},
         {"ignore-param", CONF_STRLIST, &ignore, "query parameter left out of cache keys"},
+        {"models", CONF_STR, &cfg.models_dir,
+         "serve predictions from DIR/NAME/VERSION/model.onnx (docs/predict.md)"},
+        {"infer-threads", CONF_INT, &infer_threads, "inference threads (default 2)"},
+        {"predict-cache", CONF_SIZE, &cfg.predict_cache,
+         "prediction cache per model unless config.json says (default 64M)"},
+        {"max-batch", CONF_INT, &max_batch, "default max rows per inference batch (64)"},
+        {"max-delay-us", CONF_INT, &max_delay_us,
+         "default wait for a fuller batch, microseconds (200)"},
+        {"models-poll", CONF_DURATION, &cfg.models_poll_ms,
+         "poll the models directory for new versions (default 2s, 0 = off)"},
         {"grace", CONF_DURATION, &grace, "shutdown grace period (default 10s)"},
         {"log-level", CONF_STR, &log_level, "debug, info, warn, error"},
     };
@@ -289,6 +315,16 @@ int edge_main(int argc, char **argv)
         cfg.stale_if_error_s = (int64_t)(sie / 1000);
     }
     cfg.threads = (unsigned)threads;
+    if (infer_threads < 1 || infer_threads > 256 || max_batch < 1 || max_batch > 65536 ||
+        max_delay_us < 0 || max_delay_us > 10000000) {
+        fprintf(stderr, "mlcdn edge: --infer-threads (1..256), --max-batch (1..65536) or "
+                        "--max-delay-us (0..10000000) out of range\n");
+        conf_fini(&c);
+        return 2;
+    }
+    cfg.infer_threads = (unsigned)infer_threads;
+    cfg.max_batch = (unsigned)max_batch;
+    cfg.max_delay_us = (uint64_t)max_delay_us;
     for (size_t i = 0; i < origins.n && i < EDGE_MAX_ORIGINS; i++)
         cfg.origins[cfg.norigins++] = origins.v[i];
     cfg.ignore_params = ignore.v;

@@ -25,52 +25,53 @@ void edge_public_handle(struct http_exchange *x, void *arg)
     const struct http_request *r = http_x_request(x);
     struct http_req_info qi;
     struct cache_obj *o = NULL;
-    struct buf key;
+    struct buf *kb = &w->key_scratch;
     char cs[160];
 
     if (r->method == HTTP_M_PURGE) {
         http_x_error(x, 403, "PURGE is accepted on the admin listener only");
         return;
     }
-    buf_init(&key, 16 * 1024);
-    if (edge_primary_key(e, r, &key) != 0) {
-        buf_fini(&key);
+    if (e->models && edge_predict_route(e, x))
+        return;
+    buf_reset(kb);
+    if (edge_primary_key(e, r, kb) != 0) {
         http_x_error(x, 400, "invalid request target (bad percent-encoding or too long)");
         return;
     }
+    /* The fetch paths copy the key: the scratch buffer is free again after this call. */
+    const char *key = kb->data;
+    size_t klen = kb->len;
     http_req_info_from_request(&qi, r);
     if ((r->method != HTTP_M_GET && r->method != HTTP_M_HEAD) || qi.has_authorization) {
-        edge_fetch_pass(w, x, key.data, key.len);
-        buf_fini(&key);
+        edge_fetch_pass(w, x, key, klen);
         return;
     }
-    if (l1_lookup(e->l1, key.data, key.len, r, &o) == 0) {
+    if (l1_lookup(e->l1, key, klen, r, &o) == 0) {
         int64_t age = edge_obj_age(o, units_wall_s());
         switch (http_cache_reuse(&qi, &o->info, o->lifetime, age)) {
         case HTTP_REUSE_FRESH:
-            snprintf(cs, sizeof(cs), "mlcdn; hit; ttl=%lld", (long long)(o->lifetime - age));
+            edge_cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age, NULL);
             edge_deliver_obj(e, x, o, EDGE_XC_HIT, EDGE_LV_L1, cs);
             break;
         case HTTP_REUSE_STALE_OK:
-            snprintf(cs, sizeof(cs), "mlcdn; hit; ttl=%lld; detail=stale-while-revalidate",
-                     (long long)(o->lifetime - age));
+            edge_cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age,
+                              "; detail=stale-while-revalidate");
+            /* Before answering: the request and the key are not valid once it ended. */
+            edge_fetch_background(w, r, key, klen, o);
             edge_deliver_obj(e, x, o, EDGE_XC_STALE, EDGE_LV_L1, cs);
-            edge_fetch_background(w, r, key.data, key.len, o);
             break;
         case HTTP_REUSE_REVALIDATE:
-            edge_fetch_cacheable(w, x, key.data, key.len, o);
+            edge_fetch_cacheable(w, x, key, klen, o);
             break;
         }
         cache_obj_unref(&o);
-        buf_fini(&key);
         return;
     }
     if (qi.cc.only_if_cached) {
-        buf_fini(&key);
         edge_count(e, x, 504, EDGE_XC_MISS, EDGE_LV_L1, 0);
         http_x_error(x, 504, "not in cache and the request says only-if-cached");
         return;
     }
-    edge_fetch_cacheable(w, x, key.data, key.len, NULL);
-    buf_fini(&key);
+    edge_fetch_cacheable(w, x, key, klen, NULL);
 }

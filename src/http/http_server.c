@@ -92,6 +92,8 @@ struct conn {
     int closing;               /* uv_close issued */
     int reading;
     int sent_continue;
+    int in_dispatch;           /* a handler call is on the stack */
+    int want_next;             /* an exchange ended inside it with requests pending */
     int keep_alive;
     uint64_t deadline;         /* loop time (ms) of the pending timeout; 0: none */
     char peer[64];
@@ -340,56 +342,86 @@ static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own,
     return 0;
 }
 
+/* Does the header block carry its own Date field? (checked line by line, no allocation) */
+static int has_date_field(const char *h, size_t n)
+{
+    const char *p = h, *end = h + n;
+    while (p && p + 5 <= end) {
+        if ((p[0] | 0x20) == 'd' && strncasecmp(p, "date:", 5) == 0)
+            return 1;
+        p = memchr(p, '\n', (size_t)(end - p));
+        if (p)
+            p++;
+    }
+    return 0;
+}
+
+static char *put(char *d, const char *s, size_t n)
+{
+    memcpy(d, s, n);
+    return d + n;
+}
+
+static char *put_u64(char *d, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return put(d, tmp + i, sizeof(tmp) - i);
+}
+
+/* The head is built in one allocation of its exact upper bound: it is on every response. */
 static void format_head(struct http_exchange *x, int status, const char *headers,
                         int64_t content_length)
 {
     struct conn *c = x->conn;
-    struct buf h;
     const struct http_request *r = &x->req;
+    const char *reason = http_status_reason(status);
+    size_t hl = headers ? strlen(headers) : 0, rl = strlen(reason);
+    char *head, *d;
 
-    buf_init(&h, SIZE_MAX);
     x->status = status;
     x->no_body = r->method == HTTP_M_HEAD || !has_body_status(status);
-    if (c->w->stopping)
+    if (c->w->stopping || !c->keep_alive)
         x->close_after = 1;
-    if (!c->keep_alive)
-        x->close_after = 1;
-    buf_append(&h, "HTTP/1.1 ", 9);
-    buf_append_u64(&h, (uint64_t)status);
-    buf_append(&h, " ", 1);
-    buf_puts(&h, http_status_reason(status));
-    buf_append(&h, "\r\n", 2);
+    head = d = mc_xmalloc(9 + 4 + rl + 2 + 37 + hl + 40 + 30 + 26 + 2);
+    d = put(d, "HTTP/1.1 ", 9);
+    d = put_u64(d, (uint64_t)(status % 1000));
+    *d++ = ' ';
+    d = put(d, reason, rl);
+    d = put(d, "\r\n", 2);
     /* A cached response keeps the origin's Date (RFC 9110 §6.6.1); others get ours. */
-    if (!headers || (strncasecmp(headers, "Date:", 5) != 0 && !strcasestr(headers, "\nDate:")))
-    {
-        buf_append(&h, "Date: ", 6);
-        buf_puts(&h, date_now(c->w));
-        buf_append(&h, "\r\n", 2);
+    if (!has_date_field(headers ? headers : "", hl)) {
+        d = put(d, "Date: ", 6);
+        d = put(d, date_now(c->w), 29);
+        d = put(d, "\r\n", 2);
     }
-    if (headers)
-        buf_puts(&h, headers);
+    d = put(d, headers ? headers : "", hl);
     if (content_length >= 0) {
-        if (status >= 200 && status != 204)
-        {
-            buf_append(&h, "Content-Length: ", 16);
-            buf_append_u64(&h, (uint64_t)content_length);
-            buf_append(&h, "\r\n", 2);
+        if (status >= 200 && status != 204) {
+            d = put(d, "Content-Length: ", 16);
+            d = put_u64(d, (uint64_t)content_length);
+            d = put(d, "\r\n", 2);
         }
     } else if (has_body_status(status)) {
         if (r->version_minor >= 1) {
             x->chunked = !x->no_body;
-            buf_puts(&h, "Transfer-Encoding: chunked\r\n");
+            d = put(d, "Transfer-Encoding: chunked\r\n", 28);
         } else {
             x->close_delim = 1;
             x->close_after = 1;
         }
     }
     if (x->close_after)
-        buf_puts(&h, "Connection: close\r\n");
+        d = put(d, "Connection: close\r\n", 19);
     else if (r->version_minor == 0)
-        buf_puts(&h, "Connection: keep-alive\r\n");
-    buf_puts(&h, "\r\n");
-    x->head = buf_take(&h, &x->head_len);
+        d = put(d, "Connection: keep-alive\r\n", 24);
+    d = put(d, "\r\n", 2);
+    x->head = head;
+    x->head_len = (size_t)(d - head);
     x->started = 1;
 }
 
@@ -617,10 +649,12 @@ static void exchange_finish(struct conn *c)
     }
     c->state = ST_HEAD;
     start_reading(c);
-    if (c->in_len)
-        conn_process(c);
-    else
+    if (c->in_len == 0)
         timer_arm(c, c->w->srv->cfg.idle_timeout_ms);
+    else if (c->in_dispatch)
+        c->want_next = 1; /* the dispatch loop below us takes the next pipelined request */
+    else
+        conn_process(c);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -933,7 +967,9 @@ static void dispatch(struct conn *c)
     c->state = ST_HANDLING;
     timer_disarm(c);
     c->requests++;
+    c->in_dispatch++;
     c->lcfg->handler(x, c->lcfg->arg);
+    c->in_dispatch--;
 }
 
 /* Moves body bytes that follow the head out of the input buffer into the exchange. */
@@ -987,7 +1023,19 @@ static void read_body(struct conn *c)
     timer_arm(c, c->w->srv->cfg.body_timeout_ms);
 }
 
+static void conn_process_one(struct conn *c);
+
+/* Pipelined requests are taken in a loop, not by recursion from the end of the previous
+ * exchange, so a long pipeline cannot grow the stack. */
 static void conn_process(struct conn *c)
+{
+    do {
+        c->want_next = 0;
+        conn_process_one(c);
+    } while (c->want_next && !c->closing);
+}
+
+static void conn_process_one(struct conn *c)
 {
     const struct http_limits *lim = &c->w->srv->cfg.limits;
 
