@@ -1057,6 +1057,46 @@ static void transfer_cleanup(struct edge_fill *f)
     f->req_hdrs = NULL;
 }
 
+/* RFC 9111 §4.4: the URIs in Location and Content-Location of a successful unsafe request
+ * are invalidated too, but only on the same host (a response must not be able to purge
+ * another origin's content). */
+static void invalidate_location(struct edge_fill *f, const struct cache_obj *o, const char *field)
+{
+    const char *v, *slash = memchr(f->pkey, '/', f->plen);
+    long n = cache_obj_header(o, field, &v);
+    struct http_str host, path, query = {"", 0};
+    struct buf key;
+
+    if (n <= 0 || !slash)
+        return;
+    host.p = f->pkey;
+    host.len = (size_t)(slash - f->pkey);
+    const char *end = v + n, *p = v;
+    if ((size_t)n > 7 && (strncasecmp(v, "http://", 7) == 0 || strncasecmp(v, "https://", 8) == 0)) {
+        p = memchr(v, '/', (size_t)n);
+        p = p ? p + 2 : end;
+        const char *hend = memchr(p, '/', (size_t)(end - p));
+        if (!hend)
+            hend = end;
+        if ((size_t)(hend - p) != host.len || strncasecmp(p, host.p, host.len) != 0)
+            return;
+        p = hend;
+    }
+    if (p >= end || *p != '/')
+        return; /* relative references other than absolute paths are left alone */
+    const char *q = memchr(p, '?', (size_t)(end - p));
+    path.p = p;
+    path.len = (size_t)((q ? q : end) - p);
+    if (q) {
+        query.p = q + 1;
+        query.len = (size_t)(end - q - 1);
+    }
+    buf_init(&key, 16 * 1024);
+    if (cache_key_primary(&key, host, path, query, &f->e->keyopts) == 0)
+        l1_remove(f->e->l1, key.data, key.len);
+    buf_fini(&key);
+}
+
 /* Ends the fill: store, leave the busy table, wake everyone, drop the transfer's ref. */
 static void fill_complete(struct edge_fill *f, CURLcode res)
 {
@@ -1109,8 +1149,11 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
             }
             /* Unsafe methods invalidate the target URI (RFC 9111 §4.4). */
             if (f->method && o->status >= 200 && o->status < 400 && strcmp(f->method, "OPTIONS") &&
-                strcmp(f->method, "TRACE"))
+                strcmp(f->method, "TRACE") && strcmp(f->method, "HEAD")) {
                 l1_remove(e->l1, f->pkey, f->plen);
+                invalidate_location(f, o, "location");
+                invalidate_location(f, o, "content-location");
+            }
         }
         fill_set_state(f, FILL_DONE);
     } else {

@@ -3,6 +3,7 @@
 Each test asserts what the client saw and what reached the origin (its /__stats counter).
 """
 import concurrent.futures
+import http.server
 import os
 import signal
 import socket
@@ -441,3 +442,44 @@ def test_body_over_the_limit_is_refused(cdn, mlcdn):
                              + b"y" * 0x200000 + b"\r\n0\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 413")
     assert e.get("/echo").status in (200, 404)
+
+
+class _LocationOrigin(http.server.BaseHTTPRequestHandler):
+    """GETs are cacheable; a POST answers 201 with Location and Content-Location."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = self.path.encode()
+        self.send_response(200)
+        self.send_header("Cache-Control", "max-age=600")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(201)
+        self.send_header("Location", "/created.txt")
+        self.send_header("Content-Location", "http://other.example/target.txt")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def test_unsafe_method_invalidates_location_on_the_same_host(mlcdn):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LocationOrigin)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin",
+                           "http://127.0.0.1:%d" % srv.server_address[1]])
+        for p in ("/target.txt", "/created.txt"):
+            e.get(p)
+            assert e.get(p).headers["X-Cache"] == "HIT"
+        assert e.request("POST", "/form", body=b"x").status == 201
+        assert e.get("/created.txt").headers["X-Cache"] == "MISS"
+        assert e.get("/target.txt").headers["X-Cache"] == "HIT"  # another host's URI: kept
+    finally:
+        srv.shutdown()
+        srv.server_close()
