@@ -27,11 +27,19 @@ struct edge_cfg {
     uint64_t first_byte_timeout_ms;
     uint64_t origin_timeout_ms;  /* whole transfer */
     int64_t heuristic_max_s;     /* cap on heuristic freshness */
+    int64_t negative_ttl_s;      /* lifetime of a 404/410 without freshness information */
     int64_t stale_if_error_s;    /* default stale-if-error window, -1 none */
     uint64_t max_body;           /* request body limit */
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms, send_timeout_ms;
     const char *const *ignore_params;
     size_t n_ignore;
+    /* Predictions (issue 5, docs/predict.md); models_dir NULL = no prediction endpoints. */
+    const char *models_dir;      /* NAME/VERSION/model.onnx [+ config.json] */
+    unsigned infer_threads;      /* inference pool threads; 0 = 2 */
+    uint64_t predict_cache;      /* default prediction cache budget per model, bytes */
+    unsigned max_batch;          /* default max_batch; 0 = 64 */
+    uint64_t max_delay_us;       /* default max_delay_us */
+    uint64_t models_poll_ms;     /* models directory polling for new versions; 0 = off */
 };
 
 /* Fills the defaults (listen 127.0.0.1:8080, admin 127.0.0.1:0, 256 MiB, 1 thread...). */

@@ -932,6 +932,12 @@ static void headers_complete(struct edge_fill *f, int status)
     o->request_time = f->request_time;
     o->response_time = now;
     o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
+    /* Negative caching: a 404/410 that says nothing of its freshness is reused for a short
+     * while, so a storm of requests for a missing model does not all reach the origin. */
+    if ((status == 404 || status == 410) && o->lifetime == 0 && e->cfg.negative_ttl_s > 0 &&
+        !o->info.cc.present && !o->info.cdn_cc.present && !o->info.surrogate.present &&
+        !o->info.has_expires)
+        o->lifetime = e->cfg.negative_ttl_s;
     const char *ar;
     o->has_accept_ranges = cache_obj_header(o, "accept-ranges", &ar) >= 0;
 

@@ -25,6 +25,7 @@ void edge_cfg_default(struct edge_cfg *cfg)
     cfg->first_byte_timeout_ms = 15000;
     cfg->origin_timeout_ms = 300000;
     cfg->heuristic_max_s = 86400;
+    cfg->negative_ttl_s = 10;
     cfg->stale_if_error_s = -1;
     cfg->max_body = 16u << 20;
     cfg->header_timeout_ms = 10000;
@@ -243,7 +244,7 @@ int edge_main(int argc, char **argv)
     struct conf_strlist origins = {0}, ignore = {0};
     const char *log_level = "info";
     long threads = 1, infer_threads = 2, max_batch = 64, max_delay_us = 200;
-    uint64_t grace = 10000, sie = 0;
+    uint64_t grace = 10000, sie = 0, neg_ms = 10000;
     const char *sie_str = NULL;
     char err[512];
     struct edge *e;
@@ -263,6 +264,7 @@ int edge_main(int argc, char **argv)
          "origin time to response headers"},
         {"origin-timeout", CONF_DURATION, &cfg.origin_timeout_ms, "origin whole-transfer timeout"},
         {"stale-if-error", CONF_STR, &sie_str, "default stale-if-error window (e.g. 60s)"},
+        {"negative-ttl", CONF_DURATION, &neg_ms, "cache 404/410 without freshness this long"},
         {"max-body", CONF_SIZE, &cfg.max_body, "request body limit (413 above)"},
         {"header-timeout", CONF_DURATION, &cfg.header_timeout_ms, "request head timeout (408)"},
         {"body-timeout", CONF_DURATION, &cfg.body_timeout_ms, "request body timeout (408)"},
@@ -315,6 +317,7 @@ int edge_main(int argc, char **argv)
         cfg.stale_if_error_s = (int64_t)(sie / 1000);
     }
     cfg.threads = (unsigned)threads;
+    cfg.negative_ttl_s = (int64_t)(neg_ms / 1000);
     if (infer_threads < 1 || infer_threads > 256 || max_batch < 1 || max_batch > 65536 ||
         max_delay_us < 0 || max_delay_us > 10000000) {
         fprintf(stderr, "mlcdn edge: --infer-threads (1..256), --max-batch (1..65536) or "

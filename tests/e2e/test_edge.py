@@ -370,8 +370,9 @@ def test_client_that_stops_reading_is_disconnected(cdn, mlcdn):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect((e.host, e.port))
     s.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.settimeout(20)
+    got = len(s.recv(1024))  # the response has started: from now on we do not read
     time.sleep(3.0)  # the edge's writes stall: it gives up after --send-timeout
-    got = 0
     s.settimeout(5)
     try:
         while True:
@@ -448,7 +449,16 @@ class _LocationOrigin(http.server.BaseHTTPRequestHandler):
     """GETs are cacheable; a POST answers 201 with Location and Content-Location."""
     protocol_version = "HTTP/1.1"
 
+    hits = {}
+
     def do_GET(self):
+        _LocationOrigin.hits[self.path] = _LocationOrigin.hits.get(self.path, 0) + 1
+        if self.path.startswith("/missing"):
+            # A 404 that says nothing of its freshness (not heuristically fresh either).
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = self.path.encode()
         self.send_response(200)
         self.send_header("Cache-Control", "max-age=600")
@@ -480,6 +490,28 @@ def test_unsafe_method_invalidates_location_on_the_same_host(mlcdn):
         assert e.request("POST", "/form", body=b"x").status == 201
         assert e.get("/created.txt").headers["X-Cache"] == "MISS"
         assert e.get("/target.txt").headers["X-Cache"] == "HIT"  # another host's URI: kept
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_negative_caching_of_404(mlcdn):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LocationOrigin)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin",
+                           "http://127.0.0.1:%d" % srv.server_address[1], "--negative-ttl", "1s"])
+        assert e.get("/missing.bin").status == 404
+        r = e.get("/missing.bin")
+        assert r.status == 404 and r.headers["X-Cache"] == "HIT"
+        assert _LocationOrigin.hits["/missing.bin"] == 1
+        time.sleep(1.3)
+        assert e.get("/missing.bin").headers["X-Cache"] == "MISS"
+        assert _LocationOrigin.hits["/missing.bin"] == 2
+        e2 = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin",
+                            "http://127.0.0.1:%d" % srv.server_address[1], "--negative-ttl", "0"])
+        e2.get("/missing2")
+        assert e2.get("/missing2").headers["X-Cache"] == "MISS"
     finally:
         srv.shutdown()
         srv.server_close()
