@@ -1,0 +1,20 @@
+#!/bin/sh
+# bench/run-all.sh [MLCDN_BIN] -- runs every bench/*/run.sh that exists, in name order,
+# each with the mlcdn binary path as $1. Called by `make bench`.
+# A failing benchmark is reported and the others still run; the exit status is
+# non-zero if any failed.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-$here/../build/mlcdn}
+status=0
+for r in "$here"/*/run.sh; do
+    [ -f "$r" ] || continue
+    name=$(basename "$(dirname "$r")")
+    echo "==== bench/$name ===="
+    if [ -x "$r" ]; then "$r" "$bin"; else bash "$r" "$bin"; fi
+    if [ $? -ne 0 ]; then
+        echo "==== bench/$name FAILED ====" >&2
+        status=1
+    fi
+done
+exit $status
