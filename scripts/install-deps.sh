@@ -9,15 +9,16 @@ BUILD_PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
  libopenblas-dev libconfig-dev"
 TEST_PKGS="libcmocka-dev python3 python3-pytest curl dnsutils redis-server redis-tools"
 BENCH_PKGS="wrk varnish nginx-light trafficserver dnsperf gdnsd hyperfine"
+
 # Node.js may come from another source than Debian (with its own npm): install Debian's
 # only when the commands are missing, or apt refuses the whole list on the conflict.
 NODE_PKGS=""
 command -v node >/dev/null 2>&1 || NODE_PKGS="$NODE_PKGS nodejs"
 command -v npm >/dev/null 2>&1 || NODE_PKGS="$NODE_PKGS npm"
 
-want="$BUILD_PKGS $TEST_PKGS"
+want="$BUILD_PKGS $TEST_PKGS $NODE_PKGS"
 case "${1:-}" in
-  --bench) want="$want $BENCH_PKGS $NODE_PKGS" ;;
+  --bench) want="$want $BENCH_PKGS" ;;
   "") ;;
   *) echo "install-deps.sh: unknown argument '$1' (use --bench or nothing)" >&2; exit 2 ;;
 esac

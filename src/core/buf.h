@@ -28,8 +28,8 @@ void buf_reset(struct buf *b);
 int buf__append_slow(struct buf *b, const void *p, size_t n);
 static inline int buf_append(struct buf *b, const void *p, size_t n)
 {
-    /* Fast path: room for the bytes and the terminating NUL. */
-    if (b->alloc - b->len > n && n) {
+    /* Fast path: room for the bytes and the terminating NUL, within the cap. */
+    if (n && b->alloc - b->len > n && b->cap - b->len >= n) {
         memcpy(b->data + b->len, p, n);
         b->len += n;
         b->data[b->len] = '\0';
