@@ -1,0 +1,158 @@
+/* src/router/router_int.h: the router daemon's shared state (internal to src/router).
+ *
+ * Threads and ownership:
+ *  - the main thread runs a libuv loop: DNS over TCP, the health checker (libcurl multi on
+ *    that loop), signals. It is the only writer of edge health state.
+ *  - `udp_threads` DNS threads each block in recvmmsg() on their own SO_REUSEPORT socket
+ *    and answer with sendmmsg(); each owns a struct router_loc_cache.
+ *  - the HTTP server's worker threads answer /route, /edges, /r/..., /metrics; each worker
+ *    owns a struct router_loc_cache (http_server loop_init).
+ * Edge state read on the query path lives in struct router_edge_view (relaxed atomics).
+ * The descriptive state shown by /edges (last check, error text, region) is guarded by
+ * router->mtx; the health checker takes it briefly when a check completes. */
+#ifndef MLCDN_ROUTER_ROUTER_INT_H
+#define MLCDN_ROUTER_ROUTER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "core/metrics.h"
+#include "router/router_geo.h"
+#include "router/router_select.h"
+#include "router/router_zone.h"
+
+#define ROUTER_MAX_UDP_THREADS 16
+#define ROUTER_HEALTH_BODY_MAX 4096
+#define ROUTER_TCP_MAX_CONNS 512
+#define ROUTER_TCP_IDLE_MS 10000
+
+struct router_health_cfg {
+    uint64_t interval_ms, timeout_ms;
+    long rise, fall;
+    double deadband; /* hysteresis on load / hit ratio / capacity */
+};
+
+/* Health of one edge as the checker sees it (main loop); the `shown` part is copied under
+ * router->mtx for /edges. */
+struct router_edge_health {
+    unsigned magic;
+#define ROUTER_EDGE_HEALTH_MAGIC 0x45444748u
+    struct router *r;
+    size_t idx;
+    CURL *easy;
+    struct buf body;
+    int running;
+    uint64_t started_us;
+    long ok_streak, fail_streak;
+    int up; /* -1 before the first check, then 0/1 */
+    /* shown by /edges, guarded by r->mtx */
+    int draining;
+    double load, hit;
+    char status[16];
+    char region[64];
+    int64_t last_check_ms; /* wall clock */
+    double last_latency_ms;
+    char last_error[160];
+    uint64_t checks, failures, transitions;
+    struct metrics_counter *to_up, *to_down;
+    struct metrics_gauge *g_up, *g_load, *g_hit;
+};
+
+struct router {
+    unsigned magic;
+#define ROUTER_MAGIC 0x524f5554u
+    struct router_zone zone;
+    struct router_edge_cfg edges[ROUTER_MAX_EDGES];
+    struct router_edge_view views[ROUTER_MAX_EDGES];
+    struct router_edge_health health[ROUTER_MAX_EDGES];
+    size_t nedges;
+    struct router_weights weights;
+    struct router_health_cfg hc;
+    struct router_geo *geo;
+    int have_default;
+    double default_lat, default_lon;
+    size_t edns_max;  /* largest UDP answer we send */
+    long udp_coalesce_us; /* pause after a small UDP batch (0: off) */
+    long redirect_port;
+    pthread_mutex_t mtx;
+    atomic_int stopping;
+
+    /* DNS sockets */
+    struct sockaddr_storage dns_addr;
+    int dns_port;
+    int udp_fds[ROUTER_MAX_UDP_THREADS];
+    pthread_t udp_threads[ROUTER_MAX_UDP_THREADS];
+    unsigned nudp;
+
+    /* main loop */
+    uv_loop_t *loop;
+    uv_tcp_t tcp;
+    unsigned tcp_conns;
+    uv_timer_t hc_timer;
+    struct http_client *client;
+
+    /* metrics */
+    struct metrics_counter *m_rcode[2][6]; /* [udp, tcp][NOERROR FORMERR SERVFAIL NXDOMAIN NOTIMP REFUSED] */
+    struct metrics_counter *m_badvers, *m_dropped, *m_truncated, *m_ecs;
+    struct metrics_counter *m_answers[ROUTER_MAX_EDGES];
+    _Atomic(struct metrics_counter *) m_answers_region[ROUTER_MAX_EDGES];
+    struct metrics_hist *m_latency;
+    struct metrics_counter *m_route_req, *m_redirects;
+};
+
+/* Parses `NAME=LAT,LON,IP,HEALTH_URL[,CAPACITY]`. Returns 0 or -EINVAL with err set. */
+int router__edge_parse(const char *spec, struct router_edge_cfg *e, char *err, size_t errlen);
+
+/* Per-thread tallies of answered queries, added to the shared metrics once per receive
+ * batch (router__stats_flush) so the hot path touches no shared cache line. */
+struct router_stats {
+    uint64_t n;
+    uint64_t rcode[6];
+    uint64_t badvers, dropped, truncated, ecs;
+    uint64_t answers[ROUTER_MAX_EDGES];
+};
+
+/* Answers one DNS message (UDP or TCP) from `peer`, counting into *st. Returns the response
+ * length (0: send nothing). UDP answers are capped at r->edns_max, TCP at DNS_MSG_MAX. */
+size_t router__answer(struct router *r, struct router_loc_cache *c, struct router_stats *st,
+                      const uint8_t *pkt, size_t len, const struct sockaddr *peer, int tcp,
+                      uint8_t *out, size_t cap);
+/* Adds *st to the metrics and zeroes it; `elapsed_ns` is the time the batch took (each of
+ * its queries is recorded in the latency histogram with the batch's mean). */
+void router__stats_flush(struct router *r, struct router_stats *st, int tcp, uint64_t elapsed_ns);
+
+/* Client address of a query: the ECS subnet when present (source > 0), else the peer.
+ * Writes family 4/6 and 16 bytes (4 used for IPv4). */
+void router__client_addr(const struct dns_query *q, const struct sockaddr *peer, int *family,
+                         uint8_t addr[16]);
+
+/* Chooses the edge for an address; fills scores when non-NULL. Returns the edge index or
+ * -1; *netmask gets the database network's prefix length. */
+int router__choose(struct router *r, struct router_loc_cache *c, int client_family,
+                   const uint8_t *client_addr, int answer_family, uint8_t *netmask,
+                   struct router_score *scores, const struct router_loc_entry **entry);
+
+/* DNS servers: binds UDP (nudp sockets, SO_REUSEPORT) and TCP on r->loop. */
+int router__dns_start(struct router *r, const char *addr, unsigned nudp, char *err,
+                      size_t errlen);
+void router__dns_stop(struct router *r);
+/* Frees the main loop's location cache (after the loop stopped). */
+void router__dns_free_cache(void);
+
+/* Health checks on r->loop; the first round starts at once. */
+int router__health_start(struct router *r, char *err, size_t errlen);
+void router__health_stop(struct router *r);
+
+/* HTTP API handler (http_server listener). */
+struct http_exchange;
+void router__http_handle(struct http_exchange *x, void *arg);
+void *router__http_loop_init(uv_loop_t *loop, unsigned idx, void *arg);
+void router__http_loop_fini(uv_loop_t *loop, void *worker_data, void *arg);
+
+#endif

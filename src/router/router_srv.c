@@ -1,0 +1,549 @@
+/* src/router/router_srv.c: DNS over UDP and TCP, and the per-query answer path.
+ *
+ * UDP: one blocking thread per socket (SO_REUSEPORT spreads clients over them), reading
+ * up to UDP_BATCH datagrams with one recvmmsg() and sending the answers with one
+ * sendmmsg(); batching is what keeps the CPU per query low under load (gdnsd does the
+ * same). router__dns_stop() wakes them with shutdown().
+ * TCP (RFC 7766): on the main libuv loop, 2-byte length-prefixed messages, several per
+ * connection, answered in order; idle connections close after ROUTER_TCP_IDLE_MS; the
+ * input buffer of a connection is bounded by one maximal message. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/mc.h"
+#include "core/units.h"
+#include "router/router_int.h"
+
+#define UDP_BATCH 32
+#define UDP_BUF 4096
+#define TCP_MAX_QUEUED (1u << 20) /* bytes of answers waiting for one slow TCP reader */
+
+void router__client_addr(const struct dns_query *q, const struct sockaddr *peer, int *family,
+                         uint8_t addr[16])
+{
+    memset(addr, 0, 16);
+    if (q && q->ecs.present && q->ecs.source > 0) {
+        *family = q->ecs.family == 1 ? 4 : 6;
+        memcpy(addr, q->ecs.addr, *family == 4 ? 4 : 16);
+        return;
+    }
+    if (peer && peer->sa_family == AF_INET) {
+        *family = 4;
+        memcpy(addr, &((const struct sockaddr_in *)peer)->sin_addr, 4);
+    } else if (peer && peer->sa_family == AF_INET6) {
+        const uint8_t *a6 = ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (!memcmp(a6, mapped, 12)) {
+            *family = 4;
+            memcpy(addr, a6 + 12, 4);
+        } else {
+            *family = 6;
+            memcpy(addr, a6, 16);
+        }
+    } else {
+        *family = 4;
+    }
+}
+
+int router__choose(struct router *r, struct router_loc_cache *c, int client_family,
+                   const uint8_t *client_addr, int answer_family, uint8_t *netmask,
+                   struct router_score *scores, const struct router_loc_entry **entry)
+{
+    const struct router_loc_entry *e = router_loc_lookup(c, client_family, client_addr, netmask);
+    if (entry)
+        *entry = e;
+    return router_select(r->edges, r->views, r->nedges, e->dist, &r->weights, answer_family,
+                         scores);
+}
+
+struct sel_ctx {
+    struct router *r;
+    struct router_loc_cache *c;
+    struct router_stats *st;
+    const struct sockaddr *peer;
+};
+
+static int sel_cb(void *arg, const struct dns_query *q, int family, uint8_t addr[16],
+                  uint8_t *scope)
+{
+    struct sel_ctx *s = arg;
+    uint8_t caddr[16], nm = 0;
+    int cfam;
+
+    router__client_addr(q, s->peer, &cfam, caddr);
+    int i = router__choose(s->r, s->c, cfam, caddr, family, &nm, NULL, NULL);
+    if (i < 0)
+        return -ENOENT;
+    memcpy(addr, s->r->edges[i].addr, family == 4 ? 4 : 16);
+    /* RFC 7871 §7.2.1: the scope is the prefix the answer is valid for, i.e. the database
+     * network that located the client; /0 requests (opt-out) get scope 0. */
+    *scope = q->ecs.present && q->ecs.source > 0 ? nm : 0;
+    s->st->answers[i]++;
+    return 0;
+}
+
+size_t router__answer(struct router *r, struct router_loc_cache *c, struct router_stats *st,
+                      const uint8_t *pkt, size_t len, const struct sockaddr *peer, int tcp,
+                      uint8_t *out, size_t cap)
+{
+    struct dns_query q;
+    struct router_zone_result res;
+    struct sel_ctx s = {r, c, st, peer};
+
+    st->n++;
+    int rc = router_dns_parse(pkt, len, &q);
+    if (rc == DNS_PARSE_DROP) {
+        st->dropped++;
+        return 0;
+    }
+    size_t limit = tcp ? DNS_MSG_MAX : router_dns_udp_limit(&q, r->edns_max);
+    size_t n = router_zone_answer(&r->zone, &q, rc, sel_cb, &s, out, cap, limit, &res);
+    if (res.rcode >= 0 && res.rcode <= 5)
+        st->rcode[res.rcode]++;
+    else
+        st->badvers++;
+    st->truncated += res.truncated != 0;
+    st->ecs += q.ecs.present != 0;
+    return n;
+}
+
+static void add(struct metrics_counter *m, uint64_t v)
+{
+    if (v)
+        metrics_counter_add(m, v);
+}
+
+void router__stats_flush(struct router *r, struct router_stats *st, int tcp, uint64_t elapsed_ns)
+{
+    if (st->n == 0)
+        return;
+    for (int i = 0; i < 6; i++)
+        add(r->m_rcode[tcp ? 1 : 0][i], st->rcode[i]);
+    add(r->m_badvers, st->badvers);
+    add(r->m_dropped, st->dropped);
+    add(r->m_truncated, st->truncated);
+    add(r->m_ecs, st->ecs);
+    for (size_t i = 0; i < r->nedges; i++) {
+        if (!st->answers[i])
+            continue;
+        metrics_counter_add(r->m_answers[i], st->answers[i]);
+        struct metrics_counter *rc =
+            atomic_load_explicit(&r->m_answers_region[i], memory_order_relaxed);
+        if (rc)
+            metrics_counter_add(rc, st->answers[i]);
+    }
+    uint64_t us = (elapsed_ns / st->n + 500) / 1000;
+    for (uint64_t i = 0; i < st->n; i++)
+        metrics_hist_observe(r->m_latency, us);
+    memset(st, 0, sizeof(*st));
+}
+
+/* ---- UDP ---- */
+
+struct udp_worker {
+    struct router *r;
+    int fd;
+    unsigned idx;
+};
+
+static void *udp_main(void *arg)
+{
+    struct udp_worker *w = arg;
+    struct router *r = w->r;
+    struct router_loc_cache *c =
+        router_loc_cache_new(r->geo, r->edges, r->nedges, r->have_default, r->default_lat,
+                             r->default_lon);
+    uint8_t(*in)[UDP_BUF] = mc_xmalloc(sizeof(uint8_t[UDP_BATCH][UDP_BUF]));
+    uint8_t(*out)[UDP_BUF] = mc_xmalloc(sizeof(uint8_t[UDP_BATCH][UDP_BUF]));
+    struct mmsghdr rm[UDP_BATCH], sm[UDP_BATCH];
+    struct iovec riov[UDP_BATCH], siov[UDP_BATCH];
+    struct sockaddr_storage from[UDP_BATCH];
+    struct router_stats st = {0};
+    long coalesce_us = r->udp_coalesce_us;
+
+    while (!atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
+        for (int i = 0; i < UDP_BATCH; i++) {
+            riov[i].iov_base = in[i];
+            riov[i].iov_len = UDP_BUF;
+            memset(&rm[i].msg_hdr, 0, sizeof(rm[i].msg_hdr));
+            rm[i].msg_hdr.msg_iov = &riov[i];
+            rm[i].msg_hdr.msg_iovlen = 1;
+            rm[i].msg_hdr.msg_name = &from[i];
+            rm[i].msg_hdr.msg_namelen = sizeof(from[i]);
+        }
+        int n = recvmmsg(w->fd, rm, UDP_BATCH, MSG_WAITFORONE, NULL);
+        if (n <= 0)
+            continue; /* shutdown (stop), EINTR; other errors are per-datagram ICMP */
+        int m = 0;
+        uint64_t t0 = units_now_ns();
+        for (int i = 0; i < n; i++) {
+            if (rm[i].msg_hdr.msg_flags & MSG_TRUNC)
+                continue; /* larger than any query we accept */
+            size_t len = router__answer(r, c, &st, in[i], rm[i].msg_len,
+                                        (const struct sockaddr *)&from[i], 0, out[m], UDP_BUF);
+            if (len == 0)
+                continue;
+            siov[m].iov_base = out[m];
+            siov[m].iov_len = len;
+            memset(&sm[m].msg_hdr, 0, sizeof(sm[m].msg_hdr));
+            sm[m].msg_hdr.msg_iov = &siov[m];
+            sm[m].msg_hdr.msg_iovlen = 1;
+            sm[m].msg_hdr.msg_name = &from[i];
+            sm[m].msg_hdr.msg_namelen = rm[i].msg_hdr.msg_namelen;
+            m++;
+        }
+        router__stats_flush(r, &st, 0, units_now_ns() - t0);
+        for (int done = 0; done < m;) {
+            int k = sendmmsg(w->fd, sm + done, (unsigned)(m - done), 0);
+            if (k <= 0) {
+                if (k < 0 && errno == EINTR)
+                    continue;
+                done++; /* skip the datagram that failed (e.g. unreachable peer) */
+                continue;
+            }
+            done += k;
+        }
+        /* Interrupt moderation (--udp-coalesce-us): after a small batch, let queries pile
+         * up briefly so the next recvmmsg/sendmmsg pair and wake-up serve several. */
+        if (coalesce_us > 0 && n < UDP_BATCH / 4) {
+            struct timespec ts = {0, (long)coalesce_us * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    free(in);
+    free(out);
+    free(c);
+    free(w);
+    return NULL;
+}
+
+static int parse_hostport(const char *s, struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    char host[128];
+    const char *colon;
+    memset(ss, 0, sizeof(*ss));
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof(host))
+            goto bad;
+        memcpy(host, s + 1, (size_t)(end - s - 1));
+        host[end - s - 1] = 0;
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || (size_t)(colon - s) >= sizeof(host))
+            goto bad;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = 0;
+        if (!host[0])
+            snprintf(host, sizeof(host), "0.0.0.0");
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        goto bad;
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        return 0;
+    }
+bad:
+    snprintf(err, errlen, "'%s' is not ADDR:PORT (IPv6 as [ADDR]:PORT)", s);
+    return -EINVAL;
+}
+
+static socklen_t ss_len(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+}
+
+static int get_port(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                          : ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static int udp_socket(struct router *r, char *err, size_t errlen)
+{
+    int one = 1, fd = socket(r->dns_addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    int rcvbuf = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    if (bind(fd, (struct sockaddr *)&r->dns_addr, ss_len(&r->dns_addr)) < 0)
+        goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    snprintf(err, errlen, "DNS UDP socket: %s", strerror(e));
+    return -e;
+}
+
+/* ---- TCP ---- */
+
+struct tcp_conn {
+    unsigned magic;
+#define TCP_CONN_MAGIC 0x54435043u
+    uv_tcp_t h;
+    uv_timer_t idle;
+    struct router *r;
+    struct router_loc_cache *cache; /* shared main-loop cache */
+    struct sockaddr_storage peer;
+    uint8_t *in;
+    size_t in_len;
+    int closing, handles;
+};
+
+struct tcp_write {
+    uv_write_t req;
+    uint8_t data[];
+};
+
+static struct router_loc_cache *main_cache;
+
+static void conn_closed(uv_handle_t *h)
+{
+    struct tcp_conn *c = h->data;
+    MC_CHECK_OBJ_NOTNULL(c, TCP_CONN_MAGIC);
+    if (--c->handles > 0)
+        return;
+    c->r->tcp_conns--;
+    free(c->in);
+    MC_FREE_OBJ(c);
+}
+
+static void conn_close(struct tcp_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->h, conn_closed);
+    uv_close((uv_handle_t *)&c->idle, conn_closed);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    free(MC_CONTAINER_OF(req, struct tcp_write, req));
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct tcp_conn *c = h->data;
+    /* Room for one maximal message (2 + 65535) beyond what is buffered. */
+    size_t want = 2 + DNS_MSG_MAX;
+    if (c->in == NULL)
+        c->in = mc_xmalloc(want);
+    buf->base = (char *)c->in + c->in_len;
+    buf->len = want - c->in_len;
+}
+
+static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tcp_conn *c = s->data;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    c->in_len += (size_t)nread;
+    size_t off = 0;
+    while (c->in_len - off >= 2) {
+        size_t mlen = (size_t)(c->in[off] << 8 | c->in[off + 1]);
+        if (c->in_len - off < 2 + mlen)
+            break;
+        /* The main loop is one thread: one scratch buffer serves every connection. */
+        static uint8_t scratch[DNS_MSG_MAX];
+        struct router_stats st = {0};
+        uint64_t t0 = units_now_ns();
+        size_t n = router__answer(c->r, c->cache, &st, c->in + off + 2, mlen,
+                                  (struct sockaddr *)&c->peer, 1, scratch, sizeof(scratch));
+        router__stats_flush(c->r, &st, 1, units_now_ns() - t0);
+        off += 2 + mlen;
+        if (n == 0)
+            continue;
+        /* A client that sends queries without reading answers is cut off rather than
+         * letting its queue grow without bound. */
+        if (uv_stream_get_write_queue_size(s) > TCP_MAX_QUEUED) {
+            conn_close(c);
+            return;
+        }
+        struct tcp_write *w = mc_xmalloc(sizeof(*w) + 2 + n);
+        memcpy(w->data + 2, scratch, n);
+        w->data[0] = (uint8_t)(n >> 8);
+        w->data[1] = (uint8_t)n;
+        uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)(n + 2));
+        if (uv_write(&w->req, s, &b, 1, on_written) < 0) {
+            free(w);
+            conn_close(c);
+            return;
+        }
+    }
+    if (off > 0) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
+    uv_timer_start(&c->idle, on_idle, ROUTER_TCP_IDLE_MS, 0);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct router *r = server->data;
+    if (status < 0)
+        return;
+    struct tcp_conn *c = mc_xcalloc(1, sizeof(*c));
+    MC_INIT_OBJ(c, TCP_CONN_MAGIC);
+    c->r = r;
+    c->cache = main_cache;
+    uv_tcp_init(r->loop, &c->h);
+    uv_timer_init(r->loop, &c->idle);
+    c->h.data = c->idle.data = c;
+    c->handles = 2;
+    r->tcp_conns++;
+    if (uv_accept(server, (uv_stream_t *)&c->h) < 0 || r->tcp_conns > ROUTER_TCP_MAX_CONNS) {
+        conn_close(c);
+        return;
+    }
+    int plen = sizeof(c->peer);
+    uv_tcp_getpeername(&c->h, (struct sockaddr *)&c->peer, &plen);
+    uv_read_start((uv_stream_t *)&c->h, conn_alloc, conn_read);
+    uv_timer_start(&c->idle, on_idle, ROUTER_TCP_IDLE_MS, 0);
+}
+
+static int dns_start_once(struct router *r, const char *addr, unsigned nudp, char *err,
+                          size_t errlen);
+
+int router__dns_start(struct router *r, const char *addr, unsigned nudp, char *err,
+                      size_t errlen)
+{
+    int rc = parse_hostport(addr, &r->dns_addr, err, errlen);
+    if (rc < 0)
+        return rc;
+    /* With port 0 the kernel picks a free UDP port, which may be taken for TCP: retry. */
+    int any = get_port(&r->dns_addr) == 0;
+    for (int attempt = 0;; attempt++) {
+        rc = dns_start_once(r, addr, nudp, err, errlen);
+        if (rc != UV_EADDRINUSE || !any || attempt >= 20)
+            return rc;
+        uv_run(r->loop, UV_RUN_NOWAIT); /* let the failed TCP handle close */
+        set_port(&r->dns_addr, 0);
+    }
+}
+
+static int dns_start_once(struct router *r, const char *addr, unsigned nudp, char *err,
+                          size_t errlen)
+{
+    int rc;
+    if (nudp == 0)
+        nudp = 1;
+    if (nudp > ROUTER_MAX_UDP_THREADS)
+        nudp = ROUTER_MAX_UDP_THREADS;
+    /* The first UDP socket fixes the port (port 0 picks one); TCP and the other UDP
+     * sockets bind the same port. */
+    int fd = udp_socket(r, err, errlen);
+    if (fd < 0)
+        return fd;
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof(bound);
+    getsockname(fd, (struct sockaddr *)&bound, &bl);
+    r->dns_port = get_port(&bound);
+    set_port(&r->dns_addr, r->dns_port);
+    r->udp_fds[0] = fd;
+    r->nudp = 1;
+    for (unsigned i = 1; i < nudp; i++) {
+        fd = udp_socket(r, err, errlen);
+        if (fd < 0)
+            goto fail;
+        r->udp_fds[r->nudp++] = fd;
+    }
+    main_cache = router_loc_cache_new(r->geo, r->edges, r->nedges, r->have_default,
+                                      r->default_lat, r->default_lon);
+    uv_tcp_init(r->loop, &r->tcp);
+    r->tcp.data = r;
+    rc = uv_tcp_bind(&r->tcp, (struct sockaddr *)&r->dns_addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&r->tcp, 128, on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "DNS TCP %s: %s", addr, uv_strerror(rc));
+        uv_close((uv_handle_t *)&r->tcp, NULL);
+        fd = rc;
+        goto fail;
+    }
+    for (unsigned i = 0; i < r->nudp; i++) {
+        struct udp_worker *w = mc_xcalloc(1, sizeof(*w));
+        w->r = r;
+        w->fd = r->udp_fds[i];
+        w->idx = i;
+        if (pthread_create(&r->udp_threads[i], NULL, udp_main, w) != 0)
+            MC_ASSERT(!"pthread_create");
+    }
+    return 0;
+fail:
+    for (unsigned i = 0; i < r->nudp; i++)
+        close(r->udp_fds[i]);
+    r->nudp = 0;
+    free(main_cache);
+    main_cache = NULL;
+    return fd;
+}
+
+static void close_conn_walk(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_TCP && h != arg && h->data && !uv_is_closing(h)) {
+        struct tcp_conn *c = h->data;
+        if (c->magic == TCP_CONN_MAGIC)
+            conn_close(c);
+    }
+}
+
+void router__dns_stop(struct router *r)
+{
+    atomic_store(&r->stopping, 1);
+    /* shutdown() wakes a thread blocked in recvmmsg() even on an unconnected UDP socket
+     * (Linux inet_shutdown: "hack to wake up other listeners"), so the receive needs no
+     * timeout, which would arm a timer on every sleep. */
+    for (unsigned i = 0; i < r->nudp; i++)
+        shutdown(r->udp_fds[i], SHUT_RDWR);
+    for (unsigned i = 0; i < r->nudp; i++) {
+        pthread_join(r->udp_threads[i], NULL);
+        close(r->udp_fds[i]);
+    }
+    r->nudp = 0;
+    if (!uv_is_closing((uv_handle_t *)&r->tcp))
+        uv_close((uv_handle_t *)&r->tcp, NULL);
+    uv_walk(r->loop, close_conn_walk, &r->tcp);
+}
+
+void router__dns_free_cache(void)
+{
+    free(main_cache);
+    main_cache = NULL;
+}
