@@ -18,8 +18,13 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-run: build
-	@$(BUILD)/mlcdn run
+# A small city database for the demo router (our own writer; see docs/router.md for real ones).
+$(BUILD)/demo-geo.mmdb: tests/e2e/mmdb_writer.py
+	@$(PYTHON) tests/e2e/mmdb_writer.py $@ 127.0.0.0/8=53.35,-6.26,IE,Dublin \
+	    10.0.0.0/8=39.04,-77.49,US,Ashburn 192.0.2.0/24=1.29,103.85,SG,Singapore
+
+run: build $(BUILD)/demo-geo.mmdb
+	@$(BUILD)/mlcdn run --geoip $(BUILD)/demo-geo.mmdb
 
 # Unit tests under ASan+UBSan, then end-to-end tests against the release build, then a
 # short bounded fuzz pass. Each runner prints its own summary; any failure fails the target.

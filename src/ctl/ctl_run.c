@@ -194,6 +194,8 @@ int ctl_run_main(int argc, char **argv)
     const char *listen = "127.0.0.1:8080", *admin = "127.0.0.1:8081";
     const char *origin_listen = "127.0.0.1:8090", *root = NULL, *token = "demo-token";
     const char *latency = "250ms", *mem = "256M", *region = "local-1";
+    const char *geoip = NULL, *dns = "127.0.0.1:8053", *router_http = "127.0.0.1:8054";
+    const char *zone = "cdn.mlcdn.test", *edge_loc = "53.35,-6.26", *models = NULL;
     long threads = 1;
     struct conf c;
     char err[512], rootbuf[256], threads_s[16];
@@ -209,6 +211,12 @@ int ctl_run_main(int argc, char **argv)
         {"threads", CONF_INT, &threads, "edge worker threads (default 1)"},
         {"region", CONF_STR, &region, "edge region name (default local-1)"},
         {"admin-token", CONF_STR, &token, "edge admin token (default demo-token)"},
+        {"models", CONF_STR, &models, "models directory for edge predictions (optional)"},
+        {"geoip", CONF_STR, &geoip, "mmdb file: also start the GeoDNS router (optional)"},
+        {"dns", CONF_STR, &dns, "router DNS address (default 127.0.0.1:8053)"},
+        {"router-http", CONF_STR, &router_http, "router HTTP address (default 127.0.0.1:8054)"},
+        {"zone", CONF_STR, &zone, "router zone (default cdn.mlcdn.test)"},
+        {"edge-location", CONF_STR, &edge_loc, "LAT,LON of the edge for the router"},
     };
 
     for (int i = 1; i < argc; i++) {
@@ -254,11 +262,24 @@ int ctl_run_main(int argc, char **argv)
                            (char *)root, "--latency", (char *)latency, NULL};
     char *edge_argv[] = {self, "edge", "--listen", (char *)listen, "--admin", (char *)admin,
                          "--origin", origin_url, "--mem", (char *)mem, "--threads", threads_s,
-                         "--region", (char *)region, "--admin-token", (char *)token, NULL};
-    char *const *argvs[] = {origin_argv, edge_argv};
-    const char *names[] = {"origin", "edge"};
-    const char *listens[] = {origin_listen, listen};
-    for (size_t i = 0; i < MC_ARRAY_SIZE(argvs); i++) {
+                         "--region", (char *)region, "--admin-token", (char *)token,
+                         models ? "--models" : NULL, (char *)models, NULL};
+    /* The router sends clients to the edge's address; its health URL is the admin's. */
+    char edge_spec[1024], edge_ip[256];
+    snprintf(edge_ip, sizeof(edge_ip), "%s", listen);
+    char *colon = strrchr(edge_ip, ':');
+    if (colon)
+        *colon = '\0';
+    snprintf(edge_spec, sizeof(edge_spec), "%s=%s,%s,http://%s/health", region, edge_loc,
+             edge_ip[0] ? edge_ip : "127.0.0.1", admin);
+    char *router_argv[] = {self, "router", "--dns", (char *)dns, "--http", (char *)router_http,
+                           "--zone", (char *)zone, "--geoip", (char *)geoip, "--edge", edge_spec,
+                           NULL};
+    char *const *argvs[] = {origin_argv, edge_argv, router_argv};
+    const char *names[] = {"origin", "edge", "router"};
+    const char *listens[] = {origin_listen, listen, router_http};
+    size_t nparts = geoip ? 3 : 2;
+    for (size_t i = 0; i < nparts; i++) {
         pid_t pid = spawn(self, argvs[i]);
         if (pid < 0) {
             fprintf(stderr, "mlcdn run: cannot start the %s: %s\n", names[i], strerror((int)-pid));
@@ -284,6 +305,14 @@ int ctl_run_main(int argc, char **argv)
            "  curl -s http://%s/health\n"
            "  curl -s -X PURGE -H 'Authorization: Bearer %s' http://%s/models/ranker/3/config.json\n\n",
            listen, region, mem, admin, origin_listen, latency, root, listen, admin, token, admin);
+    if (geoip)
+        printf("  router    dns %s, http://%s   (zone %s)\n"
+               "  dig @%.*s -p %s %s +subnet=127.0.0.1/32\n"
+               "  curl -s 'http://%s/route?ip=127.0.0.1'\n\n",
+               dns, router_http, zone, (int)(strrchr(dns, ':') ? strrchr(dns, ':') - dns : 0), dns,
+               strrchr(dns, ':') ? strrchr(dns, ':') + 1 : "53", zone, router_http);
+    else
+        printf("  (start with --geoip FILE.mmdb to add the GeoDNS router; make run does)\n\n");
     fflush(stdout);
 
     int rc = 0;
