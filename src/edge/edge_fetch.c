@@ -337,10 +337,14 @@ static void waiter_free(struct edge_waiter *wt)
     MC_FREE_OBJ(wt);
 }
 
+/* Called once the exchange was ended: it must not be touched any more (an ended exchange
+ * never calls its abort callback, so there is nothing to unhook). */
 static void waiter_finish(struct edge_waiter *wt)
 {
     wt->finished = 1;
-    http_x_on_abort(wt->x, NULL, NULL);
+    if (wt->fill && wt->fill->upload_x == wt->x)
+        upload_client_gone(wt->fill);
+    wt->x = NULL;
     waiter_free(wt);
 }
 

@@ -100,6 +100,7 @@ struct oreq {
     struct slot slots[2];
     unsigned rd_slot, wr_slot;
     int reading, writing;
+    int in_pump, pump_again; /* see pump() */
     uv_fs_t fs;
     /* PUT */
     uv_work_t work;
@@ -364,7 +365,29 @@ static void on_written(void *arg)
 
 /* One read and one write in flight at most, over two buffers: the next piece is read
  * from disk while the previous one is being written to the socket. */
+static void pump_once(struct oreq *q);
+
+/* Writes may complete inside http_x_write (the socket took the bytes at once), calling
+ * on_written and so pump again: such nested calls only ask for another round here. */
 static void pump(struct oreq *q)
+{
+    if (q->in_pump) {
+        q->pump_again = 1;
+        return;
+    }
+    q->in_pump = 1;
+    do {
+        q->pump_again = 0;
+        pump_once(q);
+    } while (q->pump_again);
+    q->in_pump = 0;
+    if (q->reading || q->writing || q->ended)
+        return;
+    if (q->aborted || q->failed || q->wr_left == 0)
+        stream_end(q);
+}
+
+static void pump_once(struct oreq *q)
 {
     struct slot *s;
     int e;
@@ -398,10 +421,6 @@ static void pump(struct oreq *q)
             q->failed = 1;
         }
     }
-    if (q->reading || q->writing || q->ended)
-        return;
-    if (q->aborted || q->failed || q->wr_left == 0)
-        stream_end(q);
 }
 
 /* Sends [off, off+len) of fd after a head already given to http_x_start(). Takes fd. */
