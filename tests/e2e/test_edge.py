@@ -515,3 +515,26 @@ def test_negative_caching_of_404(mlcdn):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_example_config_file_works_and_flags_win(cdn, mlcdn):
+    conf = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "edge.conf")
+    e = mlcdn("edge", ["--config", conf, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                       "--origin", cdn.origin.url, "--mem", "64M", "--threads", "1"],
+              ready_pattern=EDGE_READY)
+    cdn.put("/conf.txt", b"configured")
+    r = e.get("/conf.txt?utm_source=x")
+    assert r.body == b"configured" and r.headers["X-Edge-Region"] == "eu-west"
+    assert e.get("/conf.txt").headers["X-Cache"] == "HIT"  # utm_source is ignored in keys
+
+
+def test_bad_flags_name_the_flag(mlcdn):
+    from mlcdn_proc import binary
+    import subprocess
+    for args, flag in ((["--mem", "12Q", "--origin", "http://x"], "--mem"),
+                       (["--origin", "ftp://x"], "--origin"),
+                       (["--listen", "nowhere", "--origin", "http://127.0.0.1:1"], "nowhere"),
+                       (["--threads", "0", "--origin", "http://x"], "--threads"),
+                       (["--bogus"], "--bogus")):
+        p = subprocess.run([binary(), "edge"] + args, capture_output=True, text=True, timeout=10)
+        assert p.returncode != 0 and flag in p.stderr, (args, p.stderr)
