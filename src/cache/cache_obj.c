@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/mc.h"
 
@@ -18,17 +20,34 @@ struct cache_body *cache_body_new(int64_t expected)
     MC_INIT_OBJ(b, CACHE_BODY_MAGIC);
     atomic_init(&b->refcnt, 1);
     b->expected = expected;
+    b->memfd = -1;
+    if (expected >= (int64_t)CACHE_BODY_MEMFD_MIN && expected <= (int64_t)CHUNK_FIRST_MAX * 64) {
+        /* No memfd (or no mapping) is not an error: the body then lives in malloc chunks. */
+        int fd = memfd_create("mlcdn-body", MFD_CLOEXEC);
+        if (fd >= 0 && ftruncate(fd, (off_t)expected) == 0) {
+            void *m = mmap(NULL, (size_t)expected, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (m != MAP_FAILED) {
+                b->memfd = fd;
+                b->map = m;
+                b->map_len = (size_t)expected;
+                fd = -1;
+            }
+        }
+        if (fd >= 0)
+            close(fd);
+    }
     return b;
 }
 
-static struct cache_chunk *chunk_new(size_t cap)
+static struct cache_chunk *chunk_new(size_t cap, char *mapped)
 {
-    struct cache_chunk *c = malloc(sizeof(*c) + cap);
+    struct cache_chunk *c = malloc(sizeof(*c) + (mapped ? 0 : cap));
     if (!c)
         return NULL;
     atomic_init(&c->next, NULL);
     c->len = 0;
     c->cap = cap;
+    c->data = mapped ? mapped : (char *)(c + 1);
     return c;
 }
 
@@ -41,14 +60,19 @@ int cache_body_append(struct cache_body *b, const void *p, size_t n)
         struct cache_chunk *t = b->tail;
         if (!t || t->len == t->cap) {
             size_t cap;
-            if (!t) {
+            char *mapped = NULL;
+            if (!t && b->map) {
+                /* The whole announced length is one chunk over the mapping. */
+                cap = b->map_len;
+                mapped = b->map;
+            } else if (!t) {
                 /* Size the first chunk for the announced length: small objects are one span. */
                 uint64_t want = b->expected > 0 ? (uint64_t)b->expected : 16384;
                 cap = (size_t)MC_MIN(MC_MAX(want, (uint64_t)n), (uint64_t)CHUNK_FIRST_MAX);
             } else {
                 cap = MC_MAX((size_t)CHUNK_NEXT, MC_MIN(n, (size_t)CHUNK_FIRST_MAX));
             }
-            struct cache_chunk *c = chunk_new(cap);
+            struct cache_chunk *c = chunk_new(cap, mapped);
             if (!c)
                 return -ENOMEM;
             if (t)
@@ -70,6 +94,14 @@ int cache_body_append(struct cache_body *b, const void *p, size_t n)
 void cache_body_finish(struct cache_body *b, enum cache_body_state st)
 {
     atomic_store_explicit(&b->state, (int)st, memory_order_release);
+}
+
+int cache_body_sendfile_fd(const struct cache_body *b)
+{
+    if (b->memfd < 0 || cache_body_state(b) != CACHE_BODY_COMPLETE ||
+        cache_body_len(b) > b->map_len)
+        return -1;
+    return b->memfd;
 }
 
 uint64_t cache_body_len(const struct cache_body *b)
@@ -117,6 +149,10 @@ void cache_body_unref(struct cache_body **bp)
         free(c);
         c = n;
     }
+    if (b->map)
+        munmap(b->map, b->map_len);
+    if (b->memfd >= 0)
+        close(b->memfd);
     MC_FREE_OBJ(b);
 }
 

@@ -24,7 +24,7 @@ struct cache_chunk {
     struct cache_chunk *_Atomic next;
     size_t len; /* bytes written (the filler's view; readers use the body's length) */
     size_t cap;
-    char data[];
+    char *data; /* right after the struct, or the body's file mapping */
 };
 
 enum cache_body_state { CACHE_BODY_FILLING = 0, CACHE_BODY_COMPLETE = 1, CACHE_BODY_FAILED = 2 };
@@ -36,6 +36,11 @@ struct cache_body {
     _Atomic int state;      /* enum cache_body_state */
     int64_t expected;       /* Content-Length from the origin, -1 unknown */
     struct cache_chunk *head, *tail; /* tail: filler only */
+    /* Large bodies of announced length live in a memfd mapping, so that a complete one can
+     * be sent with sendfile(2) (no copy into the socket); -1/NULL otherwise. */
+    int memfd;
+    char *map;
+    size_t map_len;
 };
 
 /* New empty body in FILLING state, one reference for the caller. expected: -1 unknown. */
@@ -45,6 +50,10 @@ int cache_body_append(struct cache_body *b, const void *p, size_t n);
 /* Filler: the body is complete (or failed); readers see it after their next length load. */
 void cache_body_finish(struct cache_body *b, enum cache_body_state st);
 uint64_t cache_body_len(const struct cache_body *b);
+/* A complete body held whole in its memfd: the fd (owned by the body) or -1. */
+int cache_body_sendfile_fd(const struct cache_body *b);
+/* Bodies of at least this announced length go to a memfd. */
+#define CACHE_BODY_MEMFD_MIN (64u << 10)
 enum cache_body_state cache_body_state(const struct cache_body *b);
 /* New body holding a copy of p[0..n), complete. */
 struct cache_body *cache_body_from(const void *p, size_t n);

@@ -145,7 +145,14 @@ void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj 
         first = 0;
     http_x_start(x, status, h->data, (int64_t)(end - first));
     edge_count(e, x, status, xc, lv, r->method == HTTP_M_HEAD ? 0 : end - first);
-    if (r->method != HTTP_M_HEAD && end > first) {
+    int sfd = cache_body_sendfile_fd(o->body);
+    if (r->method != HTTP_M_HEAD && end > first && sfd >= 0) {
+        struct send_ref *ref = mc_xmalloc(sizeof(*ref));
+        ref->o = cache_obj_ref(o);
+        if (http_x_sendfile(x, sfd, first, (size_t)(end - first), o->body->map + first, send_done,
+                            ref) != 0)
+            send_done(ref);
+    } else if (r->method != HTTP_M_HEAD && end > first) {
         struct cache_body_cursor cur;
         cache_body_cursor_seek(&cur, o->body, first);
         struct send_ref *ref = mc_xmalloc(sizeof(*ref));

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "cache/cache_key.h"
 #include "core/conf.h"
@@ -334,6 +335,12 @@ int edge_main(int argc, char **argv)
     cfg.n_ignore = ignore.n;
 
     signal(SIGPIPE, SIG_IGN);
+    /* Large cached bodies each hold a memfd: allow as many descriptors as the system does. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     if (edge_start(&cfg, &e, err, sizeof(err)) != 0) {
         fprintf(stderr, "mlcdn edge: %s\n", err);
         conf_fini(&c);

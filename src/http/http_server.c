@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -490,6 +491,62 @@ int http_x_write(struct http_exchange *x, const void *data, size_t len, void (*d
     return queue_write(x->conn, bufs, n, own, done, arg);
 }
 
+int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, const char *mem,
+                    void (*done)(void *arg), void *arg)
+{
+    struct conn *c = x->conn;
+    uv_os_fd_t sock;
+
+    MC_ASSERT(x->started && !x->ended && !x->chunked);
+    if (x->aborted || c->closing)
+        return -EPIPE;
+    if (x->no_body || len == 0 || uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0 ||
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0)
+        return http_x_write(x, mem, len, done, arg);
+    if (!x->head_sent) {
+        /* The head must be out first; if the socket does not take it whole, the whole
+         * response goes through the ordinary (copying) path. */
+        uv_buf_t hb = uv_buf_init(x->head, (unsigned)x->head_len);
+        int w = uv_try_write((uv_stream_t *)&c->tcp, &hb, 1);
+        if (w != (int)x->head_len) {
+            if (w > 0) {
+                memmove(x->head, x->head + w, x->head_len - (size_t)w);
+                x->head_len -= (size_t)w;
+            }
+            return http_x_write(x, mem, len, done, arg);
+        }
+        x->head_sent = 1;
+        free(x->head);
+        x->head = NULL;
+    }
+    /* sendfile(2) from the body's memfd: the pages go to the socket without a copy. */
+    size_t sent = 0;
+    off_t o = (off_t)off;
+    while (sent < len) {
+        ssize_t n = sendfile(sock, fd, &o, len - sent);
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    if (sent == len) {
+        if (done)
+            done(arg);
+        return 0;
+    }
+    /* The socket is full: the rest is written from memory when it drains, in pieces so
+     * that each one completing counts as progress for the send timeout. */
+    while (sent < len) {
+        size_t piece = MC_MIN(len - sent, (size_t)(256u << 10));
+        int last = sent + piece == len;
+        uv_buf_t b = uv_buf_init((char *)mem + sent, (unsigned)piece);
+        int err = queue_write(c, &b, 1, NULL, last ? done : NULL, last ? arg : NULL);
+        if (err)
+            return err;
+        sent += piece;
+    }
+    return 0;
+}
+
 size_t http_x_pending(const struct http_exchange *x)
 {
     if (x->conn->closing)
@@ -782,6 +839,11 @@ static void on_timeout(uv_timer_t *t)
 static void timer_arm(struct conn *c, uint64_t ms)
 {
     if (c->closing || !ms)
+        return;
+    /* While response bytes wait for the client, only the send timeout applies: an idle
+     * or header deadline set when the exchange ended must not extend it. */
+    if (ms != c->w->srv->cfg.send_timeout_ms &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
         return;
     c->deadline = uv_now(&c->w->loop) + ms;
     if (!uv_is_active((uv_handle_t *)&c->timer) || uv_timer_get_due_in(&c->timer) > ms)

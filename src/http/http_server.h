@@ -127,6 +127,11 @@ void http_x_start(struct http_exchange *x, int status, const char *headers,
                   int64_t content_length);
 int http_x_write(struct http_exchange *x, const void *data, size_t len,
                  void (*done)(void *arg), void *arg);
+/* Like http_x_write for bytes [off, off+len) of file `fd`, which are also mapped at `mem`:
+ * sent with sendfile(2) when the socket takes them at once (no copy), else written from
+ * `mem`. Not for chunked responses. fd and mem must stay valid until done(arg). */
+int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, const char *mem,
+                    void (*done)(void *arg), void *arg);
 void http_x_end(struct http_exchange *x);
 /* Bytes queued for this connection's socket and not yet written (for back-pressure). */
 size_t http_x_pending(const struct http_exchange *x);

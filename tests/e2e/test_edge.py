@@ -365,7 +365,9 @@ def test_client_that_stops_reading_is_disconnected(cdn, mlcdn):
     size = 32 * 1024 * 1024
     cdn.put("/huge.bin", b"\0" * size)
     e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin", cdn.origin.url,
-                       "--send-timeout", "1s"])
+                       "--send-timeout", "1s", "--mem", "1G"])
+    # Cached first, so the edge sends at full speed and the stall is ours, not the origin's.
+    assert len(e.get("/huge.bin").body) == size
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect((e.host, e.port))
@@ -538,3 +540,22 @@ def test_bad_flags_name_the_flag(mlcdn):
                        (["--bogus"], "--bogus")):
         p = subprocess.run([binary(), "edge"] + args, capture_output=True, text=True, timeout=10)
         assert p.returncode != 0 and flag in p.stderr, (args, p.stderr)
+
+
+def test_large_cached_bodies_full_and_ranges(cdn):
+    # Bodies of 64 KiB and more are kept in a memfd and sent with sendfile.
+    body = cdn.put("/w/weights.bin", os.urandom(300 * 1024 + 7))
+    assert cdn.edge.get("/w/weights.bin").body == body
+    for _ in range(3):
+        r = cdn.edge.get("/w/weights.bin")
+        assert r.headers["X-Cache"] == "HIT" and r.body == body
+    r = cdn.edge.get("/w/weights.bin", headers={"Range": "bytes=70000-200000"})
+    assert r.status == 206 and r.body == body[70000:200001]
+    r = cdn.edge.get("/w/weights.bin", headers={"Range": "bytes=-5"})
+    assert r.body == body[-5:]
+    # Many clients at once, each reading slowly enough for partial sends.
+    def get(_):
+        return cdn.edge.get("/w/weights.bin").body == body
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as ex:
+        assert all(ex.map(get, range(64)))
+    assert cdn.origin_count("/w/weights.bin") == 1
