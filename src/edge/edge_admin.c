@@ -71,6 +71,11 @@ void edge_metrics_init(struct edge *e)
                                       "Responses not stored (uncacheable or refused)", NULL);
     metrics_gauge_fn("mlcdn_edge_l1_bytes", "Bytes charged to L1", NULL, l1_bytes_read, e);
     metrics_gauge_fn("mlcdn_edge_l1_objects", "Objects in L1", NULL, l1_objects_read, e);
+}
+
+/* Registered once the server exists: the gauge reads e->srv from the scraping thread. */
+void edge_metrics_server_ready(struct edge *e)
+{
     metrics_gauge_fn("mlcdn_edge_connections", "Open client connections", NULL, conns_read, e);
 }
 
@@ -180,6 +185,8 @@ void edge_admin_handle(struct http_exchange *x, void *arg)
     struct edge *e = arg;
     const struct http_request *r = http_x_request(x);
 
+    if (e->models && edge_predict_admin(e, x, authorized(e, r)))
+        return;
     if (r->method == HTTP_M_PURGE) {
         purge(e, x);
         return;

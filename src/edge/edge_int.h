@@ -217,6 +217,7 @@ const char *edge_xc_name(enum edge_xc xc);
 /* edge_admin.c */
 void edge_admin_handle(struct http_exchange *x, void *arg);
 void edge_metrics_init(struct edge *e);
+void edge_metrics_server_ready(struct edge *e);
 
 /* edge_predict.c (issue 5) */
 /* Handles /predict, /batch_predict and /v2/...: returns 1 when the request was taken. */

@@ -176,6 +176,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     rc = http_server_start(&sc, &e->srv, err, errlen);
     if (rc)
         goto fail;
+    edge_metrics_server_ready(e);
     *out = e;
     return 0;
 fail:

@@ -1,0 +1,817 @@
+/* src/edge/edge_models.c: the edge's model registry (issue 5).
+ *
+ * Layout of --models DIR: NAME/VERSION/model.onnx, VERSION a decimal number, with an
+ * optional config.json in NAME/ (for every version) and/or in NAME/VERSION/ (wins):
+ * {"max_batch": 64, "max_delay_us": 500, "threads": 0, "cache_bytes": "64M"}.
+ * Every version found is loaded, checked (only the batch dimension may be dynamic; one
+ * probe run at batch 1 fixes the per-row output shapes and proves the model runs) and
+ * served; the highest is the model's current version.
+ *
+ * Reload (POST /admin/models/reload, or the watcher thread when the directory's
+ * signature changes): new or changed versions load beside the served ones with no lock
+ * held; then, under the write lock, the version lists are swapped in one go. Retired
+ * versions lose the registry's reference only: requests and queued items that hold one
+ * finish on them. A version that fails to load changes nothing; its error is kept on the
+ * model for GET /admin/models until a later load of that model succeeds. */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cache/cache_key.h"
+#include "core/log.h"
+#include "core/mc.h"
+#include "core/units.h"
+#include "edge/edge_int.h"
+#include "edge/edge_predict.h"
+
+#define MAX_CANDIDATES 1024
+
+struct cand {
+    char name[EDGE_MODEL_NAME_MAX];
+    int64_t version;
+    char sig[256];
+    struct edge_mver *loaded; /* new version (ref), or NULL when unchanged/failed */
+    int keep;                 /* unchanged: keep the served one */
+};
+
+struct edge_mver *edge_mver_ref(struct edge_mver *v)
+{
+    MC_CHECK_OBJ_NOTNULL(v, EDGE_MVER_MAGIC);
+    atomic_fetch_add(&v->refcnt, 1);
+    return v;
+}
+
+void edge_mver_unref(struct edge_mver **vp)
+{
+    struct edge_mver *v = *vp;
+
+    *vp = NULL;
+    if (!v)
+        return;
+    MC_CHECK_OBJ(v, EDGE_MVER_MAGIC);
+    if (atomic_fetch_sub(&v->refcnt, 1) != 1)
+        return;
+    MC_ASSERT(v->batcher.head == NULL && v->batcher.running == 0);
+    for (unsigned i = 0; i < v->nsessions; i++)
+        infer_session_free(&v->sessions[i]);
+    free(v->sessions);
+    infer_model_unref(&v->im);
+    free(v->in);
+    free(v->out);
+    MC_FREE_OBJ(v);
+}
+
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= EDGE_MODEL_NAME_MAX || s[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static int parse_version(const char *s, int64_t *out)
+{
+    char *end;
+    if (!*s || *s < '0' || *s > '9' || strlen(s) > 15)
+        return -1;
+    long long v = strtoll(s, &end, 10);
+    if (*end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void file_sig(const char *path, char *out, size_t len)
+{
+    struct stat st;
+    size_t o = strlen(out);
+    if (o >= len)
+        return;
+    if (stat(path, &st) != 0)
+        snprintf(out + o, len - o, "-;");
+    else
+        snprintf(out + o, len - o, "%llu:%lld:%lld.%09ld;", (unsigned long long)st.st_ino,
+                 (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+}
+
+/* Applies one config.json to cfg. */
+static int read_config(const char *path, struct edge_mcfg *cfg, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root, *v;
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return 0;
+    root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errlen, "%s: line %d: %s", path, je.line, je.text);
+        return -EINVAL;
+    }
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "%s: expected a JSON object", path);
+        json_decref(root);
+        return -EINVAL;
+    }
+    if ((v = json_object_get(root, "max_batch"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65536)
+            goto bad_max_batch;
+        cfg->max_batch = (unsigned)json_integer_value(v);
+    }
+    if ((v = json_object_get(root, "max_delay_us"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > 10000000) {
+            snprintf(err, errlen, "%s: max_delay_us: expected an integer 0..10000000", path);
+            goto fail;
+        }
+        cfg->max_delay_us = (uint64_t)json_integer_value(v);
+    }
+    if ((v = json_object_get(root, "threads"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1024) {
+            snprintf(err, errlen, "%s: threads: expected an integer 0..1024", path);
+            goto fail;
+        }
+        cfg->threads = (unsigned)json_integer_value(v);
+    }
+    v = json_object_get(root, "cache_bytes");
+    if (!v)
+        v = json_object_get(root, "cache_size");
+    if (v) {
+        uint64_t n;
+        if (json_is_integer(v) && json_integer_value(v) >= 0) {
+            cfg->cache_bytes = (uint64_t)json_integer_value(v);
+        } else if (json_is_string(v) && units_parse_size(json_string_value(v), &n) == 0) {
+            cfg->cache_bytes = n;
+        } else {
+            snprintf(err, errlen, "%s: cache_bytes: expected bytes (an integer or \"64M\")",
+                     path);
+            goto fail;
+        }
+    }
+    json_decref(root);
+    return 0;
+bad_max_batch:
+    snprintf(err, errlen, "%s: max_batch: expected an integer 1..65536", path);
+fail:
+    json_decref(root);
+    return -EINVAL;
+}
+
+static int servable_dtype(int dt)
+{
+    return dt == INFER_DT_FLOAT || dt == INFER_DT_DOUBLE || dt == INFER_DT_INT64 ||
+           dt == INFER_DT_INT32 || dt == INFER_DT_BOOL;
+}
+
+/* Loads NAME/VERSION: model, config, I/O layout and a probe run. */
+static int load_version(struct edge_models *r, const char *name, int64_t version,
+                        const char *sig, struct edge_mver **out, char *err, size_t errlen)
+{
+    char path[4096], cpath[4096];
+    struct edge_mver *v = mc_xcalloc(1, sizeof(*v));
+    struct infer_session *s = NULL;
+    struct infer_input *in = NULL;
+    struct infer_tensor *ot = NULL;
+    size_t nin = 0;
+    int rc;
+
+    MC_INIT_OBJ(v, EDGE_MVER_MAGIC);
+    atomic_init(&v->refcnt, 1);
+    v->version = version;
+    v->gen = atomic_fetch_add(&r->next_gen, 1);
+    v->cfg = r->defaults;
+    snprintf(v->sig, sizeof(v->sig), "%s", sig);
+    snprintf(cpath, sizeof(cpath), "%s/%s/config.json", r->dir, name);
+    if ((rc = read_config(cpath, &v->cfg, err, errlen)) != 0)
+        goto fail;
+    snprintf(cpath, sizeof(cpath), "%s/%s/%" PRId64 "/config.json", r->dir, name, version);
+    if ((rc = read_config(cpath, &v->cfg, err, errlen)) != 0)
+        goto fail;
+    snprintf(path, sizeof(path), "%s/%s/%" PRId64 "/model.onnx", r->dir, name, version);
+    if ((rc = infer_model_load(path, NULL, &v->im, err, errlen)) != 0)
+        goto fail;
+    v->n_in = infer_model_n_inputs(v->im);
+    v->n_out = infer_model_n_outputs(v->im);
+    if (v->n_in == 0 || v->n_in > 16 || v->n_out == 0 || v->n_out > 16) {
+        snprintf(err, errlen, "1..16 inputs and outputs are supported (model has %zu and %zu)",
+                 v->n_in, v->n_out);
+        rc = -ENOTSUP;
+        goto fail;
+    }
+    v->in = mc_xcalloc(v->n_in, sizeof(*v->in));
+    v->out = mc_xcalloc(v->n_out, sizeof(*v->out));
+    v->key_bytes = 16;
+    nin = v->n_in;
+    in = mc_xcalloc(nin, sizeof(*in));
+    for (size_t i = 0; i < v->n_in; i++) {
+        const struct infer_io_info *ii = infer_model_input(v->im, i);
+        struct edge_mio *io = &v->in[i];
+        io->name = ii->name;
+        io->dtype = ii->dtype;
+        io->esize = infer_dtype_size(ii->dtype);
+        if (!servable_dtype(ii->dtype)) {
+            snprintf(err, errlen, "input %s: dtype %s cannot be sent as JSON", ii->name,
+                     infer_dtype_name(ii->dtype));
+            rc = -ENOTSUP;
+            goto fail;
+        }
+        if (ii->rank < 1 || (ii->dims[0] != -1 && ii->dims[0] != 1)) {
+            snprintf(err, errlen, "input %s: needs a leading batch dimension", ii->name);
+            rc = -ENOTSUP;
+            goto fail;
+        }
+        if (ii->dims[0] == 1)
+            v->cfg.max_batch = 1;
+        io->rank = ii->rank;
+        io->dims[0] = -1;
+        io->row_numel = 1;
+        for (int d = 1; d < ii->rank; d++) {
+            if (ii->dims[d] < 1) {
+                snprintf(err, errlen, "input %s: dimension %d is dynamic; only the batch "
+                         "dimension may be", ii->name, d);
+                rc = -ENOTSUP;
+                goto fail;
+            }
+            io->dims[d] = ii->dims[d];
+            io->row_numel *= ii->dims[d];
+        }
+        io->row_bytes = (size_t)io->row_numel * io->esize;
+        v->key_bytes += io->row_bytes;
+        in[i].name = io->name;
+        in[i].t.dtype = io->dtype;
+        in[i].t.rank = io->rank;
+        memcpy(in[i].t.dims, io->dims, sizeof(io->dims));
+        in[i].t.dims[0] = 1;
+        in[i].t.data = mc_xcalloc(1, io->row_bytes ? io->row_bytes : 1);
+    }
+    /* The probe: zeros at batch 1 (valid ids for embedding lookups too). */
+    if ((rc = infer_session_new(v->im, NULL, &s)) != 0) {
+        snprintf(err, errlen, "cannot create a session: %s", strerror(-rc));
+        goto fail;
+    }
+    ot = mc_xcalloc(v->n_out, sizeof(*ot));
+    if ((rc = infer_session_run(s, in, v->n_in, ot, v->n_out, err, errlen)) != 0)
+        goto fail;
+    for (size_t o = 0; o < v->n_out; o++) {
+        const struct infer_io_info *oi = infer_model_output(v->im, o);
+        struct edge_mio *io = &v->out[o];
+        io->name = oi->name;
+        io->dtype = ot[o].dtype;
+        io->esize = infer_dtype_size(ot[o].dtype);
+        if (ot[o].rank < 1 || ot[o].dims[0] != 1 || io->esize == 0) {
+            snprintf(err, errlen, "output %s: needs a leading batch dimension and a numeric "
+                     "dtype", oi->name);
+            rc = -ENOTSUP;
+            goto fail;
+        }
+        io->rank = ot[o].rank;
+        memcpy(io->dims, ot[o].dims, sizeof(io->dims));
+        io->dims[0] = -1;
+        io->row_numel = infer_tensor_numel(&ot[o]);
+        io->row_bytes = (size_t)io->row_numel * io->esize;
+        io->off = v->val_bytes;
+        v->val_bytes += io->row_bytes;
+    }
+    v->nsessions = edge_pool_threads(r->pool);
+    v->sessions = mc_xcalloc(v->nsessions, sizeof(*v->sessions));
+    /* The probe's session becomes thread 0's. */
+    v->sessions[0] = s;
+    s = NULL;
+    rc = 0;
+    *out = v;
+    v = NULL;
+fail:
+    if (in) {
+        for (size_t i = 0; i < nin; i++)
+            free(in[i].t.data);
+        free(in);
+    }
+    free(ot);
+    infer_session_free(&s);
+    if (v) {
+        v->nsessions = 0;
+        edge_mver_unref(&v);
+    }
+    return rc;
+}
+
+static struct edge_model *find_model(struct edge_models *r, const char *name)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (!strcmp(r->models[i]->name, name))
+            return r->models[i];
+    return NULL;
+}
+
+static struct edge_model *model_new(struct edge_models *r, const char *name, uint64_t cache_bytes)
+{
+    struct edge_model *m = mc_xcalloc(1, sizeof(*m));
+    char labels[128];
+
+    MC_INIT_OBJ(m, EDGE_MODEL_MAGIC);
+    snprintf(m->name, sizeof(m->name), "%s", name);
+    m->cache_bytes = cache_bytes;
+    if (cache_bytes && cache_pred_new(cache_bytes, "default", 16, &m->cache) != 0)
+        m->cache = NULL;
+    snprintf(labels, sizeof(labels), "model=\"%s\"", name);
+    m->lat = metrics_hist("mlcdn_predict_inference_duration_seconds",
+                          "Time of one inference run (one batch), by model", labels, 1e6, 16,
+                          60000000);
+    m->bsize = metrics_hist("mlcdn_predict_batch_size", "Rows per inference run, by model",
+                            labels, 1, 1, 65536);
+    m->hits = metrics_counter("mlcdn_predict_cache_hits_total",
+                              "Rows answered from the prediction cache", labels);
+    m->misses = metrics_counter("mlcdn_predict_cache_misses_total",
+                                "Rows that needed an inference", labels);
+    m->runs = metrics_counter("mlcdn_predict_runs_total", "Inference runs (batches)", labels);
+    m->run_errors = metrics_counter("mlcdn_predict_run_errors_total",
+                                    "Inference runs that failed", labels);
+    r->models = mc_xrealloc(r->models, (r->n + 1) * sizeof(*r->models));
+    r->models[r->n++] = m;
+    return m;
+}
+
+/* Lists NAME/VERSION directories holding a model.onnx; returns the count. */
+static size_t scan(struct edge_models *r, struct cand *c, size_t max)
+{
+    DIR *d = opendir(r->dir), *vd;
+    struct dirent *de, *ve;
+    char p[4096];
+    size_t n = 0;
+    struct stat st;
+
+    if (!d)
+        return 0;
+    while ((de = readdir(d)) != NULL && n < max) {
+        if (!valid_name(de->d_name))
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", r->dir, de->d_name);
+        if (!(vd = opendir(p)))
+            continue;
+        while ((ve = readdir(vd)) != NULL && n < max) {
+            int64_t ver;
+            if (parse_version(ve->d_name, &ver) != 0)
+                continue;
+            snprintf(p, sizeof(p), "%s/%s/%s/model.onnx", r->dir, de->d_name, ve->d_name);
+            if (stat(p, &st) != 0)
+                continue;
+            memset(&c[n], 0, sizeof(c[n]));
+            memcpy(c[n].name, de->d_name, strlen(de->d_name) + 1); /* valid_name(): < 64 */
+            c[n].version = ver;
+            file_sig(p, c[n].sig, sizeof(c[n].sig));
+            snprintf(p, sizeof(p), "%s/%s/config.json", r->dir, de->d_name);
+            file_sig(p, c[n].sig, sizeof(c[n].sig));
+            snprintf(p, sizeof(p), "%s/%s/%s/config.json", r->dir, de->d_name, ve->d_name);
+            file_sig(p, c[n].sig, sizeof(c[n].sig));
+            n++;
+        }
+        closedir(vd);
+    }
+    closedir(d);
+    return n;
+}
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c)
+        return c;
+    return x->version < y->version ? -1 : x->version > y->version;
+}
+
+static struct edge_mver *find_ver(struct edge_model *m, int64_t version)
+{
+    for (size_t i = 0; i < m->nvers; i++)
+        if (m->vers[i]->version == version)
+            return m->vers[i];
+    return NULL;
+}
+
+static void dir_sig(const struct cand *c, size_t n, char *out, size_t len)
+{
+    uint8_t h[16];
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    for (size_t i = 0; i < n; i++)
+        buf_printf(&b, "%s/%" PRId64 "=%s\n", c[i].name, c[i].version, c[i].sig);
+    cache_key_hash(b.data ? b.data : "", b.len, h);
+    buf_fini(&b);
+    size_t o = 0;
+    for (int i = 0; i < 16 && o + 2 < len; i++)
+        o += (size_t)snprintf(out + o, len - o, "%02x", h[i]);
+}
+
+int edge_models_reload(struct edge_models *r, struct buf *report)
+{
+    struct cand *c = mc_xcalloc(MAX_CANDIDATES, sizeof(*c));
+    size_t n, nfail = 0, nloaded = 0;
+    char err[512];
+    struct edge_mver **retired = NULL;
+    size_t nretired = 0;
+
+    MC_CHECK_OBJ_NOTNULL(r, EDGE_MODELS_MAGIC);
+    pthread_mutex_lock(&r->reload_mtx);
+    n = scan(r, c, MAX_CANDIDATES);
+    qsort(c, n, sizeof(*c), cand_cmp);
+    dir_sig(c, n, r->last_sig, sizeof(r->last_sig));
+    /* Which versions are unchanged (read lock: requests go on meanwhile). */
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < n; i++) {
+        struct edge_model *m = find_model(r, c[i].name);
+        struct edge_mver *v = m ? find_ver(m, c[i].version) : NULL;
+        c[i].keep = v && !strcmp(v->sig, c[i].sig);
+    }
+    pthread_rwlock_unlock(&r->lock);
+    if (report)
+        buf_puts(report, "{\"loaded\":[");
+    /* Errors per model name, collected before the swap. */
+    struct { char name[EDGE_MODEL_NAME_MAX]; char error[512]; } *errs =
+        mc_xcalloc(n ? n : 1, sizeof(*errs));
+    size_t nerrs = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].keep)
+            continue;
+        uint64_t t0 = units_now_ms();
+        int rc = load_version(r, c[i].name, c[i].version, c[i].sig, &c[i].loaded, err,
+                              sizeof(err));
+        if (rc) {
+            nfail++;
+            log_warn("model failed to load", "model=%s version=%" PRId64 " error=\"%s\"",
+                     c[i].name, c[i].version, err);
+            snprintf(errs[nerrs].name, sizeof(errs[nerrs].name), "%s", c[i].name);
+            snprintf(errs[nerrs].error, sizeof(errs[nerrs].error), "version %" PRId64 ": %.400s",
+                     c[i].version, err);
+            nerrs++;
+            continue;
+        }
+        c[i].loaded->cfg.max_batch = c[i].loaded->cfg.max_batch ? c[i].loaded->cfg.max_batch : 1;
+        log_info("model loaded", "model=%s version=%" PRId64 " ms=%llu", c[i].name,
+                 c[i].version, (unsigned long long)(units_now_ms() - t0));
+        if (report) {
+            buf_printf(report, "%s{\"model\":", nloaded ? "," : "");
+            edge_pj_str(report, c[i].name, strlen(c[i].name));
+            buf_printf(report, ",\"version\":%" PRId64 "}", c[i].version);
+        }
+        nloaded++;
+    }
+    /* The switch: every model's version list at once. */
+    pthread_rwlock_wrlock(&r->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (find_model(r, c[i].name))
+            continue;
+        uint64_t cb = c[i].loaded ? c[i].loaded->cfg.cache_bytes : r->defaults.cache_bytes;
+        model_new(r, c[i].name, cb);
+    }
+    for (size_t mi = 0; mi < r->n; mi++) {
+        struct edge_model *m = r->models[mi];
+        struct edge_mver **nv = mc_xcalloc(n + m->nvers + 1, sizeof(*nv));
+        size_t nn = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(c[i].name, m->name))
+                continue;
+            struct edge_mver *old = find_ver(m, c[i].version);
+            if (c[i].keep) {
+                nv[nn++] = old;
+            } else if (c[i].loaded) {
+                c[i].loaded->model = m;
+                nv[nn++] = c[i].loaded;
+                c[i].loaded = NULL;
+            } else if (old) {
+                nv[nn++] = old; /* a changed version that fails keeps the old one */
+            }
+        }
+        /* What the new list does not hold any more is retired. */
+        for (size_t k = 0; k < m->nvers; k++) {
+            int kept = 0;
+            for (size_t j = 0; j < nn; j++)
+                kept |= nv[j] == m->vers[k];
+            if (!kept) {
+                retired = mc_xrealloc(retired, (nretired + 1) * sizeof(*retired));
+                retired[nretired++] = m->vers[k];
+            }
+        }
+        free(m->vers);
+        m->vers = nv;
+        m->nvers = nn;
+        m->cur = nn ? nv[nn - 1] : NULL;
+        /* A version that failed is retried by every reload, so the errors of this reload
+         * are the model's state: none clears an older one. */
+        m->error[0] = '\0';
+        for (size_t k = 0; k < nerrs; k++) {
+            if (strcmp(errs[k].name, m->name))
+                continue;
+            size_t o = strlen(m->error);
+            snprintf(m->error + o, sizeof(m->error) - o, "%s%.400s", o ? "; " : "",
+                     errs[k].error);
+        }
+    }
+    r->reloads++;
+    if (nfail)
+        r->reload_failures++;
+    pthread_rwlock_unlock(&r->lock);
+    if (report) {
+        buf_puts(report, "],\"retired\":[");
+        for (size_t k = 0; k < nretired; k++) {
+            buf_printf(report, "%s{\"model\":", k ? "," : "");
+            edge_pj_str(report, retired[k]->model->name, strlen(retired[k]->model->name));
+            buf_printf(report, ",\"version\":%" PRId64 "}", retired[k]->version);
+        }
+        buf_puts(report, "],\"failed\":[");
+        for (size_t k = 0; k < nerrs; k++) {
+            buf_printf(report, "%s{\"model\":", k ? "," : "");
+            edge_pj_str(report, errs[k].name, strlen(errs[k].name));
+            buf_puts(report, ",\"error\":");
+            edge_pj_str(report, errs[k].error, strlen(errs[k].error));
+            buf_puts(report, "}");
+        }
+        buf_puts(report, "]}\n");
+    }
+    pthread_mutex_unlock(&r->reload_mtx);
+    for (size_t k = 0; k < nretired; k++) {
+        log_info("model version retired", "model=%s version=%" PRId64,
+                 retired[k]->model->name, retired[k]->version);
+        edge_mver_unref(&retired[k]);
+    }
+    free(retired);
+    free(errs);
+    free(c);
+    return (int)nfail;
+}
+
+static void *watcher(void *arg)
+{
+    struct edge_models *r = arg;
+    struct cand *c = mc_xcalloc(MAX_CANDIDATES, sizeof(*c));
+    char sig[64];
+
+    pthread_mutex_lock(&r->wmtx);
+    while (!r->wstop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(r->poll_ms / 1000);
+        ts.tv_nsec += (long)(r->poll_ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->wcv, &r->wmtx, &ts);
+        if (r->wstop)
+            break;
+        pthread_mutex_unlock(&r->wmtx);
+        pthread_mutex_lock(&r->reload_mtx);
+        size_t n = scan(r, c, MAX_CANDIDATES);
+        qsort(c, n, sizeof(*c), cand_cmp);
+        dir_sig(c, n, sig, sizeof(sig));
+        int changed = strcmp(sig, r->last_sig) != 0;
+        pthread_mutex_unlock(&r->reload_mtx);
+        if (changed) {
+            log_info("models directory changed, reloading", "dir=%s", r->dir);
+            edge_models_reload(r, NULL);
+        }
+        pthread_mutex_lock(&r->wmtx);
+    }
+    pthread_mutex_unlock(&r->wmtx);
+    free(c);
+    return NULL;
+}
+
+static double queue_depth_read(void *arg)
+{
+    struct edge_models *r = arg;
+    return (double)edge_pool_queued_rows(r->pool);
+}
+
+static double hit_ratio_read(void *arg)
+{
+    struct edge_models *r = arg;
+    uint64_t h = atomic_load_explicit(&r->rows_hit, memory_order_relaxed);
+    uint64_t m = atomic_load_explicit(&r->rows_missed, memory_order_relaxed);
+    return h + m ? (double)h / (double)(h + m) : 0.0;
+}
+
+int edge_models_new(struct edge *e, struct edge_models **out, char *err, size_t errlen)
+{
+    struct edge_models *r;
+    struct stat st;
+    int rc;
+
+    if (stat(e->cfg.models_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "--models: '%s' is not a directory", e->cfg.models_dir);
+        return -ENOENT;
+    }
+    r = mc_xcalloc(1, sizeof(*r));
+    MC_INIT_OBJ(r, EDGE_MODELS_MAGIC);
+    r->e = e;
+    r->dir = mc_xstrdup(e->cfg.models_dir);
+    pthread_rwlock_init(&r->lock, NULL);
+    pthread_mutex_init(&r->reload_mtx, NULL);
+    pthread_mutex_init(&r->wmtx, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->wcv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&r->next_gen, 1);
+    r->defaults.max_batch = e->cfg.max_batch ? e->cfg.max_batch : 64;
+    r->defaults.max_delay_us = e->cfg.max_delay_us;
+    r->defaults.threads = 0;
+    r->defaults.cache_bytes = e->cfg.predict_cache;
+    rc = edge_pool_new(e->cfg.infer_threads, &r->pool);
+    if (rc) {
+        snprintf(err, errlen, "--infer-threads: cannot start threads: %s", strerror(-rc));
+        r->poll_ms = 0;
+        edge_models_free(&r);
+        return rc;
+    }
+    edge_predict_metrics_init(r);
+    metrics_gauge_fn("mlcdn_predict_queue_depth", "Rows queued for inference", NULL,
+                     queue_depth_read, r);
+    metrics_gauge_fn("mlcdn_predict_cache_hit_ratio",
+                     "Share of rows answered from the prediction cache", NULL, hit_ratio_read,
+                     r);
+    edge_models_reload(r, NULL);
+    r->poll_ms = e->cfg.models_poll_ms;
+    if (r->poll_ms && pthread_create(&r->watcher, NULL, watcher, r) == 0)
+        r->watcher_on = 1;
+    *out = r;
+    return 0;
+}
+
+void edge_models_free(struct edge_models **rp)
+{
+    struct edge_models *r = *rp;
+
+    if (!r)
+        return;
+    MC_CHECK_OBJ(r, EDGE_MODELS_MAGIC);
+    if (r->watcher_on) {
+        pthread_mutex_lock(&r->wmtx);
+        r->wstop = 1;
+        pthread_cond_signal(&r->wcv);
+        pthread_mutex_unlock(&r->wmtx);
+        pthread_join(r->watcher, NULL);
+    }
+    edge_pool_free(&r->pool);
+    for (size_t i = 0; i < r->n; i++) {
+        struct edge_model *m = r->models[i];
+        for (size_t k = 0; k < m->nvers; k++)
+            edge_mver_unref(&m->vers[k]);
+        free(m->vers);
+        cache_pred_free(&m->cache);
+        MC_FREE_OBJ(m);
+    }
+    free(r->models);
+    pthread_rwlock_destroy(&r->lock);
+    pthread_mutex_destroy(&r->reload_mtx);
+    pthread_mutex_destroy(&r->wmtx);
+    pthread_cond_destroy(&r->wcv);
+    free(r->dir);
+    MC_FREE_OBJ(r);
+    *rp = NULL;
+}
+
+void edge_models_names(struct edge_models *r, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < r->n && o < len; i++)
+        if (r->models[i]->cur)
+            o += (size_t)snprintf(out + o, len - o, "%s%s", o ? ", " : "",
+                                  r->models[i]->name);
+}
+
+int edge_models_get(struct edge_models *r, const char *name, int64_t version,
+                    struct edge_mver **out, char *msg, size_t mlen)
+{
+    struct edge_model *m = NULL;
+    struct edge_mver *v = NULL;
+    char names[256];
+    int rc = 0;
+
+    pthread_rwlock_rdlock(&r->lock);
+    if (name) {
+        m = find_model(r, name);
+        if (!m) {
+            edge_models_names(r, names, sizeof(names));
+            snprintf(msg, mlen, "model: '%.64s' is not loaded (loaded: %s)", name,
+                     names[0] ? names : "none");
+            rc = -404;
+            goto out;
+        }
+    } else {
+        size_t nready = 0;
+        for (size_t i = 0; i < r->n; i++)
+            if (r->models[i]->cur) {
+                m = r->models[i];
+                nready++;
+            }
+        if (nready != 1) {
+            edge_models_names(r, names, sizeof(names));
+            snprintf(msg, mlen, "model: required when %s models are loaded (loaded: %s)",
+                     nready ? "several" : "no", names[0] ? names : "none");
+            rc = nready ? -400 : -404;
+            goto out;
+        }
+    }
+    if (version < 0) {
+        v = m->cur;
+        if (!v) {
+            snprintf(msg, mlen, "model %s has no version loaded%s%.300s", m->name,
+                     m->error[0] ? ": " : "", m->error);
+            /* Failed to load: unavailable; removed from the directory: unknown. */
+            rc = m->error[0] ? -503 : -404;
+            goto out;
+        }
+    } else {
+        v = find_ver(m, version);
+        if (!v) {
+            size_t o = 0;
+            names[0] = '\0';
+            for (size_t k = 0; k < m->nvers && o < sizeof(names); k++)
+                o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%" PRId64,
+                                      k ? ", " : "", m->vers[k]->version);
+            snprintf(msg, mlen, "model %s has no version %" PRId64 " (loaded: %s)", m->name,
+                     version, names[0] ? names : "none");
+            rc = -404;
+            goto out;
+        }
+    }
+    *out = edge_mver_ref(v);
+out:
+    pthread_rwlock_unlock(&r->lock);
+    return rc;
+}
+
+static void describe_io(struct buf *b, const struct edge_mio *io, size_t n)
+{
+    buf_puts(b, "[");
+    for (size_t i = 0; i < n; i++) {
+        buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        edge_pj_str(b, io[i].name, strlen(io[i].name));
+        buf_printf(b, ",\"datatype\":\"%s\",\"shape\":[", edge_pj_oip_name(io[i].dtype));
+        for (int d = 0; d < io[i].rank; d++)
+            buf_printf(b, "%s%" PRId64, d ? "," : "", io[i].dims[d]);
+        buf_puts(b, "]}");
+    }
+    buf_puts(b, "]");
+}
+
+void edge_models_describe(struct edge_models *r, struct buf *b)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    buf_puts(b, "{\"dir\":");
+    edge_pj_str(b, r->dir, strlen(r->dir));
+    buf_printf(b, ",\"reloads\":%" PRIu64 ",\"reload_failures\":%" PRIu64
+               ",\"infer_threads\":%u,\"models\":[",
+               r->reloads, r->reload_failures, edge_pool_threads(r->pool));
+    for (size_t i = 0; i < r->n; i++) {
+        struct edge_model *m = r->models[i];
+        buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        edge_pj_str(b, m->name, strlen(m->name));
+        if (m->cur)
+            buf_printf(b, ",\"version\":%" PRId64 ",\"ready\":true", m->cur->version);
+        else
+            buf_puts(b, ",\"version\":null,\"ready\":false");
+        buf_puts(b, ",\"versions\":[");
+        for (size_t k = 0; k < m->nvers; k++)
+            buf_printf(b, "%s%" PRId64, k ? "," : "", m->vers[k]->version);
+        buf_puts(b, "],\"error\":");
+        if (m->error[0])
+            edge_pj_str(b, m->error, strlen(m->error));
+        else
+            buf_puts(b, "null");
+        if (m->cur) {
+            const struct edge_mcfg *c = &m->cur->cfg;
+            buf_printf(b, ",\"config\":{\"max_batch\":%u,\"max_delay_us\":%" PRIu64
+                       ",\"threads\":%u,\"cache_bytes\":%" PRIu64 "},\"inputs\":",
+                       c->max_batch, c->max_delay_us, c->threads, m->cache_bytes);
+            describe_io(b, m->cur->in, m->cur->n_in);
+            buf_puts(b, ",\"outputs\":");
+            describe_io(b, m->cur->out, m->cur->n_out);
+        }
+        if (m->cache) {
+            struct cache_pred_stats st;
+            cache_pred_stats(m->cache, &st);
+            buf_printf(b, ",\"cache\":{\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64
+                       ",\"capacity\":%" PRIu64 ",\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
+                       ",\"evictions\":%" PRIu64 "}",
+                       st.entries, st.bytes, st.capacity, metrics_counter_get(m->hits),
+                       metrics_counter_get(m->misses), st.evictions);
+        }
+        buf_puts(b, "}");
+    }
+    buf_puts(b, "]}\n");
+    pthread_rwlock_unlock(&r->lock);
+}

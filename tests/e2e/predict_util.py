@@ -1,0 +1,111 @@
+"""tests/e2e/predict_util.py: helpers for the prediction tests (issue 5).
+
+- read_npy(path): a NumPy 1.0 .npy file (little-endian f4/i8, C order) -> (shape, flat list),
+  without numpy.
+- write_slow_model(path, n, k): an ONNX model `x float[batch,64] -> y float[batch,1]` that
+  spends its time on k chained MatMuls of an n x n matrix built from the input (so the
+  engine cannot fold it at load time). y = x @ 0.01 + 0 * (W^k)[0,0]. Written with a tiny
+  hand-rolled protobuf encoder (no onnx package needed).
+"""
+import ast
+import struct
+
+
+def read_npy(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:6] == b"\x93NUMPY", path
+    hlen = struct.unpack("<H", data[8:10])[0]
+    hdr = ast.literal_eval(data[10:10 + hlen].decode("latin1"))
+    body = data[10 + hlen:]
+    code = {"<f4": "f", "<i8": "q"}[hdr["descr"]]
+    n = 1
+    for d in hdr["shape"]:
+        n *= d
+    return list(hdr["shape"]), list(struct.unpack("<%d%s" % (n, code), body[:n * struct.calcsize(code)]))
+
+
+def _varint(n):
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _key(num, wt):
+    return _varint((num << 3) | wt)
+
+
+def _ld(num, payload):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    return _key(num, 2) + _varint(len(payload)) + payload
+
+
+def _vi(num, v):
+    return _key(num, 0) + _varint(v)
+
+
+FLOAT, INT64 = 1, 7
+
+
+def _tensor(name, dtype, dims, vals):
+    t = b"".join(_vi(1, d) for d in dims) + _vi(2, dtype)
+    if dtype == FLOAT:
+        t += _ld(4, struct.pack("<%df" % len(vals), *vals))
+    else:
+        t += _ld(7, b"".join(_varint(v) for v in vals))
+    return t + _ld(8, name)
+
+
+def _node(op, ins, outs, name):
+    return b"".join(_ld(1, i) for i in ins) + b"".join(_ld(2, o) for o in outs) + \
+        _ld(3, name) + _ld(4, op)
+
+
+def _value_info(name, dtype, dims):
+    shape = b""
+    for d in dims:
+        shape += _ld(1, _ld(2, d) if isinstance(d, str) else _vi(1, d))
+    tt = _vi(1, dtype) + _ld(2, shape)
+    return _ld(1, name) + _ld(2, _ld(1, tt))
+
+
+def write_slow_model(path, n=1024, k=16):
+    inits = [
+        _tensor("starts", INT64, [2], [0, 0]),
+        _tensor("ends", INT64, [2], [1, 1]),
+        _tensor("zero", FLOAT, [1], [0.0]),
+        _tensor("c", FLOAT, [1], [1.0 / n]),
+        _tensor("shape", INT64, [2], [n, n]),
+        _tensor("wcol", FLOAT, [64, 1], [0.01] * 64),
+    ]
+    nodes = [
+        _node("Slice", ["x", "starts", "ends"], ["s"], "s"),
+        _node("Mul", ["s", "zero"], ["z"], "z"),
+        _node("Add", ["z", "c"], ["w0"], "w0"),
+        _node("Expand", ["w0", "shape"], ["m0"], "W"),
+    ]
+    prev = "m0"
+    for i in range(k):
+        nodes.append(_node("MatMul", [prev, "m0"], ["m%d" % (i + 1)], "mm%d" % i))
+        prev = "m%d" % (i + 1)
+    nodes += [
+        _node("Slice", [prev, "starts", "ends"], ["corner"], "corner"),
+        _node("Mul", ["corner", "zero"], ["nothing"], "nothing"),
+        _node("MatMul", ["x", "wcol"], ["base"], "base"),
+        _node("Add", ["base", "nothing"], ["y"], "y"),
+    ]
+    graph = b"".join(_ld(1, nd) for nd in nodes) + _ld(2, "slow") + \
+        b"".join(_ld(5, t) for t in inits) + \
+        _ld(11, _value_info("x", FLOAT, ["batch", 64])) + \
+        _ld(12, _value_info("y", FLOAT, ["batch", 1]))
+    model = _vi(1, 8) + _ld(2, "mlcdn-tests") + _ld(7, graph) + _ld(8, _ld(1, "") + _vi(2, 13))
+    with open(path, "wb") as f:
+        f.write(model)

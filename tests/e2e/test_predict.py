@@ -1,0 +1,510 @@
+"""End-to-end tests of predictions at the edge (issue 5): /predict, /batch_predict, the Open
+Inference Protocol v2, the prediction cache, dynamic batching, hot reload and bad input.
+
+The edge serves models from a tmp directory laid out NAME/VERSION/model.onnx with symlinks
+to ../shared/models; expected outputs come from the reference .npy files (ONNX Runtime).
+No origin is needed: prediction endpoints never contact one (--origin points nowhere).
+"""
+import concurrent.futures
+import json
+import os
+import re
+import threading
+import time
+
+import pytest
+
+from mlcdn_proc import mlcdn, request  # noqa: F401  (mlcdn is a fixture)
+from predict_util import read_npy, write_slow_model
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+SHARED = os.path.join(REPO, "..", "shared", "models")
+TOKEN = "predict-token"
+EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+)"
+MODELS = ["logreg", "mlp", "two_tower", "gbdt", "softmax_clf"]
+
+
+def close(got, want):
+    return abs(got - want) <= 1e-5 + 1e-4 * abs(want)
+
+
+def link_model(models, name, version, src=None, config=None):
+    d = models / name / str(version)
+    d.mkdir(parents=True, exist_ok=True)
+    os.symlink(os.path.abspath(src or os.path.join(SHARED, name, "model.onnx")),
+               d / "model.onnx")
+    if config is not None:
+        (d / "config.json").write_text(json.dumps(config))
+    return d
+
+
+@pytest.fixture
+def models(tmp_path):
+    m = tmp_path / "models"
+    for name in MODELS:
+        link_model(m, name, 1)
+    return m
+
+
+def start_edge(mlcdn, models, *extra):
+    e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                       "--origin", "http://127.0.0.1:9", "--region", "test-eu",
+                       "--admin-token", TOKEN, "--threads", "2", "--mem", "16M",
+                       "--models", str(models), "--models-poll", "0"] + list(extra),
+              ready_pattern=EDGE_READY)
+    e.admin = e.ready["admin"]
+    return e
+
+
+@pytest.fixture
+def edge(mlcdn, models):
+    return start_edge(mlcdn, models)
+
+
+def post(edge, path, obj, **kw):
+    body = obj if isinstance(obj, (bytes, str)) else json.dumps(obj)
+    return edge.request("POST", path, body=body,
+                        headers={"Content-Type": "application/json"}, **kw)
+
+
+def sample(name, batch):
+    """{input name: (shape, flat values)} and {output name: (shape, flat)} of a sample set."""
+    d = os.path.join(SHARED, name, "data", "b%d" % batch)
+    ins, outs = {}, {}
+    for f in sorted(os.listdir(d)):
+        shape, vals = read_npy(os.path.join(d, f))
+        if f.startswith("input_"):
+            ins[f[6:-4]] = (shape, vals)
+        else:
+            outs[f[7:-4]] = (shape, vals)
+    return ins, outs
+
+
+def rows_of(shape, vals):
+    n = len(vals) // shape[0]
+    return [vals[i * n:(i + 1) * n] for i in range(shape[0])]
+
+
+def flat(v):
+    if isinstance(v, list):
+        return [x for e in v for x in flat(e)]
+    return [v]
+
+
+# ---- endpoints ----
+
+@pytest.mark.parametrize("name", MODELS)
+def test_batch_predict_matches_reference(edge, name):
+    ins, outs = sample(name, 64)
+    if len(ins) == 1:
+        (shape, vals), = ins.values()
+        body = {"model": name, "features": rows_of(shape, vals)}
+    else:
+        body = {"model": name, "inputs": {k: rows_of(s, v) if len(s) > 1 else v
+                                          for k, (s, v) in ins.items()}}
+    r = post(edge, "/batch_predict", body)
+    assert r.status == 200, r.body
+    j = r.json()
+    assert j["count"] == 64 and j["cached"] == 0
+    assert j["model_version"] == 1 and j["edge_region"] == "test-eu" and j["model"] == name
+    preds = j["predictions"]
+    for oname, (oshape, ovals) in outs.items():
+        want = rows_of(oshape, ovals) if len(oshape) > 1 else [[v] for v in ovals]
+        for i, p in enumerate(preds):
+            got = flat(p[oname] if len(outs) > 1 else p)
+            assert len(got) == len(want[i])
+            assert all(close(g, w) for g, w in zip(got, want[i])), (oname, i, got, want[i])
+
+
+def test_predict_cached_flag(edge):
+    ins, outs = sample("mlp", 1)
+    x = ins["x"][1]
+    r1 = post(edge, "/predict", {"model": "mlp", "features": x})
+    r2 = post(edge, "/predict", {"model": "mlp", "features": x})
+    assert r1.status == 200 and r2.status == 200
+    assert r1.json()["cached"] is False and r2.json()["cached"] is True
+    assert r1.headers["X-Cache"] == "MISS" and r2.headers["X-Cache"] == "HIT"
+    assert close(r1.json()["prediction"], outs["prob"][1][0])
+    assert r1.json()["prediction"] == r2.json()["prediction"]
+    # Nested [[...]] is the same row, so the same key.
+    r3 = post(edge, "/predict", {"model": "mlp", "features": [x]})
+    assert r3.json()["cached"] is True
+    # The full decoder (named inputs, exponents) makes the same key as the fast path.
+    r5 = post(edge, "/predict", {"model": "mlp", "inputs": {"x": x}, "extra": None})
+    assert r5.json()["cached"] is True and r5.json()["prediction"] == r1.json()["prediction"]
+    r6 = post(edge, "/predict", '{"model": "mlp", "features": [%s]}'
+              % ",".join("%.9e" % v for v in x))
+    assert r6.json()["cached"] is True
+    # A different version identity is a different key: named inputs, other model.
+    r4 = post(edge, "/predict", {"model": "logreg", "inputs": {"x": x[:32]}})
+    assert r4.status == 200 and r4.json()["cached"] is False
+
+
+def test_predict_named_inputs_and_multi_output(edge):
+    ins, outs = sample("two_tower", 1)
+    body = {"model": "two_tower", "inputs": {"user_id": ins["user_id"][1][0],
+                                             "item_id": ins["item_id"][1],
+                                             "dense": ins["dense"][1]}}
+    r = post(edge, "/predict", body)
+    assert r.status == 200, r.body
+    assert close(r.json()["prediction"], outs["prob"][1][0])
+    ins, outs = sample("softmax_clf", 1)
+    r = post(edge, "/predict", {"model": "softmax_clf", "features": ins["x"][1]})
+    p = r.json()["prediction"]
+    assert p["label"] == outs["label"][1][0]
+    assert all(close(g, w) for g, w in zip(p["probs"], outs["probs"][1]))
+
+
+def test_model_optional_when_one_loaded(mlcdn, tmp_path):
+    m = tmp_path / "one"
+    link_model(m, "mlp", 3)
+    e = start_edge(mlcdn, m)
+    r = post(e, "/predict", {"features": [0.5] * 64})
+    assert r.status == 200 and r.json()["model"] == "mlp" and r.json()["model_version"] == 3
+
+
+def test_batch_split_hits_and_misses(edge):
+    rows = [[0.01 * (i + 1)] * 64 for i in range(5)]
+    singles = [post(edge, "/predict", {"model": "mlp", "features": rows[i]}).json()["prediction"]
+               for i in (1, 3)]
+    r = post(edge, "/batch_predict", {"model": "mlp", "features": rows})
+    j = r.json()
+    assert r.status == 200 and j["count"] == 5 and j["cached"] == 2
+    assert r.headers["X-Cache"] == "PARTIAL"
+    assert j["predictions"][1] == singles[0] and j["predictions"][3] == singles[1]
+    again = post(edge, "/batch_predict", {"model": "mlp", "features": rows[::-1]}).json()
+    assert again["cached"] == 5 and again["predictions"] == j["predictions"][::-1]
+    for i in (0, 2, 4):
+        one = post(edge, "/predict", {"model": "mlp", "features": rows[i]}).json()
+        assert one["cached"] is True and one["prediction"] == j["predictions"][i]
+
+
+# ---- Open Inference Protocol v2 ----
+
+def test_oip_health_and_metadata(edge):
+    assert edge.get("/v2/health/live").json() == {"live": True}
+    assert edge.get("/v2/health/ready").json() == {"ready": True}
+    assert edge.get("/v2").json()["name"] == "mlcdn"
+    md = edge.get("/v2/models/two_tower").json()
+    assert md["name"] == "two_tower" and md["versions"] == ["1"]
+    assert md["inputs"] == [{"name": "user_id", "datatype": "INT64", "shape": [-1]},
+                            {"name": "item_id", "datatype": "INT64", "shape": [-1]},
+                            {"name": "dense", "datatype": "FP32", "shape": [-1, 16]}]
+    assert md["outputs"] == [{"name": "prob", "datatype": "FP32", "shape": [-1, 1]}]
+    assert edge.get("/v2/models/two_tower/versions/1").json()["inputs"] == md["inputs"]
+    assert edge.get("/v2/models/mlp/ready").json() == {"name": "mlp", "ready": True}
+    assert edge.get("/v2/models/mlp/versions/1/ready").status == 200
+    assert edge.get("/v2/models/mlp/versions/2/ready").status == 404
+    assert edge.get("/v2/models/nope").status == 404
+    assert edge.get("/v2/models/nope/ready").status == 404
+
+
+def test_oip_infer(edge):
+    ins, outs = sample("two_tower", 64)
+    body = {"id": "req-1", "inputs": [
+        {"name": "user_id", "shape": [64], "datatype": "INT64", "data": ins["user_id"][1]},
+        {"name": "item_id", "shape": [64], "datatype": "INT32", "data": ins["item_id"][1]},
+        {"name": "dense", "shape": [64, 16], "datatype": "FP32",
+         "data": rows_of(*ins["dense"])}]}  # nested
+    r = post(edge, "/v2/models/two_tower/infer", body)
+    assert r.status == 200, r.body
+    j = r.json()
+    assert j["model_name"] == "two_tower" and j["model_version"] == "1" and j["id"] == "req-1"
+    (o,) = j["outputs"]
+    assert o["name"] == "prob" and o["datatype"] == "FP32" and o["shape"] == [64, 1]
+    assert all(close(g, w) for g, w in zip(o["data"], outs["prob"][1]))
+    # Versioned path, output selection, flat data.
+    ins, outs = sample("softmax_clf", 64)
+    body = {"inputs": [{"name": "x", "shape": [64, 48], "datatype": "FP32",
+                        "data": ins["x"][1]}], "outputs": [{"name": "label"}]}
+    r = post(edge, "/v2/models/softmax_clf/versions/1/infer", body)
+    assert r.status == 200, r.body
+    (o,) = r.json()["outputs"]
+    assert o["name"] == "label" and o["datatype"] == "INT64" and o["shape"] == [64]
+    assert o["data"] == outs["label"][1]
+    # BOOL tensors are accepted for a float input (true = 1.0).
+    body = {"inputs": [{"name": "x", "shape": [1, 32], "datatype": "BOOL",
+                        "data": [True, False] * 16}]}
+    r = post(edge, "/v2/models/logreg/infer", body)
+    ref = post(edge, "/predict", {"model": "logreg", "features": [1, 0] * 16})
+    assert r.status == 200 and r.json()["outputs"][0]["data"][0] == ref.json()["prediction"]
+    assert ref.json()["cached"] is True  # same input bytes as the OIP request
+
+
+# ---- bad input ----
+
+X64 = [0.5] * 64
+BAD = [
+    ("/predict", b'{"model": "mlp", "features": [1, 2', 400, "invalid JSON"),
+    ("/predict", b'', 400, "invalid JSON"),
+    ("/predict", b'[1, 2, 3]', 400, "expected a JSON object"),
+    ("/predict", {"model": 5, "features": X64}, 400, "model: expected a string"),
+    ("/predict", {"features": X64}, 400, "model: required"),
+    ("/predict", {"model": "nope", "features": X64}, 404, "'nope' is not loaded"),
+    ("/predict", {"model": "mlp", "model_version": 9, "features": X64}, 404, "no version 9"),
+    ("/predict", {"model": "mlp"}, 400, "features: missing"),
+    ("/predict", {"model": "mlp", "features": "abc"}, 400, "features: expected a number, got a string"),
+    ("/predict", {"model": "mlp", "features": [1] * 63}, 400, "expected 64 values"),
+    ("/predict", {"model": "mlp", "features": [1] * 3 + ["x"] + [1] * 60}, 400,
+     "features[3]: expected a number, got a string"),
+    ("/predict", {"model": "mlp", "features": [[[[[[[[[[[1]]]]]]]]]]]}, 400, "nested too deeply"),
+    ("/predict", {"model": "mlp", "features": X64, "inputs": {"x": X64}}, 400, "not both"),
+    ("/predict", {"model": "two_tower", "features": X64}, 400, "send them by name"),
+    ("/predict", {"model": "two_tower", "inputs": {"user_id": 1, "item_id": 2}}, 400,
+     "inputs.dense: missing"),
+    ("/predict", {"model": "two_tower", "inputs": {"user_id": 1.5, "item_id": 2,
+                                                   "dense": [0] * 16}}, 400,
+     "inputs.user_id: expected an integer, got a number"),
+    ("/predict", {"model": "two_tower", "inputs": {"user_id": 1, "item_id": 2, "dense": [0] * 16,
+                                                   "extra": 1}}, 400, "inputs.extra"),
+    ("/predict", {"model": "two_tower", "inputs": {"user_id": 50000, "item_id": 2,
+                                                   "dense": [0] * 16}}, 400, "out of range"),
+    ("/batch_predict", {"model": "mlp", "features": X64}, 400, "features[0]: expected 64 values"),
+    ("/batch_predict", {"model": "mlp", "features": []}, 400, "at least one row"),
+    ("/batch_predict", {"model": "mlp", "features": {"a": 1}}, 400, "expected an array of rows"),
+    ("/batch_predict", {"model": "mlp", "features": [X64] * 65}, 400, "over max_batch 64"),
+    ("/batch_predict", {"model": "two_tower", "inputs": {"user_id": [1, 2], "item_id": [1],
+                                                         "dense": [[0] * 16] * 2}}, 400,
+     "inputs.item_id: 1 rows"),
+    ("/v2/models/nope/infer", {"inputs": []}, 404, "'nope' is not loaded"),
+    ("/v2/models/mlp/versions/4/infer", {"inputs": []}, 404, "no version 4"),
+    ("/v2/models/mlp/infer", {"inputs": []}, 400, "inputs: expected a non-empty array"),
+    ("/v2/models/mlp/infer", {"inputs": [{"name": "y", "shape": [1, 64], "datatype": "FP32",
+                                          "data": X64}]}, 400, "inputs[0].name: model mlp has no input 'y'"),
+    ("/v2/models/mlp/infer", {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP16",
+                                          "data": X64}]}, 400, "inputs[0].datatype"),
+    ("/v2/models/two_tower/infer", {"inputs": [
+        {"name": "user_id", "shape": [1], "datatype": "FP32", "data": [1]}]}, 400,
+     "FP32 given, input user_id of model two_tower is INT64"),
+    ("/v2/models/mlp/infer", {"inputs": [{"name": "x", "shape": [1, 63], "datatype": "FP32",
+                                          "data": X64}]}, 400, "inputs[0].shape: expected [batch] + [64]"),
+    ("/v2/models/mlp/infer", {"inputs": [{"name": "x", "shape": [2, 64], "datatype": "FP32",
+                                          "data": X64}]}, 400, "inputs[0].data: expected 128 elements, got 64"),
+    ("/v2/models/mlp/infer", {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "INT32",
+                                          "data": [0.5] * 64}]}, 400,
+     "inputs[0].data[0]: expected an integer in the int32 range"),
+    ("/v2/models/mlp/infer", {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32",
+                                          "data": X64}], "outputs": [{"name": "nope"}]}, 400,
+     "outputs[0].name: model mlp has no output 'nope'"),
+    ("/v2/models/two_tower/infer", {"inputs": [
+        {"name": "user_id", "shape": [1], "datatype": "INT64", "data": [1]}]}, 400,
+     "input 'item_id' of model two_tower is missing"),
+]
+
+
+def test_bad_input(edge):
+    for path, body, status, msg in BAD:
+        r = post(edge, path, body)
+        assert r.status == status, (path, body, r.status, r.body)
+        j = r.json()
+        assert j["status"] == status and msg in j["error"], (path, body, j)
+    # Methods and paths.
+    assert edge.get("/predict").status == 405
+    assert edge.get("/predict").headers["Allow"] == "POST"
+    assert edge.get("/v2/models/mlp/infer").status == 405
+    assert post(edge, "/v2/models/mlp", {}).status == 405
+    assert edge.get("/v2/models/mlp/versions/x").status == 404
+    assert edge.get("/v2/nothing").status == 404
+    # Still serving, and the counters saw every case.
+    assert post(edge, "/predict", {"model": "mlp", "features": X64}).status == 200
+    m = request("GET", edge.admin + "/metrics").body.decode()
+    assert re.search(r'mlcdn_predict_requests_total\{endpoint="predict",status="400"\} (\d+)', m)
+    assert edge.alive()
+
+
+def test_body_over_limit(mlcdn, models):
+    e = start_edge(mlcdn, models, "--max-body", "64K")
+    r = post(e, "/batch_predict", {"model": "mlp", "features": [[0.123456] * 64] * 200})
+    assert r.status == 413 and "body" in r.json()["error"]
+    assert post(e, "/predict", {"model": "mlp", "features": X64}).status == 200
+
+
+# ---- worker threads, batching, metrics ----
+
+def test_slow_inference_does_not_delay_hits(mlcdn, tmp_path):
+    """One event loop (--threads 1): a 1 s inference runs on a pool thread while cache hits
+    on the same loop keep being answered at once."""
+    m = tmp_path / "models"
+    link_model(m, "mlp", 1)
+    (m / "slow" / "1").mkdir(parents=True)
+    write_slow_model(str(m / "slow" / "1" / "model.onnx"), 1024, 24)
+    e = start_edge(mlcdn, m, "--threads", "1", "--infer-threads", "2")
+    x = [0.25] * 64
+    assert post(e, "/predict", {"model": "mlp", "features": x}).json()["cached"] is False
+
+    def hit_latencies(n):
+        lat = []
+        for _ in range(n):
+            t = time.monotonic()
+            r = post(e, "/predict", {"model": "mlp", "features": x})
+            lat.append(time.monotonic() - t)
+            assert r.json()["cached"] is True
+        return sorted(lat)
+
+    idle = hit_latencies(20)
+    done = {}
+
+    def slow():
+        t = time.monotonic()
+        r = post(e, "/predict", {"model": "slow", "features": [1.0] * 64}, timeout=60)
+        done["status"], done["t"] = r.status, time.monotonic() - t
+
+    th = threading.Thread(target=slow)
+    t0 = time.monotonic()
+    th.start()
+    time.sleep(0.05)
+    busy = []
+    while "t" not in done and time.monotonic() - t0 < 30:
+        busy += hit_latencies(5)
+        if len(busy) >= 20:
+            break
+    th.join(60)
+    assert done["status"] == 200
+    # Hits completed while the slow inference was still running (all but at most the last
+    # group of 5 started before it ended), as fast as when idle.
+    assert len(busy) >= 10, (done, len(busy))
+    busy.sort()
+    p50_idle, p50_busy = idle[len(idle) // 2], busy[len(busy) // 2]
+    assert p50_busy < max(5 * p50_idle, 0.05), (p50_idle, p50_busy, done)
+    assert busy[-1] < done["t"] / 2
+
+
+def metric(text, name, labels):
+    m = re.search(re.escape(name) + r"\{" + re.escape(labels) + r"\} ([0-9.e+]+)", text)
+    return float(m.group(1)) if m else None
+
+
+def test_dynamic_batching_under_load(mlcdn, tmp_path):
+    m = tmp_path / "models"
+    link_model(m, "mlp", 1, config={"max_batch": 32, "max_delay_us": 20000})
+    e = start_edge(mlcdn, m, "--infer-threads", "1")
+    n = 64
+    barrier = threading.Barrier(n)
+
+    def one(i):
+        barrier.wait(10)
+        return post(e, "/predict", {"model": "mlp", "features": [i / 1000.0] * 64})
+
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        rs = list(ex.map(one, range(n)))
+    assert all(r.status == 200 and r.json()["cached"] is False for r in rs)
+    text = request("GET", e.admin + "/metrics").body.decode()
+    runs = metric(text, "mlcdn_predict_batch_size_count", 'model="mlp"')
+    rows = metric(text, "mlcdn_predict_batch_size_sum", 'model="mlp"')
+    # 64 rows, the probe excluded: fewer runs than requests means rows were batched.
+    assert rows == 64 and runs < 64 / 2, (runs, rows)
+    assert metric(text, "mlcdn_predict_requests_total", 'endpoint="predict",status="200"') == 64
+    assert metric(text, "mlcdn_predict_cache_misses_total", 'model="mlp"') == 64
+    assert "mlcdn_predict_inference_duration_seconds_bucket" in text
+    assert metric(text, "mlcdn_predict_queue_depth", "") is None or True
+    assert re.search(r"^mlcdn_predict_queue_depth \d", text, re.M)
+    assert re.search(r"^mlcdn_predict_cache_hit_ratio [0-9.]+", text, re.M)
+
+
+# ---- hot reload ----
+
+def reload(e, token=TOKEN):
+    h = {"Authorization": "Bearer " + token} if token else {}
+    return request("POST", e.admin + "/admin/models/reload", body=b"", headers=h)
+
+
+def test_hot_reload_during_load(mlcdn, models):
+    e = start_edge(mlcdn, models)
+    stop = threading.Event()
+    results = []
+
+    def client(k):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            r = post(e, "/predict", {"model": "mlp", "features": [(k * 1000 + i % 50) / 1e4] * 64})
+            results.append((r.status, r.json().get("model_version")))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    link_model(models, "mlp", 2)
+    r = reload(e)
+    assert r.status == 200, r.body
+    assert {"model": "mlp", "version": 2} in r.json()["loaded"]
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert results and all(s == 200 for s, _ in results), [x for x in results if x[0] != 200][:3]
+    versions = [v for _, v in results]
+    assert 1 in versions and 2 in versions
+    assert versions[-1] == 2 and post(e, "/predict", {"model": "mlp", "features": X64}).json()[
+        "model_version"] == 2
+    # Version 1 is still on disk, so still served on request.
+    r = post(e, "/predict", {"model": "mlp", "model_version": 1, "features": X64})
+    assert r.status == 200 and r.json()["model_version"] == 1
+    # A broken version 3 leaves version 2 serving; the error is reported.
+    (models / "mlp" / "3").mkdir()
+    (models / "mlp" / "3" / "model.onnx").write_bytes(b"not an onnx model")
+    r = reload(e)
+    assert r.status == 200 and r.json()["failed"][0]["model"] == "mlp"
+    st = {m["name"]: m for m in request("GET", e.admin + "/admin/models").json()["models"]}
+    assert st["mlp"]["version"] == 2 and st["mlp"]["ready"] is True
+    assert "version 3" in st["mlp"]["error"]
+    assert post(e, "/predict", {"model": "mlp", "features": X64}).json()["model_version"] == 2
+    # Removing the bad directory and reloading clears the error; removing v1 retires it.
+    (models / "mlp" / "3" / "model.onnx").unlink()
+    (models / "mlp" / "3").rmdir()
+    (models / "mlp" / "1" / "model.onnx").unlink()
+    (models / "mlp" / "1").rmdir()
+    r = reload(e)
+    assert {"model": "mlp", "version": 1} in r.json()["retired"]
+    st = {m["name"]: m for m in request("GET", e.admin + "/admin/models").json()["models"]}
+    assert st["mlp"]["error"] is None and st["mlp"]["versions"] == [2]
+    # Token required.
+    assert reload(e, token=None).status == 401
+    assert reload(e, token="wrong").status == 401
+
+
+def test_in_flight_request_finishes_on_its_version(mlcdn, tmp_path):
+    m = tmp_path / "models"
+    (m / "slow" / "1").mkdir(parents=True)
+    write_slow_model(str(m / "slow" / "1" / "model.onnx"), 1024, 8)
+    e = start_edge(mlcdn, m, "--models-poll", "100ms")
+    res = {}
+
+    def slow():
+        res["r"] = post(e, "/predict", {"model": "slow", "features": [2.0] * 64}, timeout=60)
+
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.05)
+    # A new version directory is picked up by the watcher (no reload call).
+    (m / "slow" / "2").mkdir()
+    os.symlink(m / "slow" / "1" / "model.onnx", m / "slow" / "2" / "model.onnx")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if e.get("/v2/models/slow").json()["versions"] == ["1", "2"]:
+            break
+        time.sleep(0.05)
+    th.join(60)
+    assert res["r"].status == 200 and res["r"].json()["model_version"] == 1
+    r = post(e, "/predict", {"model": "slow", "features": [2.0] * 64}, timeout=60)
+    assert r.json()["model_version"] == 2 and r.json()["cached"] is False
+
+
+def test_broken_model_at_start(mlcdn, tmp_path):
+    m = tmp_path / "models"
+    link_model(m, "mlp", 1)
+    (m / "broken" / "1").mkdir(parents=True)
+    (m / "broken" / "1" / "model.onnx").write_bytes(b"\x08\x08garbage")
+    (m / "badcfg" / "1").mkdir(parents=True)
+    os.symlink(os.path.join(SHARED, "logreg", "model.onnx"), m / "badcfg" / "1" / "model.onnx")
+    (m / "badcfg" / "config.json").write_text('{"max_batch": "many"}')
+    e = start_edge(mlcdn, m)
+    assert post(e, "/predict", {"model": "mlp", "features": X64}).status == 200
+    r = post(e, "/predict", {"model": "broken", "features": X64})
+    assert r.status == 503 and "no version loaded" in r.json()["error"]
+    assert e.get("/v2/models/broken/ready").status == 503
+    st = {x["name"]: x for x in request("GET", e.admin + "/admin/models").json()["models"]}
+    assert st["broken"]["ready"] is False and "version 1" in st["broken"]["error"]
+    assert "max_batch: expected an integer" in st["badcfg"]["error"]
+    assert st["mlp"]["ready"] is True and st["mlp"]["error"] is None
