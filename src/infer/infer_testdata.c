@@ -50,7 +50,7 @@ int infer__read_pb(const char *path, struct infer_tensor *t, char **name, char *
     int rc = infer__read_file(path, (size_t)1 << 31, &buf, &len);
 
     if (rc != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+        snprintf(err, errlen, "%.300s: %s", path, strerror(-rc));
         return rc;
     }
     rc = infer_tensor_pb_decode(buf, len, t, name, err, errlen);
