@@ -3,7 +3,9 @@
 # CPU, one thread each) on every reference model at batch 1, 16 and 256, plus a one-node
 # Identity model that measures each side's fixed cost per call. Both engines run in the
 # same invocation, interleaved (mlcdn, ORT, mlcdn, ORT, ...), pinned to one core; the table
-# reports the median over ROUNDS of each side's median and p99 latency.
+# reports the median over ROUNDS of each side's median and p99 latency. The ORT side also
+# times one Identity call after each model call (FLOOR_MODEL), so the batch-1 target
+# compares against ORT's latency minus the floor measured at the same moment.
 # Usage: bench/infer/run.sh [path/to/mlcdn]    env: ROUNDS (3), SECONDS_PER (1), CPU (1)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,6 +29,7 @@ node "$root/bench/infer/gen_identity.mjs" "$cache/identity"
 pin=()
 command -v taskset >/dev/null && pin=(taskset -c "$cpu")
 export ORT_DIR=$ort_dir NPY_MJS=$models_dir/tools/npy.mjs OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+export FLOOR_MODEL=$cache/identity/model.onnx
 : > "$out"
 for model in identity logreg mlp two_tower gbdt softmax_clf; do
   dir=$models_dir/$model

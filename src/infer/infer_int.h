@@ -74,6 +74,11 @@ typedef int infer_op_shape_f(const struct infer_node *n, struct infer_tensor *co
 /* Scratch bytes run() needs for these shapes (optional). */
 typedef size_t infer_op_scratch_f(const struct infer_node *n, struct infer_tensor *const *in,
                                   struct infer_tensor *const *out);
+struct infer_model;
+/* Called once at load after every node's load(), with the model (constants readable): ops
+ * that precompute from constant inputs (packed Gemm weights) store the result in n->ext. */
+typedef int infer_op_prepare_f(struct infer_node *n, const struct infer_model *m,
+                               struct infer_err *e);
 typedef int infer_op_run_f(const struct infer_node *n, struct infer_tensor *const *in,
                            struct infer_tensor *const *out, void *scratch, struct infer_err *e);
 
@@ -86,6 +91,7 @@ struct infer_op {
     infer_op_shape_f *shape;
     infer_op_scratch_f *scratch;
     infer_op_run_f *run;
+    infer_op_prepare_f *prepare; /* optional */
 };
 
 struct infer_tree; /* ops/infer_ops_ml.c */
@@ -106,6 +112,12 @@ struct infer_node {
     size_t niv;
     void *ext; /* op-owned structure, freed by ext_free */
     void (*ext_free)(void *);
+    /* Set at load by fusion (infer_model.c): a Gemm whose only consumer is a Relu applies
+     * the Relu itself (fused_relu), and that Relu becomes an alias: its output is its
+     * input's buffer and it never runs (plans skip it unless it is constant-folded, where
+     * running it is harmless). */
+    bool fused_relu;
+    bool alias;
 };
 
 struct infer_model {

@@ -206,6 +206,35 @@ static void mark_keyed(struct infer_model *m)
         m->values[m->inputs[i]].keyed = m->values[m->inputs[i]].needed;
 }
 
+/* Gemm -> Relu where the Relu is the Gemm output's only use and that output is not a graph
+ * output: the Gemm applies the Relu in its store and the Relu node becomes an alias (see
+ * struct infer_node). */
+static void fuse_gemm_relu(struct infer_model *m)
+{
+    int *uses = mc_xcalloc(m->n_values + 1, sizeof(int));
+
+    for (size_t k = 0; k < m->n_nodes; k++)
+        for (int i = 0; i < m->nodes[k].n_in; i++)
+            if (m->nodes[k].in[i] >= 0)
+                uses[m->nodes[k].in[i]]++;
+    for (size_t i = 0; i < m->n_outputs; i++)
+        uses[m->outputs[i]] += 2;
+    for (size_t k = 0; k < m->n_nodes; k++) {
+        struct infer_node *r = &m->nodes[k], *gm;
+        int v = r->n_in == 1 ? r->in[0] : -1;
+        if (strcmp(r->op->name, "Relu") || r->op->domain[0] || v < 0 || r->n_out != 1 ||
+            r->out[0] < 0 || uses[v] != 1 || m->values[v].producer < 0)
+            continue;
+        gm = &m->nodes[m->values[v].producer];
+        if (strcmp(gm->op->name, "Gemm") || gm->op->domain[0] || gm->n_out != 1 ||
+            gm->out[0] != v || gm->fused_relu)
+            continue;
+        gm->fused_relu = true;
+        r->alias = true;
+    }
+    free(uses);
+}
+
 static int build(struct infer_model *m, const Onnx__ModelProto *mp, const char *ext_dir,
                  uint64_t ext_budget, struct infer_err *e)
 {
@@ -382,6 +411,20 @@ static int build(struct infer_model *m, const Onnx__ModelProto *mp, const char *
         }
     }
 
+    for (size_t k = 0; k < m->n_nodes; k++) {
+        struct infer_node *n = &m->nodes[k];
+        if (n->op->prepare == NULL)
+            continue;
+        err = n->op->prepare(n, m, e);
+        if (err != 0) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "%s", e && e->buf ? e->buf : "");
+            infer__errf(e, err, "node '%s' (%s, opset %d): %s", n->name, n->op_type, n->opset,
+                        msg);
+            goto out;
+        }
+    }
+
     m->outputs = mc_xcalloc(g->n_output ? g->n_output : 1, sizeof(int));
     m->out_info = mc_xcalloc(g->n_output ? g->n_output : 1, sizeof(*m->out_info));
     if (g->n_output == 0) {
@@ -402,6 +445,7 @@ static int build(struct infer_model *m, const Onnx__ModelProto *mp, const char *
         m->out_info[i].name = m->values[v].name;
         m->outputs[m->n_outputs++] = v;
     }
+    fuse_gemm_relu(m);
     mark_keyed(m);
 out:
     free(nm.slot);

@@ -28,6 +28,8 @@ struct infer_plan {
     size_t n_owned;
     int *run; /* nodes left to execute at run time, in order */
     size_t n_run;
+    int *alias; /* pairs (value, value whose buffer it shares): alias nodes' outputs */
+    size_t n_alias;
     size_t arena_bytes, scratch_off;
     int max_args;
 };
@@ -45,6 +47,7 @@ void infer__plan_free(struct infer_plan **pp)
     free(p->t);
     free(p->off);
     free(p->run);
+    free(p->alias);
     free(p);
     *pp = NULL;
 }
@@ -114,11 +117,13 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
     struct infer_tensor **args = NULL;
     struct live *lv = NULL;
     size_t *last = NULL, n_lv = 0, scratch_max = 0;
+    int *root = NULL;
     int err = 0;
 
     p->t = mc_xcalloc(m->n_values + 1, sizeof(*p->t));
     p->off = mc_xmalloc(sizeof(int64_t) * (m->n_values + 1));
     p->run = mc_xmalloc(sizeof(int) * (m->n_nodes + 1));
+    p->alias = mc_xmalloc(sizeof(int) * (2 * m->n_nodes + 2));
     p->owned = mc_xmalloc(sizeof(void *) * (m->n_nodes * 4 + 1));
     for (size_t v = 0; v < m->n_values; v++) {
         const struct infer_value *val = &m->values[v];
@@ -222,6 +227,13 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
             }
             continue;
         }
+        if (n->alias && n->in[0] >= 0 && n->out[0] >= 0) {
+            /* Output 0 is input 0's buffer (a Relu fused into its Gemm): nothing to run. */
+            p->alias[2 * p->n_alias] = n->out[0];
+            p->alias[2 * p->n_alias + 1] = n->in[0];
+            p->n_alias++;
+            continue;
+        }
         if (n->op->scratch) {
             size_t sb = n->op->scratch(n, in, o);
             if (sb > scratch_max)
@@ -241,20 +253,26 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
         goto out;
     }
 
-    /* Lifetimes in run-list positions; graph outputs live to the end. */
+    /* Lifetimes in run-list positions; graph outputs live to the end. A use of an alias is
+     * a use of the buffer it shares (root). */
     last = mc_xcalloc(m->n_values + 1, sizeof(size_t));
     lv = mc_xcalloc(m->n_values + 1, sizeof(*lv));
+    root = mc_xmalloc(sizeof(int) * (m->n_values + 1));
+    for (size_t v = 0; v < m->n_values; v++)
+        root[v] = (int)v;
+    for (size_t i = 0; i < p->n_alias; i++) /* in node order: a chain resolves forwards */
+        root[p->alias[2 * i]] = root[p->alias[2 * i + 1]];
     for (size_t r = 0; r < p->n_run; r++) {
         const struct infer_node *n = &m->nodes[p->run[r]];
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] >= 0)
-                last[n->in[i]] = r;
+                last[root[n->in[i]]] = r;
         for (int j = 0; j < n->n_out; j++)
-            if (n->out[j] >= 0)
-                last[n->out[j]] = r;
+            if (n->out[j] >= 0 && last[root[n->out[j]]] < r)
+                last[root[n->out[j]]] = r;
     }
     for (size_t i = 0; i < m->n_outputs; i++)
-        last[m->outputs[i]] = p->n_run;
+        last[root[m->outputs[i]]] = p->n_run;
     for (size_t r = 0; r < p->n_run; r++) {
         const struct infer_node *n = &m->nodes[p->run[r]];
         for (int j = 0; j < n->n_out; j++) {
@@ -271,6 +289,8 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
     p->scratch_off = assign_offsets(lv, n_lv);
     for (size_t i = 0; i < n_lv; i++)
         p->off[lv[i].v] = (int64_t)lv[i].off;
+    for (size_t i = 0; i < p->n_alias; i++)
+        p->off[p->alias[2 * i]] = p->off[root[p->alias[2 * i]]];
     p->arena_bytes = p->scratch_off + align_up(scratch_max);
     if (p->arena_bytes > max_arena) {
         err = infer__errf(e, -EFBIG, "run needs %zu bytes of working memory, over the cap of %zu",
@@ -283,6 +303,7 @@ out:
     free(args);
     free(lv);
     free(last);
+    free(root);
     if (err != 0 || probe) {
         if (err == 0)
             *out = p;
@@ -464,6 +485,9 @@ static int session_run(struct infer_session *s, const struct infer_input *in, si
 
     for (size_t i = 0; i < m->n_inputs; i++)
         p->t[m->inputs[i]].data = bound[i].data;
+    /* Aliases share their root's arena slot (the root is always a run-list output). */
+    for (size_t i = 0; i < p->n_alias; i++)
+        p->t[p->alias[2 * i]].data = (char *)s->arena + p->off[p->alias[2 * i]];
     if ((size_t)p->max_args > MC_ARRAY_SIZE(args_small))
         args = mc_xcalloc((size_t)p->max_args, sizeof(*args));
     for (size_t r = 0; r < p->n_run; r++) {

@@ -7,6 +7,7 @@
 #include <float.h>
 #include <stdint.h>
 
+#include "infer/ops/infer_kern.h"
 #include "infer/ops/infer_ops.h"
 
 enum bop { B_ADD, B_SUB, B_MUL, B_DIV, B_EQ, B_LT, B_GT };
@@ -234,6 +235,15 @@ static int un_run(const struct infer_node *n, struct infer_tensor *const *in,
 {
     int64_t cnt = infer_tensor_numel(in[0]);
 
+    if (in[0]->dtype == INFER_DT_FLOAT) {
+        switch (n->ia[0]) { /* vectorised (infer_vmath.c) */
+        case U_RELU: infer__vreluf(in[0]->data, out[0]->data, cnt); return 0;
+        case U_SIGMOID: infer__vsigmoidf(in[0]->data, out[0]->data, cnt); return 0;
+        case U_TANH: infer__vtanhf(in[0]->data, out[0]->data, cnt); return 0;
+        case U_EXP: infer__vexpf(in[0]->data, out[0]->data, cnt); return 0;
+        default: break;
+        }
+    }
     switch (in[0]->dtype) {
     case INFER_DT_FLOAT: UN_FLT(float, expf, logf, tanhf, sqrtf, sigmoidf); break;
     case INFER_DT_DOUBLE: UN_FLT(double, exp, log, tanh, sqrt, sigmoidd); break;

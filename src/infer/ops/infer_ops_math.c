@@ -1,8 +1,11 @@
 /* src/infer/ops/infer_ops_math.c: Gemm, MatMul, Softmax/LogSoftmax, BatchNormalization,
  * reductions, ArgMax/ArgMin and TopK.
  *
- * Gemm and MatMul go to OpenBLAS (sgemm/dgemm, row-major); a Gemm bias is written into the
- * output first and folded in with beta, so the bias costs one pass and no temporary.
+ * Gemm and MatMul with a constant float B (weights) run the packed AVX-512 sgemm
+ * (infer_sgemm.c): B is packed once at load by prepare(); alpha, bias, beta and a fused Relu
+ * (node->fused_relu, see infer_model.c) are applied in its store. Everything else goes to
+ * OpenBLAS (sgemm/dgemm, row-major); there a Gemm bias is written into the output first and
+ * folded in with beta, and a fused Relu is a pass over the output.
  * Reductions walk the input once in memory order, accumulating into the output through
  * strides that are zero on the reduced axes. */
 #include <float.h>
@@ -10,6 +13,7 @@
 
 #include <cblas.h>
 
+#include "infer/ops/infer_kern.h"
 #include "infer/ops/infer_ops.h"
 
 /* Splits dims around `axis`: outer = prod(dims[:axis]), n = dims[axis], inner = rest. */
@@ -95,8 +99,39 @@ static void fill_bias(const struct infer_tensor *c, struct infer_tensor *y)
     }
 }
 
-static int gemm_run(const struct infer_node *n, struct infer_tensor *const *in,
-                    struct infer_tensor *const *out, void *scratch, struct infer_err *e)
+/* Packs a constant float B for the AVX-512 kernel. */
+static int gemm_prepare(struct infer_node *n, const struct infer_model *m, struct infer_err *e)
+{
+    const struct infer_value *v;
+    bool tb = n->ia[1] != 0;
+
+    if (n->n_in < 2 || n->in[1] < 0 || n->ia[0] != 0)
+        return 0;
+    v = &m->values[n->in[1]];
+    if (v->cdata == NULL || v->dtype != INFER_DT_FLOAT || v->rank != 2)
+        return 0;
+    n->ext = infer__sgemm_pack(v->cdata, tb ? v->dims[1] : v->dims[0],
+                               tb ? v->dims[0] : v->dims[1], tb);
+    n->ext_free = infer__sgemm_pack_free;
+    return 0;
+}
+
+/* The packed B applies to this run (same constant, float, A not transposed). */
+static const struct infer_sgemm_pack *packed_b(const struct infer_node *n,
+                                               const struct infer_tensor *b, int64_t K,
+                                               int64_t N)
+{
+    const struct infer_sgemm_pack *pk = n->ext;
+
+    if (pk == NULL || b->dtype != INFER_DT_FLOAT || b->data != pk->src || pk->K != K ||
+        pk->N != N)
+        return NULL;
+    return pk;
+}
+
+/* Returns 1 when the packed kernel ran (and applied a fused Relu), else 0. */
+static int gemm_compute(const struct infer_node *n, struct infer_tensor *const *in,
+                        struct infer_tensor *const *out)
 {
     const struct infer_tensor *a = in[0], *b = in[1];
     const struct infer_tensor *c = n->n_in == 3 ? in[2] : NULL;
@@ -107,6 +142,22 @@ static int gemm_run(const struct infer_node *n, struct infer_tensor *const *in,
 
     if (M == 0 || N == 0)
         return 0;
+    const struct infer_sgemm_pack *pk = ta ? NULL : packed_b(n, b, K, N);
+    if (pk != NULL) {
+        int mode = INFER_BIAS_NONE;
+        if (c != NULL && beta != 0.0f) {
+            int64_t cn = infer_tensor_numel(c);
+            if (cn == N && (c->rank == 1 || (c->rank == 2 && c->dims[0] == 1))) {
+                mode = INFER_BIAS_ROW;
+            } else {
+                fill_bias(c, y);
+                mode = INFER_BIAS_ACC;
+            }
+        }
+        infer__sgemm_run(pk, M, a->data, K, n->fa[0], mode, c ? c->data : NULL, beta,
+                         n->fused_relu, y->data, N);
+        return 1;
+    }
     if (c != NULL && beta != 0.0f) {
         fill_bias(c, y);
     } else {
@@ -145,8 +196,30 @@ static int gemm_run(const struct infer_node *n, struct infer_tensor *const *in,
     return 0;
 }
 
-const struct infer_op infer__op_gemm = {
-    .name = "Gemm", .domain = "", .load = gemm_load, .shape = gemm_shape, .run = gemm_run};
+static int gemm_run(const struct infer_node *n, struct infer_tensor *const *in,
+                    struct infer_tensor *const *out, void *scratch, struct infer_err *e)
+{
+    struct infer_tensor *y = out[0];
+    int64_t cnt = infer_tensor_numel(y);
+
+    if (gemm_compute(n, in, out) == 0 && n->fused_relu) { /* as Relu: x > 0 ? x : 0 */
+        if (y->dtype == INFER_DT_FLOAT) {
+            infer__vreluf(y->data, y->data, cnt);
+        } else {
+            double *d = y->data;
+            for (int64_t i = 0; i < cnt; i++)
+                d[i] = d[i] > 0 ? d[i] : 0;
+        }
+    }
+    return 0;
+}
+
+const struct infer_op infer__op_gemm = {.name = "Gemm",
+                                        .domain = "",
+                                        .load = gemm_load,
+                                        .shape = gemm_shape,
+                                        .run = gemm_run,
+                                        .prepare = gemm_prepare};
 
 /* ---- MatMul (numpy semantics) ---- */
 
@@ -230,6 +303,13 @@ static int matmul_run(const struct infer_node *n, struct infer_tensor *const *in
         int64_t rows = infer_tensor_numel(a) / (K ? K : 1);
         if (K == 0)
             rows = a->rank > 1 ? infer_tensor_numel(y) / (N ? N : 1) : 1;
+        const struct infer_sgemm_pack *pk = b->rank == 2 ? packed_b(n, b, K, N) : NULL;
+        if (pk != NULL) {
+            if (rows > 0)
+                infer__sgemm_run(pk, rows, a->data, K, 1.0f, INFER_BIAS_NONE, NULL, 0.0f, false,
+                                 y->data, N);
+            return 0;
+        }
         gemm_nn(y->dtype, rows, N, K, a->data, b->data, y->data);
         return 0;
     }
@@ -262,8 +342,26 @@ static int matmul_run(const struct infer_node *n, struct infer_tensor *const *in
     return 0;
 }
 
-const struct infer_op infer__op_matmul = {
-    .name = "MatMul", .domain = "", .shape = matmul_shape, .run = matmul_run};
+static int matmul_prepare(struct infer_node *n, const struct infer_model *m,
+                          struct infer_err *e)
+{
+    const struct infer_value *v;
+
+    if (n->n_in != 2 || n->in[1] < 0)
+        return 0;
+    v = &m->values[n->in[1]];
+    if (v->cdata == NULL || v->dtype != INFER_DT_FLOAT || v->rank != 2)
+        return 0;
+    n->ext = infer__sgemm_pack(v->cdata, v->dims[0], v->dims[1], false);
+    n->ext_free = infer__sgemm_pack_free;
+    return 0;
+}
+
+const struct infer_op infer__op_matmul = {.name = "MatMul",
+                                          .domain = "",
+                                          .shape = matmul_shape,
+                                          .run = matmul_run,
+                                          .prepare = matmul_prepare};
 
 /* ---- Softmax / LogSoftmax ---- */
 
@@ -327,7 +425,9 @@ static int softmax_run(const struct infer_node *n, struct infer_tensor *const *i
     }
     if (cnt == 0)
         return 0;
-    if (in[0]->dtype == INFER_DT_FLOAT)
+    if (in[0]->dtype == INFER_DT_FLOAT && inner == 1)
+        infer__softmax_rowsf(in[0]->data, out[0]->data, outer, cnt, logsm);
+    else if (in[0]->dtype == INFER_DT_FLOAT)
         SOFTMAX(float, expf, logf);
     else
         SOFTMAX(double, exp, log);

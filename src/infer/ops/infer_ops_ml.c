@@ -6,14 +6,30 @@
  * cache lines. (tree id, node id) references are resolved and checked once: a child that
  * does not exist, a node reached twice (a cycle or a DAG), or a tree without a single
  * root is a load error, so the walk at run time needs no checks and always ends.
- * Leaves point at a run of (target, weight) pairs. Scores accumulate in double. */
+ * Leaves point at a run of (target, weight) pairs. Scores accumulate in double.
+ * Ensembles whose splits are all BRANCH_LEQ (no missing tracking), SUM/AVERAGE, with every
+ * leaf weight on one target (what gradient-boosting exporters write) also get a compact
+ * 8-byte record per node for a branch-free walk (struct fnode): with AVX-512, 16 lanes
+ * (16 trees for one row, or 16 rows through one tree) step together with gathers (two
+ * 8-lane qword gathers for the records, one for the features), four such walks
+ * interleaved; otherwise scalar selects. */
 #include <float.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "infer/ops/infer_ops.h"
 
-#define TREE_BLOCK 8 /* rows walked together through one tree */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define INFER_X86 1
+#include <immintrin.h>
+#else
+#define INFER_X86 0
+#endif
+
+#include "infer/ops/infer_kern.h"
+
+#define TREE_BLOCK 16 /* rows walked together through one tree */
+#define TREE_LANES 8  /* scalar fast walk: trees walked together for one row */
 
 enum { M_LEQ, M_LT, M_GTE, M_GT, M_EQ, M_NEQ, M_LEAF };
 enum { PT_NONE, PT_LOGISTIC, PT_SOFTMAX, PT_SOFTMAX_ZERO, PT_PROBIT };
@@ -26,6 +42,17 @@ struct tnode {
     uint8_t mode;
     uint8_t miss_true;
     uint8_t pad[2];
+};
+
+/* Fast-walk node (all-BRANCH_LEQ ensembles whose leaves all add to one target): 8 bytes,
+ * one record per node in the same preorder index as `nodes`. The true child of an internal
+ * node is always the next record (preorder), so only the false child is stored, packed with
+ * the feature: fn = next << fbits | feature. A leaf has thr = NaN (x <= NaN is false for
+ * every x, NaN too) and next = itself, so a walk of any length ends on it; its value (the
+ * sum of its weights) is in fval[]. */
+struct fnode {
+    float thr;
+    uint32_t fn;
 };
 
 struct tgt {
@@ -47,6 +74,11 @@ struct infer_tree {
     int32_t max_feat;
     double *base; /* n_targets entries, or NULL */
     int agg, post;
+    struct fnode *fast; /* NULL when the fast walk does not apply */
+    float *fval;        /* per node: leaf value (0 for internal nodes) */
+    int32_t fast_id;    /* the one target every leaf adds to */
+    int fbits;          /* feature bits in fnode.fn */
+    int32_t *by_depth;  /* tree indices sorted by depth (16-tree lane groups walk evenly) */
     /* classifier */
     int64_t *labels;
     bool binary, all_pos;
@@ -60,6 +92,9 @@ static void tree_free(void *p)
     if (t == NULL)
         return;
     free(t->nodes);
+    free(t->fast);
+    free(t->fval);
+    free(t->by_depth);
     free(t->leaf_start);
     free(t->leaf_n);
     free(t->depth);
@@ -416,6 +451,50 @@ static int tree_load(struct infer_node *n, bool clf, struct infer_err *e)
         free(tk);
     }
     T->n_tg = (int32_t)nt;
+    /* Fast walk: all splits BRANCH_LEQ without missing tracking, SUM or AVERAGE, every leaf
+     * weight on one target, and preorder children (true child = next node). */
+    T->fbits = 1;
+    while (T->fbits < 31 && (INT64_C(1) << T->fbits) <= T->max_feat)
+        T->fbits++;
+    if (T->all_leq && (T->agg == AG_SUM || T->agg == AG_AVERAGE) &&
+        (int64_t)T->n_nodes < (INT64_C(1) << (32 - T->fbits))) {
+        bool ok = true;
+        for (size_t i = 1; i < nt && ok; i++)
+            ok = tid[i] == tid[0];
+        for (int32_t i = 0; i < T->n_nodes && ok; i++)
+            ok = T->nodes[i].mode == M_LEAF || T->nodes[i].t == i + 1;
+        if (ok) {
+            T->fast = mc_xcalloc((size_t)T->n_nodes, sizeof(*T->fast));
+            T->fval = mc_xcalloc((size_t)T->n_nodes, sizeof(*T->fval));
+            T->fast_id = nt ? (int32_t)tid[0] : 0;
+            for (int32_t i = 0; i < T->n_nodes; i++) {
+                const struct tnode *d = &T->nodes[i];
+                struct fnode *f = &T->fast[i];
+                if (d->mode == M_LEAF) {
+                    double v = 0;
+                    for (int32_t k = 0; k < T->leaf_n[i]; k++)
+                        v += T->tg[T->leaf_start[i] + k].w;
+                    f->thr = NAN;
+                    f->fn = (uint32_t)i << T->fbits;
+                    T->fval[i] = (float)v;
+                } else {
+                    f->thr = d->thr;
+                    f->fn = (uint32_t)d->f << T->fbits | (uint32_t)d->feat;
+                }
+            }
+            /* Counting sort of the trees by depth (stable). */
+            T->by_depth = mc_xmalloc(sizeof(int32_t) * (size_t)T->n_trees);
+            {
+                int32_t k = 0, maxd = 0;
+                for (int32_t t = 0; t < T->n_trees; t++)
+                    maxd = T->depth[t] > maxd ? T->depth[t] : maxd;
+                for (int32_t d = 0; d <= maxd; d++)
+                    for (int32_t t = 0; t < T->n_trees; t++)
+                        if (T->depth[t] == d)
+                            T->by_depth[k++] = t;
+            }
+        }
+    }
     if (clf) {
         T->all_pos = true;
         for (size_t i = 0; i < nt; i++)
@@ -470,7 +549,7 @@ static int treereg_shape(const struct infer_node *n, struct infer_tensor *const 
                          struct infer_tensor *const *out, struct infer_err *e)
 {
     const struct infer_tree *T = n->ext;
-    int64_t N, C;
+    int64_t N = 0, C = 0;
     int err;
 
     INFER_NEED(n->n_in == 1 && in[0] && n->n_out >= 1, "needs X");
@@ -490,7 +569,7 @@ static int treeclf_shape(const struct infer_node *n, struct infer_tensor *const 
                          struct infer_tensor *const *out, struct infer_err *e)
 {
     const struct infer_tree *T = n->ext;
-    int64_t N, C;
+    int64_t N = 0, C = 0;
     int err;
 
     INFER_NEED(n->n_in == 1 && in[0] && n->n_out >= 1 && n->n_out <= 2, "needs X");
@@ -636,6 +715,249 @@ static void tree_rows(const struct infer_tree *T, const float *const *x, int nr,
             s[k] /= T->n_trees;
 }
 
+/* Fast walk, portable: one step is three loads and a branch-free select. */
+static inline int32_t fstep(const struct fnode *F, int fb, const float *x, int32_t cur)
+{
+    const struct fnode *nd = &F[cur];
+    const uint32_t fn = nd->fn;
+    int32_t c = -(int32_t)(x[fn & ((1u << fb) - 1)] <= nd->thr); /* all ones: true child */
+
+    return ((int32_t)(fn >> fb) & ~c) | ((cur + 1) & c);
+}
+
+/* Sums of the leaf values over every tree for nr <= TREE_BLOCK rows at x + j*C. One row:
+ * TREE_LANES trees walk in lockstep (independent loads overlap); several rows: the rows
+ * walk each tree in lockstep. */
+static void fast_rows_c(const struct infer_tree *T, const float *x, int64_t C, int nr,
+                        double *sum)
+{
+    const struct fnode *F = T->fast;
+
+    for (int j = 0; j < nr; j++)
+        sum[j] = 0;
+    if (nr == 1) {
+        for (int32_t t0 = 0; t0 < T->n_trees; t0 += TREE_LANES) {
+            int nl = T->n_trees - t0 < TREE_LANES ? (int)(T->n_trees - t0) : TREE_LANES;
+            int32_t cur[TREE_LANES], dep = 0;
+            for (int l = 0; l < nl; l++) {
+                cur[l] = T->roots[t0 + l];
+                dep = T->depth[t0 + l] > dep ? T->depth[t0 + l] : dep;
+            }
+            for (int32_t d = 0; d < dep; d++)
+                for (int l = 0; l < nl; l++)
+                    cur[l] = fstep(F, T->fbits, x, cur[l]);
+            for (int l = 0; l < nl; l++)
+                sum[0] += T->fval[cur[l]];
+        }
+        return;
+    }
+    for (int32_t t = 0; t < T->n_trees; t++) {
+        int32_t cur[TREE_BLOCK];
+        for (int j = 0; j < nr; j++)
+            cur[j] = T->roots[t];
+        for (int32_t d = 0; d < T->depth[t]; d++)
+            for (int j = 0; j < nr; j++)
+                cur[j] = fstep(F, T->fbits, x + j * C, cur[j]);
+        for (int j = 0; j < nr; j++)
+            sum[j] += T->fval[cur[j]];
+    }
+}
+
+#if INFER_X86
+#define T512 __attribute__((target("avx512f,fma")))
+
+/* The records of 16 lanes' current nodes: two 8-lane qword gathers, split into thresholds
+ * and fn with two permutes. */
+static inline __attribute__((always_inline)) T512 __m512 frec16(const struct fnode *F,
+                                                                __m512i cur, __m512i *fn)
+{
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
+                                          2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i q0 = _mm512_i32gather_epi64(_mm512_castsi512_si256(cur), F, 8);
+    const __m512i q1 = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(cur, 1), F, 8);
+
+    *fn = _mm512_permutex2var_epi32(q0, odd, q1);
+    return _mm512_castsi512_ps(_mm512_permutex2var_epi32(q0, even, q1));
+}
+
+/* cur = xv <= thr ? cur + 1 : next. */
+static inline __attribute__((always_inline)) T512 __m512i fsel16(__m512 xv, __m512 thr,
+                                                                 __m512i fn, __m512i cur,
+                                                                 __m128i fb)
+{
+    const __mmask16 go = _mm512_cmp_ps_mask(xv, thr, _CMP_LE_OQ);
+
+    return _mm512_mask_add_epi32(_mm512_srl_epi32(fn, fb), go, cur, _mm512_set1_epi32(1));
+}
+
+/* One step of 16 lanes on different rows (`rowoff`: each lane's row offset in floats):
+ * the features come from a gather. */
+static inline __attribute__((always_inline)) T512 __m512i fstep16(const struct fnode *F,
+                                                                  const float *x,
+                                                                  __m512i rowoff, __m512i cur,
+                                                                  __m512i fmask, __m128i fb)
+{
+    __m512i fn;
+    const __m512 thr = frec16(F, cur, &fn);
+    const __m512i feat = _mm512_and_si512(fn, fmask);
+    const __m512 xv = _mm512_i32gather_ps(_mm512_add_epi32(rowoff, feat), x, 4);
+
+    return fsel16(xv, thr, fn, cur, fb);
+}
+
+/* One step of 16 lanes on one row of at most 32 features held in xlo:xhi: the features
+ * come from a two-register permute instead of a gather. */
+static inline __attribute__((always_inline)) T512 __m512i fstep16p(const struct fnode *F,
+                                                                   __m512 xlo, __m512 xhi,
+                                                                   __m512i cur, __m512i fmask,
+                                                                   __m128i fb)
+{
+    __m512i fn;
+    const __m512 thr = frec16(F, cur, &fn);
+    const __m512 xv = _mm512_permutex2var_ps(xlo, _mm512_and_si512(fn, fmask), xhi);
+
+    return fsel16(xv, thr, fn, cur, fb);
+}
+
+#define FGROUPS 8 /* independent 16-lane walks in flight (gather latency is long) */
+
+static inline __attribute__((always_inline)) T512 __m512d cvt_lo(__m512 v)
+{
+    return _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+}
+
+static inline __attribute__((always_inline)) T512 __m512d cvt_hi(__m512 v)
+{
+    return _mm512_cvtps_pd(
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+/* Sum over every tree for one row: lanes are trees (in depth order, so the 16 trees of a
+ * lane group need about the same number of steps), FGROUPS groups in flight. Rows of at
+ * most 32 features are held in two registers and read with a permute. */
+static T512 double row_trees_512(const struct infer_tree *T, const float *x, int64_t C)
+{
+    const struct fnode *F = T->fast;
+    const __m512i fmask = _mm512_set1_epi32((int)((1u << T->fbits) - 1));
+    const __m128i fb = _mm_cvtsi32_si128(T->fbits);
+    const __m512i zero = _mm512_setzero_si512();
+    const bool perm = C <= 32;
+    const __mmask16 m0 = (__mmask16)(C >= 16 ? 0xffff : (1u << C) - 1);
+    const __mmask16 m1 = (__mmask16)(C >= 32 ? 0xffff : C > 16 ? (1u << (C - 16)) - 1 : 0);
+    const __m512 xlo = perm ? _mm512_maskz_loadu_ps(m0, x) : _mm512_setzero_ps();
+    const __m512 xhi = perm ? _mm512_maskz_loadu_ps(m1, x + 16) : _mm512_setzero_ps();
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    __m512i cur[FGROUPS];
+
+    for (int32_t t0 = 0; t0 < T->n_trees; t0 += 16 * FGROUPS) {
+        __mmask16 live[FGROUPS];
+        int32_t dep = 0, ng = 0;
+        for (int g = 0; g < FGROUPS && t0 + 16 * g < T->n_trees; g++, ng++) {
+            int32_t tg = t0 + 16 * g, idx[16];
+            int nl = T->n_trees - tg < 16 ? (int)(T->n_trees - tg) : 16;
+            live[g] = (__mmask16)((1u << nl) - 1);
+            /* Dead lanes walk tree 0 harmlessly; their values are dropped. */
+            for (int l = 0; l < 16; l++) {
+                int32_t t = l < nl ? T->by_depth[tg + l] : 0;
+                idx[l] = T->roots[t];
+                dep = l < nl && T->depth[t] > dep ? T->depth[t] : dep;
+            }
+            cur[g] = _mm512_loadu_si512(idx);
+        }
+        for (int32_t d = 0; d < dep; d++) {
+            if (perm) {
+#pragma GCC unroll 8
+                for (int g = 0; g < FGROUPS; g++)
+                    if (g < ng)
+                        cur[g] = fstep16p(F, xlo, xhi, cur[g], fmask, fb);
+            } else {
+#pragma GCC unroll 8
+                for (int g = 0; g < FGROUPS; g++)
+                    if (g < ng)
+                        cur[g] = fstep16(F, x, zero, cur[g], fmask, fb);
+            }
+        }
+        for (int g = 0; g < ng; g++) {
+            __m512 v = _mm512_maskz_mov_ps(live[g], _mm512_i32gather_ps(cur[g], T->fval, 4));
+            acc0 = _mm512_add_pd(acc0, cvt_lo(v));
+            acc1 = _mm512_add_pd(acc1, cvt_hi(v));
+        }
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+
+/* As fast_rows_c with AVX-512: rows of at most 32 features (and single rows) one by one
+ * through row_trees_512; wider rows 16 at a time, lanes being rows, FGROUPS trees in
+ * flight (lanes past nr repeat the last row and are dropped). */
+static T512 void fast_rows_512(const struct infer_tree *T, const float *x, int64_t C, int nr,
+                               double *sum)
+{
+    const struct fnode *F = T->fast;
+    const float *val = T->fval;
+    const __m512i fmask = _mm512_set1_epi32((int)((1u << T->fbits) - 1));
+    const __m128i fb = _mm_cvtsi32_si128(T->fbits);
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    __m512i cur[FGROUPS];
+
+    if (nr == 1 || C <= 32) {
+        for (int j = 0; j < nr; j++)
+            sum[j] = row_trees_512(T, x + j * C, C);
+        return;
+    }
+    int32_t ro[16];
+    double tmp[16];
+    for (int j = 0; j < 16; j++)
+        ro[j] = (int32_t)((j < nr ? j : nr - 1) * C);
+    const __m512i rowoff = _mm512_loadu_si512(ro);
+    for (int32_t t0 = 0; t0 < T->n_trees; t0 += FGROUPS) {
+        int32_t dep = 0, ng = T->n_trees - t0 < FGROUPS ? T->n_trees - t0 : FGROUPS;
+        for (int g = 0; g < ng; g++) {
+            cur[g] = _mm512_set1_epi32(T->roots[t0 + g]);
+            dep = T->depth[t0 + g] > dep ? T->depth[t0 + g] : dep;
+        }
+        for (int32_t d = 0; d < dep; d++) {
+#pragma GCC unroll 8
+            for (int g = 0; g < FGROUPS; g++)
+                if (g < ng)
+                    cur[g] = fstep16(F, x, rowoff, cur[g], fmask, fb);
+        }
+        /* Trees added in order, so each row's sum is the same as walking them one by one. */
+        for (int g = 0; g < ng; g++) {
+            __m512 v = _mm512_i32gather_ps(cur[g], val, 4);
+            acc0 = _mm512_add_pd(acc0, cvt_lo(v));
+            acc1 = _mm512_add_pd(acc1, cvt_hi(v));
+        }
+    }
+    _mm512_storeu_pd(tmp, acc0);
+    _mm512_storeu_pd(tmp + 8, acc1);
+    for (int j = 0; j < nr; j++)
+        sum[j] = tmp[j];
+}
+#endif
+
+/* Scores like tree_rows() for the fast-walk case (float rows at x + j*C). */
+static void fast_rows(const struct infer_tree *T, const float *x, int64_t C, int nr, double *s,
+                      uint8_t *has)
+{
+    double sum[TREE_BLOCK];
+    const int32_t nt = T->n_targets;
+
+#if INFER_X86
+    if (infer__cpu_level() >= INFER_CPU_AVX512 && C <= INT32_MAX / TREE_BLOCK)
+        fast_rows_512(T, x, C, nr, sum);
+    else
+#endif
+        fast_rows_c(T, x, C, nr, sum);
+    for (int j = 0; j < nr; j++) {
+        for (int32_t k = 0; k < nt; k++) {
+            s[j * nt + k] = 0;
+            has[j * nt + k] = 0;
+        }
+        s[j * nt + T->fast_id] = T->agg == AG_AVERAGE ? sum[j] / T->n_trees : sum[j];
+    }
+}
+
 static const float *row_as_float(const struct infer_tensor *x, int64_t r, int64_t C, float *buf)
 {
     if (x->dtype == INFER_DT_FLOAT)
@@ -661,7 +983,7 @@ static int treereg_run(const struct infer_node *n, struct infer_tensor *const *i
                        struct infer_tensor *const *out, void *scratch, struct infer_err *e)
 {
     const struct infer_tree *T = n->ext;
-    int64_t N, C;
+    int64_t N = 0, C = 0;
     double *s;
     uint8_t *has;
     float *xb, *y = out[0]->data;
@@ -671,9 +993,13 @@ static int treereg_run(const struct infer_node *n, struct infer_tensor *const *i
     tree_bufs(T, C, scratch, &s, &has, &xb);
     for (int64_t r0 = 0; r0 < N; r0 += TREE_BLOCK) {
         int nr = N - r0 < TREE_BLOCK ? (int)(N - r0) : TREE_BLOCK;
-        for (int j = 0; j < nr; j++)
-            rows[j] = row_as_float(in[0], r0 + j, C, xb + j * C);
-        tree_rows(T, rows, nr, s, has);
+        if (T->fast != NULL && in[0]->dtype == INFER_DT_FLOAT) {
+            fast_rows(T, (const float *)in[0]->data + r0 * C, C, nr, s, has);
+        } else {
+            for (int j = 0; j < nr; j++)
+                rows[j] = row_as_float(in[0], r0 + j, C, xb + j * C);
+            tree_rows(T, rows, nr, s, has);
+        }
         for (int j = 0; j < nr; j++) {
             double *sj = s + j * T->n_targets;
             for (int32_t k = 0; k < T->n_targets; k++)
@@ -720,7 +1046,7 @@ static int treeclf_run(const struct infer_node *n, struct infer_tensor *const *i
                        struct infer_tensor *const *out, void *scratch, struct infer_err *e)
 {
     const struct infer_tree *T = n->ext;
-    int64_t N, C;
+    int64_t N = 0, C = 0;
     double *s;
     uint8_t *has;
     float *xb;
@@ -730,9 +1056,13 @@ static int treeclf_run(const struct infer_node *n, struct infer_tensor *const *i
     tree_bufs(T, C, scratch, &s, &has, &xb);
     for (int64_t r0 = 0; r0 < N; r0 += TREE_BLOCK) {
         int nr = N - r0 < TREE_BLOCK ? (int)(N - r0) : TREE_BLOCK;
-        for (int j = 0; j < nr; j++)
-            rows[j] = row_as_float(in[0], r0 + j, C, xb + j * C);
-        tree_rows(T, rows, nr, s, has);
+        if (T->fast != NULL && in[0]->dtype == INFER_DT_FLOAT) {
+            fast_rows(T, (const float *)in[0]->data + r0 * C, C, nr, s, has);
+        } else {
+            for (int j = 0; j < nr; j++)
+                rows[j] = row_as_float(in[0], r0 + j, C, xb + j * C);
+            tree_rows(T, rows, nr, s, has);
+        }
         for (int j = 0; j < nr; j++) {
             /* clf_finish may write s[0..1] of a binary model: give it room past n_targets. */
             double sj[2 + 2], *p = T->n_targets <= 2 ? sj : s + j * T->n_targets;
@@ -851,7 +1181,7 @@ static int linreg_shape(const struct infer_node *n, struct infer_tensor *const *
                         struct infer_tensor *const *out, struct infer_err *e)
 {
     const struct infer_linear *L = n->ext;
-    int64_t N, C;
+    int64_t N = 0, C = 0;
     int err;
 
     INFER_NEED(n->n_in == 1 && in[0] && n->n_out == 1, "needs X");
@@ -871,7 +1201,7 @@ static int linclf_shape(const struct infer_node *n, struct infer_tensor *const *
                         struct infer_tensor *const *out, struct infer_err *e)
 {
     const struct infer_linear *L = n->ext;
-    int64_t N, C;
+    int64_t N = 0, C = 0;
     int err;
 
     INFER_NEED(n->n_in == 1 && in[0] && n->n_out >= 1 && n->n_out <= 2, "needs X");
