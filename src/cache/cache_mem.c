@@ -226,6 +226,18 @@ static void drop_variant(struct shard *s, struct cache_obj *o, struct dropped *d
     variant_unlink(s, o, d);
 }
 
+/* Drops every variant of e; the last one frees e itself. */
+static void drop_entry(struct shard *s, struct l1_entry *e, struct dropped *d)
+{
+    for (;;) {
+        struct cache_obj *o = e->variants;
+        int last = o->vnext == NULL;
+        drop_variant(s, o, d);
+        if (last)
+            return;
+    }
+}
+
 int l1_vary_key(struct buf *out, const char *vary, const struct http_request *req)
 {
     const char *p = vary;
@@ -294,13 +306,8 @@ int l1_insert(struct l1 *c, const char *pkey, size_t plen, struct cache_obj *o)
     struct l1_entry *e = entry_find(s, bb, h, pkey, plen);
     if (e && !same_vary(e->vary, o->vary)) {
         /* The origin changed its Vary: variants keyed by the old list are unreachable. */
-        while (e && e->variants) {
-            struct cache_obj *victim = e->variants;
-            int last = victim->vnext == NULL;
-            drop_variant(s, victim, &d);
-            if (last)
-                e = NULL;
-        }
+        drop_entry(s, e, &d);
+        e = NULL;
     }
     if (e) {
         for (struct cache_obj *x = e->variants; x; x = x->vnext) {
@@ -375,13 +382,8 @@ size_t l1_remove(struct l1 *c, const char *pkey, size_t plen)
 
     pthread_mutex_lock(&s->mtx);
     struct l1_entry *e = entry_find(s, bb, h, pkey, plen);
-    while (e) {
-        struct cache_obj *o = e->variants;
-        int last = o->vnext == NULL;
-        drop_variant(s, o, &d);
-        if (last)
-            e = NULL;
-    }
+    if (e)
+        drop_entry(s, e, &d);
     pthread_mutex_unlock(&s->mtx);
     n = d.n;
     dropped_release(&d);
@@ -421,13 +423,7 @@ size_t l1_purge_path(struct l1 *c, const char *host, size_t hlen, const char *pa
                     continue;
                 if (host && (kh != hlen || strncasecmp(e->pkey, host, hlen) != 0))
                     continue;
-                while (e) {
-                    struct cache_obj *o = e->variants;
-                    int last = o->vnext == NULL;
-                    drop_variant(s, o, &d);
-                    if (last)
-                        e = NULL;
-                }
+                drop_entry(s, e, &d);
             }
         }
         pthread_mutex_unlock(&s->mtx);

@@ -92,14 +92,8 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 
 int buf_append_u64(struct buf *b, uint64_t v)
 {
-    char tmp[24];
-    size_t i = sizeof(tmp);
-
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return buf_append(b, tmp + i, sizeof(tmp) - i);
+    char tmp[20];
+    return buf_append(b, tmp, mc_u64_digits(v, tmp));
 }
 
 void buf_consume(struct buf *b, size_t n)

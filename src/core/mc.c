@@ -56,3 +56,16 @@ int mc_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
         diff |= x[i] ^ y[i];
     return diff == 0;
 }
+
+size_t mc_u64_digits(uint64_t v, char *out)
+{
+    char tmp[20];
+    size_t i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(out, tmp + i, sizeof(tmp) - i);
+    return sizeof(tmp) - i;
+}

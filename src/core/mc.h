@@ -59,6 +59,10 @@ void *mc_xrealloc(void *p, size_t n);
 char *mc_xstrdup(const char *s);
 char *mc_xstrndup(const char *s, size_t n);
 
+/* Writes the decimal digits of v to out (at least 20 bytes, not NUL-terminated) and returns
+ * how many: for hot paths where printf costs too much. */
+size_t mc_u64_digits(uint64_t v, char *out);
+
 /* Constant-time compare of two byte strings (length leaks, content does not). */
 int mc_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
 

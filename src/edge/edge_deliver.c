@@ -44,24 +44,18 @@ void edge_count(struct edge *e, struct http_exchange *x, int status, enum edge_x
 void edge_cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix)
 {
     size_t pl = strlen(prefix), sl = suffix ? strlen(suffix) : 0;
-    char num[24];
-    size_t i = sizeof(num);
-    int neg = v < 0;
-    uint64_t u = neg ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
+    char num[21];
+    size_t nl = 0;
 
-    do {
-        num[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (neg)
-        num[--i] = '-';
-    size_t nl = sizeof(num) - i;
+    if (v < 0)
+        num[nl++] = '-';
+    nl += mc_u64_digits(v < 0 ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v, num + nl);
     if (pl + nl + sl + 1 > n) {
         out[0] = '\0';
         return;
     }
     memcpy(out, prefix, pl);
-    memcpy(out + pl, num + i, nl);
+    memcpy(out + pl, num, nl);
     memcpy(out + pl + nl, suffix ? suffix : "", sl);
     out[pl + nl + sl] = '\0';
 }

@@ -621,22 +621,30 @@ static int hop_by_hop(const char *name, size_t n)
     return 0;
 }
 
+/* Is `name` one of the comma-separated tokens of a Connection field value? */
+static int token_listed(const char *v, size_t len, const char *name, size_t n)
+{
+    if (!v)
+        return 0;
+    const char *end = v + len;
+    while (v < end) {
+        while (v < end && (*v == ' ' || *v == ','))
+            v++;
+        const char *t = v;
+        while (v < end && *v != ',' && *v != ' ')
+            v++;
+        if ((size_t)(v - t) == n && strncasecmp(t, name, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int in_connection_list(const struct http_request *r, const char *name, size_t n)
 {
-    for (size_t i = 0; i < r->nheaders; i++) {
-        if (!http_str_ieq(r->headers[i].name, "connection"))
-            continue;
-        const char *v = r->headers[i].value.p, *end = v + r->headers[i].value.len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == ','))
-                v++;
-            const char *s = v;
-            while (v < end && *v != ',' && *v != ' ')
-                v++;
-            if ((size_t)(v - s) == n && strncasecmp(s, name, n) == 0)
-                return 1;
-        }
-    }
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (http_str_ieq(r->headers[i].name, "connection") &&
+            token_listed(r->headers[i].value.p, r->headers[i].value.len, name, n))
+            return 1;
     return 0;
 }
 
@@ -726,17 +734,7 @@ struct hdr_build {
 
 static int conn_listed(const struct hdr_build *b, const char *name, size_t n)
 {
-    const char *v = b->conn_list, *end = v + b->conn_len;
-    while (v && v < end) {
-        while (v < end && (*v == ' ' || *v == ','))
-            v++;
-        const char *s = v;
-        while (v < end && *v != ',' && *v != ' ')
-            v++;
-        if ((size_t)(v - s) == n && strncasecmp(s, name, n) == 0)
-            return 1;
-    }
-    return 0;
+    return token_listed(b->conn_list, b->conn_len, name, n);
 }
 
 static int vary_item(const char *item, size_t n, void *arg)

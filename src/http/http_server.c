@@ -365,13 +365,7 @@ static char *put(char *d, const char *s, size_t n)
 
 static char *put_u64(char *d, uint64_t v)
 {
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return put(d, tmp + i, sizeof(tmp) - i);
+    return d + mc_u64_digits(v, d);
 }
 
 /* The head is built in one allocation of its exact upper bound: it is on every response. */
