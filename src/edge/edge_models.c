@@ -754,7 +754,7 @@ out:
     return rc;
 }
 
-static void describe_io(struct buf *b, const struct edge_mio *io, size_t n)
+void edge_models_io_json(struct buf *b, const struct edge_mio *io, size_t n)
 {
     buf_puts(b, "[");
     for (size_t i = 0; i < n; i++) {
@@ -797,9 +797,9 @@ void edge_models_describe(struct edge_models *r, struct buf *b)
             buf_printf(b, ",\"config\":{\"max_batch\":%u,\"max_delay_us\":%" PRIu64
                        ",\"threads\":%u,\"cache_bytes\":%" PRIu64 "},\"inputs\":",
                        c->max_batch, c->max_delay_us, c->threads, m->cache_bytes);
-            describe_io(b, m->cur->in, m->cur->n_in);
+            edge_models_io_json(b, m->cur->in, m->cur->n_in);
             buf_puts(b, ",\"outputs\":");
-            describe_io(b, m->cur->out, m->cur->n_out);
+            edge_models_io_json(b, m->cur->out, m->cur->n_out);
         }
         if (m->cache) {
             struct cache_pred_stats st;

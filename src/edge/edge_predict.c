@@ -808,20 +808,6 @@ static void start_body(struct edge *e, struct http_exchange *x, enum ep ep, cons
 
 /* ---- OIP metadata ---- */
 
-static void put_io(struct buf *b, const struct edge_mio *io, size_t n)
-{
-    buf_puts(b, "[");
-    for (size_t i = 0; i < n; i++) {
-        buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        edge_pj_str(b, io[i].name, strlen(io[i].name));
-        buf_printf(b, ",\"datatype\":\"%s\",\"shape\":[", edge_pj_oip_name(io[i].dtype));
-        for (int d = 0; d < io[i].rank; d++)
-            buf_printf(b, "%s%" PRId64, d ? "," : "", io[i].dims[d]);
-        buf_puts(b, "]}");
-    }
-    buf_puts(b, "]");
-}
-
 static void oip_model(struct edge *e, struct http_exchange *x, const char *name,
                       int64_t version, int ready)
 {
@@ -857,9 +843,9 @@ static void oip_model(struct edge *e, struct http_exchange *x, const char *name,
             buf_printf(&b, "%s\"%" PRId64 "\"", k ? "," : "", v->model->vers[k]->version);
         pthread_rwlock_unlock(&r->lock);
         buf_printf(&b, "],\"platform\":\"onnx\",\"inputs\":");
-        put_io(&b, v->in, v->n_in);
+        edge_models_io_json(&b, v->in, v->n_in);
         buf_puts(&b, ",\"outputs\":");
-        put_io(&b, v->out, v->n_out);
+        edge_models_io_json(&b, v->out, v->n_out);
         buf_printf(&b, ",\"parameters\":{\"version\":\"%" PRId64 "\",\"max_batch\":%u}}\n",
                    v->version, v->cfg.max_batch);
     }

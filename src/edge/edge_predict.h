@@ -232,6 +232,9 @@ void edge_pj_tensor(struct buf *b, int dtype, const void *data, const int64_t *d
                     int scalar);
 /* Appends a JSON string literal (quoted, escaped). */
 void edge_pj_str(struct buf *b, const char *s, size_t n);
+/* Appends the JSON array [{"name":..,"datatype":..,"shape":[..]},...] of a model's inputs or
+ * outputs (OIP metadata and GET /admin/models share it). */
+void edge_models_io_json(struct buf *b, const struct edge_mio *io, size_t n);
 
 /* The common /predict body {"model": "m", "features": [numbers] or [[numbers]]} (keys in
  * any order, "model" and "model_version" optional), decoded without building a JSON tree.
