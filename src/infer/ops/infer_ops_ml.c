@@ -545,6 +545,21 @@ static int ml_input(const struct infer_tensor *x, int64_t *N, int64_t *C, struct
     return 0;
 }
 
+/* Classifier outputs: int64 labels [N], and float scores [N, k] when asked for. */
+static void clf_outputs(const struct infer_node *n, struct infer_tensor *const *out, int64_t N,
+                        int64_t k)
+{
+    out[0]->dtype = INFER_DT_INT64;
+    out[0]->rank = 1;
+    out[0]->dims[0] = N;
+    if (n->n_out > 1 && out[1] != NULL) {
+        out[1]->dtype = INFER_DT_FLOAT;
+        out[1]->rank = 2;
+        out[1]->dims[0] = N;
+        out[1]->dims[1] = k;
+    }
+}
+
 static int treereg_shape(const struct infer_node *n, struct infer_tensor *const *in,
                          struct infer_tensor *const *out, struct infer_err *e)
 {
@@ -578,15 +593,7 @@ static int treeclf_shape(const struct infer_node *n, struct infer_tensor *const 
         return err;
     INFER_NEED(T->max_feat < C && C > 0, "feature id %d but X has %lld columns", T->max_feat,
                (long long)C);
-    out[0]->dtype = INFER_DT_INT64;
-    out[0]->rank = 1;
-    out[0]->dims[0] = N;
-    if (n->n_out > 1 && out[1] != NULL) {
-        out[1]->dtype = INFER_DT_FLOAT;
-        out[1]->rank = 2;
-        out[1]->dims[0] = N;
-        out[1]->dims[1] = T->n_targets;
-    }
+    clf_outputs(n, out, N, T->n_targets);
     return 0;
 }
 
@@ -1210,15 +1217,7 @@ static int linclf_shape(const struct infer_node *n, struct infer_tensor *const *
         return err;
     INFER_NEED(C == L->C, "X has %lld columns, coefficients expect %lld", (long long)C,
                (long long)L->C);
-    out[0]->dtype = INFER_DT_INT64;
-    out[0]->rank = 1;
-    out[0]->dims[0] = N;
-    if (n->n_out > 1 && out[1] != NULL) {
-        out[1]->dtype = INFER_DT_FLOAT;
-        out[1]->rank = 2;
-        out[1]->dims[0] = N;
-        out[1]->dims[1] = L->binary ? 2 : L->k;
-    }
+    clf_outputs(n, out, N, L->binary ? 2 : L->k);
     return 0;
 }
 
