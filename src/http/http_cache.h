@@ -146,4 +146,12 @@ int http_etag_weak_eq(const char *a, size_t alen, const char *b, size_t blen);
 int http_list_each(const char *value, size_t len,
                    int (*cb)(const char *item, size_t ilen, void *arg), void *arg);
 
+/* Walks a block of stored header lines ("Name: value\r\n" each), calling fn with each
+ * field's name and its value trimmed of surrounding whitespace; lines without a colon
+ * are skipped. */
+void http_header_lines_each(const char *p, size_t len,
+                            void (*fn)(const char *name, size_t nlen, const char *value,
+                                       size_t vlen, void *arg),
+                            void *arg);
+
 #endif

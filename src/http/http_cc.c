@@ -302,3 +302,25 @@ void http_req_info_from_request(struct http_req_info *qi, const struct http_requ
             http_list_each(h->value.p, h->value.len, no_cache_item, &qi->pragma_no_cache);
     }
 }
+
+void http_header_lines_each(const char *p, size_t len,
+                            void (*fn)(const char *name, size_t nlen, const char *value,
+                                       size_t vlen, void *arg),
+                            void *arg)
+{
+    const char *end = p + len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (colon && colon > p) {
+            const char *v = colon + 1, *ve = le;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            fn(p, (size_t)(colon - p), v, (size_t)(ve - v), arg);
+        }
+        p = eol ? eol + 1 : end;
+    }
+}

@@ -1,0 +1,169 @@
+/* src/cache/cache_pack.c: see cache_pack.h. */
+#include "cache/cache_pack.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/mc.h"
+
+#define PACK_MAGIC "MCPK"
+#define PACK_ABSENT 0xffffffffu
+#define PACK_FIXED (4 + 2 + 2 + 4 + 8 * 4)
+/* Bounds on decoded fields: anything larger is not something the edge ever stored. */
+#define PACK_MAX_FIELD (16u << 20)
+
+static int put_u32(struct buf *b, uint32_t v)
+{
+    uint8_t p[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    return buf_append(b, p, 4);
+}
+
+static int put_u64(struct buf *b, uint64_t v)
+{
+    uint8_t p[8];
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return buf_append(b, p, 8);
+}
+
+static int put_str(struct buf *b, const char *s, size_t n, int present)
+{
+    if (!present)
+        return put_u32(b, PACK_ABSENT);
+    if (n >= PACK_MAX_FIELD)
+        return -E2BIG;
+    int err = put_u32(b, (uint32_t)n);
+    return err ? err : buf_append(b, s, n);
+}
+
+int cache_pack_meta(struct buf *out, const char *pkey, size_t plen, const struct cache_obj *o)
+{
+    int err = 0;
+    uint16_t ver = CACHE_PACK_VERSION, flags = (uint16_t)(o->has_accept_ranges ? 1 : 0);
+    uint8_t vf[4] = {(uint8_t)ver, (uint8_t)(ver >> 8), (uint8_t)flags, (uint8_t)(flags >> 8)};
+
+    err |= buf_append(out, PACK_MAGIC, 4);
+    err |= buf_append(out, vf, 4);
+    err |= put_u32(out, (uint32_t)o->status);
+    err |= put_u64(out, (uint64_t)o->request_time);
+    err |= put_u64(out, (uint64_t)o->response_time);
+    err |= put_u64(out, (uint64_t)o->lifetime);
+    err |= put_u64(out, (uint64_t)o->info.age);
+    err |= put_str(out, pkey, plen, 1);
+    err |= put_str(out, o->hdrs, o->hdrs_len, 1);
+    err |= put_str(out, o->vkey, o->vkey_len, 1);
+    err |= put_str(out, o->vary, o->vary ? strlen(o->vary) : 0, o->vary != NULL);
+    return err ? -E2BIG : 0;
+}
+
+struct rd {
+    const uint8_t *p, *end;
+};
+
+static int get_u32(struct rd *r, uint32_t *v)
+{
+    if (r->end - r->p < 4)
+        return -EINVAL;
+    *v = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 |
+         (uint32_t)r->p[3] << 24;
+    r->p += 4;
+    return 0;
+}
+
+static int get_i64(struct rd *r, int64_t *v)
+{
+    uint64_t u = 0;
+    if (r->end - r->p < 8)
+        return -EINVAL;
+    for (int i = 0; i < 8; i++)
+        u |= (uint64_t)r->p[i] << (8 * i);
+    r->p += 8;
+    *v = (int64_t)u;
+    return 0;
+}
+
+/* A length-prefixed string as a malloc'd NUL-terminated copy; *s NULL when absent. */
+static int get_str(struct rd *r, char **s, size_t *n, int may_be_absent)
+{
+    uint32_t len;
+    *s = NULL;
+    if (get_u32(r, &len) != 0)
+        return -EINVAL;
+    if (len == PACK_ABSENT)
+        return may_be_absent ? 0 : -EINVAL;
+    if (len >= PACK_MAX_FIELD || (size_t)(r->end - r->p) < len)
+        return -EINVAL;
+    *s = mc_xstrndup((const char *)r->p, len);
+    if (n)
+        *n = len;
+    r->p += len;
+    return 0;
+}
+
+struct unpack_scan {
+    struct cache_obj *o;
+};
+
+/* Re-derives what the freshness rules and the deliver path read from the stored lines,
+ * exactly as the fill computed them from the origin's response. */
+static void scan_line(const char *n, size_t nl, const char *v, size_t vl, void *arg)
+{
+    struct cache_obj *o = arg;
+    http_resp_info_add(&o->info, n, nl, v, vl);
+    if (nl == 4 && strncasecmp(n, "etag", 4) == 0) {
+        free(o->etag);
+        o->etag = mc_xstrndup(v, vl);
+    }
+}
+
+int cache_unpack_meta(const void *p, size_t n, struct cache_obj **out, char **pkey, size_t *plen,
+                      size_t *used)
+{
+    struct rd r = {p, (const uint8_t *)p + n};
+    uint32_t status;
+    int64_t reqt, respt, life, age;
+    char *key = NULL, *hdrs = NULL, *vkey = NULL, *vary = NULL;
+    size_t klen = 0, hlen = 0, vklen = 0;
+
+    *out = NULL;
+    if (n < PACK_FIXED || memcmp(p, PACK_MAGIC, 4) != 0)
+        return -EINVAL;
+    uint16_t ver = (uint16_t)(r.p[4] | r.p[5] << 8), flags = (uint16_t)(r.p[6] | r.p[7] << 8);
+    if (ver != CACHE_PACK_VERSION)
+        return -EINVAL;
+    r.p += 8;
+    if (get_u32(&r, &status) || get_i64(&r, &reqt) || get_i64(&r, &respt) ||
+        get_i64(&r, &life) || get_i64(&r, &age) || status < 100 || status > 999)
+        return -EINVAL;
+    if (get_str(&r, &key, &klen, 0) || get_str(&r, &hdrs, &hlen, 0) ||
+        get_str(&r, &vkey, &vklen, 0) || get_str(&r, &vary, NULL, 1)) {
+        free(key);
+        free(hdrs);
+        free(vkey);
+        free(vary);
+        return -EINVAL;
+    }
+    struct cache_obj *o = cache_obj_new((int)status, hdrs, hlen, NULL);
+    free(o->vkey);
+    o->vkey = vkey;
+    o->vkey_len = vklen;
+    o->vary = vary;
+    o->request_time = reqt;
+    o->response_time = respt;
+    o->lifetime = life;
+    o->has_accept_ranges = flags & 1;
+    o->info.status = (int)status;
+    http_header_lines_each(hdrs, hlen, scan_line, o);
+    /* Age is not among the stored lines (the edge computes its own): restore the origin's. */
+    o->info.age = age;
+    http_resp_info_finish(&o->info, respt);
+    *out = o;
+    *pkey = key;
+    *plen = klen;
+    if (used)
+        *used = (size_t)(r.p - (const uint8_t *)p);
+    return 0;
+}

@@ -1,0 +1,110 @@
+/* tests/unit/cache/test_cache_pack.c: the metadata encoding shared by L2 and Redis:
+ * round trip of every field, the header facts re-derived on decode, and rejection of
+ * every truncation and of corrupted lengths. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cache/cache_pack.h"
+
+static struct cache_obj *sample(int with_vary)
+{
+    const char *h = "Cache-Control: max-age=60, stale-if-error=30\r\nETag: \"v1\"\r\n"
+                    "Last-Modified: Tue, 15 Nov 1994 12:45:26 GMT\r\nAccept-Ranges: bytes\r\n";
+    struct cache_obj *o = cache_obj_new(200, strdup(h), strlen(h), NULL);
+    o->request_time = 1700000000;
+    o->response_time = 1700000001;
+    o->lifetime = 60;
+    o->info.age = 7;
+    o->has_accept_ranges = 1;
+    if (with_vary) {
+        o->vary = strdup("accept-encoding");
+        free(o->vkey);
+        o->vkey = strdup("\naccept-encoding:gzip");
+        o->vkey_len = strlen(o->vkey);
+    }
+    return o;
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 2; v++) {
+        struct cache_obj *o = sample(v), *d = NULL;
+        struct buf b;
+        char *key = NULL;
+        size_t klen = 0, used = 0;
+        buf_init(&b, 1 << 20);
+        assert_int_equal(cache_pack_meta(&b, "h/model.bin?v=2", 15, o), 0);
+        assert_int_equal(cache_unpack_meta(b.data, b.len, &d, &key, &klen, &used), 0);
+        assert_int_equal(used, b.len);
+        assert_int_equal(klen, 15);
+        assert_string_equal(key, "h/model.bin?v=2");
+        assert_int_equal(d->status, 200);
+        assert_int_equal(d->hdrs_len, o->hdrs_len);
+        assert_memory_equal(d->hdrs, o->hdrs, o->hdrs_len);
+        assert_int_equal(d->request_time, o->request_time);
+        assert_int_equal(d->response_time, o->response_time);
+        assert_int_equal(d->lifetime, 60);
+        assert_int_equal(d->info.age, 7);
+        assert_int_equal(d->info.cc.max_age, 60);
+        assert_int_equal(d->info.cc.stale_if_error, 30);
+        assert_true(d->info.has_validator);
+        assert_true(d->info.last_modified > 0);
+        assert_string_equal(d->etag, "\"v1\"");
+        assert_int_equal(d->has_accept_ranges, 1);
+        assert_int_equal(d->vkey_len, o->vkey_len);
+        assert_memory_equal(d->vkey, o->vkey, o->vkey_len);
+        if (v)
+            assert_string_equal(d->vary, "accept-encoding");
+        else
+            assert_null(d->vary);
+        assert_null(d->body);
+        free(key);
+        cache_obj_unref(&d);
+        cache_obj_unref(&o);
+        buf_fini(&b);
+    }
+}
+
+static void test_truncated_and_corrupt(void **state)
+{
+    (void)state;
+    struct cache_obj *o = sample(1), *d = NULL;
+    struct buf b;
+    char *key = NULL;
+    size_t klen;
+    buf_init(&b, 1 << 20);
+    assert_int_equal(cache_pack_meta(&b, "k", 1, o), 0);
+    for (size_t n = 0; n < b.len; n++) /* every proper prefix is refused */
+        assert_int_equal(cache_unpack_meta(b.data, n, &d, &key, &klen, NULL), -EINVAL);
+    char *c = malloc(b.len);
+    memcpy(c, b.data, b.len);
+    c[0] = 'X'; /* magic */
+    assert_int_equal(cache_unpack_meta(c, b.len, &d, &key, &klen, NULL), -EINVAL);
+    memcpy(c, b.data, b.len);
+    c[4] = 9; /* version */
+    assert_int_equal(cache_unpack_meta(c, b.len, &d, &key, &klen, NULL), -EINVAL);
+    memcpy(c, b.data, b.len);
+    memset(c + 44, 0x7f, 4); /* the key's length points past the end */
+    assert_int_equal(cache_unpack_meta(c, b.len, &d, &key, &klen, NULL), -EINVAL);
+    assert_null(d);
+    free(c);
+    cache_obj_unref(&o);
+    buf_fini(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_truncated_and_corrupt),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
