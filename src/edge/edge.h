@@ -40,6 +40,17 @@ struct edge_cfg {
     unsigned max_batch;          /* default max_batch; 0 = 64 */
     uint64_t max_delay_us;       /* default max_delay_us */
     uint64_t models_poll_ms;     /* models directory polling for new versions; 0 = off */
+    /* Tiers (issue 3, docs/edge.md "Tiers"). */
+    const char *name;            /* this node's name in Via (loop detection); NULL: random */
+    const char *parent;          /* parent edge base URL: misses go there before the origins */
+    const char *disk_dir;        /* L2 directory; NULL = no disk tier */
+    uint64_t disk;               /* L2 byte budget */
+    uint64_t max_mem_object;     /* bodies larger than this skip L1 (file-backed); 0 = mem/16 */
+    unsigned l2_admit_hits;      /* L2 hits before an object is copied into L1 (default 2) */
+    const char *redis;           /* redis://HOST:PORT shared tier; NULL = none */
+    uint64_t redis_max_object;   /* bodies larger than this are not stored in Redis */
+    uint64_t redis_timeout_ms;   /* per-operation deadline before the tier is skipped */
+    const char *config_file;     /* --config FILE, read again for the route table */
 };
 
 /* Fills the defaults (listen 127.0.0.1:8080, admin 127.0.0.1:0, 256 MiB, 1 thread...). */
@@ -51,6 +62,8 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
 /* Ports actually bound (useful with port 0). */
 int edge_port(const struct edge *e);
 int edge_admin_port(const struct edge *e);
+/* This node's name in Via (from --name, or generated at start). */
+const char *edge_name(const struct edge *e);
 /* Graceful stop (stop accepting, finish in-flight requests for up to grace_ms) and free. */
 void edge_stop(struct edge **e, uint64_t grace_ms);
 

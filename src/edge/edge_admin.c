@@ -28,20 +28,19 @@ static double conns_read(void *arg)
 
 void edge_metrics_init(struct edge *e)
 {
-    static const char *const xc[] = {"HIT", "MISS", "STALE", "BYPASS"};
-    static const char *const lv[] = {"L1", "ORIGIN"};
     char labels[128];
 
     for (int i = 0; i < EDGE_XC__N; i++) {
         for (int j = 0; j < EDGE_LV__N; j++) {
-            snprintf(labels, sizeof(labels), "cache=\"%s\",level=\"%s\"", xc[i], lv[j]);
+            snprintf(labels, sizeof(labels), "cache=\"%s\",level=\"%s\"", edge_xc_name(i),
+                     edge_lv_name(j));
             e->m.req[i][j] = metrics_counter("mlcdn_edge_requests_total",
                                              "Requests answered, by cache status and tier",
                                              labels);
         }
     }
     for (int j = 0; j < EDGE_LV__N; j++) {
-        snprintf(labels, sizeof(labels), "level=\"%s\"", lv[j]);
+        snprintf(labels, sizeof(labels), "level=\"%s\"", edge_lv_name(j));
         e->m.latency[j] = metrics_hist("mlcdn_edge_request_duration_seconds",
                                        "Time from request head to response start, by tier",
                                        labels, 1e6, 16, 60000000);

@@ -14,11 +14,16 @@
 #include "edge/edge_int.h"
 
 static const char *const xc_names[EDGE_XC__N] = {"HIT", "MISS", "STALE", "BYPASS"};
-static const char *const lv_names[EDGE_LV__N] = {"L1", "ORIGIN"};
+static const char *const lv_names[EDGE_LV__N] = {"L1", "L2", "REDIS", "PARENT", "ORIGIN"};
 
 const char *edge_xc_name(enum edge_xc xc)
 {
     return xc_names[xc];
+}
+
+const char *edge_lv_name(enum edge_level lv)
+{
+    return lv_names[lv];
 }
 
 int64_t edge_obj_age(const struct cache_obj *o, int64_t now)

@@ -348,9 +348,16 @@ static void waiter_finish(struct edge_waiter *wt)
     waiter_free(wt);
 }
 
+/* The tier the fill's response came from. */
+static enum edge_level fill_level(const struct edge_fill *f)
+{
+    return f->origin_idx < f->e->nparents ? EDGE_LV_PARENT : EDGE_LV_ORIGIN;
+}
+
 static void waiter_respond_error(struct edge_waiter *wt, int status, const char *msg)
 {
-    edge_count(wt->w->e, wt->x, status, wt->xc, EDGE_LV_ORIGIN, 0);
+    edge_count(wt->w->e, wt->x, status, wt->xc, wt->fill ? fill_level(wt->fill) : EDGE_LV_ORIGIN,
+               0);
     http_x_error(wt->x, status, msg);
     waiter_finish(wt);
 }
@@ -451,7 +458,7 @@ static void waiter_pump(struct edge_waiter *wt)
             return;
         }
         if (whole || (state == FILL_DONE && cache_body_state(o->body) == CACHE_BODY_COMPLETE)) {
-            enum edge_level lv = f->revalidated ? EDGE_LV_L1 : EDGE_LV_ORIGIN;
+            enum edge_level lv = f->revalidated ? EDGE_LV_L1 : fill_level(f);
             enum edge_xc xc = f->revalidated ? EDGE_XC_HIT : wt->xc;
             if (f->revalidated)
                 snprintf(cs, sizeof(cs), "mlcdn; hit; fwd=stale; fwd-status=304");
@@ -470,11 +477,11 @@ static void waiter_pump(struct edge_waiter *wt)
         fill_cache_status(f, wt->xc, cs, sizeof(cs));
         if (!wt->leader)
             snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
-        edge_deliver_headers(e, &h, o, wt->xc, EDGE_LV_ORIGIN, cs);
+        edge_deliver_headers(e, &h, o, wt->xc, fill_level(f), cs);
         int64_t clen = o->body->expected;
         http_x_start(wt->x, o->status, h.data, clen);
         buf_fini(&h);
-        edge_count(e, wt->x, o->status, wt->xc, EDGE_LV_ORIGIN, 0);
+        edge_count(e, wt->x, o->status, wt->xc, fill_level(f), 0);
         wt->obj = o;
         wt->started = 1;
         wt->limit = UINT64_MAX;
@@ -665,14 +672,14 @@ static struct curl_slist *origin_headers(struct edge_fill *f, const struct http_
                                          const char *peer)
 {
     struct curl_slist *l = NULL;
-    char via[128];
+    char via[2300];
 
     for (size_t i = 0; i < r->nheaders; i++) {
         struct http_str nm = r->headers[i].name, v = r->headers[i].value;
         if (hop_by_hop(nm.p, nm.len) || in_connection_list(r, nm.p, nm.len))
             continue;
         if (http_str_ieq(nm, "expect") || http_str_ieq(nm, "content-length") ||
-            http_str_ieq(nm, "x-forwarded-for"))
+            http_str_ieq(nm, "x-forwarded-for") || http_str_ieq(nm, "via"))
             continue;
         if (f->cacheable_req &&
             (http_str_ieq(nm, "if-none-match") || http_str_ieq(nm, "if-modified-since") ||
@@ -687,7 +694,14 @@ static struct curl_slist *origin_headers(struct edge_fill *f, const struct http_
     l = curl_slist_append(l, "Expect:");
     if (!http_request_header(r, "accept"))
         l = curl_slist_append(l, "Accept:");
-    snprintf(via, sizeof(via), "Via: 1.1 mlcdn-%s", f->e->cfg.region);
+    /* Via (RFC 9110 §7.6.3) as a list: the client's hops, then this node, so a parent
+     * edge can see the whole path and refuse a loop. */
+    const struct http_header *cv = http_request_header(r, "via");
+    if (cv)
+        snprintf(via, sizeof(via), "Via: %.*s, 1.1 %s (mlcdn)", (int)MC_MIN(cv->value.len, 2048u),
+                 cv->value.p, f->e->name);
+    else
+        snprintf(via, sizeof(via), "Via: 1.1 %s (mlcdn)", f->e->name);
     l = curl_slist_append(l, via);
     if (peer && *peer) {
         const struct http_header *xff = http_request_header(r, "x-forwarded-for");
@@ -714,7 +728,10 @@ static struct curl_slist *origin_headers(struct edge_fill *f, const struct http_
  * computes its own), and Surrogate-Control, which is addressed to the edge itself. */
 static int keep_stored_header(const char *name, size_t n)
 {
-    static const char *const drop[] = {"content-length", "age", "surrogate-control", "date-x"};
+    /* A parent edge's own X-Cache fields describe its cache, not ours: ours are added on
+     * delivery (its Cache-Status entry stays: RFC 9211 lists every cache on the path). */
+    static const char *const drop[] = {"content-length", "age", "surrogate-control",
+                                       "x-cache", "x-cache-level", "x-edge-region"};
     if (hop_by_hop(name, n))
         return 0;
     for (size_t i = 0; i < MC_ARRAY_SIZE(drop); i++)
@@ -749,28 +766,6 @@ static int vary_item(const char *item, size_t n, void *arg)
         buf_append(vary, &ch, 1);
     }
     return 0;
-}
-
-/* Walks "Name: value\r\n" lines; calls fn for each. */
-static void each_line(const char *p, size_t len,
-                      void (*fn)(const char *n, size_t nl, const char *v, size_t vl, void *arg),
-                      void *arg)
-{
-    const char *end = p + len;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *le = eol ? eol : end;
-        const char *colon = memchr(p, ':', (size_t)(le - p));
-        if (colon && colon > p) {
-            const char *v = colon + 1, *ve = le;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            fn(p, (size_t)(colon - p), v, (size_t)(ve - v), arg);
-        }
-        p = eol ? eol + 1 : end;
-    }
 }
 
 static void scan_conn(const char *n, size_t nl, const char *v, size_t vl, void *arg)
@@ -810,8 +805,8 @@ static void hdr_build_run(struct hdr_build *b, int status, const char *lines, si
     b->etag = NULL;
     b->conn_list = NULL;
     b->conn_len = 0;
-    each_line(lines, len, scan_conn, b);
-    each_line(lines, len, build_line, b);
+    http_header_lines_each(lines, len, scan_conn, b);
+    http_header_lines_each(lines, len, build_line, b);
     http_resp_info_finish(&b->info, units_wall_s());
 }
 

@@ -66,7 +66,8 @@ struct edge_busy_shard {
 
 /* Cache status of a response, for headers and metrics. */
 enum edge_xc { EDGE_XC_HIT, EDGE_XC_MISS, EDGE_XC_STALE, EDGE_XC_BYPASS, EDGE_XC__N };
-enum edge_level { EDGE_LV_L1, EDGE_LV_ORIGIN, EDGE_LV__N };
+/* The tier a response came from, nearest first (X-Cache-Level). */
+enum edge_level { EDGE_LV_L1, EDGE_LV_L2, EDGE_LV_REDIS, EDGE_LV_PARENT, EDGE_LV_ORIGIN, EDGE_LV__N };
 
 struct edge_metrics {
     struct metrics_counter *req[EDGE_XC__N][EDGE_LV__N];
@@ -100,6 +101,8 @@ struct edge {
     double cpu_load;
     struct cache_key_opts keyopts;
     struct edge_models *models; /* --models registry, NULL without (edge_models.c) */
+    size_t nparents;            /* 1 when origin_urls[0] is the --parent edge */
+    char name[64];              /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
 };
 
 /* One origin transfer. */
@@ -213,6 +216,7 @@ int64_t edge_obj_age(const struct cache_obj *o, int64_t now);
 /* out = prefix + decimal v + suffix (no printf: on the hit path). */
 void edge_cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix);
 const char *edge_xc_name(enum edge_xc xc);
+const char *edge_lv_name(enum edge_level lv);
 
 /* edge_admin.c */
 void edge_admin_handle(struct http_exchange *x, void *arg);

@@ -3,7 +3,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "cache/cache_key.h"
 #include "core/conf.h"
@@ -93,7 +95,9 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
     uv_close((uv_handle_t *)&w->wake, worker_closed);
 }
 
-static int add_origin(struct edge *e, const char *url, size_t n, char *err, size_t errlen)
+/* Upstreams are tried in order: the parent edge (if any), then the origins. */
+static int add_origin(struct edge *e, const char *flag, const char *url, size_t n, char *err,
+                      size_t errlen)
 {
     if (e->cfg.norigins >= EDGE_MAX_ORIGINS) {
         snprintf(err, errlen, "--origin: at most %d origins", EDGE_MAX_ORIGINS);
@@ -102,7 +106,7 @@ static int add_origin(struct edge *e, const char *url, size_t n, char *err, size
     while (n && url[n - 1] == '/')
         n--;
     if (n < 8 || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
-        snprintf(err, errlen, "--origin: '%.*s' is not an http:// or https:// URL", (int)n, url);
+        snprintf(err, errlen, "--%s: '%.*s' is not an http:// or https:// URL", flag, (int)n, url);
         return -EINVAL;
     }
     e->origin_urls[e->cfg.norigins] = mc_xstrndup(url, n);
@@ -119,18 +123,23 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
 
     e->cfg = *cfg;
     e->cfg.norigins = 0;
+    if (cfg->parent && *cfg->parent) {
+        if ((rc = add_origin(e, "parent", cfg->parent, strlen(cfg->parent), err, errlen)) != 0)
+            goto fail;
+        e->nparents = 1;
+    }
     for (size_t i = 0; i < cfg->norigins; i++) {
         /* Each --origin may itself be a comma-separated list. */
         const char *p = cfg->origins[i];
         while (p && *p) {
             const char *comma = strchr(p, ',');
             size_t n = comma ? (size_t)(comma - p) : strlen(p);
-            if (n && (rc = add_origin(e, p, n, err, errlen)) != 0)
+            if (n && (rc = add_origin(e, "origin", p, n, err, errlen)) != 0)
                 goto fail;
             p = comma ? comma + 1 : NULL;
         }
     }
-    if (e->cfg.norigins == 0) {
+    if (e->cfg.norigins == e->nparents) {
         snprintf(err, errlen, "--origin is required (one or more http:// URLs)");
         rc = -EINVAL;
         goto fail;
@@ -139,6 +148,23 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
         snprintf(err, errlen, "--mem: at least 1M of memory cache is needed");
         rc = -EINVAL;
         goto fail;
+    }
+    if (cfg->name && *cfg->name) {
+        if (strlen(cfg->name) >= sizeof(e->name) || strpbrk(cfg->name, " ,()\t\r\n")) {
+            snprintf(err, errlen, "--name: '%s' must be a single token of at most %zu characters",
+                     cfg->name, sizeof(e->name) - 1);
+            rc = -EINVAL;
+            goto fail;
+        }
+        snprintf(e->name, sizeof(e->name), "%s", cfg->name);
+    } else {
+        /* Unique per process, so two edges of one region in a chain still tell each other
+         * apart in Via. */
+        uint64_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+            rnd = units_now_us() ^ (uint64_t)getpid() << 32;
+        snprintf(e->name, sizeof(e->name), "mlcdn-%s-%08llx", cfg->region,
+                 (unsigned long long)(rnd & 0xffffffffu));
     }
     e->cfg.threads = cfg->threads ? cfg->threads : 1;
     e->keyopts.ignore_params = cfg->ignore_params;
@@ -199,6 +225,11 @@ int edge_admin_port(const struct edge *e)
     return e->cfg.admin && *e->cfg.admin ? http_server_port(e->srv, 1) : -1;
 }
 
+const char *edge_name(const struct edge *e)
+{
+    return e->name;
+}
+
 void edge_stop(struct edge **ep, uint64_t grace_ms)
 {
     struct edge *e = *ep;
@@ -257,6 +288,9 @@ int edge_main(int argc, char **argv)
         {"admin", CONF_STR, &cfg.admin, "admin address (default 127.0.0.1:0; \"\" disables)"},
         {"origin", CONF_STRLIST, &origins, "origin base URL(s), comma-separated or repeated"},
         {"region", CONF_STR, &cfg.region, "region name reported in X-Edge-Region and /health"},
+        {"name", CONF_STR, &cfg.name, "this node's name in Via (default mlcdn-REGION-random)"},
+        {"parent", CONF_STR, &cfg.parent,
+         "parent edge URL: misses go there first, then to the origins"},
         {"mem", CONF_SIZE, &cfg.mem, "L1 memory budget (default 256M)"},
         {"policy", CONF_STR, &cfg.policy, "eviction policy (default: mlcdn's adaptive policy)"},
         {"threads", CONF_INT, &threads, "worker threads (default 1)"},
@@ -354,8 +388,8 @@ int edge_main(int argc, char **argv)
         url_host(cfg.admin, ahost, sizeof(ahost));
         snprintf(admin_url, sizeof(admin_url), "http://%s:%d", ahost, edge_admin_port(e));
     }
-    printf("edge listening on http://%s:%d admin=%s region=%s\n", host, edge_port(e), admin_url,
-           cfg.region);
+    printf("edge listening on http://%s:%d admin=%s region=%s name=%s\n", host, edge_port(e),
+           admin_url, cfg.region, edge_name(e));
     fflush(stdout);
     log_info("edge started", "listen=%s port=%d region=%s threads=%u mem=%llu origins=%zu",
              cfg.listen, edge_port(e), cfg.region, cfg.threads, (unsigned long long)cfg.mem,

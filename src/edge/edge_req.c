@@ -18,6 +18,24 @@ int edge_primary_key(struct edge *e, const struct http_request *r, struct buf *o
     return cache_key_primary(out, host, r->path, r->query, &e->keyopts);
 }
 
+/* Did this request already pass through this node? Each hop of Via is
+ * "proto received-by [comment]"; ours is "1.1 <name> (mlcdn)". */
+static int via_loop(const struct edge *e, const struct http_request *r)
+{
+    size_t nl = strlen(e->name);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (!http_str_ieq(r->headers[i].name, "via"))
+            continue;
+        const char *p = r->headers[i].value.p, *end = p + r->headers[i].value.len;
+        for (; p + nl <= end; p++) {
+            if (memcmp(p, e->name, nl) == 0 && (p == r->headers[i].value.p || p[-1] == ' ') &&
+                (p + nl == end || p[nl] == ' ' || p[nl] == ','))
+                return 1;
+        }
+    }
+    return 0;
+}
+
 void edge_public_handle(struct http_exchange *x, void *arg)
 {
     struct edge *e = arg;
@@ -30,6 +48,10 @@ void edge_public_handle(struct http_exchange *x, void *arg)
 
     if (r->method == HTTP_M_PURGE) {
         http_x_error(x, 403, "PURGE is accepted on the admin listener only");
+        return;
+    }
+    if (via_loop(e, r)) {
+        http_x_error(x, 508, "request loop: this edge already forwarded this request (Via)");
         return;
     }
     if (e->models && edge_predict_route(e, x))
