@@ -138,8 +138,11 @@ int cache_unpack_meta(const void *p, size_t n, struct cache_obj **out, char **pk
     if (get_u32(&r, &status) || get_i64(&r, &reqt) || get_i64(&r, &respt) ||
         get_i64(&r, &life) || get_i64(&r, &age) || status < 100 || status > 999)
         return -EINVAL;
+    size_t varylen = 0;
+    /* The Vary list is kept as a C string: a NUL inside would silently shorten it. */
     if (get_str(&r, &key, &klen, 0) || get_str(&r, &hdrs, &hlen, 0) ||
-        get_str(&r, &vkey, &vklen, 0) || get_str(&r, &vary, NULL, 1)) {
+        get_str(&r, &vkey, &vklen, 0) || get_str(&r, &vary, &varylen, 1) ||
+        (vary && memchr(vary, '\0', varylen))) {
         free(key);
         free(hdrs);
         free(vkey);
