@@ -10,7 +10,14 @@
  * reallocated or shifted below head_len until the exchange ends; bytes of later
  * pipelined requests are appended after it, and body bytes are moved out into the
  * exchange's body buffer. The connection is freed when both its socket is closed and its
- * exchange (if any) was ended by the handler. */
+ * exchange (if any) was ended by the handler.
+ *
+ * A file send (http_x_sendfile_fd) belongs to the connection, not to the exchange: the
+ * handler may end the exchange while file bytes are still to go, and the next request
+ * then waits until they went (c->sf.then_next). While a file send waits for the socket,
+ * exactly one small "probe" write of the next file bytes is in libuv's write queue; its
+ * callback is the only thing that resumes the send, and conn_close() ends the send (done
+ * called) before the socket can close, so no callback outlives the connection. */
 #include "http/http_server.h"
 
 #include <errno.h>
@@ -36,6 +43,12 @@
 #define CONN_MAGIC 0x434f4e4eu
 #define WORKER_MAGIC 0x574f524bu
 #define INBUF_MIN 4096
+/* A file send waiting for the socket copies this much of the file into a probe write (see
+ * sf_probe); it bounds the memory of a send whatever its length. */
+#define SF_PROBE 16384
+/* Bytes sent with sendfile(2) per loop turn, so that a fast client of a huge file does
+ * not starve the loop's other connections; also well under the ~2 GiB a call may move. */
+#define SF_TURN_MAX (4u << 20)
 
 struct worker;
 
@@ -74,6 +87,20 @@ struct http_exchange {
     struct http_request req;
 };
 
+/* A file send in progress on a connection (http_x_sendfile_fd). */
+struct sendfd {
+    uv_write_t req;   /* the probe write; embedded: the connection outlives it */
+    char *probe;      /* SF_PROBE bytes while a send needed to wait, else NULL */
+    int fd;           /* the caller's; never closed here */
+    int active;       /* bytes left to send, done still owed */
+    int probing;      /* req is in libuv's write queue */
+    int then_next;    /* the exchange ended meanwhile: serve the next request after */
+    int then_close;   /* ...or close the connection */
+    uint64_t off, left;
+    void (*done)(void *arg);
+    void *arg;
+};
+
 struct conn {
     unsigned magic;
     uv_tcp_t tcp;
@@ -99,6 +126,7 @@ struct conn {
     uint64_t deadline;         /* loop time (ms) of the pending timeout; 0: none */
     char peer[64];
     uint64_t requests;
+    struct sendfd sf;
 };
 
 struct worker {
@@ -451,7 +479,7 @@ int http_x_write(struct http_exchange *x, const void *data, size_t len, void (*d
     char *own = NULL;
     char *frame;
 
-    MC_ASSERT(x->started && !x->ended);
+    MC_ASSERT(x->started && !x->ended && !x->conn->sf.active);
     if (x->aborted || x->conn->closing)
         return -EPIPE;
     if (x->no_body || len == 0) {
@@ -491,7 +519,7 @@ int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, c
     struct conn *c = x->conn;
     uv_os_fd_t sock;
 
-    MC_ASSERT(x->started && !x->ended && !x->chunked);
+    MC_ASSERT(x->started && !x->ended && !x->chunked && !c->sf.active);
     if (x->aborted || c->closing)
         return -EPIPE;
     if (x->no_body || len == 0 || uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0 ||
@@ -541,11 +569,180 @@ int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, c
     return 0;
 }
 
+/* ---- file sends without a copy (http_x_sendfile_fd) ----
+ *
+ * libuv has no "tell me when this stream is writable" for a uv_tcp_t, so when sendfile(2)
+ * finds the socket full, the next SF_PROBE bytes of the file are pread() into a small
+ * buffer and queued with uv_write(): its callback means the socket took them, i.e. it has
+ * room again, and sendfile goes on. This was chosen over a uv_poll_t on a dup() of the
+ * socket because the probe stays inside libuv's own write queue: ordering with the head
+ * and earlier writes, the send timeout (on_timeout sees a queued write), uv_shutdown
+ * (waits for it) and uv_close (cancels it, ECANCELED) all work unchanged, whereas a second
+ * epoll registration of the same socket would be invisible to them, would outlive the
+ * uv_tcp_t's close (the dup keeps the socket open) and is unsupported by libuv (uv_poll
+ * docs: one poller per socket). The price is a copy of at most SF_PROBE bytes per wait. */
+
+static void on_sf_probe(uv_write_t *req, int status);
+
+static int sf_probe(struct conn *c)
+{
+    struct sendfd *sf = &c->sf;
+    ssize_t n;
+    int err;
+
+    if (!sf->probe)
+        sf->probe = mc_xmalloc(SF_PROBE);
+    do
+        n = pread(sf->fd, sf->probe, (size_t)MC_MIN(sf->left, (uint64_t)SF_PROBE),
+                  (off_t)sf->off);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return n < 0 ? -errno : -EIO; /* EOF: the file is shorter than announced */
+    uv_buf_t b = uv_buf_init(sf->probe, (unsigned)n);
+    err = uv_write(&sf->req, (uv_stream_t *)&c->tcp, &b, 1, on_sf_probe);
+    if (err)
+        return -EPIPE;
+    sf->probing = 1;
+    sf->off += (uint64_t)n;
+    sf->left -= (uint64_t)n;
+    timer_arm(c, c->w->srv->cfg.send_timeout_ms);
+    return 0;
+}
+
+/* Sends while the socket takes bytes. Returns 1 when all went, 0 when a probe write now
+ * waits for the socket, or a negative errno (socket or file error). */
+static int sf_pump(struct conn *c)
+{
+    struct sendfd *sf = &c->sf;
+    uint64_t turn = 0;
+    uv_os_fd_t sock;
+
+    if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0)
+        return -EPIPE;
+    /* Bytes still in libuv's queue (the head, earlier writes) go first: the probe is
+     * queued behind them and its callback brings us back here once they went. */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
+        return sf_probe(c);
+    while (sf->left > 0) {
+        if (turn >= SF_TURN_MAX)
+            return sf_probe(c); /* completes at once; its callback runs next loop turn */
+        off_t o = (off_t)sf->off;
+        ssize_t n = sendfile(sock, sf->fd, &o, (size_t)MC_MIN(sf->left, SF_TURN_MAX - turn));
+        if (n > 0) {
+            sf->off += (uint64_t)n;
+            sf->left -= (uint64_t)n;
+            turn += (uint64_t)n;
+        } else if (n == 0) {
+            return -EIO; /* EOF: the file is shorter than announced */
+        } else if (errno == EAGAIN) {
+            return sf_probe(c);
+        } else if (errno != EINTR) {
+            return -errno;
+        }
+    }
+    return 1;
+}
+
+static void conn_next(struct conn *c, int close_after);
+
+/* Ends the send and calls done, once. ok: all bytes went; else the connection is closing
+ * (conn_close calls this). The probe buffer stays while libuv may still write from it. */
+static void sf_finish(struct conn *c, int ok)
+{
+    struct sendfd *sf = &c->sf;
+    void (*done)(void *) = sf->done;
+    void *arg = sf->arg;
+    int then_next = sf->then_next, then_close = sf->then_close;
+
+    MC_ASSERT(sf->active);
+    sf->active = 0;
+    sf->then_next = sf->then_close = 0;
+    sf->done = NULL;
+    sf->arg = NULL;
+    if (!sf->probing) {
+        free(sf->probe);
+        sf->probe = NULL;
+    }
+    /* As in on_write: everything is out, the handler's state decides the timer again. */
+    if (ok && c->state == ST_HANDLING)
+        timer_disarm(c);
+    /* done may start another send or end the exchange; `sf` is not touched after it. */
+    if (done)
+        done(arg);
+    if (then_next && !c->closing)
+        conn_next(c, then_close);
+}
+
+static void on_sf_probe(uv_write_t *req, int status)
+{
+    struct conn *c = MC_CONTAINER_OF(req, struct conn, sf.req);
+    struct sendfd *sf = &c->sf;
+    int r;
+
+    MC_CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+    sf->probing = 0;
+    if (!sf->active) {
+        /* conn_close already ended the send (this is ECANCELED or a late completion). */
+        free(sf->probe);
+        sf->probe = NULL;
+        return;
+    }
+    MC_ASSERT(!c->closing); /* conn_close ends an active send */
+    r = status < 0 ? -EPIPE : sf_pump(c);
+    if (r < 0)
+        conn_close(c); /* calls sf_finish(c, 0) */
+    else if (r > 0)
+        sf_finish(c, 1);
+}
+
+int http_x_sendfile_fd(struct http_exchange *x, int fd, uint64_t off, uint64_t len,
+                       void (*done)(void *arg), void *arg)
+{
+    struct conn *c = x->conn;
+    struct sendfd *sf = &c->sf;
+    int r;
+
+    MC_ASSERT(x->started && !x->ended && !x->chunked && !sf->active);
+    if (x->aborted || c->closing)
+        return -EPIPE;
+    MC_ASSERT(!sf->probing); /* only a closing connection has a probe without a send */
+    if (x->no_body || len == 0)
+        return http_x_write(x, NULL, 0, done, arg);
+    r = flush_head(x);
+    if (r)
+        return r;
+    sf->fd = fd;
+    sf->off = off;
+    sf->left = len;
+    sf->done = done;
+    sf->arg = arg;
+    sf->active = 1;
+    r = sf_pump(c);
+    if (r == 0)
+        return 0;
+    if (r > 0) {
+        sf_finish(c, 1);
+        return 0;
+    }
+    /* Failed before any wait: like http_x_write, report it here and never call done.
+     * Part of the body may be out already, so the connection cannot carry on. */
+    sf->active = 0;
+    sf->done = NULL;
+    sf->arg = NULL;
+    free(sf->probe);
+    sf->probe = NULL;
+    conn_close(c);
+    return r;
+}
+
 size_t http_x_pending(const struct http_exchange *x)
 {
-    if (x->conn->closing)
+    const struct conn *c = x->conn;
+
+    if (c->closing)
         return 0;
-    return uv_stream_get_write_queue_size((uv_stream_t *)&x->conn->tcp);
+    return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) +
+           (c->sf.active ? (size_t)c->sf.left : 0);
 }
 
 void http_x_end(struct http_exchange *x)
@@ -693,7 +890,22 @@ static void exchange_finish(struct conn *c)
         conn_maybe_free(c);
         return;
     }
-    if (close_after) {
+    if (c->sf.active) {
+        /* File bytes of this response are still to go: the next request (or the close)
+         * waits for them, in state ST_HANDLING so that its bytes are only buffered. */
+        c->sf.then_next = 1;
+        c->sf.then_close = close_after;
+        return;
+    }
+    conn_next(c, close_after);
+}
+
+/* The response went out (or is queued): close, or go on with the next request. */
+static void conn_next(struct conn *c, int close_after)
+{
+    /* A graceful stop waits for busy connections; this one is done now (the head may
+     * have promised keep-alive before the stop began). */
+    if (close_after || c->w->stopping) {
         /* Half-close after the queued writes so the client reads the whole response. */
         conn_close(c);
         return;
@@ -725,6 +937,9 @@ static void conn_maybe_free(struct conn *c)
     if (!c->tcp_closed || !c->timer_closed || c->x)
         return;
     struct worker *w = c->w;
+    /* conn_close ended any file send, and libuv ran the probe's callback before the
+     * socket's close callback. */
+    MC_ASSERT(!c->sf.active && !c->sf.probing && !c->sf.probe);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -767,6 +982,11 @@ static void conn_close(struct conn *c)
         if (c->x->on_abort)
             c->x->on_abort(c->x, c->x->abort_arg);
     }
+    /* The rest of a file send cannot go out any more: done now, after the abort callback
+     * (so the caller can tell a failure from success), before the socket closes and
+     * before loop_fini on a forced stop. A probe still queued only frees its buffer. */
+    if (c->sf.active)
+        sf_finish(c, 0);
     /* Queued writes finish before the shutdown completes, then the socket closes. */
     uv_shutdown_t *sr = mc_xmalloc(sizeof(*sr));
     sr->data = c;

@@ -132,8 +132,26 @@ int http_x_write(struct http_exchange *x, const void *data, size_t len,
  * `mem`. Not for chunked responses. fd and mem must stay valid until done(arg). */
 int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, const char *mem,
                     void (*done)(void *arg), void *arg);
+/* Sends bytes [off, off+len) of the regular file `fd` with sendfile(2), any len (over
+ * 2 GiB too), without mapping or buffering the body: when the socket is full it waits
+ * for room (meanwhile at most 16 KiB of the file are copied into a probe write) and goes
+ * on. Not for chunked responses; the head goes first. The file is read on the loop: the
+ * caller makes sure the range is in the page cache (else the loop blocks on the disk).
+ * done(arg) is called exactly once: when all bytes were handed to the socket, or when
+ * the connection failed meanwhile (client gone, send timeout, server stop: the abort
+ * callback, if any, runs first, and done runs before loop_fini). It may run before this
+ * returns (the socket took everything at once, or HEAD). No other write on the exchange
+ * until done; from done the caller may write again, send again or end the exchange.
+ * http_x_end may also come before done: the rest still goes out, then the next request
+ * is served. The caller keeps fd open (the server never closes it) and arg valid until
+ * done. Returns 0, or a negative errno (-EPIPE: the client is gone; -EIO: the file is
+ * shorter than len; else sendfile's or pread's error): then done is not called and the
+ * connection closes. SIGPIPE must be ignored, as for any libuv socket write. */
+int http_x_sendfile_fd(struct http_exchange *x, int fd, uint64_t off, uint64_t len,
+                       void (*done)(void *arg), void *arg);
 void http_x_end(struct http_exchange *x);
-/* Bytes queued for this connection's socket and not yet written (for back-pressure). */
+/* Bytes queued for this connection's socket and not yet written, including what is left
+ * of a file send (for back-pressure). */
 size_t http_x_pending(const struct http_exchange *x);
 /* Called once if the client disconnects before the exchange ends. */
 void http_x_on_abort(struct http_exchange *x, http_x_cb_f *cb, void *arg);
