@@ -4,7 +4,7 @@
  * Vary'd request header. Normalisation is exactly what RFC 3986 §6.2.2 allows without
  * knowing the origin (case of the host and of %-escapes, decoding of unreserved
  * characters, the default port) plus what the operator chose (parameter order,
- * ignored parameters). Nothing else is rewritten: "/a/../b" and "/a/b" stay distinct
+ * ignored parameters, a route's dropped or whitelisted query). Nothing else is rewritten: "/a/../b" and "/a/b" stay distinct
  * keys, because an origin may treat them differently.
  *
  * On error every function leaves `out` as it found it. */
@@ -100,22 +100,30 @@ static int param_cmp(const void *a, const void *b)
     return x->idx < y->idx ? -1 : (x->idx > y->idx ? 1 : 0);
 }
 
-static int ignored(const struct cache_key_opts *opts, const char *name, size_t nlen)
+static int in_list(const char *const *names, size_t n, const char *name, size_t nlen)
 {
     size_t i;
 
-    if (opts == NULL)
-        return 0;
-    for (i = 0; i < opts->n_ignore; i++) {
-        const char *ig = opts->ignore_params[i];
-
-        if (strlen(ig) == nlen && memcmp(ig, name, nlen) == 0)
+    for (i = 0; i < n; i++)
+        if (strlen(names[i]) == nlen && memcmp(names[i], name, nlen) == 0)
             return 1;
-    }
     return 0;
 }
 
-static int append_query(struct buf *out, struct http_str query, const struct cache_key_opts *opts)
+static int ignored(const struct cache_key_opts *opts, const struct cache_key_query *rq,
+                   const char *name, size_t nlen)
+{
+    if (opts != NULL && in_list(opts->ignore_params, opts->n_ignore, name, nlen))
+        return 1;
+    if (rq == NULL)
+        return 0;
+    if (rq->n_keep > 0 && !in_list(rq->keep, rq->n_keep, name, nlen))
+        return 1;
+    return in_list(rq->ignore, rq->n_ignore, name, nlen);
+}
+
+static int append_query(struct buf *out, struct http_str query, const struct cache_key_opts *opts,
+                        const struct cache_key_query *rq)
 {
     struct param small[32], *ps = small;
     char sbuf[1024], *norm = sbuf;
@@ -152,7 +160,7 @@ static int append_query(struct buf *out, struct http_str query, const struct cac
             pp->nlen = eq ? (size_t)(eq - pp->p) : pp->len;
             pp->idx = np;
             o += (size_t)n;
-            if (!ignored(opts, pp->p, pp->nlen))
+            if (!ignored(opts, rq, pp->p, pp->nlen))
                 np++;
         }
         start = i + 1;
@@ -176,6 +184,13 @@ out:
 
 int cache_key_primary(struct buf *out, struct http_str host, struct http_str path,
                       struct http_str query, const struct cache_key_opts *opts)
+{
+    return cache_key_primary_ex(out, host, path, query, opts, NULL);
+}
+
+int cache_key_primary_ex(struct buf *out, struct http_str host, struct http_str path,
+                         struct http_str query, const struct cache_key_opts *opts,
+                         const struct cache_key_query *rq)
 {
     size_t saved = out->len, hlen = host.len, i;
     char hb[256], pb[1024], *pn = pb;
@@ -209,7 +224,8 @@ int cache_key_primary(struct buf *out, struct http_str host, struct http_str pat
     if (err != 0)
         goto fail;
 
-    err = append_query(out, query, opts);
+    /* A dropped query is not looked at at all, bad %-escapes included. */
+    err = rq != NULL && rq->drop ? 0 : append_query(out, query, opts, rq);
     if (err != 0)
         goto fail;
     return 0;
