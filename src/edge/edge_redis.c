@@ -1,0 +1,1018 @@
+/* src/edge/edge_redis.c: the Redis shared tier (see edge_redis.h).
+ *
+ * Per loop, a struct edge_redis_conn goes DOWN -> RESOLVING (host names only, through
+ * uv_getaddrinfo so DNS never blocks the loop) -> CONNECTING (TCP connect, then AUTH,
+ * SELECT and PING under one deadline) -> UP. GETs are sent only when UP and are listed
+ * in send order (`inflight`); Redis answers in order and every GET has the same timeout,
+ * so the oldest has the earliest deadline and one timer per connection covers them all.
+ * A passed deadline drops the whole connection: a Redis that late is stalled or cut off,
+ * and only a fresh connection tells (a blackholed one never errors, and replies queued
+ * behind the late one would be as late).
+ *
+ * Ownership: a GET (struct rget) belongs to hiredis from redisAsyncCommand() to its reply
+ * callback, which hiredis calls exactly once (with NULL when the context goes away); it
+ * then waits in `done` until the loop's idle handle hands the answer to the caller, so a
+ * caller is never re-entered from edge_redis_get() or from inside hiredis.
+ *
+ * The breaker in struct edge_redis is shared by every loop: its state is read lock-free
+ * on each call, transitions take its mutex. Counters are relaxed atomics. */
+#include "edge/edge_redis.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "cache/cache_key.h"
+#include "cache/cache_pack.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/mc.h"
+#include "core/units.h"
+
+#define EDGE_REDIS_MAGIC 0x52444953u
+#define EDGE_REDIS_CONN_MAGIC 0x5244434eu
+#define RGET_MAGIC 0x52474554u
+
+#define RKEY_PREFIX "mlcdn:obj:"
+#define RKEY_LEN (sizeof(RKEY_PREFIX) - 1 + 32)
+/* Metadata (key, header lines, Vary) larger than this is not stored; with max_object it
+ * bounds what a GET reads back, whoever wrote the value. */
+#define META_MAX (256u << 10)
+#define BREAKER_FAILS 3
+#define BREAKER_BACKOFF_MIN_MS 500
+#define BREAKER_BACKOFF_MAX_MS 5000
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 5000
+/* No request waits on a connect (calls are skipped meanwhile), so the handshake may take
+ * longer than a GET; but it must end, or a stalled server would hold the loop's tier. */
+#define CONNECT_TIMEOUT_MIN_MS 250
+/* Redis refuses PX values whose expiry overflows; nothing we store lives a year. */
+#define TTL_MAX_MS (366ull * 86400 * 1000)
+
+enum brk_state { BRK_CLOSED, BRK_OPEN, BRK_HALF };
+enum brk_verdict { BRK_SKIP, BRK_PASS, BRK_PROBE };
+enum conn_state { C_DOWN, C_RESOLVING, C_CONNECTING, C_UP };
+
+struct edge_redis {
+    unsigned magic;
+    char *host;          /* IPv6 without brackets */
+    int host_is_ip;
+    int port;
+    char *user, *pass;   /* NULL when absent */
+    unsigned db;
+    uint64_t max_object;
+    uint64_t timeout_ms;
+    uint64_t connect_timeout_ms;
+    uint64_t value_cap;  /* longest value a GET accepts: META_MAX + max_object */
+    _Atomic unsigned nconns;
+    /* Breaker: `state` and `fails` are read without the lock, written under it. */
+    pthread_mutex_t mtx;
+    _Atomic int state;
+    _Atomic unsigned fails;  /* consecutive failures while closed */
+    uint64_t backoff_ms;     /* mtx */
+    uint64_t until_ms;       /* mtx; OPEN: end of back-off; HALF: when a new probe may go */
+    struct {
+        _Atomic uint64_t hits, misses, errors, timeouts, skipped_open, skipped_down, stores,
+            store_skipped_large, del_failed, trips;
+    } st;
+};
+
+struct rget {
+    unsigned magic;
+    struct edge_redis_conn *c;
+    struct rget *next;       /* inflight or done list */
+    edge_redis_get_cb *cb;
+    void *arg;
+    uint64_t deadline;       /* loop time */
+    struct cache_obj *obj;   /* the answer once decided (ref), NULL for a miss */
+    size_t klen;
+    char key[];              /* the caller's key, NUL-terminated */
+};
+
+struct edge_redis_conn {
+    unsigned magic;
+    struct edge_redis *r;
+    uv_loop_t *loop;
+    enum conn_state state;
+    redisAsyncContext *ac;   /* CONNECTING or UP; freed by hiredis on errors, else conn_drop() */
+    int warned;              /* this outage was logged: one warning per outage per loop */
+    uint64_t next_connect;   /* loop time; no new connect before (unless probing) */
+    uint64_t reconnect_ms;
+    uint64_t hs_deadline;    /* loop time the handshake must end by */
+    uv_timer_t timer;        /* handshake deadline, or the oldest GET's */
+    uv_idle_t idle;          /* delivers `done` */
+    uv_getaddrinfo_t gai;
+    int gai_busy;
+    struct rget *inflight, *inflight_tail;
+    struct rget *done, *done_tail;
+    int closing;
+    unsigned handles;        /* not yet closed; freed at 0 with no gai pending */
+};
+
+#define ST_ADD(r, f) atomic_fetch_add_explicit(&(r)->st.f, 1, memory_order_relaxed)
+
+/* ---- circuit breaker ---- */
+
+static enum brk_verdict brk_allow(struct edge_redis *r)
+{
+    enum brk_verdict v = BRK_SKIP;
+
+    if (atomic_load_explicit(&r->state, memory_order_acquire) == BRK_CLOSED)
+        return BRK_PASS;
+    uint64_t now = units_now_ms();
+    pthread_mutex_lock(&r->mtx);
+    int s = atomic_load_explicit(&r->state, memory_order_relaxed);
+    if (s == BRK_CLOSED) {
+        v = BRK_PASS;
+    } else if (now >= r->until_ms) {
+        /* Back-off over, or the last probe never reported (its loop was finalised): one
+         * call goes through and its outcome decides. */
+        atomic_store_explicit(&r->state, BRK_HALF, memory_order_release);
+        r->until_ms = now + r->connect_timeout_ms + r->timeout_ms;
+        v = BRK_PROBE;
+    }
+    pthread_mutex_unlock(&r->mtx);
+    return v;
+}
+
+static void brk_success(struct edge_redis *r)
+{
+    if (atomic_load_explicit(&r->state, memory_order_acquire) == BRK_CLOSED &&
+        atomic_load_explicit(&r->fails, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&r->mtx);
+    int s = atomic_load_explicit(&r->state, memory_order_relaxed);
+    if (s == BRK_HALF) {
+        r->backoff_ms = BREAKER_BACKOFF_MIN_MS;
+        atomic_store_explicit(&r->state, BRK_CLOSED, memory_order_release);
+        log_info("redis tier back", "host=%s port=%d", r->host, r->port);
+    }
+    /* OPEN: a late reply sent before the trip does not cut the back-off short. */
+    if (s != BRK_OPEN)
+        atomic_store_explicit(&r->fails, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&r->mtx);
+}
+
+static void brk_failure(struct edge_redis *r, const char *why)
+{
+    uint64_t now = units_now_ms();
+
+    pthread_mutex_lock(&r->mtx);
+    int s = atomic_load_explicit(&r->state, memory_order_relaxed);
+    if (s == BRK_CLOSED) {
+        unsigned f = atomic_load_explicit(&r->fails, memory_order_relaxed) + 1;
+        atomic_store_explicit(&r->fails, f, memory_order_relaxed);
+        if (f >= BREAKER_FAILS) {
+            r->until_ms = now + r->backoff_ms;
+            atomic_store_explicit(&r->state, BRK_OPEN, memory_order_release);
+            ST_ADD(r, trips);
+            log_warn("redis tier skipped", "why=\"%s\" failures=%u retry_ms=%" PRIu64, why, f,
+                     r->backoff_ms);
+        }
+    } else if (s == BRK_HALF) {
+        r->backoff_ms = MC_MIN(r->backoff_ms * 2, (uint64_t)BREAKER_BACKOFF_MAX_MS);
+        r->until_ms = now + r->backoff_ms;
+        atomic_store_explicit(&r->state, BRK_OPEN, memory_order_release);
+        log_debug("redis probe failed", "why=\"%s\" retry_ms=%" PRIu64, why, r->backoff_ms);
+    }
+    /* OPEN: late failures of calls sent before the trip do not extend the back-off. */
+    pthread_mutex_unlock(&r->mtx);
+}
+
+/* ---- answers ---- */
+
+static void on_idle(uv_idle_t *h);
+
+static void answer(struct rget *g, struct cache_obj *o)
+{
+    struct edge_redis_conn *c = g->c;
+
+    g->obj = o;
+    g->next = NULL;
+    if (c->done_tail)
+        c->done_tail->next = g;
+    else
+        c->done = g;
+    c->done_tail = g;
+    if (!c->closing)
+        uv_idle_start(&c->idle, on_idle);
+}
+
+/* Takes the queue first: answers queued by the callbacks wait for the next round. */
+static void deliver(struct edge_redis_conn *c)
+{
+    struct rget *g = c->done;
+
+    c->done = c->done_tail = NULL;
+    while (g) {
+        struct rget *n = g->next;
+        MC_CHECK_OBJ_NOTNULL(g, RGET_MAGIC);
+        g->cb(g->arg, g->obj, g->key, g->klen);
+        MC_FREE_OBJ(g);
+        g = n;
+    }
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct edge_redis_conn *c = h->data;
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    deliver(c);
+    if (!c->done)
+        uv_idle_stop(h);
+}
+
+/* ---- connection ---- */
+
+static void on_timer(uv_timer_t *t);
+
+static void arm_timer(struct edge_redis_conn *c)
+{
+    uint64_t at, now = uv_now(c->loop);
+
+    if (c->closing)
+        return;
+    if (c->state == C_CONNECTING)
+        at = c->hs_deadline;
+    else if (c->state == C_UP && c->inflight)
+        at = c->inflight->deadline;
+    else {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, at > now ? at - now : 0, 0);
+}
+
+/* The connection failed or was given up (the context is gone or about to be): counts
+ * one failure, however many calls were in flight on it. */
+static void conn_failed(struct edge_redis_conn *c, const char *what, const char *detail)
+{
+    struct edge_redis *r = c->r;
+
+    c->ac = NULL;
+    c->state = C_DOWN;
+    c->next_connect = uv_now(c->loop) + c->reconnect_ms;
+    c->reconnect_ms = MC_MIN(c->reconnect_ms * 2, (uint64_t)RECONNECT_MAX_MS);
+    arm_timer(c);
+    ST_ADD(r, errors);
+    if (!c->warned) {
+        c->warned = 1;
+        log_warn("redis connection failed", "host=%s port=%d what=\"%s\" error=\"%s\"", r->host,
+                 r->port, what, detail ? detail : "");
+    }
+    brk_failure(r, what);
+}
+
+/* Lets go of the context. Its pending callbacks run with a NULL reply, now or (inside a
+ * hiredis callback) when that returns; they see c->ac != their context. */
+static void conn_drop(struct edge_redis_conn *c, const char *what, const char *detail)
+{
+    redisAsyncContext *ac = c->ac;
+
+    if (c->closing) {
+        c->ac = NULL;
+        c->state = C_DOWN;
+    } else {
+        conn_failed(c, what, detail);
+    }
+    redisAsyncFree(ac);
+}
+
+static void on_connect(const redisAsyncContext *cac, int status);
+static void on_disconnect(const redisAsyncContext *cac, int status);
+
+static void conn_open(struct edge_redis_conn *c, const char *ip)
+{
+    struct edge_redis *r = c->r;
+    char msg[128];
+
+    redisAsyncContext *ac = redisAsyncConnect(ip, r->port);
+    if (!ac) {
+        conn_failed(c, "connect", "out of memory");
+        return;
+    }
+    if (ac->err) {
+        snprintf(msg, sizeof(msg), "%s", ac->errstr);
+        redisAsyncFree(ac);
+        conn_failed(c, "connect", msg);
+        return;
+    }
+    if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+        /* The adapter sets its cleanup hook before it can fail; without its data that hook
+         * would dereference NULL in redisAsyncFree(). */
+        ac->ev.cleanup = NULL;
+        redisAsyncFree(ac);
+        conn_failed(c, "connect", "cannot watch the socket");
+        return;
+    }
+    ac->data = c;
+    /* Connect callback after attaching: setting it asks the adapter for the first
+     * writable event, which is how hiredis learns that connect(2) finished. */
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    c->ac = ac;
+    c->state = C_CONNECTING;
+    c->hs_deadline = uv_now(c->loop) + r->connect_timeout_ms;
+    arm_timer(c);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct edge_redis_conn *c = req->data;
+    char ip[INET6_ADDRSTRLEN] = "";
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    c->gai_busy = 0;
+    /* IPv4 first, as hiredis does for names: "localhost" often lists ::1 first while the
+     * server listens on 127.0.0.1 only. */
+    const struct addrinfo *a = res;
+    for (const struct addrinfo *q = res; q; q = q->ai_next)
+        if (q->ai_family == AF_INET) {
+            a = q;
+            break;
+        }
+    if (status == 0 && a) {
+        if (a->ai_family == AF_INET6)
+            uv_ip6_name((const struct sockaddr_in6 *)(void *)a->ai_addr, ip, sizeof(ip));
+        else
+            uv_ip4_name((const struct sockaddr_in *)(void *)a->ai_addr, ip, sizeof(ip));
+    }
+    uv_freeaddrinfo(res);
+    if (c->closing) {
+        if (!c->handles)
+            MC_FREE_OBJ(c);
+        return;
+    }
+    c->state = C_DOWN;
+    if (status != 0)
+        conn_failed(c, "resolve", uv_strerror(status));
+    else
+        conn_open(c, ip);
+}
+
+static void conn_connect(struct edge_redis_conn *c)
+{
+    struct edge_redis *r = c->r;
+
+    MC_ASSERT(c->state == C_DOWN && !c->closing);
+    if (r->host_is_ip) {
+        /* hiredis resolves the literal itself, which never touches DNS. */
+        conn_open(c, r->host);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, r->host, NULL, &hints);
+    if (rc != 0) {
+        conn_failed(c, "resolve", uv_strerror(rc));
+        return;
+    }
+    c->gai_busy = 1;
+    c->state = C_RESOLVING;
+}
+
+static void maybe_connect(struct edge_redis_conn *c, int probe)
+{
+    if (c->state == C_DOWN && !c->closing && (probe || uv_now(c->loop) >= c->next_connect))
+        conn_connect(c);
+}
+
+static int hs_check(redisAsyncContext *ac, redisReply *reply, const char *what)
+{
+    struct edge_redis_conn *c = ac->data;
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    /* A NULL reply: the context is going away and on_disconnect (or we) accounted for it. */
+    if (ac != c->ac || !reply)
+        return -1;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        conn_drop(c, what, reply->str);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_hs_step(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)hs_check(ac, reply, priv);
+}
+
+static void on_hs_ping(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct edge_redis_conn *c = ac->data;
+
+    if (hs_check(ac, reply, "PING") != 0)
+        return;
+    c->state = C_UP;
+    c->reconnect_ms = RECONNECT_MIN_MS;
+    if (c->warned)
+        log_info("redis connected", "host=%s port=%d", c->r->host, c->r->port);
+    c->warned = 0;
+    arm_timer(c);
+    brk_success(c->r);
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct edge_redis_conn *c = ac->data;
+    struct edge_redis *r = c->r;
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    if (ac != c->ac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context when this returns. */
+        conn_failed(c, "connect", ac->errstr);
+        return;
+    }
+    redisEnableKeepAlive(&ac->c);
+    /* Pipelined: the replies come in this order, the PING's last, and the first error
+     * drops the connection. The command strings are static so the callbacks can name
+     * the step without holding anything. */
+    if (r->pass && r->user)
+        redisAsyncCommand(ac, on_hs_step, "AUTH", "AUTH %s %s", r->user, r->pass);
+    else if (r->pass)
+        redisAsyncCommand(ac, on_hs_step, "AUTH", "AUTH %s", r->pass);
+    if (r->db)
+        redisAsyncCommand(ac, on_hs_step, "SELECT", "SELECT %u", r->db);
+    redisAsyncCommand(ac, on_hs_ping, NULL, "PING");
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+    struct edge_redis_conn *c = cac->data;
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    if (cac != c->ac)
+        return; /* we let go of it ourselves */
+    conn_failed(c, "connection lost", cac->errstr[0] ? cac->errstr : "closed by server");
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct edge_redis_conn *c = t->data;
+    uint64_t now = uv_now(c->loop);
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    if (c->state == C_CONNECTING && now >= c->hs_deadline) {
+        conn_drop(c, "connect timeout", NULL);
+    } else if (c->state == C_UP && c->inflight && now >= c->inflight->deadline) {
+        ST_ADD(c->r, timeouts);
+        conn_drop(c, "timeout", NULL);
+    } else {
+        arm_timer(c);
+    }
+}
+
+/* ---- operations ---- */
+
+static void rkey(const char *key, size_t klen, char out[RKEY_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t h[16];
+    char *p = out + sizeof(RKEY_PREFIX) - 1;
+
+    cache_key_hash(key, klen, h);
+    memcpy(out, RKEY_PREFIX, sizeof(RKEY_PREFIX) - 1);
+    for (size_t i = 0; i < sizeof(h); i++) {
+        *p++ = hex[h[i] >> 4];
+        *p++ = hex[h[i] & 15];
+    }
+}
+
+static struct cache_obj *decode(struct edge_redis *r, const redisReply *rep, const struct rget *g)
+{
+    struct cache_obj *o;
+    char *pkey;
+    size_t plen, used;
+
+    /* GETRANGE answers "" for a missing key; a value of ours is never empty. */
+    if (rep->type == REDIS_REPLY_NIL || (rep->type == REDIS_REPLY_STRING && rep->len == 0)) {
+        ST_ADD(r, misses);
+        return NULL;
+    }
+    if (rep->type != REDIS_REPLY_STRING || (uint64_t)rep->len > r->value_cap ||
+        cache_unpack_meta(rep->str, (size_t)rep->len, &o, &pkey, &plen, &used) != 0) {
+        ST_ADD(r, errors);
+        return NULL;
+    }
+    /* The Redis key is a hash: the stored primary key must be ours, byte for byte. */
+    int same = plen == g->klen && memcmp(pkey, g->key, plen) == 0;
+    free(pkey);
+    if (!same) {
+        cache_obj_unref(&o);
+        ST_ADD(r, misses);
+        return NULL;
+    }
+    o->body = cache_body_from(rep->str + used, (size_t)rep->len - used);
+    if (!o->body) {
+        /* Payload memory ran out: this becomes a miss, the next tier serves it. */
+        cache_obj_unref(&o);
+        ST_ADD(r, errors);
+        return NULL;
+    }
+    ST_ADD(r, hits);
+    return o;
+}
+
+static void on_get(redisAsyncContext *ac, void *rep, void *priv)
+{
+    struct rget *g = priv;
+    redisReply *reply = rep;
+    struct cache_obj *o = NULL;
+
+    MC_CHECK_OBJ_NOTNULL(g, RGET_MAGIC);
+    struct edge_redis_conn *c = g->c;
+    struct edge_redis *r = c->r;
+    MC_ASSERT(c->inflight == g); /* Redis answers in order */
+    c->inflight = g->next;
+    if (!c->inflight)
+        c->inflight_tail = NULL;
+    if (!reply) {
+        /* The connection went away; whoever ended it counted the failure once. */
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ST_ADD(r, errors);
+        brk_failure(r, "error reply");
+    } else {
+        brk_success(r);
+        o = decode(r, reply, g);
+    }
+    answer(g, o);
+    if (ac == c->ac)
+        arm_timer(c);
+}
+
+void edge_redis_get(struct edge_redis_conn *c, const char *key, size_t klen,
+                    edge_redis_get_cb *cb, void *arg)
+{
+    char k[RKEY_LEN];
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    struct edge_redis *r = c->r;
+    struct rget *g = mc_xmalloc(sizeof(*g) + klen + 1);
+    MC_INIT_OBJ(g, RGET_MAGIC);
+    g->c = c;
+    g->next = NULL;
+    g->cb = cb;
+    g->arg = arg;
+    g->obj = NULL;
+    g->klen = klen;
+    memcpy(g->key, key, klen);
+    g->key[klen] = '\0';
+    if (c->closing) {
+        answer(g, NULL);
+        return;
+    }
+    enum brk_verdict v = brk_allow(r);
+    if (v == BRK_SKIP) {
+        ST_ADD(r, skipped_open);
+        answer(g, NULL);
+        return;
+    }
+    if (c->state != C_UP) {
+        /* Never queue behind a connect: the next tier is faster than a handshake. A probe
+         * that finds no connection makes one; the handshake's outcome then decides. */
+        ST_ADD(r, skipped_down);
+        maybe_connect(c, v == BRK_PROBE);
+        answer(g, NULL);
+        return;
+    }
+    rkey(key, klen, k);
+    /* GETRANGE rather than GET: hiredis 0.14 buffers a whole reply before it looks at it,
+     * so the range caps what a value written by anyone can make us hold. */
+    if (redisAsyncCommand(c->ac, on_get, g, "GETRANGE %b 0 %" PRIu64, k, RKEY_LEN,
+                          r->value_cap) != REDIS_OK) {
+        ST_ADD(r, errors);
+        answer(g, NULL);
+        return;
+    }
+    g->deadline = uv_now(c->loop) + r->timeout_ms;
+    if (c->inflight_tail)
+        c->inflight_tail->next = g;
+    else
+        c->inflight = g;
+    c->inflight_tail = g;
+    if (c->inflight == g)
+        arm_timer(c);
+}
+
+static void on_put(redisAsyncContext *ac, void *rep, void *priv)
+{
+    struct edge_redis_conn *c = ac->data;
+    redisReply *reply = rep;
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    if (!reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* Not a breaker failure: a full Redis (OOM under noeviction) still serves reads. */
+        ST_ADD(c->r, errors);
+        log_debug("redis SET failed", "error=\"%s\"", reply->str);
+        return;
+    }
+    ST_ADD(c->r, stores);
+    brk_success(c->r);
+}
+
+void edge_redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
+                    const struct cache_obj *o, uint64_t ttl_ms)
+{
+    struct buf meta;
+    char k[RKEY_LEN], ttl[24];
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    struct edge_redis *r = c->r;
+    if (ttl_ms == 0 || !o->body || cache_body_state(o->body) != CACHE_BODY_COMPLETE ||
+        c->closing)
+        return;
+    uint64_t blen = cache_body_len(o->body);
+    if (blen > r->max_object) {
+        ST_ADD(r, store_skipped_large);
+        return;
+    }
+    /* A store never probes: a probe must come back within a deadline, and SETs have none. */
+    if (atomic_load_explicit(&r->state, memory_order_acquire) != BRK_CLOSED) {
+        ST_ADD(r, skipped_open);
+        return;
+    }
+    if (c->state != C_UP) {
+        ST_ADD(r, skipped_down);
+        maybe_connect(c, 0);
+        return;
+    }
+    buf_init(&meta, META_MAX);
+    if (cache_pack_meta(&meta, key, klen, o) != 0) {
+        ST_ADD(r, store_skipped_large);
+        goto out;
+    }
+    /* The value is payload memory: when it cannot be had the object just is not shared. */
+    size_t vlen = meta.len + (size_t)blen;
+    char *v = malloc(vlen ? vlen : 1);
+    if (!v)
+        goto out;
+    memcpy(v, meta.data, meta.len);
+    struct cache_body_cursor cur;
+    const char *span;
+    size_t n, at = meta.len;
+    cache_body_cursor_init(&cur, o->body);
+    while ((n = cache_body_next(&cur, o->body, blen, SIZE_MAX, &span)) > 0) {
+        memcpy(v + at, span, n);
+        at += n;
+    }
+    MC_ASSERT(at == vlen); /* a complete body never changes */
+    rkey(key, klen, k);
+    size_t tl = mc_u64_digits(MC_MIN(ttl_ms, TTL_MAX_MS), ttl);
+    const char *argv[] = {"SET", k, v, "PX", ttl};
+    const size_t argvlen[] = {3, RKEY_LEN, vlen, 2, tl};
+    if (redisAsyncCommandArgv(c->ac, on_put, NULL, 5, argv, argvlen) != REDIS_OK)
+        ST_ADD(r, errors);
+    free(v);
+out:
+    buf_fini(&meta);
+}
+
+static void on_del(redisAsyncContext *ac, void *rep, void *priv)
+{
+    struct edge_redis_conn *c = ac->data;
+    redisReply *reply = rep;
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        ST_ADD(c->r, del_failed);
+}
+
+void edge_redis_del(struct edge_redis_conn *c, const char *key, size_t klen)
+{
+    char k[RKEY_LEN];
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    if (c->closing || c->state != C_UP) {
+        ST_ADD(c->r, del_failed);
+        maybe_connect(c, 0);
+        return;
+    }
+    rkey(key, klen, k);
+    if (redisAsyncCommand(c->ac, on_del, NULL, "DEL %b", k, RKEY_LEN) != REDIS_OK)
+        ST_ADD(c->r, del_failed);
+}
+
+/* ---- loops ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct edge_redis_conn *c = h->data;
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    if (--c->handles == 0 && !c->gai_busy)
+        MC_FREE_OBJ(c);
+}
+
+struct edge_redis_conn *edge_redis_loop_init(struct edge_redis *r, uv_loop_t *loop)
+{
+    MC_CHECK_OBJ_NOTNULL(r, EDGE_REDIS_MAGIC);
+    struct edge_redis_conn *c = mc_xcalloc(1, sizeof(*c));
+    MC_INIT_OBJ(c, EDGE_REDIS_CONN_MAGIC);
+    c->r = r;
+    c->loop = loop;
+    c->reconnect_ms = RECONNECT_MIN_MS;
+    MC_ASSERT(uv_timer_init(loop, &c->timer) == 0);
+    MC_ASSERT(uv_idle_init(loop, &c->idle) == 0);
+    c->timer.data = c->idle.data = c->gai.data = c;
+    c->handles = 2;
+    atomic_fetch_add_explicit(&r->nconns, 1, memory_order_relaxed);
+    /* Connecting now, in the background, spares this loop's first requests a skip. */
+    if (atomic_load_explicit(&r->state, memory_order_acquire) == BRK_CLOSED)
+        conn_connect(c);
+    return c;
+}
+
+void edge_redis_loop_fini(struct edge_redis_conn **cp)
+{
+    struct edge_redis_conn *c = *cp;
+
+    *cp = NULL;
+    if (!c)
+        return;
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    MC_ASSERT(!c->closing);
+    c->closing = 1;
+    if (c->ac)
+        conn_drop(c, NULL, NULL); /* in-flight GETs move to `done` */
+    /* A lookup already running in the pool cannot be cancelled; its callback frees. */
+    if (c->gai_busy)
+        uv_cancel((uv_req_t *)&c->gai);
+    while (c->done)
+        deliver(c); /* callers may call again from their callbacks; answered here too */
+    atomic_fetch_sub_explicit(&c->r->nconns, 1, memory_order_relaxed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->idle, on_handle_closed);
+}
+
+/* ---- configuration ---- */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* RFC 3986 %XX decoding of URL credentials; NULL for a bad escape or %00 (AUTH takes
+ * C strings). */
+static char *pct_decode(const char *s, size_t n)
+{
+    char *out = mc_xmalloc(n + 1), *p = out;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            *p++ = s[i];
+            continue;
+        }
+        int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi | lo) == 0) {
+            free(out);
+            return NULL;
+        }
+        *p++ = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    *p = '\0';
+    return out;
+}
+
+/* The URL for messages, its password replaced by "***". */
+static void mask_url(const char *url, char *out, size_t outlen)
+{
+    const char *auth = strstr(url, "://");
+    auth = auth ? auth + 3 : url;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < alen; i++)
+        if (auth[i] == '@')
+            at = auth + i;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!colon)
+        snprintf(out, outlen, "%s", url);
+    else
+        snprintf(out, outlen, "%.*s***%s", (int)(colon + 1 - url), url, at);
+}
+
+static int parse_port(const char *s, size_t n, int *out)
+{
+    unsigned v = 0;
+
+    if (n == 0 || n > 5)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -EINVAL;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v == 0 || v > 65535)
+        return -EINVAL;
+    *out = (int)v;
+    return 0;
+}
+
+/* Fills r's host, port, user, pass and db from url. Returns 0 or -EINVAL with *why. */
+static int parse_url(struct edge_redis *r, const char *url, const char **why)
+{
+    const char *p, *hs, *he, *pe;
+    char ipbuf[16];
+
+    if (strncasecmp(url, "rediss://", 9) == 0) {
+        *why = "TLS (rediss://) is not supported";
+        return -EINVAL;
+    }
+    if (strncasecmp(url, "redis://", 8) != 0) {
+        *why = "expected redis://HOST:PORT[/DB]";
+        return -EINVAL;
+    }
+    p = url + 8;
+    size_t alen = strcspn(p, "/?#");
+    const char *aend = p + alen, *at = NULL;
+    for (const char *q = p; q < aend; q++)
+        if (*q == '@')
+            at = q;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (!colon) {
+            *why = "credentials must be [user]:password@";
+            return -EINVAL;
+        }
+        if (colon > p && !(r->user = pct_decode(p, (size_t)(colon - p)))) {
+            *why = "bad %-escape in the user name";
+            return -EINVAL;
+        }
+        if (!(r->pass = pct_decode(colon + 1, (size_t)(at - colon - 1)))) {
+            *why = "bad %-escape in the password";
+            return -EINVAL;
+        }
+        if (!r->pass[0]) {
+            *why = "empty password";
+            return -EINVAL;
+        }
+        p = at + 1;
+    }
+    if (*p == '[') {
+        hs = p + 1;
+        he = memchr(hs, ']', (size_t)(aend - hs));
+        if (!he) {
+            *why = "unterminated [IPv6] address";
+            return -EINVAL;
+        }
+        pe = he + 1;
+        r->host = mc_xstrndup(hs, (size_t)(he - hs));
+        if (uv_inet_pton(AF_INET6, r->host, ipbuf) != 0) {
+            *why = "bad IPv6 address";
+            return -EINVAL;
+        }
+        r->host_is_ip = 1;
+    } else {
+        hs = p;
+        const char *colon = memchr(hs, ':', (size_t)(aend - hs));
+        if (colon && memchr(colon + 1, ':', (size_t)(aend - colon - 1))) {
+            *why = "an IPv6 address needs brackets";
+            return -EINVAL;
+        }
+        he = pe = colon ? colon : aend;
+        for (const char *q = hs; q < he; q++) {
+            if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                  (*q >= '0' && *q <= '9') || *q == '.' || *q == '-' || *q == '_')) {
+                *why = "bad character in the host";
+                return -EINVAL;
+            }
+        }
+        r->host = mc_xstrndup(hs, (size_t)(he - hs));
+        r->host_is_ip = uv_inet_pton(AF_INET, r->host, ipbuf) == 0;
+    }
+    if (!r->host[0]) {
+        *why = "missing host";
+        return -EINVAL;
+    }
+    r->port = 6379;
+    if (pe < aend) {
+        if (*pe != ':') {
+            *why = "junk after the host";
+            return -EINVAL;
+        }
+        const char *ps = pe + 1;
+        if (parse_port(ps, (size_t)(aend - ps), &r->port) != 0) {
+            *why = "bad port";
+            return -EINVAL;
+        }
+    }
+    p = aend;
+    if (*p == '?' || *p == '#') {
+        *why = "query and fragment are not supported";
+        return -EINVAL;
+    }
+    if (*p == '/' && p[1]) {
+        char *end;
+        errno = 0;
+        unsigned long db = strtoul(p + 1, &end, 10);
+        if (*end || errno || p[1] < '0' || p[1] > '9' || db > 1000000) {
+            *why = "bad database number";
+            return -EINVAL;
+        }
+        r->db = (unsigned)db;
+    }
+    return 0;
+}
+
+static void redis_free_fields(struct edge_redis *r)
+{
+    free(r->host);
+    free(r->user);
+    free(r->pass);
+}
+
+int edge_redis_new(const char *url, uint64_t max_object, uint64_t timeout_ms,
+                   struct edge_redis **out, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    char masked[512];
+
+    struct edge_redis *r = mc_xcalloc(1, sizeof(*r));
+    MC_INIT_OBJ(r, EDGE_REDIS_MAGIC);
+    if (!url || parse_url(r, url, &why) != 0) {
+        mask_url(url ? url : "", masked, sizeof(masked));
+        /* A message cut short by errlen is still a message (and gcc wants the result used). */
+        if (snprintf(err, errlen, "redis URL '%s': %s", masked, why ? why : "missing") < 0)
+            err[0] = '\0';
+        redis_free_fields(r);
+        MC_FREE_OBJ(r);
+        return -EINVAL;
+    }
+    r->max_object = max_object ? max_object : EDGE_REDIS_MAX_OBJECT_DEFAULT;
+    r->timeout_ms = timeout_ms ? timeout_ms : EDGE_REDIS_TIMEOUT_DEFAULT_MS;
+    r->connect_timeout_ms = MC_MAX(4 * r->timeout_ms, (uint64_t)CONNECT_TIMEOUT_MIN_MS);
+    r->value_cap = META_MAX + r->max_object;
+    r->backoff_ms = BREAKER_BACKOFF_MIN_MS;
+    pthread_mutex_init(&r->mtx, NULL);
+    *out = r;
+    return 0;
+}
+
+void edge_redis_free(struct edge_redis **rp)
+{
+    struct edge_redis *r = *rp;
+
+    if (!r)
+        return;
+    MC_CHECK_OBJ_NOTNULL(r, EDGE_REDIS_MAGIC);
+    MC_ASSERT(atomic_load(&r->nconns) == 0);
+    pthread_mutex_destroy(&r->mtx);
+    redis_free_fields(r);
+    MC_FREE_OBJ(r);
+    *rp = NULL;
+}
+
+void edge_redis_stats(const struct edge_redis *cr, struct edge_redis_stats *out)
+{
+    struct edge_redis *r = (struct edge_redis *)cr;
+
+    MC_CHECK_OBJ_NOTNULL(r, EDGE_REDIS_MAGIC);
+#define LD(f) atomic_load_explicit(&r->st.f, memory_order_relaxed)
+    out->hits = LD(hits);
+    out->misses = LD(misses);
+    out->errors = LD(errors);
+    out->timeouts = LD(timeouts);
+    out->skipped_open = LD(skipped_open);
+    out->skipped_down = LD(skipped_down);
+    out->stores = LD(stores);
+    out->store_skipped_large = LD(store_skipped_large);
+    out->del_failed = LD(del_failed);
+    out->breaker_trips = LD(trips);
+#undef LD
+    out->breaker_open = atomic_load_explicit(&r->state, memory_order_acquire) != BRK_CLOSED;
+}
+
+const char *edge_redis_state(const struct edge_redis *cr)
+{
+    struct edge_redis *r = (struct edge_redis *)cr;
+
+    MC_CHECK_OBJ_NOTNULL(r, EDGE_REDIS_MAGIC);
+    switch (atomic_load_explicit(&r->state, memory_order_acquire)) {
+    case BRK_OPEN:
+        return "open";
+    case BRK_HALF:
+        return "half-open";
+    default:
+        return "closed";
+    }
+}

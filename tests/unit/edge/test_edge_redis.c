@@ -1,0 +1,912 @@
+/* tests/unit/edge/test_edge_redis.c: the Redis shared tier against a real redis-server.
+ *
+ * A redis-server is started on a free port from a temp dir (fork+exec, stopped by PID);
+ * the tests drive a uv loop by hand. Covered: URL parsing and errors, put/get round trip,
+ * misses, PX expiry, size limits, primary-key mismatch, undecodable and oversized values,
+ * DEL, AUTH and SELECT, host names and [::1], two loops on two threads, finalising with
+ * GETs in flight, and the breaker: a stopped server (SIGSTOP) answers within the deadline
+ * and trips it, calls are then skipped, a killed and restarted server closes it again.
+ * Timing asserts are loose (< 1 s); the suite skips when redis-server is not installed.
+ * The .c is included to reach the connection state and the key hashing. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../../src/edge/edge_redis.c"
+
+static pid_t g_pid = -1;
+static int g_port;
+static char g_dir[] = "/tmp/mlcdn-redis-XXXXXX";
+static int g_have_redis;
+
+/* ---- the server ---- */
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int tcp_probe(int family, int port)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sl = sizeof(*a);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        a->sin6_addr = in6addr_loopback;
+        sl = sizeof(*a);
+    }
+    int fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    int rc = connect(fd, (struct sockaddr *)&ss, sl);
+    close(fd);
+    return rc;
+}
+
+static uint64_t now_ms(void)
+{
+    return units_now_ms();
+}
+
+static void start_redis(void)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%d", g_port);
+    g_pid = fork();
+    assert_true(g_pid >= 0);
+    if (g_pid == 0) {
+        if (chdir(g_dir) != 0)
+            _exit(126);
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        /* "-::1": listen on the IPv6 loopback too when the host has one. */
+        execlp("redis-server", "redis-server", "--port", port, "--save", "", "--appendonly", "no",
+               "--daemonize", "no", "--bind", "127.0.0.1", "-::1", (char *)NULL);
+        _exit(127);
+    }
+    for (uint64_t end = now_ms() + 10000; now_ms() < end; usleep(10000)) {
+        int st;
+        if (waitpid(g_pid, &st, WNOHANG) == g_pid)
+            fail_msg("redis-server exited at start (status %d)", st);
+        if (tcp_probe(AF_INET, g_port) == 0)
+            return;
+    }
+    fail_msg("redis-server did not listen on %d", g_port);
+}
+
+/* kill() only queues the signal: wait until the server really stopped (or runs again), or
+ * on a loaded host it could still answer what the test sends next. */
+static void stop_redis(void)
+{
+    int st;
+    kill(g_pid, SIGSTOP);
+    assert_int_equal(waitpid(g_pid, &st, WUNTRACED), g_pid);
+    assert_true(WIFSTOPPED(st));
+}
+
+static void cont_redis(void)
+{
+    int st;
+    kill(g_pid, SIGCONT);
+    assert_int_equal(waitpid(g_pid, &st, WCONTINUED), g_pid);
+    assert_true(WIFCONTINUED(st));
+}
+
+static void kill_redis(void)
+{
+    if (g_pid > 0) {
+        kill(g_pid, SIGKILL);
+        waitpid(g_pid, NULL, 0);
+        g_pid = -1;
+    }
+}
+
+/* A plain blocking client for setting things up behind the tier's back. */
+static redisContext *sync_client(void)
+{
+    struct timeval tv = {2, 0};
+    redisContext *s = redisConnectWithTimeout("127.0.0.1", g_port, tv);
+    assert_non_null(s);
+    assert_int_equal(s->err, 0);
+    return s;
+}
+
+static void sync_cmd_ok(redisContext *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(s, fmt, ap);
+    va_end(ap);
+    assert_non_null(rep);
+    assert_int_not_equal(rep->type, REDIS_REPLY_ERROR);
+    freeReplyObject(rep);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "test_edge_redis: redis-server is not installed; skipping the Redis "
+                        "tests (apt-get install redis-server)\n");
+        return 0;
+    }
+    if (!mkdtemp(g_dir))
+        return -1;
+    g_port = free_port();
+    start_redis();
+    g_have_redis = 1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (g_pid > 0)
+        kill(g_pid, SIGCONT);
+    kill_redis();
+    if (g_have_redis) {
+        char path[128];
+        snprintf(path, sizeof(path), "%s/dump.rdb", g_dir);
+        unlink(path);
+        rmdir(g_dir);
+    }
+    return 0;
+}
+
+#define NEED_REDIS()                                                                               \
+    do {                                                                                           \
+        if (!g_have_redis)                                                                         \
+            skip();                                                                                \
+    } while (0)
+
+/* ---- the loop side ---- */
+
+struct fx {
+    uv_loop_t loop;
+    struct edge_redis *r;
+    struct edge_redis_conn *c;
+};
+
+static void spin_ms(uv_loop_t *loop, uint64_t ms)
+{
+    for (uint64_t end = now_ms() + ms; now_ms() < end; usleep(1000))
+        uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static int wait_up(struct fx *f, uint64_t ms)
+{
+    for (uint64_t end = now_ms() + ms; now_ms() < end; usleep(1000)) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        if (f->c->state == C_UP)
+            return 1;
+    }
+    return 0;
+}
+
+static void fx_open(struct fx *f, const char *url, uint64_t max_object, uint64_t timeout_ms)
+{
+    char err[256];
+    char u[256];
+    if (!url) {
+        snprintf(u, sizeof(u), "redis://127.0.0.1:%d", g_port);
+        url = u;
+    }
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    assert_int_equal(edge_redis_new(url, max_object, timeout_ms, &f->r, err, sizeof(err)), 0);
+    f->c = edge_redis_loop_init(f->r, &f->loop);
+    assert_non_null(f->c);
+}
+
+static void fx_close(struct fx *f)
+{
+    edge_redis_loop_fini(&f->c);
+    assert_null(f->c);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    edge_redis_free(&f->r);
+    assert_null(f->r);
+}
+
+struct res {
+    int done;
+    int in_call; /* set around edge_redis_get(): the callback must not see it */
+    struct cache_obj *o;
+    char key[256];
+    uint64_t t0, t1;
+};
+
+static void res_cb(void *arg, struct cache_obj *o, const char *pkey, size_t plen)
+{
+    struct res *rs = arg;
+    assert_false(rs->in_call);
+    assert_int_equal(plen, strlen(rs->key));
+    assert_memory_equal(pkey, rs->key, plen);
+    rs->done++;
+    rs->o = o;
+    rs->t1 = now_ms();
+}
+
+static void get_start(struct fx *f, struct res *rs, const char *key)
+{
+    memset(rs, 0, sizeof(*rs));
+    snprintf(rs->key, sizeof(rs->key), "%s", key);
+    rs->t0 = now_ms();
+    rs->in_call = 1;
+    edge_redis_get(f->c, key, strlen(key), res_cb, rs);
+    rs->in_call = 0;
+    assert_int_equal(rs->done, 0); /* never answered inside the call */
+}
+
+static void get_wait(struct fx *f, struct res *rs)
+{
+    for (uint64_t end = now_ms() + 3000; !rs->done && now_ms() < end; usleep(200))
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(rs->done, 1);
+}
+
+static struct cache_obj *get_sync(struct fx *f, const char *key)
+{
+    struct res rs;
+    get_start(f, &rs, key);
+    get_wait(f, &rs);
+    return rs.o;
+}
+
+static struct edge_redis_stats stats(struct fx *f)
+{
+    struct edge_redis_stats s;
+    edge_redis_stats(f->r, &s);
+    return s;
+}
+
+static const char HDRS[] = "Content-Type: text/plain\r\nCache-Control: max-age=60\r\n"
+                           "ETag: \"v1\"\r\nVary: Accept-Encoding\r\n";
+
+static struct cache_obj *mkobj(const char *body, size_t n)
+{
+    struct cache_obj *o =
+        cache_obj_new(200, mc_xstrdup(HDRS), strlen(HDRS), cache_body_from(body, n));
+    free(o->vkey);
+    o->vkey = mc_xstrdup("\naccept-encoding:gzip");
+    o->vkey_len = strlen(o->vkey);
+    o->vary = mc_xstrdup("accept-encoding");
+    o->request_time = 1700000000;
+    o->response_time = 1700000001;
+    o->lifetime = 60;
+    return o;
+}
+
+static void assert_body(const struct cache_obj *o, const char *body, size_t n)
+{
+    struct cache_body_cursor cur;
+    const char *span;
+    size_t k, at = 0;
+    assert_non_null(o->body);
+    assert_int_equal(cache_body_state(o->body), CACHE_BODY_COMPLETE);
+    assert_int_equal(cache_body_len(o->body), n);
+    cache_body_cursor_init(&cur, o->body);
+    while ((k = cache_body_next(&cur, o->body, n, SIZE_MAX, &span)) > 0) {
+        assert_true(at + k <= n);
+        assert_memory_equal(span, body + at, k);
+        at += k;
+    }
+    assert_int_equal(at, n);
+}
+
+/* ---- tests ---- */
+
+static void test_url(void **state)
+{
+    struct edge_redis *r = NULL;
+    char err[256];
+    (void)state;
+
+    assert_int_equal(edge_redis_new("redis://10.1.2.3:7000/3", 0, 0, &r, err, sizeof(err)), 0);
+    assert_string_equal(r->host, "10.1.2.3");
+    assert_true(r->host_is_ip);
+    assert_int_equal(r->port, 7000);
+    assert_int_equal(r->db, 3);
+    assert_null(r->pass);
+    assert_int_equal(r->timeout_ms, EDGE_REDIS_TIMEOUT_DEFAULT_MS);
+    assert_int_equal(r->max_object, EDGE_REDIS_MAX_OBJECT_DEFAULT);
+    assert_string_equal(edge_redis_state(r), "closed");
+    edge_redis_free(&r);
+
+    assert_int_equal(edge_redis_new("redis://[::1]:6380", 10, 20, &r, err, sizeof(err)), 0);
+    assert_string_equal(r->host, "::1");
+    assert_true(r->host_is_ip);
+    assert_int_equal(r->port, 6380);
+    assert_int_equal(r->timeout_ms, 20);
+    assert_int_equal(r->max_object, 10);
+    edge_redis_free(&r);
+
+    assert_int_equal(edge_redis_new("redis://:p%40ss@cache.example:6379/", 0, 0, &r, err,
+                                    sizeof(err)), 0);
+    assert_string_equal(r->host, "cache.example");
+    assert_false(r->host_is_ip);
+    assert_null(r->user);
+    assert_string_equal(r->pass, "p@ss");
+    assert_int_equal(r->db, 0);
+    edge_redis_free(&r);
+
+    assert_int_equal(edge_redis_new("redis://bob:pw@localhost", 0, 0, &r, err, sizeof(err)), 0);
+    assert_string_equal(r->user, "bob");
+    assert_string_equal(r->pass, "pw");
+    assert_int_equal(r->port, 6379);
+    edge_redis_free(&r);
+
+    static const char *const bad[] = {
+        "http://h:1",          "redis://",          "redis://:1",      "redis://h:0",
+        "redis://h:65536",     "redis://h:x",       "redis://h:1/x",   "redis://[::1",
+        "redis://[zz]:1",      "redis://::1:6379",  "redis://h:1?db=1", "redis://u@h:1",
+        "redis://:@h:1",       "redis://:%4@h:1",   "rediss://h:1",    "redis://h h:1",
+    };
+    for (size_t i = 0; i < MC_ARRAY_SIZE(bad); i++) {
+        err[0] = '\0';
+        assert_int_equal(edge_redis_new(bad[i], 0, 0, &r, err, sizeof(err)), -EINVAL);
+        assert_null(r);
+        if (!strchr(bad[i], '@'))
+            assert_non_null(strstr(err, bad[i]));
+    }
+    assert_int_equal(edge_redis_new(NULL, 0, 0, &r, err, sizeof(err)), -EINVAL);
+    /* The message names the URL but never shows the password. */
+    assert_int_equal(edge_redis_new("redis://:hunter2@h:1/x", 0, 0, &r, err, sizeof(err)),
+                     -EINVAL);
+    assert_null(strstr(err, "hunter2"));
+    assert_non_null(strstr(err, "redis://:***@h:1/x"));
+}
+
+static void test_roundtrip(void **state)
+{
+    struct fx f;
+    struct res rs;
+    static const char body[] = "hello from the shared tier";
+    (void)state;
+    NEED_REDIS();
+
+    fx_open(&f, NULL, 0, 0);
+    /* Right after init the connection is not up yet: skipped at once, answered later. */
+    get_start(&f, &rs, "h/rt");
+    get_wait(&f, &rs);
+    assert_null(rs.o);
+    assert_int_equal(stats(&f).skipped_down, 1);
+    assert_true(wait_up(&f, 2000));
+
+    struct cache_obj *o = mkobj(body, sizeof(body) - 1);
+    edge_redis_put(f.c, "h/rt", 4, o, 60000);
+    struct cache_obj *g = get_sync(&f, "h/rt");
+    assert_non_null(g);
+    assert_int_equal(g->status, 200);
+    assert_int_equal(g->hdrs_len, o->hdrs_len);
+    assert_memory_equal(g->hdrs, o->hdrs, o->hdrs_len);
+    assert_int_equal(g->vkey_len, o->vkey_len);
+    assert_memory_equal(g->vkey, o->vkey, o->vkey_len);
+    assert_string_equal(g->vary, "accept-encoding");
+    assert_int_equal(g->lifetime, 60);
+    assert_int_equal(g->request_time, o->request_time);
+    assert_int_equal(g->response_time, o->response_time);
+    assert_body(g, body, sizeof(body) - 1);
+    cache_obj_unref(&g);
+
+    /* Empty body and a long key (the Redis key stays short: it is a hash). */
+    char key[200];
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    struct cache_obj *e = mkobj("", 0);
+    edge_redis_put(f.c, key, strlen(key), e, 60000);
+    g = get_sync(&f, key);
+    assert_non_null(g);
+    assert_body(g, "", 0);
+    cache_obj_unref(&g);
+
+    /* Skipped puts: no ttl, incomplete body. */
+    edge_redis_put(f.c, "h/nottl", 7, e, 0);
+    struct cache_obj *filling = cache_obj_new(200, NULL, 0, cache_body_new(-1));
+    edge_redis_put(f.c, "h/filling", 9, filling, 60000);
+    assert_null(get_sync(&f, "h/nottl"));
+    assert_null(get_sync(&f, "h/filling"));
+
+    struct edge_redis_stats s = stats(&f);
+    assert_int_equal(s.hits, 2);
+    assert_int_equal(s.stores, 2);
+    assert_int_equal(s.misses, 2);
+    assert_int_equal(s.errors, 0);
+    cache_obj_unref(&o);
+    cache_obj_unref(&e);
+    cache_obj_unref(&filling);
+    fx_close(&f);
+}
+
+static void test_unknown_key(void **state)
+{
+    struct fx f;
+    (void)state;
+    NEED_REDIS();
+
+    fx_open(&f, NULL, 0, 0);
+    assert_true(wait_up(&f, 2000));
+    assert_null(get_sync(&f, "h/never-stored"));
+    assert_int_equal(stats(&f).misses, 1);
+    assert_int_equal(stats(&f).hits, 0);
+    fx_close(&f);
+}
+
+static void test_expiry(void **state)
+{
+    struct fx f;
+    (void)state;
+    NEED_REDIS();
+
+    fx_open(&f, NULL, 0, 0);
+    assert_true(wait_up(&f, 2000));
+    struct cache_obj *o = mkobj("short-lived", 11);
+    edge_redis_put(f.c, "h/ttl", 5, o, 400);
+    struct cache_obj *g = get_sync(&f, "h/ttl");
+    assert_non_null(g);
+    cache_obj_unref(&g);
+    spin_ms(&f.loop, 800);
+    assert_null(get_sync(&f, "h/ttl"));
+    cache_obj_unref(&o);
+    fx_close(&f);
+}
+
+static void test_large_not_stored(void **state)
+{
+    struct fx f;
+    char big[2048];
+    (void)state;
+    NEED_REDIS();
+
+    memset(big, 'b', sizeof(big));
+    fx_open(&f, NULL, 1024, 0);
+    assert_true(wait_up(&f, 2000));
+    struct cache_obj *o = mkobj(big, sizeof(big));
+    edge_redis_put(f.c, "h/big", 5, o, 60000);
+    assert_int_equal(stats(&f).store_skipped_large, 1);
+    assert_null(get_sync(&f, "h/big"));
+    cache_obj_unref(&o);
+    /* Exactly the limit is stored. */
+    o = mkobj(big, 1024);
+    edge_redis_put(f.c, "h/limit", 7, o, 60000);
+    struct cache_obj *g = get_sync(&f, "h/limit");
+    assert_non_null(g);
+    assert_body(g, big, 1024);
+    cache_obj_unref(&g);
+    cache_obj_unref(&o);
+    assert_int_equal(stats(&f).stores, 1);
+    fx_close(&f);
+}
+
+/* Values written behind the tier's back: another key's object under our hash, bytes that
+ * are no object, and a value over the read cap. */
+static void test_foreign_values(void **state)
+{
+    struct fx f;
+    char k[RKEY_LEN];
+    struct buf v;
+    (void)state;
+    NEED_REDIS();
+
+    fx_open(&f, NULL, 1024, 0);
+    assert_true(wait_up(&f, 2000));
+    redisContext *s = sync_client();
+
+    struct cache_obj *o = mkobj("other", 5);
+    buf_init(&v, 1 << 20);
+    assert_int_equal(cache_pack_meta(&v, "h/other", 7, o), 0);
+    assert_int_equal(buf_append(&v, "other", 5), 0);
+    rkey("h/mine", 6, k);
+    sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, v.data, v.len);
+    assert_null(get_sync(&f, "h/mine"));
+    assert_int_equal(stats(&f).misses, 1);
+    /* Same bytes under the right hash are a hit: only the key made the difference. */
+    rkey("h/other", 7, k);
+    sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, v.data, v.len);
+    struct cache_obj *g = get_sync(&f, "h/other");
+    assert_non_null(g);
+    assert_body(g, "other", 5);
+    cache_obj_unref(&g);
+    /* A key that is a prefix of the stored one is no match either. */
+    rkey("h/othe", 6, k);
+    sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, v.data, v.len);
+    assert_null(get_sync(&f, "h/othe"));
+
+    rkey("h/garbage", 9, k);
+    sync_cmd_ok(s, "SET %b %s", k, RKEY_LEN, "not an object");
+    assert_null(get_sync(&f, "h/garbage"));
+    assert_int_equal(stats(&f).errors, 1);
+
+    /* Larger than META_MAX + max_object: GETRANGE reads one byte past the cap, no more. */
+    size_t n = META_MAX + 1024 + 4096;
+    char *huge = calloc(1, n);
+    memcpy(huge, v.data, v.len);
+    rkey("h/other", 7, k);
+    sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, huge, n);
+    assert_null(get_sync(&f, "h/other"));
+    assert_int_equal(stats(&f).errors, 2);
+    assert_int_equal(stats(&f).breaker_open, 0); /* bad values say nothing of Redis' health */
+    free(huge);
+
+    buf_fini(&v);
+    cache_obj_unref(&o);
+    redisFree(s);
+    fx_close(&f);
+}
+
+static void test_del(void **state)
+{
+    struct fx f;
+    (void)state;
+    NEED_REDIS();
+
+    fx_open(&f, NULL, 0, 0);
+    /* Not connected yet: the DEL is lost and counted. */
+    edge_redis_del(f.c, "h/del", 5);
+    assert_int_equal(stats(&f).del_failed, 1);
+    assert_true(wait_up(&f, 2000));
+    struct cache_obj *o = mkobj("x", 1);
+    edge_redis_put(f.c, "h/del", 5, o, 60000);
+    struct cache_obj *g = get_sync(&f, "h/del");
+    assert_non_null(g);
+    cache_obj_unref(&g);
+    edge_redis_del(f.c, "h/del", 5);
+    assert_null(get_sync(&f, "h/del"));
+    assert_int_equal(stats(&f).del_failed, 1);
+    cache_obj_unref(&o);
+    fx_close(&f);
+}
+
+static void test_auth_and_db(void **state)
+{
+    struct fx f;
+    char url[256], k[RKEY_LEN];
+    (void)state;
+    NEED_REDIS();
+
+    redisContext *s = sync_client();
+    sync_cmd_ok(s, "CONFIG SET requirepass %s", "s3cr:t");
+
+    /* Wrong password: the handshake fails, calls are skipped, never an error to the caller. */
+    snprintf(url, sizeof(url), "redis://:nope@127.0.0.1:%d", g_port);
+    fx_open(&f, url, 0, 0);
+    assert_false(wait_up(&f, 300));
+    assert_null(get_sync(&f, "h/auth"));
+    assert_true(stats(&f).errors >= 1);
+    fx_close(&f);
+
+    /* Right password (%-encoded ':'), database 2. */
+    snprintf(url, sizeof(url), "redis://:s3cr%%3at@127.0.0.1:%d/2", g_port);
+    fx_open(&f, url, 0, 0);
+    assert_true(wait_up(&f, 2000));
+    struct cache_obj *o = mkobj("in db 2", 7);
+    edge_redis_put(f.c, "h/auth", 6, o, 60000);
+    struct cache_obj *g = get_sync(&f, "h/auth");
+    assert_non_null(g);
+    cache_obj_unref(&g);
+    fx_close(&f);
+
+    /* The ACL form user:password. */
+    snprintf(url, sizeof(url), "redis://default:s3cr%%3at@127.0.0.1:%d/2", g_port);
+    fx_open(&f, url, 0, 0);
+    assert_true(wait_up(&f, 2000));
+    g = get_sync(&f, "h/auth");
+    assert_non_null(g);
+    cache_obj_unref(&g);
+    fx_close(&f);
+
+    sync_cmd_ok(s, "AUTH %s", "s3cr:t");
+    rkey("h/auth", 6, k);
+    redisReply *rep = redisCommand(s, "EXISTS %b", k, RKEY_LEN);
+    assert_int_equal(rep->integer, 0); /* not in db 0 */
+    freeReplyObject(rep);
+    sync_cmd_ok(s, "SELECT 2");
+    rep = redisCommand(s, "EXISTS %b", k, RKEY_LEN);
+    assert_int_equal(rep->integer, 1);
+    freeReplyObject(rep);
+    sync_cmd_ok(s, "CONFIG SET requirepass %s", "");
+    redisFree(s);
+    cache_obj_unref(&o);
+}
+
+static void test_hostname_and_ipv6(void **state)
+{
+    struct fx f;
+    char url[256];
+    (void)state;
+    NEED_REDIS();
+
+    /* A name goes through uv_getaddrinfo; localhost may be ::1 or 127.0.0.1. */
+    snprintf(url, sizeof(url), "redis://localhost:%d", g_port);
+    fx_open(&f, url, 0, 0);
+    assert_int_equal(f.c->state, C_RESOLVING);
+    assert_true(wait_up(&f, 3000));
+    struct cache_obj *o = mkobj("named", 5);
+    edge_redis_put(f.c, "h/name", 6, o, 60000);
+    struct cache_obj *g = get_sync(&f, "h/name");
+    assert_non_null(g);
+    cache_obj_unref(&g);
+    fx_close(&f);
+
+    if (tcp_probe(AF_INET6, g_port) == 0) {
+        snprintf(url, sizeof(url), "redis://[::1]:%d", g_port);
+        fx_open(&f, url, 0, 0);
+        assert_true(wait_up(&f, 2000));
+        g = get_sync(&f, "h/name");
+        assert_non_null(g);
+        cache_obj_unref(&g);
+        fx_close(&f);
+    } else {
+        fprintf(stderr, "test_edge_redis: no IPv6 loopback, [::1] not tested\n");
+    }
+    cache_obj_unref(&o);
+}
+
+/* Two loops on two threads share one tier (and its counters and breaker). */
+struct th {
+    struct edge_redis *r;
+    int id;
+    int answers, hits;
+    int loop_closed;
+};
+
+static void th_cb(void *arg, struct cache_obj *o, const char *pkey, size_t plen)
+{
+    struct th *t = arg;
+    (void)pkey;
+    (void)plen;
+    t->answers++;
+    if (o)
+        t->hits++;
+    cache_obj_unref(&o);
+}
+
+static void *th_main(void *arg)
+{
+    struct th *t = arg;
+    struct fx f;
+    char key[64];
+
+    uv_loop_init(&f.loop);
+    f.r = t->r;
+    f.c = edge_redis_loop_init(t->r, &f.loop);
+    /* No cmocka asserts off the main thread: results go back through t. */
+    if (wait_up(&f, 2000)) {
+        struct cache_obj *o = mkobj("threaded", 8);
+        for (int i = 0; i < 50; i++) {
+            snprintf(key, sizeof(key), "h/th%d/%d", t->id, i);
+            edge_redis_put(f.c, key, strlen(key), o, 60000);
+            edge_redis_get(f.c, key, strlen(key), th_cb, t);
+        }
+        for (uint64_t end = now_ms() + 5000; t->answers < 50 && now_ms() < end; usleep(500))
+            uv_run(&f.loop, UV_RUN_NOWAIT);
+        cache_obj_unref(&o);
+    }
+    edge_redis_loop_fini(&f.c);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    t->loop_closed = uv_loop_close(&f.loop) == 0;
+    return NULL;
+}
+
+static void test_two_threads(void **state)
+{
+    struct edge_redis *r;
+    char url[128], err[128];
+    struct th t[2] = {{0}};
+    pthread_t tid[2];
+    struct edge_redis_stats s;
+    (void)state;
+    NEED_REDIS();
+
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", g_port);
+    /* A generous deadline: 100 pipelined commands on a loaded (sanitizer) host. */
+    assert_int_equal(edge_redis_new(url, 0, 2000, &r, err, sizeof(err)), 0);
+    for (int i = 0; i < 2; i++) {
+        t[i].r = r;
+        t[i].id = i;
+        assert_int_equal(pthread_create(&tid[i], NULL, th_main, &t[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(tid[i], NULL);
+    edge_redis_stats(r, &s);
+    edge_redis_free(&r);
+    for (int i = 0; i < 2; i++) {
+        assert_true(t[i].loop_closed);
+        assert_int_equal(t[i].hits, 50);
+    }
+    assert_int_equal(s.hits, 100);
+    assert_int_equal(s.stores, 100);
+}
+
+/* Finalising answers everything: GETs in flight on a stalled server, GETs skipped and
+ * not yet delivered; then the loop has nothing left. Also while resolving/connecting. */
+static void test_fini_inflight(void **state)
+{
+    struct fx f;
+    struct res rs[6];
+    char url[128];
+    (void)state;
+    NEED_REDIS();
+
+    fx_open(&f, NULL, 0, 1000);
+    assert_true(wait_up(&f, 2000));
+    stop_redis();
+    for (int i = 0; i < 5; i++)
+        get_start(&f, &rs[i], "h/stalled");
+    assert_non_null(f.c->inflight);
+    spin_ms(&f.loop, 20); /* sent, no reply */
+    assert_int_equal(rs[0].done, 0);
+    f.r->state = BRK_OPEN; /* force a skip that waits in `done` */
+    f.r->until_ms = now_ms() + 60000;
+    get_start(&f, &rs[5], "h/skipped");
+    edge_redis_loop_fini(&f.c);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(rs[i].done, 1);
+        assert_null(rs[i].o);
+    }
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+    assert_int_equal(stats(&f).timeouts, 0);
+    edge_redis_free(&f.r);
+    cont_redis();
+
+    /* Finalised while resolving, and while connecting. */
+    snprintf(url, sizeof(url), "redis://localhost:%d", g_port);
+    fx_open(&f, url, 0, 0);
+    assert_int_equal(f.c->state, C_RESOLVING);
+    fx_close(&f);
+    fx_open(&f, NULL, 0, 0);
+    assert_int_equal(f.c->state, C_CONNECTING);
+    fx_close(&f);
+}
+
+/* Stopped (slow), then killed (down), then back on the same port. */
+static void test_breaker(void **state)
+{
+    struct fx f;
+    struct res rs;
+    struct edge_redis_stats s;
+    (void)state;
+    NEED_REDIS();
+
+    fx_open(&f, NULL, 0, 50);
+    assert_true(wait_up(&f, 2000));
+    struct cache_obj *o = mkobj("before", 6);
+    edge_redis_put(f.c, "h/brk", 5, o, 60000);
+    struct cache_obj *g = get_sync(&f, "h/brk");
+    assert_non_null(g);
+    cache_obj_unref(&g);
+
+    /* Stalled: the oldest GET's deadline drops the connection, the ones queued behind it
+     * are answered with it; one timeout, one failure. */
+    stop_redis();
+    struct res three[3];
+    for (int i = 0; i < 3; i++)
+        get_start(&f, &three[i], "h/brk");
+    for (int i = 0; i < 3; i++) {
+        get_wait(&f, &three[i]);
+        assert_null(three[i].o);
+        assert_true(three[i].t1 - three[i].t0 < 1000);
+    }
+    s = stats(&f);
+    assert_int_equal(s.timeouts, 1);
+    assert_int_equal(s.errors, 1);
+    assert_int_equal(s.breaker_open, 0);
+
+    /* Keep asking: every answer comes fast, and the breaker opens. */
+    uint64_t end = now_ms() + 10000;
+    while (!stats(&f).breaker_open && now_ms() < end) {
+        get_start(&f, &rs, "h/brk");
+        get_wait(&f, &rs);
+        assert_null(rs.o);
+        assert_true(rs.t1 - rs.t0 < 1000);
+        spin_ms(&f.loop, 10);
+    }
+    s = stats(&f);
+    assert_int_equal(s.breaker_open, 1);
+    assert_int_equal(s.breaker_trips, 1);
+    assert_true(s.errors >= 3);
+    assert_string_equal(edge_redis_state(f.r), "open");
+
+    /* Open: skipped at once, the server is not asked. The back-off is stretched so that
+     * a slow host cannot turn one of these into the probe. */
+    pthread_mutex_lock(&f.r->mtx);
+    f.r->until_ms = now_ms() + 60000;
+    pthread_mutex_unlock(&f.r->mtx);
+    uint64_t skipped = s.skipped_open;
+    for (int i = 0; i < 3; i++) {
+        get_start(&f, &rs, "h/brk");
+        get_wait(&f, &rs);
+        assert_null(rs.o);
+        assert_true(rs.t1 - rs.t0 < 1000);
+    }
+    assert_int_equal(stats(&f).skipped_open, skipped + 3);
+    edge_redis_put(f.c, "h/brk2", 6, o, 60000); /* skipped too */
+    assert_int_equal(stats(&f).skipped_open, skipped + 4);
+
+    /* Down: probes fail fast, back-off grows; then back on the same port. */
+    kill_redis();
+    pthread_mutex_lock(&f.r->mtx);
+    f.r->until_ms = now_ms() + 500;
+    pthread_mutex_unlock(&f.r->mtx);
+    spin_ms(&f.loop, 600);
+    for (int i = 0; i < 10; i++) {
+        get_start(&f, &rs, "h/brk");
+        get_wait(&f, &rs);
+        assert_null(rs.o);
+        spin_ms(&f.loop, 50);
+    }
+    assert_int_equal(stats(&f).breaker_open, 1);
+    start_redis();
+    end = now_ms() + 15000;
+    while ((strcmp(edge_redis_state(f.r), "closed") != 0 || f.c->state != C_UP) &&
+           now_ms() < end) {
+        get_start(&f, &rs, "h/brk");
+        get_wait(&f, &rs);
+        cache_obj_unref(&rs.o);
+        spin_ms(&f.loop, 50);
+    }
+    assert_string_equal(edge_redis_state(f.r), "closed");
+    assert_int_equal(stats(&f).breaker_open, 0);
+    /* The new server is empty: store again, and hits are back. */
+    edge_redis_put(f.c, "h/brk", 5, o, 60000);
+    g = get_sync(&f, "h/brk");
+    assert_non_null(g);
+    assert_body(g, "before", 6);
+    cache_obj_unref(&g);
+    assert_int_equal(stats(&f).breaker_trips, 1);
+    cache_obj_unref(&o);
+    fx_close(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_url),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_large_not_stored),
+        cmocka_unit_test(test_foreign_values),
+        cmocka_unit_test(test_del),
+        cmocka_unit_test(test_hostname_and_ipv6),
+        cmocka_unit_test(test_two_threads),
+        cmocka_unit_test(test_auth_and_db),
+        cmocka_unit_test(test_fini_inflight),
+        cmocka_unit_test(test_breaker),
+    };
+    /* A hung loop must not hang CI. */
+    alarm(120);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
