@@ -301,6 +301,8 @@ int l1_insert(struct l1 *c, const char *pkey, size_t plen, struct cache_obj *o)
 
     if (o->in_index)
         return -EEXIST;
+    if (cache_body_file(o->body, NULL) >= 0)
+        return -EFBIG; /* a body kept in a file is not L1 memory */
     o->charge = cache_body_len(o->body) + o->hdrs_len + plen + o->vkey_len + L1_OBJ_OVERHEAD;
     pthread_mutex_lock(&s->mtx);
     struct l1_entry *e = entry_find(s, bb, h, pkey, plen);

@@ -21,6 +21,7 @@ struct cache_body *cache_body_new(int64_t expected)
     atomic_init(&b->refcnt, 1);
     b->expected = expected;
     b->memfd = -1;
+    b->file_fd = -1;
     if (expected >= (int64_t)CACHE_BODY_MEMFD_MIN && expected <= (int64_t)CHUNK_FIRST_MAX * 64) {
         /* No memfd (or no mapping) is not an error: the body then lives in malloc chunks. */
         int fd = memfd_create("mlcdn-body", MFD_CLOEXEC);
@@ -51,11 +52,54 @@ static struct cache_chunk *chunk_new(size_t cap, char *mapped)
     return c;
 }
 
+struct cache_body *cache_body_new_file(int fd, uint64_t off, int64_t expected)
+{
+    struct cache_body *b = mc_xcalloc(1, sizeof(*b));
+    MC_INIT_OBJ(b, CACHE_BODY_MAGIC);
+    atomic_init(&b->refcnt, 1);
+    b->expected = expected;
+    b->memfd = -1;
+    b->file_fd = fd;
+    b->file_off = off;
+    return b;
+}
+
+int cache_body_file(const struct cache_body *b, uint64_t *off)
+{
+    if (b->file_fd >= 0 && off)
+        *off = b->file_off;
+    return b->file_fd;
+}
+
+void cache_body_publish(struct cache_body *b, uint64_t len)
+{
+    MC_ASSERT(b->file_fd >= 0 && len >= cache_body_len(b));
+    atomic_store_explicit(&b->len, len, memory_order_release);
+}
+
+static int file_append(struct cache_body *b, const char *p, size_t n)
+{
+    uint64_t at = cache_body_len(b);
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = pwrite(b->file_fd, p + done, n - done, (off_t)(b->file_off + at + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        done += (size_t)w;
+    }
+    atomic_store_explicit(&b->len, at + n, memory_order_release);
+    return 0;
+}
+
 int cache_body_append(struct cache_body *b, const void *p, size_t n)
 {
     const char *src = p;
 
     MC_CHECK_OBJ_NOTNULL(b, CACHE_BODY_MAGIC);
+    if (b->file_fd >= 0)
+        return file_append(b, src, n);
     while (n) {
         struct cache_chunk *t = b->tail;
         if (!t || t->len == t->cap) {
@@ -153,6 +197,8 @@ void cache_body_unref(struct cache_body **bp)
         munmap(b->map, b->map_len);
     if (b->memfd >= 0)
         close(b->memfd);
+    if (b->file_fd >= 0)
+        close(b->file_fd);
     MC_FREE_OBJ(b);
 }
 
@@ -189,6 +235,8 @@ size_t cache_body_next(struct cache_body_cursor *cur, const struct cache_body *b
 {
     uint64_t avail = cache_body_len(b);
 
+    if (b->file_fd >= 0)
+        return 0;
     if (limit < avail)
         avail = limit;
     if (cur->pos >= avail)

@@ -41,11 +41,26 @@ struct cache_body {
     int memfd;
     char *map;
     size_t map_len;
+    /* Bodies too large for memory (model weights) live in a file instead: the L2 file being
+     * written, or an unlinked temporary file. No chunks then; readers send the published
+     * bytes with sendfile from file_fd at file_off + position. -1 otherwise. */
+    int file_fd;
+    uint64_t file_off;
 };
 
 /* New empty body in FILLING state, one reference for the caller. expected: -1 unknown. */
 struct cache_body *cache_body_new(int64_t expected);
-/* Filler: appends bytes and publishes them. Returns 0 or -ENOMEM (payload memory). */
+/* New body kept in file `fd` from offset `off` on (the body takes ownership of fd and
+ * closes it when freed), in FILLING state with nothing published; for a file that already
+ * holds the whole body, publish its length and finish it COMPLETE. */
+struct cache_body *cache_body_new_file(int fd, uint64_t off, int64_t expected);
+/* The file of a file-backed body (owned by the body) and the body's offset in it, or -1. */
+int cache_body_file(const struct cache_body *b, uint64_t *off);
+/* Filler of a file-backed body that wrote bytes [published, len) into the file itself
+ * (e.g. through the L2 writer): publishes them to the readers. */
+void cache_body_publish(struct cache_body *b, uint64_t len);
+/* Filler: appends bytes and publishes them (a file-backed body writes them into its
+ * file). Returns 0, -ENOMEM (payload memory) or the write's -errno. */
 int cache_body_append(struct cache_body *b, const void *p, size_t n);
 /* Filler: the body is complete (or failed); readers see it after their next length load. */
 void cache_body_finish(struct cache_body *b, enum cache_body_state st);
@@ -72,7 +87,7 @@ void cache_body_cursor_seek(struct cache_body_cursor *cur, const struct cache_bo
                             uint64_t pos);
 /* Next contiguous span of published bytes from the cursor, at most `max` bytes, up to
  * `limit` (absolute, exclusive); advances the cursor. Returns the span length (0: nothing
- * published beyond the cursor yet). */
+ * published beyond the cursor yet). Always 0 for file-backed bodies: see cache_body_file. */
 size_t cache_body_next(struct cache_body_cursor *cur, const struct cache_body *b, uint64_t limit,
                        size_t max, const char **span);
 

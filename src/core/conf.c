@@ -137,6 +137,7 @@ static int load_file(struct conf *c, const char *path, const struct conf_opt *op
 
     config_init(&c->file);
     c->have_file = 1;
+    c->path = mc_xstrdup(path);
     if (config_read_file(&c->file, path) != CONFIG_TRUE) {
         if (config_error_type(&c->file) == CONFIG_ERR_FILE_IO)
             snprintf(err, errlen, "--config %s: cannot read the file", path);
@@ -271,7 +272,13 @@ void conf_fini(struct conf *c)
     free(c->positional);
     if (c->have_file)
         config_destroy(&c->file);
+    free(c->path);
     memset(c, 0, sizeof(*c));
+}
+
+const char *conf_file(const struct conf *c)
+{
+    return c->path;
 }
 
 config_setting_t *conf_file_root(struct conf *c)

@@ -38,6 +38,7 @@ struct conf_opt {
 struct conf {
     config_t file;   /* the loaded file, for nested settings a module reads itself */
     int have_file;
+    char *path;      /* the --config file's path (owned), NULL without one */
     char **strings;  /* owned copies handed out through dst */
     size_t nstrings;
     void **lists;
@@ -55,6 +56,8 @@ int conf_parse(struct conf *c, const struct conf_opt *opts, size_t nopts, int ar
 void conf_fini(struct conf *c);
 /* Prints the options table as usage text to stdout. */
 void conf_usage(const char *cmd, const char *synopsis, const struct conf_opt *opts, size_t nopts);
+/* The --config file's path, or NULL when none was given (valid until conf_fini). */
+const char *conf_file(const struct conf *c);
 /* The loaded config file's root setting, or NULL when no --config was given. */
 config_setting_t *conf_file_root(struct conf *c);
 

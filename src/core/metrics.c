@@ -15,7 +15,7 @@
 #define SUB (1u << SUB_BITS)
 #define NBUCKETS (64 * SUB)
 
-enum kind { K_COUNTER, K_GAUGE, K_GAUGE_FN, K_HIST };
+enum kind { K_COUNTER, K_GAUGE, K_GAUGE_FN, K_HIST, K_COUNTER_FN };
 
 struct metrics_counter {
     _Atomic uint64_t v;
@@ -147,14 +147,26 @@ double metrics_gauge_get(const struct metrics_gauge *g)
     return bitsd(atomic_load_explicit(&((struct metrics_gauge *)g)->bits, memory_order_relaxed));
 }
 
-void metrics_gauge_fn(const char *name, const char *help, const char *labels, metrics_read_f *fn,
-                      void *arg)
+static void register_fn(const char *name, const char *help, const char *labels, enum kind kind,
+                        metrics_read_f *fn, void *arg)
 {
     pthread_mutex_lock(&mtx);
-    struct series *s = lookup(name, help, labels, K_GAUGE_FN);
+    struct series *s = lookup(name, help, labels, kind);
     s->u.fn.fn = fn;
     s->u.fn.arg = arg;
     pthread_mutex_unlock(&mtx);
+}
+
+void metrics_gauge_fn(const char *name, const char *help, const char *labels, metrics_read_f *fn,
+                      void *arg)
+{
+    register_fn(name, help, labels, K_GAUGE_FN, fn, arg);
+}
+
+void metrics_counter_fn(const char *name, const char *help, const char *labels,
+                        metrics_read_f *fn, void *arg)
+{
+    register_fn(name, help, labels, K_COUNTER_FN, fn, arg);
 }
 
 /* Values below SUB map linearly; above, the top SUB_BITS+1 bits pick octave and sub-bucket. */
@@ -313,7 +325,7 @@ static int render_hist(struct buf *out, const char *name, const struct series *s
 
 int metrics_render(struct buf *out)
 {
-    static const char *const types[] = {"counter", "gauge", "gauge", "histogram"};
+    static const char *const types[] = {"counter", "gauge", "gauge", "histogram", "counter"};
     char num[64];
     int err = 0;
 
@@ -327,10 +339,10 @@ int metrics_render(struct buf *out)
                 continue;
             }
             double v;
-            if (f->kind == K_COUNTER)
-                v = (double)metrics_counter_get(&s->u.counter);
-            else if (s->kind == K_GAUGE_FN)
+            if (s->kind == K_GAUGE_FN || s->kind == K_COUNTER_FN)
                 v = s->u.fn.fn(s->u.fn.arg);
+            else if (f->kind == K_COUNTER)
+                v = (double)metrics_counter_get(&s->u.counter);
             else
                 v = metrics_gauge_get(&s->u.gauge);
             fmt_double(num, sizeof(num), v);

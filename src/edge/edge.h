@@ -45,6 +45,7 @@ struct edge_cfg {
     const char *parent;          /* parent edge base URL: misses go there before the origins */
     const char *disk_dir;        /* L2 directory; NULL = no disk tier */
     uint64_t disk;               /* L2 byte budget */
+    const char *disk_policy;     /* L2 eviction policy; NULL = sieve */
     uint64_t max_mem_object;     /* bodies larger than this skip L1 (file-backed); 0 = mem/16 */
     unsigned l2_admit_hits;      /* L2 hits before an object is copied into L1 (default 2) */
     const char *redis;           /* redis://HOST:PORT shared tier; NULL = none */

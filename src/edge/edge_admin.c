@@ -8,7 +8,9 @@
 #include "cache/cache_key.h"
 #include "core/mc.h"
 #include "core/units.h"
+#include "cache/cache_disk.h"
 #include "edge/edge_int.h"
+#include "edge/edge_redis.h"
 
 static double l1_bytes_read(void *arg)
 {
@@ -45,6 +47,28 @@ void edge_metrics_init(struct edge *e)
                                        "Time from request head to response start, by tier",
                                        labels, 1e6, 16, 60000000);
     }
+    for (int j = 0; j < EDGE_LV__N; j++) {
+        snprintf(labels, sizeof(labels), "level=\"%s\"", edge_lv_name(j));
+        e->m.bytes_by_level[j] = metrics_counter("mlcdn_edge_bytes_served_by_level_total",
+                                                 "Body bytes sent to clients, by the tier "
+                                                 "that answered", labels);
+        if (j == EDGE_LV_L2 || j == EDGE_LV_REDIS) {
+            e->m.tier_hits[j] = metrics_counter("mlcdn_edge_tier_hits_total",
+                                                "Lookups a tier behind L1 answered", labels);
+            e->m.tier_misses[j] = metrics_counter("mlcdn_edge_tier_misses_total",
+                                                  "Lookups a tier behind L1 could not answer",
+                                                  labels);
+        }
+    }
+    e->m.l2_stored = metrics_counter("mlcdn_edge_l2_stored_total", "Objects written to L2", NULL);
+    e->m.l2_not_stored = metrics_counter("mlcdn_edge_l2_not_stored_total",
+                                         "L2 writes refused or failed (full, I/O error, "
+                                         "admission paused)", NULL);
+    e->m.l2_promoted = metrics_counter("mlcdn_edge_l2_promoted_total",
+                                       "L2 hits copied into L1 (admission on a repeated hit)",
+                                       NULL);
+    e->m.big_bodies = metrics_counter("mlcdn_edge_file_bodies_total",
+                                      "Responses above --max-mem-object kept in files", NULL);
     for (int k = 1; k <= 5; k++) {
         snprintf(labels, sizeof(labels), "class=\"%dxx\"", k);
         e->m.status[k] = metrics_counter("mlcdn_edge_responses_total",
@@ -123,6 +147,19 @@ static void health(struct edge *e, struct http_exchange *x)
                      (unsigned long long)((units_now_ms() - e->start_ms) / 1000),
                      (unsigned long long)(hits + misses), (unsigned long long)l1_bytes(e->l1),
                      (unsigned long long)l1_objects(e->l1));
+    if (e->l2 || e->redis) {
+        /* The tiers behind L1, for operators (the router reads only the fields above). */
+        struct l2_stats st = {0};
+        if (e->l2)
+            l2_stats(e->l2, &st);
+        n--; /* reopen the object: drop "}\n" and append */
+        n--;
+        n += snprintf(body + n, sizeof(body) - (size_t)n,
+                      ",\"l2_objects\":%llu,\"l2_bytes\":%llu,\"l2_ready\":%s,\"redis\":\"%s\"}\n",
+                      (unsigned long long)st.objects, (unsigned long long)st.bytes,
+                      !e->l2 || st.ready ? "true" : "false",
+                      e->redis ? edge_redis_state(e->redis) : "none");
+    }
     http_x_respond(x, atomic_load(&e->draining) ? 503 : 200,
                    "Content-Type: application/json\r\nCache-Control: no-store\r\n", body,
                    (size_t)n);
@@ -136,6 +173,27 @@ static int authorized(struct edge *e, const struct http_request *r)
     if (!a || !tok || a->value.len < 7 || strncasecmp(a->value.p, "Bearer ", 7) != 0)
         return 0;
     return mc_consttime_eq(a->value.p + 7, a->value.len - 7, tok, strlen(tok));
+}
+
+/* Redis keys are hashes: the copies that can be named are deleted, i.e. the target's
+ * host (absolute-form) or the PURGE request's Host. Other hosts' copies expire by TTL. */
+static void purge_redis(struct edge *e, struct http_exchange *x, const struct http_request *r,
+                        const char *pathq, size_t plen)
+{
+    struct edge_worker *w = http_x_worker(x);
+    struct http_str h = r->abs_host.len ? r->abs_host : r->host;
+    struct http_str root = {"/", 1}, noq = {"", 0};
+    struct buf key;
+
+    if (!w || !w->redis || !h.len)
+        return;
+    buf_init(&key, 16 * 1024);
+    if (cache_key_primary(&key, h, root, noq, &e->keyopts) == 0 && key.len) {
+        key.len--; /* "host/" -> "host" */
+        buf_append(&key, pathq, plen);
+        edge_redis_del(w->redis, key.data, key.len);
+    }
+    buf_fini(&key);
 }
 
 static void purge(struct edge *e, struct http_exchange *x)
@@ -171,7 +229,11 @@ static void purge(struct edge *e, struct http_exchange *x)
         if (host.len)
             host.len--; /* drop the "/" */
     }
-    size_t n = l1_purge_path(e->l1, r->abs_host.len ? host.data : NULL, host.len, pq.data, pq.len);
+    const char *h = r->abs_host.len ? host.data : NULL;
+    size_t n = l1_purge_path(e->l1, h, host.len, pq.data, pq.len);
+    if (e->l2)
+        n += l2_purge_path(e->l2, h, host.len, pq.data, pq.len);
+    purge_redis(e, x, r, pq.data, pq.len);
     metrics_counter_add(e->m.purged, n);
     int bl = snprintf(body, sizeof(body), "{\"purged\":%zu}\n", n);
     http_x_respond(x, 200, "Content-Type: application/json\r\n", body, (size_t)bl);

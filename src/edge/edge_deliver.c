@@ -38,8 +38,10 @@ void edge_count(struct edge *e, struct http_exchange *x, int status, enum edge_x
     metrics_hist_observe(e->m.latency[lv], units_now_us() - http_x_start_us(x));
     if (status >= 100 && status < 600)
         metrics_counter_add(e->m.status[status / 100], 1);
-    if (bytes)
+    if (bytes) {
         metrics_counter_add(e->m.bytes_served, bytes);
+        metrics_counter_add(e->m.bytes_by_level[lv], bytes);
+    }
     if (xc == EDGE_XC_HIT || xc == EDGE_XC_STALE)
         atomic_fetch_add_explicit(&e->hits, 1, memory_order_relaxed);
     else if (xc == EDGE_XC_MISS)
@@ -144,6 +146,10 @@ void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj 
         first = 0;
     http_x_start(x, status, h->data, (int64_t)(end - first));
     edge_count(e, x, status, xc, lv, r->method == HTTP_M_HEAD ? 0 : end - first);
+    if (r->method != HTTP_M_HEAD && end > first && cache_body_file(o->body, NULL) >= 0) {
+        edge_send_file(x, o, first, end); /* ends the exchange */
+        return;
+    }
     int sfd = cache_body_sendfile_fd(o->body);
     if (r->method != HTTP_M_HEAD && end > first && sfd >= 0) {
         struct send_ref *ref = mc_xmalloc(sizeof(*ref));

@@ -9,10 +9,14 @@
  * 502 (504 on timeouts), or the stale object when stale-if-error allows it. See
  * edge_int.h for the threading and refcount rules. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
+#include "cache/cache_disk.h"
 #include "cache/cache_key.h"
 #include "core/log.h"
 #include "core/mc.h"
@@ -20,12 +24,15 @@
 #include "edge/edge_int.h"
 
 #define SEND_SPAN_MAX (256u << 10)
+#define SEND_FILE_MAX (4u << 20) /* bytes per sendfile call of a file-backed body */
 #define RESP_HDRS_MAX (64u << 10)
 #define UPLOAD_HIGH (1u << 20) /* pause the client above this many buffered body bytes */
 #define UPLOAD_LOW (256u << 10)
 
 static void waiter_pump(struct edge_waiter *wt);
 static int fill_start_transfer(struct edge_fill *f);
+static void fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                       size_t plen, const struct edge_rctx *rc);
 
 /* ---- request copies ---- */
 
@@ -98,6 +105,7 @@ static struct edge_fill *fill_new(struct edge_worker *w, const char *pkey, size_
     f->pkey = mc_xstrndup(pkey, plen);
     f->plen = plen;
     f->fail_status = 502;
+    f->route_ttl_s = -1;
     pthread_mutex_init(&f->mtx, NULL);
     buf_init(&f->resp_hdrs, RESP_HDRS_MAX);
     buf_init(&f->upload, UPLOAD_HIGH + (1u << 20));
@@ -332,6 +340,7 @@ static void waiter_free(struct edge_waiter *wt)
     pthread_mutex_unlock(&w->wake_mtx);
     fill_unref(&wt->fill);
     cache_obj_unref(&wt->obj);
+    edge_rctx_free(&wt->rc);
     free(wt->pkey);
     free(wt->vkey);
     MC_FREE_OBJ(wt);
@@ -390,14 +399,17 @@ static void waiter_restart(struct edge_waiter *wt, int as_pass)
     struct http_exchange *x = wt->x;
     char *pkey = mc_xstrndup(wt->pkey, wt->plen);
     size_t plen = wt->plen;
+    struct edge_rctx *rc = wt->rc;
 
+    wt->rc = NULL;
     http_x_on_abort(x, NULL, NULL);
     wt->finished = 1;
     waiter_free(wt);
     if (as_pass)
-        edge_fetch_pass(w, x, pkey, plen);
+        fetch_pass(w, x, pkey, plen, rc);
     else
-        edge_fetch_cacheable(w, x, pkey, plen, NULL);
+        edge_fetch_cacheable(w, x, pkey, plen, NULL, rc);
+    edge_rctx_free(&rc);
     free(pkey);
 }
 
@@ -473,35 +485,87 @@ static void waiter_pump(struct edge_waiter *wt)
         }
         /* Stream the response while it arrives. */
         struct buf h;
+        const struct http_request *r = http_x_request(wt->x);
+        int64_t clen = o->body->expected;
+        int status = o->status;
+        uint64_t first = 0, last = 0;
         buf_init(&h, SIZE_MAX);
         fill_cache_status(f, wt->xc, cs, sizeof(cs));
         if (!wt->leader)
             snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
         edge_deliver_headers(e, &h, o, wt->xc, fill_level(f), cs);
-        int64_t clen = o->body->expected;
-        http_x_start(wt->x, o->status, h.data, clen);
+        /* A Range on a body still arriving: answered from the announced length, each byte
+         * sent as soon as the origin delivered it (docs/edge.md). */
+        const struct http_header *rg = http_request_header(r, "range");
+        if (rg && f->cacheable_req && r->method == HTTP_M_GET && status == 200 && clen >= 0 &&
+            http_range_if_range_ok(r, o->etag, o->etag ? strlen(o->etag) : 0,
+                                   o->info.last_modified)) {
+            int rr = http_range_parse(rg->value.p, rg->value.len, (uint64_t)clen, &first, &last);
+            if (rr == -416) {
+                buf_printf(&h, "Content-Range: bytes */%llu\r\n", (unsigned long long)clen);
+                edge_count(e, wt->x, 416, wt->xc, fill_level(f), 0);
+                http_x_respond(wt->x, 416, h.data, NULL, 0);
+                buf_fini(&h);
+                cache_obj_unref(&o);
+                waiter_finish(wt);
+                return;
+            }
+            if (rr == 1) {
+                status = 206;
+                wt->range = 1;
+                buf_printf(&h, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
+                           (unsigned long long)last, (unsigned long long)clen);
+                clen = (int64_t)(last - first + 1);
+            }
+        }
+        http_x_start(wt->x, status, h.data, clen);
         buf_fini(&h);
-        edge_count(e, wt->x, o->status, wt->xc, fill_level(f), 0);
+        edge_count(e, wt->x, status, wt->xc, fill_level(f), 0);
         wt->obj = o;
         wt->started = 1;
-        wt->limit = UINT64_MAX;
+        wt->limit = wt->range ? last + 1 : UINT64_MAX;
+        wt->pos = wt->range ? first : 0;
         cache_body_cursor_init(&wt->cur, o->body);
-        if (http_x_request(wt->x)->method == HTTP_M_HEAD || o->status == 304 ||
-            o->status == 204) {
+        if (r->method == HTTP_M_HEAD || o->status == 304 || o->status == 204) {
             http_x_end(wt->x);
             waiter_finish(wt);
             return;
         }
     }
+    uint64_t foff = 0;
+    int fd = cache_body_file(wt->obj->body, &foff);
+    enum edge_level lv = fill_level(f);
     while (!wt->writing) {
-        const char *span;
-        size_t n = cache_body_next(&wt->cur, wt->obj->body, wt->limit, SEND_SPAN_MAX, &span);
+        const char *span = NULL;
+        size_t n = 0;
+        uint64_t pub = cache_body_len(wt->obj->body);
+        uint64_t pos = fd >= 0 ? wt->pos : wt->cur.pos;
+        if (pos >= wt->limit)
+            break; /* a range is complete even while the rest of the body arrives */
+        if (fd >= 0) {
+            if (pub > pos)
+                n = (size_t)MC_MIN(MC_MIN(pub, wt->limit) - pos, (uint64_t)SEND_FILE_MAX);
+        } else if (wt->cur.pos < wt->pos) {
+            if (pub >= wt->pos) {
+                cache_body_cursor_seek(&wt->cur, wt->obj->body, wt->pos);
+                continue;
+            }
+        } else {
+            n = cache_body_next(&wt->cur, wt->obj->body, wt->limit, SEND_SPAN_MAX, &span);
+        }
         if (n) {
             wt->writing = 1;
             wt->sent += n;
             metrics_counter_add(e->m.bytes_served, n);
+            metrics_counter_add(e->m.bytes_by_level[lv], n);
             wt->in_pump = 1;
-            int err = http_x_write(wt->x, span, n, waiter_written, wt);
+            int err;
+            if (fd >= 0) {
+                wt->pos += n;
+                err = http_x_sendfile_fd(wt->x, fd, foff + pos, n, waiter_written, wt);
+            } else {
+                err = http_x_write(wt->x, span, n, waiter_written, wt);
+            }
             wt->in_pump = 0;
             if (err != 0) {
                 wt->writing = 0;
@@ -514,14 +578,17 @@ static void waiter_pump(struct edge_waiter *wt)
         enum cache_body_state st = cache_body_state(wt->obj->body);
         if (st == CACHE_BODY_FILLING)
             return; /* woken again when more bytes arrive */
-        if (st == CACHE_BODY_COMPLETE && wt->cur.pos < cache_body_len(wt->obj->body))
+        if (st == CACHE_BODY_COMPLETE && pos < cache_body_len(wt->obj->body) &&
+            (fd >= 0 || wt->cur.pos >= wt->pos))
             continue; /* bytes published together with the state change */
-        if (st == CACHE_BODY_FAILED)
+        if (st == CACHE_BODY_FAILED || (wt->range && pos < wt->limit))
             http_x_close_after(wt->x); /* truncated: the client must see the connection end */
-        http_x_end(wt->x);
-        waiter_finish(wt);
-        return;
+        break;
     }
+    if (wt->writing)
+        return;
+    http_x_end(wt->x);
+    waiter_finish(wt);
 }
 
 /* ---- streamed request bodies: client -> curl ---- */
@@ -863,6 +930,37 @@ static void fill_stop_fb_timer(struct edge_fill *f)
     }
 }
 
+/* The body of a new response. Above --max-mem-object it is kept in a file, never whole
+ * in memory: written straight into L2 when the response may be stored there, else into
+ * an unlinked temporary file that lives as long as its readers. */
+static struct cache_body *fill_body(struct edge_fill *f, const struct cache_obj *o,
+                                    int64_t expected, int storable)
+{
+    struct edge *e = f->e;
+    int head_only = f->method && strcmp(f->method, "HEAD") == 0;
+
+    if (expected < 0 || (uint64_t)expected <= e->max_mem_object || head_only)
+        return cache_body_new(expected);
+    metrics_counter_add(e->m.big_bodies, 1);
+    if (storable && e->l2 &&
+        l2_writer_begin(e->l2, f->pkey, f->plen, o, expected, &f->l2w) == 0) {
+        int fd = l2_writer_dup_fd(f->l2w);
+        if (fd >= 0)
+            return cache_body_new_file(fd, l2_writer_body_off(f->l2w), expected);
+        l2_writer_abort(&f->l2w);
+    }
+    const char *dir = e->cfg.disk_dir && *e->cfg.disk_dir ? e->cfg.disk_dir : getenv("TMPDIR");
+    int fd = open(dir && *dir ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0)
+        fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_warn("no temporary file for a large body: it is kept in memory", "err=\"%s\"",
+                 strerror(errno));
+        return cache_body_new(expected);
+    }
+    return cache_body_new_file(fd, 0, expected);
+}
+
 /* The final response's header block is complete. */
 static void headers_complete(struct edge_fill *f, int status)
 {
@@ -894,6 +992,7 @@ static void headers_complete(struct edge_fill *f, int status)
         metrics_counter_add(e->m.revalidations, 1);
         if (l1_replace(e->l1, f->pkey, f->plen, f->stale, o) != 0)
             l1_insert(e->l1, f->pkey, f->plen, o);
+        edge_tier_store(f->owner, f->pkey, f->plen, o);
         pthread_mutex_lock(&f->mtx);
         f->obj = o;
         f->revalidated = 1;
@@ -921,7 +1020,7 @@ static void headers_complete(struct edge_fill *f, int status)
     curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
     size_t hl;
     char *hdrs = buf_take(&b.out, &hl);
-    struct cache_obj *o = cache_obj_new(status, hdrs, hl, cache_body_new(cl >= 0 ? cl : -1));
+    struct cache_obj *o = cache_obj_new(status, hdrs, hl, NULL);
     o->info = b.info;
     o->etag = b.etag;
     o->vary = b.vary.len ? buf_take(&b.vary, NULL) : NULL;
@@ -935,6 +1034,11 @@ static void headers_complete(struct edge_fill *f, int status)
         !o->info.cc.present && !o->info.cdn_cc.present && !o->info.surrogate.present &&
         !o->info.has_expires)
         o->lifetime = e->cfg.negative_ttl_s;
+    /* A route's ttl is the default freshness of responses that state none of their own. */
+    if (f->route_ttl_s >= 0 && o->lifetime == 0 && !o->info.cc.present &&
+        !o->info.cdn_cc.present && !o->info.surrogate.present && !o->info.has_expires &&
+        status >= 200 && status < 300)
+        o->lifetime = f->route_ttl_s;
     const char *ar;
     o->has_accept_ranges = cache_obj_header(o, "accept-ranges", &ar) >= 0;
 
@@ -966,6 +1070,7 @@ static void headers_complete(struct edge_fill *f, int status)
         }
         buf_fini(&vk);
     }
+    o->body = fill_body(f, o, cl >= 0 ? (int64_t)cl : -1, storable);
     pthread_mutex_lock(&f->mtx);
     f->obj = o;
     f->shareable = storable;
@@ -1010,8 +1115,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
         return 0;
     if (f->revalidated || f->served_stale)
         return n;
-    if (cache_body_append(f->obj->body, data, n) != 0)
+    if (f->l2w) {
+        /* Into the L2 file (checksummed as it goes), then visible to the readers. */
+        if (l2_writer_append(f->l2w, data, n) != 0)
+            return 0;
+        cache_body_publish(f->obj->body, cache_body_len(f->obj->body) + n);
+    } else if (cache_body_append(f->obj->body, data, n) != 0) {
         return 0;
+    }
     metrics_counter_add(f->e->m.bytes_origin, n);
     fill_notify(f);
     return n;
@@ -1058,6 +1169,8 @@ static void transfer_cleanup(struct edge_fill *f)
     }
     curl_slist_free_all(f->req_hdrs);
     f->req_hdrs = NULL;
+    if (f->l2w)
+        l2_writer_abort(&f->l2w);
 }
 
 /* RFC 9111 §4.4: the URIs in Location and Content-Location of a successful unsafe request
@@ -1096,7 +1209,7 @@ static void invalidate_location(struct edge_fill *f, const struct cache_obj *o, 
     }
     buf_init(&key, 16 * 1024);
     if (cache_key_primary(&key, host, path, query, &f->e->keyopts) == 0)
-        l1_remove(f->e->l1, key.data, key.len);
+        edge_tier_drop(f->owner, key.data, key.len);
     buf_fini(&key);
 }
 
@@ -1143,17 +1256,30 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
                         cache_body_len(o->body) == (uint64_t)o->body->expected;
             int head_only = f->method && strcmp(f->method, "HEAD") == 0;
             if (f->shareable && f->store_detail == NULL && whole && !head_only) {
-                if (l1_insert(e->l1, f->pkey, f->plen, o) == 0)
+                if (f->l2w) {
+                    /* A large body went straight to its L2 file: make it visible. */
+                    int rc = l2_writer_commit(&f->l2w);
+                    if (rc != 0)
+                        log_warn("L2 did not keep a large object", "key=\"%.*s\" err=\"%s\"",
+                                 (int)MC_MIN(f->plen, 200u), f->pkey, strerror(-rc));
+                    metrics_counter_add(rc == 0 ? e->m.l2_stored : e->m.l2_not_stored, 1);
+                    metrics_counter_add(rc == 0 ? e->m.stored : e->m.not_stored, 1);
+                } else if (l1_insert(e->l1, f->pkey, f->plen, o) == 0) {
                     metrics_counter_add(e->m.stored, 1);
-                else
+                    edge_tier_store(f->owner, f->pkey, f->plen, o);
+                } else {
                     metrics_counter_add(e->m.not_stored, 1);
+                    if (cache_body_file(o->body, NULL) < 0)
+                        edge_tier_store(f->owner, f->pkey, f->plen, o);
+                }
             } else {
                 metrics_counter_add(e->m.not_stored, 1);
             }
             /* Unsafe methods invalidate the target URI (RFC 9111 §4.4). */
-            if (f->method && o->status >= 200 && o->status < 400 && strcmp(f->method, "OPTIONS") &&
+            if (f->method && !f->route_post && o->status >= 200 && o->status < 400 &&
+                strcmp(f->method, "OPTIONS") &&
                 strcmp(f->method, "TRACE") && strcmp(f->method, "HEAD")) {
-                l1_remove(e->l1, f->pkey, f->plen);
+                edge_tier_drop(f->owner, f->pkey, f->plen);
                 invalidate_location(f, o, "location");
                 invalidate_location(f, o, "content-location");
             }
@@ -1320,8 +1446,24 @@ static int fill_launch(struct edge_fill *f)
     return 0;
 }
 
+/* A route's POST body goes to the origin with the fill; its ttl sets default freshness. */
+static void fill_route(struct edge_fill *f, const struct edge_rctx *rc)
+{
+    if (!rc)
+        return;
+    f->route_ttl_s = rc->ttl_s;
+    if (rc->body) {
+        free(f->method);
+        f->method = mc_xstrdup("POST");
+        f->req_body = mc_xmalloc(rc->len ? rc->len : 1);
+        memcpy(f->req_body, rc->body, rc->len);
+        f->req_body_len = rc->len;
+        f->route_post = 1;
+    }
+}
+
 void edge_fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
-                          size_t plen, struct cache_obj *stale)
+                          size_t plen, struct cache_obj *stale, const struct edge_rctx *rc)
 {
     const struct http_request *r = http_x_request(x);
     struct edge_fill *fresh = fill_new(w, pkey, plen), *f;
@@ -1329,6 +1471,8 @@ void edge_fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const 
     int leader;
 
     fill_setup(fresh, r, http_x_peer(x), 1);
+    fill_route(fresh, rc);
+    wt->rc = edge_rctx_dup(rc);
     if (stale)
         fresh->stale = cache_obj_ref(stale);
     wt->xc = EDGE_XC_MISS;
@@ -1345,7 +1489,8 @@ void edge_fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const 
     fill_launch(f);
 }
 
-void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey, size_t plen)
+static void fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                       size_t plen, const struct edge_rctx *rc)
 {
     const struct http_request *r = http_x_request(x);
     struct edge_fill *f = fill_new(w, pkey, plen);
@@ -1354,6 +1499,11 @@ void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char 
     const char *body = http_x_body(x, &blen);
 
     fill_setup(f, r, http_x_peer(x), 0);
+    if (rc && rc->body) {
+        /* The route already read the body off the connection: it travels with rc. */
+        body = rc->body;
+        blen = rc->len;
+    }
     if (r->method != HTTP_M_GET) {
         f->method = mc_xstrndup(r->method_str.p, r->method_str.len);
         if (blen) {
@@ -1362,7 +1512,8 @@ void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char 
             f->req_body_len = blen;
         }
     }
-    if (http_x_body_streaming(x)) {
+    f->route_post = rc && rc->body;
+    if (!f->route_post && http_x_body_streaming(x)) {
         if (!f->method)
             f->method = mc_xstrndup(r->method_str.p, r->method_str.len);
         f->upload_streaming = 1;
@@ -1378,13 +1529,20 @@ void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char 
         http_x_body_stream(x, on_upload_data, on_upload_end, f);
 }
 
+void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey, size_t plen)
+{
+    fetch_pass(w, x, pkey, plen, NULL);
+}
+
 void edge_fetch_background(struct edge_worker *w, const struct http_request *req,
-                           const char *pkey, size_t plen, struct cache_obj *stale)
+                           const char *pkey, size_t plen, struct cache_obj *stale,
+                           const struct edge_rctx *rc)
 {
     struct edge_fill *fresh = fill_new(w, pkey, plen), *f;
     int leader;
 
     fill_setup(fresh, req, NULL, 1);
+    fill_route(fresh, rc);
     fresh->stale = cache_obj_ref(stale);
     f = busy_join(w->e, fresh, &leader);
     fill_unref(&fresh);

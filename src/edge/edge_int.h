@@ -41,6 +41,11 @@
 struct edge_fill;
 struct edge_waiter;
 struct edge_models; /* edge_predict.h (issue 5) */
+struct l2;          /* cache/cache_disk.h */
+struct l2_writer;
+struct edge_redis;  /* edge_redis.h */
+struct edge_redis_conn;
+struct edge_routes; /* edge_routes.h */
 struct edge_pl;
 
 struct edge_worker {
@@ -56,6 +61,7 @@ struct edge_worker {
     struct buf key_scratch;                     /* per-request scratch, this loop only */
     struct buf hdr_scratch;
     struct edge_pl *pl;                         /* predictions: completions (edge_batch.c) */
+    struct edge_redis_conn *redis;              /* this loop's Redis connection, or NULL */
     int stopping;
 };
 
@@ -82,6 +88,13 @@ struct edge_metrics {
     struct metrics_counter *stored;
     struct metrics_counter *not_stored;
     struct metrics_counter *status[6]; /* 1xx..5xx by class, [0] unused */
+    struct metrics_counter *tier_hits[EDGE_LV__N];   /* lookups answered by L2 / REDIS */
+    struct metrics_counter *tier_misses[EDGE_LV__N];
+    struct metrics_counter *bytes_by_level[EDGE_LV__N]; /* body bytes served, by tier */
+    struct metrics_counter *l2_stored;
+    struct metrics_counter *l2_not_stored;
+    struct metrics_counter *l2_promoted;               /* L2 hits copied into L1 */
+    struct metrics_counter *big_bodies;                /* responses kept in files */
 };
 
 struct edge {
@@ -102,8 +115,24 @@ struct edge {
     struct cache_key_opts keyopts;
     struct edge_models *models; /* --models registry, NULL without (edge_models.c) */
     size_t nparents;            /* 1 when origin_urls[0] is the --parent edge */
+    struct l2 *l2;              /* --disk-dir tier, or NULL */
+    struct edge_redis *redis;   /* --redis tier, or NULL */
+    struct edge_routes *routes; /* route table from the config file, or NULL */
+    uint64_t max_mem_object;    /* larger bodies live in files and skip L1 */
     char name[64];              /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
 };
+
+/* What a route (edge_routes.h) adds to a cacheable request: the POST body the key was
+ * built from (sent to the origin on a miss) and the route's default freshness. Functions
+ * that take a `const struct edge_rctx *` borrow it (NULL: a plain GET/HEAD); whoever keeps
+ * it makes its own copy (edge_rctx_dup). */
+struct edge_rctx {
+    char *body; /* NULL for GET routes */
+    size_t len;
+    int64_t ttl_s; /* -1: none */
+};
+struct edge_rctx *edge_rctx_dup(const struct edge_rctx *rc); /* NULL in, NULL out */
+void edge_rctx_free(struct edge_rctx **rc);
 
 /* One origin transfer. */
 struct edge_fill {
@@ -148,6 +177,9 @@ struct edge_fill {
     struct cache_obj *stale;       /* object being revalidated (ref), or NULL */
     char *vkey;                    /* vary part of the starting request, for storing */
     size_t vkey_len;
+    struct l2_writer *l2w;         /* a large body written straight into L2 (owner loop) */
+    int64_t route_ttl_s;           /* the route's default freshness, -1 none */
+    int route_post;                /* a POST cached by its body: no invalidation */
     /* Shared state (mtx). */
     pthread_mutex_t mtx;
     int state;                     /* FILL_* */
@@ -182,23 +214,27 @@ struct edge_waiter {
     struct cache_obj *obj;         /* ref once started */
     struct cache_body_cursor cur;
     uint64_t limit;                /* absolute end (exclusive) of the bytes to send */
+    uint64_t pos;                  /* next byte to send (file-backed bodies; ranges) */
+    int range;                     /* a 206 for [pos, limit) of a body still filling */
     char *pkey;
     size_t plen;
     char *vkey;                    /* vary part under the fill's response Vary */
     enum edge_xc xc;
     uint64_t sent;
+    struct edge_rctx *rc;          /* owned copy, for a restart on its own */
 };
 
 /* edge_fetch.c */
 void edge_busy_init(struct edge *e);
 /* Handles a cacheable GET/HEAD that missed (or must revalidate `stale`, may be NULL). */
 void edge_fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
-                          size_t plen, struct cache_obj *stale);
+                          size_t plen, struct cache_obj *stale, const struct edge_rctx *rc);
 /* Forwards a request to the origin without coalescing (methods, Authorization, bypass). */
 void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey, size_t plen);
 /* Starts a background revalidation of `stale` (stale-while-revalidate), no waiter. */
 void edge_fetch_background(struct edge_worker *w, const struct http_request *req,
-                           const char *pkey, size_t plen, struct cache_obj *stale);
+                           const char *pkey, size_t plen, struct cache_obj *stale,
+                           const struct edge_rctx *rc);
 void edge_worker_wake(uv_async_t *a);
 /* Cancels every fill of a stopping worker and fails its waiters. */
 void edge_worker_cancel_fills(struct edge_worker *w);
@@ -217,6 +253,23 @@ int64_t edge_obj_age(const struct cache_obj *o, int64_t now);
 void edge_cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix);
 const char *edge_xc_name(enum edge_xc xc);
 const char *edge_lv_name(enum edge_level lv);
+
+/* edge_tier.c */
+/* Answers from a stored object of any tier: fresh, stale-while-revalidate, or revalidate. */
+void edge_serve_stored(struct edge_worker *w, struct http_exchange *x, const char *key,
+                       size_t klen, struct cache_obj *o, enum edge_level lv,
+                       const struct edge_rctx *rc);
+/* L1 missed a cacheable GET/HEAD: L2, then Redis, then the parent or origin. */
+void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
+                    const struct edge_rctx *rc);
+/* A complete stored response: copy it to L2 and Redis in the background. */
+void edge_tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
+/* Drops every copy of key from every tier (invalidation). */
+void edge_tier_drop(struct edge_worker *w, const char *key, size_t klen);
+/* Sends bytes [first, end) of o's file-backed body, then ends the exchange. */
+void edge_send_file(struct http_exchange *x, struct cache_obj *o, uint64_t first, uint64_t end);
+int edge_tier_open(struct edge *e, char *err, size_t errlen);
+void edge_tier_close(struct edge *e);
 
 /* edge_admin.c */
 void edge_admin_handle(struct http_exchange *x, void *arg);

@@ -14,6 +14,7 @@
 #include "core/units.h"
 #include "edge/edge_int.h"
 #include "edge/edge_predict.h"
+#include "edge/edge_redis.h"
 
 void edge_cfg_default(struct edge_cfg *cfg)
 {
@@ -40,6 +41,10 @@ void edge_cfg_default(struct edge_cfg *cfg)
     cfg->max_batch = 64;
     cfg->max_delay_us = 200;
     cfg->models_poll_ms = 2000;
+    cfg->disk = 1ull << 30;
+    cfg->l2_admit_hits = 2;
+    cfg->redis_max_object = 1u << 20;
+    cfg->redis_timeout_ms = 50;
 }
 
 static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
@@ -58,6 +63,8 @@ static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
     uv_async_init(loop, &w->wake, edge_worker_wake);
     w->wake.data = w;
     edge_predict_loop_init(w);
+    if (e->redis)
+        w->redis = edge_redis_loop_init(e->redis, loop);
     e->workers[idx] = w;
     return w;
 }
@@ -86,6 +93,9 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
 
     (void)loop;
     w->stopping = 1;
+    /* Pending Redis lookups answer (503, the loop is stopping) before the fills go. */
+    if (w->redis)
+        edge_redis_loop_fini(&w->redis);
     edge_worker_cancel_fills(w);
     /* Waiters of this loop woken by the cancellations answer now, before the loop ends. */
     edge_worker_wake(&w->wake);
@@ -174,6 +184,12 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
         snprintf(err, errlen, "--policy: unknown eviction policy '%s'", cfg->policy);
         goto fail;
     }
+    /* An object must fit one L1 shard (1/16 of --mem) to be stored there at all. */
+    e->max_mem_object = cfg->max_mem_object ? cfg->max_mem_object : cfg->mem / 16;
+    if (e->cfg.l2_admit_hits == 0)
+        e->cfg.l2_admit_hits = 1;
+    if ((rc = edge_tier_open(e, err, errlen)) != 0)
+        goto fail;
     edge_busy_init(e);
     pthread_mutex_init(&e->cpu_mtx, NULL);
     edge_metrics_init(e);
@@ -207,6 +223,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     return 0;
 fail:
     edge_models_free(&e->models);
+    edge_tier_close(e);
     l1_free(&e->l1);
     for (size_t i = 0; i < e->cfg.norigins; i++)
         free(e->origin_urls[i]);
@@ -240,6 +257,7 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     http_server_stop(e->srv, grace_ms);
     http_server_free(&e->srv);
     edge_models_free(&e->models); /* after the loops: none can queue work any more */
+    edge_tier_close(e);
     l1_free(&e->l1);
     for (size_t i = 0; i < e->cfg.norigins; i++)
         free(e->origin_urls[i]);
@@ -276,7 +294,7 @@ int edge_main(int argc, char **argv)
     struct conf c;
     struct conf_strlist origins = {0}, ignore = {0};
     const char *log_level = "info";
-    long threads = 1, infer_threads = 2, max_batch = 64, max_delay_us = 200;
+    long threads = 1, infer_threads = 2, max_batch = 64, max_delay_us = 200, l2_admit = 2;
     uint64_t grace = 10000, sie = 0, neg_ms = 10000;
     const char *sie_str = NULL;
     char err[512];
@@ -318,6 +336,17 @@ int edge_main(int argc, char **argv)
          "default wait for a fuller batch, microseconds (200)"},
         {"models-poll", CONF_DURATION, &cfg.models_poll_ms,
          "poll the models directory for new versions (default 2s, 0 = off)"},
+        {"disk-dir", CONF_STR, &cfg.disk_dir, "L2 disk cache directory (survives restarts)"},
+        {"disk", CONF_SIZE, &cfg.disk, "L2 disk budget (default 1G)"},
+        {"disk-policy", CONF_STR, &cfg.disk_policy, "L2 eviction policy (default sieve)"},
+        {"max-mem-object", CONF_SIZE, &cfg.max_mem_object,
+         "larger responses skip L1 and stream through a file (default --mem/16)"},
+        {"l2-admit-hits", CONF_INT, &l2_admit, "L2 hits before an object enters L1 (default 2)"},
+        {"redis", CONF_STR, &cfg.redis, "shared tier redis://HOST:PORT[/DB]"},
+        {"redis-max-object", CONF_SIZE, &cfg.redis_max_object,
+         "largest body stored in Redis (default 1M)"},
+        {"redis-timeout", CONF_DURATION, &cfg.redis_timeout_ms,
+         "Redis deadline before the tier is skipped (default 50ms)"},
         {"grace", CONF_DURATION, &grace, "shutdown grace period (default 10s)"},
         {"log-level", CONF_STR, &log_level, "debug, info, warn, error"},
     };
@@ -352,6 +381,13 @@ int edge_main(int argc, char **argv)
         }
         cfg.stale_if_error_s = (int64_t)(sie / 1000);
     }
+    if (l2_admit < 1 || l2_admit > 1000) {
+        fprintf(stderr, "mlcdn edge: --l2-admit-hits: %ld is out of range (1..1000)\n", l2_admit);
+        conf_fini(&c);
+        return 2;
+    }
+    cfg.l2_admit_hits = (unsigned)l2_admit;
+    cfg.config_file = conf_file(&c);
     cfg.threads = (unsigned)threads;
     cfg.negative_ttl_s = (int64_t)(neg_ms / 1000);
     if (infer_threads < 1 || infer_threads > 256 || max_batch < 1 || max_batch > 65536 ||
@@ -370,6 +406,9 @@ int edge_main(int argc, char **argv)
     cfg.n_ignore = ignore.n;
 
     signal(SIGPIPE, SIG_IGN);
+    /* libuv's thread pool opens, verifies and reads ahead L2 files: a few disk waits must
+     * not hold up the rest (the default is 4 threads). */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
     /* Large cached bodies each hold a memfd: allow as many descriptors as the system does. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

@@ -1,0 +1,623 @@
+/* src/edge/edge_tier.c: the tiers behind L1 (L2 disk, the Redis shared tier) and bodies
+ * kept in files.
+ *
+ * A cacheable request that misses L1 looks in L2 (the index is in memory; opening and
+ * verifying the file happens in the libuv thread pool), then in Redis (asynchronous,
+ * with its own deadline and circuit breaker), and only then goes to the parent or the
+ * origin (edge_fetch.c). Whatever tier answers, the object goes through the same RFC 9111
+ * reuse decision as an L1 hit. Responses stored in L1 are copied to L2 and Redis in the
+ * background; an L2 object enters L1 only on its l2_admit_hits-th hit, so one scan of
+ * cold objects cannot flush L1.
+ *
+ * File-backed bodies (L2 hits, and responses above --max-mem-object) are sent with
+ * sendfile, window by window; a window whose pages are not in the page cache is read
+ * ahead in the thread pool first, so a loop never waits on the disk. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "cache/cache_disk.h"
+#include "core/log.h"
+#include "core/mc.h"
+#include "core/units.h"
+#include "edge/edge_int.h"
+#include "edge/edge_redis.h"
+#include "edge/edge_routes.h"
+
+#define FILE_WINDOW (4u << 20)
+#define COPY_BUF (256u << 10)
+/* A 304 refresh rewrites the L2 copy only for bodies this small (the copy is a full read). */
+#define L2_REFRESH_MAX (64u << 20)
+
+/* ---- serving a stored object, whatever tier it came from ---- */
+
+struct edge_rctx *edge_rctx_dup(const struct edge_rctx *rc)
+{
+    if (!rc)
+        return NULL;
+    struct edge_rctx *d = mc_xmalloc(sizeof(*d));
+    *d = *rc;
+    if (rc->body) {
+        d->body = mc_xmalloc(rc->len ? rc->len : 1);
+        memcpy(d->body, rc->body, rc->len);
+    }
+    return d;
+}
+
+void edge_rctx_free(struct edge_rctx **rcp)
+{
+    if (!*rcp)
+        return;
+    free((*rcp)->body);
+    free(*rcp);
+    *rcp = NULL;
+}
+
+void edge_serve_stored(struct edge_worker *w, struct http_exchange *x, const char *key,
+                       size_t klen, struct cache_obj *o, enum edge_level lv,
+                       const struct edge_rctx *rc)
+{
+    struct edge *e = w->e;
+    const struct http_request *r = http_x_request(x);
+    struct http_req_info qi;
+    char cs[160];
+    int64_t age = edge_obj_age(o, units_wall_s());
+
+    http_req_info_from_request(&qi, r);
+    switch (http_cache_reuse(&qi, &o->info, o->lifetime, age)) {
+    case HTTP_REUSE_FRESH:
+        edge_cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age, NULL);
+        edge_deliver_obj(e, x, o, EDGE_XC_HIT, lv, cs);
+        break;
+    case HTTP_REUSE_STALE_OK:
+        edge_cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age,
+                          "; detail=stale-while-revalidate");
+        /* Before answering: the request and the key are not valid once it ended. */
+        edge_fetch_background(w, r, key, klen, o, rc);
+        edge_deliver_obj(e, x, o, EDGE_XC_STALE, lv, cs);
+        break;
+    case HTTP_REUSE_REVALIDATE:
+        edge_fetch_cacheable(w, x, key, klen, o, rc);
+        break;
+    }
+}
+
+/* Every tier missed: the parent or the origin, unless the client only wants a copy. */
+static void fetch_or_504(struct edge_worker *w, struct http_exchange *x, const char *key,
+                         size_t klen, const struct edge_rctx *rc)
+{
+    struct http_req_info qi;
+
+    http_req_info_from_request(&qi, http_x_request(x));
+    if (qi.cc.only_if_cached) {
+        edge_count(w->e, x, 504, EDGE_XC_MISS, EDGE_LV_L1, 0);
+        http_x_error(x, 504, "not in cache and the request says only-if-cached");
+        return;
+    }
+    edge_fetch_cacheable(w, x, key, klen, NULL, rc);
+}
+
+/* ---- Redis ---- */
+
+struct redis_get {
+    struct edge_worker *w;
+    struct http_exchange *x;
+    char *key;
+    size_t klen;
+    struct edge_rctx *rc;
+};
+
+static void on_redis_get(void *arg, struct cache_obj *o, const char *pkey, size_t plen)
+{
+    struct redis_get *g = arg;
+    struct edge_worker *w = g->w;
+    struct buf vk;
+
+    (void)pkey;
+    (void)plen;
+    if (o && o->vary) {
+        /* The copy is one variant: it serves only requests with the same Vary'd values. */
+        buf_init(&vk, 64 * 1024);
+        int same = strcmp(o->vary, "*") != 0 &&
+                   l1_vary_key(&vk, o->vary, http_x_request(g->x)) == 0 &&
+                   vk.len == o->vkey_len && memcmp(vk.data ? vk.data : "", o->vkey, vk.len) == 0;
+        buf_fini(&vk);
+        if (!same)
+            cache_obj_unref(&o);
+    }
+    if (w->stopping) {
+        http_x_error(g->x, 503, "the edge is stopping");
+    } else if (o) {
+        metrics_counter_add(w->e->m.tier_hits[EDGE_LV_REDIS], 1);
+        if (l1_insert(w->e->l1, g->key, g->klen, o) == 0)
+            metrics_counter_add(w->e->m.stored, 1);
+        edge_serve_stored(w, g->x, g->key, g->klen, o, EDGE_LV_REDIS, g->rc);
+    } else {
+        metrics_counter_add(w->e->m.tier_misses[EDGE_LV_REDIS], 1);
+        fetch_or_504(w, g->x, g->key, g->klen, g->rc);
+    }
+    cache_obj_unref(&o);
+    edge_rctx_free(&g->rc);
+    free(g->key);
+    free(g);
+}
+
+static void redis_or_fetch(struct edge_worker *w, struct http_exchange *x, const char *key,
+                           size_t klen, const struct edge_rctx *rc)
+{
+    if (!w->redis) {
+        fetch_or_504(w, x, key, klen, rc);
+        return;
+    }
+    struct redis_get *g = mc_xmalloc(sizeof(*g));
+    g->w = w;
+    g->x = x;
+    g->key = mc_xstrndup(key, klen);
+    g->klen = klen;
+    g->rc = edge_rctx_dup(rc);
+    edge_redis_get(w->redis, key, klen, on_redis_get, g);
+}
+
+/* ---- L2 lookups ---- */
+
+struct l2_job {
+    uv_work_t work;
+    struct edge_worker *w;
+    struct http_exchange *x;
+    struct l2_entry *en; /* NULL: probe the disk (index still being rebuilt) */
+    char *key;
+    size_t klen;
+    int promote;         /* read the body into memory for L1 */
+    int rc;
+    struct l2_file f;
+    struct cache_body *mem;
+    struct edge_rctx *rctx;
+};
+
+/* Reads n bytes at off into a new complete memory body. */
+static struct cache_body *read_body(int fd, uint64_t off, uint64_t n)
+{
+    struct cache_body *b = cache_body_new((int64_t)n);
+    char *tmp = mc_xmalloc(COPY_BUF);
+    uint64_t done = 0;
+
+    while (done < n) {
+        ssize_t r = pread(fd, tmp, (size_t)MC_MIN((uint64_t)COPY_BUF, n - done),
+                          (off_t)(off + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || cache_body_append(b, tmp, (size_t)r) != 0)
+            break;
+        done += (uint64_t)r;
+    }
+    free(tmp);
+    if (done != n) {
+        cache_body_unref(&b);
+        return NULL;
+    }
+    cache_body_finish(b, CACHE_BODY_COMPLETE);
+    return b;
+}
+
+static void l2_work(uv_work_t *req)
+{
+    struct l2_job *j = req->data;
+    struct l2 *l2 = j->w->e->l2;
+
+    if (!j->en && (j->rc = l2_probe(l2, j->key, j->klen, &j->en)) != 0)
+        return;
+    if ((j->rc = l2_read(l2, j->en, &j->f)) != 0)
+        return;
+    if (j->promote) {
+        j->mem = read_body(j->f.fd, j->f.body_off, j->f.body_len);
+        if (j->mem) {
+            close(j->f.fd);
+            j->f.fd = -1;
+            return;
+        }
+    }
+    /* The first window goes out with sendfile from the loop: have it in the page cache. */
+    readahead(j->f.fd, (off64_t)j->f.body_off, (size_t)MC_MIN(j->f.body_len, (uint64_t)FILE_WINDOW));
+}
+
+static void l2_after(uv_work_t *req, int status)
+{
+    struct l2_job *j = req->data;
+    struct edge_worker *w = j->w;
+    struct edge *e = w->e;
+
+    (void)status;
+    if (j->rc == -EBADMSG)
+        log_warn("L2 file failed its checks: dropped, refetching", "key=\"%.*s\"",
+                 (int)MC_MIN(j->klen, 200u), j->key);
+    if (w->stopping) {
+        http_x_error(j->x, 503, "the edge is stopping");
+    } else if (j->rc != 0) {
+        metrics_counter_add(e->m.tier_misses[EDGE_LV_L2], 1);
+        redis_or_fetch(w, j->x, j->key, j->klen, j->rctx);
+    } else {
+        struct cache_obj *o = j->f.obj;
+        j->f.obj = NULL;
+        if (j->mem) {
+            o->body = j->mem;
+            j->mem = NULL;
+            if (l1_insert(e->l1, j->key, j->klen, o) == 0)
+                metrics_counter_add(e->m.l2_promoted, 1);
+        } else {
+            o->body = cache_body_new_file(j->f.fd, j->f.body_off, (int64_t)j->f.body_len);
+            j->f.fd = -1;
+            cache_body_publish(o->body, j->f.body_len);
+            cache_body_finish(o->body, CACHE_BODY_COMPLETE);
+        }
+        metrics_counter_add(e->m.tier_hits[EDGE_LV_L2], 1);
+        edge_serve_stored(w, j->x, j->key, j->klen, o, EDGE_LV_L2, j->rctx);
+        cache_obj_unref(&o);
+    }
+    if (j->f.fd >= 0)
+        close(j->f.fd);
+    cache_obj_unref(&j->f.obj);
+    cache_body_unref(&j->mem);
+    l2_entry_unref(&j->en);
+    edge_rctx_free(&j->rctx);
+    free(j->key);
+    free(j);
+}
+
+void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
+                    const struct edge_rctx *rc)
+{
+    struct edge *e = w->e;
+    struct l2_entry *en = NULL;
+    int found;
+
+    if (!e->l2) {
+        redis_or_fetch(w, x, key, klen, rc);
+        return;
+    }
+    found = l2_lookup(e->l2, key, klen, http_x_request(x), &en);
+    if (found != 0 && found != -EAGAIN) {
+        metrics_counter_add(e->m.tier_misses[EDGE_LV_L2], 1);
+        redis_or_fetch(w, x, key, klen, rc);
+        return;
+    }
+    struct l2_job *j = mc_xcalloc(1, sizeof(*j));
+    j->work.data = j;
+    j->w = w;
+    j->x = x;
+    j->en = en;
+    j->key = mc_xstrndup(key, klen);
+    j->klen = klen;
+    j->rctx = edge_rctx_dup(rc);
+    j->f.fd = -1;
+    j->promote = en && l2_entry_hits(en) >= e->cfg.l2_admit_hits &&
+                 l2_entry_size(en) <= e->max_mem_object;
+    if (uv_queue_work(w->loop, &j->work, l2_work, l2_after) != 0) {
+        j->rc = -EAGAIN;
+        l2_after(&j->work, 0);
+    }
+}
+
+/* ---- copies into L2 and Redis ---- */
+
+struct store_job {
+    uv_work_t work;
+    struct edge *e;
+    struct cache_obj *o;
+    char *key;
+    size_t klen;
+};
+
+/* Writes the whole body of o (memory chunks or a file) through the writer. */
+static int store_body(struct l2_writer *wr, const struct cache_obj *o)
+{
+    uint64_t off, n = cache_body_len(o->body);
+    int fd = cache_body_file(o->body, &off), rc = 0;
+
+    if (fd < 0) {
+        struct cache_body_cursor cur;
+        const char *span;
+        size_t k;
+        cache_body_cursor_init(&cur, o->body);
+        while (rc == 0 && (k = cache_body_next(&cur, o->body, n, SIZE_MAX, &span)) != 0)
+            rc = l2_writer_append(wr, span, k);
+        return rc ? rc : (cur.pos == n ? 0 : -EIO);
+    }
+    char *tmp = mc_xmalloc(COPY_BUF);
+    for (uint64_t done = 0; rc == 0 && done < n;) {
+        ssize_t r = pread(fd, tmp, (size_t)MC_MIN((uint64_t)COPY_BUF, n - done), (off_t)(off + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = -EIO;
+            break;
+        }
+        rc = l2_writer_append(wr, tmp, (size_t)r);
+        done += (uint64_t)r;
+    }
+    free(tmp);
+    return rc;
+}
+
+static void store_work(uv_work_t *req)
+{
+    struct store_job *s = req->data;
+    struct l2_writer *wr = NULL;
+    int rc = l2_writer_begin(s->e->l2, s->key, s->klen, s->o,
+                             (int64_t)cache_body_len(s->o->body), &wr);
+
+    if (rc == 0 && (rc = store_body(wr, s->o)) == 0)
+        rc = l2_writer_commit(&wr);
+    if (wr)
+        l2_writer_abort(&wr);
+    metrics_counter_add(rc == 0 ? s->e->m.l2_stored : s->e->m.l2_not_stored, 1);
+}
+
+static void store_after(uv_work_t *req, int status)
+{
+    struct store_job *s = req->data;
+    (void)status;
+    cache_obj_unref(&s->o);
+    free(s->key);
+    free(s);
+}
+
+void edge_tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
+{
+    struct edge *e = w->e;
+    uint64_t len = cache_body_len(o->body);
+    int64_t ttl = o->lifetime - edge_obj_age(o, units_wall_s());
+
+    if (cache_body_state(o->body) != CACHE_BODY_COMPLETE)
+        return;
+    if (w->redis && ttl > 0 && cache_body_file(o->body, NULL) < 0)
+        edge_redis_put(w->redis, key, klen, o, (uint64_t)ttl * 1000u);
+    if (!e->l2 || (cache_body_file(o->body, NULL) >= 0 && len > L2_REFRESH_MAX))
+        return;
+    struct store_job *s = mc_xmalloc(sizeof(*s));
+    s->work.data = s;
+    s->e = e;
+    s->o = cache_obj_ref(o);
+    s->key = mc_xstrndup(key, klen);
+    s->klen = klen;
+    if (uv_queue_work(w->loop, &s->work, store_work, store_after) != 0)
+        store_after(&s->work, 0);
+}
+
+void edge_tier_drop(struct edge_worker *w, const char *key, size_t klen)
+{
+    struct edge *e = w->e;
+
+    l1_remove(e->l1, key, klen);
+    if (e->l2)
+        l2_remove(e->l2, key, klen);
+    if (w->redis)
+        edge_redis_del(w->redis, key, klen);
+}
+
+/* ---- sending file-backed bodies ---- */
+
+struct fsend {
+    uv_work_t work;
+    struct http_exchange *x;
+    struct cache_obj *o;
+    int fd;
+    uint64_t base, pos, end, inflight;
+    int in_step, again, failed;
+};
+
+/* Are the first and last byte of [off, off+n) in the page cache? RWF_NOWAIT reads fail
+ * with EAGAIN instead of going to the disk (EOPNOTSUPP on old kernels: treat as no). */
+static int resident(int fd, uint64_t off, uint64_t n)
+{
+    char c;
+    struct iovec iov = {&c, 1};
+    if (preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT) != 1)
+        return 0;
+    return n <= 1 || preadv2(fd, &iov, 1, (off_t)(off + n - 1), RWF_NOWAIT) == 1;
+}
+
+static void fs_step(struct fsend *s);
+
+static void fs_finish(struct fsend *s)
+{
+    http_x_end(s->x);
+    cache_obj_unref(&s->o);
+    free(s);
+}
+
+static void fs_sent(void *arg)
+{
+    struct fsend *s = arg;
+    s->pos += s->inflight;
+    s->inflight = 0;
+    if (s->in_step)
+        s->again = 1; /* completed inside http_x_sendfile_fd: fs_step loops */
+    else
+        fs_step(s);
+}
+
+static void fs_prefetch_work(uv_work_t *req)
+{
+    struct fsend *s = req->data;
+    readahead(s->fd, (off64_t)(s->base + s->pos),
+              (size_t)MC_MIN(s->end - s->pos, (uint64_t)FILE_WINDOW));
+}
+
+static void fs_send_window(struct fsend *s)
+{
+    uint64_t n = MC_MIN(s->end - s->pos, (uint64_t)FILE_WINDOW);
+    s->inflight = n;
+    s->in_step = 1;
+    s->again = 0;
+    int rc = http_x_sendfile_fd(s->x, s->fd, s->base + s->pos, n, fs_sent, s);
+    s->in_step = 0;
+    if (rc != 0)
+        s->failed = 1;
+}
+
+static void fs_prefetch_after(uv_work_t *req, int status)
+{
+    struct fsend *s = req->data;
+    (void)status;
+    fs_send_window(s);
+    if (s->failed || s->again)
+        fs_step(s);
+}
+
+static void fs_step(struct fsend *s)
+{
+    for (;;) {
+        if (s->failed || s->pos >= s->end) {
+            fs_finish(s);
+            return;
+        }
+        uint64_t n = MC_MIN(s->end - s->pos, (uint64_t)FILE_WINDOW);
+        if (!resident(s->fd, s->base + s->pos, n)) {
+            s->work.data = s;
+            if (uv_queue_work(http_x_loop(s->x), &s->work, fs_prefetch_work, fs_prefetch_after) == 0)
+                return;
+        }
+        fs_send_window(s);
+        if (!s->failed && !s->again)
+            return; /* fs_sent continues */
+    }
+}
+
+void edge_send_file(struct http_exchange *x, struct cache_obj *o, uint64_t first, uint64_t end)
+{
+    struct fsend *s = mc_xcalloc(1, sizeof(*s));
+    s->x = x;
+    s->o = cache_obj_ref(o);
+    s->fd = cache_body_file(o->body, &s->base);
+    s->pos = first;
+    s->end = end;
+    MC_ASSERT(s->fd >= 0);
+    fs_step(s);
+}
+
+/* ---- start-up ---- */
+
+#define L2_STAT(field)                                                                             \
+    static double l2_stat_##field(void *arg)                                                            \
+    {                                                                                              \
+        struct l2_stats st;                                                                        \
+        l2_stats(((struct edge *)arg)->l2, &st);                                                   \
+        return (double)st.field;                                                                   \
+    }
+L2_STAT(objects)
+L2_STAT(bytes)
+L2_STAT(budget)
+L2_STAT(corrupt)
+L2_STAT(write_errors)
+L2_STAT(evictions)
+L2_STAT(admission_paused)
+L2_STAT(ready)
+L2_STAT(indexed_at_start)
+
+#define REDIS_STAT(field)                                                                          \
+    static double redis_stat_##field(void *arg)                                                         \
+    {                                                                                              \
+        struct edge_redis_stats st;                                                                \
+        edge_redis_stats(((struct edge *)arg)->redis, &st);                                        \
+        return (double)st.field;                                                                   \
+    }
+REDIS_STAT(hits)
+REDIS_STAT(misses)
+REDIS_STAT(errors)
+REDIS_STAT(timeouts)
+REDIS_STAT(skipped_open)
+REDIS_STAT(skipped_down)
+REDIS_STAT(stores)
+REDIS_STAT(breaker_trips)
+REDIS_STAT(breaker_open)
+
+static void tier_metrics(struct edge *e)
+{
+    if (e->l2) {
+        metrics_gauge_fn("mlcdn_edge_l2_objects", "Objects in L2", NULL, l2_stat_objects, e);
+        metrics_gauge_fn("mlcdn_edge_l2_bytes", "Bytes charged to L2", NULL, l2_stat_bytes, e);
+        metrics_gauge_fn("mlcdn_edge_l2_budget_bytes", "L2 byte budget", NULL, l2_stat_budget, e);
+        metrics_gauge_fn("mlcdn_edge_l2_ready", "1 once the start-up index rebuild finished",
+                         NULL, l2_stat_ready, e);
+        metrics_gauge_fn("mlcdn_edge_l2_indexed_at_start", "Files found by the index rebuild",
+                         NULL, l2_stat_indexed_at_start, e);
+        metrics_gauge_fn("mlcdn_edge_l2_admission_paused",
+                         "1 while L2 takes no new objects after a write error", NULL,
+                         l2_stat_admission_paused, e);
+        metrics_counter_fn("mlcdn_edge_l2_corrupt_total",
+                           "L2 files dropped for a bad header, size or body checksum", NULL,
+                           l2_stat_corrupt, e);
+        metrics_counter_fn("mlcdn_edge_l2_write_errors_total", "L2 writes failed (ENOSPC, EIO)",
+                           NULL, l2_stat_write_errors, e);
+        metrics_counter_fn("mlcdn_edge_l2_evictions_total", "Objects evicted from L2", NULL,
+                           l2_stat_evictions, e);
+    }
+    if (e->redis) {
+        metrics_counter_fn("mlcdn_edge_redis_hits_total", "Redis lookups that found the object",
+                           NULL, redis_stat_hits, e);
+        metrics_counter_fn("mlcdn_edge_redis_misses_total", "Redis lookups that found nothing",
+                           NULL, redis_stat_misses, e);
+        metrics_counter_fn("mlcdn_edge_redis_errors_total",
+                           "Redis timeouts, connection failures and error replies", NULL,
+                           redis_stat_errors, e);
+        metrics_counter_fn("mlcdn_edge_redis_timeouts_total",
+                           "Redis lookups answered as misses at their deadline", NULL,
+                           redis_stat_timeouts, e);
+        metrics_counter_fn("mlcdn_edge_redis_skipped_total",
+                           "Redis lookups skipped: breaker open", "reason=\"breaker\"",
+                           redis_stat_skipped_open, e);
+        metrics_counter_fn("mlcdn_edge_redis_skipped_total",
+                           "Redis lookups skipped: breaker open", "reason=\"disconnected\"",
+                           redis_stat_skipped_down, e);
+        metrics_counter_fn("mlcdn_edge_redis_stores_total", "Objects stored in Redis", NULL,
+                           redis_stat_stores, e);
+        metrics_counter_fn("mlcdn_edge_redis_breaker_trips_total",
+                           "Times the Redis circuit breaker opened", NULL, redis_stat_breaker_trips, e);
+        metrics_gauge_fn("mlcdn_edge_redis_breaker_open", "1 while the Redis tier is skipped",
+                         NULL, redis_stat_breaker_open, e);
+    }
+}
+
+int edge_tier_open(struct edge *e, char *err, size_t errlen)
+{
+    int rc;
+
+    if (e->cfg.disk_dir && *e->cfg.disk_dir) {
+        /* L2 takes every storable response on its first fetch, as nginx and ATS do (a
+         * model file asked for once is asked for again): SIEVE admits everything and still
+         * resists scans; the choosier admission (S3-FIFO's small queue) is L1's. */
+        struct l2_cfg lc = {e->cfg.disk_dir, e->cfg.disk,
+                            e->cfg.disk_policy ? e->cfg.disk_policy : "sieve"};
+        if (e->cfg.disk < (1u << 20)) {
+            snprintf(err, errlen, "--disk: at least 1M of disk cache is needed with --disk-dir");
+            return -EINVAL;
+        }
+        if ((rc = l2_open(&lc, &e->l2, err, errlen)) != 0)
+            return rc;
+    }
+    if (e->cfg.config_file && (rc = edge_routes_load(e->cfg.config_file, &e->routes, err,
+                                                     errlen)) != 0)
+        return rc;
+    if (e->cfg.redis && *e->cfg.redis) {
+        rc = edge_redis_new(e->cfg.redis, e->cfg.redis_max_object, e->cfg.redis_timeout_ms,
+                            &e->redis, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    tier_metrics(e);
+    return 0;
+}
+
+void edge_tier_close(struct edge *e)
+{
+    if (e->routes)
+        edge_routes_free(&e->routes);
+    if (e->redis)
+        edge_redis_free(&e->redis);
+    if (e->l2)
+        l2_close(&e->l2);
+}
