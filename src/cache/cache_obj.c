@@ -52,6 +52,17 @@ static struct cache_chunk *chunk_new(size_t cap, char *mapped)
     return c;
 }
 
+struct cache_body *cache_body_new_heap(int64_t expected)
+{
+    struct cache_body *b = mc_xcalloc(1, sizeof(*b));
+    MC_INIT_OBJ(b, CACHE_BODY_MAGIC);
+    atomic_init(&b->refcnt, 1);
+    b->expected = expected;
+    b->memfd = -1;
+    b->file_fd = -1;
+    return b;
+}
+
 struct cache_body *cache_body_new_file(int fd, uint64_t off, int64_t expected)
 {
     struct cache_body *b = mc_xcalloc(1, sizeof(*b));
@@ -276,6 +287,23 @@ struct cache_obj *cache_obj_new(int status, char *hdrs, size_t hdrs_len, struct 
     o->vkey = mc_xstrdup("");
     http_resp_info_init(&o->info);
     return o;
+}
+
+struct cache_obj *cache_obj_dup(const struct cache_obj *o, struct cache_body *body)
+{
+    struct cache_obj *d = cache_obj_new(o->status, mc_xstrndup(o->hdrs ? o->hdrs : "", o->hdrs_len),
+                                        o->hdrs_len, body);
+    free(d->vkey);
+    d->vkey = mc_xstrndup(o->vkey, o->vkey_len);
+    d->vkey_len = o->vkey_len;
+    d->info = o->info;
+    d->request_time = o->request_time;
+    d->response_time = o->response_time;
+    d->lifetime = o->lifetime;
+    d->etag = o->etag ? mc_xstrdup(o->etag) : NULL;
+    d->vary = o->vary ? mc_xstrdup(o->vary) : NULL;
+    d->has_accept_ranges = o->has_accept_ranges;
+    return d;
 }
 
 struct cache_obj *cache_obj_ref(struct cache_obj *o)

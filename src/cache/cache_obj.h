@@ -50,6 +50,10 @@ struct cache_body {
 
 /* New empty body in FILLING state, one reference for the caller. expected: -1 unknown. */
 struct cache_body *cache_body_new(int64_t expected);
+/* Like cache_body_new, but always in malloc'd chunks (never a memfd mapping): for bodies
+ * copied from another tier, where mapping and unmapping per object would cost more than
+ * the copy (munmap's TLB shootdowns). */
+struct cache_body *cache_body_new_heap(int64_t expected);
 /* New body kept in file `fd` from offset `off` on (the body takes ownership of fd and
  * closes it when freed), in FILLING state with nothing published; for a file that already
  * holds the whole body, publish its length and finish it COMPLETE. */
@@ -120,6 +124,9 @@ struct cache_obj {
 /* New object with one reference for the caller; takes ownership of the strings (malloc'd)
  * and of the body reference. */
 struct cache_obj *cache_obj_new(int status, char *hdrs, size_t hdrs_len, struct cache_body *body);
+/* A new object (one reference for the caller) with o's response and identity (copies of
+ * its strings) and the given body (the new object takes that reference). */
+struct cache_obj *cache_obj_dup(const struct cache_obj *o, struct cache_body *body);
 struct cache_obj *cache_obj_ref(struct cache_obj *o);
 /* Drops one reference and NULLs *op; the last one frees the object and its body ref. */
 void cache_obj_unref(struct cache_obj **op);

@@ -45,6 +45,7 @@ struct l2;          /* cache/cache_disk.h */
 struct l2_writer;
 struct edge_redis;  /* edge_redis.h */
 struct edge_redis_conn;
+struct edge_fdc;
 struct edge_routes; /* edge_routes.h */
 struct edge_pl;
 
@@ -62,6 +63,7 @@ struct edge_worker {
     struct buf hdr_scratch;
     struct edge_pl *pl;                         /* predictions: completions (edge_batch.c) */
     struct edge_redis_conn *redis;              /* this loop's Redis connection, or NULL */
+    struct edge_fdc *fdc;                       /* open L2 files (edge_tier.c), or NULL */
     int stopping;
 };
 
@@ -269,6 +271,8 @@ void edge_tier_drop(struct edge_worker *w, const char *key, size_t klen);
 /* Sends bytes [first, end) of o's file-backed body, then ends the exchange. */
 void edge_send_file(struct http_exchange *x, struct cache_obj *o, uint64_t first, uint64_t end);
 int edge_tier_open(struct edge *e, char *err, size_t errlen);
+void edge_tier_loop_init(struct edge_worker *w);
+void edge_tier_loop_fini(struct edge_worker *w);
 void edge_tier_close(struct edge *e);
 
 /* edge_admin.c */

@@ -65,6 +65,7 @@ static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
     edge_predict_loop_init(w);
     if (e->redis)
         w->redis = edge_redis_loop_init(e->redis, loop);
+    edge_tier_loop_init(w);
     e->workers[idx] = w;
     return w;
 }
@@ -100,6 +101,7 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
     /* Waiters of this loop woken by the cancellations answer now, before the loop ends. */
     edge_worker_wake(&w->wake);
     edge_predict_loop_fini(w);
+    edge_tier_loop_fini(w);
     http_client_free(&w->client);
     e->workers[w->idx] = NULL;
     uv_close((uv_handle_t *)&w->wake, worker_closed);

@@ -17,6 +17,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -162,6 +164,140 @@ static void redis_or_fetch(struct edge_worker *w, struct http_exchange *x, const
     edge_redis_get(w->redis, key, klen, on_redis_get, g);
 }
 
+/* ---- open L2 files, per loop ---- */
+
+/* Like nginx's open_file_cache: a verified L2 file stays open with its decoded header, so
+ * a hot L2 object is served on the loop without a thread-pool round trip. Direct-mapped
+ * by entry; the slot holds a reference on the entry, so its address cannot be reused while
+ * cached, and l2_lookup returns the current entry, so a replaced, evicted or purged object
+ * is never found here. Each use compares fstat with the verified file's identity: a file
+ * changed behind our back goes back through l2_read, which verifies it again. */
+#define FDC_SLOTS_MAX 8192u
+
+struct fdc_slot {
+    struct l2_entry *en;  /* ref */
+    struct cache_obj *o;  /* ref; file-backed body, the fd inside */
+    uint64_t last_hit;    /* the loop's L2 hit count at this entry's previous hit */
+    unsigned near_hits;   /* hits in a row, each within the L1 reuse window of the last */
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtim, ctim;
+};
+
+struct edge_fdc {
+    uint64_t l2_hits; /* this loop's L2 hits so far: the clock of the reuse window */
+    size_t nslots;    /* a power of two */
+    struct fdc_slot slot[];
+};
+
+static struct fdc_slot *fdc_slot(struct edge_worker *w, const struct l2_entry *en)
+{
+    uintptr_t h = (uintptr_t)en;
+    h ^= h >> 17;
+    h *= 0x9e3779b97f4a7c15ull;
+    return &w->fdc->slot[(h >> 32) & (w->fdc->nslots - 1)];
+}
+
+static void fdc_clear(struct fdc_slot *sl)
+{
+    l2_entry_unref(&sl->en);
+    cache_obj_unref(&sl->o);
+}
+
+static int same_file(const struct fdc_slot *sl, const struct stat *st)
+{
+    return st->st_dev == sl->dev && st->st_ino == sl->ino && st->st_size == sl->size &&
+           st->st_mtim.tv_sec == sl->mtim.tv_sec && st->st_mtim.tv_nsec == sl->mtim.tv_nsec &&
+           st->st_ctim.tv_sec == sl->ctim.tv_sec && st->st_ctim.tv_nsec == sl->ctim.tv_nsec;
+}
+
+/* A new reference on the open object of en, or NULL. */
+static struct cache_obj *fdc_get(struct edge_worker *w, struct l2_entry *en)
+{
+    struct fdc_slot *sl;
+    struct stat st;
+
+    if (!w->fdc)
+        return NULL;
+    sl = fdc_slot(w, en);
+    if (sl->en != en)
+        return NULL;
+    if (fstat(cache_body_file(sl->o->body, NULL), &st) != 0 || !same_file(sl, &st)) {
+        fdc_clear(sl);
+        return NULL;
+    }
+    return cache_obj_ref(sl->o);
+}
+
+/* L1 admission of an L2 hit. An object is copied into L1 when its last l2_admit_hits
+ * hits each came within about as many L2 hits as L1 holds objects: then L1 would most
+ * likely still hold it at its next hit. A scan (each object hit once) never qualifies, and
+ * a working set far larger than L1 (uniform reuse far apart) does not churn copies
+ * through L1 for nothing. */
+static int fdc_admit(struct edge_worker *w, struct l2_entry *en)
+{
+    struct edge *e = w->e;
+    unsigned need = e->cfg.l2_admit_hits;
+
+    if (!w->fdc)
+        return need <= 1 || l2_entry_hits(en) % need == 0;
+    struct fdc_slot *sl = fdc_slot(w, en);
+    uint64_t now = ++w->fdc->l2_hits;
+    if (sl->en != en)
+        return need <= 1; /* first hit since it was opened: remembered by fdc_put */
+    uint64_t window = MC_MAX(l1_objects(e->l1) / e->nworkers, (uint64_t)16);
+    sl->near_hits = now - sl->last_hit <= window ? sl->near_hits + 1 : 1;
+    sl->last_hit = now;
+    if (sl->near_hits < need)
+        return 0;
+    sl->near_hits = 0;
+    return 1;
+}
+
+static void fdc_put(struct edge_worker *w, struct l2_entry *en, struct cache_obj *o)
+{
+    struct stat st;
+    if (!w->fdc || fstat(cache_body_file(o->body, NULL), &st) != 0)
+        return;
+    struct fdc_slot *sl = fdc_slot(w, en);
+    fdc_clear(sl);
+    sl->en = l2_entry_ref(en);
+    sl->o = cache_obj_ref(o);
+    sl->last_hit = w->fdc->l2_hits;
+    sl->near_hits = 1;
+    sl->dev = st.st_dev;
+    sl->ino = st.st_ino;
+    sl->size = st.st_size;
+    sl->mtim = st.st_mtim;
+    sl->ctim = st.st_ctim;
+}
+
+void edge_tier_loop_init(struct edge_worker *w)
+{
+    struct rlimit rl;
+    size_t n = FDC_SLOTS_MAX;
+
+    if (!w->e->l2)
+        return;
+    /* At most a quarter of the descriptors the process may open, shared by the loops. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        while (n > 64 && n * 4 * w->e->nworkers > rl.rlim_cur)
+            n /= 2;
+    w->fdc = mc_xcalloc(1, sizeof(*w->fdc) + n * sizeof(struct fdc_slot));
+    w->fdc->nslots = n;
+}
+
+void edge_tier_loop_fini(struct edge_worker *w)
+{
+    if (!w->fdc)
+        return;
+    for (size_t i = 0; i < w->fdc->nslots; i++)
+        fdc_clear(&w->fdc->slot[i]);
+    free(w->fdc);
+    w->fdc = NULL;
+}
+
 /* ---- L2 lookups ---- */
 
 struct l2_job {
@@ -181,8 +317,8 @@ struct l2_job {
 /* Reads n bytes at off into a new complete memory body. */
 static struct cache_body *read_body(int fd, uint64_t off, uint64_t n)
 {
-    struct cache_body *b = cache_body_new((int64_t)n);
-    char *tmp = mc_xmalloc(COPY_BUF);
+    struct cache_body *b = cache_body_new_heap((int64_t)n);
+    char *tmp = mc_xmalloc((size_t)MC_MIN(n ? n : 1, (uint64_t)COPY_BUF));
     uint64_t done = 0;
 
     while (done < n) {
@@ -252,6 +388,7 @@ static void l2_after(uv_work_t *req, int status)
             j->f.fd = -1;
             cache_body_publish(o->body, j->f.body_len);
             cache_body_finish(o->body, CACHE_BODY_COMPLETE);
+            fdc_put(w, j->en, o);
         }
         metrics_counter_add(e->m.tier_hits[EDGE_LV_L2], 1);
         edge_serve_stored(w, j->x, j->key, j->klen, o, EDGE_LV_L2, j->rctx);
@@ -265,6 +402,27 @@ static void l2_after(uv_work_t *req, int status)
     edge_rctx_free(&j->rctx);
     free(j->key);
     free(j);
+}
+
+/* An in-memory copy of an open L2 object for L1, made on the loop only when the whole body
+ * is in the page cache (one RWF_NOWAIT read: a copy, never a disk wait); else NULL. */
+static struct cache_obj *copy_if_resident(const struct cache_obj *fo)
+{
+    uint64_t off, n = cache_body_len(fo->body);
+    int fd = cache_body_file(fo->body, &off);
+    char *tmp = mc_xmalloc(n ? (size_t)n : 1);
+    struct iovec iov = {tmp, (size_t)n};
+    struct cache_body *b = NULL;
+
+    if (n == 0 || preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT) == (ssize_t)n) {
+        b = cache_body_new_heap((int64_t)n);
+        if (n && cache_body_append(b, tmp, (size_t)n) != 0)
+            cache_body_unref(&b);
+        else
+            cache_body_finish(b, CACHE_BODY_COMPLETE);
+    }
+    free(tmp);
+    return b ? cache_obj_dup(fo, b) : NULL;
 }
 
 void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
@@ -284,6 +442,22 @@ void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *
         redis_or_fetch(w, x, key, klen, rc);
         return;
     }
+    int promote = en && l2_entry_size(en) <= e->max_mem_object && fdc_admit(w, en);
+    struct cache_obj *o = en ? fdc_get(w, en) : NULL;
+    if (o) {
+        struct cache_obj *m = promote ? copy_if_resident(o) : NULL;
+        if (m) {
+            if (l1_insert(e->l1, key, klen, m) == 0)
+                metrics_counter_add(e->m.l2_promoted, 1);
+            cache_obj_unref(&o);
+            o = m;
+        }
+        metrics_counter_add(e->m.tier_hits[EDGE_LV_L2], 1);
+        edge_serve_stored(w, x, key, klen, o, EDGE_LV_L2, rc);
+        cache_obj_unref(&o);
+        l2_entry_unref(&en);
+        return;
+    }
     struct l2_job *j = mc_xcalloc(1, sizeof(*j));
     j->work.data = j;
     j->w = w;
@@ -293,8 +467,7 @@ void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *
     j->klen = klen;
     j->rctx = edge_rctx_dup(rc);
     j->f.fd = -1;
-    j->promote = en && l2_entry_hits(en) >= e->cfg.l2_admit_hits &&
-                 l2_entry_size(en) <= e->max_mem_object;
+    j->promote = promote;
     if (uv_queue_work(w->loop, &j->work, l2_work, l2_after) != 0) {
         j->rc = -EAGAIN;
         l2_after(&j->work, 0);

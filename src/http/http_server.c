@@ -455,8 +455,35 @@ void http_x_start(struct http_exchange *x, int status, const char *headers,
     format_head(x, status, headers, content_length);
 }
 
+/* Before a sendfile: the head goes out with MSG_MORE, so the kernel sends it in the same
+ * segments as the first body bytes instead of a packet of its own (as TCP_CORK would,
+ * without two more syscalls). Whatever the socket does not take is queued as usual. */
+static void head_more(struct http_exchange *x)
+{
+    struct conn *c = x->conn;
+    uv_os_fd_t sock;
+
+    if (x->head_sent || x->aborted || !x->head_len ||
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0 ||
+        uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0)
+        return;
+    ssize_t n = send(sock, x->head, x->head_len, MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0)
+        return;
+    if ((size_t)n == x->head_len) {
+        x->head_sent = 1;
+        free(x->head);
+        x->head = NULL;
+        x->head_len = 0;
+        return;
+    }
+    memmove(x->head, x->head + n, x->head_len - (size_t)n);
+    x->head_len -= (size_t)n;
+}
+
 static int flush_head(struct http_exchange *x)
 {
+    head_more(x);
     if (x->head_sent)
         return 0;
     x->head_sent = 1;
@@ -525,6 +552,7 @@ int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, c
     if (x->no_body || len == 0 || uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0 ||
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0)
         return http_x_write(x, mem, len, done, arg);
+    head_more(x);
     if (!x->head_sent) {
         /* The head must be out first; if the socket does not take it whole, the whole
          * response goes through the ordinary (copying) path. */
