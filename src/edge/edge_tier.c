@@ -31,6 +31,8 @@
 #include "edge/edge_routes.h"
 
 #define FILE_WINDOW (4u << 20)
+/* L2 objects at least this large are not copied into L1 (see edge_tier_miss). */
+#define L1_COPY_MAX CACHE_BODY_MEMFD_MIN
 #define COPY_BUF (256u << 10)
 /* A 304 refresh rewrites the L2 copy only for bodies this small (the copy is a full read). */
 #define L2_REFRESH_MAX (64u << 20)
@@ -172,7 +174,7 @@ static void redis_or_fetch(struct edge_worker *w, struct http_exchange *x, const
  * cached, and l2_lookup returns the current entry, so a replaced, evicted or purged object
  * is never found here. Each use compares fstat with the verified file's identity: a file
  * changed behind our back goes back through l2_read, which verifies it again. */
-#define FDC_SLOTS_MAX 8192u
+#define FDC_SLOTS_MAX 65536u
 
 struct fdc_slot {
     struct l2_entry *en;  /* ref */
@@ -191,12 +193,38 @@ struct edge_fdc {
     struct fdc_slot slot[];
 };
 
-static struct fdc_slot *fdc_slot(struct edge_worker *w, const struct l2_entry *en)
+#define FDC_WAYS 4u
+
+/* The first slot of en's set (FDC_WAYS slots). */
+static struct fdc_slot *fdc_set(struct edge_worker *w, const struct l2_entry *en)
 {
     uintptr_t h = (uintptr_t)en;
     h ^= h >> 17;
     h *= 0x9e3779b97f4a7c15ull;
-    return &w->fdc->slot[(h >> 32) & (w->fdc->nslots - 1)];
+    return &w->fdc->slot[((h >> 32) & (w->fdc->nslots / FDC_WAYS - 1)) * FDC_WAYS];
+}
+
+/* en's slot, or NULL. */
+static struct fdc_slot *fdc_find(struct edge_worker *w, const struct l2_entry *en)
+{
+    struct fdc_slot *set = fdc_set(w, en);
+    for (unsigned i = 0; i < FDC_WAYS; i++)
+        if (set[i].en == en)
+            return &set[i];
+    return NULL;
+}
+
+/* A slot for en: an empty one, else the one hit least recently. */
+static struct fdc_slot *fdc_victim(struct edge_worker *w, const struct l2_entry *en)
+{
+    struct fdc_slot *set = fdc_set(w, en), *v = &set[0];
+    for (unsigned i = 0; i < FDC_WAYS; i++) {
+        if (!set[i].en)
+            return &set[i];
+        if (set[i].last_hit < v->last_hit)
+            v = &set[i];
+    }
+    return v;
 }
 
 static void fdc_clear(struct fdc_slot *sl)
@@ -218,10 +246,7 @@ static struct cache_obj *fdc_get(struct edge_worker *w, struct l2_entry *en)
     struct fdc_slot *sl;
     struct stat st;
 
-    if (!w->fdc)
-        return NULL;
-    sl = fdc_slot(w, en);
-    if (sl->en != en)
+    if (!w->fdc || (sl = fdc_find(w, en)) == NULL)
         return NULL;
     if (fstat(cache_body_file(sl->o->body, NULL), &st) != 0 || !same_file(sl, &st)) {
         fdc_clear(sl);
@@ -242,9 +267,9 @@ static int fdc_admit(struct edge_worker *w, struct l2_entry *en)
 
     if (!w->fdc)
         return need <= 1 || l2_entry_hits(en) % need == 0;
-    struct fdc_slot *sl = fdc_slot(w, en);
+    struct fdc_slot *sl = fdc_find(w, en);
     uint64_t now = ++w->fdc->l2_hits;
-    if (sl->en != en)
+    if (!sl)
         return need <= 1; /* first hit since it was opened: remembered by fdc_put */
     uint64_t window = MC_MAX(l1_objects(e->l1) / e->nworkers, (uint64_t)16);
     sl->near_hits = now - sl->last_hit <= window ? sl->near_hits + 1 : 1;
@@ -260,7 +285,9 @@ static void fdc_put(struct edge_worker *w, struct l2_entry *en, struct cache_obj
     struct stat st;
     if (!w->fdc || fstat(cache_body_file(o->body, NULL), &st) != 0)
         return;
-    struct fdc_slot *sl = fdc_slot(w, en);
+    struct fdc_slot *sl = fdc_find(w, en);
+    if (!sl)
+        sl = fdc_victim(w, en);
     fdc_clear(sl);
     sl->en = l2_entry_ref(en);
     sl->o = cache_obj_ref(o);
@@ -280,9 +307,9 @@ void edge_tier_loop_init(struct edge_worker *w)
 
     if (!w->e->l2)
         return;
-    /* At most a quarter of the descriptors the process may open, shared by the loops. */
+    /* At most half the descriptors the process may open, shared by the loops. */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-        while (n > 64 && n * 4 * w->e->nworkers > rl.rlim_cur)
+        while (n > 64 && n * 2 * w->e->nworkers > rl.rlim_cur)
             n /= 2;
     w->fdc = mc_xcalloc(1, sizeof(*w->fdc) + n * sizeof(struct fdc_slot));
     w->fdc->nslots = n;
@@ -442,7 +469,10 @@ void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *
         redis_or_fetch(w, x, key, klen, rc);
         return;
     }
-    int promote = en && l2_entry_size(en) <= e->max_mem_object && fdc_admit(w, en);
+    /* Larger bodies stay with L2: sent from the page cache with sendfile (no copy), they
+     * cost less than from L1's memory, where every send copies them into the socket. */
+    int promote = en && l2_entry_size(en) < L1_COPY_MAX && l2_entry_size(en) <= e->max_mem_object &&
+                  fdc_admit(w, en);
     struct cache_obj *o = en ? fdc_get(w, en) : NULL;
     if (o) {
         struct cache_obj *m = promote ? copy_if_resident(o) : NULL;
@@ -582,15 +612,14 @@ struct fsend {
     int in_step, again, failed;
 };
 
-/* Are the first and last byte of [off, off+n) in the page cache? RWF_NOWAIT reads fail
- * with EAGAIN instead of going to the disk (EOPNOTSUPP on old kernels: treat as no). */
+/* Is the last byte of [off, off+n) in the page cache? Windows are read ahead (and files
+ * written) front to back, so the last page being there says the window is. RWF_NOWAIT
+ * reads fail with EAGAIN instead of going to the disk (EOPNOTSUPP on old kernels: no). */
 static int resident(int fd, uint64_t off, uint64_t n)
 {
     char c;
     struct iovec iov = {&c, 1};
-    if (preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT) != 1)
-        return 0;
-    return n <= 1 || preadv2(fd, &iov, 1, (off_t)(off + n - 1), RWF_NOWAIT) == 1;
+    return preadv2(fd, &iov, 1, (off_t)(off + (n ? n - 1 : 0)), RWF_NOWAIT) == 1;
 }
 
 static void fs_step(struct fsend *s);
