@@ -88,6 +88,7 @@ struct l2_entry {
     struct l2_key *key;
     int in_index;
     _Atomic unsigned hits;
+    _Atomic uint64_t mark;    /* the caller's word (l2_entry_mark_swap) */
     unsigned shard;
     uint8_t ph[16]; /* XXH3-128(pkey), canonical: the file name's first part */
     uint64_t vh;    /* XXH3-64(vkey) */
@@ -509,6 +510,12 @@ unsigned l2_entry_hits(const struct l2_entry *en)
 {
     MC_CHECK_OBJ_NOTNULL(en, L2_ENTRY_MAGIC);
     return atomic_load(&((struct l2_entry *)en)->hits);
+}
+
+uint64_t l2_entry_mark_swap(struct l2_entry *en, uint64_t v)
+{
+    MC_CHECK_OBJ_NOTNULL(en, L2_ENTRY_MAGIC);
+    return atomic_exchange(&en->mark, v);
 }
 
 uint64_t l2_entry_size(const struct l2_entry *en)

@@ -68,6 +68,9 @@ struct l2_entry *l2_entry_ref(struct l2_entry *en);
 /* Hits since the entry was indexed (L1 admits an object on its second L2 hit). */
 unsigned l2_entry_hits(const struct l2_entry *en);
 uint64_t l2_entry_size(const struct l2_entry *en); /* body length */
+/* A word the caller keeps with the entry (e.g. its L1 admission state), 0 at first:
+ * stores v and returns the previous value, atomically. */
+uint64_t l2_entry_mark_swap(struct l2_entry *en, uint64_t v);
 
 struct l2_file {
     int fd; /* owned by the caller: close() it */

@@ -14,7 +14,7 @@
 #define CHUNK_FIRST_MAX (1u << 20)
 #define CHUNK_NEXT (256u << 10)
 
-struct cache_body *cache_body_new(int64_t expected)
+struct cache_body *cache_body_new_heap(int64_t expected)
 {
     struct cache_body *b = mc_xcalloc(1, sizeof(*b));
     MC_INIT_OBJ(b, CACHE_BODY_MAGIC);
@@ -22,6 +22,12 @@ struct cache_body *cache_body_new(int64_t expected)
     b->expected = expected;
     b->memfd = -1;
     b->file_fd = -1;
+    return b;
+}
+
+struct cache_body *cache_body_new(int64_t expected)
+{
+    struct cache_body *b = cache_body_new_heap(expected);
     if (expected >= (int64_t)CACHE_BODY_MEMFD_MIN && expected <= (int64_t)CHUNK_FIRST_MAX * 64) {
         /* No memfd (or no mapping) is not an error: the body then lives in malloc chunks. */
         int fd = memfd_create("mlcdn-body", MFD_CLOEXEC);
@@ -52,24 +58,9 @@ static struct cache_chunk *chunk_new(size_t cap, char *mapped)
     return c;
 }
 
-struct cache_body *cache_body_new_heap(int64_t expected)
-{
-    struct cache_body *b = mc_xcalloc(1, sizeof(*b));
-    MC_INIT_OBJ(b, CACHE_BODY_MAGIC);
-    atomic_init(&b->refcnt, 1);
-    b->expected = expected;
-    b->memfd = -1;
-    b->file_fd = -1;
-    return b;
-}
-
 struct cache_body *cache_body_new_file(int fd, uint64_t off, int64_t expected)
 {
-    struct cache_body *b = mc_xcalloc(1, sizeof(*b));
-    MC_INIT_OBJ(b, CACHE_BODY_MAGIC);
-    atomic_init(&b->refcnt, 1);
-    b->expected = expected;
-    b->memfd = -1;
+    struct cache_body *b = cache_body_new_heap(expected);
     b->file_fd = fd;
     b->file_off = off;
     return b;

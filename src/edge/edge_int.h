@@ -121,6 +121,7 @@ struct edge {
     struct edge_redis *redis;   /* --redis tier, or NULL */
     struct edge_routes *routes; /* route table from the config file, or NULL */
     uint64_t max_mem_object;    /* larger bodies live in files and skip L1 */
+    _Atomic uint64_t l2_clock;  /* L2 hits so far: the clock of L1 admission (edge_tier.c) */
     char name[64];              /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
 };
 

@@ -179,8 +179,7 @@ static void redis_or_fetch(struct edge_worker *w, struct http_exchange *x, const
 struct fdc_slot {
     struct l2_entry *en;  /* ref */
     struct cache_obj *o;  /* ref; file-backed body, the fd inside */
-    uint64_t last_hit;    /* the loop's L2 hit count at this entry's previous hit */
-    unsigned near_hits;   /* hits in a row, each within the L1 reuse window of the last */
+    uint64_t last_hit;    /* the loop's L2 hit count at this slot's last use (replacement) */
     dev_t dev;
     ino_t ino;
     off_t size;
@@ -188,7 +187,7 @@ struct fdc_slot {
 };
 
 struct edge_fdc {
-    uint64_t l2_hits; /* this loop's L2 hits so far: the clock of the reuse window */
+    uint64_t l2_hits; /* this loop's L2 hits so far: the clock of slot replacement */
     size_t nslots;    /* a power of two */
     struct fdc_slot slot[];
 };
@@ -248,6 +247,7 @@ static struct cache_obj *fdc_get(struct edge_worker *w, struct l2_entry *en)
 
     if (!w->fdc || (sl = fdc_find(w, en)) == NULL)
         return NULL;
+    sl->last_hit = ++w->fdc->l2_hits;
     if (fstat(cache_body_file(sl->o->body, NULL), &st) != 0 || !same_file(sl, &st)) {
         fdc_clear(sl);
         return NULL;
@@ -256,28 +256,26 @@ static struct cache_obj *fdc_get(struct edge_worker *w, struct l2_entry *en)
 }
 
 /* L1 admission of an L2 hit. An object is copied into L1 when its last l2_admit_hits
- * hits each came within about as many L2 hits as L1 holds objects: then L1 would most
- * likely still hold it at its next hit. A scan (each object hit once) never qualifies, and
- * a working set far larger than L1 (uniform reuse far apart) does not churn copies
- * through L1 for nothing. */
-static int fdc_admit(struct edge_worker *w, struct l2_entry *en)
+ * hits each came within about as many L2 hits (edge-wide) as L1 holds objects: then L1
+ * would most likely still hold it at its next hit. A scan (each object hit once) never
+ * qualifies, and a working set far larger than L1 (uniform reuse far apart) does not
+ * churn copies through L1 for nothing. The state lives with the entry (shared by the
+ * loops): the edge-wide L2 hit count at its last hit, times 256, plus the hits in a row. */
+static int l2_admit(struct edge *e, struct l2_entry *en)
 {
-    struct edge *e = w->e;
     unsigned need = e->cfg.l2_admit_hits;
+    uint64_t now = atomic_fetch_add_explicit(&e->l2_clock, 1, memory_order_relaxed) + 1;
+    uint64_t prev = l2_entry_mark_swap(en, now << 8 | 1);
+    uint64_t window = MC_MAX(l1_objects(e->l1), (uint64_t)16);
+    unsigned near = 1;
 
-    if (!w->fdc)
-        return need <= 1 || l2_entry_hits(en) % need == 0;
-    struct fdc_slot *sl = fdc_find(w, en);
-    uint64_t now = ++w->fdc->l2_hits;
-    if (!sl)
-        return need <= 1; /* first hit since it was opened: remembered by fdc_put */
-    uint64_t window = MC_MAX(l1_objects(e->l1) / e->nworkers, (uint64_t)16);
-    sl->near_hits = now - sl->last_hit <= window ? sl->near_hits + 1 : 1;
-    sl->last_hit = now;
-    if (sl->near_hits < need)
+    if (prev && now - (prev >> 8) <= window)
+        near = (unsigned)MC_MIN((prev & 0xff) + 1, 255u);
+    if (near < need) {
+        l2_entry_mark_swap(en, now << 8 | near);
         return 0;
-    sl->near_hits = 0;
-    return 1;
+    }
+    return 1; /* the count starts again after a copy */
 }
 
 static void fdc_put(struct edge_worker *w, struct l2_entry *en, struct cache_obj *o)
@@ -292,7 +290,6 @@ static void fdc_put(struct edge_worker *w, struct l2_entry *en, struct cache_obj
     sl->en = l2_entry_ref(en);
     sl->o = cache_obj_ref(o);
     sl->last_hit = w->fdc->l2_hits;
-    sl->near_hits = 1;
     sl->dev = st.st_dev;
     sl->ino = st.st_ino;
     sl->size = st.st_size;
@@ -472,7 +469,7 @@ void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *
     /* Larger bodies stay with L2: sent from the page cache with sendfile (no copy), they
      * cost less than from L1's memory, where every send copies them into the socket. */
     int promote = en && l2_entry_size(en) < L1_COPY_MAX && l2_entry_size(en) <= e->max_mem_object &&
-                  fdc_admit(w, en);
+                  l2_admit(e, en);
     struct cache_obj *o = en ? fdc_get(w, en) : NULL;
     if (o) {
         struct cache_obj *m = promote ? copy_if_resident(o) : NULL;
