@@ -169,10 +169,10 @@ static void redis_or_fetch(struct edge_worker *w, struct http_exchange *x, const
 /* ---- open L2 files, per loop ---- */
 
 /* Like nginx's open_file_cache: a verified L2 file stays open with its decoded header, so
- * a hot L2 object is served on the loop without a thread-pool round trip. Direct-mapped
- * by entry; the slot holds a reference on the entry, so its address cannot be reused while
- * cached, and l2_lookup returns the current entry, so a replaced, evicted or purged object
- * is never found here. Each use compares fstat with the verified file's identity: a file
+ * a hot L2 object is served on the loop without a thread-pool round trip. 4-way
+ * set-associative by entry (least recently used slot of the set replaced); a slot holds a
+ * reference on the entry, so its address cannot be reused while cached, and l2_lookup
+ * returns the current entry, so a replaced, evicted or purged object is never found here. Each use compares fstat with the verified file's identity: a file
  * changed behind our back goes back through l2_read, which verifies it again. */
 #define FDC_SLOTS_MAX 65536u
 
