@@ -930,9 +930,22 @@ static void fill_stop_fb_timer(struct edge_fill *f)
     }
 }
 
+/* An unlinked temporary file in dir with room for n bytes reserved, or -1. */
+static int tmp_body_file(const char *dir, uint64_t n)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 && n && posix_fallocate(fd, 0, (off_t)n) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 /* The body of a new response. Above --max-mem-object it is kept in a file, never whole
  * in memory: written straight into L2 when the response may be stored there, else into
- * an unlinked temporary file that lives as long as its readers. */
+ * an unlinked temporary file that lives as long as its readers. The file's space is
+ * reserved first (fallocate), so a full disk shows here, where another place can still be
+ * chosen, and never in the middle of the body, which clients are already receiving. */
 static struct cache_body *fill_body(struct edge_fill *f, const struct cache_obj *o,
                                     int64_t expected, int storable)
 {
@@ -942,20 +955,29 @@ static struct cache_body *fill_body(struct edge_fill *f, const struct cache_obj 
     if (expected < 0 || (uint64_t)expected <= e->max_mem_object || head_only)
         return cache_body_new(expected);
     metrics_counter_add(e->m.big_bodies, 1);
-    if (storable && e->l2 &&
-        l2_writer_begin(e->l2, f->pkey, f->plen, o, expected, &f->l2w) == 0) {
-        int fd = l2_writer_dup_fd(f->l2w);
-        if (fd >= 0)
-            return cache_body_new_file(fd, l2_writer_body_off(f->l2w), expected);
-        l2_writer_abort(&f->l2w);
+    if (storable && e->l2) {
+        if (l2_writer_begin(e->l2, f->pkey, f->plen, o, expected, &f->l2w) == 0) {
+            uint64_t off = l2_writer_body_off(f->l2w);
+            int fd = -1;
+            if (expected == 0 || posix_fallocate(l2_writer_fd(f->l2w), (off_t)off, expected) == 0)
+                fd = l2_writer_dup_fd(f->l2w);
+            if (fd >= 0)
+                return cache_body_new_file(fd, off, expected);
+            l2_writer_abort(&f->l2w);
+        }
+        metrics_counter_add(e->m.l2_not_stored, 1); /* full, paused, or too large for L2 */
     }
-    const char *dir = e->cfg.disk_dir && *e->cfg.disk_dir ? e->cfg.disk_dir : getenv("TMPDIR");
-    int fd = open(dir && *dir ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    const char *tmp = getenv("TMPDIR");
+    int fd = -1;
+    if (e->cfg.disk_dir && *e->cfg.disk_dir)
+        fd = tmp_body_file(e->cfg.disk_dir, (uint64_t)expected);
+    if (fd < 0 && tmp && *tmp)
+        fd = tmp_body_file(tmp, (uint64_t)expected);
     if (fd < 0)
-        fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        fd = tmp_body_file("/tmp", (uint64_t)expected);
     if (fd < 0) {
-        log_warn("no temporary file for a large body: it is kept in memory", "err=\"%s\"",
-                 strerror(errno));
+        log_warn("no room in a temporary file for a large body: it is kept in memory",
+                 "bytes=%lld", (long long)expected);
         return cache_body_new(expected);
     }
     return cache_body_new_file(fd, 0, expected);

@@ -174,6 +174,37 @@ def test_corrupt_l2_file_is_refetched_not_served(site):
     assert site.origin_count("/c.bin") == 3
 
 
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MiB tmpfs (needs root to mount; skipped with the reason otherwise)."""
+    d = tmp_path / "tiny"
+    d.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs to fill (%s)" % p.stderr.strip())
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_full_disk_stops_admission_and_serving_goes_on(site, tiny_disk):
+    bodies = {"/f/%d.bin" % i: site.put("/f/%d.bin" % i, os.urandom(300_000),
+                                         {"Cache-Control": "max-age=3600"}) for i in range(12)}
+    # The budget says 64M, the file system holds 2M: writes hit ENOSPC.
+    e = site.edge("--mem", "1M", "--disk-dir", tiny_disk, "--disk", "64M")
+    for _ in range(2):
+        for p, b in bodies.items():
+            r = e.get(p)
+            assert r.status == 200 and r.body == b, p
+    wait_for(lambda: metric(e.admin, "mlcdn_edge_l2_write_errors_total") >= 1,
+             what="a write error counted")
+    assert metric(e.admin, "mlcdn_edge_l2_not_stored_total") >= 1
+    # What did fit is still served from L2.
+    levels = [e.get(p).headers["X-Cache-Level"] for p in bodies]
+    assert "L2" in levels and all(lv in ("L1", "L2", "ORIGIN") for lv in levels)
+    assert request("GET", e.admin + "/health").json()["status"] == "ok"
+
+
 def test_bad_disk_flags_are_named(site, mlcdn):
     f = site.root / "a-file"
     f.write_bytes(b"x")
