@@ -443,6 +443,20 @@ uint64_t l1_bytes(const struct l1 *c)
     return n;
 }
 
+int l1_variant_matches(const struct cache_obj *o, const struct http_request *req)
+{
+    struct buf vk;
+    int same;
+
+    if (!o->vary)
+        return 1;
+    buf_init(&vk, 64 * 1024);
+    same = strcmp(o->vary, "*") != 0 && l1_vary_key(&vk, o->vary, req) == 0 &&
+           vk.len == o->vkey_len && memcmp(vk.data ? vk.data : "", o->vkey, vk.len) == 0;
+    buf_fini(&vk);
+    return same;
+}
+
 uint64_t l1_objects(const struct l1 *c)
 {
     uint64_t n = 0;

@@ -54,6 +54,10 @@ size_t l1_purge_path(struct l1 *c, const char *host, size_t hlen, const char *pa
  * to out. Returns 0 or -E2BIG. */
 int l1_vary_key(struct buf *out, const char *vary, const struct http_request *req);
 
+/* Does object o (one Vary variant, its vary/vkey set) answer this request? 1 for an
+ * object without Vary; 0 for Vary: * or other header values. */
+int l1_variant_matches(const struct cache_obj *o, const struct http_request *req);
+
 uint64_t l1_bytes(const struct l1 *c);
 uint64_t l1_objects(const struct l1 *c);
 uint64_t l1_budget(const struct l1 *c);

@@ -450,13 +450,7 @@ static void waiter_pump(struct edge_waiter *wt)
         }
         if (!wt->leader && o->vary) {
             /* Vary: the leader's variant only serves requests with the same header values. */
-            struct buf vk;
-            buf_init(&vk, 64 * 1024);
-            int same = strcmp(o->vary, "*") != 0 &&
-                       l1_vary_key(&vk, o->vary, http_x_request(wt->x)) == 0 &&
-                       vk.len == o->vkey_len && memcmp(vk.data ? vk.data : "", o->vkey, vk.len) == 0;
-            buf_fini(&vk);
-            if (!same) {
+            if (!l1_variant_matches(o, http_x_request(wt->x))) {
                 cache_obj_unref(&o);
                 waiter_restart(wt, 1);
                 return;

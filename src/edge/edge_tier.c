@@ -119,20 +119,12 @@ static void on_redis_get(void *arg, struct cache_obj *o, const char *pkey, size_
 {
     struct redis_get *g = arg;
     struct edge_worker *w = g->w;
-    struct buf vk;
 
     (void)pkey;
     (void)plen;
-    if (o && o->vary) {
-        /* The copy is one variant: it serves only requests with the same Vary'd values. */
-        buf_init(&vk, 64 * 1024);
-        int same = strcmp(o->vary, "*") != 0 &&
-                   l1_vary_key(&vk, o->vary, http_x_request(g->x)) == 0 &&
-                   vk.len == o->vkey_len && memcmp(vk.data ? vk.data : "", o->vkey, vk.len) == 0;
-        buf_fini(&vk);
-        if (!same)
-            cache_obj_unref(&o);
-    }
+    /* The copy is one variant: it serves only requests with the same Vary'd values. */
+    if (o && !l1_variant_matches(o, http_x_request(g->x)))
+        cache_obj_unref(&o);
     if (w->stopping) {
         http_x_error(g->x, 503, "the edge is stopping");
     } else if (o) {
@@ -338,24 +330,46 @@ struct l2_job {
     struct edge_rctx *rctx;
 };
 
-/* Reads n bytes at off into a new complete memory body. */
-static struct cache_body *read_body(int fd, uint64_t off, uint64_t n)
+/* Feeds bytes [off, off+n) of a file to sink, in COPY_BUF pieces (thread pool only: the
+ * reads may wait on the disk). Returns 0, sink's error, or -EIO for a short file. */
+static int file_copy(int fd, uint64_t off, uint64_t n,
+                     int (*sink)(void *arg, const void *p, size_t len), void *arg)
 {
-    struct cache_body *b = cache_body_new_heap((int64_t)n);
     char *tmp = mc_xmalloc((size_t)MC_MIN(n ? n : 1, (uint64_t)COPY_BUF));
-    uint64_t done = 0;
+    int rc = 0;
 
-    while (done < n) {
+    for (uint64_t done = 0; rc == 0 && done < n;) {
         ssize_t r = pread(fd, tmp, (size_t)MC_MIN((uint64_t)COPY_BUF, n - done),
                           (off_t)(off + done));
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0 || cache_body_append(b, tmp, (size_t)r) != 0)
+        if (r <= 0) {
+            rc = -EIO;
             break;
+        }
+        rc = sink(arg, tmp, (size_t)r);
         done += (uint64_t)r;
     }
     free(tmp);
-    if (done != n) {
+    return rc;
+}
+
+static int body_sink(void *arg, const void *p, size_t n)
+{
+    return cache_body_append(arg, p, n);
+}
+
+static int writer_sink(void *arg, const void *p, size_t n)
+{
+    return l2_writer_append(arg, p, n);
+}
+
+/* Reads n bytes at off into a new complete memory body, or NULL. */
+static struct cache_body *read_body(int fd, uint64_t off, uint64_t n)
+{
+    struct cache_body *b = cache_body_new_heap((int64_t)n);
+
+    if (file_copy(fd, off, n, body_sink, b) != 0) {
         cache_body_unref(&b);
         return NULL;
     }
@@ -515,9 +529,10 @@ struct store_job {
 static int store_body(struct l2_writer *wr, const struct cache_obj *o)
 {
     uint64_t off, n = cache_body_len(o->body);
-    int fd = cache_body_file(o->body, &off), rc = 0;
+    int fd = cache_body_file(o->body, &off);
 
     if (fd < 0) {
+        int rc = 0;
         struct cache_body_cursor cur;
         const char *span;
         size_t k;
@@ -526,20 +541,7 @@ static int store_body(struct l2_writer *wr, const struct cache_obj *o)
             rc = l2_writer_append(wr, span, k);
         return rc ? rc : (cur.pos == n ? 0 : -EIO);
     }
-    char *tmp = mc_xmalloc(COPY_BUF);
-    for (uint64_t done = 0; rc == 0 && done < n;) {
-        ssize_t r = pread(fd, tmp, (size_t)MC_MIN((uint64_t)COPY_BUF, n - done), (off_t)(off + done));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            rc = -EIO;
-            break;
-        }
-        rc = l2_writer_append(wr, tmp, (size_t)r);
-        done += (uint64_t)r;
-    }
-    free(tmp);
-    return rc;
+    return file_copy(fd, off, n, writer_sink, wr);
 }
 
 static void store_work(uv_work_t *req)
