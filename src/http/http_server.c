@@ -455,10 +455,11 @@ void http_x_start(struct http_exchange *x, int status, const char *headers,
     format_head(x, status, headers, content_length);
 }
 
-/* Before a sendfile: the head goes out with MSG_MORE, so the kernel sends it in the same
- * segments as the first body bytes instead of a packet of its own (as TCP_CORK would,
- * without two more syscalls). Whatever the socket does not take is queued as usual. */
-static void head_more(struct http_exchange *x)
+/* Before a sendfile: the head goes out at once in its own send, as nginx does. Not with
+ * MSG_MORE (head and body in the same segments): under BBR that corked head made TCP pace
+ * each response out from an hrtimer, one timer interrupt per hit, ~40 % more CPU per L2 hit
+ * (bench/l2; no difference under CUBIC). Whatever the socket does not take is queued. */
+static void head_now(struct http_exchange *x)
 {
     struct conn *c = x->conn;
     uv_os_fd_t sock;
@@ -467,7 +468,7 @@ static void head_more(struct http_exchange *x)
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0 ||
         uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0)
         return;
-    ssize_t n = send(sock, x->head, x->head_len, MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = send(sock, x->head, x->head_len, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n <= 0)
         return;
     if ((size_t)n == x->head_len) {
@@ -483,7 +484,7 @@ static void head_more(struct http_exchange *x)
 
 static int flush_head(struct http_exchange *x)
 {
-    head_more(x);
+    head_now(x);
     if (x->head_sent)
         return 0;
     x->head_sent = 1;
@@ -552,7 +553,7 @@ int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, c
     if (x->no_body || len == 0 || uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0 ||
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0)
         return http_x_write(x, mem, len, done, arg);
-    head_more(x);
+    head_now(x);
     if (!x->head_sent) {
         /* The head must be out first; if the socket does not take it whole, the whole
          * response goes through the ordinary (copying) path. */
