@@ -46,6 +46,9 @@ struct cache_body {
      * bytes with sendfile from file_fd at file_off + position. -1 otherwise. */
     int file_fd;
     uint64_t file_off;
+    /* File bodies: the sender's clock (ms) when it last found the whole body in the page
+     * cache, 0 never; a hint for how often to check again (edge_tier.c). */
+    _Atomic uint64_t resident_ms;
 };
 
 /* New empty body in FILLING state, one reference for the caller. expected: -1 unknown. */

@@ -67,6 +67,10 @@ void edge_metrics_init(struct edge *e)
     e->m.l2_promoted = metrics_counter("mlcdn_edge_l2_promoted_total",
                                        "L2 hits copied into L1 (admission on a repeated hit)",
                                        NULL);
+    e->m.l2_opens = metrics_counter("mlcdn_edge_l2_file_opens_total",
+                                    "L2 hits that opened and verified their file in the "
+                                    "thread pool (the rest came from the open-file cache)",
+                                    NULL);
     e->m.big_bodies = metrics_counter("mlcdn_edge_file_bodies_total",
                                       "Responses above --max-mem-object kept in files", NULL);
     for (int k = 1; k <= 5; k++) {

@@ -96,6 +96,7 @@ struct edge_metrics {
     struct metrics_counter *l2_stored;
     struct metrics_counter *l2_not_stored;
     struct metrics_counter *l2_promoted;               /* L2 hits copied into L1 */
+    struct metrics_counter *l2_opens; /* L2 hits that opened and verified the file */
     struct metrics_counter *big_bodies;                /* responses kept in files */
 };
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -161,17 +162,26 @@ static void redis_or_fetch(struct edge_worker *w, struct http_exchange *x, const
 /* ---- open L2 files, per loop ---- */
 
 /* Like nginx's open_file_cache: a verified L2 file stays open with its decoded header, so
- * a hot L2 object is served on the loop without a thread-pool round trip. 4-way
+ * a hot L2 object is served on the loop without a thread-pool round trip. 8-way
  * set-associative by entry (least recently used slot of the set replaced); a slot holds a
  * reference on the entry, so its address cannot be reused while cached, and l2_lookup
- * returns the current entry, so a replaced, evicted or purged object is never found here. Each use compares fstat with the verified file's identity: a file
- * changed behind our back goes back through l2_read, which verifies it again. */
+ * returns the current entry, so a replaced, evicted or purged object is never found here.
+ *
+ * A file changed behind our back (written, truncated, touched, unlinked) must go back
+ * through l2_read, which verifies it again. Each slot's inode is watched with inotify (one
+ * instance per loop, through /proc/self/fd so the watch is on the open file itself): the
+ * loop drops the slot when the event arrives, and a hit costs no syscall for the check.
+ * A slot whose watch could not be added (inotify limits) compares fstat with the
+ * verified identity on every use instead. */
 #define FDC_SLOTS_MAX 65536u
+#define FDC_WATCH (IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF)
 
 struct fdc_slot {
     struct l2_entry *en;  /* ref */
     struct cache_obj *o;  /* ref; file-backed body, the fd inside */
     uint64_t last_hit;    /* the loop's L2 hit count at this slot's last use (replacement) */
+    int wd;               /* inotify watch on the file, or -1: fstat on every use */
+    int32_t wd_next;      /* next slot index in the same wd bucket, or -1 */
     dev_t dev;
     ino_t ino;
     off_t size;
@@ -180,11 +190,14 @@ struct fdc_slot {
 
 struct edge_fdc {
     uint64_t l2_hits; /* this loop's L2 hits so far: the clock of slot replacement */
+    uv_poll_t *ipoll; /* on ifd; NULL without inotify */
+    int ifd;          /* inotify instance, or -1 */
+    int32_t *wd_head; /* nslots buckets: wd -> first slot index, or -1 */
     size_t nslots;    /* a power of two */
     struct fdc_slot slot[];
 };
 
-#define FDC_WAYS 4u
+#define FDC_WAYS 8u
 
 /* The first slot of en's set (FDC_WAYS slots). */
 static struct fdc_slot *fdc_set(struct edge_worker *w, const struct l2_entry *en)
@@ -218,10 +231,90 @@ static struct fdc_slot *fdc_victim(struct edge_worker *w, const struct l2_entry 
     return v;
 }
 
-static void fdc_clear(struct fdc_slot *sl)
+static int32_t *fdc_wd_bucket(struct edge_fdc *f, int wd)
 {
+    return &f->wd_head[(uint32_t)wd * 0x9e3779b1u >> 7 & (f->nslots - 1)];
+}
+
+/* The slot watching wd, or NULL. */
+static struct fdc_slot *fdc_by_wd(struct edge_fdc *f, int wd)
+{
+    for (int32_t i = *fdc_wd_bucket(f, wd); i >= 0; i = f->slot[i].wd_next)
+        if (f->slot[i].wd == wd)
+            return &f->slot[i];
+    return NULL;
+}
+
+/* Forgets sl's watch; rm says whether the kernel still has it (not after IN_IGNORED). */
+static void fdc_unwatch(struct edge_fdc *f, struct fdc_slot *sl, int rm)
+{
+    if (sl->wd < 0)
+        return;
+    int32_t idx = (int32_t)(sl - f->slot), *pp = fdc_wd_bucket(f, sl->wd);
+    while (*pp >= 0 && *pp != idx)
+        pp = &f->slot[*pp].wd_next;
+    if (*pp == idx)
+        *pp = sl->wd_next;
+    if (rm)
+        inotify_rm_watch(f->ifd, sl->wd);
+    sl->wd = -1;
+    sl->wd_next = -1;
+}
+
+static void fdc_clear(struct edge_fdc *f, struct fdc_slot *sl)
+{
+    fdc_unwatch(f, sl, 1);
     l2_entry_unref(&sl->en);
     cache_obj_unref(&sl->o);
+}
+
+/* A watch on o's open file for sl (or none: sl falls back to fstat). */
+static void fdc_watch(struct edge_fdc *f, struct fdc_slot *sl, int fd)
+{
+    char path[40];
+    if (f->ifd < 0)
+        return;
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    int wd = inotify_add_watch(f->ifd, path, FDC_WATCH);
+    /* The same inode watched by another slot shares its wd: that slot keeps it. */
+    if (wd < 0 || fdc_by_wd(f, wd))
+        return;
+    int32_t *b = fdc_wd_bucket(f, wd);
+    sl->wd = wd;
+    sl->wd_next = *b;
+    *b = (int32_t)(sl - f->slot);
+}
+
+static void fdc_on_events(uv_poll_t *h, int status, int events)
+{
+    struct edge_fdc *f = h->data;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+    (void)events;
+    if (status < 0)
+        return;
+    for (;;) {
+        ssize_t n = read(f->ifd, buf, sizeof(buf));
+        if (n <= 0)
+            return;
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            p += sizeof(*ev) + ev->len;
+            if (ev->mask & IN_Q_OVERFLOW) {
+                /* Events were lost: every watched slot is suspect. */
+                for (size_t i = 0; i < f->nslots; i++)
+                    if (f->slot[i].wd >= 0)
+                        fdc_clear(f, &f->slot[i]);
+                continue;
+            }
+            struct fdc_slot *sl = fdc_by_wd(f, ev->wd);
+            if (!sl)
+                continue;
+            if (ev->mask & IN_IGNORED)
+                fdc_unwatch(f, sl, 0);
+            fdc_clear(f, sl);
+        }
+    }
 }
 
 static int same_file(const struct fdc_slot *sl, const struct stat *st)
@@ -240,8 +333,9 @@ static struct cache_obj *fdc_get(struct edge_worker *w, struct l2_entry *en)
     if (!w->fdc || (sl = fdc_find(w, en)) == NULL)
         return NULL;
     sl->last_hit = ++w->fdc->l2_hits;
-    if (fstat(cache_body_file(sl->o->body, NULL), &st) != 0 || !same_file(sl, &st)) {
-        fdc_clear(sl);
+    if (sl->wd < 0 &&
+        (fstat(cache_body_file(sl->o->body, NULL), &st) != 0 || !same_file(sl, &st))) {
+        fdc_clear(w->fdc, sl);
         return NULL;
     }
     return cache_obj_ref(sl->o);
@@ -273,12 +367,13 @@ static int l2_admit(struct edge *e, struct l2_entry *en)
 static void fdc_put(struct edge_worker *w, struct l2_entry *en, struct cache_obj *o)
 {
     struct stat st;
-    if (!w->fdc || fstat(cache_body_file(o->body, NULL), &st) != 0)
+    int fd = cache_body_file(o->body, NULL);
+    if (!w->fdc || fstat(fd, &st) != 0)
         return;
     struct fdc_slot *sl = fdc_find(w, en);
     if (!sl)
         sl = fdc_victim(w, en);
-    fdc_clear(sl);
+    fdc_clear(w->fdc, sl);
     sl->en = l2_entry_ref(en);
     sl->o = cache_obj_ref(o);
     sl->last_hit = w->fdc->l2_hits;
@@ -287,6 +382,10 @@ static void fdc_put(struct edge_worker *w, struct l2_entry *en, struct cache_obj
     sl->size = st.st_size;
     sl->mtim = st.st_mtim;
     sl->ctim = st.st_ctim;
+    fdc_watch(w->fdc, sl, fd);
+    /* A change between the fstat above and the watch would not be seen: check again. */
+    if (sl->wd >= 0 && (fstat(fd, &st) != 0 || !same_file(sl, &st)))
+        fdc_clear(w->fdc, sl);
 }
 
 void edge_tier_loop_init(struct edge_worker *w)
@@ -300,18 +399,54 @@ void edge_tier_loop_init(struct edge_worker *w)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         while (n > 64 && n * 2 * w->e->nworkers > rl.rlim_cur)
             n /= 2;
-    w->fdc = mc_xcalloc(1, sizeof(*w->fdc) + n * sizeof(struct fdc_slot));
-    w->fdc->nslots = n;
+    struct edge_fdc *f = mc_xcalloc(1, sizeof(*f) + n * sizeof(struct fdc_slot));
+    f->nslots = n;
+    f->wd_head = mc_xmalloc(n * sizeof(*f->wd_head));
+    for (size_t i = 0; i < n; i++) {
+        f->wd_head[i] = -1;
+        f->slot[i].wd = -1;
+        f->slot[i].wd_next = -1;
+    }
+    /* Without inotify (limits, no /proc) every hit checks with fstat instead. */
+    f->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (f->ifd >= 0) {
+        f->ipoll = mc_xmalloc(sizeof(*f->ipoll));
+        if (uv_poll_init(w->loop, f->ipoll, f->ifd) == 0) {
+            f->ipoll->data = f;
+            uv_poll_start(f->ipoll, UV_READABLE, fdc_on_events);
+        } else {
+            free(f->ipoll);
+            f->ipoll = NULL;
+            close(f->ifd);
+            f->ifd = -1;
+        }
+    }
+    w->fdc = f;
+}
+
+static void fdc_poll_closed(uv_handle_t *h)
+{
+    struct edge_fdc *f = h->data;
+    close(f->ifd);
+    free(f->wd_head);
+    free(f);
+    free(h);
 }
 
 void edge_tier_loop_fini(struct edge_worker *w)
 {
-    if (!w->fdc)
+    struct edge_fdc *f = w->fdc;
+    if (!f)
         return;
-    for (size_t i = 0; i < w->fdc->nslots; i++)
-        fdc_clear(&w->fdc->slot[i]);
-    free(w->fdc);
+    for (size_t i = 0; i < f->nslots; i++)
+        fdc_clear(f, &f->slot[i]);
     w->fdc = NULL;
+    if (f->ipoll) {
+        uv_close((uv_handle_t *)f->ipoll, fdc_poll_closed);
+        return;
+    }
+    free(f->wd_head);
+    free(f);
 }
 
 /* ---- L2 lookups ---- */
@@ -427,6 +562,7 @@ static void l2_after(uv_work_t *req, int status)
             cache_body_publish(o->body, j->f.body_len);
             cache_body_finish(o->body, CACHE_BODY_COMPLETE);
             fdc_put(w, j->en, o);
+            metrics_counter_add(e->m.l2_opens, 1);
         }
         metrics_counter_add(e->m.tier_hits[EDGE_LV_L2], 1);
         edge_serve_stored(w, j->x, j->key, j->klen, o, EDGE_LV_L2, j->rctx);
@@ -621,6 +757,30 @@ static int resident(int fd, uint64_t off, uint64_t n)
     return preadv2(fd, &iov, 1, (off_t)(off + (n ? n - 1 : 0)), RWF_NOWAIT) == 1;
 }
 
+/* A body that fits one window and was found whole in the page cache within the last
+ * RESIDENT_TRUST_MS is sent without asking again: pages read that recently sit on the
+ * active list, and the probe was a tenth of an L2 hit's CPU. Only reclaim within that
+ * second could make such a send wait on the disk. */
+#define RESIDENT_TRUST_MS 1000u
+
+static int window_resident(struct fsend *s, uint64_t n)
+{
+    struct cache_body *b = s->o->body;
+    uint64_t now = uv_now(http_x_loop(s->x));
+    int whole = s->pos == 0 && n == cache_body_len(b);
+
+    if (whole) {
+        uint64_t seen = atomic_load_explicit(&b->resident_ms, memory_order_relaxed);
+        if (seen && now - seen < RESIDENT_TRUST_MS)
+            return 1;
+    }
+    if (!resident(s->fd, s->base + s->pos, n))
+        return 0;
+    if (whole)
+        atomic_store_explicit(&b->resident_ms, now ? now : 1, memory_order_relaxed);
+    return 1;
+}
+
 static void fs_step(struct fsend *s);
 
 static void fs_finish(struct fsend *s)
@@ -677,7 +837,7 @@ static void fs_step(struct fsend *s)
             return;
         }
         uint64_t n = MC_MIN(s->end - s->pos, (uint64_t)FILE_WINDOW);
-        if (!resident(s->fd, s->base + s->pos, n)) {
+        if (!window_resident(s, n)) {
             s->work.data = s;
             if (uv_queue_work(http_x_loop(s->x), &s->work, fs_prefetch_work, fs_prefetch_after) == 0)
                 return;

@@ -174,6 +174,49 @@ def test_corrupt_l2_file_is_refetched_not_served(site):
     assert site.origin_count("/c.bin") == 3
 
 
+def test_l2_file_changed_while_open_is_not_served(site):
+    """Hot L2 files stay open (no check per hit); a change behind the edge's back drops them."""
+    body = site.put("/o.bin", os.urandom(100_000), {"Cache-Control": "max-age=3600"})
+    args = ("--disk-dir", site.disk, "--disk", "64M")
+    e = site.edge(*args)
+    e.get("/o.bin")
+    wait_for(lambda: metric(e.admin, "mlcdn_edge_l2_stored_total") >= 1, what="L2 write")
+    e.stop()
+    e = site.edge(*args)  # empty L1: every hit below is an L2 hit (100 kB: not copied to L1)
+    for _ in range(6):
+        r = e.get("/o.bin")
+        assert r.body == body and r.headers["X-Cache-Level"] == "L2"
+    opens = metric(e.admin, "mlcdn_edge_l2_file_opens_total")
+    assert 1 <= opens <= 2  # one per event loop at most
+    for _ in range(6):
+        r = e.get("/o.bin")
+        assert r.body == body and r.headers["X-Cache-Level"] == "L2"
+    assert metric(e.admin, "mlcdn_edge_l2_file_opens_total") == opens  # from open files
+    path = l2_files(site.disk)[0]
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:  # flip one byte of the body while the edge has it open
+        f.seek(size - 1000)
+        c = f.read(1)
+        f.seek(size - 1000)
+        f.write(bytes([c[0] ^ 0xFF]))
+    r = e.get("/o.bin")
+    assert r.status == 200 and r.body == body
+    assert r.headers["X-Cache-Level"] == "ORIGIN"
+    assert metric(e.admin, "mlcdn_edge_l2_corrupt_total") >= 1
+    # A file truncated while open is caught the same way.
+    wait_for(lambda: metric(e.admin, "mlcdn_edge_l2_stored_total") >= 1, what="rewrite")
+    e.stop()
+    e = site.edge(*args)
+    for _ in range(4):
+        assert e.get("/o.bin").headers["X-Cache-Level"] == "L2"
+    path = l2_files(site.disk)[0]
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 10)
+    r = e.get("/o.bin")
+    assert r.body == body and r.headers["X-Cache-Level"] == "ORIGIN"
+    assert site.origin_count("/o.bin") == 3
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 2 MiB tmpfs (needs root to mount; skipped with the reason otherwise)."""
