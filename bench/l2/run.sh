@@ -30,6 +30,10 @@
 #                            publishes counters every ~5 s, so each ATS run is followed by a
 #                            ATS_STATS_SETTLE=5.5 s wait (outside the measured window)
 #   SERVER_CPUS=0 CLIENT_CPUS=1
+#   SERVER_CPU_QUOTA=     percent of one CPU each target may use (a cgroup cpu quota per
+#                         target, v1 or v2), e.g. 40: every server is then CPU-bound, so
+#                         req/s compares the servers instead of wrk (which otherwise tops
+#                         out first on CPU 1); empty (default): no quota
 #   L2_TMP=/var/tmp          parent of the temp dir (origin files, nginx/ATS/mlcdn caches);
 #                            must be a disk file system, not tmpfs
 #   OUTDIR=/tmp/mlcdn-l2-bench/results/l2-<time>   raw.tsv, table.md, logs
@@ -68,6 +72,7 @@ EDGE_PORT="${EDGE_PORT:-27190}"
 EDGE_ADMIN_PORT="${EDGE_ADMIN_PORT:-27191}"
 SERVER_CPUS="${SERVER_CPUS:-0}"
 CLIENT_CPUS="${CLIENT_CPUS:-1}"
+SERVER_CPU_QUOTA="${SERVER_CPU_QUOTA:-}"
 L2_TMP="${L2_TMP:-/var/tmp}"
 BIND=127.0.0.1
 STAMP="$(date +%Y%m%d-%H%M%S)"
@@ -92,6 +97,7 @@ chmod 755 "$W"   # nginx workers (www-data) and ATS (trafficserver) must travers
 
 # started servers: "name pid stop-signal", stopped in reverse order
 STARTED=()
+CGROUPS=()   # cgroups made for SERVER_CPU_QUOTA, removed on exit
 declare -A PID=() URL=() DB=()
 SHM=""
 stop_pid() {  # name pid signal
@@ -113,6 +119,7 @@ cleanup() {
     stop_pid ${STARTED[$i]}
   done
   # page-cache pages of the deleted files are dropped with them
+  for i in "${CGROUPS[@]}"; do rmdir "$i" 2>/dev/null || true; done
   rm -rf "$W"
   [ -n "$SHM" ] && rm -rf "$SHM"
   exit "$rc"
@@ -405,6 +412,30 @@ pids_of() { local p; p=$(server_pid "$1"); echo "$p"; pgrep -P "$p" || true; }
 # shellcheck disable=SC2046
 pin_all $(for n in "${NAMES[@]}"; do pids_of "$n"; done)   # ATS re-binds its threads at start
 
+# SERVER_CPU_QUOTA: one cgroup per target with a CPU quota (cgroup v1 cpu controller, or v2)
+cap_cpu() {  # name pids...
+  local name="$1" d p q=$((SERVER_CPU_QUOTA * 1000)); shift
+  if [ -w /sys/fs/cgroup/cpu ] && [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+    d="/sys/fs/cgroup/cpu/mlcdn-bench-l2-$$-$name"
+    mkdir "$d" && CGROUPS+=("$d")
+    echo 100000 >"$d/cpu.cfs_period_us" && echo "$q" >"$d/cpu.cfs_quota_us"
+  elif [ -e /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    d="/sys/fs/cgroup/mlcdn-bench-l2-$$-$name"
+    mkdir "$d" && CGROUPS+=("$d")
+    echo "$q 100000" >"$d/cpu.max"
+  else
+    die "SERVER_CPU_QUOTA needs a writable cgroup cpu controller (v1 /sys/fs/cgroup/cpu or v2)"
+  fi
+  for p in "$@"; do echo "$p" >"$d/cgroup.procs" 2>/dev/null || true; done
+  echo "bench/l2: $name capped at $SERVER_CPU_QUOTA % of a CPU ($d)" >&2
+}
+if [ -n "$SERVER_CPU_QUOTA" ]; then
+  case "$SERVER_CPU_QUOTA" in *[!0-9]*|0) die "SERVER_CPU_QUOTA must be a whole percent (1-100)";; esac
+  # shellcheck disable=SC2046
+  for n in "${NAMES[@]}"; do cap_cpu "$n" $(pids_of "$n"); done
+fi
+
 version_of() {
   case "$1" in
     origin|nginx) nginx -v 2>&1 | sed 's/.*nginx\//nginx /' ;;
@@ -592,7 +623,7 @@ done
 # ------------------------------------------------------------------ 8. table + ratios
 echo
 python3 "$HERE/summary.py" "$RAW" | tee "$OUTDIR/table.md"
-echo "command: REPS=$REPS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS NOBJ=$NOBJ OBJ_SIZE=$OBJ_SIZE DIST=$DIST TARGETS=\"$TARGETS\" bench/l2/run.sh $BIN_IN"
+echo "command: REPS=$REPS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS NOBJ=$NOBJ OBJ_SIZE=$OBJ_SIZE DIST=$DIST TARGETS=\"$TARGETS\" ${SERVER_CPU_QUOTA:+SERVER_CPU_QUOTA=$SERVER_CPU_QUOTA }bench/l2/run.sh $BIN_IN"
 echo "results: $OUTDIR/{raw.tsv,table.md,targets.txt}"
 if has_target mlcdn && [ "$EDGE_OK" != 1 ]; then
   echo "bench/l2: mlcdn was NOT measured: $EDGE_SKIP_REASON" >&2
