@@ -9,6 +9,8 @@
 #  4. load: dnsperf cases (static record, geo without ECS, geo with ECS varied per query
 #     via -B wire input, fixed-rate latency), REPS x DUR s, alternating servers; the
 #     accuracy check runs again *during* the ECS-mix load of each server
+#     and the same load against bench/dns/udpfloor.c (echoes each query back as a response
+#     with recvmmsg/sendmmsg and does nothing else): the kernel's floor per query
 #  5. fail-over: tokyo's health endpoint turns 503 (flag file); both servers are polled
 #     every $POLL s until their answer for a Seoul probe leaves tokyo, then it comes back
 # Output: $OUT/results.tsv, $OUT/summary.txt (medians, CPU us/query, ratio), logs.
@@ -26,7 +28,7 @@ CSV="${TEST_IPS:-$SHARED/geo/test-ips.csv}"
 CACHE="${MLCDN_GEO_CACHE:-$HOME/.cache/mlcdn/geo}"
 RUN="${BENCH_RUN:-/tmp/mlcdn-bench-dns}"
 OUT="${OUT:-$RUN/out-$(date +%Y%m%d-%H%M%S)}"
-GDNSD_PORT="${GDNSD_PORT:-15363}"; ROUTER_PORT="${ROUTER_PORT:-15364}"
+GDNSD_PORT="${GDNSD_PORT:-15363}"; ROUTER_PORT="${ROUTER_PORT:-15364}"; FLOOR_PORT="${FLOOR_PORT:-15365}"
 HEALTH_PORT="${HEALTH_PORT:-18090}"
 SERVER_CPU="${SERVER_CPU:-0}"; LOADGEN_CPU="${LOADGEN_CPU:-1}"
 DUR="${DUR:-8}"; REPS="${REPS:-3}"; RATE="${RATE:-10000}"
@@ -43,7 +45,7 @@ mumbai 19.08 72.88 127.0.1.4
 saopaulo -23.55 -46.63 127.0.1.5
 sydney -33.87 151.21 127.0.1.6"
 
-for t in gdnsd dnsperf dig taskset npm; do
+for t in gdnsd dnsperf dig taskset npm cc; do
   command -v "$t" >/dev/null || { echo "bench/dns: $t missing (scripts/install-deps.sh --bench)" >&2; exit 1; }
 done
 [ -x "$MLCDN" ] || { echo "bench/dns: no mlcdn binary at $MLCDN" >&2; exit 1; }
@@ -110,6 +112,9 @@ taskset -c "$SERVER_CPU" "$MLCDN" router --zone "$ZONE" --dns "127.0.0.1:$ROUTER
   --name edge --static ns1=127.0.0.1 --static static=127.0.0.9 "${redges[@]}" $ROUTER_ARGS \
   >"$OUT/router.log" 2>&1 </dev/null &
 RPID=$!; PIDS+=($RPID)
+cc -O2 -o "$RUN/udpfloor" "$HERE/udpfloor.c"
+taskset -c "$SERVER_CPU" "$RUN/udpfloor" 127.0.0.1 "$FLOOR_PORT" >"$OUT/udpfloor.log" 2>&1 </dev/null &
+FPID=$!; PIDS+=($FPID)
 ready() { dig @127.0.0.1 -p "$1" +short +tries=1 +time=1 "static.$ZONE" A 2>/dev/null | grep -qx 127.0.0.9; }
 for _ in $(seq 1 120); do ready "$GDNSD_PORT" && ready "$ROUTER_PORT" && break; sleep 0.5; done
 ready "$GDNSD_PORT" || { echo "gdnsd not answering"; cat "$OUT/gdnsd.log"; exit 1; }
@@ -145,7 +150,11 @@ TCK="$(getconf CLK_TCK)"
 run() { # run SERVER LABEL dnsperf-args...
   local srv="$1" label="$2"; shift 2
   local port pid log="$OUT/$srv-$label.log"
-  if [ "$srv" = gdnsd ]; then port=$GDNSD_PORT; pid=$GPID; else port=$ROUTER_PORT; pid=$RPID; fi
+  case "$srv" in
+    gdnsd) port=$GDNSD_PORT; pid=$GPID ;;
+    floor) port=$FLOOR_PORT; pid=$FPID ;;
+    *) port=$ROUTER_PORT; pid=$RPID ;;
+  esac
   local c0 c1 lt
   c0=$(cputicks "$pid")
   lt=$( { TIMEFORMAT='%U %S'; time taskset -c "$LOADGEN_CPU" dnsperf -s 127.0.0.1 -p "$port" -l "$DUR" \
@@ -176,6 +185,8 @@ for r in $(seq 1 "$REPS"); do
     wait "$VPID" || true
     run "$srv" "geo-ecsmix-Q$RATE-r$r" -d "$Q/ecs-mix.bin" -B -Q "$RATE" -v
   done
+  run floor "static-max-r$r" -d "$Q/static.txt"
+  run floor "geo-ecsmix-max-r$r" -d "$Q/ecs-mix.bin" -B
 done
 echo "loadavg after: $(cat /proc/loadavg)" | tee -a "$OUT/env.txt"
 grep underload "$OUT/summary.txt" || true
@@ -187,7 +198,7 @@ rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(out, "results.tsv"
 med = {}
 print("median over reps (qps best-of, server CPU us/query, loss):")
 for case in ["static-max", "geo-noecs-max", "geo-ecs1-max", "geo-ecsmix-max", "geo-ecsmix-Q" + rate]:
-    for srv in ["gdnsd", "router"]:
+    for srv in ["gdnsd", "router", "floor"]:
         rs = [r for r in rows if r[0] == srv and r[1].rsplit("-r", 1)[0] == case and r[2]]
         if not rs:
             continue
@@ -198,6 +209,9 @@ for case in ["static-max", "geo-noecs-max", "geo-ecs1-max", "geo-ecsmix-max", "g
             ",".join(r[4] for r in rs), rs[0][5]))
     if ("gdnsd", case) in med and ("router", case) in med:
         print("  %-18s router/gdnsd CPU per query: %.2f" % (case, med[("router", case)] / med[("gdnsd", case)]))
+    if ("gdnsd", case) in med and ("floor", case) in med:
+        print("  %-18s floor/gdnsd CPU per query: %.2f (echo server: the least any sockets server pays)" % (
+            case, med[("floor", case)] / med[("gdnsd", case)]))
 for srv in ["gdnsd", "router"]:
     v = []
     to = 0
