@@ -187,6 +187,7 @@ for r in $(seq 1 "$REPS"); do
   done
   run floor "static-max-r$r" -d "$Q/static.txt"
   run floor "geo-ecsmix-max-r$r" -d "$Q/ecs-mix.bin" -B
+  run floor "geo-ecsmix-Q$RATE-r$r" -d "$Q/ecs-mix.bin" -B -Q "$RATE"
 done
 echo "loadavg after: $(cat /proc/loadavg)" | tee -a "$OUT/env.txt"
 grep underload "$OUT/summary.txt" || true
