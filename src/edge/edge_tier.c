@@ -190,8 +190,11 @@ struct fdc_slot {
 
 struct edge_fdc {
     uint64_t l2_hits; /* this loop's L2 hits so far: the clock of slot replacement */
-    uv_poll_t *ipoll; /* on ifd; NULL without inotify */
-    int ifd;          /* inotify instance, or -1 */
+    uv_poll_t *ipoll;     /* on ifd; NULL without inotify */
+    uv_prepare_t *iprep;  /* clears drained before each poll */
+    int ifd;              /* inotify instance, or -1 */
+    int drained;          /* ifd read since this loop iteration's poll returned */
+    unsigned closing;     /* handles still closing at the end */
     int32_t *wd_head; /* nslots buckets: wd -> first slot index, or -1 */
     size_t nslots;    /* a power of two */
     struct fdc_slot slot[];
@@ -285,14 +288,11 @@ static void fdc_watch(struct edge_fdc *f, struct fdc_slot *sl, int fd)
     *b = (int32_t)(sl - f->slot);
 }
 
-static void fdc_on_events(uv_poll_t *h, int status, int events)
+/* Applies every queued inotify event. */
+static void fdc_drain(struct edge_fdc *f)
 {
-    struct edge_fdc *f = h->data;
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 
-    (void)events;
-    if (status < 0)
-        return;
     for (;;) {
         ssize_t n = read(f->ifd, buf, sizeof(buf));
         if (n <= 0)
@@ -317,6 +317,21 @@ static void fdc_on_events(uv_poll_t *h, int status, int events)
     }
 }
 
+static void fdc_on_events(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    if (status >= 0)
+        fdc_drain(h->data);
+}
+
+/* Before each poll: the first open-file hit of the coming iteration reads the inotify
+ * queue first, so a change made before the requests of that iteration arrived is applied
+ * before they are served, whatever order epoll reports the descriptors in. */
+static void fdc_on_prepare(uv_prepare_t *h)
+{
+    ((struct edge_fdc *)h->data)->drained = 0;
+}
+
 static int same_file(const struct fdc_slot *sl, const struct stat *st)
 {
     return st->st_dev == sl->dev && st->st_ino == sl->ino && st->st_size == sl->size &&
@@ -330,7 +345,13 @@ static struct cache_obj *fdc_get(struct edge_worker *w, struct l2_entry *en)
     struct fdc_slot *sl;
     struct stat st;
 
-    if (!w->fdc || (sl = fdc_find(w, en)) == NULL)
+    if (!w->fdc)
+        return NULL;
+    if (w->fdc->ifd >= 0 && !w->fdc->drained) {
+        w->fdc->drained = 1;
+        fdc_drain(w->fdc);
+    }
+    if ((sl = fdc_find(w, en)) == NULL)
         return NULL;
     sl->last_hit = ++w->fdc->l2_hits;
     if (sl->wd < 0 &&
@@ -411,12 +432,19 @@ void edge_tier_loop_init(struct edge_worker *w)
     f->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (f->ifd >= 0) {
         f->ipoll = mc_xmalloc(sizeof(*f->ipoll));
+        f->iprep = mc_xmalloc(sizeof(*f->iprep));
         if (uv_poll_init(w->loop, f->ipoll, f->ifd) == 0) {
             f->ipoll->data = f;
             uv_poll_start(f->ipoll, UV_READABLE, fdc_on_events);
+            uv_prepare_init(w->loop, f->iprep);
+            f->iprep->data = f;
+            uv_prepare_start(f->iprep, fdc_on_prepare);
+            uv_unref((uv_handle_t *)f->iprep);
         } else {
             free(f->ipoll);
+            free(f->iprep);
             f->ipoll = NULL;
+            f->iprep = NULL;
             close(f->ifd);
             f->ifd = -1;
         }
@@ -424,13 +452,15 @@ void edge_tier_loop_init(struct edge_worker *w)
     w->fdc = f;
 }
 
-static void fdc_poll_closed(uv_handle_t *h)
+static void fdc_handle_closed(uv_handle_t *h)
 {
     struct edge_fdc *f = h->data;
+    free(h);
+    if (--f->closing)
+        return;
     close(f->ifd);
     free(f->wd_head);
     free(f);
-    free(h);
 }
 
 void edge_tier_loop_fini(struct edge_worker *w)
@@ -442,7 +472,9 @@ void edge_tier_loop_fini(struct edge_worker *w)
         fdc_clear(f, &f->slot[i]);
     w->fdc = NULL;
     if (f->ipoll) {
-        uv_close((uv_handle_t *)f->ipoll, fdc_poll_closed);
+        f->closing = 2;
+        uv_close((uv_handle_t *)f->ipoll, fdc_handle_closed);
+        uv_close((uv_handle_t *)f->iprep, fdc_handle_closed);
         return;
     }
     free(f->wd_head);
