@@ -7,10 +7,17 @@
  * input shape (a static arena layout per batch size) and the arena itself. A session is
  * used by one thread at a time; give each worker thread its own.
  *
+ * Memory: every model has a budget (infer_load_opts.max_memory, 1 GiB by default) for its
+ * constants plus the working memory of one run. Both are computed from shapes before
+ * anything is allocated, at load (the run sized at `batch` rows) and again for each new
+ * input shape at run time; what does not fit is refused with -E2BIG and a message naming
+ * the node and tensor, the bytes needed and the budget (docs/infer.md, "Memory budget").
+ *
  * Errors are negative errno values: -ENOTSUP for an operator, opset, dtype or feature the
  * engine does not implement, -EINVAL for a model or input that breaks the ONNX rules,
- * -EBADMSG for bytes that are not a valid ONNX protobuf, -EFBIG past a size cap,
- * -ERANGE for out-of-range indices in the data, -ENOENT / -EIO from the file system.
+ * -EBADMSG for bytes that are not a valid ONNX protobuf, -EFBIG past a size cap, -E2BIG
+ * over the memory budget, -ERANGE for out-of-range indices in the data, -ENOENT / -EIO
+ * from the file system.
  * Functions taking `err, errlen` write a one-line message there on failure (may be NULL). */
 #ifndef MLCDN_INFER_INFER_H
 #define MLCDN_INFER_INFER_H
@@ -65,12 +72,28 @@ struct infer_io_info {
 struct infer_model;
 struct infer_session;
 
+#define INFER_DEFAULT_MEMORY ((size_t)1 << 30)
+
 struct infer_load_opts {
     size_t max_file_bytes;     /* cap on the .onnx file; 0 = 2 GiB (the protobuf limit) */
     size_t max_external_bytes; /* cap on all external data together; 0 = 16 GiB */
     /* Directory external data paths are relative to; NULL = the model file's directory.
      * For infer_model_load_mem(), NULL forbids external data. */
     const char *external_dir;
+    /* Memory budget: constants (weights, folded constants, packed copies) plus one run's
+     * working memory; 0 = INFER_DEFAULT_MEMORY. The file itself may not be larger. */
+    size_t max_memory;
+    /* Rows the caller runs at once: a dynamic leading input dimension takes this value
+     * when the run is sized at load (other dynamic dims take 1); 0 = 1. */
+    int64_t batch;
+};
+
+/* What a loaded model was charged (bytes). */
+struct infer_model_mem {
+    size_t budget;    /* infer_load_opts.max_memory */
+    size_t constants; /* held by the model for its lifetime */
+    size_t run;       /* working memory of one run at `batch` rows, as sized at load */
+    int64_t batch;
 };
 
 /* Loads and checks the model at `path`. On success *out holds the only reference (release
@@ -94,10 +117,13 @@ int infer_model_input_index(const struct infer_model *m, const char *name);
 int infer_model_output_index(const struct infer_model *m, const char *name);
 /* Short description: opsets, node count, operators used. Written into buf (NUL-ended). */
 void infer_model_describe(const struct infer_model *m, char *buf, size_t len);
+void infer_model_memory(const struct infer_model *m, struct infer_model_mem *out);
 
 struct infer_session_opts {
     int threads;         /* BLAS threads for this process; 0 = leave as is (default 1) */
-    size_t max_arena;    /* cap on one run's working memory; 0 = 4 GiB */
+    /* Cap on the session's memory: arena plus the tensors its cached plans folded; 0 = the
+     * model's budget less its constants (a lower value only lowers it). */
+    size_t max_arena;
     unsigned max_plans;  /* plans cached (one per input shape); 0 = 8 */
 };
 
@@ -108,7 +134,8 @@ int infer_session_new(struct infer_model *m, const struct infer_session_opts *op
 void infer_session_free(struct infer_session **sp);
 
 /* Runs the model. Every graph input must be given once, by name, with the model's dtype and
- * a shape matching its fixed dims. On success out[i] (i < n_out, n_out <= model's output
+ * a shape matching its fixed dims. A shape (or keyed value) whose run would not fit the
+ * session's cap is refused with -E2BIG before anything is allocated. On success out[i] (i < n_out, n_out <= model's output
  * count, model order) describes output i; its data belongs to the session and stays valid
  * until the next run on, or free of, this session (an output that is a constant of the
  * model, or a graph input passed through, points at the model or the caller's buffer). */
@@ -120,6 +147,9 @@ int infer_session_run_select(struct infer_session *s, const struct infer_input *
                              char *err, size_t errlen);
 /* Bytes of the largest plan's arena so far (the static working memory per batch size). */
 size_t infer_session_arena_bytes(const struct infer_session *s);
+/* Everything the session holds: its arena plus the tensors its cached plans folded. Kept
+ * within the session's cap by dropping the least recently used plans. */
+size_t infer_session_memory_bytes(const struct infer_session *s);
 
 /* Sets the BLAS thread count for the process (default 1: the edge runs many inferences in
  * parallel, one thread each). */

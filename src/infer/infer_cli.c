@@ -4,6 +4,7 @@
  *   mlcdn infer MODEL.onnx --bench [--batch N]      latency percentiles of session runs
  *   mlcdn infer MODEL.onnx --describe               inputs, outputs, opsets, operators
  *   mlcdn infer --conformance DIR [-v]              every case under DIR (ONNX node tests)
+ *   --memory SIZE                                   the model's memory budget (default 1G)
  *
  * Input JSON is {"NAME": {"shape": [..], "data": [..]}, ...} (data flat or nested); dtypes
  * come from the model. Output JSON has the same form plus "dtype". */
@@ -44,7 +45,8 @@ static void usage(FILE *f)
                "[--input ...] [--json]\n"
                "       mlcdn infer MODEL.onnx --describe\n"
                "       mlcdn infer --conformance DIR [--atol A] [--rtol R] [--filter S] [-v]\n"
-               "options: --threads N (BLAS threads, default 1)\n");
+               "options: --threads N (BLAS threads, default 1), --memory SIZE (the model's memory "
+               "budget: weights + one run, default 1G)\n");
 }
 
 struct inputs {
@@ -439,10 +441,14 @@ static int cmd_conformance(const char *dir, double atol, double rtol, const char
 
 static void describe(const struct infer_model *m)
 {
+    struct infer_model_mem mm;
     char buf[2048];
 
     infer_model_describe(m, buf, sizeof(buf));
     printf("%s\n", buf);
+    infer_model_memory(m, &mm);
+    printf("memory: %zu bytes of constants + %zu bytes for a run of %lld rows, budget %zu\n",
+           mm.constants, mm.run, (long long)mm.batch, mm.budget);
     for (int io = 0; io < 2; io++) {
         size_t cnt = io ? infer_model_n_outputs(m) : infer_model_n_inputs(m);
         for (size_t i = 0; i < cnt; i++) {
@@ -465,6 +471,8 @@ int infer_cli_main(int argc, char **argv)
     long iters = 0;
     double seconds = 1.0, atol = 1e-7, rtol = 1e-3;
     struct infer_model *m = NULL;
+    struct infer_load_opts lo = {0};
+    uint64_t memory = INFER_DEFAULT_MEMORY;
     char err[1024];
     int rc;
 
@@ -493,6 +501,12 @@ int infer_cli_main(int argc, char **argv)
             seconds = strtod(argv[++i], NULL);
         } else if (!strcmp(a, "--threads") && more) {
             infer_set_threads(atoi(argv[++i]));
+        } else if (!strcmp(a, "--memory") && more) {
+            if (units_parse_size(argv[++i], &memory) != 0 || memory == 0) {
+                fprintf(stderr, "mlcdn infer: --memory: '%s' is not a size such as 512M or "
+                                "2G\n", argv[i]);
+                return 2;
+            }
         } else if (!strcmp(a, "--conformance") && more) {
             conf = argv[++i];
         } else if (!strcmp(a, "--atol") && more) {
@@ -517,7 +531,9 @@ int infer_cli_main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    rc = infer_model_load(model, NULL, &m, err, sizeof(err));
+    lo.max_memory = (size_t)memory;
+    lo.batch = batch;
+    rc = infer_model_load(model, &lo, &m, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "mlcdn infer: %s\n", err);
         return 1;

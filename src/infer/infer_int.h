@@ -76,8 +76,9 @@ typedef size_t infer_op_scratch_f(const struct infer_node *n, struct infer_tenso
                                   struct infer_tensor *const *out);
 struct infer_model;
 /* Called once at load after every node's load(), with the model (constants readable): ops
- * that precompute from constant inputs (packed Gemm weights) store the result in n->ext. */
-typedef int infer_op_prepare_f(struct infer_node *n, const struct infer_model *m,
+ * that precompute from constant inputs (packed Gemm weights) store the result in n->ext,
+ * after charging its size with infer__charge(). */
+typedef int infer_op_prepare_f(struct infer_node *n, struct infer_model *m,
                                struct infer_err *e);
 typedef int infer_op_run_f(const struct infer_node *n, struct infer_tensor *const *in,
                            struct infer_tensor *const *out, void *scratch, struct infer_err *e);
@@ -112,12 +113,16 @@ struct infer_node {
     size_t niv;
     void *ext; /* op-owned structure, freed by ext_free */
     void (*ext_free)(void *);
+    size_t ext_bytes; /* what load() put in ext, charged to the model's budget after it */
     /* Set at load by fusion (infer_model.c): a Gemm whose only consumer is a Relu applies
      * the Relu itself (fused_relu), and that Relu becomes an alias: its output is its
      * input's buffer and it never runs (plans skip it unless it is constant-folded, where
      * running it is harmless). */
     bool fused_relu;
     bool alias;
+    /* Every input is a constant: evaluated once by the load probe, never planned again.
+     * Outputs that a later node or the graph reads stay as constants of the model. */
+    bool folded;
 };
 
 struct infer_model {
@@ -133,6 +138,11 @@ struct infer_model {
     int *inputs, *outputs; /* value indices */
     struct infer_io_info *in_info, *out_info;
     char *producer;
+    /* Memory budget (infer_load_opts.max_memory) and what the model holds against it:
+     * constants (initializers, constants folded at load, attributes, op ext such as packed
+     * weights). run_bytes: one run's working memory at load_batch rows, sized at load. */
+    size_t budget, const_bytes, run_bytes;
+    int64_t load_batch;
 };
 
 struct infer_plan;
@@ -140,7 +150,7 @@ struct infer_plan;
 struct infer_session {
     unsigned magic;
     struct infer_model *m;
-    size_t max_arena;
+    size_t limit; /* cap on arena + the folded tensors of every cached plan */
     unsigned max_plans, n_plans;
     struct infer_plan **plans; /* most recently used first */
     void *arena;
@@ -155,6 +165,10 @@ size_t infer__bytes(const struct infer_tensor *t);
 bool infer__dtype_supported(int dtype);
 /* Copies `src` into a newly malloc'd aligned buffer. */
 void *infer__aligned_alloc(size_t bytes);
+/* After freeing `bytes` of payload: hands free heap pages back to the system (glibc keeps
+ * freed chunks below its mmap threshold in the process), so dropping a model brings the
+ * resident size back down. Does nothing for small amounts. */
+void infer__release(size_t bytes);
 
 /* infer_testdata.c */
 int infer__read_file(const char *path, size_t cap, void **out, size_t *len);
@@ -162,12 +176,29 @@ int infer__read_pb(const char *path, struct infer_tensor *t, char **name, char *
 int infer__run_dataset(struct infer_session *s, const struct infer_model *m, const char *dir,
                        double atol, double rtol, char *msg, size_t len);
 
+/* infer_model.c */
+/* Charges `bytes` of constants to the model's budget, or fails with -E2BIG and a message
+ * naming `what` (printf-style), the bytes and the budget. */
+int infer__charge(struct infer_model *m, size_t bytes, struct infer_err *e, const char *fmt, ...)
+    MC_PRINTF(4, 5);
+
 /* infer_session.c */
+enum infer_plan_mode {
+    INFER_PLAN_RUN,     /* a session plan: every shape known, arena offsets assigned */
+    INFER_PLAN_PROBE,   /* load: keyed inputs unknown; shapes written back into m->values,
+                         * nodes on constants only folded for good (node->folded) */
+    INFER_PLAN_MEASURE, /* load: sizes a run; nodes whose shape fails or is unknown are left
+                         * out (such a run would stop there before allocating anything) */
+};
 void infer__plan_free(struct infer_plan **pp);
-/* Shape inference over the whole graph; used at load (probe: keyed inputs unknown, and the
- * inferred dtypes/shapes are written back into m->values) and for each session plan. */
+/* Shape inference over the whole graph, folding what is known, then the arena layout. The
+ * folded tensors plus the arena must fit `limit` bytes: checked before each allocation,
+ * -E2BIG otherwise. */
 int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs,
-                      bool probe, size_t max_arena, struct infer_plan **out, struct infer_err *e);
+                      enum infer_plan_mode mode, size_t limit, struct infer_plan **out,
+                      struct infer_err *e);
+/* Folded bytes plus arena bytes of a plan. */
+size_t infer__plan_bytes(const struct infer_plan *p);
 
 /* infer_ops_tbl.h dispatch */
 const struct infer_op *infer__op_find(const char *domain, const char *name);

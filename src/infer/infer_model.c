@@ -5,11 +5,20 @@
  * topologically sorted nodes bound to operators. The protobuf tree is freed before
  * returning, so a loaded model holds each weight once. Load ends with a shape-inference
  * probe over the whole graph (dynamic dims at 1) so bad shapes and dtypes fail here, not
- * on the first request. After load nothing in the model is written except refcnt. */
+ * on the first request; the probe also folds, once for good, every node that reads only
+ * constants. Then one run is sized at the caller's batch (a "measure" plan).
+ *
+ * Memory budget: every byte the model keeps (weights, attributes, folded constants, packed
+ * copies) is charged with infer__charge() before it is allocated (attributes and op
+ * structures right after, bounded by the file), and folded tensors plus the sized run are
+ * checked in the planner before their allocation, so a tiny file that claims a huge tensor
+ * is refused with its size, not built. After load nothing in the model is written except
+ * refcnt. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +92,8 @@ static void attr_fini(struct infer_attr *a)
 
 static void model_free(struct infer_model *m)
 {
+    size_t held = m->const_bytes;
+
     for (size_t i = 0; i < m->n_values; i++) {
         free(m->values[i].name);
         free(m->values[i].cdata);
@@ -108,6 +119,42 @@ static void model_free(struct infer_model *m)
     free(m->out_info);
     free(m->producer);
     MC_FREE_OBJ(m);
+    infer__release(held);
+}
+
+static size_t attr_bytes(const struct infer_attr *a)
+{
+    size_t b = 0;
+
+    switch (a->type) {
+    case INFER_AT_STRING: b = strlen(a->s); break;
+    case INFER_AT_TENSOR: b = infer__bytes(&a->t); break;
+    case INFER_AT_FLOATS: b = a->n * sizeof(float); break;
+    case INFER_AT_INTS: b = a->n * sizeof(int64_t); break;
+    case INFER_AT_STRINGS:
+        for (size_t i = 0; i < a->n; i++)
+            b += strlen(a->strings[i]) + sizeof(char *);
+        break;
+    default: break;
+    }
+    return b;
+}
+
+int infer__charge(struct infer_model *m, size_t bytes, struct infer_err *e, const char *fmt, ...)
+{
+    char what[256];
+    va_list ap;
+
+    if (bytes <= m->budget && m->const_bytes <= m->budget - bytes) {
+        m->const_bytes += bytes;
+        return 0;
+    }
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return infer__errf(e, -E2BIG, "%s needs %zu bytes, over the memory budget of %zu bytes "
+                       "(%zu already held by the model's constants)", what, bytes, m->budget,
+                       m->const_bytes);
 }
 
 static int copy_attr(const Onnx__AttributeProto *ap, struct infer_attr *a, struct infer_err *e)
@@ -292,6 +339,12 @@ static int build(struct infer_model *m, const Onnx__ModelProto *mp, const char *
             err = infer__errf(e, -EINVAL, "initializer %zu: missing or duplicate name", i);
             goto out;
         }
+        size_t tb;
+        if (infer__tensor_proto_bytes(tp, &tb) == 0) {
+            err = infer__charge(m, tb, e, "initializer '%s'", tp->name);
+            if (err != 0)
+                goto out;
+        }
         err = infer__tensor_from_proto(tp, ext_dir, &ext_budget, &t, e);
         if (err != 0)
             goto out;
@@ -392,6 +445,9 @@ static int build(struct infer_model *m, const Onnx__ModelProto *mp, const char *
         for (size_t i = 0; i < np->n_attribute; i++) {
             n->n_attrs = i + 1;
             err = copy_attr(np->attribute[i], &n->attrs[i], e);
+            if (err == 0)
+                err = infer__charge(m, attr_bytes(&n->attrs[i]), e, "attribute '%s'",
+                                    n->attrs[i].name);
             if (err != 0) {
                 char msg[256];
                 snprintf(msg, sizeof(msg), "%s", e && e->buf ? e->buf : "");
@@ -401,6 +457,8 @@ static int build(struct infer_model *m, const Onnx__ModelProto *mp, const char *
         }
         if (n->op->load != NULL) {
             err = n->op->load(n, e);
+            if (err == 0)
+                err = infer__charge(m, n->ext_bytes, e, "its parsed attributes");
             if (err != 0) {
                 char msg[256];
                 snprintf(msg, sizeof(msg), "%s", e && e->buf ? e->buf : "");
@@ -452,13 +510,34 @@ out:
     return err;
 }
 
+/* Input shapes for a load-time plan: dynamic dims at 1, but a dynamic leading dim at
+ * `batch` (the batch dimension by ONNX convention; other dims cannot be guessed and are
+ * checked when a run brings them). */
+static void plan_inputs(const struct infer_model *m, int64_t batch, struct infer_tensor *in)
+{
+    for (size_t i = 0; i < m->n_inputs; i++) {
+        const struct infer_io_info *info = &m->in_info[i];
+        memset(&in[i], 0, sizeof(in[i]));
+        in[i].dtype = info->dtype;
+        in[i].rank = info->rank;
+        for (int d = 0; d < info->rank; d++)
+            in[i].dims[d] = info->dims[d] >= 0 ? info->dims[d] : d == 0 ? batch : 1;
+    }
+}
+
+static size_t default_budget(const struct infer_load_opts *opts)
+{
+    return opts && opts->max_memory ? opts->max_memory : INFER_DEFAULT_MEMORY;
+}
+
 static int load_bytes(const void *buf, size_t len, const char *ext_dir,
                       const struct infer_load_opts *opts, struct infer_model **out,
                       struct infer_err *e)
 {
     Onnx__ModelProto *mp;
     struct infer_model *m;
-    struct infer_plan *probe = NULL;
+    struct infer_plan *plan = NULL;
+    struct infer_tensor *in;
     uint64_t ext_budget = opts && opts->max_external_bytes ? opts->max_external_bytes
                                                            : (UINT64_C(16) << 30);
     int err;
@@ -472,39 +551,50 @@ static int load_bytes(const void *buf, size_t len, const char *ext_dir,
     m = mc_xcalloc(1, sizeof(*m));
     MC_INIT_OBJ(m, INFER_MODEL_MAGIC);
     atomic_init(&m->refcnt, 1);
+    m->budget = default_budget(opts);
+    m->load_batch = opts && opts->batch > 0 ? opts->batch : 1;
     m->producer = mc_xstrdup(mp->producer_name ? mp->producer_name : "");
     err = build(m, mp, ext_dir, ext_budget, e);
     onnx__model_proto__free_unpacked(mp, NULL);
-    if (err == 0) {
-        /* Shape inference with every dynamic dim at 1: the whole graph is checked now. */
-        struct infer_tensor *in = mc_xcalloc(m->n_inputs + 1, sizeof(*in));
-        for (size_t i = 0; i < m->n_inputs; i++) {
-            const struct infer_io_info *info = &m->in_info[i];
-            in[i].dtype = info->dtype;
-            in[i].rank = info->rank;
-            for (int d = 0; d < info->rank; d++)
-                in[i].dims[d] = info->dims[d] < 0 ? 1 : info->dims[d];
-        }
-        err = infer__plan_build(m, in, true, SIZE_MAX, &probe, e);
-        free(in);
-        infer__plan_free(&probe);
-    }
-    if (err != 0) {
-        model_free(m);
-        return err;
-    }
-    for (size_t i = 0; i < m->n_outputs; i++) {
+    /* The parsed tree held about the file's size: give it back now, not at the next trim. */
+    infer__release(len);
+    if (err != 0)
+        goto fail;
+    in = mc_xcalloc(m->n_inputs + 1, sizeof(*in));
+    /* Shape inference with every dynamic dim at 1: the whole graph is checked now, and what
+     * depends on constants only is folded once, charged to the model's constants. */
+    plan_inputs(m, 1, in);
+    err = infer__plan_build(m, in, INFER_PLAN_PROBE, m->budget - m->const_bytes, &plan, e);
+    infer__plan_free(&plan);
+    for (size_t i = 0; err == 0 && i < m->n_outputs; i++) {
         struct infer_io_info *oi = &m->out_info[i];
         const struct infer_value *v = &m->values[m->outputs[i]];
-        if (oi->dtype != v->dtype && v->dtype != 0) {
+        if (oi->dtype != v->dtype && v->dtype != 0)
             err = infer__errf(e, -EINVAL, "output '%s' declared %s but computes %s", oi->name,
                               infer_dtype_name(oi->dtype), infer_dtype_name(v->dtype));
-            model_free(m);
-            return err;
-        }
     }
+    if (err == 0) {
+        /* The run the caller will make at its largest batch must fit beside the constants. */
+        plan_inputs(m, m->load_batch, in);
+        err = infer__plan_build(m, in, INFER_PLAN_MEASURE, m->budget - m->const_bytes, &plan,
+                                e);
+        if (err == 0)
+            m->run_bytes = infer__plan_bytes(plan);
+        else if (err == -E2BIG && e != NULL && e->buf != NULL) {
+            char msg[384];
+            snprintf(msg, sizeof(msg), "%s", e->buf);
+            infer__errf(e, err, "a run of %lld rows: %s", (long long)m->load_batch, msg);
+        }
+        infer__plan_free(&plan);
+    }
+    free(in);
+    if (err != 0)
+        goto fail;
     *out = m;
     return 0;
+fail:
+    model_free(m);
+    return err;
 }
 
 int infer_model_load_mem(const void *buf, size_t len, const struct infer_load_opts *opts,
@@ -515,6 +605,10 @@ int infer_model_load_mem(const void *buf, size_t len, const struct infer_load_op
 
     if (len > cap)
         return infer__errf(&e, -EFBIG, "model of %zu bytes over the cap of %zu", len, cap);
+    /* Parsing alone holds the bytes twice: a file larger than the budget cannot fit it. */
+    if (len > default_budget(opts))
+        return infer__errf(&e, -E2BIG, "model of %zu bytes over the memory budget of %zu bytes",
+                           len, default_budget(opts));
     return load_bytes(buf, len, opts ? opts->external_dir : NULL, opts, out, &e);
 }
 
@@ -540,6 +634,11 @@ int infer_model_load(const char *path, const struct infer_load_opts *opts,
                           (long long)st.st_size, cap);
         goto out;
     }
+    if ((uint64_t)st.st_size > default_budget(opts)) {
+        err = infer__errf(&e, -E2BIG, "%s: %lld bytes, over the memory budget of %zu bytes",
+                          path, (long long)st.st_size, default_budget(opts));
+        goto out;
+    }
     buf = malloc(st.st_size ? (size_t)st.st_size : 1);
     if (buf == NULL) {
         err = infer__errf(&e, -ENOMEM, "%s: out of memory", path);
@@ -561,9 +660,16 @@ int infer_model_load(const char *path, const struct infer_load_opts *opts,
         snprintf(dir, sizeof(dir), "%s", dirname(tmp));
     }
     err = load_bytes(buf, (size_t)st.st_size, dir, opts, out, &e);
+    if (err == -E2BIG && errbuf != NULL && errlen > 0) {
+        /* Name the file: a registry loads many, and the budget is per model. */
+        char msg[768];
+        snprintf(msg, sizeof(msg), "%s", errbuf);
+        infer__errf(&e, err, "%s: %s", path, msg);
+    }
 out:
     free(buf);
     close(fd);
+    infer__release(buf != NULL ? (size_t)st.st_size : 0);
     return err;
 }
 
@@ -620,6 +726,15 @@ int infer_model_output_index(const struct infer_model *m, const char *name)
         if (!strcmp(m->out_info[i].name, name))
             return (int)i;
     return -ENOENT;
+}
+
+void infer_model_memory(const struct infer_model *m, struct infer_model_mem *out)
+{
+    MC_CHECK_OBJ_NOTNULL(m, INFER_MODEL_MAGIC);
+    out->budget = m->budget;
+    out->constants = m->const_bytes;
+    out->run = m->run_bytes;
+    out->batch = m->load_batch;
 }
 
 void infer_model_describe(const struct infer_model *m, char *buf, size_t len)

@@ -32,5 +32,8 @@ enum infer_pb_kind {
 int infer__pb_check(const void *buf, size_t len, enum infer_pb_kind kind, struct infer_err *e);
 int infer__tensor_from_proto(const Onnx__TensorProto *tp, const char *ext_dir, uint64_t *budget,
                              struct infer_tensor *out, struct infer_err *e);
+/* Bytes the tensor's dims and dtype call for (before any data is looked at), or -EINVAL
+ * where they are unusable (infer__tensor_from_proto says why). */
+int infer__tensor_proto_bytes(const Onnx__TensorProto *tp, size_t *out);
 
 #endif

@@ -31,6 +31,7 @@ struct infer_plan {
     int *alias; /* pairs (value, value whose buffer it shares): alias nodes' outputs */
     size_t n_alias;
     size_t arena_bytes, scratch_off;
+    size_t folded_bytes; /* the owned tensors, held as long as the plan is cached */
     int max_args;
 };
 
@@ -108,15 +109,109 @@ static size_t assign_offsets(struct live *l, size_t n)
     return align_up(total);
 }
 
-int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, bool probe,
-                      size_t max_arena, struct infer_plan **out, struct infer_err *e)
+static void dims_str(const struct infer_tensor *t, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    o += (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < t->rank && o < len; d++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%lld", d ? ", " : "", (long long)t->dims[d]);
+    if (o < len)
+        snprintf(buf + o, len - o, "] %s", infer_dtype_name(t->dtype));
+}
+
+/* -E2BIG: `need` more bytes after `used` do not fit `limit`. The message says what the
+ * limit is made of, the budget and the model's constants unless a session cap is lower. */
+static int over_limit(const struct infer_model *m, size_t limit, size_t used, size_t need,
+                      struct infer_err *e, const char *what)
+{
+    char lim[160], after[64] = "";
+
+    if (limit == m->budget - m->const_bytes)
+        snprintf(lim, sizeof(lim), "the %zu bytes the memory budget of %zu bytes leaves beside "
+                 "%zu bytes of constants", limit, m->budget, m->const_bytes);
+    else
+        snprintf(lim, sizeof(lim), "the session's cap of %zu bytes", limit);
+    if (used)
+        snprintf(after, sizeof(after), " (with %zu bytes already folded)", used);
+    return infer__errf(e, -E2BIG, "%s needs %zu bytes%s, over %s", what, need, after, lim);
+}
+
+/* After the probe: nodes that read only constants are marked folded and never planned
+ * again; their outputs that a planned node or the graph reads become constants of the
+ * model (charged to it), the rest are freed with the probe. A folded node's attributes
+ * and op structure are not needed any more. */
+static void keep_folds(struct infer_model *m, struct infer_plan *p, const bool *stat)
+{
+    bool *read = mc_xcalloc(m->n_values + 1, sizeof(bool));
+    size_t refund = 0;
+
+    for (size_t k = 0; k < m->n_nodes; k++) {
+        struct infer_node *n = &m->nodes[k];
+        int present = 0, folded = 0;
+        for (int j = 0; j < n->n_out; j++) {
+            if (n->out[j] < 0)
+                continue;
+            present++;
+            folded += stat[n->out[j]];
+        }
+        n->folded = present > 0 && folded == present;
+        if (n->folded)
+            continue;
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] >= 0)
+                read[n->in[i]] = true;
+    }
+    for (size_t i = 0; i < m->n_outputs; i++)
+        read[m->outputs[i]] = true;
+    for (size_t v = 0; v < m->n_values; v++) {
+        struct infer_value *val = &m->values[v];
+        if (!stat[v] || val->cdata != NULL || !read[v] || val->producer < 0 ||
+            !m->nodes[val->producer].folded)
+            continue;
+        for (size_t i = 0; i < p->n_owned; i++) {
+            if (p->owned[i] == p->t[v].data) {
+                p->owned[i] = NULL;
+                val->cdata = p->t[v].data;
+                m->const_bytes += infer__bytes(&p->t[v]);
+                break;
+            }
+        }
+    }
+    for (size_t k = 0; k < m->n_nodes; k++) {
+        struct infer_node *n = &m->nodes[k];
+        if (!n->folded)
+            continue;
+        for (size_t i = 0; i < n->n_attrs; i++) {
+            if (n->attrs[i].type != INFER_AT_TENSOR)
+                continue;
+            refund += infer__bytes(&n->attrs[i].t);
+            free(n->attrs[i].t.data);
+            n->attrs[i].t.data = NULL;
+        }
+        if (n->ext_free != NULL)
+            n->ext_free(n->ext);
+        n->ext = NULL;
+        n->ext_free = NULL;
+        refund += n->ext_bytes;
+        n->ext_bytes = 0;
+    }
+    m->const_bytes -= refund < m->const_bytes ? refund : m->const_bytes;
+    free(read);
+}
+
+int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs,
+                      enum infer_plan_mode mode, size_t limit, struct infer_plan **out,
+                      struct infer_err *e)
 {
     struct infer_plan *p = mc_xcalloc(1, sizeof(*p));
+    bool probe = mode != INFER_PLAN_RUN;
     bool *known = mc_xcalloc(m->n_values + 1, sizeof(bool));
     bool *shaped = mc_xcalloc(m->n_values + 1, sizeof(bool));
+    bool *stat = mc_xcalloc(m->n_values + 1, sizeof(bool));
     struct infer_tensor **args = NULL;
     struct live *lv = NULL;
-    size_t *last = NULL, n_lv = 0, scratch_max = 0;
+    size_t *last = NULL, n_lv = 0, scratch_max = 0, big = 0;
     int *root = NULL;
     int err = 0;
 
@@ -133,7 +228,7 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
             p->t[v].rank = val->rank;
             memcpy(p->t[v].dims, val->dims, sizeof(val->dims));
             p->t[v].data = val->cdata;
-            known[v] = shaped[v] = true;
+            known[v] = shaped[v] = stat[v] = true;
         }
     }
     for (size_t i = 0; i < m->n_inputs; i++) {
@@ -154,8 +249,11 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
     for (size_t k = 0; k < m->n_nodes; k++) {
         const struct infer_node *n = &m->nodes[k];
         struct infer_tensor **in = args, **o = args + n->n_in;
-        bool all_shaped = true, all_known = true;
+        bool all_shaped = true, all_known = true, all_stat = true;
 
+        /* Folded at load: what planned nodes read of it is a constant of the model now. */
+        if (n->folded)
+            continue;
         for (int i = 0; i < n->n_in; i++) {
             int v = n->in[i];
             in[i] = v >= 0 ? &p->t[v] : NULL;
@@ -163,6 +261,8 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
                 all_shaped = false;
             if (v >= 0 && !known[v])
                 all_known = false;
+            if (v >= 0 && !stat[v])
+                all_stat = false;
         }
         for (int j = 0; j < n->n_out; j++) {
             int v = n->out[j];
@@ -187,6 +287,11 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
             }
             continue;
         }
+        if (err != 0 && mode == INFER_PLAN_MEASURE) {
+            /* A run at this size stops here before allocating: nothing further to count. */
+            err = 0;
+            continue;
+        }
         if (err != 0) {
             err = node_err(n, err, e);
             goto out;
@@ -198,15 +303,43 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
             if (infer__dims_numel(o[j]->rank, o[j]->dims, &numel) != 0 ||
                 !infer__dtype_supported(o[j]->dtype)) {
                 err = node_err(n, infer__errf(e, -EINVAL, "output %d: bad shape or dtype", j), e);
-                goto out;
+                break;
             }
-            shaped[n->out[j]] = true;
         }
+        if (err != 0 && mode == INFER_PLAN_MEASURE) {
+            err = 0;
+            continue;
+        }
+        if (err != 0)
+            goto out;
+        for (int j = 0; j < n->n_out; j++)
+            if (o[j] != NULL)
+                shaped[n->out[j]] = true;
         if (n->op->shape_only)
             all_known = true;
         if (all_known) {
-            size_t sb = n->op->scratch ? n->op->scratch(n, in, o) : 0;
-            void *scratch = sb ? infer__aligned_alloc(sb) : NULL;
+            size_t sb = n->op->scratch ? n->op->scratch(n, in, o) : 0, need = align_up(sb);
+            void *scratch = NULL;
+            int bigj = -1;
+            /* Sized before anything is allocated: a constant expanded to gigabytes by a
+             * few bytes of model is refused here, not built. */
+            for (int j = 0; j < n->n_out; j++) {
+                if (o[j] == NULL)
+                    continue;
+                need += align_up(infer__bytes(o[j]));
+                if (bigj < 0 || infer__bytes(o[j]) > infer__bytes(o[bigj]))
+                    bigj = j;
+            }
+            if (need > limit || p->folded_bytes > limit - need) {
+                char what[320], ds[128] = "";
+                if (bigj >= 0)
+                    dims_str(o[bigj], ds, sizeof(ds));
+                snprintf(what, sizeof(what), "node '%s' (%s): folding output '%s' %s", n->name,
+                         n->op_type, bigj >= 0 ? m->values[n->out[bigj]].name : "", ds);
+                err = over_limit(m, limit, p->folded_bytes, need, e, what);
+                goto out;
+            }
+            scratch = sb ? infer__aligned_alloc(sb) : NULL;
             for (int j = 0; j < n->n_out; j++) {
                 if (o[j] == NULL)
                     continue;
@@ -217,10 +350,19 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
                     goto out;
                 }
                 p->owned[p->n_owned++] = o[j]->data;
+                p->folded_bytes += align_up(infer__bytes(o[j]));
                 known[n->out[j]] = true;
+                stat[n->out[j]] = all_stat;
             }
             err = n->op->run(n, in, o, scratch, e);
             free(scratch);
+            if (err != 0 && mode == INFER_PLAN_MEASURE) {
+                for (int j = 0; j < n->n_out; j++)
+                    if (o[j] != NULL)
+                        known[n->out[j]] = shaped[n->out[j]] = false;
+                err = 0;
+                continue;
+            }
             if (err != 0) {
                 err = node_err(n, err, e);
                 goto out;
@@ -242,7 +384,7 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
         p->run[p->n_run++] = (int)k;
     }
 
-    if (probe) {
+    if (mode == INFER_PLAN_PROBE) {
         for (size_t v = 0; v < m->n_values; v++) {
             if (m->values[v].cdata != NULL || m->values[v].input_idx >= 0 || !shaped[v])
                 continue;
@@ -250,6 +392,7 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
             m->values[v].rank = p->t[v].rank;
             memcpy(m->values[v].dims, p->t[v].dims, sizeof(p->t[v].dims));
         }
+        keep_folds(m, p, stat);
         goto out;
     }
 
@@ -283,36 +426,58 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs, 
             lv[n_lv].bytes = align_up(infer__bytes(&p->t[v]));
             lv[n_lv].start = r;
             lv[n_lv].end = last[v];
+            if (lv[n_lv].bytes > lv[big].bytes)
+                big = n_lv;
             n_lv++;
         }
     }
-    p->scratch_off = assign_offsets(lv, n_lv);
+    if (n_lv > 0) {
+        /* Named in the error below; the sort in assign_offsets() reorders lv. */
+        int bv = lv[big].v;
+        size_t bb = lv[big].bytes;
+        /* One tensor over the limit fails before the layout, whose sums then stay far
+         * from overflowing. */
+        if (bb <= limit) {
+            p->scratch_off = assign_offsets(lv, n_lv);
+            p->arena_bytes = p->scratch_off + align_up(scratch_max);
+        }
+        if (bb > limit || p->arena_bytes > limit || p->folded_bytes > limit - p->arena_bytes) {
+            const struct infer_node *bn = &m->nodes[m->values[bv].producer];
+            char what[384], ds[128];
+            dims_str(&p->t[bv], ds, sizeof(ds));
+            snprintf(what, sizeof(what), "a run's working memory (largest tensor: output '%s' "
+                     "%s of node '%s' (%s), %zu bytes)", m->values[bv].name, ds, bn->name,
+                     bn->op_type, bb);
+            err = over_limit(m, limit, p->folded_bytes, bb > limit ? bb : p->arena_bytes, e,
+                             what);
+            goto out;
+        }
+    } else {
+        p->arena_bytes = align_up(scratch_max);
+    }
     for (size_t i = 0; i < n_lv; i++)
         p->off[lv[i].v] = (int64_t)lv[i].off;
     for (size_t i = 0; i < p->n_alias; i++)
         p->off[p->alias[2 * i]] = p->off[root[p->alias[2 * i]]];
-    p->arena_bytes = p->scratch_off + align_up(scratch_max);
-    if (p->arena_bytes > max_arena) {
-        err = infer__errf(e, -EFBIG, "run needs %zu bytes of working memory, over the cap of %zu",
-                          p->arena_bytes, max_arena);
-        goto out;
-    }
 out:
     free(known);
     free(shaped);
+    free(stat);
     free(args);
     free(lv);
     free(last);
     free(root);
-    if (err != 0 || probe) {
-        if (err == 0)
-            *out = p;
-        else
-            infer__plan_free(&p);
+    if (err != 0) {
+        infer__plan_free(&p);
         return err;
     }
     *out = p;
     return 0;
+}
+
+size_t infer__plan_bytes(const struct infer_plan *p)
+{
+    return p->folded_bytes + p->arena_bytes;
 }
 
 void infer_set_threads(int n)
@@ -331,7 +496,9 @@ int infer_session_new(struct infer_model *m, const struct infer_session_opts *op
     s = mc_xcalloc(1, sizeof(*s));
     MC_INIT_OBJ(s, INFER_SESSION_MAGIC);
     s->m = infer_model_ref(m);
-    s->max_arena = opts && opts->max_arena ? opts->max_arena : ((size_t)4 << 30);
+    s->limit = m->budget - m->const_bytes;
+    if (opts != NULL && opts->max_arena != 0 && opts->max_arena < s->limit)
+        s->limit = opts->max_arena;
     s->max_plans = opts && opts->max_plans ? opts->max_plans : 8;
     s->plans = mc_xcalloc(s->max_plans, sizeof(*s->plans));
     /* Never NULL, so a model without inputs or an all-constant graph needs no special case. */
@@ -345,10 +512,12 @@ int infer_session_new(struct infer_model *m, const struct infer_session_opts *op
 void infer_session_free(struct infer_session **sp)
 {
     struct infer_session *s = *sp;
+    size_t held;
 
     if (s == NULL)
         return;
     MC_CHECK_OBJ(s, INFER_SESSION_MAGIC);
+    held = infer_session_memory_bytes(s);
     for (unsigned i = 0; i < s->n_plans; i++)
         infer__plan_free(&s->plans[i]);
     free(s->plans);
@@ -357,11 +526,51 @@ void infer_session_free(struct infer_session **sp)
     infer_model_unref(&s->m);
     MC_FREE_OBJ(s);
     *sp = NULL;
+    infer__release(held);
 }
 
 size_t infer_session_arena_bytes(const struct infer_session *s)
 {
     return s->arena_bytes;
+}
+
+size_t infer_session_memory_bytes(const struct infer_session *s)
+{
+    size_t b = s->arena_bytes;
+
+    for (unsigned i = 0; i < s->n_plans; i++)
+        b += s->plans[i]->folded_bytes;
+    return b;
+}
+
+/* Caches the new plan `p` (most recently used first). The arena and every cached plan's
+ * folded tensors stay within s->limit: least recently used plans go first, then an arena
+ * grown by an older, larger plan is dropped (the run grows it again to p's size). p fits
+ * alone: that was checked when it was built. */
+static void plan_insert(struct infer_session *s, struct infer_plan *p)
+{
+    size_t arena = MC_MAX(s->arena_bytes, p->arena_bytes), freed = 0;
+    size_t held = p->folded_bytes;
+
+    for (unsigned i = 0; i < s->n_plans; i++)
+        held += s->plans[i]->folded_bytes;
+    while (s->n_plans > 0 && (s->n_plans == s->max_plans || held + arena > s->limit)) {
+        struct infer_plan **lru = &s->plans[--s->n_plans];
+        held -= (*lru)->folded_bytes;
+        freed += (*lru)->folded_bytes;
+        infer__plan_free(lru);
+    }
+    if (held + arena > s->limit) {
+        freed += s->arena_bytes;
+        free(s->arena);
+        s->arena = infer__aligned_alloc(INFER_ALIGN);
+        MC_ASSERT(s->arena != NULL);
+        s->arena_bytes = 0;
+    }
+    memmove(&s->plans[1], &s->plans[0], sizeof(*s->plans) * s->n_plans);
+    s->plans[0] = p;
+    s->n_plans++;
+    infer__release(freed);
 }
 
 static void key_put(struct infer_session *s, size_t *len, const void *p, size_t n)
@@ -456,30 +665,30 @@ static int session_run(struct infer_session *s, const struct infer_input *in, si
             break;
     if (pi < s->n_plans) {
         p = s->plans[pi];
+        if (pi > 0) { /* most recently used first */
+            memmove(&s->plans[1], &s->plans[0], sizeof(*s->plans) * pi);
+            s->plans[0] = p;
+        }
     } else {
-        err = infer__plan_build(m, bound, false, s->max_arena, &p, e);
+        err = infer__plan_build(m, bound, INFER_PLAN_RUN, s->limit, &p, e);
         if (err != 0)
             goto out;
         p->key = mc_xmalloc(keylen ? keylen : 1);
         memcpy(p->key, s->key, keylen);
         p->keylen = keylen;
-        if (s->n_plans == s->max_plans)
-            infer__plan_free(&s->plans[--s->n_plans]);
-        pi = s->n_plans++;
-        s->plans[pi] = p;
-    }
-    if (pi > 0) { /* most recently used first */
-        memmove(&s->plans[1], &s->plans[0], sizeof(*s->plans) * pi);
-        s->plans[0] = p;
+        plan_insert(s, p);
     }
     if (p->arena_bytes > s->arena_bytes) {
-        void *a = infer__aligned_alloc(p->arena_bytes);
-        if (a == NULL) {
+        /* The old arena goes first: both at once could be twice the cap. */
+        free(s->arena);
+        s->arena_bytes = 0;
+        s->arena = infer__aligned_alloc(p->arena_bytes);
+        if (s->arena == NULL) {
+            s->arena = infer__aligned_alloc(INFER_ALIGN);
+            MC_ASSERT(s->arena != NULL);
             err = infer__errf(e, -ENOMEM, "out of memory for a %zu-byte arena", p->arena_bytes);
             goto out;
         }
-        free(s->arena);
-        s->arena = a;
         s->arena_bytes = p->arena_bytes;
     }
 

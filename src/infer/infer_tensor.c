@@ -8,6 +8,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +126,20 @@ void *infer__aligned_alloc(size_t bytes)
     return aligned_alloc(INFER_ALIGN, sz ? sz : INFER_ALIGN);
 }
 
+void infer__release(size_t bytes)
+{
+#ifdef __GLIBC__
+    /* glibc returns a freed chunk to the system only when it was mmapped or sits at the
+     * top of the heap, and its mmap threshold rises (up to 32 MiB) each time a mmapped
+     * chunk is freed, so the weights of the next model land in the heap. malloc_trim()
+     * walks every arena and gives back whole free pages wherever they are. */
+    if (bytes >= ((size_t)1 << 20))
+        malloc_trim(0);
+#else
+    (void)bytes;
+#endif
+}
+
 /* External data: `location` must be a relative path inside the model's directory. */
 static int read_external(const Onnx__TensorProto *tp, const char *dir, size_t want,
                          uint64_t *budget, void *dst, struct infer_err *e)
@@ -190,6 +207,21 @@ out:
     return err;
 }
 
+int infer__tensor_proto_bytes(const Onnx__TensorProto *tp, size_t *out)
+{
+    int64_t dims[INFER_MAX_RANK], numel;
+    size_t esz = infer_dtype_size(tp->has_data_type ? tp->data_type : 0);
+
+    if (esz == 0 || tp->n_dims > INFER_MAX_RANK)
+        return -EINVAL;
+    for (size_t i = 0; i < tp->n_dims; i++)
+        dims[i] = tp->dims[i];
+    if (infer__dims_numel((int)tp->n_dims, dims, &numel) != 0)
+        return -EINVAL;
+    *out = (size_t)numel * esz;
+    return 0;
+}
+
 int infer__tensor_from_proto(const Onnx__TensorProto *tp, const char *ext_dir, uint64_t *budget,
                              struct infer_tensor *out, struct infer_err *e)
 {
@@ -218,6 +250,9 @@ int infer__tensor_from_proto(const Onnx__TensorProto *tp, const char *ext_dir, u
     bytes = (size_t)numel * esz;
 
     if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+        /* Checked before the buffer exists, not only before it is filled. */
+        if (bytes > *budget)
+            return infer__errf(e, -EFBIG, "tensor '%s': external data over the size cap", nm);
         t.data = infer__aligned_alloc(bytes);
         if (t.data == NULL)
             return infer__errf(e, -ENOMEM, "tensor '%s': out of memory", nm);

@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct infer_model *m = NULL;
     struct infer_session *s = NULL;
     struct infer_session_opts so = {.max_arena = 64u << 20};
-    struct infer_load_opts lo = {.max_file_bytes = 1u << 20};
+    struct infer_load_opts lo = {.max_file_bytes = 1u << 20, .max_memory = 256u << 20};
     struct infer_input in[8];
     struct infer_tensor out[8];
     char err[256];

@@ -15,6 +15,7 @@
 #define MLCDN_INFER_KERN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum { INFER_CPU_GENERIC = 0, INFER_CPU_AVX2 = 1, INFER_CPU_AVX512 = 2 };
@@ -42,6 +43,8 @@ struct infer_sgemm_pack {
 /* Packs B (transB ? [N,K] : [K,N], row-major). NULL where the kernels do not apply (CPU
  * without AVX-512, shapes out of range): the caller keeps using OpenBLAS. */
 struct infer_sgemm_pack *infer__sgemm_pack(const float *b, int64_t K, int64_t N, bool transb);
+/* Bytes infer__sgemm_pack() would allocate for B (0 where it would return NULL). */
+size_t infer__sgemm_pack_bytes(int64_t K, int64_t N);
 void infer__sgemm_pack_free(void *p);
 
 /* Bias handling for infer__sgemm_run. */

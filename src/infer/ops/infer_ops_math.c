@@ -100,7 +100,26 @@ static void fill_bias(const struct infer_tensor *c, struct infer_tensor *y)
 }
 
 /* Packs a constant float B for the AVX-512 kernel. */
-static int gemm_prepare(struct infer_node *n, const struct infer_model *m, struct infer_err *e)
+/* Packs B[K, N] into n->ext, its size charged to the model first: many nodes may share
+ * one small initializer and each gets its own copy. */
+static int pack_b(struct infer_node *n, struct infer_model *m, const struct infer_value *v,
+                  int64_t K, int64_t N, bool tb, struct infer_err *e)
+{
+    size_t b = infer__sgemm_pack_bytes(K, N);
+    int err;
+
+    if (b == 0)
+        return 0;
+    err = infer__charge(m, b, e, "the packed copy of '%s'", v->name);
+    if (err != 0)
+        return err;
+    n->ext = infer__sgemm_pack(v->cdata, K, N, tb);
+    n->ext_free = infer__sgemm_pack_free;
+    n->ext_bytes = n->ext != NULL ? b : 0;
+    return 0;
+}
+
+static int gemm_prepare(struct infer_node *n, struct infer_model *m, struct infer_err *e)
 {
     const struct infer_value *v;
     bool tb = n->ia[1] != 0;
@@ -110,10 +129,7 @@ static int gemm_prepare(struct infer_node *n, const struct infer_model *m, struc
     v = &m->values[n->in[1]];
     if (v->cdata == NULL || v->dtype != INFER_DT_FLOAT || v->rank != 2)
         return 0;
-    n->ext = infer__sgemm_pack(v->cdata, tb ? v->dims[1] : v->dims[0],
-                               tb ? v->dims[0] : v->dims[1], tb);
-    n->ext_free = infer__sgemm_pack_free;
-    return 0;
+    return pack_b(n, m, v, tb ? v->dims[1] : v->dims[0], tb ? v->dims[0] : v->dims[1], tb, e);
 }
 
 /* The packed B applies to this run (same constant, float, A not transposed). */
@@ -342,8 +358,7 @@ static int matmul_run(const struct infer_node *n, struct infer_tensor *const *in
     return 0;
 }
 
-static int matmul_prepare(struct infer_node *n, const struct infer_model *m,
-                          struct infer_err *e)
+static int matmul_prepare(struct infer_node *n, struct infer_model *m, struct infer_err *e)
 {
     const struct infer_value *v;
 
@@ -352,9 +367,7 @@ static int matmul_prepare(struct infer_node *n, const struct infer_model *m,
     v = &m->values[n->in[1]];
     if (v->cdata == NULL || v->dtype != INFER_DT_FLOAT || v->rank != 2)
         return 0;
-    n->ext = infer__sgemm_pack(v->cdata, v->dims[0], v->dims[1], false);
-    n->ext_free = infer__sgemm_pack_free;
-    return 0;
+    return pack_b(n, m, v, v->dims[0], v->dims[1], false, e);
 }
 
 const struct infer_op infer__op_matmul = {.name = "MatMul",

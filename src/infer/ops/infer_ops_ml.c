@@ -507,6 +507,11 @@ static int tree_load(struct infer_node *n, bool clf, struct infer_err *e)
                 T->binary = false;
         T->bin_class = nt ? (int32_t)tid[0] : 1;
     }
+    /* Charged to the model's budget by the loader (at most a few times the attributes). */
+    n->ext_bytes = (size_t)T->n_nodes * (sizeof(struct tnode) + 3 * sizeof(int32_t) +
+                                         sizeof(struct fnode) + sizeof(float)) +
+                   (nt + 1) * sizeof(struct tgt) + (size_t)T->n_trees * 3 * sizeof(int32_t) +
+                   (size_t)T->n_targets * (sizeof(double) + sizeof(int64_t));
 out:
     free(vals);
     free(w);
@@ -1171,6 +1176,7 @@ static int linear_load(struct infer_node *n, bool clf, struct infer_err *e)
     if (nc % (size_t)L->k != 0)
         return infer__errf(e, -EINVAL, "%zu coefficients do not split into %d rows", nc, L->k);
     L->C = (int64_t)(nc / (size_t)L->k);
+    n->ext_bytes = (nc + ni) * sizeof(double) + (size_t)L->n_labels * sizeof(int64_t);
     return 0;
 }
 

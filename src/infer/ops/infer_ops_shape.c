@@ -29,11 +29,11 @@ static int const_load(struct infer_node *n, struct infer_err *e)
     n->ext = t;
     n->ext_free = tensor_free;
     if ((a = infer__attr(n, "value")) != NULL && a->type == INFER_AT_TENSOR) {
-        *t = a->t;
-        t->data = infer__aligned_alloc(infer__bytes(&a->t));
-        if (t->data == NULL)
-            return infer__errf(e, -ENOMEM, "out of memory");
-        memcpy(t->data, a->t.data, infer__bytes(&a->t));
+        /* The value moves out of the attribute (nothing else reads it): one copy, already
+         * charged to the model as the attribute. */
+        struct infer_attr *am = &n->attrs[a - n->attrs];
+        *t = am->t;
+        am->t.data = NULL;
     } else if ((a = infer__attr(n, "value_float")) != NULL && a->type == INFER_AT_FLOAT) {
         t->dtype = INFER_DT_FLOAT;
         t->data = infer__aligned_alloc(4);
@@ -48,12 +48,14 @@ static int const_load(struct infer_node *n, struct infer_err *e)
         t->dims[0] = (int64_t)a->n;
         t->data = infer__aligned_alloc(4 * a->n);
         memcpy(t->data, a->floats, 4 * a->n);
+        n->ext_bytes = 4 * a->n;
     } else if ((a = infer__attr(n, "value_ints")) != NULL && a->type == INFER_AT_INTS) {
         t->dtype = INFER_DT_INT64;
         t->rank = 1;
         t->dims[0] = (int64_t)a->n;
         t->data = infer__aligned_alloc(8 * a->n);
         memcpy(t->data, a->ints, 8 * a->n);
+        n->ext_bytes = 8 * a->n;
     } else {
         return infer__errf(e, -ENOTSUP, "only tensor, float(s) and int(s) values supported");
     }

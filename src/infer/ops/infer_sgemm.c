@@ -64,14 +64,26 @@ void infer__sgemm_pack_free(void *v)
     free(p);
 }
 
-struct infer_sgemm_pack *infer__sgemm_pack(const float *b, int64_t K, int64_t N, bool transb)
+size_t infer__sgemm_pack_bytes(int64_t K, int64_t N)
 {
-    struct infer_sgemm_pack *p;
+    size_t b;
 
     /* Shapes where one panel of B stays in L1/L2 and the packed copy is modest; the rest
      * goes to OpenBLAS. */
     if (infer__cpu_level() < INFER_CPU_AVX512 || K < 1 || N < 1 || K > 4096 || N > 16384 ||
         K * N > (INT64_C(1) << 24))
+        return 0;
+    b = sizeof(float) * (size_t)((N + NR - 1) / NR * K * NR);
+    if (N <= INFER_SGEMM_DOT_N)
+        b += sizeof(float) * (size_t)(N * ((K + 15) / 16 * 16));
+    return b;
+}
+
+struct infer_sgemm_pack *infer__sgemm_pack(const float *b, int64_t K, int64_t N, bool transb)
+{
+    struct infer_sgemm_pack *p;
+
+    if (infer__sgemm_pack_bytes(K, N) == 0)
         return NULL;
     p = mc_xcalloc(1, sizeof(*p));
     p->K = K;
