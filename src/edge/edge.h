@@ -40,6 +40,8 @@ struct edge_cfg {
     unsigned max_batch;          /* default max_batch; 0 = 64 */
     uint64_t max_delay_us;       /* default max_delay_us */
     uint64_t models_poll_ms;     /* models directory polling for new versions; 0 = off */
+    uint64_t model_memory;       /* memory budget of each model version (constants + one
+                                  * run at max_batch), bytes; 0 = 1 GiB */
     /* Tiers (issue 3, docs/edge.md "Tiers"). */
     const char *name;            /* this node's name in Via (loop detection); NULL: random */
     const char *parent;          /* parent edge base URL: misses go there before the origins */

@@ -259,6 +259,10 @@ static int map_err(int rc)
     case -EINVAL:
     case -ERANGE:
         return 400;
+    case -E2BIG:
+        /* The run was sized before anything was allocated and does not fit the model's
+         * memory budget (shapes decided by the request's values): the request is too big. */
+        return 413;
     case -ENOMEM:
     case -EFBIG:
         return 503;
@@ -275,7 +279,7 @@ static int run(struct edge_mver *v, unsigned tidx, struct edge_pitem *items)
     struct infer_tensor out[16];
     void *owned[16] = {0};
     size_t rows = 0, nitems = 0;
-    char err[256];
+    char err[448];
     int rc = 0;
 
     for (struct edge_pitem *it = items; it; it = it->next) {
@@ -364,9 +368,12 @@ fail:
     for (size_t i = 0; i < v->n_in; i++)
         free(owned[i]);
     for (struct edge_pitem *it = items; it; it = it->next) {
-        char m[300];
-        snprintf(m, sizeof(m), "%s: %s", map_err(rc) == 400 ? "input rejected by the model"
-                                                             : "inference failed", err);
+        char m[512];
+        int st = map_err(rc);
+        snprintf(m, sizeof(m), "%s: %s", st == 400   ? "input rejected by the model"
+                                         : st == 413 ? "too large for the model's memory budget"
+                                                     : "inference failed",
+                 err);
         fail_item(it, map_err(rc), m);
     }
     return rc;
@@ -375,8 +382,9 @@ fail:
 static void run_items(struct edge_mver *v, unsigned tidx, struct edge_pitem *items)
 {
     int rc = run(v, tidx, items);
-    if (rc && map_err(rc) == 400 && items->next) {
-        /* One bad request must not fail the others it was batched with. */
+    if (rc && (map_err(rc) == 400 || map_err(rc) == 413) && items->next) {
+        /* One bad request must not fail the others it was batched with, nor several small
+         * ones fail together for a batch too large as a whole. */
         for (struct edge_pitem *it = items; it; it = it->next) {
             struct edge_pitem *next = it->next;
             it->next = NULL;

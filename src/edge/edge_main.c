@@ -41,6 +41,7 @@ void edge_cfg_default(struct edge_cfg *cfg)
     cfg->max_batch = 64;
     cfg->max_delay_us = 200;
     cfg->models_poll_ms = 2000;
+    cfg->model_memory = 1ull << 30;
     cfg->disk = 1ull << 30;
     cfg->l2_admit_hits = 2;
     cfg->redis_max_object = 1u << 20;
@@ -338,6 +339,8 @@ int edge_main(int argc, char **argv)
          "default wait for a fuller batch, microseconds (200)"},
         {"models-poll", CONF_DURATION, &cfg.models_poll_ms,
          "poll the models directory for new versions (default 2s, 0 = off)"},
+        {"model-memory", CONF_SIZE, &cfg.model_memory,
+         "memory budget of each model: weights + one run at max_batch (default 1G)"},
         {"disk-dir", CONF_STR, &cfg.disk_dir, "L2 disk cache directory (survives restarts)"},
         {"disk", CONF_SIZE, &cfg.disk, "L2 disk budget (default 1G)"},
         {"disk-policy", CONF_STR, &cfg.disk_policy, "L2 eviction policy (default sieve)"},
@@ -392,6 +395,11 @@ int edge_main(int argc, char **argv)
     cfg.config_file = conf_file(&c);
     cfg.threads = (unsigned)threads;
     cfg.negative_ttl_s = (int64_t)(neg_ms / 1000);
+    if (cfg.model_memory == 0) {
+        fprintf(stderr, "mlcdn edge: --model-memory: must be more than 0\n");
+        conf_fini(&c);
+        return 2;
+    }
     if (infer_threads < 1 || infer_threads > 256 || max_batch < 1 || max_batch > 65536 ||
         max_delay_us < 0 || max_delay_us > 10000000) {
         fprintf(stderr, "mlcdn edge: --infer-threads (1..256), --max-batch (1..65536) or "

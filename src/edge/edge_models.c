@@ -5,7 +5,9 @@
  * {"max_batch": 64, "max_delay_us": 500, "threads": 0, "cache_bytes": "64M"}.
  * Every version found is loaded, checked (only the batch dimension may be dynamic; one
  * probe run at batch 1 fixes the per-row output shapes and proves the model runs) and
- * served; the highest is the model's current version.
+ * served; the highest is the model's current version. Each version is loaded under the
+ * --model-memory budget with its run sized at max_batch rows: the engine refuses, from the
+ * shapes and before allocating them, a model whose constants plus one run would not fit.
  *
  * Reload (POST /admin/models/reload, or the watcher thread when the directory's
  * signature changes): new or changed versions load beside the served ones with no lock
@@ -183,6 +185,7 @@ static int load_version(struct edge_models *r, const char *name, int64_t version
     struct infer_session *s = NULL;
     struct infer_input *in = NULL;
     struct infer_tensor *ot = NULL;
+    struct infer_load_opts lo = {0};
     size_t nin = 0;
     int rc;
 
@@ -199,7 +202,10 @@ static int load_version(struct edge_models *r, const char *name, int64_t version
     if ((rc = read_config(cpath, &v->cfg, err, errlen)) != 0)
         goto fail;
     snprintf(path, sizeof(path), "%s/%s/%" PRId64 "/model.onnx", r->dir, name, version);
-    if ((rc = infer_model_load(path, NULL, &v->im, err, errlen)) != 0)
+    /* The budget covers a run of max_batch rows: the largest batch this version will run. */
+    lo.max_memory = r->e->cfg.model_memory;
+    lo.batch = v->cfg.max_batch ? v->cfg.max_batch : 1;
+    if ((rc = infer_model_load(path, &lo, &v->im, err, errlen)) != 0)
         goto fail;
     v->n_in = infer_model_n_inputs(v->im);
     v->n_out = infer_model_n_outputs(v->im);
@@ -800,6 +806,10 @@ void edge_models_describe(struct edge_models *r, struct buf *b)
             edge_models_io_json(b, m->cur->in, m->cur->n_in);
             buf_puts(b, ",\"outputs\":");
             edge_models_io_json(b, m->cur->out, m->cur->n_out);
+            struct infer_model_mem mm;
+            infer_model_memory(m->cur->im, &mm);
+            buf_printf(b, ",\"memory\":{\"budget\":%zu,\"constants\":%zu,\"run\":%zu,"
+                       "\"batch\":%" PRId64 "}", mm.budget, mm.constants, mm.run, mm.batch);
         }
         if (m->cache) {
             struct cache_pred_stats st;

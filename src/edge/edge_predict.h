@@ -168,7 +168,7 @@ struct edge_pitem {
     void **in;          /* per input, rows * row_bytes (owned) */
     unsigned char *out; /* rows * val_bytes (owned), set by the pool on success */
     int status;         /* 0 ok, else the HTTP status to answer */
-    char msg[256];
+    char msg[512];
     uint64_t enq_us;
     int orphan;         /* the loop already answered (stopping); pl->mtx */
     edge_pitem_done_f *done;

@@ -109,3 +109,77 @@ def write_slow_model(path, n=1024, k=16):
     model = _vi(1, 8) + _ld(2, "mlcdn-tests") + _ld(7, graph) + _ld(8, _ld(1, "") + _vi(2, 13))
     with open(path, "wb") as f:
         f.write(model)
+
+
+def write_expand_bomb(path, rows=1 << 28, cols=4):
+    """A ~200-byte model `x float[batch,4] -> y float[batch,4]` whose graph expands a
+    constant to [rows, cols] (4 GiB of float32 at the default size) and sums it away:
+    y = x + ReduceSum(Expand(c, [rows, cols]), axis 0). Every input of the Expand is a
+    constant, so an engine that folds constants at load would build the whole tensor."""
+    inits = [
+        _tensor("c", FLOAT, [1, 1], [0.0]),
+        _tensor("shape", INT64, [2], [rows, cols]),
+    ]
+    axes = _ld(1, "axes") + _vi(20, 7) + _vi(8, 0)
+    keep = _ld(1, "keepdims") + _vi(20, 2) + _vi(3, 1)
+    nodes = [
+        _node("Expand", ["c", "shape"], ["big"], "bomb"),
+        _node("ReduceSum", ["big"], ["s"], "sum") + _ld(5, axes) + _ld(5, keep),
+        _node("Add", ["x", "s"], ["y"], "y"),
+    ]
+    graph = b"".join(_ld(1, nd) for nd in nodes) + _ld(2, "bomb") + \
+        b"".join(_ld(5, t) for t in inits) + \
+        _ld(11, _value_info("x", FLOAT, ["batch", cols])) + \
+        _ld(12, _value_info("y", FLOAT, ["batch", cols]))
+    model = _vi(1, 8) + _ld(2, "mlcdn-tests") + _ld(7, graph) + _ld(8, _ld(1, "") + _vi(2, 11))
+    with open(path, "wb") as f:
+        f.write(model)
+
+
+def write_value_shaped(path):
+    """`x float[batch,1], n int64[batch] -> y float[batch,k]`: y = Expand(x, [1, n[0]]), so
+    the request's value of n decides the output's size (an engine plans it per value)."""
+    inits = [_tensor("one", INT64, [1], [1])]
+    axis = _ld(1, "axis") + _vi(20, 2) + _vi(3, 0)
+    nodes = [
+        _node("Concat", ["one", "n"], ["shape"], "shape") + _ld(5, axis),
+        _node("Expand", ["x", "shape"], ["y"], "grow"),
+    ]
+    graph = b"".join(_ld(1, nd) for nd in nodes) + _ld(2, "grow") + \
+        b"".join(_ld(5, t) for t in inits) + \
+        _ld(11, _value_info("x", FLOAT, ["batch", 1])) + \
+        _ld(11, _value_info("n", INT64, ["batch"])) + \
+        _ld(12, _value_info("y", FLOAT, ["batch", "k"]))
+    model = _vi(1, 8) + _ld(2, "mlcdn-tests") + _ld(7, graph) + _ld(8, _ld(1, "") + _vi(2, 13))
+    with open(path, "wb") as f:
+        f.write(model)
+
+
+def write_big_model(path, tensors=100, rows=131072):
+    """`id int64[batch] -> y float[batch,4]`, y = sum of Gather(W_i, id) over `tensors`
+    float32 tables of [rows, 4] (2 MiB each at the default size: 200 MiB of weights in
+    mid-sized pieces, the sizes an allocator keeps in its heap rather than mapping)."""
+    f = open(path, "wb")
+    try:
+        nodes = []
+        for i in range(tensors):
+            nodes.append(_node("Gather", ["W%d" % i, "id"], ["g%d" % i], "g%d" % i))
+        prev = "g0"
+        for i in range(1, tensors):
+            out = "y" if i == tensors - 1 else "s%d" % i
+            nodes.append(_node("Add", [prev, "g%d" % i], [out], "a%d" % i))
+            prev = out
+        row = struct.pack("<4f", 0.25, 0.5, 0.75, 1.0)
+        raw = row * rows
+        inits = []
+        for i in range(tensors):
+            t = _vi(1, rows) + _vi(1, 4) + _vi(2, FLOAT) + _ld(8, "W%d" % i) + _ld(9, raw)
+            inits.append(_ld(5, t))
+        graph = b"".join(_ld(1, nd) for nd in nodes) + _ld(2, "big") + b"".join(inits) + \
+            _ld(11, _value_info("id", INT64, ["batch"])) + \
+            _ld(12, _value_info("y", FLOAT, ["batch", 4]))
+        model = _vi(1, 8) + _ld(2, "mlcdn-tests") + _ld(7, graph) + \
+            _ld(8, _ld(1, "") + _vi(2, 13))
+        f.write(model)
+    finally:
+        f.close()

@@ -9,13 +9,16 @@ import concurrent.futures
 import json
 import os
 import re
+import shutil
+import subprocess
 import threading
 import time
 
 import pytest
 
-from mlcdn_proc import mlcdn, request  # noqa: F401  (mlcdn is a fixture)
-from predict_util import read_npy, write_slow_model
+from mlcdn_proc import binary, mlcdn, request  # noqa: F401  (mlcdn is a fixture)
+from predict_util import (read_npy, write_big_model, write_expand_bomb, write_slow_model,
+                          write_value_shaped)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -508,3 +511,158 @@ def test_broken_model_at_start(mlcdn, tmp_path):
     assert st["broken"]["ready"] is False and "version 1" in st["broken"]["error"]
     assert "max_batch: expected an integer" in st["badcfg"]["error"]
     assert st["mlp"]["ready"] is True and st["mlp"]["error"] is None
+
+
+# ---- memory budget ----
+
+MiB = 1 << 20
+
+
+def proc_status(pid, key):
+    """A /proc/PID/status field in bytes (VmHWM: peak resident size, VmRSS: current)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def sanitized(pid):
+    """An ASan build: its allocator keeps freed memory in quarantine, so RSS says nothing."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read() or "ASAN_OPTIONS" in os.environ
+
+
+def admin_models(e):
+    return {m["name"]: m for m in request("GET", e.admin + "/admin/models").json()["models"]}
+
+
+def test_expand_bomb_refused_by_budget(mlcdn, tmp_path):
+    """A 200-byte model that expands a constant to [2^28, 4] (4 GiB) is refused from its
+    shapes at start and at reload, naming the file, the node, the tensor and the bytes
+    against the budget; the other models and the old version keep serving; the edge's peak
+    RSS never comes near the claimed size."""
+    m = tmp_path / "models"
+    link_model(m, "mlp", 1)
+    (m / "bomb" / "1").mkdir(parents=True)
+    bomb = str(m / "bomb" / "1" / "model.onnx")
+    write_expand_bomb(bomb)
+    assert os.path.getsize(bomb) < 300
+    e = start_edge(mlcdn, m)
+    st = admin_models(e)
+    assert st["bomb"]["ready"] is False
+    err = st["bomb"]["error"]
+    for want in (bomb, "node 'bomb' (Expand)", "'big' [268435456, 4] float32",
+                 "needs 4294967296 bytes", "memory budget of 1073741824 bytes"):
+        assert want in err, (want, err)
+    assert st["mlp"]["ready"] is True and st["mlp"]["memory"]["budget"] == 1 << 30
+    r = post(e, "/predict", {"model": "bomb", "features": [0.0] * 4})
+    assert r.status == 503 and "budget" in r.json()["error"]
+    assert post(e, "/predict", {"model": "mlp", "features": X64}).status == 200
+    # The same bytes as a new version of a served model: refused by the reload, whose
+    # answer says why, while version 1 keeps serving.
+    (m / "mlp" / "2").mkdir()
+    write_expand_bomb(str(m / "mlp" / "2" / "model.onnx"))
+    r = reload(e)
+    assert r.status == 200 and r.json()["loaded"] == []
+    # A version that failed is retried by every reload: bomb fails again too.
+    failed = {f["model"]: f["error"] for f in r.json()["failed"]}
+    assert sorted(failed) == ["bomb", "mlp"] and "version 2" in failed["mlp"]
+    assert "memory budget of 1073741824 bytes" in failed["mlp"]
+    st = admin_models(e)
+    assert st["mlp"]["version"] == 1 and "budget" in st["mlp"]["error"]
+    assert post(e, "/predict", {"model": "mlp", "features": X64}).json()["model_version"] == 1
+    assert proc_status(e.pid, "VmHWM") < 512 * MiB
+    e.stop()
+    assert re.search(r'model failed to load" model=bomb version=1 error=".*budget', e.log())
+
+
+def test_request_over_model_memory_is_413(mlcdn, tmp_path):
+    """A model whose output size is decided by a request's value: the run is sized when the
+    value arrives and refused with 413 before anything is allocated; small values run."""
+    m = tmp_path / "models"
+    (m / "grow" / "1").mkdir(parents=True)
+    write_value_shaped(str(m / "grow" / "1" / "model.onnx"))
+    e = start_edge(mlcdn, m, "--model-memory", "64M")
+    st = admin_models(e)
+    assert st["grow"]["ready"] is True, st["grow"]["error"]
+    assert st["grow"]["memory"]["budget"] == 64 * MiB
+    ok = post(e, "/predict", {"model": "grow", "inputs": {"x": 1.5, "n": 0}})
+    assert ok.status == 200, ok.body
+    r = post(e, "/predict", {"model": "grow", "inputs": {"x": 1.5, "n": 1 << 28}})
+    assert r.status == 413, r.body
+    err = r.json()["error"]
+    assert err.startswith("too large for the model's memory budget: ")
+    assert "'y' [1, 268435456] float32 of node 'grow' (Expand)" in err
+    assert "memory budget of 67108864 bytes" in err
+    assert post(e, "/predict", {"model": "grow", "inputs": {"x": 1.5, "n": 0}}).status == 200
+    assert proc_status(e.pid, "VmHWM") < 512 * MiB
+    m413 = request("GET", e.admin + "/metrics").body.decode()
+    assert re.search(r'mlcdn_predict_requests_total\{endpoint="predict",status="413"\} 1', m413)
+
+
+def test_model_memory_flag_checked(mlcdn, tmp_path):
+    m = tmp_path / "models"
+    link_model(m, "mlp", 1)
+    r = subprocess.run([binary(), "edge", "--origin", "http://127.0.0.1:9", "--models",
+                        str(m), "--model-memory", "0"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2 and "--model-memory" in r.stderr
+    # A budget too small for mlp's weights: refused, named, and the edge still starts.
+    e = start_edge(mlcdn, m, "--model-memory", "64K")
+    st = admin_models(e)
+    assert st["mlp"]["ready"] is False and "memory budget of 65536 bytes" in st["mlp"]["error"]
+
+
+def test_infer_cli_memory_budget(tmp_path):
+    bomb = str(tmp_path / "bomb.onnx")
+    write_expand_bomb(bomb)
+    r = subprocess.run([binary(), "infer", bomb, "--describe"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.startswith("mlcdn infer: " + bomb + ": node 'bomb' (Expand)")
+    assert "memory budget of 1073741824 bytes" in r.stderr
+    small = str(tmp_path / "small.onnx")
+    write_expand_bomb(small, rows=1 << 20)  # a 16 MiB expansion
+    r = subprocess.run([binary(), "infer", small, "--describe", "--memory", "8M"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "memory budget of 8388608 bytes" in r.stderr
+    r = subprocess.run([binary(), "infer", small, "--describe", "--memory", "32M"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^memory: \d+ bytes of constants \+ \d+ bytes for a run of 1 rows, "
+                     r"budget 33554432$", r.stdout, re.M)
+    r = subprocess.run([binary(), "infer", small, "--describe", "--memory", "lots"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--memory" in r.stderr
+
+
+def test_rss_returns_after_big_model_removed(mlcdn, tmp_path):
+    """200 MiB of weights in 2 MiB tables, loaded, replaced by a new version, then removed:
+    the edge's resident size comes back near where it was before the model came."""
+    m = tmp_path / "models"
+    link_model(m, "mlp", 1)
+    big = str(tmp_path / "big.onnx")
+    write_big_model(big)
+    e = start_edge(mlcdn, m)
+    if sanitized(e.pid):
+        pytest.skip("ASan keeps freed memory in its quarantine")
+    for i in range(20):
+        assert post(e, "/predict", {"model": "mlp", "features": [i / 20.0] * 64}).status == 200
+    base = proc_status(e.pid, "VmRSS")
+    for cycle in range(2):
+        link_model(m, "big", 1, src=big)
+        assert reload(e).json()["loaded"] == [{"model": "big", "version": 1}]
+        r = post(e, "/predict", {"model": "big", "inputs": {"id": 7}})
+        assert r.status == 200 and r.json()["prediction"] == [25.0, 50.0, 75.0, 100.0]
+        assert proc_status(e.pid, "VmRSS") > base + 150 * MiB  # the weights are resident
+        link_model(m, "big", 2, src=big)
+        shutil.rmtree(m / "big" / "1")
+        r = reload(e).json()
+        assert r["loaded"] == [{"model": "big", "version": 2}]
+        assert r["retired"] == [{"model": "big", "version": 1}]
+        assert post(e, "/predict", {"model": "big", "inputs": {"id": 7}}).status == 200
+        shutil.rmtree(m / "big")
+        assert reload(e).json()["retired"] == [{"model": "big", "version": 2}]
+        rss = proc_status(e.pid, "VmRSS")
+        assert rss < base + 64 * MiB, (cycle, base // MiB, rss // MiB)
