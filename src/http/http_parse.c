@@ -14,8 +14,13 @@
  * CTLs (HTAB aside) or NUL in a field value, a missing (HTTP/1.1), repeated or invalid
  * Host, a Content-Length that is not digits or overflows or differs from another,
  * Transfer-Encoding with Content-Length or in HTTP/1.0 or whose final coding is not
- * chunked or that repeats chunked (unknown codings: 501), and limits: URI/request line
- * 414, head size and field count 431, Content-Length over max_body 413.
+ * chunked or that repeats chunked (any coding but chunked: 501), and limits: URI/request
+ * line 414, head size and field count 431, Content-Length over max_body 413.
+ * The authority of an absolute-form target replaces Host (RFC 9112 §3.2.2).
+ *
+ * After parsing, an intermediary removes what the Connection field names
+ * (http_request_strip_connection) and whatever else it must not pass on
+ * (http_request_strip_fields), before it looks at the request.
  * See docs/internals/http.md. */
 #include "http/http_parse.h"
 
@@ -110,6 +115,113 @@ const struct http_header *http_request_header(const struct http_request *r, cons
         if (http_str_ieq(r->headers[i].name, name))
             return &r->headers[i];
     return NULL;
+}
+
+/* Fields meant for every hop, which a Connection option cannot make hop-by-hop: the
+ * host the request is keyed and routed by (RFC 9112 §3.2), the framing this hop already
+ * consumed (§6), credentials a proxy must not touch (RFC 9110 §11.6.2) and cache
+ * directives a proxy must pass on (RFC 9111 §5.2). A client listing Host in Connection
+ * (RFC 9110 §7.6.1 forbids it) must not make the cache key one host while the origin
+ * sees another. */
+static int end_to_end(struct http_str name)
+{
+    switch (name.len) {
+    case 4:
+        return IEQ(name.p, 4, "host");
+    case 13:
+        return IEQ(name.p, 13, "authorization") || IEQ(name.p, 13, "cache-control");
+    case 14:
+        return IEQ(name.p, 14, "content-length");
+    case 17:
+        return IEQ(name.p, 17, "transfer-encoding");
+    default:
+        return 0;
+    }
+}
+
+/* Is `name` a member of the comma-separated list v[0..len) (OWS around members)? */
+static int list_has(const char *v, size_t len, struct http_str name)
+{
+    size_t i = 0, e0, e1;
+
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        e0 = i;
+        while (i < len && v[i] != ',')
+            i++;
+        e1 = i;
+        while (e1 > e0 && (v[e1 - 1] == ' ' || v[e1 - 1] == '\t'))
+            e1--;
+        if (e1 - e0 == name.len) {
+            size_t k;
+
+            for (k = 0; k < name.len; k++)
+                if (lower((unsigned char)v[e0 + k]) != lower((unsigned char)name.p[k]))
+                    break;
+            if (k == name.len)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+int http_request_hop_nominated(const struct http_request *r, struct http_str name)
+{
+    size_t i;
+
+    if (name.len == 0 || end_to_end(name) || IEQ(name.p, name.len, "connection"))
+        return 0;
+    for (i = 0; i < r->nheaders; i++)
+        if (IEQ(r->headers[i].name.p, r->headers[i].name.len, "connection") &&
+            list_has(r->headers[i].value.p, r->headers[i].value.len, name))
+            return 1;
+    return 0;
+}
+
+/* Keeps the field lines for which drop[i] is 0, in order. */
+static size_t compact(struct http_request *r, const unsigned char *drop)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i < r->nheaders; i++)
+        if (!drop[i])
+            r->headers[o++] = r->headers[i];
+    i = r->nheaders - o;
+    r->nheaders = o;
+    return i;
+}
+
+size_t http_request_strip_connection(struct http_request *r)
+{
+    unsigned char drop[HTTP_MAX_HEADERS];
+    size_t i, n = 0;
+
+    /* Marked first, removed after: the Connection fields are read while marking. */
+    for (i = 0; i < r->nheaders; i++) {
+        drop[i] = (unsigned char)http_request_hop_nominated(r, r->headers[i].name);
+        n += drop[i];
+    }
+    return n ? compact(r, drop) : 0;
+}
+
+size_t http_request_strip_fields(struct http_request *r, const char *const *names, size_t n)
+{
+    unsigned char drop[HTTP_MAX_HEADERS];
+    size_t i, k, ndrop = 0;
+
+    for (i = 0; i < r->nheaders; i++) {
+        struct http_str nm = r->headers[i].name;
+
+        drop[i] = 0;
+        if (IEQ(nm.p, nm.len, "host") || IEQ(nm.p, nm.len, "content-length") ||
+            IEQ(nm.p, nm.len, "transfer-encoding"))
+            continue;
+        for (k = 0; k < n && !drop[i]; k++)
+            drop[i] = (unsigned char)http_str_ieq(nm, names[k]);
+        ndrop += drop[i];
+    }
+    return ndrop ? compact(r, drop) : 0;
 }
 
 static enum http_method method_of(const char *m, size_t len)
@@ -228,9 +340,14 @@ struct te_state {
     int seen;         /* a Transfer-Encoding field was present */
     int chunked_seen; /* chunked appeared somewhere */
     int last_chunked; /* the last coding so far is chunked */
+    struct http_str unsupported; /* the coding that made it 501 */
 };
 
-/* Transfer-Encoding (RFC 9112 §6.1): a list of codings; chunked at most once and last. */
+/* Transfer-Encoding (RFC 9112 §6.1): a list of codings; chunked at most once and last.
+ * chunked is the only coding implemented: de-chunking "gzip, chunked" and passing the
+ * rest on as the body would hand the next hop compressed bytes as if they were the
+ * content, so gzip, deflate, compress and every unknown coding get 501 (§6.1: a server
+ * that does not understand a coding SHOULD answer 501). */
 static int parse_te(struct te_state *te, const char *p, size_t len, const char **msg)
 {
     size_t i = 0, n0;
@@ -259,12 +376,10 @@ static int parse_te(struct te_state *te, const char *p, size_t len, const char *
             /* RFC 9112 §6.1: chunked must be the final coding of a request. */
             *msg = "chunked is not the final transfer coding";
             return -400;
-        } else if (IEQ(p + n0, i - n0, "gzip") || IEQ(p + n0, i - n0, "x-gzip") ||
-                   IEQ(p + n0, i - n0, "deflate") || IEQ(p + n0, i - n0, "compress") ||
-                   IEQ(p + n0, i - n0, "x-compress")) {
-            te->last_chunked = 0;
         } else {
-            *msg = "unknown transfer coding";
+            te->unsupported.p = p + n0;
+            te->unsupported.len = i - n0;
+            *msg = "transfer coding not implemented";
             return -501;
         }
         /* Parameters: only "; token=value" for the codings we know; be strict. */
@@ -389,10 +504,14 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
     const char *p = buf, *end = buf + len, *line = buf, *n0, *v0, *vend;
     const char *msg = NULL;
     size_t max_headers = MC_MIN(lim->max_headers, (size_t)HTTP_MAX_HEADERS), nlen;
-    struct te_state te = {0, 0, 0};
+    struct te_state te = {0, 0, 0, {NULL, 0}};
     int status, in_line = 1, host_count = 0, cl_seen = 0, conn_close = 0, conn_ka = 0;
     int expect = 0, rc;
+    size_t host_idx = 0;
     int64_t cl = -1, v;
+
+    out->unsupported_coding.p = NULL;
+    out->unsupported_coding.len = 0;
 
     /* RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the
      * request-line; we ignore exactly one. */
@@ -549,6 +668,7 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
                     FAIL(400, "invalid Host header");
                 out->host.p = v0;
                 out->host.len = (size_t)(vend - v0);
+                host_idx = out->nheaders - 1;
             }
             break;
         case 6:
@@ -577,6 +697,7 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
                     FAIL(400, "Transfer-Encoding in HTTP/1.0");
                 rc = parse_te(&te, v0, (size_t)(vend - v0), &msg);
                 if (rc < 0) {
+                    out->unsupported_coding = te.unsupported;
                     status = -rc;
                     goto fail;
                 }
@@ -603,6 +724,16 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
     if (rc < 0) {
         status = -rc;
         goto fail;
+    }
+    if (out->abs_host.len && out->method != HTTP_M_CONNECT) {
+        /* RFC 9112 §3.2.2: the authority of an absolute-form target replaces Host, which
+         * is ignored. Both the host and the Host field say it from here on, so whatever
+         * keys, routes or forwards the request sees one host: a cache that keyed on the
+         * target but forwarded the field could be made to store one host's response under
+         * another's key. */
+        out->host = out->abs_host;
+        if (host_count)
+            out->headers[host_idx].value = out->abs_host;
     }
     if (cl_seen && (uint64_t)cl > lim->max_body)
         FAIL(413, "body too large");

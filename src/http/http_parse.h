@@ -61,16 +61,22 @@ struct http_request {
     struct http_str target;    /* request-target as received */
     struct http_str path;      /* origin-form path (or the path of an absolute-form URI) */
     struct http_str query;     /* after '?', without it; len 0 when absent */
-    struct http_str abs_host;  /* host of an absolute-form target, else len 0 */
+    struct http_str abs_host;  /* authority of an absolute-form (or CONNECT) target, else len 0 */
     int version_minor;         /* 0 or 1 (HTTP/1.x only) */
     struct http_header headers[HTTP_MAX_HEADERS];
     size_t nheaders;
-    struct http_str host;      /* Host header value (len 0 if absent) */
+    /* The request's host: the authority of an absolute-form target, which replaces the
+     * Host field (RFC 9112 §3.2.2; that field's value in headers[] is rewritten to it
+     * too), else the Host field's value; len 0 when there is neither. */
+    struct http_str host;
     int64_t content_length;    /* -1 when absent */
     int chunked;               /* Transfer-Encoding: chunked (last coding) */
     int keep_alive;            /* per version default, Connection: close / keep-alive */
     int expect_continue;       /* Expect: 100-continue */
     size_t head_len;           /* bytes of the request head including the final CRLFCRLF */
+    /* Set on a 501 for a transfer coding other than chunked (and only then): the coding,
+     * so the answer can name it. The one field meaningful after a rejection. */
+    struct http_str unsupported_coding;
 };
 
 enum {
@@ -84,9 +90,25 @@ enum {
  *   < 0  the request is rejected: the value is minus the HTTP status to answer (400, 413,
  *        414, 431, 501 for an unsupported transfer coding, 505 for a bad version), and
  *        *errmsg (if non-NULL) points to a static message naming the problem.
- * out is only meaningful on > 0. */
+ * out is only meaningful on > 0, but for out->unsupported_coding. */
 int http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
                        struct http_request *out, const char **errmsg);
+
+/* 1 when a Connection option of r names the field `name` and that field may be removed
+ * as hop-by-hop: Host, Content-Length, Transfer-Encoding, Authorization and
+ * Cache-Control are meant for every hop and never are, whatever Connection says. */
+int http_request_hop_nominated(const struct http_request *r, struct http_str name);
+
+/* RFC 9110 §7.6.1: an intermediary removes the fields named by Connection options before
+ * it forwards (and, here, before it looks at) the request. Removes those fields of r for
+ * which http_request_hop_nominated() holds; the Connection field itself stays (it is
+ * hop-by-hop anyway). Returns the number of field lines removed. */
+size_t http_request_strip_connection(struct http_request *r);
+
+/* Removes every field line whose name is one of names[0..n) (case-insensitive). Host,
+ * Content-Length and Transfer-Encoding are never removed (the parse results depend on
+ * them). Returns the number of field lines removed. */
+size_t http_request_strip_fields(struct http_request *r, const char *const *names, size_t n);
 
 /* Finds a header by case-insensitive name; NULL if absent. For repeated headers, the first. */
 const struct http_header *http_request_header(const struct http_request *r, const char *name);

@@ -863,6 +863,11 @@ const struct http_request *http_x_request(const struct http_exchange *x)
     return &x->req;
 }
 
+struct http_request *http_x_request_edit(struct http_exchange *x)
+{
+    return &x->req;
+}
+
 const char *http_x_body(const struct http_exchange *x, size_t *len)
 {
     *len = x->body.len;
@@ -1371,7 +1376,16 @@ static void conn_process_one(struct conn *c)
         return;
     }
     if (r < 0) {
+        char named[128];
+        struct http_str tc = x->req.unsupported_coding;
+
         c->spare = x;
+        if (tc.len) {
+            /* A token (tchar only), so it needs no escaping in the JSON body. */
+            snprintf(named, sizeof(named), "%s: %.*s", msg ? msg : "not implemented",
+                     (int)MC_MIN(tc.len, 64u), tc.p);
+            msg = named;
+        }
         conn_reject(c, -r, msg ? msg : "bad request");
         return;
     }

@@ -87,6 +87,10 @@ uint64_t http_server_active_conns(const struct http_server *s);
 
 /* ---- inside a handler (on the exchange's loop) ---- */
 const struct http_request *http_x_request(const struct http_exchange *x);
+/* The same request, for a handler that removes field lines (http_request_strip_*) before
+ * anything else looks at it. What the server derived from the head (framing, keep-alive)
+ * stays as parsed. */
+struct http_request *http_x_request_edit(struct http_exchange *x);
 /* The request body, complete (the server reads it before calling the handler), unless
  * the listener streams bodies: then it is empty and http_x_body_streaming() says so. */
 const char *http_x_body(const struct http_exchange *x, size_t *len);

@@ -3,7 +3,8 @@
  * The input is parsed as a request head (from an exact-size heap copy, so any read past
  * len is an ASan error); the parser's invariants are asserted, a strict prefix of a
  * complete head must be "incomplete", and the bytes after the head are fed to the chunked
- * decoder in splits derived from the input itself. */
+ * decoder in splits derived from the input itself. Then what an intermediary does to the
+ * parsed head is checked: Connection-named fields go, end-to-end ones never do. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,40 @@ static void cache_rules(const struct http_request *r)
     }
 }
 
+static size_t count_named(const struct http_request *r, const char *name)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < r->nheaders; i++)
+        n += (size_t)http_str_ieq(r->headers[i].name, name);
+    return n;
+}
+
+/* http_request_strip_connection / _fields on a parsed head. */
+static void strip_rules(struct http_request *r)
+{
+    static const char *const keep[] = {"host", "content-length", "transfer-encoding",
+                                       "authorization", "cache-control", "connection"};
+    static const char *const names[] = {"x-forwarded-host", "forwarded", "host", "a"};
+    size_t before[6], i, n0 = r->nheaders, removed;
+    struct http_str host = r->host;
+
+    for (i = 0; i < 6; i++)
+        before[i] = count_named(r, keep[i]);
+    removed = http_request_strip_connection(r);
+    CHECK(removed <= n0 && r->nheaders == n0 - removed);
+    for (i = 0; i < 6; i++)
+        CHECK(count_named(r, keep[i]) == before[i]);
+    for (i = 0; i < r->nheaders; i++)
+        CHECK(!http_request_hop_nominated(r, r->headers[i].name));
+    CHECK(r->host.p == host.p && r->host.len == host.len);
+    n0 = r->nheaders;
+    removed = http_request_strip_fields(r, names, 4);
+    CHECK(r->nheaders == n0 - removed);
+    CHECK(count_named(r, "x-forwarded-host") == 0 && count_named(r, "forwarded") == 0);
+    CHECK(count_named(r, "a") == 0 && count_named(r, "host") == before[0]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -156,6 +191,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_str(req.abs_host, buf, head);
         check_str(req.host, buf, head);
         CHECK(req.version_minor == 0 || req.host.len > 0 || http_request_header(&req, "host"));
+        CHECK(req.unsupported_coding.len == 0);
+        if (req.abs_host.len && req.method != HTTP_M_CONNECT) {
+            /* RFC 9112 §3.2.2: one host, the target's, whatever the Host field said. */
+            const struct http_header *h = http_request_header(&req, "host");
+
+            CHECK(req.host.p == req.abs_host.p && req.host.len == req.abs_host.len);
+            CHECK(h == NULL || (h->value.p == req.abs_host.p && h->value.len == req.abs_host.len));
+        }
         for (i = 0; i < req.nheaders; i++) {
             check_str(req.headers[i].name, buf, head);
             CHECK(req.headers[i].name.len > 0);
@@ -176,9 +219,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cache_rules(&req);
         if (req.chunked)
             dechunk(buf + head, size - head, data, size, lim.max_body);
+        strip_rules(&req);
     } else if (rc < 0) {
         CHECK(msg != NULL);
         CHECK(rc == -400 || rc == -413 || rc == -414 || rc == -431 || rc == -501 || rc == -505);
+        if (req.unsupported_coding.len) {
+            /* Named only for a 501, and it is a coding other than chunked, inside buf. */
+            CHECK(rc == -501);
+            check_str(req.unsupported_coding, buf, size);
+            CHECK(!http_str_ieq(req.unsupported_coding, "chunked"));
+        }
     } else {
         CHECK(size <= lim.max_header_bytes);
     }

@@ -175,10 +175,9 @@ static void test_framing_ok(void **state)
     assert_int_equal(req.content_length, -1);
     assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n", &m) > 0);
     assert_int_equal(req.chunked, 1);
-    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", &m) > 0);
+    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked ,\r\n\r\n", &m) > 0);
     assert_int_equal(req.chunked, 1);
-    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
-                      "Transfer-Encoding: chunked\r\n\r\n", &m) > 0);
+    assert_int_equal(req.unsupported_coding.len, 0);
     assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 42, 42\r\n"
                       "Content-Length: 42\r\n\r\n", &m) > 0);
     assert_int_equal(req.content_length, 42);
@@ -254,7 +253,13 @@ static const struct bad bad_requests[] = {
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 400},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+    /* Only chunked is implemented: the rest would reach the origin still encoded. */
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: deflate, chunked\r\n\r\n", 501},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: compress, chunked\r\n\r\n", 501},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x-gzip, chunked\r\n\r\n", 501},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 501},
@@ -376,6 +381,131 @@ static void test_limits(void **state)
     assert_int_equal(parse("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", &m), -413);
     assert_true(parse("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n", &m) > 0);
     http_limits_default(&lim);
+}
+
+static void test_unsupported_coding_named(void **state)
+{
+    const char *m;
+
+    (void)state;
+    assert_int_equal(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Gzip , chunked\r\n\r\n", &m), -501);
+    assert_str(req.unsupported_coding, "Gzip");
+    assert_string_equal(m, "transfer coding not implemented");
+    assert_int_equal(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                           "Transfer-Encoding: x-frob\r\n\r\n", &m), -400);
+    assert_int_equal(req.unsupported_coding.len, 0); /* chunked first: not final, 400 */
+    assert_int_equal(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x-frob\r\n\r\n", &m), -501);
+    assert_str(req.unsupported_coding, "x-frob");
+    /* A later rejection of another kind does not leave a stale name behind. */
+    assert_int_equal(parse("GET / HTTP/1.1\r\n\r\n", &m), -400);
+    assert_int_equal(req.unsupported_coding.len, 0);
+}
+
+static void test_absolute_form_replaces_host(void **state)
+{
+    const char *m;
+    const struct http_header *h;
+
+    (void)state;
+    /* RFC 9112 §3.2.2: the target's authority wins over a disagreeing Host. */
+    assert_true(parse("GET http://Victim.example:8080/x HTTP/1.1\r\nHost: attacker.example\r\n"
+                      "A: b\r\n\r\n", &m) > 0);
+    assert_str(req.host, "Victim.example:8080");
+    h = http_request_header(&req, "host");
+    assert_non_null(h);
+    assert_str(h->value, "Victim.example:8080");
+    assert_str(req.abs_host, "Victim.example:8080");
+    assert_str(http_request_header(&req, "a")->value, "b");
+    /* HTTP/1.0 with no Host field at all: the authority is the host. */
+    assert_true(parse("GET http://v.example/ HTTP/1.0\r\n\r\n", &m) > 0);
+    assert_str(req.host, "v.example");
+    assert_null(http_request_header(&req, "host"));
+    /* origin-form: the Host field, as received. */
+    assert_true(parse("GET /x HTTP/1.1\r\nHost: h.example\r\n\r\n", &m) > 0);
+    assert_str(req.host, "h.example");
+    /* CONNECT's authority-form names the tunnel's end, not a replacement for Host. */
+    assert_true(parse("CONNECT t.example:443 HTTP/1.1\r\nHost: h.example\r\n\r\n", &m) > 0);
+    assert_str(req.host, "h.example");
+    assert_str(req.abs_host, "t.example:443");
+}
+
+static void test_methods_case_sensitive(void **state)
+{
+    static const char *const other[] = {"get", "Get", "head", "HEAd", "post", "connect", "purge"};
+    char buf[128];
+    const char *m;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        snprintf(buf, sizeof(buf), "%s /x HTTP/1.1\r\nHost: h\r\n\r\n", other[i]);
+        assert_true(parse(buf, &m) > 0);
+        assert_int_equal(req.method, HTTP_M_OTHER);
+        assert_str(req.method_str, other[i]);
+    }
+    assert_true(parse("GET /x HTTP/1.1\r\nHost: h\r\n\r\n", &m) > 0);
+    assert_int_equal(req.method, HTTP_M_GET);
+}
+
+static int has_field(const char *name)
+{
+    return http_request_header(&req, name) != NULL;
+}
+
+static void test_strip_connection(void **state)
+{
+    const char *m;
+
+    (void)state;
+    assert_true(parse("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nConnection: keep-alive, x-a,\r\n"
+                      "X-B: 2\r\nconnection: X-B , host, Content-Length, AUTHORIZATION\r\n"
+                      "Authorization: t\r\nCache-Control: no-cache\r\nX-C: 3\r\n"
+                      "Connection: cache-control, connection, transfer-encoding\r\n\r\n", &m) > 0);
+    assert_int_equal(req.nheaders, 9);
+    assert_true(http_request_hop_nominated(&req, (struct http_str){"x-A", 3}));
+    assert_false(http_request_hop_nominated(&req, (struct http_str){"X-C", 3}));
+    assert_false(http_request_hop_nominated(&req, (struct http_str){"Host", 4}));
+    assert_false(http_request_hop_nominated(&req, (struct http_str){"Connection", 10}));
+    assert_int_equal(http_request_strip_connection(&req), 2);
+    assert_int_equal(req.nheaders, 7);
+    assert_false(has_field("x-a"));
+    assert_false(has_field("x-b"));
+    /* End-to-end fields stay whatever Connection says; so does Connection itself. */
+    assert_true(has_field("host"));
+    assert_str(req.host, "h");
+    assert_true(has_field("authorization"));
+    assert_true(has_field("cache-control"));
+    assert_true(has_field("x-c"));
+    assert_true(has_field("connection"));
+    /* The order of what is left is kept. */
+    assert_str(req.headers[0].name, "Host");
+    assert_str(req.headers[6].name, "Connection");
+    /* Nothing named: nothing removed. */
+    assert_int_equal(http_request_strip_connection(&req), 0);
+    assert_true(parse("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n", &m) > 0);
+    assert_int_equal(http_request_strip_connection(&req), 0);
+    assert_int_equal(req.nheaders, 2);
+    /* A name that only starts like a listed one is not listed. */
+    assert_true(parse("GET / HTTP/1.1\r\nHost: h\r\nX-AB: 1\r\nConnection: x-a\r\n\r\n", &m) > 0);
+    assert_int_equal(http_request_strip_connection(&req), 0);
+}
+
+static void test_strip_fields(void **state)
+{
+    static const char *const names[] = {"x-forwarded-host", "Forwarded", "host",
+                                        "content-length", "transfer-encoding"};
+    const char *m;
+
+    (void)state;
+    assert_true(parse("POST / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Host: e\r\nA: 1\r\n"
+                      "FORWARDED: for=x\r\nx-forwarded-host: f\r\nContent-Length: 0\r\n\r\n",
+                      &m) > 0);
+    assert_int_equal(http_request_strip_fields(&req, names, 5), 3);
+    assert_int_equal(req.nheaders, 3);
+    assert_str(req.headers[0].name, "Host");
+    assert_str(req.headers[1].name, "A");
+    assert_str(req.headers[2].name, "Content-Length");
+    assert_int_equal(http_request_strip_fields(&req, names, 0), 0);
+    assert_int_equal(req.nheaders, 3);
 }
 
 static void test_str_helpers(void **state)
@@ -549,6 +679,11 @@ int main(void)
         cmocka_unit_test_setup(test_nul_in_header, setup),
         cmocka_unit_test_setup(test_errors_before_complete, setup),
         cmocka_unit_test_setup(test_limits, setup),
+        cmocka_unit_test_setup(test_unsupported_coding_named, setup),
+        cmocka_unit_test_setup(test_absolute_form_replaces_host, setup),
+        cmocka_unit_test_setup(test_methods_case_sensitive, setup),
+        cmocka_unit_test_setup(test_strip_connection, setup),
+        cmocka_unit_test_setup(test_strip_fields, setup),
         cmocka_unit_test_setup(test_str_helpers, setup),
         cmocka_unit_test_setup(test_chunked_splits, setup),
         cmocka_unit_test_setup(test_chunked_bad, setup),
