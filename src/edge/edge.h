@@ -33,6 +33,17 @@ struct edge_cfg {
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms, send_timeout_ms;
     const char *const *ignore_params;
     size_t n_ignore;
+    /* Request fields (docs/edge.md "Requests"). Removed before the request is looked at:
+     * NULL (n 0) means the default list of unkeyed fields that commonly change responses
+     * (edge_req.c); a list holding only "none" removes nothing. */
+    const char *const *strip_headers;
+    size_t n_strip;
+    const char *const *key_headers; /* forwarded and part of every cache key; never stripped */
+    size_t n_key_headers;
+    /* Methods beyond the standard ones that are forwarded (uncached); "*": any. Others
+     * are answered 501. Methods are case-sensitive: "get" is not GET. */
+    const char *const *extra_methods;
+    size_t n_extra_methods;
     /* Predictions (issue 5, docs/predict.md); models_dir NULL = no prediction endpoints. */
     const char *models_dir;      /* NAME/VERSION/model.onnx [+ config.json] */
     unsigned infer_threads;      /* inference pool threads; 0 = 2 */

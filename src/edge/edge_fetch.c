@@ -707,15 +707,6 @@ static int token_listed(const char *v, size_t len, const char *name, size_t n)
     return 0;
 }
 
-static int in_connection_list(const struct http_request *r, const char *name, size_t n)
-{
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (http_str_ieq(r->headers[i].name, "connection") &&
-            token_listed(r->headers[i].value.p, r->headers[i].value.len, name, n))
-            return 1;
-    return 0;
-}
-
 static struct curl_slist *add_hdr(struct curl_slist *l, const char *name, size_t nl,
                                   const char *value, size_t vl)
 {
@@ -728,7 +719,9 @@ static struct curl_slist *add_hdr(struct curl_slist *l, const char *name, size_t
 }
 
 /* Request headers for the origin: end-to-end headers of the client, minus what a cache
- * fill must not forward (conditionals and Range, so the full object comes back). */
+ * fill must not forward (conditionals and Range, so the full object comes back). The
+ * request already lost its --strip-header fields and what its Connection options named
+ * (edge_req.c); the check is repeated here so that no path forwards a nominated field. */
 static struct curl_slist *origin_headers(struct edge_fill *f, const struct http_request *r,
                                          const char *peer)
 {
@@ -737,10 +730,12 @@ static struct curl_slist *origin_headers(struct edge_fill *f, const struct http_
 
     for (size_t i = 0; i < r->nheaders; i++) {
         struct http_str nm = r->headers[i].name, v = r->headers[i].value;
-        if (hop_by_hop(nm.p, nm.len) || in_connection_list(r, nm.p, nm.len))
+        if (hop_by_hop(nm.p, nm.len) || http_request_hop_nominated(r, nm))
             continue;
-        if (http_str_ieq(nm, "expect") || http_str_ieq(nm, "content-length") ||
-            http_str_ieq(nm, "x-forwarded-for") || http_str_ieq(nm, "via"))
+        /* Host is written below from the request's one host, the one it is keyed by. */
+        if (http_str_ieq(nm, "host") || http_str_ieq(nm, "expect") ||
+            http_str_ieq(nm, "content-length") || http_str_ieq(nm, "x-forwarded-for") ||
+            http_str_ieq(nm, "via"))
             continue;
         if (f->cacheable_req &&
             (http_str_ieq(nm, "if-none-match") || http_str_ieq(nm, "if-modified-since") ||
@@ -749,8 +744,15 @@ static struct curl_slist *origin_headers(struct edge_fill *f, const struct http_
             continue;
         l = add_hdr(l, nm.p, nm.len, v.p, v.len);
     }
-    if (r->host.len == 0 && r->abs_host.len)
-        l = add_hdr(l, "Host", 4, r->abs_host.p, r->abs_host.len);
+    /* The host the object is keyed by is exactly the one the origin is asked for (an
+     * absolute-form authority already replaced the client's Host, RFC 9112 §3.2.2). A
+     * request without any host (HTTP/1.0) is keyed under the empty host and sends an
+     * empty Host, as §3.2 asks; "Host;" is how curl sends a field with no value, where
+     * "Host:" would let it send the origin's own authority. */
+    if (r->host.len)
+        l = add_hdr(l, "Host", 4, r->host.p, r->host.len);
+    else
+        l = curl_slist_append(l, "Host;");
     /* Disable curl's own Expect and Accept headers: the client's are forwarded as sent. */
     l = curl_slist_append(l, "Expect:");
     if (!http_request_header(r, "accept"))
@@ -827,6 +829,39 @@ static int vary_item(const char *item, size_t n, void *arg)
         buf_append(vary, &ch, 1);
     }
     return 0;
+}
+
+static int vary_has(const struct buf *vary, const char *name, size_t n)
+{
+    const char *p = vary->data, *end = p ? p + vary->len : NULL;
+    while (p && p < end) {
+        const char *c = memchr(p, ',', (size_t)(end - p));
+        size_t len = c ? (size_t)(c - p) : (size_t)(end - p);
+        if (len == n && memcmp(p, name, n) == 0)
+            return 1;
+        p = c ? c + 1 : end;
+    }
+    return 0;
+}
+
+/* The stored Vary list (lowercased, comma-separated) of a response gets the --key-header
+ * fields as if the origin had named them, so every variant is keyed by them too. A Vary
+ * entry rather than a longer primary key: PURGE, L2 and Redis already handle variants. A
+ * list with a "*" member is left alone: such a response is never stored (vary_star). */
+static void vary_finish(const struct edge *e, struct buf *vary)
+{
+    if (vary_has(vary, "*", 1))
+        return;
+    for (const char *p = e->key_vary; p && *p;) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        if (!vary_has(vary, p, n)) {
+            if (vary->len)
+                buf_append(vary, ",", 1);
+            buf_append(vary, p, n);
+        }
+        p = c ? c + 1 : p + n;
+    }
 }
 
 static void scan_conn(const char *n, size_t nl, const char *v, size_t vl, void *arg)
@@ -993,6 +1028,7 @@ static void headers_complete(struct edge_fill *f, int status)
         struct cache_obj *o = cache_obj_new(f->stale->status, hdrs, hl,
                                             cache_body_ref(f->stale->body));
         hdr_build_run(&b, f->stale->status, hdrs, hl);
+        vary_finish(e, &b.vary);
         o->info = b.info;
         o->etag = b.etag;
         o->vary = b.vary.len ? buf_take(&b.vary, NULL) : NULL;
@@ -1032,6 +1068,7 @@ static void headers_complete(struct edge_fill *f, int status)
     }
 
     hdr_build_run(&b, status, f->resp_hdrs.data ? f->resp_hdrs.data : "", f->resp_hdrs.len);
+    vary_finish(e, &b.vary);
     curl_off_t cl = -1;
     curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
     size_t hl;

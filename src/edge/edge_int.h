@@ -124,6 +124,12 @@ struct edge {
     uint64_t max_mem_object;    /* larger bodies live in files and skip L1 */
     _Atomic uint64_t l2_clock;  /* L2 hits so far: the clock of L1 admission (edge_tier.c) */
     char name[64];              /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
+    /* Request hardening (edge_req.c, set up by edge_req_init). */
+    const char **strip;         /* fields removed on arrival; owned array of borrowed names */
+    size_t nstrip;
+    char *key_vary;             /* --key-header names, lowercased, as a Vary list; or NULL */
+    int any_method;             /* --extra-method '*': every method token is forwarded */
+    char *allow;                /* "Allow: <the methods this edge serves>\r\n" */
 };
 
 /* What a route (edge_routes.h) adds to a cacheable request: the POST body the key was
@@ -294,5 +300,10 @@ void edge_predict_loop_fini(struct edge_worker *w);
 void edge_public_handle(struct http_exchange *x, void *arg);
 /* Builds the primary key of a request into out. 0, or -EINVAL (bad path/host). */
 int edge_primary_key(struct edge *e, const struct http_request *r, struct buf *out);
+/* Checks and prepares --strip-header, --key-header and --extra-method (e->cfg). Returns 0
+ * or -EINVAL with a message naming the flag in err. edge_req_fini() frees what it made,
+ * also after a failure. */
+int edge_req_init(struct edge *e, char *err, size_t errlen);
+void edge_req_fini(struct edge *e);
 
 #endif

@@ -182,6 +182,8 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->cfg.threads = cfg->threads ? cfg->threads : 1;
     e->keyopts.ignore_params = cfg->ignore_params;
     e->keyopts.n_ignore = cfg->n_ignore;
+    if ((rc = edge_req_init(e, err, errlen)) != 0)
+        goto fail;
     rc = l1_new(cfg->mem, cfg->policy, 16, &e->l1);
     if (rc) {
         snprintf(err, errlen, "--policy: unknown eviction policy '%s'", cfg->policy);
@@ -225,6 +227,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     *out = e;
     return 0;
 fail:
+    edge_req_fini(e);
     edge_models_free(&e->models);
     edge_tier_close(e);
     l1_free(&e->l1);
@@ -262,6 +265,7 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     edge_models_free(&e->models); /* after the loops: none can queue work any more */
     edge_tier_close(e);
     l1_free(&e->l1);
+    edge_req_fini(e);
     for (size_t i = 0; i < e->cfg.norigins; i++)
         free(e->origin_urls[i]);
     free(e->workers);
@@ -295,7 +299,7 @@ int edge_main(int argc, char **argv)
 {
     struct edge_cfg cfg;
     struct conf c;
-    struct conf_strlist origins = {0}, ignore = {0};
+    struct conf_strlist origins = {0}, ignore = {0}, strip = {0}, keyh = {0}, methods = {0};
     const char *log_level = "info";
     long threads = 1, infer_threads = 2, max_batch = 64, max_delay_us = 200, l2_admit = 2;
     uint64_t grace = 10000, sie = 0, neg_ms = 10000;
@@ -329,6 +333,12 @@ int edge_main(int argc, char **argv)
         {"send-timeout", CONF_DURATION, &cfg.send_timeout_ms,
          "close a client that takes no response bytes for this long"},
         {"ignore-param", CONF_STRLIST, &ignore, "query parameter left out of cache keys"},
+        {"strip-header", CONF_STRLIST, &strip,
+         "request header removed on arrival (replaces the default list; 'none': keep all)"},
+        {"key-header", CONF_STRLIST, &keyh,
+         "request header forwarded and added to every cache key (never stripped)"},
+        {"extra-method", CONF_STRLIST, &methods,
+         "non-standard method forwarded uncached (case-sensitive; '*': any); others get 501"},
         {"models", CONF_STR, &cfg.models_dir,
          "serve predictions from DIR/NAME/VERSION/model.onnx (docs/predict.md)"},
         {"infer-threads", CONF_INT, &infer_threads, "inference threads (default 2)"},
@@ -414,6 +424,12 @@ int edge_main(int argc, char **argv)
         cfg.origins[cfg.norigins++] = origins.v[i];
     cfg.ignore_params = ignore.v;
     cfg.n_ignore = ignore.n;
+    cfg.strip_headers = strip.v;
+    cfg.n_strip = strip.n;
+    cfg.key_headers = keyh.v;
+    cfg.n_key_headers = keyh.n;
+    cfg.extra_methods = methods.v;
+    cfg.n_extra_methods = methods.n;
 
     signal(SIGPIPE, SIG_IGN);
     /* libuv's thread pool opens, verifies and reads ahead L2 files: a few disk waits must

@@ -1,5 +1,17 @@
 /* src/edge/edge_req.c: the public listener's request handling.
  *
+ * First the request is made what the origin will see: the fields its Connection options
+ * name are removed (RFC 9110 §7.6.1; never Host and the other end-to-end fields), and so
+ * are the --strip-header fields, unkeyed fields that commonly change a response
+ * (X-Forwarded-Host, X-Original-URL, method overrides...). The cache key, Vary and the
+ * forwarded request are all computed from what is left, so nothing the origin's answer
+ * depends on is missing from the key. The host is the request's single host (the
+ * absolute-form authority replaces Host, RFC 9112 §3.2.2), both keyed and sent.
+ *
+ * The edge answers CONNECT (405) and OPTIONS * itself, and methods outside the standard
+ * set (which includes "get": methods are case-sensitive) with 501 unless --extra-method
+ * lets them through to the origin, uncached.
+ *
  * GET and HEAD go through the cache: L1 lookup, then the RFC 9111 reuse decision (fresh
  * hit, stale-while-revalidate, revalidation), then a coalesced origin fetch on a miss.
  * Every other method, and requests with Authorization, are forwarded to the origin
@@ -7,6 +19,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "cache/cache_key.h"
 #include "core/mc.h"
@@ -16,8 +30,173 @@
 
 int edge_primary_key(struct edge *e, const struct http_request *r, struct buf *out)
 {
-    struct http_str host = r->abs_host.len ? r->abs_host : r->host;
-    return cache_key_primary(out, host, r->path, r->query, &e->keyopts);
+    return cache_key_primary(out, r->host, r->path, r->query, &e->keyopts);
+}
+
+/* ---- request hardening ---- */
+
+/* Removed by default: request fields that frameworks and origins commonly let change a
+ * response (the host or scheme of generated links and redirects, the path actually
+ * served, the method) but that are not in the cache key. One client sending them could
+ * otherwise have its variant stored for everyone (cache poisoning). The edge adds none
+ * of them itself: what it adds (Via, X-Forwarded-For) is added after this, when the
+ * request goes to the origin. */
+static const char *const default_strip[] = {
+    /* the host, scheme, port or prefix of generated links and redirects */
+    "forwarded", "x-forwarded-host", "x-forwarded-server", "x-host", "x-forwarded-proto",
+    "x-forwarded-scheme", "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-ssl",
+    "front-end-https", "x-url-scheme",
+    /* the path actually served */
+    "x-original-url", "x-rewrite-url",
+    /* the method actually run */
+    "x-http-method-override", "x-http-method", "x-method-override",
+};
+
+/* Served by the edge (GET, HEAD through the cache; the rest forwarded), for Allow. */
+static const char std_methods[] = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE";
+
+static int is_token(const char *s)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr(extra, *s)))
+            return 0;
+    return 1;
+}
+
+static int listed_ci(const char *const *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(v[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+int edge_req_init(struct edge *e, char *err, size_t errlen)
+{
+    const struct edge_cfg *c = &e->cfg;
+    const char *const *strip = c->strip_headers ? c->strip_headers : default_strip;
+    size_t nstrip = c->strip_headers ? c->n_strip : MC_ARRAY_SIZE(default_strip);
+    struct buf b;
+
+    for (size_t i = 0; i < c->n_key_headers; i++) {
+        if (!is_token(c->key_headers[i])) {
+            snprintf(err, errlen, "--key-header: '%s' is not a header field name",
+                     c->key_headers[i]);
+            return -EINVAL;
+        }
+    }
+    e->strip = mc_xcalloc(nstrip ? nstrip : 1, sizeof(*e->strip));
+    for (size_t i = 0; i < nstrip; i++) {
+        if (c->strip_headers && strcmp(strip[i], "none") == 0)
+            continue;
+        if (!is_token(strip[i])) {
+            snprintf(err, errlen, "--strip-header: '%s' is not a header field name", strip[i]);
+            return -EINVAL;
+        }
+        /* A field that is part of the key reaches the origin: keying it is what makes it
+         * safe to forward. */
+        if (!listed_ci(c->key_headers, c->n_key_headers, strip[i]))
+            e->strip[e->nstrip++] = strip[i];
+    }
+    if (c->n_key_headers) {
+        buf_init(&b, 64 * 1024);
+        for (size_t i = 0; i < c->n_key_headers; i++) {
+            if (i)
+                buf_append(&b, ",", 1);
+            for (const char *p = c->key_headers[i]; *p; p++) {
+                char ch = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
+                buf_append(&b, &ch, 1);
+            }
+        }
+        e->key_vary = buf_take(&b, NULL);
+    }
+    buf_init(&b, 64 * 1024);
+    buf_puts(&b, "Allow: ");
+    buf_puts(&b, std_methods);
+    for (size_t i = 0; i < c->n_extra_methods; i++) {
+        const char *m = c->extra_methods[i];
+        if (strcmp(m, "*") == 0) {
+            e->any_method = 1;
+            continue;
+        }
+        if (!is_token(m) || strlen(m) > 32) {
+            snprintf(err, errlen, "--extra-method: '%s' is not a method name", m);
+            buf_fini(&b);
+            return -EINVAL;
+        }
+        buf_puts(&b, ", ");
+        buf_puts(&b, m);
+    }
+    buf_puts(&b, "\r\n");
+    e->allow = buf_take(&b, NULL);
+    return 0;
+}
+
+void edge_req_fini(struct edge *e)
+{
+    free(e->strip);
+    e->strip = NULL;
+    free(e->key_vary);
+    e->key_vary = NULL;
+    free(e->allow);
+    e->allow = NULL;
+}
+
+/* A method token outside the standard set: forwarded only when configured. */
+static int method_forwarded(const struct edge *e, const struct http_request *r)
+{
+    if (r->method != HTTP_M_OTHER || e->any_method)
+        return 1;
+    for (size_t i = 0; i < e->cfg.n_extra_methods; i++) {
+        const char *m = e->cfg.extra_methods[i];
+        /* Case-sensitive (RFC 9110 §9.1): allowing "PROPFIND" does not allow "propfind". */
+        if (strlen(m) == r->method_str.len && memcmp(m, r->method_str.p, r->method_str.len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Requests the edge answers itself, before anything is looked up or forwarded. Returns 1
+ * when it answered. */
+static int answer_here(struct edge *e, struct http_exchange *x, const struct http_request *r)
+{
+    char msg[160];
+
+    if (r->method == HTTP_M_CONNECT) {
+        /* RFC 9110 §9.3.6: CONNECT asks a forward proxy for a tunnel; a reverse proxy has
+         * none to give. Forwarded, it would reach the origin as "CONNECT /". A client
+         * that goes on to send tunnel bytes must not have them read as requests. */
+        static const char body[] =
+            "{\"error\":\"CONNECT is not served: this is a reverse proxy\",\"status\":405}\n";
+        struct buf h;
+        buf_init(&h, 64 * 1024);
+        buf_puts(&h, e->allow);
+        buf_puts(&h, "Content-Type: application/json\r\nCache-Control: no-store\r\n");
+        http_x_close_after(x);
+        http_x_respond(x, 405, h.data, body, sizeof(body) - 1);
+        buf_fini(&h);
+        return 1;
+    }
+    if (r->method == HTTP_M_OPTIONS && r->target.len == 1 && r->target.p[0] == '*') {
+        /* RFC 9110 §9.3.7: OPTIONS * is about the server itself, and the server the client
+         * talks to is this edge. An empty 200 carries Content-Length: 0 (ibid.). */
+        http_x_respond(x, 200, e->allow, "", 0);
+        return 1;
+    }
+    if (!method_forwarded(e, r)) {
+        /* RFC 9110 §9.1: methods are case-sensitive, so "get" is not GET; an unknown
+         * method is not implemented here unless --extra-method says to forward it. */
+        snprintf(msg, sizeof(msg), "method not implemented: %.*s (methods are case-sensitive)",
+                 (int)r->method_str.len, r->method_str.p);
+        http_x_error(x, 501, msg);
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- POST routes cached by their body (edge_routes.h) ---- */
@@ -150,6 +329,11 @@ void edge_public_handle(struct http_exchange *x, void *arg)
         http_x_error(x, 403, "PURGE is accepted on the admin listener only");
         return;
     }
+    if (answer_here(e, x, r))
+        return;
+    /* From here on the request is what the origin will see (top of file). */
+    http_request_strip_connection(http_x_request_edit(x));
+    http_request_strip_fields(http_x_request_edit(x), e->strip, e->nstrip);
     if (via_loop(e, r)) {
         http_x_error(x, 508, "request loop: this edge already forwarded this request (Via)");
         return;
@@ -158,9 +342,9 @@ void edge_public_handle(struct http_exchange *x, void *arg)
         return;
     const struct edge_route *rt =
         e->routes ? edge_routes_match(e->routes, r->path.p, r->path.len, r->method) : NULL;
-    struct http_str host = r->abs_host.len ? r->abs_host : r->host;
     buf_reset(kb);
-    if (cache_key_primary_ex(kb, host, r->path, r->query, &e->keyopts, rt ? &rt->query : NULL)) {
+    if (cache_key_primary_ex(kb, r->host, r->path, r->query, &e->keyopts,
+                             rt ? &rt->query : NULL)) {
         http_x_error(x, 400, "invalid request target (bad percent-encoding or too long)");
         return;
     }
