@@ -358,7 +358,7 @@ static ssize_t pread_all(int fd, void *p, size_t n, uint64_t off)
 uint64_t l2__hdr_sum(const void *hdr, size_t hdr_len)
 {
     MC_ASSERT(hdr_len >= L2_PRELUDE_LEN);
-    return XXH3_64bits((const char *)hdr + P_HDR_LEN, hdr_len - P_HDR_LEN);
+    return cache_pack_sum((const char *)hdr + P_HDR_LEN, hdr_len - P_HDR_LEN);
 }
 
 static void prelude_fill(char *p, size_t hdr_len, uint64_t body_len, uint64_t body_sum)

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <xxhash.h>
+
 #include "core/mc.h"
 
 #define PACK_MAGIC "MCPK"
@@ -14,6 +16,12 @@
 #define PACK_FIXED (4 + 2 + 2 + 4 + 8 * 4)
 /* Bounds on decoded fields: anything larger is not something the edge ever stored. */
 #define PACK_MAX_FIELD (16u << 20)
+
+#define SEAL_MAGIC "MCSV"
+#define SEAL_VERSION 4
+#define SEAL_FLAGS 6
+#define SEAL_SUM 8
+#define SEAL_PLEN 16
 
 static int put_u32(struct buf *b, uint32_t v)
 {
@@ -168,5 +176,84 @@ int cache_unpack_meta(const void *p, size_t n, struct cache_obj **out, char **pk
     *plen = klen;
     if (used)
         *used = (size_t)(r.p - (const uint8_t *)p);
+    return 0;
+}
+
+/* ---- sealed values ---- */
+
+static void le_put(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t le_get(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+uint64_t cache_pack_sum(const void *p, size_t n)
+{
+    return XXH3_64bits(p, n);
+}
+
+void cache_pack_seal(void *v, size_t n)
+{
+    uint8_t *u = v;
+
+    memcpy(u, SEAL_MAGIC, 4);
+    le_put(u + SEAL_VERSION, CACHE_SEAL_VERSION, 2);
+    le_put(u + SEAL_FLAGS, 0, 2);
+    le_put(u + SEAL_PLEN, n, 8);
+    le_put(u + SEAL_SUM, cache_pack_sum(u + SEAL_PLEN, CACHE_SEAL_LEN - SEAL_PLEN + n), 8);
+}
+
+int cache_pack_seal_len(const void *v, size_t n, uint64_t *total, const char **why)
+{
+    const uint8_t *u = v;
+
+    if (n < CACHE_SEAL_LEN) {
+        *why = "shorter than its frame";
+        return -EBADMSG;
+    }
+    if (memcmp(u, SEAL_MAGIC, 4) != 0) {
+        *why = "bad magic (not a sealed value, or an older format)";
+        return -EBADMSG;
+    }
+    if (le_get(u + SEAL_VERSION, 2) != CACHE_SEAL_VERSION) {
+        *why = "unknown format version";
+        return -EBADMSG;
+    }
+    if (le_get(u + SEAL_FLAGS, 2) != 0) {
+        *why = "unknown flags";
+        return -EBADMSG;
+    }
+    uint64_t plen = le_get(u + SEAL_PLEN, 8);
+    if (plen > UINT64_MAX - CACHE_SEAL_LEN) {
+        *why = "length out of range";
+        return -EBADMSG;
+    }
+    *total = CACHE_SEAL_LEN + plen;
+    return 0;
+}
+
+int cache_pack_unseal(const void *v, size_t n, const char **why)
+{
+    const uint8_t *u = v;
+    uint64_t total;
+
+    if (cache_pack_seal_len(v, n, &total, why) != 0)
+        return -EBADMSG;
+    if (n != total) {
+        *why = n < total ? "cut short" : "longer than its declared length";
+        return -EBADMSG;
+    }
+    if (le_get(u + SEAL_SUM, 8) != cache_pack_sum(u + SEAL_PLEN, n - SEAL_PLEN)) {
+        *why = "checksum mismatch";
+        return -EBADMSG;
+    }
     return 0;
 }

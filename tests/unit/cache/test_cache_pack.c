@@ -1,6 +1,7 @@
 /* tests/unit/cache/test_cache_pack.c: the metadata encoding shared by L2 and Redis:
  * round trip of every field, the header facts re-derived on decode, and rejection of
- * every truncation and of corrupted lengths. */
+ * every truncation and of corrupted lengths; sealed values: round trip, and rejection of
+ * every single-byte change, every truncation and every extension. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include <xxhash.h>
 
 #include "cache/cache_pack.h"
 
@@ -100,11 +103,59 @@ static void test_truncated_and_corrupt(void **state)
     buf_fini(&b);
 }
 
+static void test_seal(void **state)
+{
+    (void)state;
+    uint8_t v[CACHE_SEAL_LEN + 300 + 1], c[sizeof(v)];
+    const size_t n = sizeof(v) - 1, plen = n - CACHE_SEAL_LEN;
+    const char *why = NULL;
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < plen; i++)
+        v[CACHE_SEAL_LEN + i] = (uint8_t)(i * 31 + 7);
+    cache_pack_seal(v, plen);
+    assert_memory_equal(v, "MCSV", 4);
+    assert_int_equal(cache_pack_unseal(v, n, &why), 0);
+    assert_int_equal(cache_pack_seal_len(v, CACHE_SEAL_LEN, &total, &why), 0);
+    assert_int_equal(total, n);
+    /* The checksum is the one L2 headers use, over the length field and the payload. */
+    assert_int_equal(cache_pack_sum(v + 16, n - 16), XXH3_64bits(v + 16, n - 16));
+
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned m = 1; m < 256; m <<= 1) { /* every bit of every byte */
+            memcpy(c, v, n);
+            c[i] ^= (uint8_t)m;
+            why = NULL;
+            assert_int_equal(cache_pack_unseal(c, n, &why), -EBADMSG);
+            assert_non_null(why);
+        }
+        memcpy(c, v, n);
+        c[i] ^= 0xff;
+        assert_int_equal(cache_pack_unseal(c, n, &why), -EBADMSG);
+    }
+    for (size_t k = 0; k < n; k++) {
+        assert_int_equal(cache_pack_unseal(v, k, &why), -EBADMSG);
+        assert_string_equal(why, k < CACHE_SEAL_LEN ? "shorter than its frame" : "cut short");
+    }
+    memcpy(c, v, n);
+    c[n] = 0;
+    assert_int_equal(cache_pack_unseal(c, n + 1, &why), -EBADMSG);
+    assert_string_equal(why, "longer than its declared length");
+    /* An empty payload is a valid value. */
+    cache_pack_seal(c, 0);
+    assert_int_equal(cache_pack_unseal(c, CACHE_SEAL_LEN, &why), 0);
+    /* A declared length that would overflow the total. */
+    memcpy(c, v, n);
+    memset(c + 16, 0xff, 8);
+    assert_int_equal(cache_pack_seal_len(c, n, &total, &why), -EBADMSG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_truncated_and_corrupt),
+        cmocka_unit_test(test_seal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
