@@ -14,6 +14,11 @@
  * then waits in `done` until the loop's idle handle hands the answer to the caller, so a
  * caller is never re-entered from edge_redis_get() or from inside hiredis.
  *
+ * Values are sealed (cache_pack_seal(): length and checksum of everything) and verified
+ * before anything in them is used. A bad one is a miss, counted, logged once and deleted
+ * only if it is still the value that was read (a script compares its SHA-1), so a good
+ * copy another edge has written meanwhile is not lost; docs/internals/cache.md.
+ *
  * The breaker in struct edge_redis is shared by every loop: its state is read lock-free
  * on each call, transitions take its mutex. Counters are relaxed atomics. */
 #include "edge/edge_redis.h"
@@ -30,6 +35,8 @@
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+#include <xxhash.h>
 
 #include "cache/cache_key.h"
 #include "cache/cache_pack.h"
@@ -57,6 +64,17 @@
 #define CONNECT_TIMEOUT_MIN_MS 250
 /* Redis refuses PX values whose expiry overflows; nothing we store lives a year. */
 #define TTL_MAX_MS (366ull * 86400 * 1000)
+/* Bad values this loop has warned about and not yet seen dropped. */
+#define BAD_SEEN 8
+#define SHA1_LEN 20
+
+/* Deletes KEYS[1] only while it holds the value a GET read: the same range (ARGV[1] is
+ * the GETRANGE end) with the same SHA-1 (ARGV[2]). One script runs atomically, so a value
+ * written between our GET and this DEL (another edge's good copy) is left alone. */
+static const char DROP_SCRIPT[] =
+    "local v = redis.call('GETRANGE', KEYS[1], 0, ARGV[1]) "
+    "if #v > 0 and redis.sha1hex(v) == ARGV[2] then return redis.call('DEL', KEYS[1]) end "
+    "return 0";
 
 enum brk_state { BRK_CLOSED, BRK_OPEN, BRK_HALF };
 enum brk_verdict { BRK_SKIP, BRK_PASS, BRK_PROBE };
@@ -72,7 +90,7 @@ struct edge_redis {
     uint64_t max_object;
     uint64_t timeout_ms;
     uint64_t connect_timeout_ms;
-    uint64_t value_cap;  /* longest value a GET accepts: META_MAX + max_object */
+    uint64_t value_cap;  /* longest value a GET accepts: frame + META_MAX + max_object */
     _Atomic unsigned nconns;
     /* Breaker: `state` and `fails` are read without the lock, written under it. */
     pthread_mutex_t mtx;
@@ -81,8 +99,8 @@ struct edge_redis {
     uint64_t backoff_ms;     /* mtx */
     uint64_t until_ms;       /* mtx; OPEN: end of back-off; HALF: when a new probe may go */
     struct {
-        _Atomic uint64_t hits, misses, errors, timeouts, skipped_open, skipped_down, stores,
-            store_skipped_large, del_failed, trips;
+        _Atomic uint64_t hits, misses, errors, corrupt, timeouts, skipped_open, skipped_down,
+            stores, store_skipped_large, del_failed, trips;
     } st;
 };
 
@@ -116,6 +134,11 @@ struct edge_redis_conn {
     struct rget *done, *done_tail;
     int closing;
     unsigned handles;        /* not yet closed; freed at 0 with no gai pending */
+    /* Fingerprints (Redis key and SHA-1 of the value) of bad values already logged and
+     * sent a drop: the GETs queued behind the first one that saw a value, or every GET
+     * when the server refuses the script, neither log nor drop it again. 0: free slot. */
+    uint64_t bad_seen[BAD_SEEN];
+    unsigned bad_next;
 };
 
 #define ST_ADD(r, f) atomic_fetch_add_explicit(&(r)->st.f, 1, memory_order_relaxed)
@@ -490,39 +513,129 @@ static void rkey(const char *key, size_t klen, char out[RKEY_LEN])
     }
 }
 
-static struct cache_obj *decode(struct edge_redis *r, const redisReply *rep, const struct rget *g)
+int edge__redis_value_decode(const void *v, size_t n, uint64_t cap, const char *key,
+                             size_t klen, struct cache_obj **out, const char **why)
 {
+    const char *p = v;
     struct cache_obj *o;
     char *pkey;
     size_t plen, used;
+    uint64_t total;
 
     /* GETRANGE answers "" for a missing key; a value of ours is never empty. */
-    if (rep->type == REDIS_REPLY_NIL || (rep->type == REDIS_REPLY_STRING && rep->len == 0)) {
-        ST_ADD(r, misses);
-        return NULL;
+    if (n == 0)
+        return -ENOENT;
+    if (n > cap) {
+        /* Only a prefix was read. A sound frame declaring more than the cap is a value an
+         * edge with a larger --redis-max-object wrote: not ours to read, nor to judge. */
+        if (cache_pack_seal_len(v, n, &total, why) != 0)
+            return -EBADMSG;
+        if (total > cap)
+            return -EFBIG;
+        *why = "longer than its declared length";
+        return -EBADMSG;
     }
-    if (rep->type != REDIS_REPLY_STRING || (uint64_t)rep->len > r->value_cap ||
-        cache_unpack_meta(rep->str, (size_t)rep->len, &o, &pkey, &plen, &used) != 0) {
-        ST_ADD(r, errors);
-        return NULL;
+    if (cache_pack_unseal(v, n, why) != 0)
+        return -EBADMSG;
+    p += CACHE_SEAL_LEN;
+    n -= CACHE_SEAL_LEN;
+    /* The checksum held, so this is what some writer sealed: a writer bug or a forgery. */
+    if (cache_unpack_meta(p, n, &o, &pkey, &plen, &used) != 0) {
+        *why = "undecodable metadata";
+        return -EBADMSG;
     }
     /* The Redis key is a hash: the stored primary key must be ours, byte for byte. */
-    int same = plen == g->klen && memcmp(pkey, g->key, plen) == 0;
+    int same = plen == klen && memcmp(pkey, key, plen) == 0;
     free(pkey);
     if (!same) {
         cache_obj_unref(&o);
-        ST_ADD(r, misses);
-        return NULL;
+        return -ENOENT;
     }
-    o->body = cache_body_from(rep->str + used, (size_t)rep->len - used);
+    o->body = cache_body_from(p + used, n - used);
     if (!o->body) {
-        /* Payload memory ran out: this becomes a miss, the next tier serves it. */
         cache_obj_unref(&o);
-        ST_ADD(r, errors);
-        return NULL;
+        return -ENOMEM;
     }
-    ST_ADD(r, hits);
-    return o;
+    *out = o;
+    return 0;
+}
+
+/* ---- bad values ---- */
+
+static int bad_seen_find(const struct edge_redis_conn *c, uint64_t fp)
+{
+    for (int i = 0; i < BAD_SEEN; i++)
+        if (c->bad_seen[i] == fp)
+            return i;
+    return -1;
+}
+
+struct drop {
+    uint64_t fp;
+};
+
+static void on_drop(redisAsyncContext *ac, void *rep, void *priv)
+{
+    struct edge_redis_conn *c = ac->data;
+    redisReply *reply = rep;
+    struct drop *d = priv;
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        /* Scripts refused (ACL, a proxy): the value stays until the refetch overwrites it
+         * or it expires; its fingerprint stays too, so it is not logged again. */
+        log_info("redis corrupt value not deleted", "error=\"%s\"", reply->str);
+    } else {
+        /* Deleted, already replaced or expired, or the connection went away before the
+         * answer (the next sighting tries again): the same bytes seen again are news. */
+        int i = bad_seen_find(c, d->fp);
+        if (i >= 0)
+            c->bad_seen[i] = 0;
+    }
+    free(d);
+}
+
+/* v[0..n): the bytes a GET of key read and found bad. Counts it; the first time this loop
+ * sees these bytes under this key, logs it and sends the conditional delete. */
+static void bad_value(struct edge_redis_conn *c, const char *key, size_t klen, const char *v,
+                      size_t n, const char *why)
+{
+    static const char hex[] = "0123456789abcdef";
+    struct edge_redis *r = c->r;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char k[RKEY_LEN], sha[2 * SHA1_LEN], end[24];
+    uint64_t fp;
+
+    ST_ADD(r, corrupt);
+    rkey(key, klen, k);
+    if (EVP_Digest(v, n, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != SHA1_LEN) {
+        log_warn("redis value corrupt", "redis_key=%.*s reason=\"%s\" bytes=%zu dropped=no",
+                 (int)RKEY_LEN, k, why, n);
+        return;
+    }
+    memcpy(&fp, md, sizeof(fp));
+    fp ^= XXH3_64bits(k, RKEY_LEN);
+    fp |= 1; /* 0 marks a free slot */
+    if (bad_seen_find(c, fp) >= 0)
+        return;
+    c->bad_seen[c->bad_next] = fp;
+    c->bad_next = (c->bad_next + 1) % BAD_SEEN;
+    log_warn("redis value corrupt", "redis_key=%.*s reason=\"%s\" bytes=%zu", (int)RKEY_LEN, k,
+             why, n);
+    for (int i = 0; i < SHA1_LEN; i++) {
+        sha[2 * i] = hex[md[i] >> 4];
+        sha[2 * i + 1] = hex[md[i] & 15];
+    }
+    size_t el = mc_u64_digits(r->value_cap, end);
+    const char *argv[] = {"EVAL", DROP_SCRIPT, "1", k, end, sha};
+    const size_t argvlen[] = {4, sizeof(DROP_SCRIPT) - 1, 1, RKEY_LEN, el, sizeof(sha)};
+    struct drop *d = mc_xmalloc(sizeof(*d));
+    d->fp = fp;
+    /* Sent on this loop's connection ahead of the refetch's SET, so our own new copy is
+     * never the one deleted. */
+    if (redisAsyncCommandArgv(c->ac, on_drop, d, 6, argv, argvlen) != REDIS_OK)
+        free(d);
 }
 
 static void on_get(redisAsyncContext *ac, void *rep, void *priv)
@@ -530,6 +643,7 @@ static void on_get(redisAsyncContext *ac, void *rep, void *priv)
     struct rget *g = priv;
     redisReply *reply = rep;
     struct cache_obj *o = NULL;
+    const char *why = NULL;
 
     MC_CHECK_OBJ_NOTNULL(g, RGET_MAGIC);
     struct edge_redis_conn *c = g->c;
@@ -544,8 +658,33 @@ static void on_get(redisAsyncContext *ac, void *rep, void *priv)
         ST_ADD(r, errors);
         brk_failure(r, "error reply");
     } else {
+        /* Bad values say nothing of Redis' health: the server answered. */
         brk_success(r);
-        o = decode(r, reply, g);
+        if (reply->type == REDIS_REPLY_NIL) {
+            ST_ADD(r, misses);
+        } else if (reply->type != REDIS_REPLY_STRING) {
+            ST_ADD(r, errors);
+        } else {
+            switch (edge__redis_value_decode(reply->str, reply->len, r->value_cap, g->key,
+                                             g->klen, &o, &why)) {
+            case 0:
+                ST_ADD(r, hits);
+                break;
+            case -ENOENT:
+                ST_ADD(r, misses);
+                break;
+            case -EBADMSG:
+                if (ac == c->ac)
+                    bad_value(c, g->key, g->klen, reply->str, reply->len, why);
+                else
+                    ST_ADD(r, corrupt);
+                break;
+            default:
+                /* Over this edge's cap, or no payload memory: the next tier serves it. */
+                ST_ADD(r, errors);
+                break;
+            }
+        }
     }
     answer(g, o);
     if (ac == c->ac)
@@ -656,20 +795,21 @@ void edge_redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
         goto out;
     }
     /* The value is payload memory: when it cannot be had the object just is not shared. */
-    size_t vlen = meta.len + (size_t)blen;
-    char *v = malloc(vlen ? vlen : 1);
+    size_t vlen = CACHE_SEAL_LEN + meta.len + (size_t)blen;
+    char *v = malloc(vlen);
     if (!v)
         goto out;
-    memcpy(v, meta.data, meta.len);
+    memcpy(v + CACHE_SEAL_LEN, meta.data, meta.len);
     struct cache_body_cursor cur;
     const char *span;
-    size_t n, at = meta.len;
+    size_t n, at = CACHE_SEAL_LEN + meta.len;
     cache_body_cursor_init(&cur, o->body);
     while ((n = cache_body_next(&cur, o->body, blen, SIZE_MAX, &span)) > 0) {
         memcpy(v + at, span, n);
         at += n;
     }
     MC_ASSERT(at == vlen); /* a complete body never changes */
+    cache_pack_seal(v, vlen - CACHE_SEAL_LEN);
     rkey(key, klen, k);
     size_t tl = mc_u64_digits(MC_MIN(ttl_ms, TTL_MAX_MS), ttl);
     const char *argv[] = {"SET", k, v, "PX", ttl};
@@ -961,7 +1101,7 @@ int edge_redis_new(const char *url, uint64_t max_object, uint64_t timeout_ms,
     r->max_object = max_object ? max_object : EDGE_REDIS_MAX_OBJECT_DEFAULT;
     r->timeout_ms = timeout_ms ? timeout_ms : EDGE_REDIS_TIMEOUT_DEFAULT_MS;
     r->connect_timeout_ms = MC_MAX(4 * r->timeout_ms, (uint64_t)CONNECT_TIMEOUT_MIN_MS);
-    r->value_cap = META_MAX + r->max_object;
+    r->value_cap = CACHE_SEAL_LEN + META_MAX + r->max_object;
     r->backoff_ms = BREAKER_BACKOFF_MIN_MS;
     pthread_mutex_init(&r->mtx, NULL);
     *out = r;
@@ -991,6 +1131,7 @@ void edge_redis_stats(const struct edge_redis *cr, struct edge_redis_stats *out)
     out->hits = LD(hits);
     out->misses = LD(misses);
     out->errors = LD(errors);
+    out->corrupt = LD(corrupt);
     out->timeouts = LD(timeouts);
     out->skipped_open = LD(skipped_open);
     out->skipped_down = LD(skipped_down);

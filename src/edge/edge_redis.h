@@ -8,8 +8,12 @@
  * connection is down, and after 3 consecutive failures the breaker opens and the tier
  * skips itself until a probe after a back-off (0.5 s doubling to 5 s) succeeds.
  *
- * Redis key: "mlcdn:obj:" + hex XXH3-128 of the primary key text. Value: cache_pack_meta()
- * bytes (which carry the primary key, checked on read) followed by the body. */
+ * Redis key: "mlcdn:obj:" + hex XXH3-128 of the primary key text. Value: sealed
+ * (cache_pack_seal(): magic, version, length and checksum of everything) around the
+ * cache_pack_meta() bytes (which carry the primary key, checked on read) and the body.
+ * A value that does not verify is never served: the GET is a miss (the next tier or the
+ * origin answers, and the refetch stores a good copy), it is counted in `corrupt`, logged
+ * once and deleted unless it changed since it was read. */
 #ifndef MLCDN_EDGE_EDGE_REDIS_H
 #define MLCDN_EDGE_EDGE_REDIS_H
 
@@ -48,7 +52,7 @@ struct edge_redis_conn *edge_redis_loop_init(struct edge_redis *r, uv_loop_t *lo
 void edge_redis_loop_fini(struct edge_redis_conn **c);
 
 /* o: a new reference for the callee (complete body in memory), or NULL on a miss, an
- * error, a timeout, a skipped call or an undecodable value. pkey/plen: the key passed
+ * error, a timeout, a skipped call or a bad value. pkey/plen: the key passed
  * to edge_redis_get(), valid during the call only. */
 typedef void edge_redis_get_cb(void *arg, struct cache_obj *o, const char *pkey, size_t plen);
 
@@ -71,7 +75,10 @@ void edge_redis_del(struct edge_redis_conn *c, const char *key, size_t klen);
 struct edge_redis_stats {
     uint64_t hits;
     uint64_t misses;              /* not in Redis, or stored under another primary key */
-    uint64_t errors;              /* timeouts, connection failures, error replies, bad values */
+    uint64_t errors;              /* timeouts, connection failures, error replies, values over
+                                     the read cap, no memory for a body */
+    uint64_t corrupt;             /* values that failed verification (frame, length, checksum,
+                                     metadata), each also a miss for its request */
     uint64_t timeouts;            /* GETs answered at their deadline */
     uint64_t skipped_open;        /* calls skipped by the open breaker */
     uint64_t skipped_down;        /* calls skipped because this loop was not connected */
@@ -84,5 +91,13 @@ struct edge_redis_stats {
 void edge_redis_stats(const struct edge_redis *r, struct edge_redis_stats *out);
 /* "closed", "open" or "half-open" (static string), for /health and logs. */
 const char *edge_redis_state(const struct edge_redis *r);
+
+/* Module-private, for the unit tests and the fuzzer: decodes the value v[0..n) that a
+ * GETRANGE 0 cap of key[0..klen) read (n > cap: the value is longer than the cap). Returns
+ * 0 with a new object (body attached) in *out; -ENOENT when empty or another key's object;
+ * -EFBIG when a sound frame declares more than cap; -EBADMSG, with a static reason in
+ * *why, when the value is bad (frame, length, checksum or metadata); -ENOMEM. */
+int edge__redis_value_decode(const void *v, size_t n, uint64_t cap, const char *key,
+                             size_t klen, struct cache_obj **out, const char **why);
 
 #endif

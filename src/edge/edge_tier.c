@@ -921,6 +921,7 @@ L2_STAT(indexed_at_start)
 REDIS_STAT(hits)
 REDIS_STAT(misses)
 REDIS_STAT(errors)
+REDIS_STAT(corrupt)
 REDIS_STAT(timeouts)
 REDIS_STAT(skipped_open)
 REDIS_STAT(skipped_down)
@@ -957,6 +958,10 @@ static void tier_metrics(struct edge *e)
         metrics_counter_fn("mlcdn_edge_redis_errors_total",
                            "Redis timeouts, connection failures and error replies", NULL,
                            redis_stat_errors, e);
+        metrics_counter_fn("mlcdn_edge_redis_corrupt_total",
+                           "Redis values refused for a bad frame, length or checksum (served "
+                           "from the next tier)",
+                           NULL, redis_stat_corrupt, e);
         metrics_counter_fn("mlcdn_edge_redis_timeouts_total",
                            "Redis lookups answered as misses at their deadline", NULL,
                            redis_stat_timeouts, e);

@@ -2,8 +2,9 @@
  *
  * A redis-server is started on a free port from a temp dir (fork+exec, stopped by PID);
  * the tests drive a uv loop by hand. Covered: URL parsing and errors, put/get round trip,
- * misses, PX expiry, size limits, primary-key mismatch, undecodable and oversized values,
- * DEL, AUTH and SELECT, host names and [::1], two loops on two threads, finalising with
+ * misses, PX expiry, size limits, primary-key mismatch, foreign and oversized values,
+ * sealed values (every flip and cut refused; damaged values missed, counted, logged once and
+ * deleted only while unchanged, left alone when scripts are refused), DEL, AUTH and SELECT, host names and [::1], two loops on two threads, finalising with
  * GETs in flight, and the breaker: a stopped server (SIGSTOP) answers within the deadline
  * and trips it, calls are then skipped, a killed and restarted server closes it again.
  * Timing asserts are loose (< 1 s); the suite skips when redis-server is not installed.
@@ -509,8 +510,56 @@ static void test_large_not_stored(void **state)
     fx_close(&f);
 }
 
+/* A value as edge_redis_put() writes it: frame, metadata stored under pkey, body. */
+static void seal_value(struct buf *v, const char *pkey, const struct cache_obj *o,
+                       const char *body, size_t n)
+{
+    static const char frame[CACHE_SEAL_LEN];
+    v->len = 0;
+    assert_int_equal(buf_append(v, frame, sizeof(frame)), 0);
+    assert_int_equal(cache_pack_meta(v, pkey, strlen(pkey), o), 0);
+    assert_int_equal(buf_append(v, body, n), 0);
+    cache_pack_seal(v->data, v->len - CACHE_SEAL_LEN);
+}
+
+static long long sync_exists(redisContext *s, const char *k)
+{
+    redisReply *rep = redisCommand(s, "EXISTS %b", k, RKEY_LEN);
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_INTEGER);
+    long long n = rep->integer;
+    freeReplyObject(rep);
+    return n;
+}
+
+/* Runs the loop until the value under k is gone (the drop of a bad value is async). */
+static void wait_gone(struct fx *f, redisContext *s, const char *k)
+{
+    for (uint64_t end = now_ms() + 3000; now_ms() < end; usleep(500)) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        if (sync_exists(s, k) == 0)
+            return;
+    }
+    fail_msg("the bad value was not deleted");
+}
+
+/* Runs the loop until every drop this loop sent was answered. */
+static void wait_drops(struct fx *f)
+{
+    for (uint64_t end = now_ms() + 3000; now_ms() < end; usleep(500)) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        int pending = 0;
+        for (int i = 0; i < BAD_SEEN; i++)
+            pending |= f->c->bad_seen[i] != 0;
+        if (!pending)
+            return;
+    }
+    fail_msg("a drop was not answered");
+}
+
 /* Values written behind the tier's back: another key's object under our hash, bytes that
- * are no object, and a value over the read cap. */
+ * are no value of ours, a value longer than the read cap, and one longer than its frame
+ * says. */
 static void test_foreign_values(void **state)
 {
     struct fx f;
@@ -524,13 +573,13 @@ static void test_foreign_values(void **state)
     redisContext *s = sync_client();
 
     struct cache_obj *o = mkobj("other", 5);
-    buf_init(&v, 1 << 20);
-    assert_int_equal(cache_pack_meta(&v, "h/other", 7, o), 0);
-    assert_int_equal(buf_append(&v, "other", 5), 0);
+    buf_init(&v, 4 << 20);
+    seal_value(&v, "h/other", o, "other", 5);
     rkey("h/mine", 6, k);
     sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, v.data, v.len);
     assert_null(get_sync(&f, "h/mine"));
     assert_int_equal(stats(&f).misses, 1);
+    assert_int_equal(sync_exists(s, k), 1); /* a sound value: someone else's, left alone */
     /* Same bytes under the right hash are a hit: only the key made the difference. */
     rkey("h/other", 7, k);
     sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, v.data, v.len);
@@ -542,20 +591,36 @@ static void test_foreign_values(void **state)
     rkey("h/othe", 6, k);
     sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, v.data, v.len);
     assert_null(get_sync(&f, "h/othe"));
+    assert_int_equal(stats(&f).corrupt, 0);
 
     rkey("h/garbage", 9, k);
-    sync_cmd_ok(s, "SET %b %s", k, RKEY_LEN, "not an object");
+    sync_cmd_ok(s, "SET %b %s", k, RKEY_LEN, "not an object, and longer than a frame");
     assert_null(get_sync(&f, "h/garbage"));
-    assert_int_equal(stats(&f).errors, 1);
+    assert_int_equal(stats(&f).corrupt, 1);
+    wait_gone(&f, s, k);
 
-    /* Larger than META_MAX + max_object: GETRANGE reads one byte past the cap, no more. */
+    /* A sound frame declaring more than META_MAX + max_object (an edge with a larger
+     * --redis-max-object wrote it): GETRANGE reads one byte past the cap, no more, and the
+     * value is neither ours to serve nor to delete. */
     size_t n = META_MAX + 1024 + 4096;
     char *huge = calloc(1, n);
+    seal_value(&v, "h/huge", o, huge, n);
+    rkey("h/huge", 6, k);
+    sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, v.data, v.len);
+    assert_null(get_sync(&f, "h/huge"));
+    assert_int_equal(stats(&f).errors, 1);
+    assert_int_equal(stats(&f).corrupt, 1);
+    spin_ms(&f.loop, 50);
+    assert_int_equal(sync_exists(s, k), 1);
+    /* A short value with junk after it up to past the cap: its frame gives it away. */
+    seal_value(&v, "h/other", o, "other", 5);
     memcpy(huge, v.data, v.len);
     rkey("h/other", 7, k);
     sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, huge, n);
     assert_null(get_sync(&f, "h/other"));
-    assert_int_equal(stats(&f).errors, 2);
+    assert_int_equal(stats(&f).errors, 1);
+    assert_int_equal(stats(&f).corrupt, 2);
+    wait_gone(&f, s, k);
     assert_int_equal(stats(&f).breaker_open, 0); /* bad values say nothing of Redis' health */
     free(huge);
 
@@ -563,6 +628,288 @@ static void test_foreign_values(void **state)
     cache_obj_unref(&o);
     redisFree(s);
     fx_close(&f);
+}
+
+/* Encode/verify without a server: a good value round-trips; every single-byte change
+ * (three patterns per byte), every truncation and every extension is refused. */
+static void test_value_decode(void **state)
+{
+    struct buf v;
+    struct cache_obj *g = NULL;
+    const char *why;
+    char body[600];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(body); i++)
+        body[i] = (char)(i * 7 + 3);
+    struct cache_obj *o = mkobj(body, sizeof(body));
+    buf_init(&v, 1 << 20);
+    seal_value(&v, "h/dec", o, body, sizeof(body));
+    uint64_t cap = CACHE_SEAL_LEN + META_MAX + 1024;
+    assert_int_equal(edge__redis_value_decode(v.data, v.len, cap, "h/dec", 5, &g, &why), 0);
+    assert_body(g, body, sizeof(body));
+    assert_int_equal(g->hdrs_len, o->hdrs_len);
+    assert_memory_equal(g->hdrs, o->hdrs, o->hdrs_len);
+    assert_int_equal(g->response_time, o->response_time);
+    cache_obj_unref(&g);
+
+    char *c = malloc(v.len + 1);
+    static const uint8_t masks[] = {0x01, 0x80, 0xff};
+    for (size_t i = 0; i < v.len; i++) {
+        for (size_t m = 0; m < sizeof(masks); m++) {
+            memcpy(c, v.data, v.len);
+            c[i] = (char)(c[i] ^ masks[m]);
+            why = NULL;
+            assert_int_equal(edge__redis_value_decode(c, v.len, cap, "h/dec", 5, &g, &why),
+                             -EBADMSG);
+            assert_null(g);
+            assert_non_null(why);
+        }
+    }
+    assert_int_equal(edge__redis_value_decode(v.data, 0, cap, "h/dec", 5, &g, &why), -ENOENT);
+    for (size_t n = 1; n < v.len; n++)
+        assert_int_equal(edge__redis_value_decode(v.data, n, cap, "h/dec", 5, &g, &why),
+                         -EBADMSG);
+    memcpy(c, v.data, v.len);
+    c[v.len] = 'x';
+    assert_int_equal(edge__redis_value_decode(c, v.len + 1, cap, "h/dec", 5, &g, &why),
+                     -EBADMSG);
+    assert_string_equal(why, "longer than its declared length");
+    assert_null(g);
+    /* The format before values were sealed (metadata then body, no frame). */
+    assert_int_equal(edge__redis_value_decode(v.data + CACHE_SEAL_LEN, v.len - CACHE_SEAL_LEN,
+                                              cap, "h/dec", 5, &g, &why), -EBADMSG);
+    /* A sound value read only up to a cap it exceeds. */
+    assert_int_equal(edge__redis_value_decode(v.data, 100, 99, "h/dec", 5, &g, &why), -EFBIG);
+    free(c);
+    buf_fini(&v);
+    cache_obj_unref(&o);
+}
+
+/* Temporarily sends stderr to a file, to count the tier's log lines. */
+struct cap {
+    int saved;
+    char path[64];
+};
+
+static void cap_start(struct cap *cp)
+{
+    snprintf(cp->path, sizeof(cp->path), "%s/stderr.log", g_dir);
+    int fd = open(cp->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    cp->saved = dup(2);
+    assert_true(cp->saved >= 0);
+    dup2(fd, 2);
+    close(fd);
+}
+
+/* Restores stderr; returns how many lines contained `what`. */
+static int cap_end(struct cap *cp, const char *what)
+{
+    char line[1024];
+    int n = 0;
+    fflush(stderr);
+    dup2(cp->saved, 2);
+    close(cp->saved);
+    FILE *fp = fopen(cp->path, "r");
+    assert_non_null(fp);
+    while (fgets(line, sizeof(line), fp))
+        n += strstr(line, what) != NULL;
+    fclose(fp);
+    unlink(cp->path);
+    return n;
+}
+
+/* Damage done to a value the tier wrote: each kind is a miss, counted, logged once and
+ * deleted; a put afterwards is served again. Every flip and cut of that very value is
+ * refused by the decoder too. */
+static void test_corrupt_values(void **state)
+{
+    struct fx f;
+    struct cap cp;
+    char k[RKEY_LEN], body[3000];
+    (void)state;
+    NEED_REDIS();
+
+    for (size_t i = 0; i < sizeof(body); i++)
+        body[i] = (char)('a' + i % 26);
+    fx_open(&f, NULL, 0, 0);
+    assert_true(wait_up(&f, 2000));
+    redisContext *s = sync_client();
+    struct cache_obj *o = mkobj(body, sizeof(body));
+    edge_redis_put(f.c, "h/bad", 5, o, 60000);
+    struct cache_obj *g = get_sync(&f, "h/bad");
+    assert_non_null(g);
+    cache_obj_unref(&g);
+    rkey("h/bad", 5, k);
+    redisReply *rep = redisCommand(s, "GET %b", k, RKEY_LEN);
+    assert_int_equal(rep->type, REDIS_REPLY_STRING);
+    size_t len = rep->len;
+    char *good = malloc(len + 1), *bad = malloc(len + 1);
+    memcpy(good, rep->str, len);
+    freeReplyObject(rep);
+
+    const char *why;
+    for (size_t i = 0; i < len; i++) {
+        memcpy(bad, good, len);
+        bad[i] = (char)(bad[i] ^ 0x10);
+        assert_int_equal(edge__redis_value_decode(bad, len, f.r->value_cap, "h/bad", 5, &g,
+                                                  &why), -EBADMSG);
+    }
+    for (size_t n = 1; n < len; n++)
+        assert_int_equal(edge__redis_value_decode(good, n, f.r->value_cap, "h/bad", 5, &g,
+                                                  &why), -EBADMSG);
+
+    struct {
+        const char *what;
+        size_t at;  /* byte flipped, or SIZE_MAX */
+        size_t len; /* bytes kept (or, above len, written with 'x' after) */
+    } cases[] = {
+        {"flip in the frame's checksum", 10, len},
+        {"flip in the version", 4, len},
+        {"flip in the metadata", CACHE_SEAL_LEN + 40, len},
+        {"flip in the body", len - 1, len},
+        {"cut inside the body", SIZE_MAX, len - 100},
+        {"cut inside the frame", SIZE_MAX, 10},
+        {"extended", SIZE_MAX, len + 1},
+        {"unsealed, the older format", SIZE_MAX, 0},
+    };
+    uint64_t corrupt = 0;
+    for (size_t i = 0; i < MC_ARRAY_SIZE(cases); i++) {
+        const char *v = bad;
+        size_t n = cases[i].len;
+        memcpy(bad, good, len);
+        bad[len] = 'x';
+        if (cases[i].at != SIZE_MAX)
+            bad[cases[i].at] = (char)(bad[cases[i].at] ^ 0x01);
+        if (n == 0) {
+            v = good + CACHE_SEAL_LEN;
+            n = len - CACHE_SEAL_LEN;
+        }
+        sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, v, n);
+        cap_start(&cp);
+        g = get_sync(&f, "h/bad");
+        wait_gone(&f, s, k);
+        int lines = cap_end(&cp, "redis value corrupt");
+        if (g)
+            fail_msg("%s: served", cases[i].what);
+        assert_int_equal(stats(&f).corrupt, ++corrupt);
+        assert_int_equal(lines, 1);
+        /* The refetch's put makes the object good again. */
+        edge_redis_put(f.c, "h/bad", 5, o, 60000);
+        g = get_sync(&f, "h/bad");
+        assert_non_null(g);
+        assert_body(g, body, sizeof(body));
+        cache_obj_unref(&g);
+    }
+
+    /* Two GETs queued behind each other both see one bad value: both miss and count, one
+     * line is logged and one drop sent. */
+    memcpy(bad, good, len);
+    bad[len / 2] ^= 0x01;
+    sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, bad, len);
+    struct res r1, r2;
+    cap_start(&cp);
+    get_start(&f, &r1, "h/bad");
+    get_start(&f, &r2, "h/bad");
+    get_wait(&f, &r1);
+    get_wait(&f, &r2);
+    wait_gone(&f, s, k);
+    wait_drops(&f);
+    assert_int_equal(cap_end(&cp, "redis value corrupt"), 1);
+    assert_null(r1.o);
+    assert_null(r2.o);
+    corrupt += 2;
+    assert_int_equal(stats(&f).corrupt, corrupt);
+    assert_int_equal(stats(&f).errors, 0);
+    assert_int_equal(stats(&f).misses, 0);
+    assert_int_equal(stats(&f).breaker_open, 0);
+
+    free(good);
+    free(bad);
+    cache_obj_unref(&o);
+    redisFree(s);
+    fx_close(&f);
+}
+
+/* The delete of a bad value is conditional: a value that changed since it was read (another
+ * edge's good copy) stays. */
+static void test_drop_is_conditional(void **state)
+{
+    struct fx f;
+    char k[RKEY_LEN];
+    static const char stale[] = "the bad bytes this loop read";
+    (void)state;
+    NEED_REDIS();
+
+    fx_open(&f, NULL, 0, 0);
+    assert_true(wait_up(&f, 2000));
+    redisContext *s = sync_client();
+    struct cache_obj *o = mkobj("fresh", 5);
+    edge_redis_put(f.c, "h/cond", 6, o, 60000);
+    struct cache_obj *g = get_sync(&f, "h/cond");
+    assert_non_null(g);
+    cache_obj_unref(&g);
+    rkey("h/cond", 6, k);
+
+    /* Redis now holds a good value, not the bytes "read": nothing is deleted. */
+    bad_value(f.c, "h/cond", 6, stale, sizeof(stale) - 1, "test");
+    wait_drops(&f);
+    assert_int_equal(sync_exists(s, k), 1);
+    g = get_sync(&f, "h/cond");
+    assert_non_null(g);
+    assert_body(g, "fresh", 5);
+    cache_obj_unref(&g);
+    /* Holding exactly those bytes, it is. */
+    sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, stale, sizeof(stale) - 1);
+    bad_value(f.c, "h/cond", 6, stale, sizeof(stale) - 1, "test");
+    wait_gone(&f, s, k);
+    wait_drops(&f);
+    assert_int_equal(stats(&f).corrupt, 2);
+    cache_obj_unref(&o);
+    redisFree(s);
+    fx_close(&f);
+}
+
+/* A server that refuses scripts (ACL): the bad value stays until overwritten, every GET
+ * of it is still a counted miss, and it is logged once, not once per GET. */
+static void test_drop_refused(void **state)
+{
+    struct fx f;
+    struct cap cp;
+    char url[128], k[RKEY_LEN];
+    static const char junk[] = "junk that is longer than a frame would be";
+    (void)state;
+    NEED_REDIS();
+
+    redisContext *s = sync_client();
+    sync_cmd_ok(s, "ACL SETUSER noscript on >pw ~* +@all -@scripting");
+    snprintf(url, sizeof(url), "redis://noscript:pw@127.0.0.1:%d", g_port);
+    fx_open(&f, url, 0, 0);
+    assert_true(wait_up(&f, 2000));
+    rkey("h/refused", 9, k);
+    sync_cmd_ok(s, "SET %b %b", k, RKEY_LEN, junk, sizeof(junk) - 1);
+    cap_start(&cp);
+    for (int i = 0; i < 3; i++) {
+        assert_null(get_sync(&f, "h/refused"));
+        spin_ms(&f.loop, 20);
+    }
+    int corrupt_lines = cap_end(&cp, "redis value corrupt");
+    assert_int_equal(corrupt_lines, 1);
+    assert_int_equal(stats(&f).corrupt, 3);
+    assert_int_equal(sync_exists(s, k), 1);
+    assert_int_equal(stats(&f).breaker_open, 0);
+    /* The refetch's put replaces it. */
+    struct cache_obj *o = mkobj("good", 4);
+    edge_redis_put(f.c, "h/refused", 9, o, 60000);
+    struct cache_obj *g = get_sync(&f, "h/refused");
+    assert_non_null(g);
+    cache_obj_unref(&g);
+    fx_close(&f);
+    sync_cmd_ok(s, "ACL DELUSER noscript");
+    redisFree(s);
+    cache_obj_unref(&o);
 }
 
 static void test_del(void **state)
@@ -899,6 +1246,10 @@ int main(void)
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_large_not_stored),
         cmocka_unit_test(test_foreign_values),
+        cmocka_unit_test(test_value_decode),
+        cmocka_unit_test(test_corrupt_values),
+        cmocka_unit_test(test_drop_is_conditional),
+        cmocka_unit_test(test_drop_refused),
         cmocka_unit_test(test_del),
         cmocka_unit_test(test_hostname_and_ipv6),
         cmocka_unit_test(test_two_threads),
