@@ -515,6 +515,78 @@ def test_redis_killed_during_load_fails_no_request(site, redis):
     assert "mlcdn_edge_redis_errors_total" in m
 
 
+
+def redis_cli(redis, *args, stdin=None):
+    """redis-cli's raw answer as bytes; with stdin, that is the last argument (-x), sent as
+    is, so any byte can go into a value."""
+    argv = ["redis-cli", "-p", str(redis.port)] + (["-x"] if stdin is not None else [])
+    out = subprocess.run(argv + [str(a) for a in args], input=stdin, capture_output=True,
+                         check=True).stdout
+    return out[:-1] if out.endswith(b"\n") else out  # raw replies end with one newline
+
+
+def redis_value(redis, key):
+    n = int(redis_cli(redis, "strlen", key))
+    v = redis_cli(redis, "getrange", key, 0, n - 1) if n else b""
+    assert len(v) == n
+    return v
+
+
+def redis_clients(redis):
+    """Clients other than redis-cli that have sent a command (the edge's loops: PING ends
+    their handshake)."""
+    lines = redis_cli(redis, "client", "list").decode().splitlines()
+    cmds = [ln.split(" cmd=", 1)[1].split()[0] for ln in lines if " cmd=" in ln]
+    return sum(1 for c in cmds if not c.startswith("client") and c != "NULL")
+
+
+def wait_redis_connected(redis, n):
+    """Until exactly n edge loops are connected: a loop skips the tier while it connects."""
+    wait_for(lambda: redis_clients(redis) == n, what="%d Redis connections" % n)
+    time.sleep(0.2)  # the PING's answer is read by the edge's loop right after
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut"])
+def test_corrupt_redis_value_is_refetched_not_served(site, redis, damage):
+    body = site.put("/rc.bin", os.urandom(50_000), {"Cache-Control": "max-age=300"})
+    a = site.edge("--redis", redis.url)
+    wait_redis_connected(redis, 2)
+    assert a.get("/rc.bin").headers["X-Cache-Level"] == "ORIGIN"
+    wait_for(lambda: redis_cli(redis, "dbsize") == b"1", what="the object in Redis")
+    key = redis_cli(redis, "--scan").decode().split()[0]
+    good = redis_value(redis, key)
+    a.stop()
+    if damage == "flip":  # one byte in the middle of the body
+        off = len(good) - len(body) // 2
+        redis_cli(redis, "setrange", key, off, stdin=bytes([good[off] ^ 0x20]))
+    else:  # cut short inside the body, as a full Redis or a broken proxy would leave it
+        redis_cli(redis, "set", key, stdin=good[:len(good) - 1000])
+    bad = redis_value(redis, key)
+    assert bad != good
+    wait_redis_connected(redis, 0)
+
+    b = site.edge("--redis", redis.url)  # a fresh edge: empty L1, no L2
+    wait_redis_connected(redis, 2)
+    r = b.get("/rc.bin")
+    assert r.status == 200 and r.body == body
+    assert r.headers["X-Cache-Level"] == "ORIGIN"
+    assert site.origin_count("/rc.bin") == 2
+    assert metric(b.admin, "mlcdn_edge_redis_corrupt_total") == 1
+    assert metric(b.admin, 'mlcdn_edge_redis_skipped_total') == 0
+    # The refetch stored a good copy in place of the bad one.
+    wait_for(lambda: redis_cli(redis, "exists", key) == b"1" and redis_value(redis, key) != bad,
+             what="a new value in Redis")
+    assert b.log().count("redis value corrupt") == 1
+    b.stop()
+    wait_redis_connected(redis, 0)
+    c = site.edge("--redis", redis.url)
+    wait_redis_connected(redis, 2)
+    r = c.get("/rc.bin")
+    assert r.status == 200 and r.body == body and r.headers["X-Cache-Level"] == "REDIS"
+    assert site.origin_count("/rc.bin") == 2
+    assert metric(c.admin, "mlcdn_edge_redis_corrupt_total") == 0
+
+
 # ---------------------------------------------------------------- parents
 
 def test_parent_chain_of_two_edges(site):
