@@ -30,6 +30,8 @@ struct edge_cfg {
     int64_t negative_ttl_s;      /* lifetime of a 404/410 without freshness information */
     int64_t stale_if_error_s;    /* default stale-if-error window, -1 none */
     uint64_t max_body;           /* request body limit */
+    uint64_t request_buffer;     /* pass bodies up to this size are read whole before the
+                                  * origin is contacted; larger ones stream; 0 = always stream */
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms, send_timeout_ms;
     const char *const *ignore_params;
     size_t n_ignore;

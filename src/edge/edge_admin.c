@@ -96,6 +96,14 @@ void edge_metrics_init(struct edge *e)
     e->m.stored = metrics_counter("mlcdn_edge_stored_total", "Responses stored in L1", NULL);
     e->m.not_stored = metrics_counter("mlcdn_edge_not_stored_total",
                                       "Responses not stored (uncacheable or refused)", NULL);
+    static const char bh[] = "Request bodies forwarded to origins: read whole first "
+                             "(buffered) or streamed (over --request-buffer)";
+    e->m.bodies_buffered = metrics_counter("mlcdn_edge_request_bodies_total", bh,
+                                           "mode=\"buffered\"");
+    e->m.bodies_streamed = metrics_counter("mlcdn_edge_request_bodies_total", bh,
+                                           "mode=\"streamed\"");
+    e->m.body_timeouts = metrics_counter("mlcdn_edge_request_body_timeouts_total",
+                                         "Forwarded request bodies that stalled (408)", NULL);
     metrics_gauge_fn("mlcdn_edge_l1_bytes", "Bytes charged to L1", NULL, l1_bytes_read, e);
     metrics_gauge_fn("mlcdn_edge_l1_objects", "Objects in L1", NULL, l1_objects_read, e);
 }

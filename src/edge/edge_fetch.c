@@ -108,7 +108,8 @@ static struct edge_fill *fill_new(struct edge_worker *w, const char *pkey, size_
     f->route_ttl_s = -1;
     pthread_mutex_init(&f->mtx, NULL);
     buf_init(&f->resp_hdrs, RESP_HDRS_MAX);
-    buf_init(&f->upload, UPLOAD_HIGH + (1u << 20));
+    /* Room for --request-buffer (or the streaming high mark) and one read of the client. */
+    buf_init(&f->upload, MC_MAX(w->e->cfg.request_buffer, (uint64_t)UPLOAD_HIGH) + (1u << 20));
     return f;
 }
 
@@ -585,6 +586,8 @@ static void waiter_pump(struct edge_waiter *wt)
     waiter_finish(wt);
 }
 
+static int fill_launch(struct edge_fill *f);
+
 /* ---- streamed request bodies: client -> curl ---- */
 
 static void upload_unpause_curl(struct edge_fill *f)
@@ -612,6 +615,51 @@ static void on_resume_timer(uv_timer_t *t)
         f->client_paused = 0;
         http_x_body_resume(f->upload_x);
     }
+}
+
+/* ---- request bodies read before the origin is contacted ---- */
+
+/* A pass request's body is read into f->upload before the fill starts, up to
+ * --request-buffer: a client that sends its body slowly (or stops) holds only its own
+ * connection, never an origin connection, and a stalled body gets its 408 from the body
+ * timeout without the origin ever seeing the request. A body that fits goes to the origin
+ * in one piece with a Content-Length (also when the client sent it chunked) and may be
+ * sent again to the next origin; a larger one starts streaming once the buffer is full. */
+
+/* The body went wrong before the origin was contacted (400, 408, 413): answer with that. */
+static void upload_buffer_fail(struct edge_fill *f, int status, const char *msg)
+{
+    f->upload_buffering = 0;
+    f->upload_failed = 1;
+    pthread_mutex_lock(&f->mtx);
+    f->fail_status = status;
+    f->fail_msg = msg ? msg : "invalid request body";
+    f->state = FILL_FAILED;
+    pthread_mutex_unlock(&f->mtx);
+    fill_notify(f);
+}
+
+/* The whole body is here: send it in one piece. */
+static void upload_send_buffered(struct edge_fill *f)
+{
+    f->upload_buffering = 0;
+    f->upload_done = 1;
+    f->upload_x = NULL;
+    free(f->req_body);
+    f->req_body = buf_take(&f->upload, &f->req_body_len);
+    metrics_counter_add(f->e->m.bodies_buffered, 1);
+    fill_launch(f);
+}
+
+/* The body is larger than the buffer (or buffering is off): start the transfer and stream
+ * what is buffered and the rest as it arrives. */
+static void upload_stream(struct edge_fill *f)
+{
+    f->upload_buffering = 0;
+    f->upload_streaming = 1;
+    f->idempotent = 0; /* a streamed body cannot be sent twice */
+    metrics_counter_add(f->e->m.bodies_streamed, 1);
+    fill_launch(f);
 }
 
 static size_t on_upload_read(char *dst, size_t size, size_t nitems, void *arg)
@@ -647,12 +695,24 @@ static void on_upload_data(struct http_exchange *x, const char *data, size_t len
 {
     struct edge_fill *f = arg;
 
-    if (!f->easy || f->upload_failed)
-        return; /* the origin already answered: the rest of the body is dropped */
-    if (buf_append(&f->upload, data, len) != 0) {
-        f->upload_failed = 1;
-        upload_unpause_curl(f);
-        return;
+    if (f->upload_buffering) {
+        if (buf_append(&f->upload, data, len) != 0) {
+            upload_buffer_fail(f, 500, "request body buffer exhausted");
+            return;
+        }
+        if (f->upload.len < f->e->cfg.request_buffer)
+            return;
+        upload_stream(f);
+        if (!f->easy)
+            return; /* the transfer could not start: the client is answered */
+    } else {
+        if (!f->easy || f->upload_failed)
+            return; /* the origin already answered: the rest of the body is dropped */
+        if (buf_append(&f->upload, data, len) != 0) {
+            f->upload_failed = 1;
+            upload_unpause_curl(f);
+            return;
+        }
     }
     if (f->upload.len - f->upload_off >= UPLOAD_HIGH && !f->client_paused) {
         f->client_paused = 1;
@@ -666,6 +726,15 @@ static void on_upload_end(struct http_exchange *x, int err, const char *msg, voi
     struct edge_fill *f = arg;
 
     (void)x;
+    if (err == -408)
+        metrics_counter_add(f->e->m.body_timeouts, 1);
+    if (f->upload_buffering) {
+        if (err)
+            upload_buffer_fail(f, -err, msg);
+        else
+            upload_send_buffered(f);
+        return;
+    }
     if (err) {
         f->upload_failed = 1;
         f->fail_status = -err;
@@ -1566,20 +1635,23 @@ static void fetch_pass(struct edge_worker *w, struct http_exchange *x, const cha
         }
     }
     f->route_post = rc && rc->body;
-    if (!f->route_post && http_x_body_streaming(x)) {
-        if (!f->method)
-            f->method = mc_xstrndup(r->method_str.p, r->method_str.len);
-        f->upload_streaming = 1;
-        f->upload_x = x;
-        f->upload_len = r->chunked ? -1 : r->content_length;
-        f->idempotent = 0; /* a streamed body cannot be sent twice */
-    }
     wt->leader = 1;
     wt->xc = EDGE_XC_BYPASS;
     waiter_attach(wt, f); /* takes f's initial reference */
-    fill_launch(f);
-    if (f->upload_streaming && f->upload_x)
+    if (!f->route_post && http_x_body_streaming(x)) {
+        if (!f->method)
+            f->method = mc_xstrndup(r->method_str.p, r->method_str.len);
+        f->upload_x = x;
+        f->upload_len = r->chunked ? -1 : r->content_length;
+        /* The fill starts once the body is read or over --request-buffer (see above). */
+        if (w->e->cfg.request_buffer)
+            f->upload_buffering = 1;
+        else
+            upload_stream(f);
         http_x_body_stream(x, on_upload_data, on_upload_end, f);
+        return;
+    }
+    fill_launch(f);
 }
 
 void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey, size_t plen)

@@ -98,6 +98,9 @@ struct edge_metrics {
     struct metrics_counter *l2_promoted;               /* L2 hits copied into L1 */
     struct metrics_counter *l2_opens; /* L2 hits that opened and verified the file */
     struct metrics_counter *big_bodies;                /* responses kept in files */
+    struct metrics_counter *bodies_buffered; /* pass bodies read whole, then sent */
+    struct metrics_counter *bodies_streamed; /* pass bodies over --request-buffer */
+    struct metrics_counter *body_timeouts;   /* pass bodies that stalled (408) */
 };
 
 struct edge {
@@ -174,6 +177,7 @@ struct edge_fill {
     int curl_paused;                /* curl's read callback returned PAUSE */
     int client_paused;              /* we paused the client's body */
     uv_timer_t *resume_timer;       /* resumes the client outside curl's callbacks */
+    int upload_buffering;           /* reading the body before the origin is contacted */
     int idempotent;
     size_t origin_idx;
     uv_timer_t *fb_timer;          /* first-byte timeout */

@@ -32,6 +32,7 @@ void edge_cfg_default(struct edge_cfg *cfg)
     cfg->negative_ttl_s = 10;
     cfg->stale_if_error_s = -1;
     cfg->max_body = 16u << 20;
+    cfg->request_buffer = 1u << 20;
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
     cfg->idle_timeout_ms = 60000;
@@ -108,6 +109,9 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
     uv_close((uv_handle_t *)&w->wake, worker_closed);
 }
 
+/* A buffered request body is held in memory whole (per request): a bound on the setting. */
+#define REQUEST_BUFFER_MAX (64u << 20)
+
 /* Upstreams are tried in order: the parent edge (if any), then the origins. */
 static int add_origin(struct edge *e, const char *flag, const char *url, size_t n, char *err,
                       size_t errlen)
@@ -154,6 +158,12 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     }
     if (e->cfg.norigins == e->nparents) {
         snprintf(err, errlen, "--origin is required (one or more http:// URLs)");
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (cfg->request_buffer > REQUEST_BUFFER_MAX) {
+        snprintf(err, errlen, "--request-buffer: at most %uM (bodies are held in memory)",
+                 REQUEST_BUFFER_MAX >> 20);
         rc = -EINVAL;
         goto fail;
     }
@@ -327,6 +337,9 @@ int edge_main(int argc, char **argv)
         {"stale-if-error", CONF_STR, &sie_str, "default stale-if-error window (e.g. 60s)"},
         {"negative-ttl", CONF_DURATION, &neg_ms, "cache 404/410 without freshness this long"},
         {"max-body", CONF_SIZE, &cfg.max_body, "request body limit (413 above)"},
+        {"request-buffer", CONF_SIZE, &cfg.request_buffer,
+         "read request bodies up to this size before contacting the origin; larger ones "
+         "stream (default 1M, 0 = always stream)"},
         {"header-timeout", CONF_DURATION, &cfg.header_timeout_ms, "request head timeout (408)"},
         {"body-timeout", CONF_DURATION, &cfg.body_timeout_ms, "request body timeout (408)"},
         {"idle-timeout", CONF_DURATION, &cfg.idle_timeout_ms, "keep-alive idle timeout"},

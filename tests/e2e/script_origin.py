@@ -13,6 +13,8 @@ reference origin cannot produce (bodies cut short, bad chunk sizes, conflicting 
 Each connection is served by its own thread: the request head (and a body announced by
 Content-Length) is read, recorded in .requests, and handed to the script. The script may
 serve several requests on one connection by calling req.next() for the following one.
+.accepted counts the connections accepted and .heads the request heads read (before their
+bodies), so a test can tell whether, and when, the edge contacted the origin.
 Everything listens on 127.0.0.1 with a kernel-chosen port; close() (or leaving the `with`)
 stops the listener and closes every open connection.
 """
@@ -46,6 +48,8 @@ class ScriptOrigin:
     def __init__(self, script):
         self.script = script
         self.requests = []
+        self.accepted = 0
+        self.heads = 0
         self._lock = threading.Lock()
         self._conns = []
         self._pending = {}  # socket -> bytes read past the previous request (pipelining)
@@ -93,6 +97,7 @@ class ScriptOrigin:
                 return
             with self._lock:
                 self._conns.append(s)
+                self.accepted += 1
             threading.Thread(target=self._serve, args=(s,), daemon=True).start()
 
     def _read_request(self, s, timeout=10):
@@ -109,6 +114,8 @@ class ScriptOrigin:
             buf += d
         head, rest = buf.split(b"\r\n\r\n", 1)
         req = ScriptRequest(head, b"", s, self)
+        with self._lock:
+            self.heads += 1
         n = int(req.headers.get("content-length", "0") or 0)
         while len(rest) < n:
             try:
