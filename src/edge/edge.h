@@ -26,6 +26,9 @@ struct edge_cfg {
     uint64_t connect_timeout_ms;
     uint64_t first_byte_timeout_ms;
     uint64_t origin_timeout_ms;  /* whole transfer */
+    unsigned breaker_failures;   /* consecutive connect failures/timeouts that open an
+                                  * upstream's breaker; 0 = no breaker */
+    uint64_t breaker_cooldown_ms; /* open breaker: time before a probe goes through */
     int64_t heuristic_max_s;     /* cap on heuristic freshness */
     int64_t negative_ttl_s;      /* lifetime of a 404/410 without freshness information */
     int64_t stale_if_error_s;    /* default stale-if-error window, -1 none */

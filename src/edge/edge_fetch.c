@@ -6,8 +6,9 @@
  * client while it is still arriving. When the transfer ends, a storable response is put
  * into L1 and the fill leaves the busy table. A transfer that fails before a response
  * is retried on the next origin for idempotent requests; otherwise every waiter gets a
- * 502 (504 on timeouts), or the stale object when stale-if-error allows it. See
- * edge_int.h for the threading and refcount rules. */
+ * 502 (504 on timeouts), or the stale object when stale-if-error allows it. Upstreams
+ * whose circuit breaker is open (edge_origin.h) are not asked at all. See edge_int.h for
+ * the threading and refcount rules. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "core/mc.h"
 #include "core/units.h"
 #include "edge/edge_int.h"
+#include "edge/edge_origin.h"
 
 #define SEND_SPAN_MAX (256u << 10)
 #define SEND_FILE_MAX (4u << 20) /* bytes per sendfile call of a file-backed body */
@@ -586,7 +588,118 @@ static void waiter_pump(struct edge_waiter *wt)
     waiter_finish(wt);
 }
 
+/* ---- upstream circuit breakers (edge_origin.h) ---- */
+
+static void fill_setup(struct edge_fill *f, const struct http_request *r, const char *peer,
+                       int cacheable);
+static void fill_route(struct edge_fill *f, const struct edge_rctx *rc);
 static int fill_launch(struct edge_fill *f);
+
+static int fill_has_clients(struct edge_fill *f)
+{
+    pthread_mutex_lock(&f->mtx);
+    int any = f->waiters != NULL;
+    pthread_mutex_unlock(&f->mtx);
+    return any;
+}
+
+static int fill_stale_usable(const struct edge_fill *f)
+{
+    return f->stale &&
+           http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
+                                        edge_obj_age(f->stale, units_wall_s()),
+                                        f->e->cfg.stale_if_error_s);
+}
+
+/* Probes upstream idx with a copy of cache fill f that nobody waits for (and that is not
+ * in the busy table, so no request joins it): if the upstream still hangs, only this
+ * background transfer pays the timeout. A good answer is stored like any fill's. */
+static void fill_spawn_probe(struct edge_fill *f, size_t idx)
+{
+    struct edge_fill *p = fill_new(f->owner, f->pkey, f->plen);
+    struct edge_rctx rc = {f->route_post ? f->req_body : NULL,
+                           f->route_post ? f->req_body_len : 0, f->route_ttl_s};
+
+    fill_setup(p, &fill_ext(f)->req->r, NULL, 1);
+    fill_route(p, &rc);
+    if (f->stale)
+        p->stale = cache_obj_ref(f->stale);
+    p->origin_idx = idx;
+    p->probe = 1;
+    fill_launch(p);
+    fill_unref(&p); /* the transfer holds its own reference */
+}
+
+/* Is any upstream after idx closed (a place to send the request right away)? */
+static int later_upstream_closed(const struct edge *e, size_t idx)
+{
+    for (size_t j = idx + 1; j < e->cfg.norigins; j++)
+        if (edge_origin_state(e->origins, j) == EDGE_ORIGIN_CLOSED)
+            return 1;
+    return 0;
+}
+
+/* Chooses the upstream of the next attempt, from f->origin_idx on, skipping those whose
+ * breaker is open: nothing was sent to them, so a request of any method may skip. 0 with
+ * f->origin_idx set (f->probe when this attempt is the half-open probe), or -EHOSTDOWN
+ * when every remaining upstream is held back: the fill then fails at once (the stale
+ * object under stale-if-error, else 503) instead of waiting for a timeout. A cache fill
+ * whose clients can be answered otherwise (stale object, a later upstream) leaves the
+ * probe to a background copy of itself. */
+static int fill_pick_upstream(struct edge_fill *f)
+{
+    struct edge *e = f->e;
+    size_t skipped = SIZE_MAX;
+
+    if (f->probe)
+        return 0; /* fill_spawn_probe handed it the slot */
+    for (; f->origin_idx < e->cfg.norigins; f->origin_idx++) {
+        size_t i = f->origin_idx;
+        enum edge_origin_verdict v = edge_origin_allow(e->origins, i, units_now_ms());
+        if (v == EDGE_ORIGIN_PASS)
+            return 0;
+        if (v == EDGE_ORIGIN_PROBE) {
+            if (!f->cacheable_req || !fill_has_clients(f) ||
+                (!fill_stale_usable(f) && !later_upstream_closed(e, i))) {
+                f->probe = 1;
+                return 0;
+            }
+            fill_spawn_probe(f, i);
+        }
+        edge_origin_skipped(e->origins, i);
+        if (skipped == SIZE_MAX)
+            skipped = i;
+    }
+    MC_ASSERT(skipped != SIZE_MAX); /* called with origin_idx < norigins */
+    f->origin_idx = skipped;
+    f->short_circuit = 1;
+    pthread_mutex_lock(&f->mtx);
+    f->fail_status = 503;
+    f->fail_msg = edge_origin_down_msg(e->origins, skipped);
+    pthread_mutex_unlock(&f->mtx);
+    return -EHOSTDOWN;
+}
+
+/* A connect failure or a timeout before the response head. */
+static void fill_upstream_failed(struct edge_fill *f, const char *why)
+{
+    edge_origin_failure(f->e->origins, f->origin_idx, f->probe, why, units_now_ms());
+    f->probe = 0;
+}
+
+static void fill_upstream_answered(struct edge_fill *f)
+{
+    edge_origin_success(f->e->origins, f->origin_idx);
+    f->probe = 0;
+}
+
+/* The transfer ends without a verdict on the upstream (cancelled, client gone). */
+static void fill_upstream_release(struct edge_fill *f)
+{
+    if (f->probe)
+        edge_origin_probe_end(f->e->origins, f->origin_idx);
+    f->probe = 0;
+}
 
 /* ---- streamed request bodies: client -> curl ---- */
 
@@ -704,7 +817,7 @@ static void on_upload_data(struct http_exchange *x, const char *data, size_t len
             return;
         upload_stream(f);
         if (!f->easy)
-            return; /* the transfer could not start: the client is answered */
+            return; /* not started (no upstream would take it): the client is answered */
     } else {
         if (!f->easy || f->upload_failed)
             return; /* the origin already answered: the rest of the body is dropped */
@@ -1220,6 +1333,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
             buf_reset(&f->resp_hdrs);
             return n;
         }
+        fill_upstream_answered(f);
         headers_complete(f, (int)status);
         return n;
     }
@@ -1354,8 +1468,9 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
         } else {
             pthread_mutex_lock(&f->mtx);
             f->state = FILL_FAILED;
-            if (f->upload_failed && f->fail_msg) {
-                /* The client's body was at fault (413, 400, 408): say so, not 502. */
+            if ((f->upload_failed || f->short_circuit) && f->fail_msg) {
+                /* The client's body was at fault (413, 400, 408): say so, not 502; or no
+                 * upstream was asked (503 naming the origin whose breaker is open). */
             } else {
                 f->fail_status = (f->timed_out || res == CURLE_OPERATION_TIMEDOUT) ? 504 : 502;
                 f->fail_msg = f->fail_status == 504 ? "origin did not answer in time"
@@ -1363,7 +1478,8 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
             }
             pthread_mutex_unlock(&f->mtx);
         }
-        metrics_counter_add(e->m.origin_errors, 1);
+        if (!f->short_circuit)
+            metrics_counter_add(e->m.origin_errors, 1);
     } else if (f->obj && !f->revalidated && !f->served_stale) {
         struct cache_obj *o = f->obj;
         if (res != CURLE_OK) {
@@ -1411,6 +1527,7 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
         fill_set_state(f, FILL_DONE);
     }
     transfer_cleanup(f);
+    fill_upstream_release(f);
     fill_unlink_owner(f);
     if (f->in_busy)
         busy_leave(f);
@@ -1423,6 +1540,8 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
     struct edge_fill *f = arg;
 
     (void)easy;
+    if (res != CURLE_OK && !f->headers_done && retryable(res))
+        fill_upstream_failed(f, curl_easy_strerror(res));
     if (res != CURLE_OK && !f->headers_done && f->idempotent && retryable(res) &&
         !f->timed_out && f->origin_idx + 1 < f->e->cfg.norigins) {
         log_warn("origin failed, trying the next", "origin=%s err=\"%s\"",
@@ -1445,6 +1564,7 @@ static void on_first_byte_timeout(uv_timer_t *t)
     if (f->headers_done || !f->easy)
         return;
     f->timed_out = 1;
+    fill_upstream_failed(f, "no response head within --first-byte-timeout");
     http_client_cancel(f->owner->client, f->easy);
     fill_complete(f, CURLE_OPERATION_TIMEDOUT);
 }
@@ -1457,6 +1577,8 @@ static int fill_start_transfer(struct edge_fill *f)
     size_t ul;
     struct buf u;
 
+    if (fill_pick_upstream(f) != 0)
+        return -EHOSTDOWN;
     f->easy = curl_easy_init();
     if (!f->easy)
         return -ENOMEM;

@@ -48,6 +48,7 @@ struct edge_redis_conn;
 struct edge_fdc;
 struct edge_routes; /* edge_routes.h */
 struct edge_pl;
+struct edge_origins; /* edge_origin.h */
 
 struct edge_worker {
     unsigned magic;
@@ -133,6 +134,7 @@ struct edge {
     char *key_vary;             /* --key-header names, lowercased, as a Vary list; or NULL */
     int any_method;             /* --extra-method '*': every method token is forwarded */
     char *allow;                /* "Allow: <the methods this edge serves>\r\n" */
+    struct edge_origins *origins; /* a circuit breaker per entry of origin_urls */
 };
 
 /* What a route (edge_routes.h) adds to a cacheable request: the POST body the key was
@@ -178,6 +180,8 @@ struct edge_fill {
     int client_paused;              /* we paused the client's body */
     uv_timer_t *resume_timer;       /* resumes the client outside curl's callbacks */
     int upload_buffering;           /* reading the body before the origin is contacted */
+    int probe;                      /* this attempt holds origin_idx's half-open slot */
+    int short_circuit;              /* no upstream was contacted: every breaker was open */
     int idempotent;
     size_t origin_idx;
     uv_timer_t *fb_timer;          /* first-byte timeout */

@@ -13,6 +13,7 @@
 #include "core/mc.h"
 #include "core/units.h"
 #include "edge/edge_int.h"
+#include "edge/edge_origin.h"
 #include "edge/edge_predict.h"
 #include "edge/edge_redis.h"
 
@@ -33,6 +34,8 @@ void edge_cfg_default(struct edge_cfg *cfg)
     cfg->stale_if_error_s = -1;
     cfg->max_body = 16u << 20;
     cfg->request_buffer = 1u << 20;
+    cfg->breaker_failures = 5;
+    cfg->breaker_cooldown_ms = 10000;
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
     cfg->idle_timeout_ms = 60000;
@@ -206,6 +209,14 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     if ((rc = edge_tier_open(e, err, errlen)) != 0)
         goto fail;
     edge_busy_init(e);
+    /* An unreported probe holds the half-open slot for at most as long as an attempt can
+     * take to fail; then another request probes. */
+    e->origins = edge_origins_new((const char *const *)e->origin_urls, e->cfg.norigins,
+                                  cfg->breaker_failures, cfg->breaker_cooldown_ms,
+                                  cfg->connect_timeout_ms +
+                                      (cfg->first_byte_timeout_ms ? cfg->first_byte_timeout_ms
+                                                                  : cfg->origin_timeout_ms) +
+                                      1000);
     pthread_mutex_init(&e->cpu_mtx, NULL);
     edge_metrics_init(e);
     e->start_ms = units_now_ms();
@@ -238,6 +249,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     return 0;
 fail:
     edge_req_fini(e);
+    edge_origins_free(&e->origins);
     edge_models_free(&e->models);
     edge_tier_close(e);
     l1_free(&e->l1);
@@ -274,6 +286,7 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     http_server_free(&e->srv);
     edge_models_free(&e->models); /* after the loops: none can queue work any more */
     edge_tier_close(e);
+    edge_origins_free(&e->origins); /* after the loops: no fill reports any more */
     l1_free(&e->l1);
     edge_req_fini(e);
     for (size_t i = 0; i < e->cfg.norigins; i++)
@@ -312,12 +325,14 @@ int edge_main(int argc, char **argv)
     struct conf_strlist origins = {0}, ignore = {0}, strip = {0}, keyh = {0}, methods = {0};
     const char *log_level = "info";
     long threads = 1, infer_threads = 2, max_batch = 64, max_delay_us = 200, l2_admit = 2;
+    long brk_failures;
     uint64_t grace = 10000, sie = 0, neg_ms = 10000;
     const char *sie_str = NULL;
     char err[512];
     struct edge *e;
 
     edge_cfg_default(&cfg);
+    brk_failures = (long)cfg.breaker_failures;
     const struct conf_opt opts[] = {
         {"listen", CONF_STR, &cfg.listen, "public address ADDR:PORT (default 127.0.0.1:8080)"},
         {"admin", CONF_STR, &cfg.admin, "admin address (default 127.0.0.1:0; \"\" disables)"},
@@ -334,6 +349,11 @@ int edge_main(int argc, char **argv)
         {"first-byte-timeout", CONF_DURATION, &cfg.first_byte_timeout_ms,
          "origin time to response headers"},
         {"origin-timeout", CONF_DURATION, &cfg.origin_timeout_ms, "origin whole-transfer timeout"},
+        {"origin-breaker-failures", CONF_INT, &brk_failures,
+         "connect failures or timeouts in a row that stop requests to an origin (default 5; "
+         "0 = off)"},
+        {"origin-breaker-cooldown", CONF_DURATION, &cfg.breaker_cooldown_ms,
+         "time before an origin whose breaker opened is probed (default 10s)"},
         {"stale-if-error", CONF_STR, &sie_str, "default stale-if-error window (e.g. 60s)"},
         {"negative-ttl", CONF_DURATION, &neg_ms, "cache 404/410 without freshness this long"},
         {"max-body", CONF_SIZE, &cfg.max_body, "request body limit (413 above)"},
@@ -415,6 +435,13 @@ int edge_main(int argc, char **argv)
         return 2;
     }
     cfg.l2_admit_hits = (unsigned)l2_admit;
+    if (brk_failures < 0 || brk_failures > 1000) {
+        fprintf(stderr, "mlcdn edge: --origin-breaker-failures: %ld is out of range (0..1000)\n",
+                brk_failures);
+        conf_fini(&c);
+        return 2;
+    }
+    cfg.breaker_failures = (unsigned)brk_failures;
     cfg.config_file = conf_file(&c);
     cfg.threads = (unsigned)threads;
     cfg.negative_ttl_s = (int64_t)(neg_ms / 1000);

@@ -1,14 +1,19 @@
-"""Load-shaped origin protection: slow request bodies.
+"""Load-shaped origin protection: slow request bodies and hanging origins.
 
 * Request bodies are read (up to --request-buffer) before the origin is contacted: clients
   that trickle their bodies hold no origin connection, and a stalled body gets 408 from
   --body-timeout without the origin ever seeing the request. Larger bodies still stream.
+* A circuit breaker per origin: after --origin-breaker-failures timeouts or connect failures
+  in a row the origin is left alone for --origin-breaker-cooldown; requests get the stale
+  object (stale-if-error), the next origin, or a 503 naming the origin at once, and one
+  probe (in the background when a stale object can answer the client) closes it again.
 
 The origin side is a ScriptOrigin: the tests count the connections and requests that reached
 it, and read the edge's metrics; no assert is about time.
 """
 import os
 import socket
+import threading
 import time
 
 from mlcdn_proc import mlcdn, request  # noqa: F401  (mlcdn is a fixture)
@@ -143,3 +148,137 @@ def test_body_over_the_buffer_streams_to_the_origin(mlcdn):
         m = metrics(e)
         assert m['mlcdn_edge_request_bodies_total{mode="streamed"}'] == 1
         assert m['mlcdn_edge_request_bodies_total{mode="buffered"}'] == 0
+
+
+# ---- hanging origins: the circuit breaker ----
+
+class Switchable:
+    """A script origin that answers (version `body`, with `cc`) or hangs: it reads the request
+    and never answers until released."""
+
+    def __init__(self):
+        self.mode = "ok"
+        self.body = b"v1"
+        self.cc = "max-age=0, stale-if-error=600"
+        self.release = threading.Event()
+
+    def __call__(self, req, sock):
+        if self.mode == "hang":
+            self.release.wait(60)
+            return
+        body = self.body
+        sock.sendall(b"HTTP/1.1 200 OK\r\nCache-Control: %s\r\nETag: \"%s\"\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+                     % (self.cc.encode(), body, len(body)) + body)
+
+
+def breaker(m, url, what):
+    if what == "state":
+        return m['mlcdn_edge_origin_breaker_state{origin="%s"}' % url]
+    if what == "skipped":
+        return m['mlcdn_edge_origin_short_circuited_total{origin="%s"}' % url]
+    return m['mlcdn_edge_origin_breaker_transitions_total{origin="%s",to="%s"}' % (url, what)]
+
+
+def test_hanging_origin_opens_the_breaker_and_stale_is_served_at_once(mlcdn):
+    script = Switchable()
+    with ScriptOrigin(script) as o:
+        try:
+            e = start_edge(mlcdn, o.url, "--first-byte-timeout", "400ms",
+                           "--origin-breaker-failures", "2", "--origin-breaker-cooldown", "1s")
+            r = e.get("/model.json")
+            assert r.status == 200 and r.body == b"v1" and r.headers["X-Cache"] == "MISS"
+            assert o.count() == 1
+            # The origin hangs: the stale object (max-age=0, stale-if-error) must be
+            # revalidated. The first two requests each pay the first-byte timeout, then get
+            # the stale object.
+            script.mode = "hang"
+            for n in (2, 3):
+                r = e.get("/model.json")
+                assert r.status == 200 and r.body == b"v1" and r.headers["X-Cache"] == "STALE"
+                assert "detail=stale-if-error" in r.headers["Cache-Status"]
+                assert o.count() == n
+            m = metrics(e)
+            assert breaker(m, o.url, "state") == 1
+            assert breaker(m, o.url, "open") == 1
+            # Open: served stale without asking the origin (only probes, one per cool-down,
+            # may reach it; each is counted as a half-open transition).
+            for _ in range(10):
+                r = e.get("/model.json")
+                assert r.status == 200 and r.body == b"v1" and r.headers["X-Cache"] == "STALE"
+                assert "detail=stale-if-error" in r.headers["Cache-Status"]
+            m = metrics(e)
+            assert breaker(m, o.url, "skipped") == 10
+            wait_until(lambda: o.count() == 3 + breaker(metrics(e), o.url, "half_open"))
+            assert breaker(metrics(e), o.url, "closed") == 0
+
+            # The origin comes back: after the cool-down a request is answered stale at once
+            # while a background probe fetches the new version and closes the breaker.
+            script.mode = "ok"
+            script.body = b"v2"
+            script.cc = "max-age=600"
+            end = time.monotonic() + 30
+            while True:
+                r = e.get("/model.json")
+                assert r.status == 200
+                if r.body == b"v2":
+                    break
+                assert r.body == b"v1" and r.headers["X-Cache"] == "STALE"
+                assert time.monotonic() < end, "the breaker never closed"
+                time.sleep(0.1)
+            m = metrics(e)
+            assert breaker(m, o.url, "state") == 0
+            assert breaker(m, o.url, "closed") == 1
+            assert o.count() == 3 + breaker(m, o.url, "half_open")
+            before = o.count()
+            r = e.get("/model.json")
+            assert r.body == b"v2" and r.headers["X-Cache"] == "HIT"
+            assert o.count() == before
+            # Breaker transitions are logged, one line each.
+            log = e.log()
+            assert log.count("origin breaker open:") == 1
+            assert log.count("origin breaker closed") == 1
+        finally:
+            script.release.set()
+
+
+def test_open_breaker_moves_on_to_the_next_origin_or_answers_503(mlcdn):
+    hang = Switchable()
+    hang.mode = "hang"
+    good = Switchable()
+    good.body = b"from B"
+    good.cc = "no-store"
+    with ScriptOrigin(hang) as a, ScriptOrigin(good) as b:
+        try:
+            flags = ["--first-byte-timeout", "300ms", "--origin-breaker-failures", "1",
+                     "--origin-breaker-cooldown", "60s"]
+            e = start_edge(mlcdn, a.url + "," + b.url, *flags)
+            # A timeout does not move on to the next origin (the client already waited), but
+            # it opens A's breaker ...
+            assert e.get("/one").status == 504
+            assert a.heads == 1
+            # ... so the next requests go straight to B, whatever their method.
+            r = e.get("/two")
+            assert r.status == 200 and r.body == b"from B"
+            r = e.request("POST", "/three", body=b"payload")
+            assert r.status == 200 and r.body == b"from B"
+            assert b.requests[-1].method == "POST" and b.requests[-1].body == b"payload"
+            assert a.heads == 1
+            m = metrics(e)
+            assert breaker(m, a.url, "state") == 1 and breaker(m, a.url, "skipped") == 2
+            assert breaker(m, b.url, "state") == 0
+
+            # With a single origin and no stale object there is nothing to serve: 503 at
+            # once, naming the origin, and the origin is not asked.
+            e1 = start_edge(mlcdn, a.url, *flags)
+            assert e1.get("/four").status == 504
+            heads = a.heads
+            r = e1.get("/five")
+            assert r.status == 503
+            assert a.url in r.json()["error"] and "circuit breaker" in r.json()["error"]
+            r = e1.request("PUT", "/six", body=b"x" * 100)
+            assert r.status == 503 and a.url in r.json()["error"]
+            assert a.heads == heads
+            assert breaker(metrics(e1), a.url, "skipped") == 2
+        finally:
+            hang.release.set()
