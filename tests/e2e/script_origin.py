@@ -12,7 +12,8 @@ reference origin cannot produce (bodies cut short, bad chunk sizes, conflicting 
 
 Each connection is served by its own thread: the request head (and a body announced by
 Content-Length) is read, recorded in .requests, and handed to the script. The script may
-serve several requests on one connection by calling req.next() for the following one.
+serve several requests on one connection by calling req.next() for the following one, and
+read a chunked request body with req.read_chunked().
 .accepted counts the connections accepted and .heads the request heads read (before their
 bodies), so a test can tell whether, and when, the edge contacted the origin.
 Everything listens on 127.0.0.1 with a kernel-chosen port; close() (or leaving the `with`)
@@ -38,6 +39,37 @@ class ScriptRequest:
         self.headers = {}
         for n, v in self.fields:
             self.headers.setdefault(n, v)
+
+    def read_chunked(self, timeout=10):
+        """Reads the chunked body that follows the head into .body (trailers are not
+        expected) and returns it; None when the peer closed first."""
+        o = self._origin
+        with o._lock:
+            buf = o._pending.pop(self._sock, b"")
+        self._sock.settimeout(timeout)
+        body = b""
+        while True:
+            while b"\r\n" not in buf:
+                d = self._sock.recv(65536)
+                if not d:
+                    return None
+                buf += d
+            line, buf = buf.split(b"\r\n", 1)
+            size = int(line.split(b";")[0], 16)
+            while len(buf) < size + 2:
+                d = self._sock.recv(65536)
+                if not d:
+                    return None
+                buf += d
+            body += buf[:size]
+            buf = buf[size + 2:]
+            if size == 0:
+                break
+        if buf:
+            with o._lock:
+                o._pending[self._sock] = buf
+        self.body = body
+        return body
 
     def next(self, timeout=10):
         """The next request on the same connection (None when the peer closed)."""

@@ -150,6 +150,32 @@ def test_body_over_the_buffer_streams_to_the_origin(mlcdn):
         assert m['mlcdn_edge_request_bodies_total{mode="buffered"}'] == 0
 
 
+def test_chunked_body_over_the_buffer_streams_chunked(mlcdn):
+    def echo_chunked(req, sock):
+        if req.headers.get("transfer-encoding") == "chunked":
+            req.read_chunked()
+        echo(req, sock)
+
+    with ScriptOrigin(echo_chunked) as o:
+        e = start_edge(mlcdn, o.url, "--request-buffer", "64K")
+        body = os.urandom(200000)
+        with socket.create_connection((e.host, e.port), timeout=20) as s:
+            s.sendall(b"POST /chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                      b"Connection: close\r\n\r\n")
+            for i in range(0, 100000, 20000):
+                s.sendall(b"%x\r\n" % 20000 + body[i:i + 20000] + b"\r\n")
+            # Over the buffer with no announced length: streamed on, chunked.
+            wait_until(lambda: o.heads == 1)
+            for i in range(100000, len(body), 20000):
+                s.sendall(b"%x\r\n" % 20000 + body[i:i + 20000] + b"\r\n")
+            s.sendall(b"0\r\n\r\n")
+            out = read_to_eof(s)
+        assert out.startswith(b"HTTP/1.1 200") and out.endswith(b'{"len": 200000}')
+        got = o.requests[0]
+        assert got.headers.get("transfer-encoding") == "chunked" and got.body == body
+        assert metrics(e)['mlcdn_edge_request_bodies_total{mode="streamed"}'] == 1
+
+
 # ---- hanging origins: the circuit breaker ----
 
 class Switchable:
