@@ -14,7 +14,7 @@
 #include "core/units.h"
 #include "edge/edge_int.h"
 #include "edge/edge_origin.h"
-#include "edge/edge_predict.h"
+#include "predict/predict_int.h"
 #include "edge/edge_redis.h"
 
 void edge_cfg_default(struct edge_cfg *cfg)

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "edge/edge_predict.h"
+#include "predict/predict_int.h"
 
 #define CHECK(e)                                                                                   \
     do {                                                                                           \

@@ -1,4 +1,4 @@
-/* src/edge/edge_predict.c: prediction endpoints of the edge's public listener.
+/* src/predict/predict.c: prediction endpoints of the edge's public listener.
  *
  *   POST /predict, POST /batch_predict                       (mlcdn's JSON shapes)
  *   GET  /v2, /v2/health/live, /v2/health/ready              (Open Inference Protocol v2)
@@ -23,7 +23,7 @@
 #include "core/mc.h"
 #include "core/units.h"
 #include "edge/edge_int.h"
-#include "edge/edge_predict.h"
+#include "predict/predict_int.h"
 
 #define PREQ_MAGIC 0x50524551u
 #define RESP_CAP (256u << 20)

@@ -1,4 +1,4 @@
-/* src/edge/edge_models.c: the edge's model registry (issue 5).
+/* src/predict/predict_models.c: the edge's model registry (issue 5).
  *
  * Layout of --models DIR: NAME/VERSION/model.onnx, VERSION a decimal number, with an
  * optional config.json in NAME/ (for every version) and/or in NAME/VERSION/ (wins):
@@ -29,7 +29,7 @@
 #include "core/mc.h"
 #include "core/units.h"
 #include "edge/edge_int.h"
-#include "edge/edge_predict.h"
+#include "predict/predict_int.h"
 
 #define MAX_CANDIDATES 1024
 

@@ -1,4 +1,4 @@
-/* src/edge/edge_predict_json.c: JSON <-> tensor elements for the prediction endpoints.
+/* src/predict/predict_json.c: JSON <-> tensor elements for the prediction endpoints.
  *
  * Pure functions (no I/O, no locks), unit-tested in tests/unit/edge. Decoding walks a
  * jansson value depth-first, flattening nested arrays into C order; every leaf is checked
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "edge/edge_predict.h"
+#include "predict/predict_int.h"
 
 #define PJ_MAX_DEPTH (INFER_MAX_RANK + 1)
 

@@ -1,4 +1,4 @@
-/* tests/unit/edge/test_edge_predict_json.c: JSON -> tensor decoding (counting, flattening,
+/* tests/unit/predict/test_predict_json.c: JSON -> tensor decoding (counting, flattening,
  * dtype checks and conversions, error messages naming the field) and tensor -> JSON. */
 #include <errno.h>
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "edge/edge_predict.h"
+#include "predict/predict_int.h"
 
 static json_t *J(const char *s)
 {

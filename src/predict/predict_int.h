@@ -1,4 +1,4 @@
-/* src/edge/edge_predict.h: predictions at the edge (issue 5), private to src/edge.
+/* src/predict/predict_int.h: predictions at the edge (issue 5), private to src/edge.
  *
  * Pieces:
  *   edge_models.c        registry: models dir, versions, config.json, reload (admin and
@@ -20,8 +20,8 @@
  * and `error`. pool->mtx guards every batcher queue. pl->mtx guards a loop's completion
  * queue. pool->mtx and pl->mtx are leaves; reg->lock may be held while registering a
  * model's metrics (the registry's lock), so metric callbacks never take reg->lock. */
-#ifndef MLCDN_EDGE_EDGE_PREDICT_H
-#define MLCDN_EDGE_EDGE_PREDICT_H
+#ifndef MLCDN_PREDICT_PREDICT_INT_H
+#define MLCDN_PREDICT_PREDICT_INT_H
 
 #include <jansson.h>
 #include <pthread.h>

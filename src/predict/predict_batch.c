@@ -1,4 +1,4 @@
-/* src/edge/edge_batch.c: the inference pool and the dynamic batcher.
+/* src/predict/predict_batch.c: the inference pool and the dynamic batcher.
  *
  * Inference never runs on an event loop: a loop packs the rows it could not answer from
  * the prediction cache into an item and queues it on the batcher of the model version.
@@ -26,7 +26,7 @@
 #include "core/log.h"
 #include "core/mc.h"
 #include "core/units.h"
-#include "edge/edge_predict.h"
+#include "predict/predict_int.h"
 
 struct edge_pool {
     unsigned magic;
