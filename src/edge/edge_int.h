@@ -40,14 +40,14 @@
 
 struct edge_fill;
 struct edge_waiter;
-struct edge_models; /* edge_predict.h (issue 5) */
+struct predict_models; /* edge_predict.h (issue 5) */
 struct l2;          /* cache/cache_disk.h */
 struct l2_writer;
 struct edge_redis;  /* edge_redis.h */
 struct edge_redis_conn;
 struct edge_fdc;
 struct edge_routes; /* edge_routes.h */
-struct edge_pl;
+struct predict_loop;
 struct edge_origins; /* edge_origin.h */
 
 struct edge_worker {
@@ -62,7 +62,7 @@ struct edge_worker {
     struct edge_fill *fills;                    /* fills owned by this loop */
     struct buf key_scratch;                     /* per-request scratch, this loop only */
     struct buf hdr_scratch;
-    struct edge_pl *pl;                         /* predictions: completions (edge_batch.c) */
+    struct predict_loop *pl;                         /* predictions: completions (edge_batch.c) */
     struct edge_redis_conn *redis;              /* this loop's Redis connection, or NULL */
     struct edge_fdc *fdc;                       /* open L2 files (edge_tier.c), or NULL */
     int stopping;
@@ -120,7 +120,7 @@ struct edge {
     uint64_t cpu_last_ms, cpu_last_us;
     double cpu_load;
     struct cache_key_opts keyopts;
-    struct edge_models *models; /* --models registry, NULL without (edge_models.c) */
+    struct predict_models *models; /* --models registry, NULL without (predict_models.c) */
     size_t nparents;            /* 1 when origin_urls[0] is the --parent edge */
     struct l2 *l2;              /* --disk-dir tier, or NULL */
     struct edge_redis *redis;   /* --redis tier, or NULL */

@@ -222,7 +222,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->start_ms = units_now_ms();
     e->nworkers = e->cfg.threads;
     e->workers = mc_xcalloc(e->nworkers, sizeof(*e->workers));
-    if (cfg->models_dir && (rc = edge_models_new(e, &e->models, err, errlen)) != 0)
+    if (cfg->models_dir && (rc = predict__models_new(e, &e->models, err, errlen)) != 0)
         goto fail;
 
     http_server_cfg_default(&sc);
@@ -250,7 +250,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
 fail:
     edge_req_fini(e);
     edge_origins_free(&e->origins);
-    edge_models_free(&e->models);
+    predict__models_free(&e->models);
     edge_tier_close(e);
     l1_free(&e->l1);
     for (size_t i = 0; i < e->cfg.norigins; i++)
@@ -284,7 +284,7 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     atomic_store(&e->draining, 1);
     http_server_stop(e->srv, grace_ms);
     http_server_free(&e->srv);
-    edge_models_free(&e->models); /* after the loops: none can queue work any more */
+    predict__models_free(&e->models); /* after the loops: none can queue work any more */
     edge_tier_close(e);
     edge_origins_free(&e->origins); /* after the loops: no fill reports any more */
     l1_free(&e->l1);

@@ -28,25 +28,37 @@
 #define PREQ_MAGIC 0x50524551u
 #define RESP_CAP (256u << 20)
 
-enum ep { EP_PREDICT, EP_BATCH, EP_V2_INFER, EP_V2_META, EP_V2_READY, EP_V2_HEALTH, EP_ADMIN,
-          EP__N };
-static const char *const ep_names[EP__N] = {"predict", "batch_predict", "v2_infer",
-                                            "v2_metadata", "v2_ready", "v2_health",
-                                            "admin_models"};
-static const int st_codes[] = {200, 400, 401, 403, 404, 405, 408, 413, 503, 0};
-#define NST (MC_ARRAY_SIZE(st_codes))
+static const char *const ep_names[PREDICT_EP__N] = {
+#define X(id, label) [PREDICT_EP_##id] = label,
+    PREDICT_ENDPOINTS(X)
+#undef X
+};
+
+/* The counter index of an answered status. */
+static enum predict_st st_index(int status)
+{
+    switch (status) {
+#define X(code)                                                                                    \
+    case code:                                                                                     \
+        return PREDICT_ST_##code;
+        PREDICT_STATUSES(X)
+#undef X
+    default:
+        return PREDICT_ST_OTHER;
+    }
+}
 
 struct preq {
     unsigned magic;
     struct edge *e;
-    struct edge_models *r;
+    struct predict_models *r;
     struct edge_worker *w;
     struct http_exchange *x;
-    enum ep ep;
+    enum predict_ep ep;
     struct buf body;
-    char name[EDGE_MODEL_NAME_MAX + 8]; /* OIP: from the URL */
+    char name[PREDICT_MODEL_NAME_MAX + 8]; /* OIP: from the URL */
     int64_t version;                    /* OIP: from the URL, -1 for current */
-    struct edge_mver *v;                /* ref */
+    struct predict_version *v;                /* ref */
     size_t rows;
     void **in;           /* per input: rows * row_bytes */
     unsigned char *vals; /* rows * val_bytes */
@@ -56,14 +68,20 @@ struct preq {
     unsigned outsel; /* OIP: bit per output to return; 0 = all */
 };
 
-void edge_predict_metrics_init(struct edge_models *r)
+void predict__metrics_init(struct predict_models *r)
 {
     char labels[128];
-    for (int e = 0; e < EP__N; e++)
-        for (size_t s = 0; s < NST; s++) {
-            if (st_codes[s])
+    static const int codes[PREDICT_ST__N] = {
+#define X(code) [PREDICT_ST_##code] = code,
+        PREDICT_STATUSES(X)
+#undef X
+    };
+
+    for (int e = 0; e < PREDICT_EP__N; e++)
+        for (int s = 0; s < PREDICT_ST__N; s++) {
+            if (s != PREDICT_ST_OTHER)
                 snprintf(labels, sizeof(labels), "endpoint=\"%s\",status=\"%d\"", ep_names[e],
-                         st_codes[s]);
+                         codes[s]);
             else
                 snprintf(labels, sizeof(labels), "endpoint=\"%s\",status=\"other\"",
                          ep_names[e]);
@@ -73,15 +91,12 @@ void edge_predict_metrics_init(struct edge_models *r)
         }
 }
 
-static void count(struct edge_models *r, enum ep ep, int status)
+static void count(struct predict_models *r, enum predict_ep ep, int status)
 {
-    size_t s = 0;
-    while (st_codes[s] && st_codes[s] != status)
-        s++;
-    metrics_counter_add(r->req[ep][s], 1);
+    metrics_counter_add(r->req[ep][st_index(status)], 1);
 }
 
-static void reply_err(struct edge_models *r, struct http_exchange *x, enum ep ep, int status,
+static void reply_err(struct predict_models *r, struct http_exchange *x, enum predict_ep ep, int status,
                       const char *msg)
 {
     count(r, ep, status);
@@ -89,10 +104,10 @@ static void reply_err(struct edge_models *r, struct http_exchange *x, enum ep ep
         struct buf b;
         buf_init(&b, 4096);
         buf_puts(&b, "{\"error\":");
-        edge_pj_str(&b, msg, strlen(msg));
+        predict__json_str(&b, msg, strlen(msg));
         buf_puts(&b, ",\"status\":405}\n");
         http_x_respond(x, 405,
-                       ep == EP_PREDICT || ep == EP_BATCH || ep == EP_V2_INFER
+                       ep == PREDICT_EP_PREDICT || ep == PREDICT_EP_BATCH || ep == PREDICT_EP_V2_INFER
                            ? "Allow: POST\r\nContent-Type: application/json\r\n"
                            : "Allow: GET, HEAD\r\nContent-Type: application/json\r\n",
                        b.data, b.len);
@@ -102,7 +117,7 @@ static void reply_err(struct edge_models *r, struct http_exchange *x, enum ep ep
     http_x_error(x, status, msg);
 }
 
-static void reply_json(struct edge *e, struct http_exchange *x, enum ep ep, int status,
+static void reply_json(struct edge *e, struct http_exchange *x, enum predict_ep ep, int status,
                        struct buf *b, const char *xcache)
 {
     char h[256];
@@ -127,7 +142,7 @@ static void preq_free(struct preq *q)
     free(q->miss);
     free(q->id);
     buf_fini(&q->body);
-    edge_mver_unref(&q->v);
+    predict__version_unref(&q->v);
     MC_FREE_OBJ(q);
 }
 
@@ -139,14 +154,14 @@ static void fail(struct preq *q, int status, const char *msg)
 
 /* ---- responses ---- */
 
-static void put_row_output(struct buf *b, const struct edge_mver *v, const unsigned char *row,
+static void put_row_output(struct buf *b, const struct predict_version *v, const unsigned char *row,
                            size_t o)
 {
-    const struct edge_mio *io = &v->out[o];
-    edge_pj_tensor(b, io->dtype, row + io->off, io->dims + 1, io->rank - 1, 1);
+    const struct predict_io *io = &v->out[o];
+    predict__json_tensor(b, io->dtype, row + io->off, io->dims + 1, io->rank - 1, 1);
 }
 
-static void put_prediction(struct buf *b, const struct edge_mver *v, const unsigned char *row)
+static void put_prediction(struct buf *b, const struct predict_version *v, const unsigned char *row)
 {
     if (v->n_out == 1) {
         put_row_output(b, v, row, 0);
@@ -156,7 +171,7 @@ static void put_prediction(struct buf *b, const struct edge_mver *v, const unsig
     for (size_t o = 0; o < v->n_out; o++) {
         if (o)
             buf_puts(b, ",");
-        edge_pj_str(b, v->out[o].name, strlen(v->out[o].name));
+        predict__json_str(b, v->out[o].name, strlen(v->out[o].name));
         buf_puts(b, ":");
         put_row_output(b, v, row, o);
     }
@@ -166,25 +181,25 @@ static void put_prediction(struct buf *b, const struct edge_mver *v, const unsig
 static void put_tail(struct buf *b, struct preq *q)
 {
     buf_puts(b, ",\"model\":");
-    edge_pj_str(b, q->v->model->name, strlen(q->v->model->name));
+    predict__json_str(b, q->v->model->name, strlen(q->v->model->name));
     buf_printf(b, ",\"model_version\":%" PRId64 ",\"edge_region\":", q->v->version);
-    edge_pj_str(b, q->e->cfg.region, strlen(q->e->cfg.region));
+    predict__json_str(b, q->e->cfg.region, strlen(q->e->cfg.region));
     buf_puts(b, "}\n");
 }
 
 static void respond(struct preq *q)
 {
-    struct edge_mver *v = q->v;
+    struct predict_version *v = q->v;
     struct buf b;
     const char *xc = q->nmiss == 0 ? "HIT" : q->hits ? "PARTIAL" : "MISS";
 
     buf_init(&b, RESP_CAP);
-    if (q->ep == EP_PREDICT) {
+    if (q->ep == PREDICT_EP_PREDICT) {
         buf_puts(&b, "{\"prediction\":");
         put_prediction(&b, v, q->vals);
         buf_puts(&b, q->nmiss ? ",\"cached\":false" : ",\"cached\":true");
         put_tail(&b, q);
-    } else if (q->ep == EP_BATCH) {
+    } else if (q->ep == PREDICT_EP_BATCH) {
         buf_puts(&b, "{\"predictions\":[");
         for (size_t r = 0; r < q->rows; r++) {
             if (r)
@@ -195,20 +210,20 @@ static void respond(struct preq *q)
         put_tail(&b, q);
     } else {
         buf_puts(&b, "{\"model_name\":");
-        edge_pj_str(&b, v->model->name, strlen(v->model->name));
+        predict__json_str(&b, v->model->name, strlen(v->model->name));
         buf_printf(&b, ",\"model_version\":\"%" PRId64 "\"", v->version);
         if (q->id)
             buf_printf(&b, ",\"id\":%s", q->id);
         buf_printf(&b, ",\"parameters\":{\"cached_rows\":%zu},\"outputs\":[", q->hits);
         int first = 1;
         for (size_t o = 0; o < v->n_out; o++) {
-            const struct edge_mio *io = &v->out[o];
+            const struct predict_io *io = &v->out[o];
             if (q->outsel && !(q->outsel & (1u << o)))
                 continue;
             buf_puts(&b, first ? "{\"name\":" : ",{\"name\":");
             first = 0;
-            edge_pj_str(&b, io->name, strlen(io->name));
-            buf_printf(&b, ",\"datatype\":\"%s\",\"shape\":[%zu", edge_pj_oip_name(io->dtype),
+            predict__json_str(&b, io->name, strlen(io->name));
+            buf_printf(&b, ",\"datatype\":\"%s\",\"shape\":[%zu", predict__json_oip_name(io->dtype),
                        q->rows);
             for (int d = 1; d < io->rank; d++)
                 buf_printf(&b, ",%" PRId64, io->dims[d]);
@@ -218,7 +233,7 @@ static void respond(struct preq *q)
                 for (int64_t k = 0; k < io->row_numel; k++) {
                     if (r || k)
                         buf_puts(&b, ",");
-                    edge_pj_elem(&b, io->dtype, p, k);
+                    predict__json_elem(&b, io->dtype, p, k);
                 }
             }
             buf_puts(&b, "]}");
@@ -237,10 +252,10 @@ static void respond(struct preq *q)
 
 /* ---- execution ---- */
 
-static void on_done(struct edge_pitem *it, void *arg)
+static void on_done(struct predict_item *it, void *arg)
 {
     struct preq *q = arg;
-    struct edge_mver *v = q->v;
+    struct predict_version *v = q->v;
 
     MC_CHECK_OBJ_NOTNULL(q, PREQ_MAGIC);
     if (it->status) {
@@ -254,8 +269,8 @@ static void on_done(struct edge_pitem *it, void *arg)
 
 static void run(struct preq *q)
 {
-    struct edge_mver *v = q->v;
-    struct edge_model *m = v->model;
+    struct predict_version *v = q->v;
+    struct predict_model *m = v->model;
     unsigned char kbuf[2048], *key = kbuf;
     size_t vl;
 
@@ -269,7 +284,7 @@ static void run(struct preq *q)
         key = mc_xmalloc(v->key_bytes);
     for (size_t r = 0; r < q->rows; r++) {
         if (m->cache) {
-            edge_pred_key(v, q->in, r, key);
+            predict__cache_key(v, q->in, r, key);
             if (cache_pred_get(m->cache, key, v->key_bytes, q->vals + r * v->val_bytes,
                                v->val_bytes, &vl) == 0 && vl == v->val_bytes) {
                 q->hits++;
@@ -288,7 +303,7 @@ static void run(struct preq *q)
         respond(q);
         return;
     }
-    struct edge_pitem *it = edge_pitem_new(v, q->nmiss);
+    struct predict_item *it = predict__item_new(v, q->nmiss);
     for (size_t i = 0; i < v->n_in; i++) {
         size_t rb = v->in[i].row_bytes;
         if (q->nmiss == q->rows) {
@@ -298,7 +313,7 @@ static void run(struct preq *q)
         }
         it->in[i] = malloc(MC_MAX(q->nmiss * rb, (size_t)1));
         if (!it->in[i]) {
-            edge_pitem_free(it);
+            predict__item_free(it);
             fail(q, 503, "out of memory for the batch");
             return;
         }
@@ -306,14 +321,14 @@ static void run(struct preq *q)
             memcpy((unsigned char *)it->in[i] + k * rb,
                    (unsigned char *)q->in[i] + q->miss[k] * rb, rb);
     }
-    edge_pool_submit(q->r->pool, q->w->pl, it, on_done, q);
+    predict__pool_submit(q->r->pool, q->w->pl, it, on_done, q);
 }
 
 /* ---- decoding ---- */
 
 static int alloc_inputs(struct preq *q, char *msg, size_t mlen)
 {
-    struct edge_mver *v = q->v;
+    struct predict_version *v = q->v;
     q->in = mc_xcalloc(v->n_in, sizeof(*q->in));
     for (size_t i = 0; i < v->n_in; i++) {
         size_t n = q->rows * v->in[i].row_bytes;
@@ -326,7 +341,7 @@ static int alloc_inputs(struct preq *q, char *msg, size_t mlen)
     return 0;
 }
 
-static void shape_str(const struct edge_mio *io, char *out, size_t len)
+static void shape_str(const struct predict_io *io, char *out, size_t len)
 {
     size_t o = (size_t)snprintf(out, len, "[");
     for (int d = 1; d < io->rank && o < len; d++)
@@ -335,7 +350,7 @@ static void shape_str(const struct edge_mio *io, char *out, size_t len)
         snprintf(out + o, len - o, "]");
 }
 
-static void input_names(const struct edge_mver *v, char *out, size_t len)
+static void input_names(const struct predict_version *v, char *out, size_t len)
 {
     size_t o = 0;
     out[0] = '\0';
@@ -361,11 +376,11 @@ static int check_rows(struct preq *q, const char *field, char *msg, size_t mlen)
 static int fill_seed_input(struct preq *q, size_t i, const json_t *val, const char *field,
                            char *msg, size_t mlen)
 {
-    const struct edge_mio *io = &q->v->in[i];
+    const struct predict_io *io = &q->v->in[i];
     char shp[96], f[128];
 
-    if (q->ep == EP_PREDICT) {
-        int64_t n = edge_pj_count(val, io->dtype, field, msg, mlen);
+    if (q->ep == PREDICT_EP_PREDICT) {
+        int64_t n = predict__json_count(val, io->dtype, field, msg, mlen);
         if (n < 0)
             return -400;
         if (n != io->row_numel) {
@@ -375,12 +390,12 @@ static int fill_seed_input(struct preq *q, size_t i, const json_t *val, const ch
                      q->v->model->name, shp, n);
             return -400;
         }
-        return edge_pj_fill(val, 0, io->dtype, q->in[i], n, field, msg, mlen) ? -400 : 0;
+        return predict__json_fill(val, 0, io->dtype, q->in[i], n, field, msg, mlen) ? -400 : 0;
     }
     for (size_t r = 0; r < q->rows; r++) {
         const json_t *row = json_array_get(val, r);
         snprintf(f, sizeof(f), "%s[%zu]", field, r);
-        int64_t n = edge_pj_count(row, io->dtype, f, msg, mlen);
+        int64_t n = predict__json_count(row, io->dtype, f, msg, mlen);
         if (n < 0)
             return -400;
         if (n != io->row_numel) {
@@ -390,7 +405,7 @@ static int fill_seed_input(struct preq *q, size_t i, const json_t *val, const ch
                      q->v->model->name, shp, n);
             return -400;
         }
-        if (edge_pj_fill(row, 0, io->dtype, (unsigned char *)q->in[i] + r * io->row_bytes, n,
+        if (predict__json_fill(row, 0, io->dtype, (unsigned char *)q->in[i] + r * io->row_bytes, n,
                          f, msg, mlen))
             return -400;
     }
@@ -438,9 +453,9 @@ static int decode_seed(struct preq *q, json_t *root, char *msg, size_t mlen)
             return -400;
         }
     }
-    if ((rc = edge_models_get(q->r, name, version, &q->v, msg, mlen)) != 0)
+    if ((rc = predict__models_get(q->r, name, version, &q->v, msg, mlen)) != 0)
         return rc;
-    struct edge_mver *v = q->v;
+    struct predict_version *v = q->v;
     if (feat && ins) {
         snprintf(msg, mlen, "features: send either features or inputs, not both");
         return -400;
@@ -452,7 +467,7 @@ static int decode_seed(struct preq *q, json_t *root, char *msg, size_t mlen)
                      "\"inputs\": {...}", v->model->name, v->n_in, names);
             return -400;
         }
-        if (q->ep == EP_BATCH) {
+        if (q->ep == PREDICT_EP_BATCH) {
             if ((rc = batch_rows(feat, "features", &q->rows, msg, mlen)) != 0 ||
                 (rc = check_rows(q, "features", msg, mlen)) != 0)
                 return rc;
@@ -493,7 +508,7 @@ static int decode_seed(struct preq *q, json_t *root, char *msg, size_t mlen)
             return -400;
         }
     }
-    if (q->ep == EP_BATCH) {
+    if (q->ep == PREDICT_EP_BATCH) {
         for (size_t i = 0; i < v->n_in; i++) {
             size_t n;
             snprintf(field, sizeof(field), "inputs.%s", v->in[i].name);
@@ -545,9 +560,9 @@ static int decode_oip(struct preq *q, json_t *root, char *msg, size_t mlen)
     char names[256], field[96], shp[96];
     int rc;
 
-    if ((rc = edge_models_get(q->r, q->name, q->version, &q->v, msg, mlen)) != 0)
+    if ((rc = predict__models_get(q->r, q->name, q->version, &q->v, msg, mlen)) != 0)
         return rc;
-    struct edge_mver *v = q->v;
+    struct predict_version *v = q->v;
     if (jid && !json_is_null(jid)) {
         if (!json_is_string(jid)) {
             snprintf(msg, mlen, "id: expected a string");
@@ -555,7 +570,7 @@ static int decode_oip(struct preq *q, json_t *root, char *msg, size_t mlen)
         }
         struct buf b;
         buf_init(&b, 4096);
-        if (edge_pj_str(&b, json_string_value(jid), json_string_length(jid)), b.len >= 4096) {
+        if (predict__json_str(&b, json_string_value(jid), json_string_length(jid)), b.len >= 4096) {
             buf_fini(&b);
             snprintf(msg, mlen, "id: longer than 4 KiB");
             return -400;
@@ -596,9 +611,9 @@ static int decode_oip(struct preq *q, json_t *root, char *msg, size_t mlen)
             snprintf(msg, mlen, "inputs[%zu].name: input '%s' given twice", k, v->in[idx].name);
             return -400;
         }
-        const struct edge_mio *io = &v->in[idx];
+        const struct predict_io *io = &v->in[idx];
         jd = json_object_get(t, "datatype");
-        int dt = json_is_string(jd) ? edge_pj_oip_dtype(json_string_value(jd)) : 0;
+        int dt = json_is_string(jd) ? predict__json_oip_dtype(json_string_value(jd)) : 0;
         if (!dt) {
             snprintf(msg, mlen, "inputs[%zu].datatype: expected one of FP32, INT64, INT32, "
                      "BOOL (FP64 too)", k);
@@ -607,7 +622,7 @@ static int decode_oip(struct preq *q, json_t *root, char *msg, size_t mlen)
         if (!compatible(dt, io->dtype)) {
             snprintf(msg, mlen, "inputs[%zu].datatype: %s given, input %s of model %s is %s",
                      k, json_string_value(jd), io->name, v->model->name,
-                     edge_pj_oip_name(io->dtype));
+                     predict__json_oip_name(io->dtype));
             return -400;
         }
         js = json_object_get(t, "shape");
@@ -689,31 +704,31 @@ static int decode_oip(struct preq *q, json_t *root, char *msg, size_t mlen)
             if (json_object_get(json_array_get(ins, k), "data") == given[i])
                 break;
         snprintf(field, sizeof(field), "inputs[%zu].data", k);
-        if (edge_pj_fill(given[i], decl[i], v->in[i].dtype, q->in[i],
+        if (predict__json_fill(given[i], decl[i], v->in[i].dtype, q->in[i],
                          (int64_t)q->rows * v->in[i].row_numel, field, msg, mlen))
             return -400;
     }
     return 0;
 }
 
-/* The common single-input float /predict without a JSON tree (edge_pj_fast_predict);
+/* The common single-input float /predict without a JSON tree (predict__json_fast_predict);
  * returns 0, having changed nothing, when the body or the model does not fit it. */
 static int fast_predict(struct preq *q)
 {
     double vals[1024];
-    struct edge_pj_fast f = {.vals = vals, .cap = MC_ARRAY_SIZE(vals)};
-    char name[EDGE_MODEL_NAME_MAX + 1], msg[512];
+    struct predict_json_fast f = {.vals = vals, .cap = MC_ARRAY_SIZE(vals)};
+    char name[PREDICT_MODEL_NAME_MAX + 1], msg[512];
 
-    if (!q->body.len || !edge_pj_fast_predict(q->body.data, q->body.len, &f) ||
-        f.model_len > EDGE_MODEL_NAME_MAX)
+    if (!q->body.len || !predict__json_fast_predict(q->body.data, q->body.len, &f) ||
+        f.model_len > PREDICT_MODEL_NAME_MAX)
         return 0;
     memcpy(name, f.model ? f.model : "", f.model_len);
     name[f.model_len] = '\0';
-    if (edge_models_get(q->r, f.model ? name : NULL, f.version, &q->v, msg, sizeof(msg)) != 0)
+    if (predict__models_get(q->r, f.model ? name : NULL, f.version, &q->v, msg, sizeof(msg)) != 0)
         return 0;
-    const struct edge_mio *io = &q->v->in[0];
+    const struct predict_io *io = &q->v->in[0];
     if (q->v->n_in != 1 || io->dtype != INFER_DT_FLOAT || (int64_t)f.n != io->row_numel) {
-        edge_mver_unref(&q->v);
+        predict__version_unref(&q->v);
         return 0;
     }
     q->rows = 1;
@@ -755,7 +770,7 @@ static void on_body_end(struct http_exchange *x, int err, const char *msg, void 
         fail(q, 413, "request body: over the edge's --max-body limit");
         return;
     }
-    if (q->ep == EP_PREDICT && fast_predict(q))
+    if (q->ep == PREDICT_EP_PREDICT && fast_predict(q))
         return;
     root = json_loadb(q->body.data ? q->body.data : "", q->body.len, 0, &je);
     if (!root) {
@@ -770,7 +785,7 @@ static void on_body_end(struct http_exchange *x, int err, const char *msg, void 
         return;
     }
     m[0] = '\0';
-    rc = q->ep == EP_V2_INFER ? decode_oip(q, root, m, sizeof(m))
+    rc = q->ep == PREDICT_EP_V2_INFER ? decode_oip(q, root, m, sizeof(m))
                               : decode_seed(q, root, m, sizeof(m));
     json_decref(root);
     if (rc) {
@@ -780,7 +795,7 @@ static void on_body_end(struct http_exchange *x, int err, const char *msg, void 
     run(q);
 }
 
-static void start_body(struct edge *e, struct http_exchange *x, enum ep ep, const char *name,
+static void start_body(struct edge *e, struct http_exchange *x, enum predict_ep ep, const char *name,
                        int64_t version)
 {
     struct preq *q = mc_xcalloc(1, sizeof(*q));
@@ -811,17 +826,17 @@ static void start_body(struct edge *e, struct http_exchange *x, enum ep ep, cons
 static void oip_model(struct edge *e, struct http_exchange *x, const char *name,
                       int64_t version, int ready)
 {
-    struct edge_models *r = e->models;
-    struct edge_mver *v = NULL;
+    struct predict_models *r = e->models;
+    struct predict_version *v = NULL;
     char msg[512];
     struct buf b;
-    enum ep ep = ready ? EP_V2_READY : EP_V2_META;
-    int rc = edge_models_get(r, name, version, &v, msg, sizeof(msg));
+    enum predict_ep ep = ready ? PREDICT_EP_V2_READY : PREDICT_EP_V2_META;
+    int rc = predict__models_get(r, name, version, &v, msg, sizeof(msg));
 
     buf_init(&b, 1 << 20);
     if (rc == -503 && ready) {
         buf_puts(&b, "{\"name\":");
-        edge_pj_str(&b, name, strlen(name));
+        predict__json_str(&b, name, strlen(name));
         buf_puts(&b, ",\"ready\":false}\n");
         reply_json(e, x, ep, 503, &b, NULL);
         buf_fini(&b);
@@ -833,7 +848,7 @@ static void oip_model(struct edge *e, struct http_exchange *x, const char *name,
         return;
     }
     buf_puts(&b, "{\"name\":");
-    edge_pj_str(&b, v->model->name, strlen(v->model->name));
+    predict__json_str(&b, v->model->name, strlen(v->model->name));
     if (ready) {
         buf_puts(&b, ",\"ready\":true}\n");
     } else {
@@ -843,13 +858,13 @@ static void oip_model(struct edge *e, struct http_exchange *x, const char *name,
             buf_printf(&b, "%s\"%" PRId64 "\"", k ? "," : "", v->model->vers[k]->version);
         pthread_rwlock_unlock(&r->lock);
         buf_printf(&b, "],\"platform\":\"onnx\",\"inputs\":");
-        edge_models_io_json(&b, v->in, v->n_in);
+        predict__json_io(&b, v->in, v->n_in);
         buf_puts(&b, ",\"outputs\":");
-        edge_models_io_json(&b, v->out, v->n_out);
+        predict__json_io(&b, v->out, v->n_out);
         buf_printf(&b, ",\"parameters\":{\"version\":\"%" PRId64 "\",\"max_batch\":%u}}\n",
                    v->version, v->cfg.max_batch);
     }
-    edge_mver_unref(&v);
+    predict__version_unref(&v);
     reply_json(e, x, ep, 200, &b, NULL);
     buf_fini(&b);
 }
@@ -877,10 +892,10 @@ static void oip_route(struct edge *e, struct http_exchange *x, struct http_str p
 {
     const struct http_request *req = http_x_request(x);
     int get = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
-    struct edge_models *r = e->models;
+    struct predict_models *r = e->models;
     struct http_str rest = path, s[6];
     size_t n = 0;
-    char name[EDGE_MODEL_NAME_MAX + 8];
+    char name[PREDICT_MODEL_NAME_MAX + 8];
     int64_t version = -1;
     struct buf b;
 
@@ -893,11 +908,11 @@ static void oip_route(struct edge *e, struct http_exchange *x, struct http_str p
     while (n < MC_ARRAY_SIZE(s) && seg(&rest, &s[n]))
         n++;
     if (rest.len) {
-        reply_err(r, x, EP_V2_META, 404, "unknown /v2 path");
+        reply_err(r, x, PREDICT_EP_V2_META, 404, "unknown /v2 path");
         return;
     }
     if (n == 0 || (n == 2 && str_eq(s[0], "health"))) {
-        enum ep ep = n ? EP_V2_HEALTH : EP_V2_META;
+        enum predict_ep ep = n ? PREDICT_EP_V2_HEALTH : PREDICT_EP_V2_META;
         if (!get) {
             reply_err(r, x, ep, 405, "use GET");
             return;
@@ -926,8 +941,8 @@ static void oip_route(struct edge *e, struct http_exchange *x, struct http_str p
         buf_fini(&b);
         return;
     }
-    if (!str_eq(s[0], "models") || n < 2 || s[1].len == 0 || s[1].len > EDGE_MODEL_NAME_MAX) {
-        reply_err(r, x, EP_V2_META, 404, "unknown /v2 path (health/live, health/ready, "
+    if (!str_eq(s[0], "models") || n < 2 || s[1].len == 0 || s[1].len > PREDICT_MODEL_NAME_MAX) {
+        reply_err(r, x, PREDICT_EP_V2_META, 404, "unknown /v2 path (health/live, health/ready, "
                   "models/NAME[/versions/V][/ready|/infer])");
         return;
     }
@@ -936,7 +951,7 @@ static void oip_route(struct edge *e, struct http_exchange *x, struct http_str p
     if (n > k && str_eq(s[k], "versions")) {
         char vb[24], *end;
         if (n <= k + 1 || s[k + 1].len == 0 || s[k + 1].len >= sizeof(vb)) {
-            reply_err(r, x, EP_V2_META, 404, "versions: expected /versions/NUMBER");
+            reply_err(r, x, PREDICT_EP_V2_META, 404, "versions: expected /versions/NUMBER");
             return;
         }
         snprintf(vb, sizeof(vb), "%.*s", (int)s[k + 1].len, s[k + 1].p);
@@ -944,31 +959,31 @@ static void oip_route(struct edge *e, struct http_exchange *x, struct http_str p
         if (*end || version < 0 || vb[0] < '0' || vb[0] > '9') {
             char m[96];
             snprintf(m, sizeof(m), "versions: '%s' is not a version number", vb);
-            reply_err(r, x, EP_V2_META, 404, m);
+            reply_err(r, x, PREDICT_EP_V2_META, 404, m);
             return;
         }
         k += 2;
     }
     if (n == k) {
         if (!get) {
-            reply_err(r, x, EP_V2_META, 405, "model metadata: use GET");
+            reply_err(r, x, PREDICT_EP_V2_META, 405, "model metadata: use GET");
             return;
         }
         oip_model(e, x, name, version, 0);
     } else if (n == k + 1 && str_eq(s[k], "ready")) {
         if (!get) {
-            reply_err(r, x, EP_V2_READY, 405, "model ready: use GET");
+            reply_err(r, x, PREDICT_EP_V2_READY, 405, "model ready: use GET");
             return;
         }
         oip_model(e, x, name, version, 1);
     } else if (n == k + 1 && str_eq(s[k], "infer")) {
         if (req->method != HTTP_M_POST) {
-            reply_err(r, x, EP_V2_INFER, 405, "infer: use POST");
+            reply_err(r, x, PREDICT_EP_V2_INFER, 405, "infer: use POST");
             return;
         }
-        start_body(e, x, EP_V2_INFER, name, version);
+        start_body(e, x, PREDICT_EP_V2_INFER, name, version);
     } else {
-        reply_err(r, x, EP_V2_META, 404, "unknown /v2/models path ([/versions/V][/ready|/infer])");
+        reply_err(r, x, PREDICT_EP_V2_META, 404, "unknown /v2/models path ([/versions/V][/ready|/infer])");
     }
 }
 
@@ -976,19 +991,19 @@ int edge_predict_route(struct edge *e, struct http_exchange *x)
 {
     const struct http_request *req = http_x_request(x);
     struct http_str p = req->path;
-    enum ep ep;
+    enum predict_ep ep;
 
     if (str_eq(p, "/predict"))
-        ep = EP_PREDICT;
+        ep = PREDICT_EP_PREDICT;
     else if (str_eq(p, "/batch_predict"))
-        ep = EP_BATCH;
+        ep = PREDICT_EP_BATCH;
     else if ((p.len == 3 || (p.len > 3 && p.p[3] == '/')) && !memcmp(p.p, "/v2", 3)) {
         oip_route(e, x, p);
         return 1;
     } else
         return 0;
     if (req->method != HTTP_M_POST) {
-        reply_err(e->models, x, ep, 405, ep == EP_PREDICT ? "/predict: use POST with a JSON body"
+        reply_err(e->models, x, ep, 405, ep == PREDICT_EP_PREDICT ? "/predict: use POST with a JSON body"
                                                           : "/batch_predict: use POST with a "
                                                             "JSON body");
         return 1;
@@ -1009,14 +1024,14 @@ struct reload_job {
 static void reload_work(uv_work_t *w)
 {
     struct reload_job *j = w->data;
-    edge_models_reload(j->e->models, &j->report);
+    predict__models_reload(j->e->models, &j->report);
 }
 
 static void reload_after(uv_work_t *w, int status)
 {
     struct reload_job *j = w->data;
     (void)status;
-    reply_json(j->e, j->x, EP_ADMIN, 200, &j->report, NULL);
+    reply_json(j->e, j->x, PREDICT_EP_ADMIN, 200, &j->report, NULL);
     buf_fini(&j->report);
     free(j);
 }
@@ -1024,17 +1039,17 @@ static void reload_after(uv_work_t *w, int status)
 int edge_predict_admin(struct edge *e, struct http_exchange *x, int authorized)
 {
     const struct http_request *req = http_x_request(x);
-    struct edge_models *r = e->models;
+    struct predict_models *r = e->models;
 
     if (str_eq(req->path, "/admin/models")) {
         if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD) {
-            reply_err(r, x, EP_ADMIN, 405, "/admin/models: use GET");
+            reply_err(r, x, PREDICT_EP_ADMIN, 405, "/admin/models: use GET");
             return 1;
         }
         struct buf b;
         buf_init(&b, 16u << 20);
-        edge_models_describe(r, &b);
-        reply_json(e, x, EP_ADMIN, 200, &b, NULL);
+        predict__models_describe(r, &b);
+        reply_json(e, x, PREDICT_EP_ADMIN, 200, &b, NULL);
         buf_fini(&b);
         return 1;
     }
@@ -1043,17 +1058,17 @@ int edge_predict_admin(struct edge *e, struct http_exchange *x, int authorized)
     if (req->method != HTTP_M_POST) {
         static const char msg[] = "{\"error\":\"/admin/models/reload: use POST\","
                                   "\"status\":405}\n";
-        count(r, EP_ADMIN, 405);
+        count(r, PREDICT_EP_ADMIN, 405);
         http_x_respond(x, 405, "Allow: POST\r\nContent-Type: application/json\r\n", msg,
                        sizeof(msg) - 1);
         return 1;
     }
     if (!e->cfg.admin_token) {
-        reply_err(r, x, EP_ADMIN, 403, "reload is disabled: start the edge with --admin-token");
+        reply_err(r, x, PREDICT_EP_ADMIN, 403, "reload is disabled: start the edge with --admin-token");
         return 1;
     }
     if (!authorized) {
-        count(r, EP_ADMIN, 401);
+        count(r, PREDICT_EP_ADMIN, 401);
         static const char msg[] = "{\"error\":\"reload needs Authorization: Bearer <admin "
                                   "token>\",\"status\":401}\n";
         http_x_respond(x, 401, "WWW-Authenticate: Bearer\r\nContent-Type: application/json\r\n",
@@ -1069,7 +1084,7 @@ int edge_predict_admin(struct edge *e, struct http_exchange *x, int authorized)
     if (uv_queue_work(http_x_loop(x), &j->work, reload_work, reload_after) != 0) {
         buf_fini(&j->report);
         free(j);
-        reply_err(r, x, EP_ADMIN, 503, "cannot queue the reload");
+        reply_err(r, x, PREDICT_EP_ADMIN, 503, "cannot queue the reload");
     }
     return 1;
 }
@@ -1077,13 +1092,13 @@ int edge_predict_admin(struct edge *e, struct http_exchange *x, int authorized)
 void edge_predict_loop_init(struct edge_worker *w)
 {
     if (w->e->models)
-        w->pl = edge_pl_new(w->loop);
+        w->pl = predict__loop_new(w->loop);
 }
 
 void edge_predict_loop_fini(struct edge_worker *w)
 {
     if (w->pl) {
-        edge_pl_close(w->pl);
+        predict__loop_close(w->pl);
         w->pl = NULL;
     }
 }

@@ -28,11 +28,11 @@
 #include "core/units.h"
 #include "predict/predict_int.h"
 
-struct edge_pool {
+struct predict_pool {
     unsigned magic;
     pthread_mutex_t mtx;
     pthread_cond_t cv; /* CLOCK_MONOTONIC */
-    struct edge_batcher *ready_head, *ready_tail;
+    struct predict_batcher *ready_head, *ready_tail;
     unsigned nthreads;
     pthread_t *th;
     int stop;
@@ -40,18 +40,18 @@ struct edge_pool {
 };
 
 struct pthread_arg {
-    struct edge_pool *p;
+    struct predict_pool *p;
     unsigned idx;
 };
 
-static struct edge_mver *ver_of(struct edge_batcher *b)
+static struct predict_version *ver_of(struct predict_batcher *b)
 {
-    return MC_CONTAINER_OF(b, struct edge_mver, batcher);
+    return MC_CONTAINER_OF(b, struct predict_version, batcher);
 }
 
 /* ---- loop side ---- */
 
-static void pl_unref(struct edge_pl *pl)
+static void pl_unref(struct predict_loop *pl)
 {
     if (atomic_fetch_sub(&pl->refcnt, 1) == 1) {
         pthread_mutex_destroy(&pl->mtx);
@@ -61,16 +61,16 @@ static void pl_unref(struct edge_pl *pl)
 
 static void pl_drain(uv_async_t *a)
 {
-    struct edge_pl *pl = a->data;
-    struct edge_pitem *it;
+    struct predict_loop *pl = a->data;
+    struct predict_item *it;
 
-    MC_CHECK_OBJ_NOTNULL(pl, EDGE_PL_MAGIC);
+    MC_CHECK_OBJ_NOTNULL(pl, PREDICT_LOOP_MAGIC);
     pthread_mutex_lock(&pl->mtx);
     it = pl->done_head;
     pl->done_head = pl->done_tail = NULL;
     pthread_mutex_unlock(&pl->mtx);
     while (it) {
-        struct edge_pitem *next = it->next;
+        struct predict_item *next = it->next;
         /* Off the outstanding list first: done() may queue new items. */
         if (it->oprev)
             it->oprev->onext = it->onext;
@@ -79,15 +79,15 @@ static void pl_drain(uv_async_t *a)
         if (it->onext)
             it->onext->oprev = it->oprev;
         it->done(it, it->arg);
-        edge_pitem_free(it);
+        predict__item_free(it);
         it = next;
     }
 }
 
-struct edge_pl *edge_pl_new(uv_loop_t *loop)
+struct predict_loop *predict__loop_new(uv_loop_t *loop)
 {
-    struct edge_pl *pl = mc_xcalloc(1, sizeof(*pl));
-    MC_INIT_OBJ(pl, EDGE_PL_MAGIC);
+    struct predict_loop *pl = mc_xcalloc(1, sizeof(*pl));
+    MC_INIT_OBJ(pl, PREDICT_LOOP_MAGIC);
     atomic_init(&pl->refcnt, 1);
     pthread_mutex_init(&pl->mtx, NULL);
     MC_ASSERT(uv_async_init(loop, &pl->async, pl_drain) == 0);
@@ -100,18 +100,18 @@ static void pl_closed(uv_handle_t *h)
     pl_unref(h->data);
 }
 
-void edge_pl_close(struct edge_pl *pl)
+void predict__loop_close(struct predict_loop *pl)
 {
-    MC_CHECK_OBJ_NOTNULL(pl, EDGE_PL_MAGIC);
+    MC_CHECK_OBJ_NOTNULL(pl, PREDICT_LOOP_MAGIC);
     /* Finished items answer normally; the rest are answered 503 now and dropped by the
      * pool when it finishes them (orphans). */
     pl_drain(&pl->async);
     pthread_mutex_lock(&pl->mtx);
     pl->closed = 1;
-    for (struct edge_pitem *it = pl->outstanding; it; it = it->onext)
+    for (struct predict_item *it = pl->outstanding; it; it = it->onext)
         it->orphan = 1;
     pthread_mutex_unlock(&pl->mtx);
-    for (struct edge_pitem *it = pl->outstanding; it; it = it->onext) {
+    for (struct predict_item *it = pl->outstanding; it; it = it->onext) {
         it->status = 503;
         snprintf(it->msg, sizeof(it->msg), "the edge is stopping");
         it->done(it, it->arg);
@@ -120,9 +120,9 @@ void edge_pl_close(struct edge_pl *pl)
     uv_close((uv_handle_t *)&pl->async, pl_closed);
 }
 
-static void post(struct edge_pitem *it)
+static void post(struct predict_item *it)
 {
-    struct edge_pl *pl = it->pl;
+    struct predict_loop *pl = it->pl;
     int drop;
 
     pthread_mutex_lock(&pl->mtx);
@@ -138,35 +138,35 @@ static void post(struct edge_pitem *it)
     }
     pthread_mutex_unlock(&pl->mtx);
     if (drop)
-        edge_pitem_free(it);
+        predict__item_free(it);
 }
 
-struct edge_pitem *edge_pitem_new(struct edge_mver *v, size_t rows)
+struct predict_item *predict__item_new(struct predict_version *v, size_t rows)
 {
-    struct edge_pitem *it = mc_xcalloc(1, sizeof(*it));
-    MC_INIT_OBJ(it, EDGE_PITEM_MAGIC);
-    it->ver = edge_mver_ref(v);
+    struct predict_item *it = mc_xcalloc(1, sizeof(*it));
+    MC_INIT_OBJ(it, PREDICT_ITEM_MAGIC);
+    it->ver = predict__version_ref(v);
     it->rows = rows;
     it->in = mc_xcalloc(v->n_in, sizeof(*it->in));
     return it;
 }
 
-void edge_pitem_free(struct edge_pitem *it)
+void predict__item_free(struct predict_item *it)
 {
     if (!it)
         return;
-    MC_CHECK_OBJ(it, EDGE_PITEM_MAGIC);
+    MC_CHECK_OBJ(it, PREDICT_ITEM_MAGIC);
     for (size_t i = 0; i < it->ver->n_in; i++)
         free(it->in[i]);
     free(it->in);
     free(it->out);
-    edge_mver_unref(&it->ver);
+    predict__version_unref(&it->ver);
     if (it->pl)
         pl_unref(it->pl);
     MC_FREE_OBJ(it);
 }
 
-void edge_pred_key(const struct edge_mver *v, void *const *in, size_t r, unsigned char *key)
+void predict__cache_key(const struct predict_version *v, void *const *in, size_t r, unsigned char *key)
 {
     uint64_t id[2] = {(uint64_t)v->version, v->gen};
     size_t o = sizeof(id);
@@ -181,7 +181,7 @@ void edge_pred_key(const struct edge_mver *v, void *const *in, size_t r, unsigne
 
 /* ---- pool side ---- */
 
-static void ready_push(struct edge_pool *p, struct edge_batcher *b)
+static void ready_push(struct predict_pool *p, struct predict_batcher *b)
 {
     b->rnext = NULL;
     if (p->ready_tail)
@@ -192,9 +192,9 @@ static void ready_push(struct edge_pool *p, struct edge_batcher *b)
     b->in_ready = 1;
 }
 
-static void ready_remove(struct edge_pool *p, struct edge_batcher *b)
+static void ready_remove(struct predict_pool *p, struct predict_batcher *b)
 {
-    struct edge_batcher **pp = &p->ready_head, *prev = NULL;
+    struct predict_batcher **pp = &p->ready_head, *prev = NULL;
     for (; *pp && *pp != b; pp = &(*pp)->rnext)
         prev = *pp;
     MC_ASSERT(*pp == b);
@@ -205,13 +205,13 @@ static void ready_remove(struct edge_pool *p, struct edge_batcher *b)
     b->in_ready = 0;
 }
 
-void edge_pool_submit(struct edge_pool *p, struct edge_pl *pl, struct edge_pitem *it,
-                      edge_pitem_done_f *done, void *arg)
+void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl, struct predict_item *it,
+                      predict_item_done_f *done, void *arg)
 {
-    struct edge_batcher *b = &it->ver->batcher;
+    struct predict_batcher *b = &it->ver->batcher;
 
-    MC_CHECK_OBJ_NOTNULL(p, EDGE_POOL_MAGIC);
-    MC_CHECK_OBJ_NOTNULL(pl, EDGE_PL_MAGIC);
+    MC_CHECK_OBJ_NOTNULL(p, PREDICT_POOL_MAGIC);
+    MC_CHECK_OBJ_NOTNULL(pl, PREDICT_LOOP_MAGIC);
     it->done = done;
     it->arg = arg;
     it->pl = pl;
@@ -223,7 +223,7 @@ void edge_pool_submit(struct edge_pool *p, struct edge_pl *pl, struct edge_pitem
     pl->outstanding = it;
     it->enq_us = units_now_us();
     it->next = NULL;
-    const struct edge_mcfg *cfg = &it->ver->cfg;
+    const struct predict_model_cfg *cfg = &it->ver->cfg;
     pthread_mutex_lock(&p->mtx);
     int first = b->head == NULL;
     if (b->tail)
@@ -243,7 +243,7 @@ void edge_pool_submit(struct edge_pool *p, struct edge_pl *pl, struct edge_pitem
     pthread_mutex_unlock(&p->mtx);
 }
 
-static void fail_item(struct edge_pitem *it, int status, const char *msg)
+static void fail_item(struct predict_item *it, int status, const char *msg)
 {
     it->status = status;
     size_t n = strlen(msg);
@@ -273,7 +273,7 @@ static int map_err(int rc)
 
 /* Runs items (a NULL-terminated list linked through ->next) as one batch on thread tidx.
  * Returns 0 or the engine's error (with every item failed). */
-static int run(struct edge_mver *v, unsigned tidx, struct edge_pitem *items)
+static int run(struct predict_version *v, unsigned tidx, struct predict_item *items)
 {
     struct infer_input in[16];
     struct infer_tensor out[16];
@@ -282,7 +282,7 @@ static int run(struct edge_mver *v, unsigned tidx, struct edge_pitem *items)
     char err[448];
     int rc = 0;
 
-    for (struct edge_pitem *it = items; it; it = it->next) {
+    for (struct predict_item *it = items; it; it = it->next) {
         rows += it->rows;
         nitems++;
     }
@@ -296,7 +296,7 @@ static int run(struct edge_mver *v, unsigned tidx, struct edge_pitem *items)
         }
     }
     for (size_t i = 0; i < v->n_in; i++) {
-        struct edge_mio *io = &v->in[i];
+        struct predict_io *io = &v->in[i];
         in[i].name = io->name;
         in[i].t.dtype = io->dtype;
         in[i].t.rank = io->rank;
@@ -315,7 +315,7 @@ static int run(struct edge_mver *v, unsigned tidx, struct edge_pitem *items)
         }
         owned[i] = d;
         size_t o = 0;
-        for (struct edge_pitem *it = items; it; it = it->next) {
+        for (struct predict_item *it = items; it; it = it->next) {
             memcpy(d + o, it->in[i], it->rows * io->row_bytes);
             o += it->rows * io->row_bytes;
         }
@@ -339,7 +339,7 @@ static int run(struct edge_mver *v, unsigned tidx, struct edge_pitem *items)
     }
     size_t r0 = 0;
     unsigned char *key = malloc(v->key_bytes);
-    for (struct edge_pitem *it = items; it; it = it->next) {
+    for (struct predict_item *it = items; it; it = it->next) {
         it->out = malloc(MC_MAX(it->rows * v->val_bytes, (size_t)1));
         if (!it->out) {
             fail_item(it, 503, "out of memory for the outputs");
@@ -353,7 +353,7 @@ static int run(struct edge_mver *v, unsigned tidx, struct edge_pitem *items)
                        (const unsigned char *)out[o].data + (r0 + r) * v->out[o].row_bytes,
                        v->out[o].row_bytes);
             if (v->model->cache && key) {
-                edge_pred_key(v, it->in, r, key);
+                predict__cache_key(v, it->in, r, key);
                 cache_pred_put(v->model->cache, key, v->key_bytes, row, v->val_bytes);
             }
         }
@@ -367,7 +367,7 @@ fail:
     metrics_counter_add(v->model->run_errors, 1);
     for (size_t i = 0; i < v->n_in; i++)
         free(owned[i]);
-    for (struct edge_pitem *it = items; it; it = it->next) {
+    for (struct predict_item *it = items; it; it = it->next) {
         char m[512];
         int st = map_err(rc);
         snprintf(m, sizeof(m), "%s: %s", st == 400   ? "input rejected by the model"
@@ -379,14 +379,14 @@ fail:
     return rc;
 }
 
-static void run_items(struct edge_mver *v, unsigned tidx, struct edge_pitem *items)
+static void run_items(struct predict_version *v, unsigned tidx, struct predict_item *items)
 {
     int rc = run(v, tidx, items);
     if (rc && (map_err(rc) == 400 || map_err(rc) == 413) && items->next) {
         /* One bad request must not fail the others it was batched with, nor several small
          * ones fail together for a batch too large as a whole. */
-        for (struct edge_pitem *it = items; it; it = it->next) {
-            struct edge_pitem *next = it->next;
+        for (struct predict_item *it = items; it; it = it->next) {
+            struct predict_item *next = it->next;
             it->next = NULL;
             it->status = 0;
             run(v, tidx, it);
@@ -394,15 +394,15 @@ static void run_items(struct edge_mver *v, unsigned tidx, struct edge_pitem *ite
         }
     }
     while (items) {
-        struct edge_pitem *next = items->next;
+        struct predict_item *next = items->next;
         post(items);
         items = next;
     }
 }
 
-static int due(struct edge_batcher *b, uint64_t now, uint64_t *deadline)
+static int due(struct predict_batcher *b, uint64_t now, uint64_t *deadline)
 {
-    struct edge_mver *v = ver_of(b);
+    struct predict_version *v = ver_of(b);
     if (v->cfg.threads && b->running >= v->cfg.threads)
         return 0;
     if (b->rows >= v->cfg.max_batch || v->cfg.max_delay_us == 0)
@@ -418,7 +418,7 @@ static int due(struct edge_batcher *b, uint64_t now, uint64_t *deadline)
 static void *pool_thread(void *arg)
 {
     struct pthread_arg *pa = arg;
-    struct edge_pool *p = pa->p;
+    struct predict_pool *p = pa->p;
     unsigned tidx = pa->idx;
 
     free(pa);
@@ -427,7 +427,7 @@ static void *pool_thread(void *arg)
         if (p->stop)
             break;
         uint64_t now = units_now_us(), deadline = UINT64_MAX;
-        struct edge_batcher *b = p->ready_head;
+        struct predict_batcher *b = p->ready_head;
         for (; b; b = b->rnext)
             if (due(b, now, &deadline))
                 break;
@@ -448,11 +448,11 @@ static void *pool_thread(void *arg)
             }
             continue;
         }
-        struct edge_mver *v = ver_of(b);
-        struct edge_pitem *items = NULL, **tail = &items;
+        struct predict_version *v = ver_of(b);
+        struct predict_item *items = NULL, **tail = &items;
         size_t rows = 0;
         while (b->head && (rows == 0 || rows + b->head->rows <= v->cfg.max_batch)) {
-            struct edge_pitem *it = b->head;
+            struct predict_item *it = b->head;
             b->head = it->next;
             if (!b->head)
                 b->tail = NULL;
@@ -470,7 +470,7 @@ static void *pool_thread(void *arg)
         b->running++;
         atomic_fetch_sub_explicit(&p->queued_rows, rows, memory_order_relaxed);
         /* Our own reference: once posted, the items (and theirs) may be gone. */
-        edge_mver_ref(v);
+        predict__version_ref(v);
         pthread_mutex_unlock(&p->mtx);
         run_items(v, tidx, items);
         pthread_mutex_lock(&p->mtx);
@@ -478,19 +478,19 @@ static void *pool_thread(void *arg)
         if (v->batcher.head)
             pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(&p->mtx);
-        edge_mver_unref(&v);
+        predict__version_unref(&v);
         pthread_mutex_lock(&p->mtx);
     }
     pthread_mutex_unlock(&p->mtx);
     return NULL;
 }
 
-int edge_pool_new(unsigned nthreads, struct edge_pool **out)
+int predict__pool_new(unsigned nthreads, struct predict_pool **out)
 {
-    struct edge_pool *p = mc_xcalloc(1, sizeof(*p));
+    struct predict_pool *p = mc_xcalloc(1, sizeof(*p));
     pthread_condattr_t ca;
 
-    MC_INIT_OBJ(p, EDGE_POOL_MAGIC);
+    MC_INIT_OBJ(p, PREDICT_POOL_MAGIC);
     pthread_mutex_init(&p->mtx, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -506,7 +506,7 @@ int edge_pool_new(unsigned nthreads, struct edge_pool **out)
         if (rc) {
             free(pa);
             p->nthreads = i;
-            edge_pool_free(&p);
+            predict__pool_free(&p);
             return -rc;
         }
     }
@@ -514,13 +514,13 @@ int edge_pool_new(unsigned nthreads, struct edge_pool **out)
     return 0;
 }
 
-void edge_pool_free(struct edge_pool **pp)
+void predict__pool_free(struct predict_pool **pp)
 {
-    struct edge_pool *p = *pp;
+    struct predict_pool *p = *pp;
 
     if (!p)
         return;
-    MC_CHECK_OBJ(p, EDGE_POOL_MAGIC);
+    MC_CHECK_OBJ(p, PREDICT_POOL_MAGIC);
     pthread_mutex_lock(&p->mtx);
     p->stop = 1;
     pthread_cond_broadcast(&p->cv);
@@ -529,10 +529,10 @@ void edge_pool_free(struct edge_pool **pp)
         pthread_join(p->th[i], NULL);
     /* Whatever is still queued fails; its loops are gone by now, so post() drops it. */
     while (p->ready_head) {
-        struct edge_batcher *b = p->ready_head;
+        struct predict_batcher *b = p->ready_head;
         ready_remove(p, b);
         while (b->head) {
-            struct edge_pitem *it = b->head;
+            struct predict_item *it = b->head;
             b->head = it->next;
             fail_item(it, 503, "the edge is stopping");
             post(it);
@@ -547,12 +547,12 @@ void edge_pool_free(struct edge_pool **pp)
     *pp = NULL;
 }
 
-unsigned edge_pool_threads(const struct edge_pool *p)
+unsigned predict__pool_threads(const struct predict_pool *p)
 {
     return p->nthreads;
 }
 
-uint64_t edge_pool_queued_rows(struct edge_pool *p)
+uint64_t predict__pool_queued_rows(struct predict_pool *p)
 {
     return atomic_load_explicit(&p->queued_rows, memory_order_relaxed);
 }

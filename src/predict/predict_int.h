@@ -1,15 +1,15 @@
 /* src/predict/predict_int.h: predictions at the edge (issue 5), private to src/edge.
  *
  * Pieces:
- *   edge_models.c        registry: models dir, versions, config.json, reload (admin and
+ *   predict_models.c        registry: models dir, versions, config.json, reload (admin and
  *                        a polling watcher), atomic switch with refcounted versions;
  *   edge_batch.c         inference pool (own threads, never a loop), dynamic batcher per
  *                        version, per-loop completion queue (uv_async);
  *   edge_predict.c       /predict, /batch_predict, OIP v2 routes; prediction cache use;
  *   edge_predict_json.c  pure JSON -> tensor decoding and tensor -> JSON formatting.
  *
- * Lifetimes: struct edge_models lives from edge_start() to edge_stop(); a struct
- * edge_model (one name) lives as long as the registry; a struct edge_mver (one loaded
+ * Lifetimes: struct predict_models lives from edge_start() to edge_stop(); a struct
+ * predict_model (one name) lives as long as the registry; a struct predict_version (one loaded
  * version) is refcounted: the registry holds one reference while the version is listed,
  * every request and every queued item holds one, so a reload that retires a version
  * lets in-flight requests finish on it. Sessions are per (version, pool thread), created
@@ -39,17 +39,17 @@ struct edge;
 struct edge_worker;
 struct http_exchange;
 
-#define EDGE_MODELS_MAGIC 0x4d4f4453u
-#define EDGE_MODEL_MAGIC 0x4d4f444cu
-#define EDGE_MVER_MAGIC 0x4d564552u
-#define EDGE_PITEM_MAGIC 0x5049544du
-#define EDGE_PL_MAGIC 0x504c4f4fu
-#define EDGE_POOL_MAGIC 0x504f4f4cu
+#define PREDICT_MODELS_MAGIC 0x4d4f4453u
+#define PREDICT_MODEL_MAGIC 0x4d4f444cu
+#define PREDICT_VERSION_MAGIC 0x4d564552u
+#define PREDICT_ITEM_MAGIC 0x5049544du
+#define PREDICT_LOOP_MAGIC 0x504c4f4fu
+#define PREDICT_POOL_MAGIC 0x504f4f4cu
 
-#define EDGE_MODEL_NAME_MAX 64
+#define PREDICT_MODEL_NAME_MAX 64
 
 /* Per-version settings (config.json). */
-struct edge_mcfg {
+struct predict_model_cfg {
     unsigned max_batch;    /* rows per inference run; 1 = no dynamic batching */
     uint64_t max_delay_us; /* how long a partial batch may wait for more rows */
     unsigned threads;      /* pool threads this model may occupy at once; 0 = all */
@@ -57,7 +57,7 @@ struct edge_mcfg {
 };
 
 /* One input or output of a version, per row (dims[0] is the batch). */
-struct edge_mio {
+struct predict_io {
     const char *name; /* owned by the infer model */
     int dtype;
     size_t esize;
@@ -68,44 +68,44 @@ struct edge_mio {
     size_t off; /* outputs: offset of this output in a row's value bytes */
 };
 
-struct edge_pitem;
+struct predict_item;
 
 /* The dynamic batcher of one version (embedded in it; pool->mtx). */
-struct edge_batcher {
-    struct edge_pitem *head, *tail;
+struct predict_batcher {
+    struct predict_item *head, *tail;
     size_t rows;
     unsigned running;
     int in_ready;
-    struct edge_batcher *rnext;
+    struct predict_batcher *rnext;
 };
 
-struct edge_model;
+struct predict_model;
 
-struct edge_mver {
+struct predict_version {
     unsigned magic;
     _Atomic unsigned refcnt;
-    struct edge_model *model;
+    struct predict_model *model;
     int64_t version;
     uint64_t gen; /* unique per load: part of the cache key, so a reloaded file never
                    * serves predictions of its previous contents */
     struct infer_model *im;
-    struct edge_mcfg cfg;
+    struct predict_model_cfg cfg;
     size_t n_in, n_out;
-    struct edge_mio *in, *out;
+    struct predict_io *in, *out;
     size_t key_bytes; /* 16 + sum of input row bytes */
     size_t val_bytes; /* sum of output row bytes */
     struct infer_session **sessions; /* [pool->nthreads], each touched by its thread only */
     unsigned nsessions;
-    struct edge_batcher batcher;
+    struct predict_batcher batcher;
     char sig[256]; /* file identity (model.onnx, config.json) at load, for reload */
 };
 
-struct edge_model {
+struct predict_model {
     unsigned magic;
-    char name[EDGE_MODEL_NAME_MAX];
-    struct edge_mver **vers; /* ascending version; reg->lock */
+    char name[PREDICT_MODEL_NAME_MAX];
+    struct predict_version **vers; /* ascending version; reg->lock */
     size_t nvers;
-    struct edge_mver *cur;   /* highest version; reg->lock */
+    struct predict_version *cur;   /* highest version; reg->lock */
     char error[512];         /* last load error, "" if none; reg->lock */
     struct cache_pred *cache; /* NULL when cache_bytes is 0 */
     uint64_t cache_bytes;
@@ -115,21 +115,49 @@ struct edge_model {
     struct metrics_counter *runs, *run_errors;
 };
 
-struct edge_pool;
+struct predict_pool;
 
-struct edge_models {
+/* Endpoints and the statuses counted apart in mlcdn_predict_requests_total{endpoint,status}
+ * (any other status is status="other"). One list each: the enum, the labels and the sizes
+ * of the counter array all come from it. */
+#define PREDICT_ENDPOINTS(X)                                                                       \
+    X(PREDICT, "predict")                                                                          \
+    X(BATCH, "batch_predict")                                                                      \
+    X(V2_INFER, "v2_infer")                                                                        \
+    X(V2_META, "v2_metadata")                                                                      \
+    X(V2_READY, "v2_ready")                                                                        \
+    X(V2_HEALTH, "v2_health")                                                                      \
+    X(ADMIN, "admin_models")
+#define PREDICT_STATUSES(X) X(200) X(400) X(401) X(403) X(404) X(405) X(408) X(413) X(503)
+
+enum predict_ep {
+#define X(id, label) PREDICT_EP_##id,
+    PREDICT_ENDPOINTS(X)
+#undef X
+    PREDICT_EP__N
+};
+
+enum predict_st {
+#define X(code) PREDICT_ST_##code,
+    PREDICT_STATUSES(X)
+#undef X
+    PREDICT_ST_OTHER,
+    PREDICT_ST__N
+};
+
+struct predict_models {
     unsigned magic;
     struct edge *e;
     char *dir;
     pthread_rwlock_t lock;
-    struct edge_model **models;
+    struct predict_model **models;
     size_t n;
     pthread_mutex_t reload_mtx; /* one reload at a time */
     _Atomic uint64_t next_gen;
     uint64_t reloads, reload_failures; /* reload_mtx */
     char last_sig[4096];                /* watcher: directory signature; reload_mtx */
-    struct edge_pool *pool;
-    struct edge_mcfg defaults;
+    struct predict_pool *pool;
+    struct predict_model_cfg defaults;
     /* Rows answered from / missing in the caches of all models, for the hit-ratio gauge
      * (read while the metrics registry is locked: it must not take reg->lock). */
     _Atomic uint64_t rows_hit, rows_missed;
@@ -141,29 +169,29 @@ struct edge_models {
     pthread_cond_t wcv;
     int wstop;
     /* Metrics. */
-    struct metrics_counter *req[8][10]; /* [endpoint][status index] */
+    struct metrics_counter *req[PREDICT_EP__N][PREDICT_ST__N];
 };
 
 /* A loop's side of the pool: finished items come back here (uv_async). */
-struct edge_pl {
+struct predict_loop {
     unsigned magic;
     _Atomic unsigned refcnt;
     uv_async_t async;
     pthread_mutex_t mtx;
-    struct edge_pitem *done_head, *done_tail; /* mtx */
+    struct predict_item *done_head, *done_tail; /* mtx */
     int closed;                               /* mtx */
-    struct edge_pitem *outstanding;           /* loop thread only */
+    struct predict_item *outstanding;           /* loop thread only */
 };
 
-typedef void edge_pitem_done_f(struct edge_pitem *it, void *arg);
+typedef void predict_item_done_f(struct predict_item *it, void *arg);
 
 /* A group of rows of one request, run as part of one batch. */
-struct edge_pitem {
+struct predict_item {
     unsigned magic;
-    struct edge_pitem *next;          /* batcher queue, then the loop's done queue */
-    struct edge_pitem *oprev, *onext; /* loop's outstanding list (loop thread) */
-    struct edge_mver *ver;            /* ref */
-    struct edge_pl *pl;               /* ref */
+    struct predict_item *next;          /* batcher queue, then the loop's done queue */
+    struct predict_item *oprev, *onext; /* loop's outstanding list (loop thread) */
+    struct predict_version *ver;            /* ref */
+    struct predict_loop *pl;               /* ref */
     size_t rows;
     void **in;          /* per input, rows * row_bytes (owned) */
     unsigned char *out; /* rows * val_bytes (owned), set by the pool on success */
@@ -171,70 +199,70 @@ struct edge_pitem {
     char msg[512];
     uint64_t enq_us;
     int orphan;         /* the loop already answered (stopping); pl->mtx */
-    edge_pitem_done_f *done;
+    predict_item_done_f *done;
     void *arg;
 };
 
-/* ---- edge_models.c ---- */
-int edge_models_new(struct edge *e, struct edge_models **out, char *err, size_t errlen);
-void edge_models_free(struct edge_models **rp);
+/* ---- predict_models.c ---- */
+int predict__models_new(struct edge *e, struct predict_models **out, char *err, size_t errlen);
+void predict__models_free(struct predict_models **rp);
 /* A reference to model `name` (NULL: the only model), version `version` (-1: current).
  * Returns 0, or minus an HTTP status (400/404) with a message. */
-int edge_models_get(struct edge_models *r, const char *name, int64_t version,
-                    struct edge_mver **out, char *msg, size_t mlen);
-struct edge_mver *edge_mver_ref(struct edge_mver *v);
-void edge_mver_unref(struct edge_mver **vp);
+int predict__models_get(struct predict_models *r, const char *name, int64_t version,
+                    struct predict_version **out, char *msg, size_t mlen);
+struct predict_version *predict__version_ref(struct predict_version *v);
+void predict__version_unref(struct predict_version **vp);
 /* Rescans the directory, loads what is new or changed, retires what is gone. Thread-safe,
  * blocking (call off the loops). Appends a JSON report to `report` if non-NULL. Returns
  * the number of versions that failed to load. */
-int edge_models_reload(struct edge_models *r, struct buf *report);
+int predict__models_reload(struct predict_models *r, struct buf *report);
 /* JSON description of every model (GET /admin/models). */
-void edge_models_describe(struct edge_models *r, struct buf *out);
+void predict__models_describe(struct predict_models *r, struct buf *out);
 /* Names of loaded models, comma-separated (for messages). */
-void edge_models_names(struct edge_models *r, char *out, size_t len);
+void predict__models_names(struct predict_models *r, char *out, size_t len);
 
 /* ---- edge_batch.c ---- */
-int edge_pool_new(unsigned nthreads, struct edge_pool **out);
+int predict__pool_new(unsigned nthreads, struct predict_pool **out);
 /* Stops the threads; queued items fail with 503. */
-void edge_pool_free(struct edge_pool **pp);
-unsigned edge_pool_threads(const struct edge_pool *p);
-uint64_t edge_pool_queued_rows(struct edge_pool *p);
-struct edge_pl *edge_pl_new(uv_loop_t *loop);
+void predict__pool_free(struct predict_pool **pp);
+unsigned predict__pool_threads(const struct predict_pool *p);
+uint64_t predict__pool_queued_rows(struct predict_pool *p);
+struct predict_loop *predict__loop_new(uv_loop_t *loop);
 /* On the loop, when it stops: answers outstanding items with 503 and closes the async. */
-void edge_pl_close(struct edge_pl *pl);
+void predict__loop_close(struct predict_loop *pl);
 /* New item of `rows` rows for v (takes a reference); the caller fills it->in[i]. */
-struct edge_pitem *edge_pitem_new(struct edge_mver *v, size_t rows);
-void edge_pitem_free(struct edge_pitem *it);
+struct predict_item *predict__item_new(struct predict_version *v, size_t rows);
+void predict__item_free(struct predict_item *it);
 /* Queues the item; done(it, arg) runs later on pl's loop; then the callee frees it. */
-void edge_pool_submit(struct edge_pool *p, struct edge_pl *pl, struct edge_pitem *it,
-                      edge_pitem_done_f *done, void *arg);
+void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl, struct predict_item *it,
+                      predict_item_done_f *done, void *arg);
 /* Builds the cache key of row r of the given per-input buffers into key (v->key_bytes). */
-void edge_pred_key(const struct edge_mver *v, void *const *in, size_t r, unsigned char *key);
+void predict__cache_key(const struct predict_version *v, void *const *in, size_t r, unsigned char *key);
 
 /* ---- edge_predict_json.c (pure) ---- */
 /* Counts the scalar leaves of a JSON value (numbers/bools, arrays flattened), checking
  * each against dtype's JSON form; nesting deeper than INFER_MAX_RANK+1 is refused.
  * Returns the count, or -1 with a message naming `field`. */
-int64_t edge_pj_count(const json_t *v, int dtype, const char *field, char *msg, size_t mlen);
+int64_t predict__json_count(const json_t *v, int dtype, const char *field, char *msg, size_t mlen);
 /* Writes the leaves of v, converted to dtype, at dst (count elements). Same checks.
  * `decl` is the OIP datatype the client declared (0: none, the model's dtype rules). */
-int edge_pj_fill(const json_t *v, int decl, int dtype, void *dst, int64_t count,
+int predict__json_fill(const json_t *v, int decl, int dtype, void *dst, int64_t count,
                  const char *field, char *msg, size_t mlen);
 /* OIP datatype name <-> dtype ("FP32" -> INFER_DT_FLOAT...). 0 when unknown. */
-int edge_pj_oip_dtype(const char *s);
-const char *edge_pj_oip_name(int dtype);
+int predict__json_oip_dtype(const char *s);
+const char *predict__json_oip_name(int dtype);
 /* Appends element i of a tensor of dtype at data as JSON (floats with %.9g, NaN/Inf as
  * null). */
-void edge_pj_elem(struct buf *b, int dtype, const void *data, int64_t i);
+void predict__json_elem(struct buf *b, int dtype, const void *data, int64_t i);
 /* Appends n elements as JSON: a scalar when `scalar` and n == 1, else nested arrays
  * following dims[0..rank) (flat when rank <= 1). */
-void edge_pj_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims, int rank,
+void predict__json_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims, int rank,
                     int scalar);
 /* Appends a JSON string literal (quoted, escaped). */
-void edge_pj_str(struct buf *b, const char *s, size_t n);
+void predict__json_str(struct buf *b, const char *s, size_t n);
 /* Appends the JSON array [{"name":..,"datatype":..,"shape":[..]},...] of a model's inputs or
  * outputs (OIP metadata and GET /admin/models share it). */
-void edge_models_io_json(struct buf *b, const struct edge_mio *io, size_t n);
+void predict__json_io(struct buf *b, const struct predict_io *io, size_t n);
 
 /* The common /predict body {"model": "m", "features": [numbers] or [[numbers]]} (keys in
  * any order, "model" and "model_version" optional), decoded without building a JSON tree.
@@ -242,16 +270,16 @@ void edge_models_io_json(struct buf *b, const struct edge_mio *io, size_t n);
  * absent; at most out->cap values), or 0 when the body has any other shape, a string with
  * escapes, or more values: the caller then takes the full decoder, which also writes the
  * error messages. Numbers are converted exactly as strtod does. */
-struct edge_pj_fast {
+struct predict_json_fast {
     const char *model;
     size_t model_len;
     int64_t version;
     double *vals;
     size_t n, cap;
 };
-int edge_pj_fast_predict(const char *body, size_t len, struct edge_pj_fast *out);
+int predict__json_fast_predict(const char *body, size_t len, struct predict_json_fast *out);
 
 /* ---- edge_predict.c ---- */
-void edge_predict_metrics_init(struct edge_models *r);
+void predict__metrics_init(struct predict_models *r);
 
 #endif

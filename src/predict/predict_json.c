@@ -165,7 +165,7 @@ static int walk(struct walk *w, const json_t *v)
     return 0;
 }
 
-int64_t edge_pj_count(const json_t *v, int dtype, const char *field, char *msg, size_t mlen)
+int64_t predict__json_count(const json_t *v, int dtype, const char *field, char *msg, size_t mlen)
 {
     struct walk w = {.decl = dtype, .dtype = dtype, .field = field, .msg = msg, .mlen = mlen};
     if (!v)
@@ -175,7 +175,7 @@ int64_t edge_pj_count(const json_t *v, int dtype, const char *field, char *msg, 
     return w.n;
 }
 
-int edge_pj_fill(const json_t *v, int decl, int dtype, void *dst, int64_t count,
+int predict__json_fill(const json_t *v, int decl, int dtype, void *dst, int64_t count,
                  const char *field, char *msg, size_t mlen)
 {
     struct walk w = {.decl = decl ? decl : dtype, .dtype = dtype, .dst = dst,
@@ -193,7 +193,7 @@ int edge_pj_fill(const json_t *v, int decl, int dtype, void *dst, int64_t count,
     return 0;
 }
 
-int edge_pj_oip_dtype(const char *s)
+int predict__json_oip_dtype(const char *s)
 {
     if (!strcmp(s, "FP32"))
         return INFER_DT_FLOAT;
@@ -208,7 +208,7 @@ int edge_pj_oip_dtype(const char *s)
     return 0;
 }
 
-const char *edge_pj_oip_name(int dtype)
+const char *predict__json_oip_name(int dtype)
 {
     switch (dtype) {
     case INFER_DT_FLOAT: return "FP32";
@@ -229,7 +229,7 @@ const char *edge_pj_oip_name(int dtype)
     }
 }
 
-void edge_pj_elem(struct buf *b, int dtype, const void *data, int64_t i)
+void predict__json_elem(struct buf *b, int dtype, const void *data, int64_t i)
 {
     char tmp[40];
     int n;
@@ -321,19 +321,19 @@ static void nested(struct buf *b, int dtype, const void *data, const int64_t *di
         if (rank > 1)
             nested(b, dtype, data, dims + 1, rank - 1, pos);
         else
-            edge_pj_elem(b, dtype, data, (*pos)++);
+            predict__json_elem(b, dtype, data, (*pos)++);
     }
     buf_append(b, "]", 1);
 }
 
-void edge_pj_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims, int rank,
+void predict__json_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims, int rank,
                     int scalar)
 {
     int64_t n = 1, pos = 0;
     for (int i = 0; i < rank; i++)
         n *= dims[i];
     if (scalar && n == 1) {
-        edge_pj_elem(b, dtype, data, 0);
+        predict__json_elem(b, dtype, data, 0);
         return;
     }
     if (rank <= 1) {
@@ -344,7 +344,7 @@ void edge_pj_tensor(struct buf *b, int dtype, const void *data, const int64_t *d
     nested(b, dtype, data, dims, rank, &pos);
 }
 
-void edge_pj_str(struct buf *b, const char *s, size_t n)
+void predict__json_str(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t start = 0;
@@ -480,7 +480,7 @@ static const char *plain_string(const char *p, const char *end, const char **s, 
     return q + 1;
 }
 
-int edge_pj_fast_predict(const char *body, size_t len, struct edge_pj_fast *out)
+int predict__json_fast_predict(const char *body, size_t len, struct predict_json_fast *out)
 {
     const char *p = body, *end = body + len;
     int have_features = 0;

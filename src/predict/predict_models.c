@@ -34,28 +34,28 @@
 #define MAX_CANDIDATES 1024
 
 struct cand {
-    char name[EDGE_MODEL_NAME_MAX];
+    char name[PREDICT_MODEL_NAME_MAX];
     int64_t version;
     char sig[256];
-    struct edge_mver *loaded; /* new version (ref), or NULL when unchanged/failed */
+    struct predict_version *loaded; /* new version (ref), or NULL when unchanged/failed */
     int keep;                 /* unchanged: keep the served one */
 };
 
-struct edge_mver *edge_mver_ref(struct edge_mver *v)
+struct predict_version *predict__version_ref(struct predict_version *v)
 {
-    MC_CHECK_OBJ_NOTNULL(v, EDGE_MVER_MAGIC);
+    MC_CHECK_OBJ_NOTNULL(v, PREDICT_VERSION_MAGIC);
     atomic_fetch_add(&v->refcnt, 1);
     return v;
 }
 
-void edge_mver_unref(struct edge_mver **vp)
+void predict__version_unref(struct predict_version **vp)
 {
-    struct edge_mver *v = *vp;
+    struct predict_version *v = *vp;
 
     *vp = NULL;
     if (!v)
         return;
-    MC_CHECK_OBJ(v, EDGE_MVER_MAGIC);
+    MC_CHECK_OBJ(v, PREDICT_VERSION_MAGIC);
     if (atomic_fetch_sub(&v->refcnt, 1) != 1)
         return;
     MC_ASSERT(v->batcher.head == NULL && v->batcher.running == 0);
@@ -71,7 +71,7 @@ void edge_mver_unref(struct edge_mver **vp)
 static int valid_name(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n >= EDGE_MODEL_NAME_MAX || s[0] == '.')
+    if (n == 0 || n >= PREDICT_MODEL_NAME_MAX || s[0] == '.')
         return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -108,7 +108,7 @@ static void file_sig(const char *path, char *out, size_t len)
 }
 
 /* Applies one config.json to cfg. */
-static int read_config(const char *path, struct edge_mcfg *cfg, char *err, size_t errlen)
+static int read_config(const char *path, struct predict_model_cfg *cfg, char *err, size_t errlen)
 {
     json_error_t je;
     json_t *root, *v;
@@ -177,11 +177,11 @@ static int servable_dtype(int dt)
 }
 
 /* Loads NAME/VERSION: model, config, I/O layout and a probe run. */
-static int load_version(struct edge_models *r, const char *name, int64_t version,
-                        const char *sig, struct edge_mver **out, char *err, size_t errlen)
+static int load_version(struct predict_models *r, const char *name, int64_t version,
+                        const char *sig, struct predict_version **out, char *err, size_t errlen)
 {
     char path[4096], cpath[4096];
-    struct edge_mver *v = mc_xcalloc(1, sizeof(*v));
+    struct predict_version *v = mc_xcalloc(1, sizeof(*v));
     struct infer_session *s = NULL;
     struct infer_input *in = NULL;
     struct infer_tensor *ot = NULL;
@@ -189,7 +189,7 @@ static int load_version(struct edge_models *r, const char *name, int64_t version
     size_t nin = 0;
     int rc;
 
-    MC_INIT_OBJ(v, EDGE_MVER_MAGIC);
+    MC_INIT_OBJ(v, PREDICT_VERSION_MAGIC);
     atomic_init(&v->refcnt, 1);
     v->version = version;
     v->gen = atomic_fetch_add(&r->next_gen, 1);
@@ -222,7 +222,7 @@ static int load_version(struct edge_models *r, const char *name, int64_t version
     in = mc_xcalloc(nin, sizeof(*in));
     for (size_t i = 0; i < v->n_in; i++) {
         const struct infer_io_info *ii = infer_model_input(v->im, i);
-        struct edge_mio *io = &v->in[i];
+        struct predict_io *io = &v->in[i];
         io->name = ii->name;
         io->dtype = ii->dtype;
         io->esize = infer_dtype_size(ii->dtype);
@@ -271,7 +271,7 @@ static int load_version(struct edge_models *r, const char *name, int64_t version
         goto fail;
     for (size_t o = 0; o < v->n_out; o++) {
         const struct infer_io_info *oi = infer_model_output(v->im, o);
-        struct edge_mio *io = &v->out[o];
+        struct predict_io *io = &v->out[o];
         io->name = oi->name;
         io->dtype = ot[o].dtype;
         io->esize = infer_dtype_size(ot[o].dtype);
@@ -289,7 +289,7 @@ static int load_version(struct edge_models *r, const char *name, int64_t version
         io->off = v->val_bytes;
         v->val_bytes += io->row_bytes;
     }
-    v->nsessions = edge_pool_threads(r->pool);
+    v->nsessions = predict__pool_threads(r->pool);
     v->sessions = mc_xcalloc(v->nsessions, sizeof(*v->sessions));
     /* The probe's session becomes thread 0's. */
     v->sessions[0] = s;
@@ -307,12 +307,12 @@ fail:
     infer_session_free(&s);
     if (v) {
         v->nsessions = 0;
-        edge_mver_unref(&v);
+        predict__version_unref(&v);
     }
     return rc;
 }
 
-static struct edge_model *find_model(struct edge_models *r, const char *name)
+static struct predict_model *find_model(struct predict_models *r, const char *name)
 {
     for (size_t i = 0; i < r->n; i++)
         if (!strcmp(r->models[i]->name, name))
@@ -320,12 +320,12 @@ static struct edge_model *find_model(struct edge_models *r, const char *name)
     return NULL;
 }
 
-static struct edge_model *model_new(struct edge_models *r, const char *name, uint64_t cache_bytes)
+static struct predict_model *model_new(struct predict_models *r, const char *name, uint64_t cache_bytes)
 {
-    struct edge_model *m = mc_xcalloc(1, sizeof(*m));
+    struct predict_model *m = mc_xcalloc(1, sizeof(*m));
     char labels[128];
 
-    MC_INIT_OBJ(m, EDGE_MODEL_MAGIC);
+    MC_INIT_OBJ(m, PREDICT_MODEL_MAGIC);
     snprintf(m->name, sizeof(m->name), "%s", name);
     m->cache_bytes = cache_bytes;
     if (cache_bytes && cache_pred_new(cache_bytes, "default", 16, &m->cache) != 0)
@@ -349,7 +349,7 @@ static struct edge_model *model_new(struct edge_models *r, const char *name, uin
 }
 
 /* Lists NAME/VERSION directories holding a model.onnx; returns the count. */
-static size_t scan(struct edge_models *r, struct cand *c, size_t max)
+static size_t scan(struct predict_models *r, struct cand *c, size_t max)
 {
     DIR *d = opendir(r->dir), *vd;
     struct dirent *de, *ve;
@@ -397,7 +397,7 @@ static int cand_cmp(const void *a, const void *b)
     return x->version < y->version ? -1 : x->version > y->version;
 }
 
-static struct edge_mver *find_ver(struct edge_model *m, int64_t version)
+static struct predict_version *find_ver(struct predict_model *m, int64_t version)
 {
     for (size_t i = 0; i < m->nvers; i++)
         if (m->vers[i]->version == version)
@@ -419,15 +419,15 @@ static void dir_sig(const struct cand *c, size_t n, char *out, size_t len)
         o += (size_t)snprintf(out + o, len - o, "%02x", h[i]);
 }
 
-int edge_models_reload(struct edge_models *r, struct buf *report)
+int predict__models_reload(struct predict_models *r, struct buf *report)
 {
     struct cand *c = mc_xcalloc(MAX_CANDIDATES, sizeof(*c));
     size_t n, nfail = 0, nloaded = 0;
     char err[512];
-    struct edge_mver **retired = NULL;
+    struct predict_version **retired = NULL;
     size_t nretired = 0;
 
-    MC_CHECK_OBJ_NOTNULL(r, EDGE_MODELS_MAGIC);
+    MC_CHECK_OBJ_NOTNULL(r, PREDICT_MODELS_MAGIC);
     pthread_mutex_lock(&r->reload_mtx);
     n = scan(r, c, MAX_CANDIDATES);
     qsort(c, n, sizeof(*c), cand_cmp);
@@ -435,15 +435,15 @@ int edge_models_reload(struct edge_models *r, struct buf *report)
     /* Which versions are unchanged (read lock: requests go on meanwhile). */
     pthread_rwlock_rdlock(&r->lock);
     for (size_t i = 0; i < n; i++) {
-        struct edge_model *m = find_model(r, c[i].name);
-        struct edge_mver *v = m ? find_ver(m, c[i].version) : NULL;
+        struct predict_model *m = find_model(r, c[i].name);
+        struct predict_version *v = m ? find_ver(m, c[i].version) : NULL;
         c[i].keep = v && !strcmp(v->sig, c[i].sig);
     }
     pthread_rwlock_unlock(&r->lock);
     if (report)
         buf_puts(report, "{\"loaded\":[");
     /* Errors per model name, collected before the swap. */
-    struct { char name[EDGE_MODEL_NAME_MAX]; char error[512]; } *errs =
+    struct { char name[PREDICT_MODEL_NAME_MAX]; char error[512]; } *errs =
         mc_xcalloc(n ? n : 1, sizeof(*errs));
     size_t nerrs = 0;
     for (size_t i = 0; i < n; i++) {
@@ -467,7 +467,7 @@ int edge_models_reload(struct edge_models *r, struct buf *report)
                  c[i].version, (unsigned long long)(units_now_ms() - t0));
         if (report) {
             buf_printf(report, "%s{\"model\":", nloaded ? "," : "");
-            edge_pj_str(report, c[i].name, strlen(c[i].name));
+            predict__json_str(report, c[i].name, strlen(c[i].name));
             buf_printf(report, ",\"version\":%" PRId64 "}", c[i].version);
         }
         nloaded++;
@@ -481,13 +481,13 @@ int edge_models_reload(struct edge_models *r, struct buf *report)
         model_new(r, c[i].name, cb);
     }
     for (size_t mi = 0; mi < r->n; mi++) {
-        struct edge_model *m = r->models[mi];
-        struct edge_mver **nv = mc_xcalloc(n + m->nvers + 1, sizeof(*nv));
+        struct predict_model *m = r->models[mi];
+        struct predict_version **nv = mc_xcalloc(n + m->nvers + 1, sizeof(*nv));
         size_t nn = 0;
         for (size_t i = 0; i < n; i++) {
             if (strcmp(c[i].name, m->name))
                 continue;
-            struct edge_mver *old = find_ver(m, c[i].version);
+            struct predict_version *old = find_ver(m, c[i].version);
             if (c[i].keep) {
                 nv[nn++] = old;
             } else if (c[i].loaded) {
@@ -531,15 +531,15 @@ int edge_models_reload(struct edge_models *r, struct buf *report)
         buf_puts(report, "],\"retired\":[");
         for (size_t k = 0; k < nretired; k++) {
             buf_printf(report, "%s{\"model\":", k ? "," : "");
-            edge_pj_str(report, retired[k]->model->name, strlen(retired[k]->model->name));
+            predict__json_str(report, retired[k]->model->name, strlen(retired[k]->model->name));
             buf_printf(report, ",\"version\":%" PRId64 "}", retired[k]->version);
         }
         buf_puts(report, "],\"failed\":[");
         for (size_t k = 0; k < nerrs; k++) {
             buf_printf(report, "%s{\"model\":", k ? "," : "");
-            edge_pj_str(report, errs[k].name, strlen(errs[k].name));
+            predict__json_str(report, errs[k].name, strlen(errs[k].name));
             buf_puts(report, ",\"error\":");
-            edge_pj_str(report, errs[k].error, strlen(errs[k].error));
+            predict__json_str(report, errs[k].error, strlen(errs[k].error));
             buf_puts(report, "}");
         }
         buf_puts(report, "]}\n");
@@ -548,7 +548,7 @@ int edge_models_reload(struct edge_models *r, struct buf *report)
     for (size_t k = 0; k < nretired; k++) {
         log_info("model version retired", "model=%s version=%" PRId64,
                  retired[k]->model->name, retired[k]->version);
-        edge_mver_unref(&retired[k]);
+        predict__version_unref(&retired[k]);
     }
     free(retired);
     free(errs);
@@ -558,7 +558,7 @@ int edge_models_reload(struct edge_models *r, struct buf *report)
 
 static void *watcher(void *arg)
 {
-    struct edge_models *r = arg;
+    struct predict_models *r = arg;
     struct cand *c = mc_xcalloc(MAX_CANDIDATES, sizeof(*c));
     char sig[64];
 
@@ -584,7 +584,7 @@ static void *watcher(void *arg)
         pthread_mutex_unlock(&r->reload_mtx);
         if (changed) {
             log_info("models directory changed, reloading", "dir=%s", r->dir);
-            edge_models_reload(r, NULL);
+            predict__models_reload(r, NULL);
         }
         pthread_mutex_lock(&r->wmtx);
     }
@@ -595,21 +595,21 @@ static void *watcher(void *arg)
 
 static double queue_depth_read(void *arg)
 {
-    struct edge_models *r = arg;
-    return (double)edge_pool_queued_rows(r->pool);
+    struct predict_models *r = arg;
+    return (double)predict__pool_queued_rows(r->pool);
 }
 
 static double hit_ratio_read(void *arg)
 {
-    struct edge_models *r = arg;
+    struct predict_models *r = arg;
     uint64_t h = atomic_load_explicit(&r->rows_hit, memory_order_relaxed);
     uint64_t m = atomic_load_explicit(&r->rows_missed, memory_order_relaxed);
     return h + m ? (double)h / (double)(h + m) : 0.0;
 }
 
-int edge_models_new(struct edge *e, struct edge_models **out, char *err, size_t errlen)
+int predict__models_new(struct edge *e, struct predict_models **out, char *err, size_t errlen)
 {
-    struct edge_models *r;
+    struct predict_models *r;
     struct stat st;
     int rc;
 
@@ -618,7 +618,7 @@ int edge_models_new(struct edge *e, struct edge_models **out, char *err, size_t 
         return -ENOENT;
     }
     r = mc_xcalloc(1, sizeof(*r));
-    MC_INIT_OBJ(r, EDGE_MODELS_MAGIC);
+    MC_INIT_OBJ(r, PREDICT_MODELS_MAGIC);
     r->e = e;
     r->dir = mc_xstrdup(e->cfg.models_dir);
     pthread_rwlock_init(&r->lock, NULL);
@@ -634,20 +634,20 @@ int edge_models_new(struct edge *e, struct edge_models **out, char *err, size_t 
     r->defaults.max_delay_us = e->cfg.max_delay_us;
     r->defaults.threads = 0;
     r->defaults.cache_bytes = e->cfg.predict_cache;
-    rc = edge_pool_new(e->cfg.infer_threads, &r->pool);
+    rc = predict__pool_new(e->cfg.infer_threads, &r->pool);
     if (rc) {
         snprintf(err, errlen, "--infer-threads: cannot start threads: %s", strerror(-rc));
         r->poll_ms = 0;
-        edge_models_free(&r);
+        predict__models_free(&r);
         return rc;
     }
-    edge_predict_metrics_init(r);
+    predict__metrics_init(r);
     metrics_gauge_fn("mlcdn_predict_queue_depth", "Rows queued for inference", NULL,
                      queue_depth_read, r);
     metrics_gauge_fn("mlcdn_predict_cache_hit_ratio",
                      "Share of rows answered from the prediction cache", NULL, hit_ratio_read,
                      r);
-    edge_models_reload(r, NULL);
+    predict__models_reload(r, NULL);
     r->poll_ms = e->cfg.models_poll_ms;
     if (r->poll_ms && pthread_create(&r->watcher, NULL, watcher, r) == 0)
         r->watcher_on = 1;
@@ -655,13 +655,13 @@ int edge_models_new(struct edge *e, struct edge_models **out, char *err, size_t 
     return 0;
 }
 
-void edge_models_free(struct edge_models **rp)
+void predict__models_free(struct predict_models **rp)
 {
-    struct edge_models *r = *rp;
+    struct predict_models *r = *rp;
 
     if (!r)
         return;
-    MC_CHECK_OBJ(r, EDGE_MODELS_MAGIC);
+    MC_CHECK_OBJ(r, PREDICT_MODELS_MAGIC);
     if (r->watcher_on) {
         pthread_mutex_lock(&r->wmtx);
         r->wstop = 1;
@@ -669,11 +669,11 @@ void edge_models_free(struct edge_models **rp)
         pthread_mutex_unlock(&r->wmtx);
         pthread_join(r->watcher, NULL);
     }
-    edge_pool_free(&r->pool);
+    predict__pool_free(&r->pool);
     for (size_t i = 0; i < r->n; i++) {
-        struct edge_model *m = r->models[i];
+        struct predict_model *m = r->models[i];
         for (size_t k = 0; k < m->nvers; k++)
-            edge_mver_unref(&m->vers[k]);
+            predict__version_unref(&m->vers[k]);
         free(m->vers);
         cache_pred_free(&m->cache);
         MC_FREE_OBJ(m);
@@ -688,7 +688,7 @@ void edge_models_free(struct edge_models **rp)
     *rp = NULL;
 }
 
-void edge_models_names(struct edge_models *r, char *out, size_t len)
+void predict__models_names(struct predict_models *r, char *out, size_t len)
 {
     size_t o = 0;
     out[0] = '\0';
@@ -698,11 +698,11 @@ void edge_models_names(struct edge_models *r, char *out, size_t len)
                                   r->models[i]->name);
 }
 
-int edge_models_get(struct edge_models *r, const char *name, int64_t version,
-                    struct edge_mver **out, char *msg, size_t mlen)
+int predict__models_get(struct predict_models *r, const char *name, int64_t version,
+                    struct predict_version **out, char *msg, size_t mlen)
 {
-    struct edge_model *m = NULL;
-    struct edge_mver *v = NULL;
+    struct predict_model *m = NULL;
+    struct predict_version *v = NULL;
     char names[256];
     int rc = 0;
 
@@ -710,7 +710,7 @@ int edge_models_get(struct edge_models *r, const char *name, int64_t version,
     if (name) {
         m = find_model(r, name);
         if (!m) {
-            edge_models_names(r, names, sizeof(names));
+            predict__models_names(r, names, sizeof(names));
             snprintf(msg, mlen, "model: '%.64s' is not loaded (loaded: %s)", name,
                      names[0] ? names : "none");
             rc = -404;
@@ -724,7 +724,7 @@ int edge_models_get(struct edge_models *r, const char *name, int64_t version,
                 nready++;
             }
         if (nready != 1) {
-            edge_models_names(r, names, sizeof(names));
+            predict__models_names(r, names, sizeof(names));
             snprintf(msg, mlen, "model: required when %s models are loaded (loaded: %s)",
                      nready ? "several" : "no", names[0] ? names : "none");
             rc = nready ? -400 : -404;
@@ -754,19 +754,19 @@ int edge_models_get(struct edge_models *r, const char *name, int64_t version,
             goto out;
         }
     }
-    *out = edge_mver_ref(v);
+    *out = predict__version_ref(v);
 out:
     pthread_rwlock_unlock(&r->lock);
     return rc;
 }
 
-void edge_models_io_json(struct buf *b, const struct edge_mio *io, size_t n)
+void predict__json_io(struct buf *b, const struct predict_io *io, size_t n)
 {
     buf_puts(b, "[");
     for (size_t i = 0; i < n; i++) {
         buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        edge_pj_str(b, io[i].name, strlen(io[i].name));
-        buf_printf(b, ",\"datatype\":\"%s\",\"shape\":[", edge_pj_oip_name(io[i].dtype));
+        predict__json_str(b, io[i].name, strlen(io[i].name));
+        buf_printf(b, ",\"datatype\":\"%s\",\"shape\":[", predict__json_oip_name(io[i].dtype));
         for (int d = 0; d < io[i].rank; d++)
             buf_printf(b, "%s%" PRId64, d ? "," : "", io[i].dims[d]);
         buf_puts(b, "]}");
@@ -774,18 +774,18 @@ void edge_models_io_json(struct buf *b, const struct edge_mio *io, size_t n)
     buf_puts(b, "]");
 }
 
-void edge_models_describe(struct edge_models *r, struct buf *b)
+void predict__models_describe(struct predict_models *r, struct buf *b)
 {
     pthread_rwlock_rdlock(&r->lock);
     buf_puts(b, "{\"dir\":");
-    edge_pj_str(b, r->dir, strlen(r->dir));
+    predict__json_str(b, r->dir, strlen(r->dir));
     buf_printf(b, ",\"reloads\":%" PRIu64 ",\"reload_failures\":%" PRIu64
                ",\"infer_threads\":%u,\"models\":[",
-               r->reloads, r->reload_failures, edge_pool_threads(r->pool));
+               r->reloads, r->reload_failures, predict__pool_threads(r->pool));
     for (size_t i = 0; i < r->n; i++) {
-        struct edge_model *m = r->models[i];
+        struct predict_model *m = r->models[i];
         buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        edge_pj_str(b, m->name, strlen(m->name));
+        predict__json_str(b, m->name, strlen(m->name));
         if (m->cur)
             buf_printf(b, ",\"version\":%" PRId64 ",\"ready\":true", m->cur->version);
         else
@@ -795,17 +795,17 @@ void edge_models_describe(struct edge_models *r, struct buf *b)
             buf_printf(b, "%s%" PRId64, k ? "," : "", m->vers[k]->version);
         buf_puts(b, "],\"error\":");
         if (m->error[0])
-            edge_pj_str(b, m->error, strlen(m->error));
+            predict__json_str(b, m->error, strlen(m->error));
         else
             buf_puts(b, "null");
         if (m->cur) {
-            const struct edge_mcfg *c = &m->cur->cfg;
+            const struct predict_model_cfg *c = &m->cur->cfg;
             buf_printf(b, ",\"config\":{\"max_batch\":%u,\"max_delay_us\":%" PRIu64
                        ",\"threads\":%u,\"cache_bytes\":%" PRIu64 "},\"inputs\":",
                        c->max_batch, c->max_delay_us, c->threads, m->cache_bytes);
-            edge_models_io_json(b, m->cur->in, m->cur->n_in);
+            predict__json_io(b, m->cur->in, m->cur->n_in);
             buf_puts(b, ",\"outputs\":");
-            edge_models_io_json(b, m->cur->out, m->cur->n_out);
+            predict__json_io(b, m->cur->out, m->cur->n_out);
             struct infer_model_mem mm;
             infer_model_memory(m->cur->im, &mm);
             buf_printf(b, ",\"memory\":{\"budget\":%zu,\"constants\":%zu,\"run\":%zu,"

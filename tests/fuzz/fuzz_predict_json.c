@@ -22,21 +22,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     double vals[256];
     float a[256], b[256];
-    struct edge_pj_fast f = {.vals = vals, .cap = 256};
+    struct predict_json_fast f = {.vals = vals, .cap = 256};
     char msg[512];
     char *copy = malloc(size ? size : 1); /* exact size: ASan sees any over-read */
     json_error_t je;
 
     memcpy(copy, data, size);
-    int fast = edge_pj_fast_predict(copy, size, &f);
+    int fast = predict__json_fast_predict(copy, size, &f);
     json_t *root = json_loadb(copy, size, 0, &je);
     if (fast) {
         CHECK(root && json_is_object(root));
         json_t *feat = json_object_get(root, "features");
         msg[0] = '\0';
-        int64_t n = edge_pj_count(feat, INFER_DT_FLOAT, "features", msg, sizeof(msg));
+        int64_t n = predict__json_count(feat, INFER_DT_FLOAT, "features", msg, sizeof(msg));
         CHECK(n == (int64_t)f.n);
-        CHECK(edge_pj_fill(feat, 0, INFER_DT_FLOAT, b, n, "features", msg, sizeof(msg)) == 0);
+        CHECK(predict__json_fill(feat, 0, INFER_DT_FLOAT, b, n, "features", msg, sizeof(msg)) == 0);
         for (size_t i = 0; i < f.n; i++) {
             a[i] = (float)vals[i];
             CHECK(memcmp(&a[i], &b[i], sizeof(float)) == 0);
@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int dt = INFER_DT_FLOAT; dt <= INFER_DT_BOOL; dt++) {
             msg[0] = '\0';
             json_t *feat = json_object_get(root, "features");
-            if (edge_pj_count(feat, dt, "features", msg, sizeof(msg)) < 0)
+            if (predict__json_count(feat, dt, "features", msg, sizeof(msg)) < 0)
                 CHECK(msg[0] != '\0');
         }
     }

@@ -28,14 +28,14 @@ static void test_count_and_fill_float(void **state)
     (void)state;
 
     json_t *v = J("[[1, 2.5], [-3, 4e2]]");
-    assert_int_equal(edge_pj_count(v, INFER_DT_FLOAT, "features", msg, sizeof(msg)), 4);
-    assert_int_equal(edge_pj_fill(v, 0, INFER_DT_FLOAT, f, 4, "features", msg, sizeof(msg)), 0);
+    assert_int_equal(predict__json_count(v, INFER_DT_FLOAT, "features", msg, sizeof(msg)), 4);
+    assert_int_equal(predict__json_fill(v, 0, INFER_DT_FLOAT, f, 4, "features", msg, sizeof(msg)), 0);
     assert_true(f[0] == 1.0f && f[1] == 2.5f && f[2] == -3.0f && f[3] == 400.0f);
     /* Count mismatch at fill time. */
-    assert_int_equal(edge_pj_fill(v, 0, INFER_DT_FLOAT, f, 3, "features", msg, sizeof(msg)), -1);
+    assert_int_equal(predict__json_fill(v, 0, INFER_DT_FLOAT, f, 3, "features", msg, sizeof(msg)), -1);
     json_decref(v);
     v = J("7");
-    assert_int_equal(edge_pj_count(v, INFER_DT_FLOAT, "x", msg, sizeof(msg)), 1);
+    assert_int_equal(predict__json_count(v, INFER_DT_FLOAT, "x", msg, sizeof(msg)), 1);
     json_decref(v);
 }
 
@@ -45,26 +45,26 @@ static void test_errors_name_the_field(void **state)
     (void)state;
 
     json_t *v = J("[[1, 2], [3, \"x\"]]");
-    assert_int_equal(edge_pj_count(v, INFER_DT_FLOAT, "features", msg, sizeof(msg)), -1);
+    assert_int_equal(predict__json_count(v, INFER_DT_FLOAT, "features", msg, sizeof(msg)), -1);
     assert_string_equal(msg, "features[1][1]: expected a number, got a string");
     json_decref(v);
     v = J("[1, 2.5]");
-    assert_int_equal(edge_pj_count(v, INFER_DT_INT64, "inputs.user_id", msg, sizeof(msg)), -1);
+    assert_int_equal(predict__json_count(v, INFER_DT_INT64, "inputs.user_id", msg, sizeof(msg)), -1);
     assert_string_equal(msg, "inputs.user_id[1]: expected an integer, got a number");
     json_decref(v);
     v = J("[true, 1]");
-    assert_int_equal(edge_pj_count(v, INFER_DT_BOOL, "b", msg, sizeof(msg)), -1);
+    assert_int_equal(predict__json_count(v, INFER_DT_BOOL, "b", msg, sizeof(msg)), -1);
     assert_string_equal(msg, "b[1]: expected a boolean, got an integer");
     json_decref(v);
     v = J("[[[[[[[[[[1]]]]]]]]]]");
-    assert_int_equal(edge_pj_count(v, INFER_DT_FLOAT, "f", msg, sizeof(msg)), -1);
+    assert_int_equal(predict__json_count(v, INFER_DT_FLOAT, "f", msg, sizeof(msg)), -1);
     assert_non_null(strstr(msg, "nested too deeply"));
     json_decref(v);
     v = J("{\"a\": 1}");
-    assert_int_equal(edge_pj_count(v, INFER_DT_FLOAT, "f", msg, sizeof(msg)), -1);
+    assert_int_equal(predict__json_count(v, INFER_DT_FLOAT, "f", msg, sizeof(msg)), -1);
     assert_string_equal(msg, "f: expected a number, got an object");
     json_decref(v);
-    assert_int_equal(edge_pj_count(NULL, INFER_DT_FLOAT, "f", msg, sizeof(msg)), -1);
+    assert_int_equal(predict__json_count(NULL, INFER_DT_FLOAT, "f", msg, sizeof(msg)), -1);
     assert_string_equal(msg, "f: missing");
 }
 
@@ -77,18 +77,18 @@ static void test_declared_types(void **state)
 
     /* INT32 declared, INT64 model input: widened. */
     json_t *v = J("[1, -2, 2147483647]");
-    assert_int_equal(edge_pj_fill(v, INFER_DT_INT32, INFER_DT_INT64, i64, 3, "d", msg,
+    assert_int_equal(predict__json_fill(v, INFER_DT_INT32, INFER_DT_INT64, i64, 3, "d", msg,
                                   sizeof(msg)), 0);
     assert_true(i64[0] == 1 && i64[1] == -2 && i64[2] == 2147483647);
     json_decref(v);
     v = J("[2147483648]");
-    assert_int_equal(edge_pj_fill(v, INFER_DT_INT32, INFER_DT_INT64, i64, 1, "d", msg,
+    assert_int_equal(predict__json_fill(v, INFER_DT_INT32, INFER_DT_INT64, i64, 1, "d", msg,
                                   sizeof(msg)), -1);
     assert_string_equal(msg, "d[0]: expected an integer in the int32 range, got an integer");
     json_decref(v);
     /* BOOL declared, float input. */
     v = J("[true, false]");
-    assert_int_equal(edge_pj_fill(v, INFER_DT_BOOL, INFER_DT_FLOAT, f, 2, "d", msg,
+    assert_int_equal(predict__json_fill(v, INFER_DT_BOOL, INFER_DT_FLOAT, f, 2, "d", msg,
                                   sizeof(msg)), 0);
     assert_true(f[0] == 1.0f && f[1] == 0.0f);
     json_decref(v);
@@ -97,13 +97,13 @@ static void test_declared_types(void **state)
 static void test_oip_names(void **state)
 {
     (void)state;
-    assert_int_equal(edge_pj_oip_dtype("FP32"), INFER_DT_FLOAT);
-    assert_int_equal(edge_pj_oip_dtype("INT64"), INFER_DT_INT64);
-    assert_int_equal(edge_pj_oip_dtype("INT32"), INFER_DT_INT32);
-    assert_int_equal(edge_pj_oip_dtype("BOOL"), INFER_DT_BOOL);
-    assert_int_equal(edge_pj_oip_dtype("FP16"), 0);
-    assert_string_equal(edge_pj_oip_name(INFER_DT_FLOAT), "FP32");
-    assert_string_equal(edge_pj_oip_name(INFER_DT_INT64), "INT64");
+    assert_int_equal(predict__json_oip_dtype("FP32"), INFER_DT_FLOAT);
+    assert_int_equal(predict__json_oip_dtype("INT64"), INFER_DT_INT64);
+    assert_int_equal(predict__json_oip_dtype("INT32"), INFER_DT_INT32);
+    assert_int_equal(predict__json_oip_dtype("BOOL"), INFER_DT_BOOL);
+    assert_int_equal(predict__json_oip_dtype("FP16"), 0);
+    assert_string_equal(predict__json_oip_name(INFER_DT_FLOAT), "FP32");
+    assert_string_equal(predict__json_oip_name(INFER_DT_INT64), "INT64");
 }
 
 static void test_encode(void **state)
@@ -115,26 +115,26 @@ static void test_encode(void **state)
     (void)state;
 
     buf_init(&b, 4096);
-    edge_pj_tensor(&b, INFER_DT_FLOAT, f, &one, 1, 1);
+    predict__json_tensor(&b, INFER_DT_FLOAT, f, &one, 1, 1);
     assert_string_equal(b.data, "0.5");
     buf_reset(&b);
-    edge_pj_tensor(&b, INFER_DT_FLOAT, f, &one, 1, 0);
+    predict__json_tensor(&b, INFER_DT_FLOAT, f, &one, 1, 0);
     assert_string_equal(b.data, "[0.5]");
     buf_reset(&b);
-    edge_pj_tensor(&b, INFER_DT_FLOAT, f, d2, 2, 1);
+    predict__json_tensor(&b, INFER_DT_FLOAT, f, d2, 2, 1);
     assert_string_equal(b.data, "[[0.5,0.333333343,-2],[0,0,0]]");
     buf_reset(&b);
     f[0] = 1.0f / 0.0f;
-    edge_pj_elem(&b, INFER_DT_FLOAT, f, 0);
+    predict__json_elem(&b, INFER_DT_FLOAT, f, 0);
     assert_string_equal(b.data, "null");
     buf_reset(&b);
     int64_t l = -42;
-    edge_pj_elem(&b, INFER_DT_INT64, &l, 0);
+    predict__json_elem(&b, INFER_DT_INT64, &l, 0);
     unsigned char t = 1;
-    edge_pj_elem(&b, INFER_DT_BOOL, &t, 0);
+    predict__json_elem(&b, INFER_DT_BOOL, &t, 0);
     assert_string_equal(b.data, "-42true");
     buf_reset(&b);
-    edge_pj_str(&b, "a\"b\\c\n\x01", 7);
+    predict__json_str(&b, "a\"b\\c\n\x01", 7);
     assert_string_equal(b.data, "\"a\\\"b\\\\c\\n\\u0001\"");
     buf_fini(&b);
 }
@@ -142,12 +142,12 @@ static void test_encode(void **state)
 static void test_fast_predict(void **state)
 {
     double v[8];
-    struct edge_pj_fast f = {.vals = v, .cap = 8};
+    struct predict_json_fast f = {.vals = v, .cap = 8};
     (void)state;
 
     const char *b = " {\"features\": [[1, -2.5, 0.1, 3e2]], \"model\" : \"mlp\",\n"
                     "\"model_version\": 7 } ";
-    assert_int_equal(edge_pj_fast_predict(b, strlen(b), &f), 1);
+    assert_int_equal(predict__json_fast_predict(b, strlen(b), &f), 1);
     assert_int_equal(f.n, 4);
     assert_true(v[0] == 1.0 && v[1] == -2.5 && v[2] == 0.1 && v[3] == 300.0);
     assert_int_equal(f.model_len, 3);
@@ -163,14 +163,14 @@ static void test_fast_predict(void **state)
         "{\"features\": [[1], [2]]}", "{\"features\": [true]}",
     };
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
-        assert_int_equal(edge_pj_fast_predict(no[i], strlen(no[i]), &f), 0);
+        assert_int_equal(predict__json_fast_predict(no[i], strlen(no[i]), &f), 0);
 }
 
 static void test_fast_numbers_match_strtod(void **state)
 {
     char body[128], num[40];
     double v[1];
-    struct edge_pj_fast f = {.vals = v, .cap = 1};
+    struct predict_json_fast f = {.vals = v, .cap = 1};
     uint64_t x = 88172645463325252ull;
     (void)state;
 
@@ -185,7 +185,7 @@ static void test_fast_numbers_match_strtod(void **state)
         default: snprintf(num, sizeof(num), "%llu.%llu", (unsigned long long)(x % 1000), (unsigned long long)(x >> 40)); break;
         }
         snprintf(body, sizeof(body), "{\"features\":[%s]}", num);
-        assert_int_equal(edge_pj_fast_predict(body, strlen(body), &f), 1);
+        assert_int_equal(predict__json_fast_predict(body, strlen(body), &f), 1);
         assert_true(v[0] == strtod(num, NULL));
     }
 }
