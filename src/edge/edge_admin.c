@@ -11,6 +11,7 @@
 #include "cache/cache_disk.h"
 #include "edge/edge_int.h"
 #include "edge/edge_redis.h"
+#include "predict/predict.h"
 
 static double l1_bytes_read(void *arg)
 {
@@ -258,7 +259,7 @@ void edge_admin_handle(struct http_exchange *x, void *arg)
     struct edge *e = arg;
     const struct http_request *r = http_x_request(x);
 
-    if (e->models && edge_predict_admin(e, x, authorized(e, r)))
+    if (e->predict && predict_admin(e->predict, x, authorized(e, r)))
         return;
     if (r->method == HTTP_M_PURGE) {
         purge(e, x);

@@ -40,7 +40,7 @@
 
 struct edge_fill;
 struct edge_waiter;
-struct predict_models; /* edge_predict.h (issue 5) */
+struct predict;     /* predict/predict.h */
 struct l2;          /* cache/cache_disk.h */
 struct l2_writer;
 struct edge_redis;  /* edge_redis.h */
@@ -62,7 +62,7 @@ struct edge_worker {
     struct edge_fill *fills;                    /* fills owned by this loop */
     struct buf key_scratch;                     /* per-request scratch, this loop only */
     struct buf hdr_scratch;
-    struct predict_loop *pl;                         /* predictions: completions (edge_batch.c) */
+    struct predict_loop *pl;                    /* prediction completions, or NULL */
     struct edge_redis_conn *redis;              /* this loop's Redis connection, or NULL */
     struct edge_fdc *fdc;                       /* open L2 files (edge_tier.c), or NULL */
     int stopping;
@@ -120,7 +120,7 @@ struct edge {
     uint64_t cpu_last_ms, cpu_last_us;
     double cpu_load;
     struct cache_key_opts keyopts;
-    struct predict_models *models; /* --models registry, NULL without (predict_models.c) */
+    struct predict *predict;    /* --models: prediction serving, or NULL */
     size_t nparents;            /* 1 when origin_urls[0] is the --parent edge */
     struct l2 *l2;              /* --disk-dir tier, or NULL */
     struct edge_redis *redis;   /* --redis tier, or NULL */
@@ -295,14 +295,6 @@ void edge_tier_close(struct edge *e);
 void edge_admin_handle(struct http_exchange *x, void *arg);
 void edge_metrics_init(struct edge *e);
 void edge_metrics_server_ready(struct edge *e);
-
-/* edge_predict.c (issue 5) */
-/* Handles /predict, /batch_predict and /v2/...: returns 1 when the request was taken. */
-int edge_predict_route(struct edge *e, struct http_exchange *x);
-/* Handles /admin/models and /admin/models/reload on the admin listener; returns 1 if taken. */
-int edge_predict_admin(struct edge *e, struct http_exchange *x, int authorized);
-void edge_predict_loop_init(struct edge_worker *w);
-void edge_predict_loop_fini(struct edge_worker *w);
 
 /* edge_req.c */
 void edge_public_handle(struct http_exchange *x, void *arg);

@@ -14,8 +14,8 @@
 #include "core/units.h"
 #include "edge/edge_int.h"
 #include "edge/edge_origin.h"
-#include "predict/predict_int.h"
 #include "edge/edge_redis.h"
+#include "predict/predict.h"
 
 void edge_cfg_default(struct edge_cfg *cfg)
 {
@@ -67,7 +67,8 @@ static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
     MC_ASSERT(http_client_new(loop, &w->client) == 0);
     uv_async_init(loop, &w->wake, edge_worker_wake);
     w->wake.data = w;
-    edge_predict_loop_init(w);
+    if (e->predict)
+        w->pl = predict_loop_init(e->predict, loop);
     if (e->redis)
         w->redis = edge_redis_loop_init(e->redis, loop);
     edge_tier_loop_init(w);
@@ -81,6 +82,7 @@ static void loop_stopping(uv_loop_t *loop, void *data, void *arg)
     (void)loop;
     (void)data;
     atomic_store(&e->draining, 1);
+    predict_set_draining(e->predict);
 }
 
 static void worker_closed(uv_handle_t *h)
@@ -105,11 +107,25 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
     edge_worker_cancel_fills(w);
     /* Waiters of this loop woken by the cancellations answer now, before the loop ends. */
     edge_worker_wake(&w->wake);
-    edge_predict_loop_fini(w);
+    predict_loop_fini(&w->pl);
     edge_tier_loop_fini(w);
     http_client_free(&w->client);
     e->workers[w->idx] = NULL;
     uv_close((uv_handle_t *)&w->wake, worker_closed);
+}
+
+/* Prediction serving (--models) reads these settings of the edge. */
+static int start_predict(struct edge *e, char *err, size_t errlen)
+{
+    const struct edge_cfg *c = &e->cfg;
+    struct predict_cfg pc = {
+        .models_dir = c->models_dir, .infer_threads = c->infer_threads,
+        .predict_cache = c->predict_cache, .max_batch = c->max_batch,
+        .max_delay_us = c->max_delay_us, .models_poll_ms = c->models_poll_ms,
+        .model_memory = c->model_memory, .region = c->region, .max_body = c->max_body,
+        .admin_token = c->admin_token,
+    };
+    return predict_new(&pc, &e->predict, err, errlen);
 }
 
 /* A buffered request body is held in memory whole (per request): a bound on the setting. */
@@ -222,7 +238,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->start_ms = units_now_ms();
     e->nworkers = e->cfg.threads;
     e->workers = mc_xcalloc(e->nworkers, sizeof(*e->workers));
-    if (cfg->models_dir && (rc = predict__models_new(e, &e->models, err, errlen)) != 0)
+    if (cfg->models_dir && (rc = start_predict(e, err, errlen)) != 0)
         goto fail;
 
     http_server_cfg_default(&sc);
@@ -250,7 +266,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
 fail:
     edge_req_fini(e);
     edge_origins_free(&e->origins);
-    predict__models_free(&e->models);
+    predict_free(&e->predict);
     edge_tier_close(e);
     l1_free(&e->l1);
     for (size_t i = 0; i < e->cfg.norigins; i++)
@@ -282,9 +298,10 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     if (!e)
         return;
     atomic_store(&e->draining, 1);
+    predict_set_draining(e->predict);
     http_server_stop(e->srv, grace_ms);
     http_server_free(&e->srv);
-    predict__models_free(&e->models); /* after the loops: none can queue work any more */
+    predict_free(&e->predict); /* after the loops: none can queue work any more */
     edge_tier_close(e);
     edge_origins_free(&e->origins); /* after the loops: no fill reports any more */
     l1_free(&e->l1);

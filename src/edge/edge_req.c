@@ -27,6 +27,7 @@
 #include "core/units.h"
 #include "edge/edge_int.h"
 #include "edge/edge_routes.h"
+#include "predict/predict.h"
 
 int edge_primary_key(struct edge *e, const struct http_request *r, struct buf *out)
 {
@@ -338,7 +339,7 @@ void edge_public_handle(struct http_exchange *x, void *arg)
         http_x_error(x, 508, "request loop: this edge already forwarded this request (Via)");
         return;
     }
-    if (e->models && edge_predict_route(e, x))
+    if (e->predict && predict_handle(e->predict, w->pl, x))
         return;
     const struct edge_route *rt =
         e->routes ? edge_routes_match(e->routes, r->path.p, r->path.len, r->method) : NULL;

@@ -1,4 +1,4 @@
-/* src/predict/predict.c: prediction endpoints of the edge's public listener.
+/* src/predict/predict.c: the top object and the prediction endpoints.
  *
  *   POST /predict, POST /batch_predict                       (mlcdn's JSON shapes)
  *   GET  /v2, /v2/health/live, /v2/health/ready              (Open Inference Protocol v2)
@@ -9,10 +9,11 @@
  * A request is decoded on its loop into per-input row buffers; every row is looked up in
  * the model's prediction cache (key: version, load generation, the rows' input bytes).
  * Hits are answered on the loop at once; the missing rows go to the pool as one item
- * (edge_batch.c), whose results come back on the same loop and are merged in the
+ * (predict_batch.c), whose results come back on the same loop and are merged in the
  * original row order. The request holds a version reference from decoding to the answer,
  * so a reload never switches a request half-way. Every error is a 4xx/503 JSON body
- * naming the field at fault (docs/predict.md lists them). */
+ * naming the field at fault (docs/predict.md lists them); this file is the only one of
+ * the module that knows HTTP statuses. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@
 #include "core/log.h"
 #include "core/mc.h"
 #include "core/units.h"
-#include "edge/edge_int.h"
+#include "http/http_server.h"
 #include "predict/predict_int.h"
 
 #define PREQ_MAGIC 0x50524551u
@@ -48,27 +49,42 @@ static enum predict_st st_index(int status)
     }
 }
 
+/* The HTTP status of an error of the module (predict_int.h). */
+static int http_status(int err)
+{
+    switch (err) {
+    case -EINVAL:
+        return 400;
+    case -ENOENT:
+        return 404;
+    case -E2BIG:
+        return 413;
+    case -ENOMEM:
+    case -EAGAIN:
+    case -ESHUTDOWN:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
 struct preq {
     unsigned magic;
-    struct edge *e;
-    struct predict_models *r;
-    struct edge_worker *w;
+    struct predict *p;
+    struct predict_loop *pl;
     struct http_exchange *x;
     enum predict_ep ep;
     struct buf body;
     char name[PREDICT_MODEL_NAME_MAX + 8]; /* OIP: from the URL */
-    int64_t version;                    /* OIP: from the URL, -1 for current */
-    struct predict_version *v;                /* ref */
-    size_t rows;
-    void **in;           /* per input: rows * row_bytes */
-    unsigned char *vals; /* rows * val_bytes */
+    int64_t version;                       /* OIP: from the URL, -1 for current */
+    struct predict_version *v;             /* ref */
+    struct predict_rows d;                 /* the decoded body */
+    unsigned char *vals;                   /* rows * val_bytes */
     size_t *miss;
     size_t nmiss, hits;
-    char *id;       /* OIP request id (JSON-escaped literal), or NULL */
-    unsigned outsel; /* OIP: bit per output to return; 0 = all */
 };
 
-void predict__metrics_init(struct predict_models *r)
+static void metrics_init(struct predict *p)
 {
     char labels[128];
     static const int codes[PREDICT_ST__N] = {
@@ -85,31 +101,31 @@ void predict__metrics_init(struct predict_models *r)
             else
                 snprintf(labels, sizeof(labels), "endpoint=\"%s\",status=\"other\"",
                          ep_names[e]);
-            r->req[e][s] = metrics_counter("mlcdn_predict_requests_total",
+            p->req[e][s] = metrics_counter("mlcdn_predict_requests_total",
                                            "Prediction API requests by endpoint and status",
                                            labels);
         }
 }
 
-static void count(struct predict_models *r, enum predict_ep ep, int status)
+static void count(struct predict *p, enum predict_ep ep, int status)
 {
-    metrics_counter_add(r->req[ep][st_index(status)], 1);
+    metrics_counter_add(p->req[ep][st_index(status)], 1);
 }
 
-static void reply_err(struct predict_models *r, struct http_exchange *x, enum predict_ep ep, int status,
-                      const char *msg)
+static void reply_err(struct predict *p, struct http_exchange *x, enum predict_ep ep,
+                      int status, const char *msg)
 {
-    count(r, ep, status);
+    count(p, ep, status);
     if (status == 405) {
         struct buf b;
         buf_init(&b, 4096);
         buf_puts(&b, "{\"error\":");
         predict__json_str(&b, msg, strlen(msg));
         buf_puts(&b, ",\"status\":405}\n");
+        int post = ep == PREDICT_EP_PREDICT || ep == PREDICT_EP_BATCH || ep == PREDICT_EP_V2_INFER;
         http_x_respond(x, 405,
-                       ep == PREDICT_EP_PREDICT || ep == PREDICT_EP_BATCH || ep == PREDICT_EP_V2_INFER
-                           ? "Allow: POST\r\nContent-Type: application/json\r\n"
-                           : "Allow: GET, HEAD\r\nContent-Type: application/json\r\n",
+                       post ? "Allow: POST\r\nContent-Type: application/json\r\n"
+                            : "Allow: GET, HEAD\r\nContent-Type: application/json\r\n",
                        b.data, b.len);
         buf_fini(&b);
         return;
@@ -117,15 +133,15 @@ static void reply_err(struct predict_models *r, struct http_exchange *x, enum pr
     http_x_error(x, status, msg);
 }
 
-static void reply_json(struct edge *e, struct http_exchange *x, enum predict_ep ep, int status,
-                       struct buf *b, const char *xcache)
+static void reply_json(struct predict *p, struct http_exchange *x, enum predict_ep ep,
+                       int status, struct buf *b, const char *xcache)
 {
     char h[256];
-    count(e->models, ep, status);
+    count(p, ep, status);
     snprintf(h, sizeof(h),
              "Content-Type: application/json\r\nCache-Control: no-store\r\nX-Edge-Region: "
              "%s\r\n%s%s%s",
-             e->cfg.region, xcache ? "X-Cache: " : "", xcache ? xcache : "",
+             p->cfg.region, xcache ? "X-Cache: " : "", xcache ? xcache : "",
              xcache ? "\r\n" : "");
     http_x_respond(x, status, h, b->data, b->len);
 }
@@ -133,14 +149,9 @@ static void reply_json(struct edge *e, struct http_exchange *x, enum predict_ep 
 static void preq_free(struct preq *q)
 {
     MC_CHECK_OBJ_NOTNULL(q, PREQ_MAGIC);
-    if (q->in) {
-        for (size_t i = 0; i < q->v->n_in; i++)
-            free(q->in[i]);
-        free(q->in);
-    }
+    predict__rows_fini(&q->d);
     free(q->vals);
     free(q->miss);
-    free(q->id);
     buf_fini(&q->body);
     predict__version_unref(&q->v);
     MC_FREE_OBJ(q);
@@ -148,7 +159,7 @@ static void preq_free(struct preq *q)
 
 static void fail(struct preq *q, int status, const char *msg)
 {
-    reply_err(q->r, q->x, q->ep, status, msg);
+    reply_err(q->p, q->x, q->ep, status, msg);
     preq_free(q);
 }
 
@@ -183,7 +194,7 @@ static void put_tail(struct buf *b, struct preq *q)
     buf_puts(b, ",\"model\":");
     predict__json_str(b, q->v->model->name, strlen(q->v->model->name));
     buf_printf(b, ",\"model_version\":%" PRId64 ",\"edge_region\":", q->v->version);
-    predict__json_str(b, q->e->cfg.region, strlen(q->e->cfg.region));
+    predict__json_str(b, q->p->cfg.region, strlen(q->p->cfg.region));
     buf_puts(b, "}\n");
 }
 
@@ -201,34 +212,34 @@ static void respond(struct preq *q)
         put_tail(&b, q);
     } else if (q->ep == PREDICT_EP_BATCH) {
         buf_puts(&b, "{\"predictions\":[");
-        for (size_t r = 0; r < q->rows; r++) {
+        for (size_t r = 0; r < q->d.rows; r++) {
             if (r)
                 buf_puts(&b, ",");
             put_prediction(&b, v, q->vals + r * v->val_bytes);
         }
-        buf_printf(&b, "],\"count\":%zu,\"cached\":%zu", q->rows, q->hits);
+        buf_printf(&b, "],\"count\":%zu,\"cached\":%zu", q->d.rows, q->hits);
         put_tail(&b, q);
     } else {
         buf_puts(&b, "{\"model_name\":");
         predict__json_str(&b, v->model->name, strlen(v->model->name));
         buf_printf(&b, ",\"model_version\":\"%" PRId64 "\"", v->version);
-        if (q->id)
-            buf_printf(&b, ",\"id\":%s", q->id);
+        if (q->d.id)
+            buf_printf(&b, ",\"id\":%s", q->d.id);
         buf_printf(&b, ",\"parameters\":{\"cached_rows\":%zu},\"outputs\":[", q->hits);
         int first = 1;
         for (size_t o = 0; o < v->n_out; o++) {
             const struct predict_io *io = &v->out[o];
-            if (q->outsel && !(q->outsel & (1u << o)))
+            if (q->d.outsel && !(q->d.outsel & (1u << o)))
                 continue;
             buf_puts(&b, first ? "{\"name\":" : ",{\"name\":");
             first = 0;
             predict__json_str(&b, io->name, strlen(io->name));
             buf_printf(&b, ",\"datatype\":\"%s\",\"shape\":[%zu", predict__json_oip_name(io->dtype),
-                       q->rows);
+                       q->d.rows);
             for (int d = 1; d < io->rank; d++)
                 buf_printf(&b, ",%" PRId64, io->dims[d]);
             buf_puts(&b, "],\"data\":[");
-            for (size_t r = 0; r < q->rows; r++) {
+            for (size_t r = 0; r < q->d.rows; r++) {
                 const unsigned char *p = q->vals + r * v->val_bytes + io->off;
                 for (int64_t k = 0; k < io->row_numel; k++) {
                     if (r || k)
@@ -245,7 +256,7 @@ static void respond(struct preq *q)
         fail(q, 503, "response larger than the edge's 256 MiB response cap");
         return;
     }
-    reply_json(q->e, q->x, q->ep, 200, &b, xc);
+    reply_json(q->p, q->x, q->ep, 200, &b, xc);
     buf_fini(&b);
     preq_free(q);
 }
@@ -258,8 +269,8 @@ static void on_done(struct predict_item *it, void *arg)
     struct predict_version *v = q->v;
 
     MC_CHECK_OBJ_NOTNULL(q, PREQ_MAGIC);
-    if (it->status) {
-        fail(q, it->status, it->msg);
+    if (it->err) {
+        fail(q, http_status(it->err), it->msg);
         return;
     }
     for (size_t k = 0; k < q->nmiss; k++)
@@ -274,17 +285,17 @@ static void run(struct preq *q)
     unsigned char kbuf[2048], *key = kbuf;
     size_t vl;
 
-    q->vals = malloc(MC_MAX(q->rows * v->val_bytes, (size_t)1));
-    q->miss = malloc(q->rows * sizeof(*q->miss));
+    q->vals = malloc(MC_MAX(q->d.rows * v->val_bytes, (size_t)1));
+    q->miss = malloc(q->d.rows * sizeof(*q->miss));
     if (!q->vals || !q->miss) {
         fail(q, 503, "out of memory for the predictions");
         return;
     }
     if (m->cache && v->key_bytes > sizeof(kbuf))
         key = mc_xmalloc(v->key_bytes);
-    for (size_t r = 0; r < q->rows; r++) {
+    for (size_t r = 0; r < q->d.rows; r++) {
         if (m->cache) {
-            predict__cache_key(v, q->in, r, key);
+            predict__cache_key(v, q->d.in, r, key);
             if (cache_pred_get(m->cache, key, v->key_bytes, q->vals + r * v->val_bytes,
                                v->val_bytes, &vl) == 0 && vl == v->val_bytes) {
                 q->hits++;
@@ -297,8 +308,8 @@ static void run(struct preq *q)
         free(key);
     metrics_counter_add(m->hits, q->hits);
     metrics_counter_add(m->misses, q->nmiss);
-    atomic_fetch_add_explicit(&q->r->rows_hit, q->hits, memory_order_relaxed);
-    atomic_fetch_add_explicit(&q->r->rows_missed, q->nmiss, memory_order_relaxed);
+    atomic_fetch_add_explicit(&q->p->rows_hit, q->hits, memory_order_relaxed);
+    atomic_fetch_add_explicit(&q->p->rows_missed, q->nmiss, memory_order_relaxed);
     if (q->nmiss == 0) {
         respond(q);
         return;
@@ -306,9 +317,9 @@ static void run(struct preq *q)
     struct predict_item *it = predict__item_new(v, q->nmiss);
     for (size_t i = 0; i < v->n_in; i++) {
         size_t rb = v->in[i].row_bytes;
-        if (q->nmiss == q->rows) {
-            it->in[i] = q->in[i];
-            q->in[i] = NULL;
+        if (q->nmiss == q->d.rows) {
+            it->in[i] = q->d.in[i];
+            q->d.in[i] = NULL;
             continue;
         }
         it->in[i] = malloc(MC_MAX(q->nmiss * rb, (size_t)1));
@@ -319,397 +330,12 @@ static void run(struct preq *q)
         }
         for (size_t k = 0; k < q->nmiss; k++)
             memcpy((unsigned char *)it->in[i] + k * rb,
-                   (unsigned char *)q->in[i] + q->miss[k] * rb, rb);
+                   (unsigned char *)q->d.in[i] + q->miss[k] * rb, rb);
     }
-    predict__pool_submit(q->r->pool, q->w->pl, it, on_done, q);
+    predict__pool_submit(q->p->pool, q->pl, it, on_done, q);
 }
 
 /* ---- decoding ---- */
-
-static int alloc_inputs(struct preq *q, char *msg, size_t mlen)
-{
-    struct predict_version *v = q->v;
-    q->in = mc_xcalloc(v->n_in, sizeof(*q->in));
-    for (size_t i = 0; i < v->n_in; i++) {
-        size_t n = q->rows * v->in[i].row_bytes;
-        q->in[i] = malloc(n ? n : 1);
-        if (!q->in[i]) {
-            snprintf(msg, mlen, "out of memory for %zu rows", q->rows);
-            return -503;
-        }
-    }
-    return 0;
-}
-
-static void shape_str(const struct predict_io *io, char *out, size_t len)
-{
-    size_t o = (size_t)snprintf(out, len, "[");
-    for (int d = 1; d < io->rank && o < len; d++)
-        o += (size_t)snprintf(out + o, len - o, "%s%" PRId64, d > 1 ? ", " : "", io->dims[d]);
-    if (o < len)
-        snprintf(out + o, len - o, "]");
-}
-
-static void input_names(const struct predict_version *v, char *out, size_t len)
-{
-    size_t o = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < v->n_in && o < len; i++)
-        o += (size_t)snprintf(out + o, len - o, "%s%s", i ? ", " : "", v->in[i].name);
-}
-
-static int check_rows(struct preq *q, const char *field, char *msg, size_t mlen)
-{
-    if (q->rows == 0) {
-        snprintf(msg, mlen, "%s: expected at least one row", field);
-        return -400;
-    }
-    if (q->rows > q->v->cfg.max_batch) {
-        snprintf(msg, mlen, "%s: %zu rows is over max_batch %u of model %s", field, q->rows,
-                 q->v->cfg.max_batch, q->v->model->name);
-        return -400;
-    }
-    return 0;
-}
-
-/* One input's rows for /predict (one row) or /batch_predict (array of rows). */
-static int fill_seed_input(struct preq *q, size_t i, const json_t *val, const char *field,
-                           char *msg, size_t mlen)
-{
-    const struct predict_io *io = &q->v->in[i];
-    char shp[96], f[128];
-
-    if (q->ep == PREDICT_EP_PREDICT) {
-        int64_t n = predict__json_count(val, io->dtype, field, msg, mlen);
-        if (n < 0)
-            return -400;
-        if (n != io->row_numel) {
-            shape_str(io, shp, sizeof(shp));
-            snprintf(msg, mlen, "%s: expected %" PRId64 " values for input %s of model %s "
-                     "(shape %s), got %" PRId64, field, io->row_numel, io->name,
-                     q->v->model->name, shp, n);
-            return -400;
-        }
-        return predict__json_fill(val, 0, io->dtype, q->in[i], n, field, msg, mlen) ? -400 : 0;
-    }
-    for (size_t r = 0; r < q->rows; r++) {
-        const json_t *row = json_array_get(val, r);
-        snprintf(f, sizeof(f), "%s[%zu]", field, r);
-        int64_t n = predict__json_count(row, io->dtype, f, msg, mlen);
-        if (n < 0)
-            return -400;
-        if (n != io->row_numel) {
-            shape_str(io, shp, sizeof(shp));
-            snprintf(msg, mlen, "%s: expected %" PRId64 " values for input %s of model %s "
-                     "(shape %s), got %" PRId64, f, io->row_numel, io->name,
-                     q->v->model->name, shp, n);
-            return -400;
-        }
-        if (predict__json_fill(row, 0, io->dtype, (unsigned char *)q->in[i] + r * io->row_bytes, n,
-                         f, msg, mlen))
-            return -400;
-    }
-    return 0;
-}
-
-static int batch_rows(const json_t *val, const char *field, size_t *rows, char *msg,
-                      size_t mlen)
-{
-    if (!json_is_array(val)) {
-        snprintf(msg, mlen, "%s: expected an array of rows", field);
-        return -400;
-    }
-    *rows = json_array_size(val);
-    return 0;
-}
-
-static int decode_seed(struct preq *q, json_t *root, char *msg, size_t mlen)
-{
-    json_t *jm = json_object_get(root, "model"), *jv = json_object_get(root, "model_version");
-    json_t *feat = json_object_get(root, "features"), *ins = json_object_get(root, "inputs");
-    const char *name = NULL;
-    int64_t version = -1;
-    char names[256], field[128];
-    int rc;
-
-    if (jm && !json_is_null(jm)) {
-        if (!json_is_string(jm)) {
-            snprintf(msg, mlen, "model: expected a string");
-            return -400;
-        }
-        name = json_string_value(jm);
-    }
-    if (!jv)
-        jv = json_object_get(root, "version");
-    if (jv && !json_is_null(jv)) {
-        char *end;
-        if (json_is_integer(jv) && json_integer_value(jv) >= 0)
-            version = json_integer_value(jv);
-        else if (json_is_string(jv) && *json_string_value(jv) &&
-                 (version = strtoll(json_string_value(jv), &end, 10)) >= 0 && !*end)
-            ;
-        else {
-            snprintf(msg, mlen, "model_version: expected a non-negative integer");
-            return -400;
-        }
-    }
-    if ((rc = predict__models_get(q->r, name, version, &q->v, msg, mlen)) != 0)
-        return rc;
-    struct predict_version *v = q->v;
-    if (feat && ins) {
-        snprintf(msg, mlen, "features: send either features or inputs, not both");
-        return -400;
-    }
-    if (feat) {
-        if (v->n_in != 1) {
-            input_names(v, names, sizeof(names));
-            snprintf(msg, mlen, "features: model %s has %zu inputs (%s); send them by name as "
-                     "\"inputs\": {...}", v->model->name, v->n_in, names);
-            return -400;
-        }
-        if (q->ep == PREDICT_EP_BATCH) {
-            if ((rc = batch_rows(feat, "features", &q->rows, msg, mlen)) != 0 ||
-                (rc = check_rows(q, "features", msg, mlen)) != 0)
-                return rc;
-        } else {
-            q->rows = 1;
-        }
-        if ((rc = alloc_inputs(q, msg, mlen)) != 0)
-            return rc;
-        return fill_seed_input(q, 0, feat, "features", msg, mlen);
-    }
-    if (!ins) {
-        snprintf(msg, mlen, "features: missing (an array of numbers, or named inputs as "
-                 "\"inputs\": {...})");
-        return -400;
-    }
-    if (!json_is_object(ins)) {
-        snprintf(msg, mlen, "inputs: expected an object mapping input names to values");
-        return -400;
-    }
-    const char *k;
-    json_t *val;
-    json_object_foreach(ins, k, val) {
-        int found = 0;
-        for (size_t i = 0; i < v->n_in; i++)
-            found |= !strcmp(v->in[i].name, k);
-        if (!found) {
-            input_names(v, names, sizeof(names));
-            snprintf(msg, mlen, "inputs.%.64s: model %s has no such input (inputs: %s)", k,
-                     v->model->name, names);
-            return -400;
-        }
-    }
-    for (size_t i = 0; i < v->n_in; i++) {
-        if (!json_object_get(ins, v->in[i].name)) {
-            input_names(v, names, sizeof(names));
-            snprintf(msg, mlen, "inputs.%s: missing (model %s needs %s)", v->in[i].name,
-                     v->model->name, names);
-            return -400;
-        }
-    }
-    if (q->ep == PREDICT_EP_BATCH) {
-        for (size_t i = 0; i < v->n_in; i++) {
-            size_t n;
-            snprintf(field, sizeof(field), "inputs.%s", v->in[i].name);
-            if ((rc = batch_rows(json_object_get(ins, v->in[i].name), field, &n, msg, mlen)))
-                return rc;
-            if (i == 0) {
-                q->rows = n;
-            } else if (n != q->rows) {
-                snprintf(msg, mlen, "%s: %zu rows, but inputs.%s has %zu", field, n,
-                         v->in[0].name, q->rows);
-                return -400;
-            }
-        }
-        if ((rc = check_rows(q, "inputs", msg, mlen)) != 0)
-            return rc;
-    } else {
-        q->rows = 1;
-    }
-    if ((rc = alloc_inputs(q, msg, mlen)) != 0)
-        return rc;
-    for (size_t i = 0; i < v->n_in; i++) {
-        snprintf(field, sizeof(field), "inputs.%s", v->in[i].name);
-        if ((rc = fill_seed_input(q, i, json_object_get(ins, v->in[i].name), field, msg,
-                                  mlen)))
-            return rc;
-    }
-    return 0;
-}
-
-static int compatible(int decl, int dtype)
-{
-    switch (dtype) {
-    case INFER_DT_FLOAT:
-    case INFER_DT_DOUBLE:
-        return 1;
-    case INFER_DT_INT64:
-    case INFER_DT_INT32:
-        return decl == INFER_DT_INT64 || decl == INFER_DT_INT32 || decl == INFER_DT_BOOL;
-    case INFER_DT_BOOL:
-        return decl == INFER_DT_BOOL;
-    }
-    return 0;
-}
-
-static int decode_oip(struct preq *q, json_t *root, char *msg, size_t mlen)
-{
-    json_t *ins = json_object_get(root, "inputs"), *outs = json_object_get(root, "outputs");
-    json_t *jid = json_object_get(root, "id");
-    char names[256], field[96], shp[96];
-    int rc;
-
-    if ((rc = predict__models_get(q->r, q->name, q->version, &q->v, msg, mlen)) != 0)
-        return rc;
-    struct predict_version *v = q->v;
-    if (jid && !json_is_null(jid)) {
-        if (!json_is_string(jid)) {
-            snprintf(msg, mlen, "id: expected a string");
-            return -400;
-        }
-        struct buf b;
-        buf_init(&b, 4096);
-        if (predict__json_str(&b, json_string_value(jid), json_string_length(jid)), b.len >= 4096) {
-            buf_fini(&b);
-            snprintf(msg, mlen, "id: longer than 4 KiB");
-            return -400;
-        }
-        q->id = buf_take(&b, NULL);
-    }
-    if (!json_is_array(ins) || json_array_size(ins) == 0) {
-        snprintf(msg, mlen, "inputs: expected a non-empty array of tensors "
-                 "({\"name\", \"shape\", \"datatype\", \"data\"})");
-        return -400;
-    }
-    size_t nin = json_array_size(ins);
-    const json_t *given[16] = {0};
-    int decl[16] = {0};
-    q->rows = 0;
-    for (size_t k = 0; k < nin; k++) {
-        json_t *t = json_array_get(ins, k), *jn, *jd, *js;
-        if (!json_is_object(t)) {
-            snprintf(msg, mlen, "inputs[%zu]: expected an object", k);
-            return -400;
-        }
-        jn = json_object_get(t, "name");
-        if (!json_is_string(jn)) {
-            snprintf(msg, mlen, "inputs[%zu].name: expected a string", k);
-            return -400;
-        }
-        int idx = -1;
-        for (size_t i = 0; i < v->n_in; i++)
-            if (!strcmp(v->in[i].name, json_string_value(jn)))
-                idx = (int)i;
-        if (idx < 0) {
-            input_names(v, names, sizeof(names));
-            snprintf(msg, mlen, "inputs[%zu].name: model %s has no input '%.64s' (inputs: %s)",
-                     k, v->model->name, json_string_value(jn), names);
-            return -400;
-        }
-        if (given[idx]) {
-            snprintf(msg, mlen, "inputs[%zu].name: input '%s' given twice", k, v->in[idx].name);
-            return -400;
-        }
-        const struct predict_io *io = &v->in[idx];
-        jd = json_object_get(t, "datatype");
-        int dt = json_is_string(jd) ? predict__json_oip_dtype(json_string_value(jd)) : 0;
-        if (!dt) {
-            snprintf(msg, mlen, "inputs[%zu].datatype: expected one of FP32, INT64, INT32, "
-                     "BOOL (FP64 too)", k);
-            return -400;
-        }
-        if (!compatible(dt, io->dtype)) {
-            snprintf(msg, mlen, "inputs[%zu].datatype: %s given, input %s of model %s is %s",
-                     k, json_string_value(jd), io->name, v->model->name,
-                     predict__json_oip_name(io->dtype));
-            return -400;
-        }
-        js = json_object_get(t, "shape");
-        shape_str(io, shp, sizeof(shp));
-        int ok = json_is_array(js) && (int)json_array_size(js) == io->rank;
-        int64_t rows = 0;
-        for (int d = 0; ok && d < io->rank; d++) {
-            json_t *e = json_array_get(js, (size_t)d);
-            if (!json_is_integer(e) || json_integer_value(e) < 0) {
-                ok = 0;
-                break;
-            }
-            if (d == 0)
-                rows = json_integer_value(e);
-            else if (json_integer_value(e) != io->dims[d])
-                ok = 0;
-        }
-        if (!ok) {
-            snprintf(msg, mlen, "inputs[%zu].shape: expected [batch] + %s for input %s of "
-                     "model %s", k, shp, io->name, v->model->name);
-            return -400;
-        }
-        if (q->rows && (size_t)rows != q->rows) {
-            snprintf(msg, mlen, "inputs[%zu].shape: batch %" PRId64 " differs from the other "
-                     "inputs' %zu", k, rows, q->rows);
-            return -400;
-        }
-        q->rows = (size_t)rows;
-        if (!json_object_get(t, "data")) {
-            snprintf(msg, mlen, "inputs[%zu].data: missing", k);
-            return -400;
-        }
-        given[idx] = json_object_get(t, "data");
-        decl[idx] = dt;
-    }
-    for (size_t i = 0; i < v->n_in; i++) {
-        if (!given[i]) {
-            input_names(v, names, sizeof(names));
-            snprintf(msg, mlen, "inputs: input '%s' of model %s is missing (inputs: %s)",
-                     v->in[i].name, v->model->name, names);
-            return -400;
-        }
-    }
-    if ((rc = check_rows(q, "inputs[0].shape", msg, mlen)) != 0)
-        return rc;
-    if (outs && !json_is_null(outs)) {
-        if (!json_is_array(outs)) {
-            snprintf(msg, mlen, "outputs: expected an array of {\"name\": ...}");
-            return -400;
-        }
-        for (size_t k = 0; k < json_array_size(outs); k++) {
-            json_t *jn = json_object_get(json_array_get(outs, k), "name");
-            int idx = -1;
-            if (!json_is_string(jn)) {
-                snprintf(msg, mlen, "outputs[%zu].name: expected a string", k);
-                return -400;
-            }
-            for (size_t o = 0; o < v->n_out; o++)
-                if (!strcmp(v->out[o].name, json_string_value(jn)))
-                    idx = (int)o;
-            if (idx < 0) {
-                size_t p = 0;
-                names[0] = '\0';
-                for (size_t o = 0; o < v->n_out && p < sizeof(names); o++)
-                    p += (size_t)snprintf(names + p, sizeof(names) - p, "%s%s", o ? ", " : "",
-                                          v->out[o].name);
-                snprintf(msg, mlen, "outputs[%zu].name: model %s has no output '%.64s' "
-                         "(outputs: %s)", k, v->model->name, json_string_value(jn), names);
-                return -400;
-            }
-            q->outsel |= 1u << idx;
-        }
-    }
-    if ((rc = alloc_inputs(q, msg, mlen)) != 0)
-        return rc;
-    for (size_t i = 0; i < v->n_in; i++) {
-        size_t k = 0;
-        for (; k < nin; k++)
-            if (json_object_get(json_array_get(ins, k), "data") == given[i])
-                break;
-        snprintf(field, sizeof(field), "inputs[%zu].data", k);
-        if (predict__json_fill(given[i], decl[i], v->in[i].dtype, q->in[i],
-                         (int64_t)q->rows * v->in[i].row_numel, field, msg, mlen))
-            return -400;
-    }
-    return 0;
-}
 
 /* The common single-input float /predict without a JSON tree (predict__json_fast_predict);
  * returns 0, having changed nothing, when the body or the model does not fit it. */
@@ -724,23 +350,43 @@ static int fast_predict(struct preq *q)
         return 0;
     memcpy(name, f.model ? f.model : "", f.model_len);
     name[f.model_len] = '\0';
-    if (predict__models_get(q->r, f.model ? name : NULL, f.version, &q->v, msg, sizeof(msg)) != 0)
+    if (predict__models_get(q->p->models, f.model ? name : NULL, f.version, &q->v, msg,
+                            sizeof(msg)) != 0)
         return 0;
     const struct predict_io *io = &q->v->in[0];
     if (q->v->n_in != 1 || io->dtype != INFER_DT_FLOAT || (int64_t)f.n != io->row_numel) {
         predict__version_unref(&q->v);
         return 0;
     }
-    q->rows = 1;
-    if (alloc_inputs(q, msg, sizeof(msg)) != 0) {
+    if (predict__rows_alloc(&q->d, q->v, 1, msg, sizeof(msg)) != 0) {
         fail(q, 503, msg);
         return 1;
     }
-    float *dst = q->in[0];
+    float *dst = q->d.in[0];
     for (size_t i = 0; i < f.n; i++)
         dst[i] = (float)vals[i];
     run(q);
     return 1;
+}
+
+/* The seed shapes: the model the body names, then its inputs for that version. */
+static int decode_seed(struct preq *q, json_t *root, char *msg, size_t mlen)
+{
+    const char *name;
+    int64_t version;
+    int rc;
+
+    if ((rc = predict__json_seed_model(root, &name, &version, msg, mlen)) != 0 ||
+        (rc = predict__models_get(q->p->models, name, version, &q->v, msg, mlen)) != 0)
+        return rc;
+    return predict__json_seed(root, q->v, q->ep == PREDICT_EP_BATCH, &q->d, msg, mlen);
+}
+
+/* OIP: the model and version come from the URL. */
+static int decode_oip(struct preq *q, json_t *root, char *msg, size_t mlen)
+{
+    int rc = predict__models_get(q->p->models, q->name, q->version, &q->v, msg, mlen);
+    return rc ? rc : predict__json_oip(root, q->v, &q->d, msg, mlen);
 }
 
 static void on_body(struct http_exchange *x, const char *data, size_t len, void *arg)
@@ -766,7 +412,7 @@ static void on_body_end(struct http_exchange *x, int err, const char *msg, void 
         fail(q, -err, m);
         return;
     }
-    if (q->body.len > q->e->cfg.max_body) {
+    if (q->body.len > q->p->cfg.max_body) {
         fail(q, 413, "request body: over the edge's --max-body limit");
         return;
     }
@@ -786,29 +432,28 @@ static void on_body_end(struct http_exchange *x, int err, const char *msg, void 
     }
     m[0] = '\0';
     rc = q->ep == PREDICT_EP_V2_INFER ? decode_oip(q, root, m, sizeof(m))
-                              : decode_seed(q, root, m, sizeof(m));
+                                      : decode_seed(q, root, m, sizeof(m));
     json_decref(root);
     if (rc) {
-        fail(q, -rc, m);
+        fail(q, http_status(rc), m);
         return;
     }
     run(q);
 }
 
-static void start_body(struct edge *e, struct http_exchange *x, enum predict_ep ep, const char *name,
-                       int64_t version)
+static void start_body(struct predict *p, struct predict_loop *pl, struct http_exchange *x,
+                       enum predict_ep ep, const char *name, int64_t version)
 {
     struct preq *q = mc_xcalloc(1, sizeof(*q));
     MC_INIT_OBJ(q, PREQ_MAGIC);
-    q->e = e;
-    q->r = e->models;
-    q->w = http_x_worker(x);
+    q->p = p;
+    q->pl = pl;
     q->x = x;
     q->ep = ep;
     q->version = version;
     if (name)
         snprintf(q->name, sizeof(q->name), "%s", name);
-    buf_init(&q->body, e->cfg.max_body + 1);
+    buf_init(&q->body, p->cfg.max_body + 1);
     if (!http_x_body_streaming(x)) {
         /* No body to stream (none sent, or the server already read it). */
         size_t len;
@@ -823,10 +468,10 @@ static void start_body(struct edge *e, struct http_exchange *x, enum predict_ep 
 
 /* ---- OIP metadata ---- */
 
-static void oip_model(struct edge *e, struct http_exchange *x, const char *name,
+static void oip_model(struct predict *p, struct http_exchange *x, const char *name,
                       int64_t version, int ready)
 {
-    struct predict_models *r = e->models;
+    struct predict_models *r = p->models;
     struct predict_version *v = NULL;
     char msg[512];
     struct buf b;
@@ -834,17 +479,17 @@ static void oip_model(struct edge *e, struct http_exchange *x, const char *name,
     int rc = predict__models_get(r, name, version, &v, msg, sizeof(msg));
 
     buf_init(&b, 1 << 20);
-    if (rc == -503 && ready) {
+    if (rc == -EAGAIN && ready) {
         buf_puts(&b, "{\"name\":");
         predict__json_str(&b, name, strlen(name));
         buf_puts(&b, ",\"ready\":false}\n");
-        reply_json(e, x, ep, 503, &b, NULL);
+        reply_json(p, x, ep, 503, &b, NULL);
         buf_fini(&b);
         return;
     }
     if (rc) {
         buf_fini(&b);
-        reply_err(r, x, ep, -rc, msg);
+        reply_err(p, x, ep, http_status(rc), msg);
         return;
     }
     buf_puts(&b, "{\"name\":");
@@ -865,7 +510,7 @@ static void oip_model(struct edge *e, struct http_exchange *x, const char *name,
                    v->version, v->cfg.max_batch);
     }
     predict__version_unref(&v);
-    reply_json(e, x, ep, 200, &b, NULL);
+    reply_json(p, x, ep, 200, &b, NULL);
     buf_fini(&b);
 }
 
@@ -888,11 +533,12 @@ static int str_eq(struct http_str s, const char *lit)
     return s.len == strlen(lit) && memcmp(s.p, lit, s.len) == 0;
 }
 
-static void oip_route(struct edge *e, struct http_exchange *x, struct http_str path)
+static void oip_route(struct predict *p, struct predict_loop *pl, struct http_exchange *x,
+                      struct http_str path)
 {
     const struct http_request *req = http_x_request(x);
     int get = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
-    struct predict_models *r = e->models;
+    struct predict_models *r = p->models;
     struct http_str rest = path, s[6];
     size_t n = 0;
     char name[PREDICT_MODEL_NAME_MAX + 8];
@@ -908,13 +554,13 @@ static void oip_route(struct edge *e, struct http_exchange *x, struct http_str p
     while (n < MC_ARRAY_SIZE(s) && seg(&rest, &s[n]))
         n++;
     if (rest.len) {
-        reply_err(r, x, PREDICT_EP_V2_META, 404, "unknown /v2 path");
+        reply_err(p, x, PREDICT_EP_V2_META, 404, "unknown /v2 path");
         return;
     }
     if (n == 0 || (n == 2 && str_eq(s[0], "health"))) {
         enum predict_ep ep = n ? PREDICT_EP_V2_HEALTH : PREDICT_EP_V2_META;
         if (!get) {
-            reply_err(r, x, ep, 405, "use GET");
+            reply_err(p, x, ep, 405, "use GET");
             return;
         }
         buf_init(&b, 4096);
@@ -929,20 +575,20 @@ static void oip_route(struct edge *e, struct http_exchange *x, struct http_str p
             for (size_t i = 0; i < r->n; i++)
                 ready |= r->models[i]->cur != NULL;
             pthread_rwlock_unlock(&r->lock);
-            ready = ready && !atomic_load(&e->draining);
+            ready = ready && !atomic_load(&p->draining);
             status = ready ? 200 : 503;
             buf_puts(&b, ready ? "{\"ready\":true}\n" : "{\"ready\":false}\n");
         } else {
             buf_fini(&b);
-            reply_err(r, x, ep, 404, "unknown /v2/health path (live, ready)");
+            reply_err(p, x, ep, 404, "unknown /v2/health path (live, ready)");
             return;
         }
-        reply_json(e, x, ep, status, &b, NULL);
+        reply_json(p, x, ep, status, &b, NULL);
         buf_fini(&b);
         return;
     }
     if (!str_eq(s[0], "models") || n < 2 || s[1].len == 0 || s[1].len > PREDICT_MODEL_NAME_MAX) {
-        reply_err(r, x, PREDICT_EP_V2_META, 404, "unknown /v2 path (health/live, health/ready, "
+        reply_err(p, x, PREDICT_EP_V2_META, 404, "unknown /v2 path (health/live, health/ready, "
                   "models/NAME[/versions/V][/ready|/infer])");
         return;
     }
@@ -951,7 +597,7 @@ static void oip_route(struct edge *e, struct http_exchange *x, struct http_str p
     if (n > k && str_eq(s[k], "versions")) {
         char vb[24], *end;
         if (n <= k + 1 || s[k + 1].len == 0 || s[k + 1].len >= sizeof(vb)) {
-            reply_err(r, x, PREDICT_EP_V2_META, 404, "versions: expected /versions/NUMBER");
+            reply_err(p, x, PREDICT_EP_V2_META, 404, "versions: expected /versions/NUMBER");
             return;
         }
         snprintf(vb, sizeof(vb), "%.*s", (int)s[k + 1].len, s[k + 1].p);
@@ -959,56 +605,58 @@ static void oip_route(struct edge *e, struct http_exchange *x, struct http_str p
         if (*end || version < 0 || vb[0] < '0' || vb[0] > '9') {
             char m[96];
             snprintf(m, sizeof(m), "versions: '%s' is not a version number", vb);
-            reply_err(r, x, PREDICT_EP_V2_META, 404, m);
+            reply_err(p, x, PREDICT_EP_V2_META, 404, m);
             return;
         }
         k += 2;
     }
     if (n == k) {
         if (!get) {
-            reply_err(r, x, PREDICT_EP_V2_META, 405, "model metadata: use GET");
+            reply_err(p, x, PREDICT_EP_V2_META, 405, "model metadata: use GET");
             return;
         }
-        oip_model(e, x, name, version, 0);
+        oip_model(p, x, name, version, 0);
     } else if (n == k + 1 && str_eq(s[k], "ready")) {
         if (!get) {
-            reply_err(r, x, PREDICT_EP_V2_READY, 405, "model ready: use GET");
+            reply_err(p, x, PREDICT_EP_V2_READY, 405, "model ready: use GET");
             return;
         }
-        oip_model(e, x, name, version, 1);
+        oip_model(p, x, name, version, 1);
     } else if (n == k + 1 && str_eq(s[k], "infer")) {
         if (req->method != HTTP_M_POST) {
-            reply_err(r, x, PREDICT_EP_V2_INFER, 405, "infer: use POST");
+            reply_err(p, x, PREDICT_EP_V2_INFER, 405, "infer: use POST");
             return;
         }
-        start_body(e, x, PREDICT_EP_V2_INFER, name, version);
+        start_body(p, pl, x, PREDICT_EP_V2_INFER, name, version);
     } else {
-        reply_err(r, x, PREDICT_EP_V2_META, 404, "unknown /v2/models path ([/versions/V][/ready|/infer])");
+        reply_err(p, x, PREDICT_EP_V2_META, 404,
+                  "unknown /v2/models path ([/versions/V][/ready|/infer])");
     }
 }
 
-int edge_predict_route(struct edge *e, struct http_exchange *x)
+int predict_handle(struct predict *p, struct predict_loop *pl, struct http_exchange *x)
 {
     const struct http_request *req = http_x_request(x);
-    struct http_str p = req->path;
+    struct http_str path = req->path;
     enum predict_ep ep;
 
-    if (str_eq(p, "/predict"))
+    MC_CHECK_OBJ_NOTNULL(p, PREDICT_MAGIC);
+    if (str_eq(path, "/predict"))
         ep = PREDICT_EP_PREDICT;
-    else if (str_eq(p, "/batch_predict"))
+    else if (str_eq(path, "/batch_predict"))
         ep = PREDICT_EP_BATCH;
-    else if ((p.len == 3 || (p.len > 3 && p.p[3] == '/')) && !memcmp(p.p, "/v2", 3)) {
-        oip_route(e, x, p);
+    else if ((path.len == 3 || (path.len > 3 && path.p[3] == '/')) && !memcmp(path.p, "/v2", 3)) {
+        oip_route(p, pl, x, path);
         return 1;
     } else
         return 0;
     if (req->method != HTTP_M_POST) {
-        reply_err(e->models, x, ep, 405, ep == PREDICT_EP_PREDICT ? "/predict: use POST with a JSON body"
-                                                          : "/batch_predict: use POST with a "
-                                                            "JSON body");
+        reply_err(p, x, ep, 405,
+                  ep == PREDICT_EP_PREDICT ? "/predict: use POST with a JSON body"
+                                           : "/batch_predict: use POST with a JSON body");
         return 1;
     }
-    start_body(e, x, ep, NULL, -1);
+    start_body(p, pl, x, ep, NULL, -1);
     return 1;
 }
 
@@ -1016,7 +664,7 @@ int edge_predict_route(struct edge *e, struct http_exchange *x)
 
 struct reload_job {
     uv_work_t work;
-    struct edge *e;
+    struct predict *p;
     struct http_exchange *x;
     struct buf report;
 };
@@ -1024,32 +672,32 @@ struct reload_job {
 static void reload_work(uv_work_t *w)
 {
     struct reload_job *j = w->data;
-    predict__models_reload(j->e->models, &j->report);
+    predict__models_reload(j->p->models, &j->report);
 }
 
 static void reload_after(uv_work_t *w, int status)
 {
     struct reload_job *j = w->data;
     (void)status;
-    reply_json(j->e, j->x, PREDICT_EP_ADMIN, 200, &j->report, NULL);
+    reply_json(j->p, j->x, PREDICT_EP_ADMIN, 200, &j->report, NULL);
     buf_fini(&j->report);
     free(j);
 }
 
-int edge_predict_admin(struct edge *e, struct http_exchange *x, int authorized)
+int predict_admin(struct predict *p, struct http_exchange *x, int authorized)
 {
     const struct http_request *req = http_x_request(x);
-    struct predict_models *r = e->models;
 
+    MC_CHECK_OBJ_NOTNULL(p, PREDICT_MAGIC);
     if (str_eq(req->path, "/admin/models")) {
         if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD) {
-            reply_err(r, x, PREDICT_EP_ADMIN, 405, "/admin/models: use GET");
+            reply_err(p, x, PREDICT_EP_ADMIN, 405, "/admin/models: use GET");
             return 1;
         }
         struct buf b;
         buf_init(&b, 16u << 20);
-        predict__models_describe(r, &b);
-        reply_json(e, x, PREDICT_EP_ADMIN, 200, &b, NULL);
+        predict__models_describe(p->models, &b);
+        reply_json(p, x, PREDICT_EP_ADMIN, 200, &b, NULL);
         buf_fini(&b);
         return 1;
     }
@@ -1058,17 +706,18 @@ int edge_predict_admin(struct edge *e, struct http_exchange *x, int authorized)
     if (req->method != HTTP_M_POST) {
         static const char msg[] = "{\"error\":\"/admin/models/reload: use POST\","
                                   "\"status\":405}\n";
-        count(r, PREDICT_EP_ADMIN, 405);
+        count(p, PREDICT_EP_ADMIN, 405);
         http_x_respond(x, 405, "Allow: POST\r\nContent-Type: application/json\r\n", msg,
                        sizeof(msg) - 1);
         return 1;
     }
-    if (!e->cfg.admin_token) {
-        reply_err(r, x, PREDICT_EP_ADMIN, 403, "reload is disabled: start the edge with --admin-token");
+    if (!p->cfg.admin_token) {
+        reply_err(p, x, PREDICT_EP_ADMIN, 403,
+                  "reload is disabled: start the edge with --admin-token");
         return 1;
     }
     if (!authorized) {
-        count(r, PREDICT_EP_ADMIN, 401);
+        count(p, PREDICT_EP_ADMIN, 401);
         static const char msg[] = "{\"error\":\"reload needs Authorization: Bearer <admin "
                                   "token>\",\"status\":401}\n";
         http_x_respond(x, 401, "WWW-Authenticate: Bearer\r\nContent-Type: application/json\r\n",
@@ -1076,7 +725,7 @@ int edge_predict_admin(struct edge *e, struct http_exchange *x, int authorized)
         return 1;
     }
     struct reload_job *j = mc_xcalloc(1, sizeof(*j));
-    j->e = e;
+    j->p = p;
     j->x = x;
     j->work.data = j;
     buf_init(&j->report, 4u << 20);
@@ -1084,21 +733,95 @@ int edge_predict_admin(struct edge *e, struct http_exchange *x, int authorized)
     if (uv_queue_work(http_x_loop(x), &j->work, reload_work, reload_after) != 0) {
         buf_fini(&j->report);
         free(j);
-        reply_err(r, x, PREDICT_EP_ADMIN, 503, "cannot queue the reload");
+        reply_err(p, x, PREDICT_EP_ADMIN, 503, "cannot queue the reload");
     }
     return 1;
 }
 
-void edge_predict_loop_init(struct edge_worker *w)
+/* ---- the top object ---- */
+
+static double queue_depth_read(void *arg)
 {
-    if (w->e->models)
-        w->pl = predict__loop_new(w->loop);
+    struct predict *p = arg;
+    return (double)predict__pool_queued_rows(p->pool);
 }
 
-void edge_predict_loop_fini(struct edge_worker *w)
+static double hit_ratio_read(void *arg)
 {
-    if (w->pl) {
-        predict__loop_close(w->pl);
-        w->pl = NULL;
+    struct predict *p = arg;
+    uint64_t h = atomic_load_explicit(&p->rows_hit, memory_order_relaxed);
+    uint64_t m = atomic_load_explicit(&p->rows_missed, memory_order_relaxed);
+    return h + m ? (double)h / (double)(h + m) : 0.0;
+}
+
+int predict_new(const struct predict_cfg *cfg, struct predict **out, char *err, size_t errlen)
+{
+    struct predict *p = mc_xcalloc(1, sizeof(*p));
+    unsigned nthreads = cfg->infer_threads ? cfg->infer_threads : 1;
+    int rc;
+
+    MC_INIT_OBJ(p, PREDICT_MAGIC);
+    p->cfg = *cfg;
+    p->dir = mc_xstrdup(cfg->models_dir);
+    p->region = mc_xstrdup(cfg->region ? cfg->region : "");
+    p->admin_token = cfg->admin_token ? mc_xstrdup(cfg->admin_token) : NULL;
+    p->cfg.models_dir = p->dir;
+    p->cfg.region = p->region;
+    p->cfg.admin_token = p->admin_token;
+    if ((rc = predict__models_new(&p->cfg, nthreads, &p->models, err, errlen)) != 0)
+        goto fail;
+    if ((rc = predict__pool_new(nthreads, &p->pool)) != 0) {
+        snprintf(err, errlen, "--infer-threads: cannot start threads: %s", strerror(-rc));
+        goto fail;
     }
+    metrics_init(p);
+    metrics_gauge_fn("mlcdn_predict_queue_depth", "Rows queued for inference", NULL,
+                     queue_depth_read, p);
+    metrics_gauge_fn("mlcdn_predict_cache_hit_ratio",
+                     "Share of rows answered from the prediction cache", NULL, hit_ratio_read,
+                     p);
+    predict__models_reload(p->models, NULL);
+    predict__models_watch(p->models);
+    *out = p;
+    return 0;
+fail:
+    predict_free(&p);
+    return rc;
+}
+
+void predict_free(struct predict **pp)
+{
+    struct predict *p = *pp;
+
+    if (!p)
+        return;
+    MC_CHECK_OBJ(p, PREDICT_MAGIC);
+    /* The pool first: its threads run on the registry's versions, models and caches. */
+    predict__pool_free(&p->pool);
+    predict__models_free(&p->models);
+    free(p->dir);
+    free(p->region);
+    free(p->admin_token);
+    MC_FREE_OBJ(p);
+    *pp = NULL;
+}
+
+struct predict_loop *predict_loop_init(struct predict *p, uv_loop_t *loop)
+{
+    MC_CHECK_OBJ_NOTNULL(p, PREDICT_MAGIC);
+    return predict__loop_new(loop);
+}
+
+void predict_loop_fini(struct predict_loop **plp)
+{
+    if (!*plp)
+        return;
+    predict__loop_close(*plp);
+    *plp = NULL;
+}
+
+void predict_set_draining(struct predict *p)
+{
+    if (p)
+        atomic_store(&p->draining, 1);
 }

@@ -112,7 +112,7 @@ void predict__loop_close(struct predict_loop *pl)
         it->orphan = 1;
     pthread_mutex_unlock(&pl->mtx);
     for (struct predict_item *it = pl->outstanding; it; it = it->onext) {
-        it->status = 503;
+        it->err = -ESHUTDOWN;
         snprintf(it->msg, sizeof(it->msg), "the edge is stopping");
         it->done(it, it->arg);
     }
@@ -166,19 +166,6 @@ void predict__item_free(struct predict_item *it)
     MC_FREE_OBJ(it);
 }
 
-void predict__cache_key(const struct predict_version *v, void *const *in, size_t r, unsigned char *key)
-{
-    uint64_t id[2] = {(uint64_t)v->version, v->gen};
-    size_t o = sizeof(id);
-
-    memcpy(key, id, sizeof(id));
-    for (size_t i = 0; i < v->n_in; i++) {
-        memcpy(key + o, (const unsigned char *)in[i] + r * v->in[i].row_bytes,
-               v->in[i].row_bytes);
-        o += v->in[i].row_bytes;
-    }
-}
-
 /* ---- pool side ---- */
 
 static void ready_push(struct predict_pool *p, struct predict_batcher *b)
@@ -205,8 +192,8 @@ static void ready_remove(struct predict_pool *p, struct predict_batcher *b)
     b->in_ready = 0;
 }
 
-void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl, struct predict_item *it,
-                      predict_item_done_f *done, void *arg)
+void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl,
+                          struct predict_item *it, predict_item_done_f *done, void *arg)
 {
     struct predict_batcher *b = &it->ver->batcher;
 
@@ -243,9 +230,9 @@ void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl, struc
     pthread_mutex_unlock(&p->mtx);
 }
 
-static void fail_item(struct predict_item *it, int status, const char *msg)
+static void fail_item(struct predict_item *it, int err, const char *msg)
 {
-    it->status = status;
+    it->err = err;
     size_t n = strlen(msg);
     if (n >= sizeof(it->msg))
         n = sizeof(it->msg) - 1;
@@ -253,21 +240,22 @@ static void fail_item(struct predict_item *it, int status, const char *msg)
     it->msg[n] = '\0';
 }
 
-static int map_err(int rc)
+/* The class of an engine error, as the loop answers it. */
+static int classify(int rc)
 {
     switch (rc) {
     case -EINVAL:
     case -ERANGE:
-        return 400;
+        return -EINVAL;
     case -E2BIG:
         /* The run was sized before anything was allocated and does not fit the model's
          * memory budget (shapes decided by the request's values): the request is too big. */
-        return 413;
+        return -E2BIG;
     case -ENOMEM:
     case -EFBIG:
-        return 503;
+        return -ENOMEM;
     default:
-        return 500;
+        return -EIO;
     }
 }
 
@@ -342,7 +330,7 @@ static int run(struct predict_version *v, unsigned tidx, struct predict_item *it
     for (struct predict_item *it = items; it; it = it->next) {
         it->out = malloc(MC_MAX(it->rows * v->val_bytes, (size_t)1));
         if (!it->out) {
-            fail_item(it, 503, "out of memory for the outputs");
+            fail_item(it, -ENOMEM, "out of memory for the outputs");
             r0 += it->rows;
             continue;
         }
@@ -369,12 +357,12 @@ fail:
         free(owned[i]);
     for (struct predict_item *it = items; it; it = it->next) {
         char m[512];
-        int st = map_err(rc);
-        snprintf(m, sizeof(m), "%s: %s", st == 400   ? "input rejected by the model"
-                                         : st == 413 ? "too large for the model's memory budget"
-                                                     : "inference failed",
+        int cls = classify(rc);
+        snprintf(m, sizeof(m), "%s: %s", cls == -EINVAL ? "input rejected by the model"
+                                         : cls == -E2BIG ? "too large for the model's memory budget"
+                                                         : "inference failed",
                  err);
-        fail_item(it, map_err(rc), m);
+        fail_item(it, cls, m);
     }
     return rc;
 }
@@ -382,13 +370,13 @@ fail:
 static void run_items(struct predict_version *v, unsigned tidx, struct predict_item *items)
 {
     int rc = run(v, tidx, items);
-    if (rc && (map_err(rc) == 400 || map_err(rc) == 413) && items->next) {
+    if (rc && (classify(rc) == -EINVAL || classify(rc) == -E2BIG) && items->next) {
         /* One bad request must not fail the others it was batched with, nor several small
          * ones fail together for a batch too large as a whole. */
         for (struct predict_item *it = items; it; it = it->next) {
             struct predict_item *next = it->next;
             it->next = NULL;
-            it->status = 0;
+            it->err = 0;
             run(v, tidx, it);
             it->next = next;
         }
@@ -534,7 +522,7 @@ void predict__pool_free(struct predict_pool **pp)
         while (b->head) {
             struct predict_item *it = b->head;
             b->head = it->next;
-            fail_item(it, 503, "the edge is stopping");
+            fail_item(it, -ESHUTDOWN, "the edge is stopping");
             post(it);
         }
         b->tail = NULL;
@@ -545,11 +533,6 @@ void predict__pool_free(struct predict_pool **pp)
     free(p->th);
     MC_FREE_OBJ(p);
     *pp = NULL;
-}
-
-unsigned predict__pool_threads(const struct predict_pool *p)
-{
-    return p->nthreads;
 }
 
 uint64_t predict__pool_queued_rows(struct predict_pool *p)

@@ -1,25 +1,35 @@
-/* src/predict/predict_int.h: predictions at the edge (issue 5), private to src/edge.
+/* src/predict/predict_int.h: private to src/predict.
  *
- * Pieces:
- *   predict_models.c        registry: models dir, versions, config.json, reload (admin and
- *                        a polling watcher), atomic switch with refcounted versions;
- *   edge_batch.c         inference pool (own threads, never a loop), dynamic batcher per
- *                        version, per-loop completion queue (uv_async);
- *   edge_predict.c       /predict, /batch_predict, OIP v2 routes; prediction cache use;
- *   edge_predict_json.c  pure JSON -> tensor decoding and tensor -> JSON formatting.
+ * Pieces (arrows are calls; none goes back up):
+ *   predict.c         the top object (struct predict): routes, answers, endpoint metrics,
+ *                     prediction cache lookups; owns the registry, the pool and the
+ *                     counters. -> models, batch, json
+ *   predict_batch.c   inference pool (own threads, never a loop), dynamic batcher per
+ *                     version, per-loop completion queue (uv_async). -> models
+ *   predict_models.c  registry: models dir, versions, config.json, reload (admin and a
+ *                     polling watcher), atomic switch with refcounted versions; the
+ *                     prediction cache key. -> json (report formatting)
+ *   predict_json.c    pure: JSON -> rows (fast path, seed and OIP decoders), tensor -> JSON.
  *
- * Lifetimes: struct predict_models lives from edge_start() to edge_stop(); a struct
- * predict_model (one name) lives as long as the registry; a struct predict_version (one loaded
- * version) is refcounted: the registry holds one reference while the version is listed,
- * every request and every queued item holds one, so a reload that retires a version
- * lets in-flight requests finish on it. Sessions are per (version, pool thread), created
- * by that thread and freed with the version (no run can be in progress then: a run
- * holds an item, which holds a reference).
+ * Lifetimes: struct predict and its registry and pool live from predict_new() to
+ * predict_free(); a struct predict_loop lives until its loop closed it and its last item
+ * is gone; a struct predict_model (one name) lives as long as the registry; a struct
+ * predict_version (one loaded version) is refcounted: the registry holds one reference
+ * while the version is listed, every request and every queued item holds one, so a reload
+ * that retires a version lets in-flight requests finish on it. Sessions are per (version,
+ * pool thread), created by that thread and freed with the version (no run can be in
+ * progress then: a run holds an item, which holds a reference).
  *
  * Locking: reg->lock (rwlock) guards the model list, each model's version list, `cur`
- * and `error`. pool->mtx guards every batcher queue. pl->mtx guards a loop's completion
- * queue. pool->mtx and pl->mtx are leaves; reg->lock may be held while registering a
- * model's metrics (the registry's lock), so metric callbacks never take reg->lock. */
+ * and `error`; reg->reload_mtx serialises reloads and is taken before reg->lock.
+ * pool->mtx guards every batcher queue. pl->mtx guards a loop's completion queue.
+ * pool->mtx and pl->mtx are leaves. reg->lock may be held while a model's metrics are
+ * registered (the metrics registry's lock), so metric callbacks never take reg->lock.
+ *
+ * Errors inside the module are negative errnos with a message; predict.c alone turns them
+ * into HTTP statuses: -EINVAL 400 (the message names the field), -ENOENT 404 (no such
+ * model or version), -E2BIG 413 (over the model's memory budget), -ENOMEM, -EAGAIN (the
+ * model failed to load) and -ESHUTDOWN 503, anything else 500. */
 #ifndef MLCDN_PREDICT_PREDICT_INT_H
 #define MLCDN_PREDICT_PREDICT_INT_H
 
@@ -34,11 +44,9 @@
 #include "core/buf.h"
 #include "core/metrics.h"
 #include "infer/infer.h"
+#include "predict/predict.h"
 
-struct edge;
-struct edge_worker;
-struct http_exchange;
-
+#define PREDICT_MAGIC 0x50524544u
 #define PREDICT_MODELS_MAGIC 0x4d4f4453u
 #define PREDICT_MODEL_MAGIC 0x4d4f444cu
 #define PREDICT_VERSION_MAGIC 0x4d564552u
@@ -84,7 +92,7 @@ struct predict_model;
 struct predict_version {
     unsigned magic;
     _Atomic unsigned refcnt;
-    struct predict_model *model;
+    struct predict_model *model; /* set when the version is listed (reload's switch) */
     int64_t version;
     uint64_t gen; /* unique per load: part of the cache key, so a reloaded file never
                    * serves predictions of its previous contents */
@@ -94,7 +102,7 @@ struct predict_version {
     struct predict_io *in, *out;
     size_t key_bytes; /* 16 + sum of input row bytes */
     size_t val_bytes; /* sum of output row bytes */
-    struct infer_session **sessions; /* [pool->nthreads], each touched by its thread only */
+    struct infer_session **sessions; /* [pool threads], each touched by its thread only */
     unsigned nsessions;
     struct predict_batcher batcher;
     char sig[256]; /* file identity (model.onnx, config.json) at load, for reload */
@@ -105,17 +113,15 @@ struct predict_model {
     char name[PREDICT_MODEL_NAME_MAX];
     struct predict_version **vers; /* ascending version; reg->lock */
     size_t nvers;
-    struct predict_version *cur;   /* highest version; reg->lock */
-    char error[512];         /* last load error, "" if none; reg->lock */
-    struct cache_pred *cache; /* NULL when cache_bytes is 0 */
+    struct predict_version *cur; /* highest version; reg->lock */
+    char error[512];             /* last load error, "" if none; reg->lock */
+    struct cache_pred *cache;    /* NULL when cache_bytes is 0 */
     uint64_t cache_bytes;
     struct metrics_hist *lat;   /* inference latency (us) */
     struct metrics_hist *bsize; /* rows per run */
     struct metrics_counter *hits, *misses;
     struct metrics_counter *runs, *run_errors;
 };
-
-struct predict_pool;
 
 /* Endpoints and the statuses counted apart in mlcdn_predict_requests_total{endpoint,status}
  * (any other status is status="other"). One list each: the enum, the labels and the sizes
@@ -145,9 +151,9 @@ enum predict_st {
     PREDICT_ST__N
 };
 
+/* The registry of a models directory. */
 struct predict_models {
     unsigned magic;
-    struct edge *e;
     char *dir;
     pthread_rwlock_t lock;
     struct predict_model **models;
@@ -155,12 +161,10 @@ struct predict_models {
     pthread_mutex_t reload_mtx; /* one reload at a time */
     _Atomic uint64_t next_gen;
     uint64_t reloads, reload_failures; /* reload_mtx */
-    char last_sig[4096];                /* watcher: directory signature; reload_mtx */
-    struct predict_pool *pool;
+    char last_sig[4096];               /* watcher: directory signature; reload_mtx */
     struct predict_model_cfg defaults;
-    /* Rows answered from / missing in the caches of all models, for the hit-ratio gauge
-     * (read while the metrics registry is locked: it must not take reg->lock). */
-    _Atomic uint64_t rows_hit, rows_missed;
+    uint64_t model_memory; /* budget of each version (infer_load_opts.max_memory) */
+    unsigned nthreads;     /* pool threads: sessions per version */
     /* Watcher thread (polls the directory). */
     pthread_t watcher;
     int watcher_on;
@@ -168,7 +172,21 @@ struct predict_models {
     pthread_mutex_t wmtx;
     pthread_cond_t wcv;
     int wstop;
-    /* Metrics. */
+};
+
+struct predict_pool;
+
+/* The top object (predict.h). */
+struct predict {
+    unsigned magic;
+    struct predict_cfg cfg; /* strings point at the copies below */
+    char *dir, *region, *admin_token;
+    struct predict_models *models;
+    struct predict_pool *pool;
+    _Atomic int draining;
+    /* Rows answered from / missing in the caches of all models, for the hit-ratio gauge
+     * (read while the metrics registry is locked: it must not take reg->lock). */
+    _Atomic uint64_t rows_hit, rows_missed;
     struct metrics_counter *req[PREDICT_EP__N][PREDICT_ST__N];
 };
 
@@ -179,7 +197,7 @@ struct predict_loop {
     uv_async_t async;
     pthread_mutex_t mtx;
     struct predict_item *done_head, *done_tail; /* mtx */
-    int closed;                               /* mtx */
+    int closed;                                 /* mtx */
     struct predict_item *outstanding;           /* loop thread only */
 };
 
@@ -190,64 +208,78 @@ struct predict_item {
     unsigned magic;
     struct predict_item *next;          /* batcher queue, then the loop's done queue */
     struct predict_item *oprev, *onext; /* loop's outstanding list (loop thread) */
-    struct predict_version *ver;            /* ref */
-    struct predict_loop *pl;               /* ref */
+    struct predict_version *ver;        /* ref */
+    struct predict_loop *pl;            /* ref */
     size_t rows;
     void **in;          /* per input, rows * row_bytes (owned) */
     unsigned char *out; /* rows * val_bytes (owned), set by the pool on success */
-    int status;         /* 0 ok, else the HTTP status to answer */
+    int err;            /* 0, or -EINVAL, -E2BIG, -ENOMEM, -ESHUTDOWN, -EIO with msg */
     char msg[512];
     uint64_t enq_us;
-    int orphan;         /* the loop already answered (stopping); pl->mtx */
+    int orphan; /* the loop already answered (stopping); pl->mtx */
     predict_item_done_f *done;
     void *arg;
 };
 
 /* ---- predict_models.c ---- */
-int predict__models_new(struct edge *e, struct predict_models **out, char *err, size_t errlen);
+/* An empty registry of cfg->models_dir (checked to be a directory) whose versions get
+ * `nthreads` session slots. Returns 0 with the registry in *out (the caller's, until
+ * predict__models_free()), or -ENOENT with a message naming --models. */
+int predict__models_new(const struct predict_cfg *cfg, unsigned nthreads,
+                        struct predict_models **out, char *err, size_t errlen);
+/* Starts the watcher thread when the poll interval is not 0. */
+void predict__models_watch(struct predict_models *r);
+/* Stops the watcher, drops the registry's references and frees it; *rp becomes NULL.
+ * The pool must be gone: its threads use the models' caches and metrics. */
 void predict__models_free(struct predict_models **rp);
-/* A reference to model `name` (NULL: the only model), version `version` (-1: current).
- * Returns 0, or minus an HTTP status (400/404) with a message. */
+/* A new reference, in *out, to model `name` (NULL: the only model), version `version`
+ * (-1: current). Returns 0, or with a message -ENOENT (unknown model or version), -EINVAL
+ * (no name while several models are loaded) or -EAGAIN (no version loaded: failed). */
 int predict__models_get(struct predict_models *r, const char *name, int64_t version,
-                    struct predict_version **out, char *msg, size_t mlen);
+                        struct predict_version **out, char *msg, size_t mlen);
 struct predict_version *predict__version_ref(struct predict_version *v);
+/* Drops a reference and NULLs *vp; the last one frees the version (NULL is fine). */
 void predict__version_unref(struct predict_version **vp);
 /* Rescans the directory, loads what is new or changed, retires what is gone. Thread-safe,
  * blocking (call off the loops). Appends a JSON report to `report` if non-NULL. Returns
  * the number of versions that failed to load. */
 int predict__models_reload(struct predict_models *r, struct buf *report);
-/* JSON description of every model (GET /admin/models). */
+/* JSON description of every model (GET /admin/models), appended to out. */
 void predict__models_describe(struct predict_models *r, struct buf *out);
-/* Names of loaded models, comma-separated (for messages). */
-void predict__models_names(struct predict_models *r, char *out, size_t len);
+/* The prediction cache key of row r of the per-input buffers `in`, written to key
+ * (v->key_bytes): version, load generation, then the row's bytes of every input. */
+void predict__cache_key(const struct predict_version *v, void *const *in, size_t r,
+                        unsigned char *key);
 
-/* ---- edge_batch.c ---- */
+/* ---- predict_batch.c ---- */
+/* Starts nthreads (0: 1) inference threads. Returns 0, or the -errno of pthread_create. */
 int predict__pool_new(unsigned nthreads, struct predict_pool **out);
-/* Stops the threads; queued items fail with 503. */
+/* Stops the threads; queued items fail with -ESHUTDOWN; *pp becomes NULL. */
 void predict__pool_free(struct predict_pool **pp);
-unsigned predict__pool_threads(const struct predict_pool *p);
 uint64_t predict__pool_queued_rows(struct predict_pool *p);
+/* A completion queue on `loop`, referenced by the loop until predict__loop_close(). */
 struct predict_loop *predict__loop_new(uv_loop_t *loop);
-/* On the loop, when it stops: answers outstanding items with 503 and closes the async. */
+/* On the loop, when it stops: answers outstanding items with -ESHUTDOWN and closes the
+ * async; pl is freed when its last item is. */
 void predict__loop_close(struct predict_loop *pl);
 /* New item of `rows` rows for v (takes a reference); the caller fills it->in[i]. */
 struct predict_item *predict__item_new(struct predict_version *v, size_t rows);
 void predict__item_free(struct predict_item *it);
-/* Queues the item; done(it, arg) runs later on pl's loop; then the callee frees it. */
-void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl, struct predict_item *it,
-                      predict_item_done_f *done, void *arg);
-/* Builds the cache key of row r of the given per-input buffers into key (v->key_bytes). */
-void predict__cache_key(const struct predict_version *v, void *const *in, size_t r, unsigned char *key);
+/* Queues the item; done(it, arg) runs later on pl's loop, then the pool frees the item. */
+void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl,
+                          struct predict_item *it, predict_item_done_f *done, void *arg);
 
-/* ---- edge_predict_json.c (pure) ---- */
+/* ---- predict_json.c (pure: no I/O, no locks) ---- */
 /* Counts the scalar leaves of a JSON value (numbers/bools, arrays flattened), checking
  * each against dtype's JSON form; nesting deeper than INFER_MAX_RANK+1 is refused.
  * Returns the count, or -1 with a message naming `field`. */
-int64_t predict__json_count(const json_t *v, int dtype, const char *field, char *msg, size_t mlen);
+int64_t predict__json_count(const json_t *v, int dtype, const char *field, char *msg,
+                            size_t mlen);
 /* Writes the leaves of v, converted to dtype, at dst (count elements). Same checks.
- * `decl` is the OIP datatype the client declared (0: none, the model's dtype rules). */
+ * `decl` is the OIP datatype the client declared (0: none, the model's dtype rules).
+ * Returns 0 or -1 with a message. */
 int predict__json_fill(const json_t *v, int decl, int dtype, void *dst, int64_t count,
-                 const char *field, char *msg, size_t mlen);
+                       const char *field, char *msg, size_t mlen);
 /* OIP datatype name <-> dtype ("FP32" -> INFER_DT_FLOAT...). 0 when unknown. */
 int predict__json_oip_dtype(const char *s);
 const char *predict__json_oip_name(int dtype);
@@ -256,8 +288,8 @@ const char *predict__json_oip_name(int dtype);
 void predict__json_elem(struct buf *b, int dtype, const void *data, int64_t i);
 /* Appends n elements as JSON: a scalar when `scalar` and n == 1, else nested arrays
  * following dims[0..rank) (flat when rank <= 1). */
-void predict__json_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims, int rank,
-                    int scalar);
+void predict__json_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims,
+                          int rank, int scalar);
 /* Appends a JSON string literal (quoted, escaped). */
 void predict__json_str(struct buf *b, const char *s, size_t n);
 /* Appends the JSON array [{"name":..,"datatype":..,"shape":[..]},...] of a model's inputs or
@@ -279,7 +311,38 @@ struct predict_json_fast {
 };
 int predict__json_fast_predict(const char *body, size_t len, struct predict_json_fast *out);
 
-/* ---- edge_predict.c ---- */
-void predict__metrics_init(struct predict_models *r);
+/* A decoded request body: the rows of every input of one version, in the version's input
+ * order, and what an OIP request adds. */
+struct predict_rows {
+    size_t rows;
+    size_t n_in;     /* entries of `in` */
+    void **in;       /* per input: rows * row_bytes (each owned), or NULL */
+    char *id;        /* OIP "id" as a JSON string literal (escaped, owned), or NULL */
+    unsigned outsel; /* OIP: bit per output to return; 0 = all */
+};
+/* Allocates d->in for `rows` rows of v's inputs (payload memory). Returns 0, or -ENOMEM
+ * with a message; what was allocated stays in d for predict__rows_fini(). */
+int predict__rows_alloc(struct predict_rows *d, const struct predict_version *v, size_t rows,
+                        char *msg, size_t mlen);
+/* Frees what d owns and zeroes it. */
+void predict__rows_fini(struct predict_rows *d);
+
+/* Decoders of a whole body (root: a JSON object) for version v (its inputs, outputs,
+ * max_batch and model name; nothing else is read). Each fills d (which owns its buffers
+ * afterwards, on error too: predict__rows_fini()) and returns 0, -EINVAL with a message
+ * naming the field at fault, or -ENOMEM. */
+/* /predict and /batch_predict: which model ("model"; *name NULL when absent, pointing into
+ * root otherwise) and which version ("model_version" or "version"; -1 when absent). This
+ * comes first: the inputs are decoded for the version it picks. */
+int predict__json_seed_model(json_t *root, const char **name, int64_t *version, char *msg,
+                             size_t mlen);
+/* /predict (batch 0: "features" is one row) and /batch_predict (batch 1: an array of
+ * rows); or "inputs": {"NAME": value, ...}. */
+int predict__json_seed(json_t *root, const struct predict_version *v, int batch,
+                       struct predict_rows *d, char *msg, size_t mlen);
+/* Open Inference Protocol v2 infer request: {"id", "inputs": [{"name", "shape",
+ * "datatype", "data"}], "outputs": [{"name"}]}. */
+int predict__json_oip(json_t *root, const struct predict_version *v, struct predict_rows *d,
+                      char *msg, size_t mlen);
 
 #endif

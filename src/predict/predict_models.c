@@ -1,4 +1,4 @@
-/* src/predict/predict_models.c: the edge's model registry (issue 5).
+/* src/predict/predict_models.c: the model registry.
  *
  * Layout of --models DIR: NAME/VERSION/model.onnx, VERSION a decimal number, with an
  * optional config.json in NAME/ (for every version) and/or in NAME/VERSION/ (wins):
@@ -28,7 +28,6 @@
 #include "core/log.h"
 #include "core/mc.h"
 #include "core/units.h"
-#include "edge/edge_int.h"
 #include "predict/predict_int.h"
 
 #define MAX_CANDIDATES 1024
@@ -203,7 +202,7 @@ static int load_version(struct predict_models *r, const char *name, int64_t vers
         goto fail;
     snprintf(path, sizeof(path), "%s/%s/%" PRId64 "/model.onnx", r->dir, name, version);
     /* The budget covers a run of max_batch rows: the largest batch this version will run. */
-    lo.max_memory = r->e->cfg.model_memory;
+    lo.max_memory = r->model_memory;
     lo.batch = v->cfg.max_batch ? v->cfg.max_batch : 1;
     if ((rc = infer_model_load(path, &lo, &v->im, err, errlen)) != 0)
         goto fail;
@@ -289,7 +288,7 @@ static int load_version(struct predict_models *r, const char *name, int64_t vers
         io->off = v->val_bytes;
         v->val_bytes += io->row_bytes;
     }
-    v->nsessions = predict__pool_threads(r->pool);
+    v->nsessions = r->nthreads;
     v->sessions = mc_xcalloc(v->nsessions, sizeof(*v->sessions));
     /* The probe's session becomes thread 0's. */
     v->sessions[0] = s;
@@ -320,7 +319,8 @@ static struct predict_model *find_model(struct predict_models *r, const char *na
     return NULL;
 }
 
-static struct predict_model *model_new(struct predict_models *r, const char *name, uint64_t cache_bytes)
+static struct predict_model *model_new(struct predict_models *r, const char *name,
+                                       uint64_t cache_bytes)
 {
     struct predict_model *m = mc_xcalloc(1, sizeof(*m));
     char labels[128];
@@ -593,34 +593,19 @@ static void *watcher(void *arg)
     return NULL;
 }
 
-static double queue_depth_read(void *arg)
-{
-    struct predict_models *r = arg;
-    return (double)predict__pool_queued_rows(r->pool);
-}
-
-static double hit_ratio_read(void *arg)
-{
-    struct predict_models *r = arg;
-    uint64_t h = atomic_load_explicit(&r->rows_hit, memory_order_relaxed);
-    uint64_t m = atomic_load_explicit(&r->rows_missed, memory_order_relaxed);
-    return h + m ? (double)h / (double)(h + m) : 0.0;
-}
-
-int predict__models_new(struct edge *e, struct predict_models **out, char *err, size_t errlen)
+int predict__models_new(const struct predict_cfg *cfg, unsigned nthreads,
+                        struct predict_models **out, char *err, size_t errlen)
 {
     struct predict_models *r;
     struct stat st;
-    int rc;
 
-    if (stat(e->cfg.models_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "--models: '%s' is not a directory", e->cfg.models_dir);
+    if (stat(cfg->models_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "--models: '%s' is not a directory", cfg->models_dir);
         return -ENOENT;
     }
     r = mc_xcalloc(1, sizeof(*r));
     MC_INIT_OBJ(r, PREDICT_MODELS_MAGIC);
-    r->e = e;
-    r->dir = mc_xstrdup(e->cfg.models_dir);
+    r->dir = mc_xstrdup(cfg->models_dir);
     pthread_rwlock_init(&r->lock, NULL);
     pthread_mutex_init(&r->reload_mtx, NULL);
     pthread_mutex_init(&r->wmtx, NULL);
@@ -630,29 +615,22 @@ int predict__models_new(struct edge *e, struct predict_models **out, char *err, 
     pthread_cond_init(&r->wcv, &ca);
     pthread_condattr_destroy(&ca);
     atomic_init(&r->next_gen, 1);
-    r->defaults.max_batch = e->cfg.max_batch ? e->cfg.max_batch : 64;
-    r->defaults.max_delay_us = e->cfg.max_delay_us;
+    r->defaults.max_batch = cfg->max_batch ? cfg->max_batch : 64;
+    r->defaults.max_delay_us = cfg->max_delay_us;
     r->defaults.threads = 0;
-    r->defaults.cache_bytes = e->cfg.predict_cache;
-    rc = predict__pool_new(e->cfg.infer_threads, &r->pool);
-    if (rc) {
-        snprintf(err, errlen, "--infer-threads: cannot start threads: %s", strerror(-rc));
-        r->poll_ms = 0;
-        predict__models_free(&r);
-        return rc;
-    }
-    predict__metrics_init(r);
-    metrics_gauge_fn("mlcdn_predict_queue_depth", "Rows queued for inference", NULL,
-                     queue_depth_read, r);
-    metrics_gauge_fn("mlcdn_predict_cache_hit_ratio",
-                     "Share of rows answered from the prediction cache", NULL, hit_ratio_read,
-                     r);
-    predict__models_reload(r, NULL);
-    r->poll_ms = e->cfg.models_poll_ms;
-    if (r->poll_ms && pthread_create(&r->watcher, NULL, watcher, r) == 0)
-        r->watcher_on = 1;
+    r->defaults.cache_bytes = cfg->predict_cache;
+    r->model_memory = cfg->model_memory;
+    r->nthreads = nthreads;
+    r->poll_ms = cfg->models_poll_ms;
     *out = r;
     return 0;
+}
+
+void predict__models_watch(struct predict_models *r)
+{
+    MC_CHECK_OBJ_NOTNULL(r, PREDICT_MODELS_MAGIC);
+    if (r->poll_ms && !r->watcher_on && pthread_create(&r->watcher, NULL, watcher, r) == 0)
+        r->watcher_on = 1;
 }
 
 void predict__models_free(struct predict_models **rp)
@@ -669,7 +647,6 @@ void predict__models_free(struct predict_models **rp)
         pthread_mutex_unlock(&r->wmtx);
         pthread_join(r->watcher, NULL);
     }
-    predict__pool_free(&r->pool);
     for (size_t i = 0; i < r->n; i++) {
         struct predict_model *m = r->models[i];
         for (size_t k = 0; k < m->nvers; k++)
@@ -688,7 +665,8 @@ void predict__models_free(struct predict_models **rp)
     *rp = NULL;
 }
 
-void predict__models_names(struct predict_models *r, char *out, size_t len)
+/* Names of the loaded models, comma-separated, for messages (reg->lock held). */
+static void loaded_names(struct predict_models *r, char *out, size_t len)
 {
     size_t o = 0;
     out[0] = '\0';
@@ -699,7 +677,7 @@ void predict__models_names(struct predict_models *r, char *out, size_t len)
 }
 
 int predict__models_get(struct predict_models *r, const char *name, int64_t version,
-                    struct predict_version **out, char *msg, size_t mlen)
+                        struct predict_version **out, char *msg, size_t mlen)
 {
     struct predict_model *m = NULL;
     struct predict_version *v = NULL;
@@ -710,10 +688,10 @@ int predict__models_get(struct predict_models *r, const char *name, int64_t vers
     if (name) {
         m = find_model(r, name);
         if (!m) {
-            predict__models_names(r, names, sizeof(names));
+            loaded_names(r, names, sizeof(names));
             snprintf(msg, mlen, "model: '%.64s' is not loaded (loaded: %s)", name,
                      names[0] ? names : "none");
-            rc = -404;
+            rc = -ENOENT;
             goto out;
         }
     } else {
@@ -724,10 +702,10 @@ int predict__models_get(struct predict_models *r, const char *name, int64_t vers
                 nready++;
             }
         if (nready != 1) {
-            predict__models_names(r, names, sizeof(names));
+            loaded_names(r, names, sizeof(names));
             snprintf(msg, mlen, "model: required when %s models are loaded (loaded: %s)",
                      nready ? "several" : "no", names[0] ? names : "none");
-            rc = nready ? -400 : -404;
+            rc = nready ? -EINVAL : -ENOENT;
             goto out;
         }
     }
@@ -737,7 +715,7 @@ int predict__models_get(struct predict_models *r, const char *name, int64_t vers
             snprintf(msg, mlen, "model %s has no version loaded%s%.300s", m->name,
                      m->error[0] ? ": " : "", m->error);
             /* Failed to load: unavailable; removed from the directory: unknown. */
-            rc = m->error[0] ? -503 : -404;
+            rc = m->error[0] ? -EAGAIN : -ENOENT;
             goto out;
         }
     } else {
@@ -750,7 +728,7 @@ int predict__models_get(struct predict_models *r, const char *name, int64_t vers
                                       k ? ", " : "", m->vers[k]->version);
             snprintf(msg, mlen, "model %s has no version %" PRId64 " (loaded: %s)", m->name,
                      version, names[0] ? names : "none");
-            rc = -404;
+            rc = -ENOENT;
             goto out;
         }
     }
@@ -760,18 +738,18 @@ out:
     return rc;
 }
 
-void predict__json_io(struct buf *b, const struct predict_io *io, size_t n)
+void predict__cache_key(const struct predict_version *v, void *const *in, size_t r,
+                        unsigned char *key)
 {
-    buf_puts(b, "[");
-    for (size_t i = 0; i < n; i++) {
-        buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        predict__json_str(b, io[i].name, strlen(io[i].name));
-        buf_printf(b, ",\"datatype\":\"%s\",\"shape\":[", predict__json_oip_name(io[i].dtype));
-        for (int d = 0; d < io[i].rank; d++)
-            buf_printf(b, "%s%" PRId64, d ? "," : "", io[i].dims[d]);
-        buf_puts(b, "]}");
+    uint64_t id[2] = {(uint64_t)v->version, v->gen};
+    size_t o = sizeof(id);
+
+    memcpy(key, id, sizeof(id));
+    for (size_t i = 0; i < v->n_in; i++) {
+        memcpy(key + o, (const unsigned char *)in[i] + r * v->in[i].row_bytes,
+               v->in[i].row_bytes);
+        o += v->in[i].row_bytes;
     }
-    buf_puts(b, "]");
 }
 
 void predict__models_describe(struct predict_models *r, struct buf *b)
@@ -781,7 +759,7 @@ void predict__models_describe(struct predict_models *r, struct buf *b)
     predict__json_str(b, r->dir, strlen(r->dir));
     buf_printf(b, ",\"reloads\":%" PRIu64 ",\"reload_failures\":%" PRIu64
                ",\"infer_threads\":%u,\"models\":[",
-               r->reloads, r->reload_failures, predict__pool_threads(r->pool));
+               r->reloads, r->reload_failures, r->nthreads);
     for (size_t i = 0; i < r->n; i++) {
         struct predict_model *m = r->models[i];
         buf_puts(b, i ? ",{\"name\":" : "{\"name\":");

@@ -29,10 +29,12 @@ static void test_count_and_fill_float(void **state)
 
     json_t *v = J("[[1, 2.5], [-3, 4e2]]");
     assert_int_equal(predict__json_count(v, INFER_DT_FLOAT, "features", msg, sizeof(msg)), 4);
-    assert_int_equal(predict__json_fill(v, 0, INFER_DT_FLOAT, f, 4, "features", msg, sizeof(msg)), 0);
+    assert_int_equal(
+        predict__json_fill(v, 0, INFER_DT_FLOAT, f, 4, "features", msg, sizeof(msg)), 0);
     assert_true(f[0] == 1.0f && f[1] == 2.5f && f[2] == -3.0f && f[3] == 400.0f);
     /* Count mismatch at fill time. */
-    assert_int_equal(predict__json_fill(v, 0, INFER_DT_FLOAT, f, 3, "features", msg, sizeof(msg)), -1);
+    assert_int_equal(
+        predict__json_fill(v, 0, INFER_DT_FLOAT, f, 3, "features", msg, sizeof(msg)), -1);
     json_decref(v);
     v = J("7");
     assert_int_equal(predict__json_count(v, INFER_DT_FLOAT, "x", msg, sizeof(msg)), 1);
@@ -49,7 +51,8 @@ static void test_errors_name_the_field(void **state)
     assert_string_equal(msg, "features[1][1]: expected a number, got a string");
     json_decref(v);
     v = J("[1, 2.5]");
-    assert_int_equal(predict__json_count(v, INFER_DT_INT64, "inputs.user_id", msg, sizeof(msg)), -1);
+    assert_int_equal(
+        predict__json_count(v, INFER_DT_INT64, "inputs.user_id", msg, sizeof(msg)), -1);
     assert_string_equal(msg, "inputs.user_id[1]: expected an integer, got a number");
     json_decref(v);
     v = J("[true, 1]");
@@ -78,18 +81,18 @@ static void test_declared_types(void **state)
     /* INT32 declared, INT64 model input: widened. */
     json_t *v = J("[1, -2, 2147483647]");
     assert_int_equal(predict__json_fill(v, INFER_DT_INT32, INFER_DT_INT64, i64, 3, "d", msg,
-                                  sizeof(msg)), 0);
+                                        sizeof(msg)), 0);
     assert_true(i64[0] == 1 && i64[1] == -2 && i64[2] == 2147483647);
     json_decref(v);
     v = J("[2147483648]");
     assert_int_equal(predict__json_fill(v, INFER_DT_INT32, INFER_DT_INT64, i64, 1, "d", msg,
-                                  sizeof(msg)), -1);
+                                        sizeof(msg)), -1);
     assert_string_equal(msg, "d[0]: expected an integer in the int32 range, got an integer");
     json_decref(v);
     /* BOOL declared, float input. */
     v = J("[true, false]");
     assert_int_equal(predict__json_fill(v, INFER_DT_BOOL, INFER_DT_FLOAT, f, 2, "d", msg,
-                                  sizeof(msg)), 0);
+                                        sizeof(msg)), 0);
     assert_true(f[0] == 1.0f && f[1] == 0.0f);
     json_decref(v);
 }

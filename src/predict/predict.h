@@ -1,0 +1,61 @@
+/* src/predict/predict.h: prediction serving (ONNX models behind HTTP), a handler the edge
+ * hosts.
+ *
+ * One struct predict serves a models directory: the registry, the inference pool and the
+ * endpoint metrics. Each worker loop of the host gets a struct predict_loop, the queue on
+ * which finished inferences come back to that loop. Requests come in through
+ * predict_handle() and predict_admin(), as h2o handlers do: 1 when the request was taken,
+ * 0 when it belongs to someone else. Everything runs on the caller's loop except model
+ * loading and inference (threads of their own). docs/internals/predict.md has the design. */
+#ifndef MLCDN_PREDICT_PREDICT_H
+#define MLCDN_PREDICT_PREDICT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct http_exchange;
+struct predict;      /* opaque; predict_new() / predict_free() */
+struct predict_loop; /* opaque; one per worker loop; predict_loop_init() / _fini() */
+
+struct predict_cfg {
+    const char *models_dir;  /* NAME/VERSION/model.onnx [+ config.json] */
+    unsigned infer_threads;  /* inference pool threads; 0 = 1 */
+    uint64_t predict_cache;  /* default prediction cache budget per model, bytes */
+    unsigned max_batch;      /* default max_batch; 0 = 64 */
+    uint64_t max_delay_us;   /* default max_delay_us */
+    uint64_t models_poll_ms; /* polling of models_dir for new versions; 0 = off */
+    uint64_t model_memory;   /* memory budget of each model version, bytes */
+    const char *region;      /* X-Edge-Region and "edge_region" of the answers */
+    uint64_t max_body;       /* request body limit, bytes */
+    const char *admin_token; /* NULL: POST /admin/models/reload is refused (403) */
+};
+
+/* Starts the inference pool, loads every model of cfg->models_dir and starts the watcher.
+ * cfg is copied, strings included. Returns 0 with the new object in *out (the caller's
+ * until predict_free()), or a negative errno with a message in err naming the flag. */
+int predict_new(const struct predict_cfg *cfg, struct predict **out, char *err, size_t errlen);
+/* Stops the watcher and the pool and frees everything; *pp becomes NULL (NULL is fine).
+ * Every loop must have run predict_loop_fini() before. */
+void predict_free(struct predict **pp);
+
+/* On a worker loop before it serves: the loop's completion queue (a uv_async on `loop`).
+ * The loop owns it until predict_loop_fini(). */
+struct predict_loop *predict_loop_init(struct predict *p, uv_loop_t *loop);
+/* On the same loop when it stops: answers its requests still waiting for the pool (503)
+ * and closes the handle; the memory goes with the last queued item. *plp becomes NULL
+ * (NULL is fine). */
+void predict_loop_fini(struct predict_loop **plp);
+
+/* Public listener, on x's loop, pl being that loop's queue: /predict, /batch_predict and
+ * /v2[/...]. Returns 1 when it took x (then it answers x, at once or later on this loop),
+ * 0 for any other path. */
+int predict_handle(struct predict *p, struct predict_loop *pl, struct http_exchange *x);
+/* Admin listener: GET /admin/models, POST /admin/models/reload (`authorized`: x carries
+ * the admin token). Returns 1 when it took x, else 0. */
+int predict_admin(struct predict *p, struct http_exchange *x, int authorized);
+/* The host is draining: /v2/health/ready answers 503 from now on. Any thread; NULL is fine. */
+void predict_set_draining(struct predict *p);
+
+#endif
