@@ -1,5 +1,7 @@
 /* tests/unit/predict/test_predict_json.c: JSON -> tensor decoding (counting, flattening,
- * dtype checks and conversions, error messages naming the field) and tensor -> JSON. */
+ * dtype checks and conversions, error messages naming the field), the request body
+ * decoders (seed shapes and OIP v2, good bodies and every refusal with its message) and
+ * tensor -> JSON. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "core/mc.h"
 #include "predict/predict_int.h"
 
 static json_t *J(const char *s)
@@ -193,6 +196,421 @@ static void test_fast_numbers_match_strtod(void **state)
     }
 }
 
+/* ---- body decoders ---- */
+
+/* Versions as the registry describes them (only what the decoders read): "mlp" takes one
+ * row of 4 floats; "two" takes an int64 id and 2 floats and answers two outputs. */
+static struct predict_model m_mlp = {.name = "mlp"}, m_two = {.name = "two"};
+static struct predict_io mlp_in[] = {
+    {.name = "x", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 4},
+     .row_numel = 4, .row_bytes = 16},
+};
+static struct predict_io mlp_out[] = {
+    {.name = "y", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 2},
+     .row_numel = 2, .row_bytes = 8},
+};
+static struct predict_io two_in[] = {
+    {.name = "user_id", .dtype = INFER_DT_INT64, .esize = 8, .rank = 2, .dims = {-1, 1},
+     .row_numel = 1, .row_bytes = 8},
+    {.name = "dense", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 2},
+     .row_numel = 2, .row_bytes = 8},
+};
+static struct predict_io two_out[] = {
+    {.name = "score", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 1},
+     .row_numel = 1, .row_bytes = 4},
+    {.name = "emb", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 3},
+     .row_numel = 3, .row_bytes = 12, .off = 4},
+};
+static const struct predict_version v_mlp = {
+    .model = &m_mlp, .n_in = 1, .n_out = 1, .in = mlp_in, .out = mlp_out,
+    .cfg = {.max_batch = 8},
+};
+static const struct predict_version v_two = {
+    .model = &m_two, .n_in = 2, .n_out = 2, .in = two_in, .out = two_out,
+    .cfg = {.max_batch = 4},
+};
+
+enum body_kind { PREDICT, BATCH, OIP };
+
+/* Decodes body as `kind` for v into d (zeroed first); returns the decoder's result. */
+static int decode(enum body_kind kind, const struct predict_version *v, const char *body,
+                  struct predict_rows *d, char *msg, size_t mlen)
+{
+    json_t *root = J(body);
+    int rc;
+
+    memset(d, 0, sizeof(*d));
+    msg[0] = '\0';
+    if (kind == OIP)
+        rc = predict__json_oip(root, v, d, msg, mlen);
+    else
+        rc = predict__json_seed(root, v, kind == BATCH, d, msg, mlen);
+    json_decref(root);
+    return rc;
+}
+
+static void test_seed_model(void **state)
+{
+    const char *name;
+    int64_t version;
+    char msg[256];
+    (void)state;
+
+    static const struct {
+        const char *body, *name;
+        int64_t version;
+    } good[] = {
+        {"{}", NULL, -1},
+        {"{\"model\": null, \"model_version\": null}", NULL, -1},
+        {"{\"model\": \"mlp\"}", "mlp", -1},
+        {"{\"model\": \"mlp\", \"model_version\": 3}", "mlp", 3},
+        {"{\"model_version\": \"12\"}", NULL, 12},
+        {"{\"version\": 0}", NULL, 0},
+        /* model_version wins over version */
+        {"{\"model_version\": 2, \"version\": 5}", NULL, 2},
+    };
+    for (size_t i = 0; i < MC_ARRAY_SIZE(good); i++) {
+        json_t *root = J(good[i].body);
+        assert_int_equal(predict__json_seed_model(root, &name, &version, msg, sizeof(msg)), 0);
+        if (good[i].name)
+            assert_string_equal(name, good[i].name);
+        else
+            assert_null(name);
+        assert_int_equal(version, good[i].version);
+        json_decref(root);
+    }
+    static const struct {
+        const char *body, *msg;
+    } bad[] = {
+        {"{\"model\": 5}", "model: expected a string"},
+        {"{\"model\": [\"mlp\"]}", "model: expected a string"},
+        {"{\"model_version\": -1}", "model_version: expected a non-negative integer"},
+        {"{\"model_version\": 1.5}", "model_version: expected a non-negative integer"},
+        {"{\"model_version\": \"3x\"}", "model_version: expected a non-negative integer"},
+        {"{\"model_version\": \"\"}", "model_version: expected a non-negative integer"},
+        {"{\"model_version\": \"-2\"}", "model_version: expected a non-negative integer"},
+        {"{\"version\": true}", "model_version: expected a non-negative integer"},
+    };
+    for (size_t i = 0; i < MC_ARRAY_SIZE(bad); i++) {
+        json_t *root = J(bad[i].body);
+        msg[0] = '\0';
+        assert_int_equal(predict__json_seed_model(root, &name, &version, msg, sizeof(msg)),
+                         -EINVAL);
+        assert_string_equal(msg, bad[i].msg);
+        json_decref(root);
+    }
+}
+
+static void test_seed_good(void **state)
+{
+    struct predict_rows d;
+    char msg[256];
+    const float *x;
+    const int64_t *id;
+    (void)state;
+
+    /* /predict: one row, flat or nested. */
+    assert_int_equal(decode(PREDICT, &v_mlp, "{\"features\": [1, 2.5, -3, 4e2]}", &d, msg,
+                            sizeof(msg)), 0);
+    assert_int_equal(d.rows, 1);
+    assert_int_equal(d.n_in, 1);
+    x = d.in[0];
+    assert_true(x[0] == 1.0f && x[1] == 2.5f && x[2] == -3.0f && x[3] == 400.0f);
+    assert_null(d.id);
+    predict__rows_fini(&d);
+    assert_null(d.in);
+    assert_int_equal(decode(PREDICT, &v_mlp, "{\"features\": [[1, 2], [3, 4]]}", &d, msg,
+                            sizeof(msg)), 0);
+    x = d.in[0];
+    assert_true(d.rows == 1 && x[3] == 4.0f);
+    predict__rows_fini(&d);
+    /* /batch_predict: rows in order. */
+    assert_int_equal(decode(BATCH, &v_mlp, "{\"features\": [[1, 2, 3, 4], [5, 6, 7, 8]]}", &d,
+                            msg, sizeof(msg)), 0);
+    assert_int_equal(d.rows, 2);
+    x = d.in[0];
+    assert_true(x[0] == 1.0f && x[4] == 5.0f && x[7] == 8.0f);
+    predict__rows_fini(&d);
+    /* Named inputs, in the model's input order whatever the body's order. */
+    assert_int_equal(decode(PREDICT, &v_two, "{\"inputs\": {\"dense\": [0.5, 1], \"user_id\": 7}}",
+                            &d, msg, sizeof(msg)), 0);
+    assert_int_equal(d.rows, 1);
+    assert_int_equal(d.n_in, 2);
+    id = d.in[0];
+    x = d.in[1];
+    assert_true(id[0] == 7 && x[0] == 0.5f && x[1] == 1.0f);
+    predict__rows_fini(&d);
+    assert_int_equal(decode(BATCH, &v_two,
+                            "{\"inputs\": {\"user_id\": [[1], [2], [3]], "
+                            "\"dense\": [[1, 2], [3, 4], [5, 6]]}}",
+                            &d, msg, sizeof(msg)), 0);
+    assert_int_equal(d.rows, 3);
+    id = d.in[0];
+    x = d.in[1];
+    assert_true(id[2] == 3 && x[5] == 6.0f);
+    predict__rows_fini(&d);
+}
+
+struct bad_body {
+    enum body_kind kind;
+    const struct predict_version *v;
+    const char *body, *msg;
+};
+
+static void check_bad(const struct bad_body *b, size_t n)
+{
+    struct predict_rows d;
+    char msg[512];
+
+    for (size_t i = 0; i < n; i++) {
+        int rc = decode(b[i].kind, b[i].v, b[i].body, &d, msg, sizeof(msg));
+        if (rc != -EINVAL || strcmp(msg, b[i].msg) != 0)
+            print_error("body %zu: %s\n  rc %d, message: %s\n  expected: %s\n", i, b[i].body,
+                        rc, msg, b[i].msg);
+        assert_int_equal(rc, -EINVAL);
+        assert_string_equal(msg, b[i].msg);
+        /* Whatever was allocated before the refusal is the caller's to free (ASan: leaks). */
+        predict__rows_fini(&d);
+    }
+}
+
+static void test_seed_bad(void **state)
+{
+    static const struct bad_body bad[] = {
+        {PREDICT, &v_mlp, "{}",
+         "features: missing (an array of numbers, or named inputs as \"inputs\": {...})"},
+        {PREDICT, &v_mlp, "{\"features\": [1, 2, 3, 4], \"inputs\": {\"x\": [1, 2, 3, 4]}}",
+         "features: send either features or inputs, not both"},
+        {PREDICT, &v_mlp, "{\"features\": [1, 2, 3]}",
+         "features: expected 4 values for input x of model mlp (shape [4]), got 3"},
+        {PREDICT, &v_mlp, "{\"features\": [1, 2, 3, 4, 5]}",
+         "features: expected 4 values for input x of model mlp (shape [4]), got 5"},
+        {PREDICT, &v_mlp, "{\"features\": [1, \"2\", 3, 4]}",
+         "features[1]: expected a number, got a string"},
+        {PREDICT, &v_mlp, "{\"features\": [1, 2, 3, 1e39]}",
+         "features[3]: number out of the float32 range"},
+        {PREDICT, &v_mlp, "{\"features\": null}", "features: expected a number, got null"},
+        {PREDICT, &v_two, "{\"features\": [1, 2, 3]}",
+         "features: model two has 2 inputs (user_id, dense); send them by name as "
+         "\"inputs\": {...}"},
+        {BATCH, &v_mlp, "{\"features\": [1, 2, 3, 4]}",
+         "features[0]: expected 4 values for input x of model mlp (shape [4]), got 1"},
+        {BATCH, &v_mlp, "{\"features\": {\"a\": 1}}", "features: expected an array of rows"},
+        {BATCH, &v_mlp, "{\"features\": []}", "features: expected at least one row"},
+        {BATCH, &v_mlp,
+         "{\"features\": [[1,2,3,4],[1,2,3,4],[1,2,3,4],[1,2,3,4],[1,2,3,4],[1,2,3,4],"
+         "[1,2,3,4],[1,2,3,4],[1,2,3,4]]}",
+         "features: 9 rows is over max_batch 8 of model mlp"},
+        {BATCH, &v_mlp, "{\"features\": [[1, 2, 3, 4], [1, 2, 3]]}",
+         "features[1]: expected 4 values for input x of model mlp (shape [4]), got 3"},
+        {PREDICT, &v_two, "{\"inputs\": [1, 2]}",
+         "inputs: expected an object mapping input names to values"},
+        {PREDICT, &v_two, "{\"inputs\": {\"user_id\": 1, \"dense\": [1, 2], \"age\": 3}}",
+         "inputs.age: model two has no such input (inputs: user_id, dense)"},
+        {PREDICT, &v_two, "{\"inputs\": {\"user_id\": 1}}",
+         "inputs.dense: missing (model two needs user_id, dense)"},
+        {PREDICT, &v_two, "{\"inputs\": {\"user_id\": 1.5, \"dense\": [1, 2]}}",
+         "inputs.user_id: expected an integer, got a number"},
+        {PREDICT, &v_two, "{\"inputs\": {\"user_id\": true, \"dense\": [1, 2]}}",
+         "inputs.user_id: expected an integer, got a boolean"},
+        {PREDICT, &v_two, "{\"inputs\": {\"user_id\": 1, \"dense\": [1, 2, 3]}}",
+         "inputs.dense: expected 2 values for input dense of model two (shape [2]), got 3"},
+        {BATCH, &v_two, "{\"inputs\": {\"user_id\": [[1], [2]], \"dense\": [[1, 2]]}}",
+         "inputs.dense: 1 rows, but inputs.user_id has 2"},
+        {BATCH, &v_two, "{\"inputs\": {\"user_id\": 1, \"dense\": [[1, 2]]}}",
+         "inputs.user_id: expected an array of rows"},
+        {BATCH, &v_two, "{\"inputs\": {\"user_id\": [], \"dense\": []}}",
+         "inputs: expected at least one row"},
+        {BATCH, &v_two,
+         "{\"inputs\": {\"user_id\": [1, 2, 3, 4, 5], \"dense\": [[1,2],[1,2],[1,2],[1,2],[1,2]]}}",
+         "inputs: 5 rows is over max_batch 4 of model two"},
+        {BATCH, &v_two, "{\"inputs\": {\"user_id\": [[1], [2]], \"dense\": [[1, 2], [3, \"4\"]]}}",
+         "inputs.dense[1][1]: expected a number, got a string"},
+    };
+    (void)state;
+    check_bad(bad, MC_ARRAY_SIZE(bad));
+}
+
+static void test_oip_good(void **state)
+{
+    struct predict_rows d;
+    char msg[256];
+    const float *x;
+    const int64_t *id;
+    (void)state;
+
+    assert_int_equal(decode(OIP, &v_mlp,
+                            "{\"id\": \"r\\\"1\", \"inputs\": [{\"name\": \"x\", "
+                            "\"shape\": [2, 4], \"datatype\": \"FP32\", "
+                            "\"data\": [[1, 2, 3, 4], [5, 6, 7, 8]]}]}",
+                            &d, msg, sizeof(msg)), 0);
+    assert_int_equal(d.rows, 2);
+    x = d.in[0];
+    assert_true(x[0] == 1.0f && x[7] == 8.0f);
+    assert_string_equal(d.id, "\"r\\\"1\""); /* kept as a JSON literal, to echo */
+    assert_int_equal(d.outsel, 0);
+    predict__rows_fini(&d);
+    /* Inputs in any order; INT32 data for an INT64 input, BOOL for a float one (widened);
+     * outputs select what is answered; "outputs": null means all. */
+    assert_int_equal(decode(OIP, &v_two,
+                            "{\"inputs\": [{\"name\": \"dense\", \"shape\": [1, 2], \"datatype\": "
+                            "\"BOOL\", \"data\": [true, false]}, {\"name\": \"user_id\", "
+                            "\"shape\": [1, 1], \"datatype\": \"INT32\", \"data\": [42]}], "
+                            "\"outputs\": [{\"name\": \"emb\"}]}",
+                            &d, msg, sizeof(msg)), 0);
+    assert_int_equal(d.rows, 1);
+    id = d.in[0];
+    x = d.in[1];
+    assert_true(id[0] == 42 && x[0] == 1.0f && x[1] == 0.0f);
+    assert_int_equal(d.outsel, 2);
+    predict__rows_fini(&d);
+    assert_int_equal(decode(OIP, &v_mlp,
+                            "{\"id\": null, \"outputs\": null, \"inputs\": [{\"name\": \"x\", "
+                            "\"shape\": [1, 4], \"datatype\": \"FP64\", \"data\": [1, 2, 3, 4]}]}",
+                            &d, msg, sizeof(msg)), 0);
+    assert_null(d.id);
+    assert_int_equal(d.outsel, 0);
+    predict__rows_fini(&d);
+}
+
+#define X4 "\"name\": \"x\", \"datatype\": \"FP32\""
+
+static void test_oip_bad(void **state)
+{
+    static const struct bad_body bad[] = {
+        /* missing fields */
+        {OIP, &v_mlp, "{}",
+         "inputs: expected a non-empty array of tensors ({\"name\", \"shape\", \"datatype\", "
+         "\"data\"})"},
+        {OIP, &v_mlp, "{\"inputs\": []}",
+         "inputs: expected a non-empty array of tensors ({\"name\", \"shape\", \"datatype\", "
+         "\"data\"})"},
+        {OIP, &v_mlp, "{\"inputs\": {\"x\": [1, 2, 3, 4]}}",
+         "inputs: expected a non-empty array of tensors ({\"name\", \"shape\", \"datatype\", "
+         "\"data\"})"},
+        {OIP, &v_mlp, "{\"inputs\": [[1, 2, 3, 4]]}", "inputs[0]: expected an object"},
+        {OIP, &v_mlp, "{\"inputs\": [{\"shape\": [1, 4], \"datatype\": \"FP32\", \"data\": []}]}",
+         "inputs[0].name: expected a string"},
+        {OIP, &v_mlp, "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 4], \"data\": [1,2,3,4]}]}",
+         "inputs[0].datatype: expected one of FP32, INT64, INT32, BOOL (FP64 too)"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4]}]}", "inputs[0].data: missing"},
+        {OIP, &v_two,
+         "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": \"INT64\", "
+         "\"data\": [1]}]}",
+         "inputs: input 'dense' of model two is missing (inputs: user_id, dense)"},
+        /* names */
+        {OIP, &v_mlp, "{\"inputs\": [{\"name\": \"z\", \"shape\": [1, 4], \"datatype\": "
+                      "\"FP32\", \"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].name: model mlp has no input 'z' (inputs: x)"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}, {" X4
+                      ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}]}",
+         "inputs[1].name: input 'x' given twice"},
+        /* wrong datatype */
+        {OIP, &v_mlp, "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 4], \"datatype\": "
+                      "\"FP16\", \"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].datatype: expected one of FP32, INT64, INT32, BOOL (FP64 too)"},
+        {OIP, &v_mlp, "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 4], \"datatype\": "
+                      "\"fp32\", \"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].datatype: expected one of FP32, INT64, INT32, BOOL (FP64 too)"},
+        {OIP, &v_two, "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
+                      "\"FP32\", \"data\": [1]}]}",
+         "inputs[0].datatype: FP32 given, input user_id of model two is INT64"},
+        {OIP, &v_two, "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
+                      "\"INT64\", \"data\": [1.5]}, {\"name\": \"dense\", \"shape\": [1, 2], "
+                      "\"datatype\": \"FP32\", \"data\": [1, 2]}]}",
+         "inputs[0].data[0]: expected an integer, got a number"},
+        {OIP, &v_two, "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
+                      "\"INT32\", \"data\": [2147483648]}, {\"name\": \"dense\", \"shape\": "
+                      "[1, 2], \"datatype\": \"FP32\", \"data\": [1, 2]}]}",
+         "inputs[0].data[0]: expected an integer in the int32 range, got an integer"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, true, 4]}]}",
+         "inputs[0].data[2]: expected a number, got a boolean"},
+        /* shape and data disagree */
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [2, 4], \"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].data: expected 8 elements, got 4"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4, 5]}]}",
+         "inputs[0].data[4]: more elements than expected"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 5], \"data\": [1, 2, 3, 4, 5]}]}",
+         "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [4], \"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4, 1], \"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [-1, 4], \"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1.0, 4], \"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": \"1x4\", \"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
+        {OIP, &v_two, "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [2, 1], \"datatype\": "
+                      "\"INT64\", \"data\": [1, 2]}, {\"name\": \"dense\", \"shape\": [3, 2], "
+                      "\"datatype\": \"FP32\", \"data\": [1, 2, 3, 4, 5, 6]}]}",
+         "inputs[1].shape: batch 3 differs from the other inputs' 2"},
+        /* huge shapes: refused from the shape alone, before anything is allocated */
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [9223372036854775807, 4], "
+                      "\"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].shape: 9223372036854775807 rows is over max_batch 8 of model mlp"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [9, 4], \"data\": []}]}",
+         "inputs[0].shape: 9 rows is over max_batch 8 of model mlp"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 9223372036854775807], "
+                      "\"data\": [1, 2, 3, 4]}]}",
+         "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [0, 4], \"data\": []}]}",
+         "inputs[0].shape: expected at least one row"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], "
+                      "\"data\": [[[[[[[[[[[1]]]]]]]]]]]}]}",
+         "inputs[0].data[0][0][0][0][0][0][0][0][0]: arrays nested too deeply"},
+        /* id and outputs */
+        {OIP, &v_mlp,
+         "{\"id\": 7, \"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}]}",
+         "id: expected a string"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}], "
+                      "\"outputs\": {\"name\": \"y\"}}",
+         "outputs: expected an array of {\"name\": ...}"},
+        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}], "
+                      "\"outputs\": [\"y\"]}",
+         "outputs[0].name: expected a string"},
+        {OIP, &v_two, "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
+                      "\"INT64\", \"data\": [1]}, {\"name\": \"dense\", \"shape\": [1, 2], "
+                      "\"datatype\": \"FP32\", \"data\": [1, 2]}], \"outputs\": [{\"name\": "
+                      "\"emb\"}, {\"name\": \"y\"}]}",
+         "outputs[1].name: model two has no output 'y' (outputs: score, emb)"},
+    };
+    (void)state;
+    check_bad(bad, MC_ARRAY_SIZE(bad));
+}
+
+static void test_oip_long_id(void **state)
+{
+    struct predict_rows d;
+    char msg[256];
+    struct buf b;
+    (void)state;
+
+    /* Escaping counts: 1400 quotes become 2800 bytes plus the rest, over 4 KiB. */
+    buf_init(&b, 1 << 16);
+    buf_puts(&b, "{\"id\": \"");
+    for (int i = 0; i < 1400; i++)
+        buf_puts(&b, "\\\"a");
+    buf_puts(&b, "\", \"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}]}");
+    assert_int_equal(decode(OIP, &v_mlp, b.data, &d, msg, sizeof(msg)), -EINVAL);
+    assert_string_equal(msg, "id: longer than 4 KiB");
+    assert_null(d.id);
+    predict__rows_fini(&d);
+    buf_reset(&b);
+    /* Just under: kept. */
+    buf_puts(&b, "{\"id\": \"");
+    for (int i = 0; i < 4000; i++)
+        buf_puts(&b, "a");
+    buf_puts(&b, "\", \"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}]}");
+    assert_int_equal(decode(OIP, &v_mlp, b.data, &d, msg, sizeof(msg)), 0);
+    assert_int_equal(strlen(d.id), 4002);
+    predict__rows_fini(&d);
+    buf_fini(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +621,12 @@ int main(void)
         cmocka_unit_test(test_encode),
         cmocka_unit_test(test_fast_predict),
         cmocka_unit_test(test_fast_numbers_match_strtod),
+        cmocka_unit_test(test_seed_model),
+        cmocka_unit_test(test_seed_good),
+        cmocka_unit_test(test_seed_bad),
+        cmocka_unit_test(test_oip_good),
+        cmocka_unit_test(test_oip_bad),
+        cmocka_unit_test(test_oip_long_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
