@@ -2,7 +2,8 @@
  *
  * Threads: the caller's thread binds every listening socket (SO_REUSEPORT, one socket
  * per listener per worker, so port 0 resolves once and every worker shares it), then
- * each worker thread opens its sockets on its own loop. Nothing is shared between
+ * each worker thread watches its sockets on its own loop with a uv_poll_t and accepts
+ * itself (see struct listener for why not uv_listen). Nothing is shared between
  * workers except atomic counters.
  *
  * A connection has one input buffer. While a request is handled its head stays at the
@@ -17,7 +18,11 @@
  * then waits until they went (c->sf.then_next). While a file send waits for the socket,
  * exactly one small "probe" write of the next file bytes is in libuv's write queue; its
  * callback is the only thing that resumes the send, and conn_close() ends the send (done
- * called) before the socket can close, so no callback outlives the connection. */
+ * called) before the socket can close, so no callback outlives the connection.
+ *
+ * Closing (conn_close, conn_linger, conn_abort) keeps the timer until the socket is
+ * closed: the writes still queued before the shutdown keep their send timeout, and a
+ * lingering close its bounds. Both handles close together (conn_release). */
 #include "http/http_server.h"
 
 #include <errno.h>
@@ -37,6 +42,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/mc.h"
+#include "core/metrics.h"
 #include "core/units.h"
 #include "http/http_cache.h"
 
@@ -49,6 +55,21 @@
 /* Bytes sent with sendfile(2) per loop turn, so that a fast client of a huge file does
  * not starve the loop's other connections; also well under the ~2 GiB a call may move. */
 #define SF_TURN_MAX (4u << 20)
+/* Connections accepted per readiness callback of a listener, so that a burst of new
+ * clients does not hold up the loop's other connections (the socket stays readable). */
+#define ACCEPT_BATCH 64
+/* After accept(2) failed for want of descriptors (or memory), a worker stops accepting
+ * for this long, then tries again. */
+#define ACCEPT_PAUSE_MS 100
+/* Idle connections closed per pause, to make room for the clients waiting in the queue. */
+#define SHED_MAX 64
+/* ...but not one idle for less than this: a client that just connected, or just read its
+ * response, may be sending its request right now. */
+#define SHED_MIN_IDLE_MS 1000
+/* A worker's episode of failed accepts ends once it finds its queue empty with a
+ * descriptor to spare this long after its last pause: a flood in bursts is one episode
+ * (one pair of log lines), not one per burst. */
+#define ACCEPT_CALM_MS 1000
 
 struct worker;
 
@@ -78,6 +99,7 @@ struct http_exchange {
     /* Streamed request body (listeners with stream_bodies). */
     int streaming;
     int body_done;
+    int body_failed;
     int body_paused;
     uint64_t body_total;
     http_x_body_data_f *on_body_data;
@@ -123,10 +145,33 @@ struct conn {
     int in_dispatch;           /* a handler call is on the stack */
     int want_next;             /* an exchange ended inside it with requests pending */
     int keep_alive;
+    int req_unread;            /* request bytes may still arrive (body unread or failed) */
+    int lingering;             /* closing with a lingering close (conn_linger) */
+    int shut;                  /* lingering: response and FIN are out, only reading now */
+    int linger_eof;            /* lingering: the client ended its side before we shut ours */
+    uint64_t linger_end;       /* lingering: loop time it ends at the latest */
+    uint64_t linger_bytes;     /* lingering: client bytes read and discarded */
+    size_t li;                 /* index of the listener that accepted it */
     uint64_t deadline;         /* loop time (ms) of the pending timeout; 0: none */
+    uint64_t idle_since;       /* loop time it last began waiting for a request */
     char peer[64];
     uint64_t requests;
     struct sendfd sf;
+};
+
+/* A worker's listening socket. accept(2) is called here rather than by libuv: when
+ * accept fails with EMFILE, libuv's listener closes a reserve descriptor, accepts and
+ * drops the waiting clients, and opens the reserve again (uv__emfile_trick); with several
+ * loops in one process another thread can take the freed slot, the reserve is lost for
+ * good, and from then on libuv retries accept() in a loop that only a free descriptor
+ * ends: the loop spins and none of its connections is served, not even to read the EOFs
+ * whose close would free descriptors. A uv_poll_t that we can stop lets a worker pause
+ * instead (accept_pause). */
+struct listener {
+    uv_poll_t poll;
+    struct worker *w;
+    size_t idx;
+    int fd;
 };
 
 struct worker {
@@ -135,8 +180,11 @@ struct worker {
     struct http_server *srv;
     uv_loop_t loop;
     uv_async_t stop_async;
-    uv_tcp_t listeners[HTTP_SERVER_MAX_LISTENERS];
-    int fds[HTTP_SERVER_MAX_LISTENERS];
+    struct listener listeners[HTTP_SERVER_MAX_LISTENERS];
+    uv_timer_t accept_timer;   /* resumes accepting after a pause */
+    int accept_paused;
+    int fd_short;              /* in an episode of failed accepts (counted in srv->fd_short) */
+    uint64_t last_pause;       /* loop time of the last pause */
     uv_timer_t grace_timer;
     uv_thread_t thread;
     struct conn *conns;
@@ -147,18 +195,31 @@ struct worker {
     int64_t date_s;
 };
 
+struct listener_metrics {
+    struct metrics_counter *paused;  /* accept paused for want of descriptors */
+    struct metrics_counter *shed;    /* idle connections closed to make room */
+    struct metrics_counter *linger;  /* lingering closes begun */
+};
+
 struct http_server {
     struct http_server_cfg cfg;
     struct worker *workers;
     unsigned nworkers;
     int ports[HTTP_SERVER_MAX_LISTENERS];
+    struct listener_metrics m[HTTP_SERVER_MAX_LISTENERS];
     uint64_t grace_ms;
     _Atomic uint64_t active_conns;
+    _Atomic unsigned fd_short; /* workers in an episode of failed accepts: logged at 0 <-> 1 */
     _Atomic int started_ok;
     int stopped;
 };
 
 static void conn_close(struct conn *c);
+static void conn_linger(struct conn *c);
+static void conn_abort(struct conn *c);
+static void conn_release(struct conn *c);
+static void close_deadline(struct conn *c, uint64_t ms);
+static void on_timeout(uv_timer_t *t);
 static void conn_process(struct conn *c);
 static void start_reading(struct conn *c);
 static void stream_body(struct conn *c);
@@ -173,6 +234,11 @@ void http_server_cfg_default(struct http_server_cfg *cfg)
     cfg->body_timeout_ms = 30000;
     cfg->idle_timeout_ms = 60000;
     cfg->send_timeout_ms = 60000;
+    /* nginx's lingering_time and lingering_timeout; the byte bound keeps a fast client
+     * from making us read for the whole time. */
+    cfg->linger_ms = 30000;
+    cfg->linger_idle_ms = 5000;
+    cfg->linger_max_bytes = 64u << 20;
 }
 
 /* ---- addresses ---- */
@@ -301,8 +367,13 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    if (c->closing)
+    if (c->closing) {
+        /* Progress of the writes the shutdown waits for: their send timeout starts again. */
+        if (status == 0 && !uv_is_closing((uv_handle_t *)&c->tcp) &&
+            uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
+            close_deadline(c, c->w->srv->cfg.send_timeout_ms);
         return;
+    }
     /* Progress: the send timeout starts again; once everything is out, the connection
      * goes back to the timer of its state. */
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
@@ -915,6 +986,9 @@ static void exchange_finish(struct conn *c)
     /* A streamed body not read to its end leaves no way to find the next request. */
     int close_after = x->close_after || x->aborted || (x->streaming && !x->body_done);
 
+    /* The rest of that body, or of one that failed (over the limit, bad framing), may
+     * still be on its way: the close must linger. */
+    c->req_unread = (x->streaming && !x->body_done) || x->body_failed;
     c->x = NULL;
     MC_ASSERT(x->req.head_len <= c->in_len);
     memmove(c->in, c->in + x->req.head_len, c->in_len - x->req.head_len);
@@ -940,11 +1014,17 @@ static void conn_next(struct conn *c, int close_after)
     /* A graceful stop waits for busy connections; this one is done now (the head may
      * have promised keep-alive before the stop began). */
     if (close_after || c->w->stopping) {
-        /* Half-close after the queued writes so the client reads the whole response. */
-        conn_close(c);
+        /* Half-close after the queued writes so the client reads the whole response. A
+         * client that may still be sending (an unread body, pipelined bytes, or simply a
+         * keep-alive it did not expect us to end) gets a lingering close. */
+        if (c->req_unread || c->in_len > 0 || c->keep_alive)
+            conn_linger(c);
+        else
+            conn_close(c);
         return;
     }
     c->state = ST_HEAD;
+    c->idle_since = uv_now(&c->w->loop);
     start_reading(c);
     if (c->in_len == 0)
         timer_arm(c, c->w->srv->cfg.idle_timeout_ms);
@@ -988,23 +1068,66 @@ static void conn_maybe_free(struct conn *c)
         worker_drained(w);
 }
 
+/* Closes both handles now; writes still queued are cancelled. Memory goes in on_closed. */
+static void conn_release(struct conn *c)
+{
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+    if (!uv_is_closing((uv_handle_t *)&c->timer))
+        uv_close((uv_handle_t *)&c->timer, on_closed);
+}
+
+/* A deadline while closing: conn_release when it passes (on_timeout). */
+static void close_deadline(struct conn *c, uint64_t ms)
+{
+    if (!ms || uv_is_closing((uv_handle_t *)&c->timer))
+        return;
+    c->deadline = uv_now(&c->w->loop) + ms;
+    uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+/* Lingering, after the shutdown: wait for the next client byte at most linger_idle_ms,
+ * and never past linger_end. */
+static void linger_rearm(struct conn *c)
+{
+    const struct http_server_cfg *cfg = &c->w->srv->cfg;
+    uint64_t now = uv_now(&c->w->loop);
+    uint64_t end = c->linger_end;
+
+    if (cfg->linger_idle_ms && now + cfg->linger_idle_ms < end)
+        end = now + cfg->linger_idle_ms;
+    if (end <= now)
+        conn_release(c);
+    else
+        close_deadline(c, end - now);
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
-    (void)status;
+
     free(req);
-    if (!uv_is_closing((uv_handle_t *)&c->tcp))
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
+    /* Released meanwhile (timeout, forced stop): this is the cancellation. */
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    if (!c->lingering || status < 0 || c->linger_eof || c->w->stopping) {
+        conn_release(c);
+        return;
+    }
+    /* The response and our FIN are out; what the client still sends is read and dropped. */
+    c->shut = 1;
+    c->linger_end = uv_now(&c->w->loop) + c->w->srv->cfg.linger_ms;
+    linger_rearm(c);
 }
 
-static void conn_close(struct conn *c)
+/* The first half of every close: no more requests, the exchange is dropped or aborted,
+ * a file send ends. The timer stays: the writes still queued get the send timeout. */
+static void conn_close_begin(struct conn *c)
 {
-    if (c->closing)
-        return;
     c->closing = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_closed);
+    c->reading = 0;
+    c->deadline = 0;
     if (c->x && c->state != ST_HANDLING) {
         /* Still reading its body: no handler ever saw this exchange, so it goes now. */
         struct http_exchange *x = c->x;
@@ -1021,13 +1144,98 @@ static void conn_close(struct conn *c)
      * before loop_fini on a forced stop. A probe still queued only frees its buffer. */
     if (c->sf.active)
         sf_finish(c, 0);
-    /* Queued writes finish before the shutdown completes, then the socket closes. */
+    close_deadline(c, c->w->srv->cfg.send_timeout_ms);
+}
+
+/* Queued writes finish before the shutdown completes (on_shutdown). */
+static void conn_shutdown(struct conn *c)
+{
     uv_shutdown_t *sr = mc_xmalloc(sizeof(*sr));
+
     sr->data = c;
     if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         free(sr);
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        conn_release(c);
     }
+}
+
+/* Graceful close: the queued response goes out, then FIN, then the socket closes. */
+static void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    conn_close_begin(c);
+    conn_shutdown(c);
+}
+
+/* Now, whatever is queued: timeouts, read errors, a forced stop. */
+static void conn_abort(struct conn *c)
+{
+    if (!c->closing)
+        conn_close_begin(c);
+    conn_release(c);
+}
+
+static void linger_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+
+    (void)suggested;
+    b->base = c->in;
+    b->len = c->in_cap;
+}
+
+static void on_linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+
+    (void)b;
+    if (n == 0 || uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    if (n < 0) {
+        uv_read_stop(s);
+        /* The client has sent everything: once our side is shut there is nothing left to
+         * wait for. Before that, the response still goes out first (on_shutdown). */
+        if (c->shut || n != UV_EOF)
+            conn_release(c);
+        else
+            c->linger_eof = 1;
+        return;
+    }
+    c->linger_bytes += (uint64_t)n;
+    if (c->linger_bytes > c->w->srv->cfg.linger_max_bytes) {
+        /* Bounded: this close may reset the connection, as without lingering. */
+        conn_release(c);
+        return;
+    }
+    if (c->shut)
+        linger_rearm(c);
+}
+
+/* Lingering close (RFC 9112 §9.6): the response is queued, the write side is shut after
+ * it, and whatever the client still sends is read and thrown away until it closes its
+ * side or a bound is reached. Closing a socket with unread bytes makes the kernel send a
+ * reset, and a reset can destroy the response before the client read it: a client that
+ * sends a whole body before reading would see a broken pipe instead of our 413. */
+static void conn_linger(struct conn *c)
+{
+    if (c->closing)
+        return;
+    if (!c->w->srv->cfg.linger_ms) {
+        conn_close(c);
+        return;
+    }
+    conn_close_begin(c);
+    if (c->x) {
+        /* A handler still holds a request that points into the input buffer. */
+        conn_shutdown(c);
+        return;
+    }
+    c->lingering = 1;
+    c->in_len = 0;
+    metrics_counter_add(c->w->srv->m[c->li].linger, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, linger_alloc, on_linger_read);
+    conn_shutdown(c);
 }
 
 /* Answers a request the parser or the reader rejected, then closes (RFC 9112 §11.2). */
@@ -1046,7 +1254,8 @@ static void conn_reject(struct conn *c, int status, const char *msg)
     memcpy(own + hl, body, (size_t)bl);
     uv_buf_t b = uv_buf_init(own, (unsigned)(hl + bl));
     queue_write(c, &b, 1, own, NULL, NULL);
-    conn_close(c);
+    /* Framing is lost (RFC 9112 §11.2) but the client may still be sending. */
+    conn_linger(c);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -1062,11 +1271,14 @@ static void on_timeout(uv_timer_t *t)
         return;
     }
     c->deadline = 0;
+    if (c->closing) {
+        /* Writes the client did not take in time, or a lingering close at its bound. */
+        conn_release(c);
+        return;
+    }
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0) {
         /* A client that stopped reading: a graceful shutdown would wait for it forever. */
-        conn_close(c);
-        if (!uv_is_closing((uv_handle_t *)&c->tcp))
-            uv_close((uv_handle_t *)&c->tcp, on_closed);
+        conn_abort(c);
         return;
     }
     if (c->state == ST_HANDLING) {
@@ -1100,7 +1312,9 @@ static void timer_arm(struct conn *c, uint64_t ms)
 
 static void timer_disarm(struct conn *c)
 {
-    c->deadline = 0;
+    /* A closing connection's deadline bounds the close (close_deadline). */
+    if (!c->closing)
+        c->deadline = 0;
 }
 
 /* ---- streamed request bodies ---- */
@@ -1110,6 +1324,7 @@ static void body_fail(struct conn *c, int status, const char *msg)
     struct http_exchange *x = c->x;
 
     x->body_done = 1;
+    x->body_failed = 1;
     x->close_after = 1;
     timer_disarm(c);
     if (x->on_body_end)
@@ -1419,18 +1634,168 @@ static void conn_process_one(struct conn *c)
     dispatch(c);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* ---- accepting ---- */
+
+enum accept_act {
+    ACC_DRAINED, /* nothing waits (and a descriptor was free: Linux checks that first) */
+    ACC_RETRY,   /* that client is lost, the next one may come */
+    ACC_PAUSE,   /* stop accepting for a while */
+};
+
+/* What a failed accept(2) means for the listener. Linux passes pending network errors of
+ * the new connection on to accept (accept(2), "Error handling"): only that client is lost.
+ * Out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM) the next call fails
+ * the same way, and so would any error not listed: the listener pauses, it never spins. */
+static enum accept_act accept_errno_act(int err)
 {
-    struct worker *w = server->loop->data;
-    const struct http_listener_cfg *lcfg = server->data;
+    switch (err) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+        return ACC_DRAINED;
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM: /* a firewall rule refused this connection */
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+        return ACC_RETRY;
+    default:
+        return ACC_PAUSE;
+    }
+}
+
+/* Nothing in flight on it for SHED_MIN_IDLE_MS: no request begun, nothing left to send. */
+static int conn_idle(struct conn *c, uint64_t now)
+{
+    uv_os_fd_t fd;
+    char b;
+
+    if (c->closing || c->state != ST_HEAD || c->in_len || c->x || c->sf.active ||
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0 ||
+        now < c->idle_since + SHED_MIN_IDLE_MS || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    /* Bytes the loop has not read yet are a request on its way; an EOF (0) or an error is
+     * a client that has gone: that one may go. */
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+}
+
+/* Makes room for the clients waiting to be accepted: idle connections (conn_idle) are
+ * closed, oldest accepted first (nginx reuses its idle "reusable" connections the same
+ * way), and so are lingering closes that only wait for the client. Requests in progress
+ * are never touched. Returns how many went. */
+static unsigned shed_idle(struct worker *w)
+{
+    struct conn *c, *prev, *tail = NULL;
+    uint64_t now = uv_now(&w->loop);
+    unsigned n = 0;
+
+    for (c = w->conns; c; c = c->next)
+        tail = c;
+    for (c = tail; c && n < SHED_MAX; c = prev) {
+        prev = c->prev;
+        if (conn_idle(c, now))
+            conn_close(c);
+        else if (c->closing && c->lingering && c->shut && !uv_is_closing((uv_handle_t *)&c->tcp))
+            conn_release(c);
+        else
+            continue;
+        metrics_counter_add(w->srv->m[c->li].shed, 1);
+        n++;
+    }
+    return n;
+}
+
+static void on_listen(uv_poll_t *p, int status, int events);
+static void accept_some(struct listener *l);
+
+/* The end of a pause, or the check that an episode is over (accept_recovered). */
+static void on_accept_resume(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+
+    MC_CHECK_OBJ_NOTNULL(w, WORKER_MAGIC);
+    if (w->stopping)
+        return;
+    w->accept_paused = 0;
+    /* Accept at once rather than wait for readiness: only accept(2) tells an empty queue
+     * with descriptors to spare (EAGAIN: the episode is over) from descriptors still
+     * short (EMFILE, even with nobody waiting: pause again). A worker whose queue was
+     * emptied by its last accepts would otherwise stay in the episode until its next
+     * client. */
+    for (size_t i = 0; i < w->srv->cfg.nlisteners && !w->accept_paused; i++)
+        accept_some(&w->listeners[i]);
+    if (w->accept_paused)
+        return;
+    for (size_t i = 0; i < w->srv->cfg.nlisteners; i++)
+        uv_poll_start(&w->listeners[i].poll, UV_READABLE, on_listen);
+}
+
+/* accept(2) failed with err (negative): stop watching every listener of this worker (the
+ * descriptor table is the process's, the others would fail too), free what can be freed,
+ * and try again after ACCEPT_PAUSE_MS. The connections already open are served meanwhile;
+ * the clients not yet accepted wait in the kernel's queue. Logged once per episode: from
+ * the first pause of any worker until every worker is calm again (accept_recovered). */
+static void accept_pause(struct worker *w, struct listener *l, int err)
+{
+    struct http_server *s = w->srv;
+    unsigned shed;
+
+    for (size_t i = 0; i < s->cfg.nlisteners; i++)
+        uv_poll_stop(&w->listeners[i].poll);
+    w->accept_paused = 1;
+    w->last_pause = uv_now(&w->loop);
+    metrics_counter_add(s->m[l->idx].paused, 1);
+    shed = shed_idle(w);
+    if (!w->fd_short) {
+        w->fd_short = 1;
+        if (atomic_fetch_add(&s->fd_short, 1) == 0)
+            log_warn("http: accepting paused, accept(2) failed", "listener=%s err=%s worker=%u "
+                     "conns=%llu idle_closed=%u retry_ms=%d",
+                     s->cfg.listeners[l->idx].name ? s->cfg.listeners[l->idx].name : "-",
+                     uv_err_name(err), w->idx,
+                     (unsigned long long)atomic_load(&s->active_conns), shed, ACCEPT_PAUSE_MS);
+    }
+    uv_timer_start(&w->accept_timer, on_accept_resume, ACCEPT_PAUSE_MS, 0);
+}
+
+/* A listener's queue is empty with a descriptor to spare: the episode is over if that
+ * lasted ACCEPT_CALM_MS since the last pause; if not, the timer looks again then. */
+static void accept_recovered(struct worker *w)
+{
+    struct http_server *s = w->srv;
+    uint64_t now = uv_now(&w->loop);
+
+    if (!w->fd_short)
+        return;
+    if (now < w->last_pause + ACCEPT_CALM_MS) {
+        if (!uv_is_active((uv_handle_t *)&w->accept_timer))
+            uv_timer_start(&w->accept_timer, on_accept_resume,
+                           w->last_pause + ACCEPT_CALM_MS - now, 0);
+        return;
+    }
+    w->fd_short = 0;
+    if (atomic_fetch_sub(&s->fd_short, 1) == 1)
+        log_info("http: accepting again", "worker=%u conns=%llu", w->idx,
+                 (unsigned long long)atomic_load(&s->active_conns));
+}
+
+static void conn_new(struct listener *l, int fd, const struct sockaddr_storage *peer)
+{
+    struct worker *w = l->w;
     struct conn *c;
 
-    if (status < 0 || w->stopping)
-        return;
     c = mc_xcalloc(1, sizeof(*c));
     MC_INIT_OBJ(c, CONN_MAGIC);
     c->w = w;
-    c->lcfg = lcfg;
+    c->li = l->idx;
+    c->lcfg = &w->srv->cfg.listeners[l->idx];
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c;
@@ -1440,38 +1805,75 @@ static void on_connection(uv_stream_t *server, int status)
         w->conns->prev = c;
     w->conns = c;
     atomic_fetch_add(&w->srv->active_conns, 1);
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c);
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        conn_abort(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    struct sockaddr_storage peer;
-    int plen = sizeof(peer);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) == 0) {
-        if (peer.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&peer, c->peer, sizeof(c->peer));
-        else
-            uv_ip4_name((struct sockaddr_in *)&peer, c->peer, sizeof(c->peer));
-    }
+    if (peer->ss_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)peer, c->peer, sizeof(c->peer));
+    else if (peer->ss_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)peer, c->peer, sizeof(c->peer));
     c->in_cap = INBUF_MIN;
     c->in = mc_xmalloc(c->in_cap);
     c->state = ST_HEAD;
     c->keep_alive = 1;
+    c->idle_since = uv_now(&w->loop);
     start_reading(c);
     timer_arm(c, w->srv->cfg.idle_timeout_ms);
+}
+
+/* Accepts the clients waiting on l, at most ACCEPT_BATCH. */
+static void accept_some(struct listener *l)
+{
+    struct worker *w = l->w;
+
+    for (int i = 0; i < ACCEPT_BATCH && !w->accept_paused && !w->stopping; i++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            conn_new(l, fd, &peer);
+            continue;
+        }
+        int err = errno;
+        switch (accept_errno_act(err)) {
+        case ACC_DRAINED:
+            accept_recovered(w);
+            return;
+        case ACC_RETRY:
+            break;
+        case ACC_PAUSE:
+            accept_pause(w, l, -err);
+            return;
+        }
+    }
+}
+
+static void on_listen(uv_poll_t *p, int status, int events)
+{
+    struct listener *l = p->data;
+    struct worker *w = l->w;
+
+    (void)events;
+    MC_CHECK_OBJ_NOTNULL(w, WORKER_MAGIC);
+    if (w->stopping || w->accept_paused)
+        return;
+    if (status < 0)
+        accept_pause(w, l, status);
+    else
+        accept_some(l);
 }
 
 /* ---- workers and graceful stop ---- */
 
 static void force_close(struct worker *w)
 {
-    for (struct conn *c = w->conns; c; c = c->next) {
-        conn_close(c);
-        /* A client that stopped reading would hold uv_shutdown forever: closing the
-         * handle cancels its queued writes. */
-        if (!uv_is_closing((uv_handle_t *)&c->tcp))
-            uv_close((uv_handle_t *)&c->tcp, on_closed);
-    }
+    /* A client that stopped reading would hold uv_shutdown until its send timeout:
+     * closing the handle cancels its queued writes. */
+    for (struct conn *c = w->conns; c; c = c->next)
+        conn_abort(c);
 }
 
 /* Every connection is gone (or the grace period ran out): the app closes its own
@@ -1495,7 +1897,10 @@ static void on_grace(uv_timer_t *t)
 
 static void listener_closed(uv_handle_t *h)
 {
-    (void)h;
+    struct listener *l = h->data;
+
+    close(l->fd);
+    l->fd = -1;
 }
 
 static void on_stop(uv_async_t *a)
@@ -1507,7 +1912,12 @@ static void on_stop(uv_async_t *a)
         return;
     w->stopping = 1;
     for (size_t i = 0; i < w->srv->cfg.nlisteners; i++)
-        uv_close((uv_handle_t *)&w->listeners[i], listener_closed);
+        uv_close((uv_handle_t *)&w->listeners[i].poll, listener_closed);
+    uv_close((uv_handle_t *)&w->accept_timer, NULL);
+    if (w->fd_short) {
+        w->fd_short = 0;
+        atomic_fetch_sub(&w->srv->fd_short, 1);
+    }
     uv_close((uv_handle_t *)&w->stop_async, NULL);
     if (w->srv->cfg.loop_stopping)
         w->srv->cfg.loop_stopping(&w->loop, w->data, w->srv->cfg.loop_arg);
@@ -1516,8 +1926,13 @@ static void on_stop(uv_async_t *a)
     struct conn *next;
     for (struct conn *c = w->conns; c; c = next) {
         next = c->next;
-        if (c->state != ST_HANDLING)
+        if (c->closing) {
+            /* A lingering close that only waits for the client's bytes ends now. */
+            if (c->lingering && c->shut)
+                conn_release(c);
+        } else if (c->state != ST_HANDLING) {
             conn_close(c);
+        }
     }
     uv_timer_init(&w->loop, &w->grace_timer);
     w->grace_timer.data = w;
@@ -1532,11 +1947,17 @@ static void worker_run(void *arg)
     struct http_server *s = w->srv;
 
     w->data = s->cfg.loop_init ? s->cfg.loop_init(&w->loop, w->idx, s->cfg.loop_arg) : NULL;
+    uv_timer_init(&w->loop, &w->accept_timer);
+    w->accept_timer.data = w;
     for (size_t i = 0; i < s->cfg.nlisteners; i++) {
-        uv_tcp_init(&w->loop, &w->listeners[i]);
-        w->listeners[i].data = (void *)&s->cfg.listeners[i];
-        uv_tcp_open(&w->listeners[i], w->fds[i]);
-        uv_listen((uv_stream_t *)&w->listeners[i], 4096, on_connection);
+        struct listener *l = &w->listeners[i];
+        l->w = w;
+        l->idx = i;
+        /* Only fails for a descriptor that is not a socket: ours were just bound. */
+        int rc = uv_poll_init_socket(&w->loop, &l->poll, l->fd);
+        MC_ASSERT(rc == 0);
+        l->poll.data = l;
+        uv_poll_start(&l->poll, UV_READABLE, on_listen);
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
@@ -1566,30 +1987,47 @@ int http_server_start(const struct http_server_cfg *cfg, struct http_server **ou
     s->workers = mc_xcalloc(s->nworkers, sizeof(*s->workers));
     for (unsigned k = 0; k < s->nworkers; k++)
         for (size_t i = 0; i < HTTP_SERVER_MAX_LISTENERS; i++)
-            s->workers[k].fds[i] = -1;
+            s->workers[k].listeners[i].fd = -1;
     for (size_t i = 0; i < cfg->nlisteners && !e; i++) {
         int port = ntohs(ss[i].ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss[i])->sin6_port
                                                      : ((struct sockaddr_in *)&ss[i])->sin_port);
         for (unsigned k = 0; k < s->nworkers; k++) {
-            e = bind_one(&ss[i], port, &s->workers[k].fds[i]);
+            e = bind_one(&ss[i], port, &s->workers[k].listeners[i].fd);
             if (e) {
                 snprintf(err, errlen, "cannot listen on %s: %s", cfg->listeners[i].addr,
                          uv_strerror(e));
                 break;
             }
             if (port == 0)
-                port = bound_port(s->workers[k].fds[i]);
+                port = bound_port(s->workers[k].listeners[i].fd);
         }
         s->ports[i] = port;
     }
     if (e) {
         for (unsigned k = 0; k < s->nworkers; k++)
             for (size_t i = 0; i < HTTP_SERVER_MAX_LISTENERS; i++)
-                if (s->workers[k].fds[i] >= 0)
-                    close(s->workers[k].fds[i]);
+                if (s->workers[k].listeners[i].fd >= 0)
+                    close(s->workers[k].listeners[i].fd);
         free(s->workers);
         free(s);
         return e;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        char labels[96];
+        snprintf(labels, sizeof(labels), "listener=\"%s\"",
+                 cfg->listeners[i].name ? cfg->listeners[i].name : "http");
+        s->m[i].paused = metrics_counter(
+            "mlcdn_http_accept_paused_total",
+            "Times a worker stopped accepting for a while because accept(2) failed (out of "
+            "file descriptors)", labels);
+        s->m[i].shed = metrics_counter(
+            "mlcdn_http_idle_closed_total",
+            "Idle connections closed to make room for new clients when accept(2) failed",
+            labels);
+        s->m[i].linger = metrics_counter(
+            "mlcdn_http_lingering_closes_total",
+            "Connections closed with a lingering close (the client's remaining bytes read and "
+            "dropped after the response)", labels);
     }
     for (unsigned k = 0; k < s->nworkers; k++) {
         struct worker *w = &s->workers[k];

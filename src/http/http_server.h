@@ -15,7 +15,14 @@
  * even if the client went away meanwhile: then the abort callback (if any) has been
  * called, writes fail with -EPIPE and the final call just releases the exchange.
  * Timeouts: header (408), body (408), idle keep-alive (close). Graceful stop: stop
- * accepting, let in-flight exchanges finish, close idle connections, bounded wait. */
+ * accepting, let in-flight exchanges finish, close idle connections, bounded wait.
+ *
+ * Closing: when the server closes a connection the client may still be sending on (a
+ * rejected or unread request body, pipelined requests), it shuts its write side after
+ * the response and reads and discards what still comes, bounded in time and bytes
+ * (lingering close), so that the response is not destroyed by a reset. Out of file
+ * descriptors, a worker pauses accepting (a timer resumes it), closes idle connections
+ * to make room and keeps serving the ones it has; see docs/internals/http.md. */
 #ifndef MLCDN_HTTP_HTTP_SERVER_H
 #define MLCDN_HTTP_HTTP_SERVER_H
 
@@ -54,6 +61,12 @@ struct http_server_cfg {
     uint64_t body_timeout_ms;   /* no body progress for this long (408) */
     uint64_t idle_timeout_ms;   /* keep-alive connection with no request (close) */
     uint64_t send_timeout_ms;   /* response bytes not taken by the client for this long (close) */
+    /* Lingering close: after the last response, read and discard the client's bytes for at
+     * most linger_ms in all, at most linger_idle_ms without any, and at most linger_max_bytes;
+     * then close. linger_ms 0 closes at once. */
+    uint64_t linger_ms;
+    uint64_t linger_idle_ms;
+    uint64_t linger_max_bytes;
     struct http_listener_cfg listeners[HTTP_SERVER_MAX_LISTENERS];
     size_t nlisteners;
     /* Called on each worker thread before it serves; the returned pointer is that worker's
@@ -69,7 +82,7 @@ struct http_server_cfg {
 };
 
 /* Fills cfg with defaults: 1 thread, default limits, 10 s header, 30 s body, 60 s idle,
- * 60 s send. */
+ * 60 s send; lingering close 30 s in all, 5 s idle, 64 MiB. */
 void http_server_cfg_default(struct http_server_cfg *cfg);
 
 /* Binds every listener on every worker and starts the threads. Returns 0, or a negative
