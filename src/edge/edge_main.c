@@ -498,8 +498,26 @@ int edge_main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+    /* The main loop and its signal handlers come before the workers: once they accept,
+     * clients may take every descriptor the loop and its signal pipe need, and a SIGTERM
+     * right after the ready line must not be lost. */
+    uv_loop_t loop;
+    uv_signal_t sterm, sint;
+    if (uv_loop_init(&loop) != 0 || uv_signal_init(&loop, &sterm) != 0 ||
+        uv_signal_init(&loop, &sint) != 0) {
+        fprintf(stderr, "mlcdn edge: cannot set up the main loop (out of descriptors?)\n");
+        conf_fini(&c);
+        return 1;
+    }
+    main_loop = &loop;
+    uv_signal_start(&sterm, on_signal, SIGTERM);
+    uv_signal_start(&sint, on_signal, SIGINT);
     if (edge_start(&cfg, &e, err, sizeof(err)) != 0) {
         fprintf(stderr, "mlcdn edge: %s\n", err);
+        uv_close((uv_handle_t *)&sterm, NULL);
+        uv_close((uv_handle_t *)&sint, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
         conf_fini(&c);
         return 1;
     }
@@ -517,14 +535,6 @@ int edge_main(int argc, char **argv)
              cfg.listen, edge_port(e), cfg.region, cfg.threads, (unsigned long long)cfg.mem,
              cfg.norigins);
 
-    uv_loop_t loop;
-    uv_signal_t sterm, sint;
-    uv_loop_init(&loop);
-    main_loop = &loop;
-    uv_signal_init(&loop, &sterm);
-    uv_signal_init(&loop, &sint);
-    uv_signal_start(&sterm, on_signal, SIGTERM);
-    uv_signal_start(&sint, on_signal, SIGINT);
     uv_run(&loop, UV_RUN_DEFAULT);
     edge_stop(&e, grace);
     uv_close((uv_handle_t *)&sterm, NULL);
