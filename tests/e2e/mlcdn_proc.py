@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -84,13 +85,19 @@ class Proc:
         return self.request("HEAD", path, headers=headers, **kw)
 
 
-def start(subcmd, args, ready_pattern=READY, timeout=15.0, env=None):
+def start(subcmd, args, ready_pattern=READY, timeout=15.0, env=None, nofile=None):
     """Starts `mlcdn subcmd args...` and waits for a stdout line matching ready_pattern
-    (its group "url", or group 1, is the URL). Raises (and kills the process) on timeout."""
+    (its group "url", or group 1, is the URL). Raises (and kills the process) on timeout.
+    nofile=N runs it with RLIMIT_NOFILE N:N (as `prlimit --nofile=N:N` would)."""
     argv = [binary(), subcmd] + [str(a) for a in args]
     log = tempfile.NamedTemporaryFile(prefix="mlcdn-%s-" % subcmd, suffix=".log", delete=False)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                             env=env, text=True, bufsize=1)
+                             env=env, text=True, bufsize=1,
+                             preexec_fn=limit if nofile else None)
     log.close()
     pat = re.compile(ready_pattern)
     found = {}

@@ -1,10 +1,12 @@
 """tests/e2e/test_origin.py: `mlcdn origin`, the reference origin, as a real process."""
 import concurrent.futures
 import os
+import socket
 import time
 
 import pytest
 
+import fdlimit
 from mlcdn_proc import mlcdn, raw, request  # noqa: F401  (mlcdn is a fixture)
 
 
@@ -267,3 +269,34 @@ def test_bad_flags(root):
     r = subprocess.run([binary(), "origin", "--root", str(root), "--latency", "x"],
                        capture_output=True, timeout=10)
     assert r.returncode == 2
+
+
+def test_out_of_descriptors_the_origin_pauses_and_recovers(mlcdn, root):
+    """The origin shares the edge's HTTP server: more idle clients than descriptors, then
+    all gone, and it must answer again without spinning."""
+    o = mlcdn("origin", ["--listen", "127.0.0.1:0", "--root", root, "--threads", "2"],
+              nofile=64)
+    for _ in range(4):
+        assert fdlimit.flood(o.host, o.port, 64 * 6) > 64
+        r = o.get("/a.txt", timeout=20)
+        assert r.status == 200 and r.body == b"hello origin\n"
+        before = fdlimit.cpu_seconds(o.pid)
+        time.sleep(2)
+        assert fdlimit.cpu_seconds(o.pid) - before < 0.5
+    assert 1 <= o.log().count("accepting paused") <= 4
+
+
+def test_error_reaches_a_client_that_sends_everything_first(mlcdn, root):
+    o = mlcdn("origin", ["--listen", "127.0.0.1:0", "--root", root, "--max-body", "1M"])
+    size = 32 * 1024 * 1024  # far more than loopback sockets buffer
+    with socket.create_connection((o.host, o.port), timeout=30) as s:
+        s.sendall(b"PUT /up.bin HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
+                  + b"u" * size)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 413"), out[:80]
+    assert o.get("/a.txt").status == 200
