@@ -26,6 +26,7 @@ struct infer_err {
     char *buf;
     size_t len;
 };
+/* infer_err.c: writes the message (if e has a buffer) and returns `code`. */
 int infer__errf(struct infer_err *e, int code, const char *fmt, ...) MC_PRINTF(3, 4);
 
 enum infer_attr_type {

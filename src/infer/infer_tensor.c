@@ -11,7 +11,6 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,17 +23,6 @@
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "raw_data is little-endian; a big-endian port must byte-swap in tensor_from_proto()"
 #endif
-
-int infer__errf(struct infer_err *e, int code, const char *fmt, ...)
-{
-    if (e != NULL && e->buf != NULL && e->len > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->buf, e->len, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 const char *infer_dtype_name(int dtype)
 {
