@@ -28,6 +28,9 @@ struct infer_err {
 };
 /* infer_err.c: writes the message (if e has a buffer) and returns `code`. */
 int infer__errf(struct infer_err *e, int code, const char *fmt, ...) MC_PRINTF(3, 4);
+struct infer_node;
+/* Prefixes the message already in `e` with the node's name, op type and opset; returns err. */
+int infer__node_err(const struct infer_node *n, int err, struct infer_err *e);
 
 enum infer_attr_type {
     INFER_AT_FLOAT = 1,
@@ -65,7 +68,6 @@ struct infer_value {
     bool needed;   /* load-time: value flows into a shape-deciding operand */
 };
 
-struct infer_node;
 typedef int infer_op_load_f(struct infer_node *n, struct infer_err *e);
 /* in[i] NULL for an absent optional input; in[i]->data NULL where the value is not known
  * (only shapes). Sets every present out[j]'s dtype and shape. Returns 0, INFER_UNKNOWN, or
@@ -146,7 +148,7 @@ struct infer_model {
     int64_t load_batch;
 };
 
-struct infer_plan;
+struct infer_plan; /* infer_plan.c */
 
 struct infer_session {
     unsigned magic;
@@ -183,7 +185,25 @@ int infer__run_dataset(struct infer_session *s, const struct infer_model *m, con
 int infer__charge(struct infer_model *m, size_t bytes, struct infer_err *e, const char *fmt, ...)
     MC_PRINTF(4, 5);
 
-/* infer_session.c */
+/* infer_plan.c */
+/* A plan: every value's shape for one input key, the folded tensors, the nodes left to run
+ * and each one's arena offset. Built and run here; a session caches plans and reads key,
+ * arena_bytes and folded_bytes (and sets the key of the plans it builds). */
+struct infer_plan {
+    uint8_t *key;
+    size_t keylen;
+    struct infer_tensor *t; /* per value: dtype, shape, data (constants/folded only) */
+    int64_t *off;           /* per value: arena offset, -1 when not in the arena */
+    void **owned;           /* folded outputs */
+    size_t n_owned;
+    int *run; /* nodes left to execute at run time, in order */
+    size_t n_run;
+    int *alias; /* pairs (value, value whose buffer it shares): alias nodes' outputs */
+    size_t n_alias;
+    size_t arena_bytes, scratch_off;
+    size_t folded_bytes; /* the owned tensors, held as long as the plan is cached */
+    int max_args;
+};
 enum infer_plan_mode {
     INFER_PLAN_RUN,     /* a session plan: every shape known, arena offsets assigned */
     INFER_PLAN_PROBE,   /* load: keyed inputs unknown; shapes written back into m->values,
@@ -200,6 +220,12 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs,
                       struct infer_err *e);
 /* Folded bytes plus arena bytes of a plan. */
 size_t infer__plan_bytes(const struct infer_plan *p);
+/* Runs a RUN plan built for these inputs' key in `arena` (at least p->arena_bytes). out[j]
+ * is graph output sel[j] (j when sel is NULL) and points into the arena or at a constant:
+ * valid until the next run in that arena. */
+int infer__plan_run(const struct infer_model *m, struct infer_plan *p,
+                    const struct infer_tensor *inputs, void *arena, const int *sel, size_t n_out,
+                    struct infer_tensor *out, struct infer_err *e);
 
 /* infer_ops_tbl.h dispatch */
 const struct infer_op *infer__op_find(const char *domain, const char *name);

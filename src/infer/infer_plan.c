@@ -1,4 +1,4 @@
-/* src/infer/infer_session.c: plans (static memory layout per input shape) and runs.
+/* src/infer/infer_plan.c: plans (static memory layout per input shape), built and run.
  *
  * A plan is built the first time a session sees a given set of input shapes (plus the
  * values of "keyed" inputs, those that decide a shape, e.g. a Reshape target fed as a
@@ -6,34 +6,16 @@
  * nodes whose inputs are all known (initializers, keyed inputs, Shape of a known shape)
  * are evaluated then and there (constant folding), and every other node's outputs get an
  * offset in one arena, reusing memory between tensors whose lifetimes do not overlap.
- * A run with a cached plan does no allocation: it points tensors into the arena and calls
- * the kernels in order. Sessions are single-threaded; the model is only read. */
+ * Running a plan allocates no tensor memory: it points tensors into the caller's arena
+ * and calls the kernels in order. The loader builds two plans of its own (the probe and the sized
+ * run, see enum infer_plan_mode); sessions cache the rest. The model is only written by
+ * the probe, during load. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "infer/infer_int.h"
-
-#define KEYED_MAX_BYTES (64 * 1024)
-
-struct infer_plan {
-    uint8_t *key;
-    size_t keylen;
-    struct infer_tensor *t; /* per value: dtype, shape, data (constants/folded only) */
-    int64_t *off;           /* per value: arena offset, -1 when not in the arena */
-    void **owned;           /* folded outputs */
-    size_t n_owned;
-    int *run; /* nodes left to execute at run time, in order */
-    size_t n_run;
-    int *alias; /* pairs (value, value whose buffer it shares): alias nodes' outputs */
-    size_t n_alias;
-    size_t arena_bytes, scratch_off;
-    size_t folded_bytes; /* the owned tensors, held as long as the plan is cached */
-    int max_args;
-};
 
 void infer__plan_free(struct infer_plan **pp)
 {
@@ -51,15 +33,6 @@ void infer__plan_free(struct infer_plan **pp)
     free(p->alias);
     free(p);
     *pp = NULL;
-}
-
-static int node_err(const struct infer_node *n, int err, struct infer_err *e)
-{
-    char msg[384];
-
-    snprintf(msg, sizeof(msg), "%s", e != NULL && e->buf != NULL ? e->buf : "");
-    return infer__errf(e, err, "node '%s' (%s, opset %d): %s", n->name, n->op_type, n->opset,
-                       msg);
 }
 
 struct live {
@@ -272,7 +245,7 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs,
         }
         if (!all_shaped) {
             if (!probe) {
-                err = node_err(n, infer__errf(e, -EINVAL, "input shape unknown"), e);
+                err = infer__node_err(n, infer__errf(e, -EINVAL, "input shape unknown"), e);
                 goto out;
             }
             continue; /* probe: downstream of an input declared without a shape */
@@ -281,8 +254,9 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs,
         if (err == INFER_UNKNOWN) {
             err = 0;
             if (!probe) {
-                err = node_err(n, infer__errf(e, -ENOTSUP, "output shape depends on values "
-                                              "computed at run time"), e);
+                err = infer__errf(e, -ENOTSUP, "output shape depends on values computed at "
+                                  "run time");
+                err = infer__node_err(n, err, e);
                 goto out;
             }
             continue;
@@ -293,7 +267,7 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs,
             continue;
         }
         if (err != 0) {
-            err = node_err(n, err, e);
+            err = infer__node_err(n, err, e);
             goto out;
         }
         for (int j = 0; j < n->n_out; j++) {
@@ -302,7 +276,8 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs,
                 continue;
             if (infer__dims_numel(o[j]->rank, o[j]->dims, &numel) != 0 ||
                 !infer__dtype_supported(o[j]->dtype)) {
-                err = node_err(n, infer__errf(e, -EINVAL, "output %d: bad shape or dtype", j), e);
+                err = infer__errf(e, -EINVAL, "output %d: bad shape or dtype", j);
+                err = infer__node_err(n, err, e);
                 break;
             }
         }
@@ -364,7 +339,7 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs,
                 continue;
             }
             if (err != 0) {
-                err = node_err(n, err, e);
+                err = infer__node_err(n, err, e);
                 goto out;
             }
             continue;
@@ -480,223 +455,18 @@ size_t infer__plan_bytes(const struct infer_plan *p)
     return p->folded_bytes + p->arena_bytes;
 }
 
-void infer_set_threads(int n)
+int infer__plan_run(const struct infer_model *m, struct infer_plan *p,
+                    const struct infer_tensor *inputs, void *arena, const int *sel, size_t n_out,
+                    struct infer_tensor *out, struct infer_err *e)
 {
-    openblas_set_num_threads(n > 0 ? n : 1);
-}
-
-int infer_session_new(struct infer_model *m, const struct infer_session_opts *opts,
-                      struct infer_session **out)
-{
-    struct infer_session *s;
-
-    MC_CHECK_OBJ_NOTNULL(m, INFER_MODEL_MAGIC);
-    if (opts != NULL && opts->threads > 0)
-        infer_set_threads(opts->threads);
-    s = mc_xcalloc(1, sizeof(*s));
-    MC_INIT_OBJ(s, INFER_SESSION_MAGIC);
-    s->m = infer_model_ref(m);
-    s->limit = m->budget - m->const_bytes;
-    if (opts != NULL && opts->max_arena != 0 && opts->max_arena < s->limit)
-        s->limit = opts->max_arena;
-    s->max_plans = opts && opts->max_plans ? opts->max_plans : 8;
-    s->plans = mc_xcalloc(s->max_plans, sizeof(*s->plans));
-    /* Never NULL, so a model without inputs or an all-constant graph needs no special case. */
-    s->key_alloc = 64;
-    s->key = mc_xmalloc(s->key_alloc);
-    s->arena = infer__aligned_alloc(INFER_ALIGN);
-    *out = s;
-    return 0;
-}
-
-void infer_session_free(struct infer_session **sp)
-{
-    struct infer_session *s = *sp;
-    size_t held;
-
-    if (s == NULL)
-        return;
-    MC_CHECK_OBJ(s, INFER_SESSION_MAGIC);
-    held = infer_session_memory_bytes(s);
-    for (unsigned i = 0; i < s->n_plans; i++)
-        infer__plan_free(&s->plans[i]);
-    free(s->plans);
-    free(s->arena);
-    free(s->key);
-    infer_model_unref(&s->m);
-    MC_FREE_OBJ(s);
-    *sp = NULL;
-    infer__release(held);
-}
-
-size_t infer_session_arena_bytes(const struct infer_session *s)
-{
-    return s->arena_bytes;
-}
-
-size_t infer_session_memory_bytes(const struct infer_session *s)
-{
-    size_t b = s->arena_bytes;
-
-    for (unsigned i = 0; i < s->n_plans; i++)
-        b += s->plans[i]->folded_bytes;
-    return b;
-}
-
-/* Caches the new plan `p` (most recently used first). The arena and every cached plan's
- * folded tensors stay within s->limit: least recently used plans go first, then an arena
- * grown by an older, larger plan is dropped (the run grows it again to p's size). p fits
- * alone: that was checked when it was built. */
-static void plan_insert(struct infer_session *s, struct infer_plan *p)
-{
-    size_t arena = MC_MAX(s->arena_bytes, p->arena_bytes), freed = 0;
-    size_t held = p->folded_bytes;
-
-    for (unsigned i = 0; i < s->n_plans; i++)
-        held += s->plans[i]->folded_bytes;
-    while (s->n_plans > 0 && (s->n_plans == s->max_plans || held + arena > s->limit)) {
-        struct infer_plan **lru = &s->plans[--s->n_plans];
-        held -= (*lru)->folded_bytes;
-        freed += (*lru)->folded_bytes;
-        infer__plan_free(lru);
-    }
-    if (held + arena > s->limit) {
-        freed += s->arena_bytes;
-        free(s->arena);
-        s->arena = infer__aligned_alloc(INFER_ALIGN);
-        MC_ASSERT(s->arena != NULL);
-        s->arena_bytes = 0;
-    }
-    memmove(&s->plans[1], &s->plans[0], sizeof(*s->plans) * s->n_plans);
-    s->plans[0] = p;
-    s->n_plans++;
-    infer__release(freed);
-}
-
-static void key_put(struct infer_session *s, size_t *len, const void *p, size_t n)
-{
-    if (*len + n > s->key_alloc) {
-        s->key_alloc = (*len + n) * 2 + 64;
-        s->key = mc_xrealloc(s->key, s->key_alloc);
-    }
-    if (n)
-        memcpy(s->key + *len, p, n);
-    *len += n;
-}
-
-/* Validates the caller's inputs against the model and orders them as the graph does. */
-static int bind_inputs(const struct infer_model *m, const struct infer_input *in, size_t n_in,
-                       struct infer_tensor *bound, struct infer_err *e)
-{
-    for (size_t i = 0; i < m->n_inputs; i++)
-        bound[i].rank = -1;
-    for (size_t k = 0; k < n_in; k++) {
-        int i = in[k].name ? infer_model_input_index(m, in[k].name) : -ENOENT;
-        const struct infer_io_info *info;
-        const struct infer_tensor *t = &in[k].t;
-        int64_t numel;
-        if (i < 0)
-            return infer__errf(e, -EINVAL, "unknown input '%s'", in[k].name ? in[k].name : "");
-        info = &m->in_info[i];
-        if (bound[i].rank >= 0)
-            return infer__errf(e, -EINVAL, "input '%s' given twice", info->name);
-        if (t->dtype != info->dtype)
-            return infer__errf(e, -EINVAL, "input '%s': dtype %s, model expects %s", info->name,
-                               infer_dtype_name(t->dtype), infer_dtype_name(info->dtype));
-        if (infer__dims_numel(t->rank, t->dims, &numel) != 0)
-            return infer__errf(e, -EINVAL, "input '%s': bad shape", info->name);
-        if (info->rank >= 0) {
-            if (t->rank != info->rank)
-                return infer__errf(e, -EINVAL, "input '%s': rank %d, model expects %d",
-                                   info->name, t->rank, info->rank);
-            for (int d = 0; d < t->rank; d++)
-                if (info->dims[d] >= 0 && info->dims[d] != t->dims[d])
-                    return infer__errf(e, -EINVAL, "input '%s': dim %d is %lld, model expects "
-                                       "%lld", info->name, d, (long long)t->dims[d],
-                                       (long long)info->dims[d]);
-        }
-        if (t->data == NULL && numel > 0)
-            return infer__errf(e, -EINVAL, "input '%s': no data", info->name);
-        bound[i] = *t;
-    }
-    for (size_t i = 0; i < m->n_inputs; i++)
-        if (bound[i].rank < 0)
-            return infer__errf(e, -EINVAL, "missing input '%s'", m->in_info[i].name);
-    return 0;
-}
-
-static int session_run(struct infer_session *s, const struct infer_input *in, size_t n_in,
-                       const int *sel, size_t n_out, struct infer_tensor *out,
-                       struct infer_err *e)
-{
-    struct infer_model *m;
-    struct infer_tensor bound_small[8], *bound = bound_small;
     struct infer_tensor *args_small[16], **args = args_small;
-    struct infer_plan *p = NULL;
-    size_t keylen = 0;
-    unsigned pi;
     int err = 0;
 
-    MC_CHECK_OBJ_NOTNULL(s, INFER_SESSION_MAGIC);
-    m = s->m;
-    if (m->n_inputs > MC_ARRAY_SIZE(bound_small))
-        bound = mc_xcalloc(m->n_inputs, sizeof(*bound));
-    err = bind_inputs(m, in, n_in, bound, e);
-    if (err != 0)
-        goto out;
-
-    for (size_t i = 0; i < m->n_inputs; i++) {
-        const struct infer_tensor *t = &bound[i];
-        int32_t hdr[2] = {t->dtype, t->rank};
-        key_put(s, &keylen, hdr, sizeof(hdr));
-        key_put(s, &keylen, t->dims, sizeof(int64_t) * (size_t)t->rank);
-        if (m->values[m->inputs[i]].keyed) {
-            size_t b = infer__bytes(t);
-            if (b > KEYED_MAX_BYTES) {
-                err = infer__errf(e, -ENOTSUP, "input '%s' decides shapes and is %zu bytes "
-                                  "(max %d)", m->in_info[i].name, b, KEYED_MAX_BYTES);
-                goto out;
-            }
-            key_put(s, &keylen, t->data, b);
-        }
-    }
-    for (pi = 0; pi < s->n_plans; pi++)
-        if (s->plans[pi]->keylen == keylen && !memcmp(s->plans[pi]->key, s->key, keylen))
-            break;
-    if (pi < s->n_plans) {
-        p = s->plans[pi];
-        if (pi > 0) { /* most recently used first */
-            memmove(&s->plans[1], &s->plans[0], sizeof(*s->plans) * pi);
-            s->plans[0] = p;
-        }
-    } else {
-        err = infer__plan_build(m, bound, INFER_PLAN_RUN, s->limit, &p, e);
-        if (err != 0)
-            goto out;
-        p->key = mc_xmalloc(keylen ? keylen : 1);
-        memcpy(p->key, s->key, keylen);
-        p->keylen = keylen;
-        plan_insert(s, p);
-    }
-    if (p->arena_bytes > s->arena_bytes) {
-        /* The old arena goes first: both at once could be twice the cap. */
-        free(s->arena);
-        s->arena_bytes = 0;
-        s->arena = infer__aligned_alloc(p->arena_bytes);
-        if (s->arena == NULL) {
-            s->arena = infer__aligned_alloc(INFER_ALIGN);
-            MC_ASSERT(s->arena != NULL);
-            err = infer__errf(e, -ENOMEM, "out of memory for a %zu-byte arena", p->arena_bytes);
-            goto out;
-        }
-        s->arena_bytes = p->arena_bytes;
-    }
-
     for (size_t i = 0; i < m->n_inputs; i++)
-        p->t[m->inputs[i]].data = bound[i].data;
+        p->t[m->inputs[i]].data = inputs[i].data;
     /* Aliases share their root's arena slot (the root is always a run-list output). */
     for (size_t i = 0; i < p->n_alias; i++)
-        p->t[p->alias[2 * i]].data = (char *)s->arena + p->off[p->alias[2 * i]];
+        p->t[p->alias[2 * i]].data = (char *)arena + p->off[p->alias[2 * i]];
     if ((size_t)p->max_args > MC_ARRAY_SIZE(args_small))
         args = mc_xcalloc((size_t)p->max_args, sizeof(*args));
     for (size_t r = 0; r < p->n_run; r++) {
@@ -708,57 +478,18 @@ static int session_run(struct infer_session *s, const struct infer_input *in, si
             int v = n->out[j];
             oa[j] = v >= 0 ? &p->t[v] : NULL;
             if (v >= 0)
-                p->t[v].data = (char *)s->arena + p->off[v];
+                p->t[v].data = (char *)arena + p->off[v];
         }
-        err = n->op->run(n, ia, oa, (char *)s->arena + p->scratch_off, e);
+        err = n->op->run(n, ia, oa, (char *)arena + p->scratch_off, e);
         if (err != 0) {
-            err = node_err(n, err, e);
+            err = infer__node_err(n, err, e);
             goto out;
         }
     }
     for (size_t j = 0; j < n_out; j++)
         out[j] = p->t[m->outputs[sel ? (size_t)sel[j] : j]];
 out:
-    if (bound != bound_small)
-        free(bound);
     if (args != args_small)
         free(args);
-    return err;
-}
-
-int infer_session_run(struct infer_session *s, const struct infer_input *in, size_t n_in,
-                      struct infer_tensor *out, size_t n_out, char *errbuf, size_t errlen)
-{
-    struct infer_err e = {errbuf, errlen};
-
-    MC_CHECK_OBJ_NOTNULL(s, INFER_SESSION_MAGIC);
-    if (n_out > s->m->n_outputs)
-        return infer__errf(&e, -EINVAL, "asked for %zu outputs, model has %zu", n_out,
-                           s->m->n_outputs);
-    return session_run(s, in, n_in, NULL, n_out, out, &e);
-}
-
-int infer_session_run_select(struct infer_session *s, const struct infer_input *in, size_t n_in,
-                             const char *const *names, size_t n, struct infer_tensor *out,
-                             char *errbuf, size_t errlen)
-{
-    struct infer_err e = {errbuf, errlen};
-    int sel_small[8], *sel = sel_small;
-    int err = 0;
-
-    MC_CHECK_OBJ_NOTNULL(s, INFER_SESSION_MAGIC);
-    if (n > MC_ARRAY_SIZE(sel_small))
-        sel = mc_xcalloc(n, sizeof(int));
-    for (size_t i = 0; i < n; i++) {
-        sel[i] = infer_model_output_index(s->m, names[i]);
-        if (sel[i] < 0) {
-            err = infer__errf(&e, -EINVAL, "unknown output '%s'", names[i]);
-            goto out;
-        }
-    }
-    err = session_run(s, in, n_in, sel, n, out, &e);
-out:
-    if (sel != sel_small)
-        free(sel);
     return err;
 }
