@@ -26,11 +26,7 @@ struct infer_err {
     char *buf;
     size_t len;
 };
-/* infer_err.c: writes the message (if e has a buffer) and returns `code`. */
-int infer__errf(struct infer_err *e, int code, const char *fmt, ...) MC_PRINTF(3, 4);
 struct infer_node;
-/* Prefixes the message already in `e` with the node's name, op type and opset; returns err. */
-int infer__node_err(const struct infer_node *n, int err, struct infer_err *e);
 
 enum infer_attr_type {
     INFER_AT_FLOAT = 1,
@@ -162,6 +158,16 @@ struct infer_session {
     size_t key_alloc;
 };
 
+/* infer_err.c */
+/* Writes the message (if e has a buffer) and returns `code`. */
+int infer__errf(struct infer_err *e, int code, const char *fmt, ...) MC_PRINTF(3, 4);
+/* Prefixes the message already in `e` with the node's name, op type and opset; returns err. */
+int infer__node_err(const struct infer_node *n, int err, struct infer_err *e);
+/* Charges `bytes` of constants to the model's budget, or fails with -E2BIG and a message
+ * naming `what` (printf-style), the bytes and the budget. */
+int infer__charge(struct infer_model *m, size_t bytes, struct infer_err *e, const char *fmt, ...)
+    MC_PRINTF(4, 5);
+
 /* infer_tensor.c */
 int infer__dims_numel(int rank, const int64_t *dims, int64_t *out);
 size_t infer__bytes(const struct infer_tensor *t);
@@ -178,12 +184,6 @@ int infer__read_file(const char *path, size_t cap, void **out, size_t *len);
 int infer__read_pb(const char *path, struct infer_tensor *t, char **name, char *err, size_t errlen);
 int infer__run_dataset(struct infer_session *s, const struct infer_model *m, const char *dir,
                        double atol, double rtol, char *msg, size_t len);
-
-/* infer_model.c */
-/* Charges `bytes` of constants to the model's budget, or fails with -E2BIG and a message
- * naming `what` (printf-style), the bytes and the budget. */
-int infer__charge(struct infer_model *m, size_t bytes, struct infer_err *e, const char *fmt, ...)
-    MC_PRINTF(4, 5);
 
 /* infer_plan.c */
 /* A plan: every value's shape for one input key, the folded tensors, the nodes left to run

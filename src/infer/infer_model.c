@@ -18,7 +18,6 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,23 +137,6 @@ static size_t attr_bytes(const struct infer_attr *a)
     default: break;
     }
     return b;
-}
-
-int infer__charge(struct infer_model *m, size_t bytes, struct infer_err *e, const char *fmt, ...)
-{
-    char what[256];
-    va_list ap;
-
-    if (bytes <= m->budget && m->const_bytes <= m->budget - bytes) {
-        m->const_bytes += bytes;
-        return 0;
-    }
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    return infer__errf(e, -E2BIG, "%s needs %zu bytes, over the memory budget of %zu bytes "
-                       "(%zu already held by the model's constants)", what, bytes, m->budget,
-                       m->const_bytes);
 }
 
 static int copy_attr(const Onnx__AttributeProto *ap, struct infer_attr *a, struct infer_err *e)
