@@ -202,199 +202,214 @@ static int32_t find_key(const struct key *k, size_t n, int64_t tree, int64_t nod
     return -1;
 }
 
-static int tree_load(struct infer_node *n, bool clf, struct infer_err *e)
+/* One ensemble on its way from attributes to struct infer_tree: the attributes (arrays
+ * borrowed from the node, except vals, w and base, which floats_of() copies) and what each
+ * step below leaves for the next. tree_load() frees all of it in one place. */
+struct tree_src {
+    bool clf;
+    const char *pfx; /* "class" or "target": prefix of the leaf attributes and errors */
+    size_t nn, nmiss, nt, nb;
+    const int64_t *tree, *nid, *feat, *tru, *fal, *miss; /* nodes_*, nn entries */
+    const struct infer_attr *modes;                       /* nodes_modes */
+    double *vals;                                         /* nodes_values */
+    const int64_t *ttree, *tnode, *tid;                   /* <pfx>_*, nt entries */
+    double *w;                                            /* <pfx>_weights */
+    double *base;                                         /* base_values, nb entries */
+    struct key *keys; /* (tree id, node id) -> attribute index, sorted */
+    uint8_t *child;   /* per attribute index: some node's child (so not a root) */
+    int32_t *map;     /* attribute index -> preorder index in T->nodes */
+    int32_t *stack;
+    struct key *tk; /* leaf targets sorted by leaf */
+};
+
+static void tree_src_fini(struct tree_src *s)
 {
-    struct infer_tree *T = mc_xcalloc(1, sizeof(*T));
-    size_t nn, c1, c2, c3, c4, c5, nt, t1, t2, t3, nb = 0, nmiss = 0;
-    const int64_t *tree = ints_of(n, "nodes_treeids", &nn);
-    const int64_t *nid = ints_of(n, "nodes_nodeids", &c1);
-    const int64_t *feat = ints_of(n, "nodes_featureids", &c2);
-    const int64_t *tru = ints_of(n, "nodes_truenodeids", &c3);
-    const int64_t *fal = ints_of(n, "nodes_falsenodeids", &c4);
-    const int64_t *miss = ints_of(n, "nodes_missing_value_tracks_true", &nmiss);
-    const char *pfx = clf ? "class" : "target";
+    free(s->vals);
+    free(s->w);
+    free(s->base);
+    free(s->keys);
+    free(s->child);
+    free(s->map);
+    free(s->stack);
+    free(s->tk);
+}
+
+/* Reads the attributes into s and checks what does not need the tree structure: lengths,
+ * labels or n_targets, base_values, post_transform and aggregate_function (into T). */
+static int tree_parse(const struct infer_node *n, struct tree_src *s, struct infer_tree *T,
+                      struct infer_err *e)
+{
+    size_t c1, c2, c3, c4, c5, t1, t2, t3;
     char nm[64];
-    const struct infer_attr *modes = infer__attr(n, "nodes_modes");
-    double *vals = floats_of(n, "nodes_values", &c5), *w = NULL, *base = NULL;
-    const int64_t *ttree, *tnode, *tid;
-    struct key *keys = NULL;
-    int32_t *map = NULL, *stack = NULL;
-    uint8_t *seen = NULL;
-    int err = 0;
+    int err;
 
-    n->ext = T;
-    n->ext_free = tree_free;
-    snprintf(nm, sizeof(nm), "%s_treeids", pfx);
-    ttree = ints_of(n, nm, &nt);
-    snprintf(nm, sizeof(nm), "%s_nodeids", pfx);
-    tnode = ints_of(n, nm, &t1);
-    snprintf(nm, sizeof(nm), "%s_ids", pfx);
-    tid = ints_of(n, nm, &t2);
-    snprintf(nm, sizeof(nm), "%s_weights", pfx);
-    w = floats_of(n, nm, &t3);
-    base = floats_of(n, "base_values", &nb);
+    s->tree = ints_of(n, "nodes_treeids", &s->nn);
+    s->nid = ints_of(n, "nodes_nodeids", &c1);
+    s->feat = ints_of(n, "nodes_featureids", &c2);
+    s->tru = ints_of(n, "nodes_truenodeids", &c3);
+    s->fal = ints_of(n, "nodes_falsenodeids", &c4);
+    s->miss = ints_of(n, "nodes_missing_value_tracks_true", &s->nmiss);
+    s->pfx = s->clf ? "class" : "target";
+    s->modes = infer__attr(n, "nodes_modes");
+    s->vals = floats_of(n, "nodes_values", &c5);
+    snprintf(nm, sizeof(nm), "%s_treeids", s->pfx);
+    s->ttree = ints_of(n, nm, &s->nt);
+    snprintf(nm, sizeof(nm), "%s_nodeids", s->pfx);
+    s->tnode = ints_of(n, nm, &t1);
+    snprintf(nm, sizeof(nm), "%s_ids", s->pfx);
+    s->tid = ints_of(n, nm, &t2);
+    snprintf(nm, sizeof(nm), "%s_weights", s->pfx);
+    s->w = floats_of(n, nm, &t3);
+    s->base = floats_of(n, "base_values", &s->nb);
 
-    if (nn == 0 || c1 != nn || c2 != nn || c3 != nn || c4 != nn || c5 != nn || modes == NULL ||
-        modes->type != INFER_AT_STRINGS || modes->n != nn || (nmiss != 0 && nmiss != nn)) {
-        err = infer__errf(e, -EINVAL, "nodes_* attributes missing or of different lengths");
-        goto out;
-    }
-    if (t1 != nt || t2 != nt || t3 != nt) {
-        err = infer__errf(e, -EINVAL, "%s_* attributes of different lengths", pfx);
-        goto out;
-    }
-    if (nn > INT32_MAX / 2 || nt > INT32_MAX / 2) {
-        err = infer__errf(e, -EFBIG, "too many nodes");
-        goto out;
-    }
-    if (clf) {
+    if (s->nn == 0 || c1 != s->nn || c2 != s->nn || c3 != s->nn || c4 != s->nn ||
+        c5 != s->nn || s->modes == NULL || s->modes->type != INFER_AT_STRINGS ||
+        s->modes->n != s->nn || (s->nmiss != 0 && s->nmiss != s->nn))
+        return infer__errf(e, -EINVAL, "nodes_* attributes missing or of different lengths");
+    if (t1 != s->nt || t2 != s->nt || t3 != s->nt)
+        return infer__errf(e, -EINVAL, "%s_* attributes of different lengths", s->pfx);
+    if (s->nn > INT32_MAX / 2 || s->nt > INT32_MAX / 2)
+        return infer__errf(e, -EFBIG, "too many nodes");
+    if (s->clf) {
         size_t nl;
         const int64_t *lab = ints_of(n, "classlabels_int64s", &nl);
-        if (infer__attr(n, "classlabels_strings") != NULL) {
-            err = infer__errf(e, -ENOTSUP, "string class labels not supported");
-            goto out;
-        }
-        if (nl == 0) {
-            err = infer__errf(e, -EINVAL, "classlabels_int64s required");
-            goto out;
-        }
+        if (infer__attr(n, "classlabels_strings") != NULL)
+            return infer__errf(e, -ENOTSUP, "string class labels not supported");
+        if (nl == 0)
+            return infer__errf(e, -EINVAL, "classlabels_int64s required");
         T->labels = mc_xmalloc(sizeof(int64_t) * nl);
         memcpy(T->labels, lab, sizeof(int64_t) * nl);
         T->n_targets = (int32_t)nl;
     } else {
         int64_t k = infer__attr_i(n, "n_targets", 1);
-        if (k < 1 || k > 1 << 20) {
-            err = infer__errf(e, -EINVAL, "bad n_targets %lld", (long long)k);
-            goto out;
-        }
+        if (k < 1 || k > 1 << 20)
+            return infer__errf(e, -EINVAL, "bad n_targets %lld", (long long)k);
         T->n_targets = (int32_t)k;
     }
-    if (nb != 0 && nb != (size_t)T->n_targets) {
-        err = infer__errf(e, -EINVAL, "base_values has %zu entries, expected %d", nb, T->n_targets);
-        goto out;
-    }
-    T->base = base;
-    base = NULL;
+    if (s->nb != 0 && s->nb != (size_t)T->n_targets)
+        return infer__errf(e, -EINVAL, "base_values has %zu entries, expected %d", s->nb,
+                           T->n_targets);
+    T->base = s->base;
+    s->base = NULL;
     err = post_of(infer__attr_s(n, "post_transform", "NONE"), &T->post, e);
     if (err != 0)
-        goto out;
-    {
-        const char *ag = infer__attr_s(n, "aggregate_function", "SUM");
-        T->agg = !strcmp(ag, "SUM") ? AG_SUM : !strcmp(ag, "AVERAGE") ? AG_AVERAGE
-               : !strcmp(ag, "MIN") ? AG_MIN : !strcmp(ag, "MAX") ? AG_MAX : -1;
-        if (T->agg < 0 || (clf && T->agg != AG_SUM)) {
-            err = infer__errf(e, -EINVAL, "bad aggregate_function '%s'", ag);
-            goto out;
-        }
-    }
+        return err;
+    const char *ag = infer__attr_s(n, "aggregate_function", "SUM");
+    T->agg = !strcmp(ag, "SUM") ? AG_SUM : !strcmp(ag, "AVERAGE") ? AG_AVERAGE
+           : !strcmp(ag, "MIN") ? AG_MIN : !strcmp(ag, "MAX") ? AG_MAX : -1;
+    if (T->agg < 0 || (s->clf && T->agg != AG_SUM))
+        return infer__errf(e, -EINVAL, "bad aggregate_function '%s'", ag);
+    return 0;
+}
 
-    /* Resolve (tree, node) ids. */
-    keys = mc_xmalloc(sizeof(*keys) * nn);
+/* Resolves (tree id, node id) references: ids unique, modes known, feature ids in range,
+ * every split's children present. Marks which nodes are some node's child. */
+static int tree_check(struct tree_src *s, struct infer_err *e)
+{
+    size_t nn = s->nn;
+
+    s->keys = mc_xmalloc(sizeof(*s->keys) * nn);
     for (size_t i = 0; i < nn; i++) {
-        keys[i].tree = tree[i];
-        keys[i].node = nid[i];
-        keys[i].idx = (int32_t)i;
+        s->keys[i].tree = s->tree[i];
+        s->keys[i].node = s->nid[i];
+        s->keys[i].idx = (int32_t)i;
     }
-    qsort(keys, nn, sizeof(*keys), cmp_key);
+    qsort(s->keys, nn, sizeof(*s->keys), cmp_key);
     for (size_t i = 1; i < nn; i++)
-        if (!cmp_key(&keys[i - 1], &keys[i])) {
-            err = infer__errf(e, -EINVAL, "tree %lld node %lld defined twice",
-                              (long long)keys[i].tree, (long long)keys[i].node);
-            goto out;
-        }
-    /* Original index -> is some node's child (to find roots). */
-    seen = mc_xcalloc(nn, 1);
+        if (!cmp_key(&s->keys[i - 1], &s->keys[i]))
+            return infer__errf(e, -EINVAL, "tree %lld node %lld defined twice",
+                               (long long)s->keys[i].tree, (long long)s->keys[i].node);
+    s->child = mc_xcalloc(nn, 1);
     for (size_t i = 0; i < nn; i++) {
-        int m = mode_of(modes->strings[i]);
-        if (m < 0) {
-            err = infer__errf(e, -EINVAL, "unknown node mode '%s'", modes->strings[i]);
-            goto out;
-        }
+        int m = mode_of(s->modes->strings[i]);
+        if (m < 0)
+            return infer__errf(e, -EINVAL, "unknown node mode '%s'", s->modes->strings[i]);
         if (m == M_LEAF)
             continue;
-        if (feat[i] < 0 || feat[i] > INT32_MAX) {
-            err = infer__errf(e, -EINVAL, "bad feature id %lld", (long long)feat[i]);
-            goto out;
-        }
-        int32_t a = find_key(keys, nn, tree[i], tru[i]), b = find_key(keys, nn, tree[i], fal[i]);
-        if (a < 0 || b < 0) {
-            err = infer__errf(e, -EINVAL, "tree %lld node %lld: child node missing",
-                              (long long)tree[i], (long long)nid[i]);
-            goto out;
-        }
-        seen[a] = seen[b] = 1;
+        if (s->feat[i] < 0 || s->feat[i] > INT32_MAX)
+            return infer__errf(e, -EINVAL, "bad feature id %lld", (long long)s->feat[i]);
+        int32_t a = find_key(s->keys, nn, s->tree[i], s->tru[i]);
+        int32_t b = find_key(s->keys, nn, s->tree[i], s->fal[i]);
+        if (a < 0 || b < 0)
+            return infer__errf(e, -EINVAL, "tree %lld node %lld: child node missing",
+                               (long long)s->tree[i], (long long)s->nid[i]);
+        s->child[a] = s->child[b] = 1;
     }
-    /* Lay trees out in preorder: roots in order of first appearance. */
+    return 0;
+}
+
+/* Lays the trees out in preorder, roots in order of first appearance, and fills T->nodes.
+ * The walk from each root is where a second root, a node reached twice (a cycle or a DAG)
+ * or a node no root reaches shows up. */
+static int tree_layout(struct tree_src *s, struct infer_tree *T, struct infer_err *e)
+{
+    size_t nn = s->nn;
+    const int64_t *tree = s->tree, *nid = s->nid;
+
     T->nodes = mc_xcalloc(nn, sizeof(*T->nodes));
     T->roots = mc_xmalloc(sizeof(int32_t) * nn);
-    map = mc_xmalloc(sizeof(int32_t) * nn);
-    stack = mc_xmalloc(sizeof(int32_t) * (nn + 1));
+    s->map = mc_xmalloc(sizeof(int32_t) * nn);
+    s->stack = mc_xmalloc(sizeof(int32_t) * (nn + 1));
     for (size_t i = 0; i < nn; i++)
-        map[i] = -1;
+        s->map[i] = -1;
     for (size_t r = 0; r < nn; r++) {
         int sp = 0;
-        if (seen[r])
+        if (s->child[r])
             continue;
         /* A second root of an already seen tree id would be ambiguous. */
         for (int32_t k = 0; k < T->n_trees; k++)
-            if (tree[T->roots[k]] == tree[r]) {
-                err = infer__errf(e, -EINVAL, "tree %lld has more than one root",
-                                  (long long)tree[r]);
-                goto out;
-            }
-        T->roots[T->n_trees++] = (int32_t)r; /* original index for now */
-        stack[sp++] = (int32_t)r;
+            if (tree[T->roots[k]] == tree[r])
+                return infer__errf(e, -EINVAL, "tree %lld has more than one root",
+                                   (long long)tree[r]);
+        T->roots[T->n_trees++] = (int32_t)r; /* attribute index until the layout is done */
+        s->stack[sp++] = (int32_t)r;
         while (sp > 0) {
-            int32_t i = stack[--sp];
-            if (map[i] >= 0) {
-                err = infer__errf(e, -EINVAL, "tree %lld: node %lld reached twice (cycle?)",
-                                  (long long)tree[i], (long long)nid[i]);
-                goto out;
-            }
-            map[i] = T->n_nodes++;
-            int m = mode_of(modes->strings[i]);
-            if (m != M_LEAF) {
-                stack[sp++] = find_key(keys, nn, tree[i], fal[i]);
-                stack[sp++] = find_key(keys, nn, tree[i], tru[i]);
-                if (sp > (int)nn) {
-                    err = infer__errf(e, -EINVAL, "tree %lld: cyclic", (long long)tree[i]);
-                    goto out;
-                }
+            int32_t i = s->stack[--sp];
+            if (s->map[i] >= 0)
+                return infer__errf(e, -EINVAL, "tree %lld: node %lld reached twice (cycle?)",
+                                   (long long)tree[i], (long long)nid[i]);
+            s->map[i] = T->n_nodes++;
+            if (mode_of(s->modes->strings[i]) != M_LEAF) {
+                s->stack[sp++] = find_key(s->keys, nn, tree[i], s->fal[i]);
+                s->stack[sp++] = find_key(s->keys, nn, tree[i], s->tru[i]);
+                if (sp > (int)nn)
+                    return infer__errf(e, -EINVAL, "tree %lld: cyclic", (long long)tree[i]);
             }
         }
     }
-    if (T->n_trees == 0) {
-        err = infer__errf(e, -EINVAL, "no tree roots (every node is some node's child)");
-        goto out;
-    }
+    if (T->n_trees == 0)
+        return infer__errf(e, -EINVAL, "no tree roots (every node is some node's child)");
     for (size_t i = 0; i < nn; i++) {
-        if (map[i] < 0) {
-            err = infer__errf(e, -EINVAL, "tree %lld node %lld unreachable from its root",
-                              (long long)tree[i], (long long)nid[i]);
-            goto out;
-        }
-        struct tnode *d = &T->nodes[map[i]];
-        int m = mode_of(modes->strings[i]);
+        if (s->map[i] < 0)
+            return infer__errf(e, -EINVAL, "tree %lld node %lld unreachable from its root",
+                               (long long)tree[i], (long long)nid[i]);
+        struct tnode *d = &T->nodes[s->map[i]];
+        int m = mode_of(s->modes->strings[i]);
         d->mode = (uint8_t)m;
-        d->miss_true = nmiss ? miss[i] != 0 : 0;
-        d->thr = (float)vals[i];
+        d->miss_true = s->nmiss ? s->miss[i] != 0 : 0;
+        d->thr = (float)s->vals[i];
         if (m == M_LEAF) {
             /* Leaves loop to themselves, so a walk may take a fixed number of steps. */
-            d->t = d->f = map[i];
+            d->t = d->f = s->map[i];
             d->feat = 0;
             d->thr = 0;
         } else {
-            d->feat = (int32_t)feat[i];
-            d->t = map[find_key(keys, nn, tree[i], tru[i])];
-            d->f = map[find_key(keys, nn, tree[i], fal[i])];
+            d->feat = (int32_t)s->feat[i];
+            d->t = s->map[find_key(s->keys, nn, tree[i], s->tru[i])];
+            d->f = s->map[find_key(s->keys, nn, tree[i], s->fal[i])];
             if (d->feat > T->max_feat)
                 T->max_feat = d->feat;
         }
     }
     for (int32_t k = 0; k < T->n_trees; k++)
-        T->roots[k] = map[T->roots[k]];
+        T->roots[k] = s->map[T->roots[k]];
+    return 0;
+}
 
-    /* Depth per tree (the walk's step count) and whether the fast all-LEQ walk applies. */
+/* Depth per tree (the walk's step count) and whether every split is BRANCH_LEQ without
+ * missing tracking. */
+static void tree_depths(struct infer_tree *T)
+{
     T->depth = mc_xcalloc((size_t)T->n_trees, sizeof(int32_t));
     T->all_leq = true;
     for (int32_t i = 0; i < T->n_nodes; i++)
@@ -415,111 +430,154 @@ static int tree_load(struct infer_node *n, bool clf, struct infer_err *e)
         }
         free(dep);
     }
-    /* Leaf targets, grouped per leaf in one array. */
+}
+
+/* Leaf targets, grouped per leaf in one array (attribute order kept within a leaf). Each
+ * must name a leaf and a target in range. */
+static int tree_targets(struct tree_src *s, struct infer_tree *T, struct infer_err *e)
+{
+    size_t nt = s->nt;
+
     T->leaf_start = mc_xcalloc((size_t)T->n_nodes, sizeof(int32_t));
     T->leaf_n = mc_xcalloc((size_t)T->n_nodes, sizeof(int32_t));
     T->tg = mc_xmalloc(sizeof(*T->tg) * (nt + 1));
-    {
-        struct key *tk = mc_xmalloc(sizeof(*tk) * (nt + 1));
-        for (size_t i = 0; i < nt; i++) {
-            int32_t idx = find_key(keys, nn, ttree[i], tnode[i]);
-            if (idx < 0 || T->nodes[map[idx]].mode != M_LEAF) {
-                free(tk);
-                err = infer__errf(e, -EINVAL, "%s %zu refers to tree %lld node %lld, not a leaf",
-                                  pfx, i, (long long)ttree[i], (long long)tnode[i]);
-                goto out;
-            }
-            if (tid[i] < 0 || tid[i] >= T->n_targets) {
-                free(tk);
-                err = infer__errf(e, -EINVAL, "%s id %lld out of range [0, %d)", pfx,
-                                  (long long)tid[i], T->n_targets);
-                goto out;
-            }
-            tk[i].tree = map[idx]; /* sort by leaf, keep the attribute order within one */
-            tk[i].node = (int64_t)i;
-            tk[i].idx = (int32_t)i;
-        }
-        qsort(tk, nt, sizeof(*tk), cmp_key);
-        for (size_t i = 0; i < nt; i++) {
-            size_t j = (size_t)tk[i].idx;
-            if (T->leaf_n[tk[i].tree] == 0)
-                T->leaf_start[tk[i].tree] = (int32_t)i;
-            T->leaf_n[tk[i].tree]++;
-            T->tg[i].id = (int32_t)tid[j];
-            T->tg[i].w = (float)w[j];
-        }
-        free(tk);
+    s->tk = mc_xmalloc(sizeof(*s->tk) * (nt + 1));
+    for (size_t i = 0; i < nt; i++) {
+        int32_t idx = find_key(s->keys, s->nn, s->ttree[i], s->tnode[i]);
+        if (idx < 0 || T->nodes[s->map[idx]].mode != M_LEAF)
+            return infer__errf(e, -EINVAL, "%s %zu refers to tree %lld node %lld, not a leaf",
+                               s->pfx, i, (long long)s->ttree[i], (long long)s->tnode[i]);
+        if (s->tid[i] < 0 || s->tid[i] >= T->n_targets)
+            return infer__errf(e, -EINVAL, "%s id %lld out of range [0, %d)", s->pfx,
+                               (long long)s->tid[i], T->n_targets);
+        s->tk[i].tree = s->map[idx]; /* sort by leaf, keep the attribute order within one */
+        s->tk[i].node = (int64_t)i;
+        s->tk[i].idx = (int32_t)i;
+    }
+    qsort(s->tk, nt, sizeof(*s->tk), cmp_key);
+    for (size_t i = 0; i < nt; i++) {
+        size_t j = (size_t)s->tk[i].idx;
+        if (T->leaf_n[s->tk[i].tree] == 0)
+            T->leaf_start[s->tk[i].tree] = (int32_t)i;
+        T->leaf_n[s->tk[i].tree]++;
+        T->tg[i].id = (int32_t)s->tid[j];
+        T->tg[i].w = (float)s->w[j];
     }
     T->n_tg = (int32_t)nt;
-    /* Fast walk: all splits BRANCH_LEQ without missing tracking, SUM or AVERAGE, every leaf
-     * weight on one target, and preorder children (true child = next node). */
+    return 0;
+}
+
+/* Fast walk: all splits BRANCH_LEQ without missing tracking, SUM or AVERAGE, every leaf
+ * weight on one target, and preorder children (true child = next node). Leaves T->fast
+ * NULL when it does not apply. */
+static void tree_fast(const struct tree_src *s, struct infer_tree *T)
+{
+    size_t nt = s->nt;
+    const int64_t *tid = s->tid;
+    bool ok = true;
+
     T->fbits = 1;
     while (T->fbits < 31 && (INT64_C(1) << T->fbits) <= T->max_feat)
         T->fbits++;
-    if (T->all_leq && (T->agg == AG_SUM || T->agg == AG_AVERAGE) &&
-        (int64_t)T->n_nodes < (INT64_C(1) << (32 - T->fbits))) {
-        bool ok = true;
-        for (size_t i = 1; i < nt && ok; i++)
-            ok = tid[i] == tid[0];
-        for (int32_t i = 0; i < T->n_nodes && ok; i++)
-            ok = T->nodes[i].mode == M_LEAF || T->nodes[i].t == i + 1;
-        if (ok) {
-            T->fast = mc_xcalloc((size_t)T->n_nodes, sizeof(*T->fast));
-            T->fval = mc_xcalloc((size_t)T->n_nodes, sizeof(*T->fval));
-            T->fast_id = nt ? (int32_t)tid[0] : 0;
-            for (int32_t i = 0; i < T->n_nodes; i++) {
-                const struct tnode *d = &T->nodes[i];
-                struct fnode *f = &T->fast[i];
-                if (d->mode == M_LEAF) {
-                    double v = 0;
-                    for (int32_t k = 0; k < T->leaf_n[i]; k++)
-                        v += T->tg[T->leaf_start[i] + k].w;
-                    f->thr = NAN;
-                    f->fn = (uint32_t)i << T->fbits;
-                    T->fval[i] = (float)v;
-                } else {
-                    f->thr = d->thr;
-                    f->fn = (uint32_t)d->f << T->fbits | (uint32_t)d->feat;
-                }
-            }
-            /* Counting sort of the trees by depth (stable). */
-            T->by_depth = mc_xmalloc(sizeof(int32_t) * (size_t)T->n_trees);
-            {
-                int32_t k = 0, maxd = 0;
-                for (int32_t t = 0; t < T->n_trees; t++)
-                    maxd = T->depth[t] > maxd ? T->depth[t] : maxd;
-                for (int32_t d = 0; d <= maxd; d++)
-                    for (int32_t t = 0; t < T->n_trees; t++)
-                        if (T->depth[t] == d)
-                            T->by_depth[k++] = t;
-            }
+    if (!T->all_leq || (T->agg != AG_SUM && T->agg != AG_AVERAGE) ||
+        (int64_t)T->n_nodes >= (INT64_C(1) << (32 - T->fbits)))
+        return;
+    for (size_t i = 1; i < nt && ok; i++)
+        ok = tid[i] == tid[0];
+    for (int32_t i = 0; i < T->n_nodes && ok; i++)
+        ok = T->nodes[i].mode == M_LEAF || T->nodes[i].t == i + 1;
+    if (!ok)
+        return;
+    T->fast = mc_xcalloc((size_t)T->n_nodes, sizeof(*T->fast));
+    T->fval = mc_xcalloc((size_t)T->n_nodes, sizeof(*T->fval));
+    T->fast_id = nt ? (int32_t)tid[0] : 0;
+    for (int32_t i = 0; i < T->n_nodes; i++) {
+        const struct tnode *d = &T->nodes[i];
+        struct fnode *f = &T->fast[i];
+        if (d->mode == M_LEAF) {
+            double v = 0;
+            for (int32_t k = 0; k < T->leaf_n[i]; k++)
+                v += T->tg[T->leaf_start[i] + k].w;
+            f->thr = NAN;
+            f->fn = (uint32_t)i << T->fbits;
+            T->fval[i] = (float)v;
+        } else {
+            f->thr = d->thr;
+            f->fn = (uint32_t)d->f << T->fbits | (uint32_t)d->feat;
         }
     }
-    if (clf) {
-        T->all_pos = true;
-        for (size_t i = 0; i < nt; i++)
-            if (w[i] < 0)
-                T->all_pos = false;
-        /* Binary case (as ONNX Runtime): two labels and every weight on one class. */
-        T->binary = T->n_targets == 2;
-        for (size_t i = 1; i < nt && T->binary; i++)
-            if (tid[i] != tid[0])
-                T->binary = false;
-        T->bin_class = nt ? (int32_t)tid[0] : 1;
+    /* Counting sort of the trees by depth (stable). */
+    T->by_depth = mc_xmalloc(sizeof(int32_t) * (size_t)T->n_trees);
+    int32_t k = 0, maxd = 0;
+    for (int32_t t = 0; t < T->n_trees; t++)
+        maxd = T->depth[t] > maxd ? T->depth[t] : maxd;
+    for (int32_t d = 0; d <= maxd; d++)
+        for (int32_t t = 0; t < T->n_trees; t++)
+            if (T->depth[t] == d)
+                T->by_depth[k++] = t;
+}
+
+/* Classifier: whether every weight is non-negative, and the binary case (as ONNX Runtime:
+ * two labels and every weight on one class). */
+static void tree_classes(const struct tree_src *s, struct infer_tree *T)
+{
+    size_t nt = s->nt;
+    const int64_t *tid = s->tid;
+
+    T->all_pos = true;
+    for (size_t i = 0; i < nt; i++)
+        if (s->w[i] < 0)
+            T->all_pos = false;
+    T->binary = T->n_targets == 2;
+    for (size_t i = 1; i < nt && T->binary; i++)
+        if (tid[i] != tid[0])
+            T->binary = false;
+    T->bin_class = nt ? (int32_t)tid[0] : 1;
+}
+
+/* Flattens checked attributes into T: the preorder node array, depths, leaf targets, the
+ * fast-walk records where they apply, and the classifier's flags. */
+static int tree_flatten(struct tree_src *s, struct infer_tree *T, struct infer_err *e)
+{
+    int err;
+
+    err = tree_layout(s, T, e);
+    if (err != 0)
+        return err;
+    tree_depths(T);
+    err = tree_targets(s, T, e);
+    if (err != 0)
+        return err;
+    tree_fast(s, T);
+    if (s->clf)
+        tree_classes(s, T);
+    return 0;
+}
+
+/* The tree is the node's ext from the start, so what a failed step built is freed with the
+ * node. */
+static int tree_load(struct infer_node *n, bool clf, struct infer_err *e)
+{
+    struct infer_tree *T = mc_xcalloc(1, sizeof(*T));
+    struct tree_src s = {.clf = clf};
+    int err;
+
+    n->ext = T;
+    n->ext_free = tree_free;
+    err = tree_parse(n, &s, T, e);
+    if (err == 0)
+        err = tree_check(&s, e);
+    if (err == 0)
+        err = tree_flatten(&s, T, e);
+    if (err == 0) {
+        /* Charged to the model's budget by the loader (at most a few times the attributes). */
+        n->ext_bytes = (size_t)T->n_nodes * (sizeof(struct tnode) + 3 * sizeof(int32_t) +
+                                             sizeof(struct fnode) + sizeof(float)) +
+                       (s.nt + 1) * sizeof(struct tgt) +
+                       (size_t)T->n_trees * 3 * sizeof(int32_t) +
+                       (size_t)T->n_targets * (sizeof(double) + sizeof(int64_t));
     }
-    /* Charged to the model's budget by the loader (at most a few times the attributes). */
-    n->ext_bytes = (size_t)T->n_nodes * (sizeof(struct tnode) + 3 * sizeof(int32_t) +
-                                         sizeof(struct fnode) + sizeof(float)) +
-                   (nt + 1) * sizeof(struct tgt) + (size_t)T->n_trees * 3 * sizeof(int32_t) +
-                   (size_t)T->n_targets * (sizeof(double) + sizeof(int64_t));
-out:
-    free(vals);
-    free(w);
-    free(base);
-    free(keys);
-    free(map);
-    free(stack);
-    free(seen);
+    tree_src_fini(&s);
     return err;
 }
 
