@@ -4,7 +4,10 @@
  * outputs) and a topologically sorted list of nodes referring to values by index. Each
  * node points at its operator (struct infer_op, registered in infer_ops_tbl.h), which
  * parses attributes once at load (`load`), computes output dtypes/shapes (`shape`) and
- * computes (`run`). Plans (infer_plan.c) fix shapes and arena offsets per input shape. */
+ * computes (`run`). A plan (infer_plan.c) fixes every shape, folds what is constant and
+ * lays out one arena for a given input key; sessions (infer_session.c) cache and run plans.
+ * Prototypes are grouped under the file that defines them (docs/internals/infer.md says
+ * which file calls which). */
 #ifndef MLCDN_INFER_INT_H
 #define MLCDN_INFER_INT_H
 
@@ -94,8 +97,6 @@ struct infer_op {
     infer_op_prepare_f *prepare; /* optional */
 };
 
-struct infer_tree; /* ops/infer_ops_ml.c */
-
 struct infer_node {
     const struct infer_op *op;
     char *name;
@@ -168,22 +169,33 @@ int infer__node_err(const struct infer_node *n, int err, struct infer_err *e);
 int infer__charge(struct infer_model *m, size_t bytes, struct infer_err *e, const char *fmt, ...)
     MC_PRINTF(4, 5);
 
-/* infer_tensor.c */
+/* infer_tensor.c (its TensorProto decoders are declared in infer_pb.h) */
 int infer__dims_numel(int rank, const int64_t *dims, int64_t *out);
 size_t infer__bytes(const struct infer_tensor *t);
 bool infer__dtype_supported(int dtype);
-/* Copies `src` into a newly malloc'd aligned buffer. */
+/* A new INFER_ALIGN-aligned buffer of at least `bytes` (never of size 0), or NULL. */
 void *infer__aligned_alloc(size_t bytes);
 /* After freeing `bytes` of payload: hands free heap pages back to the system (glibc keeps
  * freed chunks below its mmap threshold in the process), so dropping a model brings the
  * resident size back down. Does nothing for small amounts. */
 void infer__release(size_t bytes);
+/* Attribute helpers for op load functions. */
+const struct infer_attr *infer__attr(const struct infer_node *n, const char *name);
+int64_t infer__attr_i(const struct infer_node *n, const char *name, int64_t def);
+float infer__attr_f(const struct infer_node *n, const char *name, float def);
+const char *infer__attr_s(const struct infer_node *n, const char *name, const char *def);
+/* Shape helpers. */
+int infer__broadcast(struct infer_tensor *const *in, int n, struct infer_tensor *out,
+                     struct infer_err *e);
+/* Normalises a possibly negative axis against rank; -EINVAL if out of [-rank, rank). */
+int infer__axis(int64_t axis, int rank, int *out, struct infer_err *e);
+/* Reads a 1-D int64/int32 tensor's values into v (at most cap). Returns count or -EINVAL. */
+int infer__read_ints(const struct infer_tensor *t, int64_t *v, int cap, struct infer_err *e);
+double infer__get_f64(const struct infer_tensor *t, int64_t i);
+int64_t infer__get_i64(const struct infer_tensor *t, int64_t i);
 
-/* infer_testdata.c */
-int infer__read_file(const char *path, size_t cap, void **out, size_t *len);
-int infer__read_pb(const char *path, struct infer_tensor *t, char **name, char *err, size_t errlen);
-int infer__run_dataset(struct infer_session *s, const struct infer_model *m, const char *dir,
-                       double atol, double rtol, char *msg, size_t len);
+/* infer_ops.c: the operator registered under (domain, name) in infer_ops_tbl.h, or NULL. */
+const struct infer_op *infer__op_find(const char *domain, const char *name);
 
 /* infer_plan.c */
 /* A plan: every value's shape for one input key, the folded tensors, the nodes left to run
@@ -227,23 +239,10 @@ int infer__plan_run(const struct infer_model *m, struct infer_plan *p,
                     const struct infer_tensor *inputs, void *arena, const int *sel, size_t n_out,
                     struct infer_tensor *out, struct infer_err *e);
 
-/* infer_ops_tbl.h dispatch */
-const struct infer_op *infer__op_find(const char *domain, const char *name);
-
-/* Attribute helpers for op load functions. */
-const struct infer_attr *infer__attr(const struct infer_node *n, const char *name);
-int64_t infer__attr_i(const struct infer_node *n, const char *name, int64_t def);
-float infer__attr_f(const struct infer_node *n, const char *name, float def);
-const char *infer__attr_s(const struct infer_node *n, const char *name, const char *def);
-
-/* Shape helpers. */
-int infer__broadcast(struct infer_tensor *const *in, int n, struct infer_tensor *out,
-                     struct infer_err *e);
-/* Normalises a possibly negative axis against rank; -EINVAL if out of [-rank, rank). */
-int infer__axis(int64_t axis, int rank, int *out, struct infer_err *e);
-/* Reads a 1-D int64/int32 tensor's values into v (at most cap). Returns count or -EINVAL. */
-int infer__read_ints(const struct infer_tensor *t, int64_t *v, int cap, struct infer_err *e);
-double infer__get_f64(const struct infer_tensor *t, int64_t i);
-int64_t infer__get_i64(const struct infer_tensor *t, int64_t i);
+/* infer_testdata.c */
+int infer__read_file(const char *path, size_t cap, void **out, size_t *len);
+int infer__read_pb(const char *path, struct infer_tensor *t, char **name, char *err, size_t errlen);
+int infer__run_dataset(struct infer_session *s, const struct infer_model *m, const char *dir,
+                       double atol, double rtol, char *msg, size_t len);
 
 #endif

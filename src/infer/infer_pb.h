@@ -29,7 +29,11 @@ enum infer_pb_kind {
     INFER_PB_SPARSE,
 };
 
+/* infer_pb.c: 0, or -EBADMSG (or -EINVAL for a NULL buffer) with a message. */
 int infer__pb_check(const void *buf, size_t len, enum infer_pb_kind kind, struct infer_err *e);
+
+/* infer_tensor.c: decodes `tp` into a new tensor the caller owns; external data is read
+ * from ext_dir and counted against *budget. */
 int infer__tensor_from_proto(const Onnx__TensorProto *tp, const char *ext_dir, uint64_t *budget,
                              struct infer_tensor *out, struct infer_err *e);
 /* Bytes the tensor's dims and dtype call for (before any data is looked at), or -EINVAL
