@@ -142,6 +142,7 @@ struct conn {
     int closing;               /* uv_close issued */
     int reading;
     int sent_continue;
+    int reset_close;           /* close with a RST: a response was aborted (http_x_abort) */
     int in_dispatch;           /* a handler call is on the stack */
     int want_next;             /* an exchange ended inside it with requests pending */
     int keep_alive;
@@ -875,6 +876,22 @@ void http_x_end(struct http_exchange *x)
     exchange_finish(c);
 }
 
+void http_x_abort(struct http_exchange *x)
+{
+    struct conn *c = x->conn;
+
+    MC_ASSERT(x->started && !x->ended);
+    x->ended = 1;
+    x->close_after = 1;
+    /* Without a length, the end of the connection is the end of the body (RFC 9112 §6.3
+     * rule 8): only a reset tells such a client that the body is not whole. */
+    if (x->close_delim && x->head_sent)
+        c->reset_close = 1;
+    free(x->head);
+    x->head = NULL;
+    exchange_finish(c);
+}
+
 void http_x_respond(struct http_exchange *x, int status, const char *headers, const void *body,
                     size_t len)
 {
@@ -1017,7 +1034,7 @@ static void conn_next(struct conn *c, int close_after)
         /* Half-close after the queued writes so the client reads the whole response. A
          * client that may still be sending (an unread body, pipelined bytes, or simply a
          * keep-alive it did not expect us to end) gets a lingering close. */
-        if (c->req_unread || c->in_len > 0 || c->keep_alive)
+        if (!c->reset_close && (c->req_unread || c->in_len > 0 || c->keep_alive))
             conn_linger(c);
         else
             conn_close(c);
@@ -1165,6 +1182,12 @@ static void conn_close(struct conn *c)
     if (c->closing)
         return;
     conn_close_begin(c);
+    /* An aborted response without a length (http_x_abort): a reset, not the FIN that
+     * would end its body as if whole. */
+    if (c->reset_close && uv_tcp_close_reset(&c->tcp, on_closed) == 0) {
+        conn_release(c);
+        return;
+    }
     conn_shutdown(c);
 }
 

@@ -167,6 +167,12 @@ int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, c
 int http_x_sendfile_fd(struct http_exchange *x, int fd, uint64_t off, uint64_t len,
                        void (*done)(void *arg), void *arg);
 void http_x_end(struct http_exchange *x);
+/* Ends a streamed response that cannot be completed (its source failed) so that the client
+ * sees an incomplete message, never a whole one (RFC 9112 §8): what was queued still goes
+ * out, then the connection closes without the end of the framing (no last chunk; a
+ * Content-Length body stays short); a close-delimited body (HTTP/1.0 client) ends with a
+ * reset instead. If the head had not gone out, nothing is sent: the connection closes. */
+void http_x_abort(struct http_exchange *x);
 /* Bytes queued for this connection's socket and not yet written, including what is left
  * of a file send (for back-pressure). */
 size_t http_x_pending(const struct http_exchange *x);
