@@ -87,6 +87,16 @@ void edge_metrics_init(struct edge *e)
                                            "Requests sent to origins", NULL);
     e->m.origin_errors = metrics_counter("mlcdn_edge_origin_errors_total",
                                          "Origin transfers that failed", NULL);
+    e->m.origin_truncated = metrics_counter(
+        "mlcdn_edge_origin_truncated_total",
+        "Origin bodies that ended early (cut, reset, timeout, bad chunk): clients aborted, "
+        "not stored",
+        NULL);
+    e->m.origin_bad_framing = metrics_counter(
+        "mlcdn_edge_origin_bad_framing_total",
+        "Origin response heads refused (conflicting framing, invalid field lines): 502, not "
+        "stored",
+        NULL);
     e->m.coalesced = metrics_counter("mlcdn_edge_coalesced_total",
                                      "Requests that waited for another request's origin fetch",
                                      NULL);

@@ -24,6 +24,7 @@
 #include "core/units.h"
 #include "edge/edge_int.h"
 #include "edge/edge_origin.h"
+#include "http/http_proxy.h"
 
 #define SEND_SPAN_MAX (256u << 10)
 #define SEND_FILE_MAX (4u << 20) /* bytes per sendfile call of a file-backed body */
@@ -416,6 +417,26 @@ static void waiter_restart(struct edge_waiter *wt, int as_pass)
     free(pkey);
 }
 
+/* A waiter that has sent nothing yet, for a body that failed: a clean error status (504
+ * when the origin was too slow) rather than any part of the body. Returns 1 when it
+ * answered (o's reference dropped). */
+static int waiter_body_failed(struct edge_waiter *wt, struct cache_obj *o)
+{
+    struct edge_fill *f = wt->fill;
+
+    if (cache_body_state(o->body) != CACHE_BODY_FAILED)
+        return 0;
+    pthread_mutex_lock(&f->mtx);
+    int fail = f->fail_status;
+    const char *msg = f->fail_msg;
+    pthread_mutex_unlock(&f->mtx);
+    cache_obj_unref(&o);
+    waiter_respond_error(wt, fail, msg ? msg : "origin body incomplete");
+    return 1;
+}
+
+static int fill_no_body(const struct edge_fill *f, int status);
+
 static void waiter_pump(struct edge_waiter *wt)
 {
     struct edge_fill *f = wt->fill;
@@ -446,6 +467,8 @@ static void waiter_pump(struct edge_waiter *wt)
             waiter_respond_error(wt, fail, msg ? msg : "origin unavailable");
             return;
         }
+        if (!whole && waiter_body_failed(wt, o))
+            return;
         if (!wt->leader && !shareable) {
             cache_obj_unref(&o);
             waiter_restart(wt, 1);
@@ -480,40 +503,49 @@ static void waiter_pump(struct edge_waiter *wt)
             waiter_finish(wt);
             return;
         }
-        /* Stream the response while it arrives. */
+        /* Stream the response while it arrives. A Range on a body still arriving is
+         * answered from the announced length, each byte sent as soon as the origin
+         * delivered it (docs/edge.md). */
         struct buf h;
         const struct http_request *r = http_x_request(wt->x);
         int64_t clen = o->body->expected;
-        int status = o->status;
+        int status = o->status, rr = 0;
         uint64_t first = 0, last = 0;
+        const struct http_header *rg = http_request_header(r, "range");
+        if (rg && f->cacheable_req && r->method == HTTP_M_GET && status == 200 && clen >= 0 &&
+            http_range_if_range_ok(r, o->etag, o->etag ? strlen(o->etag) : 0,
+                                   o->info.last_modified))
+            rr = http_range_parse(rg->value.p, rg->value.len, (uint64_t)clen, &first, &last);
+        /* The head goes out with the first byte of the body, not before: a body that fails
+         * before any of it could be sent still gets a clean error status. */
+        if (rr != -416 && r->method != HTTP_M_HEAD && !fill_no_body(f, status) &&
+            cache_body_state(o->body) == CACHE_BODY_FILLING &&
+            cache_body_len(o->body) <= (rr == 1 ? first : 0)) {
+            cache_obj_unref(&o);
+            return; /* woken again when bytes arrive or the body ends */
+        }
+        if (waiter_body_failed(wt, o))
+            return;
         buf_init(&h, SIZE_MAX);
         fill_cache_status(f, wt->xc, cs, sizeof(cs));
         if (!wt->leader)
             snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
         edge_deliver_headers(e, &h, o, wt->xc, fill_level(f), cs);
-        /* A Range on a body still arriving: answered from the announced length, each byte
-         * sent as soon as the origin delivered it (docs/edge.md). */
-        const struct http_header *rg = http_request_header(r, "range");
-        if (rg && f->cacheable_req && r->method == HTTP_M_GET && status == 200 && clen >= 0 &&
-            http_range_if_range_ok(r, o->etag, o->etag ? strlen(o->etag) : 0,
-                                   o->info.last_modified)) {
-            int rr = http_range_parse(rg->value.p, rg->value.len, (uint64_t)clen, &first, &last);
-            if (rr == -416) {
-                buf_printf(&h, "Content-Range: bytes */%llu\r\n", (unsigned long long)clen);
-                edge_count(e, wt->x, 416, wt->xc, fill_level(f), 0);
-                http_x_respond(wt->x, 416, h.data, NULL, 0);
-                buf_fini(&h);
-                cache_obj_unref(&o);
-                waiter_finish(wt);
-                return;
-            }
-            if (rr == 1) {
-                status = 206;
-                wt->range = 1;
-                buf_printf(&h, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
-                           (unsigned long long)last, (unsigned long long)clen);
-                clen = (int64_t)(last - first + 1);
-            }
+        if (rr == -416) {
+            buf_printf(&h, "Content-Range: bytes */%llu\r\n", (unsigned long long)clen);
+            edge_count(e, wt->x, 416, wt->xc, fill_level(f), 0);
+            http_x_respond(wt->x, 416, h.data, NULL, 0);
+            buf_fini(&h);
+            cache_obj_unref(&o);
+            waiter_finish(wt);
+            return;
+        }
+        if (rr == 1) {
+            status = 206;
+            wt->range = 1;
+            buf_printf(&h, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
+                       (unsigned long long)last, (unsigned long long)clen);
+            clen = (int64_t)(last - first + 1);
         }
         http_x_start(wt->x, status, h.data, clen);
         buf_fini(&h);
@@ -578,8 +610,13 @@ static void waiter_pump(struct edge_waiter *wt)
         if (st == CACHE_BODY_COMPLETE && pos < cache_body_len(wt->obj->body) &&
             (fd >= 0 || wt->cur.pos >= wt->pos))
             continue; /* bytes published together with the state change */
-        if (st == CACHE_BODY_FAILED || (wt->range && pos < wt->limit))
-            http_x_close_after(wt->x); /* truncated: the client must see the connection end */
+        if (st == CACHE_BODY_FAILED || (wt->range && pos < wt->limit)) {
+            /* The body did not arrive whole: the client must see an incomplete response
+             * (no last chunk, a short Content-Length body), never a clean end. */
+            http_x_abort(wt->x);
+            waiter_finish(wt);
+            return;
+        }
         break;
     }
     if (wt->writing)
@@ -871,24 +908,6 @@ static int hop_by_hop(const char *name, size_t n)
     return 0;
 }
 
-/* Is `name` one of the comma-separated tokens of a Connection field value? */
-static int token_listed(const char *v, size_t len, const char *name, size_t n)
-{
-    if (!v)
-        return 0;
-    const char *end = v + len;
-    while (v < end) {
-        while (v < end && (*v == ' ' || *v == ','))
-            v++;
-        const char *t = v;
-        while (v < end && *v != ',' && *v != ' ')
-            v++;
-        if ((size_t)(v - t) == n && strncasecmp(t, name, n) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static struct curl_slist *add_hdr(struct curl_slist *l, const char *name, size_t nl,
                                   const char *value, size_t vl)
 {
@@ -969,50 +988,6 @@ static struct curl_slist *origin_headers(struct edge_fill *f, const struct http_
     return l;
 }
 
-/* Header lines worth storing: everything but hop-by-hop fields, framing and Age (the edge
- * computes its own), and Surrogate-Control, which is addressed to the edge itself. */
-static int keep_stored_header(const char *name, size_t n)
-{
-    /* A parent edge's own X-Cache fields describe its cache, not ours: ours are added on
-     * delivery (its Cache-Status entry stays: RFC 9211 lists every cache on the path). */
-    static const char *const drop[] = {"content-length", "age", "surrogate-control",
-                                       "x-cache", "x-cache-level", "x-edge-region"};
-    if (hop_by_hop(name, n))
-        return 0;
-    for (size_t i = 0; i < MC_ARRAY_SIZE(drop); i++)
-        if (strlen(drop[i]) == n && strncasecmp(drop[i], name, n) == 0)
-            return 0;
-    return 1;
-}
-
-struct hdr_build {
-    struct buf out;
-    struct http_resp_info info;
-    char *etag;
-    struct buf vary;
-    const char *conn_list; /* Connection header value of the response */
-    size_t conn_len;
-};
-
-static int conn_listed(const struct hdr_build *b, const char *name, size_t n)
-{
-    return token_listed(b->conn_list, b->conn_len, name, n);
-}
-
-static int vary_item(const char *item, size_t n, void *arg)
-{
-    struct buf *vary = arg;
-    if (vary->len)
-        buf_append(vary, ",", 1);
-    for (size_t i = 0; i < n; i++) {
-        char ch = item[i];
-        if (ch >= 'A' && ch <= 'Z')
-            ch = (char)(ch - 'A' + 'a');
-        buf_append(vary, &ch, 1);
-    }
-    return 0;
-}
-
 static int vary_has(const struct buf *vary, const char *name, size_t n)
 {
     const char *p = vary->data, *end = p ? p + vary->len : NULL;
@@ -1026,103 +1001,37 @@ static int vary_has(const struct buf *vary, const char *name, size_t n)
     return 0;
 }
 
-/* The stored Vary list (lowercased, comma-separated) of a response gets the --key-header
- * fields as if the origin had named them, so every variant is keyed by them too. A Vary
- * entry rather than a longer primary key: PURGE, L2 and Redis already handle variants. A
- * list with a "*" member is left alone: such a response is never stored (vary_star). */
-static void vary_finish(const struct edge *e, struct buf *vary)
+/* The stored Vary list (lowercased, comma-separated; *vary, NULL when none) of a response
+ * gets the --key-header fields as if the origin had named them, so every variant is keyed
+ * by them too. A Vary entry rather than a longer primary key: PURGE, L2 and Redis already
+ * handle variants. A list with a "*" member is left alone: such a response is never
+ * stored (vary_star). */
+static void vary_finish(const struct edge *e, char **vary)
 {
-    if (vary_has(vary, "*", 1))
+    struct buf b;
+
+    if (!e->key_vary || !*e->key_vary)
         return;
-    for (const char *p = e->key_vary; p && *p;) {
+    buf_init(&b, SIZE_MAX);
+    if (*vary)
+        buf_puts(&b, *vary);
+    if (vary_has(&b, "*", 1)) {
+        buf_fini(&b);
+        return;
+    }
+    for (const char *p = e->key_vary; *p;) {
         const char *c = strchr(p, ',');
         size_t n = c ? (size_t)(c - p) : strlen(p);
-        if (!vary_has(vary, p, n)) {
-            if (vary->len)
-                buf_append(vary, ",", 1);
-            buf_append(vary, p, n);
+        if (!vary_has(&b, p, n)) {
+            if (b.len)
+                buf_append(&b, ",", 1);
+            buf_append(&b, p, n);
         }
         p = c ? c + 1 : p + n;
     }
-}
-
-static void scan_conn(const char *n, size_t nl, const char *v, size_t vl, void *arg)
-{
-    struct hdr_build *b = arg;
-    if (nl == 10 && strncasecmp(n, "connection", 10) == 0) {
-        b->conn_list = v;
-        b->conn_len = vl;
-    }
-}
-
-static void build_line(const char *n, size_t nl, const char *v, size_t vl, void *arg)
-{
-    struct hdr_build *b = arg;
-
-    http_resp_info_add(&b->info, n, nl, v, vl);
-    if (nl == 4 && strncasecmp(n, "etag", 4) == 0) {
-        free(b->etag);
-        b->etag = mc_xstrndup(v, vl);
-    }
-    if (nl == 4 && strncasecmp(n, "vary", 4) == 0)
-        http_list_each(v, vl, vary_item, &b->vary);
-    if (!keep_stored_header(n, nl) || conn_listed(b, n, nl))
-        return;
-    buf_append(&b->out, n, nl);
-    buf_append(&b->out, ": ", 2);
-    buf_append(&b->out, v, vl);
-    buf_append(&b->out, "\r\n", 2);
-}
-
-static void hdr_build_run(struct hdr_build *b, int status, const char *lines, size_t len)
-{
-    buf_init(&b->out, RESP_HDRS_MAX * 2);
-    buf_init(&b->vary, 4096);
-    http_resp_info_init(&b->info);
-    b->info.status = status;
-    b->etag = NULL;
-    b->conn_list = NULL;
-    b->conn_len = 0;
-    http_header_lines_each(lines, len, scan_conn, b);
-    http_header_lines_each(lines, len, build_line, b);
-    http_resp_info_finish(&b->info, units_wall_s());
-}
-
-/* Stored headers of `old` updated by the header lines of a 304 (RFC 9111 §3.2). */
-static char *merge_304(const struct cache_obj *old, const char *lines, size_t len, size_t *outlen)
-{
-    struct hdr_build fresh;
-    struct buf merged;
-
-    hdr_build_run(&fresh, 304, lines, len);
-    buf_init(&merged, RESP_HDRS_MAX * 4);
-    const char *p = old->hdrs, *end = old->hdrs + old->hdrs_len;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *le = eol ? eol + 1 : end;
-        const char *colon = memchr(p, ':', (size_t)(le - p));
-        int replaced = 0;
-        if (colon) {
-            size_t nl = (size_t)(colon - p);
-            /* Content-Length of a 304 describes nothing stored: keep the stored framing. */
-            const char *q = fresh.out.data, *qe = q + fresh.out.len;
-            while (q && q < qe) {
-                const char *qeol = memchr(q, '\n', (size_t)(qe - q));
-                if ((size_t)(qe - q) > nl && q[nl] == ':' && strncasecmp(q, p, nl) == 0)
-                    replaced = 1;
-                q = qeol ? qeol + 1 : qe;
-            }
-        }
-        if (!replaced)
-            buf_append(&merged, p, (size_t)(le - p));
-        p = le;
-    }
-    if (fresh.out.len)
-        buf_append(&merged, fresh.out.data, fresh.out.len);
-    buf_fini(&fresh.out);
-    buf_fini(&fresh.vary);
-    free(fresh.etag);
-    return buf_take(&merged, outlen);
+    free(*vary);
+    *vary = b.len ? buf_take(&b, NULL) : NULL;
+    buf_fini(&b);
 }
 
 static void fill_set_state(struct edge_fill *f, int state)
@@ -1194,26 +1103,76 @@ static struct cache_body *fill_body(struct edge_fill *f, const struct cache_obj 
     return cache_body_new_file(fd, 0, expected);
 }
 
-/* The final response's header block is complete. */
-static void headers_complete(struct edge_fill *f, int status)
+/* A request or status whose response has no body (RFC 9112 §6.3 rule 1). */
+static int fill_no_body(const struct edge_fill *f, int status)
+{
+    return (f->method && strcmp(f->method, "HEAD") == 0) || status < 200 || status == 204 ||
+           status == 304;
+}
+
+/* Checks the final response head (framing, field lines) and builds what is kept of it into
+ * *pr: for a 304 that refreshes f->stale, the stored block updated by it. 0, or -EPROTO
+ * once the refusal is counted and logged: the transfer must fail (RFC 9112 §6.3: the
+ * proxy closes the connection to the server, discards the response and answers 502). */
+static int origin_head(struct edge_fill *f, int status, struct http_proxy_resp *pr)
 {
     struct edge *e = f->e;
-    struct hdr_build b;
+    const char *lines = f->resp_hdrs.data ? f->resp_hdrs.data : "", *why = NULL;
+    size_t len = f->resp_hdrs.len;
+    int no_body = fill_no_body(f, status);
+    long ver = CURL_HTTP_VERSION_1_1;
+    curl_off_t ccl = -1;
+    int rc;
+
+    curl_easy_getinfo(f->easy, CURLINFO_HTTP_VERSION, &ver);
+    rc = http_proxy_resp_parse(pr, status, ver == CURL_HTTP_VERSION_1_0 ? 0 : 1, no_body, lines,
+                               len, units_wall_s(), &why);
+    if (rc == 0 && !no_body) {
+        /* curl frames the body: it must have read the same length we did. */
+        curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &ccl);
+        if ((int64_t)ccl != pr->content_length) {
+            http_proxy_resp_fini(pr);
+            why = "Content-Length read differently";
+            rc = -EPROTO;
+        }
+    }
+    if (rc == 0 && f->stale && status == 304) {
+        size_t hl;
+        char *merged = http_proxy_merge_304(f->stale->hdrs, f->stale->hdrs_len, lines, len, &hl);
+        http_proxy_resp_fini(pr);
+        rc = -E2BIG;
+        why = "header block too large";
+        if (merged)
+            rc = http_proxy_resp_parse(pr, f->stale->status, 1, 0, merged, hl, units_wall_s(),
+                                       &why);
+        free(merged);
+    }
+    if (rc != 0) {
+        f->head_refused = why;
+        metrics_counter_add(e->m.origin_bad_framing, 1);
+        log_warn("origin response refused", "key=\"%.*s\" url=\"%s%.*s\" status=%d reason=\"%s\"",
+                 (int)MC_MIN(f->plen, 200u), f->pkey, e->origin_urls[f->origin_idx],
+                 (int)MC_MIN(strlen(f->url_path), 200u), f->url_path, status, why);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/* The final response's header block is complete and valid: pr is taken over. */
+static void headers_complete(struct edge_fill *f, int status, struct http_proxy_resp *pr)
+{
+    struct edge *e = f->e;
     int64_t now = units_wall_s();
 
     f->headers_done = 1;
     fill_stop_fb_timer(f);
     if (f->stale && status == 304) {
-        size_t hl;
-        char *hdrs = merge_304(f->stale, f->resp_hdrs.data ? f->resp_hdrs.data : "",
-                               f->resp_hdrs.len, &hl);
-        struct cache_obj *o = cache_obj_new(f->stale->status, hdrs, hl,
+        struct cache_obj *o = cache_obj_new(f->stale->status, pr->hdrs, pr->hdrs_len,
                                             cache_body_ref(f->stale->body));
-        hdr_build_run(&b, f->stale->status, hdrs, hl);
-        vary_finish(e, &b.vary);
-        o->info = b.info;
-        o->etag = b.etag;
-        o->vary = b.vary.len ? buf_take(&b.vary, NULL) : NULL;
+        vary_finish(e, &pr->vary);
+        o->info = pr->info;
+        o->etag = pr->etag;
+        o->vary = pr->vary;
         free(o->vkey);
         o->vkey = mc_xstrndup(f->stale->vkey, f->stale->vkey_len);
         o->vkey_len = f->stale->vkey_len;
@@ -1221,8 +1180,6 @@ static void headers_complete(struct edge_fill *f, int status)
         o->response_time = now;
         o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
         o->has_accept_ranges = f->stale->has_accept_ranges;
-        buf_fini(&b.out);
-        buf_fini(&b.vary);
         metrics_counter_add(e->m.revalidations, 1);
         if (l1_replace(e->l1, f->pkey, f->plen, f->stale, o) != 0)
             l1_insert(e->l1, f->pkey, f->plen, o);
@@ -1239,6 +1196,7 @@ static void headers_complete(struct edge_fill *f, int status)
     if (f->stale && status >= 500 &&
         http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
                                      edge_obj_age(f->stale, now), e->cfg.stale_if_error_s)) {
+        http_proxy_resp_fini(pr);
         pthread_mutex_lock(&f->mtx);
         f->obj = cache_obj_ref(f->stale);
         f->served_stale = 1;
@@ -1249,17 +1207,12 @@ static void headers_complete(struct edge_fill *f, int status)
         return;
     }
 
-    hdr_build_run(&b, status, f->resp_hdrs.data ? f->resp_hdrs.data : "", f->resp_hdrs.len);
-    vary_finish(e, &b.vary);
-    curl_off_t cl = -1;
-    curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-    size_t hl;
-    char *hdrs = buf_take(&b.out, &hl);
-    struct cache_obj *o = cache_obj_new(status, hdrs, hl, NULL);
-    o->info = b.info;
-    o->etag = b.etag;
-    o->vary = b.vary.len ? buf_take(&b.vary, NULL) : NULL;
-    buf_fini(&b.vary);
+    vary_finish(e, &pr->vary);
+    int64_t cl = pr->content_length;
+    struct cache_obj *o = cache_obj_new(status, pr->hdrs, pr->hdrs_len, NULL);
+    o->info = pr->info;
+    o->etag = pr->etag;
+    o->vary = pr->vary;
     o->request_time = f->request_time;
     o->response_time = now;
     o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
@@ -1305,7 +1258,7 @@ static void headers_complete(struct edge_fill *f, int status)
         }
         buf_fini(&vk);
     }
-    o->body = fill_body(f, o, cl >= 0 ? (int64_t)cl : -1, storable);
+    o->body = fill_body(f, o, cl, storable);
     pthread_mutex_lock(&f->mtx);
     f->obj = o;
     f->shareable = storable;
@@ -1333,8 +1286,11 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
             buf_reset(&f->resp_hdrs);
             return n;
         }
-        fill_upstream_answered(f);
-        headers_complete(f, (int)status);
+        fill_upstream_answered(f); /* a refused head is no sign of an origin down */
+        struct http_proxy_resp pr;
+        if (origin_head(f, (int)status, &pr) != 0)
+            return 0; /* curl fails the transfer and closes the origin connection */
+        headers_complete(f, (int)status, &pr);
         return n;
     }
     if (buf_append(&f->resp_hdrs, data, n) != 0)
@@ -1353,10 +1309,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
         return n;
     if (f->l2w) {
         /* Into the L2 file (checksummed as it goes), then visible to the readers. */
-        if (l2_writer_append(f->l2w, data, n) != 0)
+        if (l2_writer_append(f->l2w, data, n) != 0) {
+            f->local_fail = 1;
             return 0;
+        }
         cache_body_publish(f->obj->body, cache_body_len(f->obj->body) + n);
     } else if (cache_body_append(f->obj->body, data, n) != 0) {
+        f->local_fail = 1;
         return 0;
     }
     metrics_counter_add(f->e->m.bytes_origin, n);
@@ -1449,6 +1408,31 @@ static void invalidate_location(struct edge_fill *f, const struct cache_obj *o, 
     buf_fini(&key);
 }
 
+/* A response body that did not arrive whole: it is never stored (the L2 writer, if any,
+ * is abandoned by transfer_cleanup) and its readers abort. Counted and logged when the
+ * origin is at fault: not for a fill cancelled by a stop, nor a body this edge could not
+ * keep. */
+static void body_failed(struct edge_fill *f, CURLcode res)
+{
+    struct edge *e = f->e;
+    const char *why = f->errbuf[0] ? f->errbuf
+                      : res != CURLE_OK ? curl_easy_strerror(res)
+                                        : "body shorter than its Content-Length";
+    int keyn = (int)MC_MIN(f->plen, 200u), urln = (int)MC_MIN(strlen(f->url_path), 200u);
+    unsigned long long got = (unsigned long long)cache_body_len(f->obj->body);
+
+    if (res == CURLE_ABORTED_BY_CALLBACK || f->local_fail) {
+        log_debug("response body not kept", "key=\"%.*s\" bytes=%llu reason=\"%s\"", keyn,
+                  f->pkey, got, f->local_fail ? "local write failed" : why);
+        return;
+    }
+    metrics_counter_add(e->m.origin_truncated, 1);
+    log_warn("origin body incomplete: clients aborted, not stored",
+             "key=\"%.*s\" url=\"%s%.*s\" bytes=%llu expected=%lld reason=\"%s\"", keyn, f->pkey,
+             e->origin_urls[f->origin_idx], urln, f->url_path, got,
+             (long long)f->obj->body->expected, why);
+}
+
 /* Ends the fill: store, leave the busy table, wake everyone, drop the transfer's ref. */
 static void fill_complete(struct edge_fill *f, CURLcode res)
 {
@@ -1471,6 +1455,9 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
             if ((f->upload_failed || f->short_circuit) && f->fail_msg) {
                 /* The client's body was at fault (413, 400, 408): say so, not 502; or no
                  * upstream was asked (503 naming the origin whose breaker is open). */
+            } else if (f->head_refused) {
+                f->fail_status = 502;
+                f->fail_msg = "origin sent an invalid response head";
             } else {
                 f->fail_status = (f->timed_out || res == CURLE_OPERATION_TIMEDOUT) ? 504 : 502;
                 f->fail_msg = f->fail_status == 504 ? "origin did not answer in time"
@@ -1482,18 +1469,24 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
             metrics_counter_add(e->m.origin_errors, 1);
     } else if (f->obj && !f->revalidated && !f->served_stale) {
         struct cache_obj *o = f->obj;
-        if (res != CURLE_OK) {
-            cache_body_finish(o->body, CACHE_BODY_FAILED);
+        int head_only = f->method && strcmp(f->method, "HEAD") == 0;
+        int whole = fill_no_body(f, o->status) || o->body->expected < 0 ||
+                    cache_body_len(o->body) == (uint64_t)o->body->expected;
+        if (res != CURLE_OK || !whole) {
+            body_failed(f, res);
             metrics_counter_add(e->m.origin_errors, 1);
+            /* The failure status is set before the body fails: a waiter that sees the
+             * failed body and then takes the lock reads it (waiter_body_failed). */
             pthread_mutex_lock(&f->mtx);
             f->shareable = 0;
+            f->fail_status = res == CURLE_OPERATION_TIMEDOUT ? 504 : 502;
+            f->fail_msg = f->fail_status == 504 ? "origin body did not arrive in time"
+                                                : "origin body incomplete";
             pthread_mutex_unlock(&f->mtx);
+            cache_body_finish(o->body, CACHE_BODY_FAILED);
         } else {
             cache_body_finish(o->body, CACHE_BODY_COMPLETE);
-            int whole = o->body->expected < 0 ||
-                        cache_body_len(o->body) == (uint64_t)o->body->expected;
-            int head_only = f->method && strcmp(f->method, "HEAD") == 0;
-            if (f->shareable && f->store_detail == NULL && whole && !head_only) {
+            if (f->shareable && f->store_detail == NULL && !head_only) {
                 if (f->l2w) {
                     /* A large body went straight to its L2 file: make it visible. */
                     int rc = l2_writer_commit(&f->l2w);
@@ -1590,6 +1583,8 @@ static int fill_start_transfer(struct edge_fill *f)
     free(url);
     f->req_hdrs = origin_headers(f, r, fill_ext(f)->peer);
     curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->req_hdrs);
+    f->errbuf[0] = '\0';
+    curl_easy_setopt(f->easy, CURLOPT_ERRORBUFFER, f->errbuf);
     curl_easy_setopt(f->easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(f->easy, CURLOPT_HEADERDATA, f);
     curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -1621,6 +1616,7 @@ static int fill_start_transfer(struct edge_fill *f)
     }
     f->request_time = units_wall_s();
     f->headers_done = 0;
+    f->head_refused = NULL;
     if (http_client_add(f->owner->client, f->easy, on_done, f) != 0) {
         transfer_cleanup(f);
         return -EINVAL;

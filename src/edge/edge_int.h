@@ -85,6 +85,8 @@ struct edge_metrics {
     struct metrics_counter *bytes_origin;
     struct metrics_counter *origin_requests;
     struct metrics_counter *origin_errors;
+    struct metrics_counter *origin_truncated;   /* bodies that did not arrive whole */
+    struct metrics_counter *origin_bad_framing; /* heads refused (framing, field lines): 502 */
     struct metrics_counter *coalesced;
     struct metrics_counter *revalidations;
     struct metrics_counter *purged;
@@ -188,6 +190,9 @@ struct edge_fill {
     int timed_out;
     struct buf resp_hdrs;          /* header lines of the current response */
     int headers_done;
+    const char *head_refused;      /* why the origin's head was refused (static), or NULL */
+    int local_fail;                /* the body could not be kept here (not the origin's fault) */
+    char errbuf[CURL_ERROR_SIZE];  /* curl's description of a failed transfer */
     int64_t request_time;
     struct http_req_info qi;       /* of the request that started the fill */
     int auth_pass;                 /* started by a request with Authorization */
@@ -201,7 +206,7 @@ struct edge_fill {
     /* Shared state (mtx). */
     pthread_mutex_t mtx;
     int state;                     /* FILL_* */
-    int fail_status;               /* 502/504 when failed before a response */
+    int fail_status;               /* 502/504 when failed (before a response, or its body) */
     const char *fail_msg;
     struct cache_obj *obj;         /* the response being received (ref) */
     int shareable;                 /* coalesced waiters may use obj */
