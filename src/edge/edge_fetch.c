@@ -26,13 +26,12 @@
 #include "edge/edge_origin.h"
 #include "http/http_proxy.h"
 
-#define SEND_SPAN_MAX (256u << 10)
-#define SEND_FILE_MAX (4u << 20) /* bytes per sendfile call of a file-backed body */
 #define RESP_HDRS_MAX (64u << 10)
 #define UPLOAD_HIGH (1u << 20) /* pause the client above this many buffered body bytes */
 #define UPLOAD_LOW (256u << 10)
 
 static void waiter_pump(struct edge_waiter *wt);
+static void waiter_wake(void *arg);
 static int fill_start_transfer(struct edge_fill *f);
 static void fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey,
                        size_t plen, const struct edge_rctx *rc);
@@ -271,7 +270,7 @@ static void waiter_on_abort(struct http_exchange *x, void *arg)
     struct edge_waiter *wt = arg;
     (void)x;
     wt->aborted = 1;
-    if (!wt->writing)
+    if (!wt->st.writing)
         wake_queue(wt);
 }
 
@@ -284,6 +283,8 @@ static struct edge_waiter *waiter_new(struct edge_worker *w, struct http_exchang
     wt->x = x;
     wt->pkey = mc_xstrndup(pkey, plen);
     wt->plen = plen;
+    wt->st.wake = waiter_wake;
+    wt->st.arg = wt;
     http_x_on_abort(x, waiter_on_abort, wt);
     return wt;
 }
@@ -343,7 +344,7 @@ static void waiter_free(struct edge_waiter *wt)
     }
     pthread_mutex_unlock(&w->wake_mtx);
     fill_unref(&wt->fill);
-    cache_obj_unref(&wt->obj);
+    cache_obj_unref(&wt->st.obj);
     edge_rctx_free(&wt->rc);
     free(wt->pkey);
     free(wt->vkey);
@@ -369,18 +370,14 @@ static enum edge_level fill_level(const struct edge_fill *f)
 
 static void waiter_respond_error(struct edge_waiter *wt, int status, const char *msg)
 {
-    edge_count(wt->w->e, wt->x, status, wt->xc, wt->fill ? fill_level(wt->fill) : EDGE_LV_ORIGIN,
-               0);
-    http_x_error(wt->x, status, msg);
+    edge_deliver_error(wt->w->e, wt->x, status, wt->xc,
+                       wt->fill ? fill_level(wt->fill) : EDGE_LV_ORIGIN, msg);
     waiter_finish(wt);
 }
 
-static void waiter_written(void *arg)
+static void waiter_wake(void *arg)
 {
-    struct edge_waiter *wt = arg;
-    wt->writing = 0;
-    if (!wt->in_pump)
-        waiter_pump(wt);
+    waiter_pump(arg);
 }
 
 static const char *fill_cache_status(struct edge_fill *f, enum edge_xc xc, char *buf, size_t n)
@@ -437,192 +434,104 @@ static int waiter_body_failed(struct edge_waiter *wt, struct cache_obj *o)
 
 static int fill_no_body(const struct edge_fill *f, int status);
 
-static void waiter_pump(struct edge_waiter *wt)
+/* The answer for a waiter whose fill has a response: a whole object, a restart on its own,
+ * or the start of a stream. Returns 1 when the waiter is finished or handed on, 0 when it
+ * waits for more of the fill (nothing sent), 2 when its stream was started. */
+static int waiter_decide(struct edge_waiter *wt)
 {
     struct edge_fill *f = wt->fill;
     struct edge *e = wt->w->e;
     char cs[256];
 
+    pthread_mutex_lock(&f->mtx);
+    int state = f->state, shareable = f->shareable, fail = f->fail_status;
+    const char *msg = f->fail_msg;
+    struct cache_obj *o = f->obj ? cache_obj_ref(f->obj) : NULL;
+    int whole = f->revalidated || f->served_stale;
+    pthread_mutex_unlock(&f->mtx);
+    if (state == FILL_WAIT)
+        return 0;
+    if (!o) {
+        waiter_respond_error(wt, fail, msg ? msg : "origin unavailable");
+        return 1;
+    }
+    if (!whole && waiter_body_failed(wt, o))
+        return 1;
+    if (!wt->leader && !shareable) {
+        cache_obj_unref(&o);
+        waiter_restart(wt, 1);
+        return 1;
+    }
+    if (!wt->leader && o->vary) {
+        /* Vary: the leader's variant only serves requests with the same header values. */
+        if (!l1_variant_matches(o, http_x_request(wt->x))) {
+            cache_obj_unref(&o);
+            waiter_restart(wt, 1);
+            return 1;
+        }
+    }
+    if (f->served_stale) {
+        snprintf(cs, sizeof(cs), "mlcdn; hit; fwd=stale; detail=stale-if-error");
+        edge_deliver_obj(e, wt->x, o, EDGE_XC_STALE, EDGE_LV_L1, cs);
+        cache_obj_unref(&o);
+        waiter_finish(wt);
+        return 1;
+    }
+    if (whole || (state == FILL_DONE && cache_body_state(o->body) == CACHE_BODY_COMPLETE)) {
+        enum edge_level lv = f->revalidated ? EDGE_LV_L1 : fill_level(f);
+        enum edge_xc xc = f->revalidated ? EDGE_XC_HIT : wt->xc;
+        if (f->revalidated)
+            snprintf(cs, sizeof(cs), "mlcdn; hit; fwd=stale; fwd-status=304");
+        else
+            fill_cache_status(f, wt->xc, cs, sizeof(cs));
+        if (!wt->leader && !f->revalidated)
+            snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
+        edge_deliver_obj(e, wt->x, o, xc, lv, cs);
+        cache_obj_unref(&o);
+        waiter_finish(wt);
+        return 1;
+    }
+    /* Stream the response while it arrives (a Range from the announced length, only for
+     * a cache fill: docs/edge.md). */
+    fill_cache_status(f, wt->xc, cs, sizeof(cs));
+    if (!wt->leader)
+        snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
+    enum edge_stream_rc rc = edge_stream_start(e, wt->x, &wt->st, o, f->cacheable_req,
+                                               fill_no_body(f, o->status), wt->xc,
+                                               fill_level(f), cs);
+    switch (rc) {
+    case EDGE_STREAM_WAIT:
+        cache_obj_unref(&o);
+        return 0; /* woken again when bytes arrive or the body ends */
+    case EDGE_STREAM_FAILED:
+        waiter_body_failed(wt, o); /* answers, drops o */
+        return 1;
+    case EDGE_STREAM_DONE:
+        cache_obj_unref(&o);
+        waiter_finish(wt);
+        return 1;
+    case EDGE_STREAM_PUMP:
+        break;
+    }
+    cache_obj_unref(&o);
+    wt->started = 1;
+    return 2;
+}
+
+static void waiter_pump(struct edge_waiter *wt)
+{
     MC_CHECK_OBJ_NOTNULL(wt, EDGE_WAITER_MAGIC);
     if (wt->finished)
         return;
-    if (wt->aborted && !wt->writing) {
-        if (wt->started)
-            http_x_end(wt->x);
-        else
-            http_x_respond(wt->x, 502, NULL, NULL, 0);
+    if (wt->aborted && !wt->st.writing) {
+        edge_stream_abandon(wt->x, wt->started);
         waiter_finish(wt);
         return;
     }
-    if (!wt->started) {
-        pthread_mutex_lock(&f->mtx);
-        int state = f->state, shareable = f->shareable, fail = f->fail_status;
-        const char *msg = f->fail_msg;
-        struct cache_obj *o = f->obj ? cache_obj_ref(f->obj) : NULL;
-        int whole = f->revalidated || f->served_stale;
-        pthread_mutex_unlock(&f->mtx);
-        if (state == FILL_WAIT)
-            return;
-        if (!o) {
-            waiter_respond_error(wt, fail, msg ? msg : "origin unavailable");
-            return;
-        }
-        if (!whole && waiter_body_failed(wt, o))
-            return;
-        if (!wt->leader && !shareable) {
-            cache_obj_unref(&o);
-            waiter_restart(wt, 1);
-            return;
-        }
-        if (!wt->leader && o->vary) {
-            /* Vary: the leader's variant only serves requests with the same header values. */
-            if (!l1_variant_matches(o, http_x_request(wt->x))) {
-                cache_obj_unref(&o);
-                waiter_restart(wt, 1);
-                return;
-            }
-        }
-        if (f->served_stale) {
-            snprintf(cs, sizeof(cs), "mlcdn; hit; fwd=stale; detail=stale-if-error");
-            edge_deliver_obj(e, wt->x, o, EDGE_XC_STALE, EDGE_LV_L1, cs);
-            cache_obj_unref(&o);
-            waiter_finish(wt);
-            return;
-        }
-        if (whole || (state == FILL_DONE && cache_body_state(o->body) == CACHE_BODY_COMPLETE)) {
-            enum edge_level lv = f->revalidated ? EDGE_LV_L1 : fill_level(f);
-            enum edge_xc xc = f->revalidated ? EDGE_XC_HIT : wt->xc;
-            if (f->revalidated)
-                snprintf(cs, sizeof(cs), "mlcdn; hit; fwd=stale; fwd-status=304");
-            else
-                fill_cache_status(f, wt->xc, cs, sizeof(cs));
-            if (!wt->leader && !f->revalidated)
-                snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
-            edge_deliver_obj(e, wt->x, o, xc, lv, cs);
-            cache_obj_unref(&o);
-            waiter_finish(wt);
-            return;
-        }
-        /* Stream the response while it arrives. A Range on a body still arriving is
-         * answered from the announced length, each byte sent as soon as the origin
-         * delivered it (docs/edge.md). */
-        struct buf h;
-        const struct http_request *r = http_x_request(wt->x);
-        int64_t clen = o->body->expected;
-        int status = o->status, rr = 0;
-        uint64_t first = 0, last = 0;
-        const struct http_header *rg = http_request_header(r, "range");
-        if (rg && f->cacheable_req && r->method == HTTP_M_GET && status == 200 && clen >= 0 &&
-            http_range_if_range_ok(r, o->etag, o->etag ? strlen(o->etag) : 0,
-                                   o->info.last_modified))
-            rr = http_range_parse(rg->value.p, rg->value.len, (uint64_t)clen, &first, &last);
-        /* The head goes out with the first byte of the body, not before: a body that fails
-         * before any of it could be sent still gets a clean error status. */
-        if (rr != -416 && r->method != HTTP_M_HEAD && !fill_no_body(f, status) &&
-            cache_body_state(o->body) == CACHE_BODY_FILLING &&
-            cache_body_len(o->body) <= (rr == 1 ? first : 0)) {
-            cache_obj_unref(&o);
-            return; /* woken again when bytes arrive or the body ends */
-        }
-        if (waiter_body_failed(wt, o))
-            return;
-        buf_init(&h, SIZE_MAX);
-        fill_cache_status(f, wt->xc, cs, sizeof(cs));
-        if (!wt->leader)
-            snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
-        edge_deliver_headers(e, &h, o, wt->xc, fill_level(f), cs);
-        if (rr == -416) {
-            buf_printf(&h, "Content-Range: bytes */%llu\r\n", (unsigned long long)clen);
-            edge_count(e, wt->x, 416, wt->xc, fill_level(f), 0);
-            http_x_respond(wt->x, 416, h.data, NULL, 0);
-            buf_fini(&h);
-            cache_obj_unref(&o);
-            waiter_finish(wt);
-            return;
-        }
-        if (rr == 1) {
-            status = 206;
-            wt->range = 1;
-            buf_printf(&h, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
-                       (unsigned long long)last, (unsigned long long)clen);
-            clen = (int64_t)(last - first + 1);
-        }
-        http_x_start(wt->x, status, h.data, clen);
-        buf_fini(&h);
-        edge_count(e, wt->x, status, wt->xc, fill_level(f), 0);
-        wt->obj = o;
-        wt->started = 1;
-        wt->limit = wt->range ? last + 1 : UINT64_MAX;
-        wt->pos = wt->range ? first : 0;
-        cache_body_cursor_init(&wt->cur, o->body);
-        if (r->method == HTTP_M_HEAD || o->status == 304 || o->status == 204) {
-            http_x_end(wt->x);
-            waiter_finish(wt);
-            return;
-        }
-    }
-    uint64_t foff = 0;
-    int fd = cache_body_file(wt->obj->body, &foff);
-    enum edge_level lv = fill_level(f);
-    while (!wt->writing) {
-        const char *span = NULL;
-        size_t n = 0;
-        uint64_t pub = cache_body_len(wt->obj->body);
-        uint64_t pos = fd >= 0 ? wt->pos : wt->cur.pos;
-        if (pos >= wt->limit)
-            break; /* a range is complete even while the rest of the body arrives */
-        if (fd >= 0) {
-            if (pub > pos)
-                n = (size_t)MC_MIN(MC_MIN(pub, wt->limit) - pos, (uint64_t)SEND_FILE_MAX);
-        } else if (wt->cur.pos < wt->pos) {
-            if (pub >= wt->pos) {
-                cache_body_cursor_seek(&wt->cur, wt->obj->body, wt->pos);
-                continue;
-            }
-        } else {
-            n = cache_body_next(&wt->cur, wt->obj->body, wt->limit, SEND_SPAN_MAX, &span);
-        }
-        if (n) {
-            wt->writing = 1;
-            wt->sent += n;
-            metrics_counter_add(e->m.bytes_served, n);
-            metrics_counter_add(e->m.bytes_by_level[lv], n);
-            wt->in_pump = 1;
-            int err;
-            if (fd >= 0) {
-                wt->pos += n;
-                err = http_x_sendfile_fd(wt->x, fd, foff + pos, n, waiter_written, wt);
-            } else {
-                err = http_x_write(wt->x, span, n, waiter_written, wt);
-            }
-            wt->in_pump = 0;
-            if (err != 0) {
-                wt->writing = 0;
-                http_x_end(wt->x);
-                waiter_finish(wt);
-                return;
-            }
-            continue; /* written at once: go on; else waiter_written pumps again */
-        }
-        enum cache_body_state st = cache_body_state(wt->obj->body);
-        if (st == CACHE_BODY_FILLING)
-            return; /* woken again when more bytes arrive */
-        if (st == CACHE_BODY_COMPLETE && pos < cache_body_len(wt->obj->body) &&
-            (fd >= 0 || wt->cur.pos >= wt->pos))
-            continue; /* bytes published together with the state change */
-        if (st == CACHE_BODY_FAILED || (wt->range && pos < wt->limit)) {
-            /* The body did not arrive whole: the client must see an incomplete response
-             * (no last chunk, a short Content-Length body), never a clean end. */
-            http_x_abort(wt->x);
-            waiter_finish(wt);
-            return;
-        }
-        break;
-    }
-    if (wt->writing)
+    if (!wt->started && waiter_decide(wt) != 2)
         return;
-    http_x_end(wt->x);
-    waiter_finish(wt);
+    if (edge_stream_pump(wt->w->e, wt->x, &wt->st, fill_level(wt->fill)))
+        waiter_finish(wt);
 }
 
 /* ---- upstream circuit breakers (edge_origin.h) ---- */

@@ -19,6 +19,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <curl/curl.h>
 #include <uv.h>
@@ -27,6 +29,7 @@
 #include "cache/cache_mem.h"
 #include "cache/cache_obj.h"
 #include "core/buf.h"
+#include "core/mc.h"
 #include "core/metrics.h"
 #include "edge/edge.h"
 #include "http/http_cache.h"
@@ -148,8 +151,55 @@ struct edge_rctx {
     size_t len;
     int64_t ttl_s; /* -1: none */
 };
-struct edge_rctx *edge_rctx_dup(const struct edge_rctx *rc); /* NULL in, NULL out */
-void edge_rctx_free(struct edge_rctx **rc);
+/* Inline beside the struct: the request flow (edge_req.c), the tiers' asynchronous
+ * lookups (edge_tier.c) and the fills (edge_fetch.c) all keep copies, and a function in
+ * any one of those files would make the other two call into it. */
+static inline struct edge_rctx *edge_rctx_dup(const struct edge_rctx *rc) /* NULL in, NULL out */
+{
+    if (!rc)
+        return NULL;
+    struct edge_rctx *d = mc_xmalloc(sizeof(*d));
+    *d = *rc;
+    if (rc->body) {
+        d->body = mc_xmalloc(rc->len ? rc->len : 1);
+        memcpy(d->body, rc->body, rc->len);
+    }
+    return d;
+}
+
+static inline void edge_rctx_free(struct edge_rctx **rcp)
+{
+    if (!*rcp)
+        return;
+    free((*rcp)->body);
+    free(*rcp);
+    *rcp = NULL;
+}
+
+/* The age of a stored object now (RFC 9111 §4.2.3); inline for the same reason. */
+static inline int64_t edge_obj_age(const struct cache_obj *o, int64_t now)
+{
+    return http_current_age(&o->info, o->request_time, o->response_time, now);
+}
+
+/* Bytes per sendfile window of a file-backed body (and read ahead before it is sent). */
+#define EDGE_FILE_WINDOW (4u << 20)
+
+/* A response sent to a client while its body is still arriving (edge_deliver.c); its
+ * owner (a fill's waiter) embeds it. A write that completes later calls wake(arg) on the
+ * client's loop: the owner then decides whether to pump again. */
+struct edge_stream {
+    struct cache_obj *obj;         /* ref once started */
+    struct cache_body_cursor cur;
+    uint64_t limit;                /* absolute end (exclusive) of the bytes to send */
+    uint64_t pos;                  /* next byte to send (file-backed bodies; ranges) */
+    int range;                     /* a 206 for [pos, limit) of a body still filling */
+    int writing;
+    int in_pump;                   /* a write completing inside the pump does not recurse */
+    uint64_t sent;
+    void (*wake)(void *arg);
+    void *arg;
+};
 
 /* One origin transfer. */
 struct edge_fill {
@@ -230,20 +280,13 @@ struct edge_waiter {
     int detached;                  /* left the fill's waiter list */
     int leader;                    /* this request started the fill */
     int started;
-    int writing;
-    int in_pump;                   /* a write completing inside waiter_pump does not recurse */
     int finished;
     int aborted;
-    struct cache_obj *obj;         /* ref once started */
-    struct cache_body_cursor cur;
-    uint64_t limit;                /* absolute end (exclusive) of the bytes to send */
-    uint64_t pos;                  /* next byte to send (file-backed bodies; ranges) */
-    int range;                     /* a 206 for [pos, limit) of a body still filling */
+    struct edge_stream st;         /* the response being streamed, once started */
     char *pkey;
     size_t plen;
     char *vkey;                    /* vary part under the fill's response Vary */
     enum edge_xc xc;
-    uint64_t sent;
     struct edge_rctx *rc;          /* owned copy, for a restart on its own */
 };
 
@@ -262,35 +305,69 @@ void edge_worker_wake(uv_async_t *a);
 /* Cancels every fill of a stopping worker and fails its waiters. */
 void edge_worker_cancel_fills(struct edge_worker *w);
 
-/* edge_deliver.c */
+/* edge_deliver.c: every byte sent to a client from a cached or arriving response. */
 /* Serves a complete stored object to the exchange (conditional, Range, HEAD handled). */
 void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj *o,
                       enum edge_xc xc, enum edge_level lv, const char *cache_status);
 /* Appends the response header block for object o (stored headers, Age, X-Cache...). */
 void edge_deliver_headers(struct edge *e, struct buf *h, const struct cache_obj *o,
                           enum edge_xc xc, enum edge_level lv, const char *cache_status);
+/* Counts the answer, then answers status with msg (a JSON error body). */
+void edge_deliver_error(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
+                        enum edge_level lv, const char *msg);
+/* RFC 9110 §14: the answer to r's Range for o, whose representation is `size` bytes: 206
+ * for bytes [*first, *last], 416 when unsatisfiable, or 0 to send it whole (no Range, a
+ * Range that is ignored, If-Range not matching: §13.1.5). Appends the Content-Range field
+ * of a 206 or 416 to h. The caller decides whether a Range applies at all (method, status). */
+int edge_range_answer(const struct http_request *r, const struct cache_obj *o, uint64_t size,
+                      uint64_t *first, uint64_t *last, struct buf *h);
+enum edge_stream_rc {
+    EDGE_STREAM_WAIT,   /* nothing sent: call again when bytes arrive or the body ends */
+    EDGE_STREAM_FAILED, /* nothing sent: the body failed, the caller answers with an error */
+    EDGE_STREAM_DONE,   /* answered and ended (416, HEAD, no body): the stream is unused */
+    EDGE_STREAM_PUMP,   /* the head went out: edge_stream_pump sends the body */
+};
+/* Starts streaming o, a response whose body may still be arriving, into s. The head goes
+ * out with the first byte of the body, not before, so a body that fails before any of it
+ * could be sent still gets a clean error status. A Range (when range_ok) is answered from
+ * the announced length, each byte sent as soon as it arrived. no_body: the response has
+ * no body (RFC 9112 §6.3 rule 1). s takes its own reference on o for EDGE_STREAM_PUMP. */
+enum edge_stream_rc edge_stream_start(struct edge *e, struct http_exchange *x,
+                                      struct edge_stream *s, struct cache_obj *o, int range_ok,
+                                      int no_body, enum edge_xc xc, enum edge_level lv,
+                                      const char *cache_status);
+/* Sends what has arrived. Returns 0 while more is to come (a write in flight: s->wake is
+ * called when it completes; or the body still filling), 1 once the exchange was ended
+ * (whole, or aborted: a body that did not arrive whole is never ended cleanly). */
+int edge_stream_pump(struct edge *e, struct http_exchange *x, struct edge_stream *s,
+                     enum edge_level lv);
+/* Ends an exchange whose client went away: what was started is ended, else a bare 502. */
+void edge_stream_abandon(struct http_exchange *x, int started);
 void edge_count(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
                 enum edge_level lv, uint64_t bytes);
-int64_t edge_obj_age(const struct cache_obj *o, int64_t now);
 /* out = prefix + decimal v + suffix (no printf: on the hit path). */
 void edge_cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix);
 const char *edge_xc_name(enum edge_xc xc);
 const char *edge_lv_name(enum edge_level lv);
 
-/* edge_tier.c */
-/* Answers from a stored object of any tier: fresh, stale-while-revalidate, or revalidate. */
-void edge_serve_stored(struct edge_worker *w, struct http_exchange *x, const char *key,
-                       size_t klen, struct cache_obj *o, enum edge_level lv,
-                       const struct edge_rctx *rc);
-/* L1 missed a cacheable GET/HEAD: L2, then Redis, then the parent or origin. */
-void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
-                    const struct edge_rctx *rc);
+/* edge_tier.c: storage behind L1. It answers lookups through a callback and calls none of
+ * edge_req.c, edge_fetch.c or edge_deliver.c. */
+/* The answer of a lookup in tier lv: o is a reference the callee takes over (NULL: a
+ * miss); key, klen and rc are the lookup's, valid during the call only. */
+typedef void (*edge_tier_done_f)(struct edge_worker *w, struct http_exchange *x,
+                                 const char *key, size_t klen, const struct edge_rctx *rc,
+                                 enum edge_level lv, struct cache_obj *o);
+/* Is tier lv (EDGE_LV_L2, EDGE_LV_REDIS) there on this loop? */
+int edge_tier_has(const struct edge_worker *w, enum edge_level lv);
+/* Looks key up in tier lv (which edge_tier_has), then calls done, now or later on this
+ * loop. The tier's own admission policy copies a hit into L1 before done runs. */
+void edge_tier_lookup(struct edge_worker *w, enum edge_level lv, struct http_exchange *x,
+                      const char *key, size_t klen, const struct edge_rctx *rc,
+                      edge_tier_done_f done);
 /* A complete stored response: copy it to L2 and Redis in the background. */
 void edge_tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
 /* Drops every copy of key from every tier (invalidation). */
 void edge_tier_drop(struct edge_worker *w, const char *key, size_t klen);
-/* Sends bytes [first, end) of o's file-backed body, then ends the exchange. */
-void edge_send_file(struct http_exchange *x, struct cache_obj *o, uint64_t first, uint64_t end);
 int edge_tier_open(struct edge *e, char *err, size_t errlen);
 void edge_tier_loop_init(struct edge_worker *w);
 void edge_tier_loop_fini(struct edge_worker *w);

@@ -12,8 +12,11 @@
  * set (which includes "get": methods are case-sensitive) with 501 unless --extra-method
  * lets them through to the origin, uncached.
  *
- * GET and HEAD go through the cache: L1 lookup, then the RFC 9111 reuse decision (fresh
- * hit, stale-while-revalidate, revalidation), then a coalesced origin fetch on a miss.
+ * GET and HEAD go through the cache, and this file decides every step of that walk: L1,
+ * then each tier behind it (edge_tier.c answers through one continuation, tier_answered),
+ * the RFC 9111 reuse decision for whatever tier answered (fresh hit,
+ * stale-while-revalidate, revalidation), then a coalesced origin fetch on a miss
+ * (edge_fetch.c). Bytes go to the client through edge_deliver.c.
  * Every other method, and requests with Authorization, are forwarded to the origin
  * (bypass); their responses are stored only when RFC 9111 §3.5 allows it. */
 #include <errno.h>
@@ -200,6 +203,110 @@ static int answer_here(struct edge *e, struct http_exchange *x, const struct htt
     return 0;
 }
 
+/* ---- the walk of a cacheable GET/HEAD: L1, the tiers, reuse, fetch ---- */
+
+/* RFC 9111 §4: answers from a stored object of any tier: fresh, stale-while-revalidate
+ * (§4.2.4 with RFC 5861), or revalidate. */
+static void serve_stored(struct edge_worker *w, struct http_exchange *x, const char *key,
+                         size_t klen, struct cache_obj *o, enum edge_level lv,
+                         const struct edge_rctx *rc)
+{
+    struct edge *e = w->e;
+    const struct http_request *r = http_x_request(x);
+    struct http_req_info qi;
+    char cs[160];
+    int64_t age = edge_obj_age(o, units_wall_s());
+
+    http_req_info_from_request(&qi, r);
+    switch (http_cache_reuse(&qi, &o->info, o->lifetime, age)) {
+    case HTTP_REUSE_FRESH:
+        edge_cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age, NULL);
+        edge_deliver_obj(e, x, o, EDGE_XC_HIT, lv, cs);
+        break;
+    case HTTP_REUSE_STALE_OK:
+        edge_cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age,
+                          "; detail=stale-while-revalidate");
+        /* Before answering: the request and the key are not valid once it ended. */
+        edge_fetch_background(w, r, key, klen, o, rc);
+        edge_deliver_obj(e, x, o, EDGE_XC_STALE, lv, cs);
+        break;
+    case HTTP_REUSE_REVALIDATE:
+        edge_fetch_cacheable(w, x, key, klen, o, rc);
+        break;
+    }
+}
+
+/* Every tier missed: the parent or the origin, unless the client only wants a copy
+ * (RFC 9111 §5.2.1.7). */
+static void fetch_or_504(struct edge_worker *w, struct http_exchange *x, const char *key,
+                         size_t klen, const struct edge_rctx *rc)
+{
+    struct http_req_info qi;
+
+    http_req_info_from_request(&qi, http_x_request(x));
+    if (qi.cc.only_if_cached) {
+        edge_deliver_error(w->e, x, 504, EDGE_XC_MISS, EDGE_LV_L1,
+                           "not in cache and the request says only-if-cached");
+        return;
+    }
+    edge_fetch_cacheable(w, x, key, klen, NULL, rc);
+}
+
+static void tier_answered(struct edge_worker *w, struct http_exchange *x, const char *key,
+                          size_t klen, const struct edge_rctx *rc, enum edge_level lv,
+                          struct cache_obj *o);
+
+/* Asks the first tier after `after` that is there, else the parent or the origin. */
+static void tier_next(struct edge_worker *w, struct http_exchange *x, const char *key,
+                      size_t klen, const struct edge_rctx *rc, enum edge_level after)
+{
+    for (unsigned lv = after + 1; lv < EDGE_LV_PARENT; lv++) {
+        if (edge_tier_has(w, lv)) {
+            edge_tier_lookup(w, lv, x, key, klen, rc, tier_answered);
+            return;
+        }
+    }
+    fetch_or_504(w, x, key, klen, rc);
+}
+
+/* The one continuation of every tier's lookup (L1 included): a hit goes through the reuse
+ * decision, a miss to the next tier. Takes o's reference (NULL: a miss). The tier admitted
+ * a hit to L1 already when its policy says so. */
+static void tier_answered(struct edge_worker *w, struct http_exchange *x, const char *key,
+                          size_t klen, const struct edge_rctx *rc, enum edge_level lv,
+                          struct cache_obj *o)
+{
+    struct edge *e = w->e;
+
+    if (w->stopping) {
+        /* An asynchronous lookup answered while the loop closes: no fetch can start. */
+        cache_obj_unref(&o);
+        http_x_error(x, 503, "the edge is stopping");
+        return;
+    }
+    if (o) {
+        if (lv != EDGE_LV_L1)
+            metrics_counter_add(e->m.tier_hits[lv], 1);
+        serve_stored(w, x, key, klen, o, lv, rc);
+        cache_obj_unref(&o);
+        return;
+    }
+    if (lv != EDGE_LV_L1)
+        metrics_counter_add(e->m.tier_misses[lv], 1);
+    tier_next(w, x, key, klen, rc, lv);
+}
+
+/* L1, then the tiers behind it. */
+static void cache_walk(struct edge_worker *w, struct http_exchange *x, const char *key,
+                       size_t klen, const struct edge_rctx *rc)
+{
+    struct cache_obj *o = NULL;
+
+    if (l1_lookup(w->e->l1, key, klen, http_x_request(x), &o) != 0)
+        o = NULL;
+    tier_answered(w, x, key, klen, rc, EDGE_LV_L1, o);
+}
+
 /* ---- POST routes cached by their body (edge_routes.h) ---- */
 
 struct route_post {
@@ -221,10 +328,8 @@ static void route_post_free(struct route_post *rp)
 /* The whole body is here: key it, then go through the tiers like a GET. */
 static void route_post_run(struct route_post *rp)
 {
-    struct edge *e = rp->w->e;
     struct http_exchange *x = rp->x;
     char err[256];
-    struct cache_obj *o = NULL;
 
     if (rp->too_large) {
         snprintf(err, sizeof(err), "request body over the route's limit of %llu bytes (%s)",
@@ -241,12 +346,7 @@ static void route_post_run(struct route_post *rp)
         return;
     }
     struct edge_rctx rctx = {rp->body.data ? rp->body.data : "", rp->body.len, rp->rt->ttl_s};
-    if (l1_lookup(e->l1, rp->key.data, rp->key.len, http_x_request(x), &o) == 0) {
-        edge_serve_stored(rp->w, x, rp->key.data, rp->key.len, o, EDGE_LV_L1, &rctx);
-        cache_obj_unref(&o);
-    } else {
-        edge_tier_miss(rp->w, x, rp->key.data, rp->key.len, &rctx);
-    }
+    cache_walk(rp->w, x, rp->key.data, rp->key.len, &rctx);
     route_post_free(rp);
 }
 
@@ -323,7 +423,6 @@ void edge_public_handle(struct http_exchange *x, void *arg)
     struct edge_worker *w = http_x_worker(x);
     const struct http_request *r = http_x_request(x);
     struct http_req_info qi;
-    struct cache_obj *o = NULL;
     struct buf *kb = &w->key_scratch;
 
     if (r->method == HTTP_M_PURGE) {
@@ -364,10 +463,5 @@ void edge_public_handle(struct http_exchange *x, void *arg)
     }
     struct edge_rctx rctx = {NULL, 0, rt ? rt->ttl_s : -1};
     const struct edge_rctx *rc = rt && rt->ttl_s >= 0 ? &rctx : NULL;
-    if (l1_lookup(e->l1, key, klen, r, &o) == 0) {
-        edge_serve_stored(w, x, key, klen, o, EDGE_LV_L1, rc);
-        cache_obj_unref(&o);
-        return;
-    }
-    edge_tier_miss(w, x, key, klen, rc);
+    cache_walk(w, x, key, klen, rc);
 }

@@ -1,17 +1,12 @@
-/* src/edge/edge_tier.c: the tiers behind L1 (L2 disk, the Redis shared tier) and bodies
- * kept in files.
+/* src/edge/edge_tier.c: the storage tiers behind L1 (L2 disk, the Redis shared tier).
  *
- * A cacheable request that misses L1 looks in L2 (the index is in memory; opening and
- * verifying the file happens in the libuv thread pool), then in Redis (asynchronous,
- * with its own deadline and circuit breaker), and only then goes to the parent or the
- * origin (edge_fetch.c). Whatever tier answers, the object goes through the same RFC 9111
- * reuse decision as an L1 hit. Responses stored in L1 are copied to L2 and Redis in the
- * background; an L2 object enters L1 only on its l2_admit_hits-th hit, so one scan of
- * cold objects cannot flush L1.
- *
- * File-backed bodies (L2 hits, and responses above --max-mem-object) are sent with
- * sendfile, window by window; a window whose pages are not in the page cache is read
- * ahead in the thread pool first, so a loop never waits on the disk. */
+ * Storage only: lookups answer through the caller's callback (edge_req.c walks the chain
+ * and makes the RFC 9111 reuse decision), stores and drops. An L2 lookup finds the index
+ * in memory; opening and verifying the file happens in the libuv thread pool unless the
+ * open-file cache holds it. A Redis lookup is asynchronous, with its own deadline and
+ * circuit breaker. Responses stored in L1 are copied to L2 and Redis in the background;
+ * an L2 object enters L1 only on its l2_admit_hits-th hit, so one scan of cold objects
+ * cannot flush L1; a Redis hit always enters L1. */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,80 +26,11 @@
 #include "edge/edge_redis.h"
 #include "edge/edge_routes.h"
 
-#define FILE_WINDOW (4u << 20)
-/* L2 objects at least this large are not copied into L1 (see edge_tier_miss). */
+/* L2 objects at least this large are not copied into L1 (see l2_lookup_obj). */
 #define L1_COPY_MAX CACHE_BODY_MEMFD_MIN
 #define COPY_BUF (256u << 10)
 /* A 304 refresh rewrites the L2 copy only for bodies this small (the copy is a full read). */
 #define L2_REFRESH_MAX (64u << 20)
-
-/* ---- serving a stored object, whatever tier it came from ---- */
-
-struct edge_rctx *edge_rctx_dup(const struct edge_rctx *rc)
-{
-    if (!rc)
-        return NULL;
-    struct edge_rctx *d = mc_xmalloc(sizeof(*d));
-    *d = *rc;
-    if (rc->body) {
-        d->body = mc_xmalloc(rc->len ? rc->len : 1);
-        memcpy(d->body, rc->body, rc->len);
-    }
-    return d;
-}
-
-void edge_rctx_free(struct edge_rctx **rcp)
-{
-    if (!*rcp)
-        return;
-    free((*rcp)->body);
-    free(*rcp);
-    *rcp = NULL;
-}
-
-void edge_serve_stored(struct edge_worker *w, struct http_exchange *x, const char *key,
-                       size_t klen, struct cache_obj *o, enum edge_level lv,
-                       const struct edge_rctx *rc)
-{
-    struct edge *e = w->e;
-    const struct http_request *r = http_x_request(x);
-    struct http_req_info qi;
-    char cs[160];
-    int64_t age = edge_obj_age(o, units_wall_s());
-
-    http_req_info_from_request(&qi, r);
-    switch (http_cache_reuse(&qi, &o->info, o->lifetime, age)) {
-    case HTTP_REUSE_FRESH:
-        edge_cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age, NULL);
-        edge_deliver_obj(e, x, o, EDGE_XC_HIT, lv, cs);
-        break;
-    case HTTP_REUSE_STALE_OK:
-        edge_cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age,
-                          "; detail=stale-while-revalidate");
-        /* Before answering: the request and the key are not valid once it ended. */
-        edge_fetch_background(w, r, key, klen, o, rc);
-        edge_deliver_obj(e, x, o, EDGE_XC_STALE, lv, cs);
-        break;
-    case HTTP_REUSE_REVALIDATE:
-        edge_fetch_cacheable(w, x, key, klen, o, rc);
-        break;
-    }
-}
-
-/* Every tier missed: the parent or the origin, unless the client only wants a copy. */
-static void fetch_or_504(struct edge_worker *w, struct http_exchange *x, const char *key,
-                         size_t klen, const struct edge_rctx *rc)
-{
-    struct http_req_info qi;
-
-    http_req_info_from_request(&qi, http_x_request(x));
-    if (qi.cc.only_if_cached) {
-        edge_count(w->e, x, 504, EDGE_XC_MISS, EDGE_LV_L1, 0);
-        http_x_error(x, 504, "not in cache and the request says only-if-cached");
-        return;
-    }
-    edge_fetch_cacheable(w, x, key, klen, NULL, rc);
-}
 
 /* ---- Redis ---- */
 
@@ -114,6 +40,7 @@ struct redis_get {
     char *key;
     size_t klen;
     struct edge_rctx *rc;
+    edge_tier_done_f done;
 };
 
 static void on_redis_get(void *arg, struct cache_obj *o, const char *pkey, size_t plen)
@@ -126,36 +53,25 @@ static void on_redis_get(void *arg, struct cache_obj *o, const char *pkey, size_
     /* The copy is one variant: it serves only requests with the same Vary'd values. */
     if (o && !l1_variant_matches(o, http_x_request(g->x)))
         cache_obj_unref(&o);
-    if (w->stopping) {
-        http_x_error(g->x, 503, "the edge is stopping");
-    } else if (o) {
-        metrics_counter_add(w->e->m.tier_hits[EDGE_LV_REDIS], 1);
-        if (l1_insert(w->e->l1, g->key, g->klen, o) == 0)
-            metrics_counter_add(w->e->m.stored, 1);
-        edge_serve_stored(w, g->x, g->key, g->klen, o, EDGE_LV_REDIS, g->rc);
-    } else {
-        metrics_counter_add(w->e->m.tier_misses[EDGE_LV_REDIS], 1);
-        fetch_or_504(w, g->x, g->key, g->klen, g->rc);
-    }
-    cache_obj_unref(&o);
+    /* Every Redis hit enters L1: the lookup already cost a round trip. */
+    if (o && !w->stopping && l1_insert(w->e->l1, g->key, g->klen, o) == 0)
+        metrics_counter_add(w->e->m.stored, 1);
+    g->done(w, g->x, g->key, g->klen, g->rc, EDGE_LV_REDIS, o);
     edge_rctx_free(&g->rc);
     free(g->key);
     free(g);
 }
 
-static void redis_or_fetch(struct edge_worker *w, struct http_exchange *x, const char *key,
-                           size_t klen, const struct edge_rctx *rc)
+static void redis_lookup(struct edge_worker *w, struct http_exchange *x, const char *key,
+                         size_t klen, const struct edge_rctx *rc, edge_tier_done_f done)
 {
-    if (!w->redis) {
-        fetch_or_504(w, x, key, klen, rc);
-        return;
-    }
     struct redis_get *g = mc_xmalloc(sizeof(*g));
     g->w = w;
     g->x = x;
     g->key = mc_xstrndup(key, klen);
     g->klen = klen;
     g->rc = edge_rctx_dup(rc);
+    g->done = done;
     edge_redis_get(w->redis, key, klen, on_redis_get, g);
 }
 
@@ -495,6 +411,7 @@ struct l2_job {
     struct l2_file f;
     struct cache_body *mem;
     struct edge_rctx *rctx;
+    edge_tier_done_f done;
 };
 
 /* Feeds bytes [off, off+n) of a file to sink, in COPY_BUF pieces (thread pool only: the
@@ -562,7 +479,7 @@ static void l2_work(uv_work_t *req)
         }
     }
     /* The first window goes out with sendfile from the loop: have it in the page cache. */
-    readahead(j->f.fd, (off64_t)j->f.body_off, (size_t)MC_MIN(j->f.body_len, (uint64_t)FILE_WINDOW));
+    readahead(j->f.fd, (off64_t)j->f.body_off, (size_t)MC_MIN(j->f.body_len, (uint64_t)EDGE_FILE_WINDOW));
 }
 
 static void l2_after(uv_work_t *req, int status)
@@ -575,11 +492,8 @@ static void l2_after(uv_work_t *req, int status)
     if (j->rc == -EBADMSG)
         log_warn("L2 file failed its checks: dropped, refetching", "key=\"%.*s\"",
                  (int)MC_MIN(j->klen, 200u), j->key);
-    if (w->stopping) {
-        http_x_error(j->x, 503, "the edge is stopping");
-    } else if (j->rc != 0) {
-        metrics_counter_add(e->m.tier_misses[EDGE_LV_L2], 1);
-        redis_or_fetch(w, j->x, j->key, j->klen, j->rctx);
+    if (j->rc != 0 || w->stopping) {
+        j->done(w, j->x, j->key, j->klen, j->rctx, EDGE_LV_L2, NULL);
     } else {
         struct cache_obj *o = j->f.obj;
         j->f.obj = NULL;
@@ -596,9 +510,7 @@ static void l2_after(uv_work_t *req, int status)
             fdc_put(w, j->en, o);
             metrics_counter_add(e->m.l2_opens, 1);
         }
-        metrics_counter_add(e->m.tier_hits[EDGE_LV_L2], 1);
-        edge_serve_stored(w, j->x, j->key, j->klen, o, EDGE_LV_L2, j->rctx);
-        cache_obj_unref(&o);
+        j->done(w, j->x, j->key, j->klen, j->rctx, EDGE_LV_L2, o);
     }
     if (j->f.fd >= 0)
         close(j->f.fd);
@@ -631,21 +543,20 @@ static struct cache_obj *copy_if_resident(const struct cache_obj *fo)
     return b ? cache_obj_dup(fo, b) : NULL;
 }
 
-void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
-                    const struct edge_rctx *rc)
+int edge_tier_has(const struct edge_worker *w, enum edge_level lv)
+{
+    return lv == EDGE_LV_L2 ? w->e->l2 != NULL : lv == EDGE_LV_REDIS && w->redis != NULL;
+}
+
+static void l2_lookup_obj(struct edge_worker *w, struct http_exchange *x, const char *key,
+                          size_t klen, const struct edge_rctx *rc, edge_tier_done_f done)
 {
     struct edge *e = w->e;
     struct l2_entry *en = NULL;
-    int found;
+    int found = l2_lookup(e->l2, key, klen, http_x_request(x), &en);
 
-    if (!e->l2) {
-        redis_or_fetch(w, x, key, klen, rc);
-        return;
-    }
-    found = l2_lookup(e->l2, key, klen, http_x_request(x), &en);
     if (found != 0 && found != -EAGAIN) {
-        metrics_counter_add(e->m.tier_misses[EDGE_LV_L2], 1);
-        redis_or_fetch(w, x, key, klen, rc);
+        done(w, x, key, klen, rc, EDGE_LV_L2, NULL);
         return;
     }
     /* Larger bodies stay with L2: sent from the page cache with sendfile (no copy), they
@@ -661,10 +572,8 @@ void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *
             cache_obj_unref(&o);
             o = m;
         }
-        metrics_counter_add(e->m.tier_hits[EDGE_LV_L2], 1);
-        edge_serve_stored(w, x, key, klen, o, EDGE_LV_L2, rc);
-        cache_obj_unref(&o);
         l2_entry_unref(&en);
+        done(w, x, key, klen, rc, EDGE_LV_L2, o);
         return;
     }
     struct l2_job *j = mc_xcalloc(1, sizeof(*j));
@@ -675,12 +584,23 @@ void edge_tier_miss(struct edge_worker *w, struct http_exchange *x, const char *
     j->key = mc_xstrndup(key, klen);
     j->klen = klen;
     j->rctx = edge_rctx_dup(rc);
+    j->done = done;
     j->f.fd = -1;
     j->promote = promote;
     if (uv_queue_work(w->loop, &j->work, l2_work, l2_after) != 0) {
         j->rc = -EAGAIN;
         l2_after(&j->work, 0);
     }
+}
+
+void edge_tier_lookup(struct edge_worker *w, enum edge_level lv, struct http_exchange *x,
+                      const char *key, size_t klen, const struct edge_rctx *rc,
+                      edge_tier_done_f done)
+{
+    if (lv == EDGE_LV_L2)
+        l2_lookup_obj(w, x, key, klen, rc, done);
+    else
+        redis_lookup(w, x, key, klen, rc, done);
 }
 
 /* ---- copies into L2 and Redis ---- */
@@ -766,130 +686,6 @@ void edge_tier_drop(struct edge_worker *w, const char *key, size_t klen)
         l2_remove(e->l2, key, klen);
     if (w->redis)
         edge_redis_del(w->redis, key, klen);
-}
-
-/* ---- sending file-backed bodies ---- */
-
-struct fsend {
-    uv_work_t work;
-    struct http_exchange *x;
-    struct cache_obj *o;
-    int fd;
-    uint64_t base, pos, end, inflight;
-    int in_step, again, failed;
-};
-
-/* Is the last byte of [off, off+n) in the page cache? Windows are read ahead (and files
- * written) front to back, so the last page being there says the window is. RWF_NOWAIT
- * reads fail with EAGAIN instead of going to the disk (EOPNOTSUPP on old kernels: no). */
-static int resident(int fd, uint64_t off, uint64_t n)
-{
-    char c;
-    struct iovec iov = {&c, 1};
-    return preadv2(fd, &iov, 1, (off_t)(off + (n ? n - 1 : 0)), RWF_NOWAIT) == 1;
-}
-
-/* A body that fits one window and was found whole in the page cache within the last
- * RESIDENT_TRUST_MS is sent without asking again: pages read that recently sit on the
- * active list, and the probe was a tenth of an L2 hit's CPU. Only reclaim within that
- * second could make such a send wait on the disk. */
-#define RESIDENT_TRUST_MS 1000u
-
-static int window_resident(struct fsend *s, uint64_t n)
-{
-    struct cache_body *b = s->o->body;
-    uint64_t now = uv_now(http_x_loop(s->x));
-    int whole = s->pos == 0 && n == cache_body_len(b);
-
-    if (whole) {
-        uint64_t seen = atomic_load_explicit(&b->resident_ms, memory_order_relaxed);
-        if (seen && now - seen < RESIDENT_TRUST_MS)
-            return 1;
-    }
-    if (!resident(s->fd, s->base + s->pos, n))
-        return 0;
-    if (whole)
-        atomic_store_explicit(&b->resident_ms, now ? now : 1, memory_order_relaxed);
-    return 1;
-}
-
-static void fs_step(struct fsend *s);
-
-static void fs_finish(struct fsend *s)
-{
-    http_x_end(s->x);
-    cache_obj_unref(&s->o);
-    free(s);
-}
-
-static void fs_sent(void *arg)
-{
-    struct fsend *s = arg;
-    s->pos += s->inflight;
-    s->inflight = 0;
-    if (s->in_step)
-        s->again = 1; /* completed inside http_x_sendfile_fd: fs_step loops */
-    else
-        fs_step(s);
-}
-
-static void fs_prefetch_work(uv_work_t *req)
-{
-    struct fsend *s = req->data;
-    readahead(s->fd, (off64_t)(s->base + s->pos),
-              (size_t)MC_MIN(s->end - s->pos, (uint64_t)FILE_WINDOW));
-}
-
-static void fs_send_window(struct fsend *s)
-{
-    uint64_t n = MC_MIN(s->end - s->pos, (uint64_t)FILE_WINDOW);
-    s->inflight = n;
-    s->in_step = 1;
-    s->again = 0;
-    int rc = http_x_sendfile_fd(s->x, s->fd, s->base + s->pos, n, fs_sent, s);
-    s->in_step = 0;
-    if (rc != 0)
-        s->failed = 1;
-}
-
-static void fs_prefetch_after(uv_work_t *req, int status)
-{
-    struct fsend *s = req->data;
-    (void)status;
-    fs_send_window(s);
-    if (s->failed || s->again)
-        fs_step(s);
-}
-
-static void fs_step(struct fsend *s)
-{
-    for (;;) {
-        if (s->failed || s->pos >= s->end) {
-            fs_finish(s);
-            return;
-        }
-        uint64_t n = MC_MIN(s->end - s->pos, (uint64_t)FILE_WINDOW);
-        if (!window_resident(s, n)) {
-            s->work.data = s;
-            if (uv_queue_work(http_x_loop(s->x), &s->work, fs_prefetch_work, fs_prefetch_after) == 0)
-                return;
-        }
-        fs_send_window(s);
-        if (!s->failed && !s->again)
-            return; /* fs_sent continues */
-    }
-}
-
-void edge_send_file(struct http_exchange *x, struct cache_obj *o, uint64_t first, uint64_t end)
-{
-    struct fsend *s = mc_xcalloc(1, sizeof(*s));
-    s->x = x;
-    s->o = cache_obj_ref(o);
-    s->fd = cache_body_file(o->body, &s->base);
-    s->pos = first;
-    s->end = end;
-    MC_ASSERT(s->fd >= 0);
-    fs_step(s);
 }
 
 /* ---- start-up ---- */
