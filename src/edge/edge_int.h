@@ -67,7 +67,7 @@ struct edge_worker {
     struct buf hdr_scratch;
     struct predict_loop *pl;                    /* prediction completions, or NULL */
     struct edge_redis_conn *redis;              /* this loop's Redis connection, or NULL */
-    struct edge_fdc *fdc;                       /* open L2 files (edge_tier.c), or NULL */
+    struct edge_fdc *fdc;                       /* open L2 files (edge_tier_l2.c), or NULL */
     int stopping;
 };
 
@@ -129,9 +129,11 @@ struct edge {
     size_t nparents;            /* 1 when origin_urls[0] is the --parent edge */
     struct l2 *l2;              /* --disk-dir tier, or NULL */
     struct edge_redis *redis;   /* --redis tier, or NULL */
+    const struct edge_tier_ops *tiers[EDGE_LV__N]; /* the chain behind L1, nearest first */
+    size_t ntiers;
     struct edge_routes *routes; /* route table from the config file, or NULL */
     uint64_t max_mem_object;    /* larger bodies live in files and skip L1 */
-    _Atomic uint64_t l2_clock;  /* L2 hits so far: the clock of L1 admission (edge_tier.c) */
+    _Atomic uint64_t l2_clock;  /* L2 hits so far: the clock of L1 admission (edge_tier_l2.c) */
     char name[64];              /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
     /* Request hardening (edge_req.c, set up by edge_req_init). */
     const char **strip;         /* fields removed on arrival; owned array of borrowed names */
@@ -350,24 +352,55 @@ void edge_cache_status(char *out, size_t n, const char *prefix, int64_t v, const
 const char *edge_xc_name(enum edge_xc xc);
 const char *edge_lv_name(enum edge_level lv);
 
-/* edge_tier.c: storage behind L1. It answers lookups through a callback and calls none of
- * edge_req.c, edge_fetch.c or edge_deliver.c. */
-/* The answer of a lookup in tier lv: o is a reference the callee takes over (NULL: a
- * miss); key, klen and rc are the lookup's, valid during the call only. */
+/* edge_tier.c: the chain of storage tiers behind L1. It answers lookups through a
+ * callback and calls none of edge_req.c, edge_fetch.c or edge_deliver.c. */
+/* The answer of the chain: o is a reference the callee takes over, from tier lv; NULL when
+ * every tier missed, or when the loop is stopping (w->stopping: the callee answers 503).
+ * key, klen and rc are the lookup's, valid during the call only. */
 typedef void (*edge_tier_done_f)(struct edge_worker *w, struct http_exchange *x,
                                  const char *key, size_t klen, const struct edge_rctx *rc,
                                  enum edge_level lv, struct cache_obj *o);
-/* Is tier lv (EDGE_LV_L2, EDGE_LV_REDIS) there on this loop? */
-int edge_tier_has(const struct edge_worker *w, enum edge_level lv);
-/* Looks key up in tier lv (which edge_tier_has), then calls done, now or later on this
- * loop. The tier's own admission policy copies a hit into L1 before done runs. */
-void edge_tier_lookup(struct edge_worker *w, enum edge_level lv, struct http_exchange *x,
-                      const char *key, size_t klen, const struct edge_rctx *rc,
-                      edge_tier_done_f done);
-/* A complete stored response: copy it to L2 and Redis in the background. */
+
+/* One storage tier behind L1 (like a Varnish stevedore): the chain in edge_tier.c walks
+ * the configured ones nearest first. open returns 1 when the settings ask for the tier
+ * (then it is in the chain), 0 when they do not, -errno with a message on failure; close
+ * undoes it. loop_init/loop_fini set up and tear down the tier's per-loop state
+ * (w->redis, w->fdc). lookup answers once, now or later on w's loop, by calling
+ * edge_tier__answered with the tier's level and done; it admits a hit to L1 first when
+ * its own policy says so. store copies a complete response (in the background); drop
+ * forgets a key. Invalidation can grow the table without touching its callers: a
+ * drop_tag(w, tag) for stores that index surrogate keys, and a ban(w, expr) recorded per
+ * tier and checked by lookup, each an entry that a tier without it leaves NULL. */
+struct edge_tier_ops {
+    const char *name;
+    enum edge_level level;
+    int (*open)(struct edge *e, char *err, size_t errlen);
+    void (*close)(struct edge *e);
+    void (*loop_init)(struct edge_worker *w);
+    void (*loop_fini)(struct edge_worker *w);
+    void (*lookup)(struct edge_worker *w, struct http_exchange *x, const char *key,
+                   size_t klen, const struct edge_rctx *rc, edge_tier_done_f done);
+    void (*store)(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
+    void (*drop)(struct edge_worker *w, const char *key, size_t klen);
+};
+extern const struct edge_tier_ops edge_tier_l2_ops;    /* edge_tier_l2.c */
+extern const struct edge_tier_ops edge_tier_redis_ops; /* edge_redis.c */
+
+/* L1 missed a cacheable GET/HEAD: walks the chain, then calls done (once). */
+void edge_tier_walk(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
+                    const struct edge_rctx *rc, edge_tier_done_f done);
+/* The continuation of every tier's lookup (the adapters call it, nothing else does): while
+ * the loop stops, done with NULL; on a hit, count it and hand o to done; on a miss, count
+ * it and ask the next tier. Takes o's reference. */
+void edge_tier__answered(struct edge_worker *w, struct http_exchange *x, const char *key,
+                         size_t klen, const struct edge_rctx *rc, enum edge_level lv,
+                         struct cache_obj *o, edge_tier_done_f done);
+/* A complete stored response: copy it to every tier in the background. */
 void edge_tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
-/* Drops every copy of key from every tier (invalidation). */
+/* Drops every copy of key from L1 and every tier (invalidation). */
 void edge_tier_drop(struct edge_worker *w, const char *key, size_t klen);
+/* Opens the configured tiers (and loads the route table). 0, or -errno with err set;
+ * edge_tier_close() undoes what was done, also after a failure. */
 int edge_tier_open(struct edge *e, char *err, size_t errlen);
 void edge_tier_loop_init(struct edge_worker *w);
 void edge_tier_loop_fini(struct edge_worker *w);

@@ -69,8 +69,6 @@ static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
     w->wake.data = w;
     if (e->predict)
         w->pl = predict_loop_init(e->predict, loop);
-    if (e->redis)
-        w->redis = edge_redis_loop_init(e->redis, loop);
     edge_tier_loop_init(w);
     e->workers[idx] = w;
     return w;
@@ -101,14 +99,12 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
 
     (void)loop;
     w->stopping = 1;
-    /* Pending Redis lookups answer (503, the loop is stopping) before the fills go. */
-    if (w->redis)
-        edge_redis_loop_fini(&w->redis);
+    /* Pending tier lookups (Redis) answer (503, the loop is stopping) before the fills go. */
+    edge_tier_loop_fini(w);
     edge_worker_cancel_fills(w);
     /* Waiters of this loop woken by the cancellations answer now, before the loop ends. */
     edge_worker_wake(&w->wake);
     predict_loop_fini(&w->pl);
-    edge_tier_loop_fini(w);
     http_client_free(&w->client);
     e->workers[w->idx] = NULL;
     uv_close((uv_handle_t *)&w->wake, worker_closed);

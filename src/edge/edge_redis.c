@@ -20,7 +20,10 @@
  * copy another edge has written meanwhile is not lost; docs/internals/cache.md.
  *
  * The breaker in struct edge_redis is shared by every loop: its state is read lock-free
- * on each call, transitions take its mutex. Counters are relaxed atomics. */
+ * on each call, transitions take its mutex. Counters are relaxed atomics.
+ *
+ * The end of this file is the Redis tier of the chain (edge_tier.c): lookups, copies and
+ * drops through the per-loop connection, and the tier's metrics. */
 #include "edge/edge_redis.h"
 
 #include <errno.h>
@@ -44,6 +47,7 @@
 #include "core/log.h"
 #include "core/mc.h"
 #include "core/units.h"
+#include "edge/edge_int.h"
 
 #define EDGE_REDIS_MAGIC 0x52444953u
 #define EDGE_REDIS_CONN_MAGIC 0x5244434eu
@@ -1157,3 +1161,157 @@ const char *edge_redis_state(const struct edge_redis *cr)
         return "closed";
     }
 }
+
+/* ---- the Redis tier of the chain (edge_tier.c) ---- */
+
+struct redis_get {
+    struct edge_worker *w;
+    struct http_exchange *x;
+    char *key;
+    size_t klen;
+    struct edge_rctx *rc;
+    edge_tier_done_f done;
+};
+
+static void on_redis_get(void *arg, struct cache_obj *o, const char *pkey, size_t plen)
+{
+    struct redis_get *g = arg;
+    struct edge_worker *w = g->w;
+
+    (void)pkey;
+    (void)plen;
+    /* The copy is one variant: it serves only requests with the same Vary'd values. */
+    if (o && !l1_variant_matches(o, http_x_request(g->x)))
+        cache_obj_unref(&o);
+    /* Every Redis hit enters L1: the lookup already cost a round trip. */
+    if (o && !w->stopping && l1_insert(w->e->l1, g->key, g->klen, o) == 0)
+        metrics_counter_add(w->e->m.stored, 1);
+    edge_tier__answered(w, g->x, g->key, g->klen, g->rc, EDGE_LV_REDIS, o, g->done);
+    edge_rctx_free(&g->rc);
+    free(g->key);
+    free(g);
+}
+
+static void redis_lookup(struct edge_worker *w, struct http_exchange *x, const char *key,
+                         size_t klen, const struct edge_rctx *rc, edge_tier_done_f done)
+{
+    if (!w->redis) {
+        /* This loop's connection is gone: it is stopping. */
+        edge_tier__answered(w, x, key, klen, rc, EDGE_LV_REDIS, NULL, done);
+        return;
+    }
+    struct redis_get *g = mc_xmalloc(sizeof(*g));
+    g->w = w;
+    g->x = x;
+    g->key = mc_xstrndup(key, klen);
+    g->klen = klen;
+    g->rc = edge_rctx_dup(rc);
+    g->done = done;
+    edge_redis_get(w->redis, key, klen, on_redis_get, g);
+}
+
+static void redis_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
+{
+    int64_t ttl = o->lifetime - edge_obj_age(o, units_wall_s());
+
+    if (w->redis && ttl > 0 && cache_body_file(o->body, NULL) < 0)
+        edge_redis_put(w->redis, key, klen, o, (uint64_t)ttl * 1000u);
+}
+
+static void redis_drop(struct edge_worker *w, const char *key, size_t klen)
+{
+    if (w->redis)
+        edge_redis_del(w->redis, key, klen);
+}
+
+static void redis_loop_init(struct edge_worker *w)
+{
+    w->redis = edge_redis_loop_init(w->e->redis, w->loop);
+}
+
+static void redis_loop_fini(struct edge_worker *w)
+{
+    if (w->redis)
+        edge_redis_loop_fini(&w->redis);
+}
+
+#define REDIS_STAT(field)                                                                          \
+    static double redis_stat_##field(void *arg)                                                    \
+    {                                                                                              \
+        struct edge_redis_stats st;                                                                \
+        edge_redis_stats(((struct edge *)arg)->redis, &st);                                        \
+        return (double)st.field;                                                                   \
+    }
+REDIS_STAT(hits)
+REDIS_STAT(misses)
+REDIS_STAT(errors)
+REDIS_STAT(corrupt)
+REDIS_STAT(timeouts)
+REDIS_STAT(skipped_open)
+REDIS_STAT(skipped_down)
+REDIS_STAT(stores)
+REDIS_STAT(breaker_trips)
+REDIS_STAT(breaker_open)
+
+
+static void redis_metrics(struct edge *e)
+{
+    metrics_counter_fn("mlcdn_edge_redis_hits_total", "Redis lookups that found the object",
+                       NULL, redis_stat_hits, e);
+    metrics_counter_fn("mlcdn_edge_redis_misses_total", "Redis lookups that found nothing",
+                       NULL, redis_stat_misses, e);
+    metrics_counter_fn("mlcdn_edge_redis_errors_total",
+                       "Redis timeouts, connection failures and error replies", NULL,
+                       redis_stat_errors, e);
+    metrics_counter_fn("mlcdn_edge_redis_corrupt_total",
+                       "Redis values refused for a bad frame, length or checksum (served "
+                       "from the next tier)",
+                       NULL, redis_stat_corrupt, e);
+    metrics_counter_fn("mlcdn_edge_redis_timeouts_total",
+                       "Redis lookups answered as misses at their deadline", NULL,
+                       redis_stat_timeouts, e);
+    metrics_counter_fn("mlcdn_edge_redis_skipped_total",
+                       "Redis lookups skipped: breaker open", "reason=\"breaker\"",
+                       redis_stat_skipped_open, e);
+    metrics_counter_fn("mlcdn_edge_redis_skipped_total",
+                       "Redis lookups skipped: breaker open", "reason=\"disconnected\"",
+                       redis_stat_skipped_down, e);
+    metrics_counter_fn("mlcdn_edge_redis_stores_total", "Objects stored in Redis", NULL,
+                       redis_stat_stores, e);
+    metrics_counter_fn("mlcdn_edge_redis_breaker_trips_total",
+                       "Times the Redis circuit breaker opened", NULL, redis_stat_breaker_trips, e);
+    metrics_gauge_fn("mlcdn_edge_redis_breaker_open", "1 while the Redis tier is skipped",
+                     NULL, redis_stat_breaker_open, e);
+}
+
+static int redis_open(struct edge *e, char *err, size_t errlen)
+{
+    int rc;
+
+    if (!e->cfg.redis || !*e->cfg.redis)
+        return 0;
+    rc = edge_redis_new(e->cfg.redis, e->cfg.redis_max_object, e->cfg.redis_timeout_ms,
+                        &e->redis, err, errlen);
+    if (rc != 0)
+        return rc;
+    redis_metrics(e);
+    return 1;
+}
+
+static void redis_close(struct edge *e)
+{
+    if (e->redis)
+        edge_redis_free(&e->redis);
+}
+
+const struct edge_tier_ops edge_tier_redis_ops = {
+    .name = "REDIS",
+    .level = EDGE_LV_REDIS,
+    .open = redis_open,
+    .close = redis_close,
+    .loop_init = redis_loop_init,
+    .loop_fini = redis_loop_fini,
+    .lookup = redis_lookup,
+    .store = redis_store,
+    .drop = redis_drop,
+};

@@ -13,8 +13,8 @@
  * lets them through to the origin, uncached.
  *
  * GET and HEAD go through the cache, and this file decides every step of that walk: L1,
- * then each tier behind it (edge_tier.c answers through one continuation, tier_answered),
- * the RFC 9111 reuse decision for whatever tier answered (fresh hit,
+ * then the tier chain behind it (edge_tier.c, answering through tier_answered), the
+ * RFC 9111 reuse decision for whatever tier answered (fresh hit,
  * stale-while-revalidate, revalidation), then a coalesced origin fetch on a miss
  * (edge_fetch.c). Bytes go to the client through edge_deliver.c.
  * Every other method, and requests with Authorization, are forwarded to the origin
@@ -252,59 +252,33 @@ static void fetch_or_504(struct edge_worker *w, struct http_exchange *x, const c
     edge_fetch_cacheable(w, x, key, klen, NULL, rc);
 }
 
-static void tier_answered(struct edge_worker *w, struct http_exchange *x, const char *key,
-                          size_t klen, const struct edge_rctx *rc, enum edge_level lv,
-                          struct cache_obj *o);
-
-/* Asks the first tier after `after` that is there, else the parent or the origin. */
-static void tier_next(struct edge_worker *w, struct http_exchange *x, const char *key,
-                      size_t klen, const struct edge_rctx *rc, enum edge_level after)
-{
-    for (unsigned lv = after + 1; lv < EDGE_LV_PARENT; lv++) {
-        if (edge_tier_has(w, lv)) {
-            edge_tier_lookup(w, lv, x, key, klen, rc, tier_answered);
-            return;
-        }
-    }
-    fetch_or_504(w, x, key, klen, rc);
-}
-
-/* The one continuation of every tier's lookup (L1 included): a hit goes through the reuse
- * decision, a miss to the next tier. Takes o's reference (NULL: a miss). The tier admitted
- * a hit to L1 already when its policy says so. */
+/* The answer of the tier chain (edge_tier.c): the reuse step for a tier's object, the
+ * parent or the origin when every tier missed. */
 static void tier_answered(struct edge_worker *w, struct http_exchange *x, const char *key,
                           size_t klen, const struct edge_rctx *rc, enum edge_level lv,
                           struct cache_obj *o)
 {
-    struct edge *e = w->e;
-
-    if (w->stopping) {
-        /* An asynchronous lookup answered while the loop closes: no fetch can start. */
-        cache_obj_unref(&o);
+    if (w->stopping)
         http_x_error(x, 503, "the edge is stopping");
-        return;
-    }
-    if (o) {
-        if (lv != EDGE_LV_L1)
-            metrics_counter_add(e->m.tier_hits[lv], 1);
+    else if (o)
         serve_stored(w, x, key, klen, o, lv, rc);
-        cache_obj_unref(&o);
-        return;
-    }
-    if (lv != EDGE_LV_L1)
-        metrics_counter_add(e->m.tier_misses[lv], 1);
-    tier_next(w, x, key, klen, rc, lv);
+    else
+        fetch_or_504(w, x, key, klen, rc);
+    cache_obj_unref(&o);
 }
 
-/* L1, then the tiers behind it. */
+/* L1, then the tier chain behind it. */
 static void cache_walk(struct edge_worker *w, struct http_exchange *x, const char *key,
                        size_t klen, const struct edge_rctx *rc)
 {
     struct cache_obj *o = NULL;
 
-    if (l1_lookup(w->e->l1, key, klen, http_x_request(x), &o) != 0)
-        o = NULL;
-    tier_answered(w, x, key, klen, rc, EDGE_LV_L1, o);
+    if (l1_lookup(w->e->l1, key, klen, http_x_request(x), &o) == 0) {
+        serve_stored(w, x, key, klen, o, EDGE_LV_L1, rc);
+        cache_obj_unref(&o);
+        return;
+    }
+    edge_tier_walk(w, x, key, klen, rc, tier_answered);
 }
 
 /* ---- POST routes cached by their body (edge_routes.h) ---- */
