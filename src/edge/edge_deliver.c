@@ -24,8 +24,10 @@
 #include "core/units.h"
 #include "edge/edge_int.h"
 
-static const char *const xc_names[EDGE_XC__N] = {"HIT", "MISS", "STALE", "BYPASS"};
-static const char *const lv_names[EDGE_LV__N] = {"L1", "L2", "REDIS", "PARENT", "ORIGIN"};
+#define NAME(n) #n,
+static const char *const xc_names[EDGE_XC__N] = {EDGE_XC_LIST(NAME)};
+static const char *const lv_names[EDGE_LV__N] = {EDGE_LV_LIST(NAME)};
+#undef NAME
 
 const char *edge_xc_name(enum edge_xc xc)
 {

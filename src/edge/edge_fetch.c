@@ -268,6 +268,7 @@ void edge_worker_wake(uv_async_t *a)
 static void waiter_on_abort(struct http_exchange *x, void *arg)
 {
     struct edge_waiter *wt = arg;
+    MC_CHECK_OBJ_NOTNULL(wt, EDGE_WAITER_MAGIC);
     (void)x;
     wt->aborted = 1;
     if (!wt->st.writing)
@@ -377,7 +378,9 @@ static void waiter_respond_error(struct edge_waiter *wt, int status, const char 
 
 static void waiter_wake(void *arg)
 {
-    waiter_pump(arg);
+    struct edge_waiter *wt = arg;
+    MC_CHECK_OBJ_NOTNULL(wt, EDGE_WAITER_MAGIC);
+    waiter_pump(wt);
 }
 
 static const char *fill_cache_status(struct edge_fill *f, enum edge_xc xc, char *buf, size_t n)
@@ -670,6 +673,8 @@ static void upload_client_gone(struct edge_fill *f)
 static void on_resume_timer(uv_timer_t *t)
 {
     struct edge_fill *f = t->data;
+    MC_CHECK_OBJ_NOTNULL(f, EDGE_FILL_MAGIC);
+    MC_CHECK_OBJ(f->e, EDGE_MAGIC);
     if (f->client_paused && f->upload_x) {
         f->client_paused = 0;
         http_x_body_resume(f->upload_x);
@@ -724,6 +729,8 @@ static void upload_stream(struct edge_fill *f)
 static size_t on_upload_read(char *dst, size_t size, size_t nitems, void *arg)
 {
     struct edge_fill *f = arg;
+    MC_CHECK_OBJ_NOTNULL(f, EDGE_FILL_MAGIC);
+    MC_CHECK_OBJ(f->e, EDGE_MAGIC);
     size_t n = size * nitems, avail = f->upload.len - f->upload_off;
 
     if (f->upload_failed)
@@ -753,6 +760,8 @@ static size_t on_upload_read(char *dst, size_t size, size_t nitems, void *arg)
 static void on_upload_data(struct http_exchange *x, const char *data, size_t len, void *arg)
 {
     struct edge_fill *f = arg;
+    MC_CHECK_OBJ_NOTNULL(f, EDGE_FILL_MAGIC);
+    MC_CHECK_OBJ(f->e, EDGE_MAGIC);
 
     if (f->upload_buffering) {
         if (buf_append(&f->upload, data, len) != 0) {
@@ -783,6 +792,8 @@ static void on_upload_data(struct http_exchange *x, const char *data, size_t len
 static void on_upload_end(struct http_exchange *x, int err, const char *msg, void *arg)
 {
     struct edge_fill *f = arg;
+    MC_CHECK_OBJ_NOTNULL(f, EDGE_FILL_MAGIC);
+    MC_CHECK_OBJ(f->e, EDGE_MAGIC);
 
     (void)x;
     if (err == -408)
@@ -1180,6 +1191,8 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
 static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 {
     struct edge_fill *f = arg;
+    MC_CHECK_OBJ_NOTNULL(f, EDGE_FILL_MAGIC);
+    MC_CHECK_OBJ(f->e, EDGE_MAGIC);
     size_t n = size * nitems;
 
     if (f->headers_done)
@@ -1210,6 +1223,8 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct edge_fill *f = arg;
+    MC_CHECK_OBJ_NOTNULL(f, EDGE_FILL_MAGIC);
+    MC_CHECK_OBJ(f->e, EDGE_MAGIC);
     size_t n = size * nmemb;
 
     if (!f->headers_done || !f->obj)
@@ -1440,6 +1455,8 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
 static void on_done(CURL *easy, CURLcode res, void *arg)
 {
     struct edge_fill *f = arg;
+    MC_CHECK_OBJ_NOTNULL(f, EDGE_FILL_MAGIC);
+    MC_CHECK_OBJ(f->e, EDGE_MAGIC);
 
     (void)easy;
     if (res != CURLE_OK && !f->headers_done && retryable(res))
@@ -1462,6 +1479,8 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 static void on_first_byte_timeout(uv_timer_t *t)
 {
     struct edge_fill *f = t->data;
+    MC_CHECK_OBJ_NOTNULL(f, EDGE_FILL_MAGIC);
+    MC_CHECK_OBJ(f->e, EDGE_MAGIC);
 
     if (f->headers_done || !f->easy)
         return;

@@ -39,6 +39,7 @@
 #define EDGE_FILL_MAGIC 0x46494c4cu
 #define EDGE_WAITER_MAGIC 0x57414954u
 #define EDGE_WORKER_MAGIC 0x45574b52u
+#define EDGE_MAGIC 0x45444745u
 #define EDGE_BUSY_SHARDS 64
 
 struct edge_fill;
@@ -76,10 +77,17 @@ struct edge_busy_shard {
     struct edge_fill *head; /* linked through fill->busy_next */
 };
 
-/* Cache status of a response, for headers and metrics. */
-enum edge_xc { EDGE_XC_HIT, EDGE_XC_MISS, EDGE_XC_STALE, EDGE_XC_BYPASS, EDGE_XC__N };
-/* The tier a response came from, nearest first (X-Cache-Level). */
-enum edge_level { EDGE_LV_L1, EDGE_LV_L2, EDGE_LV_REDIS, EDGE_LV_PARENT, EDGE_LV_ORIGIN, EDGE_LV__N };
+/* Cache status of a response, for headers and metrics (X-Cache: the names). One list,
+ * so the enum and its names (edge_deliver.c) cannot drift apart. */
+#define EDGE_XC_LIST(X) X(HIT) X(MISS) X(STALE) X(BYPASS)
+/* The tier a response came from, nearest first (X-Cache-Level: the names). */
+#define EDGE_LV_LIST(X) X(L1) X(L2) X(REDIS) X(PARENT) X(ORIGIN)
+#define EDGE_XC_ENUM(n) EDGE_XC_##n,
+#define EDGE_LV_ENUM(n) EDGE_LV_##n,
+enum edge_xc { EDGE_XC_LIST(EDGE_XC_ENUM) EDGE_XC__N };
+enum edge_level { EDGE_LV_LIST(EDGE_LV_ENUM) EDGE_LV__N };
+#undef EDGE_XC_ENUM
+#undef EDGE_LV_ENUM
 
 struct edge_metrics {
     struct metrics_counter *req[EDGE_XC__N][EDGE_LV__N];
@@ -110,6 +118,7 @@ struct edge_metrics {
 };
 
 struct edge {
+    unsigned magic;
     struct edge_cfg cfg;
     char *origin_urls[EDGE_MAX_ORIGINS]; /* owned copies without a trailing slash */
     struct l1 *l1;

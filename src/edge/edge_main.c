@@ -153,6 +153,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     struct http_server_cfg sc;
     int rc;
 
+    MC_INIT_OBJ(e, EDGE_MAGIC);
     e->cfg = *cfg;
     e->cfg.norigins = 0;
     if (cfg->parent && *cfg->parent) {
@@ -268,7 +269,7 @@ fail:
     for (size_t i = 0; i < e->cfg.norigins; i++)
         free(e->origin_urls[i]);
     free(e->workers);
-    free(e);
+    MC_FREE_OBJ(e);
     return rc;
 }
 
@@ -305,7 +306,7 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     for (size_t i = 0; i < e->cfg.norigins; i++)
         free(e->origin_urls[i]);
     free(e->workers);
-    free(e);
+    MC_FREE_OBJ(e);
     *ep = NULL;
 }
 
