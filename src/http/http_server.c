@@ -1659,24 +1659,18 @@ static void conn_process_one(struct conn *c)
 
 /* ---- accepting ---- */
 
-enum accept_act {
-    ACC_DRAINED, /* nothing waits (and a descriptor was free: Linux checks that first) */
-    ACC_RETRY,   /* that client is lost, the next one may come */
-    ACC_PAUSE,   /* stop accepting for a while */
-};
-
-/* What a failed accept(2) means for the listener. Linux passes pending network errors of
- * the new connection on to accept (accept(2), "Error handling"): only that client is lost.
- * Out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM) the next call fails
- * the same way, and so would any error not listed: the listener pauses, it never spins. */
-static enum accept_act accept_errno_act(int err)
+/* Linux passes pending network errors of the new connection on to accept (accept(2),
+ * "Error handling"): only that client is lost. Out of descriptors (EMFILE, ENFILE) or
+ * memory (ENOBUFS, ENOMEM) the next call fails the same way, and so would any error not
+ * listed: the listener pauses, it never spins. */
+enum http_accept_act http_accept_errno_act(int err)
 {
     switch (err) {
     case EAGAIN:
 #if EWOULDBLOCK != EAGAIN
     case EWOULDBLOCK:
 #endif
-        return ACC_DRAINED;
+        return HTTP_ACCEPT_DRAINED;
     case EINTR:
     case ECONNABORTED:
     case EPROTO:
@@ -1688,9 +1682,9 @@ static enum accept_act accept_errno_act(int err)
     case EHOSTUNREACH:
     case EOPNOTSUPP:
     case ENETUNREACH:
-        return ACC_RETRY;
+        return HTTP_ACCEPT_RETRY;
     default:
-        return ACC_PAUSE;
+        return HTTP_ACCEPT_PAUSE;
     }
 }
 
@@ -1861,13 +1855,13 @@ static void accept_some(struct listener *l)
             continue;
         }
         int err = errno;
-        switch (accept_errno_act(err)) {
-        case ACC_DRAINED:
+        switch (http_accept_errno_act(err)) {
+        case HTTP_ACCEPT_DRAINED:
             accept_recovered(w);
             return;
-        case ACC_RETRY:
+        case HTTP_ACCEPT_RETRY:
             break;
-        case ACC_PAUSE:
+        case HTTP_ACCEPT_PAUSE:
             accept_pause(w, l, -err);
             return;
         }

@@ -83,6 +83,20 @@ struct http_server_cfg {
 
 /* Fills cfg with defaults: 1 thread, default limits, 10 s header, 30 s body, 60 s idle,
  * 60 s send; lingering close 30 s in all, 5 s idle, 64 MiB. */
+/* What a failed accept(2) (errno `err`, positive) means for a listener that accepts by
+ * itself: HTTP_ACCEPT_DRAINED, nothing waits and a descriptor was free (Linux checks that
+ * first); HTTP_ACCEPT_RETRY, only that client is lost (accept(2) passes on its pending
+ * network errors); HTTP_ACCEPT_PAUSE, out of descriptors or memory, or an error nobody
+ * expects: the next call would fail the same way, so stop accepting for a while (never
+ * retry at once: that is a loop spinning at the limit). Shared by every listener of the
+ * process that does not use uv_listen (see docs/internals/http.md). */
+enum http_accept_act {
+    HTTP_ACCEPT_DRAINED,
+    HTTP_ACCEPT_RETRY,
+    HTTP_ACCEPT_PAUSE,
+};
+enum http_accept_act http_accept_errno_act(int err);
+
 void http_server_cfg_default(struct http_server_cfg *cfg);
 
 /* Binds every listener on every worker and starts the threads. Returns 0, or a negative

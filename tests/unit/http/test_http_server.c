@@ -180,22 +180,22 @@ static ssize_t cli_read_all(int fd, char *out, size_t cap)
 static void test_accept_errors(void **state)
 {
     (void)state;
-    assert_int_equal(accept_errno_act(EAGAIN), ACC_DRAINED);
-    assert_int_equal(accept_errno_act(EWOULDBLOCK), ACC_DRAINED);
+    assert_int_equal(http_accept_errno_act(EAGAIN), HTTP_ACCEPT_DRAINED);
+    assert_int_equal(http_accept_errno_act(EWOULDBLOCK), HTTP_ACCEPT_DRAINED);
     /* Out of descriptors or memory: the next call would fail the same way. */
-    assert_int_equal(accept_errno_act(EMFILE), ACC_PAUSE);
-    assert_int_equal(accept_errno_act(ENFILE), ACC_PAUSE);
-    assert_int_equal(accept_errno_act(ENOBUFS), ACC_PAUSE);
-    assert_int_equal(accept_errno_act(ENOMEM), ACC_PAUSE);
+    assert_int_equal(http_accept_errno_act(EMFILE), HTTP_ACCEPT_PAUSE);
+    assert_int_equal(http_accept_errno_act(ENFILE), HTTP_ACCEPT_PAUSE);
+    assert_int_equal(http_accept_errno_act(ENOBUFS), HTTP_ACCEPT_PAUSE);
+    assert_int_equal(http_accept_errno_act(ENOMEM), HTTP_ACCEPT_PAUSE);
     /* Errors nobody expects pause too: never a loop that retries at once. */
-    assert_int_equal(accept_errno_act(EBADF), ACC_PAUSE);
-    assert_int_equal(accept_errno_act(EINVAL), ACC_PAUSE);
+    assert_int_equal(http_accept_errno_act(EBADF), HTTP_ACCEPT_PAUSE);
+    assert_int_equal(http_accept_errno_act(EINVAL), HTTP_ACCEPT_PAUSE);
     /* That one client's trouble. */
-    assert_int_equal(accept_errno_act(ECONNABORTED), ACC_RETRY);
-    assert_int_equal(accept_errno_act(EINTR), ACC_RETRY);
-    assert_int_equal(accept_errno_act(EPROTO), ACC_RETRY);
-    assert_int_equal(accept_errno_act(ENETUNREACH), ACC_RETRY);
-    assert_int_equal(accept_errno_act(EPERM), ACC_RETRY);
+    assert_int_equal(http_accept_errno_act(ECONNABORTED), HTTP_ACCEPT_RETRY);
+    assert_int_equal(http_accept_errno_act(EINTR), HTTP_ACCEPT_RETRY);
+    assert_int_equal(http_accept_errno_act(EPROTO), HTTP_ACCEPT_RETRY);
+    assert_int_equal(http_accept_errno_act(ENETUNREACH), HTTP_ACCEPT_RETRY);
+    assert_int_equal(http_accept_errno_act(EPERM), HTTP_ACCEPT_RETRY);
 }
 
 /* ---- lingering close ---- */
