@@ -64,6 +64,8 @@ struct router_edge_health {
     struct metrics_gauge *g_up, *g_load, *g_hit;
 };
 
+struct router_tcp_conn;
+
 struct router {
     unsigned magic;
 #define ROUTER_MAGIC 0x524f5554u
@@ -92,7 +94,14 @@ struct router {
 
     /* main loop */
     uv_loop_t *loop;
-    uv_tcp_t tcp;
+    /* DNS over TCP: the listening socket is watched with a uv_poll_t and accepted by
+     * router_srv.c itself, never uv_listen (see there). */
+    int tcp_fd;
+    uv_poll_t tcp_poll;
+    uv_timer_t tcp_accept_timer; /* resumes accepting after a pause */
+    int tcp_listening, tcp_paused, tcp_fd_short;
+    uint64_t tcp_last_pause;     /* loop time of the last pause */
+    struct router_tcp_conn *tcp_list; /* open connections, newest first */
     unsigned tcp_conns;
     uv_timer_t hc_timer;
     struct http_client *client;
@@ -100,6 +109,7 @@ struct router {
     /* metrics */
     struct metrics_counter *m_rcode[2][6]; /* [udp, tcp][NOERROR FORMERR SERVFAIL NXDOMAIN NOTIMP REFUSED] */
     struct metrics_counter *m_badvers, *m_dropped, *m_truncated, *m_ecs;
+    struct metrics_counter *m_tcp_paused, *m_tcp_idle_closed;
     struct metrics_counter *m_answers[ROUTER_MAX_EDGES];
     _Atomic(struct metrics_counter *) m_answers_region[ROUTER_MAX_EDGES];
     struct metrics_hist *m_latency;

@@ -1,7 +1,7 @@
 /* src/router/router_main.c: `mlcdn router`: options, wiring, start and stop.
  *
- * Start order: options → zone → edges → geolocation files → metrics → DNS sockets (UDP
- * threads + TCP on the main loop) → health checks (first round at once) → HTTP server →
+ * Start order: options → zone → edges → geolocation files → metrics → main loop and its
+ * SIGINT/SIGTERM handlers → DNS sockets (UDP threads + TCP on the main loop) → health checks (first round at once) → HTTP server →
  * "router ready" log line with the bound ports (tests read it). SIGINT/SIGTERM stop in
  * the reverse order; the main loop runs until every handle is closed. */
 #include <arpa/inet.h>
@@ -98,6 +98,15 @@ static int parse_latlon(const char *s, double *lat, double *lon)
 static uv_signal_t sig_int, sig_term;
 static struct http_server *http_srv;
 
+/* Closes the signal handles that were initialized (a zeroed handle has no type). */
+static void close_signals(void)
+{
+    if (sig_int.type == UV_SIGNAL && !uv_is_closing((uv_handle_t *)&sig_int))
+        uv_close((uv_handle_t *)&sig_int, NULL);
+    if (sig_term.type == UV_SIGNAL && !uv_is_closing((uv_handle_t *)&sig_term))
+        uv_close((uv_handle_t *)&sig_term, NULL);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct router *r = s->data;
@@ -106,8 +115,7 @@ static void on_signal(uv_signal_t *s, int signum)
         http_server_stop(http_srv, 1000);
     router__dns_stop(r);
     router__health_stop(r);
-    uv_close((uv_handle_t *)&sig_int, NULL);
-    uv_close((uv_handle_t *)&sig_term, NULL);
+    close_signals();
 }
 
 static void register_metrics(struct router *r)
@@ -132,6 +140,10 @@ static void register_metrics(struct router *r)
                                      "UDP answers truncated (TC) to the client's size", "");
     r->m_ecs = metrics_counter("mlcdn_router_dns_ecs_queries_total",
                                "DNS queries carrying EDNS Client Subnet", "");
+    r->m_tcp_paused = metrics_counter("mlcdn_router_dns_tcp_accept_paused_total",
+                                      "DNS TCP accepting paused for want of descriptors", "");
+    r->m_tcp_idle_closed = metrics_counter("mlcdn_router_dns_tcp_idle_closed_total",
+                                           "Idle DNS TCP connections closed to make room", "");
     r->m_latency = metrics_hist("mlcdn_router_dns_latency_seconds",
                                 "Time to answer one DNS query inside the router", "", 1e6, 1,
                                 1 << 20);
@@ -292,14 +304,29 @@ int router_main(int argc, char **argv)
     register_metrics(r);
 
     signal(SIGPIPE, SIG_IGN);
-    uv_loop_init(&loop);
+    /* The loop and its signal handlers come before any listener: once the HTTP workers
+     * and the DNS listener accept, clients may take every descriptor the loop and its
+     * signal pipe need, and a SIGTERM right after the ready line must not be lost. */
+    if (uv_loop_init(&loop) != 0)
+        FAIL("cannot set up the main loop (out of descriptors?)");
     r->loop = &loop;
+    if (uv_signal_init(&loop, &sig_int) != 0 || uv_signal_init(&loop, &sig_term) != 0) {
+        close_signals();
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        FAIL("cannot set up the signal handlers (out of descriptors?)");
+    }
+    sig_int.data = sig_term.data = r;
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
     if (router__dns_start(r, dns, (unsigned)udp_threads, err, sizeof(err)) < 0) {
+        close_signals();
         uv_run(&loop, UV_RUN_NOWAIT);
         uv_loop_close(&loop);
         FAIL("--dns %s", err);
     }
     if (router__health_start(r, err, sizeof(err)) < 0) {
+        close_signals();
         router__dns_stop(r);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
@@ -317,6 +344,7 @@ int router_main(int argc, char **argv)
         hc.loop_fini = router__http_loop_fini;
         hc.loop_arg = r;
         if (http_server_start(&hc, &http_srv, err, sizeof(err)) < 0) {
+            close_signals();
             router__dns_stop(r);
             router__health_stop(r);
             uv_run(&loop, UV_RUN_DEFAULT);
@@ -326,11 +354,6 @@ int router_main(int argc, char **argv)
         }
         http_port = http_server_port(http_srv, 0);
     }
-    uv_signal_init(&loop, &sig_int);
-    uv_signal_init(&loop, &sig_term);
-    sig_int.data = sig_term.data = r;
-    uv_signal_start(&sig_int, on_signal, SIGINT);
-    uv_signal_start(&sig_term, on_signal, SIGTERM);
     char host[64] = "";
     if (r->dns_addr.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&r->dns_addr)->sin_addr, host, sizeof(host));

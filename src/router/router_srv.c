@@ -6,7 +6,10 @@
  * same). router__dns_stop() wakes them with shutdown().
  * TCP (RFC 7766): on the main libuv loop, 2-byte length-prefixed messages, several per
  * connection, answered in order; idle connections close after ROUTER_TCP_IDLE_MS; the
- * input buffer of a connection is bounded by one maximal message. */
+ * input buffer of a connection is bounded by one maximal message. The listening socket is
+ * watched with a uv_poll_t and accepted here (accept4), as the HTTP server does: out of
+ * descriptors, accepting pauses for TCP_ACCEPT_PAUSE_MS and idle connections are closed,
+ * where libuv's own listener could spin (see tcp_accept_some). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -17,13 +20,26 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/mc.h"
 #include "core/units.h"
+#include "http/http_server.h"
 #include "router/router_int.h"
 
 #define UDP_BATCH 32
 #define UDP_BUF 4096
 #define TCP_MAX_QUEUED (1u << 20) /* bytes of answers waiting for one slow TCP reader */
+/* Connections accepted per readiness callback, so that a burst cannot starve the loop. */
+#define TCP_ACCEPT_BATCH 64
+/* After accept(2) failed for want of descriptors (or memory), accepting stops this long. */
+#define TCP_ACCEPT_PAUSE_MS 100
+/* Idle connections closed per pause, to make room for the clients waiting in the queue... */
+#define TCP_SHED_MAX 64
+/* ...but not one idle for less than this: its client may be sending a query right now. */
+#define TCP_SHED_MIN_IDLE_MS 1000
+/* An episode of failed accepts ends once the queue is found empty with a descriptor to
+ * spare this long after the last pause: a flood in bursts is one episode, one log line. */
+#define TCP_ACCEPT_CALM_MS 1000
 
 void router__client_addr(const struct dns_query *q, const struct sockaddr *peer, int *family,
                          uint8_t addr[16])
@@ -306,7 +322,7 @@ fail:;
 
 /* ---- TCP ---- */
 
-struct tcp_conn {
+struct router_tcp_conn {
     unsigned magic;
 #define TCP_CONN_MAGIC 0x54435043u
     uv_tcp_t h;
@@ -314,6 +330,8 @@ struct tcp_conn {
     struct router *r;
     struct router_loc_cache *cache; /* shared main-loop cache */
     struct sockaddr_storage peer;
+    struct router_tcp_conn *prev, *next; /* r->tcp_list while open */
+    uint64_t idle_since;                 /* loop time it last began waiting for a query */
     uint8_t *in;
     size_t in_len;
     int closing, handles;
@@ -328,7 +346,7 @@ static struct router_loc_cache *main_cache;
 
 static void conn_closed(uv_handle_t *h)
 {
-    struct tcp_conn *c = h->data;
+    struct router_tcp_conn *c = h->data;
     MC_CHECK_OBJ_NOTNULL(c, TCP_CONN_MAGIC);
     if (--c->handles > 0)
         return;
@@ -337,11 +355,17 @@ static void conn_closed(uv_handle_t *h)
     MC_FREE_OBJ(c);
 }
 
-static void conn_close(struct tcp_conn *c)
+static void conn_close(struct router_tcp_conn *c)
 {
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->r->tcp_list = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     uv_close((uv_handle_t *)&c->h, conn_closed);
     uv_close((uv_handle_t *)&c->idle, conn_closed);
 }
@@ -358,7 +382,7 @@ static void on_written(uv_write_t *req, int status)
 
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    struct tcp_conn *c = h->data;
+    struct router_tcp_conn *c = h->data;
     /* Room for one maximal message (2 + 65535) beyond what is buffered. */
     size_t want = 2 + DNS_MSG_MAX;
     if (c->in == NULL)
@@ -369,7 +393,7 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    struct tcp_conn *c = s->data;
+    struct router_tcp_conn *c = s->data;
     if (nread < 0) {
         conn_close(c);
         return;
@@ -411,15 +435,14 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         memmove(c->in, c->in + off, c->in_len - off);
         c->in_len -= off;
     }
+    c->idle_since = uv_now(c->r->loop);
     uv_timer_start(&c->idle, on_idle, ROUTER_TCP_IDLE_MS, 0);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* Takes the accepted socket fd (closed on failure). */
+static void tcp_conn_new(struct router *r, int fd)
 {
-    struct router *r = server->data;
-    if (status < 0)
-        return;
-    struct tcp_conn *c = mc_xcalloc(1, sizeof(*c));
+    struct router_tcp_conn *c = mc_xcalloc(1, sizeof(*c));
     MC_INIT_OBJ(c, TCP_CONN_MAGIC);
     c->r = r;
     c->cache = main_cache;
@@ -427,8 +450,18 @@ static void on_connection(uv_stream_t *server, int status)
     uv_timer_init(r->loop, &c->idle);
     c->h.data = c->idle.data = c;
     c->handles = 2;
+    c->next = r->tcp_list;
+    if (r->tcp_list)
+        r->tcp_list->prev = c;
+    r->tcp_list = c;
+    c->idle_since = uv_now(r->loop);
     r->tcp_conns++;
-    if (uv_accept(server, (uv_stream_t *)&c->h) < 0 || r->tcp_conns > ROUTER_TCP_MAX_CONNS) {
+    if (uv_tcp_open(&c->h, fd) < 0) {
+        close(fd);
+        conn_close(c);
+        return;
+    }
+    if (r->tcp_conns > ROUTER_TCP_MAX_CONNS) {
         conn_close(c);
         return;
     }
@@ -436,6 +469,167 @@ static void on_connection(uv_stream_t *server, int status)
     uv_tcp_getpeername(&c->h, (struct sockaddr *)&c->peer, &plen);
     uv_read_start((uv_stream_t *)&c->h, conn_alloc, conn_read);
     uv_timer_start(&c->idle, on_idle, ROUTER_TCP_IDLE_MS, 0);
+}
+
+/* No query begun or answer pending for TCP_SHED_MIN_IDLE_MS, and no unread byte: an EOF
+ * (0) or an error is a client that has gone, bytes are a query on its way. */
+static int tcp_conn_idle(struct router_tcp_conn *c, uint64_t now)
+{
+    uv_os_fd_t fd;
+    char b;
+
+    if (c->closing || c->in_len || uv_stream_get_write_queue_size((uv_stream_t *)&c->h) ||
+        now < c->idle_since + TCP_SHED_MIN_IDLE_MS || uv_fileno((uv_handle_t *)&c->h, &fd))
+        return 0;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+}
+
+/* Closes idle connections, oldest first, to make room for the clients waiting to be
+ * accepted. Returns how many went. */
+static unsigned tcp_shed_idle(struct router *r)
+{
+    struct router_tcp_conn *c, *prev, *tail = NULL;
+    uint64_t now = uv_now(r->loop);
+    unsigned n = 0;
+
+    for (c = r->tcp_list; c; c = c->next)
+        tail = c;
+    for (c = tail; c && n < TCP_SHED_MAX; c = prev) {
+        prev = c->prev;
+        if (!tcp_conn_idle(c, now))
+            continue;
+        conn_close(c);
+        n++;
+    }
+    if (n)
+        metrics_counter_add(r->m_tcp_idle_closed, n);
+    return n;
+}
+
+static void on_tcp_listen(uv_poll_t *p, int status, int events);
+static void tcp_accept_some(struct router *r);
+
+/* The end of a pause, or the check that an episode is over (tcp_accept_recovered). Accept
+ * at once rather than wait for readiness: only accept(2) tells an empty queue with a
+ * descriptor to spare (EAGAIN) from descriptors still short (EMFILE, even with nobody
+ * waiting: pause again). */
+static void on_tcp_accept_resume(uv_timer_t *t)
+{
+    struct router *r = t->data;
+
+    MC_CHECK_OBJ_NOTNULL(r, ROUTER_MAGIC);
+    if (!r->tcp_listening)
+        return;
+    r->tcp_paused = 0;
+    tcp_accept_some(r);
+    if (!r->tcp_paused)
+        uv_poll_start(&r->tcp_poll, UV_READABLE, on_tcp_listen);
+}
+
+/* accept(2) failed with err (negative): stop watching the listener, close idle
+ * connections, try again after TCP_ACCEPT_PAUSE_MS. Open connections are served meanwhile
+ * (their EOFs are read and free descriptors); the clients not yet accepted wait in the
+ * kernel's queue. Logged once per episode. */
+static void tcp_accept_pause(struct router *r, int err)
+{
+    uv_poll_stop(&r->tcp_poll);
+    r->tcp_paused = 1;
+    r->tcp_last_pause = uv_now(r->loop);
+    metrics_counter_add(r->m_tcp_paused, 1);
+    unsigned shed = tcp_shed_idle(r);
+    if (!r->tcp_fd_short) {
+        r->tcp_fd_short = 1;
+        log_warn("router: DNS TCP accepting paused, accept(2) failed",
+                 "err=%s conns=%u idle_closed=%u retry_ms=%d", uv_err_name(err), r->tcp_conns,
+                 shed, TCP_ACCEPT_PAUSE_MS);
+    }
+    uv_timer_start(&r->tcp_accept_timer, on_tcp_accept_resume, TCP_ACCEPT_PAUSE_MS, 0);
+}
+
+static void tcp_accept_recovered(struct router *r)
+{
+    uint64_t now = uv_now(r->loop);
+
+    if (!r->tcp_fd_short)
+        return;
+    if (now < r->tcp_last_pause + TCP_ACCEPT_CALM_MS) {
+        if (!uv_is_active((uv_handle_t *)&r->tcp_accept_timer))
+            uv_timer_start(&r->tcp_accept_timer, on_tcp_accept_resume,
+                           r->tcp_last_pause + TCP_ACCEPT_CALM_MS - now, 0);
+        return;
+    }
+    r->tcp_fd_short = 0;
+    log_info("router: DNS TCP accepting again", "conns=%u", r->tcp_conns);
+}
+
+/* accept4() ourselves instead of uv_listen: on EMFILE libuv's listener closes a reserve
+ * descriptor, accepts and drops the waiting clients and reopens the reserve; the HTTP
+ * workers' threads open descriptors too and can take the freed slot, the reserve is then
+ * lost for good, and libuv retries accept() in a loop only a free descriptor ends (Linux
+ * reports EMFILE even with an empty queue). The main loop would spin there, never reading
+ * the EOFs of departed clients whose close would free descriptors. */
+static void tcp_accept_some(struct router *r)
+{
+    for (int i = 0; i < TCP_ACCEPT_BATCH && !r->tcp_paused; i++) {
+        int fd = accept4(r->tcp_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            tcp_conn_new(r, fd);
+            continue;
+        }
+        int err = errno;
+        switch (http_accept_errno_act(err)) {
+        case HTTP_ACCEPT_DRAINED:
+            tcp_accept_recovered(r);
+            return;
+        case HTTP_ACCEPT_RETRY:
+            break;
+        case HTTP_ACCEPT_PAUSE:
+            tcp_accept_pause(r, -err);
+            return;
+        }
+    }
+}
+
+static void on_tcp_listen(uv_poll_t *p, int status, int events)
+{
+    struct router *r = p->data;
+
+    (void)events;
+    MC_CHECK_OBJ_NOTNULL(r, ROUTER_MAGIC);
+    if (!r->tcp_listening || r->tcp_paused)
+        return;
+    if (status < 0)
+        tcp_accept_pause(r, status);
+    else
+        tcp_accept_some(r);
+}
+
+/* Binds and listens on r->dns_addr. Returns the socket or a negative errno. */
+static int tcp_listen_socket(struct router *r)
+{
+    int one = 1, fd = socket(r->dns_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&r->dns_addr, ss_len(&r->dns_addr)) < 0 ||
+        listen(fd, 128) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static void tcp_listen_close(struct router *r)
+{
+    if (!r->tcp_listening)
+        return;
+    r->tcp_listening = 0;
+    /* uv_close stops the poll at once: the descriptor may be closed right after. */
+    uv_close((uv_handle_t *)&r->tcp_poll, NULL);
+    uv_close((uv_handle_t *)&r->tcp_accept_timer, NULL);
+    close(r->tcp_fd);
+    r->tcp_fd = -1;
 }
 
 static int dns_start_once(struct router *r, const char *addr, unsigned nudp, char *err,
@@ -486,17 +680,23 @@ static int dns_start_once(struct router *r, const char *addr, unsigned nudp, cha
     }
     main_cache = router_loc_cache_new(r->geo, r->edges, r->nedges, r->have_default,
                                       r->default_lat, r->default_lon);
-    uv_tcp_init(r->loop, &r->tcp);
-    r->tcp.data = r;
-    rc = uv_tcp_bind(&r->tcp, (struct sockaddr *)&r->dns_addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&r->tcp, 128, on_connection);
+    rc = tcp_listen_socket(r);
+    if (rc >= 0) {
+        r->tcp_fd = rc;
+        rc = uv_poll_init(r->loop, &r->tcp_poll, r->tcp_fd);
+        if (rc < 0)
+            close(r->tcp_fd);
+    }
     if (rc < 0) {
         snprintf(err, errlen, "DNS TCP %s: %s", addr, uv_strerror(rc));
-        uv_close((uv_handle_t *)&r->tcp, NULL);
         fd = rc;
         goto fail;
     }
+    uv_timer_init(r->loop, &r->tcp_accept_timer);
+    r->tcp_poll.data = r->tcp_accept_timer.data = r;
+    r->tcp_listening = 1;
+    r->tcp_paused = r->tcp_fd_short = 0;
+    uv_poll_start(&r->tcp_poll, UV_READABLE, on_tcp_listen);
     for (unsigned i = 0; i < r->nudp; i++) {
         struct udp_worker *w = mc_xcalloc(1, sizeof(*w));
         w->r = r;
@@ -515,15 +715,6 @@ fail:
     return fd;
 }
 
-static void close_conn_walk(uv_handle_t *h, void *arg)
-{
-    if (h->type == UV_TCP && h != arg && h->data && !uv_is_closing(h)) {
-        struct tcp_conn *c = h->data;
-        if (c->magic == TCP_CONN_MAGIC)
-            conn_close(c);
-    }
-}
-
 void router__dns_stop(struct router *r)
 {
     atomic_store(&r->stopping, 1);
@@ -537,9 +728,9 @@ void router__dns_stop(struct router *r)
         close(r->udp_fds[i]);
     }
     r->nudp = 0;
-    if (!uv_is_closing((uv_handle_t *)&r->tcp))
-        uv_close((uv_handle_t *)&r->tcp, NULL);
-    uv_walk(r->loop, close_conn_walk, &r->tcp);
+    tcp_listen_close(r);
+    while (r->tcp_list)
+        conn_close(r->tcp_list);
 }
 
 void router__dns_free_cache(void)

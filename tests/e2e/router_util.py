@@ -170,7 +170,8 @@ def mlcdn_bin():
 class Router:
     """`mlcdn router` on random ports; stop() ends it by PID."""
 
-    def __init__(self, zone, geoip, edges, extra=(), timeout=10):
+    def __init__(self, zone, geoip, edges, extra=(), timeout=10, nofile=None):
+        """nofile=N runs it with RLIMIT_NOFILE N:N (as `prlimit --nofile=N:N` would)."""
         args = [mlcdn_bin(), "router", "--zone", zone, "--dns", "127.0.0.1:0",
                 "--http", "127.0.0.1:0", "--log-level", "info"]
         for g in (geoip if isinstance(geoip, (list, tuple)) else [geoip]):
@@ -181,7 +182,13 @@ class Router:
         self.args = args
         self.log = tempfile.NamedTemporaryFile(prefix="mlcdn-router-", suffix=".log",
                                                delete=False)
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+
+        def limit():
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=limit if nofile else None)
         self.dns_port = self.http_port = None
         deadline = time.time() + timeout
         while time.time() < deadline:
