@@ -5,10 +5,13 @@
  * representation (RFC 9110 §14.2 allows ignoring Range), which avoids multipart bodies
  * and the range-amplification attacks they make possible. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "http/http_cache.h"
+#include "http/http_range.h"
 
 /* An entity-tag at s: [W/] DQUOTE *etagc DQUOTE. Returns its length, 0 if malformed. */
 static size_t etag_len(const char *s, size_t len)
@@ -147,8 +150,10 @@ int http_range_if_range_ok(const struct http_request *r, const char *etag, size_
         return 1;
     if (etag == NULL)
         elen = 0;
-    /* RFC 9110 §13.1.5: an entity-tag matches only strongly; a date only exactly. */
-    if (h->value.len > 0 && (h->value.p[0] == '"' || h->value.p[0] == 'W'))
+    /* RFC 9110 §13.1.5: an entity-tag matches only strongly; a date only exactly. A date
+     * may begin with 'W' too ("Wed, ..."): only "W/" marks a weak tag. */
+    if (h->value.len > 0 && (h->value.p[0] == '"' || (h->value.len >= 2 && h->value.p[0] == 'W' &&
+                                                       h->value.p[1] == '/')))
         return etag_strong_eq(h->value.p, h->value.len, etag, elen);
     if (http_date_parse(h->value.p, h->value.len, &t) != 0)
         return 0;
@@ -237,4 +242,34 @@ int http_range_parse(const char *v, size_t len, uint64_t size, uint64_t *first, 
     *first = a;
     *last = b >= size ? size - 1 : b;
     return 1;
+}
+
+void http_range_answer(const struct http_request *r, uint64_t size, const char *etag,
+                       size_t etag_len, int64_t last_modified, struct http_range_answer *out)
+{
+    const struct http_header *h = http_request_header(r, "range");
+    uint64_t first = 0, last = 0;
+    int rr = 0;
+
+    /* RFC 9110 §14.2: Range is ignored unless the method is GET; If-Range is ignored
+     * without a Range (§13.1.5), and when it does not match the Range is. */
+    if (h != NULL && r->method == HTTP_M_GET &&
+        http_range_if_range_ok(r, etag, etag_len, last_modified))
+        rr = http_range_parse(h->value.p, h->value.len, size, &first, &last);
+    out->content_range[0] = '\0';
+    if (rr == -416) {
+        out->status = 416;
+        out->first = out->len = 0;
+        snprintf(out->content_range, sizeof(out->content_range), "bytes */%" PRIu64, size);
+    } else if (rr == 1) {
+        out->status = 206;
+        out->first = first;
+        out->len = last - first + 1;
+        snprintf(out->content_range, sizeof(out->content_range),
+                 "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first, last, size);
+    } else {
+        out->status = 200;
+        out->first = 0;
+        out->len = size;
+    }
 }
