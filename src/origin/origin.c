@@ -41,6 +41,7 @@
 #include "core/mc.h"
 #include "core/units.h"
 #include "http/http_cache.h"
+#include "http/http_range.h"
 #include "http/http_server.h"
 #include "origin/origin_int.h"
 
@@ -449,7 +450,7 @@ static void serve_file(struct oworker *w, struct http_exchange *x, struct oreq *
     const struct http_request *r = http_x_request(x);
     struct origin *o = w->o;
     char rel[PATH_MAX - 32], hdrs_text[ORIGIN_HDRS_FILE_MAX];
-    char etag[64], lmod[32], crange[96];
+    char etag[64], lmod[32];
     struct origin_hdrs ov;
     struct stat st;
     int fd, e, have_hdrs, status;
@@ -546,31 +547,24 @@ static void serve_file(struct oworker *w, struct http_exchange *x, struct oreq *
             fail(x, q, 412, "precondition failed");
             return;
         }
-        const struct http_header *rh = http_request_header(r, "Range");
-        const struct http_header *ir = http_request_header(r, "If-Range");
-        if (rh && r->method == HTTP_M_GET &&
-            (!ir || origin__if_range_ok(ir->value.p, ir->value.len, et, elen, lm))) {
-            uint64_t last = 0;
-            int rr = http_range_parse(rh->value.p, rh->value.len, len, &first, &last);
-            if (rr == -416) {
-                close(fd);
-                snprintf(crange, sizeof(crange), "bytes */%" PRIu64, len);
-                buf_reset(&w->hdr);
-                buf_printf(&w->hdr,
-                           "Content-Type: application/json\r\nContent-Range: %s\r\n"
-                           "Cache-Control: %s\r\n",
-                           crange, o->cache_control);
-                static const char msg[] = "{\"error\":\"range not satisfiable\",\"status\":416}\n";
-                respond(x, q, 416, w->hdr.data, msg, sizeof(msg) - 1);
-                return;
-            }
-            if (rr == 1) {
-                status = 206;
-                snprintf(crange, sizeof(crange), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
-                         first, last, len);
-                buf_printf(&w->hdr, "Content-Range: %s\r\n", crange);
-                len = last - first + 1;
-            }
+        struct http_range_answer ra;
+        http_range_answer(r, len, et, elen, lm, &ra);
+        if (ra.status == 416) {
+            close(fd);
+            buf_reset(&w->hdr);
+            buf_printf(&w->hdr,
+                       "Content-Type: application/json\r\nContent-Range: %s\r\n"
+                       "Cache-Control: %s\r\n",
+                       ra.content_range, o->cache_control);
+            static const char msg[] = "{\"error\":\"range not satisfiable\",\"status\":416}\n";
+            respond(x, q, 416, w->hdr.data, msg, sizeof(msg) - 1);
+            return;
+        }
+        if (ra.status == 206) {
+            status = 206;
+            buf_printf(&w->hdr, "Content-Range: %s\r\n", ra.content_range);
+            first = ra.first;
+            len = ra.len;
         }
     }
 

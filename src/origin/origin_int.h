@@ -60,10 +60,6 @@ const struct origin_hdr *origin__hdrs_find(const struct origin_hdrs *over, const
 /* Strong entity-tag from size, mtime (ns) and inode, quoted: "\"<size>-<mtime>-<ino>\"" in
  * hex. buf must hold 64 bytes; returns the length. */
 size_t origin__etag(char *buf, uint64_t size, int64_t mtime_ns, uint64_t ino);
-/* If-Range (RFC 9110 §13.1.5): 1 when the Range may be honoured: the value is a strong
- * entity-tag equal to etag, or an HTTP-date equal to last_modified. */
-int origin__if_range_ok(const char *v, size_t vlen, const char *etag, size_t elen,
-                        int64_t last_modified);
 /* A latency: a bare integer is milliseconds ("250"), otherwise a duration ("250ms", "1s").
  * At most 10 minutes. Returns 0 or -EINVAL. */
 int origin__latency_parse(const char *s, size_t len, uint64_t *ms);

@@ -14,7 +14,6 @@
 #include <strings.h>
 
 #include "core/units.h"
-#include "http/http_cache.h"
 
 static int hexval(char c)
 {
@@ -276,20 +275,6 @@ size_t origin__etag(char *buf, uint64_t size, int64_t mtime_ns, uint64_t ino)
     int n = snprintf(buf, 64, "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"", size,
                      (uint64_t)mtime_ns, ino);
     return n > 0 ? (size_t)n : 0;
-}
-
-int origin__if_range_ok(const char *v, size_t vlen, const char *etag, size_t elen,
-                        int64_t last_modified)
-{
-    int64_t t;
-
-    if (vlen >= 2 && v[0] == 'W' && v[1] == '/')
-        return 0; /* If-Range needs a strong comparison: a weak tag never matches. */
-    if (vlen > 0 && v[0] == '"')
-        return etag && vlen == elen && memcmp(v, etag, vlen) == 0;
-    if (last_modified < 0 || http_date_parse(v, vlen, &t) != 0)
-        return 0;
-    return t == last_modified;
 }
 
 int origin__latency_parse(const char *s, size_t len, uint64_t *ms)

@@ -11,7 +11,6 @@
 
 #include <cmocka.h>
 
-#include "http/http_cache.h"
 #include "origin/origin_int.h"
 
 static int clean(const char *in, char *out, size_t cap)
@@ -226,21 +225,6 @@ static void test_etag(void **state)
     assert_true(strlen(b) < 64);
 }
 
-static void test_if_range(void **state)
-{
-    const char *e = "\"1-2-3\"";
-    char d[32];
-    (void)state;
-    assert_true(origin__if_range_ok(e, strlen(e), e, strlen(e), 100));
-    assert_false(origin__if_range_ok("\"1-2-4\"", 7, e, strlen(e), 100));
-    assert_false(origin__if_range_ok("W/\"1-2-3\"", 9, e, strlen(e), 100));
-    http_date_format(1700000000, d);
-    assert_true(origin__if_range_ok(d, strlen(d), e, strlen(e), 1700000000));
-    assert_false(origin__if_range_ok(d, strlen(d), e, strlen(e), 1700000001));
-    assert_false(origin__if_range_ok(d, strlen(d), e, strlen(e), -1));
-    assert_false(origin__if_range_ok("garbage", 7, e, strlen(e), 1700000000));
-}
-
 static void test_latency_parse(void **state)
 {
     uint64_t ms = 7;
@@ -286,7 +270,6 @@ int main(void)
         cmocka_unit_test(test_hdrs_parse_limit),
         cmocka_unit_test(test_headers_build),
         cmocka_unit_test(test_etag),
-        cmocka_unit_test(test_if_range),
         cmocka_unit_test(test_latency_parse),
         cmocka_unit_test(test_json_str),
     };
