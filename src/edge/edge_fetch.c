@@ -1101,9 +1101,7 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
         o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
         o->has_accept_ranges = f->stale->has_accept_ranges;
         metrics_counter_add(e->m.revalidations, 1);
-        if (l1_replace(e->l1, f->pkey, f->plen, f->stale, o) != 0)
-            l1_insert(e->l1, f->pkey, f->plen, o);
-        edge_tier_store(f->owner, f->pkey, f->plen, o);
+        edge_tier_refresh(f->owner, f->pkey, f->plen, f->stale, o);
         pthread_mutex_lock(&f->mtx);
         f->obj = o;
         f->revalidated = 1;
@@ -1419,13 +1417,8 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
                                  (int)MC_MIN(f->plen, 200u), f->pkey, strerror(-rc));
                     metrics_counter_add(rc == 0 ? e->m.l2_stored : e->m.l2_not_stored, 1);
                     metrics_counter_add(rc == 0 ? e->m.stored : e->m.not_stored, 1);
-                } else if (l1_insert(e->l1, f->pkey, f->plen, o) == 0) {
-                    metrics_counter_add(e->m.stored, 1);
-                    edge_tier_store(f->owner, f->pkey, f->plen, o);
                 } else {
-                    metrics_counter_add(e->m.not_stored, 1);
-                    if (cache_body_file(o->body, NULL) < 0)
-                        edge_tier_store(f->owner, f->pkey, f->plen, o);
+                    edge_tier_keep(f->owner, f->pkey, f->plen, o);
                 }
             } else {
                 metrics_counter_add(e->m.not_stored, 1);

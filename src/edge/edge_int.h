@@ -404,6 +404,13 @@ void edge_tier_walk(struct edge_worker *w, struct http_exchange *x, const char *
 void edge_tier__answered(struct edge_worker *w, struct http_exchange *x, const char *key,
                          size_t klen, const struct edge_rctx *rc, enum edge_level lv,
                          struct cache_obj *o, edge_tier_done_f done);
+/* A fill's complete, storable response (not one written straight into L2): into L1, and
+ * copied to the tiers; counts stored / not stored. */
+void edge_tier_keep(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
+/* A 304 refreshed stale into o (RFC 9111 §4.3.4): o takes stale's place in L1 and in the
+ * tiers. */
+void edge_tier_refresh(struct edge_worker *w, const char *key, size_t klen,
+                       struct cache_obj *stale, struct cache_obj *o);
 /* A complete stored response: copy it to every tier in the background. */
 void edge_tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
 /* Drops every copy of key from L1 and every tier (invalidation). */

@@ -6,7 +6,8 @@
  * lookup answers through edge_tier__answered, the one continuation of every tier: a hit
  * (which the tier has already admitted to L1 by its own policy) returns to the request's
  * state machine, a miss goes to the next tier, and after the last one the state machine
- * is told that every tier missed. Stores and drops go to every tier of the chain.
+ * is told that every tier missed. Stores and drops go to every tier of the chain, and
+ * what a fill keeps enters L1 here (edge_tier_keep, edge_tier_refresh).
  *
  * Storage only: this file and the adapters call nothing of edge_req.c, edge_fetch.c or
  * edge_deliver.c. */
@@ -60,6 +61,32 @@ void edge_tier__answered(struct edge_worker *w, struct http_exchange *x, const c
     while (i < e->ntiers && e->tiers[i]->level != lv)
         i++;
     walk_from(w, i + 1, x, key, klen, rc, done);
+}
+
+void edge_tier_keep(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
+{
+    struct edge *e = w->e;
+
+    if (l1_insert(e->l1, key, klen, o) == 0) {
+        metrics_counter_add(e->m.stored, 1);
+        edge_tier_store(w, key, klen, o);
+        return;
+    }
+    metrics_counter_add(e->m.not_stored, 1);
+    /* A file-backed body here is one L2 would not take when the fill began (full,
+     * paused, too large): it is not offered again. A memory body L1 refused may still
+     * fit the tiers behind it. */
+    if (cache_body_file(o->body, NULL) < 0)
+        edge_tier_store(w, key, klen, o);
+}
+
+void edge_tier_refresh(struct edge_worker *w, const char *key, size_t klen,
+                       struct cache_obj *stale, struct cache_obj *o)
+{
+    /* stale may have been evicted meanwhile: then the refreshed object enters L1 anew. */
+    if (l1_replace(w->e->l1, key, klen, stale, o) != 0)
+        l1_insert(w->e->l1, key, klen, o);
+    edge_tier_store(w, key, klen, o);
 }
 
 void edge_tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
