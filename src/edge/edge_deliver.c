@@ -23,6 +23,7 @@
 #include "core/mc.h"
 #include "core/units.h"
 #include "edge/edge_int.h"
+#include "http/http_range.h"
 
 #define NAME(n) #n,
 static const char *const xc_names[EDGE_XC__N] = {EDGE_XC_LIST(NAME)};
@@ -235,21 +236,20 @@ static void send_done(void *arg)
 int edge_range_answer(const struct http_request *r, const struct cache_obj *o, uint64_t size,
                       uint64_t *first, uint64_t *last, struct buf *h)
 {
-    const struct http_header *rg = http_request_header(r, "range");
+    struct http_range_answer a;
 
-    if (!rg || !http_range_if_range_ok(r, o->etag, o->etag ? strlen(o->etag) : 0,
-                                       o->info.last_modified))
+    if (!http_request_header(r, "range"))
         return 0;
-    int rr = http_range_parse(rg->value.p, rg->value.len, size, first, last);
-    if (rr == -416) {
-        buf_printf(h, "Content-Range: bytes */%llu\r\n", (unsigned long long)size);
-        return 416;
+    http_range_answer(r, size, o->etag, o->etag ? strlen(o->etag) : 0, o->info.last_modified,
+                      &a);
+    if (a.status == 200)
+        return 0;
+    buf_printf(h, "Content-Range: %s\r\n", a.content_range);
+    if (a.status == 206) {
+        *first = a.first;
+        *last = a.first + a.len - 1;
     }
-    if (rr != 1)
-        return 0;
-    buf_printf(h, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)*first,
-               (unsigned long long)*last, (unsigned long long)size);
-    return 206;
+    return a.status;
 }
 
 void edge_deliver_error(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,

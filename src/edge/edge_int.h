@@ -326,10 +326,10 @@ void edge_deliver_headers(struct edge *e, struct buf *h, const struct cache_obj 
 /* Counts the answer, then answers status with msg (a JSON error body). */
 void edge_deliver_error(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
                         enum edge_level lv, const char *msg);
-/* RFC 9110 §14: the answer to r's Range for o, whose representation is `size` bytes: 206
- * for bytes [*first, *last], 416 when unsatisfiable, or 0 to send it whole (no Range, a
- * Range that is ignored, If-Range not matching: §13.1.5). Appends the Content-Range field
- * of a 206 or 416 to h. The caller decides whether a Range applies at all (method, status). */
+/* http_range_answer() for r and o, whose representation is `size` bytes: 206 for bytes
+ * [*first, *last], 416 when unsatisfiable, or 0 to send it whole (no Range, a method other
+ * than GET, a Range that is ignored, If-Range not matching). Appends the Content-Range
+ * field of a 206 or 416 to h. The caller decides whether the status allows a Range. */
 int edge_range_answer(const struct http_request *r, const struct cache_obj *o, uint64_t size,
                       uint64_t *first, uint64_t *last, struct buf *h);
 enum edge_stream_rc {

@@ -3,7 +3,9 @@
  * Content-Range: bytes first-last/size), a suffix range, a range past the end (416 with
  * Content-Range: bytes * /size), ranges that are ignored (several ranges, other units,
  * bad syntax), If-Range with a matching, a weak and a different entity-tag, and with a
- * date (§13.1.5: only a date equal to Last-Modified). */
+ * date (§13.1.5: only a date equal to Last-Modified), and HEAD (§14.2: no range). The
+ * rules themselves are http_range_answer()'s (tests/unit/http/test_http_range.c); these
+ * check the edge's use of them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,11 +26,14 @@
 static char reqbuf[4096];
 static struct http_request req;
 
+static const char *method = "GET";
+
 static const struct http_request *mkreq(const char *hdrs)
 {
     struct http_limits lim;
     const char *m;
-    int n = snprintf(reqbuf, sizeof(reqbuf), "GET / HTTP/1.1\r\nHost: a\r\n%s\r\n", hdrs);
+    int n = snprintf(reqbuf, sizeof(reqbuf), "%s / HTTP/1.1\r\nHost: a\r\n%s\r\n", method,
+                     hdrs);
 
     http_limits_default(&lim);
     assert_int_equal(http_parse_request(reqbuf, (size_t)n, &lim, &req, &m), n);
@@ -131,12 +136,25 @@ static void test_if_range(void **state)
                      0);
 }
 
+/* RFC 9110 §14.2: range handling is defined for GET only; a HEAD gets the 200's fields. */
+static void test_head_ignores_range(void **state)
+{
+    uint64_t f, l;
+    char cr[128];
+    (void)state;
+    method = "HEAD";
+    int rc = answer("Range: bytes=0-9\r\n", NULL, -1, &f, &l, cr, sizeof(cr));
+    method = "GET";
+    assert_int_equal(rc, 0);
+    assert_string_equal(cr, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_range),     cmocka_unit_test(test_one_range),
         cmocka_unit_test(test_unsatisfiable), cmocka_unit_test(test_ignored),
-        cmocka_unit_test(test_if_range),
+        cmocka_unit_test(test_if_range),     cmocka_unit_test(test_head_ignores_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
