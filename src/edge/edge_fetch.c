@@ -817,17 +817,6 @@ static void on_upload_end(struct http_exchange *x, int err, const char *msg, voi
 
 /* ---- the transfer ---- */
 
-static int hop_by_hop(const char *name, size_t n)
-{
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                      "trailer", "transfer-encoding", "upgrade",
-                                      "proxy-authenticate", "proxy-authorization"};
-    for (size_t i = 0; i < MC_ARRAY_SIZE(hop); i++)
-        if (strlen(hop[i]) == n && strncasecmp(hop[i], name, n) == 0)
-            return 1;
-    return 0;
-}
-
 static struct curl_slist *add_hdr(struct curl_slist *l, const char *name, size_t nl,
                                   const char *value, size_t vl)
 {
@@ -851,7 +840,7 @@ static struct curl_slist *origin_headers(struct edge_fill *f, const struct http_
 
     for (size_t i = 0; i < r->nheaders; i++) {
         struct http_str nm = r->headers[i].name, v = r->headers[i].value;
-        if (hop_by_hop(nm.p, nm.len) || http_request_hop_nominated(r, nm))
+        if (http_proxy_hop_by_hop(nm.p, nm.len) || http_request_hop_nominated(r, nm))
             continue;
         /* Host is written below from the request's one host, the one it is keyed by. */
         if (http_str_ieq(nm, "host") || http_str_ieq(nm, "expect") ||
