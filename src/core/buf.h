@@ -42,6 +42,15 @@ int buf_printf(struct buf *b, const char *fmt, ...) MC_PRINTF(2, 3);
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 /* Appends the decimal form of v (no printf on hot paths). */
 int buf_append_u64(struct buf *b, uint64_t v);
+/* Appends s[0..n) as a JSON string, quotes included (RFC 8259 §7): '"' and '\\' escaped,
+ * the controls U+0000..U+001F as \b \f \n \r \t or \u00xx (lower-case hex), everything else
+ * (DEL and '/' included) as itself, so a well-formed string comes out in the canonical
+ * form of RFC 8785 §3.2.2.2. Bytes that are not well-formed UTF-8 (RFC 3629 §4) become
+ * U+FFFD, one per maximal ill-formed subpart (Unicode §3.9), so the output is always
+ * valid UTF-8 as RFC 8259 §8.1 requires. 0, or -E2BIG with the buffer left as it was. */
+int buf_json_str(struct buf *b, const char *s, size_t n);
+/* The same without the quotes, for a string value written in several pieces. */
+int buf_json_esc(struct buf *b, const char *s, size_t n);
 /* Drops the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
 /* Moves the bytes out; the caller frees them with free(). The buffer is left empty. */

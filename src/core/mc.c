@@ -3,6 +3,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef MLCDN_DEBUG
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 void mc__panic(const char *file, int line, const char *expr)
 {
@@ -69,3 +73,64 @@ size_t mc_u64_digits(uint64_t v, char *out)
     memcpy(out, tmp + i, sizeof(tmp) - i);
     return sizeof(tmp) - i;
 }
+
+#ifdef MLCDN_DEBUG
+static MC_NORETURN void lock_panic(const char *file, int line, const char *what, const char *expr)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof(msg), "%s(%s)", what, expr);
+    mc__panic(file, line, msg);
+}
+
+#if defined(__GLIBC__)
+static _Thread_local pid_t cached_tid;
+static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
+
+/* A forked child starts with the forking thread's copy of cached_tid, which names the
+ * parent's thread: the child forgets it. */
+static void forget_tid(void)
+{
+    cached_tid = 0;
+}
+
+static void tid_init(void)
+{
+    pthread_atfork(NULL, NULL, forget_tid);
+}
+
+static pid_t self_tid(void)
+{
+    if (cached_tid == 0) {
+        pthread_once(&tid_once, tid_init);
+        cached_tid = (pid_t)syscall(SYS_gettid);
+    }
+    return cached_tid;
+}
+#endif
+
+void mc__lock_assert_held(pthread_mutex_t *m, const char *file, int line, const char *expr)
+{
+#if defined(__GLIBC__)
+    /* glibc writes the owner's kernel thread id into __data.__owner on every lock of every
+     * mutex kind (lock elision, off unless the glibc.elision.enable tunable is set, would
+     * skip it), clears it on unlock, and restores it when pthread_cond_wait returns. */
+    if (*(volatile int *)&m->__data.__owner != self_tid())
+        lock_panic(file, line, "mc_lock_assert_held", expr);
+#else
+    if (pthread_mutex_trylock(m) == 0) {
+        pthread_mutex_unlock(m);
+        lock_panic(file, line, "mc_lock_assert_held", expr);
+    }
+#endif
+}
+
+void mc__rwlock_assert_held(pthread_rwlock_t *l, const char *file, int line, const char *expr)
+{
+    /* Fails (EBUSY, or EDEADLK for our own write hold) whenever anyone holds it. */
+    if (pthread_rwlock_trywrlock(l) == 0) {
+        pthread_rwlock_unlock(l);
+        lock_panic(file, line, "mc_rwlock_assert_held", expr);
+    }
+}
+#endif
