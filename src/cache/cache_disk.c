@@ -1005,17 +1005,13 @@ out:
     return rc;
 }
 
+/* Lower-case only: the store writes its names so, and any other spelling is not its file. */
 static int is_hex(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
             return 0;
     return 1;
-}
-
-static unsigned hexval(char c)
-{
-    return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
 }
 
 /* "ab", "cd", "<32 hex>-<16 hex>" with ab/cd the first bytes: one of our files. */
@@ -1025,10 +1021,10 @@ static int parse_name(const char *d1, const char *d2, const char *f, uint8_t ph[
         memcmp(f, d1, 2) != 0 || memcmp(f + 2, d2, 2) != 0)
         return 0;
     for (int i = 0; i < 16; i++)
-        ph[i] = (uint8_t)(hexval(f[2 * i]) << 4 | hexval(f[2 * i + 1]));
+        ph[i] = (uint8_t)(mc_hexval(f[2 * i]) << 4 | mc_hexval(f[2 * i + 1]));
     *vh = 0;
     for (int i = 0; i < 16; i++)
-        *vh = *vh << 4 | hexval(f[33 + i]);
+        *vh = *vh << 4 | (unsigned)mc_hexval(f[33 + i]);
     return 1;
 }
 

@@ -16,17 +16,6 @@
 
 #include <xxhash.h>
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int unreserved(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -56,8 +45,8 @@ static long pct_normalise(const char *s, size_t len, char *dst)
         }
         if (len - i < 3)
             return -1;
-        hi = hexval((unsigned char)s[i + 1]);
-        lo = hexval((unsigned char)s[i + 2]);
+        hi = mc_hexval((unsigned char)s[i + 1]);
+        lo = mc_hexval((unsigned char)s[i + 2]);
         if (hi < 0 || lo < 0)
             return -1;
         c = (unsigned char)(hi << 4 | lo);

@@ -110,17 +110,6 @@ static size_t opos(const struct jp *p)
     return p->out->len + p->ns;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int is_digit(const struct jp *p, size_t i)
 {
     return i < p->len && p->s[i] >= '0' && p->s[i] <= '9';
@@ -220,7 +209,7 @@ static long hex4(const struct jp *p, size_t i)
     size_t k;
 
     for (k = 0; k < 4; k++) {
-        int h = hexval((unsigned char)p->s[i + k]);
+        int h = mc_hexval((unsigned char)p->s[i + k]);
 
         if (h < 0)
             return -1;
@@ -467,8 +456,8 @@ static unsigned char name_byte(const char *k, size_t *i)
     case 't': return '\t';
     case 'u':
         *i += 4;
-        return (unsigned char)(hexval((unsigned char)k[*i - 2]) << 4 |
-                               hexval((unsigned char)k[*i - 1]));
+        return (unsigned char)(mc_hexval((unsigned char)k[*i - 2]) << 4 |
+                               mc_hexval((unsigned char)k[*i - 1]));
     default: return c; /* '"' and '\\' */
     }
 }

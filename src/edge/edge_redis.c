@@ -904,17 +904,6 @@ void edge_redis_loop_fini(struct edge_redis_conn **cp)
 
 /* ---- configuration ---- */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* RFC 3986 %XX decoding of URL credentials; NULL for a bad escape or %00 (AUTH takes
  * C strings). */
 static char *pct_decode(const char *s, size_t n)
@@ -926,7 +915,7 @@ static char *pct_decode(const char *s, size_t n)
             *p++ = s[i];
             continue;
         }
-        int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+        int hi = i + 2 < n ? mc_hexval(s[i + 1]) : -1, lo = i + 2 < n ? mc_hexval(s[i + 2]) : -1;
         if (hi < 0 || lo < 0 || (hi | lo) == 0) {
             free(out);
             return NULL;

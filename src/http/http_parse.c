@@ -811,7 +811,7 @@ int http_chunked_feed(struct http_chunked *c, const char *in, size_t len, size_t
         switch (c->state) {
         case CK_SIZE:
             if (IS(ch, C_HEX)) {
-                d = ch <= '9' ? (unsigned)(ch - '0') : (unsigned)(lower(ch) - 'a' + 10);
+                d = (unsigned)mc_hexval(ch);
                 if (c->remaining >> 60) {
                     msg = "chunk size overflow";
                     goto fail;

@@ -15,17 +15,6 @@
 
 #include "core/units.h"
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int origin__path_clean(const char *path, size_t len, char *out, size_t outlen)
 {
     size_t o = 0, seg; /* seg: where the current output segment starts */
@@ -41,8 +30,8 @@ int origin__path_clean(const char *path, size_t len, char *out, size_t outlen)
             int hi, lo;
             if (i + 2 >= len)
                 return -EINVAL;
-            hi = hexval(path[i + 1]);
-            lo = hexval(path[i + 2]);
+            hi = mc_hexval(path[i + 1]);
+            lo = mc_hexval(path[i + 2]);
             if (hi < 0 || lo < 0)
                 return -EINVAL;
             ch = (char)(hi * 16 + lo);

@@ -32,14 +32,6 @@ void router__http_loop_fini(uv_loop_t *loop, void *worker_data, void *arg)
     free(worker_data);
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* Copies the percent-decoded value of query parameter `name` into out. Returns 0 or
  * -ENOENT. */
 static int query_param(struct http_str q, const char *name, char *out, size_t outlen)
@@ -53,8 +45,8 @@ static int query_param(struct http_str q, const char *name, char *out, size_t ou
             size_t o = 0;
             for (size_t j = i + nl + 1; j < end && o + 1 < outlen; j++) {
                 int h1, h2;
-                if (q.p[j] == '%' && j + 2 < end + 1 && (h1 = hexval(q.p[j + 1])) >= 0 &&
-                    (h2 = hexval(q.p[j + 2])) >= 0) {
+                if (q.p[j] == '%' && j + 2 < end + 1 && (h1 = mc_hexval(q.p[j + 1])) >= 0 &&
+                    (h2 = mc_hexval(q.p[j + 2])) >= 0) {
                     out[o++] = (char)(h1 * 16 + h2);
                     j += 2;
                 } else {
