@@ -909,27 +909,17 @@ void http_x_respond(struct http_exchange *x, int status, const char *headers, co
     http_x_end(x);
 }
 
-static void json_escape(struct buf *b, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            buf_printf(b, "\\%c", ch);
-        else if (ch < 0x20)
-            buf_printf(b, "\\u%04x", ch);
-        else
-            buf_append(b, s, 1);
-    }
-}
-
 void http_x_error(struct http_exchange *x, int status, const char *msg)
 {
     struct buf b;
 
     buf_init(&b, 64 * 1024);
-    buf_puts(&b, "{\"error\":\"");
-    json_escape(&b, msg ? msg : http_status_reason(status));
-    buf_printf(&b, "\",\"status\":%d}\n", status);
+    if (!msg)
+        msg = http_status_reason(status);
+    buf_puts(&b, "{\"error\":");
+    if (buf_json_str(&b, msg, strlen(msg)) != 0) /* over the cap: still valid JSON */
+        buf_json_str(&b, http_status_reason(status), strlen(http_status_reason(status)));
+    buf_printf(&b, ",\"status\":%d}\n", status);
     http_x_respond(x, status, "Content-Type: application/json\r\nCache-Control: no-store\r\n",
                    b.data, b.len);
     buf_fini(&b);

@@ -668,10 +668,10 @@ static void put_done(uv_work_t *req, int status)
     }
     buf_init(&b, 64 * 1024);
     buf_puts(&b, "{\"path\": \"/");
-    origin__json_str(&b, q->rel, strlen(q->rel));
-    buf_printf(&b, "\", \"size\": %zu, \"etag\": \"", q->body_len);
-    origin__json_str(&b, q->etag, strlen(q->etag));
-    buf_puts(&b, "\"}\n");
+    buf_json_esc(&b, q->rel, strlen(q->rel));
+    buf_printf(&b, "\", \"size\": %zu, \"etag\": ", q->body_len);
+    buf_json_str(&b, q->etag, strlen(q->etag));
+    buf_puts(&b, "}\n");
     snprintf(head, sizeof(head), "Content-Type: application/json\r\nETag: %s\r\n", q->etag);
     (void)w;
     respond(q->x, q, q->put_created ? 201 : 200, head, b.data, b.len);
@@ -747,16 +747,15 @@ static void echo(struct oworker *w, struct http_exchange *x, struct oreq *q)
 
     (void)http_x_body(x, &blen);
     buf_init(&b, 64 * 1024);
-    buf_puts(&b, "{\"method\": \"");
-    origin__json_str(&b, r->method_str.p, r->method_str.len);
-    buf_puts(&b, "\", \"path\": \"");
-    origin__json_str(&b, r->path.p, r->path.len);
-    buf_puts(&b, "\", \"query\": \"");
-    origin__json_str(&b, r->query.p, r->query.len);
-    buf_puts(&b, "\", \"content_type\": \"");
-    if (ct)
-        origin__json_str(&b, ct->value.p, ct->value.len);
-    buf_printf(&b, "\", \"body_len\": %zu}\n", blen);
+    buf_puts(&b, "{\"method\": ");
+    buf_json_str(&b, r->method_str.p, r->method_str.len);
+    buf_puts(&b, ", \"path\": ");
+    buf_json_str(&b, r->path.p, r->path.len);
+    buf_puts(&b, ", \"query\": ");
+    buf_json_str(&b, r->query.p, r->query.len);
+    buf_puts(&b, ", \"content_type\": ");
+    buf_json_str(&b, ct ? ct->value.p : "", ct ? ct->value.len : 0);
+    buf_printf(&b, ", \"body_len\": %zu}\n", blen);
     buf_reset(&w->hdr);
     buf_printf(&w->hdr, "Content-Type: application/json\r\nCache-Control: %s\r\n",
                w->o->cache_control);

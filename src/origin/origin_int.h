@@ -63,8 +63,6 @@ size_t origin__etag(char *buf, uint64_t size, int64_t mtime_ns, uint64_t ino);
 /* A latency: a bare integer is milliseconds ("250"), otherwise a duration ("250ms", "1s").
  * At most 10 minutes. Returns 0 or -EINVAL. */
 int origin__latency_parse(const char *s, size_t len, uint64_t *ms);
-/* Appends s[0..len) JSON-escaped (without quotes). */
-void origin__json_str(struct buf *b, const char *s, size_t len);
 
 /* ---- request counters ---- */
 

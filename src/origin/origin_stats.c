@@ -115,10 +115,11 @@ static void counts_json(struct buf *b, const struct origin_counts *c)
     for (size_t i = 0; i < c->cap; i++) {
         if (!c->slots[i].key)
             continue;
-        buf_puts(b, first ? "\"" : ", \"");
+        if (!first)
+            buf_puts(b, ", ");
         first = 0;
-        origin__json_str(b, c->slots[i].key, c->slots[i].klen);
-        buf_printf(b, "\": %llu", (unsigned long long)c->slots[i].n);
+        buf_json_str(b, c->slots[i].key, c->slots[i].klen);
+        buf_printf(b, ": %llu", (unsigned long long)c->slots[i].n);
     }
     buf_puts(b, "}");
 }

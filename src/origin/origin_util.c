@@ -290,21 +290,3 @@ int origin__latency_parse(const char *s, size_t len, uint64_t *ms)
     *ms = v;
     return 0;
 }
-
-void origin__json_str(struct buf *b, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            char e[2] = {'\\', (char)ch};
-            buf_append(b, e, 2);
-        } else if (ch < 0x20 || ch == 0x7f) {
-            char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-            buf_append(b, e, 6);
-        } else {
-            buf_append(b, s + i, 1);
-        }
-    }
-}

@@ -120,7 +120,7 @@ static void reply_err(struct predict *p, struct http_exchange *x, enum predict_e
         struct buf b;
         buf_init(&b, 4096);
         buf_puts(&b, "{\"error\":");
-        predict__json_str(&b, msg, strlen(msg));
+        buf_json_str(&b, msg, strlen(msg));
         buf_puts(&b, ",\"status\":405}\n");
         int post = ep == PREDICT_EP_PREDICT || ep == PREDICT_EP_BATCH || ep == PREDICT_EP_V2_INFER;
         http_x_respond(x, 405,
@@ -182,7 +182,7 @@ static void put_prediction(struct buf *b, const struct predict_version *v, const
     for (size_t o = 0; o < v->n_out; o++) {
         if (o)
             buf_puts(b, ",");
-        predict__json_str(b, v->out[o].name, strlen(v->out[o].name));
+        buf_json_str(b, v->out[o].name, strlen(v->out[o].name));
         buf_puts(b, ":");
         put_row_output(b, v, row, o);
     }
@@ -192,9 +192,9 @@ static void put_prediction(struct buf *b, const struct predict_version *v, const
 static void put_tail(struct buf *b, struct preq *q)
 {
     buf_puts(b, ",\"model\":");
-    predict__json_str(b, q->v->model->name, strlen(q->v->model->name));
+    buf_json_str(b, q->v->model->name, strlen(q->v->model->name));
     buf_printf(b, ",\"model_version\":%" PRId64 ",\"edge_region\":", q->v->version);
-    predict__json_str(b, q->p->cfg.region, strlen(q->p->cfg.region));
+    buf_json_str(b, q->p->cfg.region, strlen(q->p->cfg.region));
     buf_puts(b, "}\n");
 }
 
@@ -221,7 +221,7 @@ static void respond(struct preq *q)
         put_tail(&b, q);
     } else {
         buf_puts(&b, "{\"model_name\":");
-        predict__json_str(&b, v->model->name, strlen(v->model->name));
+        buf_json_str(&b, v->model->name, strlen(v->model->name));
         buf_printf(&b, ",\"model_version\":\"%" PRId64 "\"", v->version);
         if (q->d.id)
             buf_printf(&b, ",\"id\":%s", q->d.id);
@@ -233,7 +233,7 @@ static void respond(struct preq *q)
                 continue;
             buf_puts(&b, first ? "{\"name\":" : ",{\"name\":");
             first = 0;
-            predict__json_str(&b, io->name, strlen(io->name));
+            buf_json_str(&b, io->name, strlen(io->name));
             buf_printf(&b, ",\"datatype\":\"%s\",\"shape\":[%zu", predict__json_oip_name(io->dtype),
                        q->d.rows);
             for (int d = 1; d < io->rank; d++)
@@ -481,7 +481,7 @@ static void oip_model(struct predict *p, struct http_exchange *x, const char *na
     buf_init(&b, 1 << 20);
     if (rc == -EAGAIN && ready) {
         buf_puts(&b, "{\"name\":");
-        predict__json_str(&b, name, strlen(name));
+        buf_json_str(&b, name, strlen(name));
         buf_puts(&b, ",\"ready\":false}\n");
         reply_json(p, x, ep, 503, &b, NULL);
         buf_fini(&b);
@@ -493,7 +493,7 @@ static void oip_model(struct predict *p, struct http_exchange *x, const char *na
         return;
     }
     buf_puts(&b, "{\"name\":");
-    predict__json_str(&b, v->model->name, strlen(v->model->name));
+    buf_json_str(&b, v->model->name, strlen(v->model->name));
     if (ready) {
         buf_puts(&b, ",\"ready\":true}\n");
     } else {

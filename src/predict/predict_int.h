@@ -290,8 +290,6 @@ void predict__json_elem(struct buf *b, int dtype, const void *data, int64_t i);
  * following dims[0..rank) (flat when rank <= 1). */
 void predict__json_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims,
                           int rank, int scalar);
-/* Appends a JSON string literal (quoted, escaped). */
-void predict__json_str(struct buf *b, const char *s, size_t n);
 /* Appends the JSON array [{"name":..,"datatype":..,"shape":[..]},...] of a model's inputs or
  * outputs (OIP metadata and GET /admin/models share it). */
 void predict__json_io(struct buf *b, const struct predict_io *io, size_t n);

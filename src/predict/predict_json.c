@@ -350,38 +350,12 @@ void predict__json_tensor(struct buf *b, int dtype, const void *data, const int6
     nested(b, dtype, data, dims, rank, &pos);
 }
 
-void predict__json_str(struct buf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t start = 0;
-
-    buf_append(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        buf_append(b, s + start, i - start);
-        start = i + 1;
-        char esc[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
-        if (c == '"' || c == '\\') {
-            esc[1] = (char)c;
-            buf_append(b, esc, 2);
-        } else if (c == '\n') {
-            buf_append(b, "\\n", 2);
-        } else {
-            buf_append(b, esc, 6);
-        }
-    }
-    buf_append(b, s + start, n - start);
-    buf_append(b, "\"", 1);
-}
-
 void predict__json_io(struct buf *b, const struct predict_io *io, size_t n)
 {
     buf_puts(b, "[");
     for (size_t i = 0; i < n; i++) {
         buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        predict__json_str(b, io[i].name, strlen(io[i].name));
+        buf_json_str(b, io[i].name, strlen(io[i].name));
         buf_printf(b, ",\"datatype\":\"%s\",\"shape\":[", predict__json_oip_name(io[i].dtype));
         for (int d = 0; d < io[i].rank; d++)
             buf_printf(b, "%s%" PRId64, d ? "," : "", io[i].dims[d]);
@@ -864,8 +838,7 @@ static int oip_id(const json_t *jid, struct predict_rows *d, char *msg, size_t m
         return -EINVAL;
     }
     buf_init(&b, 4096);
-    predict__json_str(&b, json_string_value(jid), json_string_length(jid));
-    if (b.len >= 4096) {
+    if (buf_json_str(&b, json_string_value(jid), json_string_length(jid)) != 0) {
         buf_fini(&b);
         snprintf(msg, mlen, "id: longer than 4 KiB");
         return -EINVAL;

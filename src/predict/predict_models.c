@@ -467,7 +467,7 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
                  c[i].version, (unsigned long long)(units_now_ms() - t0));
         if (report) {
             buf_printf(report, "%s{\"model\":", nloaded ? "," : "");
-            predict__json_str(report, c[i].name, strlen(c[i].name));
+            buf_json_str(report, c[i].name, strlen(c[i].name));
             buf_printf(report, ",\"version\":%" PRId64 "}", c[i].version);
         }
         nloaded++;
@@ -531,15 +531,15 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
         buf_puts(report, "],\"retired\":[");
         for (size_t k = 0; k < nretired; k++) {
             buf_printf(report, "%s{\"model\":", k ? "," : "");
-            predict__json_str(report, retired[k]->model->name, strlen(retired[k]->model->name));
+            buf_json_str(report, retired[k]->model->name, strlen(retired[k]->model->name));
             buf_printf(report, ",\"version\":%" PRId64 "}", retired[k]->version);
         }
         buf_puts(report, "],\"failed\":[");
         for (size_t k = 0; k < nerrs; k++) {
             buf_printf(report, "%s{\"model\":", k ? "," : "");
-            predict__json_str(report, errs[k].name, strlen(errs[k].name));
+            buf_json_str(report, errs[k].name, strlen(errs[k].name));
             buf_puts(report, ",\"error\":");
-            predict__json_str(report, errs[k].error, strlen(errs[k].error));
+            buf_json_str(report, errs[k].error, strlen(errs[k].error));
             buf_puts(report, "}");
         }
         buf_puts(report, "]}\n");
@@ -756,14 +756,14 @@ void predict__models_describe(struct predict_models *r, struct buf *b)
 {
     pthread_rwlock_rdlock(&r->lock);
     buf_puts(b, "{\"dir\":");
-    predict__json_str(b, r->dir, strlen(r->dir));
+    buf_json_str(b, r->dir, strlen(r->dir));
     buf_printf(b, ",\"reloads\":%" PRIu64 ",\"reload_failures\":%" PRIu64
                ",\"infer_threads\":%u,\"models\":[",
                r->reloads, r->reload_failures, r->nthreads);
     for (size_t i = 0; i < r->n; i++) {
         struct predict_model *m = r->models[i];
         buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        predict__json_str(b, m->name, strlen(m->name));
+        buf_json_str(b, m->name, strlen(m->name));
         if (m->cur)
             buf_printf(b, ",\"version\":%" PRId64 ",\"ready\":true", m->cur->version);
         else
@@ -773,7 +773,7 @@ void predict__models_describe(struct predict_models *r, struct buf *b)
             buf_printf(b, "%s%" PRId64, k ? "," : "", m->vers[k]->version);
         buf_puts(b, "],\"error\":");
         if (m->error[0])
-            predict__json_str(b, m->error, strlen(m->error));
+            buf_json_str(b, m->error, strlen(m->error));
         else
             buf_puts(b, "null");
         if (m->cur) {

@@ -1,5 +1,6 @@
 """tests/e2e/test_origin.py: `mlcdn origin`, the reference origin, as a real process."""
 import concurrent.futures
+import json
 import os
 import socket
 import time
@@ -145,6 +146,16 @@ def test_post_echo(origin):
     assert r.status == 200
     assert r.json() == {"method": "POST", "path": "/predict", "query": "x=1",
                         "content_type": "application/json", "body_len": 17}
+
+
+def test_post_echo_escapes(origin):
+    """Header bytes may be obs-text (RFC 9110 §5.5), which is not UTF-8: the echo turns them
+    into U+FFFD and stays JSON in UTF-8 (RFC 8259 §8.1); controls take their short escapes."""
+    r = origin.request("POST", "/e", body=b"x",
+                       headers={"Content-Type": b'text/\xff\xc3\xa9\t"q"\\'})
+    assert r.status == 200
+    assert b'"content_type": "text/\xef\xbf\xbd\xc3\xa9\\t\\"q\\"\\\\"' in r.body
+    assert json.loads(r.body.decode("utf-8"))["content_type"] == 'text/\ufffd\u00e9\t"q"\\'
 
 
 def test_stats_and_reset(origin):

@@ -316,6 +316,18 @@ def test_bad_input(edge):
     assert edge.alive()
 
 
+def test_error_text_stays_utf8(edge):
+    """An error message quotes at most 64 bytes of an input name; a cut in the middle of a
+    UTF-8 sequence comes back as U+FFFD, so the answer is still JSON in UTF-8 (RFC 8259
+    §8.1) that a strict client decodes."""
+    name = "a" * 63 + "\u00e9"
+    r = post(edge, "/v2/models/mlp/infer", {"inputs": [{"name": name, "shape": [1, 64],
+                                                        "datatype": "FP32", "data": X64}]})
+    assert r.status == 400
+    j = json.loads(r.body.decode("utf-8"))
+    assert "has no input '" + "a" * 63 + "\ufffd' (inputs: x)" in j["error"], j
+
+
 def test_body_over_limit(mlcdn, models):
     e = start_edge(mlcdn, models, "--max-body", "64K")
     r = post(e, "/batch_predict", {"model": "mlp", "features": [[0.123456] * 64] * 200})

@@ -247,16 +247,6 @@ static void test_latency_parse(void **state)
     assert_int_equal(ms, 7);
 }
 
-static void test_json_str(void **state)
-{
-    struct buf b;
-    (void)state;
-    buf_init(&b, 256);
-    origin__json_str(&b, "a\"b\\c\n\x01", 7);
-    assert_string_equal(b.data, "a\\\"b\\\\c\\u000a\\u0001");
-    buf_fini(&b);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,7 +261,6 @@ int main(void)
         cmocka_unit_test(test_headers_build),
         cmocka_unit_test(test_etag),
         cmocka_unit_test(test_latency_parse),
-        cmocka_unit_test(test_json_str),
     };
     return cmocka_run_group_tests_name("origin_util", tests, NULL, NULL);
 }
