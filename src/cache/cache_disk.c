@@ -220,19 +220,6 @@ static uint64_t hash_vkey(const char *vkey, size_t n)
     return XXH3_64bits(vkey, n);
 }
 
-static void lock_assert_held(pthread_mutex_t *m)
-{
-#ifdef MLCDN_DEBUG
-    /* Weak (proves someone holds it), but catches a forgotten lock at once. */
-    if (pthread_mutex_trylock(m) == 0) {
-        pthread_mutex_unlock(m);
-        MC_ASSERT(!"lock not held");
-    }
-#else
-    (void)m;
-#endif
-}
-
 static void name_of(const uint8_t ph[16], uint64_t vh, char out[NAME_LEN])
 {
     static const char hx[] = "0123456789abcdef";
@@ -545,7 +532,7 @@ static struct l2_key *key_find(struct shard *s, const uint8_t ph[16], const char
 {
     uint64_t h = ph_h(ph), bb = ph_bb(ph);
 
-    lock_assert_held(&s->mtx);
+    mc_lock_assert_held(&s->mtx);
     for (struct l2_key *k = s->buckets[bb & (s->nbuckets - 1)]; k; k = k->next)
         if (k->h == h && bytes_eq(k->pkey, k->plen, pkey, plen))
             return k;
@@ -562,9 +549,12 @@ static struct l2_entry *variant_find(struct l2_key *k, const char *vkey, size_t 
 
 static void grow(struct shard *s)
 {
-    size_t nb = s->nbuckets * 2;
-    struct l2_key **nbk = mc_xcalloc(nb, sizeof(*nbk));
+    size_t nb;
+    struct l2_key **nbk;
 
+    mc_lock_assert_held(&s->mtx);
+    nb = s->nbuckets * 2;
+    nbk = mc_xcalloc(nb, sizeof(*nbk));
     for (size_t i = 0; i < s->nbuckets; i++) {
         struct l2_key *k = s->buckets[i], *kn;
         for (; k; k = kn) {
@@ -580,6 +570,7 @@ static void grow(struct shard *s)
 
 static void key_unlink(struct shard *s, struct l2_key *k)
 {
+    mc_lock_assert_held(&s->mtx);
     for (struct l2_key **pp = &s->buckets[k->bb & (s->nbuckets - 1)]; *pp; pp = &(*pp)->next) {
         if (*pp == k) {
             *pp = k->next;
@@ -604,7 +595,7 @@ static void pend_push(struct l2 *l2, struct shard *s, const struct l2_entry *en)
 {
     struct pending *p = mc_xcalloc(1, sizeof(*p));
 
-    lock_assert_held(&s->mtx);
+    mc_lock_assert_held(&s->mtx);
     memcpy(p->ph, en->ph, 16);
     p->vh = en->vh;
     p->ino = en->ino;
@@ -628,7 +619,7 @@ static void variant_unlink(struct l2 *l2, struct shard *s, struct l2_entry *en, 
 {
     struct l2_key *k = en->key;
 
-    lock_assert_held(&s->mtx);
+    mc_lock_assert_held(&s->mtx);
     MC_ASSERT(en->in_index && k != NULL);
     for (struct l2_entry **pp = &k->variants; *pp; pp = &(*pp)->vnext) {
         if (*pp == en) {
@@ -651,6 +642,7 @@ static void variant_unlink(struct l2 *l2, struct shard *s, struct l2_entry *en, 
 static void drop_variant(struct l2 *l2, struct shard *s, struct l2_entry *en, int unlink,
                          struct dropped *d)
 {
+    mc_lock_assert_held(&s->mtx);
     pthread_mutex_lock(&l2->pol_mtx);
     if (en->in_policy) {
         cache_policy_remove(l2->pol, &en->pnode);
@@ -663,6 +655,7 @@ static void drop_variant(struct l2 *l2, struct shard *s, struct l2_entry *en, in
 /* Drops every variant of k, which frees k. */
 static void drop_key(struct l2 *l2, struct shard *s, struct l2_key *k, struct dropped *d)
 {
+    mc_lock_assert_held(&s->mtx);
     while (k->variants) {
         int last = k->variants->vnext == NULL;
         drop_variant(l2, s, k->variants, 1, d);
@@ -697,7 +690,7 @@ static int policy_admit(struct l2 *l2, struct l2_entry *en, struct dropped *vict
 /* Links en under k (created when NULL) and gives the index its reference. */
 static void link_variant(struct l2 *l2, struct shard *s, struct l2_key *k, struct l2_entry *en)
 {
-    lock_assert_held(&s->mtx);
+    mc_lock_assert_held(&s->mtx);
     if (!k) {
         if (s->nkeys >= s->nbuckets)
             grow(s);
@@ -819,11 +812,12 @@ static void tombs_end(struct l2 *l2)
 
 /* ---- unlinks ---- */
 
-/* Unlinks the name only while it still is inode `ino`; the caller holds its name lock. */
-static int unlink_if_locked(struct l2 *l2, const char *name, ino_t ino)
+/* Unlinks the name only while it still is inode `ino`; the caller holds its name lock nl. */
+static int unlink_if_locked(struct l2 *l2, pthread_mutex_t *nl, const char *name, ino_t ino)
 {
     struct stat st;
 
+    mc_lock_assert_held(nl);
     if (fstatat(l2->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
         return -errno;
     if (st.st_ino != ino)
@@ -839,7 +833,7 @@ static int unlink_checked(struct l2 *l2, const uint8_t ph[16], uint64_t vh, ino_
 
     name_of(ph, vh, name);
     pthread_mutex_lock(nl);
-    err = unlink_if_locked(l2, name, ino);
+    err = unlink_if_locked(l2, nl, name, ino);
     pthread_mutex_unlock(nl);
     return err;
 }
@@ -1525,7 +1519,7 @@ corrupt:
     /* Under the name lock, so that no probe or rebuild re-indexes the file in between. */
     pthread_mutex_lock(nl);
     drop_entry(l2, en, 0);
-    (void)unlink_if_locked(l2, name, st.st_ino);
+    (void)unlink_if_locked(l2, nl, name, st.st_ino);
     pthread_mutex_unlock(nl);
     atomic_fetch_add(&l2->corrupt, 1);
     rc = -EBADMSG;

@@ -1,9 +1,10 @@
 /* src/cache/cache_mem.c: L1 memory store (see cache_mem.h).
  *
  * Locking: everything in a shard (buckets, entries, variant lists, the policy, the
- * counters) is guarded by shard->mtx. Objects dropped by eviction or purge are
- * collected under the lock and unreferenced after it is released, so freeing a large
- * body never happens inside the critical section. */
+ * counters) is guarded by shard->mtx; the helpers below that take a shard run with its
+ * mtx held, and assert it. Objects dropped by eviction or purge are collected under the
+ * lock and unreferenced after it is released, so freeing a large body never happens
+ * inside the critical section. */
 #include "cache/cache_mem.h"
 
 #include <errno.h>
@@ -135,6 +136,7 @@ static struct l1_entry **bucket_of(struct shard *s, uint64_t bb)
 static struct l1_entry *entry_find(struct shard *s, uint64_t bb, uint64_t h, const char *pkey,
                                    size_t plen)
 {
+    mc_lock_assert_held(&s->mtx);
     for (struct l1_entry *e = *bucket_of(s, bb); e; e = e->next)
         if (e->h == h && e->plen == plen && memcmp(e->pkey, pkey, plen) == 0)
             return e;
@@ -143,9 +145,12 @@ static struct l1_entry *entry_find(struct shard *s, uint64_t bb, uint64_t h, con
 
 static void grow(struct shard *s)
 {
-    size_t nb = s->nbuckets * 2;
-    struct l1_entry **nbk = mc_xcalloc(nb, sizeof(*nbk));
+    size_t nb;
+    struct l1_entry **nbk;
 
+    mc_lock_assert_held(&s->mtx);
+    nb = s->nbuckets * 2;
+    nbk = mc_xcalloc(nb, sizeof(*nbk));
     for (size_t i = 0; i < s->nbuckets; i++) {
         struct l1_entry *e = s->buckets[i], *en;
         for (; e; e = en) {
@@ -165,6 +170,8 @@ static void grow(struct shard *s)
 static void entry_unlink(struct shard *s, struct l1_entry *e)
 {
     uint64_t bb;
+
+    mc_lock_assert_held(&s->mtx);
     key_hash(e->pkey, e->plen, &bb);
     for (struct l1_entry **pp = bucket_of(s, bb); *pp; pp = &(*pp)->next) {
         if (*pp == e) {
@@ -202,6 +209,7 @@ static void variant_unlink(struct shard *s, struct cache_obj *o, struct dropped 
 {
     struct l1_entry *e = o->entry;
 
+    mc_lock_assert_held(&s->mtx);
     for (struct cache_obj **pp = &e->variants; *pp; pp = &(*pp)->vnext) {
         if (*pp == o) {
             *pp = o->vnext;
@@ -222,6 +230,7 @@ static void variant_unlink(struct shard *s, struct cache_obj *o, struct dropped 
 
 static void drop_variant(struct shard *s, struct cache_obj *o, struct dropped *d)
 {
+    mc_lock_assert_held(&s->mtx);
     cache_policy_remove(s->pol, &o->pnode);
     variant_unlink(s, o, d);
 }
@@ -229,6 +238,7 @@ static void drop_variant(struct shard *s, struct cache_obj *o, struct dropped *d
 /* Drops every variant of e; the last one frees e itself. */
 static void drop_entry(struct shard *s, struct l1_entry *e, struct dropped *d)
 {
+    mc_lock_assert_held(&s->mtx);
     for (;;) {
         struct cache_obj *o = e->variants;
         int last = o->vnext == NULL;

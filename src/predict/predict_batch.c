@@ -168,8 +168,10 @@ void predict__item_free(struct predict_item *it)
 
 /* ---- pool side ---- */
 
+/* pool->mtx held, as for ready_remove(). */
 static void ready_push(struct predict_pool *p, struct predict_batcher *b)
 {
+    mc_lock_assert_held(&p->mtx);
     b->rnext = NULL;
     if (p->ready_tail)
         p->ready_tail->rnext = b;
@@ -182,6 +184,8 @@ static void ready_push(struct predict_pool *p, struct predict_batcher *b)
 static void ready_remove(struct predict_pool *p, struct predict_batcher *b)
 {
     struct predict_batcher **pp = &p->ready_head, *prev = NULL;
+
+    mc_lock_assert_held(&p->mtx);
     for (; *pp && *pp != b; pp = &(*pp)->rnext)
         prev = *pp;
     MC_ASSERT(*pp == b);

@@ -311,20 +311,25 @@ fail:
     return rc;
 }
 
+/* reg->lock held (read or write). */
 static struct predict_model *find_model(struct predict_models *r, const char *name)
 {
+    mc_rwlock_assert_held(&r->lock);
     for (size_t i = 0; i < r->n; i++)
         if (!strcmp(r->models[i]->name, name))
             return r->models[i];
     return NULL;
 }
 
+/* reg->lock held for writing. */
 static struct predict_model *model_new(struct predict_models *r, const char *name,
                                        uint64_t cache_bytes)
 {
-    struct predict_model *m = mc_xcalloc(1, sizeof(*m));
+    struct predict_model *m;
     char labels[128];
 
+    mc_rwlock_assert_held(&r->lock);
+    m = mc_xcalloc(1, sizeof(*m));
     MC_INIT_OBJ(m, PREDICT_MODEL_MAGIC);
     snprintf(m->name, sizeof(m->name), "%s", name);
     m->cache_bytes = cache_bytes;
@@ -669,6 +674,8 @@ void predict__models_free(struct predict_models **rp)
 static void loaded_names(struct predict_models *r, char *out, size_t len)
 {
     size_t o = 0;
+
+    mc_rwlock_assert_held(&r->lock);
     out[0] = '\0';
     for (size_t i = 0; i < r->n && o < len; i++)
         if (r->models[i]->cur)
