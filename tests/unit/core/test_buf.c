@@ -91,12 +91,12 @@ static void test_json_utf8_invalid(void **state)
     /* Unicode Table 3-8: one U+FFFD per maximal subpart of an ill-formed sequence. */
     STR_IS("\x61\xf1\x80\x80\xe1\x80\xc2\x62\x80\x63\x80\xbf\x64",
            "\"a" FFFD FFFD FFFD "b" FFFD "c" FFFD FFFD "d\"");
-    STR_IS("\x80", "\"" FFFD "\"");             /* stray continuation */
-    STR_IS("\xc0\xaf", "\"" FFFD FFFD "\"");    /* overlong '/' */
+    STR_IS("\x80", "\"" FFFD "\"");          /* stray continuation */
+    STR_IS("\xc0\xaf", "\"" FFFD FFFD "\""); /* overlong '/' */
     STR_IS("\xc1\xbf", "\"" FFFD FFFD "\"");
     STR_IS("\xe0\x80\xaf", "\"" FFFD FFFD FFFD "\""); /* overlong, 3 bytes */
     STR_IS("\xf0\x8f\xbf\xbf", "\"" FFFD FFFD FFFD FFFD "\"");
-    STR_IS("\xed\xa0\x80", "\"" FFFD FFFD FFFD "\""); /* a UTF-16 surrogate */
+    STR_IS("\xed\xa0\x80", "\"" FFFD FFFD FFFD "\"");          /* a UTF-16 surrogate */
     STR_IS("\xf4\x90\x80\x80", "\"" FFFD FFFD FFFD FFFD "\""); /* above U+10FFFF */
     STR_IS("\xf5\xff\xfe", "\"" FFFD FFFD FFFD "\"");
     /* Truncated sequences, at the end and before ASCII (which is kept). */
@@ -161,9 +161,9 @@ static void test_json_cap(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_mandatory),   cmocka_unit_test(test_json_controls),
-        cmocka_unit_test(test_json_utf8_valid),  cmocka_unit_test(test_json_utf8_invalid),
-        cmocka_unit_test(test_json_esc_pieces),  cmocka_unit_test(test_json_cap),
+        cmocka_unit_test(test_json_mandatory),  cmocka_unit_test(test_json_controls),
+        cmocka_unit_test(test_json_utf8_valid), cmocka_unit_test(test_json_utf8_invalid),
+        cmocka_unit_test(test_json_esc_pieces), cmocka_unit_test(test_json_cap),
     };
     return cmocka_run_group_tests_name("core_buf", tests, NULL, NULL);
 }
