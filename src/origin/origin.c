@@ -302,6 +302,12 @@ static int errno_status(int e)
     case -ENOSPC:
     case -EDQUOT:
         return 507;
+    case -EMFILE:
+    case -ENFILE:
+    case -ENOMEM:
+        /* Out of descriptors or memory for a moment (a burst of connections): the file is
+         * there, the answer is "try again", not a server fault. */
+        return 503;
     default:
         return 500;
     }
