@@ -188,6 +188,16 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
         rc = -EINVAL;
         goto fail;
     }
+    /* The region goes into a response header (X-Edge-Region), the /health JSON and Via
+     * names: a quote, a comma or a line break there would forge fields or break the JSON. */
+    if (!cfg->region || !*cfg->region || strlen(cfg->region) > 64 ||
+        strspn(cfg->region, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+            strlen(cfg->region)) {
+        snprintf(err, errlen, "--region: '%s' must be 1-64 letters, digits, '.', '_' or '-'",
+                 cfg->region ? cfg->region : "");
+        rc = -EINVAL;
+        goto fail;
+    }
     if (cfg->name && *cfg->name) {
         if (strlen(cfg->name) >= sizeof(e->name) || strpbrk(cfg->name, " ,()\t\r\n")) {
             snprintf(err, errlen, "--name: '%s' must be a single token of at most %zu characters",

@@ -630,6 +630,8 @@ def test_bad_flags_name_the_flag(mlcdn):
                        (["--origin", "ftp://x"], "--origin"),
                        (["--listen", "nowhere", "--origin", "http://127.0.0.1:1"], "nowhere"),
                        (["--threads", "0", "--origin", "http://x"], "--threads"),
+                       (["--region", 'eu"west', "--origin", "http://x"], "--region"),
+                       (["--region", "eu\r\nX-Evil: 1", "--origin", "http://x"], "--region"),
                        (["--bogus"], "--bogus")):
         p = subprocess.run([binary(), "edge"] + args, capture_output=True, text=True, timeout=10)
         assert p.returncode != 0 and flag in p.stderr, (args, p.stderr)
