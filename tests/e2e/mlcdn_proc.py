@@ -179,6 +179,25 @@ def raw(host, port, data, timeout=10):
             out += chunk
 
 
+def metric(admin, name):
+    """Sum of every series of a metric on a daemon's /metrics (admin: its base URL)."""
+    total = 0.0
+    for line in request("GET", admin + "/metrics").body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_for(cond, timeout=15.0, what="condition"):
+    """Polls cond() until it is true; fails the test after timeout seconds."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
 @pytest.fixture
 def mlcdn(request):
     """Factory fixture: mlcdn(subcmd, args, ready_pattern=...) -> Proc; all stopped at the end.

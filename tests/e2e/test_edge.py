@@ -450,18 +450,6 @@ def test_body_over_the_limit_is_refused(cdn, mlcdn):
     assert e.get("/echo").status in (200, 404)
 
 
-def send_then_read(host, port, data):
-    """Sends all of data before reading a byte, as a simple client does; a reset on the way
-    is the test's failure, not something to excuse."""
-    with socket.create_connection((host, port), timeout=30) as s:
-        s.sendall(data)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out
-            out += chunk
-
 
 # Many times what loopback sockets buffer (a few MiB each way), so most of it is still on
 # its way when the edge answers. send_all_then_read's 2 MiB above fit in the buffers: sent
@@ -493,7 +481,7 @@ def test_error_reaches_a_client_that_sends_everything_first(cdn, case, status):
     else:
         host, port = e.ready["admin"].rsplit("/", 1)[1].split(":")
         data = b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % BIG + b"x" * BIG
-    out = send_then_read(host, int(port), data)
+    out = raw(host, int(port), data, timeout=30)  # everything sent before a byte is read
     assert out.startswith(b"HTTP/1.1 %d" % status), out[:80]
     assert b"Connection: close" in out
     m = request("GET", e.ready["admin"] + "/metrics").body.decode()

@@ -18,28 +18,12 @@ import time
 
 import pytest
 
-from mlcdn_proc import mlcdn, request  # noqa: F401  (mlcdn is a fixture)
+from mlcdn_proc import metric, mlcdn, request, wait_for  # noqa: F401  (mlcdn is a fixture)
 from script_origin import ScriptOrigin
 
 EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+) region=\S+ name=(?P<name>\S+)"
 OK_HEAD = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\n"
 
-
-def metric(admin, name):
-    total = 0.0
-    for line in request("GET", admin + "/metrics").body.decode().splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def wait_for(cond, timeout=15.0, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 _edges = []
