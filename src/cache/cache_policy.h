@@ -65,7 +65,7 @@ uint64_t cache_policy_capacity(const struct cache_policy *p);
 uint64_t cache_policy_used(const struct cache_policy *p);
 uint64_t cache_policy_count(const struct cache_policy *p);
 
-/* Additions (issue 7). */
+/* Concurrency of hits, and size-aware admission. */
 
 /* 1 if cache_policy_hit() may run concurrently with other hits (every policy but "lru",
  * whose hit reorders its list: a store using "lru" must hold its lock exclusively). */

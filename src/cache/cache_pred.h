@@ -1,4 +1,4 @@
-/* src/cache/cache_pred.h: the prediction cache (issue 5).
+/* src/cache/cache_pred.h: the prediction cache.
  *
  * Maps a key (model version identity + the input tensors' bytes of one row) to the
  * output bytes of that row. Sharded hash table; each shard has its own eviction policy

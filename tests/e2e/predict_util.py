@@ -1,4 +1,4 @@
-"""tests/e2e/predict_util.py: helpers for the prediction tests (issue 5).
+"""tests/e2e/predict_util.py: helpers for the prediction tests.
 
 - read_npy(path): a NumPy 1.0 .npy file (little-endian f4/i8, C order) -> (shape, flat list),
   without numpy.

@@ -1,4 +1,4 @@
-"""End-to-end tests of predictions at the edge (issue 5): /predict, /batch_predict, the Open
+"""End-to-end tests of predictions at the edge: /predict, /batch_predict, the Open
 Inference Protocol v2, the prediction cache, dynamic batching, hot reload and bad input.
 
 The edge serves models from a tmp directory laid out NAME/VERSION/model.onnx with symlinks

@@ -1,4 +1,4 @@
-"""End-to-end tests of the edge's tiers behind L1 (issue 3): the L2 disk store across
+"""End-to-end tests of the edge's tiers behind L1: the L2 disk store across
 kill -9, corrupt files, L1 admission of L2 hits, multi-GiB objects streamed through a file
 with bounded memory, Range requests on filling objects, the Redis shared tier and its
 circuit breaker, parent edges and loop refusal, and stale-if-error.

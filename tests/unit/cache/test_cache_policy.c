@@ -238,7 +238,7 @@ static void test_accounting(void **state)
     }
 }
 
-/* One giant object must not flush many small hot ones (issue 7): a store sets the
+/* One giant object must not flush many small hot ones: a store sets the
  * per-object bound; every policy honours it, and the default refuses it on its own. */
 static void test_giant_object(void **state)
 {
