@@ -29,27 +29,27 @@ static double conns_read(void *arg)
     return e->srv ? (double)http_server_active_conns(e->srv) : 0;
 }
 
-void edge_metrics_init(struct edge *e)
+void edge__metrics_init(struct edge *e)
 {
     char labels[128];
 
     for (int i = 0; i < EDGE_XC__N; i++) {
         for (int j = 0; j < EDGE_LV__N; j++) {
-            snprintf(labels, sizeof(labels), "cache=\"%s\",level=\"%s\"", edge_xc_name(i),
-                     edge_lv_name(j));
+            snprintf(labels, sizeof(labels), "cache=\"%s\",level=\"%s\"", edge__xc_name(i),
+                     edge__lv_name(j));
             e->m.req[i][j] = metrics_counter("mlcdn_edge_requests_total",
                                              "Requests answered, by cache status and tier",
                                              labels);
         }
     }
     for (int j = 0; j < EDGE_LV__N; j++) {
-        snprintf(labels, sizeof(labels), "level=\"%s\"", edge_lv_name(j));
+        snprintf(labels, sizeof(labels), "level=\"%s\"", edge__lv_name(j));
         e->m.latency[j] = metrics_hist("mlcdn_edge_request_duration_seconds",
                                        "Time from request head to response start, by tier",
                                        labels, 1e6, 16, 60000000);
     }
     for (int j = 0; j < EDGE_LV__N; j++) {
-        snprintf(labels, sizeof(labels), "level=\"%s\"", edge_lv_name(j));
+        snprintf(labels, sizeof(labels), "level=\"%s\"", edge__lv_name(j));
         e->m.bytes_by_level[j] = metrics_counter("mlcdn_edge_bytes_served_by_level_total",
                                                  "Body bytes sent to clients, by the tier "
                                                  "that answered", labels);
@@ -120,7 +120,7 @@ void edge_metrics_init(struct edge *e)
 }
 
 /* Registered once the server exists: the gauge reads e->srv from the scraping thread. */
-void edge_metrics_server_ready(struct edge *e)
+void edge__metrics_server_ready(struct edge *e)
 {
     metrics_gauge_fn("mlcdn_edge_connections", "Open client connections", NULL, conns_read, e);
 }
@@ -181,7 +181,7 @@ static void health(struct edge *e, struct http_exchange *x)
                       ",\"l2_objects\":%llu,\"l2_bytes\":%llu,\"l2_ready\":%s,\"redis\":\"%s\"}\n",
                       (unsigned long long)st.objects, (unsigned long long)st.bytes,
                       !e->l2 || st.ready ? "true" : "false",
-                      e->redis ? edge_redis_state(e->redis) : "none");
+                      e->redis ? edge__redis_state(e->redis) : "none");
     }
     http_x_respond(x, atomic_load(&e->draining) ? 503 : 200,
                    "Content-Type: application/json\r\nCache-Control: no-store\r\n", body,
@@ -214,7 +214,7 @@ static void purge_redis(struct edge *e, struct http_exchange *x, const struct ht
     if (cache_key_primary(&key, h, root, noq, &e->keyopts) == 0 && key.len) {
         key.len--; /* "host/" -> "host" */
         buf_append(&key, pathq, plen);
-        edge_redis_del(w->redis, key.data, key.len);
+        edge__redis_del(w->redis, key.data, key.len);
     }
     buf_fini(&key);
 }
@@ -264,7 +264,7 @@ static void purge(struct edge *e, struct http_exchange *x)
     buf_fini(&host);
 }
 
-void edge_admin_handle(struct http_exchange *x, void *arg)
+void edge__admin_handle(struct http_exchange *x, void *arg)
 {
     struct edge *e = arg;
     const struct http_request *r = http_x_request(x);

@@ -30,18 +30,18 @@ static const char *const xc_names[EDGE_XC__N] = {EDGE_XC_LIST(NAME)};
 static const char *const lv_names[EDGE_LV__N] = {EDGE_LV_LIST(NAME)};
 #undef NAME
 
-const char *edge_xc_name(enum edge_xc xc)
+const char *edge__xc_name(enum edge_xc xc)
 {
     return xc_names[xc];
 }
 
-const char *edge_lv_name(enum edge_level lv)
+const char *edge__lv_name(enum edge_level lv)
 {
     return lv_names[lv];
 }
 
-void edge_count(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
-                enum edge_level lv, uint64_t bytes)
+void edge__count(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
+                 enum edge_level lv, uint64_t bytes)
 {
     metrics_counter_add(e->m.req[xc][lv], 1);
     metrics_hist_observe(e->m.latency[lv], units_now_us() - http_x_start_us(x));
@@ -57,7 +57,7 @@ void edge_count(struct edge *e, struct http_exchange *x, int status, enum edge_x
         atomic_fetch_add_explicit(&e->misses, 1, memory_order_relaxed);
 }
 
-void edge_cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix)
+void edge__cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix)
 {
     size_t pl = strlen(prefix), sl = suffix ? strlen(suffix) : 0;
     char num[21];
@@ -76,8 +76,8 @@ void edge_cache_status(char *out, size_t n, const char *prefix, int64_t v, const
     out[pl + nl + sl] = '\0';
 }
 
-void edge_deliver_headers(struct edge *e, struct buf *h, const struct cache_obj *o,
-                          enum edge_xc xc, enum edge_level lv, const char *cache_status)
+void edge__deliver_headers(struct edge *e, struct buf *h, const struct cache_obj *o,
+                           enum edge_xc xc, enum edge_level lv, const char *cache_status)
 {
     int64_t age = edge_obj_age(o, units_wall_s());
 
@@ -233,8 +233,8 @@ static void send_done(void *arg)
     free(s);
 }
 
-int edge_range_answer(const struct http_request *r, const struct cache_obj *o, uint64_t size,
-                      uint64_t *first, uint64_t *last, struct buf *h)
+int edge__range_answer(const struct http_request *r, const struct cache_obj *o, uint64_t size,
+                       uint64_t *first, uint64_t *last, struct buf *h)
 {
     struct http_range_answer a;
 
@@ -252,15 +252,15 @@ int edge_range_answer(const struct http_request *r, const struct cache_obj *o, u
     return a.status;
 }
 
-void edge_deliver_error(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
-                        enum edge_level lv, const char *msg)
+void edge__deliver_error(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
+                         enum edge_level lv, const char *msg)
 {
-    edge_count(e, x, status, xc, lv, 0);
+    edge__count(e, x, status, xc, lv, 0);
     http_x_error(x, status, msg);
 }
 
-void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj *o,
-                      enum edge_xc xc, enum edge_level lv, const char *cache_status)
+void edge__deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj *o,
+                       enum edge_xc xc, enum edge_level lv, const char *cache_status)
 {
     const struct http_request *r = http_x_request(x);
     uint64_t size = cache_body_len(o->body), first = 0, last = size ? size - 1 : 0;
@@ -271,20 +271,20 @@ void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj 
     /* Built in the loop's scratch buffer, which http_x_start/http_x_respond copy: it is not
      * touched after them (ending the exchange may run the next pipelined request). */
     buf_reset(h);
-    edge_deliver_headers(e, h, o, xc, lv, cache_status);
+    edge__deliver_headers(e, h, o, xc, lv, cache_status);
     if ((r->method == HTTP_M_GET || r->method == HTTP_M_HEAD) && status >= 200 && status < 300) {
         int cond = http_cache_conditional(r, o->etag, o->etag ? strlen(o->etag) : 0,
                                           o->info.last_modified);
         if (cond == 304 || cond == 412) {
-            edge_count(e, x, cond, xc, lv, 0);
+            edge__count(e, x, cond, xc, lv, 0);
             http_x_respond(x, cond, h->data, NULL, 0);
             return;
         }
     }
     if ((r->method == HTTP_M_GET || r->method == HTTP_M_HEAD) && status == 200) {
-        int rr = edge_range_answer(r, o, size, &first, &last, h);
+        int rr = edge__range_answer(r, o, size, &first, &last, h);
         if (rr == 416) {
-            edge_count(e, x, 416, xc, lv, 0);
+            edge__count(e, x, 416, xc, lv, 0);
             http_x_respond(x, 416, h->data, NULL, 0);
             return;
         }
@@ -297,7 +297,7 @@ void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj 
     if (status != 206)
         first = 0;
     http_x_start(x, status, h->data, (int64_t)(end - first));
-    edge_count(e, x, status, xc, lv, r->method == HTTP_M_HEAD ? 0 : end - first);
+    edge__count(e, x, status, xc, lv, r->method == HTTP_M_HEAD ? 0 : end - first);
     if (r->method != HTTP_M_HEAD && end > first && cache_body_file(o->body, NULL) >= 0) {
         send_file(x, o, first, end); /* ends the exchange */
         return;
@@ -339,10 +339,10 @@ void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj 
 #define SEND_SPAN_MAX (256u << 10)
 #define SEND_FILE_MAX (4u << 20) /* bytes per sendfile call of a file-backed body */
 
-enum edge_stream_rc edge_stream_start(struct edge *e, struct http_exchange *x,
-                                      struct edge_stream *s, struct cache_obj *o, int range_ok,
-                                      int no_body, enum edge_xc xc, enum edge_level lv,
-                                      const char *cache_status)
+enum edge_stream_rc edge__stream_start(struct edge *e, struct http_exchange *x,
+                                       struct edge_stream *s, struct cache_obj *o, int range_ok,
+                                       int no_body, enum edge_xc xc, enum edge_level lv,
+                                       const char *cache_status)
 {
     struct buf h;
     const struct http_request *r = http_x_request(x);
@@ -352,7 +352,7 @@ enum edge_stream_rc edge_stream_start(struct edge *e, struct http_exchange *x,
 
     buf_init(&h, SIZE_MAX);
     if (range_ok && r->method == HTTP_M_GET && status == 200 && clen >= 0)
-        rr = edge_range_answer(r, o, (uint64_t)clen, &first, &last, &h);
+        rr = edge__range_answer(r, o, (uint64_t)clen, &first, &last, &h);
     if (rr != 416 && r->method != HTTP_M_HEAD && !no_body &&
         cache_body_state(o->body) == CACHE_BODY_FILLING &&
         cache_body_len(o->body) <= (rr == 206 ? first : 0)) {
@@ -366,12 +366,12 @@ enum edge_stream_rc edge_stream_start(struct edge *e, struct http_exchange *x,
     /* The stored headers first, then the Content-Range computed above. */
     struct buf full;
     buf_init(&full, SIZE_MAX);
-    edge_deliver_headers(e, &full, o, xc, lv, cache_status);
+    edge__deliver_headers(e, &full, o, xc, lv, cache_status);
     if (h.len)
         buf_append(&full, h.data, h.len);
     buf_fini(&h);
     if (rr == 416) {
-        edge_count(e, x, 416, xc, lv, 0);
+        edge__count(e, x, 416, xc, lv, 0);
         http_x_respond(x, 416, full.data, NULL, 0);
         buf_fini(&full);
         return EDGE_STREAM_DONE;
@@ -383,7 +383,7 @@ enum edge_stream_rc edge_stream_start(struct edge *e, struct http_exchange *x,
     }
     http_x_start(x, status, full.data, clen);
     buf_fini(&full);
-    edge_count(e, x, status, xc, lv, 0);
+    edge__count(e, x, status, xc, lv, 0);
     s->obj = cache_obj_ref(o);
     s->limit = s->range ? last + 1 : UINT64_MAX;
     s->pos = s->range ? first : 0;
@@ -403,8 +403,8 @@ static void stream_written(void *arg)
         s->wake(s->arg);
 }
 
-int edge_stream_pump(struct edge *e, struct http_exchange *x, struct edge_stream *s,
-                     enum edge_level lv)
+int edge__stream_pump(struct edge *e, struct http_exchange *x, struct edge_stream *s,
+                      enum edge_level lv)
 {
     uint64_t foff = 0;
     int fd = cache_body_file(s->obj->body, &foff);
@@ -468,7 +468,7 @@ int edge_stream_pump(struct edge *e, struct http_exchange *x, struct edge_stream
     return 1;
 }
 
-void edge_stream_abandon(struct http_exchange *x, int started)
+void edge__stream_abandon(struct http_exchange *x, int started)
 {
     if (started)
         http_x_end(x);

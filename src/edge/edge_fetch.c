@@ -154,7 +154,7 @@ static void fill_unref(struct edge_fill **fp)
 
 /* ---- busy table ---- */
 
-void edge_busy_init(struct edge *e)
+void edge__busy_init(struct edge *e)
 {
     for (size_t i = 0; i < EDGE_BUSY_SHARDS; i++)
         pthread_mutex_init(&e->busy[i].mtx, NULL);
@@ -245,7 +245,7 @@ static void fill_notify(struct edge_fill *f)
     pthread_mutex_unlock(&f->mtx);
 }
 
-void edge_worker_wake(uv_async_t *a)
+void edge__worker_wake(uv_async_t *a)
 {
     struct edge_worker *w = a->data;
     struct edge_waiter *list, *wt, *next;
@@ -371,8 +371,8 @@ static enum edge_level fill_level(const struct edge_fill *f)
 
 static void waiter_respond_error(struct edge_waiter *wt, int status, const char *msg)
 {
-    edge_deliver_error(wt->w->e, wt->x, status, wt->xc,
-                       wt->fill ? fill_level(wt->fill) : EDGE_LV_ORIGIN, msg);
+    edge__deliver_error(wt->w->e, wt->x, status, wt->xc,
+                        wt->fill ? fill_level(wt->fill) : EDGE_LV_ORIGIN, msg);
     waiter_finish(wt);
 }
 
@@ -412,7 +412,7 @@ static void waiter_restart(struct edge_waiter *wt, int as_pass)
     if (as_pass)
         fetch_pass(w, x, pkey, plen, rc);
     else
-        edge_fetch_cacheable(w, x, pkey, plen, NULL, rc);
+        edge__fetch_cacheable(w, x, pkey, plen, NULL, rc);
     edge_rctx_free(&rc);
     free(pkey);
 }
@@ -475,7 +475,7 @@ static int waiter_decide(struct edge_waiter *wt)
     }
     if (f->served_stale) {
         snprintf(cs, sizeof(cs), "mlcdn; hit; fwd=stale; detail=stale-if-error");
-        edge_deliver_obj(e, wt->x, o, EDGE_XC_STALE, EDGE_LV_L1, cs);
+        edge__deliver_obj(e, wt->x, o, EDGE_XC_STALE, EDGE_LV_L1, cs);
         cache_obj_unref(&o);
         waiter_finish(wt);
         return 1;
@@ -489,7 +489,7 @@ static int waiter_decide(struct edge_waiter *wt)
             fill_cache_status(f, wt->xc, cs, sizeof(cs));
         if (!wt->leader && !f->revalidated)
             snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
-        edge_deliver_obj(e, wt->x, o, xc, lv, cs);
+        edge__deliver_obj(e, wt->x, o, xc, lv, cs);
         cache_obj_unref(&o);
         waiter_finish(wt);
         return 1;
@@ -499,9 +499,9 @@ static int waiter_decide(struct edge_waiter *wt)
     fill_cache_status(f, wt->xc, cs, sizeof(cs));
     if (!wt->leader)
         snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
-    enum edge_stream_rc rc = edge_stream_start(e, wt->x, &wt->st, o, f->cacheable_req,
-                                               fill_no_body(f, o->status), wt->xc,
-                                               fill_level(f), cs);
+    enum edge_stream_rc rc = edge__stream_start(e, wt->x, &wt->st, o, f->cacheable_req,
+                                                fill_no_body(f, o->status), wt->xc,
+                                                fill_level(f), cs);
     switch (rc) {
     case EDGE_STREAM_WAIT:
         cache_obj_unref(&o);
@@ -527,13 +527,13 @@ static void waiter_pump(struct edge_waiter *wt)
     if (wt->finished)
         return;
     if (wt->aborted && !wt->st.writing) {
-        edge_stream_abandon(wt->x, wt->started);
+        edge__stream_abandon(wt->x, wt->started);
         waiter_finish(wt);
         return;
     }
     if (!wt->started && waiter_decide(wt) != 2)
         return;
-    if (edge_stream_pump(wt->w->e, wt->x, &wt->st, fill_level(wt->fill)))
+    if (edge__stream_pump(wt->w->e, wt->x, &wt->st, fill_level(wt->fill)))
         waiter_finish(wt);
 }
 
@@ -583,7 +583,7 @@ static void fill_spawn_probe(struct edge_fill *f, size_t idx)
 static int later_upstream_closed(const struct edge *e, size_t idx)
 {
     for (size_t j = idx + 1; j < e->cfg.norigins; j++)
-        if (edge_origin_state(e->origins, j) == EDGE_ORIGIN_CLOSED)
+        if (edge__origin_state(e->origins, j) == EDGE_ORIGIN_CLOSED)
             return 1;
     return 0;
 }
@@ -604,7 +604,7 @@ static int fill_pick_upstream(struct edge_fill *f)
         return 0; /* fill_spawn_probe handed it the slot */
     for (; f->origin_idx < e->cfg.norigins; f->origin_idx++) {
         size_t i = f->origin_idx;
-        enum edge_origin_verdict v = edge_origin_allow(e->origins, i, units_now_ms());
+        enum edge_origin_verdict v = edge__origin_allow(e->origins, i, units_now_ms());
         if (v == EDGE_ORIGIN_PASS)
             return 0;
         if (v == EDGE_ORIGIN_PROBE) {
@@ -615,7 +615,7 @@ static int fill_pick_upstream(struct edge_fill *f)
             }
             fill_spawn_probe(f, i);
         }
-        edge_origin_skipped(e->origins, i);
+        edge__origin_skipped(e->origins, i);
         if (skipped == SIZE_MAX)
             skipped = i;
     }
@@ -624,7 +624,7 @@ static int fill_pick_upstream(struct edge_fill *f)
     f->short_circuit = 1;
     pthread_mutex_lock(&f->mtx);
     f->fail_status = 503;
-    f->fail_msg = edge_origin_down_msg(e->origins, skipped);
+    f->fail_msg = edge__origin_down_msg(e->origins, skipped);
     pthread_mutex_unlock(&f->mtx);
     return -EHOSTDOWN;
 }
@@ -632,13 +632,13 @@ static int fill_pick_upstream(struct edge_fill *f)
 /* A connect failure or a timeout before the response head. */
 static void fill_upstream_failed(struct edge_fill *f, const char *why)
 {
-    edge_origin_failure(f->e->origins, f->origin_idx, f->probe, why, units_now_ms());
+    edge__origin_failure(f->e->origins, f->origin_idx, f->probe, why, units_now_ms());
     f->probe = 0;
 }
 
 static void fill_upstream_answered(struct edge_fill *f)
 {
-    edge_origin_success(f->e->origins, f->origin_idx);
+    edge__origin_success(f->e->origins, f->origin_idx);
     f->probe = 0;
 }
 
@@ -646,7 +646,7 @@ static void fill_upstream_answered(struct edge_fill *f)
 static void fill_upstream_release(struct edge_fill *f)
 {
     if (f->probe)
-        edge_origin_probe_end(f->e->origins, f->origin_idx);
+        edge__origin_probe_end(f->e->origins, f->origin_idx);
     f->probe = 0;
 }
 
@@ -1090,7 +1090,7 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
         o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
         o->has_accept_ranges = f->stale->has_accept_ranges;
         metrics_counter_add(e->m.revalidations, 1);
-        edge_tier_refresh(f->owner, f->pkey, f->plen, f->stale, o);
+        edge__tier_refresh(f->owner, f->pkey, f->plen, f->stale, o);
         pthread_mutex_lock(&f->mtx);
         f->obj = o;
         f->revalidated = 1;
@@ -1315,7 +1315,7 @@ static void invalidate_location(struct edge_fill *f, const struct cache_obj *o, 
     }
     buf_init(&key, 16 * 1024);
     if (cache_key_primary(&key, host, path, query, &f->e->keyopts) == 0)
-        edge_tier_drop(f->owner, key.data, key.len);
+        edge__tier_drop(f->owner, key.data, key.len);
     buf_fini(&key);
 }
 
@@ -1407,7 +1407,7 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
                     metrics_counter_add(rc == 0 ? e->m.l2_stored : e->m.l2_not_stored, 1);
                     metrics_counter_add(rc == 0 ? e->m.stored : e->m.not_stored, 1);
                 } else {
-                    edge_tier_keep(f->owner, f->pkey, f->plen, o);
+                    edge__tier_keep(f->owner, f->pkey, f->plen, o);
                 }
             } else {
                 metrics_counter_add(e->m.not_stored, 1);
@@ -1416,7 +1416,7 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
             if (f->method && !f->route_post && o->status >= 200 && o->status < 400 &&
                 strcmp(f->method, "OPTIONS") &&
                 strcmp(f->method, "TRACE") && strcmp(f->method, "HEAD")) {
-                edge_tier_drop(f->owner, f->pkey, f->plen);
+                edge__tier_drop(f->owner, f->pkey, f->plen);
                 invalidate_location(f, o, "location");
                 invalidate_location(f, o, "content-location");
             }
@@ -1612,8 +1612,8 @@ static void fill_route(struct edge_fill *f, const struct edge_rctx *rc)
     }
 }
 
-void edge_fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
-                          size_t plen, struct cache_obj *stale, const struct edge_rctx *rc)
+void edge__fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                           size_t plen, struct cache_obj *stale, const struct edge_rctx *rc)
 {
     const struct http_request *r = http_x_request(x);
     struct edge_fill *fresh = fill_new(w, pkey, plen), *f;
@@ -1682,14 +1682,14 @@ static void fetch_pass(struct edge_worker *w, struct http_exchange *x, const cha
     fill_launch(f);
 }
 
-void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey, size_t plen)
+void edge__fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey, size_t plen)
 {
     fetch_pass(w, x, pkey, plen, NULL);
 }
 
-void edge_fetch_background(struct edge_worker *w, const struct http_request *req,
-                           const char *pkey, size_t plen, struct cache_obj *stale,
-                           const struct edge_rctx *rc)
+void edge__fetch_background(struct edge_worker *w, const struct http_request *req,
+                            const char *pkey, size_t plen, struct cache_obj *stale,
+                            const struct edge_rctx *rc)
 {
     struct edge_fill *fresh = fill_new(w, pkey, plen), *f;
     int leader;
@@ -1704,7 +1704,7 @@ void edge_fetch_background(struct edge_worker *w, const struct http_request *req
     fill_unref(&f);
 }
 
-void edge_worker_cancel_fills(struct edge_worker *w)
+void edge__worker_cancel_fills(struct edge_worker *w)
 {
     while (w->fills) {
         struct edge_fill *f = w->fills;

@@ -144,7 +144,7 @@ struct edge {
     uint64_t max_mem_object;    /* larger bodies live in files and skip L1 */
     _Atomic uint64_t l2_clock;  /* L2 hits so far: the clock of L1 admission (edge_tier_l2.c) */
     char name[64];              /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
-    /* Request hardening (edge_req.c, set up by edge_req_init). */
+    /* Request hardening (edge_req.c, set up by edge__req_init). */
     const char **strip;         /* fields removed on arrival; owned array of borrowed names */
     size_t nstrip;
     char *key_vary;             /* --key-header names, lowercased, as a Vary list; or NULL */
@@ -302,64 +302,65 @@ struct edge_waiter {
 };
 
 /* edge_fetch.c */
-void edge_busy_init(struct edge *e);
+void edge__busy_init(struct edge *e);
 /* Handles a cacheable GET/HEAD that missed (or must revalidate `stale`, may be NULL). */
-void edge_fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
-                          size_t plen, struct cache_obj *stale, const struct edge_rctx *rc);
+void edge__fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                           size_t plen, struct cache_obj *stale, const struct edge_rctx *rc);
 /* Forwards a request to the origin without coalescing (methods, Authorization, bypass). */
-void edge_fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey, size_t plen);
+void edge__fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                      size_t plen);
 /* Starts a background revalidation of `stale` (stale-while-revalidate), no waiter. */
-void edge_fetch_background(struct edge_worker *w, const struct http_request *req,
-                           const char *pkey, size_t plen, struct cache_obj *stale,
-                           const struct edge_rctx *rc);
-void edge_worker_wake(uv_async_t *a);
+void edge__fetch_background(struct edge_worker *w, const struct http_request *req,
+                            const char *pkey, size_t plen, struct cache_obj *stale,
+                            const struct edge_rctx *rc);
+void edge__worker_wake(uv_async_t *a);
 /* Cancels every fill of a stopping worker and fails its waiters. */
-void edge_worker_cancel_fills(struct edge_worker *w);
+void edge__worker_cancel_fills(struct edge_worker *w);
 
 /* edge_deliver.c: every byte sent to a client from a cached or arriving response. */
 /* Serves a complete stored object to the exchange (conditional, Range, HEAD handled). */
-void edge_deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj *o,
-                      enum edge_xc xc, enum edge_level lv, const char *cache_status);
+void edge__deliver_obj(struct edge *e, struct http_exchange *x, struct cache_obj *o,
+                       enum edge_xc xc, enum edge_level lv, const char *cache_status);
 /* Appends the response header block for object o (stored headers, Age, X-Cache...). */
-void edge_deliver_headers(struct edge *e, struct buf *h, const struct cache_obj *o,
-                          enum edge_xc xc, enum edge_level lv, const char *cache_status);
+void edge__deliver_headers(struct edge *e, struct buf *h, const struct cache_obj *o,
+                           enum edge_xc xc, enum edge_level lv, const char *cache_status);
 /* Counts the answer, then answers status with msg (a JSON error body). */
-void edge_deliver_error(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
-                        enum edge_level lv, const char *msg);
+void edge__deliver_error(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
+                         enum edge_level lv, const char *msg);
 /* http_range_answer() for r and o, whose representation is `size` bytes: 206 for bytes
  * [*first, *last], 416 when unsatisfiable, or 0 to send it whole (no Range, a method other
  * than GET, a Range that is ignored, If-Range not matching). Appends the Content-Range
  * field of a 206 or 416 to h. The caller decides whether the status allows a Range. */
-int edge_range_answer(const struct http_request *r, const struct cache_obj *o, uint64_t size,
-                      uint64_t *first, uint64_t *last, struct buf *h);
+int edge__range_answer(const struct http_request *r, const struct cache_obj *o, uint64_t size,
+                       uint64_t *first, uint64_t *last, struct buf *h);
 enum edge_stream_rc {
     EDGE_STREAM_WAIT,   /* nothing sent: call again when bytes arrive or the body ends */
     EDGE_STREAM_FAILED, /* nothing sent: the body failed, the caller answers with an error */
     EDGE_STREAM_DONE,   /* answered and ended (416, HEAD, no body): the stream is unused */
-    EDGE_STREAM_PUMP,   /* the head went out: edge_stream_pump sends the body */
+    EDGE_STREAM_PUMP,   /* the head went out: edge__stream_pump sends the body */
 };
 /* Starts streaming o, a response whose body may still be arriving, into s. The head goes
  * out with the first byte of the body, not before, so a body that fails before any of it
  * could be sent still gets a clean error status. A Range (when range_ok) is answered from
  * the announced length, each byte sent as soon as it arrived. no_body: the response has
  * no body (RFC 9112 §6.3 rule 1). s takes its own reference on o for EDGE_STREAM_PUMP. */
-enum edge_stream_rc edge_stream_start(struct edge *e, struct http_exchange *x,
-                                      struct edge_stream *s, struct cache_obj *o, int range_ok,
-                                      int no_body, enum edge_xc xc, enum edge_level lv,
-                                      const char *cache_status);
+enum edge_stream_rc edge__stream_start(struct edge *e, struct http_exchange *x,
+                                       struct edge_stream *s, struct cache_obj *o, int range_ok,
+                                       int no_body, enum edge_xc xc, enum edge_level lv,
+                                       const char *cache_status);
 /* Sends what has arrived. Returns 0 while more is to come (a write in flight: s->wake is
  * called when it completes; or the body still filling), 1 once the exchange was ended
  * (whole, or aborted: a body that did not arrive whole is never ended cleanly). */
-int edge_stream_pump(struct edge *e, struct http_exchange *x, struct edge_stream *s,
-                     enum edge_level lv);
+int edge__stream_pump(struct edge *e, struct http_exchange *x, struct edge_stream *s,
+                      enum edge_level lv);
 /* Ends an exchange whose client went away: what was started is ended, else a bare 502. */
-void edge_stream_abandon(struct http_exchange *x, int started);
-void edge_count(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
-                enum edge_level lv, uint64_t bytes);
+void edge__stream_abandon(struct http_exchange *x, int started);
+void edge__count(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
+                 enum edge_level lv, uint64_t bytes);
 /* out = prefix + decimal v + suffix (no printf: on the hit path). */
-void edge_cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix);
-const char *edge_xc_name(enum edge_xc xc);
-const char *edge_lv_name(enum edge_level lv);
+void edge__cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix);
+const char *edge__xc_name(enum edge_xc xc);
+const char *edge__lv_name(enum edge_level lv);
 
 /* edge_tier.c: the chain of storage tiers behind L1. It answers lookups through a
  * callback and calls none of edge_req.c, edge_fetch.c or edge_deliver.c. */
@@ -375,7 +376,7 @@ typedef void (*edge_tier_done_f)(struct edge_worker *w, struct http_exchange *x,
  * (then it is in the chain), 0 when they do not, -errno with a message on failure; close
  * undoes it. loop_init/loop_fini set up and tear down the tier's per-loop state
  * (w->redis, w->fdc). lookup answers once, now or later on w's loop, by calling
- * edge_tier__answered with the tier's level and done; it admits a hit to L1 first when
+ * edge__tier_answered with the tier's level and done; it admits a hit to L1 first when
  * its own policy says so. store copies a complete response (in the background); drop
  * forgets a key. Invalidation can grow the table without touching its callers: a
  * drop_tag(w, tag) for stores that index surrogate keys, and a ban(w, expr) recorded per
@@ -392,49 +393,49 @@ struct edge_tier_ops {
     void (*store)(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
     void (*drop)(struct edge_worker *w, const char *key, size_t klen);
 };
-extern const struct edge_tier_ops edge_tier_l2_ops;    /* edge_tier_l2.c */
-extern const struct edge_tier_ops edge_tier_redis_ops; /* edge_redis.c */
+extern const struct edge_tier_ops edge__tier_l2_ops;    /* edge_tier_l2.c */
+extern const struct edge_tier_ops edge__tier_redis_ops; /* edge_redis.c */
 
 /* L1 missed a cacheable GET/HEAD: walks the chain, then calls done (once). */
-void edge_tier_walk(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
-                    const struct edge_rctx *rc, edge_tier_done_f done);
+void edge__tier_walk(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
+                     const struct edge_rctx *rc, edge_tier_done_f done);
 /* The continuation of every tier's lookup (the adapters call it, nothing else does): while
  * the loop stops, done with NULL; on a hit, count it and hand o to done; on a miss, count
  * it and ask the next tier. Takes o's reference. */
-void edge_tier__answered(struct edge_worker *w, struct http_exchange *x, const char *key,
+void edge__tier_answered(struct edge_worker *w, struct http_exchange *x, const char *key,
                          size_t klen, const struct edge_rctx *rc, enum edge_level lv,
                          struct cache_obj *o, edge_tier_done_f done);
 /* A fill's complete, storable response (not one written straight into L2): into L1, and
  * copied to the tiers; counts stored / not stored. */
-void edge_tier_keep(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
+void edge__tier_keep(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
 /* A 304 refreshed stale into o (RFC 9111 §4.3.4): o takes stale's place in L1 and in the
  * tiers. */
-void edge_tier_refresh(struct edge_worker *w, const char *key, size_t klen,
-                       struct cache_obj *stale, struct cache_obj *o);
+void edge__tier_refresh(struct edge_worker *w, const char *key, size_t klen,
+                        struct cache_obj *stale, struct cache_obj *o);
 /* A complete stored response: copy it to every tier in the background. */
-void edge_tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
+void edge__tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
 /* Drops every copy of key from L1 and every tier (invalidation). */
-void edge_tier_drop(struct edge_worker *w, const char *key, size_t klen);
+void edge__tier_drop(struct edge_worker *w, const char *key, size_t klen);
 /* Opens the configured tiers (and loads the route table). 0, or -errno with err set;
- * edge_tier_close() undoes what was done, also after a failure. */
-int edge_tier_open(struct edge *e, char *err, size_t errlen);
-void edge_tier_loop_init(struct edge_worker *w);
-void edge_tier_loop_fini(struct edge_worker *w);
-void edge_tier_close(struct edge *e);
+ * edge__tier_close() undoes what was done, also after a failure. */
+int edge__tier_open(struct edge *e, char *err, size_t errlen);
+void edge__tier_loop_init(struct edge_worker *w);
+void edge__tier_loop_fini(struct edge_worker *w);
+void edge__tier_close(struct edge *e);
 
 /* edge_admin.c */
-void edge_admin_handle(struct http_exchange *x, void *arg);
-void edge_metrics_init(struct edge *e);
-void edge_metrics_server_ready(struct edge *e);
+void edge__admin_handle(struct http_exchange *x, void *arg);
+void edge__metrics_init(struct edge *e);
+void edge__metrics_server_ready(struct edge *e);
 
 /* edge_req.c */
-void edge_public_handle(struct http_exchange *x, void *arg);
+void edge__public_handle(struct http_exchange *x, void *arg);
 /* Builds the primary key of a request into out. 0, or -EINVAL (bad path/host). */
-int edge_primary_key(struct edge *e, const struct http_request *r, struct buf *out);
+int edge__primary_key(struct edge *e, const struct http_request *r, struct buf *out);
 /* Checks and prepares --strip-header, --key-header and --extra-method (e->cfg). Returns 0
- * or -EINVAL with a message naming the flag in err. edge_req_fini() frees what it made,
+ * or -EINVAL with a message naming the flag in err. edge__req_fini() frees what it made,
  * also after a failure. */
-int edge_req_init(struct edge *e, char *err, size_t errlen);
-void edge_req_fini(struct edge *e);
+int edge__req_init(struct edge *e, char *err, size_t errlen);
+void edge__req_fini(struct edge *e);
 
 #endif

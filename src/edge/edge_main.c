@@ -65,11 +65,11 @@ static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
     buf_init(&w->key_scratch, 16 * 1024);
     buf_init(&w->hdr_scratch, 1u << 20);
     MC_ASSERT(http_client_new(loop, &w->client) == 0);
-    uv_async_init(loop, &w->wake, edge_worker_wake);
+    uv_async_init(loop, &w->wake, edge__worker_wake);
     w->wake.data = w;
     if (e->predict)
         w->pl = predict_loop_init(e->predict, loop);
-    edge_tier_loop_init(w);
+    edge__tier_loop_init(w);
     e->workers[idx] = w;
     return w;
 }
@@ -100,10 +100,10 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
     (void)loop;
     w->stopping = 1;
     /* Pending tier lookups (Redis) answer (503, the loop is stopping) before the fills go. */
-    edge_tier_loop_fini(w);
-    edge_worker_cancel_fills(w);
+    edge__tier_loop_fini(w);
+    edge__worker_cancel_fills(w);
     /* Waiters of this loop woken by the cancellations answer now, before the loop ends. */
-    edge_worker_wake(&w->wake);
+    edge__worker_wake(&w->wake);
     predict_loop_fini(&w->pl);
     http_client_free(&w->client);
     e->workers[w->idx] = NULL;
@@ -218,7 +218,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->cfg.threads = cfg->threads ? cfg->threads : 1;
     e->keyopts.ignore_params = cfg->ignore_params;
     e->keyopts.n_ignore = cfg->n_ignore;
-    if ((rc = edge_req_init(e, err, errlen)) != 0)
+    if ((rc = edge__req_init(e, err, errlen)) != 0)
         goto fail;
     rc = l1_new(cfg->mem, cfg->policy, 16, &e->l1);
     if (rc) {
@@ -229,19 +229,19 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->max_mem_object = cfg->max_mem_object ? cfg->max_mem_object : cfg->mem / 16;
     if (e->cfg.l2_admit_hits == 0)
         e->cfg.l2_admit_hits = 1;
-    if ((rc = edge_tier_open(e, err, errlen)) != 0)
+    if ((rc = edge__tier_open(e, err, errlen)) != 0)
         goto fail;
-    edge_busy_init(e);
+    edge__busy_init(e);
     /* An unreported probe holds the half-open slot for at most as long as an attempt can
      * take to fail; then another request probes. */
-    e->origins = edge_origins_new((const char *const *)e->origin_urls, e->cfg.norigins,
-                                  cfg->breaker_failures, cfg->breaker_cooldown_ms,
-                                  cfg->connect_timeout_ms +
-                                      (cfg->first_byte_timeout_ms ? cfg->first_byte_timeout_ms
-                                                                  : cfg->origin_timeout_ms) +
-                                      1000);
+    e->origins = edge__origins_new((const char *const *)e->origin_urls, e->cfg.norigins,
+                                   cfg->breaker_failures, cfg->breaker_cooldown_ms,
+                                   cfg->connect_timeout_ms +
+                                       (cfg->first_byte_timeout_ms ? cfg->first_byte_timeout_ms
+                                                                   : cfg->origin_timeout_ms) +
+                                       1000);
     pthread_mutex_init(&e->cpu_mtx, NULL);
-    edge_metrics_init(e);
+    edge__metrics_init(e);
     e->start_ms = units_now_ms();
     e->nworkers = e->cfg.threads;
     e->workers = mc_xcalloc(e->nworkers, sizeof(*e->workers));
@@ -255,11 +255,11 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     sc.body_timeout_ms = cfg->body_timeout_ms;
     sc.idle_timeout_ms = cfg->idle_timeout_ms;
     sc.send_timeout_ms = cfg->send_timeout_ms;
-    sc.listeners[0] = (struct http_listener_cfg){cfg->listen, edge_public_handle, e, "public", 1};
+    sc.listeners[0] = (struct http_listener_cfg){cfg->listen, edge__public_handle, e, "public", 1};
     sc.nlisteners = 1;
     if (cfg->admin && *cfg->admin)
         sc.listeners[sc.nlisteners++] =
-            (struct http_listener_cfg){cfg->admin, edge_admin_handle, e, "admin"};
+            (struct http_listener_cfg){cfg->admin, edge__admin_handle, e, "admin"};
     sc.loop_init = loop_init;
     sc.loop_stopping = loop_stopping;
     sc.loop_fini = loop_fini;
@@ -267,14 +267,14 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     rc = http_server_start(&sc, &e->srv, err, errlen);
     if (rc)
         goto fail;
-    edge_metrics_server_ready(e);
+    edge__metrics_server_ready(e);
     *out = e;
     return 0;
 fail:
-    edge_req_fini(e);
-    edge_origins_free(&e->origins);
+    edge__req_fini(e);
+    edge__origins_free(&e->origins);
     predict_free(&e->predict);
-    edge_tier_close(e);
+    edge__tier_close(e);
     l1_free(&e->l1);
     for (size_t i = 0; i < e->cfg.norigins; i++)
         free(e->origin_urls[i]);
@@ -309,10 +309,10 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     http_server_stop(e->srv, grace_ms);
     http_server_free(&e->srv);
     predict_free(&e->predict); /* after the loops: none can queue work any more */
-    edge_tier_close(e);
-    edge_origins_free(&e->origins); /* after the loops: no fill reports any more */
+    edge__tier_close(e);
+    edge__origins_free(&e->origins); /* after the loops: no fill reports any more */
     l1_free(&e->l1);
-    edge_req_fini(e);
+    edge__req_fini(e);
     for (size_t i = 0; i < e->cfg.norigins; i++)
         free(e->origin_urls[i]);
     free(e->workers);

@@ -73,8 +73,8 @@ static struct metrics_counter *counter(const char *name, const char *help, const
     return c;
 }
 
-struct edge_origins *edge_origins_new(const char *const *urls, size_t n, unsigned failures,
-                                      uint64_t cooldown_ms, uint64_t probe_ms)
+struct edge_origins *edge__origins_new(const char *const *urls, size_t n, unsigned failures,
+                                       uint64_t cooldown_ms, uint64_t probe_ms)
 {
     struct edge_origins *os = mc_xcalloc(1, sizeof(*os));
     MC_INIT_OBJ(os, EDGE_ORIGINS_MAGIC);
@@ -115,7 +115,7 @@ struct edge_origins *edge_origins_new(const char *const *urls, size_t n, unsigne
     return os;
 }
 
-void edge_origins_free(struct edge_origins **osp)
+void edge__origins_free(struct edge_origins **osp)
 {
     struct edge_origins *os = *osp;
 
@@ -149,7 +149,7 @@ static void set_state(struct upstream *u, enum edge_origin_state s)
                         1);
 }
 
-enum edge_origin_verdict edge_origin_allow(struct edge_origins *os, size_t idx, uint64_t now_ms)
+enum edge_origin_verdict edge__origin_allow(struct edge_origins *os, size_t idx, uint64_t now_ms)
 {
     struct upstream *u = up(os, idx);
     enum edge_origin_verdict v = EDGE_ORIGIN_SKIP;
@@ -174,7 +174,7 @@ enum edge_origin_verdict edge_origin_allow(struct edge_origins *os, size_t idx, 
     return v;
 }
 
-void edge_origin_success(struct edge_origins *os, size_t idx)
+void edge__origin_success(struct edge_origins *os, size_t idx)
 {
     struct upstream *u = up(os, idx);
 
@@ -193,8 +193,8 @@ void edge_origin_success(struct edge_origins *os, size_t idx)
     pthread_mutex_unlock(&u->mtx);
 }
 
-void edge_origin_failure(struct edge_origins *os, size_t idx, int probe, const char *why,
-                         uint64_t now_ms)
+void edge__origin_failure(struct edge_origins *os, size_t idx, int probe, const char *why,
+                          uint64_t now_ms)
 {
     struct upstream *u = up(os, idx);
 
@@ -222,7 +222,7 @@ void edge_origin_failure(struct edge_origins *os, size_t idx, int probe, const c
     pthread_mutex_unlock(&u->mtx);
 }
 
-void edge_origin_probe_end(struct edge_origins *os, size_t idx)
+void edge__origin_probe_end(struct edge_origins *os, size_t idx)
 {
     struct upstream *u = up(os, idx);
 
@@ -232,17 +232,17 @@ void edge_origin_probe_end(struct edge_origins *os, size_t idx)
     pthread_mutex_unlock(&u->mtx);
 }
 
-void edge_origin_skipped(struct edge_origins *os, size_t idx)
+void edge__origin_skipped(struct edge_origins *os, size_t idx)
 {
     metrics_counter_add(up(os, idx)->c_skipped, 1);
 }
 
-const char *edge_origin_down_msg(const struct edge_origins *os, size_t idx)
+const char *edge__origin_down_msg(const struct edge_origins *os, size_t idx)
 {
     return up(os, idx)->msg;
 }
 
-enum edge_origin_state edge_origin_state(const struct edge_origins *os, size_t idx)
+enum edge_origin_state edge__origin_state(const struct edge_origins *os, size_t idx)
 {
     return (enum edge_origin_state)atomic_load_explicit(&up(os, idx)->state,
                                                         memory_order_acquire);

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct edge_origins; /* opaque; edge_origins_new() / edge_origins_free() */
+struct edge_origins; /* opaque; edge__origins_new() / edge__origins_free() */
 
 enum edge_origin_state { EDGE_ORIGIN_CLOSED = 0, EDGE_ORIGIN_OPEN = 1, EDGE_ORIGIN_HALF = 2 };
 enum edge_origin_verdict { EDGE_ORIGIN_PASS, EDGE_ORIGIN_PROBE, EDGE_ORIGIN_SKIP };
@@ -25,25 +25,25 @@ enum edge_origin_verdict { EDGE_ORIGIN_PASS, EDGE_ORIGIN_PROBE, EDGE_ORIGIN_SKIP
  * then passes. probe_ms bounds how long an unreported probe holds the half-open slot.
  * Registers the metrics (series of the same URL are shared with an earlier edge). The
  * caller owns the result. */
-struct edge_origins *edge_origins_new(const char *const *urls, size_t n, unsigned failures,
-                                      uint64_t cooldown_ms, uint64_t probe_ms);
-void edge_origins_free(struct edge_origins **os);
+struct edge_origins *edge__origins_new(const char *const *urls, size_t n, unsigned failures,
+                                       uint64_t cooldown_ms, uint64_t probe_ms);
+void edge__origins_free(struct edge_origins **os);
 
 /* May a request go to upstream idx now (monotonic ms)? PROBE hands the caller the
  * half-open slot: it must report the outcome (success, failure or probe_end). */
-enum edge_origin_verdict edge_origin_allow(struct edge_origins *os, size_t idx, uint64_t now_ms);
+enum edge_origin_verdict edge__origin_allow(struct edge_origins *os, size_t idx, uint64_t now_ms);
 /* The upstream answered (a response head arrived, whatever its status). */
-void edge_origin_success(struct edge_origins *os, size_t idx);
+void edge__origin_success(struct edge_origins *os, size_t idx);
 /* A connect failure or a timeout before the response; probe: the caller held the slot. */
-void edge_origin_failure(struct edge_origins *os, size_t idx, int probe, const char *why,
-                         uint64_t now_ms);
+void edge__origin_failure(struct edge_origins *os, size_t idx, int probe, const char *why,
+                          uint64_t now_ms);
 /* The probe ended without telling anything (cancelled): the next caller probes. */
-void edge_origin_probe_end(struct edge_origins *os, size_t idx);
+void edge__origin_probe_end(struct edge_origins *os, size_t idx);
 /* Counts a request that did not go to upstream idx because its breaker is open. */
-void edge_origin_skipped(struct edge_origins *os, size_t idx);
+void edge__origin_skipped(struct edge_origins *os, size_t idx);
 /* "origin URL is failing: ..." for the 503 of a request no upstream could take; static
  * for the life of os. */
-const char *edge_origin_down_msg(const struct edge_origins *os, size_t idx);
-enum edge_origin_state edge_origin_state(const struct edge_origins *os, size_t idx);
+const char *edge__origin_down_msg(const struct edge_origins *os, size_t idx);
+enum edge_origin_state edge__origin_state(const struct edge_origins *os, size_t idx);
 
 #endif

@@ -12,7 +12,7 @@
  * Ownership: a GET (struct rget) belongs to hiredis from redisAsyncCommand() to its reply
  * callback, which hiredis calls exactly once (with NULL when the context goes away); it
  * then waits in `done` until the loop's idle handle hands the answer to the caller, so a
- * caller is never re-entered from edge_redis_get() or from inside hiredis.
+ * caller is never re-entered from edge__redis_get() or from inside hiredis.
  *
  * Values are sealed (cache_pack_seal(): length and checksum of everything) and verified
  * before anything in them is used. A bad one is a miss, counted, logged once and deleted
@@ -695,8 +695,8 @@ static void on_get(redisAsyncContext *ac, void *rep, void *priv)
         arm_timer(c);
 }
 
-void edge_redis_get(struct edge_redis_conn *c, const char *key, size_t klen,
-                    edge_redis_get_cb *cb, void *arg)
+void edge__redis_get(struct edge_redis_conn *c, const char *key, size_t klen,
+                     edge_redis_get_cb *cb, void *arg)
 {
     char k[RKEY_LEN];
 
@@ -767,8 +767,8 @@ static void on_put(redisAsyncContext *ac, void *rep, void *priv)
     brk_success(c->r);
 }
 
-void edge_redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
-                    const struct cache_obj *o, uint64_t ttl_ms)
+void edge__redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
+                     const struct cache_obj *o, uint64_t ttl_ms)
 {
     struct buf meta;
     char k[RKEY_LEN], ttl[24];
@@ -835,7 +835,7 @@ static void on_del(redisAsyncContext *ac, void *rep, void *priv)
         ST_ADD(c->r, del_failed);
 }
 
-void edge_redis_del(struct edge_redis_conn *c, const char *key, size_t klen)
+void edge__redis_del(struct edge_redis_conn *c, const char *key, size_t klen)
 {
     char k[RKEY_LEN];
 
@@ -861,7 +861,7 @@ static void on_handle_closed(uv_handle_t *h)
         MC_FREE_OBJ(c);
 }
 
-struct edge_redis_conn *edge_redis_loop_init(struct edge_redis *r, uv_loop_t *loop)
+struct edge_redis_conn *edge__redis_loop_init(struct edge_redis *r, uv_loop_t *loop)
 {
     MC_CHECK_OBJ_NOTNULL(r, EDGE_REDIS_MAGIC);
     struct edge_redis_conn *c = mc_xcalloc(1, sizeof(*c));
@@ -880,7 +880,7 @@ struct edge_redis_conn *edge_redis_loop_init(struct edge_redis *r, uv_loop_t *lo
     return c;
 }
 
-void edge_redis_loop_fini(struct edge_redis_conn **cp)
+void edge__redis_loop_fini(struct edge_redis_conn **cp)
 {
     struct edge_redis_conn *c = *cp;
 
@@ -1074,8 +1074,8 @@ static void redis_free_fields(struct edge_redis *r)
     free(r->pass);
 }
 
-int edge_redis_new(const char *url, uint64_t max_object, uint64_t timeout_ms,
-                   struct edge_redis **out, char *err, size_t errlen)
+int edge__redis_new(const char *url, uint64_t max_object, uint64_t timeout_ms,
+                    struct edge_redis **out, char *err, size_t errlen)
 {
     const char *why = NULL;
     char masked[512];
@@ -1101,7 +1101,7 @@ int edge_redis_new(const char *url, uint64_t max_object, uint64_t timeout_ms,
     return 0;
 }
 
-void edge_redis_free(struct edge_redis **rp)
+void edge__redis_free(struct edge_redis **rp)
 {
     struct edge_redis *r = *rp;
 
@@ -1115,7 +1115,7 @@ void edge_redis_free(struct edge_redis **rp)
     *rp = NULL;
 }
 
-void edge_redis_stats(const struct edge_redis *cr, struct edge_redis_stats *out)
+void edge__redis_stats(const struct edge_redis *cr, struct edge_redis_stats *out)
 {
     struct edge_redis *r = (struct edge_redis *)cr;
 
@@ -1136,7 +1136,7 @@ void edge_redis_stats(const struct edge_redis *cr, struct edge_redis_stats *out)
     out->breaker_open = atomic_load_explicit(&r->state, memory_order_acquire) != BRK_CLOSED;
 }
 
-const char *edge_redis_state(const struct edge_redis *cr)
+const char *edge__redis_state(const struct edge_redis *cr)
 {
     struct edge_redis *r = (struct edge_redis *)cr;
 
@@ -1175,7 +1175,7 @@ static void on_redis_get(void *arg, struct cache_obj *o, const char *pkey, size_
     /* Every Redis hit enters L1: the lookup already cost a round trip. */
     if (o && !w->stopping && l1_insert(w->e->l1, g->key, g->klen, o) == 0)
         metrics_counter_add(w->e->m.stored, 1);
-    edge_tier__answered(w, g->x, g->key, g->klen, g->rc, EDGE_LV_REDIS, o, g->done);
+    edge__tier_answered(w, g->x, g->key, g->klen, g->rc, EDGE_LV_REDIS, o, g->done);
     edge_rctx_free(&g->rc);
     free(g->key);
     free(g);
@@ -1186,7 +1186,7 @@ static void redis_lookup(struct edge_worker *w, struct http_exchange *x, const c
 {
     if (!w->redis) {
         /* This loop's connection is gone: it is stopping. */
-        edge_tier__answered(w, x, key, klen, rc, EDGE_LV_REDIS, NULL, done);
+        edge__tier_answered(w, x, key, klen, rc, EDGE_LV_REDIS, NULL, done);
         return;
     }
     struct redis_get *g = mc_xmalloc(sizeof(*g));
@@ -1196,7 +1196,7 @@ static void redis_lookup(struct edge_worker *w, struct http_exchange *x, const c
     g->klen = klen;
     g->rc = edge_rctx_dup(rc);
     g->done = done;
-    edge_redis_get(w->redis, key, klen, on_redis_get, g);
+    edge__redis_get(w->redis, key, klen, on_redis_get, g);
 }
 
 static void redis_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
@@ -1204,31 +1204,31 @@ static void redis_store(struct edge_worker *w, const char *key, size_t klen, str
     int64_t ttl = o->lifetime - edge_obj_age(o, units_wall_s());
 
     if (w->redis && ttl > 0 && cache_body_file(o->body, NULL) < 0)
-        edge_redis_put(w->redis, key, klen, o, (uint64_t)ttl * 1000u);
+        edge__redis_put(w->redis, key, klen, o, (uint64_t)ttl * 1000u);
 }
 
 static void redis_drop(struct edge_worker *w, const char *key, size_t klen)
 {
     if (w->redis)
-        edge_redis_del(w->redis, key, klen);
+        edge__redis_del(w->redis, key, klen);
 }
 
 static void redis_loop_init(struct edge_worker *w)
 {
-    w->redis = edge_redis_loop_init(w->e->redis, w->loop);
+    w->redis = edge__redis_loop_init(w->e->redis, w->loop);
 }
 
 static void redis_loop_fini(struct edge_worker *w)
 {
     if (w->redis)
-        edge_redis_loop_fini(&w->redis);
+        edge__redis_loop_fini(&w->redis);
 }
 
 #define REDIS_STAT(field)                                                                          \
     static double redis_stat_##field(void *arg)                                                    \
     {                                                                                              \
         struct edge_redis_stats st;                                                                \
-        edge_redis_stats(((struct edge *)arg)->redis, &st);                                        \
+        edge__redis_stats(((struct edge *)arg)->redis, &st);                                       \
         return (double)st.field;                                                                   \
     }
 REDIS_STAT(hits)
@@ -1279,8 +1279,8 @@ static int redis_open(struct edge *e, char *err, size_t errlen)
 
     if (!e->cfg.redis || !*e->cfg.redis)
         return 0;
-    rc = edge_redis_new(e->cfg.redis, e->cfg.redis_max_object, e->cfg.redis_timeout_ms,
-                        &e->redis, err, errlen);
+    rc = edge__redis_new(e->cfg.redis, e->cfg.redis_max_object, e->cfg.redis_timeout_ms,
+                         &e->redis, err, errlen);
     if (rc != 0)
         return rc;
     redis_metrics(e);
@@ -1290,10 +1290,10 @@ static int redis_open(struct edge *e, char *err, size_t errlen)
 static void redis_close(struct edge *e)
 {
     if (e->redis)
-        edge_redis_free(&e->redis);
+        edge__redis_free(&e->redis);
 }
 
-const struct edge_tier_ops edge_tier_redis_ops = {
+const struct edge_tier_ops edge__tier_redis_ops = {
     .name = "REDIS",
     .level = EDGE_LV_REDIS,
     .open = redis_open,

@@ -24,8 +24,8 @@
 
 #include "cache/cache_obj.h"
 
-struct edge_redis;      /* opaque, shared by all loops; edge_redis_new() / edge_redis_free() */
-struct edge_redis_conn; /* opaque, one per loop; edge_redis_loop_init() / _loop_fini() */
+struct edge_redis;      /* opaque, shared by all loops; edge__redis_new() / edge__redis_free() */
+struct edge_redis_conn; /* opaque, one per loop; edge__redis_loop_init() / _loop_fini() */
 
 #define EDGE_REDIS_TIMEOUT_DEFAULT_MS 50
 #define EDGE_REDIS_MAX_OBJECT_DEFAULT (1u << 20)
@@ -36,42 +36,42 @@ struct edge_redis_conn; /* opaque, one per loop; edge_redis_loop_init() / _loop_
  * the transfer of a max_object value (0: EDGE_REDIS_TIMEOUT_DEFAULT_MS). Returns 0 with
  * the tier in *out (caller owns it), or -EINVAL with a message naming the URL (password
  * masked) in err. No connection is made here. */
-int edge_redis_new(const char *url, uint64_t max_object, uint64_t timeout_ms,
-                   struct edge_redis **out, char *err, size_t errlen);
+int edge__redis_new(const char *url, uint64_t max_object, uint64_t timeout_ms,
+                    struct edge_redis **out, char *err, size_t errlen);
 /* Frees the tier and NULLs *r; every loop must have been finalised. */
-void edge_redis_free(struct edge_redis **r);
+void edge__redis_free(struct edge_redis **r);
 
 /* Attaches the tier to `loop` (call on the loop's thread) and starts connecting in the
  * background; calls are skipped until the connection is up. The loop owns the result
- * until edge_redis_loop_fini(). */
-struct edge_redis_conn *edge_redis_loop_init(struct edge_redis *r, uv_loop_t *loop);
+ * until edge__redis_loop_fini(). */
+struct edge_redis_conn *edge__redis_loop_init(struct edge_redis *r, uv_loop_t *loop);
 /* On the loop's thread, not from inside an edge_redis callback: answers every pending
  * GET (NULL unless already decoded), drops the connection, closes the handles and NULLs
  * *c. The memory is released by close callbacks, so the loop must run afterwards; it
  * then has nothing of this tier left (uv_loop_close() succeeds). */
-void edge_redis_loop_fini(struct edge_redis_conn **c);
+void edge__redis_loop_fini(struct edge_redis_conn **c);
 
 /* o: a new reference for the callee (complete body in memory), or NULL on a miss, an
  * error, a timeout, a skipped call or a bad value. pkey/plen: the key passed
- * to edge_redis_get(), valid during the call only. */
+ * to edge__redis_get(), valid during the call only. */
 typedef void edge_redis_get_cb(void *arg, struct cache_obj *o, const char *pkey, size_t plen);
 
 /* Looks up primary key key[0..klen). cb runs exactly once, on this loop, never inside
- * edge_redis_get() itself, within the deadline (plus loop latency). */
-void edge_redis_get(struct edge_redis_conn *c, const char *key, size_t klen,
-                    edge_redis_get_cb *cb, void *arg);
+ * edge__redis_get() itself, within the deadline (plus loop latency). */
+void edge__redis_get(struct edge_redis_conn *c, const char *key, size_t klen,
+                     edge_redis_get_cb *cb, void *arg);
 /* Fire and forget: stores o's metadata and body under the key with SET ... PX ttl_ms.
  * Skipped when ttl_ms is 0, the body is missing, incomplete or larger than max_object,
  * the breaker is not closed or the connection is down. Copies what it needs; the caller
  * keeps its reference. */
-void edge_redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
-                    const struct cache_obj *o, uint64_t ttl_ms);
+void edge__redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
+                     const struct cache_obj *o, uint64_t ttl_ms);
 /* Fire and forget DEL of the key (PURGE/invalidation). Sent whenever the connection is
  * up, even with the breaker open, since a purge left in Redis would be served again by
  * other edges; one that could not be sent or was not acknowledged counts in del_failed. */
-void edge_redis_del(struct edge_redis_conn *c, const char *key, size_t klen);
+void edge__redis_del(struct edge_redis_conn *c, const char *key, size_t klen);
 
-/* Counters summed over every loop since edge_redis_new(). */
+/* Counters summed over every loop since edge__redis_new(). */
 struct edge_redis_stats {
     uint64_t hits;
     uint64_t misses;              /* not in Redis, or stored under another primary key */
@@ -88,9 +88,9 @@ struct edge_redis_stats {
     uint64_t breaker_trips;       /* closed -> open transitions */
     int breaker_open;             /* now: 1 when open or half-open */
 };
-void edge_redis_stats(const struct edge_redis *r, struct edge_redis_stats *out);
+void edge__redis_stats(const struct edge_redis *r, struct edge_redis_stats *out);
 /* "closed", "open" or "half-open" (static string), for /health and logs. */
-const char *edge_redis_state(const struct edge_redis *r);
+const char *edge__redis_state(const struct edge_redis *r);
 
 /* Module-private, for the unit tests and the fuzzer: decodes the value v[0..n) that a
  * GETRANGE 0 cap of key[0..klen) read (n > cap: the value is longer than the cap). Returns

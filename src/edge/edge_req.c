@@ -32,7 +32,7 @@
 #include "edge/edge_routes.h"
 #include "predict/predict.h"
 
-int edge_primary_key(struct edge *e, const struct http_request *r, struct buf *out)
+int edge__primary_key(struct edge *e, const struct http_request *r, struct buf *out)
 {
     return cache_key_primary(out, r->host, r->path, r->query, &e->keyopts);
 }
@@ -80,7 +80,7 @@ static int listed_ci(const char *const *v, size_t n, const char *name)
     return 0;
 }
 
-int edge_req_init(struct edge *e, char *err, size_t errlen)
+int edge__req_init(struct edge *e, char *err, size_t errlen)
 {
     const struct edge_cfg *c = &e->cfg;
     const char *const *strip = c->strip_headers ? c->strip_headers : default_strip;
@@ -141,7 +141,7 @@ int edge_req_init(struct edge *e, char *err, size_t errlen)
     return 0;
 }
 
-void edge_req_fini(struct edge *e)
+void edge__req_fini(struct edge *e)
 {
     free(e->strip);
     e->strip = NULL;
@@ -220,18 +220,18 @@ static void serve_stored(struct edge_worker *w, struct http_exchange *x, const c
     http_req_info_from_request(&qi, r);
     switch (http_cache_reuse(&qi, &o->info, o->lifetime, age)) {
     case HTTP_REUSE_FRESH:
-        edge_cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age, NULL);
-        edge_deliver_obj(e, x, o, EDGE_XC_HIT, lv, cs);
+        edge__cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age, NULL);
+        edge__deliver_obj(e, x, o, EDGE_XC_HIT, lv, cs);
         break;
     case HTTP_REUSE_STALE_OK:
-        edge_cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age,
-                          "; detail=stale-while-revalidate");
+        edge__cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age,
+                           "; detail=stale-while-revalidate");
         /* Before answering: the request and the key are not valid once it ended. */
-        edge_fetch_background(w, r, key, klen, o, rc);
-        edge_deliver_obj(e, x, o, EDGE_XC_STALE, lv, cs);
+        edge__fetch_background(w, r, key, klen, o, rc);
+        edge__deliver_obj(e, x, o, EDGE_XC_STALE, lv, cs);
         break;
     case HTTP_REUSE_REVALIDATE:
-        edge_fetch_cacheable(w, x, key, klen, o, rc);
+        edge__fetch_cacheable(w, x, key, klen, o, rc);
         break;
     }
 }
@@ -245,11 +245,11 @@ static void fetch_or_504(struct edge_worker *w, struct http_exchange *x, const c
 
     http_req_info_from_request(&qi, http_x_request(x));
     if (qi.cc.only_if_cached) {
-        edge_deliver_error(w->e, x, 504, EDGE_XC_MISS, EDGE_LV_L1,
-                           "not in cache and the request says only-if-cached");
+        edge__deliver_error(w->e, x, 504, EDGE_XC_MISS, EDGE_LV_L1,
+                            "not in cache and the request says only-if-cached");
         return;
     }
-    edge_fetch_cacheable(w, x, key, klen, NULL, rc);
+    edge__fetch_cacheable(w, x, key, klen, NULL, rc);
 }
 
 /* The answer of the tier chain (edge_tier.c): the reuse step for a tier's object, the
@@ -278,7 +278,7 @@ static void cache_walk(struct edge_worker *w, struct http_exchange *x, const cha
         cache_obj_unref(&o);
         return;
     }
-    edge_tier_walk(w, x, key, klen, rc, tier_answered);
+    edge__tier_walk(w, x, key, klen, rc, tier_answered);
 }
 
 /* ---- POST routes cached by their body (edge_routes.h) ---- */
@@ -312,8 +312,8 @@ static void route_post_run(struct route_post *rp)
         route_post_free(rp);
         return;
     }
-    int rc = edge_route_key(rp->rt, http_x_request(x), rp->body.data ? rp->body.data : "",
-                            rp->body.len, &rp->key, err, sizeof(err));
+    int rc = edge__route_key(rp->rt, http_x_request(x), rp->body.data ? rp->body.data : "",
+                             rp->body.len, &rp->key, err, sizeof(err));
     if (rc != 0) {
         http_x_error(x, rc == -EFBIG ? 413 : 400, rc == -E2BIG ? "request key too long" : err);
         route_post_free(rp);
@@ -391,7 +391,7 @@ static int via_loop(const struct edge *e, const struct http_request *r)
     return 0;
 }
 
-void edge_public_handle(struct http_exchange *x, void *arg)
+void edge__public_handle(struct http_exchange *x, void *arg)
 {
     struct edge *e = arg;
     struct edge_worker *w = http_x_worker(x);
@@ -415,7 +415,7 @@ void edge_public_handle(struct http_exchange *x, void *arg)
     if (e->predict && predict_handle(e->predict, w->pl, x))
         return;
     const struct edge_route *rt =
-        e->routes ? edge_routes_match(e->routes, r->path.p, r->path.len, r->method) : NULL;
+        e->routes ? edge__routes_match(e->routes, r->path.p, r->path.len, r->method) : NULL;
     buf_reset(kb);
     if (cache_key_primary_ex(kb, r->host, r->path, r->query, &e->keyopts,
                              rt ? &rt->query : NULL)) {
@@ -432,7 +432,7 @@ void edge_public_handle(struct http_exchange *x, void *arg)
         return;
     }
     if ((r->method != HTTP_M_GET && r->method != HTTP_M_HEAD) || qi.has_authorization) {
-        edge_fetch_pass(w, x, key, klen);
+        edge__fetch_pass(w, x, key, klen);
         return;
     }
     struct edge_rctx rctx = {NULL, 0, rt ? rt->ttl_s : -1};

@@ -70,7 +70,7 @@ static void route_fini(struct edge_route *r)
     memset(r, 0, sizeof(*r));
 }
 
-void edge_routes_free(struct edge_routes **rtp)
+void edge__routes_free(struct edge_routes **rtp)
 {
     struct edge_routes *rt = *rtp;
     size_t i;
@@ -294,7 +294,7 @@ static int check_overlaps(const struct where *base, const struct edge_routes *rt
     return 0;
 }
 
-int edge_routes_load(const char *path, struct edge_routes **out, char *err, size_t errlen)
+int edge__routes_load(const char *path, struct edge_routes **out, char *err, size_t errlen)
 {
     struct edge_routes *rt = mc_xcalloc(1, sizeof(*rt));
     struct where w = {path, 0, err, errlen};
@@ -333,7 +333,7 @@ int edge_routes_load(const char *path, struct edge_routes **out, char *err, size
     rt->v = mc_xcalloc(n ? n : 1, sizeof(*rt->v));
     for (i = 0; i < n; i++) {
         w.idx = i;
-        rt->n = i + 1; /* so that edge_routes_free() sees a half-read route */
+        rt->n = i + 1; /* so that edge__routes_free() sees a half-read route */
         rc = parse_route(&w, config_setting_get_elem(list, (unsigned)i), &rt->v[i]);
         if (rc != 0)
             goto out;
@@ -348,14 +348,14 @@ int edge_routes_load(const char *path, struct edge_routes **out, char *err, size
 out:
     config_destroy(&cfg);
     if (rc != 0) {
-        edge_routes_free(&rt);
+        edge__routes_free(&rt);
         return rc;
     }
     *out = rt;
     return 0;
 }
 
-size_t edge_routes_count(const struct edge_routes *rt)
+size_t edge__routes_count(const struct edge_routes *rt)
 {
     if (rt == NULL)
         return 0;
@@ -363,15 +363,15 @@ size_t edge_routes_count(const struct edge_routes *rt)
     return rt->n;
 }
 
-const struct edge_route *edge_routes_get(const struct edge_routes *rt, size_t i)
+const struct edge_route *edge__routes_get(const struct edge_routes *rt, size_t i)
 {
     MC_CHECK_OBJ_NOTNULL(rt, EDGE_ROUTES_MAGIC);
     MC_ASSERT(i < rt->n);
     return &rt->v[i];
 }
 
-const struct edge_route *edge_routes_match(const struct edge_routes *rt, const char *path,
-                                           size_t plen, enum http_method m)
+const struct edge_route *edge__routes_match(const struct edge_routes *rt, const char *path,
+                                            size_t plen, enum http_method m)
 {
     unsigned bit;
     size_t i;
@@ -394,8 +394,8 @@ const struct edge_route *edge_routes_match(const struct edge_routes *rt, const c
     return NULL;
 }
 
-int edge_route_key(const struct edge_route *r, const struct http_request *req, const char *body,
-                   size_t blen, struct buf *out, char *err, size_t errlen)
+int edge__route_key(const struct edge_route *r, const struct http_request *req, const char *body,
+                    size_t blen, struct buf *out, char *err, size_t errlen)
 {
     static const char hex[] = "0123456789abcdef";
     char line[6 + 32] = "\nbody:";

@@ -3,9 +3,9 @@
  * A route picks, by path prefix and method, how a request is keyed and kept: the body's
  * part of the key (canonical JSON or raw bytes, for POST predictions), the query rules
  * (sorted, dropped, whitelisted, more ignored names), a default freshness lifetime and a
- * body limit. The table is built once at start-up by edge_routes_load(), is read-only
+ * body limit. The table is built once at start-up by edge__routes_load(), is read-only
  * afterwards and may be shared by every worker without locks; routes handed out point
- * into it and live until edge_routes_free(). docs: conf/edge.conf shows every field. */
+ * into it and live until edge__routes_free(). docs: conf/edge.conf shows every field. */
 #ifndef MLCDN_EDGE_EDGE_ROUTES_H
 #define MLCDN_EDGE_EDGE_ROUTES_H
 
@@ -16,7 +16,7 @@
 #include "core/buf.h"
 #include "http/http_parse.h"
 
-struct edge_routes; /* opaque; edge_routes_load() / edge_routes_free() */
+struct edge_routes; /* opaque; edge__routes_load() / edge__routes_free() */
 
 enum edge_route_body {
     EDGE_ROUTE_BODY_NONE = 0, /* the body is not part of the key (default) */
@@ -44,22 +44,22 @@ struct edge_route {
 
 /* Reads the `routes` list of the libconfig file at path (path NULL, or a file without
  * `routes`: an empty table). Returns 0 and a new table in *out (freed by
- * edge_routes_free()), or -EINVAL with a message in err naming the file, the route and
+ * edge__routes_free()), or -EINVAL with a message in err naming the file, the route and
  * the field ("conf/edge.conf: routes[1].methods: unknown method 'FOO'"). */
-int edge_routes_load(const char *path, struct edge_routes **out, char *err, size_t errlen);
+int edge__routes_load(const char *path, struct edge_routes **out, char *err, size_t errlen);
 /* Frees the table and every route in it; sets *rtp to NULL. */
-void edge_routes_free(struct edge_routes **rtp);
+void edge__routes_free(struct edge_routes **rtp);
 
 /* Number of routes, and route i in the file's order (i < count). rt may be NULL (0). */
-size_t edge_routes_count(const struct edge_routes *rt);
-const struct edge_route *edge_routes_get(const struct edge_routes *rt, size_t i);
+size_t edge__routes_count(const struct edge_routes *rt);
+const struct edge_route *edge__routes_get(const struct edge_routes *rt, size_t i);
 
 /* The route for a request: the longest prefix, among the routes accepting m, that path
  * starts with (a prefix not ending in '/' must be followed by '/' or the end, so
  * "/predict" matches "/predict/x" but not "/predictions"). NULL when none (or rt NULL).
  * No allocation: for the request hot path. */
-const struct edge_route *edge_routes_match(const struct edge_routes *rt, const char *path,
-                                           size_t plen, enum http_method m);
+const struct edge_route *edge__routes_match(const struct edge_routes *rt, const char *path,
+                                            size_t plen, enum http_method m);
 
 /* Appends the route's part of the key, to follow the primary key (which the caller builds
  * with cache_key_primary_ex(..., &r->query) so the route's query rules apply): for a POST
@@ -67,7 +67,7 @@ const struct edge_route *edge_routes_match(const struct edge_routes *rt, const c
  * raw bytes), so large bodies do not make large keys; nothing otherwise. Returns 0;
  * -EFBIG for a body over max_body; -EINVAL for a body that is not JSON, with err "invalid
  * JSON body at byte N: <why>"; -E2BIG past out's cap. On error out is left as it was. */
-int edge_route_key(const struct edge_route *r, const struct http_request *req, const char *body,
-                   size_t blen, struct buf *out, char *err, size_t errlen);
+int edge__route_key(const struct edge_route *r, const struct http_request *req, const char *body,
+                    size_t blen, struct buf *out, char *err, size_t errlen);
 
 #endif

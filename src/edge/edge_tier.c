@@ -3,11 +3,11 @@
  * Each tier is a struct edge_tier_ops (edge_int.h): the L2 disk tier (edge_tier_l2.c) and
  * the Redis shared tier (edge_redis.c). The tiers configured at start-up form the chain,
  * nearest first. A cacheable request that missed L1 (edge_req.c) walks it: each tier's
- * lookup answers through edge_tier__answered, the one continuation of every tier: a hit
+ * lookup answers through edge__tier_answered, the one continuation of every tier: a hit
  * (which the tier has already admitted to L1 by its own policy) returns to the request's
  * state machine, a miss goes to the next tier, and after the last one the state machine
  * is told that every tier missed. Stores and drops go to every tier of the chain, and
- * what a fill keeps enters L1 here (edge_tier_keep, edge_tier_refresh).
+ * what a fill keeps enters L1 here (edge__tier_keep, edge__tier_refresh).
  *
  * Storage only: this file and the adapters call nothing of edge_req.c, edge_fetch.c or
  * edge_deliver.c. */
@@ -17,7 +17,7 @@
 #include "edge/edge_routes.h"
 
 /* Every tier this edge knows, nearest first. */
-static const struct edge_tier_ops *const known[] = {&edge_tier_l2_ops, &edge_tier_redis_ops};
+static const struct edge_tier_ops *const known[] = {&edge__tier_l2_ops, &edge__tier_redis_ops};
 
 /* Asks tier i of the chain, or tells done that every tier missed. */
 static void walk_from(struct edge_worker *w, size_t i, struct http_exchange *x, const char *key,
@@ -32,13 +32,13 @@ static void walk_from(struct edge_worker *w, size_t i, struct http_exchange *x, 
     done(w, x, key, klen, rc, i ? e->tiers[i - 1]->level : EDGE_LV_L1, NULL);
 }
 
-void edge_tier_walk(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
-                    const struct edge_rctx *rc, edge_tier_done_f done)
+void edge__tier_walk(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
+                     const struct edge_rctx *rc, edge_tier_done_f done)
 {
     walk_from(w, 0, x, key, klen, rc, done);
 }
 
-void edge_tier__answered(struct edge_worker *w, struct http_exchange *x, const char *key,
+void edge__tier_answered(struct edge_worker *w, struct http_exchange *x, const char *key,
                          size_t klen, const struct edge_rctx *rc, enum edge_level lv,
                          struct cache_obj *o, edge_tier_done_f done)
 {
@@ -63,13 +63,13 @@ void edge_tier__answered(struct edge_worker *w, struct http_exchange *x, const c
     walk_from(w, i + 1, x, key, klen, rc, done);
 }
 
-void edge_tier_keep(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
+void edge__tier_keep(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
 {
     struct edge *e = w->e;
 
     if (l1_insert(e->l1, key, klen, o) == 0) {
         metrics_counter_add(e->m.stored, 1);
-        edge_tier_store(w, key, klen, o);
+        edge__tier_store(w, key, klen, o);
         return;
     }
     metrics_counter_add(e->m.not_stored, 1);
@@ -77,19 +77,19 @@ void edge_tier_keep(struct edge_worker *w, const char *key, size_t klen, struct 
      * paused, too large): it is not offered again. A memory body L1 refused may still
      * fit the tiers behind it. */
     if (cache_body_file(o->body, NULL) < 0)
-        edge_tier_store(w, key, klen, o);
+        edge__tier_store(w, key, klen, o);
 }
 
-void edge_tier_refresh(struct edge_worker *w, const char *key, size_t klen,
-                       struct cache_obj *stale, struct cache_obj *o)
+void edge__tier_refresh(struct edge_worker *w, const char *key, size_t klen,
+                        struct cache_obj *stale, struct cache_obj *o)
 {
     /* stale may have been evicted meanwhile: then the refreshed object enters L1 anew. */
     if (l1_replace(w->e->l1, key, klen, stale, o) != 0)
         l1_insert(w->e->l1, key, klen, o);
-    edge_tier_store(w, key, klen, o);
+    edge__tier_store(w, key, klen, o);
 }
 
-void edge_tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
+void edge__tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
 {
     struct edge *e = w->e;
 
@@ -99,7 +99,7 @@ void edge_tier_store(struct edge_worker *w, const char *key, size_t klen, struct
         e->tiers[i]->store(w, key, klen, o);
 }
 
-void edge_tier_drop(struct edge_worker *w, const char *key, size_t klen)
+void edge__tier_drop(struct edge_worker *w, const char *key, size_t klen)
 {
     struct edge *e = w->e;
 
@@ -108,25 +108,25 @@ void edge_tier_drop(struct edge_worker *w, const char *key, size_t klen)
         e->tiers[i]->drop(w, key, klen);
 }
 
-void edge_tier_loop_init(struct edge_worker *w)
+void edge__tier_loop_init(struct edge_worker *w)
 {
     for (size_t i = 0; i < w->e->ntiers; i++)
         w->e->tiers[i]->loop_init(w);
 }
 
-void edge_tier_loop_fini(struct edge_worker *w)
+void edge__tier_loop_fini(struct edge_worker *w)
 {
     for (size_t i = w->e->ntiers; i-- > 0;)
         w->e->tiers[i]->loop_fini(w);
 }
 
-int edge_tier_open(struct edge *e, char *err, size_t errlen)
+int edge__tier_open(struct edge *e, char *err, size_t errlen)
 {
     int rc;
 
     for (size_t i = 0; i < MC_ARRAY_SIZE(known); i++) {
         if (i == 1 && e->cfg.config_file &&
-            (rc = edge_routes_load(e->cfg.config_file, &e->routes, err, errlen)) != 0)
+            (rc = edge__routes_load(e->cfg.config_file, &e->routes, err, errlen)) != 0)
             return rc; /* between the tiers: the order the settings are checked in */
         if ((rc = known[i]->open(e, err, errlen)) < 0)
             return rc;
@@ -136,10 +136,10 @@ int edge_tier_open(struct edge *e, char *err, size_t errlen)
     return 0;
 }
 
-void edge_tier_close(struct edge *e)
+void edge__tier_close(struct edge *e)
 {
     if (e->routes)
-        edge_routes_free(&e->routes);
+        edge__routes_free(&e->routes);
     for (size_t i = e->ntiers; i-- > 0;)
         e->tiers[i]->close(e);
     e->ntiers = 0;

@@ -3,7 +3,7 @@
  *
  * A lookup finds the index entry in memory; opening and verifying the file happens in the
  * libuv thread pool unless the open-file cache holds it, then the answer goes to the
- * chain (edge_tier__answered). An L2 object enters L1 only on its l2_admit_hits-th hit
+ * chain (edge__tier_answered). An L2 object enters L1 only on its l2_admit_hits-th hit
  * (l2_admit), so one scan of cold objects cannot flush L1. Responses stored in L1 are
  * copied here in the background. */
 
@@ -447,7 +447,7 @@ static void l2_after(uv_work_t *req, int status)
         log_warn("L2 file failed its checks: dropped, refetching", "key=\"%.*s\"",
                  (int)MC_MIN(j->klen, 200u), j->key);
     if (j->rc != 0 || w->stopping) {
-        edge_tier__answered(w, j->x, j->key, j->klen, j->rctx, EDGE_LV_L2, NULL, j->done);
+        edge__tier_answered(w, j->x, j->key, j->klen, j->rctx, EDGE_LV_L2, NULL, j->done);
     } else {
         struct cache_obj *o = j->f.obj;
         j->f.obj = NULL;
@@ -464,7 +464,7 @@ static void l2_after(uv_work_t *req, int status)
             fdc_put(w, j->en, o);
             metrics_counter_add(e->m.l2_opens, 1);
         }
-        edge_tier__answered(w, j->x, j->key, j->klen, j->rctx, EDGE_LV_L2, o, j->done);
+        edge__tier_answered(w, j->x, j->key, j->klen, j->rctx, EDGE_LV_L2, o, j->done);
     }
     if (j->f.fd >= 0)
         close(j->f.fd);
@@ -505,7 +505,7 @@ static void l2t_lookup(struct edge_worker *w, struct http_exchange *x, const cha
     int found = l2_lookup(e->l2, key, klen, http_x_request(x), &en);
 
     if (found != 0 && found != -EAGAIN) {
-        edge_tier__answered(w, x, key, klen, rc, EDGE_LV_L2, NULL, done);
+        edge__tier_answered(w, x, key, klen, rc, EDGE_LV_L2, NULL, done);
         return;
     }
     /* Larger bodies stay with L2: sent from the page cache with sendfile (no copy), they
@@ -522,7 +522,7 @@ static void l2t_lookup(struct edge_worker *w, struct http_exchange *x, const cha
             o = m;
         }
         l2_entry_unref(&en);
-        edge_tier__answered(w, x, key, klen, rc, EDGE_LV_L2, o, done);
+        edge__tier_answered(w, x, key, klen, rc, EDGE_LV_L2, o, done);
         return;
     }
     struct l2_job *j = mc_xcalloc(1, sizeof(*j));
@@ -684,7 +684,7 @@ static void l2t_close(struct edge *e)
         l2_close(&e->l2);
 }
 
-const struct edge_tier_ops edge_tier_l2_ops = {
+const struct edge_tier_ops edge__tier_l2_ops = {
     .name = "L2",
     .level = EDGE_LV_L2,
     .open = l2t_open,

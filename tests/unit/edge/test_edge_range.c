@@ -1,4 +1,4 @@
-/* tests/unit/edge/test_edge_range.c: edge_range_answer, the one Range answer of complete
+/* tests/unit/edge/test_edge_range.c: edge__range_answer, the one Range answer of complete
  * and streaming responses (RFC 9110 §14): no Range (whole), one satisfiable range (206 with
  * Content-Range: bytes first-last/size), a suffix range, a range past the end (416 with
  * Content-Range: bytes * /size), ranges that are ignored (several ranges, other units,
@@ -53,7 +53,7 @@ static int answer(const char *hdrs, const char *etag, int64_t lm, uint64_t *firs
     o.info.last_modified = lm;
     buf_init(&h, 4096);
     *first = *last = 12345;
-    int rc = edge_range_answer(mkreq(hdrs), &o, 1000, first, last, &h);
+    int rc = edge__range_answer(mkreq(hdrs), &o, 1000, first, last, &h);
     snprintf(cr, crlen, "%.*s", (int)h.len, h.data ? h.data : "");
     buf_fini(&h);
     return rc;

@@ -225,18 +225,18 @@ static void fx_open(struct fx *f, const char *url, uint64_t max_object, uint64_t
         url = u;
     }
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    assert_int_equal(edge_redis_new(url, max_object, timeout_ms, &f->r, err, sizeof(err)), 0);
-    f->c = edge_redis_loop_init(f->r, &f->loop);
+    assert_int_equal(edge__redis_new(url, max_object, timeout_ms, &f->r, err, sizeof(err)), 0);
+    f->c = edge__redis_loop_init(f->r, &f->loop);
     assert_non_null(f->c);
 }
 
 static void fx_close(struct fx *f)
 {
-    edge_redis_loop_fini(&f->c);
+    edge__redis_loop_fini(&f->c);
     assert_null(f->c);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
-    edge_redis_free(&f->r);
+    edge__redis_free(&f->r);
     assert_null(f->r);
 }
 
@@ -246,7 +246,7 @@ static void fx_close(struct fx *f)
 
 struct res {
     int done;
-    int in_call; /* set around edge_redis_get(): the callback must not see it */
+    int in_call; /* set around edge__redis_get(): the callback must not see it */
     struct cache_obj *o;
     char key[256];
     uint64_t t0, t1;
@@ -269,7 +269,7 @@ static void get_start(struct fx *f, struct res *rs, const char *key)
     snprintf(rs->key, sizeof(rs->key), "%s", key);
     rs->t0 = now_ms();
     rs->in_call = 1;
-    edge_redis_get(f->c, key, strlen(key), res_cb, rs);
+    edge__redis_get(f->c, key, strlen(key), res_cb, rs);
     rs->in_call = 0;
     assert_int_equal(rs->done, 0); /* never answered inside the call */
 }
@@ -292,7 +292,7 @@ static struct cache_obj *get_sync(struct fx *f, const char *key)
 static struct edge_redis_stats stats(struct fx *f)
 {
     struct edge_redis_stats s;
-    edge_redis_stats(f->r, &s);
+    edge__redis_stats(f->r, &s);
     return s;
 }
 
@@ -338,7 +338,7 @@ static void test_url(void **state)
     char err[256];
     (void)state;
 
-    assert_int_equal(edge_redis_new("redis://10.1.2.3:7000/3", 0, 0, &r, err, sizeof(err)), 0);
+    assert_int_equal(edge__redis_new("redis://10.1.2.3:7000/3", 0, 0, &r, err, sizeof(err)), 0);
     assert_string_equal(r->host, "10.1.2.3");
     assert_true(r->host_is_ip);
     assert_int_equal(r->port, 7000);
@@ -346,31 +346,31 @@ static void test_url(void **state)
     assert_null(r->pass);
     assert_int_equal(r->timeout_ms, EDGE_REDIS_TIMEOUT_DEFAULT_MS);
     assert_int_equal(r->max_object, EDGE_REDIS_MAX_OBJECT_DEFAULT);
-    assert_string_equal(edge_redis_state(r), "closed");
-    edge_redis_free(&r);
+    assert_string_equal(edge__redis_state(r), "closed");
+    edge__redis_free(&r);
 
-    assert_int_equal(edge_redis_new("redis://[::1]:6380", 10, 20, &r, err, sizeof(err)), 0);
+    assert_int_equal(edge__redis_new("redis://[::1]:6380", 10, 20, &r, err, sizeof(err)), 0);
     assert_string_equal(r->host, "::1");
     assert_true(r->host_is_ip);
     assert_int_equal(r->port, 6380);
     assert_int_equal(r->timeout_ms, 20);
     assert_int_equal(r->max_object, 10);
-    edge_redis_free(&r);
+    edge__redis_free(&r);
 
-    assert_int_equal(edge_redis_new("redis://:p%40ss@cache.example:6379/", 0, 0, &r, err,
-                                    sizeof(err)), 0);
+    assert_int_equal(edge__redis_new("redis://:p%40ss@cache.example:6379/", 0, 0, &r, err,
+                                     sizeof(err)), 0);
     assert_string_equal(r->host, "cache.example");
     assert_false(r->host_is_ip);
     assert_null(r->user);
     assert_string_equal(r->pass, "p@ss");
     assert_int_equal(r->db, 0);
-    edge_redis_free(&r);
+    edge__redis_free(&r);
 
-    assert_int_equal(edge_redis_new("redis://bob:pw@localhost", 0, 0, &r, err, sizeof(err)), 0);
+    assert_int_equal(edge__redis_new("redis://bob:pw@localhost", 0, 0, &r, err, sizeof(err)), 0);
     assert_string_equal(r->user, "bob");
     assert_string_equal(r->pass, "pw");
     assert_int_equal(r->port, 6379);
-    edge_redis_free(&r);
+    edge__redis_free(&r);
 
     static const char *const bad[] = {
         "http://h:1",          "redis://",          "redis://:1",      "redis://h:0",
@@ -380,14 +380,14 @@ static void test_url(void **state)
     };
     for (size_t i = 0; i < MC_ARRAY_SIZE(bad); i++) {
         err[0] = '\0';
-        assert_int_equal(edge_redis_new(bad[i], 0, 0, &r, err, sizeof(err)), -EINVAL);
+        assert_int_equal(edge__redis_new(bad[i], 0, 0, &r, err, sizeof(err)), -EINVAL);
         assert_null(r);
         if (!strchr(bad[i], '@'))
             assert_non_null(strstr(err, bad[i]));
     }
-    assert_int_equal(edge_redis_new(NULL, 0, 0, &r, err, sizeof(err)), -EINVAL);
+    assert_int_equal(edge__redis_new(NULL, 0, 0, &r, err, sizeof(err)), -EINVAL);
     /* The message names the URL but never shows the password. */
-    assert_int_equal(edge_redis_new("redis://:hunter2@h:1/x", 0, 0, &r, err, sizeof(err)),
+    assert_int_equal(edge__redis_new("redis://:hunter2@h:1/x", 0, 0, &r, err, sizeof(err)),
                      -EINVAL);
     assert_null(strstr(err, "hunter2"));
     assert_non_null(strstr(err, "redis://:***@h:1/x"));
@@ -410,7 +410,7 @@ static void test_roundtrip(void **state)
     assert_true(wait_up(&f, 2000));
 
     struct cache_obj *o = mkobj(body, sizeof(body) - 1);
-    edge_redis_put(f.c, "h/rt", 4, o, 60000);
+    edge__redis_put(f.c, "h/rt", 4, o, 60000);
     struct cache_obj *g = get_sync(&f, "h/rt");
     assert_non_null(g);
     assert_int_equal(g->status, 200);
@@ -430,16 +430,16 @@ static void test_roundtrip(void **state)
     memset(key, 'k', sizeof(key) - 1);
     key[sizeof(key) - 1] = '\0';
     struct cache_obj *e = mkobj("", 0);
-    edge_redis_put(f.c, key, strlen(key), e, 60000);
+    edge__redis_put(f.c, key, strlen(key), e, 60000);
     g = get_sync(&f, key);
     assert_non_null(g);
     assert_body(g, "", 0);
     cache_obj_unref(&g);
 
     /* Skipped puts: no ttl, incomplete body. */
-    edge_redis_put(f.c, "h/nottl", 7, e, 0);
+    edge__redis_put(f.c, "h/nottl", 7, e, 0);
     struct cache_obj *filling = cache_obj_new(200, NULL, 0, cache_body_new(-1));
-    edge_redis_put(f.c, "h/filling", 9, filling, 60000);
+    edge__redis_put(f.c, "h/filling", 9, filling, 60000);
     assert_null(get_sync(&f, "h/nottl"));
     assert_null(get_sync(&f, "h/filling"));
 
@@ -477,7 +477,7 @@ static void test_expiry(void **state)
     fx_open(&f, NULL, 0, 0);
     assert_true(wait_up(&f, 2000));
     struct cache_obj *o = mkobj("short-lived", 11);
-    edge_redis_put(f.c, "h/ttl", 5, o, 400);
+    edge__redis_put(f.c, "h/ttl", 5, o, 400);
     struct cache_obj *g = get_sync(&f, "h/ttl");
     assert_non_null(g);
     cache_obj_unref(&g);
@@ -498,13 +498,13 @@ static void test_large_not_stored(void **state)
     fx_open(&f, NULL, 1024, 0);
     assert_true(wait_up(&f, 2000));
     struct cache_obj *o = mkobj(big, sizeof(big));
-    edge_redis_put(f.c, "h/big", 5, o, 60000);
+    edge__redis_put(f.c, "h/big", 5, o, 60000);
     assert_int_equal(stats(&f).store_skipped_large, 1);
     assert_null(get_sync(&f, "h/big"));
     cache_obj_unref(&o);
     /* Exactly the limit is stored. */
     o = mkobj(big, 1024);
-    edge_redis_put(f.c, "h/limit", 7, o, 60000);
+    edge__redis_put(f.c, "h/limit", 7, o, 60000);
     struct cache_obj *g = get_sync(&f, "h/limit");
     assert_non_null(g);
     assert_body(g, big, 1024);
@@ -514,7 +514,7 @@ static void test_large_not_stored(void **state)
     fx_close(&f);
 }
 
-/* A value as edge_redis_put() writes it: frame, metadata stored under pkey, body. */
+/* A value as edge__redis_put() writes it: frame, metadata stored under pkey, body. */
 static void seal_value(struct buf *v, const char *pkey, const struct cache_obj *o,
                        const char *body, size_t n)
 {
@@ -742,7 +742,7 @@ static void test_corrupt_values(void **state)
     assert_true(wait_up(&f, 2000));
     redisContext *s = sync_client();
     struct cache_obj *o = mkobj(body, sizeof(body));
-    edge_redis_put(f.c, "h/bad", 5, o, 60000);
+    edge__redis_put(f.c, "h/bad", 5, o, 60000);
     struct cache_obj *g = get_sync(&f, "h/bad");
     assert_non_null(g);
     cache_obj_unref(&g);
@@ -801,7 +801,7 @@ static void test_corrupt_values(void **state)
         assert_int_equal(stats(&f).corrupt, ++corrupt);
         assert_int_equal(lines, 1);
         /* The refetch's put makes the object good again. */
-        edge_redis_put(f.c, "h/bad", 5, o, 60000);
+        edge__redis_put(f.c, "h/bad", 5, o, 60000);
         g = get_sync(&f, "h/bad");
         assert_non_null(g);
         assert_body(g, body, sizeof(body));
@@ -851,7 +851,7 @@ static void test_drop_is_conditional(void **state)
     assert_true(wait_up(&f, 2000));
     redisContext *s = sync_client();
     struct cache_obj *o = mkobj("fresh", 5);
-    edge_redis_put(f.c, "h/cond", 6, o, 60000);
+    edge__redis_put(f.c, "h/cond", 6, o, 60000);
     struct cache_obj *g = get_sync(&f, "h/cond");
     assert_non_null(g);
     cache_obj_unref(&g);
@@ -906,7 +906,7 @@ static void test_drop_refused(void **state)
     assert_int_equal(stats(&f).breaker_open, 0);
     /* The refetch's put replaces it. */
     struct cache_obj *o = mkobj("good", 4);
-    edge_redis_put(f.c, "h/refused", 9, o, 60000);
+    edge__redis_put(f.c, "h/refused", 9, o, 60000);
     struct cache_obj *g = get_sync(&f, "h/refused");
     assert_non_null(g);
     cache_obj_unref(&g);
@@ -924,15 +924,15 @@ static void test_del(void **state)
 
     fx_open(&f, NULL, 0, 0);
     /* Not connected yet: the DEL is lost and counted. */
-    edge_redis_del(f.c, "h/del", 5);
+    edge__redis_del(f.c, "h/del", 5);
     assert_int_equal(stats(&f).del_failed, 1);
     assert_true(wait_up(&f, 2000));
     struct cache_obj *o = mkobj("x", 1);
-    edge_redis_put(f.c, "h/del", 5, o, 60000);
+    edge__redis_put(f.c, "h/del", 5, o, 60000);
     struct cache_obj *g = get_sync(&f, "h/del");
     assert_non_null(g);
     cache_obj_unref(&g);
-    edge_redis_del(f.c, "h/del", 5);
+    edge__redis_del(f.c, "h/del", 5);
     assert_null(get_sync(&f, "h/del"));
     assert_int_equal(stats(&f).del_failed, 1);
     cache_obj_unref(&o);
@@ -962,7 +962,7 @@ static void test_auth_and_db(void **state)
     fx_open(&f, url, 0, 0);
     assert_true(wait_up(&f, 2000));
     struct cache_obj *o = mkobj("in db 2", 7);
-    edge_redis_put(f.c, "h/auth", 6, o, 60000);
+    edge__redis_put(f.c, "h/auth", 6, o, 60000);
     struct cache_obj *g = get_sync(&f, "h/auth");
     assert_non_null(g);
     cache_obj_unref(&g);
@@ -1004,7 +1004,7 @@ static void test_hostname_and_ipv6(void **state)
     assert_int_equal(f.c->state, C_RESOLVING);
     assert_true(wait_up(&f, 3000));
     struct cache_obj *o = mkobj("named", 5);
-    edge_redis_put(f.c, "h/name", 6, o, 60000);
+    edge__redis_put(f.c, "h/name", 6, o, 60000);
     struct cache_obj *g = get_sync(&f, "h/name");
     assert_non_null(g);
     cache_obj_unref(&g);
@@ -1051,20 +1051,20 @@ static void *th_main(void *arg)
 
     uv_loop_init(&f.loop);
     f.r = t->r;
-    f.c = edge_redis_loop_init(t->r, &f.loop);
+    f.c = edge__redis_loop_init(t->r, &f.loop);
     /* No cmocka asserts off the main thread: results go back through t. */
     if (wait_up(&f, 2000)) {
         struct cache_obj *o = mkobj("threaded", 8);
         for (int i = 0; i < 50; i++) {
             snprintf(key, sizeof(key), "h/th%d/%d", t->id, i);
-            edge_redis_put(f.c, key, strlen(key), o, 60000);
-            edge_redis_get(f.c, key, strlen(key), th_cb, t);
+            edge__redis_put(f.c, key, strlen(key), o, 60000);
+            edge__redis_get(f.c, key, strlen(key), th_cb, t);
         }
         for (uint64_t end = now_ms() + 5000; t->answers < 50 && now_ms() < end; usleep(500))
             uv_run(&f.loop, UV_RUN_NOWAIT);
         cache_obj_unref(&o);
     }
-    edge_redis_loop_fini(&f.c);
+    edge__redis_loop_fini(&f.c);
     uv_run(&f.loop, UV_RUN_DEFAULT);
     t->loop_closed = uv_loop_close(&f.loop) == 0;
     return NULL;
@@ -1082,7 +1082,7 @@ static void test_two_threads(void **state)
 
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", g_port);
     /* A generous deadline: 100 pipelined commands on a loaded (sanitizer) host. */
-    assert_int_equal(edge_redis_new(url, 0, 2000, &r, err, sizeof(err)), 0);
+    assert_int_equal(edge__redis_new(url, 0, 2000, &r, err, sizeof(err)), 0);
     for (int i = 0; i < 2; i++) {
         t[i].r = r;
         t[i].id = i;
@@ -1090,8 +1090,8 @@ static void test_two_threads(void **state)
     }
     for (int i = 0; i < 2; i++)
         pthread_join(tid[i], NULL);
-    edge_redis_stats(r, &s);
-    edge_redis_free(&r);
+    edge__redis_stats(r, &s);
+    edge__redis_free(&r);
     for (int i = 0; i < 2; i++) {
         assert_true(t[i].loop_closed);
         assert_int_equal(t[i].hits, 50);
@@ -1121,7 +1121,7 @@ static void test_fini_inflight(void **state)
     f.r->state = BRK_OPEN; /* force a skip that waits in `done` */
     f.r->until_ms = now_ms() + 60000;
     get_start(&f, &rs[5], "h/skipped");
-    edge_redis_loop_fini(&f.c);
+    edge__redis_loop_fini(&f.c);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(rs[i].done, 1);
         assert_null(rs[i].o);
@@ -1129,7 +1129,7 @@ static void test_fini_inflight(void **state)
     uv_run(&f.loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f.loop), 0);
     assert_int_equal(stats(&f).timeouts, 0);
-    edge_redis_free(&f.r);
+    edge__redis_free(&f.r);
     cont_redis();
 
     /* Finalised while resolving, and while connecting. */
@@ -1154,7 +1154,7 @@ static void test_breaker(void **state)
     fx_open(&f, NULL, 0, 50);
     assert_true(wait_up(&f, 2000));
     struct cache_obj *o = mkobj("before", 6);
-    edge_redis_put(f.c, "h/brk", 5, o, 60000);
+    edge__redis_put(f.c, "h/brk", 5, o, 60000);
     struct cache_obj *g = get_sync(&f, "h/brk");
     assert_non_null(g);
     cache_obj_unref(&g);
@@ -1188,7 +1188,7 @@ static void test_breaker(void **state)
     assert_int_equal(s.breaker_open, 1);
     assert_int_equal(s.breaker_trips, 1);
     assert_true(s.errors >= 3);
-    assert_string_equal(edge_redis_state(f.r), "open");
+    assert_string_equal(edge__redis_state(f.r), "open");
 
     /* Open: skipped at once, the server is not asked. The back-off is stretched so that
      * a slow host cannot turn one of these into the probe. */
@@ -1203,7 +1203,7 @@ static void test_breaker(void **state)
         assert_true(rs.t1 - rs.t0 < 1000);
     }
     assert_int_equal(stats(&f).skipped_open, skipped + 3);
-    edge_redis_put(f.c, "h/brk2", 6, o, 60000); /* skipped too */
+    edge__redis_put(f.c, "h/brk2", 6, o, 60000); /* skipped too */
     assert_int_equal(stats(&f).skipped_open, skipped + 4);
 
     /* Down: probes fail fast, back-off grows; then back on the same port. */
@@ -1221,17 +1221,17 @@ static void test_breaker(void **state)
     assert_int_equal(stats(&f).breaker_open, 1);
     start_redis();
     end = now_ms() + 15000;
-    while ((strcmp(edge_redis_state(f.r), "closed") != 0 || f.c->state != C_UP) &&
+    while ((strcmp(edge__redis_state(f.r), "closed") != 0 || f.c->state != C_UP) &&
            now_ms() < end) {
         get_start(&f, &rs, "h/brk");
         get_wait(&f, &rs);
         cache_obj_unref(&rs.o);
         spin_ms(&f.loop, 50);
     }
-    assert_string_equal(edge_redis_state(f.r), "closed");
+    assert_string_equal(edge__redis_state(f.r), "closed");
     assert_int_equal(stats(&f).breaker_open, 0);
     /* The new server is empty: store again, and hits are back. */
-    edge_redis_put(f.c, "h/brk", 5, o, 60000);
+    edge__redis_put(f.c, "h/brk", 5, o, 60000);
     g = get_sync(&f, "h/brk");
     assert_non_null(g);
     assert_body(g, "before", 6);

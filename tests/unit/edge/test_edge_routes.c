@@ -38,7 +38,7 @@ static struct edge_routes *load_ok(const char *text)
 {
     struct edge_routes *rt = NULL;
     char err[512] = "";
-    int rc = edge_routes_load(write_conf(text), &rt, err, sizeof(err));
+    int rc = edge__routes_load(write_conf(text), &rt, err, sizeof(err));
 
     if (rc != 0)
         print_error("load: %s\n", err);
@@ -64,8 +64,8 @@ static void test_load_example(void **state)
     const struct edge_route *r;
 
     (void)state;
-    assert_int_equal(edge_routes_count(rt), 3);
-    r = edge_routes_get(rt, 0);
+    assert_int_equal(edge__routes_count(rt), 3);
+    r = edge__routes_get(rt, 0);
     assert_string_equal(r->prefix, "/predict");
     assert_int_equal(r->prefix_len, 8);
     assert_int_equal(r->methods, EDGE_ROUTE_M(HTTP_M_POST));
@@ -74,7 +74,7 @@ static void test_load_example(void **state)
     assert_int_equal(r->max_body, 64 * 1024);
     assert_int_equal(r->index, 0);
 
-    r = edge_routes_get(rt, 1);
+    r = edge__routes_get(rt, 1);
     assert_string_equal(r->prefix, "/features/");
     assert_int_equal(r->methods, EDGE_ROUTE_M(HTTP_M_GET));
     assert_int_equal(r->key_body, EDGE_ROUTE_BODY_NONE);
@@ -86,12 +86,12 @@ static void test_load_example(void **state)
     assert_string_equal(r->query.ignore[1], "ts");
     assert_int_equal(r->query.n_keep, 0);
 
-    r = edge_routes_get(rt, 2);
+    r = edge__routes_get(rt, 2);
     assert_int_equal(r->ttl_s, -1);
     assert_int_equal(r->query.n_keep, 2);
     assert_string_equal(r->query.keep[0], "id");
     assert_string_equal(r->query.keep[1], "v");
-    edge_routes_free(&rt);
+    edge__routes_free(&rt);
     assert_null(rt);
 }
 
@@ -104,13 +104,13 @@ static void test_load_shipped_conf(void **state)
 
     (void)state;
     snprintf(path, sizeof(path), "%s/conf/edge.conf", src ? src : ".");
-    if (edge_routes_load(path, &rt, err, sizeof(err)) != 0)
+    if (edge__routes_load(path, &rt, err, sizeof(err)) != 0)
         print_error("%s\n", err);
     assert_non_null(rt);
-    assert_int_equal(edge_routes_count(rt), 3);
-    assert_int_equal(edge_routes_match(rt, "/predict", 8, HTTP_M_POST)->key_body,
+    assert_int_equal(edge__routes_count(rt), 3);
+    assert_int_equal(edge__routes_match(rt, "/predict", 8, HTTP_M_POST)->key_body,
                      EDGE_ROUTE_BODY_JSON);
-    edge_routes_free(&rt);
+    edge__routes_free(&rt);
 }
 
 static void test_load_defaults_and_forms(void **state)
@@ -121,46 +121,46 @@ static void test_load_defaults_and_forms(void **state)
 
     (void)state;
     rt = load_ok("routes = ( { prefix = \"/\"; } );");
-    r = edge_routes_get(rt, 0);
+    r = edge__routes_get(rt, 0);
     assert_int_equal(r->methods, EDGE_ROUTE_M(HTTP_M_GET) | EDGE_ROUTE_M(HTTP_M_HEAD));
     assert_int_equal(r->key_body, EDGE_ROUTE_BODY_NONE);
     assert_int_equal(r->ttl_s, -1);
     assert_int_equal(r->max_body, 1 << 20);
     assert_int_equal(r->query.drop, 0);
-    edge_routes_free(&rt);
+    edge__routes_free(&rt);
 
     /* Durations and sizes as strings or numbers; methods as a list; key_body "none". */
     rt = load_ok("routes = ( { prefix = \"/a\"; methods = (\"GET\", \"POST\"); key_body = \"raw\";"
                  " ttl = \"5m\"; max_body = 1000; query = \"drop\"; },"
                  " { prefix = \"/b\"; key_body = \"none\"; ttl = 0; max_body = 1000000000L; } );");
-    r = edge_routes_get(rt, 0);
+    r = edge__routes_get(rt, 0);
     assert_int_equal(r->methods, EDGE_ROUTE_M(HTTP_M_GET) | EDGE_ROUTE_M(HTTP_M_POST));
     assert_int_equal(r->key_body, EDGE_ROUTE_BODY_RAW);
     assert_int_equal(r->ttl_s, 300);
     assert_int_equal(r->max_body, 1000);
     assert_int_equal(r->query.drop, 1);
-    r = edge_routes_get(rt, 1);
+    r = edge__routes_get(rt, 1);
     assert_int_equal(r->ttl_s, 0);
     assert_int_equal(r->max_body, 1000000000u);
-    edge_routes_free(&rt);
+    edge__routes_free(&rt);
 
     /* No routes: an empty table, which matches nothing. */
     rt = load_ok("threads = 4;\n");
-    assert_int_equal(edge_routes_count(rt), 0);
-    assert_null(edge_routes_match(rt, "/x", 2, HTTP_M_GET));
-    edge_routes_free(&rt);
+    assert_int_equal(edge__routes_count(rt), 0);
+    assert_null(edge__routes_match(rt, "/x", 2, HTTP_M_GET));
+    edge__routes_free(&rt);
     rt = load_ok("routes = ();\n");
-    assert_int_equal(edge_routes_count(rt), 0);
-    edge_routes_free(&rt);
+    assert_int_equal(edge__routes_count(rt), 0);
+    edge__routes_free(&rt);
     rt = load_ok("routes = [];\n");
-    assert_int_equal(edge_routes_count(rt), 0);
-    edge_routes_free(&rt);
-    assert_int_equal(edge_routes_load(NULL, &rt, err, sizeof(err)), 0);
-    assert_int_equal(edge_routes_count(rt), 0);
-    edge_routes_free(&rt);
-    edge_routes_free(&rt); /* NULL is fine */
-    assert_int_equal(edge_routes_count(NULL), 0);
-    assert_null(edge_routes_match(NULL, "/x", 2, HTTP_M_GET));
+    assert_int_equal(edge__routes_count(rt), 0);
+    edge__routes_free(&rt);
+    assert_int_equal(edge__routes_load(NULL, &rt, err, sizeof(err)), 0);
+    assert_int_equal(edge__routes_count(rt), 0);
+    edge__routes_free(&rt);
+    edge__routes_free(&rt); /* NULL is fine */
+    assert_int_equal(edge__routes_count(NULL), 0);
+    assert_null(edge__routes_match(NULL, "/x", 2, HTTP_M_GET));
 }
 
 struct err_case {
@@ -238,7 +238,7 @@ static void test_load_errors(void **state)
 
         rt = (struct edge_routes *)(uintptr_t)1; /* written on success only */
         err[0] = '\0';
-        rc = edge_routes_load(path, &rt, err, sizeof(err));
+        rc = edge__routes_load(path, &rt, err, sizeof(err));
         snprintf(want, sizeof(want), "%s: %s", path, err_cases[i].want);
         unlink(path);
         if (rc != -EINVAL || strcmp(err, want) != 0)
@@ -250,16 +250,16 @@ static void test_load_errors(void **state)
 
     /* Syntax errors carry the line; a missing file says so. */
     write_conf("a = 1;\nroutes = ( { prefix = \"/a\" } \n");
-    assert_int_equal(edge_routes_load(conf_path, &rt, err, sizeof(err)), -EINVAL);
+    assert_int_equal(edge__routes_load(conf_path, &rt, err, sizeof(err)), -EINVAL);
     snprintf(want, sizeof(want), "%s:", conf_path);
     assert_memory_equal(err, want, strlen(want));
     assert_non_null(strstr(err, "syntax error"));
     unlink(conf_path);
-    assert_int_equal(edge_routes_load("/nonexistent/edge.conf", &rt, err, sizeof(err)), -EINVAL);
+    assert_int_equal(edge__routes_load("/nonexistent/edge.conf", &rt, err, sizeof(err)), -EINVAL);
     assert_string_equal(err, "/nonexistent/edge.conf: cannot read the file");
     /* The brief's example, as an operator would see it. */
     write_conf("routes = ( { prefix = \"/a\"; }, { prefix = \"/b\"; methods = [\"FOO\"]; } );");
-    assert_int_equal(edge_routes_load(conf_path, &rt, err, sizeof(err)), -EINVAL);
+    assert_int_equal(edge__routes_load(conf_path, &rt, err, sizeof(err)), -EINVAL);
     snprintf(want, sizeof(want), "%s: routes[1].methods: unknown method 'FOO'", conf_path);
     assert_memory_equal(err, want, strlen(want));
     unlink(conf_path);
@@ -268,7 +268,7 @@ static void test_load_errors(void **state)
 static const char *match_prefix(const struct edge_routes *rt, const char *path,
                                 enum http_method m)
 {
-    const struct edge_route *r = edge_routes_match(rt, path, strlen(path), m);
+    const struct edge_route *r = edge__routes_match(rt, path, strlen(path), m);
 
     return r ? r->prefix : NULL;
 }
@@ -301,8 +301,8 @@ static void test_match(void **state)
     /* "/features" is not under "/features/". */
     assert_string_equal(match_prefix(rt, "/features", HTTP_M_GET), "/");
     /* By method: one prefix, two routes; and a shorter prefix when the longer refuses it. */
-    assert_int_equal(edge_routes_match(rt, "/predict/x", 10, HTTP_M_GET)->query.drop, 1);
-    assert_int_equal(edge_routes_match(rt, "/predict/x", 10, HTTP_M_POST)->key_body,
+    assert_int_equal(edge__routes_match(rt, "/predict/x", 10, HTTP_M_GET)->query.drop, 1);
+    assert_int_equal(edge__routes_match(rt, "/predict/x", 10, HTTP_M_POST)->key_body,
                      EDGE_ROUTE_BODY_JSON);
     assert_string_equal(match_prefix(rt, "/predict/batch", HTTP_M_GET), "/predict");
     assert_string_equal(match_prefix(rt, "/predict", HTTP_M_HEAD), "/");
@@ -310,10 +310,10 @@ static void test_match(void **state)
     assert_null(match_prefix(rt, "/x", HTTP_M_PUT));
     assert_null(match_prefix(rt, "/x", HTTP_M_OTHER));
     /* The length given is what counts: a longer buffer is not read. */
-    assert_string_equal(edge_routes_match(rt, "/predict/batch", 9, HTTP_M_POST)->prefix,
+    assert_string_equal(edge__routes_match(rt, "/predict/batch", 9, HTTP_M_POST)->prefix,
                         "/predict");
-    assert_null(edge_routes_match(rt, "", 0, HTTP_M_GET));
-    edge_routes_free(&rt);
+    assert_null(edge__routes_match(rt, "", 0, HTTP_M_GET));
+    edge__routes_free(&rt);
 }
 
 static struct http_request post_req(enum http_method m)
@@ -333,14 +333,14 @@ static int route_key(const struct edge_route *r, enum http_method m, const char 
     struct http_request req = post_req(m);
 
     buf_reset(out);
-    return edge_route_key(r, &req, body, strlen(body), out, err, errlen);
+    return edge__route_key(r, &req, body, strlen(body), out, err, errlen);
 }
 
 static void test_route_key_body(void **state)
 {
     struct edge_routes *rt = load_ok(example);
-    const struct edge_route *pr = edge_routes_match(rt, "/predict", 8, HTTP_M_POST);
-    const struct edge_route *fr = edge_routes_match(rt, "/features/x", 11, HTTP_M_GET);
+    const struct edge_route *pr = edge__routes_match(rt, "/predict", 8, HTTP_M_POST);
+    const struct edge_route *fr = edge__routes_match(rt, "/features/x", 11, HTTP_M_GET);
     struct buf a, b;
     char err[256];
     size_t i;
@@ -350,7 +350,7 @@ static void test_route_key_body(void **state)
     assert_non_null(fr);
     buf_init(&a, 4096);
     buf_init(&b, 4096);
-    /* The example: one key for both spellings. */
+    /* Two spellings of one JSON body (key order, spaces, 2 vs 2.0) get one key. */
     assert_int_equal(route_key(pr, HTTP_M_POST, "{\"b\":1,\"a\":[1,2]}", &a, err, sizeof(err)), 0);
     assert_int_equal(route_key(pr, HTTP_M_POST, "{ \"a\":[1, 2.0], \"b\":1 }", &b, err,
                                sizeof(err)), 0);
@@ -369,17 +369,17 @@ static void test_route_key_body(void **state)
     {
         struct http_request req = post_req(HTTP_M_POST);
 
-        assert_int_equal(edge_route_key(pr, &req, "{\"a\":1,}", 8, &a, err, sizeof(err)),
+        assert_int_equal(edge__route_key(pr, &req, "{\"a\":1,}", 8, &a, err, sizeof(err)),
                          -EINVAL);
         assert_string_equal(err, "invalid JSON body at byte 7: unexpected character");
         assert_string_equal(a.data, "h/predict");
-        assert_int_equal(edge_route_key(pr, &req, "", 0, &a, err, sizeof(err)), -EINVAL);
+        assert_int_equal(edge__route_key(pr, &req, "", 0, &a, err, sizeof(err)), -EINVAL);
         assert_string_equal(err, "invalid JSON body at byte 0: unexpected end of input");
-        assert_int_equal(edge_route_key(pr, &req, "{\"a\":1,\"a\":2}", 13, &a, err, sizeof(err)),
+        assert_int_equal(edge__route_key(pr, &req, "{\"a\":1,\"a\":2}", 13, &a, err, sizeof(err)),
                          -EINVAL);
         assert_string_equal(err, "invalid JSON body at byte 7: duplicate key");
         /* Appended after the primary key. */
-        assert_int_equal(edge_route_key(pr, &req, "[1]", 3, &a, err, sizeof(err)), 0);
+        assert_int_equal(edge__route_key(pr, &req, "[1]", 3, &a, err, sizeof(err)), 0);
         assert_int_equal(a.len, 9 + 38);
         assert_memory_equal(a.data, "h/predict\nbody:", 15);
     }
@@ -393,12 +393,12 @@ static void test_route_key_body(void **state)
         memset(body, ' ', big);
         body[0] = '1';
         buf_reset(&a);
-        assert_int_equal(edge_route_key(pr, &req, body, big, &a, err, sizeof(err)), -EFBIG);
+        assert_int_equal(edge__route_key(pr, &req, body, big, &a, err, sizeof(err)), -EFBIG);
         assert_string_equal(err, "request body of 65537 bytes is over the route's max_body "
                                  "(65536)");
         assert_int_equal(a.len, 0);
         /* At the limit it is keyed (whitespace around a number is still JSON). */
-        assert_int_equal(edge_route_key(pr, &req, body, big - 1, &a, err, sizeof(err)), 0);
+        assert_int_equal(edge__route_key(pr, &req, body, big - 1, &a, err, sizeof(err)), 0);
         assert_int_equal(a.len, 38);
         free(body);
     }
@@ -416,14 +416,14 @@ static void test_route_key_body(void **state)
     assert_int_equal(a.len, 0);
     buf_fini(&a);
     buf_fini(&b);
-    edge_routes_free(&rt);
+    edge__routes_free(&rt);
 }
 
 static void test_route_key_raw(void **state)
 {
     struct edge_routes *rt = load_ok("routes = ( { prefix = \"/p\"; methods = [\"POST\"];"
                                      " key_body = \"raw\"; ttl = 5; max_body = 16; } );");
-    const struct edge_route *r = edge_routes_match(rt, "/p", 2, HTTP_M_POST);
+    const struct edge_route *r = edge__routes_match(rt, "/p", 2, HTTP_M_POST);
     struct buf a, b;
     char err[256];
 
@@ -442,7 +442,7 @@ static void test_route_key_raw(void **state)
                      -EFBIG);
     buf_fini(&a);
     buf_fini(&b);
-    edge_routes_free(&rt);
+    edge__routes_free(&rt);
 }
 
 static struct http_str S(const char *s)
@@ -456,7 +456,7 @@ static struct http_str S(const char *s)
 static void key_is(const struct edge_routes *rt, const struct cache_key_opts *opts,
                    const char *path, const char *query, const char *want)
 {
-    const struct edge_route *r = edge_routes_match(rt, path, strlen(path), HTTP_M_GET);
+    const struct edge_route *r = edge__routes_match(rt, path, strlen(path), HTTP_M_GET);
     struct http_request req = post_req(HTTP_M_GET);
     char err[128];
     struct buf b;
@@ -465,7 +465,7 @@ static void key_is(const struct edge_routes *rt, const struct cache_key_opts *op
     assert_int_equal(cache_key_primary_ex(&b, S("h"), S(path), S(query), opts,
                                           r ? &r->query : NULL), 0);
     if (r != NULL)
-        assert_int_equal(edge_route_key(r, &req, NULL, 0, &b, err, sizeof(err)), 0);
+        assert_int_equal(edge__route_key(r, &req, NULL, 0, &b, err, sizeof(err)), 0);
     if (strcmp(b.data, want) != 0)
         print_error("%s?%s: got %s want %s\n", path, query, b.data, want);
     assert_string_equal(b.data, want);
@@ -506,12 +506,12 @@ static void test_route_query_rules(void **state)
     /* A bad escape in a kept query is still an error. */
     buf_reset(&b);
     assert_int_equal(cache_key_primary_ex(&b, S("h"), S("/features/a"), S("a=%zz"), &opts,
-                                          &edge_routes_match(rt, "/features/a", 11, HTTP_M_GET)
+                                          &edge__routes_match(rt, "/features/a", 11, HTTP_M_GET)
                                                ->query),
                      -EINVAL);
     assert_int_equal(b.len, 0);
     buf_fini(&b);
-    edge_routes_free(&rt);
+    edge__routes_free(&rt);
 }
 
 int main(void)
