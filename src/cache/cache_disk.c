@@ -88,7 +88,7 @@ struct l2_entry {
     struct l2_key *key;
     int in_index;
     _Atomic unsigned hits;
-    _Atomic uint64_t mark;    /* the caller's word (l2_entry_mark_swap) */
+    _Atomic uint64_t mark; /* the caller's word (l2_entry_mark_swap) */
     unsigned shard;
     uint8_t ph[16]; /* XXH3-128(pkey), canonical: the file name's first part */
     uint64_t vh;    /* XXH3-64(vkey) */

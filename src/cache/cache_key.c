@@ -18,8 +18,8 @@
 
 static int unreserved(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 static unsigned char lower(unsigned char c)
@@ -72,8 +72,8 @@ static void truncate_to(struct buf *out, size_t len)
 struct param {
     const char *p; /* normalised "name[=value]" */
     size_t len;
-    size_t nlen;   /* length of the name */
-    size_t idx;    /* position in the query, for a stable sort */
+    size_t nlen; /* length of the name */
+    size_t idx;  /* position in the query, for a stable sort */
 };
 
 static int param_cmp(const void *a, const void *b)

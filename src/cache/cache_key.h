@@ -38,10 +38,10 @@ void cache_key_hash(const void *text, size_t len, uint8_t out[16]);
 /* Per-route query rules (src/edge/edge_routes.h), applied on top of cache_key_opts. The
  * arrays are borrowed: they must outlive the call. */
 struct cache_key_query {
-    int drop;                   /* no query in the key at all */
-    const char *const *keep;    /* n_keep > 0: only these parameter names are kept */
+    int drop;                /* no query in the key at all */
+    const char *const *keep; /* n_keep > 0: only these parameter names are kept */
     size_t n_keep;
-    const char *const *ignore;  /* more names left out, besides opts->ignore_params */
+    const char *const *ignore; /* more names left out, besides opts->ignore_params */
     size_t n_ignore;
 };
 

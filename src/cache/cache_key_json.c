@@ -44,12 +44,12 @@ struct member {
 struct jp {
     const char *s;
     size_t len, i;
-    struct buf *out;  /* the output so far, but for the ns bytes still staged */
+    struct buf *out; /* the output so far, but for the ns bytes still staged */
     char stage[JP_STAGE];
     size_t ns;
     struct member *m; /* members of every open object, innermost last */
     size_t nm, am;
-    char *tmp;        /* reordering scratch, reused by every object */
+    char *tmp; /* reordering scratch, reused by every object */
     size_t atmp;
     size_t err_pos;
     const char *err_msg;
@@ -255,8 +255,7 @@ static int escape(struct jp *p, size_t open)
             p->i += 6;
         }
         return put_cp(p, (uint32_t)cp);
-    default:
-        return fail(p, at, "invalid escape");
+    default: return fail(p, at, "invalid escape");
     }
     p->i = at + 2;
     return put_cp(p, (uint32_t)cp);

@@ -47,8 +47,7 @@ size_t l1_remove(struct l1 *c, const char *pkey, size_t plen);
 void l1_remove_obj(struct l1 *c, const char *pkey, size_t plen, struct cache_obj *o);
 /* Drops every entry whose path-and-query equals `pathq` (normalised like the key), for
  * every host, or only for `host` when non-NULL. Returns the number of objects dropped. */
-size_t l1_purge_path(struct l1 *c, const char *host, size_t hlen, const char *pathq,
-                     size_t plen);
+size_t l1_purge_path(struct l1 *c, const char *host, size_t hlen, const char *pathq, size_t plen);
 
 /* Builds the vary part of the key for a request given a lowercased Vary list; appends
  * to out. Returns 0 or -E2BIG. */

@@ -212,11 +212,10 @@ void cache_body_cursor_init(struct cache_body_cursor *cur, const struct cache_bo
 }
 
 /* Chunk capacity is what readers step by: a chunk is full before the next is linked. */
-void cache_body_cursor_seek(struct cache_body_cursor *cur, const struct cache_body *b,
-                            uint64_t pos)
+void cache_body_cursor_seek(struct cache_body_cursor *cur, const struct cache_body *b, uint64_t pos)
 {
-    const struct cache_chunk *c = atomic_load_explicit(&((struct cache_body *)b)->len,
-                                                       memory_order_acquire) ? b->head : NULL;
+    const struct cache_chunk *c =
+        atomic_load_explicit(&((struct cache_body *)b)->len, memory_order_acquire) ? b->head : NULL;
     uint64_t at = 0;
 
     while (c && at + c->cap <= pos) {
@@ -250,8 +249,8 @@ size_t cache_body_next(struct cache_body_cursor *cur, const struct cache_body *b
             return 0;
     }
     if (cur->off == cur->chunk->cap) {
-        const struct cache_chunk *n = atomic_load_explicit(
-            &((struct cache_chunk *)cur->chunk)->next, memory_order_acquire);
+        const struct cache_chunk *n =
+            atomic_load_explicit(&((struct cache_chunk *)cur->chunk)->next, memory_order_acquire);
         if (!n)
             return 0;
         cur->chunk = n;

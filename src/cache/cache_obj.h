@@ -32,9 +32,9 @@ enum cache_body_state { CACHE_BODY_FILLING = 0, CACHE_BODY_COMPLETE = 1, CACHE_B
 struct cache_body {
     unsigned magic;
     _Atomic unsigned refcnt;
-    _Atomic uint64_t len;   /* published bytes */
-    _Atomic int state;      /* enum cache_body_state */
-    int64_t expected;       /* Content-Length from the origin, -1 unknown */
+    _Atomic uint64_t len;            /* published bytes */
+    _Atomic int state;               /* enum cache_body_state */
+    int64_t expected;                /* Content-Length from the origin, -1 unknown */
     struct cache_chunk *head, *tail; /* tail: filler only */
     /* Large bodies of announced length live in a memfd mapping, so that a complete one can
      * be sent with sendfile(2) (no copy into the socket); -1/NULL otherwise. */
@@ -85,7 +85,7 @@ void cache_body_unref(struct cache_body **bp);
 /* A reader's position in a body. */
 struct cache_body_cursor {
     const struct cache_chunk *chunk;
-    size_t off;  /* offset inside chunk */
+    size_t off;   /* offset inside chunk */
     uint64_t pos; /* absolute offset */
 };
 void cache_body_cursor_init(struct cache_body_cursor *cur, const struct cache_body *b);
@@ -101,18 +101,18 @@ size_t cache_body_next(struct cache_body_cursor *cur, const struct cache_body *b
 struct cache_obj {
     unsigned magic;
     _Atomic unsigned refcnt;
-    struct cache_pnode pnode;   /* the store's policy node */
+    struct cache_pnode pnode; /* the store's policy node */
     /* Index linkage: owned by the store under its shard lock. */
     struct cache_obj *vnext;
     void *entry;
     int in_index;
-    uint64_t charge;            /* units charged to the store */
+    uint64_t charge; /* units charged to the store */
     /* Identity: the Vary'd part of the key ("" when the response has no Vary). */
     char *vkey;
     size_t vkey_len;
     /* Response. */
     int status;
-    char *hdrs;                 /* stored header lines "Name: value\r\n" (hop-by-hop removed) */
+    char *hdrs; /* stored header lines "Name: value\r\n" (hop-by-hop removed) */
     size_t hdrs_len;
     struct http_resp_info info; /* parsed from hdrs when stored */
     int64_t request_time;       /* epoch s: request to the origin sent */

@@ -143,8 +143,8 @@ int cache_unpack_meta(const void *p, size_t n, struct cache_obj **out, char **pk
     if (ver != CACHE_PACK_VERSION)
         return -EINVAL;
     r.p += 8;
-    if (get_u32(&r, &status) || get_i64(&r, &reqt) || get_i64(&r, &respt) ||
-        get_i64(&r, &life) || get_i64(&r, &age) || status < 100 || status > 999)
+    if (get_u32(&r, &status) || get_i64(&r, &reqt) || get_i64(&r, &respt) || get_i64(&r, &life) ||
+        get_i64(&r, &age) || status < 100 || status > 999)
         return -EINVAL;
     size_t varylen = 0;
     /* The Vary list is kept as a C string: a NUL inside would silently shorten it. */

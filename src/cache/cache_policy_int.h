@@ -121,7 +121,7 @@ struct cache_policy {
 #define CACHE_POLICY_MAGIC 0x504f4c59u
     const struct cache__policy_ops *ops;
     uint64_t capacity;
-    uint64_t used;  /* includes the pending newcomer */
+    uint64_t used; /* includes the pending newcomer */
     uint64_t count;
     uint64_t max_object; /* admission: larger objects are refused; 0 = capacity */
     struct cache__pn *pending;
@@ -136,9 +136,9 @@ struct cache__ghost {
     uint64_t nsets; /* power of two; 4 slots per set */
     uint64_t clock; /* total units ever added */
     uint64_t budget;
-    uint64_t quantum; /* stamps count clock / quantum */
-    uint64_t now;     /* (clock / quantum) mod 2^40 */
-    uint64_t span;    /* budget in quanta: an entry lives while now - stamp < span */
+    uint64_t quantum;  /* stamps count clock / quantum */
+    uint64_t now;      /* (clock / quantum) mod 2^40 */
+    uint64_t span;     /* budget in quanta: an entry lives while now - stamp < span */
     uint64_t live_max; /* live entries the table is sized for */
     uint64_t scrub;    /* next set to clean of expired entries */
 };

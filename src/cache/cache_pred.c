@@ -185,8 +185,7 @@ static void grow(struct pshard *s)
     s->nbuckets = nb;
 }
 
-int cache_pred_put(struct cache_pred *c, const void *key, size_t klen, const void *val,
-                   size_t vlen)
+int cache_pred_put(struct cache_pred *c, const void *key, size_t klen, const void *val, size_t vlen)
 {
     uint64_t lo, hi;
     struct pentry *en, *victims = NULL, *old;

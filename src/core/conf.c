@@ -42,12 +42,8 @@ static int set_value(struct conf *c, const struct conf_opt *o, const char *val, 
     char *end;
 
     switch (o->type) {
-    case CONF_STR:
-        *(const char **)o->dst = keep(c, val);
-        return 0;
-    case CONF_STRLIST:
-        list_append(c, (struct conf_strlist *)o->dst, val);
-        return 0;
+    case CONF_STR: *(const char **)o->dst = keep(c, val); return 0;
+    case CONF_STRLIST: list_append(c, (struct conf_strlist *)o->dst, val); return 0;
     case CONF_INT: {
         errno = 0;
         long v = strtol(val, &end, 10);
@@ -110,23 +106,14 @@ static const struct conf_opt *find_opt(const struct conf_opt *opts, size_t n, co
 static int setting_text(config_setting_t *s, char *out, size_t outlen)
 {
     switch (config_setting_type(s)) {
-    case CONFIG_TYPE_STRING:
-        snprintf(out, outlen, "%s", config_setting_get_string(s));
-        return 0;
-    case CONFIG_TYPE_INT:
-        snprintf(out, outlen, "%d", config_setting_get_int(s));
-        return 0;
-    case CONFIG_TYPE_INT64:
-        snprintf(out, outlen, "%lld", config_setting_get_int64(s));
-        return 0;
-    case CONFIG_TYPE_FLOAT:
-        snprintf(out, outlen, "%.17g", config_setting_get_float(s));
-        return 0;
+    case CONFIG_TYPE_STRING: snprintf(out, outlen, "%s", config_setting_get_string(s)); return 0;
+    case CONFIG_TYPE_INT: snprintf(out, outlen, "%d", config_setting_get_int(s)); return 0;
+    case CONFIG_TYPE_INT64: snprintf(out, outlen, "%lld", config_setting_get_int64(s)); return 0;
+    case CONFIG_TYPE_FLOAT: snprintf(out, outlen, "%.17g", config_setting_get_float(s)); return 0;
     case CONFIG_TYPE_BOOL:
         snprintf(out, outlen, "%s", config_setting_get_bool(s) ? "true" : "false");
         return 0;
-    default:
-        return -EINVAL;
+    default: return -EINVAL;
     }
 }
 
@@ -159,8 +146,8 @@ static int load_file(struct conf *c, const char *path, const struct conf_opt *op
         if (o->type == CONF_STRLIST && (config_setting_is_list(s) || config_setting_is_array(s))) {
             for (int j = 0; j < config_setting_length(s); j++) {
                 if (setting_text(config_setting_get_elem(s, (unsigned)j), text, sizeof(text))) {
-                    snprintf(err, errlen, "%s setting '%s': element %d is not a scalar", where,
-                             key, j);
+                    snprintf(err, errlen, "%s setting '%s': element %d is not a scalar", where, key,
+                             j);
                     return -EINVAL;
                 }
                 list_append(c, (struct conf_strlist *)o->dst, text);
@@ -232,8 +219,9 @@ int conf_parse(struct conf *c, const struct conf_opt *opts, size_t nopts, int ar
         const char *val;
         if (eq)
             val = eq + 1;
-        else if (o->type == CONF_BOOL && (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0 ||
-                                          (strcmp(argv[i + 1], "true") && strcmp(argv[i + 1], "false"))))
+        else if (o->type == CONF_BOOL &&
+                 (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0 ||
+                  (strcmp(argv[i + 1], "true") && strcmp(argv[i + 1], "false"))))
             val = "true";
         else if (i + 1 < argc)
             val = argv[++i];

@@ -36,10 +36,10 @@ struct conf_opt {
 };
 
 struct conf {
-    config_t file;   /* the loaded file, for nested settings a module reads itself */
+    config_t file; /* the loaded file, for nested settings a module reads itself */
     int have_file;
-    char *path;      /* the --config file's path (owned), NULL without one */
-    char **strings;  /* owned copies handed out through dst */
+    char *path;     /* the --config file's path (owned), NULL without one */
+    char **strings; /* owned copies handed out through dst */
     size_t nstrings;
     void **lists;
     size_t nlists;

@@ -10,7 +10,8 @@
 
 void mc__panic(const char *file, int line, const char *expr)
 {
-    fprintf(stderr, "level=fatal msg=\"assertion failed\" expr=\"%s\" at=%s:%d\n", expr, file, line);
+    fprintf(stderr, "level=fatal msg=\"assertion failed\" expr=\"%s\" at=%s:%d\n", expr, file,
+            line);
     abort();
 }
 

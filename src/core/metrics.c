@@ -163,8 +163,8 @@ void metrics_gauge_fn(const char *name, const char *help, const char *labels, me
     register_fn(name, help, labels, K_GAUGE_FN, fn, arg);
 }
 
-void metrics_counter_fn(const char *name, const char *help, const char *labels,
-                        metrics_read_f *fn, void *arg)
+void metrics_counter_fn(const char *name, const char *help, const char *labels, metrics_read_f *fn,
+                        void *arg)
 {
     register_fn(name, help, labels, K_COUNTER_FN, fn, arg);
 }

@@ -35,8 +35,8 @@ typedef double metrics_read_f(void *arg);
 void metrics_gauge_fn(const char *name, const char *help, const char *labels, metrics_read_f *fn,
                       void *arg);
 /* Counter kept elsewhere (e.g. by a library with its own stats), read at render time. */
-void metrics_counter_fn(const char *name, const char *help, const char *labels,
-                        metrics_read_f *fn, void *arg);
+void metrics_counter_fn(const char *name, const char *help, const char *labels, metrics_read_f *fn,
+                        void *arg);
 
 /* `scale`: exported value = raw / scale. Buckets are exported between `lo` and `hi`
  * (raw units), two per power of two, plus +Inf. */

@@ -32,10 +32,22 @@ int units_parse_size(const char *s, uint64_t *out)
     if (parse_number(s, &v, &r))
         return -EINVAL;
     switch (toupper((unsigned char)*r)) {
-    case 'K': mul = 1024.0; r++; break;
-    case 'M': mul = 1024.0 * 1024; r++; break;
-    case 'G': mul = 1024.0 * 1024 * 1024; r++; break;
-    case 'T': mul = 1024.0 * 1024 * 1024 * 1024; r++; break;
+    case 'K':
+        mul = 1024.0;
+        r++;
+        break;
+    case 'M':
+        mul = 1024.0 * 1024;
+        r++;
+        break;
+    case 'G':
+        mul = 1024.0 * 1024 * 1024;
+        r++;
+        break;
+    case 'T':
+        mul = 1024.0 * 1024 * 1024 * 1024;
+        r++;
+        break;
     default: break;
     }
     if (mul > 1 && (*r == 'i' || *r == 'I'))

@@ -13,9 +13,9 @@ int units_parse_duration_ms(const char *s, uint64_t *out);
 /* Formats a byte count like "64.0M" into buf (size >= 16). Returns buf. */
 char *units_format_size(uint64_t bytes, char *buf, unsigned size);
 
-uint64_t units_now_ms(void);   /* monotonic */
-uint64_t units_now_us(void);   /* monotonic */
-uint64_t units_now_ns(void);   /* monotonic */
-int64_t units_wall_s(void);    /* wall clock, seconds since the epoch */
+uint64_t units_now_ms(void); /* monotonic */
+uint64_t units_now_us(void); /* monotonic */
+uint64_t units_now_ns(void); /* monotonic */
+int64_t units_wall_s(void);  /* wall clock, seconds since the epoch */
 
 #endif

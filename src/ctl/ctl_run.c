@@ -109,7 +109,8 @@ static int write_demo(const char *dir)
 
     err = err ? err : write_file(dir, "index.txt", index, sizeof(index) - 1);
     err = err ? err : write_file(dir, "models/ranker/3/config.json", config, sizeof(config) - 1);
-    err = err ? err : write_blob(dir, "models/ranker/3/weights.bin", 4u << 20, 0x9e3779b97f4a7c15ull);
+    err = err ? err
+              : write_blob(dir, "models/ranker/3/weights.bin", 4u << 20, 0x9e3779b97f4a7c15ull);
     err = err ? err : write_blob(dir, "embeddings/items.bin", 1u << 20, 0x2545f4914f6cdd1dull);
     err = err ? err : write_file(dir, "api/features.json", features, sizeof(features) - 1);
     static const char fh[] = "Cache-Control: public, max-age=10, stale-while-revalidate=30\n";
@@ -258,12 +259,28 @@ int ctl_run_main(int argc, char **argv)
 
     char origin_url[300];
     snprintf(origin_url, sizeof(origin_url), "http://%s", origin_listen);
-    char *origin_argv[] = {self, "origin", "--listen", (char *)origin_listen, "--root",
-                           (char *)root, "--latency", (char *)latency, NULL};
-    char *edge_argv[] = {self, "edge", "--listen", (char *)listen, "--admin", (char *)admin,
-                         "--origin", origin_url, "--mem", (char *)mem, "--threads", threads_s,
-                         "--region", (char *)region, "--admin-token", (char *)token,
-                         models ? "--models" : NULL, (char *)models, NULL};
+    char *origin_argv[] = {self,     "origin",     "--listen",  (char *)origin_listen,
+                           "--root", (char *)root, "--latency", (char *)latency,
+                           NULL};
+    char *edge_argv[] = {self,
+                         "edge",
+                         "--listen",
+                         (char *)listen,
+                         "--admin",
+                         (char *)admin,
+                         "--origin",
+                         origin_url,
+                         "--mem",
+                         (char *)mem,
+                         "--threads",
+                         threads_s,
+                         "--region",
+                         (char *)region,
+                         "--admin-token",
+                         (char *)token,
+                         models ? "--models" : NULL,
+                         (char *)models,
+                         NULL};
     /* The router sends clients to the edge's address; its health URL is the admin's. */
     char edge_spec[1024], edge_ip[256];
     snprintf(edge_ip, sizeof(edge_ip), "%s", listen);
@@ -272,8 +289,10 @@ int ctl_run_main(int argc, char **argv)
         *colon = '\0';
     snprintf(edge_spec, sizeof(edge_spec), "%s=%s,%s,http://%s/health", region, edge_loc,
              edge_ip[0] ? edge_ip : "127.0.0.1", admin);
-    char *router_argv[] = {self, "router", "--dns", (char *)dns, "--http", (char *)router_http,
-                           "--zone", (char *)zone, "--geoip", (char *)geoip, "--edge", edge_spec,
+    char *router_argv[] = {self,          "router",     "--dns",
+                           (char *)dns,   "--http",     (char *)router_http,
+                           "--zone",      (char *)zone, "--geoip",
+                           (char *)geoip, "--edge",     edge_spec,
                            NULL};
     char *const *argvs[] = {origin_argv, edge_argv, router_argv};
     const char *names[] = {"origin", "edge", "router"};
@@ -303,7 +322,8 @@ int ctl_run_main(int argc, char **argv)
            "try:\n"
            "  curl -si http://%s/models/ranker/3/config.json   # MISS, then HIT\n"
            "  curl -s http://%s/health\n"
-           "  curl -s -X PURGE -H 'Authorization: Bearer %s' http://%s/models/ranker/3/config.json\n\n",
+           "  curl -s -X PURGE -H 'Authorization: Bearer %s' "
+           "http://%s/models/ranker/3/config.json\n\n",
            listen, region, mem, admin, origin_listen, latency, root, listen, admin, token, admin);
     if (geoip)
         printf("  router    dns %s, http://%s   (zone %s)\n"

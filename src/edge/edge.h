@@ -14,26 +14,26 @@ struct edge; /* opaque; edge_start() / edge_stop() */
 #define EDGE_MAX_ORIGINS 8
 
 struct edge_cfg {
-    const char *listen;          /* public listener, "127.0.0.1:8080" */
-    const char *admin;           /* admin listener, default "127.0.0.1:0"; "" disables it */
+    const char *listen; /* public listener, "127.0.0.1:8080" */
+    const char *admin;  /* admin listener, default "127.0.0.1:0"; "" disables it */
     const char *origins[EDGE_MAX_ORIGINS]; /* base URLs, tried in order for idempotent requests */
     size_t norigins;
     const char *region;
-    uint64_t mem;                /* L1 budget, bytes */
-    const char *policy;          /* eviction policy name */
+    uint64_t mem;       /* L1 budget, bytes */
+    const char *policy; /* eviction policy name */
     unsigned threads;
-    const char *admin_token;     /* NULL: PURGE is refused (no token configured) */
+    const char *admin_token; /* NULL: PURGE is refused (no token configured) */
     uint64_t connect_timeout_ms;
     uint64_t first_byte_timeout_ms;
-    uint64_t origin_timeout_ms;  /* whole transfer */
-    unsigned breaker_failures;   /* consecutive connect failures/timeouts that open an
+    uint64_t origin_timeout_ms;   /* whole transfer */
+    unsigned breaker_failures;    /* consecutive connect failures/timeouts that open an
                                   * upstream's breaker; 0 = no breaker */
     uint64_t breaker_cooldown_ms; /* open breaker: time before a probe goes through */
-    int64_t heuristic_max_s;     /* cap on heuristic freshness */
-    int64_t negative_ttl_s;      /* lifetime of a 404/410 without freshness information */
-    int64_t stale_if_error_s;    /* default stale-if-error window, -1 none */
-    uint64_t max_body;           /* request body limit */
-    uint64_t request_buffer;     /* pass bodies up to this size are read whole before the
+    int64_t heuristic_max_s;      /* cap on heuristic freshness */
+    int64_t negative_ttl_s;       /* lifetime of a 404/410 without freshness information */
+    int64_t stale_if_error_s;     /* default stale-if-error window, -1 none */
+    uint64_t max_body;            /* request body limit */
+    uint64_t request_buffer;      /* pass bodies up to this size are read whole before the
                                   * origin is contacted; larger ones stream; 0 = always stream */
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms, send_timeout_ms;
     const char *const *ignore_params;
@@ -52,27 +52,27 @@ struct edge_cfg {
     /* Prediction serving (docs/predict.md), handed to src/predict as a predict_cfg: the
      * edge only routes to it, so a cache-only edge sets none of this. models_dir NULL =
      * no prediction endpoints. */
-    const char *models_dir;      /* NAME/VERSION/model.onnx [+ config.json] */
-    unsigned infer_threads;      /* inference pool threads (default 2); 0 = 1 */
-    uint64_t predict_cache;      /* default prediction cache budget per model, bytes */
-    unsigned max_batch;          /* default max_batch; 0 = 64 */
-    uint64_t max_delay_us;       /* default max_delay_us */
-    uint64_t models_poll_ms;     /* models directory polling for new versions; 0 = off */
-    uint64_t model_memory;       /* memory budget of each model version (constants + one
+    const char *models_dir;  /* NAME/VERSION/model.onnx [+ config.json] */
+    unsigned infer_threads;  /* inference pool threads (default 2); 0 = 1 */
+    uint64_t predict_cache;  /* default prediction cache budget per model, bytes */
+    unsigned max_batch;      /* default max_batch; 0 = 64 */
+    uint64_t max_delay_us;   /* default max_delay_us */
+    uint64_t models_poll_ms; /* models directory polling for new versions; 0 = off */
+    uint64_t model_memory;   /* memory budget of each model version (constants + one
                                   * run at max_batch), bytes; 0 = 1 GiB */
     /* Tiers behind L1 and the node's place in a hierarchy (docs/edge.md "Tiers"): each
      * is optional, so an edge with none of them is a single-tier memory cache. */
-    const char *name;            /* this node's name in Via (loop detection); NULL: random */
-    const char *parent;          /* parent edge base URL: misses go there before the origins */
-    const char *disk_dir;        /* L2 directory; NULL = no disk tier */
-    uint64_t disk;               /* L2 byte budget */
-    const char *disk_policy;     /* L2 eviction policy; NULL = sieve */
-    uint64_t max_mem_object;     /* bodies larger than this skip L1 (file-backed); 0 = mem/16 */
-    unsigned l2_admit_hits;      /* L2 hits before an object is copied into L1 (default 2) */
-    const char *redis;           /* redis://HOST:PORT shared tier; NULL = none */
-    uint64_t redis_max_object;   /* bodies larger than this are not stored in Redis */
-    uint64_t redis_timeout_ms;   /* per-operation deadline before the tier is skipped */
-    const char *config_file;     /* --config FILE, read again for the route table */
+    const char *name;          /* this node's name in Via (loop detection); NULL: random */
+    const char *parent;        /* parent edge base URL: misses go there before the origins */
+    const char *disk_dir;      /* L2 directory; NULL = no disk tier */
+    uint64_t disk;             /* L2 byte budget */
+    const char *disk_policy;   /* L2 eviction policy; NULL = sieve */
+    uint64_t max_mem_object;   /* bodies larger than this skip L1 (file-backed); 0 = mem/16 */
+    unsigned l2_admit_hits;    /* L2 hits before an object is copied into L1 (default 2) */
+    const char *redis;         /* redis://HOST:PORT shared tier; NULL = none */
+    uint64_t redis_max_object; /* bodies larger than this are not stored in Redis */
+    uint64_t redis_timeout_ms; /* per-operation deadline before the tier is skipped */
+    const char *config_file;   /* --config FILE, read again for the route table */
 };
 
 /* Fills the defaults (listen 127.0.0.1:8080, admin 127.0.0.1:0, 256 MiB, 1 thread...). */

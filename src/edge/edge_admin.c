@@ -38,21 +38,21 @@ void edge__metrics_init(struct edge *e)
             snprintf(labels, sizeof(labels), "cache=\"%s\",level=\"%s\"", edge__xc_name(i),
                      edge__lv_name(j));
             e->m.req[i][j] = metrics_counter("mlcdn_edge_requests_total",
-                                             "Requests answered, by cache status and tier",
-                                             labels);
+                                             "Requests answered, by cache status and tier", labels);
         }
     }
     for (int j = 0; j < EDGE_LV__N; j++) {
         snprintf(labels, sizeof(labels), "level=\"%s\"", edge__lv_name(j));
         e->m.latency[j] = metrics_hist("mlcdn_edge_request_duration_seconds",
-                                       "Time from request head to response start, by tier",
-                                       labels, 1e6, 16, 60000000);
+                                       "Time from request head to response start, by tier", labels,
+                                       1e6, 16, 60000000);
     }
     for (int j = 0; j < EDGE_LV__N; j++) {
         snprintf(labels, sizeof(labels), "level=\"%s\"", edge__lv_name(j));
         e->m.bytes_by_level[j] = metrics_counter("mlcdn_edge_bytes_served_by_level_total",
                                                  "Body bytes sent to clients, by the tier "
-                                                 "that answered", labels);
+                                                 "that answered",
+                                                 labels);
         if (j == EDGE_LV_L2 || j == EDGE_LV_REDIS) {
             e->m.tier_hits[j] = metrics_counter("mlcdn_edge_tier_hits_total",
                                                 "Lookups a tier behind L1 answered", labels);
@@ -64,7 +64,8 @@ void edge__metrics_init(struct edge *e)
     e->m.l2_stored = metrics_counter("mlcdn_edge_l2_stored_total", "Objects written to L2", NULL);
     e->m.l2_not_stored = metrics_counter("mlcdn_edge_l2_not_stored_total",
                                          "L2 writes refused or failed (full, I/O error, "
-                                         "admission paused)", NULL);
+                                         "admission paused)",
+                                         NULL);
     e->m.l2_promoted = metrics_counter("mlcdn_edge_l2_promoted_total",
                                        "L2 hits copied into L1 (admission on a repeated hit)",
                                        NULL);
@@ -76,8 +77,8 @@ void edge__metrics_init(struct edge *e)
                                       "Responses above --max-mem-object kept in files", NULL);
     for (int k = 1; k <= 5; k++) {
         snprintf(labels, sizeof(labels), "class=\"%dxx\"", k);
-        e->m.status[k] = metrics_counter("mlcdn_edge_responses_total",
-                                         "Responses by status class", labels);
+        e->m.status[k] = metrics_counter("mlcdn_edge_responses_total", "Responses by status class",
+                                         labels);
     }
     e->m.bytes_served = metrics_counter("mlcdn_edge_bytes_served_total",
                                         "Body bytes sent to clients", NULL);
@@ -87,16 +88,16 @@ void edge__metrics_init(struct edge *e)
                                            "Requests sent to origins", NULL);
     e->m.origin_errors = metrics_counter("mlcdn_edge_origin_errors_total",
                                          "Origin transfers that failed", NULL);
-    e->m.origin_truncated = metrics_counter(
-        "mlcdn_edge_origin_truncated_total",
-        "Origin bodies that ended early (cut, reset, timeout, bad chunk): clients aborted, "
-        "not stored",
-        NULL);
-    e->m.origin_bad_framing = metrics_counter(
-        "mlcdn_edge_origin_bad_framing_total",
-        "Origin response heads refused (conflicting framing, invalid field lines): 502, not "
-        "stored",
-        NULL);
+    e->m.origin_truncated = metrics_counter("mlcdn_edge_origin_truncated_total",
+                                            "Origin bodies that ended early (cut, reset, timeout, "
+                                            "bad chunk): clients aborted, "
+                                            "not stored",
+                                            NULL);
+    e->m.origin_bad_framing = metrics_counter("mlcdn_edge_origin_bad_framing_total",
+                                              "Origin response heads refused (conflicting framing, "
+                                              "invalid field lines): 502, not "
+                                              "stored",
+                                              NULL);
     e->m.coalesced = metrics_counter("mlcdn_edge_coalesced_total",
                                      "Requests that waited for another request's origin fetch",
                                      NULL);
@@ -285,8 +286,8 @@ void edge__admin_handle(struct http_exchange *x, void *arg)
         struct buf b;
         buf_init(&b, 64u << 20);
         metrics_render(&b);
-        http_x_respond(x, 200, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n",
-                       b.data, b.len);
+        http_x_respond(x, 200, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n", b.data,
+                       b.len);
         buf_fini(&b);
     } else {
         http_x_error(x, 404, "admin listener: GET /health, GET /metrics, PURGE <path>");

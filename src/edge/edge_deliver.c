@@ -199,7 +199,8 @@ static void fs_step(struct fsend *s)
         uint64_t n = MC_MIN(s->end - s->pos, (uint64_t)EDGE_FILE_WINDOW);
         if (!window_resident(s, n)) {
             s->work.data = s;
-            if (uv_queue_work(http_x_loop(s->x), &s->work, fs_prefetch_work, fs_prefetch_after) == 0)
+            if (uv_queue_work(http_x_loop(s->x), &s->work, fs_prefetch_work, fs_prefetch_after) ==
+                0)
                 return;
         }
         fs_send_window(s);
@@ -240,8 +241,7 @@ int edge__range_answer(const struct http_request *r, const struct cache_obj *o, 
 
     if (!http_request_header(r, "range"))
         return 0;
-    http_range_answer(r, size, o->etag, o->etag ? strlen(o->etag) : 0, o->info.last_modified,
-                      &a);
+    http_range_answer(r, size, o->etag, o->etag ? strlen(o->etag) : 0, o->info.last_modified, &a);
     if (a.status == 200)
         return 0;
     buf_printf(h, "Content-Range: %s\r\n", a.content_range);

@@ -388,8 +388,8 @@ static const char *fill_cache_status(struct edge_fill *f, enum edge_xc xc, char 
     if (xc == EDGE_XC_BYPASS)
         snprintf(buf, n, "mlcdn; fwd=bypass");
     else if (f->store_detail)
-        snprintf(buf, n, "mlcdn; fwd=%s; fwd-status=%d; detail=%s",
-                 f->stale ? "stale" : "miss", f->obj ? f->obj->status : 0, f->store_detail);
+        snprintf(buf, n, "mlcdn; fwd=%s; fwd-status=%d; detail=%s", f->stale ? "stale" : "miss",
+                 f->obj ? f->obj->status : 0, f->store_detail);
     else
         snprintf(buf, n, "mlcdn; fwd=%s; fwd-status=%d; stored", f->stale ? "stale" : "miss",
                  f->obj ? f->obj->status : 0);
@@ -500,8 +500,8 @@ static int waiter_decide(struct edge_waiter *wt)
     if (!wt->leader)
         snprintf(cs + strlen(cs), sizeof(cs) - strlen(cs), "; collapsed");
     enum edge_stream_rc rc = edge__stream_start(e, wt->x, &wt->st, o, f->cacheable_req,
-                                                fill_no_body(f, o->status), wt->xc,
-                                                fill_level(f), cs);
+                                                fill_no_body(f, o->status), wt->xc, fill_level(f),
+                                                cs);
     switch (rc) {
     case EDGE_STREAM_WAIT:
         cache_obj_unref(&o);
@@ -513,8 +513,7 @@ static int waiter_decide(struct edge_waiter *wt)
         cache_obj_unref(&o);
         waiter_finish(wt);
         return 1;
-    case EDGE_STREAM_PUMP:
-        break;
+    case EDGE_STREAM_PUMP: break;
     }
     cache_obj_unref(&o);
     wt->started = 1;
@@ -554,10 +553,9 @@ static int fill_has_clients(struct edge_fill *f)
 
 static int fill_stale_usable(const struct edge_fill *f)
 {
-    return f->stale &&
-           http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
-                                        edge_obj_age(f->stale, units_wall_s()),
-                                        f->e->cfg.stale_if_error_s);
+    return f->stale && http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
+                                                    edge_obj_age(f->stale, units_wall_s()),
+                                                    f->e->cfg.stale_if_error_s);
 }
 
 /* Probes upstream idx with a copy of cache fill f that nobody waits for (and that is not
@@ -566,8 +564,8 @@ static int fill_stale_usable(const struct edge_fill *f)
 static void fill_spawn_probe(struct edge_fill *f, size_t idx)
 {
     struct edge_fill *p = fill_new(f->owner, f->pkey, f->plen);
-    struct edge_rctx rc = {f->route_post ? f->req_body : NULL,
-                           f->route_post ? f->req_body_len : 0, f->route_ttl_s};
+    struct edge_rctx rc = {f->route_post ? f->req_body : NULL, f->route_post ? f->req_body_len : 0,
+                           f->route_ttl_s};
 
     fill_setup(p, &fill_ext(f)->req->r, NULL, 1);
     fill_route(p, &rc);
@@ -1005,8 +1003,8 @@ static struct cache_body *fill_body(struct edge_fill *f, const struct cache_obj 
     if (fd < 0)
         fd = tmp_body_file("/tmp", (uint64_t)expected);
     if (fd < 0) {
-        log_warn("no room in a temporary file for a large body: it is kept in memory",
-                 "bytes=%lld", (long long)expected);
+        log_warn("no room in a temporary file for a large body: it is kept in memory", "bytes=%lld",
+                 (long long)expected);
         return cache_body_new(expected);
     }
     return cache_body_new_file(fd, 0, expected);
@@ -1130,9 +1128,8 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
         !o->info.has_expires)
         o->lifetime = e->cfg.negative_ttl_s;
     /* A route's ttl is the default freshness of responses that state none of their own. */
-    if (f->route_ttl_s >= 0 && o->lifetime == 0 && !o->info.cc.present &&
-        !o->info.cdn_cc.present && !o->info.surrogate.present && !o->info.has_expires &&
-        status >= 200 && status < 300)
+    if (f->route_ttl_s >= 0 && o->lifetime == 0 && !o->info.cc.present && !o->info.cdn_cc.present &&
+        !o->info.surrogate.present && !o->info.has_expires && status >= 200 && status < 300)
         o->lifetime = f->route_ttl_s;
     const char *ar;
     o->has_accept_ranges = cache_obj_header(o, "accept-ranges", &ar) >= 0;
@@ -1147,8 +1144,8 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
         }
         /* Like nginx and Varnish: a Set-Cookie response is shared only when the origin
          * says so explicitly. */
-        if (storable && o->info.has_set_cookie && !o->info.cc.public_ &&
-            o->info.cc.s_maxage < 0 && !o->info.cdn_cc.present) {
+        if (storable && o->info.has_set_cookie && !o->info.cc.public_ && o->info.cc.s_maxage < 0 &&
+            !o->info.cdn_cc.present) {
             storable = 0;
             why = "set-cookie";
         }
@@ -1242,10 +1239,8 @@ static int retryable(CURLcode res)
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_GOT_NOTHING:
     case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-        return 1;
-    default:
-        return 0;
+    case CURLE_SEND_ERROR: return 1;
+    default: return 0;
     }
 }
 
@@ -1294,7 +1289,8 @@ static void invalidate_location(struct edge_fill *f, const struct cache_obj *o, 
     host.p = f->pkey;
     host.len = (size_t)(slash - f->pkey);
     const char *end = v + n, *p = v;
-    if ((size_t)n > 7 && (strncasecmp(v, "http://", 7) == 0 || strncasecmp(v, "https://", 8) == 0)) {
+    if ((size_t)n > 7 &&
+        (strncasecmp(v, "http://", 7) == 0 || strncasecmp(v, "https://", 8) == 0)) {
         p = memchr(v, '/', (size_t)n);
         p = p ? p + 2 : end;
         const char *hend = memchr(p, '/', (size_t)(end - p));
@@ -1326,15 +1322,15 @@ static void invalidate_location(struct edge_fill *f, const struct cache_obj *o, 
 static void body_failed(struct edge_fill *f, CURLcode res)
 {
     struct edge *e = f->e;
-    const char *why = f->errbuf[0] ? f->errbuf
-                      : res != CURLE_OK ? curl_easy_strerror(res)
-                                        : "body shorter than its Content-Length";
+    const char *why = f->errbuf[0]    ? f->errbuf
+                    : res != CURLE_OK ? curl_easy_strerror(res)
+                                      : "body shorter than its Content-Length";
     int keyn = (int)MC_MIN(f->plen, 200u), urln = (int)MC_MIN(strlen(f->url_path), 200u);
     unsigned long long got = (unsigned long long)cache_body_len(f->obj->body);
 
     if (res == CURLE_ABORTED_BY_CALLBACK || f->local_fail) {
-        log_debug("response body not kept", "key=\"%.*s\" bytes=%llu reason=\"%s\"", keyn,
-                  f->pkey, got, f->local_fail ? "local write failed" : why);
+        log_debug("response body not kept", "key=\"%.*s\" bytes=%llu reason=\"%s\"", keyn, f->pkey,
+                  got, f->local_fail ? "local write failed" : why);
         return;
     }
     metrics_counter_add(e->m.origin_truncated, 1);
@@ -1351,9 +1347,9 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
     int64_t now = units_wall_s();
 
     if (!f->headers_done) {
-        if (f->stale && http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
-                                                     edge_obj_age(f->stale, now),
-                                                     e->cfg.stale_if_error_s)) {
+        if (f->stale &&
+            http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
+                                         edge_obj_age(f->stale, now), e->cfg.stale_if_error_s)) {
             pthread_mutex_lock(&f->mtx);
             f->obj = cache_obj_ref(f->stale);
             f->served_stale = 1;
@@ -1414,8 +1410,8 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
             }
             /* Unsafe methods invalidate the target URI (RFC 9111 §4.4). */
             if (f->method && !f->route_post && o->status >= 200 && o->status < 400 &&
-                strcmp(f->method, "OPTIONS") &&
-                strcmp(f->method, "TRACE") && strcmp(f->method, "HEAD")) {
+                strcmp(f->method, "OPTIONS") && strcmp(f->method, "TRACE") &&
+                strcmp(f->method, "HEAD")) {
                 edge__tier_drop(f->owner, f->pkey, f->plen);
                 invalidate_location(f, o, "location");
                 invalidate_location(f, o, "content-location");
@@ -1443,8 +1439,8 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
     (void)easy;
     if (res != CURLE_OK && !f->headers_done && retryable(res))
         fill_upstream_failed(f, curl_easy_strerror(res));
-    if (res != CURLE_OK && !f->headers_done && f->idempotent && retryable(res) &&
-        !f->timed_out && f->origin_idx + 1 < f->e->cfg.norigins) {
+    if (res != CURLE_OK && !f->headers_done && f->idempotent && retryable(res) && !f->timed_out &&
+        f->origin_idx + 1 < f->e->cfg.norigins) {
         log_warn("origin failed, trying the next", "origin=%s err=\"%s\"",
                  f->e->origin_urls[f->origin_idx], curl_easy_strerror(res));
         transfer_cleanup(f);
@@ -1687,9 +1683,8 @@ void edge__fetch_pass(struct edge_worker *w, struct http_exchange *x, const char
     fetch_pass(w, x, pkey, plen, NULL);
 }
 
-void edge__fetch_background(struct edge_worker *w, const struct http_request *req,
-                            const char *pkey, size_t plen, struct cache_obj *stale,
-                            const struct edge_rctx *rc)
+void edge__fetch_background(struct edge_worker *w, const struct http_request *req, const char *pkey,
+                            size_t plen, struct cache_obj *stale, const struct edge_rctx *rc)
 {
     struct edge_fill *fresh = fill_new(w, pkey, plen), *f;
     int leader;

@@ -44,10 +44,10 @@
 
 struct edge_fill;
 struct edge_waiter;
-struct predict;     /* predict/predict.h */
-struct l2;          /* cache/cache_disk.h */
+struct predict; /* predict/predict.h */
+struct l2;      /* cache/cache_disk.h */
 struct l2_writer;
-struct edge_redis;  /* edge_redis.h */
+struct edge_redis; /* edge_redis.h */
 struct edge_redis_conn;
 struct edge_fdc;
 struct edge_routes; /* edge_routes.h */
@@ -63,12 +63,12 @@ struct edge_worker {
     uv_async_t wake;
     pthread_mutex_t wake_mtx;
     struct edge_waiter *wake_head, *wake_tail; /* guarded by wake_mtx */
-    struct edge_fill *fills;                    /* fills owned by this loop */
-    struct buf key_scratch;                     /* per-request scratch, this loop only */
+    struct edge_fill *fills;                   /* fills owned by this loop */
+    struct buf key_scratch;                    /* per-request scratch, this loop only */
     struct buf hdr_scratch;
-    struct predict_loop *pl;                    /* prediction completions, or NULL */
-    struct edge_redis_conn *redis;              /* this loop's Redis connection, or NULL */
-    struct edge_fdc *fdc;                       /* open L2 files (edge_tier_l2.c), or NULL */
+    struct predict_loop *pl;       /* prediction completions, or NULL */
+    struct edge_redis_conn *redis; /* this loop's Redis connection, or NULL */
+    struct edge_fdc *fdc;          /* open L2 files (edge_tier_l2.c), or NULL */
     int stopping;
 };
 
@@ -103,15 +103,15 @@ struct edge_metrics {
     struct metrics_counter *purged;
     struct metrics_counter *stored;
     struct metrics_counter *not_stored;
-    struct metrics_counter *status[6]; /* 1xx..5xx by class, [0] unused */
-    struct metrics_counter *tier_hits[EDGE_LV__N];   /* lookups answered by L2 / REDIS */
+    struct metrics_counter *status[6];             /* 1xx..5xx by class, [0] unused */
+    struct metrics_counter *tier_hits[EDGE_LV__N]; /* lookups answered by L2 / REDIS */
     struct metrics_counter *tier_misses[EDGE_LV__N];
     struct metrics_counter *bytes_by_level[EDGE_LV__N]; /* body bytes served, by tier */
     struct metrics_counter *l2_stored;
     struct metrics_counter *l2_not_stored;
-    struct metrics_counter *l2_promoted;               /* L2 hits copied into L1 */
-    struct metrics_counter *l2_opens; /* L2 hits that opened and verified the file */
-    struct metrics_counter *big_bodies;                /* responses kept in files */
+    struct metrics_counter *l2_promoted;     /* L2 hits copied into L1 */
+    struct metrics_counter *l2_opens;        /* L2 hits that opened and verified the file */
+    struct metrics_counter *big_bodies;      /* responses kept in files */
     struct metrics_counter *bodies_buffered; /* pass bodies read whole, then sent */
     struct metrics_counter *bodies_streamed; /* pass bodies over --request-buffer */
     struct metrics_counter *body_timeouts;   /* pass bodies that stalled (408) */
@@ -134,10 +134,10 @@ struct edge {
     uint64_t cpu_last_ms, cpu_last_us;
     double cpu_load;
     struct cache_key_opts keyopts;
-    struct predict *predict;    /* --models: prediction serving, or NULL */
-    size_t nparents;            /* 1 when origin_urls[0] is the --parent edge */
-    struct l2 *l2;              /* --disk-dir tier, or NULL */
-    struct edge_redis *redis;   /* --redis tier, or NULL */
+    struct predict *predict;                       /* --models: prediction serving, or NULL */
+    size_t nparents;                               /* 1 when origin_urls[0] is the --parent edge */
+    struct l2 *l2;                                 /* --disk-dir tier, or NULL */
+    struct edge_redis *redis;                      /* --redis tier, or NULL */
     const struct edge_tier_ops *tiers[EDGE_LV__N]; /* the chain behind L1, nearest first */
     size_t ntiers;
     struct edge_routes *routes; /* route table from the config file, or NULL */
@@ -145,11 +145,11 @@ struct edge {
     _Atomic uint64_t l2_clock;  /* L2 hits so far: the clock of L1 admission (edge_tier_l2.c) */
     char name[64];              /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
     /* Request hardening (edge_req.c, set up by edge__req_init). */
-    const char **strip;         /* fields removed on arrival; owned array of borrowed names */
+    const char **strip; /* fields removed on arrival; owned array of borrowed names */
     size_t nstrip;
-    char *key_vary;             /* --key-header names, lowercased, as a Vary list; or NULL */
-    int any_method;             /* --extra-method '*': every method token is forwarded */
-    char *allow;                /* "Allow: <the methods this edge serves>\r\n" */
+    char *key_vary;               /* --key-header names, lowercased, as a Vary list; or NULL */
+    int any_method;               /* --extra-method '*': every method token is forwarded */
+    char *allow;                  /* "Allow: <the methods this edge serves>\r\n" */
     struct edge_origins *origins; /* a circuit breaker per entry of origin_urls */
 };
 
@@ -200,13 +200,13 @@ static inline int64_t edge_obj_age(const struct cache_obj *o, int64_t now)
  * owner (a fill's waiter) embeds it. A write that completes later calls wake(arg) on the
  * client's loop: the owner then decides whether to pump again. */
 struct edge_stream {
-    struct cache_obj *obj;         /* ref once started */
+    struct cache_obj *obj; /* ref once started */
     struct cache_body_cursor cur;
-    uint64_t limit;                /* absolute end (exclusive) of the bytes to send */
-    uint64_t pos;                  /* next byte to send (file-backed bodies; ranges) */
-    int range;                     /* a 206 for [pos, limit) of a body still filling */
+    uint64_t limit; /* absolute end (exclusive) of the bytes to send */
+    uint64_t pos;   /* next byte to send (file-backed bodies; ranges) */
+    int range;      /* a 206 for [pos, limit) of a body still filling */
     int writing;
-    int in_pump;                   /* a write completing inside the pump does not recurse */
+    int in_pump; /* a write completing inside the pump does not recurse */
     uint64_t sent;
     void (*wake)(void *arg);
     void *arg;
@@ -221,59 +221,59 @@ struct edge_fill {
     struct edge_fill *busy_next;   /* busy table link (busy shard lock) */
     struct edge_fill *prev, *next; /* owner's list (owner loop only) */
     int in_busy;
-    char *pkey;                    /* primary key (shared fills) */
+    char *pkey; /* primary key (shared fills) */
     size_t plen;
     uint64_t phash;
     /* The transfer (owner loop only). */
     CURL *easy;
     struct curl_slist *req_hdrs;
-    char *url_path;                /* path?query sent to the origin */
-    char *method;                  /* NULL for GET */
+    char *url_path; /* path?query sent to the origin */
+    char *method;   /* NULL for GET */
     char *req_body;
     size_t req_body_len;
     /* A request body streamed from the client to the origin (pass only, owner loop). */
     struct http_exchange *upload_x; /* NULL once the client's exchange ended */
     struct buf upload;              /* received, not yet taken by curl: [upload_off, len) */
     size_t upload_off;
-    int64_t upload_len;             /* Content-Length, -1 for chunked */
+    int64_t upload_len; /* Content-Length, -1 for chunked */
     int upload_streaming;
     int upload_done;
     int upload_failed;
-    int curl_paused;                /* curl's read callback returned PAUSE */
-    int client_paused;              /* we paused the client's body */
-    uv_timer_t *resume_timer;       /* resumes the client outside curl's callbacks */
-    int upload_buffering;           /* reading the body before the origin is contacted */
-    int probe;                      /* this attempt holds origin_idx's half-open slot */
-    int short_circuit;              /* no upstream was contacted: every breaker was open */
+    int curl_paused;          /* curl's read callback returned PAUSE */
+    int client_paused;        /* we paused the client's body */
+    uv_timer_t *resume_timer; /* resumes the client outside curl's callbacks */
+    int upload_buffering;     /* reading the body before the origin is contacted */
+    int probe;                /* this attempt holds origin_idx's half-open slot */
+    int short_circuit;        /* no upstream was contacted: every breaker was open */
     int idempotent;
     size_t origin_idx;
-    uv_timer_t *fb_timer;          /* first-byte timeout */
+    uv_timer_t *fb_timer; /* first-byte timeout */
     int timed_out;
-    struct buf resp_hdrs;          /* header lines of the current response */
+    struct buf resp_hdrs; /* header lines of the current response */
     int headers_done;
-    const char *head_refused;      /* why the origin's head was refused (static), or NULL */
-    int local_fail;                /* the body could not be kept here (not the origin's fault) */
-    char errbuf[CURL_ERROR_SIZE];  /* curl's description of a failed transfer */
+    const char *head_refused;     /* why the origin's head was refused (static), or NULL */
+    int local_fail;               /* the body could not be kept here (not the origin's fault) */
+    char errbuf[CURL_ERROR_SIZE]; /* curl's description of a failed transfer */
     int64_t request_time;
-    struct http_req_info qi;       /* of the request that started the fill */
-    int auth_pass;                 /* started by a request with Authorization */
-    int cacheable_req;             /* GET/HEAD cache fill (vs. pass) */
-    struct cache_obj *stale;       /* object being revalidated (ref), or NULL */
-    char *vkey;                    /* vary part of the starting request, for storing */
+    struct http_req_info qi; /* of the request that started the fill */
+    int auth_pass;           /* started by a request with Authorization */
+    int cacheable_req;       /* GET/HEAD cache fill (vs. pass) */
+    struct cache_obj *stale; /* object being revalidated (ref), or NULL */
+    char *vkey;              /* vary part of the starting request, for storing */
     size_t vkey_len;
-    struct l2_writer *l2w;         /* a large body written straight into L2 (owner loop) */
-    int64_t route_ttl_s;           /* the route's default freshness, -1 none */
-    int route_post;                /* a POST cached by its body: no invalidation */
+    struct l2_writer *l2w; /* a large body written straight into L2 (owner loop) */
+    int64_t route_ttl_s;   /* the route's default freshness, -1 none */
+    int route_post;        /* a POST cached by its body: no invalidation */
     /* Shared state (mtx). */
     pthread_mutex_t mtx;
-    int state;                     /* FILL_* */
-    int fail_status;               /* 502/504 when failed (before a response, or its body) */
+    int state;       /* FILL_* */
+    int fail_status; /* 502/504 when failed (before a response, or its body) */
     const char *fail_msg;
-    struct cache_obj *obj;         /* the response being received (ref) */
-    int shareable;                 /* coalesced waiters may use obj */
-    int revalidated;               /* obj is the stale object refreshed by a 304 */
-    int served_stale;              /* obj is the stale object served on error */
-    const char *store_detail;      /* why not stored (static), NULL if stored/to be stored */
+    struct cache_obj *obj;    /* the response being received (ref) */
+    int shareable;            /* coalesced waiters may use obj */
+    int revalidated;          /* obj is the stale object refreshed by a 304 */
+    int served_stale;         /* obj is the stale object served on error */
+    const char *store_detail; /* why not stored (static), NULL if stored/to be stored */
     struct edge_waiter *waiters;
 };
 
@@ -284,21 +284,21 @@ struct edge_waiter {
     unsigned magic;
     struct edge_worker *w;
     struct http_exchange *x;
-    struct edge_fill *fill;        /* ref */
-    struct edge_waiter *next;      /* fill's waiter list (fill->mtx) */
-    struct edge_waiter *wnext;     /* worker wake queue (wake_mtx) */
-    int queued;                    /* in the wake queue (wake_mtx) */
-    int detached;                  /* left the fill's waiter list */
-    int leader;                    /* this request started the fill */
+    struct edge_fill *fill;    /* ref */
+    struct edge_waiter *next;  /* fill's waiter list (fill->mtx) */
+    struct edge_waiter *wnext; /* worker wake queue (wake_mtx) */
+    int queued;                /* in the wake queue (wake_mtx) */
+    int detached;              /* left the fill's waiter list */
+    int leader;                /* this request started the fill */
     int started;
     int finished;
     int aborted;
-    struct edge_stream st;         /* the response being streamed, once started */
+    struct edge_stream st; /* the response being streamed, once started */
     char *pkey;
     size_t plen;
-    char *vkey;                    /* vary part under the fill's response Vary */
+    char *vkey; /* vary part under the fill's response Vary */
     enum edge_xc xc;
-    struct edge_rctx *rc;          /* owned copy, for a restart on its own */
+    struct edge_rctx *rc; /* owned copy, for a restart on its own */
 };
 
 /* edge_fetch.c */
@@ -310,9 +310,8 @@ void edge__fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const
 void edge__fetch_pass(struct edge_worker *w, struct http_exchange *x, const char *pkey,
                       size_t plen);
 /* Starts a background revalidation of `stale` (stale-while-revalidate), no waiter. */
-void edge__fetch_background(struct edge_worker *w, const struct http_request *req,
-                            const char *pkey, size_t plen, struct cache_obj *stale,
-                            const struct edge_rctx *rc);
+void edge__fetch_background(struct edge_worker *w, const struct http_request *req, const char *pkey,
+                            size_t plen, struct cache_obj *stale, const struct edge_rctx *rc);
 void edge__worker_wake(uv_async_t *a);
 /* Cancels every fill of a stopping worker and fails its waiters. */
 void edge__worker_cancel_fills(struct edge_worker *w);
@@ -367,9 +366,9 @@ const char *edge__lv_name(enum edge_level lv);
 /* The answer of the chain: o is a reference the callee takes over, from tier lv; NULL when
  * every tier missed, or when the loop is stopping (w->stopping: the callee answers 503).
  * key, klen and rc are the lookup's, valid during the call only. */
-typedef void (*edge_tier_done_f)(struct edge_worker *w, struct http_exchange *x,
-                                 const char *key, size_t klen, const struct edge_rctx *rc,
-                                 enum edge_level lv, struct cache_obj *o);
+typedef void (*edge_tier_done_f)(struct edge_worker *w, struct http_exchange *x, const char *key,
+                                 size_t klen, const struct edge_rctx *rc, enum edge_level lv,
+                                 struct cache_obj *o);
 
 /* One storage tier behind L1 (like a Varnish stevedore): the chain in edge_tier.c walks
  * the configured ones nearest first. open returns 1 when the settings ask for the tier
@@ -388,8 +387,8 @@ struct edge_tier_ops {
     void (*close)(struct edge *e);
     void (*loop_init)(struct edge_worker *w);
     void (*loop_fini)(struct edge_worker *w);
-    void (*lookup)(struct edge_worker *w, struct http_exchange *x, const char *key,
-                   size_t klen, const struct edge_rctx *rc, edge_tier_done_f done);
+    void (*lookup)(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
+                   const struct edge_rctx *rc, edge_tier_done_f done);
     void (*store)(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
     void (*drop)(struct edge_worker *w, const char *key, size_t klen);
 };

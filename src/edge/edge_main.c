@@ -115,10 +115,15 @@ static int start_predict(struct edge *e, char *err, size_t errlen)
 {
     const struct edge_cfg *c = &e->cfg;
     struct predict_cfg pc = {
-        .models_dir = c->models_dir, .infer_threads = c->infer_threads,
-        .predict_cache = c->predict_cache, .max_batch = c->max_batch,
-        .max_delay_us = c->max_delay_us, .models_poll_ms = c->models_poll_ms,
-        .model_memory = c->model_memory, .region = c->region, .max_body = c->max_body,
+        .models_dir = c->models_dir,
+        .infer_threads = c->infer_threads,
+        .predict_cache = c->predict_cache,
+        .max_batch = c->max_batch,
+        .max_delay_us = c->max_delay_us,
+        .models_poll_ms = c->models_poll_ms,
+        .model_memory = c->model_memory,
+        .region = c->region,
+        .max_body = c->max_body,
         .admin_token = c->admin_token,
     };
     return predict_new(&pc, &e->predict, err, errlen);
@@ -258,8 +263,8 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     sc.listeners[0] = (struct http_listener_cfg){cfg->listen, edge__public_handle, e, "public", 1};
     sc.nlisteners = 1;
     if (cfg->admin && *cfg->admin)
-        sc.listeners[sc.nlisteners++] =
-            (struct http_listener_cfg){cfg->admin, edge__admin_handle, e, "admin"};
+        sc.listeners[sc.nlisteners++] = (struct http_listener_cfg){cfg->admin, edge__admin_handle,
+                                                                   e, "admin"};
     sc.loop_init = loop_init;
     sc.loop_stopping = loop_stopping;
     sc.loop_fini = loop_fini;

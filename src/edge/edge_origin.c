@@ -97,8 +97,7 @@ struct edge_origins *edge__origins_new(const char *const *urls, size_t n, unsign
         buf_init(&b, 16 * 1024);
         label_for(&b, u->url, NULL);
         u->g_state = metrics_gauge("mlcdn_edge_origin_breaker_state",
-                                   "Origin circuit breaker: 0 closed, 1 open, 2 half-open",
-                                   b.data);
+                                   "Origin circuit breaker: 0 closed, 1 open, 2 half-open", b.data);
         buf_fini(&b);
         metrics_gauge_set(u->g_state, EDGE_ORIGIN_CLOSED);
         static const char th[] = "Origin circuit breaker transitions";
@@ -244,6 +243,5 @@ const char *edge__origin_down_msg(const struct edge_origins *os, size_t idx)
 
 enum edge_origin_state edge__origin_state(const struct edge_origins *os, size_t idx)
 {
-    return (enum edge_origin_state)atomic_load_explicit(&up(os, idx)->state,
-                                                        memory_order_acquire);
+    return (enum edge_origin_state)atomic_load_explicit(&up(os, idx)->state, memory_order_acquire);
 }

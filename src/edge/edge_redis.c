@@ -86,22 +86,22 @@ enum conn_state { C_DOWN, C_RESOLVING, C_CONNECTING, C_UP };
 
 struct edge_redis {
     unsigned magic;
-    char *host;          /* IPv6 without brackets */
+    char *host; /* IPv6 without brackets */
     int host_is_ip;
     int port;
-    char *user, *pass;   /* NULL when absent */
+    char *user, *pass; /* NULL when absent */
     unsigned db;
     uint64_t max_object;
     uint64_t timeout_ms;
     uint64_t connect_timeout_ms;
-    uint64_t value_cap;  /* longest value a GET accepts: frame + META_MAX + max_object */
+    uint64_t value_cap; /* longest value a GET accepts: frame + META_MAX + max_object */
     _Atomic unsigned nconns;
     /* Breaker: `state` and `fails` are read without the lock, written under it. */
     pthread_mutex_t mtx;
     _Atomic int state;
-    _Atomic unsigned fails;  /* consecutive failures while closed */
-    uint64_t backoff_ms;     /* mtx */
-    uint64_t until_ms;       /* mtx; OPEN: end of back-off; HALF: when a new probe may go */
+    _Atomic unsigned fails; /* consecutive failures while closed */
+    uint64_t backoff_ms;    /* mtx */
+    uint64_t until_ms;      /* mtx; OPEN: end of back-off; HALF: when a new probe may go */
     struct {
         _Atomic uint64_t hits, misses, errors, corrupt, timeouts, skipped_open, skipped_down,
             stores, store_skipped_large, del_failed, trips;
@@ -111,13 +111,13 @@ struct edge_redis {
 struct rget {
     unsigned magic;
     struct edge_redis_conn *c;
-    struct rget *next;       /* inflight or done list */
+    struct rget *next; /* inflight or done list */
     edge_redis_get_cb *cb;
     void *arg;
-    uint64_t deadline;       /* loop time */
-    struct cache_obj *obj;   /* the answer once decided (ref), NULL for a miss */
+    uint64_t deadline;     /* loop time */
+    struct cache_obj *obj; /* the answer once decided (ref), NULL for a miss */
     size_t klen;
-    char key[];              /* the caller's key, NUL-terminated */
+    char key[]; /* the caller's key, NUL-terminated */
 };
 
 struct edge_redis_conn {
@@ -125,19 +125,19 @@ struct edge_redis_conn {
     struct edge_redis *r;
     uv_loop_t *loop;
     enum conn_state state;
-    redisAsyncContext *ac;   /* CONNECTING or UP; freed by hiredis on errors, else conn_drop() */
-    int warned;              /* this outage was logged: one warning per outage per loop */
-    uint64_t next_connect;   /* loop time; no new connect before (unless probing) */
+    redisAsyncContext *ac; /* CONNECTING or UP; freed by hiredis on errors, else conn_drop() */
+    int warned;            /* this outage was logged: one warning per outage per loop */
+    uint64_t next_connect; /* loop time; no new connect before (unless probing) */
     uint64_t reconnect_ms;
-    uint64_t hs_deadline;    /* loop time the handshake must end by */
-    uv_timer_t timer;        /* handshake deadline, or the oldest GET's */
-    uv_idle_t idle;          /* delivers `done` */
+    uint64_t hs_deadline; /* loop time the handshake must end by */
+    uv_timer_t timer;     /* handshake deadline, or the oldest GET's */
+    uv_idle_t idle;       /* delivers `done` */
     uv_getaddrinfo_t gai;
     int gai_busy;
     struct rget *inflight, *inflight_tail;
     struct rget *done, *done_tail;
     int closing;
-    unsigned handles;        /* not yet closed; freed at 0 with no gai pending */
+    unsigned handles; /* not yet closed; freed at 0 with no gai pending */
     /* Fingerprints (Redis key and SHA-1 of the value) of bad values already logged and
      * sent a drop: the GETs queued behind the first one that saw a value, or every GET
      * when the server refuses the script, neither log nor drop it again. 0: free slot. */
@@ -517,8 +517,8 @@ static void rkey(const char *key, size_t klen, char out[RKEY_LEN])
     }
 }
 
-int edge__redis_value_decode(const void *v, size_t n, uint64_t cap, const char *key,
-                             size_t klen, struct cache_obj **out, const char **why)
+int edge__redis_value_decode(const void *v, size_t n, uint64_t cap, const char *key, size_t klen,
+                             struct cache_obj **out, const char **why)
 {
     const char *p = v;
     struct cache_obj *o;
@@ -625,8 +625,8 @@ static void bad_value(struct edge_redis_conn *c, const char *key, size_t klen, c
         return;
     c->bad_seen[c->bad_next] = fp;
     c->bad_next = (c->bad_next + 1) % BAD_SEEN;
-    log_warn("redis value corrupt", "redis_key=%.*s reason=\"%s\" bytes=%zu", (int)RKEY_LEN, k,
-             why, n);
+    log_warn("redis value corrupt", "redis_key=%.*s reason=\"%s\" bytes=%zu", (int)RKEY_LEN, k, why,
+             n);
     for (int i = 0; i < SHA1_LEN; i++) {
         sha[2 * i] = hex[md[i] >> 4];
         sha[2 * i + 1] = hex[md[i] & 15];
@@ -669,14 +669,10 @@ static void on_get(redisAsyncContext *ac, void *rep, void *priv)
         } else if (reply->type != REDIS_REPLY_STRING) {
             ST_ADD(r, errors);
         } else {
-            switch (edge__redis_value_decode(reply->str, reply->len, r->value_cap, g->key,
-                                             g->klen, &o, &why)) {
-            case 0:
-                ST_ADD(r, hits);
-                break;
-            case -ENOENT:
-                ST_ADD(r, misses);
-                break;
+            switch (edge__redis_value_decode(reply->str, reply->len, r->value_cap, g->key, g->klen,
+                                             &o, &why)) {
+            case 0: ST_ADD(r, hits); break;
+            case -ENOENT: ST_ADD(r, misses); break;
             case -EBADMSG:
                 if (ac == c->ac)
                     bad_value(c, g->key, g->klen, reply->str, reply->len, why);
@@ -695,8 +691,8 @@ static void on_get(redisAsyncContext *ac, void *rep, void *priv)
         arm_timer(c);
 }
 
-void edge__redis_get(struct edge_redis_conn *c, const char *key, size_t klen,
-                     edge_redis_get_cb *cb, void *arg)
+void edge__redis_get(struct edge_redis_conn *c, const char *key, size_t klen, edge_redis_get_cb *cb,
+                     void *arg)
 {
     char k[RKEY_LEN];
 
@@ -733,8 +729,8 @@ void edge__redis_get(struct edge_redis_conn *c, const char *key, size_t klen,
     rkey(key, klen, k);
     /* GETRANGE rather than GET: hiredis 0.14 buffers a whole reply before it looks at it,
      * so the range caps what a value written by anyone can make us hold. */
-    if (redisAsyncCommand(c->ac, on_get, g, "GETRANGE %b 0 %" PRIu64, k, RKEY_LEN,
-                          r->value_cap) != REDIS_OK) {
+    if (redisAsyncCommand(c->ac, on_get, g, "GETRANGE %b 0 %" PRIu64, k, RKEY_LEN, r->value_cap) !=
+        REDIS_OK) {
         ST_ADD(r, errors);
         answer(g, NULL);
         return;
@@ -775,8 +771,7 @@ void edge__redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
 
     MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
     struct edge_redis *r = c->r;
-    if (ttl_ms == 0 || !o->body || cache_body_state(o->body) != CACHE_BODY_COMPLETE ||
-        c->closing)
+    if (ttl_ms == 0 || !o->body || cache_body_state(o->body) != CACHE_BODY_COMPLETE || c->closing)
         return;
     uint64_t blen = cache_body_len(o->body);
     if (blen > r->max_object) {
@@ -1142,12 +1137,9 @@ const char *edge__redis_state(const struct edge_redis *cr)
 
     MC_CHECK_OBJ_NOTNULL(r, EDGE_REDIS_MAGIC);
     switch (atomic_load_explicit(&r->state, memory_order_acquire)) {
-    case BRK_OPEN:
-        return "open";
-    case BRK_HALF:
-        return "half-open";
-    default:
-        return "closed";
+    case BRK_OPEN: return "open";
+    case BRK_HALF: return "half-open";
+    default: return "closed";
     }
 }
 
@@ -1242,13 +1234,12 @@ REDIS_STAT(stores)
 REDIS_STAT(breaker_trips)
 REDIS_STAT(breaker_open)
 
-
 static void redis_metrics(struct edge *e)
 {
-    metrics_counter_fn("mlcdn_edge_redis_hits_total", "Redis lookups that found the object",
-                       NULL, redis_stat_hits, e);
-    metrics_counter_fn("mlcdn_edge_redis_misses_total", "Redis lookups that found nothing",
-                       NULL, redis_stat_misses, e);
+    metrics_counter_fn("mlcdn_edge_redis_hits_total", "Redis lookups that found the object", NULL,
+                       redis_stat_hits, e);
+    metrics_counter_fn("mlcdn_edge_redis_misses_total", "Redis lookups that found nothing", NULL,
+                       redis_stat_misses, e);
     metrics_counter_fn("mlcdn_edge_redis_errors_total",
                        "Redis timeouts, connection failures and error replies", NULL,
                        redis_stat_errors, e);
@@ -1259,18 +1250,16 @@ static void redis_metrics(struct edge *e)
     metrics_counter_fn("mlcdn_edge_redis_timeouts_total",
                        "Redis lookups answered as misses at their deadline", NULL,
                        redis_stat_timeouts, e);
-    metrics_counter_fn("mlcdn_edge_redis_skipped_total",
-                       "Redis lookups skipped: breaker open", "reason=\"breaker\"",
-                       redis_stat_skipped_open, e);
-    metrics_counter_fn("mlcdn_edge_redis_skipped_total",
-                       "Redis lookups skipped: breaker open", "reason=\"disconnected\"",
-                       redis_stat_skipped_down, e);
+    metrics_counter_fn("mlcdn_edge_redis_skipped_total", "Redis lookups skipped: breaker open",
+                       "reason=\"breaker\"", redis_stat_skipped_open, e);
+    metrics_counter_fn("mlcdn_edge_redis_skipped_total", "Redis lookups skipped: breaker open",
+                       "reason=\"disconnected\"", redis_stat_skipped_down, e);
     metrics_counter_fn("mlcdn_edge_redis_stores_total", "Objects stored in Redis", NULL,
                        redis_stat_stores, e);
     metrics_counter_fn("mlcdn_edge_redis_breaker_trips_total",
                        "Times the Redis circuit breaker opened", NULL, redis_stat_breaker_trips, e);
-    metrics_gauge_fn("mlcdn_edge_redis_breaker_open", "1 while the Redis tier is skipped",
-                     NULL, redis_stat_breaker_open, e);
+    metrics_gauge_fn("mlcdn_edge_redis_breaker_open", "1 while the Redis tier is skipped", NULL,
+                     redis_stat_breaker_open, e);
 }
 
 static int redis_open(struct edge *e, char *err, size_t errlen)
@@ -1279,8 +1268,8 @@ static int redis_open(struct edge *e, char *err, size_t errlen)
 
     if (!e->cfg.redis || !*e->cfg.redis)
         return 0;
-    rc = edge__redis_new(e->cfg.redis, e->cfg.redis_max_object, e->cfg.redis_timeout_ms,
-                         &e->redis, err, errlen);
+    rc = edge__redis_new(e->cfg.redis, e->cfg.redis_max_object, e->cfg.redis_timeout_ms, &e->redis,
+                         err, errlen);
     if (rc != 0)
         return rc;
     redis_metrics(e);

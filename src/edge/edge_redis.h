@@ -58,8 +58,8 @@ typedef void edge_redis_get_cb(void *arg, struct cache_obj *o, const char *pkey,
 
 /* Looks up primary key key[0..klen). cb runs exactly once, on this loop, never inside
  * edge__redis_get() itself, within the deadline (plus loop latency). */
-void edge__redis_get(struct edge_redis_conn *c, const char *key, size_t klen,
-                     edge_redis_get_cb *cb, void *arg);
+void edge__redis_get(struct edge_redis_conn *c, const char *key, size_t klen, edge_redis_get_cb *cb,
+                     void *arg);
 /* Fire and forget: stores o's metadata and body under the key with SET ... PX ttl_ms.
  * Skipped when ttl_ms is 0, the body is missing, incomplete or larger than max_object,
  * the breaker is not closed or the connection is down. Copies what it needs; the caller
@@ -97,7 +97,7 @@ const char *edge__redis_state(const struct edge_redis *r);
  * 0 with a new object (body attached) in *out; -ENOENT when empty or another key's object;
  * -EFBIG when a sound frame declares more than cap; -EBADMSG, with a static reason in
  * *why, when the value is bad (frame, length, checksum or metadata); -ENOMEM. */
-int edge__redis_value_decode(const void *v, size_t n, uint64_t cap, const char *key,
-                             size_t klen, struct cache_obj **out, const char **why);
+int edge__redis_value_decode(const void *v, size_t n, uint64_t cap, const char *key, size_t klen,
+                             struct cache_obj **out, const char **why);
 
 #endif

@@ -47,13 +47,24 @@ int edge__primary_key(struct edge *e, const struct http_request *r, struct buf *
  * request goes to the origin. */
 static const char *const default_strip[] = {
     /* the host, scheme, port or prefix of generated links and redirects */
-    "forwarded", "x-forwarded-host", "x-forwarded-server", "x-host", "x-forwarded-proto",
-    "x-forwarded-scheme", "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-ssl",
-    "front-end-https", "x-url-scheme",
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-server",
+    "x-host",
+    "x-forwarded-proto",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-ssl",
+    "front-end-https",
+    "x-url-scheme",
     /* the path actually served */
-    "x-original-url", "x-rewrite-url",
+    "x-original-url",
+    "x-rewrite-url",
     /* the method actually run */
-    "x-http-method-override", "x-http-method", "x-method-override",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 };
 
 /* Served by the edge (GET, HEAD through the cache; the rest forwarded), for Allow. */
@@ -230,9 +241,7 @@ static void serve_stored(struct edge_worker *w, struct http_exchange *x, const c
         edge__fetch_background(w, r, key, klen, o, rc);
         edge__deliver_obj(e, x, o, EDGE_XC_STALE, lv, cs);
         break;
-    case HTTP_REUSE_REVALIDATE:
-        edge__fetch_cacheable(w, x, key, klen, o, rc);
-        break;
+    case HTTP_REUSE_REVALIDATE: edge__fetch_cacheable(w, x, key, klen, o, rc); break;
     }
 }
 
@@ -268,8 +277,8 @@ static void tier_answered(struct edge_worker *w, struct http_exchange *x, const 
 }
 
 /* L1, then the tier chain behind it. */
-static void cache_walk(struct edge_worker *w, struct http_exchange *x, const char *key,
-                       size_t klen, const struct edge_rctx *rc)
+static void cache_walk(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
+                       const struct edge_rctx *rc)
 {
     struct cache_obj *o = NULL;
 
@@ -287,7 +296,7 @@ struct route_post {
     struct edge_worker *w;
     struct http_exchange *x;
     const struct edge_route *rt;
-    struct buf key;  /* primary key, then the body part */
+    struct buf key; /* primary key, then the body part */
     struct buf body;
     int too_large;
 };
@@ -417,8 +426,7 @@ void edge__public_handle(struct http_exchange *x, void *arg)
     const struct edge_route *rt =
         e->routes ? edge__routes_match(e->routes, r->path.p, r->path.len, r->method) : NULL;
     buf_reset(kb);
-    if (cache_key_primary_ex(kb, r->host, r->path, r->query, &e->keyopts,
-                             rt ? &rt->query : NULL)) {
+    if (cache_key_primary_ex(kb, r->host, r->path, r->query, &e->keyopts, rt ? &rt->query : NULL)) {
         http_x_error(x, 400, "invalid request target (bad percent-encoding or too long)");
         return;
     }

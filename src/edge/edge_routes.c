@@ -28,9 +28,9 @@
 struct edge_routes {
     unsigned magic;
 #define EDGE_ROUTES_MAGIC 0x52545331u
-    struct edge_route *v;              /* file order */
+    struct edge_route *v; /* file order */
     size_t n;
-    const struct edge_route **by_len;  /* longest prefix first */
+    const struct edge_route **by_len; /* longest prefix first */
 };
 
 /* Where a message comes from: the file and the route being read. */
@@ -238,8 +238,9 @@ static int parse_route(const struct where *w, config_setting_t *g, struct edge_r
         } else if (strcmp(name, "query_keys") == 0) {
             rc = str_list(w, s, name, &r->query.keep, &r->query.n_keep);
         } else {
-            return bad(w, name, "unknown field (prefix, methods, key_body, ttl, max_body, "
-                                "query, ignore_params or query_keys)");
+            return bad(w, name,
+                       "unknown field (prefix, methods, key_body, ttl, max_body, "
+                       "query, ignore_params or query_keys)");
         }
         if (rc != 0)
             return rc;
@@ -271,8 +272,8 @@ static int by_len_cmp(const void *a, const void *b)
  * an accident of the file's order. */
 static int check_overlaps(const struct where *base, const struct edge_routes *rt)
 {
-    static const char *const names[] = {[HTTP_M_GET] = "GET", [HTTP_M_HEAD] = "HEAD",
-                                        [HTTP_M_POST] = "POST"};
+    static const char *const names[] =
+        {[HTTP_M_GET] = "GET", [HTTP_M_HEAD] = "HEAD", [HTTP_M_POST] = "POST"};
     size_t i, j, m;
 
     for (i = 0; i < rt->n; i++) {
@@ -287,8 +288,7 @@ static int check_overlaps(const struct where *base, const struct edge_routes *rt
             for (m = 0; !(both & EDGE_ROUTE_M(m)); m++)
                 ;
             w.idx = i;
-            return bad(&w, "prefix", "'%s' for %s is already routes[%zu]", b->prefix, names[m],
-                       j);
+            return bad(&w, "prefix", "'%s' for %s is already routes[%zu]", b->prefix, names[m], j);
         }
     }
     return 0;
@@ -407,8 +407,8 @@ int edge__route_key(const struct edge_route *r, const struct http_request *req, 
 
     MC_CHECK_OBJ_NOTNULL(r, EDGE_ROUTE_MAGIC);
     if (blen > r->max_body) {
-        snprintf(err, errlen, "request body of %zu bytes is over the route's max_body (%llu)",
-                 blen, (unsigned long long)r->max_body);
+        snprintf(err, errlen, "request body of %zu bytes is over the route's max_body (%llu)", blen,
+                 (unsigned long long)r->max_body);
         return -EFBIG;
     }
     if (r->key_body == EDGE_ROUTE_BODY_NONE || req->method != HTTP_M_POST)

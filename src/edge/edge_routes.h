@@ -30,9 +30,9 @@ enum edge_route_body {
 struct edge_route {
     unsigned magic;
 #define EDGE_ROUTE_MAGIC 0x52544531u
-    const char *prefix;           /* starts with '/' */
+    const char *prefix; /* starts with '/' */
     size_t prefix_len;
-    unsigned methods;             /* EDGE_ROUTE_M() bits; default GET and HEAD */
+    unsigned methods; /* EDGE_ROUTE_M() bits; default GET and HEAD */
     enum edge_route_body key_body;
     int64_t ttl_s;                /* freshness for responses without any of their own
                                    * (and what makes a POST response storable); -1: none */

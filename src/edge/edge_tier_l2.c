@@ -47,11 +47,11 @@
 #define FDC_WATCH (IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF)
 
 struct fdc_slot {
-    struct l2_entry *en;  /* ref */
-    struct cache_obj *o;  /* ref; file-backed body, the fd inside */
-    uint64_t last_hit;    /* the loop's L2 hit count at this slot's last use (replacement) */
-    int wd;               /* inotify watch on the file, or -1: fstat on every use */
-    int32_t wd_next;      /* next slot index in the same wd bucket, or -1 */
+    struct l2_entry *en; /* ref */
+    struct cache_obj *o; /* ref; file-backed body, the fd inside */
+    uint64_t last_hit;   /* the loop's L2 hit count at this slot's last use (replacement) */
+    int wd;              /* inotify watch on the file, or -1: fstat on every use */
+    int32_t wd_next;     /* next slot index in the same wd bucket, or -1 */
     dev_t dev;
     ino_t ino;
     off_t size;
@@ -59,14 +59,14 @@ struct fdc_slot {
 };
 
 struct edge_fdc {
-    uint64_t l2_hits; /* this loop's L2 hits so far: the clock of slot replacement */
-    uv_poll_t *ipoll;     /* on ifd; NULL without inotify */
-    uv_prepare_t *iprep;  /* clears drained before each poll */
-    int ifd;              /* inotify instance, or -1 */
-    int drained;          /* ifd read since this loop iteration's poll returned */
-    unsigned closing;     /* handles still closing at the end */
-    int32_t *wd_head; /* nslots buckets: wd -> first slot index, or -1 */
-    size_t nslots;    /* a power of two */
+    uint64_t l2_hits;    /* this loop's L2 hits so far: the clock of slot replacement */
+    uv_poll_t *ipoll;    /* on ifd; NULL without inotify */
+    uv_prepare_t *iprep; /* clears drained before each poll */
+    int ifd;             /* inotify instance, or -1 */
+    int drained;         /* ifd read since this loop iteration's poll returned */
+    unsigned closing;    /* handles still closing at the end */
+    int32_t *wd_head;    /* nslots buckets: wd -> first slot index, or -1 */
+    size_t nslots;       /* a power of two */
     struct fdc_slot slot[];
 };
 
@@ -360,7 +360,7 @@ struct l2_job {
     struct l2_entry *en; /* NULL: probe the disk (index still being rebuilt) */
     char *key;
     size_t klen;
-    int promote;         /* read the body into memory for L1 */
+    int promote; /* read the body into memory for L1 */
     int rc;
     struct l2_file f;
     struct cache_body *mem;
@@ -433,7 +433,8 @@ static void l2_work(uv_work_t *req)
         }
     }
     /* The first window goes out with sendfile from the loop: have it in the page cache. */
-    readahead(j->f.fd, (off64_t)j->f.body_off, (size_t)MC_MIN(j->f.body_len, (uint64_t)EDGE_FILE_WINDOW));
+    readahead(j->f.fd, (off64_t)j->f.body_off,
+              (size_t)MC_MIN(j->f.body_len, (uint64_t)EDGE_FILE_WINDOW));
 }
 
 static void l2_after(uv_work_t *req, int status)
@@ -497,8 +498,8 @@ static struct cache_obj *copy_if_resident(const struct cache_obj *fo)
     return b ? cache_obj_dup(fo, b) : NULL;
 }
 
-static void l2t_lookup(struct edge_worker *w, struct http_exchange *x, const char *key,
-                       size_t klen, const struct edge_rctx *rc, edge_tier_done_f done)
+static void l2t_lookup(struct edge_worker *w, struct http_exchange *x, const char *key, size_t klen,
+                       const struct edge_rctx *rc, edge_tier_done_f done)
 {
     struct edge *e = w->e;
     struct l2_entry *en = NULL;
@@ -575,8 +576,8 @@ static void store_work(uv_work_t *req)
 {
     struct store_job *s = req->data;
     struct l2_writer *wr = NULL;
-    int rc = l2_writer_begin(s->e->l2, s->key, s->klen, s->o,
-                             (int64_t)cache_body_len(s->o->body), &wr);
+    int rc = l2_writer_begin(s->e->l2, s->key, s->klen, s->o, (int64_t)cache_body_len(s->o->body),
+                             &wr);
 
     if (rc == 0 && (rc = store_body(wr, s->o)) == 0)
         rc = l2_writer_commit(&wr);
@@ -619,7 +620,7 @@ static void l2t_drop(struct edge_worker *w, const char *key, size_t klen)
 /* ---- start-up ---- */
 
 #define L2_STAT(field)                                                                             \
-    static double l2_stat_##field(void *arg)                                                            \
+    static double l2_stat_##field(void *arg)                                                       \
     {                                                                                              \
         struct l2_stats st;                                                                        \
         l2_stats(((struct edge *)arg)->l2, &st);                                                   \
@@ -635,24 +636,23 @@ L2_STAT(admission_paused)
 L2_STAT(ready)
 L2_STAT(indexed_at_start)
 
-
 static void l2_metrics(struct edge *e)
 {
     metrics_gauge_fn("mlcdn_edge_l2_objects", "Objects in L2", NULL, l2_stat_objects, e);
     metrics_gauge_fn("mlcdn_edge_l2_bytes", "Bytes charged to L2", NULL, l2_stat_bytes, e);
     metrics_gauge_fn("mlcdn_edge_l2_budget_bytes", "L2 byte budget", NULL, l2_stat_budget, e);
-    metrics_gauge_fn("mlcdn_edge_l2_ready", "1 once the start-up index rebuild finished",
-                     NULL, l2_stat_ready, e);
-    metrics_gauge_fn("mlcdn_edge_l2_indexed_at_start", "Files found by the index rebuild",
-                     NULL, l2_stat_indexed_at_start, e);
+    metrics_gauge_fn("mlcdn_edge_l2_ready", "1 once the start-up index rebuild finished", NULL,
+                     l2_stat_ready, e);
+    metrics_gauge_fn("mlcdn_edge_l2_indexed_at_start", "Files found by the index rebuild", NULL,
+                     l2_stat_indexed_at_start, e);
     metrics_gauge_fn("mlcdn_edge_l2_admission_paused",
                      "1 while L2 takes no new objects after a write error", NULL,
                      l2_stat_admission_paused, e);
     metrics_counter_fn("mlcdn_edge_l2_corrupt_total",
                        "L2 files dropped for a bad header, size or body checksum", NULL,
                        l2_stat_corrupt, e);
-    metrics_counter_fn("mlcdn_edge_l2_write_errors_total", "L2 writes failed (ENOSPC, EIO)",
-                       NULL, l2_stat_write_errors, e);
+    metrics_counter_fn("mlcdn_edge_l2_write_errors_total", "L2 writes failed (ENOSPC, EIO)", NULL,
+                       l2_stat_write_errors, e);
     metrics_counter_fn("mlcdn_edge_l2_evictions_total", "Objects evicted from L2", NULL,
                        l2_stat_evictions, e);
 }

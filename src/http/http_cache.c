@@ -32,19 +32,27 @@ static int targeted(const struct http_resp_info *ri)
 static int heuristic_status(int s)
 {
     switch (s) {
-    case 200: case 203: case 204: case 206: case 300: case 301: case 308:
-    case 404: case 405: case 410: case 414: case 501:
-        return 1;
-    default:
-        return 0;
+    case 200:
+    case 203:
+    case 204:
+    case 206:
+    case 300:
+    case 301:
+    case 308:
+    case 404:
+    case 405:
+    case 410:
+    case 414:
+    case 501: return 1;
+    default: return 0;
     }
 }
 
 /* Statuses whose semantics this cache implements (for must-understand, §5.2.2.3). */
 static int understood_status(int s)
 {
-    return heuristic_status(s) || s == 302 || s == 303 || s == 307 || s == 400 ||
-           s == 403 || s == 500 || s == 502 || s == 503 || s == 504;
+    return heuristic_status(s) || s == 302 || s == 303 || s == 307 || s == 400 || s == 403 ||
+           s == 500 || s == 502 || s == 503 || s == 504;
 }
 
 int http_cache_storable(const struct http_req_info *qi, const struct http_resp_info *ri,
@@ -76,9 +84,9 @@ int http_cache_storable(const struct http_req_info *qi, const struct http_resp_i
     /* §4.1: a stored Vary: * response never matches a later request. */
     else if (ri->vary_star)
         w = "vary-star";
-    else if (qi->has_authorization && !(cc->public_ || cc->s_maxage >= 0 ||
-                                        cc->must_revalidate || ri->cc.public_ ||
-                                        ri->cc.s_maxage >= 0 || ri->cc.must_revalidate))
+    else if (qi->has_authorization &&
+             !(cc->public_ || cc->s_maxage >= 0 || cc->must_revalidate || ri->cc.public_ ||
+               ri->cc.s_maxage >= 0 || ri->cc.must_revalidate))
         w = "authorization"; /* §3.5 */
     if (w == NULL) {
         explicit_ok = cc->public_ || cc->max_age >= 0 || cc->s_maxage >= 0 ||
@@ -144,8 +152,7 @@ int64_t http_current_age(const struct http_resp_info *ri, int64_t request_time,
     apparent_age = ri->date >= 0 && response_time > ri->date ? response_time - ri->date : 0;
     response_delay = response_time > request_time ? response_time - request_time : 0;
     corrected_age_value = age_value + response_delay;
-    corrected_initial_age =
-        apparent_age > corrected_age_value ? apparent_age : corrected_age_value;
+    corrected_initial_age = apparent_age > corrected_age_value ? apparent_age : corrected_age_value;
     resident_time = now > response_time ? now - response_time : 0;
     return corrected_initial_age + resident_time;
 }

@@ -16,17 +16,17 @@
  * directives are ignored; a directive with an invalid value is treated as RFC 9111
  * §4.2.1 says (e.g. an invalid max-age makes the response stale: max_age = 0). */
 struct http_cc {
-    int present;            /* at least one directive was seen */
+    int present; /* at least one directive was seen */
     int64_t max_age;
     int64_t s_maxage;
     int64_t stale_while_revalidate;
     int64_t stale_if_error;
-    int64_t max_stale;      /* request; INT64_MAX for a bare max-stale */
-    int64_t min_fresh;      /* request */
+    int64_t max_stale; /* request; INT64_MAX for a bare max-stale */
+    int64_t min_fresh; /* request */
     unsigned no_store : 1;
-    unsigned no_cache : 1;  /* unqualified no-cache (qualified forms: see no_cache_fields) */
+    unsigned no_cache : 1; /* unqualified no-cache (qualified forms: see no_cache_fields) */
     unsigned no_cache_fields : 1;
-    unsigned private_ : 1;  /* unqualified private */
+    unsigned private_ : 1; /* unqualified private */
     unsigned private_fields : 1;
     unsigned public_ : 1;
     unsigned must_revalidate : 1;
@@ -49,24 +49,24 @@ size_t http_date_format(int64_t t, char *buf);
 /* What the cache knows of a response, gathered from its header fields. */
 struct http_resp_info {
     int status;
-    struct http_cc cc;         /* Cache-Control */
-    struct http_cc cdn_cc;     /* CDN-Cache-Control (RFC 9213); takes precedence when present */
-    struct http_cc surrogate;  /* Surrogate-Control; used when no CDN-Cache-Control */
-    int64_t date;              /* Date header */
-    int64_t expires;           /* Expires; an invalid Expires is a time in the past (0) */
+    struct http_cc cc;        /* Cache-Control */
+    struct http_cc cdn_cc;    /* CDN-Cache-Control (RFC 9213); takes precedence when present */
+    struct http_cc surrogate; /* Surrogate-Control; used when no CDN-Cache-Control */
+    int64_t date;             /* Date header */
+    int64_t expires;          /* Expires; an invalid Expires is a time in the past (0) */
     int64_t last_modified;
-    int64_t age;               /* Age header value */
+    int64_t age; /* Age header value */
     int has_expires;
-    int vary_star;             /* Vary: * */
-    int has_validator;         /* ETag or Last-Modified */
+    int vary_star;     /* Vary: * */
+    int has_validator; /* ETag or Last-Modified */
     int pragma_no_cache;
     int has_set_cookie;
 };
 
 void http_resp_info_init(struct http_resp_info *ri);
 /* Feeds one response header field (name and value as received). */
-void http_resp_info_add(struct http_resp_info *ri, const char *name, size_t nlen,
-                        const char *value, size_t vlen);
+void http_resp_info_add(struct http_resp_info *ri, const char *name, size_t nlen, const char *value,
+                        size_t vlen);
 
 /* Call once all fields are added: fills in what RFC 9110 §6.6.1 says a recipient uses
  * for an absent Date (the time the response was received). */
@@ -76,7 +76,7 @@ void http_resp_info_finish(struct http_resp_info *ri, int64_t response_time);
 struct http_req_info {
     enum http_method method;
     int has_authorization;
-    struct http_cc cc;         /* request Cache-Control */
+    struct http_cc cc; /* request Cache-Control */
     int pragma_no_cache;
 };
 
@@ -101,9 +101,9 @@ int64_t http_current_age(const struct http_resp_info *ri, int64_t request_time,
 
 /* How a stored response may be used for a request (RFC 9111 §4, §4.2.4 + RFC 5861). */
 enum http_reuse {
-    HTTP_REUSE_FRESH,       /* serve it */
-    HTTP_REUSE_STALE_OK,    /* stale, but may be served while revalidating (s-w-r) */
-    HTTP_REUSE_REVALIDATE,  /* must revalidate before use (stale, or no-cache) */
+    HTTP_REUSE_FRESH,      /* serve it */
+    HTTP_REUSE_STALE_OK,   /* stale, but may be served while revalidating (s-w-r) */
+    HTTP_REUSE_REVALIDATE, /* must revalidate before use (stale, or no-cache) */
 };
 
 /* Decides reuse from the stored response's lifetime, its current age, its directives and
@@ -129,8 +129,7 @@ int http_cache_conditional(const struct http_request *r, const char *etag, size_
  * 0 when the header should be ignored (absent, not bytes, several ranges, syntax error;
  * and the caller ignores it too when http_range_if_range_ok() says no: 200, whole body);
  * -416 when unsatisfiable. */
-int http_range_parse(const char *value, size_t len, uint64_t size, uint64_t *first,
-                     uint64_t *last);
+int http_range_parse(const char *value, size_t len, uint64_t size, uint64_t *first, uint64_t *last);
 
 /* If-Range (RFC 9110 §13.1.5) of request r against the stored response: 1 when there is
  * no If-Range or it matches (strong entity-tag comparison, or a date equal to

@@ -223,8 +223,8 @@ static int no_cache_item(const char *item, size_t ilen, void *arg)
     return 0;
 }
 
-void http_resp_info_add(struct http_resp_info *ri, const char *name, size_t nlen,
-                        const char *value, size_t vlen)
+void http_resp_info_add(struct http_resp_info *ri, const char *name, size_t nlen, const char *value,
+                        size_t vlen)
 {
     int64_t t;
 
@@ -279,8 +279,7 @@ void http_resp_info_add(struct http_resp_info *ri, const char *name, size_t nlen
         else if (ieq(name, nlen, "surrogate-control"))
             http_cc_parse(&ri->surrogate, value, vlen);
         break;
-    default:
-        break;
+    default: break;
     }
 }
 

@@ -47,13 +47,11 @@ static const unsigned char cls[256] = {
     7,  31, 31, 31, 31, 31, 31, 23, 23, 23, 23, 23, 23, 23, 23, 23, /* 0x60 */
     23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 6,  7,  6,  23, 0,  /* 0x70 */
     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0x80 */
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, 4,
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, 4,
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, 4,
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, 4,
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4,
 };
 
 #define IS(c, k) (cls[(unsigned char)(c)] & (k))
@@ -126,16 +124,11 @@ const struct http_header *http_request_header(const struct http_request *r, cons
 static int end_to_end(struct http_str name)
 {
     switch (name.len) {
-    case 4:
-        return IEQ(name.p, 4, "host");
-    case 13:
-        return IEQ(name.p, 13, "authorization") || IEQ(name.p, 13, "cache-control");
-    case 14:
-        return IEQ(name.p, 14, "content-length");
-    case 17:
-        return IEQ(name.p, 17, "transfer-encoding");
-    default:
-        return 0;
+    case 4: return IEQ(name.p, 4, "host");
+    case 13: return IEQ(name.p, 13, "authorization") || IEQ(name.p, 13, "cache-control");
+    case 14: return IEQ(name.p, 14, "content-length");
+    case 17: return IEQ(name.p, 17, "transfer-encoding");
+    default: return 0;
     }
 }
 
@@ -258,8 +251,7 @@ static enum http_method method_of(const char *m, size_t len)
         if (memcmp(m, "CONNECT", 7) == 0)
             return HTTP_M_CONNECT;
         break;
-    default:
-        break;
+    default: break;
     }
     return HTTP_M_OTHER;
 }
@@ -337,9 +329,9 @@ static int parse_content_length(const char *p, size_t len, int64_t *out)
 }
 
 struct te_state {
-    int seen;         /* a Transfer-Encoding field was present */
-    int chunked_seen; /* chunked appeared somewhere */
-    int last_chunked; /* the last coding so far is chunked */
+    int seen;                    /* a Transfer-Encoding field was present */
+    int chunked_seen;            /* chunked appeared somewhere */
+    int last_chunked;            /* the last coding so far is chunked */
     struct http_str unsupported; /* the coding that made it 501 */
 };
 
@@ -703,8 +695,7 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
                 }
             }
             break;
-        default:
-            break;
+        default: break;
         }
     }
 
@@ -764,14 +755,14 @@ fail:
 /* ---- chunked decoder ---- */
 
 enum {
-    CK_SIZE = 0,  /* chunk-size hex digits */
-    CK_BWS,       /* whitespace after the size: only ';' may follow */
-    CK_EXT,       /* chunk extensions, skipped */
-    CK_SIZE_LF,   /* CR seen at the end of the size line */
+    CK_SIZE = 0, /* chunk-size hex digits */
+    CK_BWS,      /* whitespace after the size: only ';' may follow */
+    CK_EXT,      /* chunk extensions, skipped */
+    CK_SIZE_LF,  /* CR seen at the end of the size line */
     CK_DATA,
     CK_DATA_CR,
     CK_DATA_LF,
-    CK_TR_START,  /* start of a trailer line or the final CRLF */
+    CK_TR_START, /* start of a trailer line or the final CRLF */
     CK_TR_NAME,
     CK_TR_VALUE,
     CK_TR_LF,
@@ -959,9 +950,7 @@ int http_chunked_feed(struct http_chunked *c, const char *in, size_t len, size_t
             c->state = CK_DONE;
             *consumed = i;
             return HTTP_CHUNKED_DONE;
-        default:
-            msg = "chunked decoder in a bad state";
-            goto fail;
+        default: msg = "chunked decoder in a bad state"; goto fail;
         }
         continue;
     trailer_byte:

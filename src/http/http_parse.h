@@ -58,22 +58,22 @@ struct http_header {
 struct http_request {
     enum http_method method;
     struct http_str method_str;
-    struct http_str target;    /* request-target as received */
-    struct http_str path;      /* origin-form path (or the path of an absolute-form URI) */
-    struct http_str query;     /* after '?', without it; len 0 when absent */
-    struct http_str abs_host;  /* authority of an absolute-form (or CONNECT) target, else len 0 */
-    int version_minor;         /* 0 or 1 (HTTP/1.x only) */
+    struct http_str target;   /* request-target as received */
+    struct http_str path;     /* origin-form path (or the path of an absolute-form URI) */
+    struct http_str query;    /* after '?', without it; len 0 when absent */
+    struct http_str abs_host; /* authority of an absolute-form (or CONNECT) target, else len 0 */
+    int version_minor;        /* 0 or 1 (HTTP/1.x only) */
     struct http_header headers[HTTP_MAX_HEADERS];
     size_t nheaders;
     /* The request's host: the authority of an absolute-form target, which replaces the
      * Host field (RFC 9112 §3.2.2; that field's value in headers[] is rewritten to it
      * too), else the Host field's value; len 0 when there is neither. */
     struct http_str host;
-    int64_t content_length;    /* -1 when absent */
-    int chunked;               /* Transfer-Encoding: chunked (last coding) */
-    int keep_alive;            /* per version default, Connection: close / keep-alive */
-    int expect_continue;       /* Expect: 100-continue */
-    size_t head_len;           /* bytes of the request head including the final CRLFCRLF */
+    int64_t content_length; /* -1 when absent */
+    int chunked;            /* Transfer-Encoding: chunked (last coding) */
+    int keep_alive;         /* per version default, Connection: close / keep-alive */
+    int expect_continue;    /* Expect: 100-continue */
+    size_t head_len;        /* bytes of the request head including the final CRLFCRLF */
     /* Set on a 501 for a transfer coding other than chunked (and only then): the coding,
      * so the answer can name it. The one field meaningful after a rejection. */
     struct http_str unsupported_coding;
@@ -124,7 +124,7 @@ struct http_chunked {
     uint64_t remaining; /* bytes of chunk data still to come */
     uint64_t total;     /* decoded body bytes so far */
     uint64_t max_body;
-    size_t line_len;    /* bytes of the current size/extension/trailer line so far */
+    size_t line_len; /* bytes of the current size/extension/trailer line so far */
     unsigned digits;
 };
 

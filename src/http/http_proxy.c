@@ -29,9 +29,15 @@ static int name_is(const char *p, size_t n, const char *lit)
 
 int http_proxy_hop_by_hop(const char *name, size_t n)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                      "trailer", "transfer-encoding", "upgrade",
-                                      "proxy-authenticate", "proxy-authorization"};
+    static const char *const hop[] = {"connection",
+                                      "keep-alive",
+                                      "proxy-connection",
+                                      "te",
+                                      "trailer",
+                                      "transfer-encoding",
+                                      "upgrade",
+                                      "proxy-authenticate",
+                                      "proxy-authorization"};
     for (size_t i = 0; i < MC_ARRAY_SIZE(hop); i++)
         if (name_is(name, n, hop[i]))
             return 1;
@@ -45,8 +51,8 @@ int http_proxy_hop_by_hop(const char *name, size_t n)
  * path). */
 static int keep_stored(const char *name, size_t n)
 {
-    static const char *const drop[] = {"content-length", "age", "surrogate-control",
-                                       "x-cache", "x-cache-level", "x-edge-region"};
+    static const char *const drop[] = {"content-length", "age",           "surrogate-control",
+                                       "x-cache",        "x-cache-level", "x-edge-region"};
     if (http_proxy_hop_by_hop(name, n))
         return 0;
     for (size_t i = 0; i < MC_ARRAY_SIZE(drop); i++)
@@ -132,13 +138,13 @@ static int each_line(const char *lines, size_t len, int (*fn)(const struct line 
 
 struct framing {
     int version_minor;
-    int64_t cl;          /* -1 until a Content-Length field */
-    unsigned cl_items;   /* values in the current Content-Length field */
+    int64_t cl;        /* -1 until a Content-Length field */
+    unsigned cl_items; /* values in the current Content-Length field */
     int te_seen;
-    unsigned chunked;    /* times chunked was listed */
-    int last_chunked;    /* the last coding so far is chunked */
-    int other_coding;    /* a coding other than chunked */
-    struct buf conn;     /* the Connection fields' values, joined by "," */
+    unsigned chunked; /* times chunked was listed */
+    int last_chunked; /* the last coding so far is chunked */
+    int other_coding; /* a coding other than chunked */
+    struct buf conn;  /* the Connection fields' values, joined by "," */
     const char *why;
 };
 
@@ -281,9 +287,8 @@ static int build_line(const struct line *l, void *arg)
     return put_line(&b->out, l);
 }
 
-int http_proxy_resp_parse(struct http_proxy_resp *out, int status, int version_minor,
-                          int no_body, const char *lines, size_t len, int64_t now,
-                          const char **why)
+int http_proxy_resp_parse(struct http_proxy_resp *out, int status, int version_minor, int no_body,
+                          const char *lines, size_t len, int64_t now, const char **why)
 {
     struct framing fr = {.version_minor = version_minor, .cl = -1};
     struct build b = {0};

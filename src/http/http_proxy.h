@@ -28,10 +28,10 @@ struct http_proxy_resp {
     struct http_resp_info info; /* caching facts of every field (stored or not) */
     char *hdrs;                 /* the stored block, owned, never NULL */
     size_t hdrs_len;
-    char *etag;                 /* the ETag value, owned; NULL when absent */
-    char *vary;                 /* Vary names lower-cased, joined by ","; owned; NULL when absent */
-    int64_t content_length;     /* the body length the head announces; -1 when it does not */
-    int chunked;                /* the body is chunked (content_length is then -1) */
+    char *etag;             /* the ETag value, owned; NULL when absent */
+    char *vary;             /* Vary names lower-cased, joined by ","; owned; NULL when absent */
+    int64_t content_length; /* the body length the head announces; -1 when it does not */
+    int chunked;            /* the body is chunked (content_length is then -1) */
 };
 
 /* Parses the field lines `lines` (each ended by LF or CRLF, as received; no status line,
@@ -46,9 +46,8 @@ struct http_proxy_resp {
  * Content-Length, Transfer-Encoding in HTTP/1.0, a coding other than a single final
  * chunked; -E2BIG when the stored block would exceed HTTP_PROXY_HDRS_MAX. *out is left
  * untouched on error. */
-int http_proxy_resp_parse(struct http_proxy_resp *out, int status, int version_minor,
-                          int no_body, const char *lines, size_t len, int64_t now,
-                          const char **why);
+int http_proxy_resp_parse(struct http_proxy_resp *out, int status, int version_minor, int no_body,
+                          const char *lines, size_t len, int64_t now, const char **why);
 void http_proxy_resp_fini(struct http_proxy_resp *r);
 
 /* The stored block `old` updated with the fields of a 304's field lines (RFC 9111 §3.2):

@@ -76,8 +76,8 @@ static int etag_list_match(const char *v, size_t len, const char *etag, size_t e
         n = etag_len(v + i, len - i);
         if (n == 0)
             return 0;
-        if (elen > 0 && (weak ? http_etag_weak_eq(v + i, n, etag, elen)
-                              : etag_strong_eq(v + i, n, etag, elen)))
+        if (elen > 0 &&
+            (weak ? http_etag_weak_eq(v + i, n, etag, elen) : etag_strong_eq(v + i, n, etag, elen)))
             return 1;
         i += n;
         while (i < len && (v[i] == ' ' || v[i] == '\t'))
@@ -152,8 +152,8 @@ int http_range_if_range_ok(const struct http_request *r, const char *etag, size_
         elen = 0;
     /* RFC 9110 §13.1.5: an entity-tag matches only strongly; a date only exactly. A date
      * may begin with 'W' too ("Wed, ..."): only "W/" marks a weak tag. */
-    if (h->value.len > 0 && (h->value.p[0] == '"' || (h->value.len >= 2 && h->value.p[0] == 'W' &&
-                                                       h->value.p[1] == '/')))
+    if (h->value.len > 0 && (h->value.p[0] == '"' ||
+                             (h->value.len >= 2 && h->value.p[0] == 'W' && h->value.p[1] == '/')))
         return etag_strong_eq(h->value.p, h->value.len, etag, elen);
     if (http_date_parse(h->value.p, h->value.len, &t) != 0)
         return 0;

@@ -84,17 +84,17 @@ struct http_exchange {
     struct buf body;
     uint64_t start_us;
     int status;
-    int started;       /* head formatted */
+    int started; /* head formatted */
     int head_sent;
-    int chunked;       /* response framing */
-    int close_delim;   /* HTTP/1.0 without length: close ends the body */
-    int no_body;       /* HEAD or 1xx/204/304 */
+    int chunked;     /* response framing */
+    int close_delim; /* HTTP/1.0 without length: close ends the body */
+    int no_body;     /* HEAD or 1xx/204/304 */
     int close_after;
     int aborted;
     int ended;
     http_x_cb_f *on_abort;
     void *abort_arg;
-    char *head;        /* formatted response head waiting for the first write */
+    char *head; /* formatted response head waiting for the first write */
     size_t head_len;
     /* Streamed request body (listeners with stream_bodies). */
     int streaming;
@@ -111,13 +111,13 @@ struct http_exchange {
 
 /* A file send in progress on a connection (http_x_sendfile_fd). */
 struct sendfd {
-    uv_write_t req;   /* the probe write; embedded: the connection outlives it */
-    char *probe;      /* SF_PROBE bytes while a send needed to wait, else NULL */
-    int fd;           /* the caller's; never closed here */
-    int active;       /* bytes left to send, done still owed */
-    int probing;      /* req is in libuv's write queue */
-    int then_next;    /* the exchange ended meanwhile: serve the next request after */
-    int then_close;   /* ...or close the connection */
+    uv_write_t req; /* the probe write; embedded: the connection outlives it */
+    char *probe;    /* SF_PROBE bytes while a send needed to wait, else NULL */
+    int fd;         /* the caller's; never closed here */
+    int active;     /* bytes left to send, done still owed */
+    int probing;    /* req is in libuv's write queue */
+    int then_next;  /* the exchange ended meanwhile: serve the next request after */
+    int then_close; /* ...or close the connection */
     uint64_t off, left;
     void (*done)(void *arg);
     void *arg;
@@ -134,27 +134,27 @@ struct conn {
     size_t in_len, in_cap;
     enum conn_state state;
     struct http_chunked chunked;
-    uint64_t body_left;        /* Content-Length body bytes still to read */
-    struct http_exchange *x;   /* current exchange, NULL when none */
+    uint64_t body_left;          /* Content-Length body bytes still to read */
+    struct http_exchange *x;     /* current exchange, NULL when none */
     struct http_exchange *spare; /* a finished exchange kept for the next request */
-    int tcp_closed;            /* close callback ran for tcp */
+    int tcp_closed;              /* close callback ran for tcp */
     int timer_closed;
-    int closing;               /* uv_close issued */
+    int closing; /* uv_close issued */
     int reading;
     int sent_continue;
-    int reset_close;           /* close with a RST: a response was aborted (http_x_abort) */
-    int in_dispatch;           /* a handler call is on the stack */
-    int want_next;             /* an exchange ended inside it with requests pending */
+    int reset_close; /* close with a RST: a response was aborted (http_x_abort) */
+    int in_dispatch; /* a handler call is on the stack */
+    int want_next;   /* an exchange ended inside it with requests pending */
     int keep_alive;
-    int req_unread;            /* request bytes may still arrive (body unread or failed) */
-    int lingering;             /* closing with a lingering close (conn_linger) */
-    int shut;                  /* lingering: response and FIN are out, only reading now */
-    int linger_eof;            /* lingering: the client ended its side before we shut ours */
-    uint64_t linger_end;       /* lingering: loop time it ends at the latest */
-    uint64_t linger_bytes;     /* lingering: client bytes read and discarded */
-    size_t li;                 /* index of the listener that accepted it */
-    uint64_t deadline;         /* loop time (ms) of the pending timeout; 0: none */
-    uint64_t idle_since;       /* loop time it last began waiting for a request */
+    int req_unread;        /* request bytes may still arrive (body unread or failed) */
+    int lingering;         /* closing with a lingering close (conn_linger) */
+    int shut;              /* lingering: response and FIN are out, only reading now */
+    int linger_eof;        /* lingering: the client ended its side before we shut ours */
+    uint64_t linger_end;   /* lingering: loop time it ends at the latest */
+    uint64_t linger_bytes; /* lingering: client bytes read and discarded */
+    size_t li;             /* index of the listener that accepted it */
+    uint64_t deadline;     /* loop time (ms) of the pending timeout; 0: none */
+    uint64_t idle_since;   /* loop time it last began waiting for a request */
     char peer[64];
     uint64_t requests;
     struct sendfd sf;
@@ -182,10 +182,10 @@ struct worker {
     uv_loop_t loop;
     uv_async_t stop_async;
     struct listener listeners[HTTP_SERVER_MAX_LISTENERS];
-    uv_timer_t accept_timer;   /* resumes accepting after a pause */
+    uv_timer_t accept_timer; /* resumes accepting after a pause */
     int accept_paused;
-    int fd_short;              /* in an episode of failed accepts (counted in srv->fd_short) */
-    uint64_t last_pause;       /* loop time of the last pause */
+    int fd_short;        /* in an episode of failed accepts (counted in srv->fd_short) */
+    uint64_t last_pause; /* loop time of the last pause */
     uv_timer_t grace_timer;
     uv_thread_t thread;
     struct conn *conns;
@@ -197,9 +197,9 @@ struct worker {
 };
 
 struct listener_metrics {
-    struct metrics_counter *paused;  /* accept paused for want of descriptors */
-    struct metrics_counter *shed;    /* idle connections closed to make room */
-    struct metrics_counter *linger;  /* lingering closes begun */
+    struct metrics_counter *paused; /* accept paused for want of descriptors */
+    struct metrics_counter *shed;   /* idle connections closed to make room */
+    struct metrics_counter *linger; /* lingering closes begun */
 };
 
 struct http_server {
@@ -327,7 +327,7 @@ static int bound_port(int fd)
 
 struct wreq {
     uv_write_t req;
-    char *own;                /* memory freed after the write (head, chunk framing, copies) */
+    char *own; /* memory freed after the write (head, chunk framing, copies) */
     void (*done)(void *arg);
     void *arg;
     struct conn *conn;
@@ -386,8 +386,8 @@ static void on_write(uv_write_t *req, int status)
 }
 
 /* Queues bufs as one writev; `own` is freed afterwards, done(arg) called once. */
-static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own,
-                       void (*done)(void *), void *arg)
+static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void (*done)(void *),
+                       void *arg)
 {
     struct wreq *wr;
     size_t total = 0;
@@ -520,8 +520,7 @@ static void format_head(struct http_exchange *x, int status, const char *headers
     x->started = 1;
 }
 
-void http_x_start(struct http_exchange *x, int status, const char *headers,
-                  int64_t content_length)
+void http_x_start(struct http_exchange *x, int status, const char *headers, int64_t content_length)
 {
     MC_ASSERT(!x->started && !x->ended);
     format_head(x, status, headers, content_length);
@@ -694,8 +693,7 @@ static int sf_probe(struct conn *c)
     if (!sf->probe)
         sf->probe = mc_xmalloc(SF_PROBE);
     do
-        n = pread(sf->fd, sf->probe, (size_t)MC_MIN(sf->left, (uint64_t)SF_PROBE),
-                  (off_t)sf->off);
+        n = pread(sf->fd, sf->probe, (size_t)MC_MIN(sf->left, (uint64_t)SF_PROBE), (off_t)sf->off);
     while (n < 0 && errno == EINTR);
     if (n <= 0)
         return n < 0 ? -errno : -EIO; /* EOF: the file is shorter than announced */
@@ -973,7 +971,6 @@ uint64_t http_x_start_us(const struct http_exchange *x)
 }
 
 /* ---- connection ---- */
-
 
 static void exchange_free(struct conn *c, struct http_exchange *x)
 {
@@ -1522,8 +1519,8 @@ static void read_body(struct conn *c)
         while (used < avail) {
             size_t consumed = 0, dlen = 0;
             const char *data = NULL, *msg = NULL;
-            int r = http_chunked_feed(&c->chunked, p + used, avail - used, &consumed, &data,
-                                      &dlen, &msg);
+            int r = http_chunked_feed(&c->chunked, p + used, avail - used, &consumed, &data, &dlen,
+                                      &msg);
             if (r < 0) {
                 conn_reject(c, -r, msg ? msg : "invalid chunked body");
                 return;
@@ -1671,10 +1668,8 @@ enum http_accept_act http_accept_errno_act(int err)
     case ENONET:
     case EHOSTUNREACH:
     case EOPNOTSUPP:
-    case ENETUNREACH:
-        return HTTP_ACCEPT_RETRY;
-    default:
-        return HTTP_ACCEPT_PAUSE;
+    case ENETUNREACH: return HTTP_ACCEPT_RETRY;
+    default: return HTTP_ACCEPT_PAUSE;
     }
 }
 
@@ -1763,11 +1758,12 @@ static void accept_pause(struct worker *w, struct listener *l, int err)
     if (!w->fd_short) {
         w->fd_short = 1;
         if (atomic_fetch_add(&s->fd_short, 1) == 0)
-            log_warn("http: accepting paused, accept(2) failed", "listener=%s err=%s worker=%u "
+            log_warn("http: accepting paused, accept(2) failed",
+                     "listener=%s err=%s worker=%u "
                      "conns=%llu idle_closed=%u retry_ms=%d",
                      s->cfg.listeners[l->idx].name ? s->cfg.listeners[l->idx].name : "-",
-                     uv_err_name(err), w->idx,
-                     (unsigned long long)atomic_load(&s->active_conns), shed, ACCEPT_PAUSE_MS);
+                     uv_err_name(err), w->idx, (unsigned long long)atomic_load(&s->active_conns),
+                     shed, ACCEPT_PAUSE_MS);
     }
     uv_timer_start(&w->accept_timer, on_accept_resume, ACCEPT_PAUSE_MS, 0);
 }
@@ -1783,8 +1779,8 @@ static void accept_recovered(struct worker *w)
         return;
     if (now < w->last_pause + ACCEPT_CALM_MS) {
         if (!uv_is_active((uv_handle_t *)&w->accept_timer))
-            uv_timer_start(&w->accept_timer, on_accept_resume,
-                           w->last_pause + ACCEPT_CALM_MS - now, 0);
+            uv_timer_start(&w->accept_timer, on_accept_resume, w->last_pause + ACCEPT_CALM_MS - now,
+                           0);
         return;
     }
     w->fd_short = 0;
@@ -1846,14 +1842,9 @@ static void accept_some(struct listener *l)
         }
         int err = errno;
         switch (http_accept_errno_act(err)) {
-        case HTTP_ACCEPT_DRAINED:
-            accept_recovered(w);
-            return;
-        case HTTP_ACCEPT_RETRY:
-            break;
-        case HTTP_ACCEPT_PAUSE:
-            accept_pause(w, l, -err);
-            return;
+        case HTTP_ACCEPT_DRAINED: accept_recovered(w); return;
+        case HTTP_ACCEPT_RETRY: break;
+        case HTTP_ACCEPT_PAUSE: accept_pause(w, l, -err); return;
         }
     }
 }
@@ -2023,18 +2014,20 @@ int http_server_start(const struct http_server_cfg *cfg, struct http_server **ou
         char labels[96];
         snprintf(labels, sizeof(labels), "listener=\"%s\"",
                  cfg->listeners[i].name ? cfg->listeners[i].name : "http");
-        s->m[i].paused = metrics_counter(
-            "mlcdn_http_accept_paused_total",
-            "Times a worker stopped accepting for a while because accept(2) failed (out of "
-            "file descriptors)", labels);
-        s->m[i].shed = metrics_counter(
-            "mlcdn_http_idle_closed_total",
-            "Idle connections closed to make room for new clients when accept(2) failed",
-            labels);
-        s->m[i].linger = metrics_counter(
-            "mlcdn_http_lingering_closes_total",
-            "Connections closed with a lingering close (the client's remaining bytes read and "
-            "dropped after the response)", labels);
+        s->m[i].paused = metrics_counter("mlcdn_http_accept_paused_total",
+                                         "Times a worker stopped accepting for a while because "
+                                         "accept(2) failed (out of "
+                                         "file descriptors)",
+                                         labels);
+        s->m[i].shed = metrics_counter("mlcdn_http_idle_closed_total",
+                                       "Idle connections closed to make room for new clients when "
+                                       "accept(2) failed",
+                                       labels);
+        s->m[i].linger = metrics_counter("mlcdn_http_lingering_closes_total",
+                                         "Connections closed with a lingering close (the client's "
+                                         "remaining bytes read and "
+                                         "dropped after the response)",
+                                         labels);
     }
     for (unsigned k = 0; k < s->nworkers; k++) {
         struct worker *w = &s->workers[k];

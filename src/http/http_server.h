@@ -48,8 +48,8 @@ struct http_listener_cfg {
     const char *addr;        /* "127.0.0.1:8080", "[::1]:0", ":8080" (all addresses) */
     http_handler_f *handler; /* called on the connection's loop */
     void *arg;
-    const char *name;        /* for logs and metrics ("public", "admin") */
-    int stream_bodies;       /* call the handler after the head; see http_x_body_stream() */
+    const char *name;  /* for logs and metrics ("public", "admin") */
+    int stream_bodies; /* call the handler after the head; see http_x_body_stream() */
 };
 
 #define HTTP_SERVER_MAX_LISTENERS 4
@@ -154,10 +154,9 @@ void http_x_error(struct http_exchange *x, int status, const char *msg);
  * once, when the bytes were written or the write failed. done may run before http_x_write
  * returns: when the socket took all the bytes at once, or when there is nothing to send
  * (e.g. HEAD). Returns 0, or -EPIPE when the client is gone (done is then not called). */
-void http_x_start(struct http_exchange *x, int status, const char *headers,
-                  int64_t content_length);
-int http_x_write(struct http_exchange *x, const void *data, size_t len,
-                 void (*done)(void *arg), void *arg);
+void http_x_start(struct http_exchange *x, int status, const char *headers, int64_t content_length);
+int http_x_write(struct http_exchange *x, const void *data, size_t len, void (*done)(void *arg),
+                 void *arg);
 /* Like http_x_write for bytes [off, off+len) of file `fd`, which are also mapped at `mem`:
  * sent with sendfile(2) when the socket takes them at once (no copy), else written from
  * `mem`. Not for chunked responses. fd and mem must stay valid until done(arg). */

@@ -120,11 +120,11 @@ void infer_model_describe(const struct infer_model *m, char *buf, size_t len);
 void infer_model_memory(const struct infer_model *m, struct infer_model_mem *out);
 
 struct infer_session_opts {
-    int threads;         /* BLAS threads for this process; 0 = leave as is (default 1) */
+    int threads; /* BLAS threads for this process; 0 = leave as is (default 1) */
     /* Cap on the session's memory: arena plus the tensors its cached plans folded; 0 = the
      * model's budget less its constants (a lower value only lowers it). */
     size_t max_arena;
-    unsigned max_plans;  /* plans cached (one per input shape); 0 = 8 */
+    unsigned max_plans; /* plans cached (one per input shape); 0 = 8 */
 };
 
 /* New session on `m` (takes its own model reference). opts may be NULL. Caller frees it

@@ -68,9 +68,7 @@ static int flatten_json(json_t *j, json_t *flat)
     if (json_is_array(j)) {
         size_t i;
         json_t *x;
-        json_array_foreach(j, i, x)
-        if (flatten_json(x, flat) != 0)
-            return -1;
+        json_array_foreach(j, i, x) if (flatten_json(x, flat) != 0) return -1;
         return 0;
     }
     if (!json_is_number(j) && !json_is_boolean(j))
@@ -93,7 +91,8 @@ static int inputs_from_json(const struct infer_model *m, const char *path, struc
         return -EINVAL;
     }
     out->v = mc_xcalloc(json_object_size(root) + 1, sizeof(*out->v));
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         int idx = infer_model_input_index(m, key);
         json_t *shape = json_object_get(val, "shape"), *data = json_object_get(val, "data");
         json_t *flat = json_array();
@@ -503,8 +502,10 @@ int infer_cli_main(int argc, char **argv)
             infer_set_threads(atoi(argv[++i]));
         } else if (!strcmp(a, "--memory") && more) {
             if (units_parse_size(argv[++i], &memory) != 0 || memory == 0) {
-                fprintf(stderr, "mlcdn infer: --memory: '%s' is not a size such as 512M or "
-                                "2G\n", argv[i]);
+                fprintf(stderr,
+                        "mlcdn infer: --memory: '%s' is not a size such as 512M or "
+                        "2G\n",
+                        argv[i]);
                 return 2;
             }
         } else if (!strcmp(a, "--conformance") && more) {

@@ -27,8 +27,7 @@ int infer__node_err(const struct infer_node *n, int err, struct infer_err *e)
     char msg[384];
 
     snprintf(msg, sizeof(msg), "%s", e != NULL && e->buf != NULL ? e->buf : "");
-    return infer__errf(e, err, "node '%s' (%s, opset %d): %s", n->name, n->op_type, n->opset,
-                       msg);
+    return infer__errf(e, err, "node '%s' (%s, opset %d): %s", n->name, n->op_type, n->opset, msg);
 }
 
 int infer__charge(struct infer_model *m, size_t bytes, struct infer_err *e, const char *fmt, ...)
@@ -43,7 +42,8 @@ int infer__charge(struct infer_model *m, size_t bytes, struct infer_err *e, cons
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    return infer__errf(e, -E2BIG, "%s needs %zu bytes, over the memory budget of %zu bytes "
-                       "(%zu already held by the model's constants)", what, bytes, m->budget,
-                       m->const_bytes);
+    return infer__errf(e, -E2BIG,
+                       "%s needs %zu bytes, over the memory budget of %zu bytes "
+                       "(%zu already held by the model's constants)",
+                       what, bytes, m->budget, m->const_bytes);
 }

@@ -46,7 +46,7 @@ struct infer_attr {
     int type;
     float f;
     int64_t i;
-    char *s; /* NUL-terminated copy of the bytes */
+    char *s;  /* NUL-terminated copy of the bytes */
     size_t n; /* element count of floats/ints/strings */
     float *floats;
     int64_t *ints;
@@ -60,7 +60,7 @@ struct infer_value {
     int dtype;
     int rank; /* -1 unknown */
     int64_t dims[INFER_MAX_RANK];
-    void *cdata; /* constant value (initializer or Constant output), owned by the model */
+    void *cdata;   /* constant value (initializer or Constant output), owned by the model */
     int producer;  /* node index, -1 for graph inputs and constants */
     int input_idx; /* graph input index or -1 */
     bool keyed;    /* graph input whose values decide shapes: part of the plan key */
@@ -80,14 +80,13 @@ struct infer_model;
 /* Called once at load after every node's load(), with the model (constants readable): ops
  * that precompute from constant inputs (packed Gemm weights) store the result in n->ext,
  * after charging its size with infer__charge(). */
-typedef int infer_op_prepare_f(struct infer_node *n, struct infer_model *m,
-                               struct infer_err *e);
+typedef int infer_op_prepare_f(struct infer_node *n, struct infer_model *m, struct infer_err *e);
 typedef int infer_op_run_f(const struct infer_node *n, struct infer_tensor *const *in,
                            struct infer_tensor *const *out, void *scratch, struct infer_err *e);
 
 struct infer_op {
     const char *name;
-    const char *domain; /* "" for the default domain, "ai.onnx.ml" */
+    const char *domain;    /* "" for the default domain, "ai.onnx.ml" */
     uint32_t value_inputs; /* bitmask of inputs whose values (not only shape) decide shapes */
     bool shape_only;       /* output depends only on the input's shape (Shape) */
     infer_op_load_f *load;

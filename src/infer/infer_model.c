@@ -150,9 +150,7 @@ static int copy_attr(const Onnx__AttributeProto *ap, struct infer_attr *a, struc
     switch (a->type) {
     case INFER_AT_FLOAT: a->f = ap->f; break;
     case INFER_AT_INT: a->i = ap->i; break;
-    case INFER_AT_STRING:
-        a->s = mc_xstrndup((const char *)ap->s.data, ap->s.len);
-        break;
+    case INFER_AT_STRING: a->s = mc_xstrndup((const char *)ap->s.data, ap->s.len); break;
     case INFER_AT_TENSOR:
         if (ap->t == NULL)
             return infer__errf(e, -EINVAL, "attribute '%s' has no tensor", a->name);
@@ -176,8 +174,10 @@ static int copy_attr(const Onnx__AttributeProto *ap, struct infer_attr *a, struc
             a->strings[i] = mc_xstrndup((const char *)ap->strings[i].data, ap->strings[i].len);
         break;
     default:
-        return infer__errf(e, -ENOTSUP, "attribute '%s': type %d (graphs, sparse tensors, "
-                           "type protos) not supported", a->name, a->type);
+        return infer__errf(e, -ENOTSUP,
+                           "attribute '%s': type %d (graphs, sparse tensors, "
+                           "type protos) not supported",
+                           a->name, a->type);
     }
     return 0;
 }
@@ -190,8 +190,10 @@ static int io_info(const Onnx__ValueInfoProto *vi, struct infer_io_info *info, c
     info->rank = -1;
     if (tp == NULL || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ||
         tp->tensor_type == NULL)
-        return infer__errf(e, -ENOTSUP, "%s '%s': only tensor types are supported (not "
-                           "sequences, maps, optionals or sparse tensors)", what, vi->name);
+        return infer__errf(e, -ENOTSUP,
+                           "%s '%s': only tensor types are supported (not "
+                           "sequences, maps, optionals or sparse tensors)",
+                           what, vi->name);
     info->dtype = tp->tensor_type->has_elem_type ? tp->tensor_type->elem_type : 0;
     if (!infer__dtype_supported(info->dtype))
         return infer__errf(e, -ENOTSUP, "%s '%s': dtype %s not supported", what, vi->name,
@@ -199,14 +201,14 @@ static int io_info(const Onnx__ValueInfoProto *vi, struct infer_io_info *info, c
     if (tp->tensor_type->shape != NULL) {
         const Onnx__TensorShapeProto *sh = tp->tensor_type->shape;
         if (sh->n_dim > INFER_MAX_RANK)
-            return infer__errf(e, -ENOTSUP, "%s '%s': rank %zu over %d", what, vi->name,
-                               sh->n_dim, INFER_MAX_RANK);
+            return infer__errf(e, -ENOTSUP, "%s '%s': rank %zu over %d", what, vi->name, sh->n_dim,
+                               INFER_MAX_RANK);
         info->rank = (int)sh->n_dim;
         for (size_t i = 0; i < sh->n_dim; i++) {
             const Onnx__TensorShapeProto__Dimension *d = sh->dim[i];
             info->dims[i] = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE
-                                ? d->dim_value
-                                : -1;
+                              ? d->dim_value
+                              : -1;
             if (info->dims[i] < -1)
                 return infer__errf(e, -EINVAL, "%s '%s': negative dim", what, vi->name);
         }
@@ -284,8 +286,10 @@ static int build(struct infer_model *m, const Onnx__ModelProto *mp, const char *
         int64_t v = os->has_version ? os->version : 0;
         if (!strcmp(d, "") || !strcmp(d, "ai.onnx")) {
             if (v < OPSET_MIN || v > OPSET_MAX)
-                return infer__errf(e, -ENOTSUP, "default-domain opset %lld not supported "
-                                   "(%d to %d)", (long long)v, OPSET_MIN, OPSET_MAX);
+                return infer__errf(e, -ENOTSUP,
+                                   "default-domain opset %lld not supported "
+                                   "(%d to %d)",
+                                   (long long)v, OPSET_MIN, OPSET_MAX);
             m->opset = (int)v;
         } else if (!strcmp(d, "ai.onnx.ml")) {
             if (v < 1 || v > ML_OPSET_MAX)
@@ -405,8 +409,10 @@ static int build(struct infer_model *m, const Onnx__ModelProto *mp, const char *
                 continue;
             n->in[i] = names_find(&nm, m, s);
             if (n->in[i] < 0) {
-                err = infer__errf(e, -EINVAL, "node '%s' (%s): input '%s' is not defined before "
-                                  "use (graph not topologically sorted?)", label, n->op_type, s);
+                err = infer__errf(e, -EINVAL,
+                                  "node '%s' (%s): input '%s' is not defined before "
+                                  "use (graph not topologically sorted?)",
+                                  label, n->op_type, s);
                 goto out;
             }
         }
@@ -459,8 +465,7 @@ static int build(struct infer_model *m, const Onnx__ModelProto *mp, const char *
         if (err != 0) {
             char msg[256];
             snprintf(msg, sizeof(msg), "%s", e && e->buf ? e->buf : "");
-            infer__errf(e, err, "node '%s' (%s, opset %d): %s", n->name, n->op_type, n->opset,
-                        msg);
+            infer__errf(e, err, "node '%s' (%s, opset %d): %s", n->name, n->op_type, n->opset, msg);
             goto out;
         }
     }
@@ -558,8 +563,7 @@ static int load_bytes(const void *buf, size_t len, const char *ext_dir,
     if (err == 0) {
         /* The run the caller will make at its largest batch must fit beside the constants. */
         plan_inputs(m, m->load_batch, in);
-        err = infer__plan_build(m, in, INFER_PLAN_MEASURE, m->budget - m->const_bytes, &plan,
-                                e);
+        err = infer__plan_build(m, in, INFER_PLAN_MEASURE, m->budget - m->const_bytes, &plan, e);
         if (err == 0)
             m->run_bytes = infer__plan_bytes(plan);
         else if (err == -E2BIG && e != NULL && e->buf != NULL) {
@@ -594,8 +598,8 @@ int infer_model_load_mem(const void *buf, size_t len, const struct infer_load_op
     return load_bytes(buf, len, opts ? opts->external_dir : NULL, opts, out, &e);
 }
 
-int infer_model_load(const char *path, const struct infer_load_opts *opts,
-                     struct infer_model **out, char *errbuf, size_t errlen)
+int infer_model_load(const char *path, const struct infer_load_opts *opts, struct infer_model **out,
+                     char *errbuf, size_t errlen)
 {
     struct infer_err e = {errbuf, errlen};
     size_t cap = opts && opts->max_file_bytes ? opts->max_file_bytes : ((size_t)2 << 30);
@@ -617,8 +621,8 @@ int infer_model_load(const char *path, const struct infer_load_opts *opts,
         goto out;
     }
     if ((uint64_t)st.st_size > default_budget(opts)) {
-        err = infer__errf(&e, -E2BIG, "%s: %lld bytes, over the memory budget of %zu bytes",
-                          path, (long long)st.st_size, default_budget(opts));
+        err = infer__errf(&e, -E2BIG, "%s: %lld bytes, over the memory budget of %zu bytes", path,
+                          (long long)st.st_size, default_budget(opts));
         goto out;
     }
     buf = malloc(st.st_size ? (size_t)st.st_size : 1);

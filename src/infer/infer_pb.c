@@ -10,36 +10,34 @@ static enum infer_pb_kind child_kind(enum infer_pb_kind k, uint32_t field)
 {
     switch (k) {
     case INFER_PB_MODEL:
-        return field == 7 ? INFER_PB_GRAPH : field == 25 ? INFER_PB_FUNCTION
-             : field == 20 ? INFER_PB_TRAINING : INFER_PB_LEAF;
+        return field == 7  ? INFER_PB_GRAPH
+             : field == 25 ? INFER_PB_FUNCTION
+             : field == 20 ? INFER_PB_TRAINING
+                           : INFER_PB_LEAF;
     case INFER_PB_GRAPH:
-        return field == 1 ? INFER_PB_NODE : field == 5 ? INFER_PB_TENSOR
-             : field == 15 ? INFER_PB_SPARSE
-             : (field == 11 || field == 12 || field == 13) ? INFER_PB_VALUEINFO : INFER_PB_LEAF;
-    case INFER_PB_NODE:
-        return field == 5 ? INFER_PB_ATTR : INFER_PB_LEAF;
+        return field == 1                                  ? INFER_PB_NODE
+             : field == 5                                  ? INFER_PB_TENSOR
+             : field == 15                                 ? INFER_PB_SPARSE
+             : (field == 11 || field == 12 || field == 13) ? INFER_PB_VALUEINFO
+                                                           : INFER_PB_LEAF;
+    case INFER_PB_NODE: return field == 5 ? INFER_PB_ATTR : INFER_PB_LEAF;
     case INFER_PB_ATTR:
-        return (field == 5 || field == 10) ? INFER_PB_TENSOR
-             : (field == 6 || field == 11) ? INFER_PB_GRAPH
+        return (field == 5 || field == 10)  ? INFER_PB_TENSOR
+             : (field == 6 || field == 11)  ? INFER_PB_GRAPH
              : (field == 14 || field == 15) ? INFER_PB_TYPE
-             : (field == 22 || field == 23) ? INFER_PB_SPARSE : INFER_PB_LEAF;
-    case INFER_PB_VALUEINFO:
-        return field == 2 ? INFER_PB_TYPE : INFER_PB_LEAF;
+             : (field == 22 || field == 23) ? INFER_PB_SPARSE
+                                            : INFER_PB_LEAF;
+    case INFER_PB_VALUEINFO: return field == 2 ? INFER_PB_TYPE : INFER_PB_LEAF;
     case INFER_PB_TYPE:
         return (field == 4 || field == 9) ? INFER_PB_TYPE_WRAP1
-             : field == 5 ? INFER_PB_TYPE_MAP : INFER_PB_LEAF;
-    case INFER_PB_TYPE_WRAP1:
-        return field == 1 ? INFER_PB_TYPE : INFER_PB_LEAF;
-    case INFER_PB_TYPE_MAP:
-        return field == 2 ? INFER_PB_TYPE : INFER_PB_LEAF;
-    case INFER_PB_FUNCTION:
-        return field == 7 ? INFER_PB_NODE : INFER_PB_LEAF;
-    case INFER_PB_TRAINING:
-        return (field == 1 || field == 2) ? INFER_PB_GRAPH : INFER_PB_LEAF;
-    case INFER_PB_SPARSE:
-        return (field == 1 || field == 2) ? INFER_PB_TENSOR : INFER_PB_LEAF;
-    default:
-        return INFER_PB_LEAF;
+             : field == 5                 ? INFER_PB_TYPE_MAP
+                                          : INFER_PB_LEAF;
+    case INFER_PB_TYPE_WRAP1: return field == 1 ? INFER_PB_TYPE : INFER_PB_LEAF;
+    case INFER_PB_TYPE_MAP: return field == 2 ? INFER_PB_TYPE : INFER_PB_LEAF;
+    case INFER_PB_FUNCTION: return field == 7 ? INFER_PB_NODE : INFER_PB_LEAF;
+    case INFER_PB_TRAINING: return (field == 1 || field == 2) ? INFER_PB_GRAPH : INFER_PB_LEAF;
+    case INFER_PB_SPARSE: return (field == 1 || field == 2) ? INFER_PB_TENSOR : INFER_PB_LEAF;
+    default: return INFER_PB_LEAF;
     }
 }
 
@@ -107,8 +105,10 @@ int infer__pb_check(const void *buf, size_t len, enum infer_pb_kind kind, struct
             break;
         case 2: {
             if (varint(&p, f->end, &v) != 0 || v > (uint64_t)(f->end - p))
-                return infer__errf(e, -EBADMSG, "corrupt protobuf: length-delimited field %u "
-                                   "runs past its message (truncated file?)", field);
+                return infer__errf(e, -EBADMSG,
+                                   "corrupt protobuf: length-delimited field %u "
+                                   "runs past its message (truncated file?)",
+                                   field);
             enum infer_pb_kind ck = child_kind(f->kind, field);
             if (ck == INFER_PB_LEAF) {
                 p += v;

@@ -101,8 +101,10 @@ static int over_limit(const struct infer_model *m, size_t limit, size_t used, si
     char lim[160], after[64] = "";
 
     if (limit == m->budget - m->const_bytes)
-        snprintf(lim, sizeof(lim), "the %zu bytes the memory budget of %zu bytes leaves beside "
-                 "%zu bytes of constants", limit, m->budget, m->const_bytes);
+        snprintf(lim, sizeof(lim),
+                 "the %zu bytes the memory budget of %zu bytes leaves beside "
+                 "%zu bytes of constants",
+                 limit, m->budget, m->const_bytes);
     else
         snprintf(lim, sizeof(lim), "the session's cap of %zu bytes", limit);
     if (used)
@@ -254,7 +256,8 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs,
         if (err == INFER_UNKNOWN) {
             err = 0;
             if (!probe) {
-                err = infer__errf(e, -ENOTSUP, "output shape depends on values computed at "
+                err = infer__errf(e, -ENOTSUP,
+                                  "output shape depends on values computed at "
                                   "run time");
                 err = infer__node_err(n, err, e);
                 goto out;
@@ -420,11 +423,11 @@ int infer__plan_build(struct infer_model *m, const struct infer_tensor *inputs,
             const struct infer_node *bn = &m->nodes[m->values[bv].producer];
             char what[384], ds[128];
             dims_str(&p->t[bv], ds, sizeof(ds));
-            snprintf(what, sizeof(what), "a run's working memory (largest tensor: output '%s' "
-                     "%s of node '%s' (%s), %zu bytes)", m->values[bv].name, ds, bn->name,
-                     bn->op_type, bb);
-            err = over_limit(m, limit, p->folded_bytes, bb > limit ? bb : p->arena_bytes, e,
-                             what);
+            snprintf(what, sizeof(what),
+                     "a run's working memory (largest tensor: output '%s' "
+                     "%s of node '%s' (%s), %zu bytes)",
+                     m->values[bv].name, ds, bn->name, bn->op_type, bb);
+            err = over_limit(m, limit, p->folded_bytes, bb > limit ? bb : p->arena_bytes, e, what);
             goto out;
         }
     } else {

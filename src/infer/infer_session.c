@@ -142,12 +142,14 @@ static int bind_inputs(const struct infer_model *m, const struct infer_input *in
             return infer__errf(e, -EINVAL, "input '%s': bad shape", info->name);
         if (info->rank >= 0) {
             if (t->rank != info->rank)
-                return infer__errf(e, -EINVAL, "input '%s': rank %d, model expects %d",
-                                   info->name, t->rank, info->rank);
+                return infer__errf(e, -EINVAL, "input '%s': rank %d, model expects %d", info->name,
+                                   t->rank, info->rank);
             for (int d = 0; d < t->rank; d++)
                 if (info->dims[d] >= 0 && info->dims[d] != t->dims[d])
-                    return infer__errf(e, -EINVAL, "input '%s': dim %d is %lld, model expects "
-                                       "%lld", info->name, d, (long long)t->dims[d],
+                    return infer__errf(e, -EINVAL,
+                                       "input '%s': dim %d is %lld, model expects "
+                                       "%lld",
+                                       info->name, d, (long long)t->dims[d],
                                        (long long)info->dims[d]);
         }
         if (t->data == NULL && numel > 0)
@@ -161,8 +163,7 @@ static int bind_inputs(const struct infer_model *m, const struct infer_input *in
 }
 
 static int session_run(struct infer_session *s, const struct infer_input *in, size_t n_in,
-                       const int *sel, size_t n_out, struct infer_tensor *out,
-                       struct infer_err *e)
+                       const int *sel, size_t n_out, struct infer_tensor *out, struct infer_err *e)
 {
     struct infer_model *m;
     struct infer_tensor bound_small[8], *bound = bound_small;
@@ -187,8 +188,10 @@ static int session_run(struct infer_session *s, const struct infer_input *in, si
         if (m->values[m->inputs[i]].keyed) {
             size_t b = infer__bytes(t);
             if (b > KEYED_MAX_BYTES) {
-                err = infer__errf(e, -ENOTSUP, "input '%s' decides shapes and is %zu bytes "
-                                  "(max %d)", m->in_info[i].name, b, KEYED_MAX_BYTES);
+                err = infer__errf(e, -ENOTSUP,
+                                  "input '%s' decides shapes and is %zu bytes "
+                                  "(max %d)",
+                                  m->in_info[i].name, b, KEYED_MAX_BYTES);
                 goto out;
             }
             key_put(s, &keylen, t->data, b);

@@ -149,8 +149,8 @@ static int read_external(const Onnx__TensorProto *tp, const char *dir, size_t wa
             errno = 0;
             long long x = strtoll(v, &end, 10);
             if (errno != 0 || end == v || *end != '\0' || x < 0)
-                return infer__errf(e, -EINVAL, "tensor '%s': bad external_data %s '%s'",
-                                   tp->name, k, v);
+                return infer__errf(e, -EINVAL, "tensor '%s': bad external_data %s '%s'", tp->name,
+                                   k, v);
             if (k[0] == 'o')
                 off = x;
             else
@@ -161,8 +161,10 @@ static int read_external(const Onnx__TensorProto *tp, const char *dir, size_t wa
         return infer__errf(e, -ENOTSUP, "tensor '%s': external data needs a model directory",
                            tp->name);
     if (loc == NULL || loc[0] == '\0' || loc[0] == '/' || strstr(loc, "..") != NULL)
-        return infer__errf(e, -EINVAL, "tensor '%s': external data location '%s' must be a "
-                           "relative path without '..'", tp->name, loc ? loc : "");
+        return infer__errf(e, -EINVAL,
+                           "tensor '%s': external data location '%s' must be a "
+                           "relative path without '..'",
+                           tp->name, loc ? loc : "");
     if (len >= 0 && (uint64_t)len != want)
         return infer__errf(e, -EINVAL, "tensor '%s': external length %lld, shape needs %zu bytes",
                            tp->name, (long long)len, want);
@@ -176,15 +178,17 @@ static int read_external(const Onnx__TensorProto *tp, const char *dir, size_t wa
                            strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < (uint64_t)off ||
         (uint64_t)st.st_size - (uint64_t)off < want) {
-        err = infer__errf(e, -EINVAL, "tensor '%s': external file %s too short for offset %lld "
-                          "+ %zu bytes", tp->name, path, (long long)off, want);
+        err = infer__errf(e, -EINVAL,
+                          "tensor '%s': external file %s too short for offset %lld "
+                          "+ %zu bytes",
+                          tp->name, path, (long long)off, want);
         goto out;
     }
     for (size_t got = 0; got < want;) {
         ssize_t r = pread(fd, (char *)dst + got, want - got, off + (off_t)got);
         if (r <= 0) {
-            err = infer__errf(e, r < 0 ? -errno : -EIO, "tensor '%s': reading %s failed",
-                              tp->name, path);
+            err = infer__errf(e, r < 0 ? -errno : -EIO, "tensor '%s': reading %s failed", tp->name,
+                              path);
             goto out;
         }
         got += (size_t)r;
@@ -384,8 +388,7 @@ const char *infer__attr_s(const struct infer_node *n, const char *name, const ch
 int infer__axis(int64_t axis, int rank, int *out, struct infer_err *e)
 {
     if (axis < -(int64_t)rank || axis >= rank)
-        return infer__errf(e, -EINVAL, "axis %lld out of range for rank %d", (long long)axis,
-                           rank);
+        return infer__errf(e, -EINVAL, "axis %lld out of range for rank %d", (long long)axis, rank);
     *out = (int)(axis < 0 ? axis + rank : axis);
     return 0;
 }
@@ -411,8 +414,8 @@ int infer__broadcast(struct infer_tensor *const *in, int n, struct infer_tensor 
             if (x == dim || x == 1)
                 continue;
             if (dim != 1)
-                return infer__errf(e, -EINVAL, "shapes cannot broadcast (dim %d: %lld vs %lld)",
-                                   d, (long long)dim, (long long)x);
+                return infer__errf(e, -EINVAL, "shapes cannot broadcast (dim %d: %lld vs %lld)", d,
+                                   (long long)dim, (long long)x);
             dim = x;
         }
         out->dims[d] = dim;

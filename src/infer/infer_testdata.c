@@ -95,7 +95,8 @@ static int compare(const struct infer_tensor *got, const struct infer_tensor *wa
         case INFER_DT_BFLOAT16: {
             uint16_t a = ((const uint16_t *)got->data)[i], b = ((const uint16_t *)want->data)[i];
             if (a != b) {
-                snprintf(msg, len, "element %lld: bits 0x%04x, expected 0x%04x", (long long)i, a, b);
+                snprintf(msg, len, "element %lld: bits 0x%04x, expected 0x%04x", (long long)i, a,
+                         b);
                 return -1;
             }
             continue;

@@ -60,8 +60,8 @@ struct origin {
     uint64_t latency_ms;
     const char *cache_control;
     unsigned nworkers;
-    struct origin_stats *stats;   /* [nworkers] */
-    struct oworker **workers;     /* [nworkers], set by each worker's loop_init */
+    struct origin_stats *stats; /* [nworkers] */
+    struct oworker **workers;   /* [nworkers], set by each worker's loop_init */
 };
 
 struct oworker {
@@ -69,9 +69,9 @@ struct oworker {
     struct origin *o;
     unsigned idx;
     uv_loop_t *loop;
-    struct buf hdr;     /* response header scratch; http_x_* copy what they are given */
-    char *small;        /* SMALL_BODY bytes for bodies read on the loop */
-    struct oreq *reqs;  /* requests in flight (latency, streams, PUT) */
+    struct buf hdr;    /* response header scratch; http_x_* copy what they are given */
+    char *small;       /* SMALL_BODY bytes for bodies read on the loop */
+    struct oreq *reqs; /* requests in flight (latency, streams, PUT) */
 };
 
 enum slot_state { SL_FREE, SL_READING, SL_FULL, SL_WRITING };
@@ -87,12 +87,12 @@ struct oreq {
     struct oworker *w;
     struct http_exchange *x;
     struct oreq *prev, *next;
-    unsigned busy;       /* fs read, write, or thread-pool work in flight */
-    int timer_open;      /* latency timer initialised and not closed yet */
-    int waiting;         /* latency timer running: the request is not processed yet */
-    int aborted;         /* the client went away */
-    int failed;          /* disk error while streaming */
-    int ended;           /* exchange ended */
+    unsigned busy;  /* fs read, write, or thread-pool work in flight */
+    int timer_open; /* latency timer initialised and not closed yet */
+    int waiting;    /* latency timer running: the request is not processed yet */
+    int aborted;    /* the client went away */
+    int failed;     /* disk error while streaming */
+    int ended;      /* exchange ended */
     uv_timer_t timer;
     /* streaming */
     int fd;
@@ -285,31 +285,25 @@ static void fail(struct http_exchange *x, struct oreq *q, int status, const char
 static int errno_status(int e)
 {
     switch (e) {
-    case -ENOENT:
-        return 404;
+    case -ENOENT: return 404;
     case -ENOTDIR:
     case -EISDIR:
     case -ELOOP:
     case -EEXIST:
-    case -ENOTEMPTY:
-        return 409;
+    case -ENOTEMPTY: return 409;
     case -EACCES:
     case -EPERM:
-    case -EXDEV: /* RESOLVE_BENEATH: a symlink pointing out of the root */
-        return 403;
-    case -ENAMETOOLONG:
-        return 414;
+    case -EXDEV: /* RESOLVE_BENEATH: a symlink pointing out of the root */ return 403;
+    case -ENAMETOOLONG: return 414;
     case -ENOSPC:
-    case -EDQUOT:
-        return 507;
+    case -EDQUOT: return 507;
     case -EMFILE:
     case -ENFILE:
     case -ENOMEM:
         /* Out of descriptors or memory for a moment (a burst of connections): the file is
          * there, the answer is "try again", not a server fault. */
         return 503;
-    default:
-        return 500;
+    default: return 500;
     }
 }
 
@@ -581,9 +575,8 @@ static void serve_file(struct oworker *w, struct http_exchange *x, struct oreq *
     }
     if (len <= SMALL_BODY) {
         ssize_t got = 0, n;
-        while ((uint64_t)got < len &&
-               (n = pread(fd, w->small + got, (size_t)len - (size_t)got,
-                          (off_t)(first + (uint64_t)got))) > 0)
+        while ((uint64_t)got < len && (n = pread(fd, w->small + got, (size_t)len - (size_t)got,
+                                                 (off_t)(first + (uint64_t)got))) > 0)
             got += n;
         close(fd);
         if ((uint64_t)got != len) {
@@ -643,8 +636,7 @@ static void put_work(uv_work_t *req)
         goto out;
     }
     origin__etag(q->etag, (uint64_t)st.st_size,
-                 (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
-                 (uint64_t)st.st_ino);
+                 (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, (uint64_t)st.st_ino);
 out:
     if (fd >= 0) {
         close(fd);
@@ -667,8 +659,7 @@ static void put_done(uv_work_t *req, int status)
     if (status == UV_ECANCELED)
         q->put_err = -ECANCELED;
     if (q->put_err) {
-        log_warn("origin: PUT failed", "path=\"%s\" error=\"%s\"", q->rel,
-                 uv_strerror(q->put_err));
+        log_warn("origin: PUT failed", "path=\"%s\" error=\"%s\"", q->rel, uv_strerror(q->put_err));
         fail(q->x, q, errno_status(q->put_err), uv_strerror(q->put_err));
         return;
     }
@@ -773,18 +764,10 @@ static void process(struct oworker *w, struct http_exchange *x, struct oreq *q)
 {
     switch (http_x_request(x)->method) {
     case HTTP_M_GET:
-    case HTTP_M_HEAD:
-        serve_file(w, x, q);
-        break;
-    case HTTP_M_PUT:
-        put_file(w, x, q);
-        break;
-    case HTTP_M_DELETE:
-        delete_file(w, x, q);
-        break;
-    default:
-        echo(w, x, q);
-        break;
+    case HTTP_M_HEAD: serve_file(w, x, q); break;
+    case HTTP_M_PUT: put_file(w, x, q); break;
+    case HTTP_M_DELETE: delete_file(w, x, q); break;
+    default: echo(w, x, q); break;
     }
 }
 
@@ -852,8 +835,8 @@ static void on_request(struct http_exchange *x, void *arg)
             return;
         }
         if (http_str_ieq(r->path, "/__health")) {
-            respond(x, NULL, 200, "Content-Type: text/plain\r\nCache-Control: no-store\r\n",
-                    "ok\n", 3);
+            respond(x, NULL, 200, "Content-Type: text/plain\r\nCache-Control: no-store\r\n", "ok\n",
+                    3);
             return;
         }
     }
@@ -1026,8 +1009,8 @@ int origin_main(int argc, char **argv)
             o.has_openat2 = 1;
             close(fd);
         } else {
-            log_warn("origin: openat2 unavailable; symlinks may lead out of --root",
-                     "error=\"%s\"", strerror(errno));
+            log_warn("origin: openat2 unavailable; symlinks may lead out of --root", "error=\"%s\"",
+                     strerror(errno));
         }
     }
 #endif

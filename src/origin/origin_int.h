@@ -93,8 +93,8 @@ struct origin_stats {
 void origin__stats_init(struct origin_stats *st);
 void origin__stats_fini(struct origin_stats *st);
 /* Counts one request. */
-void origin__stats_add(struct origin_stats *st, const char *method, size_t mlen,
-                       const char *path, size_t plen);
+void origin__stats_add(struct origin_stats *st, const char *method, size_t mlen, const char *path,
+                       size_t plen);
 void origin__stats_reset(struct origin_stats *st);
 /* Merges n tables and appends {"total": N, "requests": {...}, "methods": {...}} to b. */
 void origin__stats_json(struct origin_stats *st, size_t n, struct buf *b);

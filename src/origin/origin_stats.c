@@ -34,8 +34,7 @@ static void counts_fini(struct origin_counts *c)
 static struct origin_count *counts_slot(struct origin_counts *c, const char *k, size_t klen)
 {
     size_t mask = c->cap - 1, i = (size_t)hash(k, klen) & mask;
-    while (c->slots[i].key &&
-           (c->slots[i].klen != klen || memcmp(c->slots[i].key, k, klen) != 0))
+    while (c->slots[i].key && (c->slots[i].klen != klen || memcmp(c->slots[i].key, k, klen) != 0))
         i = (i + 1) & mask;
     return &c->slots[i];
 }
@@ -55,8 +54,7 @@ static void counts_grow(struct origin_counts *c)
 }
 
 /* Adds n to key, or to OTHER_KEY when the table already holds `max` keys. */
-static void counts_add(struct origin_counts *c, const char *k, size_t klen, uint64_t n,
-                       size_t max)
+static void counts_add(struct origin_counts *c, const char *k, size_t klen, uint64_t n, size_t max)
 {
     struct origin_count *s;
 
@@ -88,8 +86,8 @@ void origin__stats_fini(struct origin_stats *st)
     pthread_mutex_destroy(&st->mtx);
 }
 
-void origin__stats_add(struct origin_stats *st, const char *method, size_t mlen,
-                       const char *path, size_t plen)
+void origin__stats_add(struct origin_stats *st, const char *method, size_t mlen, const char *path,
+                       size_t plen)
 {
     pthread_mutex_lock(&st->mtx);
     st->total++;

@@ -261,8 +261,8 @@ int origin__headers_build(struct buf *b, const char *const (*defs)[2], size_t nd
 
 size_t origin__etag(char *buf, uint64_t size, int64_t mtime_ns, uint64_t ino)
 {
-    int n = snprintf(buf, 64, "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"", size,
-                     (uint64_t)mtime_ns, ino);
+    int n = snprintf(buf, 64, "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"", size, (uint64_t)mtime_ns,
+                     ino);
     return n > 0 ? (size_t)n : 0;
 }
 

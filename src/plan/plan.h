@@ -13,9 +13,9 @@
 struct plan_trace {
     uint64_t nreq;
     uint64_t nobj;
-    uint32_t *req_obj;   /* [nreq] dense object id of each request */
-    uint64_t *req_size;  /* [nreq] size of each request, in bytes */
-    uint64_t *obj_hash;  /* [nobj] XXH3 of the key text */
+    uint32_t *req_obj;     /* [nreq] dense object id of each request */
+    uint64_t *req_size;    /* [nreq] size of each request, in bytes */
+    uint64_t *obj_hash;    /* [nobj] XXH3 of the key text */
     uint64_t unique_bytes; /* sum over objects of their first size */
     uint64_t req_bytes;    /* sum over requests of their size */
     int sized;             /* 1 if any size differs from 1 */

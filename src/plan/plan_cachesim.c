@@ -49,7 +49,8 @@ int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t c
         }
         r.misses++;
         r.miss_bytes += t->req_size[i];
-        if (sz == 0 || cache_policy_insert(p, &nodes[o], t->obj_hash[o], sz) != CACHE_POLICY_ADMITTED)
+        if (sz == 0 ||
+            cache_policy_insert(p, &nodes[o], t->obj_hash[o], sz) != CACHE_POLICY_ADMITTED)
             continue;
         cur[o] = sz;
         while ((v = cache_policy_victim(p)) != NULL)
@@ -79,28 +80,28 @@ struct csize {
     uint64_t units;
 };
 
-static const char *const all_policies[] = {"lru", "fifo", "clock", "sieve", "s3fifo", "default",
-                                           "belady"};
+static const char *const all_policies[] = {"lru",    "fifo",    "clock", "sieve",
+                                           "s3fifo", "default", "belady"};
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: mlcdn cachesim --trace FILE [--format csv] [--policy NAME[,NAME...]]\n"
-            "                      --size SIZE[,SIZE...] [--by-objects] [--json]\n\n"
-            "Replays a t,key,size trace through the edge's eviction policies and prints the\n"
-            "object and byte miss ratios (misses/requests, missed bytes/requested bytes).\n\n"
-            "  --trace FILE     the trace (CSV: t,key,size; header line optional)\n"
-            "  --format csv     trace format (only csv)\n"
-            "  --policy LIST    policies, comma separated, or 'all' (default: all):\n"
-            "                   ");
+    fprintf(f, "usage: mlcdn cachesim --trace FILE [--format csv] [--policy NAME[,NAME...]]\n"
+               "                      --size SIZE[,SIZE...] [--by-objects] [--json]\n\n"
+               "Replays a t,key,size trace through the edge's eviction policies and prints the\n"
+               "object and byte miss ratios (misses/requests, missed bytes/requested bytes).\n\n"
+               "  --trace FILE     the trace (CSV: t,key,size; header line optional)\n"
+               "  --format csv     trace format (only csv)\n"
+               "  --policy LIST    policies, comma separated, or 'all' (default: all):\n"
+               "                   ");
     for (const char *const *n = cache_policy_names(); *n; n++)
         fprintf(f, "%s, ", *n);
-    fprintf(f, "belady (offline reference)\n"
-               "  --size LIST      cache sizes: bytes (64M, 1G, 123456) or a percentage of the\n"
-               "                   trace's working set (1%%: of its unique bytes, or of its unique\n"
-               "                   keys with --by-objects or when the trace has no sizes)\n"
-               "  --by-objects     count objects instead of bytes\n"
-               "  --json           print JSON instead of a table\n");
+    fprintf(f,
+            "belady (offline reference)\n"
+            "  --size LIST      cache sizes: bytes (64M, 1G, 123456) or a percentage of the\n"
+            "                   trace's working set (1%%: of its unique bytes, or of its unique\n"
+            "                   keys with --by-objects or when the trace has no sizes)\n"
+            "  --by-objects     count objects instead of bytes\n"
+            "  --json           print JSON instead of a table\n");
 }
 
 static int known_policy(const char *name)
@@ -253,8 +254,8 @@ int cachesim_main(int argc, char **argv)
         printf("trace %s: %llu requests, %llu objects, %llu unique bytes; sizes in %s\n",
                trace_path, (unsigned long long)t->nreq, (unsigned long long)t->nobj,
                (unsigned long long)t->unique_bytes, by_objects ? "objects" : "bytes");
-        printf("%-8s %-8s %14s %10s %10s %10s\n", "policy", "size", "capacity", "miss",
-               "byte_miss", "Mreq/s");
+        printf("%-8s %-8s %14s %10s %10s %10s\n", "policy", "size", "capacity", "miss", "byte_miss",
+               "Mreq/s");
     }
     for (int s = 0; s < nsz; s++)
         for (int i = 0; i < npol; i++) {
@@ -273,14 +274,13 @@ int cachesim_main(int argc, char **argv)
             double mrps = r.seconds > 0 ? (double)r.requests / r.seconds / 1e6 : 0;
             if (json) {
                 json_array_append_new(
-                    jres, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}",
-                                    "policy", pol[i], "size", sizes[s].text, "capacity",
-                                    (json_int_t)sizes[s].units, "requests",
-                                    (json_int_t)r.requests, "misses", (json_int_t)r.misses,
-                                    "bytes", (json_int_t)r.bytes, "miss_bytes",
-                                    (json_int_t)r.miss_bytes, "miss_ratio", miss,
-                                    "byte_miss_ratio", bmiss, "requests_per_s",
-                                    r.seconds > 0 ? (double)r.requests / r.seconds : 0.0));
+                    jres,
+                    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}", "policy",
+                              pol[i], "size", sizes[s].text, "capacity", (json_int_t)sizes[s].units,
+                              "requests", (json_int_t)r.requests, "misses", (json_int_t)r.misses,
+                              "bytes", (json_int_t)r.bytes, "miss_bytes", (json_int_t)r.miss_bytes,
+                              "miss_ratio", miss, "byte_miss_ratio", bmiss, "requests_per_s",
+                              r.seconds > 0 ? (double)r.requests / r.seconds : 0.0));
             } else {
                 printf("%-8s %-8s %14llu %10.4f %10.4f %10.1f\n", pol[i], sizes[s].text,
                        (unsigned long long)sizes[s].units, miss, bmiss, mrps);
@@ -288,9 +288,8 @@ int cachesim_main(int argc, char **argv)
             }
         }
     if (json) {
-        json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:s, s:o}", "trace", trace_path,
-                                "requests", (json_int_t)t->nreq, "objects",
-                                (json_int_t)t->nobj, "unique_bytes",
+        json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:s, s:o}", "trace", trace_path, "requests",
+                                (json_int_t)t->nreq, "objects", (json_int_t)t->nobj, "unique_bytes",
                                 (json_int_t)t->unique_bytes, "unit",
                                 by_objects ? "objects" : "bytes", "results", jres);
         jres = NULL;

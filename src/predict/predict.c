@@ -40,12 +40,10 @@ static enum predict_st st_index(int status)
 {
     switch (status) {
 #define X(code)                                                                                    \
-    case code:                                                                                     \
-        return PREDICT_ST_##code;
+    case code: return PREDICT_ST_##code;
         PREDICT_STATUSES(X)
 #undef X
-    default:
-        return PREDICT_ST_OTHER;
+    default: return PREDICT_ST_OTHER;
     }
 }
 
@@ -53,18 +51,13 @@ static enum predict_st st_index(int status)
 static int http_status(int err)
 {
     switch (err) {
-    case -EINVAL:
-        return 400;
-    case -ENOENT:
-        return 404;
-    case -E2BIG:
-        return 413;
+    case -EINVAL: return 400;
+    case -ENOENT: return 404;
+    case -E2BIG: return 413;
     case -ENOMEM:
     case -EAGAIN:
-    case -ESHUTDOWN:
-        return 503;
-    default:
-        return 500;
+    case -ESHUTDOWN: return 503;
+    default: return 500;
     }
 }
 
@@ -99,8 +92,7 @@ static void metrics_init(struct predict *p)
                 snprintf(labels, sizeof(labels), "endpoint=\"%s\",status=\"%d\"", ep_names[e],
                          codes[s]);
             else
-                snprintf(labels, sizeof(labels), "endpoint=\"%s\",status=\"other\"",
-                         ep_names[e]);
+                snprintf(labels, sizeof(labels), "endpoint=\"%s\",status=\"other\"", ep_names[e]);
             p->req[e][s] = metrics_counter("mlcdn_predict_requests_total",
                                            "Prediction API requests by endpoint and status",
                                            labels);
@@ -112,8 +104,8 @@ static void count(struct predict *p, enum predict_ep ep, int status)
     metrics_counter_add(p->req[ep][st_index(status)], 1);
 }
 
-static void reply_err(struct predict *p, struct http_exchange *x, enum predict_ep ep,
-                      int status, const char *msg)
+static void reply_err(struct predict *p, struct http_exchange *x, enum predict_ep ep, int status,
+                      const char *msg)
 {
     count(p, ep, status);
     if (status == 405) {
@@ -133,16 +125,15 @@ static void reply_err(struct predict *p, struct http_exchange *x, enum predict_e
     http_x_error(x, status, msg);
 }
 
-static void reply_json(struct predict *p, struct http_exchange *x, enum predict_ep ep,
-                       int status, struct buf *b, const char *xcache)
+static void reply_json(struct predict *p, struct http_exchange *x, enum predict_ep ep, int status,
+                       struct buf *b, const char *xcache)
 {
     char h[256];
     count(p, ep, status);
     snprintf(h, sizeof(h),
              "Content-Type: application/json\r\nCache-Control: no-store\r\nX-Edge-Region: "
              "%s\r\n%s%s%s",
-             p->cfg.region, xcache ? "X-Cache: " : "", xcache ? xcache : "",
-             xcache ? "\r\n" : "");
+             p->cfg.region, xcache ? "X-Cache: " : "", xcache ? xcache : "", xcache ? "\r\n" : "");
     http_x_respond(x, status, h, b->data, b->len);
 }
 
@@ -297,7 +288,8 @@ static void run(struct preq *q)
         if (m->cache) {
             predict__cache_key(v, q->d.in, r, key);
             if (cache_pred_get(m->cache, key, v->key_bytes, q->vals + r * v->val_bytes,
-                               v->val_bytes, &vl) == 0 && vl == v->val_bytes) {
+                               v->val_bytes, &vl) == 0 &&
+                vl == v->val_bytes) {
                 q->hits++;
                 continue;
             }
@@ -468,8 +460,8 @@ static void start_body(struct predict *p, struct predict_loop *pl, struct http_e
 
 /* ---- OIP metadata ---- */
 
-static void oip_model(struct predict *p, struct http_exchange *x, const char *name,
-                      int64_t version, int ready)
+static void oip_model(struct predict *p, struct http_exchange *x, const char *name, int64_t version,
+                      int ready)
 {
     struct predict_models *r = p->models;
     struct predict_version *v = NULL;
@@ -588,7 +580,8 @@ static void oip_route(struct predict *p, struct predict_loop *pl, struct http_ex
         return;
     }
     if (!str_eq(s[0], "models") || n < 2 || s[1].len == 0 || s[1].len > PREDICT_MODEL_NAME_MAX) {
-        reply_err(p, x, PREDICT_EP_V2_META, 404, "unknown /v2 path (health/live, health/ready, "
+        reply_err(p, x, PREDICT_EP_V2_META, 404,
+                  "unknown /v2 path (health/live, health/ready, "
                   "models/NAME[/versions/V][/ready|/infer])");
         return;
     }
@@ -778,8 +771,7 @@ int predict_new(const struct predict_cfg *cfg, struct predict **out, char *err, 
     metrics_gauge_fn("mlcdn_predict_queue_depth", "Rows queued for inference", NULL,
                      queue_depth_read, p);
     metrics_gauge_fn("mlcdn_predict_cache_hit_ratio",
-                     "Share of rows answered from the prediction cache", NULL, hit_ratio_read,
-                     p);
+                     "Share of rows answered from the prediction cache", NULL, hit_ratio_read, p);
     predict__models_reload(p->models, NULL);
     predict__models_watch(p->models);
     *out = p;

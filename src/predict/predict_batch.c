@@ -196,8 +196,8 @@ static void ready_remove(struct predict_pool *p, struct predict_batcher *b)
     b->in_ready = 0;
 }
 
-void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl,
-                          struct predict_item *it, predict_item_done_f *done, void *arg)
+void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl, struct predict_item *it,
+                          predict_item_done_f *done, void *arg)
 {
     struct predict_batcher *b = &it->ver->batcher;
 
@@ -249,17 +249,14 @@ static int classify(int rc)
 {
     switch (rc) {
     case -EINVAL:
-    case -ERANGE:
-        return -EINVAL;
+    case -ERANGE: return -EINVAL;
     case -E2BIG:
         /* The run was sized before anything was allocated and does not fit the model's
          * memory budget (shapes decided by the request's values): the request is too big. */
         return -E2BIG;
     case -ENOMEM:
-    case -EFBIG:
-        return -ENOMEM;
-    default:
-        return -EIO;
+    case -EFBIG: return -ENOMEM;
+    default: return -EIO;
     }
 }
 
@@ -282,8 +279,7 @@ static int run(struct predict_version *v, unsigned tidx, struct predict_item *it
         struct infer_session_opts so = {0};
         rc = infer_session_new(v->im, &so, &v->sessions[tidx]);
         if (rc) {
-            snprintf(err, sizeof(err), "cannot create an inference session: %s",
-                     strerror(-rc));
+            snprintf(err, sizeof(err), "cannot create an inference session: %s", strerror(-rc));
             goto fail;
         }
     }
@@ -362,9 +358,10 @@ fail:
     for (struct predict_item *it = items; it; it = it->next) {
         char m[512];
         int cls = classify(rc);
-        snprintf(m, sizeof(m), "%s: %s", cls == -EINVAL ? "input rejected by the model"
-                                         : cls == -E2BIG ? "too large for the model's memory budget"
-                                                         : "inference failed",
+        snprintf(m, sizeof(m), "%s: %s",
+                 cls == -EINVAL  ? "input rejected by the model"
+                 : cls == -E2BIG ? "too large for the model's memory budget"
+                                 : "inference failed",
                  err);
         fail_item(it, cls, m);
     }

@@ -100,8 +100,8 @@ struct predict_version {
     struct predict_model_cfg cfg;
     size_t n_in, n_out;
     struct predict_io *in, *out;
-    size_t key_bytes; /* 16 + sum of input row bytes */
-    size_t val_bytes; /* sum of output row bytes */
+    size_t key_bytes;                /* 16 + sum of input row bytes */
+    size_t val_bytes;                /* sum of output row bytes */
     struct infer_session **sessions; /* [pool threads], each touched by its thread only */
     unsigned nsessions;
     struct predict_batcher batcher;
@@ -140,14 +140,14 @@ enum predict_ep {
 #define X(id, label) PREDICT_EP_##id,
     PREDICT_ENDPOINTS(X)
 #undef X
-    PREDICT_EP__N
+        PREDICT_EP__N
 };
 
 enum predict_st {
 #define X(code) PREDICT_ST_##code,
     PREDICT_STATUSES(X)
 #undef X
-    PREDICT_ST_OTHER,
+        PREDICT_ST_OTHER,
     PREDICT_ST__N
 };
 
@@ -266,15 +266,14 @@ void predict__loop_close(struct predict_loop *pl);
 struct predict_item *predict__item_new(struct predict_version *v, size_t rows);
 void predict__item_free(struct predict_item *it);
 /* Queues the item; done(it, arg) runs later on pl's loop, then the pool frees the item. */
-void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl,
-                          struct predict_item *it, predict_item_done_f *done, void *arg);
+void predict__pool_submit(struct predict_pool *p, struct predict_loop *pl, struct predict_item *it,
+                          predict_item_done_f *done, void *arg);
 
 /* ---- predict_json.c (pure: no I/O, no locks) ---- */
 /* Counts the scalar leaves of a JSON value (numbers/bools, arrays flattened), checking
  * each against dtype's JSON form; nesting deeper than INFER_MAX_RANK+1 is refused.
  * Returns the count, or -1 with a message naming `field`. */
-int64_t predict__json_count(const json_t *v, int dtype, const char *field, char *msg,
-                            size_t mlen);
+int64_t predict__json_count(const json_t *v, int dtype, const char *field, char *msg, size_t mlen);
 /* Writes the leaves of v, converted to dtype, at dst (count elements). Same checks.
  * `decl` is the OIP datatype the client declared (0: none, the model's dtype rules).
  * Returns 0 or -1 with a message. */
@@ -288,8 +287,8 @@ const char *predict__json_oip_name(int dtype);
 void predict__json_elem(struct buf *b, int dtype, const void *data, int64_t i);
 /* Appends n elements as JSON: a scalar when `scalar` and n == 1, else nested arrays
  * following dims[0..rank) (flat when rank <= 1). */
-void predict__json_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims,
-                          int rank, int scalar);
+void predict__json_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims, int rank,
+                          int scalar);
 /* Appends the JSON array [{"name":..,"datatype":..,"shape":[..]},...] of a model's inputs or
  * outputs (OIP metadata and GET /admin/models share it). */
 void predict__json_io(struct buf *b, const struct predict_io *io, size_t n);

@@ -114,8 +114,7 @@ static int leaf(struct walk *w, const json_t *v)
         d = (double)i;
         is_int = 1;
         break;
-    default:
-        return fail(w, v, "unsupported datatype");
+    default: return fail(w, v, "unsupported datatype");
     }
     if (w->n >= w->cap && w->dst)
         return fail(w, v, "more elements than expected");
@@ -127,9 +126,7 @@ static int leaf(struct walk *w, const json_t *v)
             memcpy(p, &f, 4);
             break;
         }
-        case INFER_DT_DOUBLE:
-            memcpy(p, &d, 8);
-            break;
+        case INFER_DT_DOUBLE: memcpy(p, &d, 8); break;
         case INFER_DT_INT64: {
             int64_t x = is_int ? (int64_t)i : (int64_t)d;
             memcpy(p, &x, 8);
@@ -142,11 +139,8 @@ static int leaf(struct walk *w, const json_t *v)
             memcpy(p, &x, 4);
             break;
         }
-        case INFER_DT_BOOL:
-            *p = (i != 0 || d != 0);
-            break;
-        default:
-            return fail(w, v, "unsupported datatype");
+        case INFER_DT_BOOL: *p = (i != 0 || d != 0); break;
+        default: return fail(w, v, "unsupported datatype");
         }
     }
     w->n++;
@@ -170,8 +164,7 @@ static int walk(struct walk *w, const json_t *v)
     return 0;
 }
 
-int64_t predict__json_count(const json_t *v, int dtype, const char *field, char *msg,
-                            size_t mlen)
+int64_t predict__json_count(const json_t *v, int dtype, const char *field, char *msg, size_t mlen)
 {
     struct walk w = {.decl = dtype, .dtype = dtype, .field = field, .msg = msg, .mlen = mlen};
     if (!v)
@@ -184,16 +177,20 @@ int64_t predict__json_count(const json_t *v, int dtype, const char *field, char 
 int predict__json_fill(const json_t *v, int decl, int dtype, void *dst, int64_t count,
                        const char *field, char *msg, size_t mlen)
 {
-    struct walk w = {.decl = decl ? decl : dtype, .dtype = dtype, .dst = dst,
-                     .esize = infer_dtype_size(dtype), .cap = count, .field = field,
-                     .msg = msg, .mlen = mlen};
+    struct walk w = {.decl = decl ? decl : dtype,
+                     .dtype = dtype,
+                     .dst = dst,
+                     .esize = infer_dtype_size(dtype),
+                     .cap = count,
+                     .field = field,
+                     .msg = msg,
+                     .mlen = mlen};
     if (!v)
         return fail(&w, v, "missing");
     if (walk(&w, v) != 0)
         return -1;
     if (w.n != count) {
-        snprintf(msg, mlen, "%s: expected %" PRId64 " elements, got %" PRId64, field, count,
-                 w.n);
+        snprintf(msg, mlen, "%s: expected %" PRId64 " elements, got %" PRId64, field, count, w.n);
         return -1;
     }
     return 0;
@@ -298,21 +295,15 @@ void predict__json_elem(struct buf *b, int dtype, const void *data, int64_t i)
         n = snprintf(tmp, sizeof(tmp), "%u", x);
         break;
     }
-    case INFER_DT_INT8:
-        n = snprintf(tmp, sizeof(tmp), "%d", (int)((const int8_t *)data)[i]);
-        break;
-    case INFER_DT_UINT8:
-        n = snprintf(tmp, sizeof(tmp), "%u", (unsigned)p[i]);
-        break;
+    case INFER_DT_INT8: n = snprintf(tmp, sizeof(tmp), "%d", (int)((const int8_t *)data)[i]); break;
+    case INFER_DT_UINT8: n = snprintf(tmp, sizeof(tmp), "%u", (unsigned)p[i]); break;
     case INFER_DT_BOOL:
         if (p[i])
             buf_append(b, "true", 4);
         else
             buf_append(b, "false", 5);
         return;
-    default:
-        buf_append(b, "null", 4);
-        return;
+    default: buf_append(b, "null", 4); return;
     }
     buf_append(b, tmp, (size_t)n);
 }
@@ -332,8 +323,8 @@ static void nested(struct buf *b, int dtype, const void *data, const int64_t *di
     buf_append(b, "]", 1);
 }
 
-void predict__json_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims,
-                          int rank, int scalar)
+void predict__json_tensor(struct buf *b, int dtype, const void *data, const int64_t *dims, int rank,
+                          int scalar)
 {
     int64_t n = 1, pos = 0;
     for (int i = 0; i < rank; i++)
@@ -610,8 +601,8 @@ static int input_index(const struct predict_version *v, const char *name)
     return -1;
 }
 
-static int check_rows(const struct predict_version *v, size_t rows, const char *field,
-                      char *msg, size_t mlen)
+static int check_rows(const struct predict_version *v, size_t rows, const char *field, char *msg,
+                      size_t mlen)
 {
     if (rows == 0) {
         snprintf(msg, mlen, "%s: expected at least one row", field);
@@ -661,8 +652,8 @@ int predict__json_seed_model(json_t *root, const char **name, int64_t *version, 
 }
 
 /* One input's values: one row (/predict) or an array of d->rows rows (/batch_predict). */
-static int seed_input(const struct predict_version *v, int batch, struct predict_rows *d,
-                      size_t i, const json_t *val, const char *field, char *msg, size_t mlen)
+static int seed_input(const struct predict_version *v, int batch, struct predict_rows *d, size_t i,
+                      const json_t *val, const char *field, char *msg, size_t mlen)
 {
     const struct predict_io *io = &v->in[i];
     char shp[96], f[128];
@@ -678,20 +669,20 @@ static int seed_input(const struct predict_version *v, int batch, struct predict
             return -EINVAL;
         if (n != io->row_numel) {
             shape_str(io, shp, sizeof(shp));
-            snprintf(msg, mlen, "%s: expected %" PRId64 " values for input %s of model %s "
-                     "(shape %s), got %" PRId64, f, io->row_numel, io->name, v->model->name,
-                     shp, n);
+            snprintf(msg, mlen,
+                     "%s: expected %" PRId64 " values for input %s of model %s "
+                     "(shape %s), got %" PRId64,
+                     f, io->row_numel, io->name, v->model->name, shp, n);
             return -EINVAL;
         }
-        if (predict__json_fill(row, 0, io->dtype, (unsigned char *)d->in[i] + r * io->row_bytes,
-                               n, f, msg, mlen))
+        if (predict__json_fill(row, 0, io->dtype, (unsigned char *)d->in[i] + r * io->row_bytes, n,
+                               f, msg, mlen))
             return -EINVAL;
     }
     return 0;
 }
 
-static int batch_rows(const json_t *val, const char *field, size_t *rows, char *msg,
-                      size_t mlen)
+static int batch_rows(const json_t *val, const char *field, size_t *rows, char *msg, size_t mlen)
 {
     if (!json_is_array(val)) {
         snprintf(msg, mlen, "%s: expected an array of rows", field);
@@ -711,8 +702,10 @@ static int seed_features(const struct predict_version *v, int batch, const json_
 
     if (v->n_in != 1) {
         io_names(v->in, v->n_in, names, sizeof(names));
-        snprintf(msg, mlen, "features: model %s has %zu inputs (%s); send them by name as "
-                 "\"inputs\": {...}", v->model->name, v->n_in, names);
+        snprintf(msg, mlen,
+                 "features: model %s has %zu inputs (%s); send them by name as "
+                 "\"inputs\": {...}",
+                 v->model->name, v->n_in, names);
         return -EINVAL;
     }
     if (batch && ((rc = batch_rows(feat, "features", &rows, msg, mlen)) != 0 ||
@@ -737,7 +730,8 @@ static int seed_inputs(const struct predict_version *v, int batch, json_t *ins,
         snprintf(msg, mlen, "inputs: expected an object mapping input names to values");
         return -EINVAL;
     }
-    json_object_foreach(ins, k, val) {
+    json_object_foreach(ins, k, val)
+    {
         if (input_index(v, k) < 0) {
             io_names(v->in, v->n_in, names, sizeof(names));
             snprintf(msg, mlen, "inputs.%.64s: model %s has no such input (inputs: %s)", k,
@@ -762,8 +756,8 @@ static int seed_inputs(const struct predict_version *v, int batch, json_t *ins,
             if (i == 0) {
                 rows = n;
             } else if (n != rows) {
-                snprintf(msg, mlen, "%s: %zu rows, but inputs.%s has %zu", field, n,
-                         v->in[0].name, rows);
+                snprintf(msg, mlen, "%s: %zu rows, but inputs.%s has %zu", field, n, v->in[0].name,
+                         rows);
                 return -EINVAL;
             }
         }
@@ -793,7 +787,8 @@ int predict__json_seed(json_t *root, const struct predict_version *v, int batch,
     if (feat)
         return seed_features(v, batch, feat, d, msg, mlen);
     if (!ins) {
-        snprintf(msg, mlen, "features: missing (an array of numbers, or named inputs as "
+        snprintf(msg, mlen,
+                 "features: missing (an array of numbers, or named inputs as "
                  "\"inputs\": {...})");
         return -EINVAL;
     }
@@ -815,13 +810,11 @@ static int compatible(int decl, int dtype)
 {
     switch (dtype) {
     case INFER_DT_FLOAT:
-    case INFER_DT_DOUBLE:
-        return 1;
+    case INFER_DT_DOUBLE: return 1;
     case INFER_DT_INT64:
     case INFER_DT_INT32:
         return decl == INFER_DT_INT64 || decl == INFER_DT_INT32 || decl == INFER_DT_BOOL;
-    case INFER_DT_BOOL:
-        return decl == INFER_DT_BOOL;
+    case INFER_DT_BOOL: return decl == INFER_DT_BOOL;
     }
     return 0;
 }
@@ -881,8 +874,10 @@ static int oip_input_datatype(const struct predict_version *v, const struct pred
     int dt = json_is_string(jd) ? predict__json_oip_dtype(json_string_value(jd)) : 0;
 
     if (!dt) {
-        snprintf(msg, mlen, "inputs[%zu].datatype: expected one of FP32, INT64, INT32, "
-                 "BOOL (FP64 too)", k);
+        snprintf(msg, mlen,
+                 "inputs[%zu].datatype: expected one of FP32, INT64, INT32, "
+                 "BOOL (FP64 too)",
+                 k);
         return -EINVAL;
     }
     if (!compatible(dt, io->dtype)) {
@@ -916,13 +911,15 @@ static int oip_input_shape(const struct predict_version *v, const struct predict
     }
     if (!ok) {
         shape_str(io, shp, sizeof(shp));
-        snprintf(msg, mlen, "inputs[%zu].shape: expected [batch] + %s for input %s of model %s",
-                 k, shp, io->name, v->model->name);
+        snprintf(msg, mlen, "inputs[%zu].shape: expected [batch] + %s for input %s of model %s", k,
+                 shp, io->name, v->model->name);
         return -EINVAL;
     }
     if (d->rows && (size_t)rows != d->rows) {
-        snprintf(msg, mlen, "inputs[%zu].shape: batch %" PRId64 " differs from the other "
-                 "inputs' %zu", k, rows, d->rows);
+        snprintf(msg, mlen,
+                 "inputs[%zu].shape: batch %" PRId64 " differs from the other "
+                 "inputs' %zu",
+                 k, rows, d->rows);
         return -EINVAL;
     }
     d->rows = (size_t)rows;
@@ -956,8 +953,8 @@ static int oip_input(const struct predict_version *v, const json_t *t, size_t k,
 }
 
 /* "outputs": which outputs to answer (all when absent or null). Sets d->outsel. */
-static int oip_outputs(const struct predict_version *v, const json_t *outs,
-                       struct predict_rows *d, char *msg, size_t mlen)
+static int oip_outputs(const struct predict_version *v, const json_t *outs, struct predict_rows *d,
+                       char *msg, size_t mlen)
 {
     char names[256];
 
@@ -979,8 +976,10 @@ static int oip_outputs(const struct predict_version *v, const json_t *outs,
                 idx = (int)o;
         if (idx < 0) {
             io_names(v->out, v->n_out, names, sizeof(names));
-            snprintf(msg, mlen, "outputs[%zu].name: model %s has no output '%.64s' "
-                     "(outputs: %s)", k, v->model->name, json_string_value(jn), names);
+            snprintf(msg, mlen,
+                     "outputs[%zu].name: model %s has no output '%.64s' "
+                     "(outputs: %s)",
+                     k, v->model->name, json_string_value(jn), names);
             return -EINVAL;
         }
         d->outsel |= 1u << idx;
@@ -1000,7 +999,8 @@ int predict__json_oip(json_t *root, const struct predict_version *v, struct pred
     if ((rc = oip_id(json_object_get(root, "id"), d, msg, mlen)) != 0)
         return rc;
     if (!json_is_array(ins) || json_array_size(ins) == 0) {
-        snprintf(msg, mlen, "inputs: expected a non-empty array of tensors "
+        snprintf(msg, mlen,
+                 "inputs: expected a non-empty array of tensors "
                  "({\"name\", \"shape\", \"datatype\", \"data\"})");
         return -EINVAL;
     }

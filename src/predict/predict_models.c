@@ -37,7 +37,7 @@ struct cand {
     int64_t version;
     char sig[256];
     struct predict_version *loaded; /* new version (ref), or NULL when unchanged/failed */
-    int keep;                 /* unchanged: keep the served one */
+    int keep;                       /* unchanged: keep the served one */
 };
 
 struct predict_version *predict__version_ref(struct predict_version *v)
@@ -131,8 +131,7 @@ static int read_config(const char *path, struct predict_model_cfg *cfg, char *er
         cfg->max_batch = (unsigned)json_integer_value(v);
     }
     if ((v = json_object_get(root, "max_delay_us"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > 10000000) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10000000) {
             snprintf(err, errlen, "%s: max_delay_us: expected an integer 0..10000000", path);
             goto fail;
         }
@@ -155,8 +154,7 @@ static int read_config(const char *path, struct predict_model_cfg *cfg, char *er
         } else if (json_is_string(v) && units_parse_size(json_string_value(v), &n) == 0) {
             cfg->cache_bytes = n;
         } else {
-            snprintf(err, errlen, "%s: cache_bytes: expected bytes (an integer or \"64M\")",
-                     path);
+            snprintf(err, errlen, "%s: cache_bytes: expected bytes (an integer or \"64M\")", path);
             goto fail;
         }
     }
@@ -243,8 +241,10 @@ static int load_version(struct predict_models *r, const char *name, int64_t vers
         io->row_numel = 1;
         for (int d = 1; d < ii->rank; d++) {
             if (ii->dims[d] < 1) {
-                snprintf(err, errlen, "input %s: dimension %d is dynamic; only the batch "
-                         "dimension may be", ii->name, d);
+                snprintf(err, errlen,
+                         "input %s: dimension %d is dynamic; only the batch "
+                         "dimension may be",
+                         ii->name, d);
                 rc = -ENOTSUP;
                 goto fail;
             }
@@ -275,8 +275,10 @@ static int load_version(struct predict_models *r, const char *name, int64_t vers
         io->dtype = ot[o].dtype;
         io->esize = infer_dtype_size(ot[o].dtype);
         if (ot[o].rank < 1 || ot[o].dims[0] != 1 || io->esize == 0) {
-            snprintf(err, errlen, "output %s: needs a leading batch dimension and a numeric "
-                     "dtype", oi->name);
+            snprintf(err, errlen,
+                     "output %s: needs a leading batch dimension and a numeric "
+                     "dtype",
+                     oi->name);
             rc = -ENOTSUP;
             goto fail;
         }
@@ -339,15 +341,15 @@ static struct predict_model *model_new(struct predict_models *r, const char *nam
     m->lat = metrics_hist("mlcdn_predict_inference_duration_seconds",
                           "Time of one inference run (one batch), by model", labels, 1e6, 16,
                           60000000);
-    m->bsize = metrics_hist("mlcdn_predict_batch_size", "Rows per inference run, by model",
-                            labels, 1, 1, 65536);
+    m->bsize = metrics_hist("mlcdn_predict_batch_size", "Rows per inference run, by model", labels,
+                            1, 1, 65536);
     m->hits = metrics_counter("mlcdn_predict_cache_hits_total",
                               "Rows answered from the prediction cache", labels);
-    m->misses = metrics_counter("mlcdn_predict_cache_misses_total",
-                                "Rows that needed an inference", labels);
+    m->misses = metrics_counter("mlcdn_predict_cache_misses_total", "Rows that needed an inference",
+                                labels);
     m->runs = metrics_counter("mlcdn_predict_runs_total", "Inference runs (batches)", labels);
-    m->run_errors = metrics_counter("mlcdn_predict_run_errors_total",
-                                    "Inference runs that failed", labels);
+    m->run_errors = metrics_counter("mlcdn_predict_run_errors_total", "Inference runs that failed",
+                                    labels);
     r->models = mc_xrealloc(r->models, (r->n + 1) * sizeof(*r->models));
     r->models[r->n++] = m;
     return m;
@@ -448,19 +450,20 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
     if (report)
         buf_puts(report, "{\"loaded\":[");
     /* Errors per model name, collected before the swap. */
-    struct { char name[PREDICT_MODEL_NAME_MAX]; char error[512]; } *errs =
-        mc_xcalloc(n ? n : 1, sizeof(*errs));
+    struct {
+        char name[PREDICT_MODEL_NAME_MAX];
+        char error[512];
+    } *errs = mc_xcalloc(n ? n : 1, sizeof(*errs));
     size_t nerrs = 0;
     for (size_t i = 0; i < n; i++) {
         if (c[i].keep)
             continue;
         uint64_t t0 = units_now_ms();
-        int rc = load_version(r, c[i].name, c[i].version, c[i].sig, &c[i].loaded, err,
-                              sizeof(err));
+        int rc = load_version(r, c[i].name, c[i].version, c[i].sig, &c[i].loaded, err, sizeof(err));
         if (rc) {
             nfail++;
-            log_warn("model failed to load", "model=%s version=%" PRId64 " error=\"%s\"",
-                     c[i].name, c[i].version, err);
+            log_warn("model failed to load", "model=%s version=%" PRId64 " error=\"%s\"", c[i].name,
+                     c[i].version, err);
             snprintf(errs[nerrs].name, sizeof(errs[nerrs].name), "%s", c[i].name);
             snprintf(errs[nerrs].error, sizeof(errs[nerrs].error), "version %" PRId64 ": %.400s",
                      c[i].version, err);
@@ -468,8 +471,8 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
             continue;
         }
         c[i].loaded->cfg.max_batch = c[i].loaded->cfg.max_batch ? c[i].loaded->cfg.max_batch : 1;
-        log_info("model loaded", "model=%s version=%" PRId64 " ms=%llu", c[i].name,
-                 c[i].version, (unsigned long long)(units_now_ms() - t0));
+        log_info("model loaded", "model=%s version=%" PRId64 " ms=%llu", c[i].name, c[i].version,
+                 (unsigned long long)(units_now_ms() - t0));
         if (report) {
             buf_printf(report, "%s{\"model\":", nloaded ? "," : "");
             buf_json_str(report, c[i].name, strlen(c[i].name));
@@ -524,8 +527,7 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
             if (strcmp(errs[k].name, m->name))
                 continue;
             size_t o = strlen(m->error);
-            snprintf(m->error + o, sizeof(m->error) - o, "%s%.400s", o ? "; " : "",
-                     errs[k].error);
+            snprintf(m->error + o, sizeof(m->error) - o, "%s%.400s", o ? "; " : "", errs[k].error);
         }
     }
     r->reloads++;
@@ -551,8 +553,8 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
     }
     pthread_mutex_unlock(&r->reload_mtx);
     for (size_t k = 0; k < nretired; k++) {
-        log_info("model version retired", "model=%s version=%" PRId64,
-                 retired[k]->model->name, retired[k]->version);
+        log_info("model version retired", "model=%s version=%" PRId64, retired[k]->model->name,
+                 retired[k]->version);
         predict__version_unref(&retired[k]);
     }
     free(retired);
@@ -679,8 +681,7 @@ static void loaded_names(struct predict_models *r, char *out, size_t len)
     out[0] = '\0';
     for (size_t i = 0; i < r->n && o < len; i++)
         if (r->models[i]->cur)
-            o += (size_t)snprintf(out + o, len - o, "%s%s", o ? ", " : "",
-                                  r->models[i]->name);
+            o += (size_t)snprintf(out + o, len - o, "%s%s", o ? ", " : "", r->models[i]->name);
 }
 
 int predict__models_get(struct predict_models *r, const char *name, int64_t version,
@@ -731,8 +732,8 @@ int predict__models_get(struct predict_models *r, const char *name, int64_t vers
             size_t o = 0;
             names[0] = '\0';
             for (size_t k = 0; k < m->nvers && o < sizeof(names); k++)
-                o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%" PRId64,
-                                      k ? ", " : "", m->vers[k]->version);
+                o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%" PRId64, k ? ", " : "",
+                                      m->vers[k]->version);
             snprintf(msg, mlen, "model %s has no version %" PRId64 " (loaded: %s)", m->name,
                      version, names[0] ? names : "none");
             rc = -ENOENT;
@@ -753,8 +754,7 @@ void predict__cache_key(const struct predict_version *v, void *const *in, size_t
 
     memcpy(key, id, sizeof(id));
     for (size_t i = 0; i < v->n_in; i++) {
-        memcpy(key + o, (const unsigned char *)in[i] + r * v->in[i].row_bytes,
-               v->in[i].row_bytes);
+        memcpy(key + o, (const unsigned char *)in[i] + r * v->in[i].row_bytes, v->in[i].row_bytes);
         o += v->in[i].row_bytes;
     }
 }
@@ -764,7 +764,8 @@ void predict__models_describe(struct predict_models *r, struct buf *b)
     pthread_rwlock_rdlock(&r->lock);
     buf_puts(b, "{\"dir\":");
     buf_json_str(b, r->dir, strlen(r->dir));
-    buf_printf(b, ",\"reloads\":%" PRIu64 ",\"reload_failures\":%" PRIu64
+    buf_printf(b,
+               ",\"reloads\":%" PRIu64 ",\"reload_failures\":%" PRIu64
                ",\"infer_threads\":%u,\"models\":[",
                r->reloads, r->reload_failures, r->nthreads);
     for (size_t i = 0; i < r->n; i++) {
@@ -785,7 +786,8 @@ void predict__models_describe(struct predict_models *r, struct buf *b)
             buf_puts(b, "null");
         if (m->cur) {
             const struct predict_model_cfg *c = &m->cur->cfg;
-            buf_printf(b, ",\"config\":{\"max_batch\":%u,\"max_delay_us\":%" PRIu64
+            buf_printf(b,
+                       ",\"config\":{\"max_batch\":%u,\"max_delay_us\":%" PRIu64
                        ",\"threads\":%u,\"cache_bytes\":%" PRIu64 "},\"inputs\":",
                        c->max_batch, c->max_delay_us, c->threads, m->cache_bytes);
             predict__json_io(b, m->cur->in, m->cur->n_in);
@@ -793,13 +795,16 @@ void predict__models_describe(struct predict_models *r, struct buf *b)
             predict__json_io(b, m->cur->out, m->cur->n_out);
             struct infer_model_mem mm;
             infer_model_memory(m->cur->im, &mm);
-            buf_printf(b, ",\"memory\":{\"budget\":%zu,\"constants\":%zu,\"run\":%zu,"
-                       "\"batch\":%" PRId64 "}", mm.budget, mm.constants, mm.run, mm.batch);
+            buf_printf(b,
+                       ",\"memory\":{\"budget\":%zu,\"constants\":%zu,\"run\":%zu,"
+                       "\"batch\":%" PRId64 "}",
+                       mm.budget, mm.constants, mm.run, mm.batch);
         }
         if (m->cache) {
             struct cache_pred_stats st;
             cache_pred_stats(m->cache, &st);
-            buf_printf(b, ",\"cache\":{\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64
+            buf_printf(b,
+                       ",\"cache\":{\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64
                        ",\"capacity\":%" PRIu64 ",\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
                        ",\"evictions\":%" PRIu64 "}",
                        st.entries, st.bytes, st.capacity, metrics_counter_get(m->hits),

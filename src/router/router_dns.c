@@ -383,8 +383,7 @@ void router_dns_w_soa(struct dns_writer *w, enum dns_section s, uint16_t owner_o
                       uint32_t minimum)
 {
     rr_head(w, s, owner_off, DNS_T_SOA, ttl);
-    size_t rdlen = (1 + label_len(ns_label) + 2) +
-                   (1 + label_len(mbox_label) + 2) + 20;
+    size_t rdlen = (1 + label_len(ns_label) + 2) + (1 + label_len(mbox_label) + 2) + 20;
     w16(w, (uint16_t)rdlen);
     w_label_ptr(w, ns_label, zone_off);
     w_label_ptr(w, mbox_label, zone_off);
@@ -395,8 +394,7 @@ void router_dns_w_soa(struct dns_writer *w, enum dns_section s, uint16_t owner_o
     w32(w, minimum);
 }
 
-void router_dns_w_opt(struct dns_writer *w, uint16_t udp_size, int rcode,
-                      const struct dns_ecs *ecs)
+void router_dns_w_opt(struct dns_writer *w, uint16_t udp_size, int rcode, const struct dns_ecs *ecs)
 {
     uint8_t root = 0;
     size_t alen = ecs && ecs->present ? ((size_t)ecs->source + 7) / 8 : 0;

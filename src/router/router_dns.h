@@ -15,9 +15,9 @@
 #include <stdint.h>
 
 #define DNS_HDR_LEN 12
-#define DNS_NAME_MAX 255         /* wire form, including the root label */
-#define DNS_UDP_MIN 512          /* RFC 1035 limit without EDNS */
-#define DNS_MSG_MAX 65535        /* TCP */
+#define DNS_NAME_MAX 255  /* wire form, including the root label */
+#define DNS_UDP_MIN 512   /* RFC 1035 limit without EDNS */
+#define DNS_MSG_MAX 65535 /* TCP */
 
 enum dns_type {
     DNS_T_A = 1,
@@ -60,16 +60,16 @@ struct dns_ecs {
 
 struct dns_query {
     uint16_t id;
-    uint16_t flags;     /* header flags as received */
+    uint16_t flags; /* header flags as received */
     uint8_t opcode;
-    int have_question;  /* question parsed (also meaningful on FORMERR/BADVERS) */
+    int have_question;              /* question parsed (also meaningful on FORMERR/BADVERS) */
     uint8_t qname[DNS_NAME_MAX];    /* wire form, case preserved, uncompressed */
     uint8_t qname_lc[DNS_NAME_MAX]; /* same, ASCII lower-cased */
     size_t qname_len;
     uint16_t qtype;
     uint16_t qclass;
-    int edns;           /* an OPT record was present and parsed */
-    uint16_t udp_size;  /* requestor's payload size (as sent; see router_dns_udp_limit) */
+    int edns;          /* an OPT record was present and parsed */
+    uint16_t udp_size; /* requestor's payload size (as sent; see router_dns_udp_limit) */
     uint8_t edns_version;
     int edns_do;
     struct dns_ecs ecs;
@@ -101,7 +101,7 @@ void router_dns_name_lower(uint8_t *wire, size_t wlen);
 /* ---- response writer ---- */
 struct dns_writer {
     uint8_t *buf;
-    size_t cap;          /* hard limit of buf (never written past) */
+    size_t cap; /* hard limit of buf (never written past) */
     size_t len;
     size_t question_end; /* offset after the question: where truncation cuts */
     uint16_t counts[4];  /* QD, AN, NS, AR */

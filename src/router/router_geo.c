@@ -53,9 +53,9 @@ int router_geo_open(const char *const *paths, size_t n, struct router_geo **out,
         char day[16] = "?";
         if (gmtime_r(&t, &tm))
             strftime(day, sizeof(day), "%Y-%m-%d", &tm);
-        snprintf(g->desc[i], sizeof(g->desc[i]), "%s: %s, IPv%u tree, built %s, %u nodes",
-                 paths[i], m->database_type ? m->database_type : "?", (unsigned)m->ip_version,
-                 day, (unsigned)m->node_count);
+        snprintf(g->desc[i], sizeof(g->desc[i]), "%s: %s, IPv%u tree, built %s, %u nodes", paths[i],
+                 m->database_type ? m->database_type : "?", (unsigned)m->ip_version, day,
+                 (unsigned)m->node_count);
     }
     *out = g;
     return 0;
@@ -128,14 +128,9 @@ static int get_number(MMDB_entry_s *e, const char *const *path, double *out)
     if (MMDB_aget_value(e, &d, path) != MMDB_SUCCESS || !d.has_data)
         return -1;
     switch (d.type) {
-    case MMDB_DATA_TYPE_DOUBLE:
-        *out = d.double_value;
-        return 0;
-    case MMDB_DATA_TYPE_FLOAT:
-        *out = d.float_value;
-        return 0;
-    default:
-        return -1;
+    case MMDB_DATA_TYPE_DOUBLE: *out = d.double_value; return 0;
+    case MMDB_DATA_TYPE_FLOAT: *out = d.float_value; return 0;
+    default: return -1;
     }
 }
 
@@ -197,23 +192,23 @@ struct country_loc {
 /* Approximate population centres (mostly the largest city) of the countries with most
  * Internet users; used only for records that carry a country but no coordinates. */
 static const struct country_loc builtin_countries[] = {
-    {"AE", 25.2f, 55.3f},   {"AR", -34.6f, -58.4f}, {"AT", 48.2f, 16.4f},   {"AU", -33.9f, 151.2f},
-    {"BD", 23.8f, 90.4f},   {"BE", 50.8f, 4.4f},    {"BG", 42.7f, 23.3f},   {"BR", -23.5f, -46.6f},
-    {"BY", 53.9f, 27.6f},   {"CA", 43.7f, -79.4f},  {"CH", 47.4f, 8.5f},    {"CL", -33.4f, -70.6f},
-    {"CN", 31.2f, 121.5f},  {"CO", 4.7f, -74.1f},   {"CZ", 50.1f, 14.4f},   {"DE", 50.1f, 8.7f},
-    {"DK", 55.7f, 12.6f},   {"DZ", 36.8f, 3.1f},    {"EC", -2.2f, -79.9f},  {"EG", 30.0f, 31.2f},
-    {"ES", 40.4f, -3.7f},   {"FI", 60.2f, 24.9f},   {"FR", 48.9f, 2.4f},    {"GB", 51.5f, -0.1f},
-    {"GR", 38.0f, 23.7f},   {"HK", 22.3f, 114.2f},  {"HU", 47.5f, 19.0f},   {"ID", -6.2f, 106.8f},
-    {"IE", 53.3f, -6.3f},   {"IL", 32.1f, 34.8f},   {"IN", 19.1f, 72.9f},   {"IQ", 33.3f, 44.4f},
-    {"IR", 35.7f, 51.4f},   {"IT", 45.5f, 9.2f},    {"JP", 35.7f, 139.7f},  {"KE", -1.3f, 36.8f},
-    {"KR", 37.6f, 127.0f},  {"KZ", 43.2f, 76.9f},   {"LK", 6.9f, 79.9f},    {"MA", 33.6f, -7.6f},
-    {"MX", 19.4f, -99.1f},  {"MY", 3.1f, 101.7f},   {"NG", 6.5f, 3.4f},     {"NL", 52.4f, 4.9f},
-    {"NO", 59.9f, 10.8f},   {"NZ", -36.8f, 174.8f}, {"PE", -12.0f, -77.0f}, {"PH", 14.6f, 121.0f},
-    {"PK", 24.9f, 67.0f},   {"PL", 52.2f, 21.0f},   {"PT", 38.7f, -9.1f},   {"RO", 44.4f, 26.1f},
-    {"RS", 44.8f, 20.5f},   {"RU", 55.8f, 37.6f},   {"SA", 24.7f, 46.7f},   {"SE", 59.3f, 18.1f},
-    {"SG", 1.35f, 103.8f},  {"TH", 13.8f, 100.5f},  {"TR", 41.0f, 29.0f},   {"TW", 25.0f, 121.5f},
-    {"UA", 50.5f, 30.5f},   {"US", 39.8f, -98.6f},  {"UY", -34.9f, -56.2f}, {"VE", 10.5f, -66.9f},
-    {"VN", 10.8f, 106.7f},  {"ZA", -26.2f, 28.0f},
+    {"AE", 25.2f, 55.3f},  {"AR", -34.6f, -58.4f}, {"AT", 48.2f, 16.4f},   {"AU", -33.9f, 151.2f},
+    {"BD", 23.8f, 90.4f},  {"BE", 50.8f, 4.4f},    {"BG", 42.7f, 23.3f},   {"BR", -23.5f, -46.6f},
+    {"BY", 53.9f, 27.6f},  {"CA", 43.7f, -79.4f},  {"CH", 47.4f, 8.5f},    {"CL", -33.4f, -70.6f},
+    {"CN", 31.2f, 121.5f}, {"CO", 4.7f, -74.1f},   {"CZ", 50.1f, 14.4f},   {"DE", 50.1f, 8.7f},
+    {"DK", 55.7f, 12.6f},  {"DZ", 36.8f, 3.1f},    {"EC", -2.2f, -79.9f},  {"EG", 30.0f, 31.2f},
+    {"ES", 40.4f, -3.7f},  {"FI", 60.2f, 24.9f},   {"FR", 48.9f, 2.4f},    {"GB", 51.5f, -0.1f},
+    {"GR", 38.0f, 23.7f},  {"HK", 22.3f, 114.2f},  {"HU", 47.5f, 19.0f},   {"ID", -6.2f, 106.8f},
+    {"IE", 53.3f, -6.3f},  {"IL", 32.1f, 34.8f},   {"IN", 19.1f, 72.9f},   {"IQ", 33.3f, 44.4f},
+    {"IR", 35.7f, 51.4f},  {"IT", 45.5f, 9.2f},    {"JP", 35.7f, 139.7f},  {"KE", -1.3f, 36.8f},
+    {"KR", 37.6f, 127.0f}, {"KZ", 43.2f, 76.9f},   {"LK", 6.9f, 79.9f},    {"MA", 33.6f, -7.6f},
+    {"MX", 19.4f, -99.1f}, {"MY", 3.1f, 101.7f},   {"NG", 6.5f, 3.4f},     {"NL", 52.4f, 4.9f},
+    {"NO", 59.9f, 10.8f},  {"NZ", -36.8f, 174.8f}, {"PE", -12.0f, -77.0f}, {"PH", 14.6f, 121.0f},
+    {"PK", 24.9f, 67.0f},  {"PL", 52.2f, 21.0f},   {"PT", 38.7f, -9.1f},   {"RO", 44.4f, 26.1f},
+    {"RS", 44.8f, 20.5f},  {"RU", 55.8f, 37.6f},   {"SA", 24.7f, 46.7f},   {"SE", 59.3f, 18.1f},
+    {"SG", 1.35f, 103.8f}, {"TH", 13.8f, 100.5f},  {"TR", 41.0f, 29.0f},   {"TW", 25.0f, 121.5f},
+    {"UA", 50.5f, 30.5f},  {"US", 39.8f, -98.6f},  {"UY", -34.9f, -56.2f}, {"VE", 10.5f, -66.9f},
+    {"VN", 10.8f, 106.7f}, {"ZA", -26.2f, 28.0f},
 };
 
 #define COUNTRY_OVERRIDES_MAX 256

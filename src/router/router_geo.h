@@ -24,10 +24,10 @@
 struct router_geo; /* opaque; router_geo_open() / router_geo_free() */
 
 struct router_geo_hit {
-    int found;        /* the address is in a database with a record */
-    unsigned db;      /* which file */
-    uint32_t offset;  /* record offset in that file's data section */
-    uint8_t netmask;  /* prefix length of the network holding the address (in its family) */
+    int found;       /* the address is in a database with a record */
+    unsigned db;     /* which file */
+    uint32_t offset; /* record offset in that file's data section */
+    uint8_t netmask; /* prefix length of the network holding the address (in its family) */
 };
 
 enum router_geo_src {

@@ -36,12 +36,10 @@ static void set_region_metric(struct router *r, struct router_edge_health *h)
     char labels[256];
     if (atomic_load(&r->m_answers_region[h->idx]) != NULL || !h->region[0])
         return;
-    snprintf(labels, sizeof(labels), "edge=\"%s\",region=\"%s\"", r->edges[h->idx].name,
-             h->region);
+    snprintf(labels, sizeof(labels), "edge=\"%s\",region=\"%s\"", r->edges[h->idx].name, h->region);
     atomic_store(&r->m_answers_region[h->idx],
                  metrics_counter("mlcdn_router_answers_by_region_total",
-                                 "DNS answers by chosen edge and the region it reports",
-                                 labels));
+                                 "DNS answers by chosen edge and the region it reports", labels));
 }
 
 /* Applies one check result. */

@@ -114,9 +114,10 @@ static void respond_json(struct http_exchange *x, int status, json_t *j)
 
 static const char *src_name(const struct router *r, enum router_geo_src s)
 {
-    return s == GEO_SRC_CITY ? "city" : s == GEO_SRC_COUNTRY ? "country"
-                                    : r->have_default          ? "default"
-                                                               : "none";
+    return s == GEO_SRC_CITY    ? "city"
+         : s == GEO_SRC_COUNTRY ? "country"
+         : r->have_default      ? "default"
+                                : "none";
 }
 
 static void do_route(struct router *r, struct http_exchange *x, const struct http_request *req,
@@ -174,7 +175,8 @@ static void do_route(struct router *r, struct http_exchange *x, const struct htt
         json_object_set_new(o, "distance_score", json_real(sc[i].distance_score));
         json_object_set_new(o, "load", json_real(sc[i].load));
         json_object_set_new(o, "hit_ratio", json_real(sc[i].hit));
-        json_object_set_new(o, "distance_part", json_real(r->weights.distance * sc[i].distance_score));
+        json_object_set_new(o, "distance_part",
+                            json_real(r->weights.distance * sc[i].distance_score));
         json_object_set_new(o, "load_part", json_real(r->weights.load * (1 - sc[i].load)));
         json_object_set_new(o, "hit_part", json_real(r->weights.hit * sc[i].hit));
         json_object_set_new(o, "score", json_real(sc[i].total));
@@ -200,8 +202,7 @@ static void do_edges(struct router *r, struct http_exchange *x)
         json_object_set_new(o, "capacity", json_real(e->capacity));
         json_object_set_new(o, "health_url", json_string(e->health_url));
         json_object_set_new(o, "healthy", json_boolean(h->up == 1));
-        json_object_set_new(o, "state",
-                            json_string(h->up < 0 ? "unknown" : h->up ? "up" : "down"));
+        json_object_set_new(o, "state", json_string(h->up < 0 ? "unknown" : h->up ? "up" : "down"));
         json_object_set_new(o, "status", json_string(h->status));
         json_object_set_new(o, "draining", json_boolean(h->draining));
         json_object_set_new(o, "eligible", json_boolean(atomic_load(&r->views[i].eligible)));
@@ -223,8 +224,8 @@ static void do_edges(struct router *r, struct http_exchange *x)
     respond_json(x, 200, j);
 }
 
-static void do_redirect(struct router *r, struct http_exchange *x,
-                        const struct http_request *req, struct router_loc_cache *c)
+static void do_redirect(struct router *r, struct http_exchange *x, const struct http_request *req,
+                        struct router_loc_cache *c)
 {
     char ip[128], loc[2048], hdr[2200];
     int family;

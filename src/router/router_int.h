@@ -79,7 +79,7 @@ struct router {
     struct router_geo *geo;
     int have_default;
     double default_lat, default_lon;
-    size_t edns_max;  /* largest UDP answer we send */
+    size_t edns_max;      /* largest UDP answer we send */
     long udp_coalesce_us; /* pause after a small UDP batch (0: off) */
     long redirect_port;
     pthread_mutex_t mtx;
@@ -100,14 +100,15 @@ struct router {
     uv_poll_t tcp_poll;
     uv_timer_t tcp_accept_timer; /* resumes accepting after a pause */
     int tcp_listening, tcp_paused, tcp_fd_short;
-    uint64_t tcp_last_pause;     /* loop time of the last pause */
+    uint64_t tcp_last_pause;          /* loop time of the last pause */
     struct router_tcp_conn *tcp_list; /* open connections, newest first */
     unsigned tcp_conns;
     uv_timer_t hc_timer;
     struct http_client *client;
 
     /* metrics */
-    struct metrics_counter *m_rcode[2][6]; /* [udp, tcp][NOERROR FORMERR SERVFAIL NXDOMAIN NOTIMP REFUSED] */
+    struct metrics_counter
+        *m_rcode[2][6]; /* [udp, tcp][NOERROR FORMERR SERVFAIL NXDOMAIN NOTIMP REFUSED] */
     struct metrics_counter *m_badvers, *m_dropped, *m_truncated, *m_ecs;
     struct metrics_counter *m_tcp_paused, *m_tcp_idle_closed;
     struct metrics_counter *m_answers[ROUTER_MAX_EDGES];
@@ -149,8 +150,7 @@ int router__choose(struct router *r, struct router_loc_cache *c, int client_fami
                    struct router_score *scores, const struct router_loc_entry **entry);
 
 /* DNS servers: binds UDP (nudp sockets, SO_REUSEPORT) and TCP on r->loop. */
-int router__dns_start(struct router *r, const char *addr, unsigned nudp, char *err,
-                      size_t errlen);
+int router__dns_start(struct router *r, const char *addr, unsigned nudp, char *err, size_t errlen);
 void router__dns_stop(struct router *r);
 /* Frees the main loop's location cache (after the loop stopped). */
 void router__dns_free_cache(void);

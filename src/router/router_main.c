@@ -29,8 +29,7 @@ int router__edge_parse(const char *spec, struct router_edge_cfg *e, char *err, s
     memset(e, 0, sizeof(*e));
     if (!eq || eq == spec || (size_t)(eq - spec) >= sizeof(e->name) ||
         strlen(eq + 1) >= sizeof(tmp)) {
-        snprintf(err, errlen, "--edge '%s': expected NAME=LAT,LON,IP,HEALTH_URL[,CAPACITY]",
-                 spec);
+        snprintf(err, errlen, "--edge '%s': expected NAME=LAT,LON,IP,HEALTH_URL[,CAPACITY]", spec);
         return -EINVAL;
     }
     memcpy(e->name, spec, (size_t)(eq - spec));
@@ -120,13 +119,13 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void register_metrics(struct router *r)
 {
-    static const char *const rc_names[6] = {"NOERROR", "FORMERR", "SERVFAIL",
+    static const char *const rc_names[6] = {"NOERROR",  "FORMERR", "SERVFAIL",
                                             "NXDOMAIN", "NOTIMP",  "REFUSED"};
     char labels[200];
     for (int t = 0; t < 2; t++)
         for (int i = 0; i < 6; i++) {
-            snprintf(labels, sizeof(labels), "transport=\"%s\",rcode=\"%s\"",
-                     t ? "tcp" : "udp", rc_names[i]);
+            snprintf(labels, sizeof(labels), "transport=\"%s\",rcode=\"%s\"", t ? "tcp" : "udp",
+                     rc_names[i]);
             r->m_rcode[t][i] = metrics_counter("mlcdn_router_dns_queries_total",
                                                "DNS queries answered, by rcode", labels);
         }
@@ -134,8 +133,7 @@ static void register_metrics(struct router *r)
                                    "DNS queries answered, by rcode",
                                    "transport=\"any\",rcode=\"BADVERS\"");
     r->m_dropped = metrics_counter("mlcdn_router_dns_dropped_total",
-                                   "DNS packets dropped unanswered (too short, or responses)",
-                                   "");
+                                   "DNS packets dropped unanswered (too short, or responses)", "");
     r->m_truncated = metrics_counter("mlcdn_router_dns_truncated_total",
                                      "UDP answers truncated (TC) to the client's size", "");
     r->m_ecs = metrics_counter("mlcdn_router_dns_ecs_queries_total",
@@ -153,8 +151,8 @@ static void register_metrics(struct router *r)
                                      "302 redirects to an edge", "");
     for (size_t i = 0; i < r->nedges; i++) {
         snprintf(labels, sizeof(labels), "edge=\"%s\"", r->edges[i].name);
-        r->m_answers[i] =
-            metrics_counter("mlcdn_router_answers_total", "DNS answers by chosen edge", labels);
+        r->m_answers[i] = metrics_counter("mlcdn_router_answers_total",
+                                          "DNS answers by chosen edge", labels);
     }
 }
 
@@ -227,7 +225,7 @@ int router_main(int argc, char **argv)
     pthread_mutex_init(&r->mtx, NULL);
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
-        fprintf(stderr, "mlcdn router: " __VA_ARGS__);                                            \
+        fprintf(stderr, "mlcdn router: " __VA_ARGS__);                                             \
         fputc('\n', stderr);                                                                       \
         goto out;                                                                                  \
     } while (0)
@@ -358,8 +356,7 @@ int router_main(int argc, char **argv)
     if (r->dns_addr.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&r->dns_addr)->sin_addr, host, sizeof(host));
     else
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&r->dns_addr)->sin6_addr, host,
-                  sizeof(host));
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&r->dns_addr)->sin6_addr, host, sizeof(host));
     log_info("router ready", "zone=%s dns=%s dns_port=%d http_port=%d edges=%zu udp_threads=%u",
              zone, host, r->dns_port, http_port, r->nedges, r->nudp);
     uv_run(&loop, UV_RUN_DEFAULT);

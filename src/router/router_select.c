@@ -117,8 +117,8 @@ static void fill_dist(struct router_loc_cache *c, struct router_loc_entry *e, in
                       double lat, double lon)
 {
     for (size_t i = 0; i < c->nedges; i++)
-        e->dist[i] = have_loc ? (float)router_distance_score(router_haversine_km(
-                                    lat, lon, c->edges[i].lat, c->edges[i].lon))
+        e->dist[i] = have_loc ? (float)router_distance_score(
+                                    router_haversine_km(lat, lon, c->edges[i].lat, c->edges[i].lon))
                               : 0.5f;
 }
 
@@ -132,8 +132,10 @@ const struct router_loc_entry *router_loc_lookup(struct router_loc_cache *c, int
     size_t alen = family == 4 ? 4 : 16;
     uint64_t h = (uint64_t)family;
     for (size_t i = 0; i < alen; i += 4)
-        h = mix64(h ^ ((uint64_t)addr[i] << 24 | (uint64_t)addr[i + 1] << 16 |
-                       (uint64_t)addr[i + 2] << 8 | addr[i + 3]) ^ (i << 40));
+        h = mix64(h ^
+                  ((uint64_t)addr[i] << 24 | (uint64_t)addr[i + 1] << 16 |
+                   (uint64_t)addr[i + 2] << 8 | addr[i + 3]) ^
+                  (i << 40));
     struct router_addr_entry *ae = &c->a[h & (ROUTER_ADDR_CACHE_SIZE - 1)];
     int geo_rc = 0;
     if (ae->valid && ae->family == family && !memcmp(ae->addr, addr, alen)) {

@@ -32,11 +32,11 @@
 struct router_edge_cfg {
     char name[64];
     double lat, lon;
-    int family;         /* 4 or 6 */
-    uint8_t addr[16];   /* 4 bytes used for IPv4 */
+    int family;       /* 4 or 6 */
+    uint8_t addr[16]; /* 4 bytes used for IPv4 */
     char addr_text[64];
     char health_url[512];
-    double capacity;    /* load ceiling (0..1]; 1 when not given */
+    double capacity; /* load ceiling (0..1]; 1 when not given */
 };
 
 struct router_edge_view {

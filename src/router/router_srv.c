@@ -150,8 +150,8 @@ void router__stats_flush(struct router *r, struct router_stats *st, int tcp, uin
         if (!st->answers[i])
             continue;
         metrics_counter_add(r->m_answers[i], st->answers[i]);
-        struct metrics_counter *rc =
-            atomic_load_explicit(&r->m_answers_region[i], memory_order_relaxed);
+        struct metrics_counter *rc = atomic_load_explicit(&r->m_answers_region[i],
+                                                          memory_order_relaxed);
         if (rc)
             metrics_counter_add(rc, st->answers[i]);
     }
@@ -173,9 +173,8 @@ static void *udp_main(void *arg)
 {
     struct udp_worker *w = arg;
     struct router *r = w->r;
-    struct router_loc_cache *c =
-        router_loc_cache_new(r->geo, r->edges, r->nedges, r->have_default, r->default_lat,
-                             r->default_lon);
+    struct router_loc_cache *c = router_loc_cache_new(r->geo, r->edges, r->nedges, r->have_default,
+                                                      r->default_lat, r->default_lon);
     uint8_t(*in)[UDP_BUF] = mc_xmalloc(sizeof(uint8_t[UDP_BATCH][UDP_BUF]));
     uint8_t(*out)[UDP_BUF] = mc_xmalloc(sizeof(uint8_t[UDP_BATCH][UDP_BUF]));
     struct mmsghdr rm[UDP_BATCH], sm[UDP_BATCH];
@@ -540,8 +539,8 @@ static void tcp_accept_pause(struct router *r, int err)
     if (!r->tcp_fd_short) {
         r->tcp_fd_short = 1;
         log_warn("router: DNS TCP accepting paused, accept(2) failed",
-                 "err=%s conns=%u idle_closed=%u retry_ms=%d", uv_err_name(err), r->tcp_conns,
-                 shed, TCP_ACCEPT_PAUSE_MS);
+                 "err=%s conns=%u idle_closed=%u retry_ms=%d", uv_err_name(err), r->tcp_conns, shed,
+                 TCP_ACCEPT_PAUSE_MS);
     }
     uv_timer_start(&r->tcp_accept_timer, on_tcp_accept_resume, TCP_ACCEPT_PAUSE_MS, 0);
 }
@@ -578,14 +577,9 @@ static void tcp_accept_some(struct router *r)
         }
         int err = errno;
         switch (http_accept_errno_act(err)) {
-        case HTTP_ACCEPT_DRAINED:
-            tcp_accept_recovered(r);
-            return;
-        case HTTP_ACCEPT_RETRY:
-            break;
-        case HTTP_ACCEPT_PAUSE:
-            tcp_accept_pause(r, -err);
-            return;
+        case HTTP_ACCEPT_DRAINED: tcp_accept_recovered(r); return;
+        case HTTP_ACCEPT_RETRY: break;
+        case HTTP_ACCEPT_PAUSE: tcp_accept_pause(r, -err); return;
         }
     }
 }
@@ -635,8 +629,7 @@ static void tcp_listen_close(struct router *r)
 static int dns_start_once(struct router *r, const char *addr, unsigned nudp, char *err,
                           size_t errlen);
 
-int router__dns_start(struct router *r, const char *addr, unsigned nudp, char *err,
-                      size_t errlen)
+int router__dns_start(struct router *r, const char *addr, unsigned nudp, char *err, size_t errlen)
 {
     int rc = parse_hostport(addr, &r->dns_addr, err, errlen);
     if (rc < 0)
@@ -678,8 +671,8 @@ static int dns_start_once(struct router *r, const char *addr, unsigned nudp, cha
             goto fail;
         r->udp_fds[r->nudp++] = fd;
     }
-    main_cache = router_loc_cache_new(r->geo, r->edges, r->nedges, r->have_default,
-                                      r->default_lat, r->default_lon);
+    main_cache = router_loc_cache_new(r->geo, r->edges, r->nedges, r->have_default, r->default_lat,
+                                      r->default_lon);
     rc = tcp_listen_socket(r);
     if (rc >= 0) {
         r->tcp_fd = rc;

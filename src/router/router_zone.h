@@ -36,9 +36,9 @@ struct router_zone_name {
 struct router_zone {
     uint8_t apex[DNS_NAME_MAX]; /* lower case wire form */
     size_t apex_len;
-    uint32_t ttl;       /* geo answers (default 20 s) */
-    uint32_t zone_ttl;  /* SOA, NS, static records */
-    uint32_t neg_ttl;   /* SOA minimum and TTL of the SOA in negative answers */
+    uint32_t ttl;      /* geo answers (default 20 s) */
+    uint32_t zone_ttl; /* SOA, NS, static records */
+    uint32_t neg_ttl;  /* SOA minimum and TTL of the SOA in negative answers */
     uint32_t serial;
     uint16_t edns_size; /* our advertised UDP payload size */
     char ns_label[64];  /* name server host: ns_label.apex */
@@ -59,14 +59,14 @@ int router_zone_add(struct router_zone *z, const char *name, enum router_name_ki
 /* Selection callback for geo names: writes the chosen address of `family` (4 or 6) into
  * addr and the ECS scope prefix into *scope. Returns 0, or -ENOENT when no edge of that
  * family can be answered. */
-typedef int router_zone_select_f(void *arg, const struct dns_query *q, int family,
-                                 uint8_t addr[16], uint8_t *scope);
+typedef int router_zone_select_f(void *arg, const struct dns_query *q, int family, uint8_t addr[16],
+                                 uint8_t *scope);
 
 /* What an answer was, for metrics. */
 struct router_zone_result {
     int rcode;
-    int geo;          /* a geo name was asked (a selection happened) */
-    int answers;      /* records in the answer section */
+    int geo;     /* a geo name was asked (a selection happened) */
+    int answers; /* records in the answer section */
     int truncated;
 };
 

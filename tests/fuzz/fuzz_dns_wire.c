@@ -16,8 +16,7 @@
 static struct router_zone zone;
 static int zone_ready;
 
-static int sel(void *arg, const struct dns_query *q, int family, uint8_t addr[16],
-               uint8_t *scope)
+static int sel(void *arg, const struct dns_query *q, int family, uint8_t addr[16], uint8_t *scope)
 {
     memset(addr, family == 4 ? 127 : 0, 16);
     *scope = q->ecs.present ? q->ecs.source : 0;
@@ -44,8 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = router_zone_answer(&zone, &q, rc, sel, NULL, out, sizeof(out), limit, &res);
     if (rc == DNS_PARSE_DROP && n != 0)
         abort();
-    if (n > 0 && (n > limit || n < DNS_HDR_LEN || !(out[2] & 0x80) ||
-                  ((out[0] << 8) | out[1]) != q.id))
+    if (n > 0 &&
+        (n > limit || n < DNS_HDR_LEN || !(out[2] & 0x80) || ((out[0] << 8) | out[1]) != q.id))
         abort();
     n = router_zone_answer(&zone, &q, rc, sel, NULL, out, 40, 40, &res);
     if (n > 40)

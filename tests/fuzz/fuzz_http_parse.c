@@ -82,8 +82,8 @@ static void cache_rules(const struct http_request *r)
     http_resp_info_init(&ri);
     ri.status = 200;
     for (i = 0; i < r->nheaders; i++) {
-        http_resp_info_add(&ri, r->headers[i].name.p, r->headers[i].name.len,
-                           r->headers[i].value.p, r->headers[i].value.len);
+        http_resp_info_add(&ri, r->headers[i].name.p, r->headers[i].name.len, r->headers[i].value.p,
+                           r->headers[i].value.len);
         if (http_date_parse(r->headers[i].value.p, r->headers[i].value.len, &t) == 0) {
             int64_t back;
 
@@ -128,8 +128,8 @@ static size_t count_named(const struct http_request *r, const char *name)
 /* http_request_strip_connection / _fields on a parsed head. */
 static void strip_rules(struct http_request *r)
 {
-    static const char *const keep[] = {"host", "content-length", "transfer-encoding",
-                                       "authorization", "cache-control", "connection"};
+    static const char *const keep[] = {"host",          "content-length", "transfer-encoding",
+                                       "authorization", "cache-control",  "connection"};
     static const char *const names[] = {"x-forwarded-host", "forwarded", "host", "a"};
     size_t before[6], i, n0 = r->nheaders, removed;
     struct http_str host = r->host;

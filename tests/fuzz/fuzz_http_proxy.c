@@ -73,10 +73,18 @@ static int connection_lists(const char *in, size_t len, const char *name, size_t
 /* The stored block is well-formed; `in` (may be NULL) is the input it was built from. */
 static void check_block(const char *b, size_t len, const char *in, size_t inlen)
 {
-    static const char *const never[] = {"connection", "keep-alive", "proxy-connection",
-                                        "te", "trailer", "transfer-encoding", "upgrade",
-                                        "proxy-authenticate", "proxy-authorization",
-                                        "content-length", "age", "surrogate-control"};
+    static const char *const never[] = {"connection",
+                                        "keep-alive",
+                                        "proxy-connection",
+                                        "te",
+                                        "trailer",
+                                        "transfer-encoding",
+                                        "upgrade",
+                                        "proxy-authenticate",
+                                        "proxy-authorization",
+                                        "content-length",
+                                        "age",
+                                        "surrogate-control"};
     const char *p = b, *end = b + len;
 
     CHECK(b != NULL && strlen(b) == len && len <= HTTP_PROXY_HDRS_MAX);

@@ -31,37 +31,82 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct predict_model m_a = {.name = "a"}, m_b = {.name = "b"}, m_f = {.name = "f"};
 static struct predict_io a_in[] = {
-    {.name = "x", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 4},
-     .row_numel = 4, .row_bytes = 16},
+    {.name = "x",
+     .dtype = INFER_DT_FLOAT,
+     .esize = 4,
+     .rank = 2,
+     .dims = {-1, 4},
+     .row_numel = 4,
+     .row_bytes = 16},
 };
 static struct predict_io a_out[] = {
-    {.name = "y", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 1},
-     .row_numel = 1, .row_bytes = 4},
+    {.name = "y",
+     .dtype = INFER_DT_FLOAT,
+     .esize = 4,
+     .rank = 2,
+     .dims = {-1, 1},
+     .row_numel = 1,
+     .row_bytes = 4},
 };
 static struct predict_io b_in[] = {
-    {.name = "user_id", .dtype = INFER_DT_INT64, .esize = 8, .rank = 1, .dims = {-1},
-     .row_numel = 1, .row_bytes = 8},
-    {.name = "dense", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 3, .dims = {-1, 2, 2},
-     .row_numel = 4, .row_bytes = 16},
-    {.name = "flag", .dtype = INFER_DT_BOOL, .esize = 1, .rank = 2, .dims = {-1, 1},
-     .row_numel = 1, .row_bytes = 1},
+    {.name = "user_id",
+     .dtype = INFER_DT_INT64,
+     .esize = 8,
+     .rank = 1,
+     .dims = {-1},
+     .row_numel = 1,
+     .row_bytes = 8},
+    {.name = "dense",
+     .dtype = INFER_DT_FLOAT,
+     .esize = 4,
+     .rank = 3,
+     .dims = {-1, 2, 2},
+     .row_numel = 4,
+     .row_bytes = 16},
+    {.name = "flag",
+     .dtype = INFER_DT_BOOL,
+     .esize = 1,
+     .rank = 2,
+     .dims = {-1, 1},
+     .row_numel = 1,
+     .row_bytes = 1},
 };
 static struct predict_io b_out[] = {
-    {.name = "score", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 1},
-     .row_numel = 1, .row_bytes = 4},
-    {.name = "label", .dtype = INFER_DT_INT64, .esize = 8, .rank = 1, .dims = {-1},
-     .row_numel = 1, .row_bytes = 8, .off = 4},
+    {.name = "score",
+     .dtype = INFER_DT_FLOAT,
+     .esize = 4,
+     .rank = 2,
+     .dims = {-1, 1},
+     .row_numel = 1,
+     .row_bytes = 4},
+    {.name = "label",
+     .dtype = INFER_DT_INT64,
+     .esize = 8,
+     .rank = 1,
+     .dims = {-1},
+     .row_numel = 1,
+     .row_bytes = 8,
+     .off = 4},
 };
 static const struct predict_version v_a = {
-    .model = &m_a, .n_in = 1, .n_out = 1, .in = a_in, .out = a_out, .cfg = {.max_batch = 8},
+    .model = &m_a,
+    .n_in = 1,
+    .n_out = 1,
+    .in = a_in,
+    .out = a_out,
+    .cfg = {.max_batch = 8},
 };
 static const struct predict_version v_b = {
-    .model = &m_b, .n_in = 3, .n_out = 2, .in = b_in, .out = b_out, .cfg = {.max_batch = 4},
+    .model = &m_b,
+    .n_in = 3,
+    .n_out = 2,
+    .in = b_in,
+    .out = b_out,
+    .cfg = {.max_batch = 4},
 };
 
 /* One decoder run and the invariants on its result. */
-static void check(int rc, const struct predict_version *v, struct predict_rows *d,
-                  const char *msg)
+static void check(int rc, const struct predict_version *v, struct predict_rows *d, const char *msg)
 {
     CHECK(rc == 0 || rc == -EINVAL);
     if (rc) {
@@ -109,11 +154,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *root = json_loadb(copy, size, 0, &je);
     if (fast) {
         CHECK(root && json_is_object(root));
-        struct predict_io in = {.name = "x", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2,
-                                .dims = {-1, (int64_t)f.n}, .row_numel = (int64_t)f.n,
+        struct predict_io in = {.name = "x",
+                                .dtype = INFER_DT_FLOAT,
+                                .esize = 4,
+                                .rank = 2,
+                                .dims = {-1, (int64_t)f.n},
+                                .row_numel = (int64_t)f.n,
                                 .row_bytes = f.n * 4};
-        struct predict_version v = {.model = &m_f, .n_in = 1, .n_out = 1, .in = &in,
-                                    .out = a_out, .cfg = {.max_batch = 1}};
+        struct predict_version v = {.model = &m_f,
+                                    .n_in = 1,
+                                    .n_out = 1,
+                                    .in = &in,
+                                    .out = a_out,
+                                    .cfg = {.max_batch = 1}};
         struct predict_rows d = {0};
         msg[0] = '\0';
         CHECK(predict__json_seed(root, &v, 0, &d, msg, sizeof(msg)) == 0);

@@ -29,11 +29,11 @@ void infer__cpu_force(int level);
 
 struct infer_sgemm_pack {
     int64_t K, N;
-    int64_t np;       /* panels: ceil(N / 32) */
-    const void *src;  /* the constant it was packed from (checked at run time) */
-    float *p;         /* np * K * 32 floats, 64-byte aligned */
-    float *bt;        /* N <= INFER_SGEMM_DOT_N: B^T rows [N][kp] (zero-padded), else NULL */
-    int64_t kp;       /* K rounded up to 16 */
+    int64_t np;      /* panels: ceil(N / 32) */
+    const void *src; /* the constant it was packed from (checked at run time) */
+    float *p;        /* np * K * 32 floats, 64-byte aligned */
+    float *bt;       /* N <= INFER_SGEMM_DOT_N: B^T rows [N][kp] (zero-padded), else NULL */
+    int64_t kp;      /* K rounded up to 16 */
 };
 
 /* Up to this many columns, C = A B is N dot products per row (a panel would be mostly
@@ -50,8 +50,8 @@ void infer__sgemm_pack_free(void *p);
 /* Bias handling for infer__sgemm_run. */
 enum {
     INFER_BIAS_NONE = 0,
-    INFER_BIAS_ROW,  /* bias[N] added to every row (times beta) */
-    INFER_BIAS_ACC,  /* C already holds the bias: C = alpha*AB + beta*C */
+    INFER_BIAS_ROW, /* bias[N] added to every row (times beta) */
+    INFER_BIAS_ACC, /* C already holds the bias: C = alpha*AB + beta*C */
 };
 
 /* C[M, N] (row stride ldc) from A[M, K] (row stride lda) and the packed B. */

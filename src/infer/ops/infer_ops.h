@@ -87,7 +87,7 @@ static inline void infer_bc_init(struct infer_bc *b, struct infer_tensor *const 
 
 /* Runs BODY once per inner row with o0/o1/o2 the operands' element offsets, oo the output
  * offset, inner the row length and s0/s1/s2 the operands' inner strides (0 or 1). */
-#define INFER_BC_ROWS(b, ...)                                                                     \
+#define INFER_BC_ROWS(b, ...)                                                                      \
     do {                                                                                           \
         const int R_ = (b)->rank;                                                                  \
         const int64_t inner = (b)->dims[R_ - 1];                                                   \
@@ -96,7 +96,12 @@ static inline void infer_bc_init(struct infer_bc *b, struct infer_tensor *const 
         const int64_t s2 = (b)->n > 2 ? (b)->st[2][R_ - 1] : 0;                                    \
         int64_t idx_[INFER_MAX_RANK] = {0};                                                        \
         int64_t o0 = 0, o1 = 0, o2 = 0;                                                            \
-        (void)s0; (void)s1; (void)s2; (void)o0; (void)o1; (void)o2;                                \
+        (void)s0;                                                                                  \
+        (void)s1;                                                                                  \
+        (void)s2;                                                                                  \
+        (void)o0;                                                                                  \
+        (void)o1;                                                                                  \
+        (void)o2;                                                                                  \
         if ((b)->numel == 0)                                                                       \
             break;                                                                                 \
         for (int64_t oo = 0; oo < (b)->numel; oo += inner) {                                       \
@@ -104,13 +109,17 @@ static inline void infer_bc_init(struct infer_bc *b, struct infer_tensor *const 
             for (int d_ = R_ - 2; d_ >= 0; d_--) {                                                 \
                 idx_[d_]++;                                                                        \
                 o0 += (b)->st[0][d_];                                                              \
-                if ((b)->n > 1) o1 += (b)->st[1][d_];                                              \
-                if ((b)->n > 2) o2 += (b)->st[2][d_];                                              \
+                if ((b)->n > 1)                                                                    \
+                    o1 += (b)->st[1][d_];                                                          \
+                if ((b)->n > 2)                                                                    \
+                    o2 += (b)->st[2][d_];                                                          \
                 if (idx_[d_] < (b)->dims[d_])                                                      \
                     break;                                                                         \
                 o0 -= (b)->st[0][d_] * (b)->dims[d_];                                              \
-                if ((b)->n > 1) o1 -= (b)->st[1][d_] * (b)->dims[d_];                              \
-                if ((b)->n > 2) o2 -= (b)->st[2][d_] * (b)->dims[d_];                              \
+                if ((b)->n > 1)                                                                    \
+                    o1 -= (b)->st[1][d_] * (b)->dims[d_];                                          \
+                if ((b)->n > 2)                                                                    \
+                    o2 -= (b)->st[2][d_] * (b)->dims[d_];                                          \
                 idx_[d_] = 0;                                                                      \
             }                                                                                      \
         }                                                                                          \

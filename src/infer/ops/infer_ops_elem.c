@@ -56,15 +56,17 @@ static int bin_shape(const struct infer_node *n, struct infer_tensor *const *in,
     } while (0)
 
 /* T: element type; U: same-width unsigned type for wrapping arithmetic. */
-#define BIN_INT(T, U, SGN)                                                                            \
+#define BIN_INT(T, U, SGN)                                                                         \
     do {                                                                                           \
         switch (op) {                                                                              \
         case B_ADD: INFER_BC_ROWS(&bc, ROW(T, T, (T)((U)x + (U)y))); break;                        \
         case B_SUB: INFER_BC_ROWS(&bc, ROW(T, T, (T)((U)x - (U)y))); break;                        \
         case B_MUL: INFER_BC_ROWS(&bc, ROW(T, T, (T)((U)x * (U)y))); break;                        \
         case B_DIV:                                                                                \
-            INFER_BC_ROWS(&bc, ROW(T, T, y == 0 ? (divzero = 1, (T)0)                              \
-                                   : (SGN && y == (T)-1) ? (T)(0 - (U)x) : (T)(x / y)));     \
+            INFER_BC_ROWS(&bc, ROW(T, T,                                                           \
+                                   y == 0                ? (divzero = 1, (T)0)                     \
+                                   : (SGN && y == (T)-1) ? (T)(0 - (U)x)                           \
+                                                         : (T)(x / y)));                           \
             break;                                                                                 \
         case B_EQ: INFER_BC_ROWS(&bc, ROW(T, uint8_t, x == y)); break;                             \
         case B_LT: INFER_BC_ROWS(&bc, ROW(T, uint8_t, x < y)); break;                              \
@@ -77,7 +79,7 @@ static int bin_shape(const struct infer_node *n, struct infer_tensor *const *in,
         switch (op) {                                                                              \
         case B_ADD: INFER_BC_ROWS(&bc, ROW(T, T, x + y)); break;                                   \
         case B_SUB: INFER_BC_ROWS(&bc, ROW(T, T, x - y)); break;                                   \
-        case B_MUL: INFER_BC_ROWS(&bc, ROW(T, T, x * y)); break;                                   \
+        case B_MUL: INFER_BC_ROWS(&bc, ROW(T, T, x *y)); break;                                    \
         case B_DIV: INFER_BC_ROWS(&bc, ROW(T, T, x / y)); break;                                   \
         case B_EQ: INFER_BC_ROWS(&bc, ROW(T, uint8_t, x == y)); break;                             \
         case B_LT: INFER_BC_ROWS(&bc, ROW(T, uint8_t, x < y)); break;                              \
@@ -118,13 +120,13 @@ static int bin_load(struct infer_node *n, struct infer_err *e)
 {
     const char *t = n->op_type;
 
-    n->ia[0] = !strcmp(t, "Add")     ? B_ADD
-             : !strcmp(t, "Sub")     ? B_SUB
-             : !strcmp(t, "Mul")     ? B_MUL
-             : !strcmp(t, "Div")     ? B_DIV
-             : !strcmp(t, "Equal")   ? B_EQ
-             : !strcmp(t, "Less")    ? B_LT
-                                     : B_GT;
+    n->ia[0] = !strcmp(t, "Add")   ? B_ADD
+             : !strcmp(t, "Sub")   ? B_SUB
+             : !strcmp(t, "Mul")   ? B_MUL
+             : !strcmp(t, "Div")   ? B_DIV
+             : !strcmp(t, "Equal") ? B_EQ
+             : !strcmp(t, "Less")  ? B_LT
+                                   : B_GT;
     /* Opsets before 7 had a `broadcast` attribute with different rules; we start at 7. */
     if (infer__attr(n, "broadcast") != NULL || infer__attr(n, "axis") != NULL)
         return infer__errf(e, -ENOTSUP, "legacy broadcast attributes not supported");
@@ -132,8 +134,11 @@ static int bin_load(struct infer_node *n, struct infer_err *e)
 }
 
 #define BIN_OP(sym, nm)                                                                            \
-    const struct infer_op infer__op_##sym = {                                                      \
-        .name = nm, .domain = "", .load = bin_load, .shape = bin_shape, .run = bin_run}
+    const struct infer_op infer__op_##sym = {.name = nm,                                           \
+                                             .domain = "",                                         \
+                                             .load = bin_load,                                     \
+                                             .shape = bin_shape,                                   \
+                                             .run = bin_run}
 BIN_OP(add, "Add");
 BIN_OP(sub, "Sub");
 BIN_OP(mul, "Mul");
@@ -256,8 +261,11 @@ static int un_run(const struct infer_node *n, struct infer_tensor *const *in,
 }
 
 #define UN_OP(sym, nm)                                                                             \
-    const struct infer_op infer__op_##sym = {                                                      \
-        .name = nm, .domain = "", .load = un_load, .shape = un_shape, .run = un_run}
+    const struct infer_op infer__op_##sym = {.name = nm,                                           \
+                                             .domain = "",                                         \
+                                             .load = un_load,                                      \
+                                             .shape = un_shape,                                    \
+                                             .run = un_run}
 UN_OP(relu, "Relu");
 UN_OP(leakyrelu, "LeakyRelu");
 UN_OP(sigmoid, "Sigmoid");
@@ -291,8 +299,10 @@ static int not_run(const struct infer_node *n, struct infer_tensor *const *in,
     return 0;
 }
 
-const struct infer_op infer__op_not = {
-    .name = "Not", .domain = "", .shape = not_shape, .run = not_run};
+const struct infer_op infer__op_not = {.name = "Not",
+                                       .domain = "",
+                                       .shape = not_shape,
+                                       .run = not_run};
 
 static int id_shape(const struct infer_node *n, struct infer_tensor *const *in,
                     struct infer_tensor *const *out, struct infer_err *e)
@@ -312,8 +322,10 @@ int infer__copy_run(const struct infer_node *n, struct infer_tensor *const *in,
     return 0;
 }
 
-const struct infer_op infer__op_identity = {
-    .name = "Identity", .domain = "", .shape = id_shape, .run = infer__copy_run};
+const struct infer_op infer__op_identity = {.name = "Identity",
+                                            .domain = "",
+                                            .shape = id_shape,
+                                            .run = infer__copy_run};
 
 /* ---- Clip ---- */
 
@@ -344,10 +356,12 @@ static int clip_shape(const struct infer_node *n, struct infer_tensor *const *in
     do {                                                                                           \
         const T *restrict px = in[0]->data;                                                        \
         T *restrict py = out[0]->data;                                                             \
-        T lo = n->opset < 11 ? (T)n->fa[0] : (n->n_in > 1 && in[1]) ? *(const T *)in[1]->data    \
-                                                                     : lo_def;                     \
-        T hi = n->opset < 11 ? (T)n->fa[1] : (n->n_in > 2 && in[2]) ? *(const T *)in[2]->data    \
-                                                                     : hi_def;                     \
+        T lo = n->opset < 11          ? (T)n->fa[0]                                                \
+             : (n->n_in > 1 && in[1]) ? *(const T *)in[1]->data                                    \
+                                      : lo_def;                                                    \
+        T hi = n->opset < 11          ? (T)n->fa[1]                                                \
+             : (n->n_in > 2 && in[2]) ? *(const T *)in[2]->data                                    \
+                                      : hi_def;                                                    \
         for (int64_t i = 0; i < cnt; i++) {                                                        \
             T x = px[i];                                                                           \
             x = x < lo ? lo : x;                                                                   \
@@ -399,13 +413,17 @@ static int clip_run(const struct infer_node *n, struct infer_tensor *const *in,
         CLIP(uint8_t);
         break;
     }
-    default: return infer__errf(e, -ENOTSUP, "dtype %s not supported", infer_dtype_name(in[0]->dtype));
+    default:
+        return infer__errf(e, -ENOTSUP, "dtype %s not supported", infer_dtype_name(in[0]->dtype));
     }
     return 0;
 }
 
-const struct infer_op infer__op_clip = {
-    .name = "Clip", .domain = "", .load = clip_load, .shape = clip_shape, .run = clip_run};
+const struct infer_op infer__op_clip = {.name = "Clip",
+                                        .domain = "",
+                                        .load = clip_load,
+                                        .shape = clip_shape,
+                                        .run = clip_run};
 
 /* ---- Where ---- */
 
@@ -444,8 +462,10 @@ static int where_run(const struct infer_node *n, struct infer_tensor *const *in,
     return 0;
 }
 
-const struct infer_op infer__op_where = {
-    .name = "Where", .domain = "", .shape = where_shape, .run = where_run};
+const struct infer_op infer__op_where = {.name = "Where",
+                                         .domain = "",
+                                         .shape = where_shape,
+                                         .run = where_run};
 
 /* ---- Cast ---- */
 
@@ -574,8 +594,14 @@ static int cast_run(const struct infer_node *n, struct infer_tensor *const *in,
         case INFER_DT_DOUBLE: d = ((const double *)x)[i]; break;
         case INFER_DT_FLOAT16: d = half_to_float(((const uint16_t *)x)[i]); break;
         case INFER_DT_BFLOAT16: d = bf16_to_float(((const uint16_t *)x)[i]); break;
-        case INFER_DT_UINT64: u = ((const uint64_t *)x)[i]; isf = false; isu = true; break;
-        default: v = infer__get_i64(in[0], i); isf = false;
+        case INFER_DT_UINT64:
+            u = ((const uint64_t *)x)[i];
+            isf = false;
+            isu = true;
+            break;
+        default:
+            v = infer__get_i64(in[0], i);
+            isf = false;
             if (st == INFER_DT_UINT16)
                 v = ((const uint16_t *)x)[i];
             else if (st == INFER_DT_UINT32)
@@ -590,9 +616,7 @@ static int cast_run(const struct infer_node *n, struct infer_tensor *const *in,
                 v = (int64_t)u;
         }
         switch (dt) {
-        case INFER_DT_FLOAT:
-            ((float *)y)[i] = isf ? (float)d : isu ? (float)u : (float)v;
-            break;
+        case INFER_DT_FLOAT: ((float *)y)[i] = isf ? (float)d : isu ? (float)u : (float)v; break;
         case INFER_DT_DOUBLE: ((double *)y)[i] = d; break;
         case INFER_DT_FLOAT16: ((uint16_t *)y)[i] = float_to_half((float)d); break;
         case INFER_DT_BFLOAT16: ((uint16_t *)y)[i] = float_to_bf16((float)d); break;
@@ -604,13 +628,15 @@ static int cast_run(const struct infer_node *n, struct infer_tensor *const *in,
             ((uint64_t *)y)[i] = isf ? (uint64_t)f2i(d, 0, 9223372036854774784.0) : (uint64_t)v;
             break;
         case INFER_DT_INT32:
-            ((int32_t *)y)[i] = (int32_t)(isf ? f2i(d, INT32_MIN, INT32_MAX) : (int64_t)(uint32_t)v);
+            ((int32_t *)y)[i] = (int32_t)(isf ? f2i(d, INT32_MIN, INT32_MAX)
+                                              : (int64_t)(uint32_t)v);
             break;
         case INFER_DT_UINT32:
             ((uint32_t *)y)[i] = (uint32_t)(isf ? f2i(d, 0, UINT32_MAX) : v);
             break;
         case INFER_DT_INT16:
-            ((int16_t *)y)[i] = (int16_t)(isf ? f2i(d, INT16_MIN, INT16_MAX) : (int64_t)(uint16_t)v);
+            ((int16_t *)y)[i] = (int16_t)(isf ? f2i(d, INT16_MIN, INT16_MAX)
+                                              : (int64_t)(uint16_t)v);
             break;
         case INFER_DT_UINT16:
             ((uint16_t *)y)[i] = (uint16_t)(isf ? f2i(d, 0, UINT16_MAX) : v);
@@ -618,9 +644,7 @@ static int cast_run(const struct infer_node *n, struct infer_tensor *const *in,
         case INFER_DT_INT8:
             ((int8_t *)y)[i] = (int8_t)(isf ? f2i(d, INT8_MIN, INT8_MAX) : (int64_t)(uint8_t)v);
             break;
-        case INFER_DT_UINT8:
-            ((uint8_t *)y)[i] = (uint8_t)(isf ? f2i(d, 0, UINT8_MAX) : v);
-            break;
+        case INFER_DT_UINT8: ((uint8_t *)y)[i] = (uint8_t)(isf ? f2i(d, 0, UINT8_MAX) : v); break;
         default: return infer__errf(e, -ENOTSUP, "cast to %s not supported", infer_dtype_name(dt));
         }
     }
@@ -637,8 +661,13 @@ static int castlike_shape(const struct infer_node *n, struct infer_tensor *const
     return 0;
 }
 
-const struct infer_op infer__op_castlike = {
-    .name = "CastLike", .domain = "", .shape = castlike_shape, .run = cast_run};
+const struct infer_op infer__op_castlike = {.name = "CastLike",
+                                            .domain = "",
+                                            .shape = castlike_shape,
+                                            .run = cast_run};
 
-const struct infer_op infer__op_cast = {
-    .name = "Cast", .domain = "", .load = cast_load, .shape = cast_shape, .run = cast_run};
+const struct infer_op infer__op_cast = {.name = "Cast",
+                                        .domain = "",
+                                        .load = cast_load,
+                                        .shape = cast_shape,
+                                        .run = cast_run};

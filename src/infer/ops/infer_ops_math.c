@@ -134,13 +134,11 @@ static int gemm_prepare(struct infer_node *n, struct infer_model *m, struct infe
 
 /* The packed B applies to this run (same constant, float, A not transposed). */
 static const struct infer_sgemm_pack *packed_b(const struct infer_node *n,
-                                               const struct infer_tensor *b, int64_t K,
-                                               int64_t N)
+                                               const struct infer_tensor *b, int64_t K, int64_t N)
 {
     const struct infer_sgemm_pack *pk = n->ext;
 
-    if (pk == NULL || b->dtype != INFER_DT_FLOAT || b->data != pk->src || pk->K != K ||
-        pk->N != N)
+    if (pk == NULL || b->dtype != INFER_DT_FLOAT || b->data != pk->src || pk->K != K || pk->N != N)
         return NULL;
     return pk;
 }
@@ -170,8 +168,8 @@ static int gemm_compute(const struct infer_node *n, struct infer_tensor *const *
                 mode = INFER_BIAS_ACC;
             }
         }
-        infer__sgemm_run(pk, M, a->data, K, n->fa[0], mode, c ? c->data : NULL, beta,
-                         n->fused_relu, y->data, N);
+        infer__sgemm_run(pk, M, a->data, K, n->fa[0], mode, c ? c->data : NULL, beta, n->fused_relu,
+                         y->data, N);
         return 1;
     }
     if (c != NULL && beta != 0.0f) {
@@ -282,8 +280,7 @@ static int matmul_shape(const struct infer_node *n, struct infer_tensor *const *
     return 0;
 }
 
-static void gemm_nn(int dt, int64_t M, int64_t N, int64_t K, const void *a, const void *b,
-                    void *c)
+static void gemm_nn(int dt, int64_t M, int64_t N, int64_t K, const void *a, const void *b, void *c)
 {
     if (M == 0 || N == 0)
         return;
@@ -447,10 +444,14 @@ static int softmax_run(const struct infer_node *n, struct infer_tensor *const *i
     return 0;
 }
 
-const struct infer_op infer__op_softmax = {
-    .name = "Softmax", .domain = "", .shape = softmax_shape, .run = softmax_run};
-const struct infer_op infer__op_logsoftmax = {
-    .name = "LogSoftmax", .domain = "", .shape = softmax_shape, .run = softmax_run};
+const struct infer_op infer__op_softmax = {.name = "Softmax",
+                                           .domain = "",
+                                           .shape = softmax_shape,
+                                           .run = softmax_run};
+const struct infer_op infer__op_logsoftmax = {.name = "LogSoftmax",
+                                              .domain = "",
+                                              .shape = softmax_shape,
+                                              .run = softmax_run};
 
 /* ---- BatchNormalization ---- */
 
@@ -575,11 +576,11 @@ static int red_load(struct infer_node *n, struct infer_err *e)
     const char *t = n->op_type;
     const struct infer_attr *a = infer__attr(n, "axes");
 
-    n->ia[0] = !strcmp(t, "ReduceSum")      ? R_SUM
-             : !strcmp(t, "ReduceMean")     ? R_MEAN
-             : !strcmp(t, "ReduceMax")      ? R_MAX
-             : !strcmp(t, "ReduceMin")      ? R_MIN
-                                            : R_SUMSQ;
+    n->ia[0] = !strcmp(t, "ReduceSum")  ? R_SUM
+             : !strcmp(t, "ReduceMean") ? R_MEAN
+             : !strcmp(t, "ReduceMax")  ? R_MAX
+             : !strcmp(t, "ReduceMin")  ? R_MIN
+                                        : R_SUMSQ;
     n->ia[1] = infer__attr_i(n, "keepdims", 1);
     n->ia[2] = infer__attr_i(n, "noop_with_empty_axes", 0);
     /* ReduceSum takes axes as an input from opset 13; the others until opset 18. */
@@ -786,10 +787,14 @@ static int arg_run(const struct infer_node *n, struct infer_tensor *const *in,
     return 0;
 }
 
-const struct infer_op infer__op_argmax = {
-    .name = "ArgMax", .domain = "", .shape = arg_shape, .run = arg_run};
-const struct infer_op infer__op_argmin = {
-    .name = "ArgMin", .domain = "", .shape = arg_shape, .run = arg_run};
+const struct infer_op infer__op_argmax = {.name = "ArgMax",
+                                          .domain = "",
+                                          .shape = arg_shape,
+                                          .run = arg_run};
+const struct infer_op infer__op_argmin = {.name = "ArgMin",
+                                          .domain = "",
+                                          .shape = arg_shape,
+                                          .run = arg_run};
 
 /* ---- TopK ---- */
 

@@ -37,8 +37,8 @@ enum { AG_SUM, AG_AVERAGE, AG_MIN, AG_MAX };
 
 struct tnode {
     float thr;
-    int32_t feat;  /* leaf: first target index */
-    int32_t t, f;  /* children (node array indices); leaf: t = target count */
+    int32_t feat; /* leaf: first target index */
+    int32_t t, f; /* children (node array indices); leaf: t = target count */
     uint8_t mode;
     uint8_t miss_true;
     uint8_t pad[2];
@@ -210,11 +210,11 @@ struct tree_src {
     const char *pfx; /* "class" or "target": prefix of the leaf attributes and errors */
     size_t nn, nmiss, nt, nb;
     const int64_t *tree, *nid, *feat, *tru, *fal, *miss; /* nodes_*, nn entries */
-    const struct infer_attr *modes;                       /* nodes_modes */
-    double *vals;                                         /* nodes_values */
-    const int64_t *ttree, *tnode, *tid;                   /* <pfx>_*, nt entries */
-    double *w;                                            /* <pfx>_weights */
-    double *base;                                         /* base_values, nb entries */
+    const struct infer_attr *modes;                      /* nodes_modes */
+    double *vals;                                        /* nodes_values */
+    const int64_t *ttree, *tnode, *tid;                  /* <pfx>_*, nt entries */
+    double *w;                                           /* <pfx>_weights */
+    double *base;                                        /* base_values, nb entries */
     struct key *keys; /* (tree id, node id) -> attribute index, sorted */
     uint8_t *child;   /* per attribute index: some node's child (so not a root) */
     int32_t *map;     /* attribute index -> preorder index in T->nodes */
@@ -262,9 +262,9 @@ static int tree_parse(const struct infer_node *n, struct tree_src *s, struct inf
     s->w = floats_of(n, nm, &t3);
     s->base = floats_of(n, "base_values", &s->nb);
 
-    if (s->nn == 0 || c1 != s->nn || c2 != s->nn || c3 != s->nn || c4 != s->nn ||
-        c5 != s->nn || s->modes == NULL || s->modes->type != INFER_AT_STRINGS ||
-        s->modes->n != s->nn || (s->nmiss != 0 && s->nmiss != s->nn))
+    if (s->nn == 0 || c1 != s->nn || c2 != s->nn || c3 != s->nn || c4 != s->nn || c5 != s->nn ||
+        s->modes == NULL || s->modes->type != INFER_AT_STRINGS || s->modes->n != s->nn ||
+        (s->nmiss != 0 && s->nmiss != s->nn))
         return infer__errf(e, -EINVAL, "nodes_* attributes missing or of different lengths");
     if (t1 != s->nt || t2 != s->nt || t3 != s->nt)
         return infer__errf(e, -EINVAL, "%s_* attributes of different lengths", s->pfx);
@@ -295,8 +295,11 @@ static int tree_parse(const struct infer_node *n, struct tree_src *s, struct inf
     if (err != 0)
         return err;
     const char *ag = infer__attr_s(n, "aggregate_function", "SUM");
-    T->agg = !strcmp(ag, "SUM") ? AG_SUM : !strcmp(ag, "AVERAGE") ? AG_AVERAGE
-           : !strcmp(ag, "MIN") ? AG_MIN : !strcmp(ag, "MAX") ? AG_MAX : -1;
+    T->agg = !strcmp(ag, "SUM")     ? AG_SUM
+           : !strcmp(ag, "AVERAGE") ? AG_AVERAGE
+           : !strcmp(ag, "MIN")     ? AG_MIN
+           : !strcmp(ag, "MAX")     ? AG_MAX
+                                    : -1;
     if (T->agg < 0 || (s->clf && T->agg != AG_SUM))
         return infer__errf(e, -EINVAL, "bad aggregate_function '%s'", ag);
     return 0;
@@ -573,8 +576,7 @@ static int tree_load(struct infer_node *n, bool clf, struct infer_err *e)
         /* Charged to the model's budget by the loader (at most a few times the attributes). */
         n->ext_bytes = (size_t)T->n_nodes * (sizeof(struct tnode) + 3 * sizeof(int32_t) +
                                              sizeof(struct fnode) + sizeof(float)) +
-                       (s.nt + 1) * sizeof(struct tgt) +
-                       (size_t)T->n_trees * 3 * sizeof(int32_t) +
+                       (s.nt + 1) * sizeof(struct tgt) + (size_t)T->n_trees * 3 * sizeof(int32_t) +
                        (size_t)T->n_targets * (sizeof(double) + sizeof(int64_t));
     }
     tree_src_fini(&s);
@@ -706,8 +708,7 @@ static void post_apply(int post, double *s, int k)
         for (int i = 0; i < k; i++)
             s[i] = probit(s[i]);
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -798,8 +799,7 @@ static inline int32_t fstep(const struct fnode *F, int fb, const float *x, int32
 /* Sums of the leaf values over every tree for nr <= TREE_BLOCK rows at x + j*C. One row:
  * TREE_LANES trees walk in lockstep (independent loads overlap); several rows: the rows
  * walk each tree in lockstep. */
-static void fast_rows_c(const struct infer_tree *T, const float *x, int64_t C, int nr,
-                        double *sum)
+static void fast_rows_c(const struct infer_tree *T, const float *x, int64_t C, int nr, double *sum)
 {
     const struct fnode *F = T->fast;
 
@@ -838,11 +838,11 @@ static void fast_rows_c(const struct infer_tree *T, const float *x, int64_t C, i
 
 /* The records of 16 lanes' current nodes: two 8-lane qword gathers, split into thresholds
  * and fn with two permutes. */
-static inline __attribute__((always_inline)) T512 __m512 frec16(const struct fnode *F,
-                                                                __m512i cur, __m512i *fn)
+static inline __attribute__((always_inline)) T512 __m512 frec16(const struct fnode *F, __m512i cur,
+                                                                __m512i *fn)
 {
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
-                                          2, 0);
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2,
+                                          0);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     const __m512i q0 = _mm512_i32gather_epi64(_mm512_castsi512_si256(cur), F, 8);
     const __m512i q1 = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(cur, 1), F, 8);
@@ -852,9 +852,8 @@ static inline __attribute__((always_inline)) T512 __m512 frec16(const struct fno
 }
 
 /* cur = xv <= thr ? cur + 1 : next. */
-static inline __attribute__((always_inline)) T512 __m512i fsel16(__m512 xv, __m512 thr,
-                                                                 __m512i fn, __m512i cur,
-                                                                 __m128i fb)
+static inline __attribute__((always_inline)) T512 __m512i fsel16(__m512 xv, __m512 thr, __m512i fn,
+                                                                 __m512i cur, __m128i fb)
 {
     const __mmask16 go = _mm512_cmp_ps_mask(xv, thr, _CMP_LE_OQ);
 
@@ -864,9 +863,9 @@ static inline __attribute__((always_inline)) T512 __m512i fsel16(__m512 xv, __m5
 /* One step of 16 lanes on different rows (`rowoff`: each lane's row offset in floats):
  * the features come from a gather. */
 static inline __attribute__((always_inline)) T512 __m512i fstep16(const struct fnode *F,
-                                                                  const float *x,
-                                                                  __m512i rowoff, __m512i cur,
-                                                                  __m512i fmask, __m128i fb)
+                                                                  const float *x, __m512i rowoff,
+                                                                  __m512i cur, __m512i fmask,
+                                                                  __m128i fb)
 {
     __m512i fn;
     const __m512 thr = frec16(F, cur, &fn);
@@ -899,8 +898,7 @@ static inline __attribute__((always_inline)) T512 __m512d cvt_lo(__m512 v)
 
 static inline __attribute__((always_inline)) T512 __m512d cvt_hi(__m512 v)
 {
-    return _mm512_cvtps_pd(
-        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
 /* Sum over every tree for one row: lanes are trees (in depth order, so the 16 trees of a

@@ -81,8 +81,11 @@ static int const_run(const struct infer_node *n, struct infer_tensor *const *in,
     return 0;
 }
 
-const struct infer_op infer__op_constant = {
-    .name = "Constant", .domain = "", .load = const_load, .shape = const_shape, .run = const_run};
+const struct infer_op infer__op_constant = {.name = "Constant",
+                                            .domain = "",
+                                            .load = const_load,
+                                            .shape = const_shape,
+                                            .run = const_run};
 
 /* ---- Shape ---- */
 
@@ -199,12 +202,14 @@ static int flatten_shape(const struct infer_node *n, struct infer_tensor *const 
     return 0;
 }
 
-const struct infer_op infer__op_flatten = {
-    .name = "Flatten", .domain = "", .shape = flatten_shape, .run = infer__copy_run};
+const struct infer_op infer__op_flatten = {.name = "Flatten",
+                                           .domain = "",
+                                           .shape = flatten_shape,
+                                           .run = infer__copy_run};
 
 /* Axes from the attribute (before opset 13) or the optional input 1 (13+). */
-static int axes_of(const struct infer_node *n, struct infer_tensor *const *in, int64_t *ax,
-                   int *na, struct infer_err *e)
+static int axes_of(const struct infer_node *n, struct infer_tensor *const *in, int64_t *ax, int *na,
+                   struct infer_err *e)
 {
     const struct infer_attr *a = infer__attr(n, "axes");
 
@@ -373,8 +378,10 @@ static int transpose_run(const struct infer_node *n, struct infer_tensor *const 
     return 0;
 }
 
-const struct infer_op infer__op_transpose = {
-    .name = "Transpose", .domain = "", .shape = transpose_shape, .run = transpose_run};
+const struct infer_op infer__op_transpose = {.name = "Transpose",
+                                             .domain = "",
+                                             .shape = transpose_shape,
+                                             .run = transpose_run};
 
 /* ---- Gather ---- */
 
@@ -433,8 +440,10 @@ static int gather_run(const struct infer_node *n, struct infer_tensor *const *in
     return 0;
 }
 
-const struct infer_op infer__op_gather = {
-    .name = "Gather", .domain = "", .shape = gather_shape, .run = gather_run};
+const struct infer_op infer__op_gather = {.name = "Gather",
+                                          .domain = "",
+                                          .shape = gather_shape,
+                                          .run = gather_run};
 
 /* ---- Concat ---- */
 
@@ -491,8 +500,10 @@ static int concat_run(const struct infer_node *n, struct infer_tensor *const *in
     return 0;
 }
 
-const struct infer_op infer__op_concat = {
-    .name = "Concat", .domain = "", .shape = concat_shape, .run = concat_run};
+const struct infer_op infer__op_concat = {.name = "Concat",
+                                          .domain = "",
+                                          .shape = concat_shape,
+                                          .run = concat_run};
 
 /* ---- Expand ---- */
 

@@ -124,9 +124,9 @@ struct infer_sgemm_pack *infer__sgemm_pack(const float *b, int64_t K, int64_t N,
 
 struct kargs {
     int64_t K, lda, ldc;
-    const float *a; /* first row of the block */
-    const float *p; /* panel */
-    float *c;       /* C at (first row, first column of the panel) */
+    const float *a;    /* first row of the block */
+    const float *p;    /* panel */
+    float *c;          /* C at (first row, first column of the panel) */
     const float *bias; /* at the panel's first column */
     __mmask16 m0, m1;
     int bias_mode;
@@ -201,8 +201,7 @@ static T512 void kern_row(const struct kargs *g)
         for (int u = 0; u < 4; u++) {
             const __m512 av = _mm512_set1_ps(a[k + u]);
             s[2 * u] = _mm512_fmadd_ps(av, _mm512_load_ps(p + (k + u) * NR), s[2 * u]);
-            s[2 * u + 1] =
-                _mm512_fmadd_ps(av, _mm512_load_ps(p + (k + u) * NR + 16), s[2 * u + 1]);
+            s[2 * u + 1] = _mm512_fmadd_ps(av, _mm512_load_ps(p + (k + u) * NR + 16), s[2 * u + 1]);
         }
     }
     for (; k < K; k++) {
@@ -236,15 +235,16 @@ KERN(7)
 KERN(8)
 
 typedef void kern_f(const struct kargs *g);
-static kern_f *const kerns[2][MR + 1] = {
-    {NULL, kern_row, kern2, kern3, kern4, kern5, kern6, kern7, kern8},
-    {NULL, kernh1, kernh2, kernh3, kernh4, kernh5, kernh6, kernh7, kernh8}};
+static kern_f *const kerns[2][MR + 1] = {{NULL, kern_row, kern2, kern3, kern4, kern5, kern6, kern7,
+                                          kern8},
+                                         {NULL, kernh1, kernh2, kernh3, kernh4, kernh5, kernh6,
+                                          kernh7, kernh8}};
 
 /* N <= INFER_SGEMM_DOT_N: dot products of A's rows with B^T's rows, four rows at a time
  * (four independent FMA chains), then the same epilogue as store_row, in scalar. */
-static T512 void run_dot(const struct infer_sgemm_pack *p, int64_t M, const float *a,
-                         int64_t lda, float alpha, int bias_mode, const float *bias, float beta,
-                         bool relu, float *c, int64_t ldc)
+static T512 void run_dot(const struct infer_sgemm_pack *p, int64_t M, const float *a, int64_t lda,
+                         float alpha, int bias_mode, const float *bias, float beta, bool relu,
+                         float *c, int64_t ldc)
 {
     const int64_t K = p->K, kfull = K - K % 16;
     const __mmask16 tail = (__mmask16)((1u << (K % 16)) - 1);
@@ -288,11 +288,16 @@ static T512 void run_dot(const struct infer_sgemm_pack *p, int64_t M, const floa
 }
 
 static void run512(const struct infer_sgemm_pack *p, int64_t M, const float *a, int64_t lda,
-                   float alpha, int bias_mode, const float *bias, float beta, bool relu,
-                   float *c, int64_t ldc)
+                   float alpha, int bias_mode, const float *bias, float beta, bool relu, float *c,
+                   int64_t ldc)
 {
-    struct kargs g = {.K = p->K, .lda = lda, .ldc = ldc, .bias_mode = bias_mode, .relu = relu,
-                      .alpha = alpha, .beta = beta};
+    struct kargs g = {.K = p->K,
+                      .lda = lda,
+                      .ldc = ldc,
+                      .bias_mode = bias_mode,
+                      .relu = relu,
+                      .alpha = alpha,
+                      .beta = beta};
 
     if (p->bt != NULL) {
         run_dot(p, M, a, lda, alpha, bias_mode, bias, beta, relu, c, ldc);

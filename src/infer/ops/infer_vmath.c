@@ -142,12 +142,14 @@ static T512 void softmax512(const float *x, float *y, int64_t rows, int64_t n, b
         if (logsm) {
             const __m512 sub = _mm512_set1_ps(logf(sum));
             for (i = 0; i < full; i += 16)
-                _mm512_storeu_ps(y + i, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmx),
-                                                      sub));
+                _mm512_storeu_ps(y + i,
+                                 _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmx), sub));
             if (tail)
-                _mm512_mask_storeu_ps(
-                    y + i, tail,
-                    _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), vmx), sub));
+                _mm512_mask_storeu_ps(y + i, tail,
+                                      _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail,
+                                                                                        x + i),
+                                                                  vmx),
+                                                    sub));
         } else {
             const __m512 inv = _mm512_set1_ps(1.0f / sum);
             for (i = 0; i < full; i += 16)

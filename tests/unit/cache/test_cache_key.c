@@ -12,8 +12,7 @@
 
 #include "cache/cache_key.h"
 
-static struct http_str S(const char *s)
-{
+static struct http_str S(const char *s) {
     struct http_str r = {s, strlen(s)};
     return r;
 }
@@ -30,16 +29,16 @@ static const struct key_case key_cases[] = {
     {"example.com:8080", "/a", "", "example.com:8080/a"},
     {"example.com", "", "", "example.com/"},
     {"h", "/m.onnx", "b=2&a=1", "h/m.onnx?a=1&b=2"},
-    {"h", "/", "b=2&a=1&b=1&a=0", "h/?a=1&a=0&b=2&b=1"},    /* stable for duplicates */
+    {"h", "/", "b=2&a=1&b=1&a=0", "h/?a=1&a=0&b=2&b=1"}, /* stable for duplicates */
     {"h", "/", "a&b=&a=", "h/?a&a=&b="},
-    {"h", "/", "ab=1&a=2", "h/?a=2&ab=1"},                  /* name, not "name=" order */
+    {"h", "/", "ab=1&a=2", "h/?a=2&ab=1"}, /* name, not "name=" order */
     {"h", "/", "utm_source=x&z=1&fbclid=9", "h/?z=1"},
-    {"h", "/", "utm_source=x&fbclid=9", "h/"},              /* no '?' when nothing is left */
+    {"h", "/", "utm_source=x&fbclid=9", "h/"}, /* no '?' when nothing is left */
     {"h", "/", "&&z=1&", "h/?z=1"},
-    {"h", "/", "UTM_SOURCE=x", "h/?UTM_SOURCE=x"},           /* names are case-sensitive */
+    {"h", "/", "UTM_SOURCE=x", "h/?UTM_SOURCE=x"}, /* names are case-sensitive */
     {"h", "/%7euser/%41%2f%2F%3a", "", "h/~user/A%2F%2F%3A"},
     {"h", "/a%20b", "q=%7e%2c", "h/a%20b?q=~%2C"},
-    {"h", "/", "%61=1&b=2&a=0", "h/?a=1&a=0&b=2"},         /* sorted after normalising */
+    {"h", "/", "%61=1&b=2&a=0", "h/?a=1&a=0&b=2"}, /* sorted after normalising */
     {"h", "/a%", "", NULL},
     {"h", "/a%4", "", NULL},
     {"h", "/a%zz", "", NULL},
@@ -119,8 +118,8 @@ static void vary_is(const struct http_request *r, const char *name, const char *
 
 static void test_vary(void **state)
 {
-    static const char *const h1[] = {"Accept-Encoding", "gzip ,  br", "X-A", "a   b\t c",
-                                     "accept-encoding", "zstd", "X-Empty", ""};
+    static const char *const h1[] = {"Accept-Encoding", "gzip ,  br", "X-A",     "a   b\t c",
+                                     "accept-encoding", "zstd",       "X-Empty", ""};
     struct http_request r = req_with(h1, 4);
     struct buf b;
 

@@ -97,17 +97,44 @@ static void test_issue_example(void **state)
 
 static const struct canon_case numbers[] = {
     /* One value, many spellings. */
-    {"1", "1"}, {"1.0", "1"}, {"1.00", "1"}, {"1e0", "1"}, {"10E-1", "1"}, {"0.1e1", "1"},
-    {"100e-2", "1"}, {"1E+0", "1"}, {"1e-0", "1"},
-    {"0", "0"}, {"-0", "0"}, {"-0.0", "0"}, {"0e10", "0"}, {"-0E-5", "0"}, {"0.000", "0"},
-    {"-1", "-1"}, {"-1.50", "-1.5"}, {"123.456", "123.456"}, {"123.4560e0", "123.456"},
-    {"1e2", "100"}, {"1E+2", "100"}, {"12e-1", "1.2"}, {"1234.5e-2", "12.345"},
-    {"0.001", "0.001"}, {"1e-6", "0.000001"}, {"1e-7", "1e-7"}, {"1.5e-7", "1.5e-7"},
-    {"0.00000012", "1.2e-7"}, {"-0.00000012", "-1.2e-7"},
+    {"1", "1"},
+    {"1.0", "1"},
+    {"1.00", "1"},
+    {"1e0", "1"},
+    {"10E-1", "1"},
+    {"0.1e1", "1"},
+    {"100e-2", "1"},
+    {"1E+0", "1"},
+    {"1e-0", "1"},
+    {"0", "0"},
+    {"-0", "0"},
+    {"-0.0", "0"},
+    {"0e10", "0"},
+    {"-0E-5", "0"},
+    {"0.000", "0"},
+    {"-1", "-1"},
+    {"-1.50", "-1.5"},
+    {"123.456", "123.456"},
+    {"123.4560e0", "123.456"},
+    {"1e2", "100"},
+    {"1E+2", "100"},
+    {"12e-1", "1.2"},
+    {"1234.5e-2", "12.345"},
+    {"0.001", "0.001"},
+    {"1e-6", "0.000001"},
+    {"1e-7", "1e-7"},
+    {"1.5e-7", "1.5e-7"},
+    {"0.00000012", "1.2e-7"},
+    {"-0.00000012", "-1.2e-7"},
     /* In place up to 21 zeros after the digits, 5 before them; exponent form beyond. */
-    {"1e20", "100000000000000000000"}, {"1e21", "1000000000000000000000"}, {"1e22", "1e+22"},
-    {"123e21", "123000000000000000000000"}, {"123e22", "1.23e+24"}, {"1.5e-6", "0.0000015"},
-    {"1e300", "1e+300"}, {"-2.5e-300", "-2.5e-300"},
+    {"1e20", "100000000000000000000"},
+    {"1e21", "1000000000000000000000"},
+    {"1e22", "1e+22"},
+    {"123e21", "123000000000000000000000"},
+    {"123e22", "1.23e+24"},
+    {"1.5e-6", "0.0000015"},
+    {"1e300", "1e+300"},
+    {"-2.5e-300", "-2.5e-300"},
     {"1e000000000000000000001", "10"}, /* leading zeros of an exponent do not count */
     {"5e-324", "5e-324"},              /* below the smallest double: still exact */
     {"1e400", "1e+400"},               /* above the largest double: still exact */
@@ -199,7 +226,11 @@ static const struct canon_case members[] = {
     {"[3,1,2]", "[3,1,2]"},
     {"[{\"b\":0,\"a\":0},{\"a\":0}]", "[{\"a\":0,\"b\":0},{\"a\":0}]"},
     /* Any value at the top (RFC 8259 §2). */
-    {"null", "null"}, {" true ", "true"}, {"false", "false"}, {"\"x\"", "\"x\""}, {"-7", "-7"},
+    {"null", "null"},
+    {" true ", "true"},
+    {"false", "false"},
+    {"\"x\"", "\"x\""},
+    {"-7", "-7"},
 };
 
 static void test_members_and_structure(void **state)
@@ -222,10 +253,12 @@ static void test_many_members(void **state)
     assert_int_equal(buf_puts(&want, "{"), 0);
     for (i = 1999; i >= 0; i--)
         assert_int_equal(buf_printf(&in, "%s\"k%04d\" : {\"z\":%d,\"y\":[%d.0]}",
-                                    i == 1999 ? "" : ", ", i, i, i), 0);
+                                    i == 1999 ? "" : ", ", i, i, i),
+                         0);
     for (i = 0; i < 2000; i++)
-        assert_int_equal(buf_printf(&want, "%s\"k%04d\":{\"y\":[%d],\"z\":%d}", i ? "," : "", i,
-                                    i, i), 0);
+        assert_int_equal(buf_printf(&want, "%s\"k%04d\":{\"y\":[%d],\"z\":%d}", i ? "," : "", i, i,
+                                    i),
+                         0);
     assert_int_equal(buf_puts(&in, "}"), 0);
     assert_int_equal(buf_puts(&want, "}"), 0);
     canon_is(in.data, in.len, want.data);
@@ -260,7 +293,7 @@ static const struct err_case errs[] = {
     {".5", 0, "unexpected character"},
     {"+1", 0, "unexpected character"},
     {"\xef\xbb\xbf{}", 0, "unexpected character"}, /* a BOM is not JSON text */
-    {"[1,\f2]", 3, "unexpected character"},       /* form feed is not JSON whitespace */
+    {"[1,\f2]", 3, "unexpected character"},        /* form feed is not JSON whitespace */
     {"01", 1, "invalid number"},
     {"-01", 2, "invalid number"},
     {"-", 1, "invalid number"},
@@ -352,8 +385,9 @@ static void test_nesting_limit(void **state)
     err_is(in, 65, 64, "nesting too deep");
     memset(in, '[', 64);
     memset(in + 64, ']', 64);
-    canon_is(in, 128, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-                      "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    canon_is(in, 128,
+             "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+             "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
 }
 
 static void test_cap_and_append(void **state)

@@ -167,9 +167,9 @@ static void test_vary_variants_and_purge(void **state)
     }
     assert_int_equal(l1_objects(c), 4);
     struct cache_obj *got = NULL;
-    assert_int_equal(
-        l1_lookup(c, "a.example/v?x=1", 15, req_with("Accept-Encoding: br\r\n", buf, sizeof(buf)), &got),
-        0);
+    assert_int_equal(l1_lookup(c, "a.example/v?x=1", 15,
+                               req_with("Accept-Encoding: br\r\n", buf, sizeof(buf)), &got),
+                     0);
     cache_obj_unref(&got);
     assert_int_equal(l1_lookup(c, "a.example/v?x=1", 15,
                                req_with("Accept-Encoding: zstd\r\n", buf, sizeof(buf)), &got),

@@ -276,10 +276,14 @@ static void test_default_refuses_giant(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),        cmocka_unit_test(test_lru),
-        cmocka_unit_test(test_fifo),         cmocka_unit_test(test_clock),
-        cmocka_unit_test(test_sieve),        cmocka_unit_test(test_s3fifo),
-        cmocka_unit_test(test_accounting),   cmocka_unit_test(test_giant_object),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_lru),
+        cmocka_unit_test(test_fifo),
+        cmocka_unit_test(test_clock),
+        cmocka_unit_test(test_sieve),
+        cmocka_unit_test(test_s3fifo),
+        cmocka_unit_test(test_accounting),
+        cmocka_unit_test(test_giant_object),
         cmocka_unit_test(test_default_refuses_giant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -99,9 +99,9 @@ static void test_conf_file_and_flags(void **state)
     struct conf c;
     char err[256];
     const struct conf_opt opts[] = {
-        {"listen", CONF_STR, &listen, ""},       {"region", CONF_STR, &region, ""},
-        {"mem", CONF_SIZE, &mem, ""},            {"threads", CONF_INT, &threads, ""},
-        {"edge", CONF_STRLIST, &edges, ""},      {"timeout", CONF_DURATION, &timeout, ""},
+        {"listen", CONF_STR, &listen, ""},    {"region", CONF_STR, &region, ""},
+        {"mem", CONF_SIZE, &mem, ""},         {"threads", CONF_INT, &threads, ""},
+        {"edge", CONF_STRLIST, &edges, ""},   {"timeout", CONF_DURATION, &timeout, ""},
         {"verbose", CONF_BOOL, &verbose, ""},
     };
     (void)state;
@@ -113,11 +113,11 @@ static void test_conf_file_and_flags(void **state)
     assert_int_equal(conf_parse(&c, opts, MC_ARRAY_SIZE(opts), 8, argv, 0, err, sizeof(err)), 0);
     assert_string_equal(listen, "127.0.0.1:9000"); /* from the file */
     assert_int_equal(mem, 64ull << 20);
-    assert_int_equal(threads, 8);                  /* the flag wins */
+    assert_int_equal(threads, 8); /* the flag wins */
     assert_int_equal(timeout, 250);
     assert_true(verbose);
     assert_string_equal(region, "eu");
-    assert_int_equal(edges.n, 1);                  /* a flag replaces the file's list */
+    assert_int_equal(edges.n, 1); /* a flag replaces the file's list */
     assert_string_equal(edges.v[0], "c");
     conf_fini(&c);
 
@@ -188,9 +188,12 @@ static void test_metrics_render(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),        cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_buf_cap),      cmocka_unit_test(test_consttime_eq),
-        cmocka_unit_test(test_conf_file_and_flags), cmocka_unit_test(test_metrics_render),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_consttime_eq),
+        cmocka_unit_test(test_conf_file_and_flags),
+        cmocka_unit_test(test_metrics_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

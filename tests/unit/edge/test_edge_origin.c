@@ -66,8 +66,8 @@ static void test_opens_after_consecutive_failures(void **state)
     edge__origin_failure(os, 0, 0, "connect", 50);
     assert_int_equal(edge__origin_state(os, 0), EDGE_ORIGIN_OPEN);
     assert_true(metric("mlcdn_edge_origin_breaker_state{origin=\"" A "\"}") == 1);
-    assert_true(metric("mlcdn_edge_origin_breaker_transitions_total{origin=\"" A
-                       "\",to=\"open\"}") == 1);
+    assert_true(
+        metric("mlcdn_edge_origin_breaker_transitions_total{origin=\"" A "\",to=\"open\"}") == 1);
     /* The other upstream is not affected. */
     assert_int_equal(edge__origin_allow(os, 1, 60), EDGE_ORIGIN_PASS);
     assert_int_equal(edge__origin_state(os, 1), EDGE_ORIGIN_CLOSED);
@@ -98,8 +98,8 @@ static void test_cooldown_then_one_probe(void **state)
     assert_true(metric("mlcdn_edge_origin_breaker_state{origin=\"" A "\"}") == 0);
     assert_true(metric("mlcdn_edge_origin_breaker_transitions_total{origin=\"" A
                        "\",to=\"half_open\"}") == 1);
-    assert_true(metric("mlcdn_edge_origin_breaker_transitions_total{origin=\"" A
-                       "\",to=\"closed\"}") == 1);
+    assert_true(
+        metric("mlcdn_edge_origin_breaker_transitions_total{origin=\"" A "\",to=\"closed\"}") == 1);
     edge__origins_free(&os);
 }
 
@@ -118,8 +118,8 @@ static void test_failed_probe_opens_again(void **state)
     assert_int_equal(edge__origin_state(os, 0), EDGE_ORIGIN_OPEN);
     assert_int_equal(edge__origin_allow(os, 0, 2299), EDGE_ORIGIN_SKIP);
     assert_int_equal(edge__origin_allow(os, 0, 2300), EDGE_ORIGIN_PROBE);
-    assert_true(metric("mlcdn_edge_origin_breaker_transitions_total{origin=\"" A
-                       "\",to=\"open\"}") == 2);
+    assert_true(
+        metric("mlcdn_edge_origin_breaker_transitions_total{origin=\"" A "\",to=\"open\"}") == 2);
     edge__origins_free(&os);
 }
 

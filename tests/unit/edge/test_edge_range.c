@@ -32,8 +32,7 @@ static const struct http_request *mkreq(const char *hdrs)
 {
     struct http_limits lim;
     const char *m;
-    int n = snprintf(reqbuf, sizeof(reqbuf), "%s / HTTP/1.1\r\nHost: a\r\n%s\r\n", method,
-                     hdrs);
+    int n = snprintf(reqbuf, sizeof(reqbuf), "%s / HTTP/1.1\r\nHost: a\r\n%s\r\n", method, hdrs);
 
     http_limits_default(&lim);
     assert_int_equal(http_parse_request(reqbuf, (size_t)n, &lim, &req, &m), n);
@@ -42,8 +41,8 @@ static const struct http_request *mkreq(const char *hdrs)
 
 /* The answer for hdrs on a 1000-byte body whose validators are etag / last_modified;
  * *cr gets the Content-Range line appended ("" when none). */
-static int answer(const char *hdrs, const char *etag, int64_t lm, uint64_t *first,
-                  uint64_t *last, char *cr, size_t crlen)
+static int answer(const char *hdrs, const char *etag, int64_t lm, uint64_t *first, uint64_t *last,
+                  char *cr, size_t crlen)
 {
     struct cache_obj o;
     struct buf h;
@@ -112,16 +111,16 @@ static void test_if_range(void **state)
     uint64_t f, l;
     char cr[128];
     (void)state;
-    assert_int_equal(answer("Range: bytes=0-0\r\nIf-Range: \"v1\"\r\n", "\"v1\"", -1, &f, &l,
-                            cr, sizeof(cr)),
+    assert_int_equal(answer("Range: bytes=0-0\r\nIf-Range: \"v1\"\r\n", "\"v1\"", -1, &f, &l, cr,
+                            sizeof(cr)),
                      206);
     /* Another tag, or a weak one (strong comparison only): the whole body, no Content-Range. */
-    assert_int_equal(answer("Range: bytes=0-0\r\nIf-Range: \"v2\"\r\n", "\"v1\"", -1, &f, &l,
-                            cr, sizeof(cr)),
+    assert_int_equal(answer("Range: bytes=0-0\r\nIf-Range: \"v2\"\r\n", "\"v1\"", -1, &f, &l, cr,
+                            sizeof(cr)),
                      0);
     assert_string_equal(cr, "");
-    assert_int_equal(answer("Range: bytes=0-0\r\nIf-Range: W/\"v1\"\r\n", "W/\"v1\"", -1, &f,
-                            &l, cr, sizeof(cr)),
+    assert_int_equal(answer("Range: bytes=0-0\r\nIf-Range: W/\"v1\"\r\n", "W/\"v1\"", -1, &f, &l,
+                            cr, sizeof(cr)),
                      0);
     /* A date: only one equal to Last-Modified. */
     assert_int_equal(answer("Range: bytes=0-0\r\nIf-Range: " D_STR "\r\n", NULL, D, &f, &l, cr,
@@ -131,8 +130,8 @@ static void test_if_range(void **state)
                             sizeof(cr)),
                      0);
     /* Unsatisfiable but If-Range failed: the whole body, not 416. */
-    assert_int_equal(answer("Range: bytes=5000-\r\nIf-Range: \"v2\"\r\n", "\"v1\"", -1, &f, &l,
-                            cr, sizeof(cr)),
+    assert_int_equal(answer("Range: bytes=5000-\r\nIf-Range: \"v2\"\r\n", "\"v1\"", -1, &f, &l, cr,
+                            sizeof(cr)),
                      0);
 }
 
@@ -152,9 +151,9 @@ static void test_head_ignores_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_no_range),     cmocka_unit_test(test_one_range),
+        cmocka_unit_test(test_no_range),      cmocka_unit_test(test_one_range),
         cmocka_unit_test(test_unsatisfiable), cmocka_unit_test(test_ignored),
-        cmocka_unit_test(test_if_range),     cmocka_unit_test(test_head_ignores_range),
+        cmocka_unit_test(test_if_range),      cmocka_unit_test(test_head_ignores_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -301,8 +301,8 @@ static const char HDRS[] = "Content-Type: text/plain\r\nCache-Control: max-age=6
 
 static struct cache_obj *mkobj(const char *body, size_t n)
 {
-    struct cache_obj *o =
-        cache_obj_new(200, mc_xstrdup(HDRS), strlen(HDRS), cache_body_from(body, n));
+    struct cache_obj *o = cache_obj_new(200, mc_xstrdup(HDRS), strlen(HDRS),
+                                        cache_body_from(body, n));
     free(o->vkey);
     o->vkey = mc_xstrdup("\naccept-encoding:gzip");
     o->vkey_len = strlen(o->vkey);
@@ -358,7 +358,8 @@ static void test_url(void **state)
     edge__redis_free(&r);
 
     assert_int_equal(edge__redis_new("redis://:p%40ss@cache.example:6379/", 0, 0, &r, err,
-                                     sizeof(err)), 0);
+                                     sizeof(err)),
+                     0);
     assert_string_equal(r->host, "cache.example");
     assert_false(r->host_is_ip);
     assert_null(r->user);
@@ -373,10 +374,10 @@ static void test_url(void **state)
     edge__redis_free(&r);
 
     static const char *const bad[] = {
-        "http://h:1",          "redis://",          "redis://:1",      "redis://h:0",
-        "redis://h:65536",     "redis://h:x",       "redis://h:1/x",   "redis://[::1",
-        "redis://[zz]:1",      "redis://::1:6379",  "redis://h:1?db=1", "redis://u@h:1",
-        "redis://:@h:1",       "redis://:%4@h:1",   "rediss://h:1",    "redis://h h:1",
+        "http://h:1",      "redis://",         "redis://:1",       "redis://h:0",
+        "redis://h:65536", "redis://h:x",      "redis://h:1/x",    "redis://[::1",
+        "redis://[zz]:1",  "redis://::1:6379", "redis://h:1?db=1", "redis://u@h:1",
+        "redis://:@h:1",   "redis://:%4@h:1",  "rediss://h:1",     "redis://h h:1",
     };
     for (size_t i = 0; i < MC_ARRAY_SIZE(bad); i++) {
         err[0] = '\0';
@@ -515,8 +516,8 @@ static void test_large_not_stored(void **state)
 }
 
 /* A value as edge__redis_put() writes it: frame, metadata stored under pkey, body. */
-static void seal_value(struct buf *v, const char *pkey, const struct cache_obj *o,
-                       const char *body, size_t n)
+static void seal_value(struct buf *v, const char *pkey, const struct cache_obj *o, const char *body,
+                       size_t n)
 {
     static const char frame[CACHE_SEAL_LEN];
     v->len = 0;
@@ -672,17 +673,16 @@ static void test_value_decode(void **state)
     }
     assert_int_equal(edge__redis_value_decode(v.data, 0, cap, "h/dec", 5, &g, &why), -ENOENT);
     for (size_t n = 1; n < v.len; n++)
-        assert_int_equal(edge__redis_value_decode(v.data, n, cap, "h/dec", 5, &g, &why),
-                         -EBADMSG);
+        assert_int_equal(edge__redis_value_decode(v.data, n, cap, "h/dec", 5, &g, &why), -EBADMSG);
     memcpy(c, v.data, v.len);
     c[v.len] = 'x';
-    assert_int_equal(edge__redis_value_decode(c, v.len + 1, cap, "h/dec", 5, &g, &why),
-                     -EBADMSG);
+    assert_int_equal(edge__redis_value_decode(c, v.len + 1, cap, "h/dec", 5, &g, &why), -EBADMSG);
     assert_string_equal(why, "longer than its declared length");
     assert_null(g);
     /* The format before values were sealed (metadata then body, no frame). */
-    assert_int_equal(edge__redis_value_decode(v.data + CACHE_SEAL_LEN, v.len - CACHE_SEAL_LEN,
-                                              cap, "h/dec", 5, &g, &why), -EBADMSG);
+    assert_int_equal(edge__redis_value_decode(v.data + CACHE_SEAL_LEN, v.len - CACHE_SEAL_LEN, cap,
+                                              "h/dec", 5, &g, &why),
+                     -EBADMSG);
     /* A sound value read only up to a cap it exceeds. */
     assert_int_equal(edge__redis_value_decode(v.data, 100, 99, "h/dec", 5, &g, &why), -EFBIG);
     free(c);
@@ -758,12 +758,12 @@ static void test_corrupt_values(void **state)
     for (size_t i = 0; i < len; i++) {
         memcpy(bad, good, len);
         bad[i] = (char)(bad[i] ^ 0x10);
-        assert_int_equal(edge__redis_value_decode(bad, len, f.r->value_cap, "h/bad", 5, &g,
-                                                  &why), -EBADMSG);
+        assert_int_equal(edge__redis_value_decode(bad, len, f.r->value_cap, "h/bad", 5, &g, &why),
+                         -EBADMSG);
     }
     for (size_t n = 1; n < len; n++)
-        assert_int_equal(edge__redis_value_decode(good, n, f.r->value_cap, "h/bad", 5, &g,
-                                                  &why), -EBADMSG);
+        assert_int_equal(edge__redis_value_decode(good, n, f.r->value_cap, "h/bad", 5, &g, &why),
+                         -EBADMSG);
 
     struct {
         const char *what;

@@ -265,8 +265,7 @@ static void test_load_errors(void **state)
     unlink(conf_path);
 }
 
-static const char *match_prefix(const struct edge_routes *rt, const char *path,
-                                enum http_method m)
+static const char *match_prefix(const struct edge_routes *rt, const char *path, enum http_method m)
 {
     const struct edge_route *r = edge__routes_match(rt, path, strlen(path), m);
 
@@ -353,7 +352,8 @@ static void test_route_key_body(void **state)
     /* Two spellings of one JSON body (key order, spaces, 2 vs 2.0) get one key. */
     assert_int_equal(route_key(pr, HTTP_M_POST, "{\"b\":1,\"a\":[1,2]}", &a, err, sizeof(err)), 0);
     assert_int_equal(route_key(pr, HTTP_M_POST, "{ \"a\":[1, 2.0], \"b\":1 }", &b, err,
-                               sizeof(err)), 0);
+                               sizeof(err)),
+                     0);
     assert_int_equal(a.len, 6 + 32);
     assert_memory_equal(a.data, "\nbody:", 6);
     for (i = 6; i < a.len; i++)
@@ -369,8 +369,7 @@ static void test_route_key_body(void **state)
     {
         struct http_request req = post_req(HTTP_M_POST);
 
-        assert_int_equal(edge__route_key(pr, &req, "{\"a\":1,}", 8, &a, err, sizeof(err)),
-                         -EINVAL);
+        assert_int_equal(edge__route_key(pr, &req, "{\"a\":1,}", 8, &a, err, sizeof(err)), -EINVAL);
         assert_string_equal(err, "invalid JSON body at byte 7: unexpected character");
         assert_string_equal(a.data, "h/predict");
         assert_int_equal(edge__route_key(pr, &req, "", 0, &a, err, sizeof(err)), -EINVAL);
@@ -438,23 +437,22 @@ static void test_route_key_raw(void **state)
     assert_int_equal(route_key(r, HTTP_M_POST, "\x01\x02 not json", &b, err, sizeof(err)), 0);
     assert_int_equal(route_key(r, HTTP_M_POST, "{\"a\":1}", &b, err, sizeof(err)), 0);
     assert_string_equal(a.data, b.data);
-    assert_int_equal(route_key(r, HTTP_M_POST, "01234567890123456", &b, err, sizeof(err)),
-                     -EFBIG);
+    assert_int_equal(route_key(r, HTTP_M_POST, "01234567890123456", &b, err, sizeof(err)), -EFBIG);
     buf_fini(&a);
     buf_fini(&b);
     edge__routes_free(&rt);
 }
 
-static struct http_str S(const char *s)
-{
+static struct http_str S(const char *s) {
     struct http_str r = {s, strlen(s)};
     return r;
 }
 
 /* The whole key of a GET as the edge builds it: primary key under the route's query rules
  * (and the edge-wide ignore list), then the route's part. */
-static void key_is(const struct edge_routes *rt, const struct cache_key_opts *opts,
-                   const char *path, const char *query, const char *want)
+static void
+key_is(const struct edge_routes *rt, const struct cache_key_opts *opts, const char *path,
+       const char *query, const char *want)
 {
     const struct edge_route *r = edge__routes_match(rt, path, strlen(path), HTTP_M_GET);
     struct http_request req = post_req(HTTP_M_GET);
@@ -463,7 +461,8 @@ static void key_is(const struct edge_routes *rt, const struct cache_key_opts *op
 
     buf_init(&b, 1024);
     assert_int_equal(cache_key_primary_ex(&b, S("h"), S(path), S(query), opts,
-                                          r ? &r->query : NULL), 0);
+                                          r ? &r->query : NULL),
+                     0);
     if (r != NULL)
         assert_int_equal(edge__route_key(r, &req, NULL, 0, &b, err, sizeof(err)), 0);
     if (strcmp(b.data, want) != 0)

@@ -73,15 +73,17 @@ static const struct fresh_case fresh_cases[] = {
     {"9111 4.2.1 max-age over Expires", "GET", "", 200,
      "Date: " D_STR "\nExpires: " D_P100 "\nCache-Control: max-age=5\n", 1, 5},
     {"9111 4.2.1 Expires - Date", "GET", "", 200, "Date: " D_STR "\nExpires: " D_P100 "\n", 1, 100},
-    {"9111 4.2.1 Expires without Date uses receipt time", "GET", "", 200,
-     "Expires: " D_P100 "\n", 1, 100},
+    {"9111 4.2.1 Expires without Date uses receipt time", "GET", "", 200, "Expires: " D_P100 "\n",
+     1, 100},
     {"9111 5.3 invalid Expires is stale", "GET", "", 200, "Date: " D_STR "\nExpires: 0\n", 1, 0},
     {"9111 5.3 Expires in the past", "GET", "", 200, "Date: " D_STR "\nExpires: " D_M10 "\n", 1, 0},
     {"9111 4.2.1 invalid max-age is stale", "GET", "", 200, "Cache-Control: max-age=abc\n", 1, 0},
     {"9111 4.2.1 max-age without value is stale", "GET", "", 200, "Cache-Control: max-age\n", 1, 0},
-    {"9111 4.2.1 first max-age wins", "GET", "", 200, "Cache-Control: max-age=30, max-age=5\n", 1, 30},
+    {"9111 4.2.1 first max-age wins", "GET", "", 200, "Cache-Control: max-age=30, max-age=5\n", 1,
+     30},
     {"9111 5.2 quoted argument accepted", "GET", "", 200, "Cache-Control: max-age=\"40\"\n", 1, 40},
-    {"9111 5.2 directive names case-insensitive", "GET", "", 200, "Cache-Control: MAX-AGE=7\n", 1, 7},
+    {"9111 5.2 directive names case-insensitive", "GET", "", 200, "Cache-Control: MAX-AGE=7\n", 1,
+     7},
     {"9111 1.2.2 delta-seconds overflow is 2^31", "GET", "", 200,
      "Cache-Control: max-age=99999999999999999999999\n", 1, 2147483648LL},
     {"9111 4.2.1 repeated fields combine", "GET", "", 200,
@@ -131,12 +133,15 @@ static const struct fresh_case fresh_cases[] = {
      "Cache-Control: must-revalidate, max-age=60\n", 1, 60},
     {"9111 4.1 Vary: * never matches", "GET", "", 200,
      "Cache-Control: max-age=60\nVary: Accept, *\n", 0, 60},
-    {"9111 3 Vary: Accept is fine", "GET", "", 200, "Cache-Control: max-age=60\nVary: Accept\n", 1, 60},
-    {"9111 3 POST not stored", "POST", "Content-Length: 0\r\n", 200, "Cache-Control: max-age=60\n", 0, 60},
+    {"9111 3 Vary: Accept is fine", "GET", "", 200, "Cache-Control: max-age=60\nVary: Accept\n", 1,
+     60},
+    {"9111 3 POST not stored", "POST", "Content-Length: 0\r\n", 200, "Cache-Control: max-age=60\n",
+     0, 60},
     {"9111 3 HEAD not stored under GET", "HEAD", "", 200, "Cache-Control: max-age=60\n", 0, 60},
     {"9111 3 206 not stored", "GET", "", 206, "Cache-Control: max-age=60\n", 0, 60},
     {"9111 3 304 not stored", "GET", "", 304, "Cache-Control: max-age=60\n", 0, 60},
-    {"9111 5.4 response Pragma ignored", "GET", "", 200, "Pragma: no-cache\nCache-Control: max-age=6\n", 1, 6},
+    {"9111 5.4 response Pragma ignored", "GET", "", 200,
+     "Pragma: no-cache\nCache-Control: max-age=6\n", 1, 6},
     {"policy: Set-Cookie without explicit opt-in", "GET", "", 200,
      "Set-Cookie: a=b\nCache-Control: max-age=60\n", 0, 60},
     {"policy: Set-Cookie with s-maxage", "GET", "", 200,
@@ -213,12 +218,13 @@ static const struct reuse_case reuse_cases[] = {
      HTTP_REUSE_REVALIDATE},
     {"9111 5.2.2.4 qualified no-cache response", "", "Cache-Control: no-cache=\"x\", max-age=60\n",
      1, HTTP_REUSE_REVALIDATE},
-    {"9111 5.2.1.4 request no-cache", "Cache-Control: no-cache\r\n",
-     "Cache-Control: max-age=60\n", 1, HTTP_REUSE_REVALIDATE},
+    {"9111 5.2.1.4 request no-cache", "Cache-Control: no-cache\r\n", "Cache-Control: max-age=60\n",
+     1, HTTP_REUSE_REVALIDATE},
     {"9111 5.4 request Pragma no-cache", "Pragma: no-cache\r\n", "Cache-Control: max-age=60\n", 1,
      HTTP_REUSE_REVALIDATE},
-    {"9111 5.4 Pragma ignored with Cache-Control", "Pragma: no-cache\r\nCache-Control: max-stale\r\n",
-     "Cache-Control: max-age=60\n", 1, HTTP_REUSE_FRESH},
+    {"9111 5.4 Pragma ignored with Cache-Control",
+     "Pragma: no-cache\r\nCache-Control: max-stale\r\n", "Cache-Control: max-age=60\n", 1,
+     HTTP_REUSE_FRESH},
     {"9111 5.2.1.1 request max-age exceeded", "Cache-Control: max-age=5\r\n",
      "Cache-Control: max-age=60\n", 10, HTTP_REUSE_REVALIDATE},
     {"9111 5.2.1.1 request max-age ok", "Cache-Control: max-age=20\r\n",
@@ -227,8 +233,8 @@ static const struct reuse_case reuse_cases[] = {
      "Cache-Control: max-age=60\n", 0, HTTP_REUSE_REVALIDATE},
     {"9111 5.2.1.3 min-fresh unmet", "Cache-Control: min-fresh=30\r\n",
      "Cache-Control: max-age=60\n", 40, HTTP_REUSE_REVALIDATE},
-    {"9111 5.2.1.3 min-fresh met", "Cache-Control: min-fresh=30\r\n",
-     "Cache-Control: max-age=60\n", 20, HTTP_REUSE_FRESH},
+    {"9111 5.2.1.3 min-fresh met", "Cache-Control: min-fresh=30\r\n", "Cache-Control: max-age=60\n",
+     20, HTTP_REUSE_FRESH},
     {"9111 5.2.1.2 max-stale within", "Cache-Control: max-stale=30\r\n",
      "Cache-Control: max-age=60\n", 80, HTTP_REUSE_STALE_OK},
     {"9111 5.2.1.2 max-stale exceeded", "Cache-Control: max-stale=10\r\n",
@@ -241,8 +247,8 @@ static const struct reuse_case reuse_cases[] = {
      "Cache-Control: max-age=60, proxy-revalidate\n", 61, HTTP_REUSE_REVALIDATE},
     {"9111 5.2.2.10 s-maxage implies proxy-revalidate", "Cache-Control: max-stale\r\n",
      "Cache-Control: s-maxage=60\n", 61, HTTP_REUSE_REVALIDATE},
-    {"5861 3 stale-while-revalidate within", "", "Cache-Control: max-age=60, stale-while-revalidate=30\n",
-     80, HTTP_REUSE_STALE_OK},
+    {"5861 3 stale-while-revalidate within", "",
+     "Cache-Control: max-age=60, stale-while-revalidate=30\n", 80, HTTP_REUSE_STALE_OK},
     {"5861 3 stale-while-revalidate with s-maxage", "",
      "Cache-Control: s-maxage=60, stale-while-revalidate=30\n", 80, HTTP_REUSE_STALE_OK},
     {"5861 3 stale-while-revalidate exceeded", "",
@@ -252,8 +258,10 @@ static const struct reuse_case reuse_cases[] = {
      HTTP_REUSE_REVALIDATE},
     {"5861 3 swr but request no-cache", "Cache-Control: no-cache\r\n",
      "Cache-Control: max-age=60, stale-while-revalidate=30\n", 70, HTTP_REUSE_REVALIDATE},
-    {"9213 CDN-Cache-Control swr", "", "Cache-Control: no-cache\nCDN-Cache-Control: max-age=10, "
-     "stale-while-revalidate=10\n", 15, HTTP_REUSE_STALE_OK},
+    {"9213 CDN-Cache-Control swr", "",
+     "Cache-Control: no-cache\nCDN-Cache-Control: max-age=10, "
+     "stale-while-revalidate=10\n",
+     15, HTTP_REUSE_STALE_OK},
 };
 
 static void test_reuse(void **state)
@@ -300,8 +308,9 @@ static void test_stale_if_error(void **state)
 static void test_cc_parse(void **state)
 {
     struct http_cc cc;
-    static const char v[] = "no-cache=\"Set-Cookie, X-A\", private, max-stale, min-fresh=5, "
-                            "only-if-cached, immutable, no-transform, stale-if-error=9, foo=\"a,b\"";
+    static const char v[] =
+        "no-cache=\"Set-Cookie, X-A\", private, max-stale, min-fresh=5, "
+        "only-if-cached, immutable, no-transform, stale-if-error=9, foo=\"a,b\"";
 
     (void)state;
     http_cc_init(&cc);
@@ -429,21 +438,21 @@ struct range_case {
 
 static const struct range_case range_cases[] = {
     {"bytes=0-99", 1000, 1, 0, 99},
-    {"bytes=100-", 1000, 1, 100, 999},        /* open-ended */
-    {"bytes=-100", 1000, 1, 900, 999},        /* suffix */
-    {"bytes=-5000", 1000, 1, 0, 999},         /* suffix longer than the body */
-    {"bytes=500-5000", 1000, 1, 500, 999},    /* last-pos clamped */
+    {"bytes=100-", 1000, 1, 100, 999},     /* open-ended */
+    {"bytes=-100", 1000, 1, 900, 999},     /* suffix */
+    {"bytes=-5000", 1000, 1, 0, 999},      /* suffix longer than the body */
+    {"bytes=500-5000", 1000, 1, 500, 999}, /* last-pos clamped */
     {"bytes=999-999", 1000, 1, 999, 999},
-    {"Bytes=0-0", 1000, 1, 0, 0},             /* unit is case-insensitive */
-    {"bytes=0-1,", 1000, 1, 0, 1},            /* empty list element */
+    {"Bytes=0-0", 1000, 1, 0, 0},  /* unit is case-insensitive */
+    {"bytes=0-1,", 1000, 1, 0, 1}, /* empty list element */
     {"bytes=0-99999999999999999999999", 10, 1, 0, 9},
-    {"bytes=1000-", 1000, -416, 0, 0},        /* past the end */
+    {"bytes=1000-", 1000, -416, 0, 0}, /* past the end */
     {"bytes=5000-6000", 1000, -416, 0, 0},
     {"bytes=-0", 1000, -416, 0, 0},
     {"bytes=0-", 0, -416, 0, 0},
     {"bytes=99999999999999999999999-", 10, -416, 0, 0},
-    {"bytes=0-1,5-6", 1000, 0, 0, 0},         /* several ranges: ignored */
-    {"bytes=5-1", 1000, 0, 0, 0},             /* invalid: ignored */
+    {"bytes=0-1,5-6", 1000, 0, 0, 0}, /* several ranges: ignored */
+    {"bytes=5-1", 1000, 0, 0, 0},     /* invalid: ignored */
     {"bytes=a-b", 1000, 0, 0, 0},
     {"bytes=", 1000, 0, 0, 0},
     {"bytes=-", 1000, 0, 0, 0},
@@ -497,13 +506,23 @@ static void test_dates(void **state)
         "Sun Nov 06 08:49:37 1994",
     };
     static const char *const bad[] = {
-        "", "0", "-1", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 06 Nov 1994 08:49:37 gmt",
-        "Sun, 6 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 8:49:37 GMT",
-        "Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT",
-        "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 06 Nov 1994 08:60:00 GMT",
-        "Xyz, 06 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GMT ",
-        "Sunday, 06-Nov-1994 08:49:37 GMT", "Sun Nov  6 08:49:37 94",
-        "Sun, 29 Feb 2023 00:00:00 GMT", "sun, 06 Nov 1994 08:49:37 GMT",
+        "",
+        "0",
+        "-1",
+        "Sun, 06 Nov 1994 08:49:37 UTC",
+        "Sun, 06 Nov 1994 08:49:37 gmt",
+        "Sun, 6 Nov 1994 08:49:37 GMT",
+        "Sun, 06 Nov 1994 8:49:37 GMT",
+        "Sun, 31 Feb 1994 08:49:37 GMT",
+        "Sun, 06 Foo 1994 08:49:37 GMT",
+        "Sun, 06 Nov 1994 24:00:00 GMT",
+        "Sun, 06 Nov 1994 08:60:00 GMT",
+        "Xyz, 06 Nov 1994 08:49:37 GMT",
+        "Sun, 06 Nov 1994 08:49:37 GMT ",
+        "Sunday, 06-Nov-1994 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 94",
+        "Sun, 29 Feb 2023 00:00:00 GMT",
+        "sun, 06 Nov 1994 08:49:37 GMT",
     };
     char buf[32];
     int64_t t;

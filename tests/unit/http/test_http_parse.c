@@ -111,7 +111,8 @@ static void test_absolute_form(void **state)
     const char *m;
 
     (void)state;
-    assert_true(parse("PURGE http://Cdn.Example:80/m.onnx?v=2 HTTP/1.1\r\nHost: x\r\n\r\n", &m) > 0);
+    assert_true(parse("PURGE http://Cdn.Example:80/m.onnx?v=2 HTTP/1.1\r\nHost: x\r\n\r\n", &m) >
+                0);
     assert_int_equal(req.method, HTTP_M_PURGE);
     assert_str(req.abs_host, "Cdn.Example:80");
     assert_str(req.path, "/m.onnx");
@@ -161,7 +162,8 @@ static void test_keep_alive(void **state)
     assert_true(parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: closer\r\n\r\n", &m) > 0);
     assert_int_equal(req.keep_alive, 1);
     /* RFC 9110 §10.1.1: 100-continue is ignored in HTTP/1.0. */
-    assert_true(parse("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", &m) > 0);
+    assert_true(parse("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", &m) >
+                0);
     assert_int_equal(req.expect_continue, 0);
 }
 
@@ -173,13 +175,16 @@ static void test_framing_ok(void **state)
     assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", &m) > 0);
     assert_int_equal(req.chunked, 1);
     assert_int_equal(req.content_length, -1);
-    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n", &m) > 0);
+    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n", &m) >
+                0);
     assert_int_equal(req.chunked, 1);
-    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked ,\r\n\r\n", &m) > 0);
+    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked ,\r\n\r\n", &m) >
+                0);
     assert_int_equal(req.chunked, 1);
     assert_int_equal(req.unsupported_coding.len, 0);
     assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 42, 42\r\n"
-                      "Content-Length: 42\r\n\r\n", &m) > 0);
+                      "Content-Length: 42\r\n\r\n",
+                      &m) > 0);
     assert_int_equal(req.content_length, 42);
     assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", &m) > 0);
     assert_int_equal(req.content_length, 0);
@@ -198,8 +203,8 @@ static const struct bad bad_requests[] = {
     {" GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
-    {"GET /\r\n\r\n", 400},                             /* HTTP/0.9 */
-    {"GET / http/1.1\r\nHost: a\r\n\r\n", 400},          /* HTTP-name is case-sensitive */
+    {"GET /\r\n\r\n", 400},                     /* HTTP/0.9 */
+    {"GET / http/1.1\r\nHost: a\r\n\r\n", 400}, /* HTTP-name is case-sensitive */
     {"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400},
     {"GET / HTTP/11\r\nHost: a\r\n\r\n", 400},
     {"GET / FOO/1.1\r\nHost: a\r\n\r\n", 400},
@@ -209,14 +214,14 @@ static const struct bad bad_requests[] = {
     {"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"GET /a\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
-    {"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},          /* asterisk-form without OPTIONS */
+    {"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400}, /* asterisk-form without OPTIONS */
     {"OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
-    {"GET h:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400},      /* authority-form without CONNECT */
+    {"GET h:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400}, /* authority-form without CONNECT */
     {"CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"GET ftp://h/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
-    {"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400},  /* empty authority */
+    {"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400}, /* empty authority */
     {"GET http://u@h/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
-    {"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},  /* only one empty line skipped */
+    {"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400}, /* only one empty line skipped */
     {"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"GETTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT / HTTP/1.1\r\n\r\n", 501},
     /* line endings */
@@ -227,17 +232,21 @@ static const struct bad bad_requests[] = {
     {"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400},
     {"GET / HTTP/1.1\r\nHost: a\r\n\rX", 400},
     /* field lines */
-    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", 400},      /* obs-fold */
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", 400}, /* obs-fold */
     {"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n", 400},
     {"GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400},
-    {"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},                    /* space before colon */
+    {"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400}, /* space before colon */
     {"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400},
     {"GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n", 400},
     {"GET / HTTP/1.1\r\nHost: a\r\nX(y): z\r\n\r\n", 400},
     {"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400},
-    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01" "b\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01"
+     "b\r\n\r\n",
+     400},
     {"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n", 400},
-    {"GET / HTTP/1.1\r\nHost: a\r\nX: \x0b" "b\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: \x0b"
+     "b\r\n\r\n",
+     400},
     {"GET / HTTP/1.1\r\nHo\x80st: a\r\n\r\n", 400},
     /* Host */
     {"GET / HTTP/1.1\r\n\r\n", 400},
@@ -259,8 +268,11 @@ static const struct bad bad_requests[] = {
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: deflate, chunked\r\n\r\n", 501},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: compress, chunked\r\n\r\n", 501},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x-gzip, chunked\r\n\r\n", 501},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+     501},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+     "chunked\r\n\r\n",
+     400},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 501},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunkedx\r\n\r\n", 501},
@@ -268,7 +280,9 @@ static const struct bad bad_requests[] = {
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", 400},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;x=1\r\n\r\n", 400},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \x0b" "chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \x0b"
+     "chunked\r\n\r\n",
+     400},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", 400},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", 400},
     {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
@@ -388,13 +402,17 @@ static void test_unsupported_coding_named(void **state)
     const char *m;
 
     (void)state;
-    assert_int_equal(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Gzip , chunked\r\n\r\n", &m), -501);
+    assert_int_equal(
+        parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Gzip , chunked\r\n\r\n", &m), -501);
     assert_str(req.unsupported_coding, "Gzip");
     assert_string_equal(m, "transfer coding not implemented");
     assert_int_equal(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-                           "Transfer-Encoding: x-frob\r\n\r\n", &m), -400);
+                           "Transfer-Encoding: x-frob\r\n\r\n",
+                           &m),
+                     -400);
     assert_int_equal(req.unsupported_coding.len, 0); /* chunked first: not final, 400 */
-    assert_int_equal(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x-frob\r\n\r\n", &m), -501);
+    assert_int_equal(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x-frob\r\n\r\n", &m),
+                     -501);
     assert_str(req.unsupported_coding, "x-frob");
     /* A later rejection of another kind does not leave a stale name behind. */
     assert_int_equal(parse("GET / HTTP/1.1\r\n\r\n", &m), -400);
@@ -409,7 +427,8 @@ static void test_absolute_form_replaces_host(void **state)
     (void)state;
     /* RFC 9112 §3.2.2: the target's authority wins over a disagreeing Host. */
     assert_true(parse("GET http://Victim.example:8080/x HTTP/1.1\r\nHost: attacker.example\r\n"
-                      "A: b\r\n\r\n", &m) > 0);
+                      "A: b\r\n\r\n",
+                      &m) > 0);
     assert_str(req.host, "Victim.example:8080");
     h = http_request_header(&req, "host");
     assert_non_null(h);
@@ -459,7 +478,8 @@ static void test_strip_connection(void **state)
     assert_true(parse("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nConnection: keep-alive, x-a,\r\n"
                       "X-B: 2\r\nconnection: X-B , host, Content-Length, AUTHORIZATION\r\n"
                       "Authorization: t\r\nCache-Control: no-cache\r\nX-C: 3\r\n"
-                      "Connection: cache-control, connection, transfer-encoding\r\n\r\n", &m) > 0);
+                      "Connection: cache-control, connection, transfer-encoding\r\n\r\n",
+                      &m) > 0);
     assert_int_equal(req.nheaders, 9);
     assert_true(http_request_hop_nominated(&req, (struct http_str){"x-A", 3}));
     assert_false(http_request_hop_nominated(&req, (struct http_str){"X-C", 3}));
@@ -491,8 +511,8 @@ static void test_strip_connection(void **state)
 
 static void test_strip_fields(void **state)
 {
-    static const char *const names[] = {"x-forwarded-host", "Forwarded", "host",
-                                        "content-length", "transfer-encoding"};
+    static const char *const names[] = {"x-forwarded-host", "Forwarded", "host", "content-length",
+                                        "transfer-encoding"};
     const char *m;
 
     (void)state;
@@ -525,8 +545,8 @@ static void test_str_helpers(void **state)
 
 /* Decodes `in` in pieces of the given sizes (cycled); returns the final status, and the
  * decoded body and where the body ended. */
-static int dechunk(const char *in, size_t len, const size_t *splits, size_t nsplits,
-                   uint64_t max, char *outb, size_t *outlen, size_t *end)
+static int dechunk(const char *in, size_t len, const size_t *splits, size_t nsplits, uint64_t max,
+                   char *outb, size_t *outlen, size_t *end)
 {
     struct http_chunked c;
     size_t off = 0, k = 0;
@@ -597,26 +617,26 @@ struct bad_chunk {
 };
 
 static const struct bad_chunk bad_chunks[] = {
-    {"ffffffffffffffffff\r\n", 400},   /* overflow */
+    {"ffffffffffffffffff\r\n", 400}, /* overflow */
     {"10000000000000000\r\n", 400},
     {"ffffffffffffffff\r\n", 413},
-    {"5 \r\nhello\r\n0\r\n\r\n", 400},   /* whitespace after size without ext */
+    {"5 \r\nhello\r\n0\r\n\r\n", 400}, /* whitespace after size without ext */
     {" 5\r\nhello\r\n0\r\n\r\n", 400},
     {"\r\n", 400},
     {"x\r\n", 400},
     {"-5\r\n", 400},
     {"0x5\r\n", 400},
-    {"5\nhello\r\n0\r\n\r\n", 400},      /* bare LF */
+    {"5\nhello\r\n0\r\n\r\n", 400}, /* bare LF */
     {"5\rhello", 400},
-    {"5\r\nhelloX\r\n", 400},            /* data longer than the size */
+    {"5\r\nhelloX\r\n", 400}, /* data longer than the size */
     {"5\r\nhello\n0\r\n\r\n", 400},
     {"5\r\nhello\r\n0\r\n\n", 400},
     {"0\r\nX: y\n\r\n", 400},
-    {"0\r\n y\r\n\r\n", 400},            /* obs-fold in trailer */
+    {"0\r\n y\r\n\r\n", 400}, /* obs-fold in trailer */
     {"0\r\nX y\r\n\r\n", 400},
     {"0\r\nX: \x01\r\n\r\n", 400},
     {"5;\x01\r\n", 400},
-    {"20\r\n", 413},                     /* over max_body (16) */
+    {"20\r\n", 413}, /* over max_body (16) */
     {"8\r\n12345678\r\n9\r\n", 413},
 };
 

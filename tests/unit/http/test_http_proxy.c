@@ -18,9 +18,9 @@
 struct frame_case {
     const char *lines;
     int status, minor, no_body;
-    int rc;             /* 0 or -EPROTO */
-    const char *why;    /* expected reason when refused */
-    int64_t cl;         /* content_length when accepted */
+    int rc;          /* 0 or -EPROTO */
+    const char *why; /* expected reason when refused */
+    int64_t cl;      /* content_length when accepted */
     int chunked;
 };
 
@@ -42,10 +42,9 @@ static const struct frame_case frames[] = {
     {"Content-Length: 0x10\r\n", 200, 1, 0, -EPROTO, "invalid Content-Length", 0, 0},
     {"Content-Length: 5 5\r\n", 200, 1, 0, -EPROTO, "invalid Content-Length", 0, 0},
     {"Content-Length:\r\n", 200, 1, 0, -EPROTO, "invalid Content-Length", 0, 0},
-    {"Content-Length: 5\r\nContent-Length: ,\r\n", 200, 1, 0, -EPROTO, "invalid Content-Length",
-     0, 0},
-    {"Content-Length: 9223372036854775808\r\n", 200, 1, 0, -EPROTO, "invalid Content-Length", 0,
+    {"Content-Length: 5\r\nContent-Length: ,\r\n", 200, 1, 0, -EPROTO, "invalid Content-Length", 0,
      0},
+    {"Content-Length: 9223372036854775808\r\n", 200, 1, 0, -EPROTO, "invalid Content-Length", 0, 0},
     /* ... whether or not a body follows: such a head is broken either way */
     {"Content-Length: 5, 10\r\n", 304, 1, 1, -EPROTO, "differing Content-Length values", 0, 0},
     /* rule 3: Transfer-Encoding with Content-Length is handled as an error */
@@ -56,20 +55,18 @@ static const struct frame_case frames[] = {
     /* rule 4: chunked, once and final; nothing else is decoded here */
     {"Transfer-Encoding: chunked\r\n", 200, 1, 0, 0, NULL, -1, 1},
     {"Transfer-Encoding: CHUNKED\r\n", 200, 1, 0, 0, NULL, -1, 1},
-    {"Transfer-Encoding: gzip, chunked\r\n", 200, 1, 0, -EPROTO, "unsupported transfer coding",
-     0, 0},
-    {"Transfer-Encoding: chunked, gzip\r\n", 200, 1, 0, -EPROTO, "unsupported transfer coding",
-     0, 0},
+    {"Transfer-Encoding: gzip, chunked\r\n", 200, 1, 0, -EPROTO, "unsupported transfer coding", 0,
+     0},
+    {"Transfer-Encoding: chunked, gzip\r\n", 200, 1, 0, -EPROTO, "unsupported transfer coding", 0,
+     0},
     {"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", 200, 1, 0, -EPROTO,
      "unsupported transfer coding", 0, 0},
-    {"Transfer-Encoding: chunked;q=1\r\n", 200, 1, 0, -EPROTO, "unsupported transfer coding", 0,
-     0},
+    {"Transfer-Encoding: chunked;q=1\r\n", 200, 1, 0, -EPROTO, "unsupported transfer coding", 0, 0},
     {"Transfer-Encoding:\r\n", 200, 1, 0, -EPROTO, "unsupported transfer coding", 0, 0},
     /* rule 1: a HEAD response or a 304 may describe a coding it does not apply */
     {"Transfer-Encoding: gzip, chunked\r\n", 200, 1, 1, 0, NULL, -1, 0},
     /* §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing */
-    {"Transfer-Encoding: chunked\r\n", 200, 0, 0, -EPROTO, "Transfer-Encoding in HTTP/1.0", 0,
-     0},
+    {"Transfer-Encoding: chunked\r\n", 200, 0, 0, -EPROTO, "Transfer-Encoding in HTTP/1.0", 0, 0},
     /* rule 8: no framing field, the close ends the body */
     {"X-A: b\r\n", 200, 1, 0, 0, NULL, -1, 0},
     {"", 200, 0, 0, 0, NULL, -1, 0},
@@ -94,8 +91,7 @@ static void test_framing(void **state)
         int rc = http_proxy_resp_parse(&r, c->status, c->minor, c->no_body, c->lines,
                                        strlen(c->lines), NOW, &why);
         if (rc != c->rc)
-            fail_msg("case %zu (%s): rc %d, want %d (%s)", i, c->lines, rc, c->rc,
-                     why ? why : "-");
+            fail_msg("case %zu (%s): rc %d, want %d (%s)", i, c->lines, rc, c->rc, why ? why : "-");
         if (rc != 0) {
             assert_non_null(why);
             assert_string_equal(why, c->why);
@@ -141,8 +137,7 @@ static void test_stored_block(void **state)
     const char *why = NULL;
 
     (void)state;
-    assert_int_equal(http_proxy_resp_parse(&r, 200, 1, 0, lines, sizeof(lines) - 1, NOW, &why),
-                     0);
+    assert_int_equal(http_proxy_resp_parse(&r, 200, 1, 0, lines, sizeof(lines) - 1, NOW, &why), 0);
     assert_string_equal(r.hdrs, "Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
                                 "Content-Type: application/octet-stream\r\n"
                                 "Cache-Status: parent; hit\r\n"
@@ -185,8 +180,7 @@ static void test_connection_list(void **state)
     const char *why = NULL;
 
     (void)state;
-    assert_int_equal(http_proxy_resp_parse(&r, 200, 1, 0, lines, sizeof(lines) - 1, NOW, &why),
-                     0);
+    assert_int_equal(http_proxy_resp_parse(&r, 200, 1, 0, lines, sizeof(lines) - 1, NOW, &why), 0);
     assert_string_equal(r.hdrs, "X-C: 3\r\n");
     http_proxy_resp_fini(&r);
 }
@@ -256,10 +250,10 @@ static void test_hop_by_hop(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_framing),     cmocka_unit_test(test_nul_in_value),
+        cmocka_unit_test(test_framing),      cmocka_unit_test(test_nul_in_value),
         cmocka_unit_test(test_stored_block), cmocka_unit_test(test_connection_list),
-        cmocka_unit_test(test_merge_304),
-        cmocka_unit_test(test_too_large),   cmocka_unit_test(test_hop_by_hop),
+        cmocka_unit_test(test_merge_304),    cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_hop_by_hop),
     };
 
     return cmocka_run_group_tests_name("http_proxy", tests, NULL, NULL);

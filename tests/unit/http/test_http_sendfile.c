@@ -154,10 +154,10 @@ static void on_request(struct http_exchange *x, void *arg)
     s->fd = !strcmp(name, "big") ? fd_big : !strcmp(name, "far") ? fd_far : fd_small;
     s->off = off;
     s->len = len;
-    s->mode = !strcmp(mode, "wait")    ? M_WAIT
-              : !strcmp(mode, "chain")  ? M_CHAIN
-              : !strcmp(mode, "prefix") ? M_PREFIX
-                                        : M_END;
+    s->mode = !strcmp(mode, "wait")   ? M_WAIT
+            : !strcmp(mode, "chain")  ? M_CHAIN
+            : !strcmp(mode, "prefix") ? M_PREFIX
+                                      : M_END;
     if (s->mode != M_END)
         http_x_on_abort(x, snd_abort, s);
     http_x_start(x, 200, "Content-Type: application/octet-stream\r\n", (int64_t)len);
@@ -586,8 +586,7 @@ static void test_client_abort(void **state)
                             atomic_load(&n_errs) == errs0;
                  t++)
                 usleep(10000);
-            assert_true(atomic_load(&n_abort_then_done) > aborts0 ||
-                        atomic_load(&n_errs) > errs0);
+            assert_true(atomic_load(&n_abort_then_done) > aborts0 || atomic_load(&n_errs) > errs0);
         }
         cli_open(&cl, 0);
         get_check(&cl, "small", fd_small, 0, SMALL_SIZE, "end", 0);
@@ -692,8 +691,7 @@ static void test_huge_len(void **state)
         skip();
     srv_start(60000);
     cli_open(&cl, 0);
-    get_check(&cl, "far", fd_far, FAR_BASE - 2048 * MIB - 100, 2048 * MIB + 100 + 9000, "end",
-              0);
+    get_check(&cl, "far", fd_far, FAR_BASE - 2048 * MIB - 100, 2048 * MIB + 100 + 9000, "end", 0);
     cli_close(&cl);
     wait_all_done();
     srv_stop(1000);
@@ -702,16 +700,11 @@ static void test_huge_len(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_small_and_head),
-        cmocka_unit_test(test_big_slow_reader),
-        cmocka_unit_test(test_ranges_keepalive),
-        cmocka_unit_test(test_pipelined_after_file),
-        cmocka_unit_test(test_client_abort),
-        cmocka_unit_test(test_send_timeout),
-        cmocka_unit_test(test_stop_mid_send),
-        cmocka_unit_test(test_short_file),
-        cmocka_unit_test(test_sendfile_fails),
-        cmocka_unit_test(test_huge_len),
+        cmocka_unit_test(test_small_and_head),   cmocka_unit_test(test_big_slow_reader),
+        cmocka_unit_test(test_ranges_keepalive), cmocka_unit_test(test_pipelined_after_file),
+        cmocka_unit_test(test_client_abort),     cmocka_unit_test(test_send_timeout),
+        cmocka_unit_test(test_stop_mid_send),    cmocka_unit_test(test_short_file),
+        cmocka_unit_test(test_sendfile_fails),   cmocka_unit_test(test_huge_len),
     };
 
     signal(SIGPIPE, SIG_IGN);

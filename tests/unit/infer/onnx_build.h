@@ -80,7 +80,7 @@ static inline void pb_f32(struct pb *w, uint32_t field, float f)
 #define OB_BATCH (-1) /* a dim named "batch" */
 
 static inline struct pb ob_tensor(const char *name, int dtype, int rank, const int64_t *dims,
-                           const void *raw, size_t raw_len)
+                                  const void *raw, size_t raw_len)
 {
     struct pb t = {0};
 
@@ -178,7 +178,7 @@ static inline struct pb ob_attr_strings(const char *name, size_t n, const char *
 /* Inputs/outputs as NULL-terminated lists (use "" for an absent optional input); then
  * `nattr` attributes (struct pb values, consumed). */
 static inline struct pb ob_node(const char *op, const char *domain, const char *name,
-                         const char *const *in, const char *const *out, int nattr, ...)
+                                const char *const *in, const char *const *out, int nattr, ...)
 {
     struct pb nd = {0};
     va_list ap;

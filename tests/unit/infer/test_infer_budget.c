@@ -67,8 +67,9 @@ static struct pb bomb_model(int64_t rows)
     struct pb g = {0};
 
     pb_msg(&g, OB_G_NODE, ob_node("Expand", "", "bomb", ein, eout, 0));
-    pb_msg(&g, OB_G_NODE, ob_node("ReduceSum", "", "sum", rin, rout, 2,
-                                  ob_attr_ints("axes", 1, ax), ob_attr_i("keepdims", 1)));
+    pb_msg(&g, OB_G_NODE,
+           ob_node("ReduceSum", "", "sum", rin, rout, 2, ob_attr_ints("axes", 1, ax),
+                   ob_attr_i("keepdims", 1)));
     pb_msg(&g, OB_G_NODE, ob_node("Add", "", "y", ain, aout, 0));
     pb_str(&g, OB_G_NAME, "bomb");
     pb_msg(&g, OB_G_INIT, ob_tensor("c", INFER_DT_FLOAT, 2, dc, &c, sizeof(c)));

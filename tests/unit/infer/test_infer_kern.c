@@ -40,9 +40,9 @@ static float frnd(void) /* [-1, 1) */
 
 /* ---- sgemm ---- */
 
-static void ref_gemm(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
-                     const float *b, bool tb, float alpha, int mode, const float *bias,
-                     float beta, bool relu, const float *c0, double *out, int64_t ldc)
+static void ref_gemm(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const float *b,
+                     bool tb, float alpha, int mode, const float *bias, float beta, bool relu,
+                     const float *c0, double *out, int64_t ldc)
 {
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
@@ -362,8 +362,7 @@ static void test_gemm_relu_fusion(void **state)
         }
         for (int i = 0; i < M * N1; i++)
             if (fabs(((const float *)out[3].data)[i] - g4[i]) > 1e-4)
-                fail_msg("Y4[%d] = %.9g, expected %.9g", i, ((const float *)out[3].data)[i],
-                         g4[i]);
+                fail_msg("Y4[%d] = %.9g, expected %.9g", i, ((const float *)out[3].data)[i], g4[i]);
     }
     infer_session_free(&s);
     infer_model_unref(&m);
@@ -413,12 +412,16 @@ static void check_fn(int f, const float *x, int64_t n, double max_ulp)
     else
         infer__vsigmoidf(y2, y2, n);
     for (int64_t i = 0; i < n; i++) {
-        double w = f == F_EXP ? exp((double)x[i]) : f == F_TANH ? tanh((double)x[i])
-                                                                 : sig_ref((double)x[i]);
+        double w = f == F_EXP  ? exp((double)x[i])
+                 : f == F_TANH ? tanh((double)x[i])
+                               : sig_ref((double)x[i]);
         double u = ulps(y[i], w);
         if (u > max_ulp)
             fail_msg("%s(%.9g) = %.9g, expected %.9g (%.2f ulp)",
-                     f == F_EXP ? "exp" : f == F_TANH ? "tanh" : "sigmoid", x[i], y[i], w, u);
+                     f == F_EXP    ? "exp"
+                     : f == F_TANH ? "tanh"
+                                   : "sigmoid",
+                     x[i], y[i], w, u);
         if (memcmp(&y[i], &y2[i], sizeof(float)) != 0 && !(isnan(y[i]) && isnan(y2[i])))
             fail_msg("in-place result differs at %.9g", x[i]);
     }
@@ -432,10 +435,11 @@ static void test_vmath(void **state)
      * exercise the masked tails. */
     int64_t n = 0, cap = (INT64_C(1) << 32) / 997 + 64;
     float *x = malloc(sizeof(float) * (size_t)cap);
-    static const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 88.72f, 88.73f,
-                               -87.33f, -103.0f, -103.97f, -104.5f, 1e-30f, -1e-30f, 0.625f,
-                               -0.625f, 0.62499f, 9.0f, 9.1f, 20.0f, -20.0f, 1e30f, -1e30f,
-                               0x1p-149f, FLT_MAX, -FLT_MAX, 0.5f, -0.5f, 1e-5f};
+    static const float sp[] = {0.0f,    -0.0f,    INFINITY, -INFINITY, NAN,      -NAN,
+                               88.72f,  88.73f,   -87.33f,  -103.0f,   -103.97f, -104.5f,
+                               1e-30f,  -1e-30f,  0.625f,   -0.625f,   0.62499f, 9.0f,
+                               9.1f,    20.0f,    -20.0f,   1e30f,     -1e30f,   0x1p-149f,
+                               FLT_MAX, -FLT_MAX, 0.5f,     -0.5f,     1e-5f};
 
     for (uint64_t b = 0; b < (UINT64_C(1) << 32); b += 997) {
         uint32_t u = (uint32_t)b;
@@ -584,8 +588,8 @@ static void tree_fast_case(int nfeat)
                    ob_attr_ints("target_treeids", (size_t)r.nt, r.ttree),
                    ob_attr_ints("target_nodeids", (size_t)r.nt, r.tnode),
                    ob_attr_ints("target_ids", (size_t)r.nt, r.tid),
-                   ob_attr_floats("target_weights", (size_t)r.nt, r.tw),
-                   ob_attr_i("n_targets", 1), ob_attr_floats("base_values", 1, &base)));
+                   ob_attr_floats("target_weights", (size_t)r.nt, r.tw), ob_attr_i("n_targets", 1),
+                   ob_attr_floats("base_values", 1, &base)));
     pb_msg(&g, OB_G_INPUT, ob_value_info("X", 1, 2, dx));
     pb_msg(&g, OB_G_OUTPUT, ob_value_info("Y", 1, 2, dy));
     m = load_pb(ob_model(13, 3, g));
@@ -631,10 +635,10 @@ static void test_tree_fast(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sgemm),         cmocka_unit_test(test_sgemm_portable),
-        cmocka_unit_test(test_gemm_models),   cmocka_unit_test(test_gemm_relu_fusion),
-        cmocka_unit_test(test_vmath),
-        cmocka_unit_test(test_softmax_rows),  cmocka_unit_test(test_tree_fast),
+        cmocka_unit_test(test_sgemm),       cmocka_unit_test(test_sgemm_portable),
+        cmocka_unit_test(test_gemm_models), cmocka_unit_test(test_gemm_relu_fusion),
+        cmocka_unit_test(test_vmath),       cmocka_unit_test(test_softmax_rows),
+        cmocka_unit_test(test_tree_fast),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -137,7 +137,8 @@ static void test_unsupported_named(void **state)
     char err[512];
     struct pb m;
 
-    m = ob_model(13, 0, one_node_graph(ob_node("FancyOp", "", "my_node", in, out, 0), 1, 2, d, 2, d));
+    m = ob_model(13, 0,
+                 one_node_graph(ob_node("FancyOp", "", "my_node", in, out, 0), 1, 2, d, 2, d));
     assert_int_equal(load(&m, err, sizeof(err)), -ENOTSUP);
     assert_non_null(strstr(err, "FancyOp"));
     assert_non_null(strstr(err, "my_node"));
@@ -145,7 +146,8 @@ static void test_unsupported_named(void **state)
     free(m.b);
 
     /* A known op in an unknown domain is unsupported too. */
-    m = ob_model(13, 0, one_node_graph(ob_node("Relu", "com.example", "n", in, out, 0), 1, 2, d, 2, d));
+    m = ob_model(13, 0,
+                 one_node_graph(ob_node("Relu", "com.example", "n", in, out, 0), 1, 2, d, 2, d));
     assert_int_equal(load(&m, err, sizeof(err)), -ENOTSUP);
     assert_non_null(strstr(err, "com.example.Relu"));
     free(m.b);
@@ -259,7 +261,8 @@ static void test_value_keyed_plan(void **state)
     assert_int_equal(infer_model_load_mem(mb.b, mb.n, NULL, &m, err, sizeof(err)), 0);
     free(mb.b);
     infer_session_new(m, NULL, &s);
-    struct infer_input ins[2] = {{"x", {1, 2, {2, 6}, x}}, {"shape", {INFER_DT_INT64, 1, {2}, shp}}};
+    struct infer_input ins[2] = {{"x", {1, 2, {2, 6}, x}},
+                                 {"shape", {INFER_DT_INT64, 1, {2}, shp}}};
     assert_int_equal(infer_session_run(s, ins, 2, &y, 1, err, sizeof(err)), 0);
     assert_int_equal(y.dims[0], 3);
     assert_int_equal(y.dims[1], 4);

@@ -53,8 +53,8 @@ static struct pb reg_model(const char *agg, const char *post, bool with_base)
     const int64_t nodeids[] = {0, 1, 2, 3, 4, 0, 1, 2};
     const int64_t feats[] = {0, 0, 1, 0, 0, 1, 0, 0};
     const float vals[] = {0.5f, 0, 2, 0, 0, 3, 0, 0};
-    const char *modes[] = {"BRANCH_LEQ", "LEAF", "BRANCH_LT", "LEAF", "LEAF",
-                           "BRANCH_EQ",  "LEAF", "LEAF"};
+    const char *modes[] = {"BRANCH_LEQ", "LEAF",      "BRANCH_LT", "LEAF",
+                           "LEAF",       "BRANCH_EQ", "LEAF",      "LEAF"};
     const int64_t tru[] = {1, 0, 3, 0, 0, 1, 0, 0}, fal[] = {2, 0, 4, 0, 0, 2, 0, 0};
     const int64_t miss[] = {0, 0, 1, 0, 0, 0, 0, 0};
     const int64_t ttree[] = {0, 0, 0, 0, 0, 1, 1, 1}, tnode[] = {1, 1, 3, 4, 4, 1, 1, 2};
@@ -182,8 +182,30 @@ static void test_branch_modes(void **state)
     float y[18];
     const float x[4] = {0, 1, 2, NAN};
     /* rows x = 0, 1, 2, NaN; columns LEQ LT GTE GT EQ NEQ */
-    const float want[24] = {1, 1, 0, 0, 0, 1, /**/ 1, 0, 1, 0, 1, 0, /**/ 0, 0, 1, 1, 0, 1,
-                            /* NaN: every comparison false except NEQ */ 0, 0, 0, 0, 0, 1};
+    const float want[24] = {1,
+                            1,
+                            0,
+                            0,
+                            0,
+                            1,
+                            /**/ 1,
+                            0,
+                            1,
+                            0,
+                            1,
+                            0,
+                            /**/ 0,
+                            0,
+                            1,
+                            1,
+                            0,
+                            1,
+                            /* NaN: every comparison false except NEQ */ 0,
+                            0,
+                            0,
+                            0,
+                            0,
+                            1};
 
     for (int t = 0; t < 6; t++) {
         for (int k = 0; k < 3; k++) {
@@ -205,7 +227,8 @@ static void test_branch_modes(void **state)
            ob_node("TreeEnsembleRegressor", "ai.onnx.ml", "modes", in, out, 12,
                    ob_attr_ints("nodes_treeids", 18, treeids),
                    ob_attr_ints("nodes_nodeids", 18, nodeids),
-                   ob_attr_ints("nodes_featureids", 18, feats), ob_attr_floats("nodes_values", 18, vals),
+                   ob_attr_ints("nodes_featureids", 18, feats),
+                   ob_attr_floats("nodes_values", 18, vals),
                    ob_attr_strings("nodes_modes", 18, modes),
                    ob_attr_ints("nodes_truenodeids", 18, tru),
                    ob_attr_ints("nodes_falsenodeids", 18, fal),
@@ -235,10 +258,14 @@ static struct pb bad_tree(const int64_t *tru, const int64_t *fal, int64_t feat0)
 
     pb_msg(&g, OB_G_NODE,
            ob_node("TreeEnsembleRegressor", "ai.onnx.ml", "bad", in, out, 11,
-                   ob_attr_ints("nodes_treeids", 3, treeids), ob_attr_ints("nodes_nodeids", 3, nodeids),
-                   ob_attr_ints("nodes_featureids", 3, feats), ob_attr_floats("nodes_values", 3, vals),
-                   ob_attr_strings("nodes_modes", 3, modes), ob_attr_ints("nodes_truenodeids", 3, tru),
-                   ob_attr_ints("nodes_falsenodeids", 3, fal), ob_attr_ints("target_treeids", 1, ttree),
+                   ob_attr_ints("nodes_treeids", 3, treeids),
+                   ob_attr_ints("nodes_nodeids", 3, nodeids),
+                   ob_attr_ints("nodes_featureids", 3, feats),
+                   ob_attr_floats("nodes_values", 3, vals),
+                   ob_attr_strings("nodes_modes", 3, modes),
+                   ob_attr_ints("nodes_truenodeids", 3, tru),
+                   ob_attr_ints("nodes_falsenodeids", 3, fal),
+                   ob_attr_ints("target_treeids", 1, ttree),
                    ob_attr_ints("target_nodeids", 1, tnode), ob_attr_ints("target_ids", 1, tid),
                    ob_attr_floats("target_weights", 1, tw)));
     pb_msg(&g, OB_G_INPUT, ob_value_info("X", 1, 2, dx));
@@ -282,9 +309,12 @@ static struct pb clf_model(const float *w, const int64_t *cid, int nw, const cha
         tnode[i] = nw == 2 ? 1 + i : 1 + i / 3;
     pb_msg(&g, OB_G_NODE,
            ob_node("TreeEnsembleClassifier", "ai.onnx.ml", "clf", in, out, 13,
-                   ob_attr_ints("nodes_treeids", 3, treeids), ob_attr_ints("nodes_nodeids", 3, nodeids),
-                   ob_attr_ints("nodes_featureids", 3, feats), ob_attr_floats("nodes_values", 3, vals),
-                   ob_attr_strings("nodes_modes", 3, modes), ob_attr_ints("nodes_truenodeids", 3, tru),
+                   ob_attr_ints("nodes_treeids", 3, treeids),
+                   ob_attr_ints("nodes_nodeids", 3, nodeids),
+                   ob_attr_ints("nodes_featureids", 3, feats),
+                   ob_attr_floats("nodes_values", 3, vals),
+                   ob_attr_strings("nodes_modes", 3, modes),
+                   ob_attr_ints("nodes_truenodeids", 3, tru),
                    ob_attr_ints("nodes_falsenodeids", 3, fal),
                    ob_attr_ints("class_treeids", (size_t)nw, ttree),
                    ob_attr_ints("class_nodeids", (size_t)nw, tnode),
@@ -356,8 +386,8 @@ static struct pb linear_model(bool clf, const float *coef, int nc, const float *
         pb_msg(&g, OB_G_NODE,
                ob_node("LinearRegressor", "ai.onnx.ml", "lin", in, outr, 4,
                        ob_attr_floats("coefficients", (size_t)nc, coef),
-                       ob_attr_floats("intercepts", (size_t)ni, icpt), ob_attr_i("targets", targets),
-                       ob_attr_s("post_transform", post)));
+                       ob_attr_floats("intercepts", (size_t)ni, icpt),
+                       ob_attr_i("targets", targets), ob_attr_s("post_transform", post)));
     pb_msg(&g, OB_G_INPUT, ob_value_info("X", 1, 2, dx));
     if (clf) {
         const int64_t ds[2] = {OB_BATCH, nl == 2 ? 2 : nl};
@@ -376,8 +406,8 @@ static void test_linear(void **state)
     const float coef[6] = {1, 2, 3, -1, 0, 1}, icpt[2] = {0.5f, -0.5f};
     const float x[6] = {1, 1, 1, 0, 1, 2};
     float y[4];
-    struct infer_model *m =
-        load_pb(linear_model(false, coef, 6, icpt, 2, NULL, 0, 2, "NONE", 3), 0, err, sizeof(err));
+    struct infer_model *m = load_pb(linear_model(false, coef, 6, icpt, 2, NULL, 0, 2, "NONE", 3), 0,
+                                    err, sizeof(err));
     const float want[4] = {6.5f, -0.5f, 8.5f, 1.5f};
 
     run(m, x, 2, 3, 0, y, sizeof(y));

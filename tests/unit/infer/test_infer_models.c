@@ -335,8 +335,7 @@ static void test_bad_inputs(void **state)
     assert_int_equal(infer_session_run_select(s, &ok, 1, names, 1, two, err, sizeof(err)), 0);
     assert_int_equal(two[0].dims[0], 2);
     names[0] = "nope";
-    assert_int_equal(infer_session_run_select(s, &ok, 1, names, 1, two, err, sizeof(err)),
-                     -EINVAL);
+    assert_int_equal(infer_session_run_select(s, &ok, 1, names, 1, two, err, sizeof(err)), -EINVAL);
     infer_session_free(&s);
     infer_model_unref(&m);
 }

@@ -90,7 +90,8 @@ static void test_many_paths_bounded(void **state)
         add(&st, p, "/p0");
     }
     json_t *j = stats_json(&st, 1);
-    assert_int_equal(get(j, NULL, "total"), ORIGIN_STATS_MAX_PATHS + 11 + ORIGIN_STATS_MAX_METHODS + 4);
+    assert_int_equal(get(j, NULL, "total"),
+                     ORIGIN_STATS_MAX_PATHS + 11 + ORIGIN_STATS_MAX_METHODS + 4);
     assert_int_equal(get(j, "requests", "/p0"), 2 + ORIGIN_STATS_MAX_METHODS + 4);
     assert_int_equal(get(j, "requests", "(other)"), 10);
     assert_int_equal(json_object_size(json_object_get(j, "requests")), ORIGIN_STATS_MAX_PATHS + 1);

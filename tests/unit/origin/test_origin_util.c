@@ -250,16 +250,11 @@ static void test_latency_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_path_clean_plain),
-        cmocka_unit_test(test_path_clean_traversal),
-        cmocka_unit_test(test_path_clean_too_long),
-        cmocka_unit_test(test_path_hidden),
-        cmocka_unit_test(test_content_type),
-        cmocka_unit_test(test_hdrs_parse),
-        cmocka_unit_test(test_hdrs_parse_bad_lines),
-        cmocka_unit_test(test_hdrs_parse_limit),
-        cmocka_unit_test(test_headers_build),
-        cmocka_unit_test(test_etag),
+        cmocka_unit_test(test_path_clean_plain),     cmocka_unit_test(test_path_clean_traversal),
+        cmocka_unit_test(test_path_clean_too_long),  cmocka_unit_test(test_path_hidden),
+        cmocka_unit_test(test_content_type),         cmocka_unit_test(test_hdrs_parse),
+        cmocka_unit_test(test_hdrs_parse_bad_lines), cmocka_unit_test(test_hdrs_parse_limit),
+        cmocka_unit_test(test_headers_build),        cmocka_unit_test(test_etag),
         cmocka_unit_test(test_latency_parse),
     };
     return cmocka_run_group_tests_name("origin_util", tests, NULL, NULL);

@@ -125,8 +125,7 @@ static void check(const struct plan_trace *t, const char *pol, uint64_t cap, int
     if (got.misses != m || got.miss_bytes != mb)
         fail_msg("%s cap %llu: simulator %llu misses (%llu bytes), reference %llu (%llu)", pol,
                  (unsigned long long)cap, (unsigned long long)got.misses,
-                 (unsigned long long)got.miss_bytes, (unsigned long long)m,
-                 (unsigned long long)mb);
+                 (unsigned long long)got.miss_bytes, (unsigned long long)m, (unsigned long long)mb);
 }
 
 static void test_vs_reference_objects(void **state)
@@ -191,7 +190,8 @@ static void test_parse(void **state)
     assert_null(t);
 
     const char bad[] = "0,a,10\n1,b,1x\n";
-    assert_int_equal(-EINVAL, plan_trace_parse_csv(bad, strlen(bad), "y.csv", &t, err, sizeof(err)));
+    assert_int_equal(-EINVAL,
+                     plan_trace_parse_csv(bad, strlen(bad), "y.csv", &t, err, sizeof(err)));
     assert_null(t);
     assert_string_equal("y.csv:2: size is not a non-negative integer", err);
     const char bad2[] = "t,key,size\n0,a,1\nzz,b,1\n";

@@ -32,12 +32,12 @@ static void test_count_and_fill_float(void **state)
 
     json_t *v = J("[[1, 2.5], [-3, 4e2]]");
     assert_int_equal(predict__json_count(v, INFER_DT_FLOAT, "features", msg, sizeof(msg)), 4);
-    assert_int_equal(
-        predict__json_fill(v, 0, INFER_DT_FLOAT, f, 4, "features", msg, sizeof(msg)), 0);
+    assert_int_equal(predict__json_fill(v, 0, INFER_DT_FLOAT, f, 4, "features", msg, sizeof(msg)),
+                     0);
     assert_true(f[0] == 1.0f && f[1] == 2.5f && f[2] == -3.0f && f[3] == 400.0f);
     /* Count mismatch at fill time. */
-    assert_int_equal(
-        predict__json_fill(v, 0, INFER_DT_FLOAT, f, 3, "features", msg, sizeof(msg)), -1);
+    assert_int_equal(predict__json_fill(v, 0, INFER_DT_FLOAT, f, 3, "features", msg, sizeof(msg)),
+                     -1);
     json_decref(v);
     v = J("7");
     assert_int_equal(predict__json_count(v, INFER_DT_FLOAT, "x", msg, sizeof(msg)), 1);
@@ -54,8 +54,8 @@ static void test_errors_name_the_field(void **state)
     assert_string_equal(msg, "features[1][1]: expected a number, got a string");
     json_decref(v);
     v = J("[1, 2.5]");
-    assert_int_equal(
-        predict__json_count(v, INFER_DT_INT64, "inputs.user_id", msg, sizeof(msg)), -1);
+    assert_int_equal(predict__json_count(v, INFER_DT_INT64, "inputs.user_id", msg, sizeof(msg)),
+                     -1);
     assert_string_equal(msg, "inputs.user_id[1]: expected an integer, got a number");
     json_decref(v);
     v = J("[true, 1]");
@@ -84,18 +84,21 @@ static void test_declared_types(void **state)
     /* INT32 declared, INT64 model input: widened. */
     json_t *v = J("[1, -2, 2147483647]");
     assert_int_equal(predict__json_fill(v, INFER_DT_INT32, INFER_DT_INT64, i64, 3, "d", msg,
-                                        sizeof(msg)), 0);
+                                        sizeof(msg)),
+                     0);
     assert_true(i64[0] == 1 && i64[1] == -2 && i64[2] == 2147483647);
     json_decref(v);
     v = J("[2147483648]");
     assert_int_equal(predict__json_fill(v, INFER_DT_INT32, INFER_DT_INT64, i64, 1, "d", msg,
-                                        sizeof(msg)), -1);
+                                        sizeof(msg)),
+                     -1);
     assert_string_equal(msg, "d[0]: expected an integer in the int32 range, got an integer");
     json_decref(v);
     /* BOOL declared, float input. */
     v = J("[true, false]");
     assert_int_equal(predict__json_fill(v, INFER_DT_BOOL, INFER_DT_FLOAT, f, 2, "d", msg,
-                                        sizeof(msg)), 0);
+                                        sizeof(msg)),
+                     0);
     assert_true(f[0] == 1.0f && f[1] == 0.0f);
     json_decref(v);
 }
@@ -158,12 +161,20 @@ static void test_fast_predict(void **state)
     assert_int_equal(f.version, 7);
     /* Shapes the fast path leaves to the full decoder. */
     const char *no[] = {
-        "{\"features\": [1, \"x\"]}", "{\"inputs\": {\"x\": [1]}}",
-        "{\"model\": \"a\\u0062\", \"features\": [1]}", "{\"features\": [1, 2]",
-        "{\"features\": [1, 2]} x", "{\"features\": []}", "{\"features\": [01]}",
-        "{\"features\": [1, 2], \"features\": [3]}", "{\"model\": \"m\"}",
-        "{\"features\": [1,2,3,4,5,6,7,8,9]}", "[1]", "",
-        "{\"features\": [[1], [2]]}", "{\"features\": [true]}",
+        "{\"features\": [1, \"x\"]}",
+        "{\"inputs\": {\"x\": [1]}}",
+        "{\"model\": \"a\\u0062\", \"features\": [1]}",
+        "{\"features\": [1, 2]",
+        "{\"features\": [1, 2]} x",
+        "{\"features\": []}",
+        "{\"features\": [01]}",
+        "{\"features\": [1, 2], \"features\": [3]}",
+        "{\"model\": \"m\"}",
+        "{\"features\": [1,2,3,4,5,6,7,8,9]}",
+        "[1]",
+        "",
+        "{\"features\": [[1], [2]]}",
+        "{\"features\": [true]}",
     };
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
         assert_int_equal(predict__json_fast_predict(no[i], strlen(no[i]), &f), 0);
@@ -182,10 +193,18 @@ static void test_fast_numbers_match_strtod(void **state)
         x ^= x >> 7;
         x ^= x << 17;
         switch (i % 4) {
-        case 0: snprintf(num, sizeof(num), "%.*f", (int)(x % 12), (double)(x % 100000) / 977.0); break;
-        case 1: snprintf(num, sizeof(num), "-0.%0*llu", (int)(x % 18) + 1, (unsigned long long)(x % 1000000007ull)); break;
+        case 0:
+            snprintf(num, sizeof(num), "%.*f", (int)(x % 12), (double)(x % 100000) / 977.0);
+            break;
+        case 1:
+            snprintf(num, sizeof(num), "-0.%0*llu", (int)(x % 18) + 1,
+                     (unsigned long long)(x % 1000000007ull));
+            break;
         case 2: snprintf(num, sizeof(num), "%.9g", (double)(int64_t)x / 1e9); break;
-        default: snprintf(num, sizeof(num), "%llu.%llu", (unsigned long long)(x % 1000), (unsigned long long)(x >> 40)); break;
+        default:
+            snprintf(num, sizeof(num), "%llu.%llu", (unsigned long long)(x % 1000),
+                     (unsigned long long)(x >> 40));
+            break;
         }
         snprintf(body, sizeof(body), "{\"features\":[%s]}", num);
         assert_int_equal(predict__json_fast_predict(body, strlen(body), &f), 1);
@@ -199,31 +218,70 @@ static void test_fast_numbers_match_strtod(void **state)
  * row of 4 floats; "two" takes an int64 id and 2 floats and answers two outputs. */
 static struct predict_model m_mlp = {.name = "mlp"}, m_two = {.name = "two"};
 static struct predict_io mlp_in[] = {
-    {.name = "x", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 4},
-     .row_numel = 4, .row_bytes = 16},
+    {.name = "x",
+     .dtype = INFER_DT_FLOAT,
+     .esize = 4,
+     .rank = 2,
+     .dims = {-1, 4},
+     .row_numel = 4,
+     .row_bytes = 16},
 };
 static struct predict_io mlp_out[] = {
-    {.name = "y", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 2},
-     .row_numel = 2, .row_bytes = 8},
+    {.name = "y",
+     .dtype = INFER_DT_FLOAT,
+     .esize = 4,
+     .rank = 2,
+     .dims = {-1, 2},
+     .row_numel = 2,
+     .row_bytes = 8},
 };
 static struct predict_io two_in[] = {
-    {.name = "user_id", .dtype = INFER_DT_INT64, .esize = 8, .rank = 2, .dims = {-1, 1},
-     .row_numel = 1, .row_bytes = 8},
-    {.name = "dense", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 2},
-     .row_numel = 2, .row_bytes = 8},
+    {.name = "user_id",
+     .dtype = INFER_DT_INT64,
+     .esize = 8,
+     .rank = 2,
+     .dims = {-1, 1},
+     .row_numel = 1,
+     .row_bytes = 8},
+    {.name = "dense",
+     .dtype = INFER_DT_FLOAT,
+     .esize = 4,
+     .rank = 2,
+     .dims = {-1, 2},
+     .row_numel = 2,
+     .row_bytes = 8},
 };
 static struct predict_io two_out[] = {
-    {.name = "score", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 1},
-     .row_numel = 1, .row_bytes = 4},
-    {.name = "emb", .dtype = INFER_DT_FLOAT, .esize = 4, .rank = 2, .dims = {-1, 3},
-     .row_numel = 3, .row_bytes = 12, .off = 4},
+    {.name = "score",
+     .dtype = INFER_DT_FLOAT,
+     .esize = 4,
+     .rank = 2,
+     .dims = {-1, 1},
+     .row_numel = 1,
+     .row_bytes = 4},
+    {.name = "emb",
+     .dtype = INFER_DT_FLOAT,
+     .esize = 4,
+     .rank = 2,
+     .dims = {-1, 3},
+     .row_numel = 3,
+     .row_bytes = 12,
+     .off = 4},
 };
 static const struct predict_version v_mlp = {
-    .model = &m_mlp, .n_in = 1, .n_out = 1, .in = mlp_in, .out = mlp_out,
+    .model = &m_mlp,
+    .n_in = 1,
+    .n_out = 1,
+    .in = mlp_in,
+    .out = mlp_out,
     .cfg = {.max_batch = 8},
 };
 static const struct predict_version v_two = {
-    .model = &m_two, .n_in = 2, .n_out = 2, .in = two_in, .out = two_out,
+    .model = &m_two,
+    .n_in = 2,
+    .n_out = 2,
+    .in = two_in,
+    .out = two_out,
     .cfg = {.max_batch = 4},
 };
 
@@ -308,7 +366,8 @@ static void test_seed_good(void **state)
 
     /* /predict: one row, flat or nested. */
     assert_int_equal(decode(PREDICT, &v_mlp, "{\"features\": [1, 2.5, -3, 4e2]}", &d, msg,
-                            sizeof(msg)), 0);
+                            sizeof(msg)),
+                     0);
     assert_int_equal(d.rows, 1);
     assert_int_equal(d.n_in, 1);
     x = d.in[0];
@@ -317,20 +376,23 @@ static void test_seed_good(void **state)
     predict__rows_fini(&d);
     assert_null(d.in);
     assert_int_equal(decode(PREDICT, &v_mlp, "{\"features\": [[1, 2], [3, 4]]}", &d, msg,
-                            sizeof(msg)), 0);
+                            sizeof(msg)),
+                     0);
     x = d.in[0];
     assert_true(d.rows == 1 && x[3] == 4.0f);
     predict__rows_fini(&d);
     /* /batch_predict: rows in order. */
-    assert_int_equal(decode(BATCH, &v_mlp, "{\"features\": [[1, 2, 3, 4], [5, 6, 7, 8]]}", &d,
-                            msg, sizeof(msg)), 0);
+    assert_int_equal(decode(BATCH, &v_mlp, "{\"features\": [[1, 2, 3, 4], [5, 6, 7, 8]]}", &d, msg,
+                            sizeof(msg)),
+                     0);
     assert_int_equal(d.rows, 2);
     x = d.in[0];
     assert_true(x[0] == 1.0f && x[4] == 5.0f && x[7] == 8.0f);
     predict__rows_fini(&d);
     /* Named inputs, in the model's input order whatever the body's order. */
     assert_int_equal(decode(PREDICT, &v_two, "{\"inputs\": {\"dense\": [0.5, 1], \"user_id\": 7}}",
-                            &d, msg, sizeof(msg)), 0);
+                            &d, msg, sizeof(msg)),
+                     0);
     assert_int_equal(d.rows, 1);
     assert_int_equal(d.n_in, 2);
     id = d.in[0];
@@ -340,7 +402,8 @@ static void test_seed_good(void **state)
     assert_int_equal(decode(BATCH, &v_two,
                             "{\"inputs\": {\"user_id\": [[1], [2], [3]], "
                             "\"dense\": [[1, 2], [3, 4], [5, 6]]}}",
-                            &d, msg, sizeof(msg)), 0);
+                            &d, msg, sizeof(msg)),
+                     0);
     assert_int_equal(d.rows, 3);
     id = d.in[0];
     x = d.in[1];
@@ -362,8 +425,8 @@ static void check_bad(const struct bad_body *b, size_t n)
     for (size_t i = 0; i < n; i++) {
         int rc = decode(b[i].kind, b[i].v, b[i].body, &d, msg, sizeof(msg));
         if (rc != -EINVAL || strcmp(msg, b[i].msg) != 0)
-            print_error("body %zu: %s\n  rc %d, message: %s\n  expected: %s\n", i, b[i].body,
-                        rc, msg, b[i].msg);
+            print_error("body %zu: %s\n  rc %d, message: %s\n  expected: %s\n", i, b[i].body, rc,
+                        msg, b[i].msg);
         assert_int_equal(rc, -EINVAL);
         assert_string_equal(msg, b[i].msg);
         /* Whatever was allocated before the refusal is the caller's to free (ASan: leaks). */
@@ -440,7 +503,8 @@ static void test_oip_good(void **state)
                             "{\"id\": \"r\\\"1\", \"inputs\": [{\"name\": \"x\", "
                             "\"shape\": [2, 4], \"datatype\": \"FP32\", "
                             "\"data\": [[1, 2, 3, 4], [5, 6, 7, 8]]}]}",
-                            &d, msg, sizeof(msg)), 0);
+                            &d, msg, sizeof(msg)),
+                     0);
     assert_int_equal(d.rows, 2);
     x = d.in[0];
     assert_true(x[0] == 1.0f && x[7] == 8.0f);
@@ -454,7 +518,8 @@ static void test_oip_good(void **state)
                             "\"BOOL\", \"data\": [true, false]}, {\"name\": \"user_id\", "
                             "\"shape\": [1, 1], \"datatype\": \"INT32\", \"data\": [42]}], "
                             "\"outputs\": [{\"name\": \"emb\"}]}",
-                            &d, msg, sizeof(msg)), 0);
+                            &d, msg, sizeof(msg)),
+                     0);
     assert_int_equal(d.rows, 1);
     id = d.in[0];
     x = d.in[1];
@@ -464,7 +529,8 @@ static void test_oip_good(void **state)
     assert_int_equal(decode(OIP, &v_mlp,
                             "{\"id\": null, \"outputs\": null, \"inputs\": [{\"name\": \"x\", "
                             "\"shape\": [1, 4], \"datatype\": \"FP64\", \"data\": [1, 2, 3, 4]}]}",
-                            &d, msg, sizeof(msg)), 0);
+                            &d, msg, sizeof(msg)),
+                     0);
     assert_null(d.id);
     assert_int_equal(d.outsel, 0);
     predict__rows_fini(&d);
@@ -498,29 +564,36 @@ static void test_oip_bad(void **state)
          "\"data\": [1]}]}",
          "inputs: input 'dense' of model two is missing (inputs: user_id, dense)"},
         /* names */
-        {OIP, &v_mlp, "{\"inputs\": [{\"name\": \"z\", \"shape\": [1, 4], \"datatype\": "
-                      "\"FP32\", \"data\": [1, 2, 3, 4]}]}",
+        {OIP, &v_mlp,
+         "{\"inputs\": [{\"name\": \"z\", \"shape\": [1, 4], \"datatype\": "
+         "\"FP32\", \"data\": [1, 2, 3, 4]}]}",
          "inputs[0].name: model mlp has no input 'z' (inputs: x)"},
-        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}, {" X4
-                      ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}]}",
+        {OIP, &v_mlp,
+         "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}, {" X4
+         ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}]}",
          "inputs[1].name: input 'x' given twice"},
         /* wrong datatype */
-        {OIP, &v_mlp, "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 4], \"datatype\": "
-                      "\"FP16\", \"data\": [1, 2, 3, 4]}]}",
+        {OIP, &v_mlp,
+         "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 4], \"datatype\": "
+         "\"FP16\", \"data\": [1, 2, 3, 4]}]}",
          "inputs[0].datatype: expected one of FP32, INT64, INT32, BOOL (FP64 too)"},
-        {OIP, &v_mlp, "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 4], \"datatype\": "
-                      "\"fp32\", \"data\": [1, 2, 3, 4]}]}",
+        {OIP, &v_mlp,
+         "{\"inputs\": [{\"name\": \"x\", \"shape\": [1, 4], \"datatype\": "
+         "\"fp32\", \"data\": [1, 2, 3, 4]}]}",
          "inputs[0].datatype: expected one of FP32, INT64, INT32, BOOL (FP64 too)"},
-        {OIP, &v_two, "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
-                      "\"FP32\", \"data\": [1]}]}",
+        {OIP, &v_two,
+         "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
+         "\"FP32\", \"data\": [1]}]}",
          "inputs[0].datatype: FP32 given, input user_id of model two is INT64"},
-        {OIP, &v_two, "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
-                      "\"INT64\", \"data\": [1.5]}, {\"name\": \"dense\", \"shape\": [1, 2], "
-                      "\"datatype\": \"FP32\", \"data\": [1, 2]}]}",
+        {OIP, &v_two,
+         "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
+         "\"INT64\", \"data\": [1.5]}, {\"name\": \"dense\", \"shape\": [1, 2], "
+         "\"datatype\": \"FP32\", \"data\": [1, 2]}]}",
          "inputs[0].data[0]: expected an integer, got a number"},
-        {OIP, &v_two, "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
-                      "\"INT32\", \"data\": [2147483648]}, {\"name\": \"dense\", \"shape\": "
-                      "[1, 2], \"datatype\": \"FP32\", \"data\": [1, 2]}]}",
+        {OIP, &v_two,
+         "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
+         "\"INT32\", \"data\": [2147483648]}, {\"name\": \"dense\", \"shape\": "
+         "[1, 2], \"datatype\": \"FP32\", \"data\": [1, 2]}]}",
          "inputs[0].data[0]: expected an integer in the int32 range, got an integer"},
         {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, true, 4]}]}",
          "inputs[0].data[2]: expected a number, got a boolean"},
@@ -541,38 +614,45 @@ static void test_oip_bad(void **state)
          "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
         {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": \"1x4\", \"data\": [1, 2, 3, 4]}]}",
          "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
-        {OIP, &v_two, "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [2, 1], \"datatype\": "
-                      "\"INT64\", \"data\": [1, 2]}, {\"name\": \"dense\", \"shape\": [3, 2], "
-                      "\"datatype\": \"FP32\", \"data\": [1, 2, 3, 4, 5, 6]}]}",
+        {OIP, &v_two,
+         "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [2, 1], \"datatype\": "
+         "\"INT64\", \"data\": [1, 2]}, {\"name\": \"dense\", \"shape\": [3, 2], "
+         "\"datatype\": \"FP32\", \"data\": [1, 2, 3, 4, 5, 6]}]}",
          "inputs[1].shape: batch 3 differs from the other inputs' 2"},
         /* huge shapes: refused from the shape alone, before anything is allocated */
-        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [9223372036854775807, 4], "
-                      "\"data\": [1, 2, 3, 4]}]}",
+        {OIP, &v_mlp,
+         "{\"inputs\": [{" X4 ", \"shape\": [9223372036854775807, 4], "
+         "\"data\": [1, 2, 3, 4]}]}",
          "inputs[0].shape: 9223372036854775807 rows is over max_batch 8 of model mlp"},
         {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [9, 4], \"data\": []}]}",
          "inputs[0].shape: 9 rows is over max_batch 8 of model mlp"},
-        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 9223372036854775807], "
-                      "\"data\": [1, 2, 3, 4]}]}",
+        {OIP, &v_mlp,
+         "{\"inputs\": [{" X4 ", \"shape\": [1, 9223372036854775807], "
+         "\"data\": [1, 2, 3, 4]}]}",
          "inputs[0].shape: expected [batch] + [4] for input x of model mlp"},
         {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [0, 4], \"data\": []}]}",
          "inputs[0].shape: expected at least one row"},
-        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], "
-                      "\"data\": [[[[[[[[[[[1]]]]]]]]]]]}]}",
+        {OIP, &v_mlp,
+         "{\"inputs\": [{" X4 ", \"shape\": [1, 4], "
+         "\"data\": [[[[[[[[[[[1]]]]]]]]]]]}]}",
          "inputs[0].data[0][0][0][0][0][0][0][0][0]: arrays nested too deeply"},
         /* id and outputs */
         {OIP, &v_mlp,
          "{\"id\": 7, \"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}]}",
          "id: expected a string"},
-        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}], "
-                      "\"outputs\": {\"name\": \"y\"}}",
+        {OIP, &v_mlp,
+         "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}], "
+         "\"outputs\": {\"name\": \"y\"}}",
          "outputs: expected an array of {\"name\": ...}"},
-        {OIP, &v_mlp, "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}], "
-                      "\"outputs\": [\"y\"]}",
+        {OIP, &v_mlp,
+         "{\"inputs\": [{" X4 ", \"shape\": [1, 4], \"data\": [1, 2, 3, 4]}], "
+         "\"outputs\": [\"y\"]}",
          "outputs[0].name: expected a string"},
-        {OIP, &v_two, "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
-                      "\"INT64\", \"data\": [1]}, {\"name\": \"dense\", \"shape\": [1, 2], "
-                      "\"datatype\": \"FP32\", \"data\": [1, 2]}], \"outputs\": [{\"name\": "
-                      "\"emb\"}, {\"name\": \"y\"}]}",
+        {OIP, &v_two,
+         "{\"inputs\": [{\"name\": \"user_id\", \"shape\": [1, 1], \"datatype\": "
+         "\"INT64\", \"data\": [1]}, {\"name\": \"dense\", \"shape\": [1, 2], "
+         "\"datatype\": \"FP32\", \"data\": [1, 2]}], \"outputs\": [{\"name\": "
+         "\"emb\"}, {\"name\": \"y\"}]}",
          "outputs[1].name: model two has no output 'y' (outputs: score, emb)"},
     };
     (void)state;

@@ -88,8 +88,16 @@ static void test_parse_basic(void **st)
     assert_int_equal(dq.id, 0x1234);
     assert_int_equal(dq.qtype, DNS_T_A);
     assert_false(dq.edns);
-    assert_memory_equal(dq.qname, "\x04" "Edge\x03" "CDN", 9);
-    assert_memory_equal(dq.qname_lc, "\x04" "edge\x03" "cdn", 9);
+    assert_memory_equal(dq.qname,
+                        "\x04"
+                        "Edge\x03"
+                        "CDN",
+                        9);
+    assert_memory_equal(dq.qname_lc,
+                        "\x04"
+                        "edge\x03"
+                        "cdn",
+                        9);
     assert_int_equal(router_dns_udp_limit(&dq, 4096), 512);
 }
 
@@ -206,7 +214,10 @@ static void test_name_compression(void **st)
     size_t off = 5;
     assert_int_equal(router_dns_name_read(ok, sizeof(ok), &off, out), 7);
     assert_int_equal(off, sizeof(ok));
-    assert_memory_equal(out, "\x01" "a\x01x\x01y", 7);
+    assert_memory_equal(out,
+                        "\x01"
+                        "a\x01x\x01y",
+                        7);
     /* self pointer and forward pointer are refused (loops) */
     const uint8_t self[] = {0xc0, 0x00};
     off = 0;
@@ -291,8 +302,7 @@ static int zone_setup(void **st)
 {
     assert_int_equal(router_zone_init(&zone, "cdn.example.test"), 0);
     assert_int_equal(router_zone_add(&zone, "edge", RZ_GEO, NULL), 0);
-    assert_int_equal(router_zone_add(&zone, "static.cdn.example.test", RZ_STATIC, "127.0.0.9"),
-                     0);
+    assert_int_equal(router_zone_add(&zone, "static.cdn.example.test", RZ_STATIC, "127.0.0.9"), 0);
     assert_int_equal(router_zone_add(&zone, "ns1", RZ_STATIC, "::1"), 0);
     assert_int_equal(router_zone_add(&zone, "x.other.test", RZ_STATIC, "nonsense"), -EINVAL);
     return 0;
@@ -326,7 +336,12 @@ static void test_zone_geo_answer(void **st)
     assert_int_equal(rd16(out + 6), 1);
     assert_int_equal(rd16(out + 10), 1);
     /* question echoed with its case */
-    assert_memory_equal(out + 12, "\x04" "EDGE\x03" "cdn\x07" "Example", 17);
+    assert_memory_equal(out + 12,
+                        "\x04"
+                        "EDGE\x03"
+                        "cdn\x07"
+                        "Example",
+                        17);
     size_t qend = 12 + 23 + 4;
     /* answer: pointer to the question, A, IN, TTL 20, 127.0.1.1 */
     assert_int_equal(rd16(out + qend), 0xc00c);
@@ -443,16 +458,11 @@ static void test_zone_truncation(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_basic),
-        cmocka_unit_test(test_parse_edns_ecs),
-        cmocka_unit_test(test_parse_ecs_invalid),
-        cmocka_unit_test(test_parse_badvers_and_drop),
-        cmocka_unit_test(test_parse_formerr),
-        cmocka_unit_test(test_name_compression),
-        cmocka_unit_test(test_name_text),
-        cmocka_unit_test(test_zone_geo_answer),
-        cmocka_unit_test(test_zone_rcodes),
-        cmocka_unit_test(test_zone_truncation),
+        cmocka_unit_test(test_parse_basic),       cmocka_unit_test(test_parse_edns_ecs),
+        cmocka_unit_test(test_parse_ecs_invalid), cmocka_unit_test(test_parse_badvers_and_drop),
+        cmocka_unit_test(test_parse_formerr),     cmocka_unit_test(test_name_compression),
+        cmocka_unit_test(test_name_text),         cmocka_unit_test(test_zone_geo_answer),
+        cmocka_unit_test(test_zone_rcodes),       cmocka_unit_test(test_zone_truncation),
     };
     return cmocka_run_group_tests(tests, zone_setup, NULL);
 }

@@ -43,12 +43,12 @@ static void test_edge_spec_bad(void **st)
     const char *bad[] = {
         "noequals",
         "=1,2,127.0.0.1,http://x/",
-        "a=1,2,127.0.0.1",                     /* no URL */
-        "a=91,2,127.0.0.1,http://x/",          /* latitude */
-        "a=1,181,127.0.0.1,http://x/",         /* longitude */
-        "a=1,2,host.example,http://x/",        /* not an address */
-        "a=1,2,127.0.0.1,ftp://x/",            /* scheme */
-        "a=1,2,127.0.0.1,http://x/,0",         /* capacity */
+        "a=1,2,127.0.0.1",              /* no URL */
+        "a=91,2,127.0.0.1,http://x/",   /* latitude */
+        "a=1,181,127.0.0.1,http://x/",  /* longitude */
+        "a=1,2,host.example,http://x/", /* not an address */
+        "a=1,2,127.0.0.1,ftp://x/",     /* scheme */
+        "a=1,2,127.0.0.1,http://x/,0",  /* capacity */
         "a=1,2,127.0.0.1,http://x/,1,extra",
         "a=x,2,127.0.0.1,http://x/",
     };

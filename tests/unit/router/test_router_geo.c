@@ -278,10 +278,10 @@ static void test_country_table(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_city_layout),     cmocka_unit_test(test_flat_layout_two_files),
-        cmocka_unit_test(test_open_errors),     cmocka_unit_test(test_haversine),
-        cmocka_unit_test(test_select_rules),    cmocka_unit_test(test_load_and_deadband),
-        cmocka_unit_test(test_loc_cache),       cmocka_unit_test(test_country_table),
+        cmocka_unit_test(test_city_layout),  cmocka_unit_test(test_flat_layout_two_files),
+        cmocka_unit_test(test_open_errors),  cmocka_unit_test(test_haversine),
+        cmocka_unit_test(test_select_rules), cmocka_unit_test(test_load_and_deadband),
+        cmocka_unit_test(test_loc_cache),    cmocka_unit_test(test_country_table),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -67,10 +67,10 @@ static void test_nearest_wins(void **st)
     struct router_score sc[4];
 
     edges(cfg, view, 4);
-    place(&cfg[0], 51.51, -0.13);   /* London */
-    place(&cfg[1], 50.11, 8.68);    /* Frankfurt */
-    place(&cfg[2], 35.68, 139.69);  /* Tokyo */
-    place(&cfg[3], 40.71, -74.01);  /* New York */
+    place(&cfg[0], 51.51, -0.13);  /* London */
+    place(&cfg[1], 50.11, 8.68);   /* Frankfurt */
+    place(&cfg[2], 35.68, 139.69); /* Tokyo */
+    place(&cfg[3], 40.71, -74.01); /* New York */
     /* A client in Paris: London (~344 km) before Frankfurt (~480 km). */
     for (int i = 0; i < 4; i++)
         dist[i] = score_from(48.86, 2.35, &cfg[i]);
@@ -270,8 +270,7 @@ static void test_ties(void **st)
     edges(cfg, view, 3);
     /* Equal totals: the nearer edge (edge 2: 0.8 vs 0.7), made equal by load. */
     float dist[3] = {0.7f, 0.6f, 0.8f};
-    router_view_publish(&view[2], 1, 0.2 + 0.5 * (dist[2] - dist[0]) / 0.3, 0.8, 1.0, DEADBAND,
-                        1);
+    router_view_publish(&view[2], 1, 0.2 + 0.5 * (dist[2] - dist[0]) / 0.3, 0.8, 1.0, DEADBAND, 1);
     struct router_score sc[3];
     assert_int_equal(router_select(cfg, view, 3, dist, &W, 4, sc), 2);
     assert_true(fabs(sc[0].total - sc[2].total) < 1e-7);

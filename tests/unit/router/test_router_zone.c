@@ -187,7 +187,12 @@ static void test_init_and_add(void **st)
     /* The apex is always a geo name, stored lower case. */
     assert_int_equal(z.nnames, 1);
     assert_int_equal(z.names[0].kind, RZ_GEO);
-    assert_memory_equal(z.names[0].wire, "\x03" "cdn\x07" "example\x04" "test", 18);
+    assert_memory_equal(z.names[0].wire,
+                        "\x03"
+                        "cdn\x07"
+                        "example\x04"
+                        "test",
+                        18);
 
     /* Relative and full spellings, in any case, are the same name. */
     assert_int_equal(router_zone_add(&z, "Edge", RZ_GEO, NULL), 0);
@@ -214,7 +219,14 @@ static void test_init_and_add(void **st)
     assert_int_equal(z.nnames, 3);
     assert_int_equal(router_zone_add(&z, "www.other.test", RZ_GEO, NULL), 0);
     assert_memory_equal(z.names[z.nnames - 1].wire,
-                        "\x03" "www\x05" "other\x04" "test\x03" "cdn\x07" "example\x04" "test", 33);
+                        "\x03"
+                        "www\x05"
+                        "other\x04"
+                        "test\x03"
+                        "cdn\x07"
+                        "example\x04"
+                        "test",
+                        33);
     /* The table is bounded. */
     size_t added = z.nnames;
     char nm[32];
@@ -237,10 +249,10 @@ static void test_in_zone_or_refused(void **st)
     struct sel s = {.have4 = 1};
     struct resp r;
     static const char *const outside[] = {
-        "example.test",          /* the parent */
-        "test",                  /* the TLD */
-        ".",                     /* the root */
-        "xcdn.example.test",     /* ends like the apex, not on a label boundary */
+        "example.test",      /* the parent */
+        "test",              /* the TLD */
+        ".",                 /* the root */
+        "xcdn.example.test", /* ends like the apex, not on a label boundary */
         "cdn-example.test",
         "cdn.example.test.evil", /* the apex as a prefix */
         "edge.example.test",
@@ -260,8 +272,8 @@ static void test_in_zone_or_refused(void **st)
     assert_int_equal(r.an, 1);
 
     /* Inside, in any case: authoritative answers. */
-    static const char *const inside[] = {"cdn.example.test", "CDN.EXAMPLE.TEST", "Edge.Cdn.example.test",
-                                         "a.b.cdn.example.test"};
+    static const char *const inside[] = {"cdn.example.test", "CDN.EXAMPLE.TEST",
+                                         "Edge.Cdn.example.test", "a.b.cdn.example.test"};
     for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++) {
         ask(&Z, inside[i], DNS_T_A, DNS_CLASS_IN, &s, &r);
         assert_int_equal(r.rcode, DNS_R_NOERROR);
