@@ -7,7 +7,7 @@ PYTHON     ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build run test unit e2e e2e-asan fuzz fuzz-build fuzz-short bench clean
+.PHONY: all deps build run test format-check unit e2e e2e-asan fuzz fuzz-build fuzz-short bench clean
 
 all: build
 
@@ -28,7 +28,12 @@ run: build $(BUILD)/demo-geo.mmdb
 
 # Unit tests under ASan+UBSan, then end-to-end tests against the release build, then a
 # short bounded fuzz pass. Each runner prints its own summary; any failure fails the target.
-test: deps unit e2e e2e-asan fuzz-short
+test: deps format-check unit e2e e2e-asan fuzz-short
+
+# The C code's layout is .clang-format's: a difference fails the test target, so style
+# never needs a review comment. Fix with clang-format -i FILE.
+format-check: deps
+	@scripts/check-format.sh
 
 unit: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMLCDN_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null

@@ -3,7 +3,7 @@
 # Idempotent: packages already present are skipped, and apt runs only when one is missing.
 set -euo pipefail
 
-BUILD_PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
+BUILD_PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
  libuv1-dev libcurl4-openssl-dev libhiredis-dev libmaxminddb-dev mmdb-bin libjansson-dev
  libxxhash-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata
  libopenblas-dev libconfig-dev"
