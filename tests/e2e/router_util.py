@@ -268,8 +268,9 @@ class DigResult:
 
 
 def dig(port, name, rtype="A", *opts):
-    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+time=2",
-                          name, rtype] + list(opts), capture_output=True, text=True, timeout=10)
+    # Three tries of 3 s: a loaded CI machine can hold one UDP answer past a single try.
+    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+tries=3", "+time=3",
+                          name, rtype] + list(opts), capture_output=True, text=True, timeout=20)
     return DigResult(out.stdout)
 
 
