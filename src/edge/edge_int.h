@@ -415,9 +415,12 @@ void edge__tier_refresh(struct edge_worker *w, const char *key, size_t klen,
 void edge__tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);
 /* Drops every copy of key from L1 and every tier (invalidation). */
 void edge__tier_drop(struct edge_worker *w, const char *key, size_t klen);
-/* Opens the configured tiers (and loads the route table). 0, or -errno with err set;
- * edge__tier_close() undoes what was done, also after a failure. */
-int edge__tier_open(struct edge *e, char *err, size_t errlen);
+/* Opens the tiers of known[0..n) that the configuration asks for (an ops' open returns 1),
+ * nearest first; the wiring (edge_main.c) names the tiers, so the chain references no
+ * adapter and the adapters' calls back into it (edge__tier_answered) make no loop. 0, or
+ * -errno with err set; edge__tier_close() undoes what was done, also after a failure. */
+int edge__tier_open(struct edge *e, const struct edge_tier_ops *const *known, size_t n, char *err,
+                    size_t errlen);
 void edge__tier_loop_init(struct edge_worker *w);
 void edge__tier_loop_fini(struct edge_worker *w);
 void edge__tier_close(struct edge *e);

@@ -15,7 +15,11 @@
 #include "edge/edge_int.h"
 #include "edge/edge_origin.h"
 #include "edge/edge_redis.h"
+#include "edge/edge_routes.h"
 #include "predict/predict.h"
+
+/* The storage tiers behind L1, nearest first: the disk tier, then the region's Redis. */
+static const struct edge_tier_ops *const tiers[] = {&edge__tier_l2_ops, &edge__tier_redis_ops};
 
 void edge_cfg_default(struct edge_cfg *cfg)
 {
@@ -234,7 +238,10 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->max_mem_object = cfg->max_mem_object ? cfg->max_mem_object : cfg->mem / 16;
     if (e->cfg.l2_admit_hits == 0)
         e->cfg.l2_admit_hits = 1;
-    if ((rc = edge__tier_open(e, err, errlen)) != 0)
+    if ((rc = edge__tier_open(e, tiers, MC_ARRAY_SIZE(tiers), err, errlen)) != 0)
+        goto fail;
+    if (e->cfg.config_file &&
+        (rc = edge__routes_load(e->cfg.config_file, &e->routes, err, errlen)) != 0)
         goto fail;
     edge__busy_init(e);
     /* An unreported probe holds the half-open slot for at most as long as an attempt can
@@ -280,6 +287,7 @@ fail:
     edge__origins_free(&e->origins);
     predict_free(&e->predict);
     edge__tier_close(e);
+    edge__routes_free(&e->routes);
     l1_free(&e->l1);
     for (size_t i = 0; i < e->cfg.norigins; i++)
         free(e->origin_urls[i]);
@@ -315,6 +323,7 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     http_server_free(&e->srv);
     predict_free(&e->predict); /* after the loops: none can queue work any more */
     edge__tier_close(e);
+    edge__routes_free(&e->routes);
     edge__origins_free(&e->origins); /* after the loops: no fill reports any more */
     l1_free(&e->l1);
     edge__req_fini(e);

@@ -14,10 +14,6 @@
 #include <errno.h>
 
 #include "edge/edge_int.h"
-#include "edge/edge_routes.h"
-
-/* Every tier this edge knows, nearest first. */
-static const struct edge_tier_ops *const known[] = {&edge__tier_l2_ops, &edge__tier_redis_ops};
 
 /* Asks tier i of the chain, or tells done that every tier missed. */
 static void walk_from(struct edge_worker *w, size_t i, struct http_exchange *x, const char *key,
@@ -120,14 +116,12 @@ void edge__tier_loop_fini(struct edge_worker *w)
         w->e->tiers[i]->loop_fini(w);
 }
 
-int edge__tier_open(struct edge *e, char *err, size_t errlen)
+int edge__tier_open(struct edge *e, const struct edge_tier_ops *const *known, size_t n, char *err,
+                    size_t errlen)
 {
     int rc;
 
-    for (size_t i = 0; i < MC_ARRAY_SIZE(known); i++) {
-        if (i == 1 && e->cfg.config_file &&
-            (rc = edge__routes_load(e->cfg.config_file, &e->routes, err, errlen)) != 0)
-            return rc; /* between the tiers: the order the settings are checked in */
+    for (size_t i = 0; i < n; i++) {
         if ((rc = known[i]->open(e, err, errlen)) < 0)
             return rc;
         if (rc > 0)
@@ -138,8 +132,6 @@ int edge__tier_open(struct edge *e, char *err, size_t errlen)
 
 void edge__tier_close(struct edge *e)
 {
-    if (e->routes)
-        edge__routes_free(&e->routes);
     for (size_t i = e->ntiers; i-- > 0;)
         e->tiers[i]->close(e);
     e->ntiers = 0;
