@@ -32,6 +32,7 @@ struct edge_cfg {
     int64_t heuristic_max_s;      /* cap on heuristic freshness */
     int64_t negative_ttl_s;       /* lifetime of a 404/410 without freshness information */
     int64_t stale_if_error_s;     /* default stale-if-error window, -1 none */
+    int store_close_delimited;    /* store bodies ended only by the origin's close */
     uint64_t max_body;            /* request body limit */
     uint64_t request_buffer;      /* pass bodies up to this size are read whole before the
                                   * origin is contacted; larger ones stream; 0 = always stream */

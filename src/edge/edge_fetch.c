@@ -1150,6 +1150,15 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
             why = "set-cookie";
         }
     }
+    /* A body with neither Content-Length nor chunked framing ends with the origin's close
+     * (RFC 9112 §6.3 rule 8), and an origin that dies mid-body closes the same way: nothing
+     * tells a whole body from a cut one. It is passed on, not stored for every later client,
+     * unless the operator vouches for the origin. */
+    if (storable && cl < 0 && !pr->chunked && !fill_no_body(f, status) &&
+        !e->cfg.store_close_delimited) {
+        storable = 0;
+        why = "close-delimited";
+    }
     if (storable && o->vary) {
         struct buf vk;
         buf_init(&vk, 64 * 1024);

@@ -393,6 +393,8 @@ int edge_main(int argc, char **argv)
         {"origin-breaker-cooldown", CONF_DURATION, &cfg.breaker_cooldown_ms,
          "time before an origin whose breaker opened is probed (default 10s)"},
         {"stale-if-error", CONF_STR, &sie_str, "default stale-if-error window (e.g. 60s)"},
+        {"store-close-delimited", CONF_BOOL, &cfg.store_close_delimited,
+         "store origin bodies with neither Content-Length nor chunked framing"},
         {"negative-ttl", CONF_DURATION, &neg_ms, "cache 404/410 without freshness this long"},
         {"max-body", CONF_SIZE, &cfg.max_body, "request body limit (413 above)"},
         {"request-buffer", CONF_SIZE, &cfg.request_buffer,

@@ -261,11 +261,24 @@ def test_close_delimited_reset_mid_body_aborts(mlcdn):
         assert_refetched(e, o, b"abc")
 
 
-def test_close_delimited_clean_close_is_the_end(mlcdn):
-    # The limit of what is knowable (RFC 9112 §6.3 rule 8): a close ends such a body.
+def test_close_delimited_body_is_passed_on_not_stored(mlcdn):
+    # RFC 9112 §6.3 rule 8: a close ends such a body, and an origin dying mid-body closes the
+    # same way. The client gets what came; nobody after it gets a copy that may be cut.
     s = Script([OK_HEAD + b"Connection: close\r\n\r\nall of it"])
     with ScriptOrigin(s) as o:
         e = start_edge(mlcdn, o)
+        st, h, b, ok = get(e)
+        assert (st, b, ok) == (200, b"all of it", True)
+        assert "close-delimited" in h["Cache-Status"]
+        st, h, b, ok = get(e)
+        assert (b, ok, h["X-Cache"]) == (b"all of it", True, "MISS")
+        assert o.count() == 2
+
+
+def test_store_close_delimited_vouches_for_the_origin(mlcdn):
+    s = Script([OK_HEAD + b"Connection: close\r\n\r\nall of it"])
+    with ScriptOrigin(s) as o:
+        e = start_edge(mlcdn, o, "--store-close-delimited")
         assert get(e)[2:] == (b"all of it", True)
         st, h, b, ok = get(e)
         assert (b, ok, h["X-Cache"]) == (b"all of it", True, "HIT")
