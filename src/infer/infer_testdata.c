@@ -1,6 +1,6 @@
 /* src/infer/infer_testdata.c: runs one ONNX backend-test case directory (model.onnx plus
  * test_data_set_N/input_K.pb, output_K.pb) and compares the outputs. Shared by the CLI's
- * --conformance runner and the unit tests (official node tests and ../shared/models use
+ * --conformance runner and the unit tests (official node tests and tests/fixtures/models use
  * the same layout). */
 #include <dirent.h>
 #include <errno.h>

@@ -2,7 +2,7 @@
 Inference Protocol v2, the prediction cache, dynamic batching, hot reload and bad input.
 
 The edge serves models from a tmp directory laid out NAME/VERSION/model.onnx with symlinks
-to ../shared/models; expected outputs come from the reference .npy files (ONNX Runtime).
+to tests/fixtures/models; expected outputs come from the reference .npy files (ONNX Runtime).
 No origin is needed: prediction endpoints never contact one (--origin points nowhere).
 """
 import concurrent.futures
@@ -22,7 +22,7 @@ from predict_util import (read_npy, write_big_model, write_expand_bomb, write_sl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-SHARED = os.path.join(REPO, "..", "shared", "models")
+SHARED = os.path.join(REPO, "tests", "fixtures", "models")
 TOKEN = "predict-token"
 EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+)"
 MODELS = ["logreg", "mlp", "two_tower", "gbdt", "softmax_clf"]

@@ -19,10 +19,10 @@
 static void *slurp(const char *name, size_t *len)
 {
     char path[1024];
-    const char *shared = getenv("MLCDN_SHARED");
+    const char *fx = getenv("MLCDN_FIXTURES");
     void *buf = NULL;
 
-    snprintf(path, sizeof(path), "%s/models/%s/model.onnx", shared ? shared : "../shared", name);
+    snprintf(path, sizeof(path), "%s/models/%s/model.onnx", fx ? fx : "tests/fixtures", name);
     assert_int_equal(infer__read_file(path, (size_t)1 << 30, &buf, len), 0);
     return buf;
 }

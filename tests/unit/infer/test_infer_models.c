@@ -1,4 +1,4 @@
-/* tests/unit/infer/test_infer_models.c: agreement with ONNX Runtime on ../shared/models,
+/* tests/unit/infer/test_infer_models.c: agreement with ONNX Runtime on tests/fixtures/models,
  * metadata, dynamic batch, constant memory per batch size, concurrent sessions on one
  * shared model, and external data files. */
 #include <errno.h>
@@ -22,9 +22,9 @@ static const char *const models[] = {"logreg", "mlp", "two_tower", "gbdt", "soft
 
 static void model_dir(const char *name, char *buf, size_t len)
 {
-    const char *shared = getenv("MLCDN_SHARED");
+    const char *fx = getenv("MLCDN_FIXTURES");
 
-    snprintf(buf, len, "%s/models/%s", shared ? shared : "../shared", name);
+    snprintf(buf, len, "%s/models/%s", fx ? fx : "tests/fixtures", name);
 }
 
 static struct infer_model *load_shared(const char *name)
