@@ -211,16 +211,22 @@ def test_invalid_chunk_size_before_any_byte_is_502(mlcdn):
         assert_refetched(e, o, b"abc")
 
 
-def test_invalid_chunk_size_after_bytes_aborts(mlcdn):
-    s = Script([CHUNKED + b"5\r\nhello\r\n", "wait", b"-1\r\nxx\r\n0\r\n\r\n"], whole(b"abc"))
+def cut_after_bytes(mlcdn, first, rest, sent):
+    """The origin sends `first`, then (once a client is streaming it) the steps `rest`: the
+    client sees `sent` and an incomplete end, and nothing was stored."""
+    s = Script([first, "wait"] + rest, whole(b"abc"))
     with ScriptOrigin(s) as o:
         e = start_edge(mlcdn, o)
         st = Streaming(e)
         assert st.status == 200
         s.cut.set()
         b, complete = st.finish()
-        assert not complete and b == b"hello"
+        assert not complete and b == sent
         assert_refetched(e, o, b"abc")
+
+
+def test_invalid_chunk_size_after_bytes_aborts(mlcdn):
+    cut_after_bytes(mlcdn, CHUNKED + b"5\r\nhello\r\n", [b"-1\r\nxx\r\n0\r\n\r\n"], b"hello")
 
 
 def test_content_length_body_cut_short_aborts(mlcdn):
@@ -250,15 +256,7 @@ def test_content_length_cut_before_any_byte_is_502(mlcdn):
 def test_close_delimited_reset_mid_body_aborts(mlcdn):
     # Without a length the origin's close ends the body, but a reset is no end: it is a
     # failed transfer.
-    s = Script([OK_HEAD + b"Connection: close\r\n\r\npartial", "wait", "rst"], whole(b"abc"))
-    with ScriptOrigin(s) as o:
-        e = start_edge(mlcdn, o)
-        st = Streaming(e)
-        assert st.status == 200
-        s.cut.set()
-        b, complete = st.finish()
-        assert not complete and b == b"partial"
-        assert_refetched(e, o, b"abc")
+    cut_after_bytes(mlcdn, OK_HEAD + b"Connection: close\r\n\r\npartial", ["rst"], b"partial")
 
 
 def test_close_delimited_body_is_passed_on_not_stored(mlcdn):
