@@ -366,7 +366,7 @@ static void waiter_finish(struct edge_waiter *wt)
 /* The tier the fill's response came from. */
 static enum edge_level fill_level(const struct edge_fill *f)
 {
-    return f->origin_idx < f->e->nparents ? EDGE_LV_PARENT : EDGE_LV_ORIGIN;
+    return f->e->upstream_level[f->origin_idx];
 }
 
 static void waiter_respond_error(struct edge_waiter *wt, int status, const char *msg)

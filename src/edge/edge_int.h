@@ -120,7 +120,10 @@ struct edge_metrics {
 struct edge {
     unsigned magic;
     struct edge_cfg cfg;
-    char *origin_urls[EDGE_MAX_ORIGINS]; /* owned copies without a trailing slash */
+    /* The upstreams of a fill, tried in order: the --parent edge (level PARENT) if any, then
+     * the origins (level ORIGIN). Each has its circuit breaker (edge_origin.h). */
+    char *origin_urls[EDGE_MAX_ORIGINS];              /* owned copies without a trailing slash */
+    enum edge_level upstream_level[EDGE_MAX_ORIGINS]; /* what X-Cache-Level a fill from it says */
     struct l1 *l1;
     struct http_server *srv;
     struct edge_worker **workers; /* indexed by worker idx, set by loop_init */
@@ -135,7 +138,6 @@ struct edge {
     double cpu_load;
     struct cache_key_opts keyopts;
     struct predict *predict;                       /* --models: prediction serving, or NULL */
-    size_t nparents;                               /* 1 when origin_urls[0] is the --parent edge */
     struct l2 *l2;                                 /* --disk-dir tier, or NULL */
     struct edge_redis *redis;                      /* --redis tier, or NULL */
     const struct edge_tier_ops *tiers[EDGE_LV__N]; /* the chain behind L1, nearest first */

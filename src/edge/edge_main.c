@@ -137,8 +137,8 @@ static int start_predict(struct edge *e, char *err, size_t errlen)
 #define REQUEST_BUFFER_MAX (64u << 20)
 
 /* Upstreams are tried in order: the parent edge (if any), then the origins. */
-static int add_origin(struct edge *e, const char *flag, const char *url, size_t n, char *err,
-                      size_t errlen)
+static int add_origin(struct edge *e, enum edge_level lv, const char *flag, const char *url,
+                      size_t n, char *err, size_t errlen)
 {
     if (e->cfg.norigins >= EDGE_MAX_ORIGINS) {
         snprintf(err, errlen, "--origin: at most %d origins", EDGE_MAX_ORIGINS);
@@ -152,6 +152,7 @@ static int add_origin(struct edge *e, const char *flag, const char *url, size_t 
     }
     e->origin_urls[e->cfg.norigins] = mc_xstrndup(url, n);
     e->cfg.origins[e->cfg.norigins] = e->origin_urls[e->cfg.norigins];
+    e->upstream_level[e->cfg.norigins] = lv;
     e->cfg.norigins++;
     return 0;
 }
@@ -166,9 +167,9 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->cfg = *cfg;
     e->cfg.norigins = 0;
     if (cfg->parent && *cfg->parent) {
-        if ((rc = add_origin(e, "parent", cfg->parent, strlen(cfg->parent), err, errlen)) != 0)
+        rc = add_origin(e, EDGE_LV_PARENT, "parent", cfg->parent, strlen(cfg->parent), err, errlen);
+        if (rc != 0)
             goto fail;
-        e->nparents = 1;
     }
     for (size_t i = 0; i < cfg->norigins; i++) {
         /* Each --origin may itself be a comma-separated list. */
@@ -176,12 +177,12 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
         while (p && *p) {
             const char *comma = strchr(p, ',');
             size_t n = comma ? (size_t)(comma - p) : strlen(p);
-            if (n && (rc = add_origin(e, "origin", p, n, err, errlen)) != 0)
+            if (n && (rc = add_origin(e, EDGE_LV_ORIGIN, "origin", p, n, err, errlen)) != 0)
                 goto fail;
             p = comma ? comma + 1 : NULL;
         }
     }
-    if (e->cfg.norigins == e->nparents) {
+    if (e->cfg.norigins == 0 || e->upstream_level[e->cfg.norigins - 1] != EDGE_LV_ORIGIN) {
         snprintf(err, errlen, "--origin is required (one or more http:// URLs)");
         rc = -EINVAL;
         goto fail;
