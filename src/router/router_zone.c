@@ -108,6 +108,23 @@ static const struct router_zone_name *find_name(const struct router_zone *z, con
     return NULL;
 }
 
+/* Whether lc is an empty non-terminal: no name of its own, but an ancestor of one (as
+ * b.zone is of a.b.zone). Such a name exists, so it gets NODATA, not NXDOMAIN: RFC 8020
+ * lets a resolver drop the whole subtree below an NXDOMAIN, a.b.zone included. */
+static int is_empty_nonterminal(const struct router_zone *z, const uint8_t *lc, size_t len)
+{
+    for (size_t i = 0; i < z->nnames; i++) {
+        const uint8_t *w = z->names[i].wire;
+        size_t wl = z->names[i].wire_len, off = 0;
+        while (off < wl && w[off] != 0) {
+            off += (size_t)w[off] + 1;
+            if (wl - off == len && !memcmp(w + off, lc, len))
+                return 1;
+        }
+    }
+    return 0;
+}
+
 /* The name server host (ns_label.apex) answers with the static addresses of a name the
  * configuration gives it, like any static name; nothing special is needed here. */
 
@@ -145,7 +162,8 @@ size_t router_zone_answer(const struct router_zone *z, const struct dns_query *q
     } else if (q->qtype == DNS_T_AXFR || q->qtype == DNS_T_IXFR) {
         rcode = DNS_R_REFUSED; /* zone transfers are not offered */
         aa = 0;
-    } else if ((n = find_name(z, q->qname_lc, q->qname_len)) == NULL) {
+    } else if ((n = find_name(z, q->qname_lc, q->qname_len)) == NULL &&
+               !is_empty_nonterminal(z, q->qname_lc, q->qname_len)) {
         rcode = DNS_R_NXDOMAIN;
     }
     res->rcode = rcode;
@@ -178,6 +196,8 @@ size_t router_zone_answer(const struct router_zone *z, const struct dns_query *q
             write_soa(z, &w, DNS_SEC_AN, apex_off, z->zone_ttl);
         if (is_apex && (q->qtype == DNS_T_NS || q->qtype == DNS_T_ANY))
             router_dns_w_ns(&w, DNS_SEC_AN, apex_off, z->zone_ttl, z->ns_label, apex_off);
+    }
+    if (rcode == DNS_R_NOERROR) {
         res->answers = w.counts[DNS_SEC_AN];
         if (w.counts[DNS_SEC_AN] == 0) /* NODATA: the SOA lets resolvers cache it (RFC 2308) */
             write_soa(z, &w, DNS_SEC_NS, apex_off, z->neg_ttl);

@@ -1,7 +1,7 @@
 /* tests/unit/router/test_router_zone.c: the zone's contents (router_zone_init / _add) and what
  * router_zone_answer says about each name: in the zone or REFUSED outside it, NXDOMAIN and
- * NODATA with the SOA (RFC 2308), the SOA and NS records' data and TTLs, static and geo
- * names. The wire codec itself is tested in test_router_dns.c. */
+ * NODATA with the SOA (RFC 2308), NODATA at empty non-terminals (RFC 8020), the SOA and NS
+ * records' data and TTLs, static and geo names. The wire codec itself is tested in test_router_dns.c. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -296,6 +296,24 @@ static void test_in_zone_or_refused(void **st)
         assert_int_equal(r.rr[0].type, DNS_T_SOA);
         assert_string_equal(r.rr[0].owner, "cdn.example.test");
     }
+    /* An empty non-terminal (b above a.b) exists: NODATA with the SOA, not NXDOMAIN, which
+     * would deny a.b too (RFC 8020). Every type, and in any case. */
+    static const char *const ent[] = {"b.cdn.example.test", "B.Cdn.Example.Test"};
+    static const uint16_t types[] = {DNS_T_A, DNS_T_AAAA, DNS_T_TXT};
+    for (size_t i = 0; i < sizeof(ent) / sizeof(ent[0]); i++)
+        for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+            ask(&Z, ent[i], types[t], DNS_CLASS_IN, &s, &r);
+            assert_int_equal(r.rcode, DNS_R_NOERROR);
+            assert_true(r.aa);
+            assert_int_equal(r.an, 0);
+            assert_int_equal(r.ns, 1);
+            assert_int_equal(r.rr[0].type, DNS_T_SOA);
+        }
+    /* Below the name that exists, and beside it: NXDOMAIN again. */
+    ask(&Z, "c.a.b.cdn.example.test", DNS_T_A, DNS_CLASS_IN, &s, &r);
+    assert_int_equal(r.rcode, DNS_R_NXDOMAIN);
+    ask(&Z, "c.b.cdn.example.test", DNS_T_A, DNS_CLASS_IN, &s, &r);
+    assert_int_equal(r.rcode, DNS_R_NXDOMAIN);
     /* Zone transfers: REFUSED. */
     ask(&Z, "cdn.example.test", DNS_T_AXFR, DNS_CLASS_IN, &s, &r);
     assert_int_equal(r.rcode, DNS_R_REFUSED);
