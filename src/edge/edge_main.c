@@ -11,6 +11,7 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/mc.h"
+#include "core/sdnotify.h"
 #include "core/units.h"
 #include "edge/edge_int.h"
 #include "edge/edge_origin.h"
@@ -353,6 +354,7 @@ static void url_host(const char *addr, char *out, size_t n)
 static void on_signal(uv_signal_t *s, int signum)
 {
     log_info("signal received, draining", "signal=%d", signum);
+    sdnotify_stopping();
     uv_signal_stop(s);
     uv_stop(main_loop);
 }
@@ -558,6 +560,12 @@ int edge_main(int argc, char **argv)
     log_info("edge started", "listen=%s port=%d region=%s threads=%u mem=%llu origins=%zu",
              cfg.listen, edge_port(e), cfg.region, cfg.threads, (unsigned long long)cfg.mem,
              cfg.norigins);
+    {
+        char status[512];
+        snprintf(status, sizeof(status), "serving on %s:%d, admin %s", host, edge_port(e),
+                 admin_url);
+        sdnotify_ready(status);
+    }
 
     uv_run(&loop, UV_RUN_DEFAULT);
     edge_stop(&e, grace);

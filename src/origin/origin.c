@@ -39,6 +39,7 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/mc.h"
+#include "core/sdnotify.h"
 #include "core/units.h"
 #include "http/http_cache.h"
 #include "http/http_range.h"
@@ -918,6 +919,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     uv_handle_t **hs = sig->data;
 
     log_info("origin: stopping", "signal=%d", signum);
+    sdnotify_stopping();
     uv_close(hs[0], NULL);
     uv_close(hs[1], NULL);
 }
@@ -1065,6 +1067,11 @@ int origin_main(int argc, char **argv)
     }
     log_info("origin: serving", "root=\"%s\" listen=%s threads=%u latency_ms=%" PRIu64, root,
              listen, o.nworkers, o.latency_ms);
+    {
+        char status[160];
+        snprintf(status, sizeof(status), "serving %s on port %d", root, http_server_port(srv, 0));
+        sdnotify_ready(status);
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     http_server_stop(srv, 5000);

@@ -15,6 +15,7 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/mc.h"
+#include "core/sdnotify.h"
 #include "core/metrics.h"
 #include "http/http_server.h"
 #include "router/router.h"
@@ -110,6 +111,7 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     struct router *r = s->data;
     log_info("router stopping", "signal=%d", signum);
+    sdnotify_stopping();
     if (http_srv)
         http_server_stop(http_srv, 1000);
     router__dns_stop(r);
@@ -359,6 +361,12 @@ int router_main(int argc, char **argv)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&r->dns_addr)->sin6_addr, host, sizeof(host));
     log_info("router ready", "zone=%s dns=%s dns_port=%d http_port=%d edges=%zu udp_threads=%u",
              zone, host, r->dns_port, http_port, r->nedges, r->nudp);
+    {
+        char status[160];
+        snprintf(status, sizeof(status), "zone %s: DNS on %s port %d, HTTP port %d", zone, host,
+                 r->dns_port, http_port);
+        sdnotify_ready(status);
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (http_srv)
         http_server_free(&http_srv);
