@@ -29,8 +29,8 @@ static const struct subcmd subcmds[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mlcdn <command> [options]   (mlcdn <command> --help for its options)\n\n"
-               "commands:\n");
+    fprintf(f, "Usage: mlcdn <command> [options]   (mlcdn <command> --help for its options)\n\n"
+               "Commands:\n");
     for (const struct subcmd *s = subcmds; s < subcmds + MC_ARRAY_SIZE(subcmds); s++)
         fprintf(f, "  %-10s %s\n", s->name, s->help);
 }

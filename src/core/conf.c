@@ -277,10 +277,18 @@ config_setting_t *conf_file_root(struct conf *c)
 void conf_usage(const char *cmd, const char *synopsis, const struct conf_opt *opts, size_t nopts)
 {
     static const char *const tnames[] = {"STR", "N", "SIZE", "DURATION", "", "X", "STR"};
-    printf("usage: mlcdn %s %s\n\noptions (each also settable in --config FILE):\n", cmd,
-           synopsis ? synopsis : "[options]");
-    for (size_t i = 0; i < nopts; i++)
-        printf("  --%-22s %-9s %s\n", opts[i].name, tnames[opts[i].type],
-               opts[i].help ? opts[i].help : "");
-    printf("  --%-22s %-9s %s\n", "config", "FILE", "read settings from FILE (flags win)");
+    char lhs[64];
+
+    /* GNU layout (a "Usage:" line, an "Options:" paragraph, "--flag ARG" then two spaces):
+     * the man pages are generated from this text by help2man. */
+    printf("Usage: mlcdn %s %s\n\n"
+           "Every option is also a setting of the --config FILE (libconfig syntax): --foo-bar\n"
+           "is foo_bar; flags win over the file.\n\nOptions:\n",
+           cmd, synopsis ? synopsis : "[options]");
+    for (size_t i = 0; i < nopts; i++) {
+        snprintf(lhs, sizeof(lhs), "--%s%s%s", opts[i].name, tnames[opts[i].type][0] ? " " : "",
+                 tnames[opts[i].type]);
+        printf("  %-33s %s\n", lhs, opts[i].help ? opts[i].help : "");
+    }
+    printf("  %-33s %s\n", "--config FILE", "read settings from FILE (flags win)");
 }

@@ -40,13 +40,14 @@ static const struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mlcdn infer MODEL.onnx --input FILE.json|DIR [--output NAME]...\n"
+    fprintf(f, "Usage: mlcdn infer MODEL.onnx --input FILE.json|DIR [--output NAME]...\n"
                "       mlcdn infer MODEL.onnx --bench [--batch N] [--iters N] [--seconds S] "
                "[--input ...] [--json]\n"
                "       mlcdn infer MODEL.onnx --describe\n"
-               "       mlcdn infer --conformance DIR [--atol A] [--rtol R] [--filter S] [-v]\n"
-               "options: --threads N (BLAS threads, default 1), --memory SIZE (the model's memory "
-               "budget: weights + one run, default 1G)\n");
+               "       mlcdn infer --conformance DIR [--atol A] [--rtol R] [--filter S] [-v]\n\n"
+               "Options:\n"
+               "  --threads N      BLAS threads (default 1)\n"
+               "  --memory SIZE    the model's memory budget: weights + one run (default 1G)\n");
 }
 
 struct inputs {

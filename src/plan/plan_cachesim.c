@@ -85,10 +85,11 @@ static const char *const all_policies[] = {"lru",    "fifo",    "clock", "sieve"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mlcdn cachesim --trace FILE [--format csv] [--policy NAME[,NAME...]]\n"
+    fprintf(f, "Usage: mlcdn cachesim --trace FILE [--format csv] [--policy NAME[,NAME...]]\n"
                "                      --size SIZE[,SIZE...] [--by-objects] [--json]\n\n"
                "Replays a t,key,size trace through the edge's eviction policies and prints the\n"
                "object and byte miss ratios (misses/requests, missed bytes/requested bytes).\n\n"
+               "Options:\n"
                "  --trace FILE     the trace (CSV: t,key,size; header line optional)\n"
                "  --format csv     trace format (only csv)\n"
                "  --policy LIST    policies, comma separated, or 'all' (default: all):\n"
