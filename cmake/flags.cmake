@@ -5,7 +5,7 @@ if(MLCDN_WERROR)
   list(APPEND MLCDN_WARN -Werror)
 endif()
 add_compile_options(${MLCDN_WARN})
-add_compile_definitions(_GNU_SOURCE MLCDN_VERSION="0.1.0")
+add_compile_definitions(_GNU_SOURCE MLCDN_VERSION="${PROJECT_VERSION}")
 
 if(MLCDN_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)

@@ -6,8 +6,11 @@ set -euo pipefail
 BUILD_PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
  libuv1-dev libcurl4-openssl-dev libhiredis-dev libmaxminddb-dev mmdb-bin libjansson-dev
  libxxhash-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata
- libopenblas-dev libconfig-dev"
-TEST_PKGS="libcmocka-dev python3 python3-pytest curl dnsutils redis-server redis-tools"
+ libopenblas-dev libconfig-dev help2man"
+# systemd (systemd-analyze), man-db, file and python3-yaml: the packaging tests (units,
+# man pages, CPack's dependency scan, the compose file).
+TEST_PKGS="libcmocka-dev python3 python3-pytest python3-yaml curl dnsutils redis-server redis-tools
+ systemd man-db file"
 BENCH_PKGS="wrk varnish nginx-light trafficserver dnsperf gdnsd hyperfine"
 
 # Node.js may come from another source than Debian (with its own npm): install Debian's
