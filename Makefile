@@ -7,7 +7,7 @@ PYTHON     ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build run test format-check unit e2e e2e-asan fuzz fuzz-build fuzz-short bench clean
+.PHONY: all deps build install deb run test format-check unit e2e e2e-asan fuzz fuzz-build fuzz-short bench clean
 
 all: build
 
@@ -17,6 +17,15 @@ deps:
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
+
+# The binary, man pages, docs, /etc/mlcdn and the systemd units (docs/operations.md,
+# "Packaging"). PREFIX defaults to CMake's /usr/local; DESTDIR stages the tree.
+install: build
+	@cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+# The Debian package (CPack), written into $(BUILD).
+deb: build
+	@cd $(BUILD) && cpack -G DEB
 
 # A small city database for the demo router (our own writer; see docs/router.md for real ones).
 $(BUILD)/demo-geo.mmdb: tests/e2e/mmdb_writer.py
