@@ -234,6 +234,35 @@ def test_dockerfile_runtime_packages_cover_the_binary():
     build_pkgs = re.search(r'BUILD_PKGS="([^"]+)"', deps).group(1).split()
     wanted = [p for p in build_pkgs if p.endswith("-dev") and not p.startswith("libclang")]
     assert not [p for p in wanted if p not in build], build
+    # Both lists name real packages of this Debian release: the ones this machine built and
+    # linked the binary with (install-deps.sh installed them), so a typo or a renamed
+    # package (libssl3 -> libssl3t64) fails here rather than in `docker build`.
+    r = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\\n"] + build + runtime,
+                       capture_output=True, text=True)
+    installed = {l.split()[0] for l in r.stdout.splitlines() if l.endswith("install ok installed")}
+    assert not [p for p in build + runtime if p not in installed], r.stderr
+
+
+def test_dockerfile_build_stage_steps_after_the_compile(tmp_path):
+    """The build stage's steps after the compile, run here with /build and /out pointing at
+    this build and a temporary tree: the staged install and the demo city database."""
+    text = open(os.path.join(REPO, "packaging/docker/Dockerfile")).read().replace("\\\n", " ")
+    build_stage = re.split(r"^FROM ", text, flags=re.M)[1]
+    runs = re.findall(r"^RUN (.*)$", build_stage, re.M)
+    compile_step = [r for r in runs if "cmake --build /build" in r]
+    assert len(compile_step) == 1
+    install = re.search(r"DESTDIR=/out cmake --install /build[^&]*", compile_step[0]).group(0)
+    out = str(tmp_path / "out")
+    steps = [install] + runs[runs.index(compile_step[0]) + 1:]
+    for step in steps:
+        step = step.replace("/out", out).replace("/build", build_dir())
+        run(["sh", "-ec", step], cwd=REPO)
+    assert os.access(os.path.join(out, "usr/bin/mlcdn"), os.X_OK)
+    with open(os.path.join(out, "usr/share/mlcdn/demo-geo.mmdb"), "rb") as f:
+        assert b"\xab\xcd\xefMaxMind.com" in f.read()
+    # The compose file's router command names this database.
+    compose = open(os.path.join(REPO, "packaging/docker/compose.yaml")).read()
+    assert "/usr/share/mlcdn/demo-geo.mmdb" in compose
 
 
 def test_dockerfile_runs_unprivileged_from_slim_images():
