@@ -174,7 +174,9 @@ def test_l2_file_changed_while_open_is_not_served(site):
     for _ in range(6):
         r = e.get("/o.bin")
         assert r.body == body and r.headers["X-Cache-Level"] == "L2"
-    assert metric(e.admin, "mlcdn_edge_l2_file_opens_total") == opens  # from open files
+    # From open files: still one open per event loop at most (the first six may all have
+    # gone to one loop, the next ones to the other), never one per hit.
+    assert opens <= metric(e.admin, "mlcdn_edge_l2_file_opens_total") <= 2
     path = l2_files(site.disk)[0]
     size = os.path.getsize(path)
     with open(path, "r+b") as f:  # flip one byte of the body while the edge has it open
