@@ -9,7 +9,7 @@ BUILD_PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-d
  libopenblas-dev libconfig-dev help2man"
 # systemd (systemd-analyze), man-db, file and python3-yaml: the packaging tests (units,
 # man pages, CPack's dependency scan, the compose file).
-TEST_PKGS="libcmocka-dev python3 python3-pytest python3-yaml curl dnsutils redis-server redis-tools
+TEST_PKGS="libcmocka-dev python3 python3-pytest python3-yaml curl openssl dnsutils redis-server redis-tools
  systemd man-db file"
 BENCH_PKGS="wrk varnish nginx-light trafficserver dnsperf gdnsd hyperfine"
 

@@ -74,6 +74,20 @@ struct edge_cfg {
     uint64_t redis_max_object; /* bodies larger than this are not stored in Redis */
     uint64_t redis_timeout_ms; /* per-operation deadline before the tier is skipped */
     const char *config_file;   /* --config FILE, read again for the route table */
+    /* HTTPS (docs/edge.md "TLS"): a second public listener, served like the first. */
+    const char *tls_listen;       /* ADDR:PORT; NULL = none */
+    const char *const *tls_certs; /* PEM files, the first is the default */
+    size_t n_tls_certs;
+    const char *const *tls_keys; /* one per certificate, in the same order */
+    size_t n_tls_keys;
+    const char *const *tls_ocsp; /* none, or one DER response per certificate */
+    size_t n_tls_ocsp;
+    const char *tls_ticket_secret; /* ticket key secret shared by a region; NULL: random */
+    uint64_t tls_ticket_period_ms; /* ticket key rotation; 0 = 1h */
+    /* https:// upstreams: certificates are verified against the system's CAs, or this
+     * bundle; insecure turns verification off (tests against self-signed origins). */
+    const char *origin_ca;
+    int origin_insecure;
 };
 
 /* Fills the defaults (listen 127.0.0.1:8080, admin 127.0.0.1:0, 256 MiB, 1 thread...). */
@@ -85,6 +99,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
 /* Ports actually bound (useful with port 0). */
 int edge_port(const struct edge *e);
 int edge_admin_port(const struct edge *e);
+int edge_tls_port(const struct edge *e); /* -1 without --tls-listen */
 /* This node's name in Via (from --name, or generated at start). */
 const char *edge_name(const struct edge *e);
 /* Graceful stop (stop accepting, finish in-flight requests for up to grace_ms) and free. */

@@ -138,6 +138,8 @@ struct edge {
     double cpu_load;
     struct cache_key_opts keyopts;
     struct predict *predict;                       /* --models: prediction serving, or NULL */
+    struct http_tls_ctx *tls;                      /* --tls-listen's certificates, or NULL */
+    int tls_li;                                    /* the TLS listener's index, or -1 */
     struct l2 *l2;                                 /* --disk-dir tier, or NULL */
     struct edge_redis *redis;                      /* --redis tier, or NULL */
     const struct edge_tier_ops *tiers[EDGE_LV__N]; /* the chain behind L1, nearest first */

@@ -134,6 +134,45 @@ static int start_predict(struct edge *e, char *err, size_t errlen)
     return predict_new(&pc, &e->predict, err, errlen);
 }
 
+/* The certificates of --tls-listen: flags checked, files loaded (each error names one). */
+static int start_tls(struct edge *e, const struct edge_cfg *cfg, char *err, size_t errlen)
+{
+    struct http_tls_cert certs[HTTP_TLS_MAX_CERTS];
+    struct http_tls_cfg tc = {0};
+
+    if (cfg->n_tls_certs == 0) {
+        snprintf(err, errlen, "--tls-listen needs --tls-cert FILE and --tls-key FILE");
+        return -EINVAL;
+    }
+    if (cfg->n_tls_certs > HTTP_TLS_MAX_CERTS) {
+        snprintf(err, errlen, "--tls-cert: at most %d certificates", HTTP_TLS_MAX_CERTS);
+        return -EINVAL;
+    }
+    if (cfg->n_tls_keys != cfg->n_tls_certs) {
+        snprintf(err, errlen,
+                 "--tls-key: %zu key(s) for %zu certificate(s); give one per --tls-cert",
+                 cfg->n_tls_keys, cfg->n_tls_certs);
+        return -EINVAL;
+    }
+    if (cfg->n_tls_ocsp != 0 && cfg->n_tls_ocsp != cfg->n_tls_certs) {
+        snprintf(err, errlen,
+                 "--tls-ocsp: %zu response(s) for %zu certificate(s); give none or one "
+                 "per --tls-cert",
+                 cfg->n_tls_ocsp, cfg->n_tls_certs);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < cfg->n_tls_certs; i++)
+        certs[i] = (struct http_tls_cert){cfg->tls_certs[i], cfg->tls_keys[i],
+                                          cfg->n_tls_ocsp ? cfg->tls_ocsp[i] : NULL};
+    tc.certs = certs;
+    tc.ncerts = cfg->n_tls_certs;
+    tc.ticket_secret_file = cfg->tls_ticket_secret;
+    tc.ticket_period_ms = cfg->tls_ticket_period_ms;
+    /* ALPN offers http/1.1 only: HTTP/2 is not served yet. */
+    tc.h2 = 0;
+    return http_tls_ctx_new(&tc, &e->tls, err, errlen);
+}
+
 /* A buffered request body is held in memory whole (per request): a bound on the setting. */
 #define REQUEST_BUFFER_MAX (64u << 20)
 
@@ -185,6 +224,11 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     }
     if (e->cfg.norigins == 0 || e->upstream_level[e->cfg.norigins - 1] != EDGE_LV_ORIGIN) {
         snprintf(err, errlen, "--origin is required (one or more http:// URLs)");
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (cfg->origin_ca && access(cfg->origin_ca, R_OK) != 0) {
+        snprintf(err, errlen, "--origin-ca: %s: %s", cfg->origin_ca, strerror(errno));
         rc = -EINVAL;
         goto fail;
     }
@@ -274,6 +318,14 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     if (cfg->admin && *cfg->admin)
         sc.listeners[sc.nlisteners++] = (struct http_listener_cfg){cfg->admin, edge__admin_handle,
                                                                    e, "admin"};
+    e->tls_li = -1;
+    if (cfg->tls_listen && *cfg->tls_listen) {
+        if ((rc = start_tls(e, cfg, err, errlen)) != 0)
+            goto fail;
+        e->tls_li = (int)sc.nlisteners;
+        sc.listeners[sc.nlisteners++] =
+            (struct http_listener_cfg){cfg->tls_listen, edge__public_handle, e, "tls", 1, e->tls};
+    }
     sc.loop_init = loop_init;
     sc.loop_stopping = loop_stopping;
     sc.loop_fini = loop_fini;
@@ -285,6 +337,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     *out = e;
     return 0;
 fail:
+    http_tls_ctx_free(&e->tls);
     edge__req_fini(e);
     edge__origins_free(&e->origins);
     predict_free(&e->predict);
@@ -308,6 +361,11 @@ int edge_admin_port(const struct edge *e)
     return e->cfg.admin && *e->cfg.admin ? http_server_port(e->srv, 1) : -1;
 }
 
+int edge_tls_port(const struct edge *e)
+{
+    return e->tls_li >= 0 ? http_server_port(e->srv, (size_t)e->tls_li) : -1;
+}
+
 const char *edge_name(const struct edge *e)
 {
     return e->name;
@@ -323,7 +381,8 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     predict_set_draining(e->predict);
     http_server_stop(e->srv, grace_ms);
     http_server_free(&e->srv);
-    predict_free(&e->predict); /* after the loops: none can queue work any more */
+    http_tls_ctx_free(&e->tls); /* after the loops: no connection holds it */
+    predict_free(&e->predict);  /* after the loops: none can queue work any more */
     edge__tier_close(e);
     edge__routes_free(&e->routes);
     edge__origins_free(&e->origins); /* after the loops: no fill reports any more */
@@ -364,6 +423,7 @@ int edge_main(int argc, char **argv)
     struct edge_cfg cfg;
     struct conf c;
     struct conf_strlist origins = {0}, ignore = {0}, strip = {0}, keyh = {0}, methods = {0};
+    struct conf_strlist tls_certs = {0}, tls_keys = {0}, tls_ocsp = {0};
     const char *log_level = "info";
     long threads = 1, infer_threads = 2, max_batch = 64, max_delay_us = 200, l2_admit = 2;
     long brk_failures;
@@ -377,6 +437,19 @@ int edge_main(int argc, char **argv)
     const struct conf_opt opts[] = {
         {"listen", CONF_STR, &cfg.listen, "public address ADDR:PORT (default 127.0.0.1:8080)"},
         {"admin", CONF_STR, &cfg.admin, "admin address (default 127.0.0.1:0; \"\" disables)"},
+        {"tls-listen", CONF_STR, &cfg.tls_listen, "HTTPS address ADDR:PORT (TLS 1.2/1.3)"},
+        {"tls-cert", CONF_STRLIST, &tls_certs,
+         "PEM certificate chain, repeatable (per name by SNI; the first is the default)"},
+        {"tls-key", CONF_STRLIST, &tls_keys, "PEM private key, one per --tls-cert, same order"},
+        {"tls-ocsp", CONF_STRLIST, &tls_ocsp, "DER OCSP response to staple, one per --tls-cert"},
+        {"tls-ticket-secret", CONF_STR, &cfg.tls_ticket_secret,
+         "file with >= 32 secret bytes: edges sharing it resume each other's sessions"},
+        {"origin-ca", CONF_STR, &cfg.origin_ca,
+         "CA bundle (PEM) for https:// origins (default: the system's)"},
+        {"origin-insecure", CONF_BOOL, &cfg.origin_insecure,
+         "do not verify https:// origins' certificates (tests only)"},
+        {"tls-ticket-period", CONF_DURATION, &cfg.tls_ticket_period_ms,
+         "session ticket key rotation period (default 1h; a ticket lives two)"},
         {"origin", CONF_STRLIST, &origins, "origin base URL(s), comma-separated or repeated"},
         {"region", CONF_STR, &cfg.region, "region name reported in X-Edge-Region and /health"},
         {"name", CONF_STR, &cfg.name, "this node's name in Via (default mlcdn-REGION-random)"},
@@ -513,6 +586,12 @@ int edge_main(int argc, char **argv)
     cfg.n_key_headers = keyh.n;
     cfg.extra_methods = methods.v;
     cfg.n_extra_methods = methods.n;
+    cfg.tls_certs = tls_certs.v;
+    cfg.n_tls_certs = tls_certs.n;
+    cfg.tls_keys = tls_keys.v;
+    cfg.n_tls_keys = tls_keys.n;
+    cfg.tls_ocsp = tls_ocsp.v;
+    cfg.n_tls_ocsp = tls_ocsp.n;
 
     signal(SIGPIPE, SIG_IGN);
     /* libuv's thread pool opens, verifies and reads ahead L2 files: a few disk waits must
@@ -554,8 +633,14 @@ int edge_main(int argc, char **argv)
         url_host(cfg.admin, ahost, sizeof(ahost));
         snprintf(admin_url, sizeof(admin_url), "http://%s:%d", ahost, edge_admin_port(e));
     }
-    printf("edge listening on http://%s:%d admin=%s region=%s name=%s\n", host, edge_port(e),
-           admin_url, cfg.region, edge_name(e));
+    char tls_url[160] = "none";
+    if (edge_tls_port(e) > 0) {
+        char thost[128];
+        url_host(cfg.tls_listen, thost, sizeof(thost));
+        snprintf(tls_url, sizeof(tls_url), "https://%s:%d", thost, edge_tls_port(e));
+    }
+    printf("edge listening on http://%s:%d admin=%s region=%s name=%s tls=%s\n", host, edge_port(e),
+           admin_url, cfg.region, edge_name(e), tls_url);
     fflush(stdout);
     log_info("edge started", "listen=%s port=%d region=%s threads=%u mem=%llu origins=%zu",
              cfg.listen, edge_port(e), cfg.region, cfg.threads, (unsigned long long)cfg.mem,

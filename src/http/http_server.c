@@ -70,6 +70,8 @@
  * descriptor to spare this long after its last pause: a flood in bursts is one episode
  * (one pair of log lines), not one per burst. */
 #define ACCEPT_CALM_MS 1000
+/* Ciphertext read per read callback on a TLS connection (a worker's buffer). */
+#define TLS_RBUF (64u << 10)
 
 struct worker;
 
@@ -111,13 +113,15 @@ struct http_exchange {
 
 /* A file send in progress on a connection (http_x_sendfile_fd). */
 struct sendfd {
-    uv_write_t req; /* the probe write; embedded: the connection outlives it */
-    char *probe;    /* SF_PROBE bytes while a send needed to wait, else NULL */
-    int fd;         /* the caller's; never closed here */
-    int active;     /* bytes left to send, done still owed */
-    int probing;    /* req is in libuv's write queue */
-    int then_next;  /* the exchange ended meanwhile: serve the next request after */
-    int then_close; /* ...or close the connection */
+    uv_write_t req;  /* the probe write; embedded: the connection outlives it */
+    char *probe;     /* SF_PROBE bytes while a send needed to wait, else NULL */
+    int fd;          /* the caller's; never closed here */
+    int active;      /* bytes left to send, done still owed */
+    int probing;     /* req is in libuv's write queue */
+    int then_next;   /* the exchange ended meanwhile: serve the next request after */
+    int then_close;  /* ...or close the connection */
+    int tls_in_pump; /* TLS: sf_tls_pump is on the stack (a piece that completes at once) */
+    int tls_sync;    /* TLS: the piece just queued completed at once */
     uint64_t off, left;
     void (*done)(void *arg);
     void *arg;
@@ -158,6 +162,10 @@ struct conn {
     char peer[64];
     uint64_t requests;
     struct sendfd sf;
+    struct http_tls_conn *tls; /* owned; NULL on a plain connection */
+    int tls_done;              /* the handshake completed (counted) */
+    int tls_err;               /* TLS ended (-EPROTO, -ECONNRESET) after bytes still to use */
+    uint64_t tls_start_us;     /* accept time, for the handshake's duration */
 };
 
 /* A worker's listening socket. accept(2) is called here rather than by libuv: when
@@ -194,12 +202,16 @@ struct worker {
     int forced;
     char date[40];
     int64_t date_s;
+    char *tls_rbuf; /* ciphertext read buffer (TLS listeners), used within on_read */
 };
 
 struct listener_metrics {
     struct metrics_counter *paused; /* accept paused for want of descriptors */
     struct metrics_counter *shed;   /* idle connections closed to make room */
     struct metrics_counter *linger; /* lingering closes begun */
+    /* TLS listeners only. */
+    struct metrics_counter *tls_full, *tls_resumed, *tls_failed;
+    struct metrics_hist *tls_time; /* handshake duration, accept to completion */
 };
 
 struct http_server {
@@ -225,6 +237,7 @@ static void conn_process(struct conn *c);
 static void start_reading(struct conn *c);
 static void stream_body(struct conn *c);
 static void body_fail(struct conn *c, int status, const char *msg);
+static ssize_t tls_pull(struct conn *c);
 
 void http_server_cfg_default(struct http_server_cfg *cfg)
 {
@@ -331,7 +344,14 @@ struct wreq {
     void (*done)(void *arg);
     void *arg;
     struct conn *conn;
+    int close_first; /* on failure, close the connection before done runs */
 };
+
+/* raw_write flags. */
+#define RAW_ASYNC 1u       /* no uv_try_write: done runs from the loop, not from here */
+#define RAW_CLOSING 2u     /* also while closing (close_notify); no close on failure */
+#define RAW_NOCLOSE 4u     /* a failure here is the caller's to handle: no close */
+#define RAW_CLOSE_FIRST 8u /* a failure later closes the connection before done runs */
 
 static const char *date_now(struct worker *w)
 {
@@ -361,6 +381,8 @@ static void on_write(uv_write_t *req, int status)
     struct conn *c = wr->conn;
 
     free(wr->own);
+    if (status < 0 && wr->close_first && !c->closing)
+        conn_close(c);
     if (wr->done)
         wr->done(wr->arg);
     free(wr);
@@ -385,15 +407,16 @@ static void on_write(uv_write_t *req, int status)
         timer_arm(c, c->w->srv->cfg.idle_timeout_ms);
 }
 
-/* Queues bufs as one writev; `own` is freed afterwards, done(arg) called once. */
-static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void (*done)(void *),
-                       void *arg)
+/* Queues bufs, as they are, on the socket as one writev; `own` is freed afterwards,
+ * done(arg) called once. */
+static int raw_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void (*done)(void *),
+                     void *arg, unsigned flags)
 {
     struct wreq *wr;
     size_t total = 0;
-    int err;
+    int err, w = UV_EAGAIN;
 
-    if (c->closing) {
+    if (c->closing && !(flags & RAW_CLOSING)) {
         free(own);
         return -EPIPE;
     }
@@ -402,7 +425,8 @@ static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, vo
      * refuses (EAGAIN) while earlier writes are still queued, which keeps the order. */
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
-    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (!(flags & RAW_ASYNC))
+        w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
     if (w == (int)total) {
         free(own);
         if (done)
@@ -411,7 +435,8 @@ static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, vo
     }
     if (w < 0 && w != UV_EAGAIN) {
         free(own);
-        conn_close(c);
+        if (!(flags & (RAW_CLOSING | RAW_NOCLOSE)))
+            conn_close(c);
         return -EPIPE;
     }
     if (w > 0) {
@@ -431,16 +456,64 @@ static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, vo
     wr->done = done;
     wr->arg = arg;
     wr->conn = c;
+    wr->close_first = (flags & RAW_CLOSE_FIRST) != 0;
     err = uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, n, on_write);
     if (err) {
         free(own);
         free(wr);
-        conn_close(c);
+        if (!(flags & (RAW_CLOSING | RAW_NOCLOSE)))
+            conn_close(c);
         return -EPIPE;
     }
     /* The client is not taking bytes as fast as we send: bound how long it may stall. */
-    timer_arm(c, c->w->srv->cfg.send_timeout_ms);
+    if (!c->closing)
+        timer_arm(c, c->w->srv->cfg.send_timeout_ms);
     return 0;
+}
+
+/* ---- TLS: every byte to the socket is ciphertext ---- */
+
+/* Sends the ciphertext TLS has waiting (handshake messages, tickets, alerts, records). */
+static int tls_flush(struct conn *c, void (*done)(void *), void *arg, unsigned flags)
+{
+    size_t n = http_tls_pending(c->tls);
+    if (n == 0) {
+        if (done)
+            done(arg);
+        return 0;
+    }
+    char *ct = mc_xmalloc(n);
+    size_t got = http_tls_take(c->tls, ct, n);
+    uv_buf_t b = uv_buf_init(ct, (unsigned)got);
+    return raw_write(c, &b, 1, ct, done, arg, flags);
+}
+
+/* Encrypts bufs and queues the records; done(arg) once they were written. */
+static int tls_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void (*done)(void *),
+                     void *arg, unsigned flags)
+{
+    if (c->closing) {
+        free(own);
+        return -EPIPE;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (bufs[i].len && http_tls_write(c->tls, bufs[i].base, bufs[i].len) < 0) {
+            free(own);
+            conn_abort(c);
+            return -EPIPE;
+        }
+    }
+    free(own);
+    return tls_flush(c, done, arg, flags);
+}
+
+/* Queues bufs as one write; `own` is freed afterwards, done(arg) called once. */
+static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void (*done)(void *),
+                       void *arg)
+{
+    if (c->tls)
+        return tls_write(c, bufs, n, own, done, arg, 0);
+    return raw_write(c, bufs, n, own, done, arg, 0);
 }
 
 /* Does the header block carry its own Date field? (checked line by line, no allocation) */
@@ -535,7 +608,7 @@ static void head_now(struct http_exchange *x)
     struct conn *c = x->conn;
     uv_os_fd_t sock;
 
-    if (x->head_sent || x->aborted || !x->head_len ||
+    if (x->head_sent || x->aborted || !x->head_len || c->tls ||
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0 ||
         uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0)
         return;
@@ -621,7 +694,8 @@ int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, c
     MC_ASSERT(x->started && !x->ended && !x->chunked && !c->sf.active);
     if (x->aborted || c->closing)
         return -EPIPE;
-    if (x->no_body || len == 0 || uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0 ||
+    /* TLS encrypts from the mapping; no sendfile. */
+    if (x->no_body || len == 0 || c->tls || uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0 ||
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0)
         return http_x_write(x, mem, len, done, arg);
     head_now(x);
@@ -708,6 +782,80 @@ static int sf_probe(struct conn *c)
     return 0;
 }
 
+static void sf_finish(struct conn *c, int ok);
+
+/* Over TLS the file is read in pieces of SF_PROBE bytes (into the probe buffer), each
+ * encrypted and queued when the one before it went: one piece in flight bounds the memory
+ * of a send, whatever its length. A piece the socket takes at once lets the loop here go
+ * on, up to SF_TURN_MAX per loop turn; then a piece is queued without trying, and its
+ * callback goes on next turn. sf->probing says a piece is queued, as for the probe. */
+static int sf_tls_pump(struct conn *c);
+
+static void on_sf_tls_piece(void *arg)
+{
+    struct conn *c = arg;
+    struct sendfd *sf = &c->sf;
+    int r;
+
+    MC_CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+    if (sf->tls_in_pump) {
+        sf->tls_sync = 1;
+        return;
+    }
+    sf->probing = 0;
+    if (!sf->active) {
+        /* conn_close ended the send (a failed or cancelled piece). */
+        free(sf->probe);
+        sf->probe = NULL;
+        return;
+    }
+    r = sf_tls_pump(c);
+    if (r < 0)
+        conn_close(c);
+    else if (r > 0)
+        sf_finish(c, 1);
+}
+
+static int sf_tls_pump(struct conn *c)
+{
+    struct sendfd *sf = &c->sf;
+    uint64_t turn = 0;
+
+    if (!sf->probe)
+        sf->probe = mc_xmalloc(SF_PROBE);
+    while (sf->left > 0) {
+        ssize_t n;
+        do
+            n = pread(sf->fd, sf->probe, (size_t)MC_MIN(sf->left, (uint64_t)SF_PROBE),
+                      (off_t)sf->off);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO; /* EOF: the file is shorter than announced */
+        sf->off += (uint64_t)n;
+        sf->left -= (uint64_t)n;
+        turn += (uint64_t)n;
+        if (http_tls_write(c->tls, sf->probe, (size_t)n) < 0)
+            return -EPROTO;
+        size_t clen = http_tls_pending(c->tls);
+        char *ct = mc_xmalloc(clen);
+        uv_buf_t b = uv_buf_init(ct, (unsigned)http_tls_take(c->tls, ct, clen));
+        sf->tls_sync = 0;
+        sf->tls_in_pump = 1;
+        sf->probing = 1;
+        unsigned fl = RAW_NOCLOSE | RAW_CLOSE_FIRST | (turn >= SF_TURN_MAX ? RAW_ASYNC : 0);
+        int err = raw_write(c, &b, 1, ct, on_sf_tls_piece, c, fl);
+        sf->tls_in_pump = 0;
+        if (err) {
+            sf->probing = 0;
+            return -EPIPE;
+        }
+        if (!sf->tls_sync)
+            return 0; /* on_sf_tls_piece goes on */
+        sf->probing = 0;
+    }
+    return 1;
+}
+
 /* Sends while the socket takes bytes. Returns 1 when all went, 0 when a probe write now
  * waits for the socket, or a negative errno (socket or file error). */
 static int sf_pump(struct conn *c)
@@ -716,6 +864,8 @@ static int sf_pump(struct conn *c)
     uint64_t turn = 0;
     uv_os_fd_t sock;
 
+    if (c->tls)
+        return sf_tls_pump(c);
     if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0)
         return -EPIPE;
     /* Bytes still in libuv's queue (the head, earlier writes) go first: the probe is
@@ -970,6 +1120,11 @@ uint64_t http_x_start_us(const struct http_exchange *x)
     return x->start_us;
 }
 
+const struct http_tls_conn *http_x_tls(const struct http_exchange *x)
+{
+    return x->conn->tls;
+}
+
 /* ---- connection ---- */
 
 static void exchange_free(struct conn *c, struct http_exchange *x)
@@ -1030,6 +1185,13 @@ static void conn_next(struct conn *c, int close_after)
     c->state = ST_HEAD;
     c->idle_since = uv_now(&c->w->loop);
     start_reading(c);
+    if (c->tls) {
+        /* Pipelined requests may wait inside TLS, decrypted or not. */
+        if (tls_pull(c) < 0 && !c->closing)
+            conn_close(c);
+        if (c->closing)
+            return;
+    }
     if (c->in_len == 0)
         timer_arm(c, c->w->srv->cfg.idle_timeout_ms);
     else if (c->in_dispatch)
@@ -1065,6 +1227,7 @@ static void conn_maybe_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     atomic_fetch_sub(&w->srv->active_conns, 1);
+    http_tls_conn_free(&c->tls);
     free(c->spare);
     free(c->in);
     MC_FREE_OBJ(c);
@@ -1155,6 +1318,12 @@ static void conn_close_begin(struct conn *c)
 static void conn_shutdown(struct conn *c)
 {
     uv_shutdown_t *sr = mc_xmalloc(sizeof(*sr));
+
+    /* close_notify before the FIN: the client can tell our end from a truncation. */
+    if (c->tls) {
+        http_tls_close_notify(c->tls);
+        tls_flush(c, NULL, NULL, RAW_CLOSING);
+    }
 
     sr->data = c;
     if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
@@ -1357,8 +1526,18 @@ static void stream_body(struct conn *c)
         size_t dlen = 0;
         int done = 0;
 
-        if (avail == 0)
+        if (avail == 0) {
+            ssize_t got = c->tls ? tls_pull(c) : 0;
+            if (c->closing)
+                return;
+            if (got > 0)
+                continue;
+            if (got < 0) {
+                conn_close(c);
+                return;
+            }
             break;
+        }
         if (x->req.chunked) {
             int r = http_chunked_feed(&c->chunked, p, avail, &used, &data, &dlen, &msg);
             if (r < 0) {
@@ -1436,13 +1615,11 @@ void http_x_body_resume(struct http_exchange *x)
     stream_body(x->conn);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+/* Room in the input buffer: it grows only while no exchange points into it, and the head
+ * limit bounds it. */
+static void in_room(struct conn *c)
 {
-    struct conn *c = h->data;
-
-    (void)suggested;
     if (c->in_cap - c->in_len < 1024 && !c->x) {
-        /* Grow only while no exchange points into the buffer; the head limit bounds it. */
         size_t max = c->w->srv->cfg.limits.max_header_bytes + 65536;
         size_t ncap = MC_MIN(c->in_cap * 2, max);
         if (ncap > c->in_cap) {
@@ -1450,8 +1627,115 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
             c->in_cap = ncap;
         }
     }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+
+    (void)suggested;
+    in_room(c);
     b->base = c->in + c->in_len;
     b->len = c->in_cap - c->in_len;
+}
+
+/* ---- TLS input: ciphertext into the worker's buffer, plaintext into c->in ---- */
+
+static void tls_progress(struct conn *c)
+{
+    if (c->tls_done || !http_tls_done(c->tls))
+        return;
+    struct listener_metrics *m = &c->w->srv->m[c->li];
+    c->tls_done = 1;
+    metrics_counter_add(http_tls_resumed(c->tls) ? m->tls_resumed : m->tls_full, 1);
+    metrics_hist_observe(m->tls_time, units_now_us() - c->tls_start_us);
+}
+
+/* Decrypts what TLS holds into the input buffer while it has room, and sends what TLS has
+ * to say (handshake, tickets, an alert). Returns the bytes added, or -EPROTO (failed) or
+ * -ECONNRESET (the client's close_notify) once no bytes come before them. The caller
+ * checks c->closing (a failed send closes). */
+static ssize_t tls_pull(struct conn *c)
+{
+    ssize_t added = 0, r = 0;
+
+    while (!c->tls_err) {
+        in_room(c);
+        if (c->in_len == c->in_cap)
+            break;
+        r = http_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
+        if (r <= 0)
+            break;
+        c->in_len += (size_t)r;
+        added += r;
+    }
+    tls_progress(c);
+    if (r < 0 && !c->tls_err) {
+        c->tls_err = (int)r;
+        if (r == -EPROTO) {
+            if (!c->tls_done)
+                metrics_counter_add(c->w->srv->m[c->li].tls_failed, 1);
+            log_debug("TLS failed", "peer=%s reason=\"%s\"", c->peer, http_tls_error(c->tls));
+        }
+    }
+    tls_flush(c, NULL, NULL, 0);
+    return added ? added : c->tls_err;
+}
+
+/* New plaintext is handled as on_read handles bytes. */
+static void tls_input(struct conn *c)
+{
+    for (;;) {
+        ssize_t got = tls_pull(c);
+        if (c->closing)
+            return;
+        if (got < 0) {
+            conn_close(c);
+            return;
+        }
+        if (got == 0)
+            break;
+        if (c->state == ST_HANDLING && c->x && c->x->streaming && !c->x->body_done)
+            stream_body(c);
+        else if (c->state == ST_HANDLING)
+            break;
+        else
+            conn_process(c);
+        if (c->closing)
+            return;
+    }
+    /* No room while a handler holds the exchange: stop reading the socket, so that
+     * ciphertext does not pile up in TLS; start_reading resumes and pulls. */
+    if (c->in_len == c->in_cap && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void tls_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+
+    (void)suggested;
+    b->base = c->w->tls_rbuf;
+    b->len = TLS_RBUF;
+}
+
+static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+
+    if (n < 0) {
+        conn_close(c);
+        return;
+    }
+    if (n == 0)
+        return;
+    if (http_tls_feed(c->tls, b->base, (size_t)n) != 0) {
+        conn_abort(c);
+        return;
+    }
+    tls_input(c);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -1491,7 +1775,10 @@ static void start_reading(struct conn *c)
 {
     if (!c->reading && !c->closing) {
         c->reading = 1;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        if (c->tls)
+            uv_read_start((uv_stream_t *)&c->tcp, tls_on_alloc, tls_on_read);
+        else
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
 }
 
@@ -1823,6 +2110,10 @@ static void conn_new(struct listener *l, int fd, const struct sockaddr_storage *
     c->state = ST_HEAD;
     c->keep_alive = 1;
     c->idle_since = uv_now(&w->loop);
+    if (c->lcfg->tls) {
+        c->tls = http_tls_conn_new(c->lcfg->tls);
+        c->tls_start_us = units_now_us();
+    }
     start_reading(c);
     timer_arm(c, w->srv->cfg.idle_timeout_ms);
 }
@@ -1945,6 +2236,9 @@ static void worker_run(void *arg)
     struct http_server *s = w->srv;
 
     w->data = s->cfg.loop_init ? s->cfg.loop_init(&w->loop, w->idx, s->cfg.loop_arg) : NULL;
+    for (size_t i = 0; i < s->cfg.nlisteners; i++)
+        if (s->cfg.listeners[i].tls && !w->tls_rbuf)
+            w->tls_rbuf = mc_xmalloc(TLS_RBUF);
     uv_timer_init(&w->loop, &w->accept_timer);
     w->accept_timer.data = w;
     for (size_t i = 0; i < s->cfg.nlisteners; i++) {
@@ -1958,6 +2252,8 @@ static void worker_run(void *arg)
         uv_poll_start(&l->poll, UV_READABLE, on_listen);
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    free(w->tls_rbuf);
+    w->tls_rbuf = NULL;
 }
 
 int http_server_start(const struct http_server_cfg *cfg, struct http_server **out, char *err,
@@ -2028,6 +2324,21 @@ int http_server_start(const struct http_server_cfg *cfg, struct http_server **ou
                                          "remaining bytes read and "
                                          "dropped after the response)",
                                          labels);
+        if (cfg->listeners[i].tls) {
+            char l2[160];
+            static const char *const help = "TLS handshakes completed (full or resumed with a "
+                                            "ticket) and failed";
+            snprintf(l2, sizeof(l2), "%s,result=\"full\"", labels);
+            s->m[i].tls_full = metrics_counter("mlcdn_tls_handshakes_total", help, l2);
+            snprintf(l2, sizeof(l2), "%s,result=\"resumed\"", labels);
+            s->m[i].tls_resumed = metrics_counter("mlcdn_tls_handshakes_total", help, l2);
+            snprintf(l2, sizeof(l2), "%s,result=\"failed\"", labels);
+            s->m[i].tls_failed = metrics_counter("mlcdn_tls_handshakes_total", help, l2);
+            s->m[i].tls_time = metrics_hist("mlcdn_tls_handshake_seconds",
+                                            "Time from accepting a TLS connection to the end of "
+                                            "its handshake",
+                                            labels, 1e6, 100, 10000000);
+        }
     }
     for (unsigned k = 0; k < s->nworkers; k++) {
         struct worker *w = &s->workers[k];

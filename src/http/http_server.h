@@ -32,6 +32,7 @@
 #include <uv.h>
 
 #include "http/http_parse.h"
+#include "http/http_tls.h"
 
 struct http_server;   /* opaque; http_server_start() / http_server_free() */
 struct http_exchange; /* opaque; one request and its response */
@@ -50,6 +51,10 @@ struct http_listener_cfg {
     void *arg;
     const char *name;  /* for logs and metrics ("public", "admin") */
     int stream_bodies; /* call the handler after the head; see http_x_body_stream() */
+    /* TLS on this listener (http_tls.h), or NULL for plain HTTP. Not owned: it outlives
+     * the server. Bodies sent from files are read and encrypted in bounded pieces
+     * (sendfile(2) cannot send what user-space TLS encrypts). */
+    struct http_tls_ctx *tls;
 };
 
 #define HTTP_SERVER_MAX_LISTENERS 4
@@ -191,6 +196,8 @@ void http_x_abort(struct http_exchange *x);
 size_t http_x_pending(const struct http_exchange *x);
 /* Called once if the client disconnects before the exchange ends. */
 void http_x_on_abort(struct http_exchange *x, http_x_cb_f *cb, void *arg);
+/* The connection's TLS state, or NULL on a plain connection. */
+const struct http_tls_conn *http_x_tls(const struct http_exchange *x);
 /* Ask to close the connection after this response (no keep-alive). */
 void http_x_close_after(struct http_exchange *x);
 

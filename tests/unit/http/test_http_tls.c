@@ -487,6 +487,8 @@ static void test_resumption(void **st)
     for (int v = 0; v < 2; v++) {
         int maxv = v ? TLS1_2_VERSION : 0;
         SSL_SESSION *sess = first_session(ctx, maxv);
+        /* No 0-RTT: the ticket allows no early data. */
+        assert_int_equal(SSL_SESSION_get_max_early_data(sess), 0);
         assert_true(resumes(ctx, sess, maxv));
         /* Another process with its own random secret cannot read the ticket. */
         assert_false(resumes(other, sess, maxv));
