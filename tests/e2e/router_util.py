@@ -6,7 +6,7 @@
 * Router: starts `$MLCDN_BIN router ...`, reads the bound ports from its "router ready" log
   line, and stops it by PID.
 * dig(): runs the real `dig` and parses status, flags, answers and the ECS option.
-* SIX_DCS / make_test_mmdb(): six regions (as ../shared/geo/README.md) and a small test
+* SIX_DCS / make_test_mmdb(): six regions (as tests/fixtures/geo/README.md) and a small test
   database generated with mmdb_writer.py, one network per region plus loopback.
 """
 import http.server

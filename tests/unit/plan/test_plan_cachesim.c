@@ -1,7 +1,8 @@
 /* tests/unit/plan/test_plan_cachesim.c: the trace reader, and `mlcdn cachesim`'s
  * simulator checked against straightforward reference simulations written here (arrays
  * and linear scans, no shared code with src/cache/): LRU, FIFO and Belady on a generated
- * trace with skew and sizes, plus a slice of a shared trace when ../shared is present. */
+ * trace with skew and sizes, plus a slice of a real trace when $MLCDN_SHARED names the
+ * benchmark data (the unit tests never set it themselves). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -200,7 +201,7 @@ static void test_parse(void **state)
     assert_int_equal(-ENOENT, plan_trace_load_csv("/nonexistent.csv", &t, err, sizeof(err)));
 }
 
-/* The first 20,000 requests of a real trace, when the shared traces are reachable. */
+/* The first 20,000 requests of a real trace, when $MLCDN_SHARED points at the benchmark data. */
 static void test_vs_reference_shared_trace(void **state)
 {
     const char *shared = getenv("MLCDN_SHARED");
