@@ -7,7 +7,7 @@ PYTHON     ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build install deb run test format-check unit e2e e2e-asan fuzz fuzz-build fuzz-short bench clean
+.PHONY: all deps build install deb run test format-check docs-check unit e2e e2e-asan fuzz fuzz-build fuzz-short bench clean
 
 all: build
 
@@ -35,14 +35,20 @@ $(BUILD)/demo-geo.mmdb: tests/e2e/mmdb_writer.py
 run: build $(BUILD)/demo-geo.mmdb
 	@$(BUILD)/mlcdn run --geoip $(BUILD)/demo-geo.mmdb
 
-# Unit tests under ASan+UBSan, then end-to-end tests against the release build, then a
-# short bounded fuzz pass. Each runner prints its own summary; any failure fails the target.
-test: deps format-check unit e2e e2e-asan fuzz-short
+# The docs' commands, unit tests under ASan+UBSan, then end-to-end tests against the release
+# build, then a short bounded fuzz pass. Each runner prints its own summary; any failure
+# fails the target.
+test: deps format-check docs-check unit e2e e2e-asan fuzz-short
 
 # The C code's layout is .clang-format's: a difference fails the test target, so style
 # never needs a review comment. Fix with clang-format -i FILE.
 format-check: deps
 	@scripts/check-format.sh
+
+# Every command in README.md and docs/ runs (in a private network namespace) or, where
+# annotated `<!-- not run: REASON -->`, has its command, flags and files checked.
+docs-check: build
+	@$(PYTHON) scripts/check-docs.py --bin $(abspath $(BUILD))/mlcdn
 
 unit: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMLCDN_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
