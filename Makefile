@@ -7,6 +7,17 @@ PYTHON     ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 20
 
+# Quiet by default: the build prints what it builds, then only compiler diagnostics and
+# errors (they go to stderr); V=1 (or VERBOSE=1) shows every command. Test runners always
+# print their summaries.
+V ?= 0
+LOUD := $(filter-out 0,$(V)$(VERBOSE))
+MAKEFLAGS += --no-print-directory
+# cmake_build DIR: builds DIR (configure output is dropped by each caller; errors still
+# reach stderr).
+cmake_build = @echo "building $(1)/$(if $(LOUD),, (V=1 shows each command))"; \
+	cmake --build $(1) -j $(JOBS) $(if $(LOUD),-v,>/dev/null)
+
 .PHONY: all deps build install deb run test format-check docs-check unit e2e e2e-asan fuzz fuzz-build fuzz-short bench clean
 
 all: build
@@ -16,7 +27,7 @@ deps:
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
+	$(call cmake_build,$(BUILD))
 
 # The binary, man pages, docs, /etc/mlcdn and the systemd units (docs/operations.md,
 # "Packaging"). PREFIX defaults to CMake's /usr/local; DESTDIR stages the tree.
@@ -52,7 +63,7 @@ docs-check: build
 
 unit: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMLCDN_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
-	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	$(call cmake_build,$(ASAN_BUILD))
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
 e2e: build
@@ -70,7 +81,7 @@ e2e-asan: unit
 
 fuzz-build: deps
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLCDN_FUZZ=ON -DMLCDN_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
-	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	$(call cmake_build,$(FUZZ_BUILD))
 
 fuzz-short: fuzz-build
 	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
