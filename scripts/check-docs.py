@@ -9,10 +9,11 @@ What it checks (README.md, "Documentation checks", is the authors' guide):
 * Every fenced block says what it holds: ```sh for commands; text, json, conf, ... otherwise.
   A block without a language, or one that is not sh but has lines starting with a command
   (mlcdn, build/mlcdn, make, curl, dig, bench/, scripts/), is an error.
-* Every ```sh block is run, from the repository's root, by bash with `set -e -o pipefail`,
-  inside a private network and PID namespace (`unshare`): the fixed ports the docs use
-  cannot collide with anything, nothing leaves the machine, and every process a block
-  starts ends with it. A command that exits non-zero fails the block; curl runs with
+* Every ```sh block is run, from the repository's root, by bash with `set -eE -o pipefail`,
+  inside private mount, network and PID namespaces (`unshare`): the fixed ports the docs
+  use cannot collide with anything, nothing leaves the machine, every process a block
+  starts ends with it, and every file system is read-only but a fresh /tmp (a doc's
+  `make install` fails instead of installing). A command that exits non-zero fails the block; curl runs with
   --fail-with-body, so an HTTP error fails it too. After a command sent to the background
   with `&`, the next line waits until the addresses of its --listen, --admin, --http and
   --dns flags accept connections (and fails if the process exited). A trailing comment made
@@ -32,7 +33,6 @@ import glob
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +45,7 @@ NOT_RUN = re.compile(r"^\s*<!--\s*not run:\s*(.*?)\s*-->\s*$")
 ANY_CHECK_COMMENT = re.compile(r"^\s*<!--\s*not[ -]run\b", re.I)
 LOOKS_LIKE_CMD = re.compile(r"^(\$ )?(mlcdn|build/mlcdn|make|curl|dig) |^(\$ )?(bench|scripts)/")
 INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
-INLINE_CMD = re.compile(r"^([A-Z_][A-Z0-9_]*=\S+ )*(mlcdn [a-z<]|build/mlcdn|make [a-z]|"
+INLINE_CMD = re.compile(r"^([A-Z_][A-Z0-9_]*=\S+ )*(mlcdn [a-z<][\w<>-]*( |$)|build/mlcdn|make [a-z]|"
                         r"(bench|scripts)/\S+\.(sh|py)|(/usr/bin/)?python3 -m pytest )")
 REPO_PATH = re.compile(r"^(\./)?(src|tests|docs|conf|assets|bench|scripts|cmake)(/|$)")
 LISTEN_FLAGS = ("--listen", "--admin", "--http", "--dns")
@@ -355,7 +355,8 @@ def expectations(comment):
 
 
 def block_script(block, mlcdn_bin):
-    parts = [PRELUDE]
+    # docs may say plain `mlcdn` (installed) or build/mlcdn: both are the binary under test
+    parts = [PRELUDE, "mlcdn() { %s \"$@\"; }\nexport -f mlcdn\n" % shlex.quote(mlcdn_bin)]
     for n, code, comment in logical_lines(block):
         where = "%s:%d" % (block.path, n)
         parts.append("__where=%s\nprintf '+ %%s\\n' %s\n" % (shlex.quote(where), shlex.quote(code)))
@@ -373,21 +374,44 @@ def block_script(block, mlcdn_bin):
     return "".join(parts)
 
 
+# Runs inside the namespaces, as their root, before the block (whose script is "$0"): the
+# loopback up, every file system read-only (a doc's `make install` or `> /etc/...` fails
+# instead of changing this machine), fresh empty /tmp and /dev/shm for what blocks write.
+SANDBOX = r"""
+set -e
+exec 3<"$0"
+ip link set lo up
+mount --make-rprivate /
+while read -r mp; do
+    mp=$(printf '%b' "$mp")
+    case "$mp" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
+    mount -o remount,bind,ro "$mp" || { echo "docs-check: cannot make $mp read-only" >&2; exit 1; }
+done < <(awk '{print $5}' /proc/self/mountinfo | sort -u)
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+set +e
+exec bash /dev/fd/3
+"""
+
+
 def namespace_prefix():
-    """(the command that runs a block in its own network + PID namespace, None) or
-    (None, why not). An empty command runs blocks in the host's namespaces."""
+    """(the command that runs a block in its own mount, network and PID namespaces, None)
+    or (None, why not). An empty command runs blocks unconfined."""
     if os.environ.get("MLCDN_DOCS_HOST_NET") == "1":
         return [], None
-    base = ["unshare", "--net", "--pid", "--fork", "--kill-child"]
+    base = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child"]
     if os.getuid() != 0:
         base.insert(1, "--map-root-user")
-    try:
-        probe = subprocess.run(base + ["ip", "link", "set", "lo", "up"], capture_output=True,
-                               text=True)
-    except OSError as e:
-        return None, str(e)
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="docs-check-") as f:
+        f.write("touch /tmp/probe && ! touch /usr/probe 2>/dev/null\n")
+        f.flush()
+        try:
+            probe = subprocess.run(base + ["bash", "-c", SANDBOX, f.name], capture_output=True,
+                                   text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return None, str(e)
     if probe.returncode != 0:
-        return None, probe.stderr.strip()
+        return None, probe.stderr.strip() or "the sandbox probe failed"
     return base, None
 
 
@@ -397,8 +421,7 @@ def run_block(block, mlcdn_bin, prefix, env, problems, verbose):
         f.write(script)
         path = f.name
     where = "%s:%d" % (block.path, block.line)
-    argv = prefix + ["bash", "-c", 'ip link set lo up 2>/dev/null; exec bash "$0"', path] \
-        if prefix else ["bash", path]
+    argv = prefix + ["bash", "-c", SANDBOX, path] if prefix else ["bash", path]
     t0 = time.monotonic()
     try:
         p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -468,19 +491,14 @@ def main():
     if to_run:
         prefix, why = namespace_prefix()
         if prefix is None:
-            print("docs-check: cannot make a private network namespace (%s); run as root, allow "
-                  "unprivileged user namespaces, or set MLCDN_DOCS_HOST_NET=1" % why,
-                  file=sys.stderr)
+            print("docs-check: cannot make the sandbox (private mount, network and PID "
+                  "namespaces: %s); run as root or allow unprivileged user namespaces; "
+                  "MLCDN_DOCS_HOST_NET=1 runs the blocks unconfined, on a throwaway machine "
+                  "only" % why, file=sys.stderr)
             return 2
-    env = dict(os.environ)
-    shim = tempfile.mkdtemp(prefix="docs-check-bin-")
-    try:
-        os.symlink(mlcdn_bin, os.path.join(shim, "mlcdn"))  # docs may say plain `mlcdn`
-        env["PATH"] = shim + os.pathsep + env.get("PATH", "")
-        for b in to_run:
-            run_block(b, mlcdn_bin, prefix, env, problems, a.verbose)
-    finally:
-        shutil.rmtree(shim, ignore_errors=True)
+    env = dict(os.environ, TMPDIR="/tmp")
+    for b in to_run:
+        run_block(b, mlcdn_bin, prefix, env, problems, a.verbose)
 
     for p in problems.items:
         print("docs-check: " + p, file=sys.stderr)

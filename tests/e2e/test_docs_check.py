@@ -73,6 +73,9 @@ def test_good_doc_passes(tmp_path):
      "the command sent to the background exited"),
     (sh(ORIGIN + "\ncurl -s -o /dev/null -D - http://127.0.0.1:9000/index.txt  # X-Cache: HIT"),
      "the output has no 'X-Cache: HIT' line"),
+    # the sandbox: nothing but a fresh /tmp is writable
+    (sh("echo scratch > /tmp/scratch && touch written-by-a-doc"), "Read-only file system"),
+    (sh("touch /etc/written-by-a-doc"), "Read-only file system"),
     # blocks that do not say what they are
     (FENCE + "\nmlcdn run\n" + FENCE + "\n", "fenced block without a language"),
     (FENCE + "text\nmake run\n" + FENCE + "\n", "a command in a ```text block"),
@@ -87,6 +90,11 @@ def test_broken_doc_fails(tmp_path, body, problem):
     assert problem in out, out
     assert "%s:" % path in out
     assert "1 problems" in out, out  # the good block next to it is not blamed
+
+
+def test_nothing_written_outside_the_sandbox():
+    assert not os.path.exists(os.path.join(ROOT, "written-by-a-doc"))
+    assert not os.path.exists("/etc/written-by-a-doc")
 
 
 def test_problem_names_the_line(tmp_path):
