@@ -15,8 +15,8 @@ What it checks (README.md, "Documentation checks", is the authors' guide):
   starts ends with it, and every file system is read-only but a fresh /tmp (a doc's
   `make install` fails instead of installing). A command that exits non-zero fails the block; curl runs with
   --fail-with-body, so an HTTP error fails it too. After a command sent to the background
-  with `&`, the next line waits until the addresses of its --listen, --admin, --http and
-  --dns flags accept connections (and fails if the process exited). A trailing comment made
+  with `&`, the next line waits until the addresses of its --listen, --tls-listen, --admin,
+  --http and --dns flags accept connections (and fails if the process exited). A trailing comment made
   only of `Name: value` pairs (`# X-Cache: HIT, X-Cache-Level: L1`) is checked against the
   command's output.
 * A ```sh block right after `<!-- not run: REASON -->` is not run (installs packages, needs
@@ -48,7 +48,7 @@ INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 INLINE_CMD = re.compile(r"^([A-Z_][A-Z0-9_]*=\S+ )*(mlcdn [a-z<][\w<>-]*( |$)|build/mlcdn|make [a-z]|"
                         r"(bench|scripts)/\S+\.(sh|py)|(/usr/bin/)?python3 -m pytest )")
 REPO_PATH = re.compile(r"^(\./)?(src|tests|docs|conf|assets|bench|scripts|cmake)(/|$)")
-LISTEN_FLAGS = ("--listen", "--admin", "--http", "--dns")
+LISTEN_FLAGS = ("--listen", "--admin", "--http", "--dns", "--tls-listen")
 OPERATORS = {"&&", "||", ";", "|", "&", "(", ")", ";;", "|&"}
 REDIRECTS = {">", ">>", "<", "<<", ">&", "&>", "<&", "2>", "2>>"}
 HEADER_PAIR = re.compile(r"^\s*([A-Za-z][A-Za-z0-9-]*):\s*(\S(?:[^,]*\S)?)\s*$")
