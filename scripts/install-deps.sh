@@ -9,9 +9,11 @@ BUILD_PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-d
  libopenblas-dev libconfig-dev help2man"
 # systemd (systemd-analyze), man-db, file and python3-yaml: the packaging tests (units,
 # man pages, CPack's dependency scan, the compose file); iproute2 and util-linux (ip,
-# unshare): the docs check runs the docs' commands in private namespaces.
+# unshare): the docs check runs the docs' commands in private namespaces. prometheus ships
+# promtool, which checks every daemon's /metrics (tests/e2e/test_logs_metrics.py); no
+# smaller Debian package has it.
 TEST_PKGS="libcmocka-dev python3 python3-pytest python3-yaml curl openssl dnsutils redis-server redis-tools
- systemd man-db file iproute2 util-linux"
+ systemd man-db file iproute2 util-linux prometheus"
 BENCH_PKGS="wrk varnish nginx-light trafficserver dnsperf gdnsd hyperfine"
 
 # Node.js may come from another source than Debian (with its own npm): install Debian's

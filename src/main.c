@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "build_info.h"
 #include "core/mc.h"
+#include "core/metrics.h"
 #include "ctl/ctl.h"
 #include "edge/edge.h"
 #include "infer/infer.h"
@@ -46,6 +48,8 @@ int main(int argc, char **argv)
         printf("mlcdn %s\n", MLCDN_VERSION);
         return 0;
     }
+    /* Every daemon exports these on its /metrics. */
+    metrics_process_register(MLCDN_VERSION, MLCDN_COMMIT);
     for (const struct subcmd *s = subcmds; s < subcmds + MC_ARRAY_SIZE(subcmds); s++)
         if (!strcmp(argv[1], s->name))
             return s->main(argc - 1, argv + 1);

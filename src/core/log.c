@@ -2,6 +2,9 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -60,4 +63,41 @@ void log_emit(enum log_level lvl, const char *msg, const char *fmt, ...)
      * worth failing a request for, so the result is ignored on purpose. */
     ssize_t w = write(STDERR_FILENO, line, n);
     (void)w;
+}
+
+static pthread_mutex_t file_mtx = PTHREAD_MUTEX_INITIALIZER;
+static char *file_path; /* file_mtx */
+
+static int open_onto_stderr(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    /* dup2 swaps the descriptor atomically: a line written meanwhile goes to one file or
+     * the other, never nowhere. */
+    int rc = dup2(fd, STDERR_FILENO) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+int log_file_open(const char *path)
+{
+    int rc = open_onto_stderr(path);
+    if (rc == 0) {
+        pthread_mutex_lock(&file_mtx);
+        free(file_path);
+        file_path = mc_xstrdup(path);
+        pthread_mutex_unlock(&file_mtx);
+    }
+    return rc;
+}
+
+int log_file_reopen(void)
+{
+    int rc = 0;
+    pthread_mutex_lock(&file_mtx);
+    if (file_path)
+        rc = open_onto_stderr(file_path);
+    pthread_mutex_unlock(&file_mtx);
+    return rc;
 }

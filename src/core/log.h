@@ -15,6 +15,14 @@ int log_level_set_name(const char *name);
 void log_level_set(enum log_level lvl);
 enum log_level log_level_get(void);
 
+/* Sends log lines to the file `path` (appended, created 0644) instead of the original
+ * stderr: the file becomes the process's standard error, so a library writing there lands
+ * in it too. Returns 0 or -errno (stderr unchanged). */
+int log_file_open(const char *path);
+/* Opens the file of log_file_open() again (after logrotate renamed it). Returns 0 (also
+ * when no file was set), or -errno with the old file still in use. */
+int log_file_reopen(void);
+
 /* `fmt` is the rest of the line after msg, usually key=value pairs. */
 void log_emit(enum log_level lvl, const char *msg, const char *fmt, ...) MC_PRINTF(3, 4);
 

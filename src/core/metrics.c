@@ -10,6 +10,10 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <dirent.h>
+#include <unistd.h>
 
 #define SUB_BITS 3
 #define SUB (1u << SUB_BITS)
@@ -375,4 +379,169 @@ void metrics_reset(void)
     }
     ftail = &families;
     pthread_mutex_unlock(&mtx);
+}
+
+int metrics_label_esc(struct buf *out, const char *s)
+{
+    int err = 0;
+    for (; *s; s++) {
+        if (*s == '\\')
+            err |= buf_puts(out, "\\\\");
+        else if (*s == '"')
+            err |= buf_puts(out, "\\\"");
+        else if (*s == '\n')
+            err |= buf_puts(out, "\\n");
+        else
+            err |= buf_append(out, s, 1);
+    }
+    return err ? -E2BIG : 0;
+}
+
+/* ---- process_* (Prometheus client conventions), from /proc/self ---- */
+
+/* Fields of /proc/self/stat after the command name (which may hold spaces and parens):
+ * index 0 is field 3 (state). utime 14, stime 15, starttime 22 (proc(5)). */
+static int proc_stat(unsigned long long *utime, unsigned long long *stime,
+                     unsigned long long *start)
+{
+    char b[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f)
+        return -1;
+    size_t n = fread(b, 1, sizeof(b) - 1, f);
+    fclose(f);
+    b[n] = '\0';
+    char *p = strrchr(b, ')');
+    if (!p)
+        return -1;
+    p++;
+    unsigned long long v[20];
+    int k = 0;
+    for (char *sv, *tok = strtok_r(p, " ", &sv); tok && k < 20; tok = strtok_r(NULL, " ", &sv))
+        v[k++] = strtoull(tok, NULL, 10);
+    if (k < 20)
+        return -1;
+    *utime = v[11];
+    *stime = v[12];
+    *start = v[19];
+    return 0;
+}
+
+static double cpu_read(void *arg)
+{
+    unsigned long long u, s, st;
+    (void)arg;
+    if (proc_stat(&u, &s, &st) != 0)
+        return 0;
+    return (double)(u + s) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double rss_read(void *arg)
+{
+    unsigned long long size = 0, res = 0;
+    (void)arg;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &res) != 2)
+        res = 0;
+    fclose(f);
+    return (double)res * (double)sysconf(_SC_PAGESIZE);
+}
+
+static double vsz_read(void *arg)
+{
+    unsigned long long size = 0;
+    (void)arg;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu", &size) != 1)
+        size = 0;
+    fclose(f);
+    return (double)size * (double)sysconf(_SC_PAGESIZE);
+}
+
+static double fds_read(void *arg)
+{
+    double n = 0;
+    struct dirent *de;
+    (void)arg;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+static double maxfds_read(void *arg)
+{
+    struct rlimit rl;
+    (void)arg;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    return rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double)rl.rlim_cur;
+}
+
+static double start_s;
+
+static double start_read(void *arg)
+{
+    (void)arg;
+    return start_s;
+}
+
+/* Boot time (btime of /proc/stat) + the process's start in ticks since boot; the time of
+ * registration when /proc is not there. */
+static double process_start(void)
+{
+    unsigned long long u, s, st, btime = 0;
+    char line[256];
+    FILE *f = fopen("/proc/stat", "r");
+    if (f) {
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "btime %llu", &btime) == 1)
+                break;
+        fclose(f);
+    }
+    if (btime && proc_stat(&u, &s, &st) == 0)
+        return (double)btime + (double)st / (double)sysconf(_SC_CLK_TCK);
+    return (double)time(NULL);
+}
+
+static double one_read(void *arg)
+{
+    (void)arg;
+    return 1;
+}
+
+void metrics_process_register(const char *version, const char *commit)
+{
+    struct buf b;
+
+    start_s = floor(process_start()); /* whole seconds: exported without an exponent */
+    buf_init(&b, 1024);
+    buf_puts(&b, "version=\"");
+    metrics_label_esc(&b, version);
+    buf_puts(&b, "\",commit=\"");
+    metrics_label_esc(&b, commit);
+    buf_puts(&b, "\"");
+    metrics_gauge_fn("mlcdn_build_info", "Version and git commit of this binary (value 1)", b.data,
+                     one_read, NULL);
+    buf_fini(&b);
+    metrics_counter_fn("process_cpu_seconds_total",
+                       "Total user and system CPU time spent in seconds.", NULL, cpu_read, NULL);
+    metrics_gauge_fn("process_resident_memory_bytes", "Resident memory size in bytes.", NULL,
+                     rss_read, NULL);
+    metrics_gauge_fn("process_virtual_memory_bytes", "Virtual memory size in bytes.", NULL,
+                     vsz_read, NULL);
+    metrics_gauge_fn("process_open_fds", "Number of open file descriptors.", NULL, fds_read, NULL);
+    metrics_gauge_fn("process_max_fds", "Maximum number of open file descriptors.", NULL,
+                     maxfds_read, NULL);
+    metrics_gauge_fn("process_start_time_seconds",
+                     "Start time of the process since unix epoch in seconds.", NULL, start_read,
+                     NULL);
 }

@@ -53,6 +53,15 @@ struct metrics_hist *metrics_hist_new_local(void);
 void metrics_hist_free(struct metrics_hist *h);
 void metrics_hist_merge(struct metrics_hist *dst, const struct metrics_hist *src);
 
+/* Registers mlcdn_build_info{version,commit} (value 1) and the Prometheus client
+ * conventions' process_* series (CPU seconds, resident memory, open and max descriptors,
+ * start time), read from /proc/self at render time. Once per process. */
+void metrics_process_register(const char *version, const char *commit);
+
+/* Appends `s` to out as the inside of a label value: backslash, double quote and line
+ * feed escaped as the exposition format requires. Returns 0 or -E2BIG. */
+int metrics_label_esc(struct buf *out, const char *s);
+
 /* Appends every family in Prometheus text exposition format 0.0.4. */
 int metrics_render(struct buf *out);
 /* Drops every series (tests only; no series may be in use). */

@@ -13,6 +13,8 @@ struct edge; /* opaque; edge_start() / edge_stop() */
 
 #define EDGE_MAX_ORIGINS 8
 
+struct accesslog;
+
 struct edge_cfg {
     const char *listen; /* public listener, "127.0.0.1:8080" */
     const char *admin;  /* admin listener, default "127.0.0.1:0"; "" disables it */
@@ -88,6 +90,7 @@ struct edge_cfg {
      * bundle; insecure turns verification off (tests against self-signed origins). */
     const char *origin_ca;
     int origin_insecure;
+    struct accesslog *access_log; /* borrowed, outlives the edge; NULL: no access log */
 };
 
 /* Fills the defaults (listen 127.0.0.1:8080, admin 127.0.0.1:0, 256 MiB, 1 thread...). */

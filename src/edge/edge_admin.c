@@ -44,8 +44,13 @@ void edge__metrics_init(struct edge *e)
     for (int j = 0; j < EDGE_LV__N; j++) {
         snprintf(labels, sizeof(labels), "level=\"%s\"", edge__lv_name(j));
         e->m.latency[j] = metrics_hist("mlcdn_edge_request_duration_seconds",
-                                       "Time from request head to response start, by tier", labels,
-                                       1e6, 16, 60000000);
+                                       "Time from request head to the last response byte handed "
+                                       "to the socket, by tier",
+                                       labels, 1e6, 16, 60000000);
+        e->m.ttfb[j] = metrics_hist("mlcdn_edge_time_to_first_byte_seconds",
+                                    "Time from request head to the first response byte handed to "
+                                    "the socket, by tier",
+                                    labels, 1e6, 16, 60000000);
     }
     for (int j = 0; j < EDGE_LV__N; j++) {
         snprintf(labels, sizeof(labels), "level=\"%s\"", edge__lv_name(j));
@@ -118,6 +123,20 @@ void edge__metrics_init(struct edge *e)
                                          "Forwarded request bodies that stalled (408)", NULL);
     metrics_gauge_fn("mlcdn_edge_l1_bytes", "Bytes charged to L1", NULL, l1_bytes_read, e);
     metrics_gauge_fn("mlcdn_edge_l1_objects", "Objects in L1", NULL, l1_objects_read, e);
+}
+
+void edge__on_done(const struct http_x_done *d, void *arg)
+{
+    struct edge *e = arg;
+    const struct http_x_note *n = d->note;
+
+    if (n->sub > 0 && n->sub <= EDGE_LV__N) {
+        metrics_hist_observe(e->m.latency[n->sub - 1], d->end_us - d->start_us);
+        if (d->first_us)
+            metrics_hist_observe(e->m.ttfb[n->sub - 1], d->first_us - d->start_us);
+    }
+    if (n->kind && e->predict)
+        predict_on_done(e->predict, d);
 }
 
 /* Registered once the server exists: the gauge reads e->srv from the scraping thread. */

@@ -43,8 +43,12 @@ const char *edge__lv_name(enum edge_level lv)
 void edge__count(struct edge *e, struct http_exchange *x, int status, enum edge_xc xc,
                  enum edge_level lv, uint64_t bytes)
 {
+    struct http_x_note *n = http_x_note(x);
+    /* The durations are measured to the last byte, in edge__on_done. */
+    n->cache = xc_names[xc];
+    n->level = lv_names[lv];
+    n->sub = (int)lv + 1;
     metrics_counter_add(e->m.req[xc][lv], 1);
-    metrics_hist_observe(e->m.latency[lv], units_now_us() - http_x_start_us(x));
     if (status >= 100 && status < 600)
         metrics_counter_add(e->m.status[status / 100], 1);
     if (bytes) {

@@ -369,8 +369,25 @@ static enum edge_level fill_level(const struct edge_fill *f)
     return f->e->upstream_level[f->origin_idx];
 }
 
+/* The access log's upstream time: from the request to the upstream to its response head
+ * (or to now, when none came). A coalesced waiter reports its fill's. */
+static void waiter_note_upstream(struct edge_waiter *wt)
+{
+    struct edge_fill *f = wt->fill;
+    if (!f)
+        return;
+    uint64_t s = atomic_load_explicit(&f->start_us, memory_order_relaxed);
+    uint64_t h = atomic_load_explicit(&f->hdr_us, memory_order_relaxed);
+    if (!s)
+        return;
+    struct http_x_note *n = http_x_note(wt->x);
+    n->has_upstream = 1;
+    n->upstream_us = (int64_t)((h ? h : units_now_us()) - s);
+}
+
 static void waiter_respond_error(struct edge_waiter *wt, int status, const char *msg)
 {
+    waiter_note_upstream(wt);
     edge__deliver_error(wt->w->e, wt->x, status, wt->xc,
                         wt->fill ? fill_level(wt->fill) : EDGE_LV_ORIGIN, msg);
     waiter_finish(wt);
@@ -454,6 +471,7 @@ static int waiter_decide(struct edge_waiter *wt)
     pthread_mutex_unlock(&f->mtx);
     if (state == FILL_WAIT)
         return 0;
+    waiter_note_upstream(wt);
     if (!o) {
         waiter_respond_error(wt, fail, msg ? msg : "origin unavailable");
         return 1;
@@ -1072,6 +1090,7 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
     int64_t now = units_wall_s();
 
     f->headers_done = 1;
+    atomic_store_explicit(&f->hdr_us, units_now_us(), memory_order_relaxed);
     fill_stop_fb_timer(f);
     if (f->stale && status == 304) {
         struct cache_obj *o = cache_obj_new(f->stale->status, pr->hdrs, pr->hdrs_len,
@@ -1384,8 +1403,11 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
                 f->fail_msg = "TLS handshake with the origin failed";
             } else {
                 f->fail_status = (f->timed_out || res == CURLE_OPERATION_TIMEDOUT) ? 504 : 502;
-                f->fail_msg = f->fail_status == 504 ? "origin did not answer in time"
-                                                    : "origin unreachable or invalid response";
+                f->fail_msg = f->fail_status == 504        ? "origin did not answer in time"
+                            : res == CURLE_COULDNT_CONNECT ? "origin refused the connection"
+                            : res == CURLE_COULDNT_RESOLVE_HOST
+                                ? "origin host name not resolved"
+                                : "origin unreachable or invalid response";
             }
             pthread_mutex_unlock(&f->mtx);
         }
@@ -1551,6 +1573,8 @@ static int fill_start_transfer(struct edge_fill *f)
         return -EINVAL;
     }
     metrics_counter_add(e->m.origin_requests, 1);
+    atomic_store_explicit(&f->start_us, units_now_us(), memory_order_relaxed);
+    atomic_store_explicit(&f->hdr_us, 0, memory_order_relaxed);
     if (e->cfg.first_byte_timeout_ms) {
         f->fb_timer = mc_xmalloc(sizeof(*f->fb_timer));
         uv_timer_init(f->owner->loop, f->fb_timer);

@@ -91,7 +91,8 @@ enum edge_level { EDGE_LV_LIST(EDGE_LV_ENUM) EDGE_LV__N };
 
 struct edge_metrics {
     struct metrics_counter *req[EDGE_XC__N][EDGE_LV__N];
-    struct metrics_hist *latency[EDGE_LV__N];
+    struct metrics_hist *latency[EDGE_LV__N]; /* to the last byte (edge__on_done) */
+    struct metrics_hist *ttfb[EDGE_LV__N];
     struct metrics_counter *bytes_served;
     struct metrics_counter *bytes_origin;
     struct metrics_counter *origin_requests;
@@ -256,6 +257,8 @@ struct edge_fill {
     struct buf resp_hdrs; /* header lines of the current response */
     int headers_done;
     const char *head_refused;     /* why the origin's head was refused (static), or NULL */
+    _Atomic uint64_t start_us;    /* the request went to the upstream (units_now_us) */
+    _Atomic uint64_t hdr_us;      /* its response head was complete; 0 before */
     int local_fail;               /* the body could not be kept here (not the origin's fault) */
     char errbuf[CURL_ERROR_SIZE]; /* curl's description of a failed transfer */
     int64_t request_time;
@@ -433,6 +436,9 @@ void edge__tier_close(struct edge *e);
 void edge__admin_handle(struct http_exchange *x, void *arg);
 void edge__metrics_init(struct edge *e);
 void edge__metrics_server_ready(struct edge *e);
+/* The server's on_done: durations to the last byte by tier, predictions' own metrics. The
+ * note's `sub` is the tier + 1 (edge__count); `kind` belongs to src/predict. */
+void edge__on_done(const struct http_x_done *d, void *arg);
 
 /* edge_req.c */
 void edge__public_handle(struct http_exchange *x, void *arg);

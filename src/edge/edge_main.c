@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cache/cache_key.h"
+#include "core/accesslog.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/mc.h"
@@ -330,6 +331,8 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     sc.loop_stopping = loop_stopping;
     sc.loop_fini = loop_fini;
     sc.loop_arg = e;
+    sc.access_log = cfg->access_log;
+    sc.on_done = edge__on_done;
     rc = http_server_start(&sc, &e->srv, err, errlen);
     if (rc)
         goto fail;
@@ -410,6 +413,15 @@ static void url_host(const char *addr, char *out, size_t n)
         snprintf(out, n, "127.0.0.1");
 }
 
+static struct accesslog *access_log;
+
+static void on_usr1(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    accesslog_reopen_all(access_log);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     log_info("signal received, draining", "signal=%d", signum);
@@ -425,6 +437,7 @@ int edge_main(int argc, char **argv)
     struct conf_strlist origins = {0}, ignore = {0}, strip = {0}, keyh = {0}, methods = {0};
     struct conf_strlist tls_certs = {0}, tls_keys = {0}, tls_ocsp = {0};
     const char *log_level = "info";
+    struct accesslog_opts lo = {0};
     long threads = 1, infer_threads = 2, max_batch = 64, max_delay_us = 200, l2_admit = 2;
     long brk_failures;
     uint64_t grace = 10000, sie = 0, neg_ms = 10000;
@@ -513,6 +526,10 @@ int edge_main(int argc, char **argv)
          "Redis deadline before the tier is skipped (default 50ms)"},
         {"grace", CONF_DURATION, &grace, "shutdown grace period (default 10s)"},
         {"log-level", CONF_STR, &log_level, "debug, info, warn, error"},
+        {"access-log", CONF_STR, &lo.access_log,
+         "one line per request to FILE, '-' (stdout) or 'syslog' (default: none)"},
+        {"access-log-format", CONF_STR, &lo.format, "combined (default) or json"},
+        {"error-log", CONF_STR, &lo.error_log, "log lines to FILE instead of stderr"},
     };
 
     for (int i = 1; i < argc; i++) {
@@ -607,22 +624,32 @@ int edge_main(int argc, char **argv)
      * clients may take every descriptor the loop and its signal pipe need, and a SIGTERM
      * right after the ready line must not be lost. */
     uv_loop_t loop;
-    uv_signal_t sterm, sint;
+    uv_signal_t sterm, sint, susr1;
+    if (accesslog_setup(&lo, &access_log, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn edge: %s\n", err);
+        conf_fini(&c);
+        return 2;
+    }
+    cfg.access_log = access_log;
     if (uv_loop_init(&loop) != 0 || uv_signal_init(&loop, &sterm) != 0 ||
-        uv_signal_init(&loop, &sint) != 0) {
+        uv_signal_init(&loop, &sint) != 0 || uv_signal_init(&loop, &susr1) != 0) {
         fprintf(stderr, "mlcdn edge: cannot set up the main loop (out of descriptors?)\n");
+        accesslog_free(&access_log);
         conf_fini(&c);
         return 1;
     }
     main_loop = &loop;
     uv_signal_start(&sterm, on_signal, SIGTERM);
     uv_signal_start(&sint, on_signal, SIGINT);
+    uv_signal_start(&susr1, on_usr1, SIGUSR1);
     if (edge_start(&cfg, &e, err, sizeof(err)) != 0) {
         fprintf(stderr, "mlcdn edge: %s\n", err);
         uv_close((uv_handle_t *)&sterm, NULL);
         uv_close((uv_handle_t *)&sint, NULL);
+        uv_close((uv_handle_t *)&susr1, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
+        accesslog_free(&access_log);
         conf_fini(&c);
         return 1;
     }
@@ -656,8 +683,10 @@ int edge_main(int argc, char **argv)
     edge_stop(&e, grace);
     uv_close((uv_handle_t *)&sterm, NULL);
     uv_close((uv_handle_t *)&sint, NULL);
+    uv_close((uv_handle_t *)&susr1, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    accesslog_free(&access_log); /* after the server: its last lines are written */
     log_info("edge stopped", "%s", "");
     conf_fini(&c);
     return 0;

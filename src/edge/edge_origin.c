@@ -49,14 +49,7 @@ struct edge_origins {
 static void label_for(struct buf *b, const char *url, const char *extra)
 {
     buf_puts(b, "origin=\"");
-    for (const char *p = url; *p; p++) {
-        if (*p == '\\' || *p == '"')
-            buf_append(b, "\\", 1);
-        if (*p == '\n')
-            buf_puts(b, "\\n");
-        else
-            buf_append(b, p, 1);
-    }
+    metrics_label_esc(b, url);
     buf_puts(b, "\"");
     if (extra)
         buf_puts(b, extra);

@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/accesslog.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/mc.h"
@@ -107,8 +108,22 @@ struct http_exchange {
     http_x_body_data_f *on_body_data;
     http_x_body_end_f *on_body_end;
     void *body_arg;
+    /* For the access log and on_done. */
+    uint64_t first_us;  /* first response byte handed to the socket; 0: not yet */
+    uint64_t bytes_out; /* body bytes handed to the socket (or queued) */
+    int cut;            /* ended with http_x_abort */
+    struct http_x_note note;
     /* Last: everything above is zeroed for each request, the parser fills this. */
     struct http_request req;
+};
+
+/* An exchange that ended while its bytes were still queued: what its log line and on_done
+ * need, copied (the request's bytes go with the exchange), until the queue drains. */
+struct pend {
+    struct http_x_done d;
+    struct http_x_note note;
+    struct accesslog_rec rec;
+    char strs[]; /* the copied strings of rec */
 };
 
 /* A file send in progress on a connection (http_x_sendfile_fd). */
@@ -166,6 +181,7 @@ struct conn {
     int tls_done;              /* the handshake completed (counted) */
     int tls_err;               /* TLS ended (-EPROTO, -ECONNRESET) after bytes still to use */
     uint64_t tls_start_us;     /* accept time, for the handshake's duration */
+    struct pend *pend;         /* an ended exchange whose bytes are still queued, or NULL */
 };
 
 /* A worker's listening socket. accept(2) is called here rather than by libuv: when
@@ -202,7 +218,8 @@ struct worker {
     int forced;
     char date[40];
     int64_t date_s;
-    char *tls_rbuf; /* ciphertext read buffer (TLS listeners), used within on_read */
+    char *tls_rbuf;               /* ciphertext read buffer (TLS listeners), used within on_read */
+    struct accesslog_local *alog; /* this loop's access log buffer, or NULL */
 };
 
 struct listener_metrics {
@@ -228,6 +245,7 @@ struct http_server {
 };
 
 static void conn_close(struct conn *c);
+static void pend_emit(struct conn *c, int incomplete);
 static void conn_linger(struct conn *c);
 static void conn_abort(struct conn *c);
 static void conn_release(struct conn *c);
@@ -386,6 +404,9 @@ static void on_write(uv_write_t *req, int status)
     if (wr->done)
         wr->done(wr->arg);
     free(wr);
+    if (c->pend && (status < 0 ||
+                    (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0 && !c->sf.active)))
+        pend_emit(c, status < 0);
     if (status < 0 && !c->closing) {
         conn_close(c);
         return;
@@ -530,6 +551,13 @@ static int has_date_field(const char *h, size_t n)
     return 0;
 }
 
+static void head_mark(struct http_exchange *x)
+{
+    x->head_sent = 1;
+    if (!x->first_us)
+        x->first_us = units_now_us();
+}
+
 static char *put(char *d, const char *s, size_t n)
 {
     memcpy(d, s, n);
@@ -615,8 +643,10 @@ static void head_now(struct http_exchange *x)
     ssize_t n = send(sock, x->head, x->head_len, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n <= 0)
         return;
+    if (!x->first_us)
+        x->first_us = units_now_us();
     if ((size_t)n == x->head_len) {
-        x->head_sent = 1;
+        head_mark(x);
         free(x->head);
         x->head = NULL;
         x->head_len = 0;
@@ -631,7 +661,7 @@ static int flush_head(struct http_exchange *x)
     head_now(x);
     if (x->head_sent)
         return 0;
-    x->head_sent = 1;
+    head_mark(x);
     if (x->aborted) {
         free(x->head);
         x->head = NULL;
@@ -662,8 +692,9 @@ int http_x_write(struct http_exchange *x, const void *data, size_t len, void (*d
             done(arg);
         return 0;
     }
+    x->bytes_out += len;
     if (!x->head_sent) {
-        x->head_sent = 1;
+        head_mark(x);
         own = x->head;
         x->head = NULL;
         bufs[n++] = uv_buf_init(own, (unsigned)x->head_len);
@@ -711,10 +742,11 @@ int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, c
             }
             return http_x_write(x, mem, len, done, arg);
         }
-        x->head_sent = 1;
+        head_mark(x);
         free(x->head);
         x->head = NULL;
     }
+    x->bytes_out += len;
     /* sendfile(2) from the body's memfd: the pages go to the socket without a copy. */
     size_t sent = 0;
     off_t o = (off_t)off;
@@ -918,6 +950,9 @@ static void sf_finish(struct conn *c, int ok)
     /* done may start another send or end the exchange; `sf` is not touched after it. */
     if (done)
         done(arg);
+    if (c->pend && !c->sf.active &&
+        (!ok || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0))
+        pend_emit(c, !ok);
     if (then_next && !c->closing)
         conn_next(c, then_close);
 }
@@ -960,6 +995,7 @@ int http_x_sendfile_fd(struct http_exchange *x, int fd, uint64_t off, uint64_t l
     r = flush_head(x);
     if (r)
         return r;
+    x->bytes_out += len;
     sf->fd = fd;
     sf->off = off;
     sf->left = len;
@@ -1011,7 +1047,7 @@ void http_x_end(struct http_exchange *x)
                 char *own = mc_xrealloc(x->head, hl + 5);
                 memcpy(own + hl, "0\r\n\r\n", 5);
                 x->head = NULL;
-                x->head_sent = 1;
+                head_mark(x);
                 uv_buf_t b = uv_buf_init(own, (unsigned)(hl + 5));
                 queue_write(c, &b, 1, own, NULL, NULL);
             } else {
@@ -1030,6 +1066,7 @@ void http_x_abort(struct http_exchange *x)
 
     MC_ASSERT(x->started && !x->ended);
     x->ended = 1;
+    x->cut = 1;
     x->close_after = 1;
     /* Without a length, the end of the connection is the end of the body (RFC 9112 §6.3
      * rule 8): only a reset tells such a client that the body is not whole. */
@@ -1051,7 +1088,8 @@ void http_x_respond(struct http_exchange *x, int status, const char *headers, co
         memcpy(own + x->head_len, body, len);
         uv_buf_t b = uv_buf_init(own, (unsigned)(x->head_len + len));
         x->head = NULL;
-        x->head_sent = 1;
+        head_mark(x);
+        x->bytes_out += len;
         queue_write(x->conn, &b, 1, own, NULL, NULL);
     }
     http_x_end(x);
@@ -1064,6 +1102,8 @@ void http_x_error(struct http_exchange *x, int status, const char *msg)
     buf_init(&b, 64 * 1024);
     if (!msg)
         msg = http_status_reason(status);
+    if (!x->note.reason[0])
+        snprintf(x->note.reason, sizeof(x->note.reason), "%s", msg);
     buf_puts(&b, "{\"error\":");
     if (buf_json_str(&b, msg, strlen(msg)) != 0) /* over the cap: still valid JSON */
         buf_json_str(&b, http_status_reason(status), strlen(http_status_reason(status)));
@@ -1125,6 +1165,163 @@ const struct http_tls_conn *http_x_tls(const struct http_exchange *x)
     return x->conn->tls;
 }
 
+struct http_x_note *http_x_note(struct http_exchange *x)
+{
+    return &x->note;
+}
+
+/* ---- completion: the access log, the 502/504 warning, on_done ---- */
+
+static size_t lenz(const char *s)
+{
+    return s ? strlen(s) : 0;
+}
+
+/* rec's strings point into x and c: valid until the exchange is finished. */
+static void done_fill(struct conn *c, struct http_exchange *x, struct http_x_done *d,
+                      struct accesslog_rec *r)
+{
+    const struct http_request *q = &x->req;
+
+    memset(d, 0, sizeof(*d));
+    memset(r, 0, sizeof(*r));
+    d->listener = c->li;
+    d->status = x->status;
+    d->bytes = x->bytes_out;
+    d->start_us = x->start_us;
+    d->first_us = x->first_us;
+    d->incomplete = x->aborted || x->cut;
+    d->note = &x->note;
+    r->client = c->peer;
+    r->listener = c->lcfg->name;
+    r->method = q->method_str.p;
+    r->method_len = q->method_str.len;
+    r->target = q->target.p;
+    r->target_len = q->target.len;
+    r->http_minor = q->version_minor;
+    if (c->w->alog) {
+        const struct http_header *h = http_request_header(q, "referer");
+        if (h) {
+            r->referer = h->value.p;
+            r->referer_len = h->value.len;
+        }
+        h = http_request_header(q, "user-agent");
+        if (h) {
+            r->user_agent = h->value.p;
+            r->user_agent_len = h->value.len;
+        }
+    }
+}
+
+static void done_emit(struct worker *w, struct http_x_done *d, struct accesslog_rec *r)
+{
+    const struct http_server_cfg *cfg = &w->srv->cfg;
+    const struct http_x_note *n = d->note;
+
+    d->end_us = units_now_us();
+    if (d->status == 502 || d->status == 504)
+        log_warn("upstream failure answered",
+                 "status=%d listener=%s client=%s method=%.*s url=\"%.*s\" reason=\"%s\"",
+                 d->status, r->listener ? r->listener : "-", r->client ? r->client : "-",
+                 (int)MC_MIN(r->method_len, 32u), r->method ? r->method : "",
+                 (int)MC_MIN(r->target_len, 512u), r->target ? r->target : "",
+                 n->reason[0] ? n->reason : "-");
+    if (w->alog) {
+        r->status = d->status;
+        r->bytes = d->bytes;
+        r->ttfb_us = d->first_us ? (int64_t)(d->first_us - d->start_us) : -1;
+        r->total_us = (int64_t)(d->end_us - d->start_us);
+        r->upstream_us = n->has_upstream ? n->upstream_us : -1;
+        r->cache = n->cache;
+        r->level = n->level;
+        r->model = n->model[0] ? n->model : NULL;
+        r->version = n->model[0] ? n->version : -1;
+        r->incomplete = d->incomplete;
+        accesslog_write(w->alog, r);
+    }
+    if (cfg->on_done)
+        cfg->on_done(d, cfg->loop_arg);
+}
+
+static char *dup_into(char **p, const char *s, size_t n)
+{
+    char *d = *p;
+    if (n)
+        memcpy(d, s, n);
+    d[n] = '\0';
+    *p += n + 1;
+    return d;
+}
+
+static void pend_emit(struct conn *c, int incomplete)
+{
+    struct pend *p = c->pend;
+
+    c->pend = NULL;
+    p->d.incomplete |= incomplete;
+    done_emit(c->w, &p->d, &p->rec);
+    free(p);
+}
+
+/* The exchange ended: log it now when its bytes are all with the kernel, else when the
+ * connection's write queue drains (the time to the last byte is measured to then). */
+static void x_complete(struct conn *c, struct http_exchange *x)
+{
+    struct http_x_done d;
+    struct accesslog_rec r;
+
+    done_fill(c, x, &d, &r);
+    if (c->pend)
+        pend_emit(c, 0); /* pipelined: the earlier one's bytes went before these */
+    if (c->closing ||
+        (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0 && !c->sf.active)) {
+        done_emit(c->w, &d, &r);
+        return;
+    }
+    size_t nc = lenz(r.client), nm = r.method_len, nt = r.target_len;
+    size_t nr = r.referer_len, nu = r.user_agent_len;
+    struct pend *p = mc_xmalloc(sizeof(*p) + nc + nm + nt + nr + nu + 5);
+    char *s = p->strs;
+    p->d = d;
+    p->note = x->note;
+    p->d.note = &p->note;
+    p->rec = r;
+    p->rec.client = dup_into(&s, r.client, nc);
+    p->rec.method = dup_into(&s, r.method, nm);
+    p->rec.target = dup_into(&s, r.target, nt);
+    p->rec.referer = dup_into(&s, r.referer, nr);
+    p->rec.user_agent = dup_into(&s, r.user_agent, nu);
+    c->pend = p;
+}
+
+/* A request the server answered itself (parser or reader rejection). */
+static void log_reject(struct conn *c, int status, size_t bytes)
+{
+    struct http_x_done d;
+    struct accesslog_rec r;
+    struct http_x_note note;
+
+    if (!c->w->alog && !c->w->srv->cfg.on_done)
+        return;
+    memset(&note, 0, sizeof(note));
+    if (c->x) {
+        done_fill(c, c->x, &d, &r);
+    } else {
+        memset(&d, 0, sizeof(d));
+        memset(&r, 0, sizeof(r));
+        d.listener = c->li;
+        d.start_us = units_now_us();
+        r.client = c->peer;
+        r.listener = c->lcfg->name;
+        r.http_minor = 1;
+    }
+    d.note = &note;
+    d.status = status;
+    d.bytes = bytes;
+    d.first_us = units_now_us();
+    done_emit(c->w, &d, &r);
+}
+
 /* ---- connection ---- */
 
 static void exchange_free(struct conn *c, struct http_exchange *x)
@@ -1144,6 +1341,8 @@ static void exchange_finish(struct conn *c)
     struct http_exchange *x = c->x;
     /* A streamed body not read to its end leaves no way to find the next request. */
     int close_after = x->close_after || x->aborted || (x->streaming && !x->body_done);
+
+    x_complete(c, x);
 
     /* The rest of that body, or of one that failed (over the limit, bad framing), may
      * still be on its way: the close must linger. */
@@ -1220,6 +1419,8 @@ static void conn_maybe_free(struct conn *c)
     /* conn_close ended any file send, and libuv ran the probe's callback before the
      * socket's close callback. */
     MC_ASSERT(!c->sf.active && !c->sf.probing && !c->sf.probe);
+    if (c->pend)
+        pend_emit(c, 1);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -1424,6 +1625,7 @@ static void conn_reject(struct conn *c, int status, const char *msg)
     int bl, hl;
 
     bl = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d}\n", msg, status);
+    log_reject(c, status, (size_t)bl);
     hl = snprintf(head, sizeof(head),
                   "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                   "Content-Length: %d\r\nConnection: close\r\n\r\n",
@@ -2235,6 +2437,8 @@ static void worker_run(void *arg)
     struct worker *w = arg;
     struct http_server *s = w->srv;
 
+    if (s->cfg.access_log)
+        w->alog = accesslog_local_new(s->cfg.access_log);
     w->data = s->cfg.loop_init ? s->cfg.loop_init(&w->loop, w->idx, s->cfg.loop_arg) : NULL;
     for (size_t i = 0; i < s->cfg.nlisteners; i++)
         if (s->cfg.listeners[i].tls && !w->tls_rbuf)

@@ -36,6 +36,35 @@
 
 struct http_server;   /* opaque; http_server_start() / http_server_free() */
 struct http_exchange; /* opaque; one request and its response */
+struct accesslog;     /* core/accesslog.h */
+
+/* What a handler tells the access log and the completion callback about its answer,
+ * beyond what the server sees (http_x_note()). Zeroed for each request. */
+struct http_x_note {
+    const char *cache;   /* static string: HIT, MISS, STALE, BYPASS...; NULL: none */
+    const char *level;   /* static string: L1, L2, REDIS, PARENT, ORIGIN; NULL: none */
+    int64_t upstream_us; /* time waiting for an upstream; meaningful when has_upstream */
+    int has_upstream;
+    int kind;         /* the handler's own tag for on_done (e.g. an endpoint); 0: none */
+    int sub;          /* and a second one (e.g. the tier) */
+    char model[64];   /* predictions: the model ("" when none) */
+    int64_t version;  /* and its version */
+    char reason[160]; /* why a 502/504 (http_x_error's message when left empty) */
+};
+
+/* An exchange whose last byte went to the socket, or whose connection ended first
+ * (`incomplete`). Times are units_now_us() values. */
+struct http_x_done {
+    size_t listener; /* index in the server's listeners */
+    int status;
+    uint64_t bytes;                      /* body bytes */
+    uint64_t start_us, first_us, end_us; /* first_us 0: no byte went out */
+    int incomplete;
+    const struct http_x_note *note;
+};
+/* Called on the exchange's loop (or while the server stops, after loop_fini: it must only
+ * touch what outlives the loops). */
+typedef void http_x_done_f(const struct http_x_done *d, void *arg);
 
 typedef void http_handler_f(struct http_exchange *x, void *arg);
 typedef void http_x_cb_f(struct http_exchange *x, void *arg);
@@ -84,6 +113,11 @@ struct http_server_cfg {
      * holds), so that the loop can end. */
     void (*loop_fini)(uv_loop_t *loop, void *worker_data, void *arg);
     void *loop_arg;
+    /* Optional: every exchange is logged here (one line when its last byte went), and
+     * reported to on_done(d, loop_arg). The access log must outlive the server. 502 and 504
+     * answers are also logged at warn with their reason, with or without an access log. */
+    struct accesslog *access_log;
+    http_x_done_f *on_done;
 };
 
 /* Fills cfg with defaults: 1 thread, default limits, 10 s header, 30 s body, 60 s idle,
@@ -144,6 +178,8 @@ uv_loop_t *http_x_loop(const struct http_exchange *x);
 void *http_x_worker(const struct http_exchange *x);
 /* Microsecond timestamp (units_now_us) when the request head was complete. */
 uint64_t http_x_start_us(const struct http_exchange *x);
+/* The exchange's note for the access log and on_done; the handler fills what it knows. */
+struct http_x_note *http_x_note(struct http_exchange *x);
 
 /* Answers in one go: status line, the given header lines ("Name: value\r\n" each, may be
  * NULL), Content-Length, Date, Connection, and a copy of the body (left out for HEAD

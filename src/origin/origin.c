@@ -35,10 +35,12 @@
 
 #include <uv.h>
 
+#include "core/accesslog.h"
 #include "core/buf.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/mc.h"
+#include "core/metrics.h"
 #include "core/sdnotify.h"
 #include "core/units.h"
 #include "http/http_cache.h"
@@ -61,8 +63,11 @@ struct origin {
     uint64_t latency_ms;
     const char *cache_control;
     unsigned nworkers;
-    struct origin_stats *stats; /* [nworkers] */
-    struct oworker **workers;   /* [nworkers], set by each worker's loop_init */
+    struct origin_stats *stats;           /* [nworkers] */
+    struct oworker **workers;             /* [nworkers], set by each worker's loop_init */
+    struct metrics_counter *responses[6]; /* by status class, [0] unused */
+    struct metrics_counter *bytes;
+    struct metrics_hist *duration;
 };
 
 struct oworker {
@@ -912,16 +917,83 @@ static void oworker_free(struct oworker *w)
     MC_FREE_OBJ(w);
 }
 
+/* ---- metrics and the admin listener ---- */
+
+static void metrics_init(struct origin *o)
+{
+    char labels[32];
+    for (int k = 1; k <= 5; k++) {
+        snprintf(labels, sizeof(labels), "class=\"%dxx\"", k);
+        o->responses[k] = metrics_counter("mlcdn_origin_responses_total",
+                                          "Responses of the file listener by status class", labels);
+    }
+    o->bytes = metrics_counter("mlcdn_origin_bytes_served_total",
+                               "Body bytes sent by the file listener", NULL);
+    o->duration = metrics_hist("mlcdn_origin_request_duration_seconds",
+                               "Time from request head to the last response byte (file listener, "
+                               "added latency included)",
+                               NULL, 1e6, 16, 60000000);
+}
+
+static void on_done(const struct http_x_done *d, void *arg)
+{
+    struct origin *o = arg;
+    if (d->listener != 0)
+        return;
+    if (d->status >= 100 && d->status < 600)
+        metrics_counter_add(o->responses[d->status / 100], 1);
+    metrics_counter_add(o->bytes, d->bytes);
+    metrics_hist_observe(o->duration, d->end_us - d->start_us);
+}
+
+/* --admin: GET /metrics (Prometheus text) and GET /health, apart from the files so that no
+ * file under --root is shadowed. */
+static void on_admin(struct http_exchange *x, void *arg)
+{
+    const struct http_request *r = http_x_request(x);
+    (void)arg;
+    if (http_str_ieq(r->path, "/health")) {
+        http_x_respond(x, 200, "Content-Type: text/plain\r\nCache-Control: no-store\r\n", "ok\n",
+                       3);
+        return;
+    }
+    if (!http_str_ieq(r->path, "/metrics")) {
+        http_x_error(x, 404, "admin paths: /metrics, /health");
+        return;
+    }
+    if (r->method != HTTP_M_GET && r->method != HTTP_M_HEAD) {
+        http_x_error(x, 405, "use GET");
+        return;
+    }
+    struct buf b;
+    buf_init(&b, 64u << 20);
+    if (metrics_render(&b) != 0) {
+        buf_fini(&b);
+        http_x_error(x, 500, "metrics over 64 MiB");
+        return;
+    }
+    http_x_respond(x, 200, "Content-Type: text/plain; version=0.0.4\r\nCache-Control: no-store\r\n",
+                   b.data, b.len);
+    buf_fini(&b);
+}
+
 /* ---- the subcommand ---- */
+
+static struct accesslog *access_log;
 
 static void on_signal(uv_signal_t *sig, int signum)
 {
     uv_handle_t **hs = sig->data;
 
+    if (signum == SIGUSR1) {
+        accesslog_reopen_all(access_log);
+        return;
+    }
     log_info("origin: stopping", "signal=%d", signum);
     sdnotify_stopping();
     uv_close(hs[0], NULL);
     uv_close(hs[1], NULL);
+    uv_close(hs[2], NULL);
 }
 
 static void usage(void)
@@ -935,6 +1007,8 @@ int origin_main(int argc, char **argv)
     const char *cache_control = "public, max-age=3600", *log_level = "info";
     long threads = 1;
     uint64_t max_body = 256ull << 20;
+    const char *admin = "127.0.0.1:0";
+    struct accesslog_opts lo = {0};
     const struct conf_opt opts[] = {
         {"listen", CONF_STR, &listen, "ADDR:PORT to listen on (port 0: any free port)"},
         {"root", CONF_STR, &root, "directory to serve (required)"},
@@ -943,6 +1017,12 @@ int origin_main(int argc, char **argv)
         {"threads", CONF_INT, &threads, "worker threads (default 1)"},
         {"max-body", CONF_SIZE, &max_body, "largest request body (PUT), default 256M"},
         {"log-level", CONF_STR, &log_level, "debug (one line per request), info, warn, error"},
+        {"admin", CONF_STR, &admin,
+         "admin address for GET /metrics and /health (default 127.0.0.1:0; \"\" disables)"},
+        {"access-log", CONF_STR, &lo.access_log,
+         "one line per request to FILE, '-' (stdout) or 'syslog' (default: none)"},
+        {"access-log-format", CONF_STR, &lo.format, "combined (default) or json"},
+        {"error-log", CONF_STR, &lo.error_log, "log lines to FILE instead of stderr"},
     };
     struct conf conf;
     struct origin o;
@@ -968,6 +1048,11 @@ int origin_main(int argc, char **argv)
     }
     if (log_level_set_name(log_level) != 0) {
         fprintf(stderr, "mlcdn origin: --log-level: '%s' is not a level\n", log_level);
+        rc = 2;
+        goto out;
+    }
+    if (accesslog_setup(&lo, &access_log, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn origin: %s\n", err);
         rc = 2;
         goto out;
     }
@@ -1034,25 +1119,35 @@ int origin_main(int argc, char **argv)
     cfg.listeners[0].arg = &o;
     cfg.listeners[0].name = "origin";
     cfg.nlisteners = 1;
+    if (admin && *admin)
+        cfg.listeners[cfg.nlisteners++] = (struct http_listener_cfg){admin, on_admin, &o, "admin",
+                                                                     0};
     cfg.loop_init = loop_init;
     cfg.loop_fini = loop_fini;
     cfg.loop_arg = &o;
+    cfg.access_log = access_log;
+    cfg.on_done = on_done;
+    metrics_init(&o);
 
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint;
-    uv_handle_t *sigs[2] = {(uv_handle_t *)&sigterm, (uv_handle_t *)&sigint};
+    uv_signal_t sigterm, sigint, sigusr1;
+    uv_handle_t *sigs[3] = {(uv_handle_t *)&sigterm, (uv_handle_t *)&sigint,
+                            (uv_handle_t *)&sigusr1};
     uv_loop_init(&loop);
     uv_signal_init(&loop, &sigterm);
     uv_signal_init(&loop, &sigint);
-    sigterm.data = sigint.data = sigs;
+    uv_signal_init(&loop, &sigusr1);
+    sigterm.data = sigint.data = sigusr1.data = sigs;
     /* Signal handlers first, so a SIGTERM right after the ready line is never lost. */
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigusr1, on_signal, SIGUSR1);
 
     if (http_server_start(&cfg, &srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "mlcdn origin: %s\n", err);
         uv_close(sigs[0], NULL);
         uv_close(sigs[1], NULL);
+        uv_close(sigs[2], NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         goto out_stats;
@@ -1061,8 +1156,15 @@ int origin_main(int argc, char **argv)
         /* The URL names the address as given (0.0.0.0 for ":PORT") and the bound port. */
         const char *colon = strrchr(listen, ':');
         int hl = colon ? (int)(colon - listen) : 0;
-        printf("origin listening on http://%.*s:%d\n", hl ? hl : 7, hl ? listen : "0.0.0.0",
-               http_server_port(srv, 0));
+        char adm[128] = "";
+        if (cfg.nlisteners > 1) {
+            const char *ac = strrchr(admin, ':');
+            int al = ac ? (int)(ac - admin) : 0;
+            snprintf(adm, sizeof(adm), " admin=http://%.*s:%d", al ? al : 9,
+                     al ? admin : "127.0.0.1", http_server_port(srv, 1));
+        }
+        printf("origin listening on http://%.*s:%d%s\n", hl ? hl : 7, hl ? listen : "0.0.0.0",
+               http_server_port(srv, 0), adm);
         fflush(stdout);
     }
     log_info("origin: serving", "root=\"%s\" listen=%s threads=%u latency_ms=%" PRIu64, root,
@@ -1085,6 +1187,7 @@ out_stats:
     free(o.workers);
     free(o.stats);
 out:
+    accesslog_free(&access_log); /* after the server: its last lines are written */
     if (o.rootfd >= 0)
         close(o.rootfd);
     conf_fini(&conf);

@@ -97,17 +97,74 @@ static void metrics_init(struct predict *p)
                                            "Prediction API requests by endpoint and status",
                                            labels);
         }
+    static const char *const cache[3] = {"hit", "partial", "miss"};
+    static const enum predict_ep timed[3] = {PREDICT_EP_PREDICT, PREDICT_EP_BATCH,
+                                             PREDICT_EP_V2_INFER};
+    for (int e = 0; e < 3; e++)
+        for (int c = 0; c < 3; c++) {
+            snprintf(labels, sizeof(labels), "endpoint=\"%s\",cache=\"%s\"", ep_names[timed[e]],
+                     cache[c]);
+            p->lat[timed[e]][c] = metrics_hist(
+                "mlcdn_predict_request_duration_seconds",
+                "Prediction requests answered 200, from request head to the last response byte, "
+                "by endpoint and by prediction cache outcome (hit: every row from the cache)",
+                labels, 1e6, 16, 60000000);
+        }
 }
 
-static void count(struct predict *p, enum predict_ep ep, int status)
+static void count(struct predict *p, struct http_exchange *x, enum predict_ep ep, int status)
 {
+    http_x_note(x)->kind = (int)ep + 1; /* predict_on_done reads it back */
     metrics_counter_add(p->req[ep][st_index(status)], 1);
+}
+
+/* mlcdn_predict_model_requests_total of the version a request resolved to, registered on
+ * its first use (a version's series exist only for what it answered). */
+static void count_version(struct predict_version *v, struct http_exchange *x, enum predict_ep ep,
+                          int status)
+{
+    enum predict_st st = st_index(status);
+    struct metrics_counter *c = atomic_load_explicit(&v->req[ep][st], memory_order_acquire);
+    struct http_x_note *n = http_x_note(x);
+
+    snprintf(n->model, sizeof(n->model), "%s", v->model->name);
+    n->version = v->version;
+    if (!c) {
+        struct buf b;
+        buf_init(&b, 512);
+        buf_puts(&b, "model=\"");
+        metrics_label_esc(&b, v->model->name);
+        buf_printf(&b, "\",version=\"%" PRId64 "\",endpoint=\"%s\",status=\"", v->version,
+                   ep_names[ep]);
+        if (st == PREDICT_ST_OTHER)
+            buf_puts(&b, "other\"");
+        else
+            buf_printf(&b, "%d\"", status);
+        c = metrics_counter("mlcdn_predict_model_requests_total",
+                            "Prediction requests by model, version, endpoint and status", b.data);
+        buf_fini(&b);
+        atomic_store_explicit(&v->req[ep][st], c, memory_order_release);
+    }
+    metrics_counter_add(c, 1);
+}
+
+void predict_on_done(struct predict *p, const struct http_x_done *d)
+{
+    const struct http_x_note *n = d->note;
+    int ep = n->kind - 1;
+    int c;
+
+    if (d->status != 200 ||
+        (ep != PREDICT_EP_PREDICT && ep != PREDICT_EP_BATCH && ep != PREDICT_EP_V2_INFER))
+        return;
+    c = n->cache && !strcmp(n->cache, "HIT") ? 0 : n->cache && !strcmp(n->cache, "PARTIAL") ? 1 : 2;
+    metrics_hist_observe(p->lat[ep][c], d->end_us - d->start_us);
 }
 
 static void reply_err(struct predict *p, struct http_exchange *x, enum predict_ep ep, int status,
                       const char *msg)
 {
-    count(p, ep, status);
+    count(p, x, ep, status);
     if (status == 405) {
         struct buf b;
         buf_init(&b, 4096);
@@ -129,7 +186,7 @@ static void reply_json(struct predict *p, struct http_exchange *x, enum predict_
                        struct buf *b, const char *xcache)
 {
     char h[256];
-    count(p, ep, status);
+    count(p, x, ep, status);
     snprintf(h, sizeof(h),
              "Content-Type: application/json\r\nCache-Control: no-store\r\nX-Edge-Region: "
              "%s\r\n%s%s%s",
@@ -150,6 +207,8 @@ static void preq_free(struct preq *q)
 
 static void fail(struct preq *q, int status, const char *msg)
 {
+    if (q->v)
+        count_version(q->v, q->x, q->ep, status);
     reply_err(q->p, q->x, q->ep, status, msg);
     preq_free(q);
 }
@@ -247,6 +306,8 @@ static void respond(struct preq *q)
         fail(q, 503, "response larger than the edge's 256 MiB response cap");
         return;
     }
+    count_version(v, q->x, q->ep, 200);
+    http_x_note(q->x)->cache = xc;
     reply_json(q->p, q->x, q->ep, 200, &b, xc);
     buf_fini(&b);
     preq_free(q);
@@ -699,7 +760,7 @@ int predict_admin(struct predict *p, struct http_exchange *x, int authorized)
     if (req->method != HTTP_M_POST) {
         static const char msg[] = "{\"error\":\"/admin/models/reload: use POST\","
                                   "\"status\":405}\n";
-        count(p, PREDICT_EP_ADMIN, 405);
+        count(p, x, PREDICT_EP_ADMIN, 405);
         http_x_respond(x, 405, "Allow: POST\r\nContent-Type: application/json\r\n", msg,
                        sizeof(msg) - 1);
         return 1;
@@ -710,7 +771,7 @@ int predict_admin(struct predict *p, struct http_exchange *x, int authorized)
         return 1;
     }
     if (!authorized) {
-        count(p, PREDICT_EP_ADMIN, 401);
+        count(p, x, PREDICT_EP_ADMIN, 401);
         static const char msg[] = "{\"error\":\"reload needs Authorization: Bearer <admin "
                                   "token>\",\"status\":401}\n";
         http_x_respond(x, 401, "WWW-Authenticate: Bearer\r\nContent-Type: application/json\r\n",

@@ -57,5 +57,9 @@ int predict_handle(struct predict *p, struct predict_loop *pl, struct http_excha
 int predict_admin(struct predict *p, struct http_exchange *x, int authorized);
 /* The host is draining: /v2/health/ready answers 503 from now on. Any thread; NULL is fine. */
 void predict_set_draining(struct predict *p);
+/* The host server's on_done for an exchange this module answered (its note's `kind` is
+ * set): observes the end-to-end latency of predictions, to the last byte. Any thread. */
+struct http_x_done;
+void predict_on_done(struct predict *p, const struct http_x_done *d);
 
 #endif

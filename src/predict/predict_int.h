@@ -76,6 +76,34 @@ struct predict_io {
     size_t off; /* outputs: offset of this output in a row's value bytes */
 };
 
+/* Endpoints and the statuses counted apart in mlcdn_predict_requests_total{endpoint,status}
+ * (any other status is status="other"). One list each: the enum, the labels and the sizes
+ * of the counter array all come from it. */
+#define PREDICT_ENDPOINTS(X)                                                                       \
+    X(PREDICT, "predict")                                                                          \
+    X(BATCH, "batch_predict")                                                                      \
+    X(V2_INFER, "v2_infer")                                                                        \
+    X(V2_META, "v2_metadata")                                                                      \
+    X(V2_READY, "v2_ready")                                                                        \
+    X(V2_HEALTH, "v2_health")                                                                      \
+    X(ADMIN, "admin_models")
+#define PREDICT_STATUSES(X) X(200) X(400) X(401) X(403) X(404) X(405) X(408) X(413) X(503)
+
+enum predict_ep {
+#define X(id, label) PREDICT_EP_##id,
+    PREDICT_ENDPOINTS(X)
+#undef X
+        PREDICT_EP__N
+};
+
+enum predict_st {
+#define X(code) PREDICT_ST_##code,
+    PREDICT_STATUSES(X)
+#undef X
+        PREDICT_ST_OTHER,
+    PREDICT_ST__N
+};
+
 struct predict_item;
 
 /* The dynamic batcher of one version (embedded in it; pool->mtx). */
@@ -105,7 +133,11 @@ struct predict_version {
     struct infer_session **sessions; /* [pool threads], each touched by its thread only */
     unsigned nsessions;
     struct predict_batcher batcher;
-    char sig[256]; /* file identity (model.onnx, config.json) at load, for reload */
+    char sig[256];              /* file identity (model.onnx, config.json) at load, for reload */
+    char sha256[65];            /* of model.onnx as loaded (hex) */
+    struct metrics_gauge *info; /* mlcdn_model_info{model,version,sha256}: 1 while loaded */
+    /* mlcdn_predict_model_requests_total series of this version, registered on first use. */
+    struct metrics_counter *_Atomic req[PREDICT_EP__N][PREDICT_ST__N];
 };
 
 struct predict_model {
@@ -121,34 +153,6 @@ struct predict_model {
     struct metrics_hist *bsize; /* rows per run */
     struct metrics_counter *hits, *misses;
     struct metrics_counter *runs, *run_errors;
-};
-
-/* Endpoints and the statuses counted apart in mlcdn_predict_requests_total{endpoint,status}
- * (any other status is status="other"). One list each: the enum, the labels and the sizes
- * of the counter array all come from it. */
-#define PREDICT_ENDPOINTS(X)                                                                       \
-    X(PREDICT, "predict")                                                                          \
-    X(BATCH, "batch_predict")                                                                      \
-    X(V2_INFER, "v2_infer")                                                                        \
-    X(V2_META, "v2_metadata")                                                                      \
-    X(V2_READY, "v2_ready")                                                                        \
-    X(V2_HEALTH, "v2_health")                                                                      \
-    X(ADMIN, "admin_models")
-#define PREDICT_STATUSES(X) X(200) X(400) X(401) X(403) X(404) X(405) X(408) X(413) X(503)
-
-enum predict_ep {
-#define X(id, label) PREDICT_EP_##id,
-    PREDICT_ENDPOINTS(X)
-#undef X
-        PREDICT_EP__N
-};
-
-enum predict_st {
-#define X(code) PREDICT_ST_##code,
-    PREDICT_STATUSES(X)
-#undef X
-        PREDICT_ST_OTHER,
-    PREDICT_ST__N
 };
 
 /* The registry of a models directory. */
@@ -188,6 +192,9 @@ struct predict {
      * (read while the metrics registry is locked: it must not take reg->lock). */
     _Atomic uint64_t rows_hit, rows_missed;
     struct metrics_counter *req[PREDICT_EP__N][PREDICT_ST__N];
+    /* End-to-end latency of answered predictions by endpoint and cache outcome (hit,
+     * partial, miss); only PREDICT, BATCH and V2_INFER are registered. */
+    struct metrics_hist *lat[PREDICT_EP__N][3];
 };
 
 /* A loop's side of the pool: finished items come back here (uv_async). */

@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "cache/cache_key.h"
 #include "core/log.h"
 #include "core/mc.h"
@@ -64,7 +66,34 @@ void predict__version_unref(struct predict_version **vp)
     infer_model_unref(&v->im);
     free(v->in);
     free(v->out);
+    if (v->info)
+        metrics_gauge_add(v->info, -1);
     MC_FREE_OBJ(v);
+}
+
+/* Hex SHA-256 of the file at path into out[65]; "" when it cannot be read. */
+static void file_sha256(const char *path, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE], chunk[65536];
+    unsigned int mdlen = 0;
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    out[0] = '\0';
+    if (!f || !ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        goto out;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (EVP_DigestUpdate(ctx, chunk, n) != 1)
+            goto out;
+    if (ferror(f) || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
+        goto out;
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+out:
+    EVP_MD_CTX_free(ctx);
+    if (f)
+        fclose(f);
 }
 
 static int valid_name(const char *s)
@@ -204,6 +233,8 @@ static int load_version(struct predict_models *r, const char *name, int64_t vers
     lo.batch = v->cfg.max_batch ? v->cfg.max_batch : 1;
     if ((rc = infer_model_load(path, &lo, &v->im, err, errlen)) != 0)
         goto fail;
+    /* The file may change under a later reload: the digest says which bytes are served. */
+    file_sha256(path, v->sha256);
     v->n_in = infer_model_n_inputs(v->im);
     v->n_out = infer_model_n_outputs(v->im);
     if (v->n_in == 0 || v->n_in > 16 || v->n_out == 0 || v->n_out > 16) {
@@ -355,6 +386,23 @@ static struct predict_model *model_new(struct predict_models *r, const char *nam
     return m;
 }
 
+/* mlcdn_model_info of a version being listed: 1 while it is loaded (the count of loaded
+ * versions with those bytes: a reload of an unchanged file adds one before the old one
+ * goes). */
+static void model_info(struct predict_version *v)
+{
+    struct buf b;
+    buf_init(&b, 512);
+    buf_puts(&b, "model=\"");
+    metrics_label_esc(&b, v->model->name);
+    buf_printf(&b, "\",version=\"%" PRId64 "\",sha256=\"%s\"", v->version, v->sha256);
+    v->info = metrics_gauge("mlcdn_model_info",
+                            "Loaded model versions and the SHA-256 of their model.onnx (value 1)",
+                            b.data);
+    buf_fini(&b);
+    metrics_gauge_add(v->info, 1);
+}
+
 /* Lists NAME/VERSION directories holding a model.onnx; returns the count. */
 static size_t scan(struct predict_models *r, struct cand *c, size_t max)
 {
@@ -500,6 +548,7 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
                 nv[nn++] = old;
             } else if (c[i].loaded) {
                 c[i].loaded->model = m;
+                model_info(c[i].loaded);
                 nv[nn++] = c[i].loaded;
                 c[i].loaded = NULL;
             } else if (old) {

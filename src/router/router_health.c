@@ -33,13 +33,20 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
 
 static void set_region_metric(struct router *r, struct router_edge_health *h)
 {
-    char labels[256];
+    struct buf b;
     if (atomic_load(&r->m_answers_region[h->idx]) != NULL || !h->region[0])
         return;
-    snprintf(labels, sizeof(labels), "edge=\"%s\",region=\"%s\"", r->edges[h->idx].name, h->region);
+    /* The region comes from the edge's /health answer: escaped like any label value. */
+    buf_init(&b, 4096);
+    buf_puts(&b, "edge=\"");
+    metrics_label_esc(&b, r->edges[h->idx].name);
+    buf_puts(&b, "\",region=\"");
+    metrics_label_esc(&b, h->region);
+    buf_puts(&b, "\"");
     atomic_store(&r->m_answers_region[h->idx],
                  metrics_counter("mlcdn_router_answers_by_region_total",
-                                 "DNS answers by chosen edge and the region it reports", labels));
+                                 "DNS answers by chosen edge and the region it reports", b.data));
+    buf_fini(&b);
 }
 
 /* Applies one check result. */
@@ -195,21 +202,27 @@ int router__health_start(struct router *r, char *err, size_t errlen)
     }
     for (size_t i = 0; i < r->nedges; i++) {
         struct router_edge_health *h = &r->health[i];
-        char labels[200];
+        char labels[600], name[400];
+        struct buf nb;
         MC_INIT_OBJ(h, ROUTER_EDGE_HEALTH_MAGIC);
+        buf_init(&nb, sizeof(name) - 1);
+        if (metrics_label_esc(&nb, r->edges[i].name) != 0)
+            buf_reset(&nb);
+        snprintf(name, sizeof(name), "%s", nb.len ? nb.data : "");
+        buf_fini(&nb);
         h->r = r;
         h->idx = i;
         h->up = -1;
         h->easy = curl_easy_init();
         MC_ASSERT(h->easy != NULL);
         buf_init(&h->body, ROUTER_HEALTH_BODY_MAX);
-        snprintf(labels, sizeof(labels), "edge=\"%s\",to=\"up\"", r->edges[i].name);
+        snprintf(labels, sizeof(labels), "edge=\"%s\",to=\"up\"", name);
         h->to_up = metrics_counter("mlcdn_router_health_transitions_total",
                                    "Edge health state changes", labels);
-        snprintf(labels, sizeof(labels), "edge=\"%s\",to=\"down\"", r->edges[i].name);
+        snprintf(labels, sizeof(labels), "edge=\"%s\",to=\"down\"", name);
         h->to_down = metrics_counter("mlcdn_router_health_transitions_total",
                                      "Edge health state changes", labels);
-        snprintf(labels, sizeof(labels), "edge=\"%s\"", r->edges[i].name);
+        snprintf(labels, sizeof(labels), "edge=\"%s\"", name);
         h->g_up = metrics_gauge("mlcdn_router_edge_up", "1 when the edge passes its checks",
                                 labels);
         h->g_load = metrics_gauge("mlcdn_router_edge_load", "Load the edge reports", labels);

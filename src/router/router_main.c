@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/accesslog.h"
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/mc.h"
@@ -95,8 +96,9 @@ static int parse_latlon(const char *s, double *lat, double *lon)
     return 0;
 }
 
-static uv_signal_t sig_int, sig_term;
+static uv_signal_t sig_int, sig_term, sig_usr1;
 static struct http_server *http_srv;
+static struct accesslog *access_log;
 
 /* Closes the signal handles that were initialized (a zeroed handle has no type). */
 static void close_signals(void)
@@ -105,6 +107,15 @@ static void close_signals(void)
         uv_close((uv_handle_t *)&sig_int, NULL);
     if (sig_term.type == UV_SIGNAL && !uv_is_closing((uv_handle_t *)&sig_term))
         uv_close((uv_handle_t *)&sig_term, NULL);
+    if (sig_usr1.type == UV_SIGNAL && !uv_is_closing((uv_handle_t *)&sig_usr1))
+        uv_close((uv_handle_t *)&sig_usr1, NULL);
+}
+
+static void on_usr1(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    accesslog_reopen_all(access_log);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -162,6 +173,7 @@ int router_main(int argc, char **argv)
 {
     const char *dns = "127.0.0.1:5353", *http = NULL, *zone = NULL, *deflt = NULL;
     const char *log_level = "info";
+    struct accesslog_opts logo = {0};
     struct conf_strlist geoip = {0}, edges = {0}, names = {0}, statics = {0}, countries = {0};
     uint64_t ttl_ms = 20000, zone_ttl_ms = 3600000, neg_ttl_ms = 20000;
     uint64_t interval_ms = 1000, timeout_ms = 500;
@@ -198,6 +210,10 @@ int router_main(int argc, char **argv)
         {"edns-size", CONF_INT, &edns_size, "largest UDP answer / advertised EDNS size (1232)"},
         {"redirect-port", CONF_INT, &redirect_port, "edge HTTP port in /r/ redirects (80)"},
         {"log-level", CONF_STR, &log_level, "debug, info, warn, error"},
+        {"access-log", CONF_STR, &logo.access_log,
+         "one line per HTTP request to FILE, '-' (stdout) or 'syslog' (default: none)"},
+        {"access-log-format", CONF_STR, &logo.format, "combined (default) or json"},
+        {"error-log", CONF_STR, &logo.error_log, "log lines to FILE instead of stderr"},
     };
     struct conf c = {0};
     char err[512];
@@ -220,6 +236,11 @@ int router_main(int argc, char **argv)
     }
     if (log_level_set_name(log_level) < 0) {
         fprintf(stderr, "mlcdn router: --log-level '%s' unknown\n", log_level);
+        goto out_conf;
+    }
+    if (accesslog_setup(&logo, &access_log, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn router: %s\n", err);
+        rc = 2;
         goto out_conf;
     }
     r = mc_xcalloc(1, sizeof(*r));
@@ -310,7 +331,8 @@ int router_main(int argc, char **argv)
     if (uv_loop_init(&loop) != 0)
         FAIL("cannot set up the main loop (out of descriptors?)");
     r->loop = &loop;
-    if (uv_signal_init(&loop, &sig_int) != 0 || uv_signal_init(&loop, &sig_term) != 0) {
+    if (uv_signal_init(&loop, &sig_int) != 0 || uv_signal_init(&loop, &sig_term) != 0 ||
+        uv_signal_init(&loop, &sig_usr1) != 0) {
         close_signals();
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
@@ -319,6 +341,7 @@ int router_main(int argc, char **argv)
     sig_int.data = sig_term.data = r;
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_usr1, on_usr1, SIGUSR1);
     if (router__dns_start(r, dns, (unsigned)udp_threads, err, sizeof(err)) < 0) {
         close_signals();
         uv_run(&loop, UV_RUN_NOWAIT);
@@ -343,6 +366,7 @@ int router_main(int argc, char **argv)
         hc.loop_init = router__http_loop_init;
         hc.loop_fini = router__http_loop_fini;
         hc.loop_arg = r;
+        hc.access_log = access_log;
         if (http_server_start(&hc, &http_srv, err, sizeof(err)) < 0) {
             close_signals();
             router__dns_stop(r);
@@ -381,6 +405,7 @@ out:
         MC_FREE_OBJ(r);
     }
 out_conf:
+    accesslog_free(&access_log); /* after the HTTP server: its last lines are written */
     conf_fini(&c);
     return rc;
 }
