@@ -1254,6 +1254,7 @@ int l2_open(const struct l2_cfg *cfg, struct l2 **out, char *errbuf, size_t errl
         goto fail;
     }
     cache_policy_set_max_object(l2->pol, l2->max_object);
+    cache_policy_set_objective(l2->pol, cfg->objective);
     what = "cannot create directory";
     if ((err = mkdir_p(cfg->dir)) != 0)
         goto fail;

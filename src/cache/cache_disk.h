@@ -41,6 +41,8 @@ struct l2_cfg {
     const char *dir;    /* created (with parents) if missing */
     uint64_t budget;    /* bytes: header (padded) + body of every file */
     const char *policy; /* cache_policy_new() name; NULL = "default" */
+    /* what the policy optimises; a disk tier usually wants byte hits (origin bandwidth) */
+    enum cache_policy_objective objective;
 };
 
 /* Opens the store: creates dir, takes an exclusive lock on it (one process per dir),

@@ -56,7 +56,8 @@ static uint64_t key_hash(const char *k, size_t n, uint64_t *bucket_bits)
     return a;
 }
 
-int l1_new(uint64_t budget, const char *policy, unsigned nshards, struct l1 **out)
+int l1_new(uint64_t budget, const char *policy, enum cache_policy_objective objective,
+           unsigned nshards, struct l1 **out)
 {
     struct l1 *c;
 
@@ -80,6 +81,7 @@ int l1_new(uint64_t budget, const char *policy, unsigned nshards, struct l1 **ou
             l1_free(&c);
             return err;
         }
+        cache_policy_set_objective(s->pol, objective);
     }
     *out = c;
     return 0;

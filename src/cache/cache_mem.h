@@ -20,9 +20,11 @@ struct l1; /* opaque; l1_new() / l1_free() */
 
 #define L1_OBJ_OVERHEAD 512u
 
-/* Creates a store of `budget` bytes with the named eviction policy. Returns 0 or -EINVAL
- * (unknown policy). The caller owns *out. */
-int l1_new(uint64_t budget, const char *policy, unsigned nshards, struct l1 **out);
+/* Creates a store of `budget` bytes with the named eviction policy optimising `objective`
+ * (object hits for a memory tier). Returns 0 or -EINVAL (unknown policy). The caller owns
+ * *out. */
+int l1_new(uint64_t budget, const char *policy, enum cache_policy_objective objective,
+           unsigned nshards, struct l1 **out);
 void l1_free(struct l1 **c);
 
 /* Looks up the variant of primary key `pkey` that matches the request's Vary'd headers.

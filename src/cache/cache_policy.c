@@ -94,6 +94,34 @@ uint64_t cache_policy_max_object(const struct cache_policy *p)
     return p->max_object != 0 && p->max_object < p->capacity ? p->max_object : p->capacity;
 }
 
+int cache_policy_objective_parse(const char *s, enum cache_policy_objective *out)
+{
+    if (s != NULL && !strcmp(s, "objects"))
+        *out = CACHE_POLICY_OBJECTS;
+    else if (s != NULL && !strcmp(s, "bytes"))
+        *out = CACHE_POLICY_BYTES;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+const char *cache_policy_objective_name(enum cache_policy_objective o)
+{
+    return o == CACHE_POLICY_BYTES ? "bytes" : "objects";
+}
+
+void cache_policy_set_objective(struct cache_policy *p, enum cache_policy_objective o)
+{
+    MC_CHECK_OBJ_NOTNULL(p, CACHE_POLICY_MAGIC);
+    p->objective = o;
+}
+
+enum cache_policy_objective cache_policy_objective(const struct cache_policy *p)
+{
+    MC_CHECK_OBJ_NOTNULL(p, CACHE_POLICY_MAGIC);
+    return p->objective;
+}
+
 enum cache_policy_admit cache_policy_insert(struct cache_policy *p, struct cache_pnode *pub,
                                             uint64_t hash, uint64_t size)
 {

@@ -79,4 +79,20 @@ int cache_policy_hit_concurrent(const struct cache_policy *p);
 void cache_policy_set_max_object(struct cache_policy *p, uint64_t max_units);
 uint64_t cache_policy_max_object(const struct cache_policy *p);
 
+/* What the policy optimises: hits counted per object (latency; the memory tier and the
+ * prediction cache) or per byte (origin bandwidth; the disk tier). The default policy
+ * weighs an object's expected hits by its size under `bytes` and not under `objects`
+ * when it decides whether a newcomer is worth the objects it would displace; the other
+ * policies ignore it. Set it before the first insert. */
+enum cache_policy_objective {
+    CACHE_POLICY_OBJECTS = 0, /* the default */
+    CACHE_POLICY_BYTES = 1,
+};
+
+/* "objects" or "bytes" -> *out; returns 0 or -EINVAL (then *out is untouched). */
+int cache_policy_objective_parse(const char *s, enum cache_policy_objective *out);
+const char *cache_policy_objective_name(enum cache_policy_objective o);
+void cache_policy_set_objective(struct cache_policy *p, enum cache_policy_objective o);
+enum cache_policy_objective cache_policy_objective(const struct cache_policy *p);
+
 #endif

@@ -126,6 +126,7 @@ struct cache_policy {
     uint64_t max_object; /* admission: larger objects are refused; 0 = capacity */
     struct cache__pn *pending;
     uint64_t evictions; /* lifetime, for stats */
+    enum cache_policy_objective objective;
 };
 
 /* Ghost: remembers hashes of recently evicted objects, bounded by a budget in the store's
@@ -153,6 +154,25 @@ void cache__ghost_add(struct cache__ghost *g, uint64_t hash, uint64_t size, int 
 /* If `hash` is remembered: forgets it, stores its tag in *tag and returns 1 + the units
  * added to the ghost after it (its distance into the ghost); else 0. */
 uint64_t cache__ghost_take(struct cache__ghost *g, uint64_t hash, int *tag);
+
+/* Frequency sketch: 4-bit count-min counters with periodic halving (TinyLFU); see
+ * cache_policy_sketch.c. Bounded by the resident count, O(1) per call (amortised aging). */
+struct cache__sketch {
+    uint64_t *tab;  /* 16 counters of 4 bits per word */
+    uint64_t words; /* power of two */
+    uint64_t mask;  /* counters - 1 */
+    uint64_t adds;  /* since the last halving */
+    uint64_t sample;
+};
+
+#define CACHE__SKETCH_MAX 15u /* counters saturate here */
+
+void cache__sketch_init(struct cache__sketch *s, uint64_t entries);
+void cache__sketch_fini(struct cache__sketch *s);
+/* Re-sizes for `entries` objects; growing forgets the counts. */
+void cache__sketch_reserve(struct cache__sketch *s, uint64_t entries);
+void cache__sketch_add(struct cache__sketch *s, uint64_t hash, uint32_t n);
+uint32_t cache__sketch_estimate(const struct cache__sketch *s, uint64_t hash);
 
 extern const struct cache__policy_ops cache__policy_lru;
 extern const struct cache__policy_ops cache__policy_fifo;

@@ -1,4 +1,5 @@
-/* src/cache/cache_policy_mlcdn.c: "mlcdn", the default policy: adaptive S3-FIFO.
+/* src/cache/cache_policy_mlcdn.c: "mlcdn", the default policy: adaptive S3-FIFO with a
+ * frequency sketch and an objective.
  *
  * S3-FIFO's structure (a small probation FIFO, a main FIFO with a 2-bit CLOCK, a ghost of
  * hashes) with the split between the two queues tuned online, ARC-style, from two ghosts:
@@ -10,13 +11,23 @@
  * The small target stays within [1%, 99%] of the capacity (starts at 10%). A newcomer
  * found in either ghost goes straight to main. Small-queue eviction promotes a node hit
  * twice while on probation; main eviction gives a node hit since its last round another
- * round (its counter, capped at 3, decremented).
+ * round (its CLOCK level, capped at 3, decremented).
  *
- * Size-aware admission: a first-seen object larger than the small target is not stored
- * (it would flush the probation queue) but remembered in ghost S, tagged; asked for again
- * while remembered, it enters main (no adaptation: it never was on probation). So a giant
- * must prove itself once before it can displace anything. Stores add a hard bound with
- * cache_policy_set_max_object().
+ * Frequency: a TinyLFU count-min sketch (cache_policy_sketch.c) counts every request: a
+ * miss when it is offered, a hit when the policy next looks at the node (eviction scan,
+ * removal), so cache_policy_hit() stays one relaxed bump of the node's counter.
+ *
+ * Objective `objects` (the default) on mixed sizes: a newcomer that would displace resident
+ * objects is admitted only if its expected hits per unit of space are at least those of an
+ * average request: sketch count x mean requested size >= its size. A first-seen object
+ * larger than the mean request would take the room of several typical objects for one
+ * expected hit; each further request it gets raises its count, so a popular large object
+ * still gets in. With unit sizes the rule always admits.
+ *
+ * Size-aware admission (both objectives): a first-seen object larger than the small target
+ * is not stored (it would flush the probation queue) but remembered in ghost S, tagged;
+ * asked for again while remembered, it enters main (no adaptation: it never was on
+ * probation). Stores add a hard bound with cache_policy_set_max_object().
  *
  * Hits only bump the node's counter (relaxed atomics); everything else runs under the
  * caller's lock. Rationale and measurements: docs/internals/eviction.md. */
@@ -36,6 +47,8 @@ struct mlcdn {
     uint64_t small_target; /* adapted; in the store's unit */
     uint64_t small_min, small_max;
     int has_evicted;
+    struct cache__sketch sk;
+    uint64_t req_units, req_n; /* requested units and requests (halved now and then) */
 };
 
 static void bounds(struct mlcdn *m)
@@ -59,6 +72,7 @@ static void ml_init(struct cache_policy *p)
     cache__list_init(&m->main);
     cache__ghost_init(&m->ghost_s, 0, 64);
     cache__ghost_init(&m->ghost_m, 0, 64);
+    cache__sketch_init(&m->sk, 64);
     bounds(m);
 }
 
@@ -68,13 +82,55 @@ static void ml_fini(struct cache_policy *p)
 
     cache__ghost_fini(&m->ghost_s);
     cache__ghost_fini(&m->ghost_m);
+    cache__sketch_fini(&m->sk);
+}
+
+/* Counts a request of `size` units in the mean request size; the sums are halved once
+ * they hold 2^20 requests, so the mean follows the traffic. */
+static void count_request(struct mlcdn *m, uint64_t size, uint32_t n)
+{
+    m->req_units += size * n;
+    m->req_n += n;
+    if (m->req_n >= 1u << 20) {
+        m->req_units /= 2;
+        m->req_n /= 2;
+    }
+}
+
+/* Folds the hits a node took since the policy last looked into the sketch and the mean. */
+static void fold(struct mlcdn *m, struct cache__pn *v, uint32_t f)
+{
+    cache__sketch_add(&m->sk, v->hash, f);
+    count_request(m, v->size, f);
+}
+
+/* Objective `objects`: 1 if the newcomer, seen `est` times lately, is worth the room it
+ * takes from what it would displace (see the file comment). */
+static int worth_its_room(const struct mlcdn *m, const struct cache__pn *n, uint32_t est)
+{
+    const struct cache_policy *p = &m->base;
+
+    /* A saturated count is as popular as the sketch can tell: a large object that hot
+     * gets in whatever its size. */
+    if (p->objective != CACHE_POLICY_OBJECTS || p->used + n->size <= p->capacity || m->req_n == 0 ||
+        est >= CACHE__SKETCH_MAX)
+        return 1;
+    /* est x (req_units / req_n) >= size, without the division. */
+    return (uint64_t)est * m->req_units >= n->size * m->req_n;
 }
 
 static enum cache_policy_admit ml_admit(struct cache_policy *p, struct cache__pn *n)
 {
     struct mlcdn *m = (struct mlcdn *)p;
     int tag = 0;
+    uint32_t est;
 
+    cache__sketch_add(&m->sk, n->hash, 1);
+    count_request(m, n->size, 1);
+    /* At least this request, even if the sketch just aged. */
+    est = MC_MAX(cache__sketch_estimate(&m->sk, n->hash), 1u);
+    if (!worth_its_room(m, n, est))
+        return CACHE_POLICY_REJECTED;
     if (cache__ghost_take(&m->ghost_s, n->hash, &tag)) {
         n->flags |= F_TO_MAIN;
         if (!tag)
@@ -95,6 +151,7 @@ static void ml_link(struct cache_policy *p, struct cache__pn *n)
     struct mlcdn *m = (struct mlcdn *)p;
 
     cache__freq_set(n, 0);
+    n->spare = 0;
     /* Until the first eviction there is nothing to protect: newcomers that do not fit in
      * the small queue fill main, as libCacheSim's S3-FIFO does. */
     if ((n->flags & F_TO_MAIN) || (!m->has_evicted && m->small.used >= m->small_target)) {
@@ -108,25 +165,29 @@ static void ml_link(struct cache_policy *p, struct cache__pn *n)
     if (p->count > m->ghost_s.live_max) {
         cache__ghost_reserve(&m->ghost_s, p->count + p->count / 2);
         cache__ghost_reserve(&m->ghost_m, p->count + p->count / 2);
+        cache__sketch_reserve(&m->sk, p->count + p->count / 2);
     }
 }
 
 static struct cache__pn *evict_main(struct mlcdn *m)
 {
     struct cache__pn *v;
-    uint32_t f;
+    uint32_t f, c;
 
-    /* Terminates: every pass decrements the counter of the node it re-queues (a hit racing
+    /* Terminates: every pass lowers the CLOCK level of the node it re-queues (a hit racing
      * with the scan can re-raise one, bounded by the number of concurrent hits). */
     while ((v = cache__list_oldest(&m->main)) != NULL) {
         cache__list_del(&m->main, v);
         f = cache__freq(v);
-        if (f == 0) {
+        cache__freq_set(v, 0);
+        fold(m, v, f);
+        c = MC_MIN(v->spare + f, FREQ_CAP);
+        if (c == 0) {
             v->q = 0;
             cache__ghost_add(&m->ghost_m, v->hash, v->size, 0);
             return v;
         }
-        cache__freq_set(v, MC_MIN(f, FREQ_CAP) - 1);
+        v->spare = (uint16_t)(c - 1);
         cache__list_push(&m->main, v);
     }
     return NULL;
@@ -136,14 +197,18 @@ static struct cache__pn *ml_evict(struct cache_policy *p)
 {
     struct mlcdn *m = (struct mlcdn *)p;
     struct cache__pn *v;
+    uint32_t f;
 
     m->has_evicted = 1;
     if (m->main.used > p->capacity - m->small_target || cache__list_empty(&m->small))
         return evict_main(m);
     while ((v = cache__list_oldest(&m->small)) != NULL) {
         cache__list_del(&m->small, v);
-        if (cache__freq(v) >= PROMOTE_HITS) {
-            cache__freq_set(v, 0);
+        f = cache__freq(v);
+        cache__freq_set(v, 0);
+        fold(m, v, f);
+        if (f >= PROMOTE_HITS) {
+            v->spare = 0;
             v->q = Q_MAIN;
             cache__list_push(&m->main, v);
             continue;
@@ -157,7 +222,7 @@ static struct cache__pn *ml_evict(struct cache_policy *p)
 
 static void ml_hit(struct cache_policy *p, struct cache__pn *n)
 {
-    cache__freq_bump(n, FREQ_CAP);
+    cache__freq_bump(n, CACHE__FREQ_MAX);
 }
 
 static void ml_unlink(struct cache_policy *p, struct cache__pn *n)
@@ -165,6 +230,7 @@ static void ml_unlink(struct cache_policy *p, struct cache__pn *n)
     struct mlcdn *m = (struct mlcdn *)p;
 
     cache__list_del(n->q == Q_SMALL ? &m->small : &m->main, n);
+    fold(m, n, cache__freq(n));
     n->q = 0;
 }
 

@@ -55,8 +55,8 @@ static void hash2(const void *key, size_t klen, uint64_t *lo, uint64_t *hi)
     memcpy(hi, h + 8, 8);
 }
 
-int cache_pred_new(uint64_t max_bytes, const char *policy, unsigned nshards,
-                   struct cache_pred **out)
+int cache_pred_new(uint64_t max_bytes, const char *policy, enum cache_policy_objective objective,
+                   unsigned nshards, struct cache_pred **out)
 {
     struct cache_pred *c;
 
@@ -82,6 +82,7 @@ int cache_pred_new(uint64_t max_bytes, const char *policy, unsigned nshards,
             MC_FREE_OBJ(c);
             return -EINVAL;
         }
+        cache_policy_set_objective(s->pol, objective);
         pthread_mutex_init(&s->mtx, NULL);
         s->nbuckets = 64;
         s->tab = mc_xcalloc(s->nbuckets, sizeof(*s->tab));

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cache/cache_policy.h"
+
 struct cache_pred; /* opaque; cache_pred_new() / cache_pred_free() */
 
 struct cache_pred_stats {
@@ -20,10 +22,10 @@ struct cache_pred_stats {
 };
 
 /* New cache of max_bytes (split evenly over nshards, 0 = 16) with eviction `policy`
- * (cache_policy_names()). Returns 0, or -EINVAL for an unknown policy or a zero budget.
- * The caller owns *out. */
-int cache_pred_new(uint64_t max_bytes, const char *policy, unsigned nshards,
-                   struct cache_pred **out);
+ * (cache_policy_names()) optimising `objective` (rows served from cache: objects).
+ * Returns 0, or -EINVAL for an unknown policy or a zero budget. The caller owns *out. */
+int cache_pred_new(uint64_t max_bytes, const char *policy, enum cache_policy_objective objective,
+                   unsigned nshards, struct cache_pred **out);
 void cache_pred_free(struct cache_pred **cp);
 
 /* Looks key up. On a hit copies the value into val (vcap bytes), sets *vlen and returns

@@ -23,6 +23,9 @@ struct edge_cfg {
     const char *region;
     uint64_t mem;       /* L1 budget, bytes */
     const char *policy; /* eviction policy name */
+    /* What each tier's policy optimises, "objects" or "bytes"; NULL = the tier's default
+     * (objects for L1 and the prediction cache, bytes for L2). */
+    const char *mem_objective, *disk_objective, *predict_objective;
     unsigned threads;
     const char *admin_token; /* NULL: PURGE is refused (no token configured) */
     uint64_t connect_timeout_ms;

@@ -145,10 +145,12 @@ struct edge {
     struct edge_redis *redis;                      /* --redis tier, or NULL */
     const struct edge_tier_ops *tiers[EDGE_LV__N]; /* the chain behind L1, nearest first */
     size_t ntiers;
-    struct edge_routes *routes; /* route table from the config file, or NULL */
-    uint64_t max_mem_object;    /* larger bodies live in files and skip L1 */
-    _Atomic uint64_t l2_clock;  /* L2 hits so far: the clock of L1 admission (edge_tier_l2.c) */
-    char name[64];              /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
+    struct edge_routes *routes;                 /* route table from the config file, or NULL */
+    uint64_t max_mem_object;                    /* larger bodies live in files and skip L1 */
+    enum cache_policy_objective disk_objective; /* of L2's policy */
+    enum cache_policy_objective cfg_predict_objective; /* of the prediction caches */
+    _Atomic uint64_t l2_clock; /* L2 hits so far: the clock of L1 admission (edge_tier_l2.c) */
+    char name[64];             /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
     /* Request hardening (edge_req.c, set up by edge__req_init). */
     const char **strip; /* fields removed on arrival; owned array of borrowed names */
     size_t nstrip;

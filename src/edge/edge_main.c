@@ -124,6 +124,7 @@ static int start_predict(struct edge *e, char *err, size_t errlen)
         .models_dir = c->models_dir,
         .infer_threads = c->infer_threads,
         .predict_cache = c->predict_cache,
+        .predict_objective = e->cfg_predict_objective,
         .max_batch = c->max_batch,
         .max_delay_us = c->max_delay_us,
         .models_poll_ms = c->models_poll_ms,
@@ -202,6 +203,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
 {
     struct edge *e = mc_xcalloc(1, sizeof(*e));
     struct http_server_cfg sc;
+    enum cache_policy_objective mem_obj;
     int rc;
 
     MC_INIT_OBJ(e, EDGE_MAGIC);
@@ -276,7 +278,25 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->keyopts.n_ignore = cfg->n_ignore;
     if ((rc = edge__req_init(e, err, errlen)) != 0)
         goto fail;
-    rc = l1_new(cfg->mem, cfg->policy, 16, &e->l1);
+    struct {
+        const char *flag, *val;
+        enum cache_policy_objective *out, dflt;
+    } objs[] = {
+        {"mem-objective", cfg->mem_objective, &mem_obj, CACHE_POLICY_OBJECTS},
+        {"disk-objective", cfg->disk_objective, &e->disk_objective, CACHE_POLICY_BYTES},
+        {"predict-objective", cfg->predict_objective, &e->cfg_predict_objective,
+         CACHE_POLICY_OBJECTS},
+    };
+    for (size_t i = 0; i < MC_ARRAY_SIZE(objs); i++) {
+        *objs[i].out = objs[i].dflt;
+        if (objs[i].val != NULL && cache_policy_objective_parse(objs[i].val, objs[i].out) != 0) {
+            snprintf(err, errlen, "--%s: '%s' is not an objective (objects or bytes)", objs[i].flag,
+                     objs[i].val);
+            rc = -EINVAL;
+            goto fail;
+        }
+    }
+    rc = l1_new(cfg->mem, cfg->policy, mem_obj, 16, &e->l1);
     if (rc) {
         snprintf(err, errlen, "--policy: unknown eviction policy '%s'", cfg->policy);
         goto fail;
@@ -470,6 +490,12 @@ int edge_main(int argc, char **argv)
          "parent edge URL: misses go there first, then to the origins"},
         {"mem", CONF_SIZE, &cfg.mem, "L1 memory budget (default 256M)"},
         {"policy", CONF_STR, &cfg.policy, "eviction policy (default: mlcdn's adaptive policy)"},
+        {"mem-objective", CONF_STR, &cfg.mem_objective,
+         "what L1's policy optimises: objects (hits, the default) or bytes"},
+        {"disk-objective", CONF_STR, &cfg.disk_objective,
+         "what L2's policy optimises: bytes (origin bandwidth, the default) or objects"},
+        {"predict-objective", CONF_STR, &cfg.predict_objective,
+         "what the prediction caches optimise: objects (the default) or bytes"},
         {"threads", CONF_INT, &threads, "worker threads (default 1)"},
         {"admin-token", CONF_STR, &cfg.admin_token, "bearer token for PURGE on the admin port"},
         {"connect-timeout", CONF_DURATION, &cfg.connect_timeout_ms, "origin connect timeout"},

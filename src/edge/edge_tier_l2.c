@@ -667,7 +667,7 @@ static int l2t_open(struct edge *e, char *err, size_t errlen)
      * file asked for once is asked for again): SIEVE admits everything and still resists
      * scans; the choosier admission (S3-FIFO's small queue) is L1's. */
     struct l2_cfg lc = {e->cfg.disk_dir, e->cfg.disk,
-                        e->cfg.disk_policy ? e->cfg.disk_policy : "sieve"};
+                        e->cfg.disk_policy ? e->cfg.disk_policy : "sieve", e->disk_objective};
     if (e->cfg.disk < (1u << 20)) {
         snprintf(err, errlen, "--disk: at least 1M of disk cache is needed with --disk-dir");
         return -EINVAL;

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cache/cache_policy.h"
+
 struct plan_trace {
     uint64_t nreq;
     uint64_t nobj;
@@ -37,10 +39,12 @@ struct plan_sim_result {
 };
 
 /* Replays `t` through the policy `policy` (a cache_policy_names() entry) with `capacity`
- * units: bytes, or objects when `by_objects`. A request whose size differs from the
- * cached copy's is a miss that replaces it. Returns 0 or -EINVAL (unknown policy). */
+ * units: bytes, or objects when `by_objects`, optimising `objective` (see
+ * cache_policy_set_objective()). A request whose size differs from the cached copy's is a
+ * miss that replaces it. Returns 0 or -EINVAL (unknown policy). */
 int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t capacity,
-                      int by_objects, struct plan_sim_result *out);
+                      int by_objects, enum cache_policy_objective objective,
+                      struct plan_sim_result *out);
 
 /* Belady's MIN: on a miss, admit and evict the resident objects whose next request is
  * furthest away until the newcomer fits (offline; the optimum for unit sizes). */

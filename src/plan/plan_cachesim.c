@@ -19,7 +19,8 @@
 #include "plan/plan.h"
 
 int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t capacity,
-                      int by_objects, struct plan_sim_result *out)
+                      int by_objects, enum cache_policy_objective objective,
+                      struct plan_sim_result *out)
 {
     struct cache_policy *p = NULL;
     struct cache_pnode *nodes, *v;
@@ -31,6 +32,7 @@ int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t c
     rc = cache_policy_new(policy, capacity, &p);
     if (rc != 0)
         return rc;
+    cache_policy_set_objective(p, objective);
     nodes = mc_xcalloc(t->nobj, sizeof(*nodes));
     cur = mc_xcalloc(t->nobj, sizeof(*cur));
     t0 = units_now_ns();
@@ -86,7 +88,8 @@ static const char *const all_policies[] = {"lru",    "fifo",    "clock", "sieve"
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: mlcdn cachesim --trace FILE [--format csv] [--policy NAME[,NAME...]]\n"
-               "                      --size SIZE[,SIZE...] [--by-objects] [--json]\n\n"
+               "                      --size SIZE[,SIZE...] [--by-objects]\n"
+               "                      [--objective objects|bytes] [--json]\n\n"
                "Replays a t,key,size trace through the edge's eviction policies and prints the\n"
                "object and byte miss ratios (misses/requests, missed bytes/requested bytes).\n\n"
                "Options:\n"
@@ -102,6 +105,9 @@ static void usage(FILE *f)
             "                   trace's working set (1%%: of its unique bytes, or of its unique\n"
             "                   keys with --by-objects or when the trace has no sizes)\n"
             "  --by-objects     count objects instead of bytes\n"
+            "  --objective OBJ  what the policies optimise: objects (object hits, the\n"
+            "                   default, as the memory tier) or bytes (byte hits, as the\n"
+            "                   disk tier); both miss ratios are printed either way\n"
             "  --json           print JSON instead of a table\n");
 }
 
@@ -152,6 +158,7 @@ int cachesim_main(int argc, char **argv)
     char *pol[MAXLIST], *szs[MAXLIST];
     struct csize sizes[MAXLIST];
     int npol, nsz, by_objects = 0, json = 0, rc = 0;
+    enum cache_policy_objective objective = CACHE_POLICY_OBJECTS;
     struct plan_trace *t = NULL;
     char err[512];
     json_t *jres = NULL;
@@ -160,7 +167,7 @@ int cachesim_main(int argc, char **argv)
         const char *a = argv[i];
         const char *val = NULL;
         int takes = !strcmp(a, "--trace") || !strcmp(a, "--format") || !strcmp(a, "--policy") ||
-                    !strcmp(a, "--size");
+                    !strcmp(a, "--size") || !strcmp(a, "--objective");
         if (takes) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "mlcdn cachesim: %s: missing value\n", a);
@@ -177,7 +184,16 @@ int cachesim_main(int argc, char **argv)
             free(policy_arg), policy_arg = mc_xstrdup(val);
         else if (!strcmp(a, "--size"))
             free(size_arg), size_arg = mc_xstrdup(val);
-        else if (!strcmp(a, "--by-objects"))
+        else if (!strcmp(a, "--objective")) {
+            if (cache_policy_objective_parse(val, &objective) != 0) {
+                fprintf(stderr,
+                        "mlcdn cachesim: --objective: '%s' is not an objective (known: objects "
+                        "bytes)\n",
+                        val);
+                rc = 2;
+                goto out;
+            }
+        } else if (!strcmp(a, "--by-objects"))
             by_objects = 1;
         else if (!strcmp(a, "--json"))
             json = 1;
@@ -252,9 +268,11 @@ int cachesim_main(int argc, char **argv)
     if (json) {
         jres = json_array();
     } else {
-        printf("trace %s: %llu requests, %llu objects, %llu unique bytes; sizes in %s\n",
+        printf("trace %s: %llu requests, %llu objects, %llu unique bytes; sizes in %s; "
+               "objective %s\n",
                trace_path, (unsigned long long)t->nreq, (unsigned long long)t->nobj,
-               (unsigned long long)t->unique_bytes, by_objects ? "objects" : "bytes");
+               (unsigned long long)t->unique_bytes, by_objects ? "objects" : "bytes",
+               cache_policy_objective_name(objective));
         printf("%-8s %-8s %14s %10s %10s %10s\n", "policy", "size", "capacity", "miss", "byte_miss",
                "Mreq/s");
     }
@@ -264,7 +282,7 @@ int cachesim_main(int argc, char **argv)
             if (!strcmp(pol[i], "belady"))
                 rc = plan_belady_run(t, sizes[s].units, by_objects, &r);
             else
-                rc = plan_cachesim_run(t, pol[i], sizes[s].units, by_objects, &r);
+                rc = plan_cachesim_run(t, pol[i], sizes[s].units, by_objects, objective, &r);
             if (rc != 0) {
                 fprintf(stderr, "mlcdn cachesim: %s: %s\n", pol[i], strerror(-rc));
                 rc = 1;
@@ -289,10 +307,11 @@ int cachesim_main(int argc, char **argv)
             }
         }
     if (json) {
-        json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:s, s:o}", "trace", trace_path, "requests",
-                                (json_int_t)t->nreq, "objects", (json_int_t)t->nobj, "unique_bytes",
-                                (json_int_t)t->unique_bytes, "unit",
-                                by_objects ? "objects" : "bytes", "results", jres);
+        json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:o}", "trace", trace_path,
+                                "requests", (json_int_t)t->nreq, "objects", (json_int_t)t->nobj,
+                                "unique_bytes", (json_int_t)t->unique_bytes, "unit",
+                                by_objects ? "objects" : "bytes", "objective",
+                                cache_policy_objective_name(objective), "results", jres);
         jres = NULL;
         json_dumpf(doc, stdout, JSON_INDENT(2));
         printf("\n");

@@ -15,16 +15,19 @@
 
 #include <uv.h>
 
+#include "cache/cache_policy.h"
+
 struct http_exchange;
 struct predict;      /* opaque; predict_new() / predict_free() */
 struct predict_loop; /* opaque; one per worker loop; predict_loop_init() / _fini() */
 
 struct predict_cfg {
-    const char *models_dir;  /* NAME/VERSION/model.onnx [+ config.json] */
-    unsigned infer_threads;  /* inference pool threads; 0 = 1 */
-    uint64_t predict_cache;  /* default prediction cache budget per model, bytes */
-    unsigned max_batch;      /* default max_batch; 0 = 64 */
-    uint64_t max_delay_us;   /* default max_delay_us */
+    const char *models_dir; /* NAME/VERSION/model.onnx [+ config.json] */
+    unsigned infer_threads; /* inference pool threads; 0 = 1 */
+    uint64_t predict_cache; /* default prediction cache budget per model, bytes */
+    enum cache_policy_objective predict_objective; /* of every prediction cache */
+    unsigned max_batch;                            /* default max_batch; 0 = 64 */
+    uint64_t max_delay_us;                         /* default max_delay_us */
     uint64_t models_poll_ms; /* polling of models_dir for new versions; 0 = off */
     uint64_t model_memory;   /* memory budget of each model version, bytes */
     const char *region;      /* X-Edge-Region and "edge_region" of the answers */

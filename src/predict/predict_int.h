@@ -168,7 +168,8 @@ struct predict_models {
     char last_sig[4096];               /* watcher: directory signature; reload_mtx */
     struct predict_model_cfg defaults;
     uint64_t model_memory; /* budget of each version (infer_load_opts.max_memory) */
-    unsigned nthreads;     /* pool threads: sessions per version */
+    enum cache_policy_objective cache_objective; /* of every model's prediction cache */
+    unsigned nthreads;                           /* pool threads: sessions per version */
     /* Watcher thread (polls the directory). */
     pthread_t watcher;
     int watcher_on;

@@ -366,7 +366,8 @@ static struct predict_model *model_new(struct predict_models *r, const char *nam
     MC_INIT_OBJ(m, PREDICT_MODEL_MAGIC);
     snprintf(m->name, sizeof(m->name), "%s", name);
     m->cache_bytes = cache_bytes;
-    if (cache_bytes && cache_pred_new(cache_bytes, "default", 16, &m->cache) != 0)
+    if (cache_bytes &&
+        cache_pred_new(cache_bytes, "default", r->cache_objective, 16, &m->cache) != 0)
         m->cache = NULL;
     snprintf(labels, sizeof(labels), "model=\"%s\"", name);
     m->lat = metrics_hist("mlcdn_predict_inference_duration_seconds",
@@ -676,6 +677,7 @@ int predict__models_new(const struct predict_cfg *cfg, unsigned nthreads,
     r->defaults.threads = 0;
     r->defaults.cache_bytes = cfg->predict_cache;
     r->model_memory = cfg->model_memory;
+    r->cache_objective = cfg->predict_objective;
     r->nthreads = nthreads;
     r->poll_ms = cfg->models_poll_ms;
     *out = r;

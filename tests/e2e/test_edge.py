@@ -620,9 +620,28 @@ def test_bad_flags_name_the_flag(mlcdn):
                        (["--threads", "0", "--origin", "http://x"], "--threads"),
                        (["--region", 'eu"west', "--origin", "http://x"], "--region"),
                        (["--region", "eu\r\nX-Evil: 1", "--origin", "http://x"], "--region"),
+                       (["--mem-objective", "hits", "--origin", "http://127.0.0.1:1"],
+                        "--mem-objective"),
+                       (["--disk-objective", "", "--origin", "http://127.0.0.1:1"],
+                        "--disk-objective"),
+                       (["--predict-objective", "Bytes", "--origin", "http://127.0.0.1:1"],
+                        "--predict-objective"),
                        (["--bogus"], "--bogus")):
         p = subprocess.run([binary(), "edge"] + args, capture_output=True, text=True, timeout=10)
         assert p.returncode != 0 and flag in p.stderr, (args, p.stderr)
+
+
+def test_objective_flags(cdn, mlcdn, tmp_path):
+    # Each tier takes its own objective; an object still goes L1 and L2 and hits.
+    e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                       "--origin", cdn.origin.url, "--mem", "64M", "--mem-objective", "bytes",
+                       "--disk-dir", str(tmp_path / "l2"), "--disk-policy", "default",
+                       "--disk-objective", "objects", "--predict-objective", "bytes"],
+              ready_pattern=EDGE_READY)
+    body = cdn.put("/objective.txt", b"o" * 5000)
+    assert e.get("/objective.txt").body == body
+    r = e.get("/objective.txt")
+    assert r.headers["X-Cache"] == "HIT" and r.body == body
 
 
 def test_large_cached_bodies_full_and_ranges(cdn):

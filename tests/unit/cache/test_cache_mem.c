@@ -47,7 +47,7 @@ static void test_byte_accounting(void **state)
     char buf[512];
     (void)state;
 
-    assert_int_equal(l1_new(1u << 20, "lru", 1, &c), 0);
+    assert_int_equal(l1_new(1u << 20, "lru", CACHE_POLICY_OBJECTS, 1, &c), 0);
     struct cache_obj *o = obj_of(1000, NULL, NULL);
     assert_int_equal(l1_insert(c, "h/a", 3, o), 0);
     /* body + header block + key + vkey + the fixed overhead */
@@ -82,7 +82,7 @@ static void test_eviction_keeps_budget(void **state)
     (void)state;
 
     /* Room for exactly 10 objects of this size in one shard. */
-    assert_int_equal(l1_new(charge * 10, "lru", 1, &c), 0);
+    assert_int_equal(l1_new(charge * 10, "lru", CACHE_POLICY_OBJECTS, 1, &c), 0);
     for (int i = 0; i < 25; i++) {
         snprintf(key, sizeof(key), "h/%03d", i);
         struct cache_obj *o = obj_of(4096, NULL, NULL);
@@ -106,7 +106,7 @@ static void test_object_larger_than_budget_is_refused(void **state)
     struct l1 *c;
     (void)state;
 
-    assert_int_equal(l1_new(64 * 1024, "sieve", 1, &c), 0);
+    assert_int_equal(l1_new(64 * 1024, "sieve", CACHE_POLICY_OBJECTS, 1, &c), 0);
     struct cache_obj *o = obj_of(128 * 1024, NULL, NULL);
     assert_int_equal(l1_insert(c, "h/big", 5, o), -EFBIG);
     assert_false(o->in_index);
@@ -122,7 +122,7 @@ static void test_evicted_object_stays_valid_while_referenced(void **state)
     uint64_t charge = 1000 + 8 + 3 + L1_OBJ_OVERHEAD;
     (void)state;
 
-    assert_int_equal(l1_new(charge, "fifo", 1, &c), 0);
+    assert_int_equal(l1_new(charge, "fifo", CACHE_POLICY_OBJECTS, 1, &c), 0);
     struct cache_obj *a = obj_of(1000, NULL, NULL);
     assert_int_equal(l1_insert(c, "h/a", 3, a), 0);
     cache_obj_unref(&a);
@@ -144,7 +144,7 @@ static void test_vary_variants_and_purge(void **state)
     struct buf vk;
     (void)state;
 
-    assert_int_equal(l1_new(1u << 20, "default", 4, &c), 0);
+    assert_int_equal(l1_new(1u << 20, "default", CACHE_POLICY_OBJECTS, 4, &c), 0);
     const char *vals[] = {"gzip", "br"};
     for (int i = 0; i < 2; i++) {
         char h[64];
@@ -190,7 +190,7 @@ static void test_vary_star_never_matches(void **state)
     char buf[512];
     (void)state;
 
-    assert_int_equal(l1_new(1u << 20, "default", 1, &c), 0);
+    assert_int_equal(l1_new(1u << 20, "default", CACHE_POLICY_OBJECTS, 1, &c), 0);
     struct cache_obj *o = obj_of(10, "*", NULL);
     assert_int_equal(l1_insert(c, "h/s", 3, o), 0);
     cache_obj_unref(&o);
@@ -203,7 +203,7 @@ static void test_unknown_policy(void **state)
 {
     struct l1 *c = NULL;
     (void)state;
-    assert_int_equal(l1_new(1u << 20, "nope", 2, &c), -EINVAL);
+    assert_int_equal(l1_new(1u << 20, "nope", CACHE_POLICY_OBJECTS, 2, &c), -EINVAL);
     assert_null(c);
 }
 

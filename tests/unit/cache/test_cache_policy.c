@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "cache/cache_policy.h"
+#include "cache/cache_policy_int.h"
 #include "core/mc.h"
 
 #define NOBJ 4096
@@ -273,6 +274,84 @@ static void test_default_refuses_giant(void **state)
     sim_free(&S);
 }
 
+static void test_objective_api(void **state)
+{
+    enum cache_policy_objective o = CACHE_POLICY_BYTES;
+
+    assert_int_equal(0, cache_policy_objective_parse("objects", &o));
+    assert_int_equal(CACHE_POLICY_OBJECTS, o);
+    assert_int_equal(0, cache_policy_objective_parse("bytes", &o));
+    assert_int_equal(CACHE_POLICY_BYTES, o);
+    assert_int_equal(-EINVAL, cache_policy_objective_parse("Bytes", &o));
+    assert_int_equal(-EINVAL, cache_policy_objective_parse("", &o));
+    assert_int_equal(-EINVAL, cache_policy_objective_parse(NULL, &o));
+    assert_int_equal(CACHE_POLICY_BYTES, o);
+    assert_string_equal("objects", cache_policy_objective_name(CACHE_POLICY_OBJECTS));
+    assert_string_equal("bytes", cache_policy_objective_name(CACHE_POLICY_BYTES));
+    for (const char *const *n = cache_policy_names(); *n != NULL; n++) {
+        sim_new(&S, *n, 100);
+        assert_int_equal(CACHE_POLICY_OBJECTS, cache_policy_objective(S.p));
+        cache_policy_set_objective(S.p, CACHE_POLICY_BYTES);
+        assert_int_equal(CACHE_POLICY_BYTES, cache_policy_objective(S.p));
+        sim_free(&S);
+    }
+}
+
+/* Count-min: counts add up, saturate at 15, and halve once ten times the sized-for
+ * number of objects were counted. */
+static void test_sketch(void **state)
+{
+    struct cache__sketch sk;
+    uint64_t h = hash_of(7);
+
+    cache__sketch_init(&sk, 64);
+    assert_int_equal(0, cache__sketch_estimate(&sk, h));
+    for (int i = 0; i < 6; i++)
+        cache__sketch_add(&sk, h, 1);
+    assert_int_equal(6, cache__sketch_estimate(&sk, h));
+    assert_true(cache__sketch_estimate(&sk, hash_of(8)) <= 1);
+    cache__sketch_add(&sk, h, 40);
+    assert_int_equal(CACHE__SKETCH_MAX, cache__sketch_estimate(&sk, h));
+    /* 46 counted so far; 640 in all triggers the halving. */
+    for (int k = 1000; k < 1000 + 640 - 46; k++)
+        cache__sketch_add(&sk, hash_of(k), 1);
+    assert_in_range(cache__sketch_estimate(&sk, h), 7, 8);
+    /* Growing starts over. */
+    cache__sketch_reserve(&sk, 4096);
+    assert_int_equal(0, cache__sketch_estimate(&sk, h));
+    cache__sketch_fini(&sk);
+}
+
+/* Objective `objects`: once the cache is full, a first-seen object much larger than the
+ * typical request is not worth the room of the several objects it would displace; asked
+ * for often enough it gets in. Objective `bytes` takes it at once. */
+static void test_default_objective_weighs_size(void **state)
+{
+    enum cache_policy_objective objs[] = {CACHE_POLICY_OBJECTS, CACHE_POLICY_BYTES};
+
+    for (int i = 0; i < 2; i++) {
+        int tries = 0;
+        sim_new(&S, "default", 10000);
+        cache_policy_set_objective(S.p, objs[i]);
+        for (int r = 0; r < 3; r++)
+            for (int k = 0; k < 200; k++)
+                sim_get(&S, k, 50);
+        assert_int_equal(10000, cache_policy_used(S.p));
+        sim_get(&S, 1000, 400); /* 8 x the mean request, under the small-queue target */
+        assert_int_equal(objs[i] == CACHE_POLICY_BYTES, S.o[1000].resident);
+        while (!S.o[1001].resident && tries < 20) {
+            sim_get(&S, 1001, 400);
+            tries++;
+        }
+        assert_true(S.o[1001].resident);
+        if (objs[i] == CACHE_POLICY_OBJECTS)
+            assert_in_range(tries, 2, 9);
+        else
+            assert_int_equal(1, tries);
+        sim_free(&S);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +364,9 @@ int main(void)
         cmocka_unit_test(test_accounting),
         cmocka_unit_test(test_giant_object),
         cmocka_unit_test(test_default_refuses_giant),
+        cmocka_unit_test(test_objective_api),
+        cmocka_unit_test(test_sketch),
+        cmocka_unit_test(test_default_objective_weighs_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,7 +27,7 @@ static void test_hit_miss_replace(void **state)
     size_t vl = 0;
     (void)state;
 
-    assert_int_equal(cache_pred_new(1 << 20, "default", 4, &c), 0);
+    assert_int_equal(cache_pred_new(1 << 20, "default", CACHE_POLICY_OBJECTS, 4, &c), 0);
     key_of(1, k);
     assert_int_equal(cache_pred_get(c, k, sizeof(k), v, sizeof(v), &vl), -ENOENT);
     assert_int_equal(cache_pred_put(c, k, sizeof(k), "abcd", 4), 0);
@@ -66,7 +66,7 @@ static void test_byte_budget(void **state)
     (void)state;
 
     memset(v, 7, sizeof(v));
-    assert_int_equal(cache_pred_new(64 * 1024, "lru", 1, &c), 0);
+    assert_int_equal(cache_pred_new(64 * 1024, "lru", CACHE_POLICY_OBJECTS, 1, &c), 0);
     for (unsigned i = 0; i < 2000; i++) {
         key_of(i, k);
         cache_pred_put(c, k, sizeof(k), v, sizeof(v));
@@ -90,10 +90,12 @@ static void test_refuses_oversized_and_bad_args(void **state)
     unsigned char k[64];
     (void)state;
 
-    assert_int_equal(cache_pred_new(0, "default", 4, &c), -EINVAL);
-    assert_int_equal(cache_pred_new(1 << 20, "no-such-policy", 4, &c), -EINVAL);
+    assert_int_equal(cache_pred_new(0, "default", CACHE_POLICY_OBJECTS, 4, &c), -EINVAL);
+    assert_int_equal(cache_pred_new(1 << 20, "no-such-policy", CACHE_POLICY_OBJECTS, 4, &c),
+                     -EINVAL);
     assert_null(c);
-    assert_int_equal(cache_pred_new(16 * 1024, "default", 4, &c), 0); /* 4 KiB per shard */
+    assert_int_equal(cache_pred_new(16 * 1024, "default", CACHE_POLICY_OBJECTS, 4, &c),
+                     0); /* 4 KiB per shard */
     key_of(5, k);
     assert_int_equal(cache_pred_put(c, k, sizeof(k), big, sizeof(big)), -E2BIG);
     struct cache_pred_stats st;
@@ -137,7 +139,7 @@ static void test_threads(void **state)
     struct targ a[4];
     (void)state;
 
-    assert_int_equal(cache_pred_new(32 * 1024, "default", 8, &c), 0);
+    assert_int_equal(cache_pred_new(32 * 1024, "default", CACHE_POLICY_OBJECTS, 8, &c), 0);
     for (int i = 0; i < 4; i++) {
         a[i] = (struct targ){c, (unsigned)i * 250u, 0}; /* overlapping key ranges */
         pthread_create(&th[i], NULL, worker, &a[i]);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -120,7 +121,7 @@ static void check(const struct plan_trace *t, const char *pol, uint64_t cap, int
     if (!strcmp(pol, "belady"))
         assert_int_equal(0, plan_belady_run(t, cap, by_obj, &got));
     else
-        assert_int_equal(0, plan_cachesim_run(t, pol, cap, by_obj, &got));
+        assert_int_equal(0, plan_cachesim_run(t, pol, cap, by_obj, CACHE_POLICY_OBJECTS, &got));
     ref_run(t, pol, cap, by_obj, &m, &mb);
     assert_int_equal(t->nreq, got.requests);
     if (got.misses != m || got.miss_bytes != mb)
@@ -163,13 +164,84 @@ static void test_default_sane(void **state)
     struct plan_trace *t = gen_trace(50000, 0, 3);
     struct plan_sim_result d, l, b;
 
-    assert_int_equal(0, plan_cachesim_run(t, "default", 100, 1, &d));
-    assert_int_equal(0, plan_cachesim_run(t, "lru", 100, 1, &l));
+    assert_int_equal(0, plan_cachesim_run(t, "default", 100, 1, CACHE_POLICY_OBJECTS, &d));
+    assert_int_equal(0, plan_cachesim_run(t, "lru", 100, 1, CACHE_POLICY_OBJECTS, &l));
     assert_int_equal(0, plan_belady_run(t, 100, 1, &b));
     assert_true(d.misses >= b.misses);
     assert_true(d.misses <= l.misses + l.requests / 100);
-    assert_int_equal(-EINVAL, plan_cachesim_run(t, "nope", 100, 1, &d));
+    assert_int_equal(-EINVAL, plan_cachesim_run(t, "nope", 100, 1, CACHE_POLICY_OBJECTS, &d));
     plan_trace_free(&t);
+}
+
+/* Small hot objects, many moderately popular large ones and a tail of mixed sizes. */
+static struct plan_trace *gen_mixed(uint64_t nreq, unsigned seed)
+{
+    size_t cap = nreq * 32 + 64, len = 0;
+    char *buf = malloc(cap), err[256];
+    struct plan_trace *t = NULL;
+
+    len += (size_t)snprintf(buf + len, cap - len, "t,key,size\n");
+    srand(seed);
+    for (uint64_t i = 0; i < nreq; i++) {
+        int r = rand() % 100, key, size;
+        if (r < 45)
+            key = rand() % 100, size = 100;
+        else if (r < 75)
+            key = 100 + rand() % 300, size = 4000;
+        else
+            key = 200 + rand() % 4000, size = 100 + (rand() % 10) * 100;
+        len += (size_t)snprintf(buf + len, cap - len, "%llu,k%d,%d\n", (unsigned long long)i, key,
+                                size);
+    }
+    assert_int_equal(0, plan_trace_parse_csv(buf, len, "mixed", &t, err, sizeof(err)));
+    free(buf);
+    return t;
+}
+
+static void test_objective(void **state)
+{
+    struct plan_trace *t = gen_mixed(60000, 5);
+    struct plan_sim_result o, b, lo, lb;
+
+    assert_int_equal(0, plan_cachesim_run(t, "default", 100000, 0, CACHE_POLICY_OBJECTS, &o));
+    assert_int_equal(0, plan_cachesim_run(t, "default", 100000, 0, CACHE_POLICY_BYTES, &b));
+    print_message("objects: %llu misses, %llu miss bytes; bytes: %llu, %llu\n",
+                  (unsigned long long)o.misses, (unsigned long long)o.miss_bytes,
+                  (unsigned long long)b.misses, (unsigned long long)b.miss_bytes);
+    /* Keeping the small objects and letting a large one in only once it is asked for
+     * often: clearly fewer object misses. */
+    assert_true(o.misses + o.requests / 50 < b.misses);
+    /* Policies without an objective replay the same either way. */
+    assert_int_equal(0, plan_cachesim_run(t, "lru", 100000, 0, CACHE_POLICY_OBJECTS, &lo));
+    assert_int_equal(0, plan_cachesim_run(t, "lru", 100000, 0, CACHE_POLICY_BYTES, &lb));
+    assert_int_equal(lo.misses, lb.misses);
+    /* The objective never does worse than LRU on its own measure here. */
+    assert_true(o.misses <= lo.misses);
+    assert_true(b.miss_bytes <= lo.miss_bytes);
+    plan_trace_free(&t);
+}
+
+static void test_cli_objective(void **state)
+{
+    char dir[] = "/tmp/mlcdn-cachesim-XXXXXX", path[256];
+    FILE *f;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/t.csv", dir);
+    assert_non_null(f = fopen(path, "w"));
+    fprintf(f, "t,key,size\n0,1,10\n1,2,20\n2,1,10\n");
+    fclose(f);
+    char *ok[] = {"cachesim", "--trace",     path,    "--size", "50%", "--policy",
+                  "default",  "--objective", "bytes", "--json", NULL};
+    assert_int_equal(0, cachesim_main(10, ok));
+    char *ok2[] = {"cachesim", "--trace", path, "--size", "50%", "--objective", "objects", NULL};
+    assert_int_equal(0, cachesim_main(7, ok2));
+    char *bad[] = {"cachesim", "--trace", path, "--size", "50%", "--objective", "hits", NULL};
+    assert_int_equal(2, cachesim_main(7, bad));
+    char *missing[] = {"cachesim", "--trace", path, "--size", "50%", "--objective", NULL};
+    assert_int_equal(2, cachesim_main(6, missing));
+    assert_int_equal(0, unlink(path));
+    assert_int_equal(0, rmdir(dir));
 }
 
 static void test_parse(void **state)
@@ -227,6 +299,8 @@ int main(void)
         cmocka_unit_test(test_vs_reference_objects),
         cmocka_unit_test(test_vs_reference_bytes),
         cmocka_unit_test(test_default_sane),
+        cmocka_unit_test(test_objective),
+        cmocka_unit_test(test_cli_objective),
         cmocka_unit_test(test_vs_reference_shared_trace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
