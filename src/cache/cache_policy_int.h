@@ -160,7 +160,7 @@ uint64_t cache__ghost_take(struct cache__ghost *g, uint64_t hash, int *tag);
 struct cache__sketch {
     uint64_t *tab;  /* 16 counters of 4 bits per word */
     uint64_t words; /* power of two */
-    uint64_t mask;  /* counters - 1 */
+    uint64_t mask;  /* counters per row - 1 */
     uint64_t adds;  /* since the last halving */
     uint64_t sample;
 };
@@ -171,7 +171,8 @@ void cache__sketch_init(struct cache__sketch *s, uint64_t entries);
 void cache__sketch_fini(struct cache__sketch *s);
 /* Re-sizes for `entries` objects; growing forgets the counts. */
 void cache__sketch_reserve(struct cache__sketch *s, uint64_t entries);
-void cache__sketch_add(struct cache__sketch *s, uint64_t hash, uint32_t n);
+/* Adds n to hash's count; returns its estimate afterwards. */
+uint32_t cache__sketch_add(struct cache__sketch *s, uint64_t hash, uint32_t n);
 uint32_t cache__sketch_estimate(const struct cache__sketch *s, uint64_t hash);
 
 extern const struct cache__policy_ops cache__policy_lru;

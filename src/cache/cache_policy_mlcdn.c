@@ -100,6 +100,8 @@ static void count_request(struct mlcdn *m, uint64_t size, uint32_t n)
 /* Folds the hits a node took since the policy last looked into the sketch and the mean. */
 static void fold(struct mlcdn *m, struct cache__pn *v, uint32_t f)
 {
+    if (f == 0)
+        return;
     cache__sketch_add(&m->sk, v->hash, f);
     count_request(m, v->size, f);
 }
@@ -125,10 +127,9 @@ static enum cache_policy_admit ml_admit(struct cache_policy *p, struct cache__pn
     int tag = 0;
     uint32_t est;
 
-    cache__sketch_add(&m->sk, n->hash, 1);
     count_request(m, n->size, 1);
-    /* At least this request, even if the sketch just aged. */
-    est = MC_MAX(cache__sketch_estimate(&m->sk, n->hash), 1u);
+    est = cache__sketch_add(&m->sk, n->hash, 1);
+    est = MC_MAX(est, 1u); /* at least this request, even if the sketch just aged */
     if (!worth_its_room(m, n, est))
         return CACHE_POLICY_REJECTED;
     if (cache__ghost_take(&m->ghost_s, n->hash, &tag)) {

@@ -2,8 +2,8 @@
  * count-min sketch with aging, as Caffeine keeps it). See struct cache__sketch in
  * cache_policy_int.h.
  *
- * 4-bit counters packed sixteen to a 64-bit word; an object counts in four counters, one per
- * row, at indices drawn from four independent mixes of its hash; its estimate is the
+ * 4-bit counters packed sixteen to a 64-bit word; an object counts in four counters, one in
+ * each row (a quarter of the table), at indices drawn from four independent mixes of its hash; its estimate is the
  * smallest of the four (count-min: collisions only ever add). When the number of additions
  * reaches ten times the number of objects the sketch is sized for, every counter is halved:
  * old popularity fades with a half-life of that many requests, so a formerly hot object
@@ -23,7 +23,8 @@ static const uint64_t seeds[ROWS] = {0x97cb3127d3c1f7a5ull, 0xc2b2ae3d27d4eb4ful
 static uint64_t index_of(const struct cache__sketch *s, uint64_t hash, int row)
 {
     uint64_t x = (hash ^ (hash >> 29)) * seeds[row];
-    return (x >> 32) & s->mask;
+    /* Each row has its own quarter of the counters, so two rows never share a counter. */
+    return (uint64_t)row * (s->mask + 1) + ((x >> 32) & s->mask);
 }
 
 static uint64_t words_for(uint64_t entries)
@@ -38,7 +39,7 @@ void cache__sketch_init(struct cache__sketch *s, uint64_t entries)
 {
     memset(s, 0, sizeof(*s));
     s->words = words_for(entries);
-    s->mask = s->words * 16 - 1;
+    s->mask = s->words * 16 / ROWS - 1;
     s->sample = entries * SAMPLE_PER_ENTRY;
     s->tab = mc_xcalloc(s->words, sizeof(*s->tab));
 }
@@ -60,7 +61,7 @@ void cache__sketch_reserve(struct cache__sketch *s, uint64_t entries)
      * so growing starts over; it doubles, and happens while the store is still filling. */
     free(s->tab);
     s->words = w;
-    s->mask = w * 16 - 1;
+    s->mask = w * 16 / ROWS - 1;
     s->adds = 0;
     s->tab = mc_xcalloc(w, sizeof(*s->tab));
 }
@@ -72,20 +73,23 @@ static void age(struct cache__sketch *s)
     s->adds /= 2;
 }
 
-void cache__sketch_add(struct cache__sketch *s, uint64_t hash, uint32_t n)
+uint32_t cache__sketch_add(struct cache__sketch *s, uint64_t hash, uint32_t n)
 {
-    if (n == 0)
-        return;
+    uint32_t m = CACHE__SKETCH_MAX;
+
     for (int r = 0; r < ROWS; r++) {
         uint64_t i = index_of(s, hash, r), *w = &s->tab[i >> 4];
         unsigned sh = (unsigned)(i & 15) * 4;
-        uint64_t c = (*w >> sh) & 15;
-        uint64_t nc = MC_MIN(c + n, 15);
-        *w = (*w & ~(15ull << sh)) | nc << sh;
+        uint64_t c = MC_MIN(((*w >> sh) & 15) + n, CACHE__SKETCH_MAX);
+        *w = (*w & ~(15ull << sh)) | c << sh;
+        m = MC_MIN(m, (uint32_t)c);
     }
     s->adds += n;
-    if (s->adds >= s->sample)
+    if (s->adds >= s->sample) {
         age(s);
+        m >>= 1;
+    }
+    return m;
 }
 
 uint32_t cache__sketch_estimate(const struct cache__sketch *s, uint64_t hash)

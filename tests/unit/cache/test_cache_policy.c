@@ -307,7 +307,7 @@ static void test_sketch(void **state)
     cache__sketch_init(&sk, 64);
     assert_int_equal(0, cache__sketch_estimate(&sk, h));
     for (int i = 0; i < 6; i++)
-        cache__sketch_add(&sk, h, 1);
+        assert_int_equal(i + 1, cache__sketch_add(&sk, h, 1));
     assert_int_equal(6, cache__sketch_estimate(&sk, h));
     assert_true(cache__sketch_estimate(&sk, hash_of(8)) <= 1);
     cache__sketch_add(&sk, h, 40);
