@@ -251,11 +251,12 @@ class Static:
                 if a not in self.make_targets():
                     self.problems.add(where, "make: no target '%s' in the Makefile" % a)
         elif "/" in prog and not re.match(r"^(\./)?build(-[a-z]+)?/", prog):
-            path = os.path.join(self.root, prog)
-            if not os.path.isfile(path):
+            paths = glob.glob(os.path.join(self.root, prog))  # bench/*/run.sh: every one
+            if not paths or not all(os.path.isfile(p) for p in paths):
                 self.problems.add(where, "no such file: %s" % prog)
-            elif not os.access(path, os.X_OK):
-                self.problems.add(where, "%s is not executable" % prog)
+            for p in paths:
+                if os.path.isfile(p) and not os.access(p, os.X_OK):
+                    self.problems.add(where, "%s is not executable" % os.path.relpath(p, self.root))
         for a in args:
             if REPO_PATH.match(a):
                 self.check_path(where, a)

@@ -2,6 +2,8 @@
 # bench/cachesim/run.sh: replay speed of `mlcdn cachesim`, per policy, on one pinned core.
 #
 #   bench/cachesim/run.sh [MLCDN_BIN] [TRACE]
+#   TRACE defaults to $MLCDN_SHARED/traces/cloudphysics_w106_1m.csv (MLCDN_SHARED: the
+#   benchmark data set, default ../shared beside the repository); skipped without it.
 #   env: RUNS (default 7), CPU (default 1), SIZES (default "0.1% 1% 10%"),
 #        POLICIES (default "lru fifo clock sieve s3fifo default")
 #
@@ -11,7 +13,14 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../build/mlcdn}
-trace=${2:-$here/../../../shared/traces/cloudphysics_w106_1m.csv}
+shared=${MLCDN_SHARED:-$here/../../../shared}
+trace=${2:-$shared/traces/cloudphysics_w106_1m.csv}
+if [ -z "${2:-}" ] && [ ! -f "$trace" ]; then
+    echo "bench/cachesim: skipped: needs a trace; the default, $trace (benchmark data set)," \
+         "is not there; pass one as the second argument or set MLCDN_SHARED" >&2
+    exit 77
+fi
+[ -f "$trace" ] || { echo "bench/cachesim: no trace at $trace" >&2; exit 1; }
 runs=${RUNS:-7}
 cpu=${CPU:-1}
 sizes=${SIZES:-"0.1% 1% 10%"}

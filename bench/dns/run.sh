@@ -25,6 +25,12 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 MLCDN="${1:-$ROOT/build/mlcdn}"
 SHARED="${MLCDN_SHARED:-$ROOT/../shared}"
 CSV="${TEST_IPS:-$SHARED/geo/test-ips.csv}"
+[ -f "$CSV" ] || [ -n "${TEST_IPS:-}" ] || CSV="$ROOT/tests/fixtures/geo/test-ips.csv"  # the same 60 rows
+if [ ! -f "$SHARED/bench/geodns/mkqueries.py" ]; then
+  echo "bench/dns: skipped: needs the GeoDNS query generator of the benchmark data set," \
+       "$SHARED/bench/geodns/mkqueries.py, which is not there; set MLCDN_SHARED" >&2
+  exit 77
+fi
 CACHE="${MLCDN_GEO_CACHE:-$HOME/.cache/mlcdn/geo}"
 RUN="${BENCH_RUN:-/tmp/mlcdn-bench-dns}"
 OUT="${OUT:-$RUN/out-$(date +%Y%m%d-%H%M%S)}"

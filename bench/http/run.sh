@@ -12,14 +12,21 @@
 #   WORKLOADS="small medium large zipf zipf1k"   1 KiB, 100 KiB, 1 MiB hits, Zipf 64 / 1000 conns
 #   MODES=pinned                      servers on CPU 0 (1 worker), wrk on CPU 1 (1 thread)
 #   EDGE_PORT=27090 EDGE_THREADS=1 EDGE_MEM=1G EDGE_CPUS=0 EDGE_EXTRA_ARGS=""
-#   SHARED_HTTP=<repo>/../shared/bench/http   OUTDIR=<dir for raw.tsv, table.md, ratios.md>
+#   MLCDN_SHARED=<repo>/../shared (the benchmark data set; without it the bench is skipped)
+#   SHARED_HTTP=$MLCDN_SHARED/bench/http   OUTDIR=<dir for raw.tsv, table.md, ratios.md>
 #   SKIP_INSTALL=1                    do not try to install missing packages
 # Everything started here (peers, edge) is stopped by PID on exit, also on failure.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN_IN="${1:-$ROOT/build/mlcdn}"
-SHARED_HTTP="${SHARED_HTTP:-$ROOT/../shared/bench/http}"
+SHARED="${MLCDN_SHARED:-$ROOT/../shared}"
+SHARED_HTTP="${SHARED_HTTP:-$SHARED/bench/http}"
+if [ ! -x "$SHARED_HTTP/compare.sh" ]; then
+  echo "bench/http: skipped: needs the HTTP benchmark harness (peer set-up, interleaved wrk runs) of the" \
+       "benchmark data set, $SHARED_HTTP/compare.sh, which is not there; set MLCDN_SHARED (or SHARED_HTTP)" >&2
+  exit 77
+fi
 export MODES="${MODES:-pinned}"
 export WORKLOADS="${WORKLOADS:-small medium large zipf zipf1k}"
 export REPS="${REPS:-3}"
@@ -34,7 +41,6 @@ export OUTDIR="${OUTDIR:-/tmp/mlcdn-http-bench/results/mlcdn-$STAMP}"
 WORK="$(mktemp -d /tmp/mlcdn-bench-http.XXXXXX)"
 
 [ -x "$BIN_IN" ] || { echo "bench/http: mlcdn binary not found: $BIN_IN (run make build)" >&2; exit 2; }
-[ -x "$SHARED_HTTP/compare.sh" ] || { echo "bench/http: shared harness not found: $SHARED_HTTP" >&2; exit 2; }
 
 EDGE_PID=""
 PEERS_STARTED=0

@@ -14,6 +14,11 @@ rounds=${ROUNDS:-3}
 secs=${SECONDS_PER:-1}
 cpu=${CPU:-1}
 models_dir=${MLCDN_SHARED:-$root/../shared}/models
+if [ ! -f "$models_dir/tools/npy.mjs" ]; then
+  echo "bench/infer: skipped: needs the reference models with their ONNX Runtime tools" \
+       "(benchmark data set), $models_dir/tools/npy.mjs, which is not there; set MLCDN_SHARED" >&2
+  exit 77
+fi
 cache=$root/bench/.cache
 ort_dir=$cache/ort
 out=${OUT:-$cache/infer-results.jsonl}

@@ -16,7 +16,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN_IN="${1:-$ROOT/build/mlcdn}"
-MODELS_SRC="${MODELS_SRC:-$ROOT/../shared/models}"
+MODELS_SRC="${MODELS_SRC:-$ROOT/tests/fixtures/models}"
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-64}"
 EDGE_CPUS="${EDGE_CPUS:-0}"
