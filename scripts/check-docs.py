@@ -16,7 +16,8 @@ What it checks (README.md, "Documentation checks", is the authors' guide):
   `make install` fails instead of installing). A command that exits non-zero fails the block; curl runs with
   --fail-with-body, so an HTTP error fails it too. After a command sent to the background
   with `&`, the next line waits until the addresses of its --listen, --tls-listen, --admin,
-  --http and --dns flags accept connections (and fails if the process exited). A trailing comment made
+  --http and --dns flags accept connections, or, without such flags (--config FILE), until
+  it has opened its listening sockets; it fails if the process exited. A trailing comment made
   only of `Name: value` pairs (`# X-Cache: HIT, X-Cache-Level: L1`) is checked against the
   command's output.
 * A ```sh block right after `<!-- not run: REASON -->` is not run (installs packages, needs
@@ -51,7 +52,7 @@ REPO_PATH = re.compile(r"^(\./)?(src|tests|docs|conf|assets|bench|scripts|cmake)
 LISTEN_FLAGS = ("--listen", "--admin", "--http", "--dns", "--tls-listen")
 OPERATORS = {"&&", "||", ";", "|", "&", "(", ")", ";;", "|&"}
 REDIRECTS = {">", ">>", "<", "<<", ">&", "&>", "<&", "2>", "2>>"}
-HEADER_PAIR = re.compile(r"^\s*([A-Za-z][A-Za-z0-9-]*):\s*(\S(?:[^,]*\S)?)\s*$")
+HEADER_PAIR = re.compile(r"^\s*([A-Za-z][A-Za-z0-9-]*):\s*(\S(?:.*\S)?)\s*$")
 BLOCK_TIMEOUT = 120
 
 
@@ -123,18 +124,34 @@ def read_blocks(path, rel, problems):
     return blocks, prose
 
 
+HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
+
+
 def logical_lines(block):
-    """(line number, code, trailing comment) per command line, continuations joined."""
+    """(line number, code, trailing comment) per command line: continuations joined, a
+    here-document kept whole (its body verbatim, after a newline)."""
     out, cur, first = [], "", None
-    for k, raw in enumerate(block.lines):
+    lines = block.lines
+    k = 0
+    while k < len(lines):
         n = block.line + 1 + k
         if first is None:
             first = n
-        code, comment = split_comment(raw)
+        code, comment = split_comment(lines[k])
+        k += 1
         if code.rstrip().endswith("\\"):
             cur += code.rstrip()[:-1] + " "
             continue
         cur += code
+        m = HEREDOC.search(code)
+        if m:
+            strip_tabs, word = m.group(1) == "-", m.group(3)
+            while k < len(lines):
+                body = lines[k]
+                k += 1
+                cur += "\n" + body
+                if (body.lstrip("\t") if strip_tabs else body) == word:
+                    break
         if cur.strip():
             out.append((first, cur.strip(), comment))
         cur, first = "", None
@@ -227,6 +244,7 @@ class Static:
             self.problems.add(where, "no such file or directory: %s" % word)
 
     def check(self, where, code):
+        code = code.split("\n", 1)[0]  # a here-document's body is data, not commands
         cmds, err = simple_commands(code)
         if cmds is None:
             self.problems.add(where, "cannot parse %r: %s" % (code, err))
@@ -293,22 +311,35 @@ set -eE -o pipefail
 trap 'echo "docs-check: exit status $? at $__where" >&2' ERR
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 curl() { command curl --fail-with-body --max-time 30 "$@"; }
-__ready() {  # PID ADDR:PORT...: the background command listens on every address
-    local pid=$1 ok a i
-    shift
+__listeners() { cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4 == "0A"' | wc -l; }
+__ready() {  # BASE PID [ADDR:PORT...]: the background command listens (on every address given;
+             # else on as many new sockets as it opens within 0.3 s of its first)
+    local base=$1 pid=$2 ok a i n last=-1 same=0
+    shift 2
     for i in $(seq 200); do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "docs-check: the command sent to the background exited" >&2
             return 1
         fi
-        ok=1
-        for a in "$@"; do
-            (exec 3<>"/dev/tcp/${a%:*}/${a##*:}") 2>/dev/null || ok=0
-        done
-        [ "$ok" = 1 ] && return 0
+        if [ $# -gt 0 ]; then
+            ok=1
+            for a in "$@"; do
+                (exec 3<>"/dev/tcp/${a%:*}/${a##*:}") 2>/dev/null || ok=0
+            done
+            [ "$ok" = 1 ] && return 0
+        else
+            n=$(__listeners)
+            if [ "$n" -gt "$base" ] && [ "$n" = "$last" ]; then
+                same=$((same + 1))
+                [ "$same" -ge 6 ] && return 0
+            else
+                same=0
+            fi
+            last=$n
+        fi
         sleep 0.05
     done
-    echo "docs-check: nothing listens on $* after 10 s" >&2
+    echo "docs-check: the command sent to the background is not listening after 10 s" >&2
     return 1
 }
 __expect() {  # OUTPUT 'Name: value'...: each pair is in the output (case-insensitive names)
@@ -347,7 +378,7 @@ def expectations(comment):
     if not comment:
         return []
     pairs = []
-    for part in comment.split(","):
+    for part in re.split(r",\s*(?=[A-Za-z][A-Za-z0-9-]*:\s)", comment):
         m = HEADER_PAIR.match(part)
         if not m:
             return []
@@ -366,7 +397,8 @@ def block_script(block, mlcdn_bin):
         exp = expectations(comment)
         if code.endswith("&") and not code.endswith("&&"):
             addrs = listen_addrs(code)
-            parts.append("%s\n__ready $! %s\n" % (code, " ".join(addrs)))
+            parts.append("__base=$(__listeners)\n%s\n__ready \"$__base\" $! %s\n"
+                         % (code, " ".join(addrs)))
         elif exp:
             parts.append("__out=$( %s )\nprintf '%%s\\n' \"$__out\"\n__expect \"$__out\" %s\n"
                          % (code, " ".join(shlex.quote(p) for p in exp)))

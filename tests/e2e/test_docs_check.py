@@ -52,6 +52,22 @@ def test_good_doc_passes(tmp_path):
     assert "1 sh blocks run, 1 checked without running, 2 inline commands checked: ok" in out
 
 
+def test_here_document_and_config_file(tmp_path):
+    # a here-document's body is data (its '#' line is not a comment to strip, its words are
+    # not checked as commands); a daemon started from a config file, without --listen on
+    # its command line, is waited for through the sockets it opens
+    body = ("cat > /tmp/origin.conf <<'END'\n"
+            "# the origin of this example\n"
+            "listen = \"127.0.0.1:9000\";\n"
+            "root = \"./assets\";\n"
+            "END\n"
+            "grep -q '^# the origin' /tmp/origin.conf\n"
+            "mlcdn origin --config /tmp/origin.conf &\n"
+            "curl -s http://127.0.0.1:9000/index.txt | grep -q 'demo origin'")
+    rc, out, _ = check(tmp_path, doc(sh(body)))
+    assert rc == 0, out
+
+
 @pytest.mark.parametrize("body, problem", [
     # a flag the command does not have, in a block that runs and in one that does not
     (sh("mlcdn origin --listen 127.0.0.1:9000 --rooot ./assets &"),
@@ -73,6 +89,9 @@ def test_good_doc_passes(tmp_path):
      "the command sent to the background exited"),
     (sh(ORIGIN + "\ncurl -s -o /dev/null -D - http://127.0.0.1:9000/index.txt  # X-Cache: HIT"),
      "the output has no 'X-Cache: HIT' line"),
+    (sh(ORIGIN + "\ncurl -s -o /dev/null -D - http://127.0.0.1:9000/api/private.json"
+        "  # Cache-Control: private, max-age=61"),
+     "the output has no 'Cache-Control: private, max-age=61' line"),
     # the sandbox: nothing but a fresh /tmp is writable
     (sh("echo scratch > /tmp/scratch && touch written-by-a-doc"), "Read-only file system"),
     (sh("touch /etc/written-by-a-doc"), "Read-only file system"),
