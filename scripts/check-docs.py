@@ -407,9 +407,11 @@ def block_script(block, mlcdn_bin):
     return "".join(parts)
 
 
-# Runs inside the namespaces, as their root, before the block (whose script is "$0"): the
-# loopback up, every file system read-only (a doc's `make install` or `> /etc/...` fails
-# instead of changing this machine), fresh empty /tmp and /dev/shm for what blocks write.
+# Runs inside the namespaces, as their root, before the block (whose script is "$0"; the
+# other arguments are directories the block must still see, the repository and the
+# binary's): the loopback up, every file system read-only (a doc's `make install` or
+# `> /etc/...` fails instead of changing this machine), fresh empty /tmp and /dev/shm for
+# what blocks write, with the kept directories that lived there bound back, read-only.
 SANDBOX = r"""
 set -e
 exec 3<"$0"
@@ -420,8 +422,18 @@ while read -r mp; do
     case "$mp" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
     mount -o remount,bind,ro "$mp" || { echo "docs-check: cannot make $mp read-only" >&2; exit 1; }
 done < <(awk '{print $5}' /proc/self/mountinfo | sort -u)
+keep=() fds=()
+for d in "$@"; do
+    case "$d" in /tmp/*|/dev/shm/*) exec {fd}<"$d"; keep+=("$d"); fds+=("$fd") ;; esac
+done
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+for i in "${!keep[@]}"; do
+    mkdir -p "${keep[$i]}"
+    mount --no-canonicalize --bind "/proc/self/fd/${fds[$i]}" "${keep[$i]}"
+    mount -o remount,bind,ro "${keep[$i]}"
+    eval "exec ${fds[$i]}<&-"
+done
 set +e
 exec bash /dev/fd/3
 """
@@ -439,8 +451,8 @@ def namespace_prefix():
         f.write("touch /tmp/probe && ! touch /usr/probe 2>/dev/null\n")
         f.flush()
         try:
-            probe = subprocess.run(base + ["bash", "-c", SANDBOX, f.name], capture_output=True,
-                                   text=True, timeout=30)
+            probe = subprocess.run(base + ["bash", "-c", SANDBOX, f.name, ROOT],
+                                   capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as e:
             return None, str(e)
     if probe.returncode != 0:
@@ -454,7 +466,8 @@ def run_block(block, mlcdn_bin, prefix, env, problems, verbose):
         f.write(script)
         path = f.name
     where = "%s:%d" % (block.path, block.line)
-    argv = prefix + ["bash", "-c", SANDBOX, path] if prefix else ["bash", path]
+    keep = [ROOT, os.path.dirname(os.path.realpath(mlcdn_bin))]
+    argv = prefix + ["bash", "-c", SANDBOX, path] + keep if prefix else ["bash", path]
     t0 = time.monotonic()
     try:
         p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -4,6 +4,7 @@ file, line and problem for the others. (`make docs-check`, a step of `make test`
 the real docs.) Blocks run inside the checker's private network namespace, so the fixed
 ports below cannot collide with anything."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -109,6 +110,25 @@ def test_broken_doc_fails(tmp_path, body, problem):
     assert problem in out, out
     assert "%s:" % path in out
     assert "1 problems" in out, out  # the good block next to it is not blamed
+
+
+def test_a_checkout_under_tmp_stays_visible(tmp_path):
+    # the sandbox's fresh /tmp must not hide a repository that lives in /tmp (a CI clone)
+    repo = tmp_path / "clone"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(CHECK, repo / "scripts")
+    shutil.copytree(os.path.join(ROOT, "assets"), repo / "assets")
+    (repo / "build").mkdir()
+    shutil.copy(binary(), repo / "build" / "mlcdn")
+    (repo / "doc.md").write_text(doc(sh("grep -q 'demo origin' assets/index.txt\n"
+                                        "echo scratch > /tmp/scratch\n"
+                                        "build/mlcdn origin --listen 127.0.0.1:9000 --root ./assets &\n"
+                                        "curl -s http://127.0.0.1:9000/index.txt")))
+    r = subprocess.run([sys.executable, str(repo / "scripts" / "check-docs.py"),
+                        "--bin", str(repo / "build" / "mlcdn"), str(repo / "doc.md")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (tmp_path / "scratch").exists()
 
 
 def test_nothing_written_outside_the_sandbox():
