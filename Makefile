@@ -75,7 +75,8 @@ e2e-asan: unit
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 MLCDN_BIN=$(abspath $(ASAN_BUILD))/mlcdn \
 	    $(PYTHON) -m pytest -q tests/e2e/test_edge.py tests/e2e/test_origin.py tests/e2e/test_run.py \
 	        tests/e2e/test_hardening_request.py tests/e2e/test_hardening_origin.py \
-	        tests/e2e/test_hardening_load.py tests/e2e/test_tls.py
+	        tests/e2e/test_hardening_load.py tests/e2e/test_tls.py tests/e2e/test_reload.py \
+	        tests/e2e/test_drain.py
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 MLCDN_BIN=$(abspath $(ASAN_BUILD))/mlcdn \
 	    $(PYTHON) -m pytest -q tests/e2e/test_tiers.py -k "not 2gib"
 

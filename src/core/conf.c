@@ -1,12 +1,14 @@
 /* src/core/conf.c: see conf.h. */
 #include "core/conf.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/mc.h"
+#include "core/metrics.h"
 #include "core/units.h"
 
 static char *keep(struct conf *c, const char *s)
@@ -272,6 +274,145 @@ const char *conf_file(const struct conf *c)
 config_setting_t *conf_file_root(struct conf *c)
 {
     return c->have_file ? config_root_setting(&c->file) : NULL;
+}
+
+int conf_check_keys(struct conf *c, const struct conf_opt *opts, size_t nopts,
+                    const char *const *groups, size_t ngroups, char *err, size_t errlen)
+{
+    config_setting_t *root = conf_file_root(c);
+    char key[128];
+
+    if (!root)
+        return 0;
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(s);
+        int known = 0;
+        for (size_t j = 0; j < nopts && !known; j++) {
+            size_t k;
+            for (k = 0; opts[j].name[k] && k + 1 < sizeof(key); k++)
+                key[k] = opts[j].name[k] == '-' ? '_' : opts[j].name[k];
+            key[k] = '\0';
+            known = name && !strcmp(name, key);
+        }
+        for (size_t j = 0; j < ngroups && !known; j++)
+            known = name && !strcmp(name, groups[j]);
+        if (!known) {
+            snprintf(err, errlen, "%s:%d: unknown setting '%s'", c->path,
+                     config_setting_source_line(s), name ? name : "");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+void conf_locate(struct conf *c, const char *const *argv, int argc, char *err, size_t errlen)
+{
+    char key[128], flag[132], copy[1024];
+    size_t k = 0;
+    const char *p = err + 2;
+
+    if (!c->have_file || strncmp(err, "--", 2) != 0)
+        return;
+    for (; *p && (isalnum((unsigned char)*p) || *p == '-') && k + 1 < sizeof(key); p++)
+        key[k++] = *p == '-' ? '_' : *p;
+    key[k] = '\0';
+    snprintf(flag, sizeof(flag), "--%.*s", (int)k, err + 2);
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], flag) ||
+            (!strncmp(argv[i], flag, strlen(flag)) && argv[i][strlen(flag)] == '='))
+            return; /* the flag's value, not the file's */
+    config_setting_t *s = k ? config_lookup(&c->file, key) : NULL;
+    if (!s)
+        return;
+    snprintf(copy, sizeof(copy), "%s", err);
+    snprintf(err, errlen, "%s:%d: %s", c->path, config_setting_source_line(s), copy);
+}
+
+static int same_value(const struct conf_opt *a, const struct conf_opt *b)
+{
+    switch (a->type) {
+    case CONF_STR: {
+        const char *x = *(const char **)a->dst, *y = *(const char **)b->dst;
+        return x == y || (x && y && !strcmp(x, y));
+    }
+    case CONF_INT: return *(long *)a->dst == *(long *)b->dst;
+    case CONF_SIZE:
+    case CONF_DURATION: return *(uint64_t *)a->dst == *(uint64_t *)b->dst;
+    case CONF_BOOL: return *(int *)a->dst == *(int *)b->dst;
+    case CONF_DOUBLE: return *(double *)a->dst == *(double *)b->dst;
+    case CONF_STRLIST: {
+        const struct conf_strlist *x = a->dst, *y = b->dst;
+        if (x->n != y->n)
+            return 0;
+        for (size_t i = 0; i < x->n; i++)
+            if (strcmp(x->v[i], y->v[i]))
+                return 0;
+        return 1;
+    }
+    }
+    return 0;
+}
+
+static size_t type_size(enum conf_type t)
+{
+    switch (t) {
+    case CONF_STR: return sizeof(const char *);
+    case CONF_INT: return sizeof(long);
+    case CONF_SIZE:
+    case CONF_DURATION: return sizeof(uint64_t);
+    case CONF_BOOL: return sizeof(int);
+    case CONF_DOUBLE: return sizeof(double);
+    case CONF_STRLIST: return sizeof(struct conf_strlist);
+    }
+    return 0;
+}
+
+size_t conf_keep_restart_only(const struct conf_opt *old_opts, const struct conf_opt *new_opts,
+                              size_t nopts, char *names, size_t nameslen)
+{
+    size_t kept = 0, len = 0;
+
+    if (nameslen)
+        names[0] = '\0';
+    for (size_t i = 0; i < nopts; i++) {
+        MC_ASSERT(!strcmp(old_opts[i].name, new_opts[i].name));
+        if ((old_opts[i].flags & CONF_RELOAD) || same_value(&old_opts[i], &new_opts[i]))
+            continue;
+        memcpy(new_opts[i].dst, old_opts[i].dst, type_size(old_opts[i].type));
+        if (len < nameslen) {
+            int n = snprintf(names + len, nameslen - len, "%s%s", kept ? "," : "",
+                             old_opts[i].name);
+            len += n > 0 ? (size_t)n : 0;
+        }
+        kept++;
+    }
+    return kept;
+}
+
+static struct metrics_counter *m_reload_ok, *m_reload_err;
+static struct metrics_gauge *m_reload_ts;
+
+void conf_reload_metrics_init(void)
+{
+    m_reload_ok = metrics_counter("mlcdn_config_reloads_total",
+                                  "Configuration reloads (SIGHUP), by result", "result=\"ok\"");
+    m_reload_err = metrics_counter("mlcdn_config_reloads_total",
+                                   "Configuration reloads (SIGHUP), by result", "result=\"error\"");
+    m_reload_ts = metrics_gauge("mlcdn_config_last_reload_success_timestamp_seconds",
+                                "Unix time of the last configuration load that succeeded (the "
+                                "start, or a reload)",
+                                "");
+    metrics_gauge_set(m_reload_ts, (double)units_wall_s());
+}
+
+void conf_reload_count(int ok)
+{
+    if (!m_reload_ok)
+        conf_reload_metrics_init();
+    metrics_counter_add(ok ? m_reload_ok : m_reload_err, 1);
+    if (ok)
+        metrics_gauge_set(m_reload_ts, (double)units_wall_s());
 }
 
 void conf_usage(const char *cmd, const char *synopsis, const struct conf_opt *opts, size_t nopts)

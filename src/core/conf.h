@@ -28,11 +28,15 @@ struct conf_strlist {
     size_t n;
 };
 
+/* conf_opt.flags */
+#define CONF_RELOAD 1u /* a reload (SIGHUP) applies a new value; others need a restart */
+
 struct conf_opt {
     const char *name; /* flag name without the leading "--" */
     enum conf_type type;
     void *dst;
     const char *help;
+    unsigned flags; /* CONF_RELOAD */
 };
 
 struct conf {
@@ -54,11 +58,34 @@ struct conf {
 int conf_parse(struct conf *c, const struct conf_opt *opts, size_t nopts, int argc, char **argv,
                int allow_positional, char *err, size_t errlen);
 void conf_fini(struct conf *c);
+/* err is a message about an option ("--origin: ..."), found after parsing (a check of
+ * several options, a URL...): when the value came from the file (and no flag of the same
+ * name overrode it), prefixes "FILE:LINE: " so the operator finds the line. */
+void conf_locate(struct conf *c, const char *const *argv, int argc, char *err, size_t errlen);
+/* A reload parsed the same flags and the file again into new_opts (the same table as
+ * old_opts, pointing at other variables). For every option without CONF_RELOAD whose new
+ * value differs from the running one (old_opts), the running value is written back into
+ * new_opts' variable and the option's name is appended to names (comma-separated), so
+ * the caller can log what needs a restart. Strings and lists are copied as pointers: the
+ * struct conf behind old_opts must outlive new_opts'. Returns how many were kept. */
+size_t conf_keep_restart_only(const struct conf_opt *old_opts, const struct conf_opt *new_opts,
+                              size_t nopts, char *names, size_t nameslen);
+/* Counts a configuration reload in /metrics: mlcdn_config_reloads_total{result="ok"} or
+ * {result="error"}, and on success mlcdn_config_last_reload_success_timestamp_seconds.
+ * conf_reload_metrics_init() registers them (with the start as the first success). */
+void conf_reload_metrics_init(void);
+void conf_reload_count(int ok);
 /* Prints the options table as usage text to stdout. */
 void conf_usage(const char *cmd, const char *synopsis, const struct conf_opt *opts, size_t nopts);
 /* The --config file's path, or NULL when none was given (valid until conf_fini). */
 const char *conf_file(const struct conf *c);
 /* The loaded config file's root setting, or NULL when no --config was given. */
 config_setting_t *conf_file_root(struct conf *c);
+/* Refuses a top-level setting of the loaded file that is neither an option of opts nor
+ * named in groups[0..ngroups) (settings a module reads itself, like "routes"), so a typo
+ * is an error rather than a setting silently ignored. 0, or -EINVAL with "FILE:LINE:
+ * unknown setting 'x'" in err. Without a file, 0. */
+int conf_check_keys(struct conf *c, const struct conf_opt *opts, size_t nopts,
+                    const char *const *groups, size_t ngroups, char *err, size_t errlen);
 
 #endif

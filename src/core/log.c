@@ -14,15 +14,21 @@
 static _Atomic int min_level = LOG_INFO;
 static const char *const names[] = {"debug", "info", "warn", "error", "off"};
 
+int log_level_parse(const char *name)
+{
+    for (size_t i = 0; i < MC_ARRAY_SIZE(names); i++)
+        if (strcmp(name, names[i]) == 0)
+            return (int)i;
+    return -EINVAL;
+}
+
 int log_level_set_name(const char *name)
 {
-    for (size_t i = 0; i < MC_ARRAY_SIZE(names); i++) {
-        if (strcmp(name, names[i]) == 0) {
-            atomic_store(&min_level, (int)i);
-            return 0;
-        }
-    }
-    return -EINVAL;
+    int lvl = log_level_parse(name);
+    if (lvl < 0)
+        return lvl;
+    atomic_store(&min_level, lvl);
+    return 0;
 }
 
 void log_level_set(enum log_level lvl)

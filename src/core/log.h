@@ -10,6 +10,8 @@
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
 
+/* The level called name ("debug"...), or -EINVAL for an unknown name. */
+int log_level_parse(const char *name);
 /* Sets the minimum level printed. Returns -EINVAL for an unknown name. */
 int log_level_set_name(const char *name);
 void log_level_set(enum log_level lvl);

@@ -169,7 +169,7 @@ static void stop_all(struct child *ch, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (ch[i].pid > 0)
-            kill(ch[i].pid, SIGTERM);
+            kill(ch[i].pid, SIGINT); /* stop without the drain: nothing routes here */
     for (int waited = 0; waited < 150; waited++) {
         int left = 0;
         for (size_t i = 0; i < n; i++) {

@@ -108,6 +108,26 @@ int edge_admin_port(const struct edge *e);
 int edge_tls_port(const struct edge *e); /* -1 without --tls-listen */
 /* This node's name in Via (from --name, or generated at start). */
 const char *edge_name(const struct edge *e);
+/* Applies the settings of cfg that may change while serving: upstreams (origins, parent)
+ * and their breakers, routes (read again from cfg->config_file), origin timeouts,
+ * stale-if-error, negative TTL, request body limits and buffering, client timeouts. The
+ * other fields are ignored (they keep their start values). Requests already talking to an
+ * upstream finish with the settings they started with; the next ones use the new. 0, or
+ * -EINVAL with err naming the flag or the file and line: then nothing changed and the
+ * caller keeps what cfg points to. On success the edge calls release(arg) (any thread)
+ * once nothing uses cfg's strings any more. */
+int edge_reload(struct edge *e, const struct edge_cfg *cfg, void (*release)(void *arg), void *arg,
+                char *err, size_t errlen);
+/* Begins a drain: /health answers "draining" with 503 (routers stop sending clients) and
+ * every response carries Connection: close (keep-alive clients move away); the listeners
+ * stay open and requests are served until edge_stop(). Any thread. */
+void edge_drain(struct edge *e);
+/* cb(arg) is called (on a worker thread) when POST /admin/drain begins a drain. */
+void edge_on_drain(struct edge *e, void (*cb)(void *arg), void *arg);
+/* Stops accepting and waits up to grace_ms for requests in flight (blocks); edge_stop()
+ * then frees. edge_hurry(), from another thread meanwhile, cuts the wait short. */
+void edge_quiesce(struct edge *e, uint64_t grace_ms);
+void edge_hurry(struct edge *e);
 /* Graceful stop (stop accepting, finish in-flight requests for up to grace_ms) and free. */
 void edge_stop(struct edge **e, uint64_t grace_ms);
 

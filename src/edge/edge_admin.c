@@ -284,11 +284,41 @@ static void purge(struct edge *e, struct http_exchange *x)
     buf_fini(&host);
 }
 
+/* POST /admin/drain: what SIGTERM does, for an operator (or an orchestrator) that reaches
+ * the admin listener rather than the process. */
+static void drain(struct edge *e, struct http_exchange *x)
+{
+    if (!e->cfg.admin_token) {
+        http_x_error(x, 403, "drain is disabled: start the edge with --admin-token");
+        return;
+    }
+    if (!authorized(e, http_x_request(x))) {
+        static const char msg[] =
+            "{\"error\":\"drain needs Authorization: Bearer <admin token>\",\"status\":401}\n";
+        http_x_respond(x, 401, "WWW-Authenticate: Bearer\r\nContent-Type: application/json\r\n",
+                       msg, sizeof(msg) - 1);
+        return;
+    }
+    int already = atomic_load(&e->draining);
+    edge_drain(e);
+    if (!already && e->on_drain)
+        e->on_drain(e->on_drain_arg);
+    static const char ok[] = "{\"status\":\"draining\"}\n";
+    http_x_respond(x, 202, "Content-Type: application/json\r\n", ok, sizeof(ok) - 1);
+}
+
 void edge__admin_handle(struct http_exchange *x, void *arg)
 {
     struct edge *e = arg;
     const struct http_request *r = http_x_request(x);
 
+    if (http_str_ieq(r->path, "/admin/drain")) {
+        if (r->method != HTTP_M_POST)
+            http_x_error(x, 405, "/admin/drain: POST with the admin token");
+        else
+            drain(e, x);
+        return;
+    }
     if (e->predict && predict_admin(e->predict, x, authorized(e, r)))
         return;
     if (r->method == HTTP_M_PURGE) {
@@ -296,7 +326,8 @@ void edge__admin_handle(struct http_exchange *x, void *arg)
         return;
     }
     if (r->method != HTTP_M_GET && r->method != HTTP_M_HEAD) {
-        http_x_error(x, 405, "admin listener: GET /health, GET /metrics, PURGE <path>");
+        http_x_error(x, 405,
+                     "admin listener: GET /health, GET /metrics, PURGE <path>, POST /admin/drain");
         return;
     }
     if (http_str_ieq(r->path, "/health")) {
@@ -309,6 +340,7 @@ void edge__admin_handle(struct http_exchange *x, void *arg)
                        b.len);
         buf_fini(&b);
     } else {
-        http_x_error(x, 404, "admin listener: GET /health, GET /metrics, PURGE <path>");
+        http_x_error(x, 404,
+                     "admin listener: GET /health, GET /metrics, PURGE <path>, POST /admin/drain");
     }
 }

@@ -104,6 +104,7 @@ static struct edge_fill *fill_new(struct edge_worker *w, const char *pkey, size_
     atomic_init(&f->refcnt, 1);
     f->e = w->e;
     f->owner = w;
+    f->rt = edge__rt_ref(edge__rt(w));
     f->pkey = mc_xstrndup(pkey, plen);
     f->plen = plen;
     f->fail_status = 502;
@@ -111,7 +112,7 @@ static struct edge_fill *fill_new(struct edge_worker *w, const char *pkey, size_
     pthread_mutex_init(&f->mtx, NULL);
     buf_init(&f->resp_hdrs, RESP_HDRS_MAX);
     /* Room for --request-buffer (or the streaming high mark) and one read of the client. */
-    buf_init(&f->upload, MC_MAX(w->e->cfg.request_buffer, (uint64_t)UPLOAD_HIGH) + (1u << 20));
+    buf_init(&f->upload, MC_MAX(f->rt->cfg.request_buffer, (uint64_t)UPLOAD_HIGH) + (1u << 20));
     return f;
 }
 
@@ -148,6 +149,7 @@ static void fill_unref(struct edge_fill **fp)
     free(f->method);
     free(f->req_body);
     free(f->vkey);
+    edge__rt_unref(&f->rt);
     pthread_mutex_destroy(&f->mtx);
     MC_FREE_OBJ(f);
 }
@@ -366,7 +368,7 @@ static void waiter_finish(struct edge_waiter *wt)
 /* The tier the fill's response came from. */
 static enum edge_level fill_level(const struct edge_fill *f)
 {
-    return f->e->upstream_level[f->origin_idx];
+    return f->rt->upstream_level[f->origin_idx];
 }
 
 /* The access log's upstream time: from the request to the upstream to its response head
@@ -573,7 +575,7 @@ static int fill_stale_usable(const struct edge_fill *f)
 {
     return f->stale && http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
                                                     edge_obj_age(f->stale, units_wall_s()),
-                                                    f->e->cfg.stale_if_error_s);
+                                                    f->rt->cfg.stale_if_error_s);
 }
 
 /* Probes upstream idx with a copy of cache fill f that nobody waits for (and that is not
@@ -582,6 +584,9 @@ static int fill_stale_usable(const struct edge_fill *f)
 static void fill_spawn_probe(struct edge_fill *f, size_t idx)
 {
     struct edge_fill *p = fill_new(f->owner, f->pkey, f->plen);
+    /* idx is a place in f's upstream list: the copy uses f's settings, not newer ones. */
+    edge__rt_unref(&p->rt);
+    p->rt = edge__rt_ref(f->rt);
     struct edge_rctx rc = {f->route_post ? f->req_body : NULL, f->route_post ? f->req_body_len : 0,
                            f->route_ttl_s};
 
@@ -596,10 +601,10 @@ static void fill_spawn_probe(struct edge_fill *f, size_t idx)
 }
 
 /* Is any upstream after idx closed (a place to send the request right away)? */
-static int later_upstream_closed(const struct edge *e, size_t idx)
+static int later_upstream_closed(const struct edge_rt *rt, size_t idx)
 {
-    for (size_t j = idx + 1; j < e->cfg.norigins; j++)
-        if (edge__origin_state(e->origins, j) == EDGE_ORIGIN_CLOSED)
+    for (size_t j = idx + 1; j < rt->norigins; j++)
+        if (edge__origin_state(rt->origins, j) == EDGE_ORIGIN_CLOSED)
             return 1;
     return 0;
 }
@@ -613,25 +618,24 @@ static int later_upstream_closed(const struct edge *e, size_t idx)
  * probe to a background copy of itself. */
 static int fill_pick_upstream(struct edge_fill *f)
 {
-    struct edge *e = f->e;
     size_t skipped = SIZE_MAX;
 
     if (f->probe)
         return 0; /* fill_spawn_probe handed it the slot */
-    for (; f->origin_idx < e->cfg.norigins; f->origin_idx++) {
+    for (; f->origin_idx < f->rt->norigins; f->origin_idx++) {
         size_t i = f->origin_idx;
-        enum edge_origin_verdict v = edge__origin_allow(e->origins, i, units_now_ms());
+        enum edge_origin_verdict v = edge__origin_allow(f->rt->origins, i, units_now_ms());
         if (v == EDGE_ORIGIN_PASS)
             return 0;
         if (v == EDGE_ORIGIN_PROBE) {
             if (!f->cacheable_req || !fill_has_clients(f) ||
-                (!fill_stale_usable(f) && !later_upstream_closed(e, i))) {
+                (!fill_stale_usable(f) && !later_upstream_closed(f->rt, i))) {
                 f->probe = 1;
                 return 0;
             }
             fill_spawn_probe(f, i);
         }
-        edge__origin_skipped(e->origins, i);
+        edge__origin_skipped(f->rt->origins, i);
         if (skipped == SIZE_MAX)
             skipped = i;
     }
@@ -640,7 +644,7 @@ static int fill_pick_upstream(struct edge_fill *f)
     f->short_circuit = 1;
     pthread_mutex_lock(&f->mtx);
     f->fail_status = 503;
-    f->fail_msg = edge__origin_down_msg(e->origins, skipped);
+    f->fail_msg = edge__origin_down_msg(f->rt->origins, skipped);
     pthread_mutex_unlock(&f->mtx);
     return -EHOSTDOWN;
 }
@@ -648,13 +652,13 @@ static int fill_pick_upstream(struct edge_fill *f)
 /* A connect failure or a timeout before the response head. */
 static void fill_upstream_failed(struct edge_fill *f, const char *why)
 {
-    edge__origin_failure(f->e->origins, f->origin_idx, f->probe, why, units_now_ms());
+    edge__origin_failure(f->rt->origins, f->origin_idx, f->probe, why, units_now_ms());
     f->probe = 0;
 }
 
 static void fill_upstream_answered(struct edge_fill *f)
 {
-    edge__origin_success(f->e->origins, f->origin_idx);
+    edge__origin_success(f->rt->origins, f->origin_idx);
     f->probe = 0;
 }
 
@@ -662,7 +666,7 @@ static void fill_upstream_answered(struct edge_fill *f)
 static void fill_upstream_release(struct edge_fill *f)
 {
     if (f->probe)
-        edge__origin_probe_end(f->e->origins, f->origin_idx);
+        edge__origin_probe_end(f->rt->origins, f->origin_idx);
     f->probe = 0;
 }
 
@@ -784,7 +788,7 @@ static void on_upload_data(struct http_exchange *x, const char *data, size_t len
             upload_buffer_fail(f, 500, "request body buffer exhausted");
             return;
         }
-        if (f->upload.len < f->e->cfg.request_buffer)
+        if (f->upload.len < f->rt->cfg.request_buffer)
             return;
         upload_stream(f);
         if (!f->easy)
@@ -1076,7 +1080,7 @@ static int origin_head(struct edge_fill *f, int status, struct http_proxy_resp *
         f->head_refused = why;
         metrics_counter_add(e->m.origin_bad_framing, 1);
         log_warn("origin response refused", "key=\"%.*s\" url=\"%s%.*s\" status=%d reason=\"%s\"",
-                 (int)MC_MIN(f->plen, 200u), f->pkey, e->origin_urls[f->origin_idx],
+                 (int)MC_MIN(f->plen, 200u), f->pkey, f->rt->origin_urls[f->origin_idx],
                  (int)MC_MIN(strlen(f->url_path), 200u), f->url_path, status, why);
         return -EPROTO;
     }
@@ -1104,7 +1108,7 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
         o->vkey_len = f->stale->vkey_len;
         o->request_time = f->request_time;
         o->response_time = now;
-        o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
+        o->lifetime = http_freshness_lifetime(&o->info, f->rt->cfg.heuristic_max_s);
         o->has_accept_ranges = f->stale->has_accept_ranges;
         metrics_counter_add(e->m.revalidations, 1);
         edge__tier_refresh(f->owner, f->pkey, f->plen, f->stale, o);
@@ -1119,7 +1123,7 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
     }
     if (f->stale && status >= 500 &&
         http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
-                                     edge_obj_age(f->stale, now), e->cfg.stale_if_error_s)) {
+                                     edge_obj_age(f->stale, now), f->rt->cfg.stale_if_error_s)) {
         http_proxy_resp_fini(pr);
         pthread_mutex_lock(&f->mtx);
         f->obj = cache_obj_ref(f->stale);
@@ -1139,13 +1143,13 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
     o->vary = pr->vary;
     o->request_time = f->request_time;
     o->response_time = now;
-    o->lifetime = http_freshness_lifetime(&o->info, e->cfg.heuristic_max_s);
+    o->lifetime = http_freshness_lifetime(&o->info, f->rt->cfg.heuristic_max_s);
     /* Negative caching: a 404/410 that says nothing of its freshness is reused for a short
      * while, so a storm of requests for a missing model does not all reach the origin. */
-    if ((status == 404 || status == 410) && o->lifetime == 0 && e->cfg.negative_ttl_s > 0 &&
+    if ((status == 404 || status == 410) && o->lifetime == 0 && f->rt->cfg.negative_ttl_s > 0 &&
         !o->info.cc.present && !o->info.cdn_cc.present && !o->info.surrogate.present &&
         !o->info.has_expires)
-        o->lifetime = e->cfg.negative_ttl_s;
+        o->lifetime = f->rt->cfg.negative_ttl_s;
     /* A route's ttl is the default freshness of responses that state none of their own. */
     if (f->route_ttl_s >= 0 && o->lifetime == 0 && !o->info.cc.present && !o->info.cdn_cc.present &&
         !o->info.surrogate.present && !o->info.has_expires && status >= 200 && status < 300)
@@ -1174,7 +1178,7 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
      * tells a whole body from a cut one. It is passed on, not stored for every later client,
      * unless the operator vouches for the origin. */
     if (storable && cl < 0 && !pr->chunked && !fill_no_body(f, status) &&
-        !e->cfg.store_close_delimited) {
+        !f->rt->cfg.store_close_delimited) {
         storable = 0;
         why = "close-delimited";
     }
@@ -1364,7 +1368,7 @@ static void body_failed(struct edge_fill *f, CURLcode res)
     metrics_counter_add(e->m.origin_truncated, 1);
     log_warn("origin body incomplete: clients aborted, not stored",
              "key=\"%.*s\" url=\"%s%.*s\" bytes=%llu expected=%lld reason=\"%s\"", keyn, f->pkey,
-             e->origin_urls[f->origin_idx], urln, f->url_path, got,
+             f->rt->origin_urls[f->origin_idx], urln, f->url_path, got,
              (long long)f->obj->body->expected, why);
 }
 
@@ -1375,9 +1379,9 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
     int64_t now = units_wall_s();
 
     if (!f->headers_done) {
-        if (f->stale &&
-            http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
-                                         edge_obj_age(f->stale, now), e->cfg.stale_if_error_s)) {
+        if (f->stale && http_cache_stale_if_error_ok(&f->stale->info, f->stale->lifetime,
+                                                     edge_obj_age(f->stale, now),
+                                                     f->rt->cfg.stale_if_error_s)) {
             pthread_mutex_lock(&f->mtx);
             f->obj = cache_obj_ref(f->stale);
             f->served_stale = 1;
@@ -1479,9 +1483,9 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
     if (res != CURLE_OK && !f->headers_done && retryable(res))
         fill_upstream_failed(f, curl_easy_strerror(res));
     if (res != CURLE_OK && !f->headers_done && f->idempotent && retryable(res) && !f->timed_out &&
-        f->origin_idx + 1 < f->e->cfg.norigins) {
+        f->origin_idx + 1 < f->rt->norigins) {
         log_warn("origin failed, trying the next", "origin=%s err=\"%s\"",
-                 f->e->origin_urls[f->origin_idx], curl_easy_strerror(res));
+                 f->rt->origin_urls[f->origin_idx], curl_easy_strerror(res));
         transfer_cleanup(f);
         f->origin_idx++;
         buf_reset(&f->resp_hdrs);
@@ -1521,7 +1525,7 @@ static int fill_start_transfer(struct edge_fill *f)
     if (!f->easy)
         return -ENOMEM;
     buf_init(&u, 64 * 1024);
-    buf_puts(&u, e->origin_urls[f->origin_idx]);
+    buf_puts(&u, f->rt->origin_urls[f->origin_idx]);
     buf_puts(&u, f->url_path);
     url = buf_take(&u, &ul);
     curl_easy_setopt(f->easy, CURLOPT_URL, url);
@@ -1535,8 +1539,8 @@ static int fill_start_transfer(struct edge_fill *f)
     curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
     curl_easy_setopt(f->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)e->cfg.connect_timeout_ms);
-    curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, (long)e->cfg.origin_timeout_ms);
+    curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)f->rt->cfg.connect_timeout_ms);
+    curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, (long)f->rt->cfg.origin_timeout_ms);
     curl_easy_setopt(f->easy, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(f->easy, CURLOPT_TCP_NODELAY, 1L);
     if (e->cfg.origin_ca)
@@ -1575,11 +1579,11 @@ static int fill_start_transfer(struct edge_fill *f)
     metrics_counter_add(e->m.origin_requests, 1);
     atomic_store_explicit(&f->start_us, units_now_us(), memory_order_relaxed);
     atomic_store_explicit(&f->hdr_us, 0, memory_order_relaxed);
-    if (e->cfg.first_byte_timeout_ms) {
+    if (f->rt->cfg.first_byte_timeout_ms) {
         f->fb_timer = mc_xmalloc(sizeof(*f->fb_timer));
         uv_timer_init(f->owner->loop, f->fb_timer);
         f->fb_timer->data = f;
-        uv_timer_start(f->fb_timer, on_first_byte_timeout, e->cfg.first_byte_timeout_ms, 0);
+        uv_timer_start(f->fb_timer, on_first_byte_timeout, f->rt->cfg.first_byte_timeout_ms, 0);
     }
     return 0;
 }
@@ -1715,7 +1719,7 @@ static void fetch_pass(struct edge_worker *w, struct http_exchange *x, const cha
         f->upload_x = x;
         f->upload_len = r->chunked ? -1 : r->content_length;
         /* The fill starts once the body is read or over --request-buffer (see above). */
-        if (w->e->cfg.request_buffer)
+        if (f->rt->cfg.request_buffer)
             f->upload_buffering = 1;
         else
             upload_stream(f);

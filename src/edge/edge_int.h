@@ -69,6 +69,8 @@ struct edge_worker {
     struct predict_loop *pl;       /* prediction completions, or NULL */
     struct edge_redis_conn *redis; /* this loop's Redis connection, or NULL */
     struct edge_fdc *fdc;          /* open L2 files (edge_tier_l2.c), or NULL */
+    struct edge_rt *rt;            /* ref: the settings this loop last saw (edge__rt) */
+    uint64_t rt_gen;
     int stopping;
 };
 
@@ -118,13 +120,35 @@ struct edge_metrics {
     struct metrics_counter *body_timeouts;   /* pass bodies that stalled (408) */
 };
 
-struct edge {
+/* The settings a reload may change (docs/internals/edge.md "Reload"): built whole by
+ * edge_reload(), never changed afterwards, then published as e->rt. Each worker keeps a
+ * reference to the one it last saw (edge__rt), every fill one to the one it started with,
+ * so an origin transfer in flight keeps its upstream list, breakers and timeouts while a
+ * newer configuration serves the next requests. The last reference frees it. */
+struct edge_rt {
     unsigned magic;
-    struct edge_cfg cfg;
+#define EDGE_RT_MAGIC 0x45525431u
+    _Atomic unsigned refcnt;
+    struct edge_cfg cfg; /* strings borrowed until release(release_arg) */
     /* The upstreams of a fill, tried in order: the --parent edge (level PARENT) if any, then
      * the origins (level ORIGIN). Each has its circuit breaker (edge_origin.h). */
     char *origin_urls[EDGE_MAX_ORIGINS];              /* owned copies without a trailing slash */
     enum edge_level upstream_level[EDGE_MAX_ORIGINS]; /* what X-Cache-Level a fill from it says */
+    size_t norigins;
+    struct edge_origins *origins; /* a circuit breaker per entry of origin_urls */
+    struct edge_routes *routes;   /* route table from the config file, or NULL */
+    void (*release)(void *arg);   /* called with the last reference, or NULL */
+    void *release_arg;
+};
+
+struct edge {
+    unsigned magic;
+    /* The settings at start. Those a reload may change are read from the edge_rt (they
+     * are also here, at their start values, for start-up only); the others never change. */
+    struct edge_cfg cfg;
+    pthread_mutex_t rt_mtx;
+    struct edge_rt *rt;      /* ref: the current settings (rt_mtx) */
+    _Atomic uint64_t rt_gen; /* bumped after each new rt is published */
     struct l1 *l1;
     struct http_server *srv;
     struct edge_worker **workers; /* indexed by worker idx, set by loop_init */
@@ -145,20 +169,33 @@ struct edge {
     struct edge_redis *redis;                      /* --redis tier, or NULL */
     const struct edge_tier_ops *tiers[EDGE_LV__N]; /* the chain behind L1, nearest first */
     size_t ntiers;
-    struct edge_routes *routes;                 /* route table from the config file, or NULL */
-    uint64_t max_mem_object;                    /* larger bodies live in files and skip L1 */
-    enum cache_policy_objective disk_objective; /* of L2's policy */
+    uint64_t max_mem_object;                           /* larger bodies live in files and skip L1 */
+    enum cache_policy_objective disk_objective;        /* of L2's policy */
     enum cache_policy_objective cfg_predict_objective; /* of the prediction caches */
     _Atomic uint64_t l2_clock; /* L2 hits so far: the clock of L1 admission (edge_tier_l2.c) */
     char name[64];             /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
     /* Request hardening (edge_req.c, set up by edge__req_init). */
     const char **strip; /* fields removed on arrival; owned array of borrowed names */
     size_t nstrip;
-    char *key_vary;               /* --key-header names, lowercased, as a Vary list; or NULL */
-    int any_method;               /* --extra-method '*': every method token is forwarded */
-    char *allow;                  /* "Allow: <the methods this edge serves>\r\n" */
-    struct edge_origins *origins; /* a circuit breaker per entry of origin_urls */
+    char *key_vary;              /* --key-header names, lowercased, as a Vary list; or NULL */
+    int any_method;              /* --extra-method '*': every method token is forwarded */
+    char *allow;                 /* "Allow: <the methods this edge serves>\r\n" */
+    void (*on_drain)(void *arg); /* POST /admin/drain asks the daemon to drain (any thread) */
+    void *on_drain_arg;
 };
+
+/* edge_main.c: the settings of worker w, as of its latest call (a newer edge_rt, if one
+ * was published since, is taken here). Borrowed: valid on w's loop until the next call;
+ * whatever keeps it across callbacks takes a reference. */
+struct edge_rt *edge__rt(struct edge_worker *w);
+static inline struct edge_rt *edge__rt_ref(struct edge_rt *rt)
+{
+    MC_CHECK_OBJ_NOTNULL(rt, EDGE_RT_MAGIC);
+    atomic_fetch_add(&rt->refcnt, 1);
+    return rt;
+}
+/* Drops a reference and sets *rtp to NULL; the last one frees it (any thread). */
+void edge__rt_unref(struct edge_rt **rtp);
 
 /* What a route (edge_routes.h) adds to a cacheable request: the POST body the key was
  * built from (sent to the origin on a miss) and the route's default freshness. Functions
@@ -225,6 +262,7 @@ struct edge_fill {
     _Atomic unsigned refcnt;
     struct edge *e;
     struct edge_worker *owner;
+    struct edge_rt *rt;            /* ref: the settings the fill started with */
     struct edge_fill *busy_next;   /* busy table link (busy shard lock) */
     struct edge_fill *prev, *next; /* owner's list (owner loop only) */
     int in_busy;

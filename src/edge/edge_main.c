@@ -76,6 +76,10 @@ static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
     if (e->predict)
         w->pl = predict_loop_init(e->predict, loop);
     edge__tier_loop_init(w);
+    pthread_mutex_lock(&e->rt_mtx);
+    w->rt = edge__rt_ref(e->rt);
+    w->rt_gen = atomic_load(&e->rt_gen);
+    pthread_mutex_unlock(&e->rt_mtx);
     e->workers[idx] = w;
     return w;
 }
@@ -92,6 +96,7 @@ static void loop_stopping(uv_loop_t *loop, void *data, void *arg)
 static void worker_closed(uv_handle_t *h)
 {
     struct edge_worker *w = h->data;
+    edge__rt_unref(&w->rt);
     buf_fini(&w->key_scratch);
     buf_fini(&w->hdr_scratch);
     pthread_mutex_destroy(&w->wake_mtx);
@@ -136,12 +141,11 @@ static int start_predict(struct edge *e, char *err, size_t errlen)
     return predict_new(&pc, &e->predict, err, errlen);
 }
 
-/* The certificates of --tls-listen: flags checked, files loaded (each error names one). */
-static int start_tls(struct edge *e, const struct edge_cfg *cfg, char *err, size_t errlen)
+/* The http_tls_cfg of cfg's --tls-* settings (certs: room for HTTP_TLS_MAX_CERTS), checked;
+ * 0 or -EINVAL with err naming the flag. */
+static int tls_cfg_of(const struct edge_cfg *cfg, struct http_tls_cert *certs,
+                      struct http_tls_cfg *tc, char *err, size_t errlen)
 {
-    struct http_tls_cert certs[HTTP_TLS_MAX_CERTS];
-    struct http_tls_cfg tc = {0};
-
     if (cfg->n_tls_certs == 0) {
         snprintf(err, errlen, "--tls-listen needs --tls-cert FILE and --tls-key FILE");
         return -EINVAL;
@@ -166,23 +170,34 @@ static int start_tls(struct edge *e, const struct edge_cfg *cfg, char *err, size
     for (size_t i = 0; i < cfg->n_tls_certs; i++)
         certs[i] = (struct http_tls_cert){cfg->tls_certs[i], cfg->tls_keys[i],
                                           cfg->n_tls_ocsp ? cfg->tls_ocsp[i] : NULL};
-    tc.certs = certs;
-    tc.ncerts = cfg->n_tls_certs;
-    tc.ticket_secret_file = cfg->tls_ticket_secret;
-    tc.ticket_period_ms = cfg->tls_ticket_period_ms;
+    memset(tc, 0, sizeof(*tc));
+    tc->certs = certs;
+    tc->ncerts = cfg->n_tls_certs;
+    tc->ticket_secret_file = cfg->tls_ticket_secret;
+    tc->ticket_period_ms = cfg->tls_ticket_period_ms;
     /* ALPN offers http/1.1 only: HTTP/2 is not served yet. */
-    tc.h2 = 0;
-    return http_tls_ctx_new(&tc, &e->tls, err, errlen);
+    tc->h2 = 0;
+    return 0;
+}
+
+/* The certificates of --tls-listen: flags checked, files loaded (each error names one). */
+static int start_tls(struct edge *e, const struct edge_cfg *cfg, char *err, size_t errlen)
+{
+    struct http_tls_cert certs[HTTP_TLS_MAX_CERTS];
+    struct http_tls_cfg tc;
+    int rc = tls_cfg_of(cfg, certs, &tc, err, errlen);
+
+    return rc ? rc : http_tls_ctx_new(&tc, &e->tls, err, errlen);
 }
 
 /* A buffered request body is held in memory whole (per request): a bound on the setting. */
 #define REQUEST_BUFFER_MAX (64u << 20)
 
 /* Upstreams are tried in order: the parent edge (if any), then the origins. */
-static int add_origin(struct edge *e, enum edge_level lv, const char *flag, const char *url,
+static int add_origin(struct edge_rt *rt, enum edge_level lv, const char *flag, const char *url,
                       size_t n, char *err, size_t errlen)
 {
-    if (e->cfg.norigins >= EDGE_MAX_ORIGINS) {
+    if (rt->norigins >= EDGE_MAX_ORIGINS) {
         snprintf(err, errlen, "--origin: at most %d origins", EDGE_MAX_ORIGINS);
         return -EINVAL;
     }
@@ -192,10 +207,145 @@ static int add_origin(struct edge *e, enum edge_level lv, const char *flag, cons
         snprintf(err, errlen, "--%s: '%.*s' is not an http:// or https:// URL", flag, (int)n, url);
         return -EINVAL;
     }
-    e->origin_urls[e->cfg.norigins] = mc_xstrndup(url, n);
-    e->cfg.origins[e->cfg.norigins] = e->origin_urls[e->cfg.norigins];
-    e->upstream_level[e->cfg.norigins] = lv;
-    e->cfg.norigins++;
+    rt->origin_urls[rt->norigins] = mc_xstrndup(url, n);
+    rt->upstream_level[rt->norigins++] = lv;
+    return 0;
+}
+
+static void rt_free(struct edge_rt *rt)
+{
+    edge__origins_free(&rt->origins);
+    edge__routes_free(&rt->routes);
+    for (size_t i = 0; i < rt->norigins; i++)
+        free(rt->origin_urls[i]);
+    if (rt->release)
+        rt->release(rt->release_arg);
+    MC_FREE_OBJ(rt);
+}
+
+void edge__rt_unref(struct edge_rt **rtp)
+{
+    struct edge_rt *rt = *rtp;
+
+    *rtp = NULL;
+    if (!rt)
+        return;
+    MC_CHECK_OBJ_NOTNULL(rt, EDGE_RT_MAGIC);
+    if (atomic_fetch_sub(&rt->refcnt, 1) == 1)
+        rt_free(rt);
+}
+
+struct edge_rt *edge__rt(struct edge_worker *w)
+{
+    struct edge *e = w->e;
+
+    /* One acquire load per request in the common case; the lock only when a reload
+     * published a new rt since this loop last looked. */
+    if (atomic_load_explicit(&e->rt_gen, memory_order_acquire) != w->rt_gen) {
+        struct edge_rt *old = w->rt;
+        pthread_mutex_lock(&e->rt_mtx);
+        w->rt = edge__rt_ref(e->rt);
+        w->rt_gen = atomic_load(&e->rt_gen);
+        pthread_mutex_unlock(&e->rt_mtx);
+        edge__rt_unref(&old);
+    }
+    return w->rt;
+}
+
+/* Builds the run-time settings of cfg: the upstream list (checked), its breakers and the
+ * route table (read from cfg->config_file). 0 with a new rt (one reference) in *out, or
+ * -EINVAL with err naming the flag, or the file, line and field. */
+static int rt_new(const struct edge_cfg *cfg, struct edge_rt **out, char *err, size_t errlen)
+{
+    struct edge_rt *rt = mc_xcalloc(1, sizeof(*rt));
+    int rc;
+
+    MC_INIT_OBJ(rt, EDGE_RT_MAGIC);
+    atomic_init(&rt->refcnt, 1);
+    rt->cfg = *cfg;
+    if (cfg->parent && *cfg->parent) {
+        rc = add_origin(rt, EDGE_LV_PARENT, "parent", cfg->parent, strlen(cfg->parent), err,
+                        errlen);
+        if (rc != 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < cfg->norigins; i++) {
+        /* Each --origin may itself be a comma-separated list. */
+        const char *p = cfg->origins[i];
+        while (p && *p) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            if (n && (rc = add_origin(rt, EDGE_LV_ORIGIN, "origin", p, n, err, errlen)) != 0)
+                goto fail;
+            p = comma ? comma + 1 : NULL;
+        }
+    }
+    if (rt->norigins == 0 || rt->upstream_level[rt->norigins - 1] != EDGE_LV_ORIGIN) {
+        snprintf(err, errlen, "--origin is required (one or more http:// URLs)");
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (cfg->request_buffer > REQUEST_BUFFER_MAX) {
+        snprintf(err, errlen, "--request-buffer: at most %uM (bodies are held in memory)",
+                 REQUEST_BUFFER_MAX >> 20);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (cfg->config_file && (rc = edge__routes_load(cfg->config_file, &rt->routes, err, errlen)))
+        goto fail;
+    /* An unreported probe holds the half-open slot for at most as long as an attempt can
+     * take to fail; then another request probes. */
+    rt->origins = edge__origins_new((const char *const *)rt->origin_urls, rt->norigins,
+                                    cfg->breaker_failures, cfg->breaker_cooldown_ms,
+                                    cfg->connect_timeout_ms +
+                                        (cfg->first_byte_timeout_ms ? cfg->first_byte_timeout_ms
+                                                                    : cfg->origin_timeout_ms) +
+                                        1000);
+    *out = rt;
+    return 0;
+fail:
+    rt_free(rt);
+    return rc;
+}
+
+/* Publishes rt (takes its reference): each loop picks it up at its next request. */
+static void rt_publish(struct edge *e, struct edge_rt *rt)
+{
+    struct edge_rt *old;
+
+    pthread_mutex_lock(&e->rt_mtx);
+    old = e->rt;
+    e->rt = rt;
+    atomic_fetch_add_explicit(&e->rt_gen, 1, memory_order_release);
+    pthread_mutex_unlock(&e->rt_mtx);
+    edge__rt_unref(&old);
+}
+
+int edge_reload(struct edge *e, const struct edge_cfg *cfg, void (*release)(void *arg), void *arg,
+                char *err, size_t errlen)
+{
+    struct edge_rt *rt;
+    int rc;
+
+    MC_CHECK_OBJ_NOTNULL(e, EDGE_MAGIC);
+    if ((rc = rt_new(cfg, &rt, err, errlen)) != 0)
+        return rc;
+    if (e->tls) {
+        /* New handshakes get the new certificates; open connections keep theirs. A file
+         * that does not load refuses the whole reload: nothing has changed yet. */
+        struct http_tls_cert certs[HTTP_TLS_MAX_CERTS];
+        struct http_tls_cfg tc;
+        if ((rc = tls_cfg_of(cfg, certs, &tc, err, errlen)) != 0 ||
+            (rc = http_tls_ctx_reload(e->tls, &tc, err, errlen)) != 0) {
+            rt_free(rt);
+            return rc;
+        }
+    }
+    rt->release = release;
+    rt->release_arg = arg;
+    http_server_set_limits(e->srv, cfg->max_body, cfg->header_timeout_ms, cfg->body_timeout_ms,
+                           cfg->idle_timeout_ms, cfg->send_timeout_ms);
+    rt_publish(e, rt);
     return 0;
 }
 
@@ -208,41 +358,17 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
 
     MC_INIT_OBJ(e, EDGE_MAGIC);
     e->cfg = *cfg;
-    e->cfg.norigins = 0;
-    if (cfg->parent && *cfg->parent) {
-        rc = add_origin(e, EDGE_LV_PARENT, "parent", cfg->parent, strlen(cfg->parent), err, errlen);
-        if (rc != 0)
-            goto fail;
-    }
-    for (size_t i = 0; i < cfg->norigins; i++) {
-        /* Each --origin may itself be a comma-separated list. */
-        const char *p = cfg->origins[i];
-        while (p && *p) {
-            const char *comma = strchr(p, ',');
-            size_t n = comma ? (size_t)(comma - p) : strlen(p);
-            if (n && (rc = add_origin(e, EDGE_LV_ORIGIN, "origin", p, n, err, errlen)) != 0)
-                goto fail;
-            p = comma ? comma + 1 : NULL;
-        }
-    }
-    if (e->cfg.norigins == 0 || e->upstream_level[e->cfg.norigins - 1] != EDGE_LV_ORIGIN) {
-        snprintf(err, errlen, "--origin is required (one or more http:// URLs)");
+    pthread_mutex_init(&e->rt_mtx, NULL);
+    if ((rc = rt_new(cfg, &e->rt, err, errlen)) != 0)
+        goto fail;
+    atomic_init(&e->rt_gen, 1);
+    if (cfg->mem < (1u << 20)) {
+        snprintf(err, errlen, "--mem: at least 1M of memory cache is needed");
         rc = -EINVAL;
         goto fail;
     }
     if (cfg->origin_ca && access(cfg->origin_ca, R_OK) != 0) {
         snprintf(err, errlen, "--origin-ca: %s: %s", cfg->origin_ca, strerror(errno));
-        rc = -EINVAL;
-        goto fail;
-    }
-    if (cfg->request_buffer > REQUEST_BUFFER_MAX) {
-        snprintf(err, errlen, "--request-buffer: at most %uM (bodies are held in memory)",
-                 REQUEST_BUFFER_MAX >> 20);
-        rc = -EINVAL;
-        goto fail;
-    }
-    if (cfg->mem < (1u << 20)) {
-        snprintf(err, errlen, "--mem: at least 1M of memory cache is needed");
         rc = -EINVAL;
         goto fail;
     }
@@ -307,18 +433,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
         e->cfg.l2_admit_hits = 1;
     if ((rc = edge__tier_open(e, tiers, MC_ARRAY_SIZE(tiers), err, errlen)) != 0)
         goto fail;
-    if (e->cfg.config_file &&
-        (rc = edge__routes_load(e->cfg.config_file, &e->routes, err, errlen)) != 0)
-        goto fail;
     edge__busy_init(e);
-    /* An unreported probe holds the half-open slot for at most as long as an attempt can
-     * take to fail; then another request probes. */
-    e->origins = edge__origins_new((const char *const *)e->origin_urls, e->cfg.norigins,
-                                   cfg->breaker_failures, cfg->breaker_cooldown_ms,
-                                   cfg->connect_timeout_ms +
-                                       (cfg->first_byte_timeout_ms ? cfg->first_byte_timeout_ms
-                                                                   : cfg->origin_timeout_ms) +
-                                       1000);
     pthread_mutex_init(&e->cpu_mtx, NULL);
     edge__metrics_init(e);
     e->start_ms = units_now_ms();
@@ -362,13 +477,11 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
 fail:
     http_tls_ctx_free(&e->tls);
     edge__req_fini(e);
-    edge__origins_free(&e->origins);
     predict_free(&e->predict);
     edge__tier_close(e);
-    edge__routes_free(&e->routes);
     l1_free(&e->l1);
-    for (size_t i = 0; i < e->cfg.norigins; i++)
-        free(e->origin_urls[i]);
+    edge__rt_unref(&e->rt);
+    pthread_mutex_destroy(&e->rt_mtx);
     free(e->workers);
     MC_FREE_OBJ(e);
     return rc;
@@ -394,25 +507,47 @@ const char *edge_name(const struct edge *e)
     return e->name;
 }
 
+void edge_drain(struct edge *e)
+{
+    atomic_store(&e->draining, 1);
+    predict_set_draining(e->predict);
+    http_server_drain(e->srv);
+}
+
+void edge_on_drain(struct edge *e, void (*cb)(void *arg), void *arg)
+{
+    e->on_drain = cb;
+    e->on_drain_arg = arg;
+}
+
+void edge_quiesce(struct edge *e, uint64_t grace_ms)
+{
+    atomic_store(&e->draining, 1);
+    predict_set_draining(e->predict);
+    http_server_stop(e->srv, grace_ms);
+}
+
+void edge_hurry(struct edge *e)
+{
+    http_server_hurry(e->srv);
+}
+
 void edge_stop(struct edge **ep, uint64_t grace_ms)
 {
     struct edge *e = *ep;
 
     if (!e)
         return;
-    atomic_store(&e->draining, 1);
-    predict_set_draining(e->predict);
-    http_server_stop(e->srv, grace_ms);
+    edge_quiesce(e, grace_ms);
     http_server_free(&e->srv);
     http_tls_ctx_free(&e->tls); /* after the loops: no connection holds it */
     predict_free(&e->predict);  /* after the loops: none can queue work any more */
     edge__tier_close(e);
-    edge__routes_free(&e->routes);
-    edge__origins_free(&e->origins); /* after the loops: no fill reports any more */
     l1_free(&e->l1);
     edge__req_fini(e);
-    for (size_t i = 0; i < e->cfg.norigins; i++)
-        free(e->origin_urls[i]);
+    /* After the loops: every fill (and its reference) is gone, so this is the last one. */
+    edge__rt_unref(&e->rt);
+    pthread_mutex_destroy(&e->rt_mtx);
     free(e->workers);
     MC_FREE_OBJ(e);
     *ep = NULL;
@@ -420,7 +555,137 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
 
 /* ---- `mlcdn edge` ---- */
 
-static uv_loop_t *main_loop;
+/* What the flags and the file say, parsed: one per (re)load. The strings live in c. */
+struct edge_args {
+    struct edge_cfg cfg;
+    struct conf c;
+    struct conf_strlist origins, ignore, strip, keyh, methods;
+    struct conf_strlist tls_certs, tls_keys, tls_ocsp;
+    struct accesslog_opts lo;
+    const char *log_level;
+    long threads, infer_threads, max_batch, max_delay_us, l2_admit, brk_failures;
+    uint64_t grace, drain, sie, neg_ms;
+    const char *sie_str;
+};
+
+#define EDGE_NOPTS 64
+
+/* The options table of `mlcdn edge`, bound to a's fields. CONF_RELOAD marks what SIGHUP
+ * applies (edge_reload, log level, drain and grace times); the rest needs a restart. */
+static size_t edge_opts(struct edge_args *a, struct conf_opt *out)
+{
+    struct edge_cfg *cfgp = &a->cfg;
+    const struct conf_opt opts[] = {
+        {"listen", CONF_STR, &cfgp->listen, "public address ADDR:PORT (default 127.0.0.1:8080)"},
+        {"admin", CONF_STR, &cfgp->admin, "admin address (default 127.0.0.1:0; \"\" disables)"},
+        {"tls-listen", CONF_STR, &cfgp->tls_listen, "HTTPS address ADDR:PORT (TLS 1.2/1.3)"},
+        {"tls-cert", CONF_STRLIST, &a->tls_certs,
+         "PEM certificate chain, repeatable (per name by SNI; the first is the default)",
+         CONF_RELOAD},
+        {"tls-key", CONF_STRLIST, &a->tls_keys, "PEM private key, one per --tls-cert, same order",
+         CONF_RELOAD},
+        {"tls-ocsp", CONF_STRLIST, &a->tls_ocsp, "DER OCSP response to staple, one per --tls-cert",
+         CONF_RELOAD},
+        {"tls-ticket-secret", CONF_STR, &cfgp->tls_ticket_secret,
+         "file with >= 32 secret bytes: edges sharing it resume each other's sessions",
+         CONF_RELOAD},
+        {"origin-ca", CONF_STR, &cfgp->origin_ca,
+         "CA bundle (PEM) for https:// origins (default: the system's)"},
+        {"origin-insecure", CONF_BOOL, &cfgp->origin_insecure,
+         "do not verify https:// origins' certificates (tests only)"},
+        {"tls-ticket-period", CONF_DURATION, &cfgp->tls_ticket_period_ms,
+         "session ticket key rotation period (default 1h; a ticket lives two)", CONF_RELOAD},
+        {"origin", CONF_STRLIST, &a->origins, "origin base URL(s), comma-separated or repeated",
+         CONF_RELOAD},
+        {"region", CONF_STR, &cfgp->region, "region name reported in X-Edge-Region and /health"},
+        {"name", CONF_STR, &cfgp->name, "this node's name in Via (default mlcdn-REGION-random)"},
+        {"parent", CONF_STR, &cfgp->parent,
+         "parent edge URL: misses go there first, then to the origins", CONF_RELOAD},
+        {"mem", CONF_SIZE, &cfgp->mem, "L1 memory budget (default 256M)"},
+        {"policy", CONF_STR, &cfgp->policy, "eviction policy (default: mlcdn's adaptive policy)"},
+        {"mem-objective", CONF_STR, &cfgp->mem_objective,
+         "what L1's policy optimises: objects (hits, the default) or bytes"},
+        {"disk-objective", CONF_STR, &cfgp->disk_objective,
+         "what L2's policy optimises: bytes (origin bandwidth, the default) or objects"},
+        {"predict-objective", CONF_STR, &cfgp->predict_objective,
+         "what the prediction caches optimise: objects (the default) or bytes"},
+        {"threads", CONF_INT, &a->threads, "worker threads (default 1)"},
+        {"admin-token", CONF_STR, &cfgp->admin_token, "bearer token for PURGE on the admin port"},
+        {"connect-timeout", CONF_DURATION, &cfgp->connect_timeout_ms, "origin connect timeout",
+         CONF_RELOAD},
+        {"first-byte-timeout", CONF_DURATION, &cfgp->first_byte_timeout_ms,
+         "origin time to response headers", CONF_RELOAD},
+        {"origin-timeout", CONF_DURATION, &cfgp->origin_timeout_ms, "origin whole-transfer timeout",
+         CONF_RELOAD},
+        {"origin-breaker-failures", CONF_INT, &a->brk_failures,
+         "connect failures or timeouts in a row that stop requests to an origin (default 5; "
+         "0 = off)",
+         CONF_RELOAD},
+        {"origin-breaker-cooldown", CONF_DURATION, &cfgp->breaker_cooldown_ms,
+         "time before an origin whose breaker opened is probed (default 10s)", CONF_RELOAD},
+        {"stale-if-error", CONF_STR, &a->sie_str, "default stale-if-error window (e.g. 60s)",
+         CONF_RELOAD},
+        {"store-close-delimited", CONF_BOOL, &cfgp->store_close_delimited,
+         "store origin bodies with neither Content-Length nor chunked framing", CONF_RELOAD},
+        {"negative-ttl", CONF_DURATION, &a->neg_ms, "cache 404/410 without freshness this long",
+         CONF_RELOAD},
+        {"max-body", CONF_SIZE, &cfgp->max_body, "request body limit (413 above)", CONF_RELOAD},
+        {"request-buffer", CONF_SIZE, &cfgp->request_buffer,
+         "read request bodies up to this size before contacting the origin; larger ones "
+         "stream (default 1M, 0 = always stream)",
+         CONF_RELOAD},
+        {"header-timeout", CONF_DURATION, &cfgp->header_timeout_ms, "request head timeout (408)",
+         CONF_RELOAD},
+        {"body-timeout", CONF_DURATION, &cfgp->body_timeout_ms, "request body timeout (408)",
+         CONF_RELOAD},
+        {"idle-timeout", CONF_DURATION, &cfgp->idle_timeout_ms, "keep-alive idle timeout",
+         CONF_RELOAD},
+        {"send-timeout", CONF_DURATION, &cfgp->send_timeout_ms,
+         "close a client that takes no response bytes for this long", CONF_RELOAD},
+        {"ignore-param", CONF_STRLIST, &a->ignore, "query parameter left out of cache keys"},
+        {"strip-header", CONF_STRLIST, &a->strip,
+         "request header removed on arrival (replaces the default list; 'none': keep all)"},
+        {"key-header", CONF_STRLIST, &a->keyh,
+         "request header forwarded and added to every cache key (never stripped)"},
+        {"extra-method", CONF_STRLIST, &a->methods,
+         "non-standard method forwarded uncached (case-sensitive; '*': any); others get 501"},
+        {"models", CONF_STR, &cfgp->models_dir,
+         "serve predictions from DIR/NAME/VERSION/model.onnx (docs/predict.md)"},
+        {"infer-threads", CONF_INT, &a->infer_threads, "inference threads (default 2)"},
+        {"predict-cache", CONF_SIZE, &cfgp->predict_cache,
+         "prediction cache per model unless config.json says (default 64M)"},
+        {"max-batch", CONF_INT, &a->max_batch, "default max rows per inference batch (64)"},
+        {"max-delay-us", CONF_INT, &a->max_delay_us,
+         "default wait for a fuller batch, microseconds (200)"},
+        {"models-poll", CONF_DURATION, &cfgp->models_poll_ms,
+         "poll the models directory for new versions (default 2s, 0 = off)"},
+        {"model-memory", CONF_SIZE, &cfgp->model_memory,
+         "memory budget of each model: weights + one run at max_batch (default 1G)"},
+        {"disk-dir", CONF_STR, &cfgp->disk_dir, "L2 disk cache directory (survives restarts)"},
+        {"disk", CONF_SIZE, &cfgp->disk, "L2 disk budget (default 1G)"},
+        {"disk-policy", CONF_STR, &cfgp->disk_policy, "L2 eviction policy (default sieve)"},
+        {"max-mem-object", CONF_SIZE, &cfgp->max_mem_object,
+         "larger responses skip L1 and stream through a file (default --mem/16)"},
+        {"l2-admit-hits", CONF_INT, &a->l2_admit, "L2 hits before an object enters L1 (default 2)"},
+        {"redis", CONF_STR, &cfgp->redis, "shared tier redis://HOST:PORT[/DB]"},
+        {"redis-max-object", CONF_SIZE, &cfgp->redis_max_object,
+         "largest body stored in Redis (default 1M)"},
+        {"redis-timeout", CONF_DURATION, &cfgp->redis_timeout_ms,
+         "Redis deadline before the tier is skipped (default 50ms)"},
+        {"drain-time", CONF_DURATION, &a->drain,
+         "SIGTERM: keep serving this long while /health says draining (default 10s)", CONF_RELOAD},
+        {"grace", CONF_DURATION, &a->grace,
+         "at the stop, time left to requests in flight (default 10s)", CONF_RELOAD},
+        {"log-level", CONF_STR, &a->log_level, "debug, info, warn, error", CONF_RELOAD},
+        {"access-log", CONF_STR, &a->lo.access_log,
+         "one line per request to FILE, '-' (stdout) or 'syslog' (default: none)"},
+        {"access-log-format", CONF_STR, &a->lo.format, "combined (default) or json"},
+        {"error-log", CONF_STR, &a->lo.error_log, "log lines to FILE instead of stderr"},
+    };
+    MC_ASSERT(MC_ARRAY_SIZE(opts) <= EDGE_NOPTS);
+    memcpy(out, opts, sizeof(opts));
+    return MC_ARRAY_SIZE(opts);
+}
 
 /* The host part of ADDR:PORT as it goes into a URL ("" means all addresses). */
 static void url_host(const char *addr, char *out, size_t n)
@@ -432,209 +697,340 @@ static void url_host(const char *addr, char *out, size_t n)
     if (!out[0] || !strcmp(out, "0.0.0.0"))
         snprintf(out, n, "127.0.0.1");
 }
-
-static struct accesslog *access_log;
-
-static void on_usr1(uv_signal_t *s, int signum)
+static void close_walk(uv_handle_t *h, void *arg)
 {
-    (void)s;
-    (void)signum;
-    accesslog_reopen_all(access_log);
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Defaults, then the file
+, then the flags (conf_parse), then the checks that need more
+ * than one option; fills a->cfg. 0, or -EINVAL with err naming the flag or the file and
+ * line. conf_fini(&a->c) is the caller's in both cases. */
+static int edge_args_parse(struct edge_args *a, int argc, char **argv, char *err, size_t errlen)
+{
+    static const char *const groups[] = {"routes"};
+    struct edge_cfg *cfg = &a->cfg;
+    struct conf_opt opts[EDGE_NOPTS];
+    size_t nopts;
+
+    memset(a, 0, sizeof(*a));
+    edge_cfg_default(cfg);
+    a->log_level = "info";
+    a->threads = 1;
+    a->infer_threads = 2;
+    a->max_batch = 64;
+    a->max_delay_us = 200;
+    a->l2_admit = 2;
+    a->brk_failures = (long)cfg->breaker_failures;
+    a->grace = 10000;
+    a->drain = 10000;
+    a->neg_ms = 10000;
+    nopts = edge_opts(a, opts);
+    if (conf_parse(&a->c, opts, nopts, argc, argv, 0, err, errlen) != 0 ||
+        conf_check_keys(&a->c, opts, nopts, groups, MC_ARRAY_SIZE(groups), err, errlen) != 0)
+        return -EINVAL;
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        snprintf(err, errlen, __VA_ARGS__);                                                        \
+        conf_locate(&a->c, (const char *const *)argv, argc, err, errlen);                          \
+        return -EINVAL;                                                                            \
+    } while (0)
+    if (log_level_parse(a->log_level) < 0)
+        BAD("--log-level: '%s' is not debug, info, warn or error", a->log_level);
+    if (a->threads < 1 || a->threads > 256)
+        BAD("--threads: %ld is out of range (1..256)", a->threads);
+    if (a->sie_str) {
+        if (units_parse_duration_ms(a->sie_str, &a->sie) != 0)
+            BAD("--stale-if-error: '%s' is not a duration", a->sie_str);
+        cfg->stale_if_error_s = (int64_t)(a->sie / 1000);
+    }
+    if (a->l2_admit < 1 || a->l2_admit > 1000)
+        BAD("--l2-admit-hits: %ld is out of range (1..1000)", a->l2_admit);
+    cfg->l2_admit_hits = (unsigned)a->l2_admit;
+    if (a->brk_failures < 0 || a->brk_failures > 1000)
+        BAD("--origin-breaker-failures: %ld is out of range (0..1000)", a->brk_failures);
+    cfg->breaker_failures = (unsigned)a->brk_failures;
+    cfg->config_file = conf_file(&a->c);
+    cfg->threads = (unsigned)a->threads;
+    cfg->negative_ttl_s = (int64_t)(a->neg_ms / 1000);
+    if (cfg->model_memory == 0)
+        BAD("--model-memory: must be more than 0");
+    if (a->infer_threads < 1 || a->infer_threads > 256 || a->max_batch < 1 ||
+        a->max_batch > 65536 || a->max_delay_us < 0 || a->max_delay_us > 10000000)
+        BAD("--infer-threads (1..256), --max-batch (1..65536) or --max-delay-us (0..10000000) "
+            "out of range");
+#undef BAD
+    cfg->infer_threads = (unsigned)a->infer_threads;
+    cfg->max_batch = (unsigned)a->max_batch;
+    cfg->max_delay_us = (uint64_t)a->max_delay_us;
+    for (size_t i = 0; i < a->origins.n && i < EDGE_MAX_ORIGINS; i++)
+        cfg->origins[cfg->norigins++] = a->origins.v[i];
+    cfg->ignore_params = a->ignore.v;
+    cfg->n_ignore = a->ignore.n;
+    cfg->strip_headers = a->strip.v;
+    cfg->n_strip = a->strip.n;
+    cfg->key_headers = a->keyh.v;
+    cfg->n_key_headers = a->keyh.n;
+    cfg->extra_methods = a->methods.v;
+    cfg->n_extra_methods = a->methods.n;
+    cfg->tls_certs = a->tls_certs.v;
+    cfg->n_tls_certs = a->tls_certs.n;
+    cfg->tls_keys = a->tls_keys.v;
+    cfg->n_tls_keys = a->tls_keys.n;
+    cfg->tls_ocsp = a->tls_ocsp.v;
+    cfg->n_tls_ocsp = a->tls_ocsp.n;
+    return 0;
+}
+
+static void edge_args_free(void *arg)
+{
+    struct edge_args *a = arg;
+    conf_fini(&a->c);
+    free(a);
+}
+
+static struct accesslog *access_log; /* --access-log, --error-log: one per process */
+
+/* The process around one edge: its main loop, signals and the stop sequence.
+ *   SIGHUP             reload the configuration (reload())
+ *   SIGUSR1            reopen the access and error log files (logrotate)
+ *   SIGTERM            drain for --drain-time (listeners open, /health "draining" 503,
+ *                      Connection: close), then stop; POST /admin/drain does the same
+ *   SIGINT             stop without the drain (Ctrl-C)
+ *   a second TERM/INT  stop at once: requests in flight are cut
+ * The stop itself (listeners closed, requests in flight given --grace) runs on a thread
+ * of its own so that the main loop still hears signals meanwhile. */
+enum daemon_state { D_RUNNING, D_DRAINING, D_STOPPING };
+
+struct edge_daemon {
+    uv_loop_t loop;
+    int loop_ok;
+    uv_signal_t sig[5]; /* daemon_init's signals, with room for one more */
+    size_t nsig;
+    uv_timer_t drain_timer;
+    uv_async_t drain_async; /* POST /admin/drain, from a worker thread */
+    uv_async_t stopped;     /* the stop thread is done */
+    uv_thread_t stop_thread;
+    enum daemon_state state;
+    struct edge *e;
+    struct edge_args *start;     /* the start's arguments: restart-only values live here */
+    uint64_t drain_ms, grace_ms; /* as of the last (re)load */
+    uint64_t stop_grace_ms;
+    int told_stopping; /* the service manager heard STOPPING=1 */
+    int argc;
+    char **argv;
+};
+
+static void stop_thread_run(void *arg)
+{
+    struct edge_daemon *d = arg;
+    edge_quiesce(d->e, d->stop_grace_ms);
+    uv_async_send(&d->stopped);
+}
+
+static void on_stopped(uv_async_t *a)
+{
+    struct edge_daemon *d = a->data;
+    uv_thread_join(&d->stop_thread);
+    for (size_t i = 0; i < d->nsig; i++)
+        uv_close((uv_handle_t *)&d->sig[i], NULL);
+    uv_close((uv_handle_t *)&d->drain_timer, NULL);
+    uv_close((uv_handle_t *)&d->drain_async, NULL);
+    uv_close((uv_handle_t *)&d->stopped, NULL);
+}
+
+static void tell_stopping(struct edge_daemon *d)
+{
+    if (!d->told_stopping)
+        sdnotify_stopping();
+    d->told_stopping = 1;
+}
+
+static void begin_stop(struct edge_daemon *d, uint64_t grace_ms)
+{
+    tell_stopping(d);
+    d->state = D_STOPPING;
+    uv_timer_stop(&d->drain_timer);
+    d->stop_grace_ms = grace_ms;
+    log_info("edge stopping", "grace_ms=%llu", (unsigned long long)grace_ms);
+    if (uv_thread_create(&d->stop_thread, stop_thread_run, d) != 0) {
+        /* No thread: stop here (signals wait until it is done). */
+        stop_thread_run(d);
+    }
+}
+
+static void on_drain_done(uv_timer_t *t)
+{
+    struct edge_daemon *d = t->data;
+    begin_stop(d, d->grace_ms);
+}
+
+static void begin_drain(struct edge_daemon *d, const char *why)
+{
+    if (d->state != D_RUNNING)
+        return;
+    if (d->drain_ms == 0) {
+        begin_stop(d, d->grace_ms);
+        return;
+    }
+    tell_stopping(d);
+    d->state = D_DRAINING;
+    edge_drain(d->e);
+    log_info("edge draining", "reason=%s drain_ms=%llu", why, (unsigned long long)d->drain_ms);
+    uv_timer_start(&d->drain_timer, on_drain_done, d->drain_ms, 0);
+}
+
+/* Called twice: the operator wants it over now. */
+static void stop_now(struct edge_daemon *d, int signum)
+{
+    log_info("edge stopping at once", "signal=%d", signum);
+    if (d->state == D_STOPPING)
+        edge_hurry(d->e);
+    else
+        begin_stop(d, 0);
+}
+
+static void on_admin_drain(void *arg)
+{
+    struct edge_daemon *d = arg;
+    uv_async_send(&d->drain_async);
+}
+
+static void on_drain_async(uv_async_t *a)
+{
+    begin_drain(a->data, "admin");
+}
+
+/* SIGHUP: parse the same flags and the file again. A file that does not parse or check is
+ * refused whole (logged with its file and line) and the running configuration stays;
+ * otherwise settings that need a restart keep their running value (logged by name) and
+ * the rest apply. Flags still win over the file, as at start. */
+static void reload(struct edge_daemon *d)
+{
+    struct edge_args *na = mc_xmalloc(sizeof(*na));
+    struct conf_opt oldo[EDGE_NOPTS], newo[EDGE_NOPTS];
+    char err[512], kept[512];
+    size_t n;
+
+    sdnotify_reloading();
+    if (edge_args_parse(na, d->argc, d->argv, err, sizeof(err)) != 0)
+        goto refused;
+    n = edge_opts(d->start, oldo);
+    edge_opts(na, newo);
+    if (conf_keep_restart_only(oldo, newo, n, kept, sizeof(kept)))
+        log_warn("config: settings need a restart; running values kept", "file=%s settings=%s",
+                 na->cfg.config_file ? na->cfg.config_file : "-", kept);
+    na->cfg.access_log = access_log;
+    if (edge_reload(d->e, &na->cfg, edge_args_free, na, err, sizeof(err)) != 0) {
+        conf_locate(&na->c, (const char *const *)d->argv, d->argc, err, sizeof(err));
+        goto refused;
+    }
+    d->drain_ms = na->drain;
+    d->grace_ms = na->grace;
+    log_level_set_name(na->log_level);
+    conf_reload_count(1);
+    log_info("config reloaded", "file=%s", conf_file(&na->c) ? conf_file(&na->c) : "-");
+    sdnotify_ready("configuration reloaded");
+    return;
+refused:
+    conf_reload_count(0);
+    log_error("config reload refused; the running configuration stays", "error=\"%s\"", err);
+    edge_args_free(na);
+    sdnotify_ready("configuration reload refused; the previous one runs");
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
-    log_info("signal received, draining", "signal=%d", signum);
-    sdnotify_stopping();
-    uv_signal_stop(s);
-    uv_stop(main_loop);
+    struct edge_daemon *d = s->data;
+
+    switch (signum) {
+    case SIGUSR1: accesslog_reopen_all(access_log); return;
+    case SIGHUP:
+        if (d->state == D_RUNNING)
+            reload(d);
+        return;
+    case SIGTERM:
+        if (d->state == D_RUNNING)
+            begin_drain(d, "SIGTERM");
+        else
+            stop_now(d, signum);
+        return;
+    case SIGINT:
+        if (d->state == D_RUNNING) {
+            log_info("edge stopping without drain", "signal=%d", signum);
+            begin_stop(d, d->grace_ms);
+        } else {
+            stop_now(d, signum);
+        }
+        return;
+    }
+}
+
+/* The main loop's handles, before the workers: once they accept, clients may take every
+ * descriptor the loop and its signal pipe need, and a SIGTERM right after the ready line
+ * must not be lost. One entry per signal the edge answers. */
+static int daemon_init(struct edge_daemon *d)
+{
+    static const int signals[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+
+    if (uv_loop_init(&d->loop) != 0)
+        return -EMFILE;
+    d->loop_ok = 1;
+    for (size_t i = 0; i < MC_ARRAY_SIZE(signals); i++) {
+        if (uv_signal_init(&d->loop, &d->sig[i]) != 0)
+            return -EMFILE;
+        d->nsig++;
+        d->sig[i].data = d;
+        uv_signal_start(&d->sig[i], on_signal, signals[i]);
+    }
+    if (uv_timer_init(&d->loop, &d->drain_timer) != 0 ||
+        uv_async_init(&d->loop, &d->drain_async, on_drain_async) != 0 ||
+        uv_async_init(&d->loop, &d->stopped, on_stopped) != 0)
+        return -EMFILE;
+    d->drain_timer.data = d->drain_async.data = d->stopped.data = d;
+    return 0;
+}
+
+/* Closes what daemon_init opened (after a failed start) and ends the loop. */
+static void daemon_fini(struct edge_daemon *d)
+{
+    if (!d->loop_ok)
+        return;
+    uv_walk(&d->loop, close_walk, NULL);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d->loop);
 }
 
 int edge_main(int argc, char **argv)
 {
-    struct edge_cfg cfg;
-    struct conf c;
-    struct conf_strlist origins = {0}, ignore = {0}, strip = {0}, keyh = {0}, methods = {0};
-    struct conf_strlist tls_certs = {0}, tls_keys = {0}, tls_ocsp = {0};
-    const char *log_level = "info";
-    struct accesslog_opts lo = {0};
-    long threads = 1, infer_threads = 2, max_batch = 64, max_delay_us = 200, l2_admit = 2;
-    long brk_failures;
-    uint64_t grace = 10000, sie = 0, neg_ms = 10000;
-    const char *sie_str = NULL;
+    struct edge_daemon d = {0};
+    struct edge_args *a;
     char err[512];
-    struct edge *e;
-
-    edge_cfg_default(&cfg);
-    brk_failures = (long)cfg.breaker_failures;
-    const struct conf_opt opts[] = {
-        {"listen", CONF_STR, &cfg.listen, "public address ADDR:PORT (default 127.0.0.1:8080)"},
-        {"admin", CONF_STR, &cfg.admin, "admin address (default 127.0.0.1:0; \"\" disables)"},
-        {"tls-listen", CONF_STR, &cfg.tls_listen, "HTTPS address ADDR:PORT (TLS 1.2/1.3)"},
-        {"tls-cert", CONF_STRLIST, &tls_certs,
-         "PEM certificate chain, repeatable (per name by SNI; the first is the default)"},
-        {"tls-key", CONF_STRLIST, &tls_keys, "PEM private key, one per --tls-cert, same order"},
-        {"tls-ocsp", CONF_STRLIST, &tls_ocsp, "DER OCSP response to staple, one per --tls-cert"},
-        {"tls-ticket-secret", CONF_STR, &cfg.tls_ticket_secret,
-         "file with >= 32 secret bytes: edges sharing it resume each other's sessions"},
-        {"origin-ca", CONF_STR, &cfg.origin_ca,
-         "CA bundle (PEM) for https:// origins (default: the system's)"},
-        {"origin-insecure", CONF_BOOL, &cfg.origin_insecure,
-         "do not verify https:// origins' certificates (tests only)"},
-        {"tls-ticket-period", CONF_DURATION, &cfg.tls_ticket_period_ms,
-         "session ticket key rotation period (default 1h; a ticket lives two)"},
-        {"origin", CONF_STRLIST, &origins, "origin base URL(s), comma-separated or repeated"},
-        {"region", CONF_STR, &cfg.region, "region name reported in X-Edge-Region and /health"},
-        {"name", CONF_STR, &cfg.name, "this node's name in Via (default mlcdn-REGION-random)"},
-        {"parent", CONF_STR, &cfg.parent,
-         "parent edge URL: misses go there first, then to the origins"},
-        {"mem", CONF_SIZE, &cfg.mem, "L1 memory budget (default 256M)"},
-        {"policy", CONF_STR, &cfg.policy, "eviction policy (default: mlcdn's adaptive policy)"},
-        {"mem-objective", CONF_STR, &cfg.mem_objective,
-         "what L1's policy optimises: objects (hits, the default) or bytes"},
-        {"disk-objective", CONF_STR, &cfg.disk_objective,
-         "what L2's policy optimises: bytes (origin bandwidth, the default) or objects"},
-        {"predict-objective", CONF_STR, &cfg.predict_objective,
-         "what the prediction caches optimise: objects (the default) or bytes"},
-        {"threads", CONF_INT, &threads, "worker threads (default 1)"},
-        {"admin-token", CONF_STR, &cfg.admin_token, "bearer token for PURGE on the admin port"},
-        {"connect-timeout", CONF_DURATION, &cfg.connect_timeout_ms, "origin connect timeout"},
-        {"first-byte-timeout", CONF_DURATION, &cfg.first_byte_timeout_ms,
-         "origin time to response headers"},
-        {"origin-timeout", CONF_DURATION, &cfg.origin_timeout_ms, "origin whole-transfer timeout"},
-        {"origin-breaker-failures", CONF_INT, &brk_failures,
-         "connect failures or timeouts in a row that stop requests to an origin (default 5; "
-         "0 = off)"},
-        {"origin-breaker-cooldown", CONF_DURATION, &cfg.breaker_cooldown_ms,
-         "time before an origin whose breaker opened is probed (default 10s)"},
-        {"stale-if-error", CONF_STR, &sie_str, "default stale-if-error window (e.g. 60s)"},
-        {"store-close-delimited", CONF_BOOL, &cfg.store_close_delimited,
-         "store origin bodies with neither Content-Length nor chunked framing"},
-        {"negative-ttl", CONF_DURATION, &neg_ms, "cache 404/410 without freshness this long"},
-        {"max-body", CONF_SIZE, &cfg.max_body, "request body limit (413 above)"},
-        {"request-buffer", CONF_SIZE, &cfg.request_buffer,
-         "read request bodies up to this size before contacting the origin; larger ones "
-         "stream (default 1M, 0 = always stream)"},
-        {"header-timeout", CONF_DURATION, &cfg.header_timeout_ms, "request head timeout (408)"},
-        {"body-timeout", CONF_DURATION, &cfg.body_timeout_ms, "request body timeout (408)"},
-        {"idle-timeout", CONF_DURATION, &cfg.idle_timeout_ms, "keep-alive idle timeout"},
-        {"send-timeout", CONF_DURATION, &cfg.send_timeout_ms,
-         "close a client that takes no response bytes for this long"},
-        {"ignore-param", CONF_STRLIST, &ignore, "query parameter left out of cache keys"},
-        {"strip-header", CONF_STRLIST, &strip,
-         "request header removed on arrival (replaces the default list; 'none': keep all)"},
-        {"key-header", CONF_STRLIST, &keyh,
-         "request header forwarded and added to every cache key (never stripped)"},
-        {"extra-method", CONF_STRLIST, &methods,
-         "non-standard method forwarded uncached (case-sensitive; '*': any); others get 501"},
-        {"models", CONF_STR, &cfg.models_dir,
-         "serve predictions from DIR/NAME/VERSION/model.onnx (docs/predict.md)"},
-        {"infer-threads", CONF_INT, &infer_threads, "inference threads (default 2)"},
-        {"predict-cache", CONF_SIZE, &cfg.predict_cache,
-         "prediction cache per model unless config.json says (default 64M)"},
-        {"max-batch", CONF_INT, &max_batch, "default max rows per inference batch (64)"},
-        {"max-delay-us", CONF_INT, &max_delay_us,
-         "default wait for a fuller batch, microseconds (200)"},
-        {"models-poll", CONF_DURATION, &cfg.models_poll_ms,
-         "poll the models directory for new versions (default 2s, 0 = off)"},
-        {"model-memory", CONF_SIZE, &cfg.model_memory,
-         "memory budget of each model: weights + one run at max_batch (default 1G)"},
-        {"disk-dir", CONF_STR, &cfg.disk_dir, "L2 disk cache directory (survives restarts)"},
-        {"disk", CONF_SIZE, &cfg.disk, "L2 disk budget (default 1G)"},
-        {"disk-policy", CONF_STR, &cfg.disk_policy, "L2 eviction policy (default sieve)"},
-        {"max-mem-object", CONF_SIZE, &cfg.max_mem_object,
-         "larger responses skip L1 and stream through a file (default --mem/16)"},
-        {"l2-admit-hits", CONF_INT, &l2_admit, "L2 hits before an object enters L1 (default 2)"},
-        {"redis", CONF_STR, &cfg.redis, "shared tier redis://HOST:PORT[/DB]"},
-        {"redis-max-object", CONF_SIZE, &cfg.redis_max_object,
-         "largest body stored in Redis (default 1M)"},
-        {"redis-timeout", CONF_DURATION, &cfg.redis_timeout_ms,
-         "Redis deadline before the tier is skipped (default 50ms)"},
-        {"grace", CONF_DURATION, &grace, "shutdown grace period (default 10s)"},
-        {"log-level", CONF_STR, &log_level, "debug, info, warn, error"},
-        {"access-log", CONF_STR, &lo.access_log,
-         "one line per request to FILE, '-' (stdout) or 'syslog' (default: none)"},
-        {"access-log-format", CONF_STR, &lo.format, "combined (default) or json"},
-        {"error-log", CONF_STR, &lo.error_log, "log lines to FILE instead of stderr"},
-    };
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            conf_usage("edge", "--origin URL [options]", opts, MC_ARRAY_SIZE(opts));
+            struct edge_args tmp;
+            struct conf_opt opts[EDGE_NOPTS];
+            memset(&tmp, 0, sizeof(tmp));
+            size_t n = edge_opts(&tmp, opts);
+            conf_usage("edge", "--origin URL [options]", opts, n);
             return 0;
         }
     }
-    if (conf_parse(&c, opts, MC_ARRAY_SIZE(opts), argc, argv, 0, err, sizeof(err)) != 0) {
+    a = mc_xmalloc(sizeof(*a));
+    if (edge_args_parse(a, argc, argv, err, sizeof(err)) != 0) {
         fprintf(stderr, "mlcdn edge: %s\n", err);
-        conf_fini(&c);
+        edge_args_free(a);
         return 2;
     }
-    if (log_level_set_name(log_level) != 0) {
-        fprintf(stderr, "mlcdn edge: --log-level: '%s' is not debug, info, warn or error\n",
-                log_level);
-        conf_fini(&c);
-        return 2;
-    }
-    if (threads < 1 || threads > 256) {
-        fprintf(stderr, "mlcdn edge: --threads: %ld is out of range (1..256)\n", threads);
-        conf_fini(&c);
-        return 2;
-    }
-    if (sie_str) {
-        if (units_parse_duration_ms(sie_str, &sie) != 0) {
-            fprintf(stderr, "mlcdn edge: --stale-if-error: '%s' is not a duration\n", sie_str);
-            conf_fini(&c);
-            return 2;
-        }
-        cfg.stale_if_error_s = (int64_t)(sie / 1000);
-    }
-    if (l2_admit < 1 || l2_admit > 1000) {
-        fprintf(stderr, "mlcdn edge: --l2-admit-hits: %ld is out of range (1..1000)\n", l2_admit);
-        conf_fini(&c);
-        return 2;
-    }
-    cfg.l2_admit_hits = (unsigned)l2_admit;
-    if (brk_failures < 0 || brk_failures > 1000) {
-        fprintf(stderr, "mlcdn edge: --origin-breaker-failures: %ld is out of range (0..1000)\n",
-                brk_failures);
-        conf_fini(&c);
-        return 2;
-    }
-    cfg.breaker_failures = (unsigned)brk_failures;
-    cfg.config_file = conf_file(&c);
-    cfg.threads = (unsigned)threads;
-    cfg.negative_ttl_s = (int64_t)(neg_ms / 1000);
-    if (cfg.model_memory == 0) {
-        fprintf(stderr, "mlcdn edge: --model-memory: must be more than 0\n");
-        conf_fini(&c);
-        return 2;
-    }
-    if (infer_threads < 1 || infer_threads > 256 || max_batch < 1 || max_batch > 65536 ||
-        max_delay_us < 0 || max_delay_us > 10000000) {
-        fprintf(stderr, "mlcdn edge: --infer-threads (1..256), --max-batch (1..65536) or "
-                        "--max-delay-us (0..10000000) out of range\n");
-        conf_fini(&c);
-        return 2;
-    }
-    cfg.infer_threads = (unsigned)infer_threads;
-    cfg.max_batch = (unsigned)max_batch;
-    cfg.max_delay_us = (uint64_t)max_delay_us;
-    for (size_t i = 0; i < origins.n && i < EDGE_MAX_ORIGINS; i++)
-        cfg.origins[cfg.norigins++] = origins.v[i];
-    cfg.ignore_params = ignore.v;
-    cfg.n_ignore = ignore.n;
-    cfg.strip_headers = strip.v;
-    cfg.n_strip = strip.n;
-    cfg.key_headers = keyh.v;
-    cfg.n_key_headers = keyh.n;
-    cfg.extra_methods = methods.v;
-    cfg.n_extra_methods = methods.n;
-    cfg.tls_certs = tls_certs.v;
-    cfg.n_tls_certs = tls_certs.n;
-    cfg.tls_keys = tls_keys.v;
-    cfg.n_tls_keys = tls_keys.n;
-    cfg.tls_ocsp = tls_ocsp.v;
-    cfg.n_tls_ocsp = tls_ocsp.n;
+    log_level_set_name(a->log_level);
+    d.start = a;
+    d.argc = argc;
+    d.argv = argv;
+    d.drain_ms = a->drain;
+    d.grace_ms = a->grace;
 
     signal(SIGPIPE, SIG_IGN);
     /* libuv's thread pool opens, verifies and reads ahead L2 files: a few disk waits must
@@ -646,74 +1042,61 @@ int edge_main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    /* The main loop and its signal handlers come before the workers: once they accept,
-     * clients may take every descriptor the loop and its signal pipe need, and a SIGTERM
-     * right after the ready line must not be lost. */
-    uv_loop_t loop;
-    uv_signal_t sterm, sint, susr1;
-    if (accesslog_setup(&lo, &access_log, err, sizeof(err)) != 0) {
+    if (accesslog_setup(&a->lo, &access_log, err, sizeof(err)) != 0) {
         fprintf(stderr, "mlcdn edge: %s\n", err);
-        conf_fini(&c);
+        edge_args_free(a);
         return 2;
     }
-    cfg.access_log = access_log;
-    if (uv_loop_init(&loop) != 0 || uv_signal_init(&loop, &sterm) != 0 ||
-        uv_signal_init(&loop, &sint) != 0 || uv_signal_init(&loop, &susr1) != 0) {
+    a->cfg.access_log = access_log;
+    if (daemon_init(&d) != 0) {
         fprintf(stderr, "mlcdn edge: cannot set up the main loop (out of descriptors?)\n");
+        daemon_fini(&d);
         accesslog_free(&access_log);
-        conf_fini(&c);
+        edge_args_free(a);
         return 1;
     }
-    main_loop = &loop;
-    uv_signal_start(&sterm, on_signal, SIGTERM);
-    uv_signal_start(&sint, on_signal, SIGINT);
-    uv_signal_start(&susr1, on_usr1, SIGUSR1);
-    if (edge_start(&cfg, &e, err, sizeof(err)) != 0) {
+    conf_reload_metrics_init();
+    if (edge_start(&a->cfg, &d.e, err, sizeof(err)) != 0) {
+        conf_locate(&a->c, (const char *const *)argv, argc, err, sizeof(err));
         fprintf(stderr, "mlcdn edge: %s\n", err);
-        uv_close((uv_handle_t *)&sterm, NULL);
-        uv_close((uv_handle_t *)&sint, NULL);
-        uv_close((uv_handle_t *)&susr1, NULL);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        uv_loop_close(&loop);
+        daemon_fini(&d);
         accesslog_free(&access_log);
-        conf_fini(&c);
+        edge_args_free(a);
         return 1;
     }
+    edge_on_drain(d.e, on_admin_drain, &d);
     /* One ready line: tests and `mlcdn run` read the bound ports from it. */
+    const struct edge_cfg *cfg = &a->cfg;
     char host[128], ahost[128], admin_url[160] = "none";
-    url_host(cfg.listen, host, sizeof(host));
-    if (edge_admin_port(e) > 0) {
-        url_host(cfg.admin, ahost, sizeof(ahost));
-        snprintf(admin_url, sizeof(admin_url), "http://%s:%d", ahost, edge_admin_port(e));
+    url_host(cfg->listen, host, sizeof(host));
+    if (edge_admin_port(d.e) > 0) {
+        url_host(cfg->admin, ahost, sizeof(ahost));
+        snprintf(admin_url, sizeof(admin_url), "http://%s:%d", ahost, edge_admin_port(d.e));
     }
     char tls_url[160] = "none";
-    if (edge_tls_port(e) > 0) {
+    if (edge_tls_port(d.e) > 0) {
         char thost[128];
-        url_host(cfg.tls_listen, thost, sizeof(thost));
-        snprintf(tls_url, sizeof(tls_url), "https://%s:%d", thost, edge_tls_port(e));
+        url_host(cfg->tls_listen, thost, sizeof(thost));
+        snprintf(tls_url, sizeof(tls_url), "https://%s:%d", thost, edge_tls_port(d.e));
     }
-    printf("edge listening on http://%s:%d admin=%s region=%s name=%s tls=%s\n", host, edge_port(e),
-           admin_url, cfg.region, edge_name(e), tls_url);
+    printf("edge listening on http://%s:%d admin=%s region=%s name=%s tls=%s\n", host,
+           edge_port(d.e), admin_url, cfg->region, edge_name(d.e), tls_url);
     fflush(stdout);
     log_info("edge started", "listen=%s port=%d region=%s threads=%u mem=%llu origins=%zu",
-             cfg.listen, edge_port(e), cfg.region, cfg.threads, (unsigned long long)cfg.mem,
-             cfg.norigins);
+             cfg->listen, edge_port(d.e), cfg->region, cfg->threads, (unsigned long long)cfg->mem,
+             cfg->norigins);
     {
         char status[512];
-        snprintf(status, sizeof(status), "serving on %s:%d, admin %s", host, edge_port(e),
+        snprintf(status, sizeof(status), "serving on %s:%d, admin %s", host, edge_port(d.e),
                  admin_url);
         sdnotify_ready(status);
     }
 
-    uv_run(&loop, UV_RUN_DEFAULT);
-    edge_stop(&e, grace);
-    uv_close((uv_handle_t *)&sterm, NULL);
-    uv_close((uv_handle_t *)&sint, NULL);
-    uv_close((uv_handle_t *)&susr1, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
+    uv_run(&d.loop, UV_RUN_DEFAULT); /* until on_stopped closed every handle */
+    uv_loop_close(&d.loop);
+    edge_stop(&d.e, 0);          /* quiesced already: frees */
     accesslog_free(&access_log); /* after the server: its last lines are written */
     log_info("edge stopped", "%s", "");
-    conf_fini(&c);
+    edge_args_free(a);
     return 0;
 }

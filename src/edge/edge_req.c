@@ -295,8 +295,9 @@ static void cache_walk(struct edge_worker *w, struct http_exchange *x, const cha
 struct route_post {
     struct edge_worker *w;
     struct http_exchange *x;
-    const struct edge_route *rt;
-    struct buf key; /* primary key, then the body part */
+    const struct edge_route *rt; /* in settings, which the request keeps until its end */
+    struct edge_rt *settings;    /* ref */
+    struct buf key;              /* primary key, then the body part */
     struct buf body;
     int too_large;
 };
@@ -305,6 +306,7 @@ static void route_post_free(struct route_post *rp)
 {
     buf_fini(&rp->key);
     buf_fini(&rp->body);
+    edge__rt_unref(&rp->settings);
     free(rp);
 }
 
@@ -369,6 +371,7 @@ static void route_post(struct edge_worker *w, struct http_exchange *x, const str
     rp->w = w;
     rp->x = x;
     rp->rt = rt;
+    rp->settings = edge__rt_ref(edge__rt(w));
     buf_init(&rp->key, 64 * 1024);
     buf_init(&rp->body, rt->max_body + 1);
     buf_append(&rp->key, key, klen);
@@ -423,8 +426,9 @@ void edge__public_handle(struct http_exchange *x, void *arg)
     }
     if (e->predict && predict_handle(e->predict, w->pl, x))
         return;
+    struct edge_rt *cur = edge__rt(w);
     const struct edge_route *rt =
-        e->routes ? edge__routes_match(e->routes, r->path.p, r->path.len, r->method) : NULL;
+        cur->routes ? edge__routes_match(cur->routes, r->path.p, r->path.len, r->method) : NULL;
     buf_reset(kb);
     if (cache_key_primary_ex(kb, r->host, r->path, r->query, &e->keyopts, rt ? &rt->query : NULL)) {
         http_x_error(x, 400, "invalid request target (bad percent-encoding or too long)");

@@ -216,6 +216,7 @@ struct worker {
     void *data;
     int stopping;
     int forced;
+    int async_closed; /* stop_async closed (srv->stop_mtx) */
     char date[40];
     int64_t date_s;
     char *tls_rbuf;               /* ciphertext read buffer (TLS listeners), used within on_read */
@@ -242,7 +243,16 @@ struct http_server {
     _Atomic unsigned fd_short; /* workers in an episode of failed accepts: logged at 0 <-> 1 */
     _Atomic int started_ok;
     int stopped;
+    /* What http_server_set_limits() may change while serving: read by the workers with
+     * relaxed loads (a connection sees the old or the new value, either is valid). */
+    _Atomic uint64_t max_body, header_timeout_ms, body_timeout_ms, idle_timeout_ms, send_timeout_ms;
+    _Atomic int draining; /* every response says Connection: close */
+    /* Workers whose stop_async is still open (a later http_server_hurry may poke it). */
+    pthread_mutex_t stop_mtx;
+    _Atomic int hurry;
 };
+
+#define TUN(srv, f) atomic_load_explicit(&(srv)->f, memory_order_relaxed)
 
 static void conn_close(struct conn *c);
 static void pend_emit(struct conn *c, int incomplete);
@@ -415,17 +425,17 @@ static void on_write(uv_write_t *req, int status)
         /* Progress of the writes the shutdown waits for: their send timeout starts again. */
         if (status == 0 && !uv_is_closing((uv_handle_t *)&c->tcp) &&
             uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
-            close_deadline(c, c->w->srv->cfg.send_timeout_ms);
+            close_deadline(c, TUN(c->w->srv, send_timeout_ms));
         return;
     }
     /* Progress: the send timeout starts again; once everything is out, the connection
      * goes back to the timer of its state. */
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
-        timer_arm(c, c->w->srv->cfg.send_timeout_ms);
+        timer_arm(c, TUN(c->w->srv, send_timeout_ms));
     else if (c->state == ST_HANDLING)
         timer_disarm(c);
     else if (c->state == ST_HEAD && c->in_len == 0)
-        timer_arm(c, c->w->srv->cfg.idle_timeout_ms);
+        timer_arm(c, TUN(c->w->srv, idle_timeout_ms));
 }
 
 /* Queues bufs, as they are, on the socket as one writev; `own` is freed afterwards,
@@ -488,7 +498,7 @@ static int raw_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void
     }
     /* The client is not taking bytes as fast as we send: bound how long it may stall. */
     if (!c->closing)
-        timer_arm(c, c->w->srv->cfg.send_timeout_ms);
+        timer_arm(c, TUN(c->w->srv, send_timeout_ms));
     return 0;
 }
 
@@ -581,7 +591,8 @@ static void format_head(struct http_exchange *x, int status, const char *headers
 
     x->status = status;
     x->no_body = r->method == HTTP_M_HEAD || !has_body_status(status);
-    if (c->w->stopping || !c->keep_alive)
+    if (c->w->stopping || !c->keep_alive ||
+        atomic_load_explicit(&c->w->srv->draining, memory_order_relaxed))
         x->close_after = 1;
     head = d = mc_xmalloc(9 + 4 + rl + 2 + 37 + hl + 40 + 30 + 26 + 2);
     d = put(d, "HTTP/1.1 ", 9);
@@ -810,7 +821,7 @@ static int sf_probe(struct conn *c)
     sf->probing = 1;
     sf->off += (uint64_t)n;
     sf->left -= (uint64_t)n;
-    timer_arm(c, c->w->srv->cfg.send_timeout_ms);
+    timer_arm(c, TUN(c->w->srv, send_timeout_ms));
     return 0;
 }
 
@@ -1392,7 +1403,7 @@ static void conn_next(struct conn *c, int close_after)
             return;
     }
     if (c->in_len == 0)
-        timer_arm(c, c->w->srv->cfg.idle_timeout_ms);
+        timer_arm(c, TUN(c->w->srv, idle_timeout_ms));
     else if (c->in_dispatch)
         c->want_next = 1; /* the dispatch loop below us takes the next pipelined request */
     else
@@ -1512,7 +1523,7 @@ static void conn_close_begin(struct conn *c)
      * before loop_fini on a forced stop. A probe still queued only frees its buffer. */
     if (c->sf.active)
         sf_finish(c, 0);
-    close_deadline(c, c->w->srv->cfg.send_timeout_ms);
+    close_deadline(c, TUN(c->w->srv, send_timeout_ms));
 }
 
 /* Queued writes finish before the shutdown completes (on_shutdown). */
@@ -1683,7 +1694,7 @@ static void timer_arm(struct conn *c, uint64_t ms)
         return;
     /* While response bytes wait for the client, only the send timeout applies: an idle
      * or header deadline set when the exchange ended must not extend it. */
-    if (ms != c->w->srv->cfg.send_timeout_ms &&
+    if (ms != TUN(c->w->srv, send_timeout_ms) &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
         return;
     c->deadline = uv_now(&c->w->loop) + ms;
@@ -1716,7 +1727,7 @@ static void body_fail(struct conn *c, int status, const char *msg)
 static void stream_body(struct conn *c)
 {
     struct http_exchange *x = c->x;
-    uint64_t max = c->w->srv->cfg.limits.max_body;
+    uint64_t max = TUN(c->w->srv, max_body);
 
     if (!x || x->body_done || !x->on_body_data || c->closing)
         return;
@@ -1776,7 +1787,7 @@ static void stream_body(struct conn *c)
         }
     }
     if (!x->body_done && !x->body_paused)
-        timer_arm(c, c->w->srv->cfg.body_timeout_ms);
+        timer_arm(c, TUN(c->w->srv, body_timeout_ms));
     if (c->in_len < c->in_cap)
         start_reading(c);
 }
@@ -2044,7 +2055,7 @@ static void read_body(struct conn *c)
         dispatch(c);
         return;
     }
-    timer_arm(c, c->w->srv->cfg.body_timeout_ms);
+    timer_arm(c, TUN(c->w->srv, body_timeout_ms));
 }
 
 static void conn_process_one(struct conn *c);
@@ -2061,8 +2072,10 @@ static void conn_process(struct conn *c)
 
 static void conn_process_one(struct conn *c)
 {
-    const struct http_limits *lim = &c->w->srv->cfg.limits;
+    struct http_limits limv = c->w->srv->cfg.limits;
+    const struct http_limits *lim = &limv;
 
+    limv.max_body = TUN(c->w->srv, max_body);
     if (c->closing)
         return;
     if (c->state == ST_BODY) {
@@ -2085,8 +2098,8 @@ static void conn_process_one(struct conn *c)
         }
         /* The header timeout counts from the first byte of the request. */
         uint64_t now = uv_now(&c->w->loop);
-        if (c->deadline == 0 || c->deadline > now + c->w->srv->cfg.header_timeout_ms)
-            timer_arm(c, c->w->srv->cfg.header_timeout_ms);
+        if (c->deadline == 0 || c->deadline > now + TUN(c->w->srv, header_timeout_ms))
+            timer_arm(c, TUN(c->w->srv, header_timeout_ms));
         return;
     }
     if (r < 0) {
@@ -2317,7 +2330,7 @@ static void conn_new(struct listener *l, int fd, const struct sockaddr_storage *
         c->tls_start_us = units_now_us();
     }
     start_reading(c);
-    timer_arm(c, w->srv->cfg.idle_timeout_ms);
+    timer_arm(c, TUN(w->srv, idle_timeout_ms));
 }
 
 /* Accepts the clients waiting on l, at most ACCEPT_BATCH. */
@@ -2375,6 +2388,10 @@ static void worker_drained(struct worker *w)
         return;
     w->forced = 1;
     uv_close((uv_handle_t *)&w->grace_timer, NULL);
+    pthread_mutex_lock(&w->srv->stop_mtx);
+    uv_close((uv_handle_t *)&w->stop_async, NULL);
+    w->async_closed = 1;
+    pthread_mutex_unlock(&w->srv->stop_mtx);
     if (w->srv->cfg.loop_fini)
         w->srv->cfg.loop_fini(&w->loop, w->data, w->srv->cfg.loop_arg);
 }
@@ -2399,8 +2416,12 @@ static void on_stop(uv_async_t *a)
     struct worker *w = a->data;
 
     MC_CHECK_OBJ_NOTNULL(w, WORKER_MAGIC);
-    if (w->stopping)
+    if (w->stopping) {
+        /* http_server_hurry(): the grace period ends now. */
+        if (atomic_load(&w->srv->hurry) && !w->forced)
+            on_grace(&w->grace_timer);
         return;
+    }
     w->stopping = 1;
     for (size_t i = 0; i < w->srv->cfg.nlisteners; i++)
         uv_close((uv_handle_t *)&w->listeners[i].poll, listener_closed);
@@ -2409,7 +2430,6 @@ static void on_stop(uv_async_t *a)
         w->fd_short = 0;
         atomic_fetch_sub(&w->srv->fd_short, 1);
     }
-    uv_close((uv_handle_t *)&w->stop_async, NULL);
     if (w->srv->cfg.loop_stopping)
         w->srv->cfg.loop_stopping(&w->loop, w->data, w->srv->cfg.loop_arg);
     /* Connections without a request in a handler go now (idle, or a request still
@@ -2481,6 +2501,12 @@ int http_server_start(const struct http_server_cfg *cfg, struct http_server **ou
     }
     s = mc_xcalloc(1, sizeof(*s));
     s->cfg = *cfg;
+    pthread_mutex_init(&s->stop_mtx, NULL);
+    atomic_init(&s->max_body, cfg->limits.max_body);
+    atomic_init(&s->header_timeout_ms, cfg->header_timeout_ms);
+    atomic_init(&s->body_timeout_ms, cfg->body_timeout_ms);
+    atomic_init(&s->idle_timeout_ms, cfg->idle_timeout_ms);
+    atomic_init(&s->send_timeout_ms, cfg->send_timeout_ms);
     s->nworkers = cfg->threads ? cfg->threads : 1;
     s->workers = mc_xcalloc(s->nworkers, sizeof(*s->workers));
     for (unsigned k = 0; k < s->nworkers; k++)
@@ -2507,6 +2533,7 @@ int http_server_start(const struct http_server_cfg *cfg, struct http_server **ou
                 if (s->workers[k].listeners[i].fd >= 0)
                     close(s->workers[k].listeners[i].fd);
         free(s->workers);
+        pthread_mutex_destroy(&s->stop_mtx);
         free(s);
         return e;
     }
@@ -2575,12 +2602,39 @@ void http_server_stop(struct http_server *s, uint64_t grace_ms)
         return;
     s->stopped = 1;
     s->grace_ms = grace_ms ? grace_ms : 1;
+    /* No worker has drained yet (only this stop drains them): every stop_async is open. */
     for (unsigned k = 0; k < s->nworkers; k++)
         uv_async_send(&s->workers[k].stop_async);
     for (unsigned k = 0; k < s->nworkers; k++) {
         uv_thread_join(&s->workers[k].thread);
         uv_loop_close(&s->workers[k].loop);
     }
+}
+
+void http_server_hurry(struct http_server *s)
+{
+    pthread_mutex_lock(&s->stop_mtx);
+    s->hurry = 1;
+    for (unsigned k = 0; k < s->nworkers; k++)
+        if (!s->workers[k].async_closed)
+            uv_async_send(&s->workers[k].stop_async);
+    pthread_mutex_unlock(&s->stop_mtx);
+}
+
+void http_server_drain(struct http_server *s)
+{
+    atomic_store(&s->draining, 1);
+}
+
+void http_server_set_limits(struct http_server *s, uint64_t max_body, uint64_t header_timeout_ms,
+                            uint64_t body_timeout_ms, uint64_t idle_timeout_ms,
+                            uint64_t send_timeout_ms)
+{
+    atomic_store_explicit(&s->max_body, max_body, memory_order_relaxed);
+    atomic_store_explicit(&s->header_timeout_ms, header_timeout_ms, memory_order_relaxed);
+    atomic_store_explicit(&s->body_timeout_ms, body_timeout_ms, memory_order_relaxed);
+    atomic_store_explicit(&s->idle_timeout_ms, idle_timeout_ms, memory_order_relaxed);
+    atomic_store_explicit(&s->send_timeout_ms, send_timeout_ms, memory_order_relaxed);
 }
 
 void http_server_free(struct http_server **sp)
@@ -2593,6 +2647,7 @@ void http_server_free(struct http_server **sp)
     for (unsigned k = 0; k < s->nworkers; k++)
         memset(&s->workers[k], 0, sizeof(s->workers[k]));
     free(s->workers);
+    pthread_mutex_destroy(&s->stop_mtx);
     free(s);
     *sp = NULL;
 }

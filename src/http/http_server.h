@@ -148,6 +148,17 @@ int http_server_port(const struct http_server *s, size_t idx);
  * closes everything and joins the threads. Safe to call from any thread once. */
 void http_server_stop(struct http_server *s, uint64_t grace_ms);
 void http_server_free(struct http_server **s);
+/* While http_server_stop() waits (from another thread): ends the grace period now, as if
+ * it had run out. Safe from any thread, any number of times, until http_server_free. */
+void http_server_hurry(struct http_server *s);
+/* From now on every response carries Connection: close, so keep-alive clients move to
+ * another server while the listeners stay open (a drain before a stop). Any thread. */
+void http_server_drain(struct http_server *s);
+/* Changes the body limit and the timeouts while serving (a configuration reload): each
+ * connection uses the new values from its next read or timer on. Any thread. */
+void http_server_set_limits(struct http_server *s, uint64_t max_body, uint64_t header_timeout_ms,
+                            uint64_t body_timeout_ms, uint64_t idle_timeout_ms,
+                            uint64_t send_timeout_ms);
 /* Connections currently open / exchanges in flight (all workers). */
 uint64_t http_server_active_conns(const struct http_server *s);
 

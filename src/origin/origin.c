@@ -56,12 +56,21 @@
 #define SMALL_BODY (64 * 1024)
 #define HDR_BUF_CAP (64 * 1024)
 
-struct origin {
-    unsigned magic;
+/* What a reload (SIGHUP) replaces. Published whole through origin->set; a replaced one is
+ * kept (its directory open) until exit, since a request may still be reading it: one per
+ * reload, a few hundred bytes. */
+struct origin_set {
     int rootfd;
-    int has_openat2;
     uint64_t latency_ms;
     const char *cache_control;
+    struct conf conf; /* owns the strings */
+    struct origin_set *prev;
+};
+
+struct origin {
+    unsigned magic;
+    _Atomic(struct origin_set *) set;
+    int has_openat2;
     unsigned nworkers;
     struct origin_stats *stats;           /* [nworkers] */
     struct oworker **workers;             /* [nworkers], set by each worker's loop_init */
@@ -79,6 +88,11 @@ struct oworker {
     char *small;       /* SMALL_BODY bytes for bodies read on the loop */
     struct oreq *reqs; /* requests in flight (latency, streams, PUT) */
 };
+
+static struct origin_set *oset(const struct origin *o)
+{
+    return atomic_load_explicit(&((struct origin *)o)->set, memory_order_acquire);
+}
 
 enum slot_state { SL_FREE, SL_READING, SL_FULL, SL_WRITING };
 
@@ -147,7 +161,7 @@ static int open_parent(const struct origin *o, const char *rel, int create, cons
 {
     char comp[NAME_MAX + 1];
     const char *p = rel, *slash;
-    int fd = dup(o->rootfd);
+    int fd = dup(oset(o)->rootfd);
 
     if (fd < 0)
         return -errno;
@@ -187,7 +201,7 @@ static int read_hdrs(struct oworker *w, const char *rel, char *text, struct orig
     n = snprintf(path, sizeof(path), "%s.hdrs", *rel ? rel : "index.html");
     if (n < 0 || (size_t)n >= sizeof(path))
         return 0;
-    fd = open_beneath(w->o, w->o->rootfd, path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    fd = open_beneath(w->o, oset(w->o)->rootfd, path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return 0;
     while (got < ORIGIN_HDRS_FILE_MAX &&
@@ -471,7 +485,7 @@ static void serve_file(struct oworker *w, struct http_exchange *x, struct oreq *
         fail(x, q, 404, "not found");
         return;
     }
-    fd = open_beneath(o, o->rootfd, rel, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    fd = open_beneath(o, oset(o)->rootfd, rel, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         int ifd = open_beneath(o, fd, "index.html", O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         close(fd);
@@ -497,7 +511,7 @@ static void serve_file(struct oworker *w, struct http_exchange *x, struct oreq *
         if (have_hdrs) {
             /* A .hdrs file without its body: an empty response with those headers (for
              * redirects and cacheable errors). */
-            const char *const defs[][2] = {{"Cache-Control", o->cache_control}};
+            const char *const defs[][2] = {{"Cache-Control", oset(o)->cache_control}};
             buf_reset(&w->hdr);
             origin__headers_build(&w->hdr, defs, MC_ARRAY_SIZE(defs), &ov);
             respond(x, q, ov.status ? ov.status : 200, w->hdr.data, "", 0);
@@ -519,7 +533,7 @@ static void serve_file(struct oworker *w, struct http_exchange *x, struct oreq *
     http_date_format(lm, lmod);
     const char *const defs[][2] = {
         {"Content-Type", origin__content_type(rel)},
-        {"Cache-Control", o->cache_control},
+        {"Cache-Control", oset(o)->cache_control},
         {"ETag", etag},
         {"Last-Modified", lmod},
         {"Accept-Ranges", "bytes"},
@@ -561,7 +575,7 @@ static void serve_file(struct oworker *w, struct http_exchange *x, struct oreq *
             buf_printf(&w->hdr,
                        "Content-Type: application/json\r\nContent-Range: %s\r\n"
                        "Cache-Control: %s\r\n",
-                       ra.content_range, o->cache_control);
+                       ra.content_range, oset(o)->cache_control);
             static const char msg[] = "{\"error\":\"range not satisfiable\",\"status\":416}\n";
             respond(x, q, 416, w->hdr.data, msg, sizeof(msg) - 1);
             return;
@@ -761,7 +775,7 @@ static void echo(struct oworker *w, struct http_exchange *x, struct oreq *q)
     buf_printf(&b, ", \"body_len\": %zu}\n", blen);
     buf_reset(&w->hdr);
     buf_printf(&w->hdr, "Content-Type: application/json\r\nCache-Control: %s\r\n",
-               w->o->cache_control);
+               oset(w->o)->cache_control);
     respond(x, q, 200, w->hdr.data, b.data, b.len);
     buf_fini(&b);
 }
@@ -849,7 +863,7 @@ static void on_request(struct http_exchange *x, void *arg)
     origin__stats_add(&w->o->stats[w->idx], r->method_str.p, r->method_str.len, r->path.p,
                       r->path.len);
 
-    latency = w->o->latency_ms;
+    latency = oset(w->o)->latency_ms;
     const struct http_header *lh = http_request_header(r, "X-Origin-Latency");
     if (lh && origin__latency_parse(lh->value.p, lh->value.len, &latency) != 0) {
         fail(x, NULL, 400, "invalid X-Origin-Latency (milliseconds, at most 600000)");
@@ -979,21 +993,190 @@ static void on_admin(struct http_exchange *x, void *arg)
 
 /* ---- the subcommand ---- */
 
-static struct accesslog *access_log;
+struct origin_args {
+    const char *listen, *root, *latency_s, *cache_control, *log_level;
+    long threads;
+    uint64_t max_body;
+    const char *admin;
+    struct accesslog_opts lo;
+};
+
+#define ORIGIN_NOPTS 12
+
+/* CONF_RELOAD: what SIGHUP applies; --listen and --threads need a restart. */
+static size_t origin_opts(struct origin_args *a, struct conf_opt *out)
+{
+    const struct conf_opt opts[] = {
+        {"listen", CONF_STR, &a->listen, "ADDR:PORT to listen on (port 0: any free port)"},
+        {"root", CONF_STR, &a->root, "directory to serve (required)", CONF_RELOAD},
+        {"latency", CONF_STR, &a->latency_s, "added before each answer: MS, or 250ms, 1s",
+         CONF_RELOAD},
+        {"cache-control", CONF_STR, &a->cache_control, "Cache-Control of served files",
+         CONF_RELOAD},
+        {"threads", CONF_INT, &a->threads, "worker threads (default 1)"},
+        {"max-body", CONF_SIZE, &a->max_body, "largest request body (PUT), default 256M",
+         CONF_RELOAD},
+        {"log-level", CONF_STR, &a->log_level, "debug (one line per request), info, warn, error",
+         CONF_RELOAD},
+        {"admin", CONF_STR, &a->admin,
+         "admin address for GET /metrics and /health (default 127.0.0.1:0; \"\" disables)"},
+        {"access-log", CONF_STR, &a->lo.access_log,
+         "one line per request to FILE, '-' (stdout) or 'syslog' (default: none)"},
+        {"access-log-format", CONF_STR, &a->lo.format, "combined (default) or json"},
+        {"error-log", CONF_STR, &a->lo.error_log, "log lines to FILE instead of stderr"},
+    };
+    MC_ASSERT(MC_ARRAY_SIZE(opts) <= ORIGIN_NOPTS);
+    memcpy(out, opts, sizeof(opts));
+    return MC_ARRAY_SIZE(opts);
+}
+
+/* Parses the flags and the file into a and a new set (its directory opened, its strings in
+ * set->conf). 0, or -EINVAL with err naming the flag (or FILE:LINE); *out is the caller's
+ * to free with set_free either way (NULL when nothing was made). */
+static int origin_args_parse(struct origin_args *a, int argc, char **argv, struct origin_set **out,
+                             char *err, size_t errlen)
+{
+    struct origin_set *set = mc_xcalloc(1, sizeof(*set));
+    struct conf_opt opts[ORIGIN_NOPTS];
+    size_t n;
+
+    *out = set;
+    set->rootfd = -1;
+    memset(a, 0, sizeof(*a));
+    a->listen = "127.0.0.1:8081";
+    a->latency_s = "0";
+    a->cache_control = "public, max-age=3600";
+    a->log_level = "info";
+    a->threads = 1;
+    a->max_body = 256ull << 20;
+    a->admin = "127.0.0.1:0";
+    n = origin_opts(a, opts);
+    if (conf_parse(&set->conf, opts, n, argc, argv, 0, err, errlen) != 0 ||
+        conf_check_keys(&set->conf, opts, n, NULL, 0, err, errlen) != 0)
+        return -EINVAL;
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        snprintf(err, errlen, __VA_ARGS__);                                                        \
+        conf_locate(&set->conf, (const char *const *)argv, argc, err, errlen);                     \
+        return -EINVAL;                                                                            \
+    } while (0)
+    if (log_level_parse(a->log_level) < 0)
+        BAD("--log-level: '%s' is not a level", a->log_level);
+    if (!a->root)
+        BAD("--root DIR is required");
+    if (origin__latency_parse(a->latency_s, strlen(a->latency_s), &set->latency_ms) != 0)
+        BAD("--latency: '%s' is not a latency (MS, 250ms, 1s)", a->latency_s);
+    if (a->threads < 1 || a->threads > 1024)
+        BAD("--threads: %ld is not between 1 and 1024", a->threads);
+    for (const char *p = a->cache_control; *p; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\t')
+            BAD("--cache-control: control characters");
+    set->cache_control = a->cache_control;
+#undef BAD
+    set->rootfd = open(a->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (set->rootfd < 0) {
+        snprintf(err, errlen, "--root %s: %s", a->root, strerror(errno));
+        conf_locate(&set->conf, (const char *const *)argv, argc, err, errlen);
+        return -EIO; /* not a usage error: the directory is not there (yet) */
+    }
+    return 0;
+}
+
+static void set_free(struct origin_set *set)
+{
+    while (set) {
+        struct origin_set *prev = set->prev;
+        if (set->rootfd >= 0)
+            close(set->rootfd);
+        conf_fini(&set->conf);
+        free(set);
+        set = prev;
+    }
+}
+
+static struct accesslog *access_log; /* --access-log, --error-log: one per process */
+
+/* The process around the origin: its main loop and signals.
+ *   SIGHUP        reload (root, latency, cache-control, max-body, log level)
+ *   SIGUSR1       reopen the access and error log files (logrotate)
+ *   SIGTERM/INT   stop: requests in flight get 5 s
+ * No drain: the origin sits behind edges, which try the next origin (or serve stale). */
+struct origin_daemon {
+    uv_signal_t sig[4];
+    size_t nsig;
+    struct origin *o;
+    struct http_server *srv;
+    struct http_server_cfg cfg;
+    struct origin_args start;
+    int argc;
+    char **argv;
+};
+
+/* SIGHUP: a file or value that does not check is refused (logged with the file and line)
+ * and nothing changes; otherwise the restart-only settings keep their running value (one
+ * log line names them) and the rest apply to the next requests. */
+static void origin_reload(struct origin_daemon *d)
+{
+    struct origin_args na;
+    struct origin_set *set;
+    struct conf_opt oldo[ORIGIN_NOPTS], newo[ORIGIN_NOPTS];
+    char err[512], kept[256];
+
+    sdnotify_reloading();
+    if (origin_args_parse(&na, d->argc, d->argv, &set, err, sizeof(err)) != 0) {
+        conf_reload_count(0);
+        log_error("config reload refused; the running configuration stays", "error=\"%s\"", err);
+        set_free(set);
+        sdnotify_ready("configuration reload refused; the previous one runs");
+        return;
+    }
+    size_t n = origin_opts(&d->start, oldo);
+    origin_opts(&na, newo);
+    if (conf_keep_restart_only(oldo, newo, n, kept, sizeof(kept)))
+        log_warn("config: settings need a restart; running values kept", "file=%s settings=%s",
+                 conf_file(&set->conf) ? conf_file(&set->conf) : "-", kept);
+    set->prev = atomic_load(&d->o->set);
+    atomic_store_explicit(&d->o->set, set, memory_order_release);
+    http_server_set_limits(d->srv, na.max_body, d->cfg.header_timeout_ms, d->cfg.body_timeout_ms,
+                           d->cfg.idle_timeout_ms, d->cfg.send_timeout_ms);
+    log_level_set_name(na.log_level);
+    conf_reload_count(1);
+    log_info("config reloaded", "root=\"%s\" latency_ms=%" PRIu64, na.root, set->latency_ms);
+    sdnotify_ready("configuration reloaded");
+}
 
 static void on_signal(uv_signal_t *sig, int signum)
 {
-    uv_handle_t **hs = sig->data;
+    struct origin_daemon *d = sig->data;
 
+    if (signum == SIGHUP) {
+        origin_reload(d);
+        return;
+    }
     if (signum == SIGUSR1) {
         accesslog_reopen_all(access_log);
         return;
     }
     log_info("origin: stopping", "signal=%d", signum);
     sdnotify_stopping();
-    uv_close(hs[0], NULL);
-    uv_close(hs[1], NULL);
-    uv_close(hs[2], NULL);
+    for (size_t i = 0; i < d->nsig; i++)
+        if (!uv_is_closing((uv_handle_t *)&d->sig[i]))
+            uv_close((uv_handle_t *)&d->sig[i], NULL);
+}
+
+/* One handle per signal the origin answers; before the listener, so that a SIGTERM right
+ * after the ready line is never lost. */
+static int signals_init(struct origin_daemon *d, uv_loop_t *loop)
+{
+    static const int signals[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+    for (size_t i = 0; i < MC_ARRAY_SIZE(signals); i++) {
+        if (uv_signal_init(loop, &d->sig[i]) != 0)
+            return -EMFILE;
+        d->nsig++;
+        d->sig[i].data = d;
+        uv_signal_start(&d->sig[i], on_signal, signals[i]);
+    }
+    return 0;
 }
 
 static void usage(void)
@@ -1003,87 +1186,39 @@ static void usage(void)
 
 int origin_main(int argc, char **argv)
 {
-    const char *listen = "127.0.0.1:8081", *root = NULL, *latency_s = "0";
-    const char *cache_control = "public, max-age=3600", *log_level = "info";
-    long threads = 1;
-    uint64_t max_body = 256ull << 20;
-    const char *admin = "127.0.0.1:0";
-    struct accesslog_opts lo = {0};
-    const struct conf_opt opts[] = {
-        {"listen", CONF_STR, &listen, "ADDR:PORT to listen on (port 0: any free port)"},
-        {"root", CONF_STR, &root, "directory to serve (required)"},
-        {"latency", CONF_STR, &latency_s, "added before each answer: MS, or 250ms, 1s"},
-        {"cache-control", CONF_STR, &cache_control, "Cache-Control of served files"},
-        {"threads", CONF_INT, &threads, "worker threads (default 1)"},
-        {"max-body", CONF_SIZE, &max_body, "largest request body (PUT), default 256M"},
-        {"log-level", CONF_STR, &log_level, "debug (one line per request), info, warn, error"},
-        {"admin", CONF_STR, &admin,
-         "admin address for GET /metrics and /health (default 127.0.0.1:0; \"\" disables)"},
-        {"access-log", CONF_STR, &lo.access_log,
-         "one line per request to FILE, '-' (stdout) or 'syslog' (default: none)"},
-        {"access-log-format", CONF_STR, &lo.format, "combined (default) or json"},
-        {"error-log", CONF_STR, &lo.error_log, "log lines to FILE instead of stderr"},
-    };
-    struct conf conf;
+    struct origin_daemon d;
+    struct origin_set *set = NULL;
     struct origin o;
-    struct http_server_cfg cfg;
-    struct http_server *srv = NULL;
     char err[512];
     int rc = 1;
 
     memset(&o, 0, sizeof(o));
-    o.rootfd = -1;
+    memset(&d, 0, sizeof(d));
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            struct conf_opt opts[ORIGIN_NOPTS];
             usage();
             conf_usage("origin", "--root DIR [--listen ADDR:PORT] [options]", opts,
-                       MC_ARRAY_SIZE(opts));
+                       origin_opts(&d.start, opts));
             return 0;
         }
     }
-    if (conf_parse(&conf, opts, MC_ARRAY_SIZE(opts), argc, argv, 0, err, sizeof(err)) != 0) {
+    if ((rc = origin_args_parse(&d.start, argc, argv, &set, err, sizeof(err))) != 0) {
         fprintf(stderr, "mlcdn origin: %s\n", err);
-        conf_fini(&conf);
+        set_free(set);
+        return rc == -EIO ? 1 : 2;
+    }
+    rc = 1;
+    log_level_set_name(d.start.log_level);
+    if (accesslog_setup(&d.start.lo, &access_log, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn origin: %s\n", err);
+        set_free(set);
         return 2;
     }
-    if (log_level_set_name(log_level) != 0) {
-        fprintf(stderr, "mlcdn origin: --log-level: '%s' is not a level\n", log_level);
-        rc = 2;
-        goto out;
-    }
-    if (accesslog_setup(&lo, &access_log, err, sizeof(err)) != 0) {
-        fprintf(stderr, "mlcdn origin: %s\n", err);
-        rc = 2;
-        goto out;
-    }
-    if (!root) {
-        fprintf(stderr, "mlcdn origin: --root DIR is required\n");
-        rc = 2;
-        goto out;
-    }
-    if (origin__latency_parse(latency_s, strlen(latency_s), &o.latency_ms) != 0) {
-        fprintf(stderr, "mlcdn origin: --latency: '%s' is not a latency (MS, 250ms, 1s)\n",
-                latency_s);
-        rc = 2;
-        goto out;
-    }
-    if (threads < 1 || threads > 1024) {
-        fprintf(stderr, "mlcdn origin: --threads: %ld is not between 1 and 1024\n", threads);
-        rc = 2;
-        goto out;
-    }
-    for (const char *p = cache_control; *p; p++) {
-        if ((unsigned char)*p < 0x20 && *p != '\t') {
-            fprintf(stderr, "mlcdn origin: --cache-control: control characters\n");
-            rc = 2;
-            goto out;
-        }
-    }
-    o.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (o.rootfd < 0) {
-        fprintf(stderr, "mlcdn origin: --root %s: %s\n", root, strerror(errno));
-        goto out;
-    }
+    d.argc = argc;
+    d.argv = argv;
+    d.o = &o;
+    atomic_init(&o.set, set);
     MC_INIT_OBJ(&o, ORIGIN_MAGIC);
 #ifdef SYS_openat2
     {
@@ -1091,7 +1226,7 @@ int origin_main(int argc, char **argv)
         memset(&how, 0, sizeof(how));
         how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
         how.resolve = RESOLVE_BENEATH;
-        int fd = (int)syscall(SYS_openat2, o.rootfd, ".", &how, sizeof(how));
+        int fd = (int)syscall(SYS_openat2, set->rootfd, ".", &how, sizeof(how));
         if (fd >= 0) {
             o.has_openat2 = 1;
             close(fd);
@@ -1101,83 +1236,73 @@ int origin_main(int argc, char **argv)
         }
     }
 #endif
-    o.cache_control = cache_control;
-    o.nworkers = (unsigned)threads;
+    o.nworkers = (unsigned)d.start.threads;
     o.stats = mc_xcalloc(o.nworkers, sizeof(*o.stats));
     o.workers = mc_xcalloc(o.nworkers, sizeof(*o.workers));
     for (unsigned k = 0; k < o.nworkers; k++)
         origin__stats_init(&o.stats[k]);
+    conf_reload_metrics_init();
 
     /* A client that goes away must not kill the process: writes then fail with EPIPE. */
     signal(SIGPIPE, SIG_IGN);
 
-    http_server_cfg_default(&cfg);
-    cfg.threads = o.nworkers;
-    cfg.limits.max_body = max_body;
-    cfg.listeners[0].addr = listen;
-    cfg.listeners[0].handler = on_request;
-    cfg.listeners[0].arg = &o;
-    cfg.listeners[0].name = "origin";
-    cfg.nlisteners = 1;
-    if (admin && *admin)
-        cfg.listeners[cfg.nlisteners++] = (struct http_listener_cfg){admin, on_admin, &o, "admin",
-                                                                     0};
-    cfg.loop_init = loop_init;
-    cfg.loop_fini = loop_fini;
-    cfg.loop_arg = &o;
-    cfg.access_log = access_log;
-    cfg.on_done = on_done;
+    struct http_server_cfg *cfg = &d.cfg;
+    http_server_cfg_default(cfg);
+    cfg->threads = o.nworkers;
+    cfg->limits.max_body = d.start.max_body;
+    cfg->listeners[0].addr = d.start.listen;
+    cfg->listeners[0].handler = on_request;
+    cfg->listeners[0].arg = &o;
+    cfg->listeners[0].name = "origin";
+    cfg->nlisteners = 1;
+    if (d.start.admin && *d.start.admin)
+        cfg->listeners[cfg->nlisteners++] = (struct http_listener_cfg){d.start.admin, on_admin, &o,
+                                                                       "admin", 0};
+    cfg->loop_init = loop_init;
+    cfg->loop_fini = loop_fini;
+    cfg->loop_arg = &o;
+    cfg->access_log = access_log;
+    cfg->on_done = on_done;
     metrics_init(&o);
 
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint, sigusr1;
-    uv_handle_t *sigs[3] = {(uv_handle_t *)&sigterm, (uv_handle_t *)&sigint,
-                            (uv_handle_t *)&sigusr1};
     uv_loop_init(&loop);
-    uv_signal_init(&loop, &sigterm);
-    uv_signal_init(&loop, &sigint);
-    uv_signal_init(&loop, &sigusr1);
-    sigterm.data = sigint.data = sigusr1.data = sigs;
-    /* Signal handlers first, so a SIGTERM right after the ready line is never lost. */
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigusr1, on_signal, SIGUSR1);
-
-    if (http_server_start(&cfg, &srv, err, sizeof(err)) != 0) {
-        fprintf(stderr, "mlcdn origin: %s\n", err);
-        uv_close(sigs[0], NULL);
-        uv_close(sigs[1], NULL);
-        uv_close(sigs[2], NULL);
+    if (signals_init(&d, &loop) != 0 || http_server_start(cfg, &d.srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn origin: %s\n", d.nsig < 4 ? "cannot set up signals" : err);
+        for (size_t i = 0; i < d.nsig; i++)
+            uv_close((uv_handle_t *)&d.sig[i], NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         goto out_stats;
     }
     {
         /* The URL names the address as given (0.0.0.0 for ":PORT") and the bound port. */
+        const char *listen = d.start.listen;
         const char *colon = strrchr(listen, ':');
         int hl = colon ? (int)(colon - listen) : 0;
         char adm[128] = "";
-        if (cfg.nlisteners > 1) {
-            const char *ac = strrchr(admin, ':');
+        if (cfg->nlisteners > 1) {
+            const char *admin = d.start.admin, *ac = strrchr(admin, ':');
             int al = ac ? (int)(ac - admin) : 0;
             snprintf(adm, sizeof(adm), " admin=http://%.*s:%d", al ? al : 9,
-                     al ? admin : "127.0.0.1", http_server_port(srv, 1));
+                     al ? admin : "127.0.0.1", http_server_port(d.srv, 1));
         }
         printf("origin listening on http://%.*s:%d%s\n", hl ? hl : 7, hl ? listen : "0.0.0.0",
-               http_server_port(srv, 0), adm);
+               http_server_port(d.srv, 0), adm);
         fflush(stdout);
     }
-    log_info("origin: serving", "root=\"%s\" listen=%s threads=%u latency_ms=%" PRIu64, root,
-             listen, o.nworkers, o.latency_ms);
+    log_info("origin: serving", "root=\"%s\" listen=%s threads=%u latency_ms=%" PRIu64,
+             d.start.root, d.start.listen, o.nworkers, set->latency_ms);
     {
         char status[160];
-        snprintf(status, sizeof(status), "serving %s on port %d", root, http_server_port(srv, 0));
+        snprintf(status, sizeof(status), "serving %s on port %d", d.start.root,
+                 http_server_port(d.srv, 0));
         sdnotify_ready(status);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
-    http_server_stop(srv, 5000);
-    http_server_free(&srv);
+    http_server_stop(d.srv, 5000);
+    http_server_free(&d.srv);
     rc = 0;
 out_stats:
     for (unsigned k = 0; k < o.nworkers; k++) {
@@ -1186,10 +1311,7 @@ out_stats:
     }
     free(o.workers);
     free(o.stats);
-out:
     accesslog_free(&access_log); /* after the server: its last lines are written */
-    if (o.rootfd >= 0)
-        close(o.rootfd);
-    conf_fini(&conf);
+    set_free(atomic_load(&o.set));
     return rc;
 }

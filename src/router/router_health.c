@@ -34,16 +34,16 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
 static void set_region_metric(struct router *r, struct router_edge_health *h)
 {
     struct buf b;
-    if (atomic_load(&r->m_answers_region[h->idx]) != NULL || !h->region[0])
+    if (atomic_load(&r->set->m_answers_region[h->idx]) != NULL || !h->region[0])
         return;
     /* The region comes from the edge's /health answer: escaped like any label value. */
     buf_init(&b, 4096);
     buf_puts(&b, "edge=\"");
-    metrics_label_esc(&b, r->edges[h->idx].name);
+    metrics_label_esc(&b, r->set->edges[h->idx].name);
     buf_puts(&b, "\",region=\"");
     metrics_label_esc(&b, h->region);
     buf_puts(&b, "\"");
-    atomic_store(&r->m_answers_region[h->idx],
+    atomic_store(&r->set->m_answers_region[h->idx],
                  metrics_counter("mlcdn_router_answers_by_region_total",
                                  "DNS answers by chosen edge and the region it reports", b.data));
     buf_fini(&b);
@@ -90,8 +90,8 @@ static void hc_result(struct router_edge_health *h, int good, const char *status
 
     int eligible = h->up == 1 && !h->draining;
     /* A failed check leaves the last reported load/hit in place: they are never invented. */
-    router_view_publish(&r->views[h->idx], eligible, good ? load : h->load, good ? hit : h->hit,
-                        r->edges[h->idx].capacity, r->hc.deadband, first);
+    router_view_publish(&r->set->views[h->idx], eligible, good ? load : h->load,
+                        good ? hit : h->hit, r->set->edges[h->idx].capacity, r->hc.deadband, first);
     metrics_gauge_set(h->g_up, h->up == 1);
     if (good) {
         metrics_gauge_set(h->g_load, load);
@@ -102,7 +102,7 @@ static void hc_result(struct router_edge_health *h, int good, const char *status
         if (!first)
             metrics_counter_add(h->up ? h->to_up : h->to_down, 1);
         log_info(h->up ? "edge up" : "edge down", "edge=%s first=%d error=\"%s\"",
-                 r->edges[h->idx].name, first, error ? error : "");
+                 r->set->edges[h->idx].name, first, error ? error : "");
     }
 }
 
@@ -171,7 +171,7 @@ static void hc_start(struct router_edge_health *h)
         return; /* the previous check is still within its timeout */
     buf_reset(&h->body);
     curl_easy_reset(h->easy);
-    curl_easy_setopt(h->easy, CURLOPT_URL, r->edges[h->idx].health_url);
+    curl_easy_setopt(h->easy, CURLOPT_URL, r->set->edges[h->idx].health_url);
     curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, (long)r->hc.timeout_ms);
     curl_easy_setopt(h->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)r->hc.timeout_ms);
     curl_easy_setopt(h->easy, CURLOPT_NOSIGNAL, 1L);
@@ -189,8 +189,90 @@ static void hc_start(struct router_edge_health *h)
 static void on_tick(uv_timer_t *t)
 {
     struct router *r = t->data;
-    for (size_t i = 0; i < r->nedges; i++)
+    for (size_t i = 0; i < r->set->nedges; i++)
         hc_start(&r->health[i]);
+}
+
+/* A fresh state for edge idx (unknown until its first check). */
+static void health_init(struct router *r, struct router_edge_health *h, size_t idx,
+                        const char *edge_name)
+{
+    char labels[600], name[400];
+    struct buf nb;
+
+    buf_init(&nb, sizeof(name) - 1);
+    if (metrics_label_esc(&nb, edge_name) != 0)
+        buf_reset(&nb);
+    snprintf(name, sizeof(name), "%s", nb.len ? nb.data : "");
+    buf_fini(&nb);
+    memset(h, 0, sizeof(*h));
+    MC_INIT_OBJ(h, ROUTER_EDGE_HEALTH_MAGIC);
+    h->r = r;
+    h->idx = idx;
+    h->up = -1;
+    h->easy = curl_easy_init();
+    MC_ASSERT(h->easy != NULL);
+    buf_init(&h->body, ROUTER_HEALTH_BODY_MAX);
+    snprintf(labels, sizeof(labels), "edge=\"%s\",to=\"up\"", name);
+    h->to_up = metrics_counter("mlcdn_router_health_transitions_total", "Edge health state changes",
+                               labels);
+    snprintf(labels, sizeof(labels), "edge=\"%s\",to=\"down\"", name);
+    h->to_down = metrics_counter("mlcdn_router_health_transitions_total",
+                                 "Edge health state changes", labels);
+    snprintf(labels, sizeof(labels), "edge=\"%s\"", name);
+    h->g_up = metrics_gauge("mlcdn_router_edge_up", "1 when the edge passes its checks", labels);
+    h->g_load = metrics_gauge("mlcdn_router_edge_load", "Load the edge reports", labels);
+    h->g_hit = metrics_gauge("mlcdn_router_edge_hit_ratio", "Hit ratio the edge reports", labels);
+}
+
+void router__health_swap(struct router *r, struct router_set *next)
+{
+    struct router_set *cur = r->set;
+    /* Static: the main loop is one thread, and this array is too large for its stack. */
+    static struct router_edge_health old[ROUTER_MAX_EDGES];
+    int taken[ROUTER_MAX_EDGES] = {0};
+
+    for (size_t i = 0; i < cur->nedges; i++) {
+        struct router_edge_health *h = &r->health[i];
+        if (h->running)
+            http_client_cancel(r->client, h->easy);
+        h->running = 0;
+        old[i] = *h;
+    }
+    for (size_t j = 0; j < next->nedges; j++) {
+        const struct router_edge_cfg *ne = &next->edges[j];
+        size_t i;
+        for (i = 0; i < cur->nedges; i++)
+            if (!taken[i] && !strcmp(cur->edges[i].name, ne->name) &&
+                !strcmp(cur->edges[i].health_url, ne->health_url))
+                break;
+        if (i == cur->nedges) {
+            health_init(r, &r->health[j], j, ne->name);
+            continue;
+        }
+        /* The same edge: what its checks said so far still holds, and is still published. */
+        taken[i] = 1;
+        r->health[j] = old[i];
+        r->health[j].idx = j;
+        struct router_edge_view *from = &cur->views[i], *to = &next->views[j];
+        atomic_store(&to->eligible, atomic_load(&from->eligible));
+        atomic_store(&to->over, atomic_load(&from->over));
+        atomic_store(&to->load, atomic_load(&from->load));
+        atomic_store(&to->hit, atomic_load(&from->hit));
+        atomic_store(&next->m_answers_region[j], atomic_load(&cur->m_answers_region[i]));
+    }
+    for (size_t i = 0; i < cur->nedges; i++) {
+        if (taken[i])
+            continue;
+        metrics_gauge_set(old[i].g_up, 0);
+        curl_easy_cleanup(old[i].easy);
+        buf_fini(&old[i].body);
+    }
+    for (size_t j = next->nedges; j < cur->nedges; j++)
+        memset(&r->health[j], 0, sizeof(r->health[j]));
+    /* A round now (the first checks of new edges decide their state at once), then every
+     * interval, which the reload may have changed too. */
+    uv_timer_start(&r->hc_timer, on_tick, 0, r->hc.interval_ms);
 }
 
 int router__health_start(struct router *r, char *err, size_t errlen)
@@ -200,35 +282,8 @@ int router__health_start(struct router *r, char *err, size_t errlen)
         snprintf(err, errlen, "health client: %s", strerror(-rc));
         return rc;
     }
-    for (size_t i = 0; i < r->nedges; i++) {
-        struct router_edge_health *h = &r->health[i];
-        char labels[600], name[400];
-        struct buf nb;
-        MC_INIT_OBJ(h, ROUTER_EDGE_HEALTH_MAGIC);
-        buf_init(&nb, sizeof(name) - 1);
-        if (metrics_label_esc(&nb, r->edges[i].name) != 0)
-            buf_reset(&nb);
-        snprintf(name, sizeof(name), "%s", nb.len ? nb.data : "");
-        buf_fini(&nb);
-        h->r = r;
-        h->idx = i;
-        h->up = -1;
-        h->easy = curl_easy_init();
-        MC_ASSERT(h->easy != NULL);
-        buf_init(&h->body, ROUTER_HEALTH_BODY_MAX);
-        snprintf(labels, sizeof(labels), "edge=\"%s\",to=\"up\"", name);
-        h->to_up = metrics_counter("mlcdn_router_health_transitions_total",
-                                   "Edge health state changes", labels);
-        snprintf(labels, sizeof(labels), "edge=\"%s\",to=\"down\"", name);
-        h->to_down = metrics_counter("mlcdn_router_health_transitions_total",
-                                     "Edge health state changes", labels);
-        snprintf(labels, sizeof(labels), "edge=\"%s\"", name);
-        h->g_up = metrics_gauge("mlcdn_router_edge_up", "1 when the edge passes its checks",
-                                labels);
-        h->g_load = metrics_gauge("mlcdn_router_edge_load", "Load the edge reports", labels);
-        h->g_hit = metrics_gauge("mlcdn_router_edge_hit_ratio", "Hit ratio the edge reports",
-                                 labels);
-    }
+    for (size_t i = 0; i < r->set->nedges; i++)
+        health_init(r, &r->health[i], i, r->set->edges[i].name);
     uv_timer_init(r->loop, &r->hc_timer);
     r->hc_timer.data = r;
     uv_timer_start(&r->hc_timer, on_tick, 0, r->hc.interval_ms);
@@ -241,7 +296,7 @@ void router__health_stop(struct router *r)
         uv_close((uv_handle_t *)&r->hc_timer, NULL);
     if (r->client)
         http_client_free(&r->client); /* aborts running checks without calling done */
-    for (size_t i = 0; i < r->nedges; i++) {
+    for (size_t i = 0; i < r->set->nedges; i++) {
         struct router_edge_health *h = &r->health[i];
         if (h->easy)
             curl_easy_cleanup(h->easy);

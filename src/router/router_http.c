@@ -23,12 +23,14 @@
 void *router__http_loop_init(uv_loop_t *loop, unsigned idx, void *arg)
 {
     struct router *r = arg;
-    return router_loc_cache_new(r->geo, r->edges, r->nedges, r->have_default, r->default_lat,
-                                r->default_lon);
+    struct router_thr *t = mc_xcalloc(1, sizeof(*t));
+    router__thr_sync(r, t, NULL);
+    return t;
 }
 
 void router__http_loop_fini(uv_loop_t *loop, void *worker_data, void *arg)
 {
+    router__thr_fini(worker_data);
     free(worker_data);
 }
 
@@ -91,10 +93,10 @@ static int client_of(struct http_exchange *x, const struct http_request *req, ch
     return parse_ip(ip, family, addr);
 }
 
-static int default_family(const struct router *r)
+static int default_family(const struct router_set *s)
 {
-    for (size_t i = 0; i < r->nedges; i++)
-        if (r->edges[i].family == 4)
+    for (size_t i = 0; i < s->nedges; i++)
+        if (s->edges[i].family == 4)
             return 4;
     return 6;
 }
@@ -112,17 +114,19 @@ static void respond_json(struct http_exchange *x, int status, json_t *j)
     free(s);
 }
 
-static const char *src_name(const struct router *r, enum router_geo_src s)
+static const char *src_name(const struct router_set *set, enum router_geo_src s)
 {
     return s == GEO_SRC_CITY    ? "city"
          : s == GEO_SRC_COUNTRY ? "country"
-         : r->have_default      ? "default"
+         : set->have_default    ? "default"
                                 : "none";
 }
 
 static void do_route(struct router *r, struct http_exchange *x, const struct http_request *req,
-                     struct router_loc_cache *c)
+                     struct router_thr *t)
 {
+    struct router_set *s = t->set;
+    struct router_loc_cache *c = t->c;
     char ip[128], fam[8];
     int family, afam;
     uint8_t addr[16], nm = 0;
@@ -133,42 +137,42 @@ static void do_route(struct router *r, struct http_exchange *x, const struct htt
         http_x_error(x, 400, "ip= is not an IPv4 or IPv6 address");
         return;
     }
-    afam = default_family(r);
+    afam = default_family(s);
     if (query_param(req->query, "family", fam, sizeof(fam)) == 0)
         afam = !strcmp(fam, "6") ? 6 : 4;
-    int best = router__choose(r, c, family, addr, afam, &nm, sc, &e);
+    int best = router__choose(s, c, family, addr, afam, &nm, sc, &e);
     metrics_counter_add(r->m_route_req, 1);
 
     json_t *j = json_object();
     json_object_set_new(j, "ip", json_string(ip));
     json_t *loc = json_object();
-    json_object_set_new(loc, "source", json_string(src_name(r, e->loc.src)));
+    json_object_set_new(loc, "source", json_string(src_name(s, e->loc.src)));
     if (e->loc.src != GEO_SRC_NONE) {
         json_object_set_new(loc, "latitude", json_real(e->loc.lat));
         json_object_set_new(loc, "longitude", json_real(e->loc.lon));
-    } else if (r->have_default) {
-        json_object_set_new(loc, "latitude", json_real(r->default_lat));
-        json_object_set_new(loc, "longitude", json_real(r->default_lon));
+    } else if (s->have_default) {
+        json_object_set_new(loc, "latitude", json_real(s->default_lat));
+        json_object_set_new(loc, "longitude", json_real(s->default_lon));
     }
     json_object_set_new(loc, "country", json_string(e->loc.country));
     json_object_set_new(loc, "network_prefix", json_integer(nm));
     json_object_set_new(j, "location", loc);
     json_object_set_new(j, "family", json_integer(afam));
-    json_object_set_new(j, "edge", best >= 0 ? json_string(r->edges[best].name) : json_null());
+    json_object_set_new(j, "edge", best >= 0 ? json_string(s->edges[best].name) : json_null());
     json_object_set_new(j, "address",
-                        best >= 0 ? json_string(r->edges[best].addr_text) : json_null());
+                        best >= 0 ? json_string(s->edges[best].addr_text) : json_null());
     json_t *w = json_object();
-    json_object_set_new(w, "distance", json_real(r->weights.distance));
-    json_object_set_new(w, "load", json_real(r->weights.load));
-    json_object_set_new(w, "hit", json_real(r->weights.hit));
+    json_object_set_new(w, "distance", json_real(s->weights.distance));
+    json_object_set_new(w, "load", json_real(s->weights.load));
+    json_object_set_new(w, "hit", json_real(s->weights.hit));
     json_object_set_new(j, "weights", w);
     json_t *cands = json_array();
-    for (size_t i = 0; i < r->nedges; i++) {
+    for (size_t i = 0; i < s->nedges; i++) {
         if (!sc[i].candidate)
             continue;
         json_t *o = json_object();
-        json_object_set_new(o, "edge", json_string(r->edges[i].name));
-        json_object_set_new(o, "address", json_string(r->edges[i].addr_text));
+        json_object_set_new(o, "edge", json_string(s->edges[i].name));
+        json_object_set_new(o, "address", json_string(s->edges[i].addr_text));
         json_object_set_new(o, "healthy", json_boolean(sc[i].eligible));
         json_object_set_new(o, "over_capacity", json_boolean(sc[i].over));
         json_object_set_new(o, "distance_km", json_real(sc[i].distance_km));
@@ -176,9 +180,9 @@ static void do_route(struct router *r, struct http_exchange *x, const struct htt
         json_object_set_new(o, "load", json_real(sc[i].load));
         json_object_set_new(o, "hit_ratio", json_real(sc[i].hit));
         json_object_set_new(o, "distance_part",
-                            json_real(r->weights.distance * sc[i].distance_score));
-        json_object_set_new(o, "load_part", json_real(r->weights.load * (1 - sc[i].load)));
-        json_object_set_new(o, "hit_part", json_real(r->weights.hit * sc[i].hit));
+                            json_real(s->weights.distance * sc[i].distance_score));
+        json_object_set_new(o, "load_part", json_real(s->weights.load * (1 - sc[i].load)));
+        json_object_set_new(o, "hit_part", json_real(s->weights.hit * sc[i].hit));
         json_object_set_new(o, "score", json_real(sc[i].total));
         json_object_set_new(o, "chosen", json_boolean((int)i == best));
         json_array_append_new(cands, o);
@@ -191,8 +195,9 @@ static void do_edges(struct router *r, struct http_exchange *x)
 {
     json_t *arr = json_array();
     pthread_mutex_lock(&r->mtx);
-    for (size_t i = 0; i < r->nedges; i++) {
-        const struct router_edge_cfg *e = &r->edges[i];
+    const struct router_set *s = r->set; /* swapped under r->mtx (router__health_swap) */
+    for (size_t i = 0; i < s->nedges; i++) {
+        const struct router_edge_cfg *e = &s->edges[i];
         const struct router_edge_health *h = &r->health[i];
         json_t *o = json_object();
         json_object_set_new(o, "name", json_string(e->name));
@@ -205,8 +210,8 @@ static void do_edges(struct router *r, struct http_exchange *x)
         json_object_set_new(o, "state", json_string(h->up < 0 ? "unknown" : h->up ? "up" : "down"));
         json_object_set_new(o, "status", json_string(h->status));
         json_object_set_new(o, "draining", json_boolean(h->draining));
-        json_object_set_new(o, "eligible", json_boolean(atomic_load(&r->views[i].eligible)));
-        json_object_set_new(o, "over_capacity", json_boolean(atomic_load(&r->views[i].over)));
+        json_object_set_new(o, "eligible", json_boolean(atomic_load(&s->views[i].eligible)));
+        json_object_set_new(o, "over_capacity", json_boolean(atomic_load(&s->views[i].over)));
         json_object_set_new(o, "region", json_string(h->region));
         json_object_set_new(o, "load", json_real(h->load));
         json_object_set_new(o, "hit_ratio", json_real(h->hit));
@@ -225,8 +230,10 @@ static void do_edges(struct router *r, struct http_exchange *x)
 }
 
 static void do_redirect(struct router *r, struct http_exchange *x, const struct http_request *req,
-                        struct router_loc_cache *c)
+                        struct router_thr *t)
 {
+    struct router_set *s = t->set;
+    struct router_loc_cache *c = t->c;
     char ip[128], loc[2048], hdr[2200];
     int family;
     uint8_t addr[16], nm;
@@ -237,9 +244,9 @@ static void do_redirect(struct router *r, struct http_exchange *x, const struct 
         return;
     }
     /* Prefer an edge of the client's family, else any. */
-    int best = router__choose(r, c, family, addr, family, &nm, NULL, NULL);
+    int best = router__choose(s, c, family, addr, family, &nm, NULL, NULL);
     if (best < 0)
-        best = router__choose(r, c, family, addr, family == 4 ? 6 : 4, &nm, NULL, NULL);
+        best = router__choose(s, c, family, addr, family == 4 ? 6 : 4, &nm, NULL, NULL);
     if (best < 0) {
         http_x_error(x, 503, "no edge");
         return;
@@ -257,7 +264,7 @@ static void do_redirect(struct router *r, struct http_exchange *x, const struct 
         }
         i = end + 1;
     }
-    const struct router_edge_cfg *e = &r->edges[best];
+    const struct router_edge_cfg *e = &s->edges[best];
     char port[16] = "";
     if (r->redirect_port != 80)
         snprintf(port, sizeof(port), ":%ld", r->redirect_port);
@@ -280,19 +287,21 @@ void router__http_handle(struct http_exchange *x, void *arg)
 {
     struct router *r = arg;
     const struct http_request *req = http_x_request(x);
-    struct router_loc_cache *c = http_x_worker(x);
+    struct router_thr *t = http_x_worker(x);
     struct http_str p = req->path;
+
+    router__thr_sync(r, t, NULL);
 
     if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD) {
         http_x_respond(x, 405, "Allow: GET, HEAD\r\n", "method not allowed\n", 19);
         return;
     }
     if (p.len == 6 && !memcmp(p.p, "/route", 6)) {
-        do_route(r, x, req, c);
+        do_route(r, x, req, t);
     } else if (p.len == 6 && !memcmp(p.p, "/edges", 6)) {
         do_edges(r, x);
     } else if (p.len >= 3 && !memcmp(p.p, "/r/", 3)) {
-        do_redirect(r, x, req, c);
+        do_redirect(r, x, req, t);
     } else if (p.len == 8 && !memcmp(p.p, "/metrics", 8)) {
         struct buf b;
         buf_init(&b, 16 << 20);

@@ -66,19 +66,46 @@ struct router_edge_health {
 
 struct router_tcp_conn;
 
+/* What a reload (SIGHUP) may replace as a whole: the edges, the weights and the
+ * geolocation databases, with what depends on them (per-edge published state and answer
+ * counters). Built complete, never changed afterwards except through its views' atomics
+ * (the health checker publishes there), then swapped in by the main loop under
+ * router->set_mtx. Each thread that answers queries keeps a reference to the set it last
+ * saw (struct router_thr), so a query is answered from one set, never from two. */
+struct router_set {
+    unsigned magic;
+#define ROUTER_SET_MAGIC 0x52534554u
+    _Atomic unsigned refcnt;
+    struct router_edge_cfg edges[ROUTER_MAX_EDGES];
+    struct router_edge_view views[ROUTER_MAX_EDGES];
+    size_t nedges;
+    struct router_weights weights;
+    struct router_geo *geo; /* owned */
+    int have_default;
+    double default_lat, default_lon;
+    struct metrics_counter *m_answers[ROUTER_MAX_EDGES];
+    _Atomic(struct metrics_counter *) m_answers_region[ROUTER_MAX_EDGES];
+};
+
+/* A query-answering thread's view: its set (a reference) and the location cache built for
+ * it (distances to that set's edges, records of that set's databases). */
+struct router_thr {
+    struct router_set *set;
+    uint64_t gen;
+    struct router_loc_cache *c;
+};
+
 struct router {
     unsigned magic;
 #define ROUTER_MAGIC 0x524f5554u
     struct router_zone zone;
-    struct router_edge_cfg edges[ROUTER_MAX_EDGES];
-    struct router_edge_view views[ROUTER_MAX_EDGES];
-    struct router_edge_health health[ROUTER_MAX_EDGES];
-    size_t nedges;
-    struct router_weights weights;
+    /* The current set: written by the main loop only, under set_mtx (which other threads
+     * take to follow set_gen); the main loop itself reads it without the lock. */
+    struct router_set *set;
+    _Atomic uint64_t set_gen;
+    pthread_mutex_t set_mtx;
+    struct router_edge_health health[ROUTER_MAX_EDGES]; /* set->edges[i]'s, main loop */
     struct router_health_cfg hc;
-    struct router_geo *geo;
-    int have_default;
-    double default_lat, default_lon;
     size_t edns_max;      /* largest UDP answer we send */
     long udp_coalesce_us; /* pause after a small UDP batch (0: off) */
     long redirect_port;
@@ -111,8 +138,6 @@ struct router {
         *m_rcode[2][6]; /* [udp, tcp][NOERROR FORMERR SERVFAIL NXDOMAIN NOTIMP REFUSED] */
     struct metrics_counter *m_badvers, *m_dropped, *m_truncated, *m_ecs;
     struct metrics_counter *m_tcp_paused, *m_tcp_idle_closed;
-    struct metrics_counter *m_answers[ROUTER_MAX_EDGES];
-    _Atomic(struct metrics_counter *) m_answers_region[ROUTER_MAX_EDGES];
     struct metrics_hist *m_latency;
     struct metrics_counter *m_route_req, *m_redirects;
 };
@@ -129,35 +154,54 @@ struct router_stats {
     uint64_t answers[ROUTER_MAX_EDGES];
 };
 
+/* router_main.c: the sets. router__set_unref drops a reference (the last frees the set
+ * and closes its databases), any thread. */
+struct router_set *router__set_ref(struct router_set *s);
+void router__set_unref(struct router_set **sp);
+/* Brings t up to the current set (first call: t zeroed) and returns it; a new set means a
+ * new location cache. Per-edge tallies still in st (may be NULL) are counted against the
+ * set they were made with first. */
+struct router_set *router__thr_sync(struct router *r, struct router_thr *t,
+                                    struct router_stats *st);
+void router__thr_fini(struct router_thr *t);
+
 /* Answers one DNS message (UDP or TCP) from `peer`, counting into *st. Returns the response
  * length (0: send nothing). UDP answers are capped at r->edns_max, TCP at DNS_MSG_MAX. */
-size_t router__answer(struct router *r, struct router_loc_cache *c, struct router_stats *st,
+size_t router__answer(struct router *r, struct router_thr *t, struct router_stats *st,
                       const uint8_t *pkt, size_t len, const struct sockaddr *peer, int tcp,
                       uint8_t *out, size_t cap);
-/* Adds *st to the metrics and zeroes it; `elapsed_ns` is the time the batch took (each of
- * its queries is recorded in the latency histogram with the batch's mean). */
-void router__stats_flush(struct router *r, struct router_stats *st, int tcp, uint64_t elapsed_ns);
+/* Adds *st to the metrics (the per-edge ones of set s, which st's counts were made with)
+ * and zeroes it; `elapsed_ns` is the time the batch took (each of its queries is recorded
+ * in the latency histogram with the batch's mean). */
+void router__stats_flush(struct router *r, struct router_set *s, struct router_stats *st, int tcp,
+                         uint64_t elapsed_ns);
 
 /* Client address of a query: the ECS subnet when present (source > 0), else the peer.
  * Writes family 4/6 and 16 bytes (4 used for IPv4). */
 void router__client_addr(const struct dns_query *q, const struct sockaddr *peer, int *family,
                          uint8_t addr[16]);
 
-/* Chooses the edge for an address; fills scores when non-NULL. Returns the edge index or
- * -1; *netmask gets the database network's prefix length. */
-int router__choose(struct router *r, struct router_loc_cache *c, int client_family,
+/* Chooses the edge of set s for an address (c: the location cache built for s); fills
+ * scores when non-NULL. Returns the edge index or -1; *netmask gets the database network's
+ * prefix length. */
+int router__choose(struct router_set *s, struct router_loc_cache *c, int client_family,
                    const uint8_t *client_addr, int answer_family, uint8_t *netmask,
                    struct router_score *scores, const struct router_loc_entry **entry);
 
 /* DNS servers: binds UDP (nudp sockets, SO_REUSEPORT) and TCP on r->loop. */
 int router__dns_start(struct router *r, const char *addr, unsigned nudp, char *err, size_t errlen);
 void router__dns_stop(struct router *r);
-/* Frees the main loop's location cache (after the loop stopped). */
+/* Frees the main loop's view (after the loop stopped). */
 void router__dns_free_cache(void);
 
 /* Health checks on r->loop; the first round starts at once. */
 int router__health_start(struct router *r, char *err, size_t errlen);
 void router__health_stop(struct router *r);
+/* Main loop, under r->mtx: r->set is about to become `next`. Checks in flight are dropped;
+ * an edge of next that was in the old set (same name and health URL) keeps its health
+ * state and published view, a new one starts unknown (its first check decides); a round of
+ * checks starts at once. */
+void router__health_swap(struct router *r, struct router_set *next);
 
 /* HTTP API handler (http_server listener). */
 struct http_exchange;

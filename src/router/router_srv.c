@@ -68,19 +68,60 @@ void router__client_addr(const struct dns_query *q, const struct sockaddr *peer,
     }
 }
 
-int router__choose(struct router *r, struct router_loc_cache *c, int client_family,
+int router__choose(struct router_set *s, struct router_loc_cache *c, int client_family,
                    const uint8_t *client_addr, int answer_family, uint8_t *netmask,
                    struct router_score *scores, const struct router_loc_entry **entry)
 {
     const struct router_loc_entry *e = router_loc_lookup(c, client_family, client_addr, netmask);
     if (entry)
         *entry = e;
-    return router_select(r->edges, r->views, r->nedges, e->dist, &r->weights, answer_family,
+    return router_select(s->edges, s->views, s->nedges, e->dist, &s->weights, answer_family,
                          scores);
 }
 
+/* Counts st's per-edge answers against s, the set they were chosen from, and zeroes them. */
+static void answers_flush(struct router_set *s, struct router_stats *st)
+{
+    for (size_t i = 0; i < s->nedges; i++) {
+        if (!st->answers[i])
+            continue;
+        metrics_counter_add(s->m_answers[i], st->answers[i]);
+        struct metrics_counter *rc = atomic_load_explicit(&s->m_answers_region[i],
+                                                          memory_order_relaxed);
+        if (rc)
+            metrics_counter_add(rc, st->answers[i]);
+        st->answers[i] = 0;
+    }
+}
+
+struct router_set *router__thr_sync(struct router *r, struct router_thr *t, struct router_stats *st)
+{
+    /* One acquire load per query in the common case; the lock only after a reload. */
+    if (t->set && atomic_load_explicit(&r->set_gen, memory_order_acquire) == t->gen)
+        return t->set;
+    if (t->set && st)
+        answers_flush(t->set, st);
+    struct router_set *old = t->set;
+    pthread_mutex_lock(&r->set_mtx);
+    t->set = router__set_ref(r->set);
+    t->gen = atomic_load(&r->set_gen);
+    pthread_mutex_unlock(&r->set_mtx);
+    router__set_unref(&old);
+    free(t->c);
+    t->c = router_loc_cache_new(t->set->geo, t->set->edges, t->set->nedges, t->set->have_default,
+                                t->set->default_lat, t->set->default_lon);
+    return t->set;
+}
+
+void router__thr_fini(struct router_thr *t)
+{
+    router__set_unref(&t->set);
+    free(t->c);
+    t->c = NULL;
+}
+
 struct sel_ctx {
-    struct router *r;
+    struct router_set *set;
     struct router_loc_cache *c;
     struct router_stats *st;
     const struct sockaddr *peer;
@@ -94,10 +135,10 @@ static int sel_cb(void *arg, const struct dns_query *q, int family, uint8_t addr
     int cfam;
 
     router__client_addr(q, s->peer, &cfam, caddr);
-    int i = router__choose(s->r, s->c, cfam, caddr, family, &nm, NULL, NULL);
+    int i = router__choose(s->set, s->c, cfam, caddr, family, &nm, NULL, NULL);
     if (i < 0)
         return -ENOENT;
-    memcpy(addr, s->r->edges[i].addr, family == 4 ? 4 : 16);
+    memcpy(addr, s->set->edges[i].addr, family == 4 ? 4 : 16);
     /* RFC 7871 §7.2.1: the scope is the prefix the answer is valid for, i.e. the database
      * network that located the client; /0 requests (opt-out) get scope 0. */
     *scope = q->ecs.present && q->ecs.source > 0 ? nm : 0;
@@ -105,13 +146,14 @@ static int sel_cb(void *arg, const struct dns_query *q, int family, uint8_t addr
     return 0;
 }
 
-size_t router__answer(struct router *r, struct router_loc_cache *c, struct router_stats *st,
+size_t router__answer(struct router *r, struct router_thr *t, struct router_stats *st,
                       const uint8_t *pkt, size_t len, const struct sockaddr *peer, int tcp,
                       uint8_t *out, size_t cap)
 {
     struct dns_query q;
     struct router_zone_result res;
-    struct sel_ctx s = {r, c, st, peer};
+    struct router_set *set = router__thr_sync(r, t, st);
+    struct sel_ctx s = {set, t->c, st, peer};
 
     st->n++;
     int rc = router_dns_parse(pkt, len, &q);
@@ -136,7 +178,8 @@ static void add(struct metrics_counter *m, uint64_t v)
         metrics_counter_add(m, v);
 }
 
-void router__stats_flush(struct router *r, struct router_stats *st, int tcp, uint64_t elapsed_ns)
+void router__stats_flush(struct router *r, struct router_set *s, struct router_stats *st, int tcp,
+                         uint64_t elapsed_ns)
 {
     if (st->n == 0)
         return;
@@ -146,15 +189,7 @@ void router__stats_flush(struct router *r, struct router_stats *st, int tcp, uin
     add(r->m_dropped, st->dropped);
     add(r->m_truncated, st->truncated);
     add(r->m_ecs, st->ecs);
-    for (size_t i = 0; i < r->nedges; i++) {
-        if (!st->answers[i])
-            continue;
-        metrics_counter_add(r->m_answers[i], st->answers[i]);
-        struct metrics_counter *rc = atomic_load_explicit(&r->m_answers_region[i],
-                                                          memory_order_relaxed);
-        if (rc)
-            metrics_counter_add(rc, st->answers[i]);
-    }
+    answers_flush(s, st);
     uint64_t us = (elapsed_ns / st->n + 500) / 1000;
     for (uint64_t i = 0; i < st->n; i++)
         metrics_hist_observe(r->m_latency, us);
@@ -173,8 +208,7 @@ static void *udp_main(void *arg)
 {
     struct udp_worker *w = arg;
     struct router *r = w->r;
-    struct router_loc_cache *c = router_loc_cache_new(r->geo, r->edges, r->nedges, r->have_default,
-                                                      r->default_lat, r->default_lon);
+    struct router_thr t = {0};
     uint8_t(*in)[UDP_BUF] = mc_xmalloc(sizeof(uint8_t[UDP_BATCH][UDP_BUF]));
     uint8_t(*out)[UDP_BUF] = mc_xmalloc(sizeof(uint8_t[UDP_BATCH][UDP_BUF]));
     struct mmsghdr rm[UDP_BATCH], sm[UDP_BATCH];
@@ -201,7 +235,7 @@ static void *udp_main(void *arg)
         for (int i = 0; i < n; i++) {
             if (rm[i].msg_hdr.msg_flags & MSG_TRUNC)
                 continue; /* larger than any query we accept */
-            size_t len = router__answer(r, c, &st, in[i], rm[i].msg_len,
+            size_t len = router__answer(r, &t, &st, in[i], rm[i].msg_len,
                                         (const struct sockaddr *)&from[i], 0, out[m], UDP_BUF);
             if (len == 0)
                 continue;
@@ -214,7 +248,7 @@ static void *udp_main(void *arg)
             sm[m].msg_hdr.msg_namelen = rm[i].msg_hdr.msg_namelen;
             m++;
         }
-        router__stats_flush(r, &st, 0, units_now_ns() - t0);
+        router__stats_flush(r, t.set, &st, 0, units_now_ns() - t0);
         for (int done = 0; done < m;) {
             int k = sendmmsg(w->fd, sm + done, (unsigned)(m - done), 0);
             if (k <= 0) {
@@ -234,7 +268,7 @@ static void *udp_main(void *arg)
     }
     free(in);
     free(out);
-    free(c);
+    router__thr_fini(&t);
     free(w);
     return NULL;
 }
@@ -327,7 +361,6 @@ struct router_tcp_conn {
     uv_tcp_t h;
     uv_timer_t idle;
     struct router *r;
-    struct router_loc_cache *cache; /* shared main-loop cache */
     struct sockaddr_storage peer;
     struct router_tcp_conn *prev, *next; /* r->tcp_list while open */
     uint64_t idle_since;                 /* loop time it last began waiting for a query */
@@ -341,7 +374,7 @@ struct tcp_write {
     uint8_t data[];
 };
 
-static struct router_loc_cache *main_cache;
+static struct router_thr main_thr; /* the main loop's view (DNS over TCP) */
 
 static void conn_closed(uv_handle_t *h)
 {
@@ -407,9 +440,9 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         static uint8_t scratch[DNS_MSG_MAX];
         struct router_stats st = {0};
         uint64_t t0 = units_now_ns();
-        size_t n = router__answer(c->r, c->cache, &st, c->in + off + 2, mlen,
+        size_t n = router__answer(c->r, &main_thr, &st, c->in + off + 2, mlen,
                                   (struct sockaddr *)&c->peer, 1, scratch, sizeof(scratch));
-        router__stats_flush(c->r, &st, 1, units_now_ns() - t0);
+        router__stats_flush(c->r, main_thr.set, &st, 1, units_now_ns() - t0);
         off += 2 + mlen;
         if (n == 0)
             continue;
@@ -444,7 +477,6 @@ static void tcp_conn_new(struct router *r, int fd)
     struct router_tcp_conn *c = mc_xcalloc(1, sizeof(*c));
     MC_INIT_OBJ(c, TCP_CONN_MAGIC);
     c->r = r;
-    c->cache = main_cache;
     uv_tcp_init(r->loop, &c->h);
     uv_timer_init(r->loop, &c->idle);
     c->h.data = c->idle.data = c;
@@ -671,8 +703,7 @@ static int dns_start_once(struct router *r, const char *addr, unsigned nudp, cha
             goto fail;
         r->udp_fds[r->nudp++] = fd;
     }
-    main_cache = router_loc_cache_new(r->geo, r->edges, r->nedges, r->have_default, r->default_lat,
-                                      r->default_lon);
+    router__thr_sync(r, &main_thr, NULL);
     rc = tcp_listen_socket(r);
     if (rc >= 0) {
         r->tcp_fd = rc;
@@ -703,8 +734,7 @@ fail:
     for (unsigned i = 0; i < r->nudp; i++)
         close(r->udp_fds[i]);
     r->nudp = 0;
-    free(main_cache);
-    main_cache = NULL;
+    router__thr_fini(&main_thr);
     return fd;
 }
 
@@ -728,6 +758,5 @@ void router__dns_stop(struct router *r)
 
 void router__dns_free_cache(void)
 {
-    free(main_cache);
-    main_cache = NULL;
+    router__thr_fini(&main_thr);
 }

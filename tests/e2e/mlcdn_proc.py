@@ -88,8 +88,12 @@ class Proc:
 def start(subcmd, args, ready_pattern=READY, timeout=15.0, env=None, nofile=None):
     """Starts `mlcdn subcmd args...` and waits for a stdout line matching ready_pattern
     (its group "url", or group 1, is the URL). Raises (and kills the process) on timeout.
-    nofile=N runs it with RLIMIT_NOFILE N:N (as `prlimit --nofile=N:N` would)."""
+    nofile=N runs it with RLIMIT_NOFILE N:N (as `prlimit --nofile=N:N` would).
+    An edge gets --drain-time 0 first (so that stop() does not wait out a drain) unless
+    args set one; a later flag wins."""
     argv = [binary(), subcmd] + [str(a) for a in args]
+    if subcmd == "edge":
+        argv[2:2] = ["--drain-time", "0"]
     log = tempfile.NamedTemporaryFile(prefix="mlcdn-%s-" % subcmd, suffix=".log", delete=False)
 
     def limit():

@@ -137,7 +137,7 @@ def _start_edge(region, tmp):
     log = open(os.path.join(tmp, "edge-%s.log" % region), "w+")
     p = subprocess.Popen([mlcdn_bin(), "edge", "--listen", "127.0.0.1:0", "--admin",
                           "127.0.0.1:0", "--region", region, "--origin", "http://127.0.0.1:9",
-                          "--grace", "1s"], stdout=log, stderr=subprocess.STDOUT)
+                          "--grace", "1s", "--drain-time", "1s"], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 10
     while time.time() < deadline:
         log.seek(0)

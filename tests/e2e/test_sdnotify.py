@@ -106,7 +106,8 @@ def test_origin_edge_router_notify_ready_and_stopping(notified, tmp_path):
 
     # The edge notifies through an abstract socket ("@name"), as systemd may set it.
     edge = notified(["edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-                     "--origin", "http://127.0.0.1:%d" % port, "--grace", "1s"], abstract=True)
+                     "--origin", "http://127.0.0.1:%d" % port, "--grace", "1s",
+                     "--drain-time", "1s"], abstract=True)
     msg = edge.next()
     assert msg.get("READY") == "1" and msg["_pid"] == edge.proc.pid
     m = re.match(r"serving on 127\.0\.0\.1:(\d+), admin (http://\S+)$", msg["STATUS"])

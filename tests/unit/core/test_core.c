@@ -150,6 +150,59 @@ static void test_conf_file_and_flags(void **state)
     unlink(path);
 }
 
+/* What a reload needs from conf: unknown keys refused with their line, restart-only
+ * options put back (and named), a later check's message located in the file. */
+static void test_conf_reload_helpers(void **state)
+{
+    char path[] = "/tmp/mlcdn-conf-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "listen = \"a:1\";\nthreads = 4;\nedge = [\"x\"];\nroutes = ();\n";
+    struct {
+        const char *listen;
+        long threads;
+        struct conf_strlist edges;
+    } v1 = {"d", 1, {0}}, v2 = {"d", 1, {0}};
+    struct conf c1, c2;
+    char err[256], names[64];
+    static const char *const groups[] = {"routes"};
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+#define OPTS(v)                                                                                    \
+    {                                                                                              \
+        {"listen", CONF_STR, &(v).listen, ""}, {"threads", CONF_INT, &(v).threads, ""},            \
+            {"edge", CONF_STRLIST, &(v).edges, "", CONF_RELOAD},                                   \
+    }
+    const struct conf_opt o1[] = OPTS(v1), o2[] = OPTS(v2);
+#undef OPTS
+    char *argv[] = {"edge", "--config", path};
+    assert_int_equal(conf_parse(&c1, o1, 3, 3, argv, 0, err, sizeof(err)), 0);
+    assert_int_equal(conf_check_keys(&c1, o1, 3, groups, 1, err, sizeof(err)), 0);
+    assert_int_equal(conf_check_keys(&c1, o1, 3, NULL, 0, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, ":4: unknown setting 'routes'"));
+
+    FILE *f = fopen(path, "w");
+    fputs("listen = \"b:2\";\nthreads = 4;\nedge = [\"y\", \"z\"];\n", f);
+    fclose(f);
+    assert_int_equal(conf_parse(&c2, o2, 3, 3, argv, 0, err, sizeof(err)), 0);
+    assert_int_equal(conf_keep_restart_only(o1, o2, 3, names, sizeof(names)), 1);
+    assert_string_equal(names, "listen");
+    assert_string_equal(v2.listen, "a:1"); /* the running value */
+    assert_int_equal(v2.edges.n, 2);       /* CONF_RELOAD: the new value */
+
+    snprintf(err, sizeof(err), "--threads: too many");
+    conf_locate(&c2, (const char *const *)argv, 3, err, sizeof(err));
+    assert_non_null(strstr(err, ":2: --threads: too many"));
+    char *flagged[] = {"edge", "--config", path, "--threads", "9"};
+    snprintf(err, sizeof(err), "--threads: too many");
+    conf_locate(&c2, (const char *const *)flagged, 5, err, sizeof(err));
+    assert_string_equal(err, "--threads: too many"); /* the flag's value, not the file's */
+    conf_fini(&c1);
+    conf_fini(&c2);
+    unlink(path);
+}
+
 static void test_metrics_render(void **state)
 {
     struct buf b;
@@ -193,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_consttime_eq),
         cmocka_unit_test(test_conf_file_and_flags),
+        cmocka_unit_test(test_conf_reload_helpers),
         cmocka_unit_test(test_metrics_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
