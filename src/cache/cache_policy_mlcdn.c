@@ -10,8 +10,8 @@
  *     there shows main was too short, so the small target shrinks by its size.
  * The small target stays within [1%, 99%] of the capacity (starts at 10%). A newcomer
  * found in either ghost goes straight to main. Small-queue eviction promotes a node hit
- * twice while on probation; main eviction gives a node hit since its last round another
- * round (its CLOCK level, capped at 3, decremented).
+ * twice while on probation; main eviction re-queues a node whose CLOCK credit (the hits
+ * it took, at most 3 held) pays for another round, and takes the price from it.
  *
  * Frequency: a TinyLFU count-min sketch (cache_policy_sketch.c) counts every request: a
  * miss when it is offered, a hit when the policy next looks at the node (eviction scan,
@@ -22,7 +22,10 @@
  * average request: sketch count x mean requested size >= its size. A first-seen object
  * larger than the mean request would take the room of several typical objects for one
  * expected hit; each further request it gets raises its count, so a popular large object
- * still gets in. With unit sizes the rule always admits.
+ * still gets in. With unit sizes the rule always admits. The same measure prices a round
+ * in main: it costs a node size / mean request size hits of CLOCK credit (at least one),
+ * so a large object must be hit in proportion to the room it holds to stay. With unit
+ * sizes, or under objective `bytes`, a round costs one hit: S3-FIFO's CLOCK.
  *
  * Size-aware admission (both objectives): a first-seen object larger than the small target
  * is not stored (it would flush the probation queue) but remembered in ghost S, tagged;
@@ -38,7 +41,8 @@
 #define F_TO_MAIN 1
 
 #define PROMOTE_HITS 2 /* hits on probation that earn main */
-#define FREQ_CAP 3     /* main's CLOCK counter: 2 bits */
+#define FREQ_CAP 3     /* main's CLOCK credit, in hits: S3-FIFO's 2 bits */
+#define CREDIT_HIT 16  /* CLOCK credit is kept in 1/16 hits (node->spare) */
 
 struct mlcdn {
     struct cache_policy base;
@@ -170,25 +174,42 @@ static void ml_link(struct cache_policy *p, struct cache__pn *n)
     }
 }
 
+/* The mean requested size under objective `objects` on mixed sizes, the unit a round in
+ * main is priced in (see evict_main()); 0 when a round costs one hit whatever the size
+ * (objective `bytes`, or nothing counted yet). */
+static uint64_t round_unit(const struct mlcdn *m)
+{
+    if (m->base.objective != CACHE_POLICY_OBJECTS || m->req_n == 0)
+        return 0;
+    return MC_MAX(m->req_units / m->req_n, 1);
+}
+
 static struct cache__pn *evict_main(struct mlcdn *m)
 {
     struct cache__pn *v;
-    uint32_t f, c;
+    uint64_t credit, cost, unit = round_unit(m);
+    uint32_t f;
 
-    /* Terminates: every pass lowers the CLOCK level of the node it re-queues (a hit racing
-     * with the scan can re-raise one, bounded by the number of concurrent hits). */
+    /* A round holds size units for a lap of the queue; under objective `objects` the hits
+     * that pay for it should be those of as many average requests as it takes room, so it
+     * costs size / mean requested size hits of credit (the density of worth_its_room(),
+     * applied to staying), at least one. Else, and with unit sizes, one hit: S3-FIFO's
+     * CLOCK. Terminates: every pass takes at least one hit of credit from the node it
+     * re-queues (a hit racing with the scan can add some back, bounded by the concurrent
+     * hits). */
     while ((v = cache__list_oldest(&m->main)) != NULL) {
         cache__list_del(&m->main, v);
         f = cache__freq(v);
         cache__freq_set(v, 0);
         fold(m, v, f);
-        c = MC_MIN(v->spare + f, FREQ_CAP);
-        if (c == 0) {
+        credit = MC_MIN(v->spare + (uint64_t)f * CREDIT_HIT, FREQ_CAP * CREDIT_HIT);
+        cost = unit == 0 ? CREDIT_HIT : MC_MAX(v->size * CREDIT_HIT / unit, CREDIT_HIT);
+        if (credit < cost) {
             v->q = 0;
             cache__ghost_add(&m->ghost_m, v->hash, v->size, 0);
             return v;
         }
-        v->spare = (uint16_t)(c - 1);
+        v->spare = (uint16_t)(credit - cost);
         cache__list_push(&m->main, v);
     }
     return NULL;

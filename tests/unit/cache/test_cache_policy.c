@@ -352,6 +352,46 @@ static void test_default_objective_weighs_size(void **state)
     }
 }
 
+/* Objective `objects`: a round in main costs a node size / mean request size hits of CLOCK
+ * credit. A 300-unit object hit twice (credit for two rounds of a typical 50-unit object)
+ * has not paid for one round of its size and is the first to go; under objective `bytes`
+ * a round costs one hit whatever the size, so it outlives the 50-unit objects hit once. */
+static void test_default_round_costs_size(void **state)
+{
+    enum cache_policy_objective objs[] = {CACHE_POLICY_OBJECTS, CACHE_POLICY_BYTES};
+    struct cache_pnode *v;
+
+    for (int i = 0; i < 2; i++) {
+        sim_new(&S, "default", 10000);
+        cache_policy_set_objective(S.p, objs[i]);
+        for (int k = 0; k < 20; k++) /* the small queue's 10% */
+            sim_get(&S, k, 50);
+        sim_get(&S, 1000, 300); /* small is full: the rest fill main, oldest first */
+        for (int k = 20; k < 194; k++)
+            sim_get(&S, k, 50);
+        assert_int_equal(10000, cache_policy_used(S.p));
+        assert_int_equal(0, S.nevicted);
+        sim_get(&S, 1000, 300);
+        sim_get(&S, 1000, 300);
+        for (int k = 20; k < 194; k++)
+            sim_get(&S, k, 50);
+        /* Main is now over its share: the next victim comes from its CLOCK. */
+        cache_policy_set_capacity(S.p, 9950);
+        while ((v = cache_policy_victim(S.p)) != NULL) {
+            struct obj *e = MC_CONTAINER_OF(v, struct obj, pn);
+            e->resident = 0;
+            S.evicted[S.nevicted++] = e->key;
+        }
+        if (objs[i] == CACHE_POLICY_OBJECTS) {
+            EVICTED(&S, 1000);
+        } else {
+            EVICTED(&S, 20);
+            assert_true(S.o[1000].resident);
+        }
+        sim_free(&S);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_objective_api),
         cmocka_unit_test(test_sketch),
         cmocka_unit_test(test_default_objective_weighs_size),
+        cmocka_unit_test(test_default_round_costs_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
