@@ -207,6 +207,15 @@ static int add_origin(struct edge_rt *rt, enum edge_level lv, const char *flag, 
         snprintf(err, errlen, "--%s: '%.*s' is not an http:// or https:// URL", flag, (int)n, url);
         return -EINVAL;
     }
+    /* A URL holds no space or control character: one there (a line break inside a quoted
+     * string of the config file) would otherwise reach every request line to the origin. */
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f) {
+            snprintf(err, errlen, "--%s: the URL holds a space or control character at byte %zu",
+                     flag, i);
+            return -EINVAL;
+        }
+    }
     rt->origin_urls[rt->norigins] = mc_xstrndup(url, n);
     rt->upstream_level[rt->norigins++] = lv;
     return 0;

@@ -106,6 +106,7 @@ def test_edge_sighup_switches_origin_without_dropping_connections_or_cache(
     ('origin = "%s";\n\nmax_bodyy = "1M";\n', ":3: unknown setting 'max_bodyy'"),
     ('origin = "%s";\nmax_body = "lots";\n', ":2: --max-body: 'lots' is not a size"),
     ('# %s\norigin = "ftp://x";\n', ":2: --origin: 'ftp://x' is not an http:// or https:// URL"),
+    ('origin = "%s\nhttp://b";\n', ":1: --origin: the URL holds a space or control character"),
     ('origin = "%s";\nroutes = ({ prefix = "/p"; methods = ["FOO"]; });\n', "methods"),
 ])
 def test_edge_refuses_a_bad_file_and_keeps_running(mlcdn, tmp_path, two_origins, bad, named):
