@@ -26,6 +26,7 @@ enum { SYSLOG_INFO = LOG_INFO };
 
 #include "core/log.h"
 #include "core/mc.h"
+#include "core/metrics.h"
 
 #define ACCESSLOG_MAGIC 0x41434c47u
 #define LOCAL_MAGIC 0x41434c4cu
@@ -69,6 +70,8 @@ struct accesslog {
     struct accesslog_local *_Atomic locals;
     _Atomic int reopen_req;
     _Atomic uint64_t reopens, dropped, lines;
+    /* The same counts on /metrics (NULL in tests that build the struct by hand). */
+    struct metrics_counter *m_lines, *m_dropped;
 };
 
 /* ---- formatting ---- */
@@ -408,7 +411,10 @@ static void drain(struct accesslog *al)
         pthread_mutex_unlock(&l->mtx);
         if (!n)
             continue;
-        atomic_fetch_add_explicit(&al->lines, count_lines(full, n), memory_order_relaxed);
+        uint64_t k = count_lines(full, n);
+        atomic_fetch_add_explicit(&al->lines, k, memory_order_relaxed);
+        if (al->m_lines)
+            metrics_counter_add(al->m_lines, k);
         write_out(al, full, n);
     }
 }
@@ -490,6 +496,12 @@ int accesslog_open(const char *dest, const char *format, size_t buf_bytes, struc
     al->cap = buf_bytes ? buf_bytes : 256u << 10;
     al->dest = !strcmp(dest, "-") ? DEST_STDOUT : !strcmp(dest, "syslog") ? DEST_SYSLOG : DEST_FILE;
     al->path = mc_xstrdup(dest);
+    al->m_lines = metrics_counter("mlcdn_access_log_lines_total",
+                                  "Access log lines handed to the file, stdout or syslog", NULL);
+    al->m_dropped = metrics_counter("mlcdn_access_log_dropped_lines_total",
+                                    "Access log lines dropped: a thread's buffer was full (the "
+                                    "destination did not keep up)",
+                                    NULL);
     if ((rc = open_dest(al, &al->fd)) != 0) {
         snprintf(err, errlen, "--access-log: cannot open '%s': %s", dest, strerror(-rc));
         goto fail;
@@ -613,6 +625,8 @@ void accesslog_write(struct accesslog_local *l, const struct accesslog_rec *r)
     if (n == 0) {
         /* Full: the writer has not caught up with a whole buffer. Drop, never wait. */
         atomic_fetch_add_explicit(&al->dropped, 1, memory_order_relaxed);
+        if (al->m_dropped)
+            metrics_counter_add(al->m_dropped, 1);
     } else {
         l->len += n;
     }

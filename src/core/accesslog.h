@@ -6,7 +6,8 @@
  * formatted straight into that thread's buffer under its own, uncontended mutex; the
  * writer swaps the buffer out every 200 ms or as soon as it is half full, and writes it
  * with one write(2). Memory is bounded: when the buffer is full (the disk is not keeping
- * up) the line is dropped and counted (accesslog_dropped), the request never waits.
+ * up) the line is dropped and counted (accesslog_dropped, and on /metrics
+ * mlcdn_access_log_dropped_lines_total), the request never waits.
  *
  * Formats: "combined" (Apache/nginx combined log format with mlcdn's fields appended as
  * key=value pairs) and "json" (one JSON object per line); docs/operations.md shows both.

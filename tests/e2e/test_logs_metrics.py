@@ -98,6 +98,9 @@ def test_edge_access_log_combined(mlcdn, root, tmp_path):
     assert nf["status"] == "404" and nf["referer"] == "-"
     assert (adm["listener"], adm["url"], adm["cache"]) == ("admin", "/health", "-")
     assert miss["model"] == "-" and miss["version"] == "-" and miss["client"] == "127.0.0.1"
+    text = scrape(edge.admin)
+    assert value(text, "mlcdn_access_log_lines_total") >= 4
+    assert value(text, "mlcdn_access_log_dropped_lines_total") == 0
 
 
 def test_access_log_json_from_config_file(mlcdn, root, tmp_path):
