@@ -4,7 +4,7 @@
  * operator would run them on separate machines: a reference origin with an added latency
  * standing in for a far-away origin, and an edge in front of it. Demo assets are written
  * to a fresh directory unless --root is given. The parts are watched: if one exits, the
- * others are stopped; SIGINT/SIGTERM stop them all (SIGTERM, then a bounded wait). */
+ * others are stopped; SIGINT/SIGTERM stop them all (SIGINT, then a bounded wait). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
