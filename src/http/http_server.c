@@ -2450,6 +2450,8 @@ static void on_stop(uv_async_t *a)
     uv_timer_start(&w->grace_timer, on_grace, w->srv->grace_ms, 0);
     if (!w->conns)
         worker_drained(w);
+    else if (atomic_load(&w->srv->hurry))
+        on_grace(&w->grace_timer); /* the hurry's wake-up merged with the stop's */
 }
 
 static void worker_run(void *arg)

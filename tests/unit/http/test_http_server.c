@@ -294,6 +294,72 @@ static void test_plain_close_when_the_client_asked(void **state)
     srv_stop();
 }
 
+/* ---- changes while serving: drain, limits ---- */
+
+/* One GET on fd (kept open); returns what came back up to the end of the body "ok 0\n". */
+static void get_once(int fd, char *out, size_t cap)
+{
+    const char *req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t len = 0;
+
+    assert_int_equal(cli_send_all(fd, req, strlen(req)), 0);
+    while (len + 1 < cap && !strstr(out, "ok 0\n")) {
+        ssize_t n = recv(fd, out + len, cap - 1 - len, 0);
+        assert_true(n > 0);
+        len += (size_t)n;
+        out[len] = '\0';
+    }
+}
+
+static void test_drain_closes_keepalive_connections(void **state)
+{
+    static char out[4096];
+
+    (void)state;
+    srv_start(NULL);
+    int fd = cli_new(1);
+    memset(out, 0, sizeof(out));
+    get_once(fd, out, sizeof(out));
+    assert_null(strstr(out, "Connection: close"));
+    http_server_drain(srv);
+    /* The same keep-alive connection: answered, told to go, then closed by the server. */
+    memset(out, 0, sizeof(out));
+    get_once(fd, out, sizeof(out));
+    assert_memory_equal(out, "HTTP/1.1 200 ", 13);
+    assert_non_null(strstr(out, "\r\nConnection: close\r\n"));
+    char rest[64];
+    assert_int_equal(recv(fd, rest, sizeof(rest), 0), 0);
+    close(fd);
+    /* New connections are still accepted and served. */
+    fd = cli_new(1);
+    memset(out, 0, sizeof(out));
+    get_once(fd, out, sizeof(out));
+    assert_non_null(strstr(out, "\r\nConnection: close\r\n"));
+    close(fd);
+    srv_stop();
+}
+
+static void test_set_limits_reaches_open_connections(void **state)
+{
+    static char out[4096];
+    const char *post = "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n";
+    static char body[2048];
+
+    (void)state;
+    srv_start(NULL);
+    int fd = cli_new(1);
+    memset(out, 0, sizeof(out));
+    get_once(fd, out, sizeof(out));
+    http_server_set_limits(srv, 1024, 10000, 30000, 60000, 60000);
+    memset(body, 'b', sizeof(body));
+    assert_int_equal(cli_send_all(fd, post, strlen(post)), 0);
+    assert_int_equal(cli_send_all(fd, body, sizeof(body)), 0);
+    assert_true(cli_read_all(fd, out, sizeof(out)) > 0);
+    assert_memory_equal(out, "HTTP/1.1 413 ", 13);
+    close(fd);
+    srv_stop();
+}
+
 /* ---- out of descriptors ---- */
 
 #define IDLE 8
@@ -361,6 +427,8 @@ int main(void)
         cmocka_unit_test(test_linger_bounded_in_bytes),
         cmocka_unit_test(test_linger_bounded_in_time),
         cmocka_unit_test(test_plain_close_when_the_client_asked),
+        cmocka_unit_test(test_drain_closes_keepalive_connections),
+        cmocka_unit_test(test_set_limits_reaches_open_connections),
         cmocka_unit_test(test_out_of_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
