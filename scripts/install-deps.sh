@@ -6,14 +6,14 @@ set -euo pipefail
 BUILD_PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
  libuv1-dev libcurl4-openssl-dev libhiredis-dev libmaxminddb-dev mmdb-bin libjansson-dev
  libxxhash-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata
- libopenblas-dev libconfig-dev help2man"
+ libopenblas-dev libconfig-dev libnghttp2-dev help2man"
 # systemd (systemd-analyze), man-db, file and python3-yaml: the packaging tests (units,
 # man pages, CPack's dependency scan, the compose file); iproute2 and util-linux (ip,
 # unshare): the docs check runs the docs' commands in private namespaces. prometheus ships
 # promtool, which checks every daemon's /metrics (tests/e2e/test_logs_metrics.py); no
-# smaller Debian package has it.
+# smaller Debian package has it. nghttp2-client (nghttp, h2load): the HTTP/2 tests.
 TEST_PKGS="libcmocka-dev python3 python3-pytest python3-yaml curl openssl dnsutils redis-server redis-tools
- systemd man-db file iproute2 util-linux prometheus"
+ systemd man-db file iproute2 util-linux prometheus nghttp2-client"
 BENCH_PKGS="wrk varnish nginx-light trafficserver dnsperf gdnsd hyperfine"
 
 # Node.js may come from another source than Debian (with its own npm): install Debian's

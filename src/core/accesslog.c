@@ -252,7 +252,7 @@ static size_t format_line(enum accesslog_format fmt, const struct accesslog_rec 
                           const struct tstamp *ts, char *buf, size_t cap)
 {
     struct out o = {buf, buf + cap, 0};
-    const char *proto = r->http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    const char *proto = r->http2 ? "HTTP/2.0" : r->http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
 
     if (fmt == ACCESSLOG_COMBINED) {
         puts_(&o, r->client && *r->client ? r->client : "-");

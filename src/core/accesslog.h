@@ -34,6 +34,7 @@ struct accesslog_rec {
     const char *target; /* request-target as received */
     size_t target_len;
     int http_minor;
+    int http2; /* the request came over HTTP/2 (then http_minor is not used) */
     int status;
     uint64_t bytes; /* body bytes sent */
     const char *referer;

@@ -89,6 +89,7 @@ struct edge_cfg {
     size_t n_tls_ocsp;
     const char *tls_ticket_secret; /* ticket key secret shared by a region; NULL: random */
     uint64_t tls_ticket_period_ms; /* ticket key rotation; 0 = 1h */
+    int http2;                     /* offer h2 in ALPN (default 1) */
     /* https:// upstreams: certificates are verified against the system's CAs, or this
      * bundle; insecure turns verification off (tests against self-signed origins). */
     const char *origin_ca;

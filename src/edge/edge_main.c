@@ -32,6 +32,7 @@ void edge_cfg_default(struct edge_cfg *cfg)
     cfg->mem = 256u << 20;
     cfg->policy = "default";
     cfg->threads = 1;
+    cfg->http2 = 1;
     cfg->connect_timeout_ms = 2000;
     cfg->first_byte_timeout_ms = 15000;
     cfg->origin_timeout_ms = 300000;
@@ -175,8 +176,7 @@ static int tls_cfg_of(const struct edge_cfg *cfg, struct http_tls_cert *certs,
     tc->ncerts = cfg->n_tls_certs;
     tc->ticket_secret_file = cfg->tls_ticket_secret;
     tc->ticket_period_ms = cfg->tls_ticket_period_ms;
-    /* ALPN offers http/1.1 only: HTTP/2 is not served yet. */
-    tc->h2 = 0;
+    tc->h2 = cfg->http2;
     return 0;
 }
 
@@ -602,6 +602,8 @@ static size_t edge_opts(struct edge_args *a, struct conf_opt *out)
          "CA bundle (PEM) for https:// origins (default: the system's)"},
         {"origin-insecure", CONF_BOOL, &cfgp->origin_insecure,
          "do not verify https:// origins' certificates (tests only)"},
+        {"http2", CONF_BOOL, &cfgp->http2,
+         "offer HTTP/2 (ALPN h2) on --tls-listen (default true; --http2 false: HTTP/1.1 only)"},
         {"tls-ticket-period", CONF_DURATION, &cfgp->tls_ticket_period_ms,
          "session ticket key rotation period (default 1h; a ticket lives two)", CONF_RELOAD},
         {"origin", CONF_STRLIST, &a->origins, "origin base URL(s), comma-separated or repeated",

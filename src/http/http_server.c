@@ -24,6 +24,7 @@
  * closed: the writes still queued before the shutdown keep their send timeout, and a
  * lingering close its bounds. Both handles close together (conn_release). */
 #include "http/http_server.h"
+#include "http/http_server_int.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -47,76 +48,6 @@
 #include "core/units.h"
 #include "http/http_cache.h"
 
-#define CONN_MAGIC 0x434f4e4eu
-#define WORKER_MAGIC 0x574f524bu
-#define INBUF_MIN 4096
-/* A file send waiting for the socket copies this much of the file into a probe write (see
- * sf_probe); it bounds the memory of a send whatever its length. */
-#define SF_PROBE 16384
-/* Bytes sent with sendfile(2) per loop turn, so that a fast client of a huge file does
- * not starve the loop's other connections; also well under the ~2 GiB a call may move. */
-#define SF_TURN_MAX (4u << 20)
-/* Connections accepted per readiness callback of a listener, so that a burst of new
- * clients does not hold up the loop's other connections (the socket stays readable). */
-#define ACCEPT_BATCH 64
-/* After accept(2) failed for want of descriptors (or memory), a worker stops accepting
- * for this long, then tries again. */
-#define ACCEPT_PAUSE_MS 100
-/* Idle connections closed per pause, to make room for the clients waiting in the queue. */
-#define SHED_MAX 64
-/* ...but not one idle for less than this: a client that just connected, or just read its
- * response, may be sending its request right now. */
-#define SHED_MIN_IDLE_MS 1000
-/* A worker's episode of failed accepts ends once it finds its queue empty with a
- * descriptor to spare this long after its last pause: a flood in bursts is one episode
- * (one pair of log lines), not one per burst. */
-#define ACCEPT_CALM_MS 1000
-/* Ciphertext read per read callback on a TLS connection (a worker's buffer). */
-#define TLS_RBUF (64u << 10)
-
-struct worker;
-
-enum conn_state {
-    ST_HEAD,     /* waiting for (more of) a request head */
-    ST_BODY,     /* reading a request body */
-    ST_HANDLING, /* the handler owns the exchange */
-};
-
-struct http_exchange {
-    struct conn *conn;
-    struct buf body;
-    uint64_t start_us;
-    int status;
-    int started; /* head formatted */
-    int head_sent;
-    int chunked;     /* response framing */
-    int close_delim; /* HTTP/1.0 without length: close ends the body */
-    int no_body;     /* HEAD or 1xx/204/304 */
-    int close_after;
-    int aborted;
-    int ended;
-    http_x_cb_f *on_abort;
-    void *abort_arg;
-    char *head; /* formatted response head waiting for the first write */
-    size_t head_len;
-    /* Streamed request body (listeners with stream_bodies). */
-    int streaming;
-    int body_done;
-    int body_failed;
-    int body_paused;
-    uint64_t body_total;
-    http_x_body_data_f *on_body_data;
-    http_x_body_end_f *on_body_end;
-    void *body_arg;
-    /* For the access log and on_done. */
-    uint64_t first_us;  /* first response byte handed to the socket; 0: not yet */
-    uint64_t bytes_out; /* body bytes handed to the socket (or queued) */
-    int cut;            /* ended with http_x_abort */
-    struct http_x_note note;
-    /* Last: everything above is zeroed for each request, the parser fills this. */
-    struct http_request req;
-};
-
 /* An exchange that ended while its bytes were still queued: what its log line and on_done
  * need, copied (the request's bytes go with the exchange), until the queue drains. */
 struct pend {
@@ -125,134 +56,6 @@ struct pend {
     struct accesslog_rec rec;
     char strs[]; /* the copied strings of rec */
 };
-
-/* A file send in progress on a connection (http_x_sendfile_fd). */
-struct sendfd {
-    uv_write_t req;  /* the probe write; embedded: the connection outlives it */
-    char *probe;     /* SF_PROBE bytes while a send needed to wait, else NULL */
-    int fd;          /* the caller's; never closed here */
-    int active;      /* bytes left to send, done still owed */
-    int probing;     /* req is in libuv's write queue */
-    int then_next;   /* the exchange ended meanwhile: serve the next request after */
-    int then_close;  /* ...or close the connection */
-    int tls_in_pump; /* TLS: sf_tls_pump is on the stack (a piece that completes at once) */
-    int tls_sync;    /* TLS: the piece just queued completed at once */
-    uint64_t off, left;
-    void (*done)(void *arg);
-    void *arg;
-};
-
-struct conn {
-    unsigned magic;
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    struct worker *w;
-    const struct http_listener_cfg *lcfg;
-    struct conn *prev, *next;
-    char *in;
-    size_t in_len, in_cap;
-    enum conn_state state;
-    struct http_chunked chunked;
-    uint64_t body_left;          /* Content-Length body bytes still to read */
-    struct http_exchange *x;     /* current exchange, NULL when none */
-    struct http_exchange *spare; /* a finished exchange kept for the next request */
-    int tcp_closed;              /* close callback ran for tcp */
-    int timer_closed;
-    int closing; /* uv_close issued */
-    int reading;
-    int sent_continue;
-    int reset_close; /* close with a RST: a response was aborted (http_x_abort) */
-    int in_dispatch; /* a handler call is on the stack */
-    int want_next;   /* an exchange ended inside it with requests pending */
-    int keep_alive;
-    int req_unread;        /* request bytes may still arrive (body unread or failed) */
-    int lingering;         /* closing with a lingering close (conn_linger) */
-    int shut;              /* lingering: response and FIN are out, only reading now */
-    int linger_eof;        /* lingering: the client ended its side before we shut ours */
-    uint64_t linger_end;   /* lingering: loop time it ends at the latest */
-    uint64_t linger_bytes; /* lingering: client bytes read and discarded */
-    size_t li;             /* index of the listener that accepted it */
-    uint64_t deadline;     /* loop time (ms) of the pending timeout; 0: none */
-    uint64_t idle_since;   /* loop time it last began waiting for a request */
-    char peer[64];
-    uint64_t requests;
-    struct sendfd sf;
-    struct http_tls_conn *tls; /* owned; NULL on a plain connection */
-    int tls_done;              /* the handshake completed (counted) */
-    int tls_err;               /* TLS ended (-EPROTO, -ECONNRESET) after bytes still to use */
-    uint64_t tls_start_us;     /* accept time, for the handshake's duration */
-    struct pend *pend;         /* an ended exchange whose bytes are still queued, or NULL */
-};
-
-/* A worker's listening socket. accept(2) is called here rather than by libuv: when
- * accept fails with EMFILE, libuv's listener closes a reserve descriptor, accepts and
- * drops the waiting clients, and opens the reserve again (uv__emfile_trick); with several
- * loops in one process another thread can take the freed slot, the reserve is lost for
- * good, and from then on libuv retries accept() in a loop that only a free descriptor
- * ends: the loop spins and none of its connections is served, not even to read the EOFs
- * whose close would free descriptors. A uv_poll_t that we can stop lets a worker pause
- * instead (accept_pause). */
-struct listener {
-    uv_poll_t poll;
-    struct worker *w;
-    size_t idx;
-    int fd;
-};
-
-struct worker {
-    unsigned magic;
-    unsigned idx;
-    struct http_server *srv;
-    uv_loop_t loop;
-    uv_async_t stop_async;
-    struct listener listeners[HTTP_SERVER_MAX_LISTENERS];
-    uv_timer_t accept_timer; /* resumes accepting after a pause */
-    int accept_paused;
-    int fd_short;        /* in an episode of failed accepts (counted in srv->fd_short) */
-    uint64_t last_pause; /* loop time of the last pause */
-    uv_timer_t grace_timer;
-    uv_thread_t thread;
-    struct conn *conns;
-    void *data;
-    int stopping;
-    int forced;
-    int async_closed; /* stop_async closed (srv->stop_mtx) */
-    char date[40];
-    int64_t date_s;
-    char *tls_rbuf;               /* ciphertext read buffer (TLS listeners), used within on_read */
-    struct accesslog_local *alog; /* this loop's access log buffer, or NULL */
-};
-
-struct listener_metrics {
-    struct metrics_counter *paused; /* accept paused for want of descriptors */
-    struct metrics_counter *shed;   /* idle connections closed to make room */
-    struct metrics_counter *linger; /* lingering closes begun */
-    /* TLS listeners only. */
-    struct metrics_counter *tls_full, *tls_resumed, *tls_failed;
-    struct metrics_hist *tls_time; /* handshake duration, accept to completion */
-};
-
-struct http_server {
-    struct http_server_cfg cfg;
-    struct worker *workers;
-    unsigned nworkers;
-    int ports[HTTP_SERVER_MAX_LISTENERS];
-    struct listener_metrics m[HTTP_SERVER_MAX_LISTENERS];
-    uint64_t grace_ms;
-    _Atomic uint64_t active_conns;
-    _Atomic unsigned fd_short; /* workers in an episode of failed accepts: logged at 0 <-> 1 */
-    _Atomic int started_ok;
-    int stopped;
-    /* What http_server_set_limits() may change while serving: read by the workers with
-     * relaxed loads (a connection sees the old or the new value, either is valid). */
-    _Atomic uint64_t max_body, header_timeout_ms, body_timeout_ms, idle_timeout_ms, send_timeout_ms;
-    _Atomic int draining; /* every response says Connection: close */
-    /* Workers whose stop_async is still open (a later http_server_hurry may poke it). */
-    pthread_mutex_t stop_mtx;
-    _Atomic int hurry;
-};
-
-#define TUN(srv, f) atomic_load_explicit(&(srv)->f, memory_order_relaxed)
 
 static void conn_close(struct conn *c);
 static void pend_emit(struct conn *c, int incomplete);
@@ -381,7 +184,7 @@ struct wreq {
 #define RAW_NOCLOSE 4u     /* a failure here is the caller's to handle: no close */
 #define RAW_CLOSE_FIRST 8u /* a failure later closes the connection before done runs */
 
-static const char *date_now(struct worker *w)
+const char *http__date_now(struct worker *w)
 {
     int64_t now = units_wall_s();
     if (now != w->date_s) {
@@ -426,6 +229,10 @@ static void on_write(uv_write_t *req, int status)
         if (status == 0 && !uv_is_closing((uv_handle_t *)&c->tcp) &&
             uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
             close_deadline(c, TUN(c->w->srv, send_timeout_ms));
+        return;
+    }
+    if (c->h2) {
+        http__h2_on_write(c);
         return;
     }
     /* Progress: the send timeout starts again; once everything is out, the connection
@@ -547,6 +354,12 @@ static int queue_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, vo
     return raw_write(c, bufs, n, own, done, arg, 0);
 }
 
+int http__conn_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void (*done)(void *),
+                     void *arg)
+{
+    return queue_write(c, bufs, n, own, done, arg);
+}
+
 /* Does the header block carry its own Date field? (checked line by line, no allocation) */
 static int has_date_field(const char *h, size_t n)
 {
@@ -603,7 +416,7 @@ static void format_head(struct http_exchange *x, int status, const char *headers
     /* A cached response keeps the origin's Date (RFC 9110 §6.6.1); others get ours. */
     if (!has_date_field(headers ? headers : "", hl)) {
         d = put(d, "Date: ", 6);
-        d = put(d, date_now(c->w), 29);
+        d = put(d, http__date_now(c->w), 29);
         d = put(d, "\r\n", 2);
     }
     d = put(d, headers ? headers : "", hl);
@@ -634,6 +447,10 @@ static void format_head(struct http_exchange *x, int status, const char *headers
 
 void http_x_start(struct http_exchange *x, int status, const char *headers, int64_t content_length)
 {
+    if (x->h2s) {
+        http__h2_x_start(x, status, headers, content_length);
+        return;
+    }
     MC_ASSERT(!x->started && !x->ended);
     format_head(x, status, headers, content_length);
 }
@@ -692,6 +509,8 @@ int http_x_write(struct http_exchange *x, const void *data, size_t len, void (*d
     char *own = NULL;
     char *frame;
 
+    if (x->h2s)
+        return http__h2_x_write(x, data, len, done, arg);
     MC_ASSERT(x->started && !x->ended && !x->conn->sf.active);
     if (x->aborted || x->conn->closing)
         return -EPIPE;
@@ -733,6 +552,8 @@ int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, c
     struct conn *c = x->conn;
     uv_os_fd_t sock;
 
+    if (x->h2s)
+        return http__h2_x_write(x, mem, len, done, arg);
     MC_ASSERT(x->started && !x->ended && !x->chunked && !c->sf.active);
     if (x->aborted || c->closing)
         return -EPIPE;
@@ -997,6 +818,8 @@ int http_x_sendfile_fd(struct http_exchange *x, int fd, uint64_t off, uint64_t l
     struct sendfd *sf = &c->sf;
     int r;
 
+    if (x->h2s)
+        return http__h2_x_sendfile_fd(x, fd, off, len, done, arg);
     MC_ASSERT(x->started && !x->ended && !x->chunked && !sf->active);
     if (x->aborted || c->closing)
         return -EPIPE;
@@ -1035,6 +858,8 @@ size_t http_x_pending(const struct http_exchange *x)
 {
     const struct conn *c = x->conn;
 
+    if (x->h2s)
+        return http__h2_x_pending(x);
     if (c->closing)
         return 0;
     return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) +
@@ -1045,6 +870,10 @@ void http_x_end(struct http_exchange *x)
 {
     struct conn *c = x->conn;
 
+    if (x->h2s) {
+        http__h2_x_end(x);
+        return;
+    }
     MC_ASSERT(x->started && !x->ended);
     x->ended = 1;
     if (!x->aborted && !c->closing) {
@@ -1075,6 +904,10 @@ void http_x_abort(struct http_exchange *x)
 {
     struct conn *c = x->conn;
 
+    if (x->h2s) {
+        http__h2_x_abort(x);
+        return;
+    }
     MC_ASSERT(x->started && !x->ended);
     x->ended = 1;
     x->cut = 1;
@@ -1092,6 +925,18 @@ void http_x_respond(struct http_exchange *x, int status, const char *headers, co
                     size_t len)
 {
     MC_ASSERT(!x->started && !x->ended);
+    if (x->h2s) {
+        /* The body is copied: the caller's buffer may go when this returns. */
+        http_x_start(x, status, headers, has_body_status(status) ? (int64_t)len : -1);
+        if (len && !x->no_body) {
+            char *copy = mc_xmalloc(len);
+            memcpy(copy, body, len);
+            if (http_x_write(x, copy, len, free, copy) != 0)
+                free(copy);
+        }
+        http_x_end(x);
+        return;
+    }
     format_head(x, status, headers, has_body_status(status) ? (int64_t)len : -1);
     if (!x->no_body && len && !x->aborted && !x->conn->closing) {
         /* One allocation and one writev for head + body. */
@@ -1210,6 +1055,7 @@ static void done_fill(struct conn *c, struct http_exchange *x, struct http_x_don
     r->target = q->target.p;
     r->target_len = q->target.len;
     r->http_minor = q->version_minor;
+    r->http2 = x->h2s != NULL;
     if (c->w->alog) {
         const struct http_header *h = http_request_header(q, "referer");
         if (h) {
@@ -1303,6 +1149,16 @@ static void x_complete(struct conn *c, struct http_exchange *x)
     p->rec.referer = dup_into(&s, r.referer, nr);
     p->rec.user_agent = dup_into(&s, r.user_agent, nu);
     c->pend = p;
+}
+
+/* An HTTP/2 exchange is complete (http_h2.c): its stream closed, or its connection ended. */
+void http__x_complete(struct conn *c, struct http_exchange *x)
+{
+    struct http_x_done d;
+    struct accesslog_rec r;
+
+    done_fill(c, x, &d, &r);
+    done_emit(c->w, &d, &r);
 }
 
 /* A request the server answered itself (parser or reader rejection). */
@@ -1422,9 +1278,14 @@ static void on_closed(uv_handle_t *h)
     conn_maybe_free(c);
 }
 
+void http__conn_maybe_free(struct conn *c)
+{
+    conn_maybe_free(c);
+}
+
 static void conn_maybe_free(struct conn *c)
 {
-    if (!c->tcp_closed || !c->timer_closed || c->x)
+    if (!c->tcp_closed || !c->timer_closed || c->x || (c->h2 && !http__h2_idle(c)))
         return;
     struct worker *w = c->w;
     /* conn_close ended any file send, and libuv ran the probe's callback before the
@@ -1439,6 +1300,8 @@ static void conn_maybe_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     atomic_fetch_sub(&w->srv->active_conns, 1);
+    if (c->h2)
+        http__h2_free(c);
     http_tls_conn_free(&c->tls);
     free(c->spare);
     free(c->in);
@@ -1513,6 +1376,8 @@ static void conn_close_begin(struct conn *c)
         c->x = NULL;
         exchange_free(c, x);
     }
+    if (c->h2)
+        http__h2_close(c);
     if (c->x && !c->x->aborted && !c->x->ended) {
         c->x->aborted = 1;
         if (c->x->on_abort)
@@ -1640,7 +1505,7 @@ static void conn_reject(struct conn *c, int status, const char *msg)
     hl = snprintf(head, sizeof(head),
                   "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                   "Content-Length: %d\r\nConnection: close\r\n\r\n",
-                  status, http_status_reason(status), date_now(c->w), bl);
+                  status, http_status_reason(status), http__date_now(c->w), bl);
     char *own = mc_xmalloc((size_t)(hl + bl));
     memcpy(own, head, (size_t)hl);
     memcpy(own + hl, body, (size_t)bl);
@@ -1671,6 +1536,10 @@ static void on_timeout(uv_timer_t *t)
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0) {
         /* A client that stopped reading: a graceful shutdown would wait for it forever. */
         conn_abort(c);
+        return;
+    }
+    if (c->h2) {
+        http__h2_timeout(c);
         return;
     }
     if (c->state == ST_HANDLING) {
@@ -1801,6 +1670,10 @@ void http_x_body_stream(struct http_exchange *x, http_x_body_data_f *on_data,
     x->on_body_data = on_data;
     x->on_body_end = on_end;
     x->body_arg = arg;
+    if (x->h2s) {
+        http__h2_x_body_stream(x);
+        return;
+    }
     if (x->req.expect_continue && c->in_len == x->req.head_len && !c->closing) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
@@ -1817,7 +1690,8 @@ int http_x_body_streaming(const struct http_exchange *x)
 void http_x_body_pause(struct http_exchange *x)
 {
     x->body_paused = 1;
-    timer_disarm(x->conn);
+    if (!x->h2s)
+        timer_disarm(x->conn);
 }
 
 void http_x_body_resume(struct http_exchange *x)
@@ -1825,7 +1699,10 @@ void http_x_body_resume(struct http_exchange *x)
     if (!x->body_paused)
         return;
     x->body_paused = 0;
-    stream_body(x->conn);
+    if (x->h2s)
+        http__h2_x_body_resume(x);
+    else
+        stream_body(x->conn);
 }
 
 /* Room in the input buffer: it grows only while no exchange points into it, and the head
@@ -1902,12 +1779,24 @@ static void tls_input(struct conn *c)
         ssize_t got = tls_pull(c);
         if (c->closing)
             return;
+        if (!c->h2 && c->tls_done && c->requests == 0 && c->state == ST_HEAD &&
+            strcmp(http_tls_alpn(c->tls), "h2") == 0) {
+            http__h2_start(c);
+            if (c->closing)
+                return;
+        }
         if (got < 0) {
             conn_close(c);
             return;
         }
         if (got == 0)
             break;
+        if (c->h2) {
+            http__h2_input(c);
+            if (c->closing)
+                return;
+            continue;
+        }
         if (c->state == ST_HANDLING && c->x && c->x->streaming && !c->x->body_done)
             stream_body(c);
         else if (c->state == ST_HANDLING)
@@ -2181,7 +2070,7 @@ static int conn_idle(struct conn *c, uint64_t now)
     uv_os_fd_t fd;
     char b;
 
-    if (c->closing || c->state != ST_HEAD || c->in_len || c->x || c->sf.active ||
+    if (c->closing || c->h2 || c->state != ST_HEAD || c->in_len || c->x || c->sf.active ||
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0 ||
         now < c->idle_since + SHED_MIN_IDLE_MS || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
         return 0;
@@ -2441,6 +2330,8 @@ static void on_stop(uv_async_t *a)
             /* A lingering close that only waits for the client's bytes ends now. */
             if (c->lingering && c->shut)
                 conn_release(c);
+        } else if (c->h2) {
+            http__h2_drain(c);
         } else if (c->state != ST_HANDLING) {
             conn_close(c);
         }
@@ -2571,6 +2462,7 @@ int http_server_start(const struct http_server_cfg *cfg, struct http_server **ou
                                             "Time from accepting a TLS connection to the end of "
                                             "its handshake",
                                             labels, 1e6, 100, 10000000);
+            http__h2_metrics(&s->m[i], labels);
         }
     }
     for (unsigned k = 0; k < s->nworkers; k++) {
@@ -2652,4 +2544,26 @@ void http_server_free(struct http_server **sp)
     pthread_mutex_destroy(&s->stop_mtx);
     free(s);
     *sp = NULL;
+}
+
+/* ---- for http_h2.c ---- */
+
+void http__conn_close(struct conn *c)
+{
+    conn_close(c);
+}
+
+void http__conn_abort(struct conn *c)
+{
+    conn_abort(c);
+}
+
+void http__timer_arm(struct conn *c, uint64_t ms)
+{
+    timer_arm(c, ms);
+}
+
+void http__timer_disarm(struct conn *c)
+{
+    timer_disarm(c);
 }

@@ -212,6 +212,8 @@ def test_versions_ciphers_alpn(cdn):
     rc, out = s_client(e)
     assert rc == 0 and "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256" in out, out
     rc, out = s_client(e, "-alpn", "h2,http/1.1")
+    assert rc == 0 and "ALPN protocol: h2" in out, out
+    rc, out = s_client(e, "-alpn", "http/1.1")
     assert rc == 0 and "ALPN protocol: http/1.1" in out, out
     rc, out = s_client(e, "-alpn", "h3")
     assert rc != 0 and "no application protocol" in out, out
