@@ -458,7 +458,8 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     sc.body_timeout_ms = cfg->body_timeout_ms;
     sc.idle_timeout_ms = cfg->idle_timeout_ms;
     sc.send_timeout_ms = cfg->send_timeout_ms;
-    sc.listeners[0] = (struct http_listener_cfg){cfg->listen, edge__public_handle, e, "public", 1};
+    sc.listeners[0] = (struct http_listener_cfg){cfg->listen, edge__public_handle, e, "public", 1,
+                                                 NULL,        cfg->http2};
     sc.nlisteners = 1;
     if (cfg->admin && *cfg->admin)
         sc.listeners[sc.nlisteners++] = (struct http_listener_cfg){cfg->admin, edge__admin_handle,
@@ -603,7 +604,7 @@ static size_t edge_opts(struct edge_args *a, struct conf_opt *out)
         {"origin-insecure", CONF_BOOL, &cfgp->origin_insecure,
          "do not verify https:// origins' certificates (tests only)"},
         {"http2", CONF_BOOL, &cfgp->http2,
-         "offer HTTP/2 (ALPN h2) on --tls-listen (default true; --http2 false: HTTP/1.1 only)"},
+         "serve HTTP/2: ALPN h2 on --tls-listen, prior knowledge (h2c) on --listen (default true)"},
         {"tls-ticket-period", CONF_DURATION, &cfgp->tls_ticket_period_ms,
          "session ticket key rotation period (default 1h; a ticket lives two)", CONF_RELOAD},
         {"origin", CONF_STRLIST, &a->origins, "origin base URL(s), comma-separated or repeated",

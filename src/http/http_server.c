@@ -1858,6 +1858,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (n == 0)
         return;
     c->in_len += (size_t)n;
+    if (c->h2) {
+        http__h2_input(c);
+        return;
+    }
     if (c->state == ST_HANDLING && c->x && c->x->streaming && !c->x->body_done) {
         stream_body(c);
         return;
@@ -1973,6 +1977,18 @@ static void conn_process_one(struct conn *c)
     }
     if (c->state != ST_HEAD || c->in_len == 0)
         return;
+    if (c->lcfg->h2c && !c->tls && !c->h2 && c->requests == 0) {
+        static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        size_t n = MC_MIN(c->in_len, sizeof(preface) - 1);
+        if (memcmp(c->in, preface, n) == 0) {
+            if (n < sizeof(preface) - 1)
+                return; /* more of the preface (or of an HTTP/1.1 method) to come */
+            http__h2_start(c);
+            if (!c->closing)
+                http__h2_input(c);
+            return;
+        }
+    }
 
     struct http_exchange *x = c->spare ? c->spare : mc_xmalloc(sizeof(*x));
     c->spare = NULL;
@@ -2462,8 +2478,9 @@ int http_server_start(const struct http_server_cfg *cfg, struct http_server **ou
                                             "Time from accepting a TLS connection to the end of "
                                             "its handshake",
                                             labels, 1e6, 100, 10000000);
-            http__h2_metrics(&s->m[i], labels);
         }
+        if (cfg->listeners[i].tls || cfg->listeners[i].h2c)
+            http__h2_metrics(&s->m[i], labels);
     }
     for (unsigned k = 0; k < s->nworkers; k++) {
         struct worker *w = &s->workers[k];

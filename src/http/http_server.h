@@ -84,6 +84,9 @@ struct http_listener_cfg {
      * the server. Bodies sent from files are read and encrypted in bounded pieces
      * (sendfile(2) cannot send what user-space TLS encrypts). */
     struct http_tls_ctx *tls;
+    /* Plain listeners: a connection that opens with the HTTP/2 preface is served as HTTP/2
+     * ("prior knowledge", RFC 9113 §3.3), as an "h2" TLS connection is. */
+    int h2c;
 };
 
 #define HTTP_SERVER_MAX_LISTENERS 4

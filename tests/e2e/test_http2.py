@@ -523,3 +523,33 @@ def test_drain_sends_goaway_after_the_next_response(cdn):
     assert answered(3)
     assert c.goaway() == 0
     c.close()
+
+
+def test_h2c_prior_knowledge_on_the_plain_listener(cdn):
+    big = write_file(cdn.root, "big.bin", os.urandom(2 << 20))
+    write_file(cdn.root, "a.txt", b"plain h2")
+    cdn.start_origin()
+    e = cdn.start_edge("--disk-dir", str(cdn.tmp / "l2"), "--max-mem-object", "1M")
+
+    def get(url, *extra):
+        r = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_version} %{http_code}",
+                            url] + list(extra), capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        body, _, tail = r.stdout.rpartition(b"\n")
+        return tail.decode(), body
+
+    assert get(e.url + "/a.txt", "--http2-prior-knowledge") == ("2 200", b"plain h2")
+    assert get(e.url + "/a.txt") == ("1.1 200", b"plain h2")  # HTTP/1.1 as before
+    for _ in range(2):  # a miss, then a hit from the L2 file
+        assert get(e.url + "/big.bin", "--http2-prior-knowledge") == ("2 200", big)
+    r = subprocess.run(["h2load", "-n", "1000", "-c", "2", "-m", "8", e.url + "/a.txt"],
+                       capture_output=True, timeout=60)
+    assert "1000 succeeded, 0 failed, 0 errored" in r.stdout.decode(), r.stdout
+    # The admin listener speaks HTTP/1.1 only.
+    r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", e.admin + "/health"],
+                       capture_output=True, timeout=30)
+    assert r.returncode != 0 or b"HTTP/2" not in r.stdout
+    e2 = cdn.start_edge("--http2", "false")
+    r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", e2.url + "/a.txt"],
+                       capture_output=True, timeout=30)
+    assert r.returncode != 0 or r.stdout != b"plain h2"
