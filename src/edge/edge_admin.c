@@ -218,33 +218,50 @@ static int authorized(struct edge *e, const struct http_request *r)
     return mc_consttime_eq(a->value.p + 7, a->value.len - 7, tok, strlen(tok));
 }
 
-/* Redis keys are hashes: the copies that can be named are deleted, i.e. the target's
- * host (absolute-form) or the PURGE request's Host. Other hosts' copies expire by TTL. */
-static void purge_redis(struct edge *e, struct http_exchange *x, const struct http_request *r,
-                        const char *pathq, size_t plen)
-{
-    struct edge_worker *w = http_x_worker(x);
-    struct http_str h = r->abs_host.len ? r->abs_host : r->host;
-    struct http_str root = {"/", 1}, noq = {"", 0};
-    struct buf key;
+/* A PURGE waiting for Redis to acknowledge its deletes. */
+struct purge_wait {
+    struct edge *e;
+    struct http_exchange *x;
+    size_t n; /* copies dropped from L1 and L2 */
+};
 
-    if (!w || !w->redis || !h.len)
+static void purge_answer(struct edge *e, struct http_exchange *x, size_t n, int64_t redis)
+{
+    char body[256];
+    int bl;
+
+    edge__tier_purge_end(e);
+    if (redis < 0) {
+        /* A copy left in Redis would be served again, by this edge and by every other
+         * one: the purge did not happen as asked, and a client retries on a 5xx. */
+        bl = snprintf(body, sizeof(body),
+                      "{\"error\":\"the Redis tier could not delete its copies (%s): they may "
+                      "be served until they expire; retry the PURGE\",\"purged\":%zu,"
+                      "\"status\":503}\n",
+                      redis == -ENOTCONN ? "not connected" : "no answer", n);
+        http_x_respond(x, 503, "Content-Type: application/json\r\n", body, (size_t)bl);
         return;
-    buf_init(&key, 16 * 1024);
-    if (cache_key_primary(&key, h, root, noq, &e->keyopts) == 0 && key.len) {
-        key.len--; /* "host/" -> "host" */
-        buf_append(&key, pathq, plen);
-        edge__redis_del(w->redis, key.data, key.len);
     }
-    buf_fini(&key);
+    n += (size_t)redis;
+    metrics_counter_add(e->m.purged, n);
+    bl = snprintf(body, sizeof(body), "{\"purged\":%zu}\n", n);
+    http_x_respond(x, 200, "Content-Type: application/json\r\n", body, (size_t)bl);
+}
+
+static void purge_redis_done(void *arg, int64_t deleted)
+{
+    struct purge_wait *pw = arg;
+
+    purge_answer(pw->e, pw->x, pw->n, deleted);
+    free(pw);
 }
 
 static void purge(struct edge *e, struct http_exchange *x)
 {
     const struct http_request *r = http_x_request(x);
+    struct edge_worker *w = http_x_worker(x);
     struct http_str nohost = {"", 0};
     struct buf pq;
-    char body[256];
 
     if (!e->cfg.admin_token) {
         http_x_error(x, 403, "PURGE is disabled: start the edge with --admin-token");
@@ -273,13 +290,25 @@ static void purge(struct edge *e, struct http_exchange *x)
             host.len--; /* drop the "/" */
     }
     const char *h = r->abs_host.len ? host.data : NULL;
+    /* From here until the answer, no tier hit read before it may enter L1 (edge_tier.c). */
+    edge__tier_purge_begin(e);
     size_t n = l1_purge_path(e->l1, h, host.len, pq.data, pq.len);
     if (e->l2)
         n += l2_purge_path(e->l2, h, host.len, pq.data, pq.len);
-    purge_redis(e, x, r, pq.data, pq.len);
-    metrics_counter_add(e->m.purged, n);
-    int bl = snprintf(body, sizeof(body), "{\"purged\":%zu}\n", n);
-    http_x_respond(x, 200, "Content-Type: application/json\r\n", body, (size_t)bl);
+    if (e->redis) {
+        /* The answer waits for Redis: another edge (or this one) must not find the copy
+         * there once the client was told it is gone. */
+        struct purge_wait *pw = mc_xmalloc(sizeof(*pw));
+        pw->e = e;
+        pw->x = x;
+        pw->n = n;
+        if (w && w->redis)
+            edge__redis_purge(w->redis, h, host.len, pq.data, pq.len, purge_redis_done, pw);
+        else
+            purge_redis_done(pw, -ENOTCONN);
+    } else {
+        purge_answer(e, x, n, 0);
+    }
     buf_fini(&pq);
     buf_fini(&host);
 }

@@ -172,8 +172,10 @@ struct edge {
     uint64_t max_mem_object;                           /* larger bodies live in files and skip L1 */
     enum cache_policy_objective disk_objective;        /* of L2's policy */
     enum cache_policy_objective cfg_predict_objective; /* of the prediction caches */
-    _Atomic uint64_t l2_clock; /* L2 hits so far: the clock of L1 admission (edge_tier_l2.c) */
-    char name[64];             /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
+    _Atomic uint64_t l2_clock;    /* L2 hits so far: the clock of L1 admission (edge_tier_l2.c) */
+    _Atomic uint64_t purge_epoch; /* PURGEs answered so far (edge_tier.c) */
+    _Atomic unsigned purges;      /* PURGEs running now */
+    char name[64];                /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
     /* Request hardening (edge_req.c, set up by edge__req_init). */
     const char **strip; /* fields removed on arrival; owned array of borrowed names */
     size_t nstrip;
@@ -451,6 +453,14 @@ void edge__tier_walk(struct edge_worker *w, struct http_exchange *x, const char 
 void edge__tier_answered(struct edge_worker *w, struct http_exchange *x, const char *key,
                          size_t klen, const struct edge_rctx *rc, enum edge_level lv,
                          struct cache_obj *o, edge_tier_done_f done);
+/* A PURGE drops L1's and L2's copies at once but waits for Redis: between the two, and
+ * for a lookup sent before the purge but answered after it, a tier could read the old
+ * copy and admit it to L1, where it would be served after the purge's answer. A lookup
+ * takes a mark when it starts; its hit may enter L1 only if no purge ran or runs since. */
+void edge__tier_purge_begin(struct edge *e);
+void edge__tier_purge_end(struct edge *e);
+uint64_t edge__tier_purge_mark(struct edge *e);
+int edge__tier_may_admit(struct edge *e, uint64_t mark);
 /* A fill's complete, storable response (not one written straight into L2): into L1, and
  * copied to the tiers; counts stored / not stored. */
 void edge__tier_keep(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);

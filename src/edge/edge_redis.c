@@ -52,9 +52,22 @@
 #define EDGE_REDIS_MAGIC 0x52444953u
 #define EDGE_REDIS_CONN_MAGIC 0x5244434eu
 #define RGET_MAGIC 0x52474554u
+#define RPURGE_MAGIC 0x52505247u
 
 #define RKEY_PREFIX "mlcdn:obj:"
 #define RKEY_LEN (sizeof(RKEY_PREFIX) - 1 + 32)
+/* The path index: a set per path and query (the primary key from its first '/') of the
+ * Redis keys of every host's copy, so that a PURGE naming no host finds them all. */
+#define IKEY_PREFIX "mlcdn:path:"
+#define IKEY_LEN (sizeof(IKEY_PREFIX) - 1 + 32)
+/* The index outlives every copy it lists: its expiry is set just before the copy's SET,
+ * on the same connection, and this margin covers the gap. */
+#define INDEX_SLACK_MS 60000
+/* A PURGE's answer waits for Redis at most this long (or --redis-timeout if longer): past
+ * it the connection is dropped as for a late GET, and the purge is answered 503. A dead
+ * peer is not always reported (see the GET deadline above), and a purge is answered only
+ * when Redis acknowledged it. */
+#define PURGE_TIMEOUT_MIN_MS 1000
 /* Metadata (key, header lines, Vary) larger than this is not stored; with max_object it
  * bounds what a GET reads back, whoever wrote the value. */
 #define META_MAX (256u << 10)
@@ -106,6 +119,7 @@ struct edge_redis {
         _Atomic uint64_t hits, misses, errors, corrupt, timeouts, skipped_open, skipped_down,
             stores, store_skipped_large, del_failed, trips;
     } st;
+    _Atomic int index_warned; /* the index's PEXPIRE was refused once (logged) */
 };
 
 struct rget {
@@ -119,6 +133,8 @@ struct rget {
     size_t klen;
     char key[]; /* the caller's key, NUL-terminated */
 };
+
+struct rpurge;
 
 struct edge_redis_conn {
     unsigned magic;
@@ -136,6 +152,7 @@ struct edge_redis_conn {
     int gai_busy;
     struct rget *inflight, *inflight_tail;
     struct rget *done, *done_tail;
+    struct rpurge *purges; /* waiting for Redis, oldest first (each with its deadline) */
     int closing;
     unsigned handles; /* not yet closed; freed at 0 with no gai pending */
     /* Fingerprints (Redis key and SHA-1 of the value) of bad values already logged and
@@ -262,6 +279,7 @@ static void on_idle(uv_idle_t *h)
 /* ---- connection ---- */
 
 static void on_timer(uv_timer_t *t);
+static uint64_t oldest_deadline(const struct edge_redis_conn *c);
 
 static void arm_timer(struct edge_redis_conn *c)
 {
@@ -271,8 +289,8 @@ static void arm_timer(struct edge_redis_conn *c)
         return;
     if (c->state == C_CONNECTING)
         at = c->hs_deadline;
-    else if (c->state == C_UP && c->inflight)
-        at = c->inflight->deadline;
+    else if (c->state == C_UP && (c->inflight || c->purges))
+        at = oldest_deadline(c);
     else {
         uv_timer_stop(&c->timer);
         return;
@@ -496,6 +514,8 @@ static void on_timer(uv_timer_t *t)
     } else if (c->state == C_UP && c->inflight && now >= c->inflight->deadline) {
         ST_ADD(c->r, timeouts);
         conn_drop(c, "timeout", NULL);
+    } else if (c->state == C_UP && c->purges && now >= oldest_deadline(c)) {
+        conn_drop(c, "purge timeout", NULL);
     } else {
         arm_timer(c);
     }
@@ -503,18 +523,30 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- operations ---- */
 
-static void rkey(const char *key, size_t klen, char out[RKEY_LEN])
+/* out = prefix + hex XXH3-128 of text (32 digits); out holds plen + 32 bytes. */
+static void hashed_key(const char *prefix, size_t plen, const char *text, size_t tlen, char *out)
 {
     static const char hex[] = "0123456789abcdef";
     uint8_t h[16];
-    char *p = out + sizeof(RKEY_PREFIX) - 1;
+    char *p = out + plen;
 
-    cache_key_hash(key, klen, h);
-    memcpy(out, RKEY_PREFIX, sizeof(RKEY_PREFIX) - 1);
+    cache_key_hash(text, tlen, h);
+    memcpy(out, prefix, plen);
     for (size_t i = 0; i < sizeof(h); i++) {
         *p++ = hex[h[i] >> 4];
         *p++ = hex[h[i] & 15];
     }
+}
+
+static void rkey(const char *key, size_t klen, char out[RKEY_LEN])
+{
+    hashed_key(RKEY_PREFIX, sizeof(RKEY_PREFIX) - 1, key, klen, out);
+}
+
+/* The path index of path and query pathq[0..plen), as PURGE names it. */
+static void ikey(const char *pathq, size_t plen, char out[IKEY_LEN])
+{
+    hashed_key(IKEY_PREFIX, sizeof(IKEY_PREFIX) - 1, pathq, plen, out);
 }
 
 int edge__redis_value_decode(const void *v, size_t n, uint64_t cap, const char *key, size_t klen,
@@ -763,6 +795,46 @@ static void on_put(redisAsyncContext *ac, void *rep, void *priv)
     brk_success(c->r);
 }
 
+static void on_index(redisAsyncContext *ac, void *rep, void *priv)
+{
+    struct edge_redis_conn *c = ac->data;
+    redisReply *reply = rep;
+
+    (void)priv;
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    if (reply && reply->type == REDIS_REPLY_ERROR &&
+        !atomic_exchange_explicit(&c->r->index_warned, 1, memory_order_relaxed))
+        log_warn("redis path index not updated",
+                 "error=\"%s\" effect=\"PURGE may miss copies; PEXPIRE NX/GT needs Redis 7\"",
+                 reply->str);
+}
+
+/* Lists Redis key k (of primary key key[0..klen)) in its path's index, which lives at
+ * least ttl_ms from now. Sent before the copy's SET: a copy is never in Redis without
+ * its index entry (a member without its copy costs a DEL of nothing). NX sets the
+ * expiry of a new set, GT only lengthens it, so the index lasts as long as its longest
+ * lived copy. */
+static void index_add(struct edge_redis_conn *c, const char *key, size_t klen,
+                      const char k[RKEY_LEN], uint64_t ttl_ms)
+{
+    const char *slash = memchr(key, '/', klen);
+    char ik[IKEY_LEN], ttl[24];
+
+    if (!slash)
+        return;
+    ikey(slash, klen - (size_t)(slash - key), ik);
+    size_t tl = mc_u64_digits(ttl_ms, ttl);
+    const char *sadd[] = {"SADD", ik, k};
+    const size_t sadd_len[] = {4, IKEY_LEN, RKEY_LEN};
+    redisAsyncCommandArgv(c->ac, on_index, NULL, 3, sadd, sadd_len);
+    static const char *const how[] = {"NX", "GT"};
+    for (int i = 0; i < 2; i++) {
+        const char *px[] = {"PEXPIRE", ik, ttl, how[i]};
+        const size_t px_len[] = {7, IKEY_LEN, tl, 2};
+        redisAsyncCommandArgv(c->ac, on_index, NULL, 4, px, px_len);
+    }
+}
+
 void edge__redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
                      const struct cache_obj *o, uint64_t ttl_ms)
 {
@@ -810,6 +882,7 @@ void edge__redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
     MC_ASSERT(at == vlen); /* a complete body never changes */
     cache_pack_seal(v, vlen - CACHE_SEAL_LEN);
     rkey(key, klen, k);
+    index_add(c, key, klen, k, MC_MIN(ttl_ms, TTL_MAX_MS) + INDEX_SLACK_MS);
     size_t tl = mc_u64_digits(MC_MIN(ttl_ms, TTL_MAX_MS), ttl);
     const char *argv[] = {"SET", k, v, "PX", ttl};
     const size_t argvlen[] = {3, RKEY_LEN, vlen, 2, tl};
@@ -843,6 +916,198 @@ void edge__redis_del(struct edge_redis_conn *c, const char *key, size_t klen)
     rkey(key, klen, k);
     if (redisAsyncCommand(c->ac, on_del, NULL, "DEL %b", k, RKEY_LEN) != REDIS_OK)
         ST_ADD(c->r, del_failed);
+}
+
+/* A PURGE's deletes: DEL the copies, then SREM them from the index. */
+struct rpurge {
+    unsigned magic;
+    struct edge_redis_conn *c; /* listed in c->purges, or NULL */
+    struct rpurge *next;
+    uint64_t deadline; /* loop time */
+    edge_redis_purge_cb *cb;
+    void *arg;
+    int64_t deleted;  /* DEL's answer, -EIO until it came */
+    unsigned pending; /* commands sent and not answered */
+    char ik[IKEY_LEN];
+};
+
+static uint64_t oldest_deadline(const struct edge_redis_conn *c)
+{
+    uint64_t at = UINT64_MAX;
+
+    if (c->inflight)
+        at = c->inflight->deadline;
+    if (c->purges && c->purges->deadline < at)
+        at = c->purges->deadline;
+    return at;
+}
+
+static void purge_finish(struct rpurge *p)
+{
+    MC_CHECK_OBJ_NOTNULL(p, RPURGE_MAGIC);
+    if (p->c) {
+        struct rpurge **pp = &p->c->purges;
+        while (*pp != p)
+            pp = &(*pp)->next;
+        *pp = p->next;
+    }
+    p->cb(p->arg, p->deleted);
+    MC_FREE_OBJ(p);
+}
+
+/* The SREM's answer comes after the DEL's (Redis answers in order, and hiredis calls the
+ * callbacks of a lost connection in order too): the copies are gone or not by the last
+ * answer. A failed SREM only leaves members whose copies are gone. */
+static void on_purge_reply(redisAsyncContext *ac, void *rep, void *priv)
+{
+    struct edge_redis_conn *c = ac->data;
+    redisReply *reply = rep;
+    struct rpurge *p = priv;
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    MC_CHECK_OBJ_NOTNULL(p, RPURGE_MAGIC);
+    if (p->deleted == -EIO) {
+        /* The first answer is the DEL's. */
+        if (reply && reply->type == REDIS_REPLY_INTEGER) {
+            p->deleted = reply->integer;
+        } else {
+            p->deleted = -ECANCELED; /* so the SREM's answer is not taken for it */
+            ST_ADD(c->r, del_failed);
+            if (reply && reply->type == REDIS_REPLY_ERROR)
+                log_warn("redis purge failed", "error=\"%s\"", reply->str);
+        }
+    }
+    if (--p->pending == 0) {
+        if (p->deleted == -ECANCELED)
+            p->deleted = -EIO;
+        purge_finish(p);
+    }
+}
+
+/* Sends DEL keys and SREM index keys for the n Redis keys keys[0..n). Returns 0 when the
+ * DEL went (the last answer finishes p), -EIO when nothing was sent. */
+static int purge_send(struct edge_redis_conn *c, struct rpurge *p, size_t n, const char **keys,
+                      const size_t *lens)
+{
+    const char **argv = mc_xmalloc((n + 2) * sizeof(*argv));
+    size_t *argvlen = mc_xmalloc((n + 2) * sizeof(*argvlen));
+    int rc = -EIO;
+
+    memcpy(argv + 2, keys, n * sizeof(*argv));
+    memcpy(argvlen + 2, lens, n * sizeof(*argvlen));
+    argv[1] = "DEL";
+    argvlen[1] = 3;
+    if (redisAsyncCommandArgv(c->ac, on_purge_reply, p, (int)n + 1, argv + 1, argvlen + 1) !=
+        REDIS_OK)
+        goto out;
+    p->pending++;
+    rc = 0;
+    argv[0] = "SREM";
+    argvlen[0] = 4;
+    argv[1] = p->ik;
+    argvlen[1] = IKEY_LEN;
+    if (redisAsyncCommandArgv(c->ac, on_purge_reply, p, (int)n + 2, argv, argvlen) == REDIS_OK)
+        p->pending++;
+out:
+    free(argv);
+    free(argvlen);
+    return rc;
+}
+
+static void on_purge_members(redisAsyncContext *ac, void *rep, void *priv)
+{
+    struct edge_redis_conn *c = ac->data;
+    redisReply *reply = rep;
+    struct rpurge *p = priv;
+
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    MC_CHECK_OBJ_NOTNULL(p, RPURGE_MAGIC);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || ac != c->ac) {
+        ST_ADD(c->r, del_failed);
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            log_warn("redis purge failed", "error=\"%s\"", reply->str);
+        purge_finish(p);
+        return;
+    }
+    size_t n = 0;
+    const char **keys = mc_xmalloc((reply->elements + 1) * sizeof(*keys));
+    size_t *lens = mc_xmalloc((reply->elements + 1) * sizeof(*lens));
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *m = reply->element[i];
+        /* Only keys of this tier's form: the index is data anyone with access may write. */
+        if (m->type == REDIS_REPLY_STRING && m->len == RKEY_LEN &&
+            memcmp(m->str, RKEY_PREFIX, sizeof(RKEY_PREFIX) - 1) == 0) {
+            keys[n] = m->str;
+            lens[n++] = RKEY_LEN;
+        }
+    }
+    if (n == 0) {
+        p->deleted = 0;
+        purge_finish(p);
+    } else if (purge_send(c, p, n, keys, lens) < 0) {
+        ST_ADD(c->r, del_failed);
+        purge_finish(p);
+    }
+    free(keys);
+    free(lens);
+}
+
+/* p's first command is queued: it now waits for Redis, within its deadline. */
+static void purge_wait(struct edge_redis_conn *c, struct rpurge *p)
+{
+    struct rpurge **pp = &c->purges;
+
+    p->c = c;
+    p->deadline = uv_now(c->loop) + MC_MAX(c->r->timeout_ms, (uint64_t)PURGE_TIMEOUT_MIN_MS);
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = p;
+    arm_timer(c);
+}
+
+void edge__redis_purge(struct edge_redis_conn *c, const char *host, size_t hlen, const char *pathq,
+                       size_t plen, edge_redis_purge_cb *cb, void *arg)
+{
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    struct rpurge *p = mc_xmalloc(sizeof(*p));
+    MC_INIT_OBJ(p, RPURGE_MAGIC);
+    p->cb = cb;
+    p->arg = arg;
+    p->deleted = -EIO;
+    p->pending = 0;
+    p->c = NULL;
+    p->next = NULL;
+    ikey(pathq, plen, p->ik);
+    if (c->closing || c->state != C_UP) {
+        ST_ADD(c->r, del_failed);
+        maybe_connect(c, 0);
+        p->deleted = -ENOTCONN;
+        purge_finish(p);
+        return;
+    }
+    if (host) {
+        char k[RKEY_LEN];
+        char *key = mc_xmalloc(hlen + plen);
+        memcpy(key, host, hlen);
+        memcpy(key + hlen, pathq, plen);
+        rkey(key, hlen + plen, k);
+        free(key);
+        const char *keys[] = {k};
+        const size_t lens[] = {RKEY_LEN};
+        if (purge_send(c, p, 1, keys, lens) < 0) {
+            ST_ADD(c->r, del_failed);
+            purge_finish(p);
+        } else {
+            purge_wait(c, p);
+        }
+        return;
+    }
+    if (redisAsyncCommand(c->ac, on_purge_members, p, "SMEMBERS %b", p->ik, IKEY_LEN) != REDIS_OK) {
+        ST_ADD(c->r, del_failed);
+        purge_finish(p);
+    } else {
+        purge_wait(c, p);
+    }
 }
 
 /* ---- loops ---- */
@@ -1152,6 +1417,7 @@ struct redis_get {
     size_t klen;
     struct edge_rctx *rc;
     edge_tier_done_f done;
+    uint64_t mark; /* edge__tier_purge_mark() when the lookup started */
 };
 
 static void on_redis_get(void *arg, struct cache_obj *o, const char *pkey, size_t plen)
@@ -1164,8 +1430,10 @@ static void on_redis_get(void *arg, struct cache_obj *o, const char *pkey, size_
     /* The copy is one variant: it serves only requests with the same Vary'd values. */
     if (o && !l1_variant_matches(o, http_x_request(g->x)))
         cache_obj_unref(&o);
-    /* Every Redis hit enters L1: the lookup already cost a round trip. */
-    if (o && !w->stopping && l1_insert(w->e->l1, g->key, g->klen, o) == 0)
+    /* Every Redis hit enters L1 (the lookup already cost a round trip), unless a PURGE
+     * ran meanwhile: the copy may be one it deleted. */
+    if (o && !w->stopping && edge__tier_may_admit(w->e, g->mark) &&
+        l1_insert(w->e->l1, g->key, g->klen, o) == 0)
         metrics_counter_add(w->e->m.stored, 1);
     edge__tier_answered(w, g->x, g->key, g->klen, g->rc, EDGE_LV_REDIS, o, g->done);
     edge_rctx_free(&g->rc);
@@ -1188,6 +1456,7 @@ static void redis_lookup(struct edge_worker *w, struct http_exchange *x, const c
     g->klen = klen;
     g->rc = edge_rctx_dup(rc);
     g->done = done;
+    g->mark = edge__tier_purge_mark(w->e);
     edge__redis_get(w->redis, key, klen, on_redis_get, g);
 }
 

@@ -8,7 +8,8 @@
  * connection is down, and after 3 consecutive failures the breaker opens and the tier
  * skips itself until a probe after a back-off (0.5 s doubling to 5 s) succeeds.
  *
- * Redis key: "mlcdn:obj:" + hex XXH3-128 of the primary key text. Value: sealed
+ * Redis key: "mlcdn:obj:" + hex XXH3-128 of the primary key text; each is also listed in
+ * the set "mlcdn:path:" + hex XXH3-128 of its path and query, for PURGE. Value: sealed
  * (cache_pack_seal(): magic, version, length and checksum of everything) around the
  * cache_pack_meta() bytes (which carry the primary key, checked on read) and the body.
  * A value that does not verify is never served: the GET is a miss (the next tier or the
@@ -70,6 +71,18 @@ void edge__redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
  * up, even with the breaker open, since a purge left in Redis would be served again by
  * other edges; one that could not be sent or was not acknowledged counts in del_failed. */
 void edge__redis_del(struct edge_redis_conn *c, const char *key, size_t klen);
+
+/* deleted: how many copies Redis deleted (>= 0) once it acknowledged the deletes, or
+ * -ENOTCONN (this loop is not connected) or -EIO (an error reply, or the connection was
+ * lost before the answer): then copies may remain. */
+typedef void edge_redis_purge_cb(void *arg, int64_t deleted);
+/* PURGE: deletes the copies of path and query pathq[0..plen) (a primary key from its first
+ * '/'): host's alone when host is not NULL, else every host's that the path index lists
+ * (each put lists its copy there first). cb runs exactly once, after Redis acknowledged
+ * the deletes; it may run before this returns when nothing could be sent. Sent whenever
+ * the connection is up, even with the breaker open. */
+void edge__redis_purge(struct edge_redis_conn *c, const char *host, size_t hlen, const char *pathq,
+                       size_t plen, edge_redis_purge_cb *cb, void *arg);
 
 /* Counters summed over every loop since edge__redis_new(). */
 struct edge_redis_stats {

@@ -104,6 +104,29 @@ void edge__tier_drop(struct edge_worker *w, const char *key, size_t klen)
         e->tiers[i]->drop(w, key, klen);
 }
 
+void edge__tier_purge_begin(struct edge *e)
+{
+    atomic_fetch_add(&e->purges, 1);
+}
+
+/* The epoch moves before the count drops, so a lookup that sees no purge running also
+ * sees the epoch of every purge that ended. */
+void edge__tier_purge_end(struct edge *e)
+{
+    atomic_fetch_add(&e->purge_epoch, 1);
+    atomic_fetch_sub(&e->purges, 1);
+}
+
+uint64_t edge__tier_purge_mark(struct edge *e)
+{
+    return atomic_load(&e->purge_epoch);
+}
+
+int edge__tier_may_admit(struct edge *e, uint64_t mark)
+{
+    return atomic_load(&e->purges) == 0 && atomic_load(&e->purge_epoch) == mark;
+}
+
 void edge__tier_loop_init(struct edge_worker *w)
 {
     for (size_t i = 0; i < w->e->ntiers; i++)

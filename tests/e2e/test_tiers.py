@@ -451,15 +451,14 @@ def test_redis_tier_shares_objects_between_edges(site, redis):
     time.sleep(0.3)  # the loops connect in the background
     r = e1.get("/shared.json")
     assert r.headers["X-Cache-Level"] == "ORIGIN"
-    wait_for(lambda: subprocess.run(["redis-cli", "-p", str(redis.port), "dbsize"],
-                                    capture_output=True, text=True).stdout.strip() != "0",
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", str(redis.port), "keys", "mlcdn:obj:*"],
+                                    capture_output=True, text=True).stdout.strip() != "",
              what="the object in Redis")
     def cli(*args):
         return subprocess.run(["redis-cli", "-p", str(redis.port)] + list(args),
                               capture_output=True, text=True).stdout.strip()
 
-    key = cli("--scan").split()[0]
-    assert key.startswith("mlcdn:obj:")
+    key = cli("keys", "mlcdn:obj:*").split()[0]
     ttl = int(cli("pttl", key))
     assert 0 < ttl <= 300_000  # SET ... PX with the remaining freshness
     r = e2.get("/shared.json")
@@ -540,8 +539,8 @@ def test_corrupt_redis_value_is_refetched_not_served(site, redis, damage):
     a = site.edge(*args)
     wait_redis_connected(redis, 2)
     assert a.get("/rc.bin").headers["X-Cache-Level"] == "ORIGIN"
-    wait_for(lambda: redis_cli(redis, "dbsize") == b"1", what="the object in Redis")
-    key = redis_cli(redis, "--scan").decode().split()[0]
+    wait_for(lambda: redis_cli(redis, "keys", "mlcdn:obj:*") != b"", what="the object in Redis")
+    key = redis_cli(redis, "keys", "mlcdn:obj:*").decode().split()[0]
     good = redis_value(redis, key)
     a.stop()
     if damage == "flip":  # one byte in the middle of the body
@@ -723,3 +722,44 @@ def test_bad_route_config_is_named(site, tmp_path):
                         "127.0.0.1:0", "--config", str(conf)], capture_output=True, text=True,
                        timeout=10)
     assert p.returncode != 0 and "routes[0].methods" in p.stderr and "FOO" in p.stderr
+
+
+def test_purge_reaches_the_redis_tier(site, redis):
+    """PURGE on the admin port (relative target: the Host is the admin address, as curl
+    sends it) drops the Redis copies too, and answers only once they are gone: the very
+    next request is fetched from the origin, on this edge and on another one."""
+    token = "purge-token"
+    site.put("/pr.txt", b"old body", {"Cache-Control": "max-age=300"})
+    args = ("--redis", redis.url, "--redis-timeout", "2s", "--disk-dir", site.disk,
+            "--admin-token", token)
+    a = site.edge(*args)
+    b = site.edge("--redis", redis.url, "--redis-timeout", "2s")
+    wait_redis_connected(redis, 4)
+    assert a.get("/pr.txt").headers["X-Cache-Level"] == "ORIGIN"
+    wait_for(lambda: redis_cli(redis, "keys", "mlcdn:obj:*") != b"", what="the object in Redis")
+    site.put("/pr.txt", b"new body", {"Cache-Control": "max-age=300"})
+    r = request("PURGE", a.admin + "/pr.txt", headers={"Authorization": "Bearer " + token})
+    assert r.status == 200, r.body
+    assert r.json()["purged"] == 3  # L1, L2 and Redis
+    assert redis_cli(redis, "keys", "mlcdn:obj:*") == b""
+    r = a.get("/pr.txt")
+    assert r.status == 200 and r.body == b"new body", (r.headers["X-Cache-Level"], r.body)
+    assert r.headers["X-Cache-Level"] == "ORIGIN"
+    r = b.get("/pr.txt")  # the new copy, from the origin or from a's new Redis copy
+    assert r.status == 200 and r.body == b"new body", (r.headers["X-Cache-Level"], r.body)
+    assert site.origin_count("/pr.txt") == 2
+
+
+def test_purge_answers_503_when_redis_cannot_be_reached(site, redis):
+    """A copy left in Redis would be served again: a purge that cannot reach the tier
+    says so (503) instead of {"purged":n}."""
+    token = "purge-token"
+    site.put("/pd.txt", b"body", {"Cache-Control": "max-age=300"})
+    a = site.edge("--redis", redis.url, "--redis-timeout", "2s", "--admin-token", token)
+    wait_redis_connected(redis, 2)
+    assert a.get("/pd.txt").headers["X-Cache-Level"] == "ORIGIN"
+    redis.stop()
+    r = request("PURGE", a.admin + "/pd.txt", headers={"Authorization": "Bearer " + token})
+    assert r.status == 503, r.body
+    assert "redis" in r.json()["error"].lower()
+    assert r.json()["purged"] == 1  # L1's copy went anyway
