@@ -74,6 +74,8 @@ int l1_new(uint64_t budget, const char *policy, enum cache_policy_objective obje
         s->nbuckets = 1024;
         s->buckets = mc_xcalloc(s->nbuckets, sizeof(*s->buckets));
         int err = cache_policy_new(policy, budget / nshards, &s->pol);
+        if (err == 0)
+            cache_policy_set_fill_admit(s->pol, 1);
         if (err) {
             free(s->buckets);
             pthread_mutex_destroy(&s->mtx);
@@ -334,7 +336,14 @@ int l1_insert(struct l1 *c, const char *pkey, size_t plen, struct cache_obj *o)
             }
         }
     }
-    if (cache_policy_insert(s->pol, &o->pnode, h, o->charge) != CACHE_POLICY_ADMITTED) {
+    enum cache_policy_admit verdict;
+    if (o->l1_verdict == L1_VERDICT_REFUSE)
+        verdict = CACHE_POLICY_REJECTED;
+    else if (o->l1_verdict == L1_VERDICT_ADMIT)
+        verdict = cache_policy_insert_judged(s->pol, &o->pnode, o->charge);
+    else
+        verdict = cache_policy_insert(s->pol, &o->pnode, h, o->charge);
+    if (verdict != CACHE_POLICY_ADMITTED) {
         ret = -EFBIG;
         goto out;
     }
@@ -415,6 +424,19 @@ void l1_remove_obj(struct l1 *c, const char *pkey, size_t plen, struct cache_obj
         drop_variant(s, o, &d);
     pthread_mutex_unlock(&s->mtx);
     dropped_release(&d);
+}
+
+int l1_judge(struct l1 *c, const char *pkey, size_t plen, struct cache_obj *o, uint64_t body_len)
+{
+    uint64_t bb, h = key_hash(pkey, plen, &bb);
+    struct shard *s = shard_of(c, h);
+    uint64_t charge = body_len + o->hdrs_len + plen + o->vkey_len + L1_OBJ_OVERHEAD;
+
+    pthread_mutex_lock(&s->mtx);
+    enum cache_policy_admit v = cache_policy_judge(s->pol, &o->pnode, h, charge);
+    o->l1_verdict = v == CACHE_POLICY_ADMITTED ? L1_VERDICT_ADMIT : L1_VERDICT_REFUSE;
+    pthread_mutex_unlock(&s->mtx);
+    return v == CACHE_POLICY_ADMITTED ? 0 : -EFBIG;
 }
 
 size_t l1_purge_path(struct l1 *c, const char *host, size_t hlen, const char *pathq, size_t plen)

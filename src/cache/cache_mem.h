@@ -38,6 +38,14 @@ int l1_lookup(struct l1 *c, const char *pkey, size_t plen, const struct http_req
  * (too large), or -EEXIST if `o` is already indexed. */
 int l1_insert(struct l1 *c, const char *pkey, size_t plen, struct cache_obj *o);
 
+/* The L1 admission of an object whose body is still to come, decided while its response
+ * head can still say so (Cache-Status): body_len is the announced length. The verdict is
+ * kept in o; l1_insert() then honours it (an admitted object is stored whatever the
+ * policy would say by then, a refused one is not offered again). Returns 0 when L1 will
+ * store o, -EFBIG when it will not. */
+enum { L1_VERDICT_NONE = 0, L1_VERDICT_ADMIT = 1, L1_VERDICT_REFUSE = 2 };
+int l1_judge(struct l1 *c, const char *pkey, size_t plen, struct cache_obj *o, uint64_t body_len);
+
 /* Replaces stored object `old` by `fresh` (e.g. headers refreshed by a 304) if `old` is
  * still indexed; returns 0 or -ENOENT. */
 int l1_replace(struct l1 *c, const char *pkey, size_t plen, struct cache_obj *old,

@@ -107,6 +107,7 @@ struct cache_obj {
     void *entry;
     int in_index;
     uint64_t charge; /* units charged to the store */
+    int l1_verdict;  /* L1_VERDICT_* of l1_judge(), before the body arrived (store's lock) */
     /* Identity: the Vary'd part of the key ("" when the response has no Vary). */
     char *vkey;
     size_t vkey_len;

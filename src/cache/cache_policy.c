@@ -88,6 +88,23 @@ void cache_policy_set_max_object(struct cache_policy *p, uint64_t max_units)
     p->max_object = max_units;
 }
 
+void cache_policy_set_fill_admit(struct cache_policy *p, int on)
+{
+    MC_CHECK_OBJ_NOTNULL(p, CACHE_POLICY_MAGIC);
+    p->fill_admit = on;
+}
+
+/* The policy's verdict on n, or admitted anyway while the store fills (fill_admit). */
+static enum cache_policy_admit admit(struct cache_policy *p, struct cache__pn *n)
+{
+    enum cache_policy_admit v = p->ops->admit(p, n);
+
+    if (v != CACHE_POLICY_ADMITTED && p->fill_admit && p->evictions == 0 &&
+        p->used + n->size <= p->capacity)
+        v = CACHE_POLICY_ADMITTED;
+    return v;
+}
+
 uint64_t cache_policy_max_object(const struct cache_policy *p)
 {
     MC_CHECK_OBJ_NOTNULL(p, CACHE_POLICY_MAGIC);
@@ -135,8 +152,38 @@ enum cache_policy_admit cache_policy_insert(struct cache_policy *p, struct cache
     memset(n, 0, sizeof(*n));
     n->hash = hash;
     n->size = size;
-    if (p->ops->admit(p, n) != CACHE_POLICY_ADMITTED)
+    if (admit(p, n) != CACHE_POLICY_ADMITTED)
         return CACHE_POLICY_REJECTED;
+    p->pending = n;
+    p->used += size;
+    p->count++;
+    return CACHE_POLICY_ADMITTED;
+}
+
+enum cache_policy_admit cache_policy_judge(struct cache_policy *p, struct cache_pnode *pub,
+                                           uint64_t hash, uint64_t size)
+{
+    struct cache__pn *n = CACHE__PN(pub);
+
+    MC_CHECK_OBJ_NOTNULL(p, CACHE_POLICY_MAGIC);
+    memset(n, 0, sizeof(*n));
+    n->hash = hash;
+    n->size = size;
+    if (size > cache_policy_max_object(p))
+        return CACHE_POLICY_REJECTED;
+    return admit(p, n);
+}
+
+enum cache_policy_admit cache_policy_insert_judged(struct cache_policy *p, struct cache_pnode *pub,
+                                                   uint64_t size)
+{
+    struct cache__pn *n = CACHE__PN(pub);
+
+    MC_CHECK_OBJ_NOTNULL(p, CACHE_POLICY_MAGIC);
+    MC_ASSERT(p->pending == NULL);
+    if (size > cache_policy_max_object(p))
+        return CACHE_POLICY_REJECTED;
+    n->size = size; /* the flags the admission set stay */
     p->pending = n;
     p->used += size;
     p->count++;

@@ -49,6 +49,18 @@ const char *cache_policy_name(const struct cache_policy *p);
 enum cache_policy_admit cache_policy_insert(struct cache_policy *p, struct cache_pnode *n,
                                             uint64_t hash, uint64_t size);
 
+/* Decides now whether an object of `size` units would be admitted, for a store that must
+ * say so before the object is complete: the policy's admission runs (ghost look-ups and
+ * adaptation happen here, a refusal is remembered as cache_policy_insert() would) and its
+ * outcome stays in n, unlinked. An ADMITTED node is later inserted with
+ * cache_policy_insert_judged(); a REJECTED one is not offered again. */
+enum cache_policy_admit cache_policy_judge(struct cache_policy *p, struct cache_pnode *n,
+                                           uint64_t hash, uint64_t size);
+/* Inserts a node cache_policy_judge() admitted, at its final size: only the store bound
+ * (cache_policy_set_max_object) may still refuse it. Then as cache_policy_insert(). */
+enum cache_policy_admit cache_policy_insert_judged(struct cache_policy *p, struct cache_pnode *n,
+                                                   uint64_t size);
+
 /* A hit on a resident node. Constant time; safe concurrently with other hits. */
 void cache_policy_hit(struct cache_policy *p, struct cache_pnode *n);
 
@@ -78,6 +90,13 @@ int cache_policy_hit_concurrent(const struct cache_policy *p);
  * larger than their probation queue). */
 void cache_policy_set_max_object(struct cache_policy *p, uint64_t max_units);
 uint64_t cache_policy_max_object(const struct cache_policy *p);
+
+/* While the store fills (nothing evicted yet), admits what the policy refuses when it fits
+ * in the free space: there is nothing to protect yet, and a fresh cache that refuses a
+ * first-seen large object it has room for looks broken to its users (L1 turns it on; off
+ * by default, so simulations measure the policy alone). The policy's own bookkeeping of
+ * the offer (ghosts, counts) is kept. */
+void cache_policy_set_fill_admit(struct cache_policy *p, int on);
 
 /* What the policy optimises: hits counted per object (latency; the memory tier and the
  * prediction cache) or per byte (origin bandwidth; the disk tier). The default policy

@@ -126,6 +126,7 @@ struct cache_policy {
     uint64_t max_object; /* admission: larger objects are refused; 0 = capacity */
     struct cache__pn *pending;
     uint64_t evictions; /* lifetime, for stats */
+    int fill_admit;     /* cache_policy_set_fill_admit() */
     enum cache_policy_objective objective;
 };
 

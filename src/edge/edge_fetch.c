@@ -1195,10 +1195,29 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
         buf_fini(&vk);
     }
     o->body = fill_body(f, o, cl, storable);
+    const char *kept = NULL; /* why a storable response is not kept after all */
+    if (storable && !fill_no_body(f, status)) {
+        /* The head says whether the response is kept (Cache-Status), and it goes out with
+         * the body's first bytes, long before the body is complete: what the tiers will
+         * do with it is decided now, and kept to. */
+        if (cache_body_file(o->body, NULL) >= 0) {
+            if (!f->l2w) {
+                /* Over --max-mem-object and not written into L2: a temporary file that
+                 * goes with the last client. */
+                kept = "too-large";
+            }
+        } else if (l1_judge(e->l1, f->pkey, f->plen, o, cl >= 0 ? (uint64_t)cl : 0) != 0 &&
+                   e->ntiers == 0) {
+            /* The policy keeps first-seen large objects out of a full L1 (they would flush
+             * its probation queue, docs/internals/eviction.md); the next request for it
+             * is stored. With tiers behind L1 they take it. */
+            kept = "admission";
+        }
+    }
     pthread_mutex_lock(&f->mtx);
     f->obj = o;
     f->shareable = storable;
-    f->store_detail = storable ? NULL : (why ? why : "uncacheable");
+    f->store_detail = storable ? kept : (why ? why : "uncacheable");
     f->state = FILL_HEADERS;
     pthread_mutex_unlock(&f->mtx);
     fill_notify(f);

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import fdlimit
-from mlcdn_proc import mlcdn, raw, request  # noqa: F401  (mlcdn is a fixture)
+from mlcdn_proc import metric, mlcdn, raw, request  # noqa: F401  (mlcdn is a fixture)
 
 TOKEN = "s3cret-token"
 EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+)"
@@ -661,3 +661,61 @@ def test_large_cached_bodies_full_and_ranges(cdn):
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as ex:
         assert all(ex.map(get, range(64)))
     assert cdn.origin_count("/w/weights.bin") == 1
+
+
+def _edge_defaults(mlcdn, origin, *extra):
+    """An edge with the default --mem (256M) and --max-mem-object."""
+    return mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                          "--origin", origin.url] + list(extra), ready_pattern=EDGE_READY)
+
+
+def test_3mb_object_is_stored_on_first_fetch_with_default_memory(cdn, mlcdn):
+    """A 3 MB object in a 256M L1 with room to spare is kept at once, and the first
+    answer's Cache-Status says what happened."""
+    body = cdn.put("/big/3mb.bin", os.urandom(3 * 1000 * 1000))
+    e = _edge_defaults(mlcdn, cdn.origin)
+    r = e.get("/big/3mb.bin")
+    assert r.status == 200 and r.body == body
+    assert r.headers["Cache-Status"].endswith("; stored"), r.headers["Cache-Status"]
+    r = e.get("/big/3mb.bin")
+    assert r.status == 200 and r.body == body
+    assert r.headers["X-Cache"] == "HIT" and r.headers["X-Cache-Level"] == "L1"
+    assert cdn.origin_count("/big/3mb.bin") == 1
+    assert metric(e.ready["admin"], "mlcdn_edge_not_stored_total") == 0
+
+
+def test_cache_status_says_when_l1_admission_refuses(cdn, mlcdn):
+    """In a full L1 a first-seen large object is not stored (it would flush the probation
+    queue): the answer says so (detail=admission). Asked for again often enough for its
+    size, it is stored, and the answer that stores it says so. Every answer is true: the
+    one after "admission" is another miss, the one after "stored" a hit."""
+    for i in range(300):
+        cdn.put("/fill/%d" % i, b"x" * 30000)
+    big = cdn.put("/fill/big.bin", os.urandom(120000))
+    e = _edge_defaults(mlcdn, cdn.origin, "--mem", "4M", "--threads", "1")
+    for i in range(300):
+        assert e.get("/fill/%d" % i).status == 200
+    assert metric(e.ready["admin"], "mlcdn_edge_l1_bytes") <= 4 << 20
+    r = e.get("/fill/big.bin")
+    assert r.body == big
+    assert r.headers["Cache-Status"].endswith("; detail=admission"), r.headers["Cache-Status"]
+    for _ in range(20):
+        r = e.get("/fill/big.bin")
+        assert r.body == big and r.headers["X-Cache"] == "MISS"
+        if r.headers["Cache-Status"].endswith("; stored"):
+            break
+        assert r.headers["Cache-Status"].endswith("; detail=admission"), r.headers["Cache-Status"]
+    assert r.headers["Cache-Status"].endswith("; stored"), r.headers["Cache-Status"]
+    r = e.get("/fill/big.bin")
+    assert r.body == big and r.headers["X-Cache"] == "HIT"
+
+
+def test_cache_status_says_a_body_over_max_mem_object_is_not_kept(cdn, mlcdn):
+    """Without L2 a body over --max-mem-object is streamed through a temporary file and
+    not kept: the answer says so."""
+    body = cdn.put("/big/over.bin", os.urandom(300000))
+    e = _edge_defaults(mlcdn, cdn.origin, "--max-mem-object", "100K")
+    r = e.get("/big/over.bin")
+    assert r.status == 200 and r.body == body
+    assert r.headers["Cache-Status"].endswith("; detail=too-large"), r.headers["Cache-Status"]
+    assert e.get("/big/over.bin").headers["X-Cache"] == "MISS"

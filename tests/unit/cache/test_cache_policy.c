@@ -392,6 +392,62 @@ static void test_default_round_costs_size(void **state)
     }
 }
 
+/* A store that fills (nothing evicted yet) may admit what the policy refuses when it fits
+ * in the free space (L1: a 3 MB file in a fresh 256M L1); alone, the policy refuses a
+ * first-seen giant, and after the first eviction the store keeps to the policy. */
+static void test_fill_admit_while_there_is_room(void **state)
+{
+    (void)state;
+    for (int on = 0; on <= 1; on++) {
+        sim_new(&S, "default", 1000);
+        cache_policy_set_fill_admit(S.p, on);
+        for (int k = 0; k < 20; k++)
+            sim_get(&S, k, 10);
+        sim_get(&S, 2000, 500); /* 200 + 500 <= 1000, larger than the small target */
+        assert_int_equal(on, S.o[2000].resident);
+        if (on) {
+            for (int k = 100; k < 140; k++) /* fill past the capacity: evictions */
+                sim_get(&S, k, 10);
+            assert_true(S.nevicted > 0);
+            sim_get(&S, 2001, 150);
+            assert_false(S.o[2001].resident);
+        }
+        sim_free(&S);
+    }
+}
+
+/* cache_policy_judge() decides before the object is complete, with the side effects of
+ * an insert, and cache_policy_insert_judged() keeps to it at the final size. */
+static void test_judge_then_insert(void **state)
+{
+    struct cache_pnode *v;
+
+    (void)state;
+    sim_new(&S, "default", 1000);
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < 80; k++)
+            sim_get(&S, k, 10);
+    /* A first-seen giant in a full store: refused, as cache_policy_insert() would. */
+    assert_int_equal(CACHE_POLICY_REJECTED,
+                     cache_policy_judge(S.p, &S.o[3000].pn, hash_of(3000), 500));
+    /* Over the store bound: refused whatever the policy. */
+    assert_int_equal(CACHE_POLICY_REJECTED,
+                     cache_policy_judge(S.p, &S.o[3001].pn, hash_of(3001), 1001));
+    /* A small one is admitted; its final size may differ from the announced one. */
+    assert_int_equal(CACHE_POLICY_ADMITTED,
+                     cache_policy_judge(S.p, &S.o[3002].pn, hash_of(3002), 10));
+    assert_int_equal(CACHE_POLICY_ADMITTED, cache_policy_insert_judged(S.p, &S.o[3002].pn, 12));
+    S.o[3002].resident = 1;
+    while ((v = cache_policy_victim(S.p)) != NULL)
+        MC_CONTAINER_OF(v, struct obj, pn)->resident = 0;
+    assert_true(cache_policy_used(S.p) <= 1000);
+    /* An admitted node past the store bound at its final size is refused after all. */
+    assert_int_equal(CACHE_POLICY_ADMITTED,
+                     cache_policy_judge(S.p, &S.o[3003].pn, hash_of(3003), 10));
+    assert_int_equal(CACHE_POLICY_REJECTED, cache_policy_insert_judged(S.p, &S.o[3003].pn, 1001));
+    sim_free(&S);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +464,9 @@ int main(void)
         cmocka_unit_test(test_sketch),
         cmocka_unit_test(test_default_objective_weighs_size),
         cmocka_unit_test(test_default_round_costs_size),
+
+        cmocka_unit_test(test_fill_admit_while_there_is_room),
+        cmocka_unit_test(test_judge_then_insert),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
