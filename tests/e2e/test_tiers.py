@@ -127,6 +127,31 @@ def test_l2_hits_enter_l1_on_the_second_hit_only(site):
     assert metric(e.admin, "mlcdn_edge_l2_promoted_total") == 1
 
 
+def test_l2_hits_of_64kib_and_more_stay_in_l2_as_documented(site):
+    """L2 hits are copied into L1 only for bodies under 64 KiB; docs/edge.md says so (and
+    why), so the docs and the code agree."""
+    small = site.put("/s.bin", b"s" * (64 * 1024 - 1), {"Cache-Control": "max-age=3600"})
+    large = site.put("/l.bin", b"l" * (64 * 1024), {"Cache-Control": "max-age=3600"})
+    e = site.edge("--disk-dir", site.disk, "--disk", "64M")
+    e.get("/s.bin")
+    e.get("/l.bin")
+    wait_for(lambda: metric(e.admin, "mlcdn_edge_l2_stored_total") >= 2, what="L2 writes")
+    e.stop()
+    e = site.edge("--disk-dir", site.disk, "--disk", "64M", "--l2-admit-hits", "1")
+    for path, body, levels in (("/s.bin", small, ["L2", "L1", "L1"]),
+                               ("/l.bin", large, ["L2", "L2", "L2"])):
+        seen = []
+        for _ in range(3):
+            r = e.get(path)
+            assert r.body == body
+            seen.append(r.headers["X-Cache-Level"])
+        assert seen == levels, path
+    assert metric(e.admin, "mlcdn_edge_l2_promoted_total") == 1
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "edge.md")).read()
+    bullet = doc.split("* **L1 admission of L2 hits**", 1)[1].split("\n* ", 1)[0]
+    assert "smaller than 64 KiB" in bullet and "64 KiB and more are never copied" in bullet
+
+
 def test_corrupt_l2_file_is_refetched_not_served(site):
     body = site.put("/c.bin", os.urandom(100_000), {"Cache-Control": "max-age=3600"})
     e = site.edge("--disk-dir", site.disk, "--disk", "64M")
