@@ -190,6 +190,29 @@ static int start_tls(struct edge *e, const struct edge_cfg *cfg, char *err, size
     return rc ? rc : http_tls_ctx_new(&tc, &e->tls, err, errlen);
 }
 
+/* With --models, prediction serving answers its paths before any route is looked at
+ * (edge_req.c): a route covering them is, there, dead configuration. Starting anyway
+ * keeps one config file usable by edges with and without --models; the operator is told
+ * which route and which endpoint, once per start or reload. */
+static void report_shadowed_routes(const struct edge_rt *rt)
+{
+    for (size_t i = 0; i < edge__routes_count(rt->routes); i++) {
+        const struct edge_route *r = edge__routes_get(rt->routes, i);
+        const char *hit = NULL;
+        for (const char *const *p = predict_paths; *p && !hit; p++)
+            if (edge__route_covers(r, *p, strlen(*p)))
+                hit = *p;
+        if (!hit && predict_path_taken(r->prefix, r->prefix_len))
+            hit = r->prefix;
+        if (hit)
+            log_warn("route shadowed by prediction serving",
+                     "config=\"%s\" route=\"routes[%zu]\" prefix=\"%s\" endpoint=\"%s\" "
+                     "rule=\"with --models the edge answers /predict, /batch_predict and /v2/... "
+                     "itself; the route still applies to its other paths\"",
+                     rt->cfg.config_file, r->index, r->prefix, hit);
+    }
+}
+
 /* A buffered request body is held in memory whole (per request): a bound on the setting. */
 #define REQUEST_BUFFER_MAX (64u << 20)
 
@@ -289,8 +312,13 @@ static int rt_new(const struct edge_cfg *cfg, struct edge_rt **out, char *err, s
             p = comma ? comma + 1 : NULL;
         }
     }
-    if (rt->norigins == 0 || rt->upstream_level[rt->norigins - 1] != EDGE_LV_ORIGIN) {
-        snprintf(err, errlen, "--origin is required (one or more http:// URLs)");
+    /* An edge that only serves predictions (--models) needs no origin; a parent is the
+     * first upstream of an origin fetch, not an origin of its own. */
+    int has_origin = rt->norigins > 0 && rt->upstream_level[rt->norigins - 1] == EDGE_LV_ORIGIN;
+    if (!has_origin && (rt->norigins > 0 || !(cfg->models_dir && *cfg->models_dir))) {
+        snprintf(err, errlen,
+                 "--origin is required (one or more http:// URLs), unless the edge only serves "
+                 "predictions (--models without --parent)");
         rc = -EINVAL;
         goto fail;
     }
@@ -350,6 +378,8 @@ int edge_reload(struct edge *e, const struct edge_cfg *cfg, void (*release)(void
             return rc;
         }
     }
+    if (e->predict)
+        report_shadowed_routes(rt);
     rt->release = release;
     rt->release_arg = arg;
     http_server_set_limits(e->srv, cfg->max_body, cfg->header_timeout_ms, cfg->body_timeout_ms,
@@ -450,6 +480,8 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->workers = mc_xcalloc(e->nworkers, sizeof(*e->workers));
     if (cfg->models_dir && (rc = start_predict(e, err, errlen)) != 0)
         goto fail;
+    if (e->predict)
+        report_shadowed_routes(e->rt);
 
     http_server_cfg_default(&sc);
     sc.threads = e->cfg.threads;

@@ -427,6 +427,13 @@ void edge__public_handle(struct http_exchange *x, void *arg)
     if (e->predict && predict_handle(e->predict, w->pl, x))
         return;
     struct edge_rt *cur = edge__rt(w);
+    if (cur->norigins == 0) {
+        /* An inference-only edge (--models, no --origin): nothing else exists here. */
+        http_x_error(x, 404,
+                     "no origin is configured (--origin): this edge serves only predictions "
+                     "(POST /predict, POST /batch_predict, /v2/...)");
+        return;
+    }
     const struct edge_route *rt =
         cur->routes ? edge__routes_match(cur->routes, r->path.p, r->path.len, r->method) : NULL;
     buf_reset(kb);

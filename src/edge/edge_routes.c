@@ -370,6 +370,16 @@ const struct edge_route *edge__routes_get(const struct edge_routes *rt, size_t i
     return &rt->v[i];
 }
 
+int edge__route_covers(const struct edge_route *r, const char *path, size_t plen)
+{
+    size_t n = r->prefix_len;
+
+    if (n > plen || memcmp(r->prefix, path, n) != 0)
+        return 0;
+    /* "/predict" is a path segment: it covers "/predict/x", not "/predictions". */
+    return n == plen || r->prefix[n - 1] == '/' || path[n] == '/';
+}
+
 const struct edge_route *edge__routes_match(const struct edge_routes *rt, const char *path,
                                             size_t plen, enum http_method m)
 {
@@ -383,12 +393,8 @@ const struct edge_route *edge__routes_match(const struct edge_routes *rt, const 
     bit = EDGE_ROUTE_M(m);
     for (i = 0; i < rt->n; i++) {
         const struct edge_route *r = rt->by_len[i];
-        size_t n = r->prefix_len;
 
-        if (!(r->methods & bit) || n > plen || memcmp(r->prefix, path, n) != 0)
-            continue;
-        /* "/predict" is a path segment: it covers "/predict/x", not "/predictions". */
-        if (n == plen || r->prefix[n - 1] == '/' || path[n] == '/')
+        if ((r->methods & bit) && edge__route_covers(r, path, plen))
             return r;
     }
     return NULL;

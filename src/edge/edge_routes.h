@@ -61,6 +61,10 @@ const struct edge_route *edge__routes_get(const struct edge_routes *rt, size_t i
 const struct edge_route *edge__routes_match(const struct edge_routes *rt, const char *path,
                                             size_t plen, enum http_method m);
 
+/* 1 when route r's prefix covers path[0..plen) (whatever the method), by the rule of
+ * edge__routes_match(). */
+int edge__route_covers(const struct edge_route *r, const char *path, size_t plen);
+
 /* Appends the route's part of the key, to follow the primary key (which the caller builds
  * with cache_key_primary_ex(..., &r->query) so the route's query rules apply): for a POST
  * on a key_body route, "\nbody:" and the hex XXH3-128 of the canonical JSON (or of the

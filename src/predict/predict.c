@@ -688,6 +688,16 @@ static void oip_route(struct predict *p, struct predict_loop *pl, struct http_ex
     }
 }
 
+const char *const predict_paths[] = {"/predict", "/batch_predict", "/v2", NULL};
+
+int predict_path_taken(const char *path, size_t len)
+{
+    struct http_str s = {path, len};
+
+    return str_eq(s, "/predict") || str_eq(s, "/batch_predict") ||
+           (len >= 3 && !memcmp(path, "/v2", 3) && (len == 3 || path[3] == '/'));
+}
+
 int predict_handle(struct predict *p, struct predict_loop *pl, struct http_exchange *x)
 {
     const struct http_request *req = http_x_request(x);

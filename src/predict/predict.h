@@ -51,6 +51,13 @@ struct predict_loop *predict_loop_init(struct predict *p, uv_loop_t *loop);
  * (NULL is fine). */
 void predict_loop_fini(struct predict_loop **plp);
 
+/* 1 when predict_handle() takes requests for path[0..len) (any method): "/predict",
+ * "/batch_predict", "/v2" and everything under "/v2/". Pure; for the edge to tell which
+ * of its own routes these paths hide. */
+int predict_path_taken(const char *path, size_t len);
+/* The roots of those paths, NULL-terminated (static storage). */
+extern const char *const predict_paths[];
+
 /* Public listener, on x's loop, pl being that loop's queue: /predict, /batch_predict and
  * /v2[/...]. Returns 1 when it took x (then it answers x, at once or later on this loop),
  * 0 for any other path. */

@@ -701,3 +701,46 @@ def test_rss_returns_after_big_model_removed(mlcdn, tmp_path):
         assert reload(e).json()["retired"] == [{"model": "big", "version": 2}]
         rss = proc_status(e.pid, "VmRSS")
         assert rss < base + 64 * MiB, (cycle, base // MiB, rss // MiB)
+
+
+# ---- routes and prediction serving ----
+
+def test_predict_route_shadowed_by_models_is_reported_at_start(mlcdn, models, tmp_path):
+    """A caching route for /predict in the config file and --models both claim /predict:
+    prediction serving wins (documented rule) and the start-up log names the route and
+    the endpoint. The route's other paths still go through it."""
+    conf = tmp_path / "edge.conf"
+    conf.write_text('routes = (\n'
+                    '  { prefix = "/features/"; methods = ["GET"]; ttl = 60; },\n'
+                    '  { prefix = "/predict"; methods = ["POST"]; key_body = "json"; ttl = 300; }\n'
+                    ');\n')
+    e = start_edge(mlcdn, models, "--config", str(conf))
+    r = post(e, "/predict", {"model": "logreg", "features": [0.0] * 32})
+    assert r.status == 200, r.body
+    assert "prediction" in r.json() or "predictions" in r.json()
+    log = e.log()
+    lines = [ln for ln in log.splitlines() if "route shadowed by prediction serving" in ln]
+    assert len(lines) == 1, log
+    assert 'route="routes[1]"' in lines[0] and 'prefix="/predict"' in lines[0]
+    assert 'endpoint="/predict"' in lines[0] and "level=warn" in lines[0]
+
+
+def test_inference_only_edge_needs_no_origin(mlcdn, models):
+    """`mlcdn edge --models DIR` without --origin starts: predictions are served, any other
+    request gets 404 saying no origin is configured. Without --models --origin stays
+    required."""
+    e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                       "--models", str(models), "--models-poll", "0"], ready_pattern=EDGE_READY)
+    r = post(e, "/predict", {"model": "logreg", "features": [0.0] * 32})
+    assert r.status == 200, r.body
+    r = e.get("/v2/health/live")
+    assert r.status == 200
+    for method, path in (("GET", "/index.html"), ("POST", "/upload"), ("HEAD", "/x")):
+        r = e.request(method, path)
+        assert r.status == 404, (method, path, r.status)
+        if method != "HEAD":
+            assert "no origin is configured" in r.json()["error"]
+    assert request("GET", e.ready["admin"] + "/health").status == 200
+    p = subprocess.run([binary(), "edge", "--listen", "127.0.0.1:0", "--admin", ""],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode != 0 and "--origin is required" in p.stderr, p.stderr

@@ -312,6 +312,12 @@ static void test_match(void **state)
     assert_string_equal(edge__routes_match(rt, "/predict/batch", 9, HTTP_M_POST)->prefix,
                         "/predict");
     assert_null(edge__routes_match(rt, "", 0, HTTP_M_GET));
+    /* Covering ignores the method (prediction serving takes every method on its paths). */
+    const struct edge_route *pr = edge__routes_match(rt, "/predict", 8, HTTP_M_GET);
+    assert_true(edge__route_covers(pr, "/predict", 8));
+    assert_true(edge__route_covers(pr, "/predict/x", 10));
+    assert_false(edge__route_covers(pr, "/predictions", 12));
+    assert_false(edge__route_covers(pr, "/predic", 7));
     edge__routes_free(&rt);
 }
 
