@@ -154,6 +154,23 @@ static int read_config(const char *path, struct predict_model_cfg *cfg, char *er
         json_decref(root);
         return -EINVAL;
     }
+    /* A misspelt or unsupported key would otherwise be a setting silently not applied. */
+    const char *key;
+    json_object_foreach(root, key, v)
+    {
+        static const char *const known[] = {"max_batch", "max_delay_us", "threads", "cache_bytes",
+                                            "cache_size"};
+        size_t i = 0;
+        while (i < MC_ARRAY_SIZE(known) && strcmp(key, known[i]) != 0)
+            i++;
+        if (i == MC_ARRAY_SIZE(known)) {
+            snprintf(err, errlen,
+                     "%s: unknown key '%.64s' (known: max_batch, max_delay_us, threads, "
+                     "cache_bytes)",
+                     path, key);
+            goto fail;
+        }
+    }
     if ((v = json_object_get(root, "max_batch"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65536)
             goto bad_max_batch;

@@ -744,3 +744,22 @@ def test_inference_only_edge_needs_no_origin(mlcdn, models):
     p = subprocess.run([binary(), "edge", "--listen", "127.0.0.1:0", "--admin", ""],
                        capture_output=True, text=True, timeout=10)
     assert p.returncode != 0 and "--origin is required" in p.stderr, p.stderr
+
+
+def test_unknown_config_key_refuses_the_model(mlcdn, tmp_path):
+    """An unknown key in a model's config.json ("default_version": 1) is refused, naming
+    the key: that model does not load (log, /admin/models), the other models do."""
+    m = tmp_path / "models"
+    link_model(m, "mlp", 1)
+    link_model(m, "logreg", 1, config={"max_batch": 8, "default_version": 1})
+    e = start_edge(mlcdn, m)
+    assert post(e, "/predict", {"model": "mlp", "features": X64}).status == 200
+    r = post(e, "/predict", {"model": "logreg", "features": [0.0] * 32})
+    assert r.status == 503, r.body
+    st = admin_models(e)
+    assert st["mlp"]["ready"] is True
+    assert st["logreg"]["ready"] is False
+    assert "unknown key 'default_version'" in st["logreg"]["error"], st["logreg"]["error"]
+    assert "config.json" in st["logreg"]["error"]
+    assert "msg=\"model failed to load\" model=logreg" in e.log()
+    assert "unknown key 'default_version'" in e.log()
