@@ -521,6 +521,34 @@ static void start_body(struct predict *p, struct predict_loop *pl, struct http_e
 
 /* ---- OIP metadata ---- */
 
+/* OIP v2 health (KServe's REST spec, "Health"): the status code is the answer, 200 true
+ * and a 4xx false, and the body is empty. False is 400, as Triton answers; an unknown
+ * model or version is 404 (still a 4xx: false). */
+static void reply_health(struct predict *p, struct http_exchange *x, enum predict_ep ep, int status)
+{
+    char h[160];
+
+    count(p, x, ep, status);
+    snprintf(h, sizeof(h), "Cache-Control: no-store\r\nX-Edge-Region: %s\r\n", p->cfg.region);
+    http_x_respond(x, status, h, NULL, 0);
+}
+
+/* The spec's "server ready": all the models are ready for inferencing. A model is ready
+ * when a version of it serves; one that failed to load (and has no older version to
+ * serve) keeps the server not ready until it is fixed or removed. No model at all is
+ * vacuously ready. A draining edge is not ready: it is about to stop. */
+static int server_ready(struct predict *p)
+{
+    struct predict_models *r = p->models;
+    int ready = !atomic_load(&p->draining);
+
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < r->n && ready; i++)
+        ready = r->models[i]->cur != NULL;
+    pthread_rwlock_unlock(&r->lock);
+    return ready;
+}
+
 static void oip_model(struct predict *p, struct http_exchange *x, const char *name, int64_t version,
                       int ready)
 {
@@ -531,15 +559,12 @@ static void oip_model(struct predict *p, struct http_exchange *x, const char *na
     enum predict_ep ep = ready ? PREDICT_EP_V2_READY : PREDICT_EP_V2_META;
     int rc = predict__models_get(r, name, version, &v, msg, sizeof(msg));
 
-    buf_init(&b, 1 << 20);
-    if (rc == -EAGAIN && ready) {
-        buf_puts(&b, "{\"name\":");
-        buf_json_str(&b, name, strlen(name));
-        buf_puts(&b, ",\"ready\":false}\n");
-        reply_json(p, x, ep, 503, &b, NULL);
-        buf_fini(&b);
+    if (ready) {
+        predict__version_unref(&v);
+        reply_health(p, x, ep, rc == 0 ? 200 : rc == -EAGAIN ? 400 : rc == -ENOENT ? 404 : 400);
         return;
     }
+    buf_init(&b, 1 << 20);
     if (rc) {
         buf_fini(&b);
         reply_err(p, x, ep, http_status(rc), msg);
@@ -547,21 +572,17 @@ static void oip_model(struct predict *p, struct http_exchange *x, const char *na
     }
     buf_puts(&b, "{\"name\":");
     buf_json_str(&b, v->model->name, strlen(v->model->name));
-    if (ready) {
-        buf_puts(&b, ",\"ready\":true}\n");
-    } else {
-        buf_puts(&b, ",\"versions\":[");
-        pthread_rwlock_rdlock(&r->lock);
-        for (size_t k = 0; k < v->model->nvers; k++)
-            buf_printf(&b, "%s\"%" PRId64 "\"", k ? "," : "", v->model->vers[k]->version);
-        pthread_rwlock_unlock(&r->lock);
-        buf_printf(&b, "],\"platform\":\"onnx\",\"inputs\":");
-        predict__json_io(&b, v->in, v->n_in);
-        buf_puts(&b, ",\"outputs\":");
-        predict__json_io(&b, v->out, v->n_out);
-        buf_printf(&b, ",\"parameters\":{\"version\":\"%" PRId64 "\",\"max_batch\":%u}}\n",
-                   v->version, v->cfg.max_batch);
-    }
+    buf_puts(&b, ",\"versions\":[");
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t k = 0; k < v->model->nvers; k++)
+        buf_printf(&b, "%s\"%" PRId64 "\"", k ? "," : "", v->model->vers[k]->version);
+    pthread_rwlock_unlock(&r->lock);
+    buf_printf(&b, "],\"platform\":\"onnx\",\"inputs\":");
+    predict__json_io(&b, v->in, v->n_in);
+    buf_puts(&b, ",\"outputs\":");
+    predict__json_io(&b, v->out, v->n_out);
+    buf_printf(&b, ",\"parameters\":{\"version\":\"%" PRId64 "\",\"max_batch\":%u}}\n", v->version,
+               v->cfg.max_batch);
     predict__version_unref(&v);
     reply_json(p, x, ep, 200, &b, NULL);
     buf_fini(&b);
@@ -591,7 +612,6 @@ static void oip_route(struct predict *p, struct predict_loop *pl, struct http_ex
 {
     const struct http_request *req = http_x_request(x);
     int get = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
-    struct predict_models *r = p->models;
     struct http_str rest = path, s[6];
     size_t n = 0;
     char name[PREDICT_MODEL_NAME_MAX + 8];
@@ -616,28 +636,18 @@ static void oip_route(struct predict *p, struct predict_loop *pl, struct http_ex
             reply_err(p, x, ep, 405, "use GET");
             return;
         }
-        buf_init(&b, 4096);
-        int status = 200;
         if (n == 0) {
+            buf_init(&b, 4096);
             buf_puts(&b, "{\"name\":\"mlcdn\",\"version\":\"1\",\"extensions\":[]}\n");
-        } else if (str_eq(s[1], "live")) {
-            buf_puts(&b, "{\"live\":true}\n");
-        } else if (str_eq(s[1], "ready")) {
-            int ready = 0;
-            pthread_rwlock_rdlock(&r->lock);
-            for (size_t i = 0; i < r->n; i++)
-                ready |= r->models[i]->cur != NULL;
-            pthread_rwlock_unlock(&r->lock);
-            ready = ready && !atomic_load(&p->draining);
-            status = ready ? 200 : 503;
-            buf_puts(&b, ready ? "{\"ready\":true}\n" : "{\"ready\":false}\n");
-        } else {
+            reply_json(p, x, ep, 200, &b, NULL);
             buf_fini(&b);
+        } else if (str_eq(s[1], "live")) {
+            reply_health(p, x, ep, 200);
+        } else if (str_eq(s[1], "ready")) {
+            reply_health(p, x, ep, server_ready(p) ? 200 : 400);
+        } else {
             reply_err(p, x, ep, 404, "unknown /v2/health path (live, ready)");
-            return;
         }
-        reply_json(p, x, ep, status, &b, NULL);
-        buf_fini(&b);
         return;
     }
     if (!str_eq(s[0], "models") || n < 2 || s[1].len == 0 || s[1].len > PREDICT_MODEL_NAME_MAX) {

@@ -185,9 +185,16 @@ def test_batch_split_hits_and_misses(edge):
 
 # ---- Open Inference Protocol v2 ----
 
+def health(e, path):
+    """(status, body) of an OIP health endpoint: the spec answers with the status code
+    alone (200 true, 4xx false) and an empty body."""
+    r = e.get(path)
+    return r.status, r.body
+
+
 def test_oip_health_and_metadata(edge):
-    assert edge.get("/v2/health/live").json() == {"live": True}
-    assert edge.get("/v2/health/ready").json() == {"ready": True}
+    assert health(edge, "/v2/health/live") == (200, b"")
+    assert health(edge, "/v2/health/ready") == (200, b"")
     assert edge.get("/v2").json()["name"] == "mlcdn"
     md = edge.get("/v2/models/two_tower").json()
     assert md["name"] == "two_tower" and md["versions"] == ["1"]
@@ -196,11 +203,11 @@ def test_oip_health_and_metadata(edge):
                             {"name": "dense", "datatype": "FP32", "shape": [-1, 16]}]
     assert md["outputs"] == [{"name": "prob", "datatype": "FP32", "shape": [-1, 1]}]
     assert edge.get("/v2/models/two_tower/versions/1").json()["inputs"] == md["inputs"]
-    assert edge.get("/v2/models/mlp/ready").json() == {"name": "mlp", "ready": True}
-    assert edge.get("/v2/models/mlp/versions/1/ready").status == 200
-    assert edge.get("/v2/models/mlp/versions/2/ready").status == 404
+    assert health(edge, "/v2/models/mlp/ready") == (200, b"")
+    assert health(edge, "/v2/models/mlp/versions/1/ready") == (200, b"")
+    assert health(edge, "/v2/models/mlp/versions/2/ready") == (404, b"")
     assert edge.get("/v2/models/nope").status == 404
-    assert edge.get("/v2/models/nope/ready").status == 404
+    assert health(edge, "/v2/models/nope/ready") == (404, b"")
 
 
 def test_oip_infer(edge):
@@ -518,7 +525,13 @@ def test_broken_model_at_start(mlcdn, tmp_path):
     assert post(e, "/predict", {"model": "mlp", "features": X64}).status == 200
     r = post(e, "/predict", {"model": "broken", "features": X64})
     assert r.status == 503 and "no version loaded" in r.json()["error"]
-    assert e.get("/v2/models/broken/ready").status == 503
+    # OIP v2: a model that is not ready is a 4xx with an empty body, and the server is
+    # ready only when all its models are.
+    assert health(e, "/v2/models/broken/ready") == (400, b"")
+    assert health(e, "/v2/models/broken/versions/1/ready") == (404, b"")
+    assert health(e, "/v2/models/mlp/ready") == (200, b"")
+    assert health(e, "/v2/health/ready") == (400, b"")
+    assert health(e, "/v2/health/live") == (200, b"")
     st = {x["name"]: x for x in request("GET", e.admin + "/admin/models").json()["models"]}
     assert st["broken"]["ready"] is False and "version 1" in st["broken"]["error"]
     assert "max_batch: expected an integer" in st["badcfg"]["error"]
