@@ -39,6 +39,7 @@ struct series {
     struct series *next;
     char *labels;
     enum kind kind;
+    int hidden; /* holds a pair metrics_hide_label() hid: not rendered */
     union {
         struct metrics_counter counter;
         struct metrics_gauge gauge;
@@ -58,8 +59,18 @@ struct family {
     struct series *series, **tail;
 };
 
+/* A label pair (`name="value"`) whose series are hidden (metrics_hide_label). */
+struct hidden_pair {
+    struct hidden_pair *next;
+    size_t len;
+    char pair[];
+};
+
 static pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct family *families, **ftail = &families;
+static struct hidden_pair *hidden; /* mtx */
+
+static int hidden_labels(const char *labels);
 
 static struct series *lookup(const char *name, const char *help, const char *labels, enum kind kind)
 {
@@ -88,6 +99,9 @@ static struct series *lookup(const char *name, const char *help, const char *lab
     s = mc_xcalloc(1, sizeof(*s));
     s->labels = mc_xstrdup(labels);
     s->kind = kind;
+    /* A late first update of something removed (a request that finished on a model
+     * after it left) does not bring it back. */
+    s->hidden = hidden_labels(labels);
     *f->tail = s;
     f->tail = &s->next;
     return s;
@@ -327,6 +341,70 @@ static int render_hist(struct buf *out, const char *name, const struct series *s
     return err;
 }
 
+/* 1 when the label text holds pair (`name="value"`) as one whole label. */
+static int has_label(const char *labels, const char *pair, size_t plen)
+{
+    for (const char *p = labels; (p = strstr(p, pair)) != NULL; p++)
+        if ((p == labels || p[-1] == ',') && (p[plen] == '\0' || p[plen] == ','))
+            return 1;
+    return 0;
+}
+
+static int hidden_labels(const char *labels)
+{
+    for (const struct hidden_pair *h = hidden; h; h = h->next)
+        if (has_label(labels, h->pair, h->len))
+            return 1;
+    return 0;
+}
+
+/* Marks the series again after the list of hidden pairs changed (mtx held). */
+static void rehide(void)
+{
+    for (struct family *f = families; f; f = f->next)
+        for (struct series *s = f->series; s; s = s->next)
+            s->hidden = hidden_labels(s->labels);
+}
+
+void metrics_hide_label(const char *name, const char *value)
+{
+    struct buf pair;
+
+    buf_init(&pair, SIZE_MAX);
+    buf_printf(&pair, "%s=\"%s\"", name, value);
+    pthread_mutex_lock(&mtx);
+    if (!hidden_labels(pair.data)) {
+        struct hidden_pair *h = mc_xmalloc(sizeof(*h) + pair.len + 1);
+        h->len = pair.len;
+        memcpy(h->pair, pair.data, pair.len + 1);
+        h->next = hidden;
+        hidden = h;
+        rehide();
+    }
+    pthread_mutex_unlock(&mtx);
+    buf_fini(&pair);
+}
+
+void metrics_show_label(const char *name, const char *value)
+{
+    struct buf pair;
+
+    buf_init(&pair, SIZE_MAX);
+    buf_printf(&pair, "%s=\"%s\"", name, value);
+    pthread_mutex_lock(&mtx);
+    for (struct hidden_pair **hp = &hidden; *hp; hp = &(*hp)->next) {
+        if ((*hp)->len == pair.len && memcmp((*hp)->pair, pair.data, pair.len) == 0) {
+            struct hidden_pair *h = *hp;
+            *hp = h->next;
+            free(h);
+            rehide();
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mtx);
+    buf_fini(&pair);
+}
+
 int metrics_render(struct buf *out)
 {
     static const char *const types[] = {"counter", "gauge", "gauge", "histogram", "counter"};
@@ -335,9 +413,16 @@ int metrics_render(struct buf *out)
 
     pthread_mutex_lock(&mtx);
     for (struct family *f = families; f; f = f->next) {
+        struct series *s = f->series;
+        while (s && s->hidden)
+            s = s->next;
+        if (f->series && !s)
+            continue; /* every series hidden */
         err |= buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
                           types[f->kind]);
-        for (struct series *s = f->series; s; s = s->next) {
+        for (; s; s = s->next) {
+            if (s->hidden)
+                continue;
             if (f->kind == K_HIST) {
                 err |= render_hist(out, f->name, s);
                 continue;
@@ -378,6 +463,11 @@ void metrics_reset(void)
         free(f);
     }
     ftail = &families;
+    while (hidden) {
+        struct hidden_pair *h = hidden;
+        hidden = h->next;
+        free(h);
+    }
     pthread_mutex_unlock(&mtx);
 }
 

@@ -4,7 +4,8 @@
  * atomics from any thread. A series is identified by its family name and its label set
  * (rendered text like `tier="L1",status="hit"`); registering the same pair twice returns
  * the same series. Series live until metrics_reset() (tests) or process exit; callers
- * keep plain pointers and never free them.
+ * keep plain pointers and never free them. Series that describe something gone (a model
+ * removed) are hidden from the export (metrics_hide_label), not freed.
  *
  * Histograms are log-linear: 8 linear sub-buckets per power of two over integer values
  * (microseconds, bytes, rows...), so any quantile is within 12.5% of the true value at
@@ -61,6 +62,15 @@ void metrics_process_register(const char *version, const char *commit);
 /* Appends `s` to out as the inside of a label value: backslash, double quote and line
  * feed escaped as the exposition format requires. Returns 0 or -E2BIG. */
 int metrics_label_esc(struct buf *out, const char *s);
+
+/* Takes every series whose label set holds name="value" (value as rendered, already
+ * escaped) out of the export, e.g. the series of a model that was removed: they are no
+ * longer rendered (nor their callbacks called; a family left without a series is not
+ * rendered either), and series registered later with that pair start hidden. Pointers to
+ * them stay valid and updates are kept, unseen. metrics_show_label() undoes it (the
+ * model is back), values included. */
+void metrics_hide_label(const char *name, const char *value);
+void metrics_show_label(const char *name, const char *value);
 
 /* Appends every family in Prometheus text exposition format 0.0.4. */
 int metrics_render(struct buf *out);

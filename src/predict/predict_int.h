@@ -142,6 +142,10 @@ struct predict_version {
 
 struct predict_model {
     unsigned magic;
+    /* The registry's reference while the model is listed, and one per version whose
+     * `model` it is: requests still running on a version of a removed model use its
+     * cache and metrics until they finish. */
+    _Atomic unsigned refcnt;
     char name[PREDICT_MODEL_NAME_MAX];
     struct predict_version **vers; /* ascending version; reg->lock */
     size_t nvers;

@@ -42,6 +42,22 @@ struct cand {
     int keep;                       /* unchanged: keep the served one */
 };
 
+static void model_unref(struct predict_model **mp)
+{
+    struct predict_model *m = *mp;
+
+    *mp = NULL;
+    if (!m)
+        return;
+    MC_CHECK_OBJ(m, PREDICT_MODEL_MAGIC);
+    if (atomic_fetch_sub(&m->refcnt, 1) != 1)
+        return;
+    MC_ASSERT(m->nvers == 0);
+    free(m->vers);
+    cache_pred_free(&m->cache);
+    MC_FREE_OBJ(m);
+}
+
 struct predict_version *predict__version_ref(struct predict_version *v)
 {
     MC_CHECK_OBJ_NOTNULL(v, PREDICT_VERSION_MAGIC);
@@ -68,6 +84,7 @@ void predict__version_unref(struct predict_version **vp)
     free(v->out);
     if (v->info)
         metrics_gauge_add(v->info, -1);
+    model_unref(&v->model);
     MC_FREE_OBJ(v);
 }
 
@@ -381,12 +398,14 @@ static struct predict_model *model_new(struct predict_models *r, const char *nam
     mc_rwlock_assert_held(&r->lock);
     m = mc_xcalloc(1, sizeof(*m));
     MC_INIT_OBJ(m, PREDICT_MODEL_MAGIC);
+    atomic_init(&m->refcnt, 1);
     snprintf(m->name, sizeof(m->name), "%s", name);
     m->cache_bytes = cache_bytes;
     if (cache_bytes &&
         cache_pred_new(cache_bytes, "default", r->cache_objective, 16, &m->cache) != 0)
         m->cache = NULL;
     snprintf(labels, sizeof(labels), "model=\"%s\"", name);
+    metrics_show_label("model", name); /* a model removed before, back */
     m->lat = metrics_hist("mlcdn_predict_inference_duration_seconds",
                           "Time of one inference run (one batch), by model", labels, 1e6, 16,
                           60000000);
@@ -565,6 +584,7 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
             if (c[i].keep) {
                 nv[nn++] = old;
             } else if (c[i].loaded) {
+                atomic_fetch_add(&m->refcnt, 1);
                 c[i].loaded->model = m;
                 model_info(c[i].loaded);
                 nv[nn++] = c[i].loaded;
@@ -597,6 +617,26 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
             snprintf(m->error + o, sizeof(m->error) - o, "%s%.400s", o ? "; " : "", errs[k].error);
         }
     }
+    /* A model whose directory holds no version any more (removed, or emptied) leaves the
+     * registry and the metrics; its versions were retired above and finish their
+     * requests. A scan cut at MAX_CANDIDATES may have missed models: nothing goes then. */
+    struct predict_model **removed = mc_xcalloc(r->n ? r->n : 1, sizeof(*removed));
+    size_t nremoved = 0;
+    for (size_t mi = 0; n < MAX_CANDIDATES && mi < r->n;) {
+        struct predict_model *m = r->models[mi];
+        size_t i = 0;
+        while (i < n && strcmp(c[i].name, m->name))
+            i++;
+        if (i < n) {
+            mi++;
+            continue;
+        }
+        MC_ASSERT(m->nvers == 0);
+        metrics_hide_label("model", m->name);
+        removed[nremoved++] = m;
+        memmove(&r->models[mi], &r->models[mi + 1], (r->n - mi - 1) * sizeof(*r->models));
+        r->n--;
+    }
     r->reloads++;
     if (nfail)
         r->reload_failures++;
@@ -607,6 +647,12 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
             buf_printf(report, "%s{\"model\":", k ? "," : "");
             buf_json_str(report, retired[k]->model->name, strlen(retired[k]->model->name));
             buf_printf(report, ",\"version\":%" PRId64 "}", retired[k]->version);
+        }
+        buf_puts(report, "],\"removed\":[");
+        for (size_t k = 0; k < nremoved; k++) {
+            if (k)
+                buf_puts(report, ",");
+            buf_json_str(report, removed[k]->name, strlen(removed[k]->name));
         }
         buf_puts(report, "],\"failed\":[");
         for (size_t k = 0; k < nerrs; k++) {
@@ -625,6 +671,11 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
         predict__version_unref(&retired[k]);
     }
     free(retired);
+    for (size_t k = 0; k < nremoved; k++) {
+        log_info("model removed", "model=%s", removed[k]->name);
+        model_unref(&removed[k]);
+    }
+    free(removed);
     free(errs);
     free(c);
     return (int)nfail;
@@ -724,11 +775,11 @@ void predict__models_free(struct predict_models **rp)
     }
     for (size_t i = 0; i < r->n; i++) {
         struct predict_model *m = r->models[i];
-        for (size_t k = 0; k < m->nvers; k++)
+        size_t nv = m->nvers;
+        m->nvers = 0;
+        for (size_t k = 0; k < nv; k++)
             predict__version_unref(&m->vers[k]);
-        free(m->vers);
-        cache_pred_free(&m->cache);
-        MC_FREE_OBJ(m);
+        model_unref(&m);
     }
     free(r->models);
     pthread_rwlock_destroy(&r->lock);

@@ -776,3 +776,42 @@ def test_unknown_config_key_refuses_the_model(mlcdn, tmp_path):
     assert "config.json" in st["logreg"]["error"]
     assert "msg=\"model failed to load\" model=logreg" in e.log()
     assert "unknown key 'default_version'" in e.log()
+
+
+def test_deleted_model_is_unloaded_and_its_series_go(mlcdn, tmp_path):
+    """A model directory removed while the edge runs: the watcher unloads the model (it
+    leaves /admin/models, /v2 answers 404) once its in-flight request finished on it, and
+    its metric series leave /metrics; the other models go on."""
+    m = tmp_path / "models"
+    link_model(m, "mlp", 1)
+    (m / "slow" / "1").mkdir(parents=True)
+    write_slow_model(str(m / "slow" / "1" / "model.onnx"), 1024, 8)
+    e = start_edge(mlcdn, m, "--models-poll", "100ms")
+    assert post(e, "/predict", {"model": "mlp", "features": X64}).status == 200
+    assert post(e, "/predict", {"model": "slow", "features": [1.0] * 64},
+                timeout=60).status == 200
+    assert 'model="slow"' in request("GET", e.admin + "/metrics").body.decode()
+    res = {}
+
+    def slow():
+        res["r"] = post(e, "/predict", {"model": "slow", "features": [2.0] * 64}, timeout=60)
+
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.05)
+    shutil.rmtree(m / "slow")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "slow" in admin_models(e):
+        time.sleep(0.05)
+    assert "slow" not in admin_models(e)
+    th.join(60)
+    assert res["r"].status == 200 and res["r"].json()["model"] == "slow"
+    r = post(e, "/predict", {"model": "slow", "features": [2.0] * 64})
+    assert r.status == 404, r.body
+    assert health(e, "/v2/models/slow/ready") == (404, b"")
+    assert health(e, "/v2/health/ready") == (200, b"")
+    metrics = request("GET", e.admin + "/metrics").body.decode()
+    assert 'model="slow"' not in metrics
+    assert 'model="mlp"' in metrics
+    assert post(e, "/predict", {"model": "mlp", "features": X64}).status == 200
+    assert "model removed" in e.log()

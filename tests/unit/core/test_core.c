@@ -238,6 +238,45 @@ static void test_metrics_render(void **state)
     metrics_reset();
 }
 
+/* A model removed from a registry takes its series out of the export, and only its own;
+ * showing the pair again brings them back with their values. */
+static void test_metrics_hide_label(void **state)
+{
+    struct buf b;
+
+    (void)state;
+    metrics_reset();
+    struct metrics_counter *a = metrics_counter("t_runs_total", "Runs",
+                                                "model=\"a\",status=\"ok\"");
+    metrics_counter_add(a, 2);
+    metrics_counter_add(metrics_counter("t_runs_total", "Runs", "model=\"ab\""), 1);
+    metrics_counter_add(metrics_counter("t_runs_total", "Runs", "xmodel=\"a\""), 1);
+    metrics_counter_add(metrics_counter("t_only_a_total", "Only a", "model=\"a\""), 5);
+    metrics_hide_label("model", "a");
+    metrics_counter_add(a, 1); /* the pointer stays valid */
+    buf_init(&b, 1 << 20);
+    assert_int_equal(metrics_render(&b), 0);
+    assert_null(strstr(b.data, "{model=\"a\""));
+    assert_non_null(strstr(b.data, "t_runs_total{model=\"ab\"} 1"));
+    assert_non_null(strstr(b.data, "t_runs_total{xmodel=\"a\"} 1"));
+    assert_null(strstr(b.data, "t_only_a_total")); /* no series left: no HELP/TYPE either */
+    /* Registered again, or anew, while hidden: still hidden (a late request). */
+    buf_reset(&b);
+    assert_ptr_equal(a, metrics_counter("t_runs_total", "Runs", "model=\"a\",status=\"ok\""));
+    metrics_counter_add(metrics_counter("t_runs_total", "Runs", "model=\"a\",status=\"no\""), 1);
+    assert_int_equal(metrics_render(&b), 0);
+    assert_null(strstr(b.data, "{model=\"a\""));
+    /* Shown again: every series of the pair, with its values. */
+    metrics_show_label("model", "a");
+    buf_reset(&b);
+    assert_int_equal(metrics_render(&b), 0);
+    assert_non_null(strstr(b.data, "t_runs_total{model=\"a\",status=\"ok\"} 3"));
+    assert_non_null(strstr(b.data, "t_runs_total{model=\"a\",status=\"no\"} 1"));
+    assert_non_null(strstr(b.data, "t_only_a_total{model=\"a\"} 5"));
+    buf_fini(&b);
+    metrics_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_conf_file_and_flags),
         cmocka_unit_test(test_conf_reload_helpers),
         cmocka_unit_test(test_metrics_render),
+        cmocka_unit_test(test_metrics_hide_label),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
