@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from mlcdn_proc import metric, mlcdn, request, wait_for  # noqa: F401  (mlcdn is a fixture)
+from mlcdn_proc import metric, mlcdn, raw, request, wait_for  # noqa: F401  (mlcdn is a fixture)
 
 EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+) region=\S+ name=(?P<name>\S+)"
 
@@ -788,3 +788,23 @@ def test_purge_answers_503_when_redis_cannot_be_reached(site, redis):
     assert r.status == 503, r.body
     assert "redis" in r.json()["error"].lower()
     assert r.json()["purged"] == 1  # L1's copy went anyway
+
+
+def test_purge_of_an_absolute_url_drops_that_hosts_redis_copy_only(site, redis):
+    token = "purge-token"
+    site.put("/ph.txt", b"body", {"Cache-Control": "max-age=300"})
+    a = site.edge("--redis", redis.url, "--redis-timeout", "2s", "--admin-token", token)
+    wait_redis_connected(redis, 2)
+    for host in ("a.example.test", "b.example.test"):
+        assert a.get("/ph.txt", headers={"Host": host}).headers["X-Cache-Level"] == "ORIGIN"
+    wait_for(lambda: len(redis_cli(redis, "keys", "mlcdn:obj:*").split()) == 2,
+             what="both copies in Redis")
+    adm = a.admin.split("//", 1)[1].split(":")
+    out = raw(adm[0], int(adm[1]),
+              b"PURGE http://a.example.test/ph.txt HTTP/1.1\r\nHost: a.example.test\r\n"
+              b"Authorization: Bearer " + token.encode() + b"\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200"), out
+    assert b'{"purged":2}' in out  # L1 and Redis, a.example.test only
+    assert len(redis_cli(redis, "keys", "mlcdn:obj:*").split()) == 1
+    assert a.get("/ph.txt", headers={"Host": "b.example.test"}).headers["X-Cache"] == "HIT"
+    assert a.get("/ph.txt", headers={"Host": "a.example.test"}).headers["X-Cache"] == "MISS"
