@@ -172,7 +172,7 @@ time.sleep(60)
 PY
       local cpid=$!
       for _ in $(seq 600); do [ -e "$W/idle.ready" ] && break; sleep 0.1; done
-      sleep 1
+      sleep 2.5 # past mlcdn's idle trim (1 s idle, checked every second)
       after=$(rss_kb "$TPID")
       kill "$cpid" 2>/dev/null || true; wait "$cpid" 2>/dev/null || true
       rm -f "$W/idle.ready"

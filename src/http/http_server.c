@@ -69,6 +69,7 @@ static void start_reading(struct conn *c);
 static void stream_body(struct conn *c);
 static void body_fail(struct conn *c, int status, const char *msg);
 static ssize_t tls_pull(struct conn *c);
+static void in_room(struct conn *c);
 
 void http_server_cfg_default(struct http_server_cfg *cfg)
 {
@@ -1437,6 +1438,7 @@ static void linger_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     struct conn *c = h->data;
 
     (void)suggested;
+    in_room(c);
     b->base = c->in;
     b->len = c->in_cap;
 }
@@ -1709,6 +1711,10 @@ void http_x_body_resume(struct http_exchange *x)
  * limit bounds it. */
 static void in_room(struct conn *c)
 {
+    if (!c->in) {
+        c->in_cap = INBUF_MIN;
+        c->in = mc_xmalloc(c->in_cap);
+    }
     if (c->in_cap - c->in_len < 1024 && !c->x) {
         size_t max = c->w->srv->cfg.limits.max_header_bytes + 65536;
         size_t ncap = MC_MIN(c->in_cap * 2, max);
@@ -2225,8 +2231,12 @@ static void conn_new(struct listener *l, int fd, const struct sockaddr_storage *
         uv_ip6_name((const struct sockaddr_in6 *)peer, c->peer, sizeof(c->peer));
     else if (peer->ss_family == AF_INET)
         uv_ip4_name((const struct sockaddr_in *)peer, c->peer, sizeof(c->peer));
-    c->in_cap = INBUF_MIN;
-    c->in = mc_xmalloc(c->in_cap);
+    /* A TLS connection gets its input buffer with its first plaintext (in_room): an idle
+     * or handshaking one does not hold it. */
+    if (!c->lcfg->tls) {
+        c->in_cap = INBUF_MIN;
+        c->in = mc_xmalloc(c->in_cap);
+    }
     c->state = ST_HEAD;
     c->keep_alive = 1;
     c->idle_since = uv_now(&w->loop);
@@ -2331,6 +2341,8 @@ static void on_stop(uv_async_t *a)
     for (size_t i = 0; i < w->srv->cfg.nlisteners; i++)
         uv_close((uv_handle_t *)&w->listeners[i].poll, listener_closed);
     uv_close((uv_handle_t *)&w->accept_timer, NULL);
+    if (w->trimming)
+        uv_close((uv_handle_t *)&w->trim_timer, NULL);
     if (w->fd_short) {
         w->fd_short = 0;
         atomic_fetch_sub(&w->srv->fd_short, 1);
@@ -2361,6 +2373,27 @@ static void on_stop(uv_async_t *a)
         on_grace(&w->grace_timer); /* the hurry's wake-up merged with the stop's */
 }
 
+/* Idle HTTP/1.1 TLS connections (between requests, or never used) give back their input
+ * buffer and TLS's I/O buffers: memory per idle connection is what a CDN edge holds most
+ * of. HTTP/2 sessions keep theirs (their input is staged per read). */
+static void on_trim(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+
+    for (struct conn *c = w->conns; c; c = c->next) {
+        if (!c->tls || c->h2 || c->closing || c->x || c->sf.active || c->state != ST_HEAD ||
+            c->in_len != 0 || now - c->idle_since < TLS_TRIM_MS)
+            continue;
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+        free(c->spare); /* the parsed-request struct kept for the next request (4.7 KB) */
+        c->spare = NULL;
+        http_tls_trim(c->tls);
+    }
+}
+
 static void worker_run(void *arg)
 {
     struct worker *w = arg;
@@ -2374,6 +2407,12 @@ static void worker_run(void *arg)
             w->tls_rbuf = mc_xmalloc(TLS_RBUF);
     uv_timer_init(&w->loop, &w->accept_timer);
     w->accept_timer.data = w;
+    if (w->tls_rbuf) {
+        uv_timer_init(&w->loop, &w->trim_timer);
+        w->trim_timer.data = w;
+        uv_timer_start(&w->trim_timer, on_trim, TLS_TRIM_MS, TLS_TRIM_MS);
+        w->trimming = 1;
+    }
     for (size_t i = 0; i < s->cfg.nlisteners; i++) {
         struct listener *l = &w->listeners[i];
         l->w = w;

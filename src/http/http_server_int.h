@@ -45,6 +45,9 @@ struct accesslog_local;
 #define ACCEPT_CALM_MS 1000
 /* Ciphertext read per read callback on a TLS connection (a worker's buffer). */
 #define TLS_RBUF (64u << 10)
+/* TLS connections idle this long give back their input buffer and TLS's buffers (checked
+ * once per period by a worker timer, so a busy connection pays nothing). */
+#define TLS_TRIM_MS 1000
 
 struct worker;
 
@@ -172,6 +175,8 @@ struct worker {
     uv_async_t stop_async;
     struct listener listeners[HTTP_SERVER_MAX_LISTENERS];
     uv_timer_t accept_timer; /* resumes accepting after a pause */
+    uv_timer_t trim_timer;   /* trims idle TLS connections (TLS listeners only) */
+    int trimming;            /* trim_timer is initialised */
     int accept_paused;
     int fd_short;        /* in an episode of failed accepts (counted in srv->fd_short) */
     uint64_t last_pause; /* loop time of the last pause */

@@ -615,6 +615,16 @@ static int ocsp_cb(SSL *s, void *arg)
 
 /* ---- connections ---- */
 
+/* A fresh memory BIO holds no buffer until something is written to it. */
+static BIO *mem_bio(int eof_wait)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    MC_ASSERT(b != NULL);
+    if (eof_wait)
+        BIO_set_mem_eof_return(b, -1);
+    return b;
+}
+
 struct http_tls_conn *http_tls_conn_new(struct http_tls_ctx *c)
 {
     struct http_tls_conn *t = mc_xcalloc(1, sizeof(*t));
@@ -625,12 +635,10 @@ struct http_tls_conn *http_tls_conn_new(struct http_tls_ctx *c)
     atomic_fetch_add(&t->set->refs, 1);
     pthread_mutex_unlock(&c->mtx);
     t->ssl = SSL_new(t->set->e[0].ssl);
-    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
     /* Control structures abort on allocation failure, as mc_xmalloc does. */
-    MC_ASSERT(t->ssl != NULL && rb != NULL && wb != NULL);
+    MC_ASSERT(t->ssl != NULL);
     /* An empty input buffer means "wait for more", not end of stream. */
-    BIO_set_mem_eof_return(rb, -1);
-    SSL_set_bio(t->ssl, rb, wb);
+    SSL_set_bio(t->ssl, mem_bio(1), mem_bio(0));
     SSL_set_app_data(t->ssl, t);
     SSL_set_accept_state(t->ssl);
     return t;
@@ -732,6 +740,15 @@ size_t http_tls_take(struct http_tls_conn *t, void *buf, size_t cap)
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
     int n = BIO_read(SSL_get_wbio(t->ssl), buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
     return n > 0 ? (size_t)n : 0;
+}
+
+void http_tls_trim(struct http_tls_conn *t)
+{
+    MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
+    if (BIO_ctrl_pending(SSL_get_rbio(t->ssl)) == 0)
+        SSL_set0_rbio(t->ssl, mem_bio(1));
+    if (BIO_ctrl_pending(SSL_get_wbio(t->ssl)) == 0)
+        SSL_set0_wbio(t->ssl, mem_bio(0));
 }
 
 void http_tls_close_notify(struct http_tls_conn *t)

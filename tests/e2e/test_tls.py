@@ -13,6 +13,7 @@ import re
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -197,6 +198,32 @@ def test_pipelined_requests_over_one_tls_connection(cdn):
                 data += chunk
     assert data.count(b"HTTP/1.1 200 OK") == 3
     assert [int(m) for m in re.findall(rb"body (\d)\n", data)] == [0, 1, 2]
+
+
+def test_idle_connection_trimmed_then_served(cdn):
+    """A keep-alive TLS connection idle past the trim (1 s) gives back its buffers and
+    still serves its next requests, pipelined ones too."""
+    (cdn.root / "k.txt").write_bytes(b"kept\n")
+    e = cdn.start_edge()
+    ctx = client_ctx()
+    ctx.set_alpn_protocols(["http/1.1"])
+
+    def exchange(s, n):
+        s.sendall(b"GET /k.txt HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode() * n)
+        data = b""
+        while data.count(b"kept\n") < n:
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        return data
+
+    with socket.create_connection(("127.0.0.1", e.tls_port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=HOST) as s:
+            assert exchange(s, 1).startswith(b"HTTP/1.1 200")
+            time.sleep(2.5)
+            assert exchange(s, 3).count(b"HTTP/1.1 200 OK") == 3
+            time.sleep(2.5)
+            assert exchange(s, 1).startswith(b"HTTP/1.1 200")
 
 
 def test_versions_ciphers_alpn(cdn):
