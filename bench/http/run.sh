@@ -90,7 +90,7 @@ MODE="${MODES%% *}" "$SHARED_HTTP/setup_peers.sh"
 # ------------------------------------------------------------------ 3. mlcdn edge
 ulimit -n 20000 2>/dev/null || true
 # shellcheck disable=SC2086
-taskset -c "$EDGE_CPUS" "$WORK/mlcdn" edge --threads "$EDGE_THREADS" \
+taskset -c "$EDGE_CPUS" "$WORK/mlcdn" edge --drain-time 0 --threads "$EDGE_THREADS" \
   --listen "127.0.0.1:$EDGE_PORT" --admin 127.0.0.1:0 --origin http://127.0.0.1:27080 \
   --mem "$EDGE_MEM" --log-level warn ${EDGE_EXTRA_ARGS:-} \
   >"$OUTDIR/edge.log" 2>&1 </dev/null &

@@ -369,7 +369,7 @@ if [ "$EDGE_OK" = 1 ]; then
   cp "$BIN_IN" "$W/mlcdn"   # private copy: build/mlcdn may be rebuilt during the run
   mkdir -p "$W/mlcdn-disk"
   # shellcheck disable=SC2086
-  taskset -c "$SERVER_CPUS" "$W/mlcdn" edge --threads "$EDGE_THREADS" \
+  taskset -c "$SERVER_CPUS" "$W/mlcdn" edge --drain-time 0 --threads "$EDGE_THREADS" \
     --listen "$BIND:$EDGE_PORT" --admin "$BIND:$EDGE_ADMIN_PORT" \
     --origin "http://$BIND:$ORIGIN_PORT" --mem "$EDGE_MEM" \
     --disk-dir "$W/mlcdn-disk" --disk "$EDGE_DISK" --log-level warn ${EDGE_EXTRA_ARGS:-} \

@@ -64,7 +64,7 @@ printf 'Cache-Control: max-age=86400\n' > "$WORK/root/1k.bin.hdrs"
 ORIGIN_PID=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$WORK/origin.out" 2>/dev/null && break; sleep 0.05; done
 ORIGIN_URL="$(grep -o 'http://[^ ]*' "$WORK/origin.out" | head -1)"
-taskset -c "$EDGE_CPUS" "$WORK/mlcdn" edge --listen "127.0.0.1:$PORT" --admin 127.0.0.1:0 \
+taskset -c "$EDGE_CPUS" "$WORK/mlcdn" edge --drain-time 0 --listen "127.0.0.1:$PORT" --admin 127.0.0.1:0 \
   --origin "$ORIGIN_URL" --threads "$EDGE_THREADS" --infer-threads "$INFER_THREADS" \
   --models "$WORK/models" --models-poll 0 --max-delay-us "$EDGE_MAX_DELAY_US" \
   --predict-cache 512M --log-level warn > "$WORK/edge.out" 2> "$WORK/edge.err" &

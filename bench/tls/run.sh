@@ -99,7 +99,7 @@ start_target() { # name -> sets TPID, TPORT
       taskset -c "$SERVER_CPUS" nginx -c "$W/nginx.conf" >"$W/nginx.out" 2>&1 &
       TPID=$!; TPORT=$NGINX_PORT ;;
     mlcdn)
-      taskset -c "$SERVER_CPUS" "$BIN" edge --listen "127.0.0.1:$EDGE_PORT" --admin "" \
+      taskset -c "$SERVER_CPUS" "$BIN" edge --drain-time 0 --listen "127.0.0.1:$EDGE_PORT" --admin "" \
         --tls-listen "127.0.0.1:$EDGE_TLS_PORT" --tls-cert "$W/cert.pem" --tls-key "$W/key.pem" \
         --origin "http://127.0.0.1:$ORIGIN_PORT" --threads 1 --mem 256M --log-level warn \
         >"$W/mlcdn.out" 2>"$W/mlcdn.err" &
