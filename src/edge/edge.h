@@ -94,6 +94,7 @@ struct edge_cfg {
      * bundle; insecure turns verification off (tests against self-signed origins). */
     const char *origin_ca;
     int origin_insecure;
+    int origin_http2; /* ask https:// upstreams for HTTP/2 (ALPN), streams multiplexed */
     struct accesslog *access_log; /* borrowed, outlives the edge; NULL: no access log */
 };
 

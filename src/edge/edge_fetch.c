@@ -1557,7 +1557,14 @@ static int fill_start_transfer(struct edge_fill *f)
     curl_easy_setopt(f->easy, CURLOPT_HEADERDATA, f);
     curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
-    curl_easy_setopt(f->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    if (e->cfg.origin_http2) {
+        /* h2 where the https:// upstream offers it in ALPN, HTTP/1.1 otherwise; a new
+         * transfer waits for a multiplexed connection rather than opening another. */
+        curl_easy_setopt(f->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        curl_easy_setopt(f->easy, CURLOPT_PIPEWAIT, 1L);
+    } else {
+        curl_easy_setopt(f->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    }
     curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)f->rt->cfg.connect_timeout_ms);
     curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, (long)f->rt->cfg.origin_timeout_ms);
     curl_easy_setopt(f->easy, CURLOPT_PATH_AS_IS, 1L);

@@ -635,6 +635,8 @@ static size_t edge_opts(struct edge_args *a, struct conf_opt *out)
          "CA bundle (PEM) for https:// origins (default: the system's)"},
         {"origin-insecure", CONF_BOOL, &cfgp->origin_insecure,
          "do not verify https:// origins' certificates (tests only)"},
+        {"origin-http2", CONF_BOOL, &cfgp->origin_http2,
+         "HTTP/2 to https:// origins that offer it, requests multiplexed (default off)"},
         {"http2", CONF_BOOL, &cfgp->http2,
          "serve HTTP/2: ALPN h2 on --tls-listen, prior knowledge (h2c) on --listen (default true)"},
         {"tls-ticket-period", CONF_DURATION, &cfgp->tls_ticket_period_ms,

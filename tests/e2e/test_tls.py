@@ -7,6 +7,7 @@ choosing the certificate, RSA or ECDSA by the client's signature algorithms), re
 (within an edge, across edges sharing a ticket secret, not across others), the metrics,
 garbage on the TLS port, and start-up errors naming the flag or file.
 """
+import concurrent.futures
 import hashlib
 import os
 import re
@@ -17,7 +18,7 @@ import time
 
 import pytest
 
-from mlcdn_proc import metric, mlcdn, request  # noqa: F401  (mlcdn is a fixture)
+from mlcdn_proc import metric, mlcdn, request, wait_for  # noqa: F401  (mlcdn is a fixture)
 
 EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+) .* tls=(?P<tls>\S+)"
 HOST = "edge.test"
@@ -370,3 +371,43 @@ def test_https_origin_verified_against_its_ca(mlcdn, cdn, tmp_path):
     r = subprocess.run([binary(), "edge", "--listen", "127.0.0.1:0", "--origin", https_origin,
                         "--origin-ca", missing], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "--origin-ca: " + missing in r.stderr
+
+
+def test_http2_to_an_https_origin(mlcdn, cdn, tmp_path):
+    """--origin-http2: requests to an https:// upstream that offers h2 go over HTTP/2 (the
+    upstream's access log says so), bodies arrive whole; without it, HTTP/1.1."""
+    crt, key = str(tmp_path / "up.crt"), str(tmp_path / "up.key")
+    r = openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=origin",
+                "-addext", "subjectAltName=IP:127.0.0.1")
+    assert r.returncode == 0, r.stderr
+    big = os.urandom(3 << 20)
+    (cdn.root / "big.bin").write_bytes(big)
+    for i in range(4):
+        (cdn.root / ("s%d.txt" % i)).write_bytes(b"small %d\n" % i)
+    log = tmp_path / "upstream-access.log"
+    up = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--tls-listen",
+                        "127.0.0.1:0", "--tls-cert", crt, "--tls-key", key,
+                        "--origin", cdn.origin.url, "--access-log", str(log)],
+               ready_pattern=EDGE_READY)
+
+    def lines():
+        return log.read_text().splitlines() if log.exists() else []
+
+    for flag, proto, host in ((["--origin-http2"], "HTTP/2.0", "v2.test"),
+                              ([], "HTTP/1.1", "v1.test")):
+        before = len(lines())
+        e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "", "--origin", up.ready["tls"],
+                           "--origin-ca", crt, "--max-mem-object", "1M"] + flag,
+                  ready_pattern=EDGE_READY)
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            got = list(ex.map(lambda i: e.get("/s%d.txt" % i, headers={"Host": host}),
+                              range(4)))
+        assert [g.body for g in got] == [b"small %d\n" % i for i in range(4)]
+        r = e.get("/big.bin", headers={"Host": host})
+        assert r.status == 200 and r.body == big
+        e.stop()
+        wait_for(lambda: len(lines()) >= before + 5, what="upstream access log lines")
+        new = lines()[before:]
+        assert all('" 200 ' in ln for ln in new), new
+        assert all(proto in ln for ln in new), (proto, new)
