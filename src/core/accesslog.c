@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 /* syslog.h's LOG_INFO and LOG_DEBUG are macros that would replace log.h's levels. */
 enum { SYSLOG_INFO = LOG_INFO };
 #undef LOG_INFO
@@ -130,10 +132,9 @@ static int plain(unsigned char c)
     return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
 }
 
-/* Combined format: `"` `\` and bytes outside printable ASCII become \xHH (nginx's escaping),
- * so a line can be neither split nor forged by a client. Runs of plain bytes are copied at
- * once. */
-static void put_esc(struct out *o, const char *s, size_t n)
+/* Copies runs of plain bytes at once and hands each other byte to esc. */
+static void put_escaped(struct out *o, const char *s, size_t n,
+                        void (*esc)(struct out *o, unsigned char c))
 {
     size_t i = 0;
     while (i < n) {
@@ -143,43 +144,40 @@ static void put_esc(struct out *o, const char *s, size_t n)
         put(o, s + i, j - i);
         if (j == n)
             return;
-        unsigned char c = (unsigned char)s[j];
-        char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-        put(o, e, 4);
+        esc(o, (unsigned char)s[j]);
         i = j + 1;
     }
+}
+
+/* Combined format: `"` `\` and bytes outside printable ASCII become \xHH (nginx's escaping),
+ * so a line can be neither split nor forged by a client. */
+static void esc_hex(struct out *o, unsigned char c)
+{
+    char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    put(o, e, 4);
 }
 
 /* JSON string contents: bytes outside ASCII are written as \u00HH (their Latin-1 reading),
  * so the line is valid JSON (and UTF-8) whatever the client sent. */
-static void put_json(struct out *o, const char *s, size_t n)
+static void esc_json(struct out *o, unsigned char c)
 {
-    size_t i = 0;
-    while (i < n) {
-        size_t j = i;
-        while (j < n && plain((unsigned char)s[j]))
-            j++;
-        put(o, s + i, j - i);
-        if (j == n)
-            return;
-        unsigned char c = (unsigned char)s[j];
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            put(o, e, 2);
-        } else {
-            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            put(o, e, 6);
-        }
-        i = j + 1;
+    if (c == '"' || c == '\\') {
+        char e[2] = {'\\', (char)c};
+        put(o, e, 2);
+    } else {
+        char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        put(o, e, 6);
     }
 }
 
-static uint64_t fnv1a(const char *s, size_t n)
+static void put_esc(struct out *o, const char *s, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-    return h;
+    put_escaped(o, s, n, esc_hex);
+}
+
+static void put_json(struct out *o, const char *s, size_t n)
+{
+    put_escaped(o, s, n, esc_json);
 }
 
 /* The target, or for a long one its beginning, "...#" and a hash of the whole. */
@@ -191,7 +189,7 @@ static void put_target(struct out *o, const char *t, size_t n,
         return;
     }
     char h[24];
-    uint64_t v = fnv1a(t, n);
+    uint64_t v = XXH3_64bits(t, n);
     esc(o, t, ACCESSLOG_TARGET_KEEP);
     put(o, "...#", 4);
     for (int i = 0; i < 16; i++)
