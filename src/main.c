@@ -27,7 +27,7 @@ static const struct subcmd subcmds[] = {
     {"router", router_main, "GeoDNS and HTTP router to the best healthy edge"},
     {"cachesim", cachesim_main, "replay a trace through the edge's eviction policies"},
     {"infer", infer_cli_main, "run or benchmark an ONNX model with the edge's engine"},
-    {"ctl", ctl_main, "operator client: invalidate on every edge (router, edges or Redis)"},
+    {"ctl", ctl_main, "operator client: invalidate on every edge; stats, top, plot of the edges"},
 };
 
 static void usage(FILE *f)

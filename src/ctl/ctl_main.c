@@ -15,6 +15,7 @@
 #include "core/redis_util.h"
 #include "ctl/ctl.h"
 #include "ctl/ctl_int.h"
+#include "ctl/ctl_look.h"
 
 struct ctl_cmd {
     const char *name;
@@ -26,6 +27,10 @@ struct ctl_cmd {
 static const struct ctl_cmd cmds[] = {
     {"invalidate", ctl_invalidate_main, ctl_invalidate_usage,
      "purge URLs, prefixes, patterns, tags or a model's keys on every edge"},
+    {"stats", ctl_stats_main, ctl_stats_usage,
+     "one table per edge: requests/s, tier shares, latency, bytes, models"},
+    {"plot", ctl_plot_main, ctl_plot_usage,
+     "latency distribution per tier as SVG (live edges or an access log)"},
 };
 
 static void usage(FILE *f)
