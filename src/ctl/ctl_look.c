@@ -79,13 +79,12 @@ int look_flag(struct look *l, int argc, char **argv, int *i, char *err, size_t e
     } else if (!strcmp(a, "--token")) {
         snprintf(l->token, sizeof(l->token), "%s", v);
     } else {
-        char *end;
-        long ms = strtol(v, &end, 10);
-        if (*end || ms <= 0 || ms > 600000) {
-            snprintf(err, errlen, "--timeout: '%s' is not a number of milliseconds (1..600000)", v);
+        uint64_t ms;
+        if (units_parse_duration_ms(v, &ms) < 0 || ms == 0 || ms > 600000) {
+            snprintf(err, errlen, "--timeout: '%s' is not a duration of 1ms to 10m (2s, 500ms)", v);
             return -EINVAL;
         }
-        l->timeout_ms = ms;
+        l->timeout_ms = (long)ms;
     }
     return 1;
 }

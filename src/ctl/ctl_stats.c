@@ -12,19 +12,20 @@
 
 #include "core/buf.h"
 #include "core/mc.h"
+#include "core/units.h"
 #include "ctl/ctl_look.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: mlcdn ctl stats (--router URL | --edges URL,URL,...) [--json]\n"
-               "                       [--interval MS] [--token T] [--timeout MS]\n\n"
+               "                       [--interval T] [--token T] [--timeout T]\n\n"
                "  --router URL     the router's HTTP API; the edges are read from its /edges\n"
                "  --edges LIST     edges' admin URLs (http://HOST:PORT), comma-separated\n"
-               "  --interval MS    time between the two samples the rates come from (1000;\n"
+               "  --interval T     time between the two samples the rates come from (1s;\n"
                "                   0: one sample, no rates)\n"
                "  --json           one JSON document instead of the tables\n"
                "  --token T        admin token (default: $MLCDN_ADMIN_TOKEN)\n"
-               "  --timeout MS     per request (2000)\n");
+               "  --timeout T      per request (2s)\n");
 }
 
 static void sleep_ms(long ms)
@@ -154,13 +155,14 @@ int ctl_stats_main(int argc, char **argv)
         if (!strcmp(argv[i], "--json")) {
             json = 1;
         } else if (!strcmp(argv[i], "--interval") && i + 1 < argc) {
-            char *end;
-            interval = strtol(argv[++i], &end, 10);
-            if (*end || interval < 0 || interval > 600000) {
-                fprintf(stderr, "mlcdn ctl stats: --interval: '%s' is not 0..600000 ms\n", argv[i]);
+            uint64_t ms;
+            if (units_parse_duration_ms(argv[++i], &ms) < 0 || ms > 600000) {
+                fprintf(stderr, "mlcdn ctl stats: --interval: '%s' is not a duration up to 10m\n",
+                        argv[i]);
                 rc = 2;
                 goto out;
             }
+            interval = (long)ms;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             goto out;

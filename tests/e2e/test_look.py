@@ -65,7 +65,7 @@ def start_router(tmp_path, edges, *extra):
 def test_stats_json_matches_edge_counters(mlcdn, tmp_path):
     _, edges = start_edges(mlcdn, tmp_path, 2)
     load(edges)
-    out = json.loads(ctl("stats", "--json", "--interval", "100", "--edges",
+    out = json.loads(ctl("stats", "--json", "--interval", "100ms", "--edges",
                          ",".join(e.admin for e in edges)).stdout)
     assert out["edges_up"] == 2
     for e, s in zip(edges, out["edges"]):
