@@ -186,7 +186,7 @@ static void from_reply(struct outcome *o, const char *edge, struct ctl_reply *r)
         if (r->status)
             snprintf(o->error, sizeof(o->error), "HTTP %d %.200s", r->status, o->answer);
         else
-            snprintf(o->error, sizeof(o->error), "%s (%d attempts)", r->error, r->attempts);
+            snprintf(o->error, sizeof(o->error), "%.200s (%d attempts)", r->error, r->attempts);
     }
 }
 

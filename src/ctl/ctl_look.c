@@ -40,7 +40,7 @@ static int add_edge(struct look *l, const char *name, const char *admin, char *e
     memset(e, 0, sizeof(*e));
     snprintf(e->admin, sizeof(e->admin), "%s", admin);
     trim_slash(e->admin);
-    snprintf(e->name, sizeof(e->name), "%s", name && *name ? name : e->admin);
+    snprintf(e->name, sizeof(e->name), "%.127s", name && *name ? name : e->admin);
     return 0;
 }
 
