@@ -26,6 +26,7 @@ static const struct subcmd subcmds[] = {
     {"origin", origin_main, "reference origin: assets, slow responses, model store"},
     {"router", router_main, "GeoDNS and HTTP router to the best healthy edge"},
     {"cachesim", cachesim_main, "replay a trace through the edge's eviction policies"},
+    {"plan", plan_main, "size the L1 and L2 tiers and their cost from a trace or access log"},
     {"infer", infer_cli_main, "run or benchmark an ONNX model with the edge's engine"},
     {"ctl", ctl_main, "operator client: invalidate on every edge; stats, top, plot of the edges"},
 };

@@ -17,10 +17,11 @@
 #include "core/mc.h"
 #include "core/units.h"
 #include "plan/plan.h"
+#include "plan/plan_int.h"
 
-int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t capacity,
-                      int by_objects, enum cache_policy_objective objective,
-                      struct plan_sim_result *out)
+int plan_cachesim_replay(const struct plan_trace *t, const char *policy, uint64_t capacity,
+                         int by_objects, enum cache_policy_objective objective, uint64_t *miss_idx,
+                         struct plan_sim_result *out)
 {
     struct cache_policy *p = NULL;
     struct cache_pnode *nodes, *v;
@@ -29,6 +30,20 @@ int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t c
     uint64_t t0;
     int rc;
 
+    if (capacity == 0) {
+        /* No cache at all: every request misses (what the tier's absence means). */
+        rc = cache_policy_new(policy, 1, &p);
+        if (rc != 0)
+            return rc;
+        cache_policy_free(&p);
+        for (uint64_t i = 0; i < t->nreq; i++)
+            if (miss_idx != NULL)
+                miss_idx[i] = i;
+        r.requests = r.misses = t->nreq;
+        r.bytes = r.miss_bytes = t->req_bytes;
+        *out = r;
+        return 0;
+    }
     rc = cache_policy_new(policy, capacity, &p);
     if (rc != 0)
         return rc;
@@ -49,6 +64,8 @@ int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t c
             cache_policy_remove(p, &nodes[o]);
             cur[o] = 0;
         }
+        if (miss_idx != NULL)
+            miss_idx[r.misses] = i;
         r.misses++;
         r.miss_bytes += t->req_size[i];
         if (sz == 0 ||
@@ -72,15 +89,16 @@ int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t c
     return 0;
 }
 
+int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t capacity,
+                      int by_objects, enum cache_policy_objective objective,
+                      struct plan_sim_result *out)
+{
+    return plan_cachesim_replay(t, policy, capacity, by_objects, objective, NULL, out);
+}
+
 /* ---- the subcommand ---- */
 
 #define MAXLIST 64
-
-struct csize {
-    const char *text;
-    double percent; /* < 0: absolute */
-    uint64_t units;
-};
 
 static const char *const all_policies[] = {"lru",    "fifo",    "clock", "sieve",
                                            "s3fifo", "default", "belady"};
@@ -132,7 +150,7 @@ static int split(char *s, char **v, int max)
     return n;
 }
 
-static int parse_size(const char *s, struct csize *out)
+int plan__parse_size(const char *s, int allow_zero, struct plan__size *out)
 {
     size_t len = strlen(s);
 
@@ -146,6 +164,10 @@ static int parse_size(const char *s, struct csize *out)
         out->percent = v;
         return 0;
     }
+    if (allow_zero && !strcmp(s, "0")) {
+        out->units = 0;
+        return 0;
+    }
     if (units_parse_size(s, &out->units) != 0 || out->units == 0)
         return -EINVAL;
     return 0;
@@ -156,7 +178,7 @@ int cachesim_main(int argc, char **argv)
     const char *trace_path = NULL, *format = "csv";
     char *policy_arg = NULL, *size_arg = NULL;
     char *pol[MAXLIST], *szs[MAXLIST];
-    struct csize sizes[MAXLIST];
+    struct plan__size sizes[MAXLIST];
     int npol, nsz, by_objects = 0, json = 0, rc = 0;
     enum cache_policy_objective objective = CACHE_POLICY_OBJECTS;
     struct plan_trace *t = NULL;
@@ -242,7 +264,7 @@ int cachesim_main(int argc, char **argv)
         goto out;
     }
     for (int i = 0; i < nsz; i++)
-        if (parse_size(szs[i], &sizes[i]) != 0) {
+        if (plan__parse_size(szs[i], 0, &sizes[i]) != 0) {
             fprintf(stderr, "mlcdn cachesim: --size: '%s' is not a size\n", szs[i]);
             rc = 2;
             goto out;

@@ -18,6 +18,7 @@
 #include <xxhash.h>
 
 #include "core/mc.h"
+#include "plan/plan_int.h"
 
 struct idx {
     uint64_t *hash;
@@ -64,29 +65,106 @@ static void trace_push(struct plan_trace *t, uint64_t *cap, uint32_t obj, uint64
         t->sized = 1;
 }
 
-static int fail(char *err, size_t errlen, const char *name, uint64_t line, const char *what)
+void plan__builder_init(struct plan__builder *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->t = mc_xcalloc(1, sizeof(*b->t));
+    b->mask = 1023;
+    b->hash = mc_xcalloc(b->mask + 1, sizeof(*b->hash));
+    b->id = mc_xmalloc((b->mask + 1) * sizeof(*b->id));
+    memset(b->id, 0xff, (b->mask + 1) * sizeof(*b->id));
+}
+
+int plan__builder_add(struct plan__builder *b, const char *key, size_t klen, uint64_t size,
+                      double tsec)
+{
+    struct plan_trace *t = b->t;
+    struct idx x = {b->hash, b->id, b->mask};
+    uint64_t h = XXH3_64bits(key, klen), j = h & x.mask;
+
+    if (tsec == tsec) { /* not NaN */
+        if (!t->timed || tsec < t->t_min)
+            t->t_min = tsec;
+        if (!t->timed || tsec > t->t_max)
+            t->t_max = tsec;
+        t->timed = 1;
+    }
+    while (x.id[j] != UINT32_MAX && x.hash[j] != h)
+        j = (j + 1) & x.mask;
+    if (x.id[j] != UINT32_MAX) {
+        trace_push(t, &b->reqcap, x.id[j], size);
+        return 0;
+    }
+    if (t->nobj >= UINT32_MAX - 1)
+        return -E2BIG;
+    if (t->nobj == b->objcap) {
+        b->objcap = b->objcap ? b->objcap * 2 : 1 << 14;
+        t->obj_hash = mc_xrealloc(t->obj_hash, b->objcap * sizeof(*t->obj_hash));
+    }
+    x.hash[j] = h;
+    x.id[j] = (uint32_t)t->nobj;
+    t->obj_hash[t->nobj++] = h;
+    t->unique_bytes += size;
+    if (t->nobj * 2 > x.mask) {
+        idx_grow(&x);
+        b->hash = x.hash;
+        b->id = x.id;
+        b->mask = x.mask;
+    }
+    trace_push(t, &b->reqcap, (uint32_t)(t->nobj - 1), size);
+    return 0;
+}
+
+struct plan_trace *plan__builder_take(struct plan__builder *b)
+{
+    struct plan_trace *t = b->t;
+    b->t = NULL;
+    return t;
+}
+
+void plan__builder_fini(struct plan__builder *b)
+{
+    plan_trace_free(&b->t);
+    free(b->hash);
+    free(b->id);
+    b->hash = NULL;
+    b->id = NULL;
+}
+
+int plan__fail(char *err, size_t errlen, const char *name, uint64_t line, const char *what)
 {
     snprintf(err, errlen, "%s:%llu: %s", name, (unsigned long long)line, what);
     return -EINVAL;
 }
 
+/* t: a decimal number (the shared traces use integers; a fraction is accepted). */
+static int parse_t(const char *p, const char *e, double *out)
+{
+    char buf[64], *end;
+    size_t n = (size_t)(e - p);
+
+    if (n == 0 || n >= sizeof(buf))
+        return -EINVAL;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    *out = strtod(buf, &end);
+    return end == buf + n ? 0 : -EINVAL;
+}
+
 int plan_trace_parse_csv(const char *buf, size_t len, const char *name, struct plan_trace **out,
                          char *err, size_t errlen)
 {
-    struct plan_trace *t = mc_xcalloc(1, sizeof(*t));
-    struct idx x = {0};
+    struct plan__builder b;
     const char *p = buf, *end = buf + len;
-    uint64_t reqcap = 0, objcap = 0, line = 0;
+    uint64_t line = 0;
     int rc = 0;
 
-    x.mask = 1023;
-    x.hash = mc_xcalloc(x.mask + 1, sizeof(*x.hash));
-    x.id = mc_xmalloc((x.mask + 1) * sizeof(*x.id));
-    memset(x.id, 0xff, (x.mask + 1) * sizeof(*x.id));
+    plan__builder_init(&b);
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p)), *f1, *f2, *q;
-        uint64_t size = 1, h, j;
+        uint64_t size = 1;
         size_t klen;
+        double tsec;
 
         if (eol == NULL)
             eol = end;
@@ -100,21 +178,25 @@ int plan_trace_parse_csv(const char *buf, size_t len, const char *name, struct p
         }
         f1 = memchr(p, ',', (size_t)(q - p));
         if (f1 == NULL) {
-            rc = fail(err, errlen, name, line, "expected t,key,size");
+            rc = plan__fail(err, errlen, name, line, "expected t,key,size");
             goto out;
         }
         for (const char *c = p; c < f1; c++)
             if ((*c < '0' || *c > '9') && *c != '.' && *c != '-') {
-                if (line == 1 && t->nreq == 0)
+                if (line == 1 && b.t->nreq == 0)
                     goto next; /* header line */
-                rc = fail(err, errlen, name, line, "t is not a number");
+                rc = plan__fail(err, errlen, name, line, "t is not a number");
                 goto out;
             }
+        if (parse_t(p, f1, &tsec) != 0) {
+            rc = plan__fail(err, errlen, name, line, "t is not a number");
+            goto out;
+        }
         f1++;
         f2 = memchr(f1, ',', (size_t)(q - f1));
         klen = (size_t)((f2 ? f2 : q) - f1);
         if (klen == 0) {
-            rc = fail(err, errlen, name, line, "empty key");
+            rc = plan__fail(err, errlen, name, line, "empty key");
             goto out;
         }
         if (f2 != NULL) {
@@ -122,56 +204,37 @@ int plan_trace_parse_csv(const char *buf, size_t len, const char *name, struct p
             if (se == NULL)
                 se = q;
             if (c == se) {
-                rc = fail(err, errlen, name, line, "empty size");
+                rc = plan__fail(err, errlen, name, line, "empty size");
                 goto out;
             }
             size = 0;
             for (; c < se; c++) {
                 if (*c < '0' || *c > '9' || size > (UINT64_MAX - 9) / 10) {
-                    rc = fail(err, errlen, name, line, "size is not a non-negative integer");
+                    rc = plan__fail(err, errlen, name, line, "size is not a non-negative integer");
                     goto out;
                 }
                 size = size * 10 + (uint64_t)(*c - '0');
             }
         }
-        h = XXH3_64bits(f1, klen);
-        j = h & x.mask;
-        while (x.id[j] != UINT32_MAX && x.hash[j] != h)
-            j = (j + 1) & x.mask;
-        if (x.id[j] == UINT32_MAX) {
-            if (t->nobj >= UINT32_MAX - 1) {
-                rc = fail(err, errlen, name, line, "too many distinct keys");
-                goto out;
-            }
-            if (t->nobj == objcap) {
-                objcap = objcap ? objcap * 2 : 1 << 14;
-                t->obj_hash = mc_xrealloc(t->obj_hash, objcap * sizeof(*t->obj_hash));
-            }
-            x.hash[j] = h;
-            x.id[j] = (uint32_t)t->nobj;
-            t->obj_hash[t->nobj++] = h;
-            t->unique_bytes += size;
-            if (t->nobj * 2 > x.mask)
-                idx_grow(&x);
-            trace_push(t, &reqcap, (uint32_t)(t->nobj - 1), size);
-        } else {
-            trace_push(t, &reqcap, x.id[j], size);
+        if (plan__builder_add(&b, f1, klen, size, tsec) != 0) {
+            rc = plan__fail(err, errlen, name, line, "too many distinct keys");
+            goto out;
         }
     next:
         p = eol + 1;
     }
 out:
-    free(x.hash);
-    free(x.id);
-    if (rc != 0) {
-        plan_trace_free(&t);
-        return rc;
-    }
-    *out = t;
-    return 0;
+    if (rc == 0)
+        *out = plan__builder_take(&b);
+    plan__builder_fini(&b);
+    return rc;
 }
 
-int plan_trace_load_csv(const char *path, struct plan_trace **out, char *err, size_t errlen)
+/* Maps `path` and hands its bytes to `parse`; the error names the file. */
+int plan__load_file(const char *path,
+                    int (*parse)(const char *buf, size_t len, const char *name, void *arg,
+                                 struct plan_trace **out, char *err, size_t errlen),
+                    void *arg, struct plan_trace **out, char *err, size_t errlen)
 {
     struct stat st;
     void *m = NULL;
@@ -189,6 +252,11 @@ int plan_trace_load_csv(const char *path, struct plan_trace **out, char *err, si
         close(fd);
         return rc;
     }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -EINVAL;
+    }
     if (st.st_size > 0) {
         m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED) {
@@ -200,7 +268,7 @@ int plan_trace_load_csv(const char *path, struct plan_trace **out, char *err, si
         madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
     }
     close(fd);
-    rc = plan_trace_parse_csv(m ? m : "", (size_t)st.st_size, path, out, err, errlen);
+    rc = parse(m ? m : "", (size_t)st.st_size, path, arg, out, err, errlen);
     if (m != NULL)
         munmap(m, (size_t)st.st_size);
     if (rc == 0 && (*out)->nreq == 0) {
@@ -209,6 +277,18 @@ int plan_trace_load_csv(const char *path, struct plan_trace **out, char *err, si
         return -EINVAL;
     }
     return rc;
+}
+
+static int parse_csv_cb(const char *buf, size_t len, const char *name, void *arg,
+                        struct plan_trace **out, char *err, size_t errlen)
+{
+    (void)arg;
+    return plan_trace_parse_csv(buf, len, name, out, err, errlen);
+}
+
+int plan_trace_load_csv(const char *path, struct plan_trace **out, char *err, size_t errlen)
+{
+    return plan__load_file(path, parse_csv_cb, NULL, out, err, errlen);
 }
 
 void plan_trace_free(struct plan_trace **tp)

@@ -17,6 +17,7 @@ NEEDS_SHARED = {
     "dns": "bench/geodns/mkqueries.py",
     "http": "bench/http/compare.sh",
     "infer": "models/tools/npy.mjs",
+    "plan": "traces/*.csv",
 }
 
 
