@@ -76,7 +76,7 @@ e2e-asan: unit
 	    $(PYTHON) -m pytest -q tests/e2e/test_edge.py tests/e2e/test_origin.py tests/e2e/test_run.py \
 	        tests/e2e/test_hardening_request.py tests/e2e/test_hardening_origin.py \
 	        tests/e2e/test_hardening_load.py tests/e2e/test_tls.py tests/e2e/test_reload.py \
-	        tests/e2e/test_drain.py tests/e2e/test_http2.py
+	        tests/e2e/test_drain.py tests/e2e/test_http2.py tests/e2e/test_invalidate.py
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 MLCDN_BIN=$(abspath $(ASAN_BUILD))/mlcdn \
 	    $(PYTHON) -m pytest -q tests/e2e/test_tiers.py -k "not 2gib"
 

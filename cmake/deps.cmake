@@ -12,9 +12,11 @@ pkg_check_modules(PROTOBUFC REQUIRED IMPORTED_TARGET libprotobuf-c)
 pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
 pkg_check_modules(LIBCONFIG REQUIRED IMPORTED_TARGET libconfig)
 pkg_check_modules(NGHTTP2 REQUIRED IMPORTED_TARGET libnghttp2)
+# `mlcdn ctl top`'s screen.
+pkg_check_modules(NCURSES REQUIRED IMPORTED_TARGET ncursesw)
 pkg_check_modules(CMOCKA IMPORTED_TARGET cmocka)
 
 set(MLCDN_DEP_LIBS PkgConfig::UV PkgConfig::CURL PkgConfig::HIREDIS PkgConfig::MAXMINDDB
     PkgConfig::JANSSON PkgConfig::XXHASH PkgConfig::OPENSSL PkgConfig::PROTOBUFC
-    PkgConfig::OPENBLAS PkgConfig::LIBCONFIG PkgConfig::NGHTTP2)
+    PkgConfig::OPENBLAS PkgConfig::LIBCONFIG PkgConfig::NGHTTP2 PkgConfig::NCURSES)
 set(CMOCKA_LIBRARIES PkgConfig::CMOCKA)

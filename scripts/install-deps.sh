@@ -6,14 +6,17 @@ set -euo pipefail
 BUILD_PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
  libuv1-dev libcurl4-openssl-dev libhiredis-dev libmaxminddb-dev mmdb-bin libjansson-dev
  libxxhash-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata
- libopenblas-dev libconfig-dev libnghttp2-dev help2man"
+ libopenblas-dev libconfig-dev libnghttp2-dev libncurses-dev help2man"
 # systemd (systemd-analyze), man-db, file and python3-yaml: the packaging tests (units,
 # man pages, CPack's dependency scan, the compose file); iproute2 and util-linux (ip,
 # unshare): the docs check runs the docs' commands in private namespaces. prometheus ships
 # promtool, which checks every daemon's /metrics (tests/e2e/test_logs_metrics.py); no
 # smaller Debian package has it. nghttp2-client (nghttp, h2load): the HTTP/2 tests.
+# tmux drives `mlcdn ctl top` in a terminal; chromium (headless) opens the router's
+# dashboard (tests/e2e/test_look.py); chromium-driver is its DevTools/WebDriver side.
 TEST_PKGS="libcmocka-dev python3 python3-pytest python3-yaml curl openssl dnsutils redis-server redis-tools
- systemd man-db file iproute2 util-linux prometheus nghttp2-client"
+ systemd man-db file iproute2 util-linux prometheus nghttp2-client tmux chromium
+ chromium-driver"
 BENCH_PKGS="wrk varnish nginx-light trafficserver dnsperf gdnsd hyperfine"
 
 # Node.js may come from another source than Debian (with its own npm): install Debian's

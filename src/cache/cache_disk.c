@@ -35,6 +35,7 @@
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -101,6 +102,10 @@ struct l2_entry {
     off_t v_size;
     struct timespec v_mtim, v_ctim;
     char *vary;
+    /* What invalidation asks of a file without reading it (l2_walk): fixed once made. */
+    int64_t stored_us;
+    char *tags; /* cache_obj_tags(), NULL when none */
+    size_t tags_len;
     size_t plen, vkey_len;
     char *pkey, *vkey; /* in this allocation, NUL-terminated */
 };
@@ -110,7 +115,8 @@ struct pending {
     uint8_t ph[16];
     uint64_t vh;
     ino_t ino;
-    int busy; /* the unlink is running: still counts as pending */
+    uint64_t seq; /* l2->pend_seq when queued (l2_flush_unlinks) */
+    int busy;     /* the unlink is running: still counts as pending */
 };
 
 struct shard {
@@ -145,7 +151,7 @@ struct l2 {
     _Atomic int inj_err;
     _Atomic int ready;
     _Atomic unsigned writers;
-    _Atomic uint64_t tmpseq, npending;
+    _Atomic uint64_t tmpseq, npending, pend_seq;
     pthread_mutex_t tomb_mtx;
     struct tomb *tombs;
     int tomb_active;
@@ -471,6 +477,21 @@ static struct l2_entry *entry_new(const char *pkey, size_t plen, const char *vke
     return en;
 }
 
+/* The invalidation facts of the object stored in en (l2_walk). Tags that would not fit
+ * are kept as one that matches no tag ban, and the file stays findable by its time and
+ * path; cache_obj_tags() bounds them. */
+static void entry_meta(struct l2_entry *en, const struct cache_obj *o)
+{
+    char tags[CACHE_OBJ_TAGS_MAX];
+    size_t tl = cache_obj_tags(o, tags, sizeof(tags));
+
+    en->stored_us = o->stored_us;
+    if (tl != (size_t)-1 && tl > 0) {
+        en->tags = mc_xstrndup(tags, tl);
+        en->tags_len = tl;
+    }
+}
+
 struct l2_entry *l2_entry_ref(struct l2_entry *en)
 {
     MC_CHECK_OBJ_NOTNULL(en, L2_ENTRY_MAGIC);
@@ -490,6 +511,7 @@ void l2_entry_unref(struct l2_entry **enp)
         return;
     MC_ASSERT(!en->in_index && !en->in_policy);
     free(en->vary);
+    free(en->tags);
     MC_FREE_OBJ(en);
 }
 
@@ -599,6 +621,7 @@ static void pend_push(struct l2 *l2, struct shard *s, const struct l2_entry *en)
     memcpy(p->ph, en->ph, 16);
     p->vh = en->vh;
     p->ino = en->ino;
+    p->seq = atomic_fetch_add(&l2->pend_seq, 1) + 1;
     p->next = s->pend;
     s->pend = p;
     atomic_fetch_add(&l2->npending, 1);
@@ -980,6 +1003,7 @@ static int found_file(struct l2 *l2, const uint8_t ph[16], uint64_t vh, const ch
         goto out;
     }
     en = entry_new(pkey, plen, obj->vkey, obj->vkey_len, obj->vary);
+    entry_meta(en, obj);
     en->body_off = h.body_off;
     en->body_len = h.body_len;
     en->body_sum = h.body_xxh;
@@ -1590,6 +1614,7 @@ int l2_writer_begin(struct l2 *l2, const char *pkey, size_t plen, const struct c
     }
     XXH3_64bits_reset(w->xs);
     w->en = entry_new(pkey, plen, o->vkey, o->vkey_len, o->vary);
+    entry_meta(w->en, o);
     w->en->body_off = body_off;
     atomic_fetch_add(&l2->writers, 1);
     *out = w;
@@ -1831,6 +1856,64 @@ size_t l2_purge_path(struct l2 *l2, const char *host, size_t hlen, const char *p
         kick(l2);
     dropped_release(&d);
     return n;
+}
+
+size_t l2_walk(struct l2 *l2, l2_walk_f *fn, void *arg)
+{
+    struct dropped d = {0};
+    size_t n;
+
+    MC_CHECK_OBJ_NOTNULL(l2, L2_MAGIC);
+    for (unsigned i = 0; i < NSHARDS; i++) {
+        struct shard *s = &l2->shards[i];
+        pthread_mutex_lock(&s->mtx);
+        for (size_t b = 0; b < s->nbuckets; b++) {
+            struct l2_key *k = s->buckets[b], *kn;
+            for (; k; k = kn) {
+                kn = k->next;
+                /* The last variant dropped frees k: read its links before. */
+                struct l2_entry *en = k->variants, *enn;
+                for (; en; en = enn) {
+                    enn = en->vnext;
+                    int last = enn == NULL;
+                    if (fn(arg, en->pkey, en->plen, en->stored_us, en->tags, en->tags_len))
+                        drop_variant(l2, s, en, 1, &d);
+                    if (last)
+                        break;
+                }
+            }
+        }
+        pthread_mutex_unlock(&s->mtx);
+    }
+    n = d.n;
+    if (n)
+        kick(l2);
+    dropped_release(&d);
+    return n;
+}
+
+void l2_flush_unlinks(struct l2 *l2)
+{
+    uint64_t upto = atomic_load(&l2->pend_seq);
+
+    MC_CHECK_OBJ_NOTNULL(l2, L2_MAGIC);
+    for (;;) {
+        /* Runs the queue here too (items are claimed one at a time, so this and the
+         * background thread never run the same unlink), then waits out those the
+         * background thread holds. */
+        drain_unlinks(l2);
+        int left = 0;
+        for (unsigned i = 0; i < NSHARDS && !left; i++) {
+            pthread_mutex_lock(&l2->shards[i].mtx);
+            for (struct pending *p = l2->shards[i].pend; p && !left; p = p->next)
+                left = p->seq <= upto;
+            pthread_mutex_unlock(&l2->shards[i].mtx);
+        }
+        if (!left)
+            return;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 void l2_drop(struct l2 *l2, struct l2_entry *en)

@@ -121,6 +121,17 @@ void l2_writer_abort(struct l2_writer **wp);
  * like l1_purge_path: every host, or only `host` when non-NULL. */
 size_t l2_remove(struct l2 *l2, const char *pkey, size_t plen);
 size_t l2_purge_path(struct l2 *l2, const char *host, size_t hlen, const char *pathq, size_t plen);
+/* Calls fn(arg, pkey, plen, stored_us, tags, tags_len) for every indexed variant (its
+ * stored time and cache_obj_tags(), kept in the index), one shard at a time under its
+ * lock (fn must be quick and must not call into this store), and drops those for which
+ * fn returns 1 (their unlinks queued). Files not indexed yet (rebuild) are not seen:
+ * walk again once l2_ready(). Returns how many were dropped. */
+typedef int l2_walk_f(void *arg, const char *pkey, size_t plen, int64_t stored_us, const char *tags,
+                      size_t tags_len);
+size_t l2_walk(struct l2 *l2, l2_walk_f *fn, void *arg);
+/* Blocking I/O: returns once every unlink queued before the call is done, so that what
+ * was removed from the index is gone from the disk too (before a ban is forgotten). */
+void l2_flush_unlinks(struct l2 *l2);
 /* Drops en from the index if it still is there (e.g. the caller found it uncacheable).
  * The caller keeps its reference. */
 void l2_drop(struct l2 *l2, struct l2_entry *en);

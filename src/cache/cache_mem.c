@@ -469,6 +469,37 @@ size_t l1_purge_path(struct l1 *c, const char *host, size_t hlen, const char *pa
     return n;
 }
 
+size_t l1_walk(struct l1 *c, l1_walk_f *fn, void *arg)
+{
+    struct dropped d = {0};
+    size_t n;
+
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        pthread_mutex_lock(&s->mtx);
+        for (size_t b = 0; b < s->nbuckets; b++) {
+            struct l1_entry *e = s->buckets[b], *en;
+            for (; e; e = en) {
+                en = e->next;
+                /* The last variant dropped frees e: read its links before. */
+                struct cache_obj *o = e->variants, *on;
+                for (; o; o = on) {
+                    on = o->vnext;
+                    int last = on == NULL;
+                    if (fn(arg, e->pkey, e->plen, o))
+                        drop_variant(s, o, &d);
+                    if (last)
+                        break;
+                }
+            }
+        }
+        pthread_mutex_unlock(&s->mtx);
+    }
+    n = d.n;
+    dropped_release(&d);
+    return n;
+}
+
 uint64_t l1_bytes(const struct l1 *c)
 {
     uint64_t n = 0;

@@ -59,6 +59,12 @@ void l1_remove_obj(struct l1 *c, const char *pkey, size_t plen, struct cache_obj
  * every host, or only for `host` when non-NULL. Returns the number of objects dropped. */
 size_t l1_purge_path(struct l1 *c, const char *host, size_t hlen, const char *pathq, size_t plen);
 
+/* Calls fn(arg, pkey, plen, o) for every stored object, one shard at a time under its
+ * lock (fn must be quick and must not call into this store), and drops the objects for
+ * which fn returns 1. Returns how many were dropped. For invalidation walks (bans). */
+typedef int l1_walk_f(void *arg, const char *pkey, size_t plen, struct cache_obj *o);
+size_t l1_walk(struct l1 *c, l1_walk_f *fn, void *arg);
+
 /* Builds the vary part of the key for a request given a lowercased Vary list; appends
  * to out. Returns 0 or -E2BIG. */
 int l1_vary_key(struct buf *out, const char *vary, const struct http_request *req);

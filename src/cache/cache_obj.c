@@ -289,6 +289,7 @@ struct cache_obj *cache_obj_dup(const struct cache_obj *o, struct cache_body *bo
     d->info = o->info;
     d->request_time = o->request_time;
     d->response_time = o->response_time;
+    d->stored_us = o->stored_us;
     d->lifetime = o->lifetime;
     d->etag = o->etag ? mc_xstrdup(o->etag) : NULL;
     d->vary = o->vary ? mc_xstrdup(o->vary) : NULL;
@@ -344,4 +345,33 @@ long cache_obj_header(const struct cache_obj *o, const char *name, const char **
         p = eol + 1;
     }
     return -1;
+}
+
+size_t cache_obj_tags(const struct cache_obj *o, char *out, size_t cap)
+{
+    static const char *const names[] = {"surrogate-key", "cache-tag"};
+    const char *p = o->hdrs, *end = o->hdrs + o->hdrs_len;
+    size_t n = 0;
+
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            break;
+        for (size_t i = 0; i < 2; i++) {
+            size_t nl = strlen(names[i]);
+            if ((size_t)(eol - p) <= nl || p[nl] != ':' || strncasecmp(p, names[i], nl) != 0)
+                continue;
+            const char *v = p + nl + 1, *ve = eol;
+            if (ve > v && ve[-1] == '\r')
+                ve--;
+            size_t vl = (size_t)(ve - v);
+            if (n + vl + 1 > cap)
+                return (size_t)-1;
+            out[n++] = ' ';
+            memcpy(out + n, v, vl);
+            n += vl;
+        }
+        p = eol + 1;
+    }
+    return n;
 }

@@ -119,6 +119,8 @@ struct cache_obj {
     int64_t request_time;       /* epoch s: request to the origin sent */
     int64_t response_time;      /* epoch s: response received */
     int64_t lifetime;           /* freshness lifetime, s */
+    int64_t stored_us;          /* epoch us: the request it answers was sent (cache_ban.h) */
+    _Atomic int inval_stale;    /* a soft invalidation marked it stale (served while refreshed) */
     char *etag;                 /* NULL when none */
     char *vary;                 /* lowercased Vary list, NULL when none */
     int has_accept_ranges;      /* the stored headers carry Accept-Ranges */
@@ -136,5 +138,10 @@ struct cache_obj *cache_obj_ref(struct cache_obj *o);
 void cache_obj_unref(struct cache_obj **op);
 /* Finds a stored header's value (case-insensitive name); returns its length or -1. */
 long cache_obj_header(const struct cache_obj *o, const char *name, const char **value);
+/* The object's tags: the values of every Surrogate-Key and Cache-Tag field, each after a
+ * space, into out[0..cap) (not NUL-terminated; tags are separated by spaces or commas).
+ * Returns the length, 0 when there is none, or (size_t)-1 when they do not fit. */
+#define CACHE_OBJ_TAGS_MAX 4096
+size_t cache_obj_tags(const struct cache_obj *o, char *out, size_t cap);
 
 #endif

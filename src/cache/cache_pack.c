@@ -60,6 +60,7 @@ int cache_pack_meta(struct buf *out, const char *pkey, size_t plen, const struct
     err |= put_u64(out, (uint64_t)o->response_time);
     err |= put_u64(out, (uint64_t)o->lifetime);
     err |= put_u64(out, (uint64_t)o->info.age);
+    err |= put_u64(out, (uint64_t)o->stored_us);
     err |= put_str(out, pkey, plen, 1);
     err |= put_str(out, o->hdrs, o->hdrs_len, 1);
     err |= put_str(out, o->vkey, o->vkey_len, 1);
@@ -132,7 +133,7 @@ int cache_unpack_meta(const void *p, size_t n, struct cache_obj **out, char **pk
 {
     struct rd r = {p, (const uint8_t *)p + n};
     uint32_t status;
-    int64_t reqt, respt, life, age;
+    int64_t reqt, respt, life, age, stored_us;
     char *key = NULL, *hdrs = NULL, *vkey = NULL, *vary = NULL;
     size_t klen = 0, hlen = 0, vklen = 0;
 
@@ -140,11 +141,16 @@ int cache_unpack_meta(const void *p, size_t n, struct cache_obj **out, char **pk
     if (n < PACK_FIXED || memcmp(p, PACK_MAGIC, 4) != 0)
         return -EINVAL;
     uint16_t ver = (uint16_t)(r.p[4] | r.p[5] << 8), flags = (uint16_t)(r.p[6] | r.p[7] << 8);
-    if (ver != CACHE_PACK_VERSION)
+    if (ver != CACHE_PACK_VERSION && ver != 1)
         return -EINVAL;
     r.p += 8;
     if (get_u32(&r, &status) || get_i64(&r, &reqt) || get_i64(&r, &respt) || get_i64(&r, &life) ||
         get_i64(&r, &age) || status < 100 || status > 999)
+        return -EINVAL;
+    /* Version 1 kept whole seconds only: the start of that second is never later than
+     * the request was, so a ban issued after it still finds the object older. */
+    stored_us = reqt * 1000000;
+    if (ver >= 2 && get_i64(&r, &stored_us))
         return -EINVAL;
     size_t varylen = 0;
     /* The Vary list is kept as a C string: a NUL inside would silently shorten it. */
@@ -164,6 +170,7 @@ int cache_unpack_meta(const void *p, size_t n, struct cache_obj **out, char **pk
     o->vary = vary;
     o->request_time = reqt;
     o->response_time = respt;
+    o->stored_us = stored_us;
     o->lifetime = life;
     o->has_accept_ranges = flags & 1;
     o->info.status = (int)status;

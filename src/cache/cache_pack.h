@@ -7,8 +7,10 @@
  * the primary key it was stored under. The body is not part of it.
  *
  * Layout (little endian): "MCPK", u16 version, u16 flags, i32 status, i64
- * request_time, i64 response_time, i64 lifetime, i64 age, then length-prefixed (u32)
- * pkey, hdrs, vkey, vary (length 0xffffffff = absent). Decoding checks every length
+ * request_time, i64 response_time, i64 lifetime, i64 age, i64 stored_us (version 2; a
+ * version 1 record, without it, reads as stored at the start of its request_time's
+ * second), then length-prefixed (u32) pkey, hdrs, vkey, vary (length 0xffffffff =
+ * absent). Decoding checks every length
  * against the input and re-derives the parsed header facts from the stored lines.
  *
  * Sealed values: a store that other processes write to and that offers no integrity of
@@ -26,7 +28,7 @@
 #include "cache/cache_obj.h"
 #include "core/buf.h"
 
-#define CACHE_PACK_VERSION 1
+#define CACHE_PACK_VERSION 2
 #define CACHE_SEAL_LEN 24
 #define CACHE_SEAL_VERSION 1
 

@@ -17,5 +17,6 @@ uint64_t units_now_ms(void); /* monotonic */
 uint64_t units_now_us(void); /* monotonic */
 uint64_t units_now_ns(void); /* monotonic */
 int64_t units_wall_s(void);  /* wall clock, seconds since the epoch */
+int64_t units_wall_us(void); /* wall clock, microseconds since the epoch */
 
 #endif

@@ -152,7 +152,8 @@ int ctl_fanout(const struct ctl_call *c, const char *const *bases, size_t n, str
                 snprintf(out[i].error, sizeof(out[i].error), "HTTP %ld", status);
             else
                 out[i].error[0] = 0;
-            if ((rc != CURLE_OK || status >= 500) && out[i].attempts <= c->retries) {
+            int again = rc != CURLE_OK || (status >= 500 && !c->answer_final);
+            if (again && out[i].attempts <= c->retries) {
                 x->retry_at = out[i].ms + 25.0 * (double)(1u << (out[i].attempts - 1));
                 if (x->retry_at - out[i].ms < wait_ms)
                     wait_ms = (int)(x->retry_at - out[i].ms) + 1;

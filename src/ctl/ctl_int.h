@@ -26,6 +26,8 @@ struct ctl_call {
     const char *token; /* Authorization: Bearer TOKEN; NULL: none */
     long timeout_ms;   /* per attempt (connect and answer); 0: 2000 */
     int retries;       /* more attempts after no answer or a 5xx; backoff 25 ms doubling */
+    int answer_final;  /* any answer ends the target, a 5xx too (only no answer is retried):
+                        * for a target that already retried behind it (the router) */
 };
 
 /* What one target answered (the last attempt). */

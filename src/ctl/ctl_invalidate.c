@@ -226,9 +226,15 @@ static int via_edges(const struct inval_args *a, const char *id, const char *bod
 static int via_router(const struct inval_args *a, const char *id, const char *body)
 {
     const char *base = a->t.router;
-    struct ctl_call c = {"POST",           "/admin/invalidate", body,
-                         strlen(body),     a->t.token,          (long)a->t.timeout_ms + 1000,
-                         (int)a->t.retries};
+    /* The router retried each edge already: its answer, a 502 too, is final. */
+    struct ctl_call c = {"POST",
+                         "/admin/invalidate",
+                         body,
+                         strlen(body),
+                         a->t.token,
+                         (long)a->t.timeout_ms + 1000,
+                         (int)a->t.retries,
+                         1};
     struct ctl_reply r;
     int rc = ctl_fanout(&c, &base, 1, &r);
     if (rc < 0) {

@@ -63,5 +63,7 @@ int ctl_stats_main(int argc, char **argv);
 void ctl_stats_usage(void);
 int ctl_plot_main(int argc, char **argv);
 void ctl_plot_usage(void);
+int ctl_top_main(int argc, char **argv);
+void ctl_top_usage(void);
 
 #endif

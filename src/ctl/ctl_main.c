@@ -29,6 +29,8 @@ static const struct ctl_cmd cmds[] = {
      "purge URLs, prefixes, patterns, tags or a model's keys on every edge"},
     {"stats", ctl_stats_main, ctl_stats_usage,
      "one table per edge: requests/s, tier shares, latency, bytes, models"},
+    {"top", ctl_top_main, ctl_top_usage,
+     "live view of the edges (terminal), refreshed every second"},
     {"plot", ctl_plot_main, ctl_plot_usage,
      "latency distribution per tier as SVG (live edges or an access log)"},
 };

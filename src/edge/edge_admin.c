@@ -313,6 +313,37 @@ static void purge(struct edge *e, struct http_exchange *x)
     buf_fini(&host);
 }
 
+static void invalidate_done(void *arg, int status, const char *json, size_t len)
+{
+    http_x_respond(arg, status, "Content-Type: application/json\r\nCache-Control: no-store\r\n",
+                   json, len);
+}
+
+/* POST /admin/invalidate: the JSON body goes to edge__invalidate_json (edge_inval.c). */
+static void invalidate(struct edge *e, struct http_exchange *x)
+{
+    size_t blen;
+    const char *body;
+
+    if (!e->cfg.admin_token) {
+        http_x_error(x, 403, "invalidation is disabled: start the edge with --admin-token");
+        return;
+    }
+    if (!authorized(e, http_x_request(x))) {
+        static const char msg[] = "{\"error\":\"invalidation needs Authorization: Bearer <admin "
+                                  "token>\",\"status\":401}\n";
+        http_x_respond(x, 401, "WWW-Authenticate: Bearer\r\nContent-Type: application/json\r\n",
+                       msg, sizeof(msg) - 1);
+        return;
+    }
+    if (http_x_body_streaming(x)) {
+        http_x_error(x, 413, "invalidation body too large");
+        return;
+    }
+    body = http_x_body(x, &blen);
+    edge__invalidate_json(e, body ? body : "", blen, invalidate_done, x);
+}
+
 /* POST /admin/drain: what SIGTERM does, for an operator (or an orchestrator) that reaches
  * the admin listener rather than the process. */
 static void drain(struct edge *e, struct http_exchange *x)
@@ -348,6 +379,13 @@ void edge__admin_handle(struct http_exchange *x, void *arg)
             drain(e, x);
         return;
     }
+    if (http_str_ieq(r->path, "/admin/invalidate")) {
+        if (r->method != HTTP_M_POST)
+            http_x_error(x, 405, "/admin/invalidate: POST a JSON body with the admin token");
+        else
+            invalidate(e, x);
+        return;
+    }
     if (e->predict && predict_admin(e->predict, x, authorized(e, r)))
         return;
     if (r->method == HTTP_M_PURGE) {
@@ -356,7 +394,9 @@ void edge__admin_handle(struct http_exchange *x, void *arg)
     }
     if (r->method != HTTP_M_GET && r->method != HTTP_M_HEAD) {
         http_x_error(x, 405,
-                     "admin listener: GET /health, GET /metrics, PURGE <path>, POST /admin/drain");
+                     "admin listener: GET /health, GET /metrics, PURGE <path>, POST "
+                     "/admin/invalidate, "
+                     "POST /admin/drain");
         return;
     }
     if (http_str_ieq(r->path, "/health")) {
@@ -370,6 +410,8 @@ void edge__admin_handle(struct http_exchange *x, void *arg)
         buf_fini(&b);
     } else {
         http_x_error(x, 404,
-                     "admin listener: GET /health, GET /metrics, PURGE <path>, POST /admin/drain");
+                     "admin listener: GET /health, GET /metrics, PURGE <path>, POST "
+                     "/admin/invalidate, "
+                     "POST /admin/drain");
     }
 }

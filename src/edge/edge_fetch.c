@@ -1107,6 +1107,7 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
         o->vkey = mc_xstrndup(f->stale->vkey, f->stale->vkey_len);
         o->vkey_len = f->stale->vkey_len;
         o->request_time = f->request_time;
+        o->stored_us = f->request_us;
         o->response_time = now;
         o->lifetime = http_freshness_lifetime(&o->info, f->rt->cfg.heuristic_max_s);
         o->has_accept_ranges = f->stale->has_accept_ranges;
@@ -1142,6 +1143,7 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
     o->etag = pr->etag;
     o->vary = pr->vary;
     o->request_time = f->request_time;
+    o->stored_us = f->request_us;
     o->response_time = now;
     o->lifetime = http_freshness_lifetime(&o->info, f->rt->cfg.heuristic_max_s);
     /* Negative caching: a 404/410 that says nothing of its freshness is reused for a short
@@ -1457,8 +1459,14 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
             cache_body_finish(o->body, CACHE_BODY_COMPLETE);
             if (f->shareable && f->store_detail == NULL && !head_only) {
                 if (f->l2w) {
-                    /* A large body went straight to its L2 file: make it visible. */
-                    int rc = l2_writer_commit(&f->l2w);
+                    /* A large body went straight to its L2 file: make it visible,
+                     * unless a ban issued while it arrived refuses it. */
+                    int ok;
+                    unsigned tok = edge__inval_store_begin(e, f->pkey, f->plen, o, &ok);
+                    int rc = ok ? l2_writer_commit(&f->l2w) : -ECANCELED;
+                    if (!ok)
+                        l2_writer_abort(&f->l2w);
+                    edge__inval_store_end(e, tok);
                     if (rc != 0)
                         log_warn("L2 did not keep a large object", "key=\"%.*s\" err=\"%s\"",
                                  (int)MC_MIN(f->plen, 200u), f->pkey, strerror(-rc));
@@ -1596,6 +1604,7 @@ static int fill_start_transfer(struct edge_fill *f)
         }
     }
     f->request_time = units_wall_s();
+    f->request_us = units_wall_us();
     f->headers_done = 0;
     f->head_refused = NULL;
     if (http_client_add(f->owner->client, f->easy, on_done, f) != 0) {

@@ -35,6 +35,7 @@
 #include "http/http_cache.h"
 #include "http/http_client.h"
 #include "http/http_server.h"
+#include "cache/cache_ban.h"
 
 #define EDGE_FILL_MAGIC 0x46494c4cu
 #define EDGE_WAITER_MAGIC 0x57414954u
@@ -53,6 +54,7 @@ struct edge_fdc;
 struct edge_routes; /* edge_routes.h */
 struct predict_loop;
 struct edge_origins; /* edge_origin.h */
+struct edge_inval;   /* edge_inval.c */
 
 struct edge_worker {
     unsigned magic;
@@ -175,6 +177,7 @@ struct edge {
     _Atomic uint64_t l2_clock;    /* L2 hits so far: the clock of L1 admission (edge_tier_l2.c) */
     _Atomic uint64_t purge_epoch; /* PURGEs answered so far (edge_tier.c) */
     _Atomic unsigned purges;      /* PURGEs running now */
+    struct edge_inval *inval;     /* bans and their lurker (edge_inval.c) */
     char name[64];                /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
     /* Request hardening (edge_req.c, set up by edge__req_init). */
     const char **strip; /* fields removed on arrival; owned array of borrowed names */
@@ -304,6 +307,7 @@ struct edge_fill {
     int local_fail;               /* the body could not be kept here (not the origin's fault) */
     char errbuf[CURL_ERROR_SIZE]; /* curl's description of a failed transfer */
     int64_t request_time;
+    int64_t request_us;      /* wall clock: the stored time of what it brings (bans) */
     struct http_req_info qi; /* of the request that started the fill */
     int auth_pass;           /* started by a request with Authorization */
     int cacheable_req;       /* GET/HEAD cache fill (vs. pass) */
@@ -489,6 +493,40 @@ void edge__metrics_server_ready(struct edge *e);
 /* The server's on_done: durations to the last byte by tier, predictions' own metrics. The
  * note's `sub` is the tier + 1 (edge__count); `kind` belongs to src/predict. */
 void edge__on_done(const struct http_x_done *d, void *arg);
+
+/* edge_inval.c: invalidation (POST /admin/invalidate, bans, the lurker). */
+/* body: the JSON of POST /admin/invalidate, borrowed for the call.
+ * done(arg, status, json, len): called once, on the calling loop, with an HTTP status
+ * (200 applied; 400 bad body, json names the problem; 503 a tier could not apply)
+ * and a JSON answer such as {"purged":N,"bans":N,...}. Call on a worker loop (exact URLs
+ * are deleted from Redis through that loop's connection). */
+typedef void (*edge_inval_done_fn)(void *arg, int status, const char *json, size_t len);
+void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_inval_done_fn done,
+                           void *arg);
+/* With a Redis tier, copies live there at most this long (edge_redis.c), and a ban stays
+ * this long after the lurker applied it to L1 and L2. */
+#define EDGE_INVAL_REDIS_KEEP_S 86400
+/* Starts the ban list (kept in the --disk-dir's "bans" file when there is one) and the
+ * lurker; after the tiers are open. 0, or -errno with err set; edge__inval_close() undoes
+ * it, also after a failure. */
+int edge__inval_open(struct edge *e, char *err, size_t errlen);
+void edge__inval_close(struct edge *e);
+/* The bans' verdict on object o found under primary key key (any tier): CACHE_BAN_HARD (a
+ * miss: drop it), CACHE_BAN_SOFT (serve it stale while one refresh runs), CACHE_BAN_NONE. Counts
+ * hard verdicts. Any loop. */
+enum cache_ban_verdict edge__inval_verdict(struct edge *e, const char *key, size_t klen,
+                                           const struct cache_obj *o);
+/* l1_insert() unless a ban refuses o (-ECANCELED), inside the bans' insert gate; a
+ * soft-banned o is stored marked stale. Every L1 insert goes through here. */
+int edge__inval_l1_insert(struct edge *e, const char *key, size_t klen, struct cache_obj *o);
+/* Around a store into L2 or Redis: *ok is 0 when a ban refuses o (then do not store).
+ * Pass the token to edge__inval_store_end() once the store is done (or skipped). */
+unsigned edge__inval_store_begin(struct edge *e, const char *key, size_t klen,
+                                 const struct cache_obj *o, int *ok);
+void edge__inval_store_end(struct edge *e, unsigned tok);
+
+/* edge_main.c: the worker of the calling thread's loop, or NULL off the loops. */
+struct edge_worker *edge__worker_self(struct edge *e);
 
 /* edge_req.c */
 void edge__public_handle(struct http_exchange *x, void *arg);

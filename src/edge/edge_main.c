@@ -59,6 +59,14 @@ void edge_cfg_default(struct edge_cfg *cfg)
     cfg->redis_timeout_ms = 50;
 }
 
+/* The worker of this thread's loop (set while the loop serves). */
+static _Thread_local struct edge_worker *self_worker;
+
+struct edge_worker *edge__worker_self(struct edge *e)
+{
+    return self_worker && self_worker->e == e ? self_worker : NULL;
+}
+
 static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
 {
     struct edge *e = arg;
@@ -82,6 +90,7 @@ static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
     w->rt_gen = atomic_load(&e->rt_gen);
     pthread_mutex_unlock(&e->rt_mtx);
     e->workers[idx] = w;
+    self_worker = w;
     return w;
 }
 
@@ -119,6 +128,8 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
     predict_loop_fini(&w->pl);
     http_client_free(&w->client);
     e->workers[w->idx] = NULL;
+    if (self_worker == w)
+        self_worker = NULL;
     uv_close((uv_handle_t *)&w->wake, worker_closed);
 }
 
@@ -472,6 +483,8 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
         e->cfg.l2_admit_hits = 1;
     if ((rc = edge__tier_open(e, tiers, MC_ARRAY_SIZE(tiers), err, errlen)) != 0)
         goto fail;
+    if ((rc = edge__inval_open(e, err, errlen)) != 0)
+        goto fail;
     edge__busy_init(e);
     pthread_mutex_init(&e->cpu_mtx, NULL);
     edge__metrics_init(e);
@@ -520,6 +533,7 @@ fail:
     http_tls_ctx_free(&e->tls);
     edge__req_fini(e);
     predict_free(&e->predict);
+    edge__inval_close(e);
     edge__tier_close(e);
     l1_free(&e->l1);
     edge__rt_unref(&e->rt);
@@ -584,6 +598,7 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     http_server_free(&e->srv);
     http_tls_ctx_free(&e->tls); /* after the loops: no connection holds it */
     predict_free(&e->predict);  /* after the loops: none can queue work any more */
+    edge__inval_close(e);       /* the lurker walks L1 and L2: before they go */
     edge__tier_close(e);
     l1_free(&e->l1);
     edge__req_fini(e);

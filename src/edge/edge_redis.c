@@ -1433,7 +1433,7 @@ static void on_redis_get(void *arg, struct cache_obj *o, const char *pkey, size_
     /* Every Redis hit enters L1 (the lookup already cost a round trip), unless a PURGE
      * ran meanwhile: the copy may be one it deleted. */
     if (o && !w->stopping && edge__tier_may_admit(w->e, g->mark) &&
-        l1_insert(w->e->l1, g->key, g->klen, o) == 0)
+        edge__inval_l1_insert(w->e, g->key, g->klen, o) == 0)
         metrics_counter_add(w->e->m.stored, 1);
     edge__tier_answered(w, g->x, g->key, g->klen, g->rc, EDGE_LV_REDIS, o, g->done);
     edge_rctx_free(&g->rc);
@@ -1462,7 +1462,8 @@ static void redis_lookup(struct edge_worker *w, struct http_exchange *x, const c
 
 static void redis_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
 {
-    int64_t ttl = o->lifetime - edge_obj_age(o, units_wall_s());
+    /* Capped: bans cannot walk Redis, so they outlive every copy stored before them. */
+    int64_t ttl = MC_MIN(o->lifetime - edge_obj_age(o, units_wall_s()), EDGE_INVAL_REDIS_KEEP_S);
 
     if (w->redis && ttl > 0 && cache_body_file(o->body, NULL) < 0)
         edge__redis_put(w->redis, key, klen, o, (uint64_t)ttl * 1000u);

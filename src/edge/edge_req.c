@@ -216,6 +216,9 @@ static int answer_here(struct edge *e, struct http_exchange *x, const struct htt
 
 /* ---- the walk of a cacheable GET/HEAD: L1, the tiers, reuse, fetch ---- */
 
+static void fetch_or_504(struct edge_worker *w, struct http_exchange *x, const char *key,
+                         size_t klen, const struct edge_rctx *rc);
+
 /* RFC 9111 §4: answers from a stored object of any tier: fresh, stale-while-revalidate
  * (§4.2.4 with RFC 5861), or revalidate. */
 static void serve_stored(struct edge_worker *w, struct http_exchange *x, const char *key,
@@ -229,7 +232,29 @@ static void serve_stored(struct edge_worker *w, struct http_exchange *x, const c
     int64_t age = edge_obj_age(o, units_wall_s());
 
     http_req_info_from_request(&qi, r);
-    switch (http_cache_reuse(&qi, &o->info, o->lifetime, age)) {
+    enum http_reuse reuse = http_cache_reuse(&qi, &o->info, o->lifetime, age);
+    switch (edge__inval_verdict(e, key, klen, o)) {
+    case CACHE_BAN_NONE: break;
+    case CACHE_BAN_HARD:
+        /* Banned: a miss, and every copy goes (the tier it came from included). It is no
+         * base for a revalidation either: a 304 would bring it back. */
+        edge__tier_drop(w, key, klen);
+        fetch_or_504(w, x, key, klen, rc);
+        return;
+    case CACHE_BAN_SOFT:
+        /* Soft-invalidated: stale. Served while one refresh runs (the busy table makes
+         * it one), unless the response said it must not be served stale (RFC 9111
+         * §4.2.4): then revalidated first. */
+        if (o->info.cc.must_revalidate || o->info.cc.proxy_revalidate || o->info.cc.no_cache ||
+            reuse == HTTP_REUSE_REVALIDATE) {
+            edge__fetch_cacheable(w, x, key, klen, o, rc);
+            return;
+        }
+        edge__fetch_background(w, r, key, klen, o, rc);
+        edge__deliver_obj(e, x, o, EDGE_XC_STALE, lv, "mlcdn; hit; detail=soft-purged");
+        return;
+    }
+    switch (reuse) {
     case HTTP_REUSE_FRESH:
         edge__cache_status(cs, sizeof(cs), "mlcdn; hit; ttl=", o->lifetime - age, NULL);
         edge__deliver_obj(e, x, o, EDGE_XC_HIT, lv, cs);

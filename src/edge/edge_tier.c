@@ -63,7 +63,7 @@ void edge__tier_keep(struct edge_worker *w, const char *key, size_t klen, struct
 {
     struct edge *e = w->e;
 
-    if (l1_insert(e->l1, key, klen, o) == 0) {
+    if (edge__inval_l1_insert(e, key, klen, o) == 0) {
         metrics_counter_add(e->m.stored, 1);
         edge__tier_store(w, key, klen, o);
         return;
@@ -79,20 +79,33 @@ void edge__tier_keep(struct edge_worker *w, const char *key, size_t klen, struct
 void edge__tier_refresh(struct edge_worker *w, const char *key, size_t klen,
                         struct cache_obj *stale, struct cache_obj *o)
 {
-    /* stale may have been evicted meanwhile: then the refreshed object enters L1 anew. */
-    if (l1_replace(w->e->l1, key, klen, stale, o) != 0)
-        l1_insert(w->e->l1, key, klen, o);
-    edge__tier_store(w, key, klen, o);
+    struct edge *e = w->e;
+    int ok;
+    unsigned tok = edge__inval_store_begin(e, key, klen, o, &ok);
+
+    /* stale may have been evicted meanwhile: then the refreshed object enters L1 anew. A
+     * ban issued while the revalidation ran refuses the refreshed object: stale goes. */
+    if (!ok)
+        l1_remove_obj(e->l1, key, klen, stale);
+    else if (l1_replace(e->l1, key, klen, stale, o) != 0)
+        l1_insert(e->l1, key, klen, o);
+    edge__inval_store_end(e, tok);
+    if (ok)
+        edge__tier_store(w, key, klen, o);
 }
 
 void edge__tier_store(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o)
 {
     struct edge *e = w->e;
 
+    int ok;
+
     if (cache_body_state(o->body) != CACHE_BODY_COMPLETE)
         return;
-    for (size_t i = e->ntiers; i-- > 0;)
+    unsigned tok = edge__inval_store_begin(e, key, klen, o, &ok);
+    for (size_t i = e->ntiers; ok && i-- > 0;)
         e->tiers[i]->store(w, key, klen, o);
+    edge__inval_store_end(e, tok);
 }
 
 void edge__tier_drop(struct edge_worker *w, const char *key, size_t klen)

@@ -455,7 +455,7 @@ static void l2_after(uv_work_t *req, int status)
         if (j->mem) {
             o->body = j->mem;
             j->mem = NULL;
-            if (l1_insert(e->l1, j->key, j->klen, o) == 0)
+            if (edge__inval_l1_insert(e, j->key, j->klen, o) == 0)
                 metrics_counter_add(e->m.l2_promoted, 1);
         } else {
             o->body = cache_body_new_file(j->f.fd, j->f.body_off, (int64_t)j->f.body_len);
@@ -517,7 +517,7 @@ static void l2t_lookup(struct edge_worker *w, struct http_exchange *x, const cha
     if (o) {
         struct cache_obj *m = promote ? copy_if_resident(o) : NULL;
         if (m) {
-            if (l1_insert(e->l1, key, klen, m) == 0)
+            if (edge__inval_l1_insert(e, key, klen, m) == 0)
                 metrics_counter_add(e->m.l2_promoted, 1);
             cache_obj_unref(&o);
             o = m;
@@ -579,8 +579,12 @@ static void store_work(uv_work_t *req)
     int rc = l2_writer_begin(s->e->l2, s->key, s->klen, s->o, (int64_t)cache_body_len(s->o->body),
                              &wr);
 
-    if (rc == 0 && (rc = store_body(wr, s->o)) == 0)
-        rc = l2_writer_commit(&wr);
+    if (rc == 0 && (rc = store_body(wr, s->o)) == 0) {
+        int ok;
+        unsigned tok = edge__inval_store_begin(s->e, s->key, s->klen, s->o, &ok);
+        rc = ok ? l2_writer_commit(&wr) : -ECANCELED;
+        edge__inval_store_end(s->e, tok);
+    }
     if (wr)
         l2_writer_abort(&wr);
     metrics_counter_add(rc == 0 ? s->e->m.l2_stored : s->e->m.l2_not_stored, 1);

@@ -65,6 +65,10 @@ int predict_handle(struct predict *p, struct predict_loop *pl, struct http_excha
 /* Admin listener: GET /admin/models, POST /admin/models/reload (`authorized`: x carries
  * the admin token). Returns 1 when it took x, else 0. */
 int predict_admin(struct predict *p, struct http_exchange *x, int authorized);
+/* Drops every cached prediction of model `name` (all its versions; invalidation). Rows
+ * being computed meanwhile may still be stored: they are the same model's answers. Returns
+ * how many entries there were, or -ENOENT when no such model is loaded. Any thread. */
+int64_t predict_cache_drop(struct predict *p, const char *name);
 /* The host is draining: /v2/health/ready answers 503 from now on. Any thread; NULL is fine. */
 void predict_set_draining(struct predict *p);
 /* The host server's on_done for an exchange this module answered (its note's `kind` is

@@ -803,6 +803,26 @@ static void loaded_names(struct predict_models *r, char *out, size_t len)
             o += (size_t)snprintf(out + o, len - o, "%s%s", o ? ", " : "", r->models[i]->name);
 }
 
+int64_t predict_cache_drop(struct predict *p, const char *name)
+{
+    struct predict_models *r = p->models;
+    int64_t n = -ENOENT;
+
+    pthread_rwlock_rdlock(&r->lock);
+    struct predict_model *m = find_model(r, name);
+    if (m) {
+        n = 0;
+        if (m->cache) {
+            struct cache_pred_stats st;
+            cache_pred_stats(m->cache, &st);
+            cache_pred_clear(m->cache);
+            n = (int64_t)st.entries;
+        }
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return n;
+}
+
 int predict__models_get(struct predict_models *r, const char *name, int64_t version,
                         struct predict_version **out, char *msg, size_t mlen)
 {

@@ -17,6 +17,7 @@
 #include "core/buf.h"
 #include "core/mc.h"
 #include "core/metrics.h"
+#include "http/http_client.h"
 #include "http/http_server.h"
 #include "router/router_int.h"
 
@@ -25,13 +26,20 @@ void *router__http_loop_init(uv_loop_t *loop, unsigned idx, void *arg)
     struct router *r = arg;
     struct router_thr *t = mc_xcalloc(1, sizeof(*t));
     router__thr_sync(r, t, NULL);
+    t->loop = loop;
+    if (http_client_new(loop, &t->client) < 0)
+        t->client = NULL; /* fan-outs then answer 503 */
     return t;
 }
 
 void router__http_loop_fini(uv_loop_t *loop, void *worker_data, void *arg)
 {
-    router__thr_fini(worker_data);
-    free(worker_data);
+    struct router_thr *t = worker_data;
+    router__fanout_stop_all(t);
+    if (t->client)
+        http_client_free(&t->client);
+    router__thr_fini(t);
+    free(t);
 }
 
 /* Copies the percent-decoded value of query parameter `name` into out. Returns 0 or

@@ -65,6 +65,7 @@ struct router_edge_health {
 };
 
 struct router_tcp_conn;
+struct http_exchange;
 
 /* What a reload (SIGHUP) may replace as a whole: the edges, the weights and the
  * geolocation databases, with what depends on them (per-edge published state and answer
@@ -89,10 +90,16 @@ struct router_set {
 
 /* A query-answering thread's view: its set (a reference) and the location cache built for
  * it (distances to that set's edges, records of that set's databases). */
+struct router_fanout;
 struct router_thr {
     struct router_set *set;
     uint64_t gen;
     struct router_loc_cache *c;
+    /* HTTP workers only (NULL on DNS threads): the loop, its client for fan-outs to the
+     * edges, and the fan-outs running on it (router_fanout.c). */
+    uv_loop_t *loop;
+    struct http_client *client;
+    struct router_fanout *fanouts;
 };
 
 struct router {
@@ -140,6 +147,9 @@ struct router {
     struct metrics_counter *m_tcp_paused, *m_tcp_idle_closed;
     struct metrics_hist *m_latency;
     struct metrics_counter *m_route_req, *m_redirects;
+
+    /* admin listener (router_admin.c) */
+    struct router_admin *admin;
 };
 
 /* Parses `NAME=LAT,LON,IP,HEALTH_URL[,CAPACITY]`. Returns 0 or -EINVAL with err set. */
@@ -202,6 +212,49 @@ void router__health_stop(struct router *r);
  * state and published view, a new one starts unknown (its first check decides); a round of
  * checks starts at once. */
 void router__health_swap(struct router *r, struct router_set *next);
+
+/* router_fanout.c: one request to every edge of a set, in parallel, on an HTTP worker's
+ * loop (thr->client). Strings are copied; results are valid during done() only. */
+#define ROUTER_URL_MAX 512
+struct router_fanout_req {
+    const char *method, *path;
+    const char *body; /* sent as application/json, or NULL */
+    size_t len;
+    const char *token; /* Authorization: Bearer for the edges, or NULL */
+    long timeout_ms;   /* per attempt; 0: 2000 */
+    int retries;       /* more attempts after no answer or a 5xx */
+};
+struct router_fanout_result {
+    char edge[64];
+    char url[ROUTER_URL_MAX]; /* the edge's admin base URL */
+    int status;               /* 0: no answer (error says why) */
+    double ms;                /* from the start of the fan-out */
+    int attempts;
+    char *body; /* NUL-terminated */
+    size_t len;
+    char error[256];
+};
+typedef void router_fanout_done_f(void *arg, struct router_fanout_result *res, size_t n,
+                                  double total_ms);
+void router__fanout(struct router_thr *thr, const struct router_set *s,
+                    const struct router_fanout_req *rq, router_fanout_done_f *done, void *arg);
+/* A stopping worker: every fan-out still running ends now (done() is called). */
+void router__fanout_stop_all(struct router_thr *thr);
+/* The admin base URL of an edge: its health URL's scheme://authority. 0 or -EINVAL. */
+int router__admin_base(const char *health_url, char *out, size_t n);
+
+/* router_admin.c: the admin listener (--admin): POST /admin/invalidate fans out to every
+ * edge; GET /admin/invalidations shows the last ones. */
+struct router_admin_cfg {
+    const char *token;      /* callers' bearer token; NULL: the admin API refuses (403) */
+    const char *edge_token; /* sent to the edges (default: token) */
+    size_t log_max;         /* invalidations kept */
+    long timeout_ms;
+    int retries;
+};
+void router__admin_init(struct router *r, const struct router_admin_cfg *cfg);
+void router__admin_fini(struct router *r);
+void router__admin_handle(struct http_exchange *x, void *arg);
 
 /* HTTP API handler (http_server listener). */
 struct http_exchange;

@@ -100,6 +100,9 @@ static int parse_latlon(const char *s, double *lat, double *lon)
 struct router_args {
     struct conf c;
     const char *dns, *http, *zone, *deflt, *log_level;
+    const char *admin, *admin_token, *edge_token;
+    long inval_log, fanout_retries;
+    uint64_t fanout_timeout_ms;
     struct conf_strlist geoip, edges, names, statics, countries;
     uint64_t ttl_ms, zone_ttl_ms, neg_ttl_ms, interval_ms, timeout_ms;
     long rise, fall, udp_threads, http_threads, edns_size, redirect_port, udp_coalesce_us;
@@ -107,7 +110,7 @@ struct router_args {
     struct accesslog_opts logo;
 };
 
-#define ROUTER_NOPTS 32
+#define ROUTER_NOPTS 40
 
 /* The options of `mlcdn router`, bound to a's fields. CONF_RELOAD marks what SIGHUP
  * applies: the edges, weights, geolocation files and default location (a new set),
@@ -147,6 +150,18 @@ static size_t router_opts(struct router_args *a, struct conf_opt *out)
         {"http-threads", CONF_INT, &a->http_threads, "HTTP worker threads (1)"},
         {"edns-size", CONF_INT, &a->edns_size, "largest UDP answer / advertised EDNS size (1232)"},
         {"redirect-port", CONF_INT, &a->redirect_port, "edge HTTP port in /r/ redirects (80)"},
+        {"admin", CONF_STR, &a->admin,
+         "admin listen address: POST /admin/invalidate to every edge, GET /admin/invalidations"},
+        {"admin-token", CONF_STR, &a->admin_token,
+         "bearer token the admin listener requires (without it the admin API answers 403)"},
+        {"edge-token", CONF_STR, &a->edge_token,
+         "bearer token sent to the edges' admin API (default: --admin-token)"},
+        {"invalidation-log", CONF_INT, &a->inval_log,
+         "invalidations kept for GET /admin/invalidations (100)"},
+        {"fanout-timeout", CONF_DURATION, &a->fanout_timeout_ms,
+         "time an edge has to answer one attempt of a fan-out (2s)"},
+        {"fanout-retries", CONF_INT, &a->fanout_retries,
+         "more attempts per edge after no answer or a 5xx (2)"},
         {"log-level", CONF_STR, &a->log_level, "debug, info, warn, error", CONF_RELOAD},
         {"access-log", CONF_STR, &a->logo.access_log,
          "one line per HTTP request to FILE, '-' (stdout) or 'syslog' (default: none)"},
@@ -181,6 +196,9 @@ static int router_args_parse(struct router_args *a, int argc, char **argv, char 
     a->w_load = 0.3;
     a->w_hit = 0.2;
     a->hysteresis = 0.05;
+    a->inval_log = 100;
+    a->fanout_timeout_ms = 2000;
+    a->fanout_retries = 2;
     n = router_opts(a, opts);
     if (conf_parse(&a->c, opts, n, argc, argv, 0, err, errlen) < 0 ||
         conf_check_keys(&a->c, opts, n, NULL, 0, err, errlen) < 0)
@@ -516,8 +534,20 @@ int router_main(int argc, char **argv)
             router_geo_country_set(cc, la, lo) < 0)
             FAIL("--country-location '%s': expected CC=LAT,LON", a->countries.v[i]);
     }
+    if (a->inval_log < 1 || a->inval_log > 100000)
+        FAIL("--invalidation-log must be between 1 and 100000");
+    if (a->fanout_retries < 0 || a->fanout_retries > 10)
+        FAIL("--fanout-retries must be between 0 and 10");
+    if (a->fanout_timeout_ms == 0)
+        FAIL("--fanout-timeout must be more than 0");
+    if (a->admin_token && !*a->admin_token)
+        FAIL("--admin-token must not be empty");
     if (set_new(a, &r->set, err, sizeof(err)) < 0)
         FAIL("%s", err);
+    router__admin_init(r,
+                       &(struct router_admin_cfg){a->admin_token, a->edge_token,
+                                                  (size_t)a->inval_log, (long)a->fanout_timeout_ms,
+                                                  (int)a->fanout_retries});
     atomic_init(&r->set_gen, 1);
     for (unsigned i = 0; i < router_geo_count(r->set->geo); i++)
         log_info("geoip database", "file=\"%s\"", router_geo_describe(r->set->geo, i));
@@ -551,13 +581,16 @@ int router_main(int argc, char **argv)
         router__dns_free_cache();
         FAIL("%s", err);
     }
-    int http_port = 0;
+    int http_port = 0, admin_port = 0;
     if (a->http) {
         struct http_server_cfg hc;
         http_server_cfg_default(&hc);
         hc.threads = (unsigned)(a->http_threads > 0 ? a->http_threads : 1);
         hc.listeners[0] = (struct http_listener_cfg){a->http, router__http_handle, r, "api"};
         hc.nlisteners = 1;
+        if (a->admin)
+            hc.listeners[hc.nlisteners++] =
+                (struct http_listener_cfg){a->admin, router__admin_handle, r, "admin"};
         hc.loop_init = router__http_loop_init;
         hc.loop_fini = router__http_loop_fini;
         hc.loop_arg = r;
@@ -572,14 +605,25 @@ int router_main(int argc, char **argv)
             FAIL("--http %s", err);
         }
         http_port = http_server_port(http_srv, 0);
+        if (a->admin)
+            admin_port = http_server_port(http_srv, 1);
+    } else if (a->admin) {
+        close_signals();
+        router__dns_stop(r);
+        router__health_stop(r);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        router__dns_free_cache();
+        FAIL("--admin needs --http (they share the HTTP workers)");
     }
     char host[64] = "";
     if (r->dns_addr.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&r->dns_addr)->sin_addr, host, sizeof(host));
     else
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&r->dns_addr)->sin6_addr, host, sizeof(host));
-    log_info("router ready", "zone=%s dns=%s dns_port=%d http_port=%d edges=%zu udp_threads=%u",
-             a->zone, host, r->dns_port, http_port, r->set->nedges, r->nudp);
+    log_info("router ready",
+             "zone=%s dns=%s dns_port=%d http_port=%d admin_port=%d edges=%zu udp_threads=%u",
+             a->zone, host, r->dns_port, http_port, admin_port, r->set->nedges, r->nudp);
     {
         char status[160];
         snprintf(status, sizeof(status), "zone %s: DNS on %s port %d, HTTP port %d", a->zone, host,
@@ -595,6 +639,7 @@ int router_main(int argc, char **argv)
 out:
 #undef FAIL
     if (r) {
+        router__admin_fini(r);
         router__set_unref(&r->set);
         pthread_mutex_destroy(&r->set_mtx);
         pthread_mutex_destroy(&r->mtx);

@@ -150,3 +150,71 @@ def test_ctl_help_lists_commands_and_flags():
     for word in ["invalidate", "--router", "--edges", "--redis", "--soft", "--tag", "--json"]:
         assert word in r.stdout
     assert ctl("nope").returncode == 2
+
+
+# ---------------------------------------------------------------- the router's fan-out
+
+@pytest.fixture
+def router_for(tmp_path):
+    """router_for(names_urls) starts `mlcdn router --admin` knowing those edges (their admin
+    URLs, as the health URL's base); returns (Router, admin_url)."""
+    import re
+    import router_util
+    started = []
+
+    def start(edges, extra=()):
+        geo = str(tmp_path / "geo.mmdb")
+        router_util.make_test_mmdb(geo)
+        specs = ["%s=51.5,-0.12,127.0.0.1,%s/health" % (n, u) for n, u in edges]
+        r = router_util.Router("cdn.test", geo, specs,
+                               extra=["--admin", "127.0.0.1:0", "--admin-token", TOKEN,
+                                      "--fanout-timeout", "1s"] + list(extra))
+        started.append(r)
+        port = int(re.search(r"admin_port=(\d+)", r.text()).group(1))
+        return r, "http://127.0.0.1:%d" % port
+
+    yield start
+    for r in started:
+        r.cleanup()
+
+
+def test_router_fans_out_to_every_edge_and_logs_it(fakes, router_for):
+    dead = "http://127.0.0.1:%d" % free_port()
+    r, admin = router_for([("e0", fakes.url(0)), ("e1", fakes.url(1)), ("e2", fakes.url(2))])
+    fakes.fail[2] = 1  # one 503, then applied: the router retries
+    res = ctl("invalidate", "--router", admin, "--tag", "ranker", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["acknowledged"] == 3
+    assert sorted(e["edge"].split()[0] for e in out["edges"]) == ["e0", "e1", "e2"]
+    for i in range(3):
+        assert fakes.bodies[i] == [{"tags": ["ranker"], "id": out["id"]}]
+    log = request("GET", admin + "/admin/invalidations",
+                  headers={"Authorization": "Bearer " + TOKEN}).json()
+    (entry,) = log["invalidations"]
+    assert entry["id"] == out["id"] and entry["acknowledged"] == 3
+    assert entry["request"] == {"tags": ["ranker"], "id": out["id"]}
+    assert {e["edge"]: e["attempts"] for e in entry["edges"]} == {"e0": 1, "e1": 1, "e2": 2}
+    r.cleanup()
+
+    # An edge that does not answer is named, and the status says so.
+    r, admin = router_for([("e0", fakes.url(0)), ("gone", dead)])
+    res = ctl("invalidate", "--router", admin, "--url", "/a", "--retries", "0")
+    assert res.returncode == 1
+    assert "edge gone (%s) did not acknowledge" % dead in res.stderr
+    assert "e0" not in res.stderr
+    st = request("POST", admin + "/admin/invalidate", body=b'{"urls":["/b"]}',
+                 headers={"Authorization": "Bearer " + TOKEN})
+    assert st.status == 502 and st.json()["acknowledged"] == 1 and st.json()["id"]
+
+
+def test_router_admin_needs_the_token_and_a_json_object(fakes, router_for):
+    r, admin = router_for([("e0", fakes.url(0))])
+    assert request("POST", admin + "/admin/invalidate", body=b'{}').status == 401
+    assert request("GET", admin + "/admin/invalidations",
+                   headers={"Authorization": "Bearer nope"}).status == 401
+    bad = request("POST", admin + "/admin/invalidate", body=b'["/a"]',
+                  headers={"Authorization": "Bearer " + TOKEN})
+    assert bad.status == 400 and "JSON object" in bad.json()["error"]
+    assert fakes.bodies[0] == []
+    assert ctl("invalidate", "--router", admin, "--url", "/a", token="nope").returncode == 1

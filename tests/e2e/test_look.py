@@ -5,14 +5,20 @@
   --edges and through --router; an unreachable edge is reported, not fatal.
 * `ctl plot` writes an SVG with one series per tier, from live edges and from a JSON access
   log; bad input is refused with the flag named.
+* `ctl top` driven in a tmux terminal of 80x24: the edges view with both edges, the keys that
+  sort and switch views (tiers, histograms with a bar chart per tier), q; --count stops it
+  after that many refreshes; plain lines when stdout is not a terminal.
 """
 import json
 import os
+import re
+import shlex
 import subprocess
+import threading
 
 import pytest
 
-from mlcdn_proc import binary, metric, mlcdn, request  # noqa: F401  (mlcdn is a fixture)
+from mlcdn_proc import binary, metric, mlcdn, request, wait_for  # noqa: F401  (mlcdn is a fixture)
 import router_util
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -169,3 +175,143 @@ def test_plot_from_access_log(tmp_path):
     assert p.returncode == 1 and "line 1 is neither" in p.stderr
     p = ctl("plot", "--access-log", log, "--out", tmp_path / "x.png", check=False)
     assert p.returncode == 2 and "--out FILE.svg" in p.stderr
+
+
+class Tmux:
+    """One private tmux server (its own socket in the test's temp dir) running one command in
+    an 80x24 window."""
+
+    def __init__(self, tmp_path, argv):
+        self.sock = str(tmp_path / "tmux.sock")
+        self.rc_file = tmp_path / "rc"
+        # The server in the foreground (-D), a child of the test: its PID is known and it
+        # is stopped by it.
+        self.server = subprocess.Popen(["tmux", "-D", "-S", self.sock, "-f", "/dev/null"],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.tmux("list-sessions", check=False) is not None,
+                 what="the tmux server")
+        cmd = "%s; echo $? > %s; sleep 60" % (" ".join(shlex.quote(str(a)) for a in argv),
+                                               shlex.quote(str(self.rc_file)))
+        self.tmux("new-session", "-d", "-x", "80", "-y", "24", cmd)
+
+    def tmux(self, *args, check=True):
+        r = subprocess.run(["tmux", "-S", self.sock, "-f", "/dev/null"] + list(args),
+                           capture_output=True, text=True, timeout=10)
+        if not check:
+            return r.stdout if r.returncode == 0 else None
+        assert r.returncode == 0, "tmux %s: %s" % (args[0], r.stderr)
+        return r.stdout
+
+    def screen(self):
+        return self.tmux("capture-pane", "-p")
+
+    def keys(self, k):
+        self.tmux("send-keys", k)
+
+    def wait(self, pattern, what):
+        """The screen once it matches pattern (a regex)."""
+        last = [""]
+
+        def seen():
+            last[0] = self.screen()
+            return re.search(pattern, last[0], re.M)
+        try:
+            wait_for(seen, what=what)
+        except AssertionError:
+            raise AssertionError("%s; the screen:\n%s" % (what, last[0]))
+        return last[0]
+
+    def refresh_no(self):
+        m = re.search(r"refresh (\d+)", self.screen())
+        return int(m.group(1)) if m else 0
+
+    def close(self):
+        self.server.terminate()
+        self.server.wait(10)
+
+
+def test_top_in_terminal(mlcdn, tmp_path):
+    _, edges = start_edges(mlcdn, tmp_path, 2)
+    admins = [e.admin for e in edges]
+    hostports = [a.split("://")[1] for a in admins]
+    t = Tmux(tmp_path, [binary(), "ctl", "top", "--interval", "200ms", "--edges",
+                        ",".join(admins)])
+    try:
+        t.wait(r"refresh 2\b", "a second refresh")
+        # Requests all along the views' checks: each refresh's window has some. The origin
+        # serves each file once per edge; every later request is an L1 hit.
+        stop = threading.Event()
+
+        def loader():
+            while not stop.is_set():
+                load(edges, rounds=1)
+        th = threading.Thread(target=loader, daemon=True)
+        th.start()
+        scr = t.wait(r"^%s +[0-9.]+ +[0-9.]+ .*[0-9.]+(us|ms|s) " % re.escape(hostports[0]),
+                     "edge 0's rates")
+        lines = scr.splitlines()
+        assert lines[0].startswith("mlcdn top - edges - 2/2 edges up")
+        assert re.match(r"EDGE +REQ/Sv +L1% +L2% +REDIS% +ORIG% +P50 +P99 +OUT/S +SAVE/S +5XX",
+                        lines[2]), lines[2]
+        assert all(len(l) <= 80 for l in lines)
+        assert any(l.startswith(hostports[1]) for l in lines[3:5]), scr
+        assert "q quit" in lines[-1]
+
+        t.keys("s")  # sort by the next column
+        t.wait(r"REQ/S +L1%v", "sorted by L1%")
+        t.keys("r")
+        t.wait(r"L1%\^", "reversed")
+
+        t.keys("2")
+        scr = t.wait(r"^ORIGIN +[0-9.]+ +[0-9.]+%", "the tiers view")
+        assert "mlcdn top - tiers - 2/2" in scr and re.search(r"^L1 +[0-9.]+ ", scr, re.M)
+        assert "all edges:" in scr
+        stop.set()
+        th.join()
+
+        # The histograms count since top started: every request of load() is in them.
+        t.keys("3")
+        scr = t.wait(r"^ORIGIN n=8 ", "the origin histogram")
+        assert re.search(r"^L1 +n=\d+ +p50 \S+ +p95 \S+ +p99 \S+", scr, re.M), scr
+        assert re.search(r"^ +[|# ]*#", scr, re.M) and re.search(r"^ +[| ]*\|", scr, re.M)
+        assert re.search(r"10us +100us +1.0ms", scr)
+
+        # Refreshes go on at --interval whatever the view; q quits at once with status 0.
+        n = t.refresh_no()
+        wait_for(lambda: t.refresh_no() >= n + 3, what="three more refreshes")
+        t.keys("q")
+        wait_for(lambda: t.rc_file.exists() and t.rc_file.read_text().strip(), what="exit")
+        assert t.rc_file.read_text().strip() == "0"
+    finally:
+        t.close()
+
+    # --count: that many refreshes, then top exits by itself.
+    t = Tmux(tmp_path, [binary(), "ctl", "top", "--interval", "100ms", "--count", "3",
+                        "--edges", admins[0]])
+    try:
+        wait_for(lambda: t.rc_file.exists() and t.rc_file.read_text().strip(), what="exit")
+        assert t.rc_file.read_text().strip() == "0"
+    finally:
+        t.close()
+
+
+def test_top_plain_lines(mlcdn, tmp_path):
+    _, edges = start_edges(mlcdn, tmp_path, 2)
+    load(edges, rounds=1)
+    edges[1].stop()
+    p = ctl("top", "--count", "2", "--interval", "100ms", "--edges",
+            ",".join(e.admin for e in edges))
+    lines = p.stdout.splitlines()
+    assert re.match(r"TIME +EDGE +REQ/S", lines[0])
+    assert len(lines) == 1 + 2 * 2, p.stdout
+    up, down = [edges[i].admin.split("://")[1] for i in (0, 1)]
+    for l in (lines[1], lines[3]):
+        assert re.match(r"\d\d:\d\d:\d\d %s " % re.escape(up), l), l
+    assert re.match(r"\d\d:\d\d:\d\d %s +DOWN " % re.escape(down), lines[2]), lines[2]
+    # The second refresh has a window: numbers where the first had none.
+    assert re.search(r" 0\.0 ", lines[3]) and " - " in lines[1]
+    p = ctl("top", "--count", "x", "--edges", edges[0].admin, check=False)
+    assert p.returncode == 2 and "--count: 'x'" in p.stderr
+    p = ctl("top", "--interval", "1ms", "--edges", edges[0].admin, check=False)
+    assert p.returncode == 2 and "--interval" in p.stderr

@@ -181,7 +181,7 @@ def test_deb_package(tmp_path):
     # Dependencies computed from the binary by dpkg-shlibdeps, one per linked library.
     depends = [d.split()[0] for d in fields["Depends"].split(", ")]
     for pkg in ("libc6", "libuv1", "libcurl4", "libhiredis0.14", "libssl3", "libconfig9",
-                "libnghttp2-14"):
+                "libnghttp2-14", "libncursesw6"):
         assert pkg in depends, fields["Depends"]
     ctrl = tmp_path / "ctrl"
     run(["dpkg-deb", "-e", deb, str(ctrl)])

@@ -22,6 +22,7 @@ static struct cache_obj *sample(int with_vary)
                     "Last-Modified: Tue, 15 Nov 1994 12:45:26 GMT\r\nAccept-Ranges: bytes\r\n";
     struct cache_obj *o = cache_obj_new(200, strdup(h), strlen(h), NULL);
     o->request_time = 1700000000;
+    o->stored_us = 1700000000123456;
     o->response_time = 1700000001;
     o->lifetime = 60;
     o->info.age = 7;
@@ -53,6 +54,7 @@ static void test_round_trip(void **state)
         assert_int_equal(d->hdrs_len, o->hdrs_len);
         assert_memory_equal(d->hdrs, o->hdrs, o->hdrs_len);
         assert_int_equal(d->request_time, o->request_time);
+        assert_int_equal(d->stored_us, o->stored_us);
         assert_int_equal(d->response_time, o->response_time);
         assert_int_equal(d->lifetime, 60);
         assert_int_equal(d->info.age, 7);
@@ -95,9 +97,19 @@ static void test_truncated_and_corrupt(void **state)
     c[4] = 9; /* version */
     assert_int_equal(cache_unpack_meta(c, b.len, &d, &key, &klen, NULL), -EINVAL);
     memcpy(c, b.data, b.len);
-    memset(c + 44, 0x7f, 4); /* the key's length points past the end */
+    memset(c + 52, 0x7f, 4); /* the key's length points past the end */
     assert_int_equal(cache_unpack_meta(c, b.len, &d, &key, &klen, NULL), -EINVAL);
     assert_null(d);
+    /* A version 1 record (no stored_us, bytes 44..52) still decodes, as stored at the
+     * start of its request's second. */
+    memcpy(c, b.data, 44);
+    memcpy(c + 44, b.data + 52, b.len - 52);
+    c[4] = 1;
+    assert_int_equal(cache_unpack_meta(c, b.len - 8, &d, &key, &klen, NULL), 0);
+    assert_int_equal(d->stored_us, o->request_time * 1000000);
+    assert_int_equal(klen, 1);
+    cache_obj_unref(&d);
+    free(key);
     free(c);
     cache_obj_unref(&o);
     buf_fini(&b);
