@@ -178,6 +178,8 @@ static void stream_free(struct http__h2_stream *st)
     if (st->next)
         st->next->prev = st->prev;
     h2->nstreams--;
+    if (!h2->streams)
+        h2->c->idle_since = uv_now(&h2->c->w->loop); /* for shedding (http_server.c) */
     if (st->x && st->dispatched)
         http__x_complete(h2->c, st->x);
     if (st->x) {
@@ -942,6 +944,19 @@ void http__h2_timeout(struct conn *c)
         http__conn_close(c);
 }
 
+void http__h2_shed(struct conn *c)
+{
+    struct http__h2 *h2 = c->h2;
+
+    if (!h2->goaway) {
+        h2->goaway = 1;
+        nghttp2_session_terminate_session(h2->s, NGHTTP2_NO_ERROR);
+    }
+    h2_send(h2);
+    if (!c->closing)
+        http__conn_close(c);
+}
+
 void http__h2_drain(struct conn *c)
 {
     struct http__h2 *h2 = c->h2;
@@ -968,21 +983,15 @@ static int skip_field(const char *name, size_t n)
     return 0;
 }
 
-static void submit_head(struct http__h2_stream *st, int status, const char *headers,
-                        int64_t content_length)
+/* The field lines ("Name: value\r\n" each) as name/value pairs after nv[0], ":status"
+ * (sbuf holds its digits). nv has room for a pair per line plus 4; names (hl + 1 bytes)
+ * takes the lower-case copies of the names. Returns the number of pairs in nv. */
+static size_t head_nv(int status, const char *headers, size_t hl, nghttp2_nv *nv, char *names,
+                      char sbuf[8], int *has_date)
 {
-    struct http_exchange *x = st->x;
-    struct http__h2 *h2 = st->h2;
-    size_t hl = headers ? strlen(headers) : 0, nmax = 4;
-    char sbuf[8], clbuf[24];
-    int has_date = 0;
-
-    for (size_t i = 0; i < hl; i++)
-        nmax += headers[i] == '\n';
-    nghttp2_nv *nv = mc_xmalloc(nmax * sizeof(*nv));
-    char *names = mc_xmalloc(hl + 1); /* lower-case copies of the names */
     size_t n = 0, no = 0;
-    snprintf(sbuf, sizeof(sbuf), "%d", status % 1000);
+
+    snprintf(sbuf, 8, "%d", status % 1000);
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)sbuf, 7, strlen(sbuf),
                            NGHTTP2_NV_FLAG_NONE};
     for (const char *p = headers, *end = headers + hl; p && p < end;) {
@@ -1000,7 +1009,7 @@ static void submit_head(struct http__h2_stream *st, int status, const char *head
                 for (size_t i = 0; i < nl; i++)
                     names[no + i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
                 if (nl == 4 && memcmp(names + no, "date", 4) == 0)
-                    has_date = 1;
+                    *has_date = 1;
                 nv[n++] = (nghttp2_nv){(uint8_t *)names + no, (uint8_t *)v, nl, (size_t)(ve - v),
                                        NGHTTP2_NV_FLAG_NONE};
                 no += nl;
@@ -1008,6 +1017,29 @@ static void submit_head(struct http__h2_stream *st, int status, const char *head
         }
         p = eol ? eol + 1 : NULL;
     }
+    return n;
+}
+
+static size_t nv_room(const char *headers, size_t hl)
+{
+    size_t nmax = 4;
+    for (size_t i = 0; i < hl; i++)
+        nmax += headers[i] == '\n';
+    return nmax;
+}
+
+static void submit_head(struct http__h2_stream *st, int status, const char *headers,
+                        int64_t content_length)
+{
+    struct http_exchange *x = st->x;
+    struct http__h2 *h2 = st->h2;
+    size_t hl = headers ? strlen(headers) : 0;
+    char sbuf[8], clbuf[24];
+    int has_date = 0;
+    nghttp2_nv *nv = mc_xmalloc(nv_room(headers, hl) * sizeof(*nv));
+    char *names = mc_xmalloc(hl + 1); /* lower-case copies of the names */
+    size_t n = head_nv(status, headers, hl, nv, names, sbuf, &has_date);
+
     /* A cached response keeps the origin's Date (RFC 9110 §6.6.1); others get ours. */
     if (!has_date)
         nv[n++] = (nghttp2_nv){(uint8_t *)"date", (uint8_t *)http__date_now(h2->c->w), 4, 29,
@@ -1028,6 +1060,29 @@ static void submit_head(struct http__h2_stream *st, int status, const char *head
         st->submitted = 1;
         x->first_us = units_now_us();
     }
+}
+
+int http__h2_x_interim(struct http_exchange *x, int status, const char *headers)
+{
+    struct http__h2_stream *st = x->h2s;
+    struct http__h2 *h2 = st->h2;
+    size_t hl = headers ? strlen(headers) : 0;
+    char sbuf[8];
+    int has_date = 0;
+
+    if (st->closed)
+        return -EPIPE;
+    nghttp2_nv *nv = mc_xmalloc(nv_room(headers, hl) * sizeof(*nv));
+    char *names = mc_xmalloc(hl + 1);
+    size_t n = head_nv(status, headers, hl, nv, names, sbuf, &has_date);
+    /* A HEADERS frame without END_STREAM before the final one (RFC 9113 §8.1). */
+    int rc = nghttp2_submit_headers(h2->s, NGHTTP2_FLAG_NONE, st->id, NULL, nv, n, NULL);
+    free(nv);
+    free(names);
+    if (rc != 0)
+        return -EPIPE;
+    h2_send(h2);
+    return 0;
 }
 
 void http__h2_x_start(struct http_exchange *x, int status, const char *headers,
@@ -1115,6 +1170,9 @@ void http__h2_x_end(struct http_exchange *x)
         }
         h2_send(h2);
     }
+    /* http_x_close_after: no new stream on this connection; the open ones finish. */
+    if (x->close_after && !h2->c->closing)
+        http__h2_drain(h2->c);
     stream_leave(st);
 }
 
@@ -1132,6 +1190,8 @@ void http__h2_x_abort(struct http_exchange *x)
         nghttp2_submit_rst_stream(h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         st->in_cb++;
         h2_send(h2);
+        if (x->close_after && !h2->c->closing)
+            http__h2_drain(h2->c);
         stream_leave(st);
         return;
     }

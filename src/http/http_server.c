@@ -981,6 +981,34 @@ void http_x_close_after(struct http_exchange *x)
     x->close_after = 1;
 }
 
+int http_x_interim(struct http_exchange *x, int status, const char *headers)
+{
+    struct conn *c = x->conn;
+
+    if (status < 102 || status > 199)
+        return -EINVAL;
+    if (x->started || x->ended)
+        return -EALREADY;
+    if (x->aborted || c->closing)
+        return -EPIPE;
+    if (x->h2s)
+        return http__h2_x_interim(x, status, headers);
+    if (x->req.version_minor < 1)
+        return -EPROTO;
+    const char *reason = http_status_reason(status);
+    size_t hl = headers ? strlen(headers) : 0, rl = strlen(reason);
+    char *head = mc_xmalloc(9 + 3 + 1 + rl + 2 + hl + 2), *d = head;
+    d = put(d, "HTTP/1.1 ", 9);
+    d = put_u64(d, (uint64_t)status);
+    *d++ = ' ';
+    d = put(d, reason, rl);
+    d = put(d, "\r\n", 2);
+    d = put(d, headers ? headers : "", hl);
+    d = put(d, "\r\n", 2);
+    uv_buf_t b = uv_buf_init(head, (unsigned)(d - head));
+    return queue_write(c, &b, 1, head, NULL, NULL) == 0 ? 0 : -EPIPE;
+}
+
 const struct http_request *http_x_request(const struct http_exchange *x)
 {
     return &x->req;
@@ -2092,8 +2120,10 @@ static int conn_idle(struct conn *c, uint64_t now)
     uv_os_fd_t fd;
     char b;
 
-    if (c->closing || c->h2 || c->state != ST_HEAD || c->in_len || c->x || c->sf.active ||
-        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0 ||
+    /* An HTTP/2 session is idle with no stream open (its idle_since is when the last one
+     * ended); the HTTP/1.1 state machine says nothing about it. */
+    if (c->closing || (c->h2 ? !http__h2_idle(c) : (c->state != ST_HEAD || c->x)) || c->in_len ||
+        c->sf.active || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0 ||
         now < c->idle_since + SHED_MIN_IDLE_MS || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
         return 0;
     /* Bytes the loop has not read yet are a request on its way; an EOF (0) or an error is
@@ -2115,7 +2145,10 @@ static unsigned shed_idle(struct worker *w)
         tail = c;
     for (c = tail; c && n < SHED_MAX; c = prev) {
         prev = c->prev;
-        if (conn_idle(c, now))
+        int idle = conn_idle(c, now);
+        if (idle && c->h2)
+            http__h2_shed(c); /* GOAWAY first: the client knows no request was lost */
+        else if (idle)
             conn_close(c);
         else if (c->closing && c->lingering && c->shut && !uv_is_closing((uv_handle_t *)&c->tcp))
             conn_release(c);

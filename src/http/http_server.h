@@ -203,6 +203,16 @@ void http_x_respond(struct http_exchange *x, int status, const char *headers, co
 /* Formats a small JSON or text error body {"error": msg} and responds. */
 void http_x_error(struct http_exchange *x, int status, const char *msg);
 
+/* Sends an interim response (RFC 9110 §15.2) before the final one: status 102..199 (100
+ * Continue is the server's own, see http_x_body_stream; 101 switches nothing here) with
+ * the given header lines ("Name: value\r\n" each, may be NULL; Date and framing fields are
+ * not added). Over HTTP/1.1 it is a head of its own on the connection, sent to clients of
+ * HTTP/1.1 and later only (§15.2: never to an HTTP/1.0 client); over HTTP/2 a HEADERS frame
+ * without END_STREAM. Any number, before http_x_start/http_x_respond only. Returns 0 once
+ * queued, -EALREADY after the final head began, -EPROTO for an HTTP/1.0 client, -EINVAL
+ * for a status outside 102..199, -EPIPE when the client is gone. */
+int http_x_interim(struct http_exchange *x, int status, const char *headers);
+
 /* Streamed answer: head first (content_length -1 → chunked for HTTP/1.1, close-delimited
  * for 1.0), then writes, then http_x_end(). The head is sent together with the first
  * write. http_x_write copies nothing: `data` must stay valid until done(arg) is called,
@@ -248,7 +258,9 @@ size_t http_x_pending(const struct http_exchange *x);
 void http_x_on_abort(struct http_exchange *x, http_x_cb_f *cb, void *arg);
 /* The connection's TLS state, or NULL on a plain connection. */
 const struct http_tls_conn *http_x_tls(const struct http_exchange *x);
-/* Ask to close the connection after this response (no keep-alive). */
+/* Ask to close the connection after this response (no keep-alive). Over HTTP/2 the
+ * connection ends gracefully: GOAWAY naming the last stream received, the streams already
+ * open finish, then the connection closes. */
 void http_x_close_after(struct http_exchange *x);
 
 #endif

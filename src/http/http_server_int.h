@@ -278,6 +278,9 @@ int http__h2_x_write(struct http_exchange *x, const void *data, size_t len, void
 int http__h2_x_sendfile_fd(struct http_exchange *x, int fd, uint64_t off, uint64_t len,
                            void (*done)(void *arg), void *arg);
 void http__h2_x_end(struct http_exchange *x);
+int http__h2_x_interim(struct http_exchange *x, int status, const char *headers);
+/* Out of descriptors: an idle session (no stream, nothing queued) says GOAWAY and closes. */
+void http__h2_shed(struct conn *c);
 void http__h2_x_abort(struct http_exchange *x);
 size_t http__h2_x_pending(const struct http_exchange *x);
 void http__h2_x_body_stream(struct http_exchange *x);

@@ -37,8 +37,17 @@ static void on_request(struct http_exchange *x, void *arg)
 {
     char body[64];
     size_t len;
+    const struct http_request *r = http_x_request(x);
 
     (void)arg;
+    if (r->path.len == 6 && memcmp(r->path.p, "/close", 6) == 0)
+        http_x_close_after(x);
+    if (r->path.len == 6 && memcmp(r->path.p, "/hints", 6) == 0) {
+        /* Not asserted here (a server thread): the client checks what it got. A status
+         * outside 102..199 is refused and sends nothing. */
+        (void)http_x_interim(x, 200, NULL);
+        (void)http_x_interim(x, 103, "Link: </a.js>; rel=preload\r\n");
+    }
     http_x_body(x, &len);
     int n = snprintf(body, sizeof(body), "ok %zu\n", len);
     http_x_respond(x, 200, "Content-Type: text/plain\r\n", body, (size_t)n);
@@ -418,6 +427,267 @@ static void test_out_of_descriptors(void **state)
     srv_stop();
 }
 
+/* ---- HTTP/2 with prior knowledge (h2c): frames written by hand ---- */
+
+enum { H2_DATA = 0, H2_HEADERS = 1, H2_SETTINGS = 4, H2_GOAWAY = 7 };
+
+static void h2c_start(const struct http_server_cfg *over)
+{
+    struct http_server_cfg cfg;
+
+    if (over)
+        cfg = *over;
+    else
+        http_server_cfg_default(&cfg);
+    cfg.listeners[0].h2c = 1;
+    srv_start(&cfg);
+}
+
+static size_t h2_frame(char *out, int type, int flags, uint32_t sid, const char *p, size_t n)
+{
+    out[0] = (char)(n >> 16);
+    out[1] = (char)(n >> 8);
+    out[2] = (char)n;
+    out[3] = (char)type;
+    out[4] = (char)flags;
+    out[5] = (char)(sid >> 24);
+    out[6] = (char)(sid >> 16);
+    out[7] = (char)(sid >> 8);
+    out[8] = (char)sid;
+    if (n)
+        memcpy(out + 9, p, n);
+    return 9 + n;
+}
+
+/* A literal field without indexing, new name (RFC 7541 §6.2.2); short strings only. */
+static size_t hpack_lit(char *out, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    out[0] = 0;
+    out[1] = (char)nl;
+    memcpy(out + 2, name, nl);
+    out[2 + nl] = (char)vl;
+    memcpy(out + 3 + nl, value, vl);
+    return 3 + nl + vl;
+}
+
+/* The connection preface and an empty SETTINGS. */
+static void h2_hello(int fd)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    char b[64];
+    size_t n = sizeof(preface) - 1;
+    memcpy(b, preface, n);
+    n += h2_frame(b + n, H2_SETTINGS, 0, 0, NULL, 0);
+    assert_int_equal(cli_send_all(fd, b, n), 0);
+}
+
+static void h2_get(int fd, uint32_t sid, const char *path)
+{
+    char block[256], f[300];
+    size_t n = 0;
+    n += hpack_lit(block + n, ":method", "GET");
+    n += hpack_lit(block + n, ":scheme", "http");
+    n += hpack_lit(block + n, ":path", path);
+    n += hpack_lit(block + n, ":authority", "x");
+    size_t fl = h2_frame(f, H2_HEADERS, 0x5 /* END_STREAM | END_HEADERS */, sid, block, n);
+    assert_int_equal(cli_send_all(fd, f, fl), 0);
+}
+
+/* Reads one frame (its payload into p, at most cap bytes kept). 1, or 0 at EOF / error. */
+static int h2_read_frame(int fd, int *type, int *flags, uint32_t *sid, char *p, size_t cap)
+{
+    unsigned char h[9];
+    size_t got = 0;
+    while (got < 9) {
+        ssize_t k = recv(fd, h + got, 9 - got, 0);
+        if (k <= 0)
+            return 0;
+        got += (size_t)k;
+    }
+    size_t len = ((size_t)h[0] << 16) | ((size_t)h[1] << 8) | h[2];
+    *type = h[3];
+    *flags = h[4];
+    *sid = ((uint32_t)(h[5] & 0x7f) << 24) | ((uint32_t)h[6] << 16) | ((uint32_t)h[7] << 8) | h[8];
+    for (size_t i = 0; i < len;) {
+        char b[4096];
+        ssize_t k = recv(fd, b, MC_MIN(sizeof(b), len - i), 0);
+        if (k <= 0)
+            return 0;
+        if (i < cap)
+            memcpy(p + i, b, MC_MIN((size_t)k, cap - i));
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+/* Frames until EOF: the flags of what was seen. */
+struct h2_seen {
+    int headers, end_stream, goaway;
+    uint32_t goaway_last, goaway_err;
+    int interim_first; /* a HEADERS without END_STREAM came before the one of the response */
+    int headers_n;
+};
+
+static void h2_read_to_eof(int fd, struct h2_seen *s)
+{
+    int type, flags;
+    uint32_t sid;
+    char p[256];
+
+    memset(s, 0, sizeof(*s));
+    while (h2_read_frame(fd, &type, &flags, &sid, p, sizeof(p))) {
+        if (type == H2_HEADERS) {
+            s->headers = 1;
+            s->headers_n++;
+        }
+        if (sid == 1 && (flags & 0x1))
+            s->end_stream = 1;
+        if (type == H2_GOAWAY) {
+            s->goaway = 1;
+            s->goaway_last = (((uint32_t)(unsigned char)p[0] & 0x7f) << 24) |
+                             ((uint32_t)(unsigned char)p[1] << 16) |
+                             ((uint32_t)(unsigned char)p[2] << 8) | (unsigned char)p[3];
+            s->goaway_err = ((uint32_t)(unsigned char)p[4] << 24) |
+                            ((uint32_t)(unsigned char)p[5] << 16) |
+                            ((uint32_t)(unsigned char)p[6] << 8) | (unsigned char)p[7];
+        }
+    }
+}
+
+/* http_x_close_after over HTTP/2: the response is whole, then GOAWAY (NO_ERROR, naming the
+ * stream) and the connection ends, as Connection: close ends one over HTTP/1.1. */
+static void test_h2_close_after(void **state)
+{
+    struct h2_seen s;
+
+    (void)state;
+    h2c_start(NULL);
+    int fd = cli_new(1);
+    h2_hello(fd);
+    h2_get(fd, 1, "/close");
+    h2_read_to_eof(fd, &s);
+    assert_true(s.headers && s.end_stream);
+    assert_true(s.goaway);
+    assert_int_equal(s.goaway_last, 1);
+    assert_int_equal(s.goaway_err, 0);
+    close(fd);
+    /* Without it the connection stays open: a second stream is served on it. */
+    fd = cli_new(1);
+    h2_hello(fd);
+    h2_get(fd, 1, "/");
+    h2_get(fd, 3, "/close");
+    h2_read_to_eof(fd, &s);
+    assert_true(s.goaway && s.goaway_last == 3 && s.headers_n == 2);
+    close(fd);
+    assert_true(wait_conns(0));
+    srv_stop();
+}
+
+/* Interim responses: a 103 goes out before the final head, over HTTP/1.1 (a head of its
+ * own) and over HTTP/2 (a HEADERS frame without END_STREAM); an HTTP/1.0 client gets none. */
+static void test_interim_responses(void **state)
+{
+    static char out[4096];
+    struct h2_seen s;
+
+    (void)state;
+    h2c_start(NULL);
+    int fd = cli_new(1);
+    const char *req = "GET /hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_int_equal(cli_send_all(fd, req, strlen(req)), 0);
+    assert_true(cli_read_all(fd, out, sizeof(out)) > 0);
+    assert_memory_equal(out,
+                        "HTTP/1.1 103 Early Hints\r\nLink: </a.js>; rel=preload\r\n\r\n"
+                        "HTTP/1.1 200 ",
+                        strlen("HTTP/1.1 103 Early Hints\r\nLink: </a.js>; rel=preload\r\n\r\n"
+                               "HTTP/1.1 200 "));
+    close(fd);
+    fd = cli_new(1);
+    req = "GET /hints HTTP/1.0\r\nHost: x\r\n\r\n";
+    assert_int_equal(cli_send_all(fd, req, strlen(req)), 0);
+    assert_true(cli_read_all(fd, out, sizeof(out)) > 0);
+    assert_memory_equal(out, "HTTP/1.1 200 ", 13);
+    close(fd);
+    fd = cli_new(1);
+    h2_hello(fd);
+    h2_get(fd, 1, "/hints");
+    h2_get(fd, 3, "/close");
+    h2_read_to_eof(fd, &s);
+    assert_int_equal(s.headers_n, 3); /* the 103, the 200 of stream 1, the 200 of stream 3 */
+    close(fd);
+    assert_true(wait_conns(0));
+    srv_stop();
+}
+
+/* Out of descriptors, idle HTTP/2 connections are shed as idle HTTP/1.1 ones are, but
+ * with a GOAWAY first (NO_ERROR: no request of theirs was lost); one with a stream in
+ * progress is left alone. */
+static void test_out_of_descriptors_h2(void **state)
+{
+    static char out[4096];
+    int idle[IDLE];
+    struct rlimit saved, low;
+    struct h2_seen s;
+    int type, flags;
+    uint32_t sid;
+    uint64_t shed = counter("mlcdn_http_idle_closed_total");
+
+    (void)state;
+    h2c_start(NULL);
+    for (int i = 0; i < IDLE; i++) {
+        idle[i] = cli_new(1);
+        h2_hello(idle[i]);
+        /* The server's SETTINGS: the session is up. */
+        assert_true(h2_read_frame(idle[i], &type, &flags, &sid, out, sizeof(out)));
+        assert_int_equal(type, H2_SETTINGS);
+    }
+    int busy = cli_new(1);
+    h2_hello(busy);
+    /* A stream whose head is not complete yet (no END_HEADERS): a request under way. */
+    char block[64], f[128];
+    size_t bn = hpack_lit(block, ":method", "GET");
+    assert_int_equal(cli_send_all(busy, f, h2_frame(f, H2_HEADERS, 0x1, 1, block, bn)), 0);
+    assert_true(wait_conns(IDLE + 1));
+    int late = cli_new(0);
+
+    int lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(lowest >= 0);
+    close(lowest);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    low.rlim_cur = (rlim_t)lowest;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+
+    cli_connect(late);
+    const char *req = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_int_equal(cli_send_all(late, req, strlen(req)), 0);
+    ssize_t n = cli_read_all(late, out, sizeof(out));
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_true(n > 0);
+    assert_memory_equal(out, "HTTP/1.1 200 ", 13);
+    close(late);
+
+    for (int i = 0; i < IDLE; i++) {
+        h2_read_to_eof(idle[i], &s);
+        assert_true(s.goaway);
+        assert_int_equal(s.goaway_err, 0);
+        close(idle[i]);
+    }
+    /* The busy one was left alone: its request completes and is answered. */
+    char rest[128];
+    size_t rn = hpack_lit(rest, ":scheme", "http");
+    rn += hpack_lit(rest + rn, ":path", "/close");
+    rn += hpack_lit(rest + rn, ":authority", "x");
+    assert_int_equal(cli_send_all(busy, f, h2_frame(f, 9 /* CONTINUATION */, 0x4, 1, rest, rn)), 0);
+    h2_read_to_eof(busy, &s);
+    assert_true(s.headers && s.end_stream);
+    close(busy);
+    assert_int_equal(counter("mlcdn_http_idle_closed_total"), shed + IDLE);
+    assert_true(wait_conns(0));
+    srv_stop();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -430,6 +700,9 @@ int main(void)
         cmocka_unit_test(test_drain_closes_keepalive_connections),
         cmocka_unit_test(test_set_limits_reaches_open_connections),
         cmocka_unit_test(test_out_of_descriptors),
+        cmocka_unit_test(test_h2_close_after),
+        cmocka_unit_test(test_interim_responses),
+        cmocka_unit_test(test_out_of_descriptors_h2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
