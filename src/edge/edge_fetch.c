@@ -141,6 +141,8 @@ static void fill_unref(struct edge_fill **fp)
     MC_ASSERT(f->easy == NULL && !f->in_busy && f->waiters == NULL);
     cache_obj_unref(&f->obj);
     cache_obj_unref(&f->stale);
+    for (unsigned i = 0; i < f->ninterim; i++)
+        free(f->interim[i]);
     req_copy_free(fill_ext(f)->req);
     buf_fini(&f->resp_hdrs);
     buf_fini(&f->upload);
@@ -195,6 +197,23 @@ static struct edge_fill *busy_join(struct edge *e, struct edge_fill *fresh, int 
     pthread_mutex_unlock(&s->mtx);
     *leader = 1;
     return fill_ref(fresh);
+}
+
+/* The fill running for pkey (a new reference), or NULL. */
+static struct edge_fill *busy_find(struct edge *e, const char *pkey, size_t plen)
+{
+    uint64_t h = pkey_hash(pkey, plen);
+    struct edge_busy_shard *s = &e->busy[h % EDGE_BUSY_SHARDS];
+    struct edge_fill *f;
+
+    pthread_mutex_lock(&s->mtx);
+    for (f = s->head; f; f = f->busy_next)
+        if (f->phash == h && f->plen == plen && memcmp(f->pkey, pkey, plen) == 0)
+            break;
+    if (f)
+        fill_ref(f);
+    pthread_mutex_unlock(&s->mtx);
+    return f;
 }
 
 static void busy_leave(struct edge_fill *f)
@@ -500,7 +519,11 @@ static int waiter_decide(struct edge_waiter *wt)
         waiter_finish(wt);
         return 1;
     }
-    if (whole || (state == FILL_DONE && cache_body_state(o->body) == CACHE_BODY_COMPLETE)) {
+    /* A HEAD fill's object has no body, only the length its head announced: the stream
+     * start sends that. */
+    int head_fill = f->method && strcmp(f->method, "HEAD") == 0;
+    if (whole ||
+        (!head_fill && state == FILL_DONE && cache_body_state(o->body) == CACHE_BODY_COMPLETE)) {
         enum edge_level lv = f->revalidated ? EDGE_LV_L1 : fill_level(f);
         enum edge_xc xc = f->revalidated ? EDGE_XC_HIT : wt->xc;
         if (f->revalidated)
@@ -540,6 +563,29 @@ static int waiter_decide(struct edge_waiter *wt)
     return 2;
 }
 
+/* Forwards the interim responses of the fill that this waiter's client has not had yet:
+ * only before its final head (RFC 9110 §15.2), so a waiter that joins a fill whose
+ * response is already complete may get them too, which §15.2 allows. */
+static void waiter_interim(struct edge_waiter *wt)
+{
+    struct edge_fill *f = wt->fill;
+    char *blocks[EDGE_INTERIM_MAX];
+    int status[EDGE_INTERIM_MAX];
+    unsigned n = 0;
+
+    pthread_mutex_lock(&f->mtx);
+    for (; wt->interim_sent < f->ninterim; wt->interim_sent++, n++) {
+        blocks[n] = mc_xstrdup(f->interim[wt->interim_sent]);
+        status[n] = f->interim_status[wt->interim_sent];
+    }
+    pthread_mutex_unlock(&f->mtx);
+    for (unsigned i = 0; i < n; i++) {
+        /* An HTTP/1.0 client gets none (-EPROTO); a client gone hears of it elsewhere. */
+        (void)http_x_interim(wt->x, status[i], blocks[i]);
+        free(blocks[i]);
+    }
+}
+
 static void waiter_pump(struct edge_waiter *wt)
 {
     MC_CHECK_OBJ_NOTNULL(wt, EDGE_WAITER_MAGIC);
@@ -550,6 +596,8 @@ static void waiter_pump(struct edge_waiter *wt)
         waiter_finish(wt);
         return;
     }
+    if (!wt->started && wt->fill)
+        waiter_interim(wt);
     if (!wt->started && waiter_decide(wt) != 2)
         return;
     if (edge__stream_pump(wt->w->e, wt->x, &wt->st, fill_level(wt->fill)))
@@ -1087,6 +1135,91 @@ static int origin_head(struct edge_fill *f, int status, struct http_proxy_resp *
     return 0;
 }
 
+/* The stored response `stale` with its header block updated (pr: the merged block, taken
+ * over), its body shared: RFC 9111 §4.3.4 (a 304) and §4.3.5 (a HEAD's 200). */
+static struct cache_obj *refreshed_obj(struct edge_fill *f, const struct cache_obj *stale,
+                                       struct http_proxy_resp *pr, int64_t now)
+{
+    struct cache_obj *o = cache_obj_new(stale->status, pr->hdrs, pr->hdrs_len,
+                                        cache_body_ref(stale->body));
+    vary_finish(f->e, &pr->vary);
+    o->info = pr->info;
+    o->etag = pr->etag;
+    o->vary = pr->vary;
+    free(o->vkey);
+    o->vkey = mc_xstrndup(stale->vkey, stale->vkey_len);
+    o->vkey_len = stale->vkey_len;
+    o->request_time = f->request_time;
+    o->stored_us = f->request_us;
+    o->response_time = now;
+    o->lifetime = http_freshness_lifetime(&o->info, f->rt->cfg.heuristic_max_s);
+    o->has_accept_ranges = stale->has_accept_ranges;
+    return o;
+}
+
+/* Does a HEAD's 200 (o) describe the same representation as the stored response s (RFC 9111
+ * §4.3.5)? Every validator the HEAD carries must match (at least one must be there: with
+ * none, nothing tells the two apart), and so must its Content-Length, when it has one. */
+static int head_matches(const struct cache_obj *s, const struct cache_obj *o)
+{
+    const char *a, *b;
+    long na, nb;
+    int compared = 0;
+
+    if (s->status != 200 || cache_body_state(s->body) != CACHE_BODY_COMPLETE)
+        return 0;
+    if (o->etag) {
+        if (!s->etag || strcmp(s->etag, o->etag) != 0)
+            return 0;
+        compared = 1;
+    }
+    nb = cache_obj_header(o, "last-modified", &b);
+    if (nb > 0) {
+        na = cache_obj_header(s, "last-modified", &a);
+        if (na != nb || memcmp(a, b, (size_t)nb) != 0)
+            return 0;
+        compared = 1;
+    }
+    if (o->body->expected >= 0 && (uint64_t)o->body->expected != cache_body_len(s->body))
+        return 0;
+    return compared;
+}
+
+/* RFC 9111 §4.3.5: a HEAD's 200 updates the stored response it could have been chosen for
+ * (the one being revalidated, else L1's variant for the request) when it describes the
+ * same representation: its fields replace the stored ones as a 304's do (§3.2), the body
+ * is kept. A stored response it does not match is out of date: it is dropped. Returns 1
+ * when a stored response was updated. */
+static int head_refresh(struct edge_fill *f, const struct cache_obj *o, int64_t now)
+{
+    struct cache_obj *s = f->stale ? cache_obj_ref(f->stale) : NULL;
+    struct http_proxy_resp mpr;
+    const char *why;
+    size_t hl;
+    int done = 0;
+
+    if (!s && l1_lookup(f->e->l1, f->pkey, f->plen, &fill_ext(f)->req->r, &s) != 0)
+        return 0;
+    if (!head_matches(s, o)) {
+        edge__tier_drop(f->owner, f->pkey, f->plen);
+        cache_obj_unref(&s);
+        return 0;
+    }
+    char *merged = http_proxy_merge_304(s->hdrs, s->hdrs_len,
+                                        f->resp_hdrs.data ? f->resp_hdrs.data : "",
+                                        f->resp_hdrs.len, &hl);
+    if (merged && http_proxy_resp_parse(&mpr, s->status, 1, 0, merged, hl, now, &why) == 0) {
+        struct cache_obj *n = refreshed_obj(f, s, &mpr, now);
+        metrics_counter_add(f->e->m.revalidations, 1);
+        edge__tier_refresh(f->owner, f->pkey, f->plen, s, n);
+        cache_obj_unref(&n);
+        done = 1;
+    }
+    free(merged);
+    cache_obj_unref(&s);
+    return done;
+}
+
 /* The final response's header block is complete and valid: pr is taken over. */
 static void headers_complete(struct edge_fill *f, int status, struct http_proxy_resp *pr)
 {
@@ -1097,20 +1230,7 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
     atomic_store_explicit(&f->hdr_us, units_now_us(), memory_order_relaxed);
     fill_stop_fb_timer(f);
     if (f->stale && status == 304) {
-        struct cache_obj *o = cache_obj_new(f->stale->status, pr->hdrs, pr->hdrs_len,
-                                            cache_body_ref(f->stale->body));
-        vary_finish(e, &pr->vary);
-        o->info = pr->info;
-        o->etag = pr->etag;
-        o->vary = pr->vary;
-        free(o->vkey);
-        o->vkey = mc_xstrndup(f->stale->vkey, f->stale->vkey_len);
-        o->vkey_len = f->stale->vkey_len;
-        o->request_time = f->request_time;
-        o->stored_us = f->request_us;
-        o->response_time = now;
-        o->lifetime = http_freshness_lifetime(&o->info, f->rt->cfg.heuristic_max_s);
-        o->has_accept_ranges = f->stale->has_accept_ranges;
+        struct cache_obj *o = refreshed_obj(f, f->stale, pr, now);
         metrics_counter_add(e->m.revalidations, 1);
         edge__tier_refresh(f->owner, f->pkey, f->plen, f->stale, o);
         pthread_mutex_lock(&f->mtx);
@@ -1198,7 +1318,14 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
     }
     o->body = fill_body(f, o, cl, storable);
     const char *kept = NULL; /* why a storable response is not kept after all */
-    if (storable && !fill_no_body(f, status)) {
+    if (f->cacheable_req && f->method && strcmp(f->method, "HEAD") == 0) {
+        /* A HEAD's response is not an object to store (it has no body); it may update the
+         * stored response's fields (§4.3.5). Cache-Status says which. */
+        if (status == 200 && head_refresh(f, o, now))
+            kept = "head-refreshed";
+        else
+            kept = "head";
+    } else if (storable && !fill_no_body(f, status)) {
         /* The head says whether the response is kept (Cache-Status), and it goes out with
          * the body's first bytes, long before the body is complete: what the tiers will
          * do with it is decided now, and kept to. */
@@ -1225,6 +1352,31 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
     fill_notify(f);
 }
 
+/* An interim response (RFC 9110 §15.2; 103 Early Hints above all, whose Link fields are
+ * what clients preload): its fields, filtered as a stored block is (no hop-by-hop field,
+ * none that Connection names), go to the waiters that have not begun their final response;
+ * it is never stored nor merged into the final head. A few per response are kept, the
+ * rest dropped: an origin cannot make the edge hold more than EDGE_INTERIM_MAX blocks. */
+static void fill_interim(struct edge_fill *f, int status)
+{
+    struct http_proxy_resp pr;
+    const char *why;
+
+    if (http_proxy_resp_parse(&pr, status, 1, 1, f->resp_hdrs.data ? f->resp_hdrs.data : "",
+                              f->resp_hdrs.len, units_wall_s(), &why) != 0)
+        return;
+    pthread_mutex_lock(&f->mtx);
+    int kept = f->ninterim < EDGE_INTERIM_MAX;
+    if (kept) {
+        f->interim_status[f->ninterim] = status;
+        f->interim[f->ninterim++] = mc_xstrndup(pr.hdrs, pr.hdrs_len);
+    }
+    pthread_mutex_unlock(&f->mtx);
+    http_proxy_resp_fini(&pr);
+    if (kept)
+        fill_notify(f);
+}
+
 static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 {
     struct edge_fill *f = arg;
@@ -1242,6 +1394,10 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
         long status = 0;
         curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
         if (status >= 100 && status < 200) {
+            /* 100 Continue answers our own Expect, which curl does not send (origin_headers);
+             * the edge answers the client's Expect itself (http_x_body_stream). */
+            if (status != 100 && status != 101)
+                fill_interim(f, (int)status);
             buf_reset(&f->resp_hdrs);
             return n;
         }
@@ -1694,10 +1850,43 @@ static void fill_route(struct edge_fill *f, const struct edge_rctx *rc)
     }
 }
 
+/* A HEAD that missed, or whose stored response must be revalidated: it joins the fill
+ * running for the key, if any (a GET's response answers a HEAD), else asks the upstream
+ * with HEAD (with the stored response's validators when there is one), so no body is
+ * fetched for it (RFC 9111 §4.3.5 then updates the stored fields). That fill is not in
+ * the busy table: a GET must not join a response without a body. */
+static void fetch_head(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                       size_t plen, struct cache_obj *stale, const struct edge_rctx *rc)
+{
+    struct edge_fill *f = busy_find(w->e, pkey, plen);
+    struct edge_waiter *wt = waiter_new(w, x, pkey, plen);
+
+    wt->rc = edge_rctx_dup(rc);
+    wt->xc = EDGE_XC_MISS;
+    if (f) {
+        metrics_counter_add(w->e->m.coalesced, 1);
+        waiter_attach(wt, f);
+        return;
+    }
+    f = fill_new(w, pkey, plen);
+    fill_setup(f, http_x_request(x), http_x_peer(x), 1);
+    fill_route(f, rc);
+    f->method = mc_xstrdup("HEAD");
+    if (stale)
+        f->stale = cache_obj_ref(stale);
+    wt->leader = 1;
+    waiter_attach(wt, f); /* takes f's initial reference */
+    fill_launch(f);
+}
+
 void edge__fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
                            size_t plen, struct cache_obj *stale, const struct edge_rctx *rc)
 {
     const struct http_request *r = http_x_request(x);
+    if (r->method == HTTP_M_HEAD && !(rc && rc->body)) {
+        fetch_head(w, x, pkey, plen, stale, rc);
+        return;
+    }
     struct edge_fill *fresh = fill_new(w, pkey, plen), *f;
     struct edge_waiter *wt = waiter_new(w, x, pkey, plen);
     int leader;

@@ -328,6 +328,12 @@ struct edge_fill {
     int served_stale;         /* obj is the stale object served on error */
     const char *store_detail; /* why not stored (static), NULL if stored/to be stored */
     struct edge_waiter *waiters;
+    /* Interim responses (1xx but 100) received so far, for the waiters that have not begun
+     * their final response; never stored, never part of the final head. */
+#define EDGE_INTERIM_MAX 4
+    char *interim[EDGE_INTERIM_MAX]; /* their field blocks (owned) */
+    int interim_status[EDGE_INTERIM_MAX];
+    unsigned ninterim;
 };
 
 enum { FILL_WAIT = 0, FILL_HEADERS = 1, FILL_DONE = 2, FILL_FAILED = 3 };
@@ -351,7 +357,8 @@ struct edge_waiter {
     size_t plen;
     char *vkey; /* vary part under the fill's response Vary */
     enum edge_xc xc;
-    struct edge_rctx *rc; /* owned copy, for a restart on its own */
+    struct edge_rctx *rc;  /* owned copy, for a restart on its own */
+    unsigned interim_sent; /* of fill->interim, forwarded to the client */
 };
 
 /* edge_fetch.c */

@@ -22,6 +22,12 @@ EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+)"
 @pytest.fixture
 def cdn(mlcdn, tmp_path):
     """An origin serving tmp_path/root and an edge in front of it."""
+    return make_cdn(mlcdn, tmp_path)
+
+
+def make_cdn(mlcdn, tmp_path, edge_extra=(), ready=EDGE_READY):
+    """The cdn fixture's set-up; test_caching_h2.py adds a TLS listener (edge_extra, whose
+    ready line `ready` matches) to run this file's caching tests over HTTP/2."""
     root = tmp_path / "root"
     root.mkdir()
 
@@ -44,7 +50,7 @@ def cdn(mlcdn, tmp_path):
         return mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
                               "--origin", c.origin.url, "--region", "test-1",
                               "--admin-token", TOKEN, "--threads", "2", "--mem", "64M"]
-                     + list(extra), ready_pattern=EDGE_READY)
+                     + list(edge_extra) + list(extra), ready_pattern=ready)
 
     c.put = put
     c.origin = mlcdn("origin", ["--listen", "127.0.0.1:0", "--root", str(root)])
@@ -223,15 +229,16 @@ def test_range_and_head_from_cache(cdn):
     assert cdn.origin_count("/r.bin") == 1
 
 
-def test_head_miss_fills_the_cache(cdn):
+def test_head_miss_is_forwarded_as_head(cdn):
     body = cdn.put("/h.bin", os.urandom(3000))
     h = cdn.edge.head("/h.bin")
     assert h.status == 200 and h.body == b"" and h.headers["Content-Length"] == "3000"
-    # The HEAD was answered as soon as the headers came; the fill goes on to completion.
+    assert h.headers["X-Cache"] == "MISS" and "detail=head" in h.headers["Cache-Status"]
+    # The origin was asked with HEAD (no body came): nothing was stored, a GET fetches.
     r = cdn.edge.get("/h.bin")
-    assert r.body == body
+    assert r.body == body and r.headers["X-Cache"] == "MISS"
     assert cdn.edge.get("/h.bin").headers["X-Cache"] == "HIT"
-    assert cdn.origin_count("/h.bin") == 1
+    assert cdn.origin_count("/h.bin") == 2
 
 
 def test_keep_alive_and_pipelining(cdn):
