@@ -1200,7 +1200,15 @@ static int head_refresh(struct edge_fill *f, const struct cache_obj *o, int64_t 
 
     if (!s && l1_lookup(f->e->l1, f->pkey, f->plen, &fill_ext(f)->req->r, &s) != 0)
         return 0;
-    if (!head_matches(s, o)) {
+    /* A banned response is not brought back by a refresh (its stored_us would be the
+     * HEAD's, newer than the ban): a soft-banned one stays stale, a banned one goes, as
+     * does one that the HEAD says is another representation. */
+    enum cache_ban_verdict v = edge__inval_verdict(f->e, f->pkey, f->plen, s);
+    if (v == CACHE_BAN_SOFT) {
+        cache_obj_unref(&s);
+        return 0;
+    }
+    if (v == CACHE_BAN_HARD || !head_matches(s, o)) {
         edge__tier_drop(f->owner, f->pkey, f->plen);
         cache_obj_unref(&s);
         return 0;
