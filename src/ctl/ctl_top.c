@@ -400,8 +400,10 @@ static void draw(struct top *tp)
     erase();
     for (size_t i = 0; i < tp->l->n; i++)
         up += tp->l->e[i].ok;
-    mvprintw(0, 0, "mlcdn top - %s - %zu/%zu edges up - every %.1fs - refresh %ld", names[tp->view],
-             up, tp->l->n, tp->interval_ms / 1000.0, tp->refreshes);
+    mvprintw(0, 0, "%s - %zu/%zu edges up - every %.1fs - refresh %ld", names[tp->view], up,
+             tp->l->n, tp->interval_ms / 1000.0, tp->refreshes);
+    if (cols >= 80)
+        mvprintw(0, cols - 14, "mlcdn ctl top");
     if (tp->view == V_EDGES)
         draw_edges(tp, rows, cols);
     else if (tp->view == V_TIERS)
