@@ -50,6 +50,9 @@ file(GLOB MLCDN_CONF_EXAMPLES ${CMAKE_SOURCE_DIR}/conf/*.conf)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES ${MLCDN_USER_DOCS} DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
 install(FILES ${MLCDN_CONF_EXAMPLES} DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
+# The Prometheus scrape configuration and alert rules, and the Grafana dashboard.
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/conf/prometheus ${CMAKE_SOURCE_DIR}/conf/grafana
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 
 install(CODE "
 set(MLCDN_SOURCE_DIR \"${CMAKE_SOURCE_DIR}\")

@@ -8,7 +8,12 @@
 * `ctl top` driven in a tmux terminal of 80x24: the edges view with both edges, the keys that
   sort and switch views (tiers, histograms with a bar chart per tier), q; --count stops it
   after that many refreshes; plain lines when stdout is not a terminal.
+* conf/prometheus/ passes `promtool check config` / `check rules`, its alerts fire on
+  synthetic series (`promtool test rules`), and every metric and label that the rules and
+  conf/grafana/'s dashboard use exists on live daemons (an edge serving a model, an origin,
+  a router with its admin listener).
 """
+import glob
 import json
 import os
 import re
@@ -315,3 +320,159 @@ def test_top_plain_lines(mlcdn, tmp_path):
     assert p.returncode == 2 and "--count: 'x'" in p.stderr
     p = ctl("top", "--interval", "1ms", "--edges", edges[0].admin, check=False)
     assert p.returncode == 2 and "--interval" in p.stderr
+
+
+PROM_DIR = os.path.join(REPO, "conf", "prometheus")
+GRAFANA_DIR = os.path.join(REPO, "conf", "grafana")
+
+
+def promtool(*args):
+    p = subprocess.run(["promtool"] + [str(a) for a in args], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, "promtool %s:\n%s%s" % (args, p.stdout, p.stderr)
+    return p.stdout
+
+
+# Synthetic series and the alerts they must raise (promtool test rules).
+ALERT_TESTS = """
+rule_files: [%s]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'up{job="mlcdn-edge", instance="e1:9080"}'
+        values: '1 1 0 0 0 0'
+      - series: 'up{job="mlcdn-edge", instance="e2:9080"}'
+        values: '1 1 1 1 1 1'
+      - series: 'mlcdn_edge_origin_requests_total{job="mlcdn-edge", instance="e2:9080"}'
+        values: '0+100x20'
+      - series: 'mlcdn_edge_origin_errors_total{job="mlcdn-edge", instance="e2:9080"}'
+        values: '0+20x20'
+      - series: 'mlcdn_model_info{instance="e1:9080", model="resnet", version="2", sha256="aa"}'
+        values: '1x30'
+      - series: 'mlcdn_model_info{instance="e2:9080", model="resnet", version="1", sha256="bb"}'
+        values: '1x30'
+      - series: 'mlcdn_model_info{instance="e2:9080", model="resnet", version="2", sha256="aa"}'
+        values: '_x30'
+      - series: 'mlcdn_router_invalidations_total{instance="r:8053", result="incomplete"}'
+        values: '0 0 1 1 1'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: MlcdnEdgeDown
+        exp_alerts:
+          - exp_labels: {severity: page, job: mlcdn-edge, instance: "e1:9080"}
+            exp_annotations:
+              summary: "edge e1:9080 does not answer its /metrics"
+      - eval_time: 1m
+        alertname: MlcdnEdgeDown
+        exp_alerts: []
+      - eval_time: 15m
+        alertname: MlcdnOriginErrors
+        exp_alerts:
+          - exp_labels: {severity: page, instance: "e2:9080"}
+            exp_annotations:
+              summary: "edge e2:9080: 20%% of origin fetches fail"
+      - eval_time: 20m
+        alertname: MlcdnModelLoadFailure
+        exp_alerts:
+          - exp_labels: {severity: page, model: resnet, version: "1"}
+            exp_annotations:
+              summary: "model resnet version 1 is loaded on 1 edges only"
+          - exp_labels: {severity: page, model: resnet, version: "2"}
+            exp_annotations:
+              summary: "model resnet version 2 is loaded on 1 edges only"
+      - eval_time: 4m
+        alertname: MlcdnInvalidationIncomplete
+        exp_alerts:
+          - exp_labels: {severity: page, instance: "r:8053", result: incomplete}
+            exp_annotations:
+              summary: "router r:8053: an invalidation did not reach every edge (GET /admin/invalidations names them)"
+"""
+
+
+def conf_exprs():
+    """Every PromQL expression of the alert rules and of the Grafana dashboards."""
+    import yaml
+    exprs = []
+    with open(os.path.join(PROM_DIR, "mlcdn-alerts.yml")) as f:
+        for g in yaml.safe_load(f)["groups"]:
+            exprs += [r["expr"] for r in g["rules"]]
+
+    def walk(o):
+        if isinstance(o, dict):
+            if isinstance(o.get("expr"), str):
+                exprs.append(o["expr"])
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+    dashboards = glob.glob(os.path.join(GRAFANA_DIR, "*.json"))
+    assert dashboards
+    for path in dashboards:
+        with open(path) as f:
+            walk(json.load(f))
+    return exprs
+
+
+def families(text):
+    """{family: set of label names} of a /metrics text; histogram series under their family."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ", line)
+        name = re.sub(r"_(bucket|sum|count)$", "", m.group(1)) \
+            if re.search(r"_(bucket|sum|count)$", m.group(1)) else m.group(1)
+        labels = set(re.findall(r'([a-zA-Z_]\w*)="', m.group(2) or ""))
+        out.setdefault(name, set()).update(labels)
+        out.setdefault(m.group(1), set()).update(labels)
+    return out
+
+
+def test_prometheus_and_grafana_conf(mlcdn, tmp_path):
+    promtool("check", "config", os.path.join(PROM_DIR, "prometheus.yml"))
+    promtool("check", "rules", os.path.join(PROM_DIR, "mlcdn-alerts.yml"))
+    tests = tmp_path / "alerts_test.yml"
+    tests.write_text(ALERT_TESTS % json.dumps(os.path.join(PROM_DIR, "mlcdn-alerts.yml")))
+    promtool("test", "rules", tests)
+
+    # Live daemons with every family the files use: an edge serving a model that answered a
+    # prediction and an invalidation, its origin, a router with its admin listener.
+    models = tmp_path / "models" / "logreg" / "1"
+    models.mkdir(parents=True)
+    os.symlink(os.path.join(REPO, "tests", "fixtures", "models", "logreg", "model.onnx"),
+               models / "model.onnx")
+    origin, (edge,) = start_edges(mlcdn, tmp_path, 1, "--models", tmp_path / "models",
+                                  "--models-poll", "0")
+    load([edge], rounds=2)
+    r = edge.request("POST", "/predict", body=json.dumps({"model": "logreg",
+                                                           "features": [0.1] * 32}),
+                     headers={"Content-Type": "application/json"})
+    assert r.status == 200, r.body
+    router = start_router(tmp_path, [edge], "--admin", "127.0.0.1:0")
+    try:
+        wait_for(lambda: router.json("/edges")["edges"][0]["state"] == "up", what="edge up")
+        live = {}
+        for url in (edge.admin, origin.ready["admin"].rstrip("/"),
+                    "http://127.0.0.1:%d" % router.http_port):
+            for k, v in families(request("GET", url + "/metrics").body.decode()).items():
+                live.setdefault(k, set()).update(v)
+    finally:
+        router.cleanup()
+
+    used = 0
+    for expr in conf_exprs():
+        for m in re.finditer(r"\b((?:mlcdn|process)_[a-z0-9_]+)\b(\{[^}]*\})?", expr):
+            name, sel = m.group(1), m.group(2) or ""
+            assert name in live, "%s (in %r) is on no daemon's /metrics" % (name, expr)
+            for label in re.findall(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)", sel):
+                if label not in ("job", "instance"):
+                    assert label in live[name], "%s has no label %s (in %r)" % (name, label,
+                                                                                 expr)
+            used += 1
+        for by in re.findall(r"\bby \(([^)]*)\)", expr):
+            for label in filter(None, (x.strip() for x in by.split(","))):
+                assert label in ("job", "instance", "le") or \
+                    any(label in v for v in live.values()), "by (%s) in %r" % (label, expr)
+    assert used > 30

@@ -64,7 +64,9 @@ def prefix(tmp_path_factory):
 def test_install_tree(destdir):
     pages = ["mlcdn"] + ["mlcdn-" + c for c in commands()]
     want = ["usr/bin/mlcdn", "usr/share/doc/mlcdn/README.md",
-            "usr/share/doc/mlcdn/docs/edge.md", "usr/share/doc/mlcdn/examples/edge.conf"]
+            "usr/share/doc/mlcdn/docs/edge.md", "usr/share/doc/mlcdn/examples/edge.conf",
+            "usr/share/doc/mlcdn/examples/prometheus/mlcdn-alerts.yml",
+            "usr/share/doc/mlcdn/examples/grafana/mlcdn.json"]
     want += ["usr/share/man/man1/%s.1" % p for p in pages]
     want += ["etc/mlcdn/%s.conf" % d for d in DAEMONS]
     want += ["usr/lib/systemd/system/mlcdn-%s.service" % d for d in DAEMONS]
