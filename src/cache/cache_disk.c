@@ -1892,6 +1892,35 @@ size_t l2_walk(struct l2 *l2, l2_walk_f *fn, void *arg)
     return n;
 }
 
+size_t l2_remove_if(struct l2 *l2, const char *pkey, size_t plen, l2_walk_f *fn, void *arg)
+{
+    struct dropped d = {0};
+    uint8_t ph[16];
+    struct shard *s;
+    size_t n;
+
+    MC_CHECK_OBJ_NOTNULL(l2, L2_MAGIC);
+    cache_key_hash(pkey, plen, ph);
+    s = shard_of(l2, ph);
+    pthread_mutex_lock(&s->mtx);
+    struct l2_key *k = key_find(s, ph, pkey, plen);
+    /* The last variant dropped frees k: read its links before. */
+    for (struct l2_entry *en = k ? k->variants : NULL, *enn; en; en = enn) {
+        enn = en->vnext;
+        int last = enn == NULL;
+        if (fn(arg, en->pkey, en->plen, en->stored_us, en->tags, en->tags_len))
+            drop_variant(l2, s, en, 1, &d);
+        if (last)
+            break;
+    }
+    pthread_mutex_unlock(&s->mtx);
+    n = d.n;
+    if (n)
+        kick(l2);
+    dropped_release(&d);
+    return n;
+}
+
 void l2_flush_unlinks(struct l2 *l2)
 {
     uint64_t upto = atomic_load(&l2->pend_seq);

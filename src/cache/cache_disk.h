@@ -129,6 +129,8 @@ size_t l2_purge_path(struct l2 *l2, const char *host, size_t hlen, const char *p
 typedef int l2_walk_f(void *arg, const char *pkey, size_t plen, int64_t stored_us, const char *tags,
                       size_t tags_len);
 size_t l2_walk(struct l2 *l2, l2_walk_f *fn, void *arg);
+/* The same for the variants of one primary key (a tag purge's keys). */
+size_t l2_remove_if(struct l2 *l2, const char *pkey, size_t plen, l2_walk_f *fn, void *arg);
 /* Blocking I/O: returns once every unlink queued before the call is done, so that what
  * was removed from the index is gone from the disk too (before a ban is forgotten). */
 void l2_flush_unlinks(struct l2 *l2);

@@ -500,6 +500,30 @@ size_t l1_walk(struct l1 *c, l1_walk_f *fn, void *arg)
     return n;
 }
 
+size_t l1_remove_if(struct l1 *c, const char *pkey, size_t plen, l1_walk_f *fn, void *arg)
+{
+    uint64_t bb, h = key_hash(pkey, plen, &bb);
+    struct shard *s = shard_of(c, h);
+    struct dropped d = {0};
+    size_t n;
+
+    pthread_mutex_lock(&s->mtx);
+    struct l1_entry *e = entry_find(s, bb, h, pkey, plen);
+    /* The last variant dropped frees e: read its links before. */
+    for (struct cache_obj *o = e ? e->variants : NULL, *on; o; o = on) {
+        on = o->vnext;
+        int last = on == NULL;
+        if (fn(arg, e->pkey, e->plen, o))
+            drop_variant(s, o, &d);
+        if (last)
+            break;
+    }
+    pthread_mutex_unlock(&s->mtx);
+    n = d.n;
+    dropped_release(&d);
+    return n;
+}
+
 uint64_t l1_bytes(const struct l1 *c)
 {
     uint64_t n = 0;

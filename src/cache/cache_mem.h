@@ -64,6 +64,8 @@ size_t l1_purge_path(struct l1 *c, const char *host, size_t hlen, const char *pa
  * which fn returns 1. Returns how many were dropped. For invalidation walks (bans). */
 typedef int l1_walk_f(void *arg, const char *pkey, size_t plen, struct cache_obj *o);
 size_t l1_walk(struct l1 *c, l1_walk_f *fn, void *arg);
+/* The same for the variants of one primary key (a tag purge's keys). */
+size_t l1_remove_if(struct l1 *c, const char *pkey, size_t plen, l1_walk_f *fn, void *arg);
 
 /* Builds the vary part of the key for a request given a lowercased Vary list; appends
  * to out. Returns 0 or -E2BIG. */

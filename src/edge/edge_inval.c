@@ -2,9 +2,11 @@
  *
  * edge__invalidate_json() applies one POST /admin/invalidate body (also what the Redis
  * Streams consumer hands over): exact URLs are purged at once from L1, L2 and Redis (as
- * PURGE does); prefixes, globs, tags and models become bans (src/cache/cache_ban.c), O(1) to issue,
- * checked by every lookup against the object's stored time and tags
- * (edge__inval_verdict) and by every store (edge__inval_l1_insert, edge__inval_store_begin).
+ * PURGE does); tags are removed at once through the tag indexes (cache_tags.h for L1
+ * and L2, a Redis set per tag). Prefixes, globs, tags and models become bans
+ * (cache_ban.h), O(1) to issue, checked by every lookup against the object's stored time
+ * and tags (edge__inval_verdict) and by every store (edge__inval_l1_insert,
+ * edge__inval_store_begin).
  *
  * The lurker, a thread of its own, removes what the bans match from L1 and L2 and then
  * retires them: it first syncs the bans' insert gate, so that no object checked before
@@ -31,6 +33,7 @@
 
 #include "cache/cache_disk.h"
 #include "cache/cache_key.h"
+#include "cache/cache_tags.h"
 #include "core/log.h"
 #include "core/mc.h"
 #include "core/units.h"
@@ -44,6 +47,7 @@
 #define LURK_IDLE_MS 1000 /* between walks while bans are active */
 #define MAX_LIST 1000     /* entries of urls / patterns / tags in one body */
 #define MODEL_ID_MAX 128
+#define TAG_PAIRS_MAX (1u << 20) /* (tag, key) pairs in the tag index (cache_tags.h) */
 
 /* How a request's object was found invalid, for the removal counter. */
 enum { BY_BAN, BY_TAG, BY_LURKER, BY__N };
@@ -55,7 +59,8 @@ static const char *const k_name[K__N] = {"url", "prefix", "pattern", "tag", "mod
 struct edge_inval {
     unsigned magic;
     struct cache_bans *bans;
-    int64_t keep_us; /* how long a walked ban stays (the Redis tier's horizon), 0 without */
+    struct cache_tags *tags; /* tag -> primary keys stored in L1 and L2 */
+    int64_t keep_us;         /* how long a walked ban stays (the Redis tier's horizon), 0 without */
     pthread_t lurker;
     int started;
     pthread_mutex_t mtx;
@@ -112,6 +117,18 @@ enum cache_ban_verdict edge__inval_verdict(struct edge *e, const char *key, size
     return v;
 }
 
+/* Lists o under its tags in the tag index (a tag purge's way to L1 and L2). */
+static void index_tags(struct edge_inval *iv, const char *key, size_t klen,
+                       const struct cache_obj *o)
+{
+    char tags[CACHE_OBJ_TAGS_MAX];
+    size_t tl = cache_obj_tags(o, tags, sizeof(tags));
+
+    /* Tags that do not fit are not indexed: the tag's ban still finds the object. */
+    if (tl != (size_t)-1 && tl > 0)
+        cache_tags_add(iv->tags, key, klen, tags, tl);
+}
+
 int edge__inval_l1_insert(struct edge *e, const char *key, size_t klen, struct cache_obj *o)
 {
     struct edge_inval *iv = e->inval;
@@ -123,6 +140,8 @@ int edge__inval_l1_insert(struct edge *e, const char *key, size_t klen, struct c
         atomic_store(&o->inval_stale, 1);
     if (v != CACHE_BAN_HARD)
         rc = l1_insert(e->l1, key, klen, o);
+    if (rc == 0)
+        index_tags(iv, key, klen, o);
     cache_bans_gate_exit(iv->bans, tok);
     return rc;
 }
@@ -136,6 +155,9 @@ unsigned edge__inval_store_begin(struct edge *e, const char *key, size_t klen,
     /* A soft-banned copy may still be stored: lookups mark it stale while the ban lives,
      * and the lurker drops such cold copies from L2 before it retires the ban. */
     *ok = verdict_of(iv, key, klen, o, NULL) != CACHE_BAN_HARD;
+    /* Listed before the store: a key listed without its copy is a removal of nothing. */
+    if (*ok)
+        index_tags(iv, key, klen, o);
     return tok;
 }
 
@@ -250,6 +272,7 @@ int edge__inval_open(struct edge *e, char *err, size_t errlen)
 
     MC_INIT_OBJ(iv, EDGE_INVAL_MAGIC);
     iv->bans = cache_bans_new();
+    iv->tags = cache_tags_new(TAG_PAIRS_MAX);
     pthread_mutex_init(&iv->mtx, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -309,6 +332,7 @@ void edge__inval_close(struct edge *e)
         pthread_join(iv->lurker, NULL);
     }
     cache_bans_free(&iv->bans);
+    cache_tags_free(&iv->tags);
     pthread_cond_destroy(&iv->cond);
     pthread_mutex_destroy(&iv->mtx);
     MC_FREE_OBJ(iv);
@@ -537,6 +561,58 @@ static void add_ban(struct inval_op *op, enum cache_ban_kind kind, const char *e
     }
 }
 
+/* A tag's copies in Redis are gone, or could not be deleted: the tag's ban still refuses
+ * them at lookup, so a Redis that is down does not fail a tag purge. */
+static void op_redis_tag_done(void *arg, int64_t deleted)
+{
+    struct inval_op *op = arg;
+
+    MC_CHECK_OBJ_NOTNULL(op, INVAL_OP_MAGIC);
+    op_redis_done(op, deleted < 0 ? 0 : deleted);
+}
+
+struct tag_take {
+    struct edge *e;
+    struct walk_ctx c;
+    size_t n;
+};
+
+static void take_key(void *arg, const char *pkey, size_t plen)
+{
+    struct tag_take *t = arg;
+
+    t->n += l1_remove_if(t->e->l1, pkey, plen, l1_walk_fn, &t->c);
+    if (t->e->l2)
+        t->n += l2_remove_if(t->e->l2, pkey, plen, l2_walk_fn, &t->c);
+}
+
+/* A tag purge: first the ban, which refuses what no index lists (a copy being stored
+ * now, L2 files indexed before this run, a Redis copy whose index entry expired); then
+ * what the indexes list goes at once, judged by the same ban (so a key stored again
+ * without the tag stays): L1 and L2 through the tag index, Redis through its tag set. */
+static void purge_tag(struct inval_op *op, struct edge_worker *w, const char *tag, size_t len)
+{
+    struct edge *e = op->e;
+    struct edge_inval *iv = e->inval;
+    size_t bans = op->bans;
+
+    add_ban(op, CACHE_BAN_TAG, tag, len);
+    if (op->bans == bans)
+        return;
+    struct tag_take t = {e, {iv, 0}, 0};
+    cache_tags_take(iv->tags, tag, len, take_key, &t);
+    op->purged += t.n;
+    metrics_counter_add(iv->removed[BY_TAG], t.n);
+    metrics_counter_add(e->m.purged, t.n);
+    if (e->redis && !op->soft) {
+        op->pending++;
+        if (w && w->redis)
+            edge__redis_purge_tag(w->redis, tag, len, op_redis_tag_done, op);
+        else
+            op_redis_tag_done(op, -ENOTCONN);
+    }
+}
+
 /* The model's URL spaces and tags (docs/edge.md "Invalidation"). */
 static const char *const model_roots[] = {"model", "prediction", "embedding"};
 
@@ -677,6 +753,7 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
     op->pending = 1; /* this function's own, dropped at the end */
     /* Until the answer, no tier hit read before it may enter L1 (edge_tier.c). */
     edge__tier_purge_begin(e);
+    struct edge_worker *w = edge__worker_self(e);
     if (prefix) {
         add_ban(op, CACHE_BAN_PREFIX, prefix, strlen(prefix));
         metrics_counter_add(iv->kinds[K_PREFIX], 1);
@@ -688,7 +765,7 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
     }
     json_array_foreach(tags, i, it)
     {
-        add_ban(op, CACHE_BAN_TAG, json_string_value(it), strlen(json_string_value(it)));
+        purge_tag(op, w, json_string_value(it), strlen(json_string_value(it)));
         metrics_counter_add(iv->kinds[K_TAG], 1);
     }
     if (model) {
@@ -697,7 +774,7 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
             int n = snprintf(ex, sizeof(ex), "/%ss/%s/", model_roots[r], model);
             add_ban(op, CACHE_BAN_PREFIX, ex, (size_t)n);
             n = snprintf(ex, sizeof(ex), "%s:%s", model_roots[r], model);
-            add_ban(op, CACHE_BAN_TAG, ex, (size_t)n);
+            purge_tag(op, w, ex, (size_t)n);
         }
         if (!soft) {
             /* A soft invalidation keeps predictions: the model itself did not change. */
@@ -709,7 +786,6 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
         }
         metrics_counter_add(iv->kinds[K_MODEL], 1);
     }
-    struct edge_worker *w = edge__worker_self(e);
     json_array_foreach(urls, i, it)
     {
         int has_host;

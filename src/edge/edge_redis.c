@@ -43,6 +43,7 @@
 
 #include "cache/cache_key.h"
 #include "cache/cache_pack.h"
+#include "cache/cache_tags.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/mc.h"
@@ -60,6 +61,11 @@
  * Redis keys of every host's copy, so that a PURGE naming no host finds them all. */
 #define IKEY_PREFIX "mlcdn:path:"
 #define IKEY_LEN (sizeof(IKEY_PREFIX) - 1 + 32)
+/* The tag index: a set per tag (Surrogate-Key, Cache-Tag) of the Redis keys of the copies
+ * that carry it, kept as the path index is, so that a tag purge deletes exactly them. Its
+ * keys have the path index's length: a purge takes either. */
+#define TKEY_PREFIX "mlcdn:tags:"
+_Static_assert(sizeof(TKEY_PREFIX) == sizeof(IKEY_PREFIX), "index keys share one length");
 /* The index outlives every copy it lists: its expiry is set just before the copy's SET,
  * on the same connection, and this margin covers the gap. */
 #define INDEX_SLACK_MS 60000
@@ -549,6 +555,12 @@ static void ikey(const char *pathq, size_t plen, char out[IKEY_LEN])
     hashed_key(IKEY_PREFIX, sizeof(IKEY_PREFIX) - 1, pathq, plen, out);
 }
 
+/* The tag index of tag[0..tlen). */
+static void tkey(const char *tag, size_t tlen, char out[IKEY_LEN])
+{
+    hashed_key(TKEY_PREFIX, sizeof(TKEY_PREFIX) - 1, tag, tlen, out);
+}
+
 int edge__redis_value_decode(const void *v, size_t n, uint64_t cap, const char *key, size_t klen,
                              struct cache_obj **out, const char **why)
 {
@@ -809,20 +821,14 @@ static void on_index(redisAsyncContext *ac, void *rep, void *priv)
                  reply->str);
 }
 
-/* Lists Redis key k (of primary key key[0..klen)) in its path's index, which lives at
- * least ttl_ms from now. Sent before the copy's SET: a copy is never in Redis without
- * its index entry (a member without its copy costs a DEL of nothing). NX sets the
- * expiry of a new set, GT only lengthens it, so the index lasts as long as its longest
- * lived copy. */
-static void index_add(struct edge_redis_conn *c, const char *key, size_t klen,
-                      const char k[RKEY_LEN], uint64_t ttl_ms)
+/* Lists Redis key k in index set ik, which lives at least ttl_ms from now. Sent before
+ * the copy's SET: a copy is never in Redis without its index entries (a member without
+ * its copy costs a DEL of nothing). NX sets the expiry of a new set, GT only lengthens
+ * it, so the index lasts as long as its longest lived copy. */
+static void set_add(struct edge_redis_conn *c, const char ik[IKEY_LEN], const char k[RKEY_LEN],
+                    uint64_t ttl_ms)
 {
-    const char *slash = memchr(key, '/', klen);
-    char ik[IKEY_LEN], ttl[24];
-
-    if (!slash)
-        return;
-    ikey(slash, klen - (size_t)(slash - key), ik);
+    char ttl[24];
     size_t tl = mc_u64_digits(ttl_ms, ttl);
     const char *sadd[] = {"SADD", ik, k};
     const size_t sadd_len[] = {4, IKEY_LEN, RKEY_LEN};
@@ -833,6 +839,40 @@ static void index_add(struct edge_redis_conn *c, const char *key, size_t klen,
         const size_t px_len[] = {7, IKEY_LEN, tl, 2};
         redisAsyncCommandArgv(c->ac, on_index, NULL, 4, px, px_len);
     }
+}
+
+struct tag_add {
+    struct edge_redis_conn *c;
+    const char *k;
+    uint64_t ttl_ms;
+};
+
+static void tag_add_one(void *arg, const char *tag, size_t tlen)
+{
+    struct tag_add *t = arg;
+    char tk[IKEY_LEN];
+
+    tkey(tag, tlen, tk);
+    set_add(t->c, tk, t->k, t->ttl_ms);
+}
+
+/* Lists Redis key k (of primary key key[0..klen), object o) in its path's index and in
+ * the index of each of its tags. */
+static void index_add(struct edge_redis_conn *c, const char *key, size_t klen,
+                      const struct cache_obj *o, const char k[RKEY_LEN], uint64_t ttl_ms)
+{
+    const char *slash = memchr(key, '/', klen);
+    char ik[IKEY_LEN], tags[CACHE_OBJ_TAGS_MAX];
+
+    if (!slash)
+        return;
+    ikey(slash, klen - (size_t)(slash - key), ik);
+    set_add(c, ik, k, ttl_ms);
+    size_t tl = cache_obj_tags(o, tags, sizeof(tags));
+    struct tag_add t = {c, k, ttl_ms};
+    /* Tags that do not fit are not indexed: their bans still refuse the copy at lookup. */
+    if (tl != (size_t)-1)
+        cache_tags_each(tags, tl, tag_add_one, &t);
 }
 
 void edge__redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
@@ -882,7 +922,7 @@ void edge__redis_put(struct edge_redis_conn *c, const char *key, size_t klen,
     MC_ASSERT(at == vlen); /* a complete body never changes */
     cache_pack_seal(v, vlen - CACHE_SEAL_LEN);
     rkey(key, klen, k);
-    index_add(c, key, klen, k, MC_MIN(ttl_ms, TTL_MAX_MS) + INDEX_SLACK_MS);
+    index_add(c, key, klen, o, k, MC_MIN(ttl_ms, TTL_MAX_MS) + INDEX_SLACK_MS);
     size_t tl = mc_u64_digits(MC_MIN(ttl_ms, TTL_MAX_MS), ttl);
     const char *argv[] = {"SET", k, v, "PX", ttl};
     const size_t argvlen[] = {3, RKEY_LEN, vlen, 2, tl};
@@ -1065,11 +1105,10 @@ static void purge_wait(struct edge_redis_conn *c, struct rpurge *p)
     arm_timer(c);
 }
 
-void edge__redis_purge(struct edge_redis_conn *c, const char *host, size_t hlen, const char *pathq,
-                       size_t plen, edge_redis_purge_cb *cb, void *arg)
+static struct rpurge *purge_new(edge_redis_purge_cb *cb, void *arg)
 {
-    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
     struct rpurge *p = mc_xmalloc(sizeof(*p));
+
     MC_INIT_OBJ(p, RPURGE_MAGIC);
     p->cb = cb;
     p->arg = arg;
@@ -1077,6 +1116,25 @@ void edge__redis_purge(struct edge_redis_conn *c, const char *host, size_t hlen,
     p->pending = 0;
     p->c = NULL;
     p->next = NULL;
+    return p;
+}
+
+/* Deletes every copy index set p->ik lists, and their members from it. */
+static void purge_members(struct edge_redis_conn *c, struct rpurge *p)
+{
+    if (redisAsyncCommand(c->ac, on_purge_members, p, "SMEMBERS %b", p->ik, IKEY_LEN) != REDIS_OK) {
+        ST_ADD(c->r, del_failed);
+        purge_finish(p);
+    } else {
+        purge_wait(c, p);
+    }
+}
+
+void edge__redis_purge(struct edge_redis_conn *c, const char *host, size_t hlen, const char *pathq,
+                       size_t plen, edge_redis_purge_cb *cb, void *arg)
+{
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    struct rpurge *p = purge_new(cb, arg);
     ikey(pathq, plen, p->ik);
     if (c->closing || c->state != C_UP) {
         ST_ADD(c->r, del_failed);
@@ -1102,12 +1160,23 @@ void edge__redis_purge(struct edge_redis_conn *c, const char *host, size_t hlen,
         }
         return;
     }
-    if (redisAsyncCommand(c->ac, on_purge_members, p, "SMEMBERS %b", p->ik, IKEY_LEN) != REDIS_OK) {
+    purge_members(c, p);
+}
+
+void edge__redis_purge_tag(struct edge_redis_conn *c, const char *tag, size_t tlen,
+                           edge_redis_purge_cb *cb, void *arg)
+{
+    MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
+    struct rpurge *p = purge_new(cb, arg);
+    tkey(tag, tlen, p->ik);
+    if (c->closing || c->state != C_UP) {
         ST_ADD(c->r, del_failed);
+        maybe_connect(c, 0);
+        p->deleted = -ENOTCONN;
         purge_finish(p);
-    } else {
-        purge_wait(c, p);
+        return;
     }
+    purge_members(c, p);
 }
 
 /* ---- loops ---- */

@@ -83,6 +83,11 @@ typedef void edge_redis_purge_cb(void *arg, int64_t deleted);
  * the connection is up, even with the breaker open. */
 void edge__redis_purge(struct edge_redis_conn *c, const char *host, size_t hlen, const char *pathq,
                        size_t plen, edge_redis_purge_cb *cb, void *arg);
+/* Tag purge: deletes the copies that the tag index of tag[0..tlen) lists (each put lists
+ * its copy under each of its Surrogate-Key / Cache-Tag values first). cb as for
+ * edge__redis_purge(). */
+void edge__redis_purge_tag(struct edge_redis_conn *c, const char *tag, size_t tlen,
+                           edge_redis_purge_cb *cb, void *arg);
 
 /* Counters summed over every loop since edge__redis_new(). */
 struct edge_redis_stats {

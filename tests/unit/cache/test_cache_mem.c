@@ -184,6 +184,44 @@ static void test_vary_variants_and_purge(void **state)
     l1_free(&c);
 }
 
+static int drop_stored_before(void *arg, const char *pkey, size_t plen, struct cache_obj *o)
+{
+    (void)pkey;
+    (void)plen;
+    return o->stored_us < *(const int64_t *)arg;
+}
+
+/* A tag purge removes by key, judged per variant; the lurker walks everything. */
+static void test_remove_if_and_walk(void **state)
+{
+    struct l1 *c;
+    (void)state;
+
+    assert_int_equal(l1_new(1u << 20, "default", CACHE_POLICY_OBJECTS, 4, &c), 0);
+    const char *vk[] = {"\naccept-encoding:gzip", "\naccept-encoding:br"};
+    for (int i = 0; i < 2; i++) {
+        struct cache_obj *o = obj_of(10, "accept-encoding", vk[i]);
+        o->stored_us = 100 + i;
+        assert_int_equal(l1_insert(c, "h/k", 3, o), 0);
+        cache_obj_unref(&o);
+    }
+    struct cache_obj *o = obj_of(10, NULL, NULL);
+    o->stored_us = 100;
+    assert_int_equal(l1_insert(c, "h/other", 7, o), 0);
+    cache_obj_unref(&o);
+    int64_t t = 101;
+    assert_int_equal(l1_remove_if(c, "h/k", 3, drop_stored_before, &t), 1);
+    assert_int_equal(l1_objects(c), 2);
+    assert_int_equal(l1_remove_if(c, "h/none", 6, drop_stored_before, &t), 0);
+    t = 1000;
+    assert_int_equal(l1_remove_if(c, "h/k", 3, drop_stored_before, &t), 1);
+    assert_int_equal(l1_objects(c), 1);
+    assert_int_equal(l1_walk(c, drop_stored_before, &t), 1);
+    assert_int_equal(l1_objects(c), 0);
+    assert_int_equal(l1_bytes(c), 0);
+    l1_free(&c);
+}
+
 static void test_vary_star_never_matches(void **state)
 {
     struct l1 *c;
@@ -252,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_vary_variants_and_purge),
         cmocka_unit_test(test_vary_star_never_matches),
         cmocka_unit_test(test_unknown_policy),
+        cmocka_unit_test(test_remove_if_and_walk),
         cmocka_unit_test(test_body_cursor_across_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
