@@ -78,7 +78,12 @@ struct edge_cfg {
     const char *redis;         /* redis://HOST:PORT shared tier; NULL = none */
     uint64_t redis_max_object; /* bodies larger than this are not stored in Redis */
     uint64_t redis_timeout_ms; /* per-operation deadline before the tier is skipped */
-    const char *config_file;   /* --config FILE, read again for the route table */
+    /* The control stream (docs/control.md): invalidations and model announcements from
+     * Redis Streams, applied in order, the position kept in control_state. */
+    const char *control_redis;  /* redis:// URL; NULL = no control stream */
+    const char *control_stream; /* stream key; NULL = "mlcdn:control" */
+    const char *control_state;  /* file of the last entry applied; NULL = DISK_DIR/control.state */
+    const char *config_file;    /* --config FILE, read again for the route table */
     /* HTTPS (docs/edge.md "TLS"): a second public listener, served like the first. */
     const char *tls_listen;       /* ADDR:PORT; NULL = none */
     const char *const *tls_certs; /* PEM files, the first is the default */

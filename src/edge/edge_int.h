@@ -182,10 +182,11 @@ struct edge {
     /* Request hardening (edge_req.c, set up by edge__req_init). */
     const char **strip; /* fields removed on arrival; owned array of borrowed names */
     size_t nstrip;
-    char *key_vary;              /* --key-header names, lowercased, as a Vary list; or NULL */
-    int any_method;              /* --extra-method '*': every method token is forwarded */
-    char *allow;                 /* "Allow: <the methods this edge serves>\r\n" */
-    void (*on_drain)(void *arg); /* POST /admin/drain asks the daemon to drain (any thread) */
+    char *key_vary;               /* --key-header names, lowercased, as a Vary list; or NULL */
+    int any_method;               /* --extra-method '*': every method token is forwarded */
+    char *allow;                  /* "Allow: <the methods this edge serves>\r\n" */
+    struct edge_control *control; /* --control-redis consumer (edge_control.c), or NULL */
+    void (*on_drain)(void *arg);  /* POST /admin/drain asks the daemon to drain (any thread) */
     void *on_drain_arg;
 };
 
@@ -492,6 +493,35 @@ int edge__tier_open(struct edge *e, const struct edge_tier_ops *const *known, si
 void edge__tier_loop_init(struct edge_worker *w);
 void edge__tier_loop_fini(struct edge_worker *w);
 void edge__tier_close(struct edge *e);
+
+/* edge_control.c: the consumer of the control stream (Redis Streams). Each entry has a
+ * kind; the handler registered for it gets the entry's body, on worker 0's loop, and
+ * answers through done(arg, status, json, len) once, on that loop: 200 applied (any
+ * other status is acknowledged as refused and not retried, except 503: not applied, read
+ * again). The same signature as the admin API's handlers (edge__invalidate_json), so
+ * one function serves both. Body borrowed for the call. */
+typedef void edge_control_done_fn(void *arg, int status, const char *json, size_t len);
+typedef void edge_control_fn(struct edge *e, const char *body, size_t len,
+                             edge_control_done_fn *done, void *arg);
+/* Entries of the stream were lost before this edge read them: do what makes the edge
+ * safe without them (for invalidations: ban everything cached until now). Answers as
+ * above; until it answers 200 the consumer goes no further. */
+typedef void edge_control_gap_fn(struct edge *e, edge_control_done_fn *done, void *arg);
+/* Sets up e->control (not started). 0, or -EINVAL with err naming the flag. */
+int edge__control_new(struct edge *e, const char *url, const char *key, const char *state_path,
+                      char *err, size_t errlen);
+/* kind -> fn (and gap, or NULL), before edge__control_start. Without a control stream
+ * (e->control NULL) it does nothing and returns 0; -EEXIST, -EINVAL. */
+int edge__control_register(struct edge *e, const char *kind, edge_control_fn *fn,
+                           edge_control_gap_fn *gap);
+/* Loads the state file (a bad one: -EINVAL with err) and starts the consumer thread. */
+int edge__control_start(struct edge *e, char *err, size_t errlen);
+/* Ends the consumer (a blocked read is cut); before the worker loops stop. Idempotent. */
+void edge__control_stop(struct edge *e);
+void edge__control_free(struct edge *e);
+/* Worker 0's loop carries the handlers' calls. */
+void edge__control_loop_init(struct edge_worker *w);
+void edge__control_loop_fini(struct edge_worker *w);
 
 /* edge_admin.c */
 void edge__admin_handle(struct http_exchange *x, void *arg);

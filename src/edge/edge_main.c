@@ -85,6 +85,7 @@ static void *loop_init(uv_loop_t *loop, unsigned idx, void *arg)
     if (e->predict)
         w->pl = predict_loop_init(e->predict, loop);
     edge__tier_loop_init(w);
+    edge__control_loop_init(w);
     pthread_mutex_lock(&e->rt_mtx);
     w->rt = edge__rt_ref(e->rt);
     w->rt_gen = atomic_load(&e->rt_gen);
@@ -120,6 +121,7 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
 
     (void)loop;
     w->stopping = 1;
+    edge__control_loop_fini(w);
     /* Pending tier lookups (Redis) answer (503, the loop is stopping) before the fills go. */
     edge__tier_loop_fini(w);
     edge__worker_cancel_fills(w);
@@ -131,6 +133,44 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
     if (self_worker == w)
         self_worker = NULL;
     uv_close((uv_handle_t *)&w->wake, worker_closed);
+}
+
+/* A gap in the control stream: an entry this edge never read may have invalidated any
+ * object it holds, so everything cached until now is banned. */
+static void control_inval_gap(struct edge *e, edge_control_done_fn *done, void *arg)
+{
+    static const char ban_all[] = "{\"prefix\":\"/\",\"id\":\"control-stream-gap\"}";
+    edge__invalidate_json(e, ban_all, sizeof(ban_all) - 1, done, arg);
+}
+
+/* --control-redis: the consumer and its handlers, one per kind of entry. */
+static int open_control(struct edge *e, const struct edge_cfg *cfg, char *err, size_t errlen)
+{
+    char state[4096];
+    int rc;
+
+    if (!cfg->name || !*cfg->name) {
+        snprintf(err, errlen,
+                 "--control-redis needs --name: the edge's name on the control "
+                 "stream, the same across restarts");
+        return -EINVAL;
+    }
+    if (cfg->control_state && *cfg->control_state)
+        snprintf(state, sizeof(state), "%s", cfg->control_state);
+    else if (cfg->disk_dir && *cfg->disk_dir)
+        snprintf(state, sizeof(state), "%s/control.state", cfg->disk_dir);
+    else {
+        snprintf(err, errlen,
+                 "--control-redis needs --control-state FILE (or --disk-dir): "
+                 "where the last entry applied is kept across restarts");
+        return -EINVAL;
+    }
+    rc = edge__control_new(e, cfg->control_redis,
+                           cfg->control_stream ? cfg->control_stream : "mlcdn:control", state, err,
+                           errlen);
+    if (rc == 0)
+        rc = edge__control_register(e, "invalidate", edge__invalidate_json, control_inval_gap);
+    return rc;
 }
 
 /* Prediction serving (--models) reads these settings of the edge. */
@@ -488,6 +528,8 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     edge__busy_init(e);
     pthread_mutex_init(&e->cpu_mtx, NULL);
     edge__metrics_init(e);
+    if (cfg->control_redis && (rc = open_control(e, cfg, err, errlen)) != 0)
+        goto fail;
     e->start_ms = units_now_ms();
     e->nworkers = e->cfg.threads;
     e->workers = mc_xcalloc(e->nworkers, sizeof(*e->workers));
@@ -526,10 +568,16 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     rc = http_server_start(&sc, &e->srv, err, errlen);
     if (rc)
         goto fail;
+    if ((rc = edge__control_start(e, err, errlen)) != 0) {
+        http_server_stop(e->srv, 0);
+        http_server_free(&e->srv);
+        goto fail;
+    }
     edge__metrics_server_ready(e);
     *out = e;
     return 0;
 fail:
+    edge__control_free(e);
     http_tls_ctx_free(&e->tls);
     edge__req_fini(e);
     predict_free(&e->predict);
@@ -578,6 +626,7 @@ void edge_on_drain(struct edge *e, void (*cb)(void *arg), void *arg)
 
 void edge_quiesce(struct edge *e, uint64_t grace_ms)
 {
+    edge__control_stop(e); /* before the loops: its handlers run on worker 0's */
     atomic_store(&e->draining, 1);
     predict_set_draining(e->predict);
     http_server_stop(e->srv, grace_ms);
@@ -596,6 +645,7 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
         return;
     edge_quiesce(e, grace_ms);
     http_server_free(&e->srv);
+    edge__control_free(e);
     http_tls_ctx_free(&e->tls); /* after the loops: no connection holds it */
     predict_free(&e->predict);  /* after the loops: none can queue work any more */
     edge__inval_close(e);       /* the lurker walks L1 and L2: before they go */
@@ -625,7 +675,7 @@ struct edge_args {
     const char *sie_str;
 };
 
-#define EDGE_NOPTS 64
+#define EDGE_NOPTS 68
 
 /* The options table of `mlcdn edge`, bound to a's fields. CONF_RELOAD marks what SIGHUP
  * applies (edge_reload, log level, drain and grace times); the rest needs a restart. */
@@ -733,6 +783,12 @@ static size_t edge_opts(struct edge_args *a, struct conf_opt *out)
          "largest body stored in Redis (default 1M)"},
         {"redis-timeout", CONF_DURATION, &cfgp->redis_timeout_ms,
          "Redis deadline before the tier is skipped (default 50ms)"},
+        {"control-redis", CONF_STR, &cfgp->control_redis,
+         "control stream redis://HOST:PORT[/DB]: invalidations and announcements, in order"},
+        {"control-stream", CONF_STR, &cfgp->control_stream,
+         "the control stream's key (default mlcdn:control)"},
+        {"control-state", CONF_STR, &cfgp->control_state,
+         "file keeping the last control entry applied (default DISK_DIR/control.state)"},
         {"drain-time", CONF_DURATION, &a->drain,
          "SIGTERM: keep serving this long while /health says draining (default 10s)", CONF_RELOAD},
         {"grace", CONF_DURATION, &a->grace,

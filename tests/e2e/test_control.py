@@ -18,7 +18,7 @@ import threading
 
 import pytest
 
-from mlcdn_proc import binary, mlcdn, request, wait_for  # noqa: F401
+from mlcdn_proc import binary, metric, mlcdn, request, wait_for  # noqa: F401
 
 TOKEN = "t0ken"
 
@@ -218,3 +218,171 @@ def test_router_admin_needs_the_token_and_a_json_object(fakes, router_for):
     assert bad.status == 400 and "JSON object" in bad.json()["error"]
     assert fakes.bodies[0] == []
     assert ctl("invalidate", "--router", admin, "--url", "/a", token="nope").returncode == 1
+
+
+# ---------------------------------------------------------------- the Redis Streams transport
+
+EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+) region=\S+ name=(?P<name>\S+)"
+
+
+class Redis:
+    """redis-server on a free port, its data in an append-only file so that a restart
+    keeps the stream (a restart without it is a lost stream: a gap, tested apart)."""
+
+    def __init__(self, d):
+        self.exe = shutil.which("redis-server")
+        self.port, self.dir, self.p = free_port(), str(d), None
+        self.url = "redis://127.0.0.1:%d" % self.port
+        self.start()
+
+    def start(self):
+        self.p = subprocess.Popen([self.exe, "--port", str(self.port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                                   "--dir", self.dir], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.cli("PING") == "PONG", what="redis-server")
+
+    def stop(self):
+        if self.p and self.p.poll() is None:
+            self.p.send_signal(signal.SIGKILL)
+            self.p.wait(10)
+
+    def cli(self, *args, stdin=None):
+        return subprocess.run(["redis-cli", "-p", str(self.port)] + list(args), input=stdin,
+                              capture_output=True, text=True).stdout.strip()
+
+    def xadd(self, ops):
+        """Adds invalidations [(id, body)] in one pipe, as ctl would (kind, body, id, t)."""
+        lines = "".join("XADD mlcdn:control * kind invalidate body %s id %s t 0\n"
+                        % (json.dumps(json.dumps(b)), i) for i, b in ops)
+        self.cli(stdin=lines)
+
+    def acked(self, edge):
+        """The operation ids edge acknowledged with status 200."""
+        out = self.cli("--json", "XRANGE", "mlcdn:control:acks", "-", "+") or "[]"
+        ids = set()
+        for _, f in json.loads(out):
+            d = dict(zip(f[0::2], f[1::2]))
+            if d["edge"] == edge and d["status"] == "200":
+                ids.add(d["op"])
+        return ids
+
+
+@pytest.fixture
+def site(mlcdn, tmp_path):
+    """An origin with files /k0../k19 and /keep; s.edge(i) starts edge e<i> on the control
+    stream with its disk tier (its cache and its stream position outlive a restart)."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (scripts/install-deps.sh installs it)")
+    root = tmp_path / "root"
+    root.mkdir()
+    for name in ["keep"] + ["k%d" % i for i in range(20)]:
+        (root / name).write_bytes(name.encode() * 50)
+
+    class Site:
+        pass
+
+    s = Site()
+    s.redis = Redis(tmp_path)
+    s.origin = mlcdn("origin", ["--listen", "127.0.0.1:0", "--root", str(root)])
+
+    def edge(i):
+        e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--origin",
+                           s.origin.url, "--region", "t", "--name", "e%d" % i, "--admin-token",
+                           TOKEN, "--disk-dir", str(tmp_path / ("l2-%d" % i)), "--disk", "16M",
+                           "--drain-time", "0", "--control-redis", s.redis.url],
+                  ready_pattern=EDGE_READY)
+        e.admin = e.ready["admin"]
+        # Registered on the stream once it reads it: from then on ctl waits for it.
+        wait_for(lambda: s.redis.cli("HEXISTS", "mlcdn:control:edges", "e%d" % i) == "1",
+                 what="e%d on the stream" % i)
+        return e
+
+    s.edge = edge
+    yield s
+    s.redis.stop()
+
+
+def cached(e, path):
+    return e.get(path).headers["X-Cache"] == "HIT"
+
+
+def warm(e, paths):
+    for p in paths:
+        e.get(p)
+    wait_for(lambda: all(cached(e, p) for p in paths), what="cached")
+
+
+def test_stream_propagates_and_an_edge_restarted_mid_stream_misses_none(site):
+    edges = [site.edge(i) for i in range(3)]
+    for e in edges:
+        warm(e, ["/k0", "/keep"])
+    res = ctl("invalidate", "--redis", site.redis.url, "--url", "/k0", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["acknowledged"] == 3 and sorted(x["edge"] for x in out["edges"]) == ["e0", "e1", "e2"]
+    assert all(x["answer"]["purged"] >= 1 for x in out["edges"]), out
+    assert not any(cached(e, "/k0") for e in edges) and all(cached(e, "/keep") for e in edges)
+    # The direct transport reaches the same edges.
+    res = ctl("invalidate", "--edges", ",".join(e.admin for e in edges), "--url", "/k0")
+    assert res.returncode == 0 and "3 of 3 edges acknowledged" in res.stdout, res.stderr
+
+    # e2 is killed in the middle of 20 invalidations and restarted: it applies every one.
+    paths = ["/k%d" % i for i in range(1, 20)]
+    warm(edges[2], paths)
+    site.redis.xadd([("op%d" % i, {"urls": [paths[i]]}) for i in range(10)])
+    edges[2].popen.send_signal(signal.SIGKILL)
+    edges[2].stop()
+    site.redis.xadd([("op%d" % i, {"urls": [paths[i]]}) for i in range(10, len(paths))])
+    edges[2] = site.edge(2)
+    every = {"op%d" % i for i in range(len(paths))}
+    for i in range(3):
+        wait_for(lambda: every <= site.redis.acked("e%d" % i), what="e%d's acknowledgements" % i)
+    assert not any(cached(edges[2], p) for p in paths)
+
+
+def test_stream_survives_redis_restart_and_names_a_silent_edge(site):
+    edges = [site.edge(i) for i in range(3)]
+    warm(edges[0], ["/keep"])
+    site.redis.stop()
+    assert cached(edges[0], "/keep")  # Redis down: the edges serve on
+    site.redis.start()
+    res = ctl("invalidate", "--redis", site.redis.url, "--url", "/keep", "--timeout", "10s")
+    assert res.returncode == 0 and "3 of 3 edges acknowledged" in res.stdout, res.stderr
+    assert not cached(edges[0], "/keep")
+    # An edge that does not acknowledge in time is named; it catches up when it can.
+    os.kill(edges[1].pid, signal.SIGSTOP)
+    try:
+        res = ctl("invalidate", "--redis", site.redis.url, "--url", "/k1", "--timeout", "500ms",
+                  "--json")
+    finally:
+        os.kill(edges[1].pid, signal.SIGCONT)
+    assert res.returncode == 1
+    assert "edge e1 did not acknowledge: no acknowledgement on the stream" in res.stderr
+    assert json.loads(res.stdout)["acknowledged"] == 2
+    op = json.loads(res.stdout)["id"]
+    wait_for(lambda: op in site.redis.acked("e1"), what="e1 catching up")
+
+
+def test_stream_trimmed_past_an_edge_bans_everything_it_held(site):
+    edges = [site.edge(i) for i in range(2)]
+    for e in edges:
+        warm(e, ["/keep", "/k1"])
+    assert ctl("invalidate", "--redis", site.redis.url, "--url", "/k0").returncode == 0
+    # e1 is cut off (stopped, its connection closed) while entries come and are trimmed.
+    os.kill(edges[1].pid, signal.SIGSTOP)
+    try:
+        for line in site.redis.cli("CLIENT", "LIST").splitlines():
+            if "name=mlcdn-control-e1 " in line:
+                site.redis.cli("CLIENT", "KILL", "ADDR", line.split("addr=")[1].split()[0])
+        site.redis.xadd([("lost%d" % i, {"urls": ["/k1"]}) for i in range(3)])
+        wait_for(lambda: "lost2" in site.redis.acked("e0"), what="e0 applying them")
+        site.redis.cli("XTRIM", "mlcdn:control", "MAXLEN", "1")
+    finally:
+        os.kill(edges[1].pid, signal.SIGCONT)
+    wait_for(lambda: "lost2" in site.redis.acked("e1"), what="e1 reading after the gap")
+    # e1 cannot know what the trimmed entries named: nothing it held is served.
+    assert metric(edges[1].admin, "mlcdn_control_gaps_total") == 1
+    assert not cached(edges[1], "/keep") and not cached(edges[1], "/k1")
+    assert metric(edges[0].admin, "mlcdn_control_gaps_total") == 0
+    assert cached(edges[0], "/keep") and not cached(edges[0], "/k1")
