@@ -38,13 +38,11 @@ install: build
 deb: build
 	@cd $(BUILD) && cpack -G DEB
 
-# A small city database for the demo router (our own writer; see docs/router.md for real ones).
-$(BUILD)/demo-geo.mmdb: tests/e2e/mmdb_writer.py
-	@$(PYTHON) tests/e2e/mmdb_writer.py $@ 127.0.0.0/8=53.35,-6.26,IE,Dublin \
-	    10.0.0.0/8=39.04,-77.49,US,Ashburn 192.0.2.0/24=1.29,103.85,SG,Singapore
-
-run: build $(BUILD)/demo-geo.mmdb
-	@$(BUILD)/mlcdn run --geoip $(BUILD)/demo-geo.mmdb
+# The whole CDN on this machine (docs/deploy.md): four regions, the reference models at
+# every edge; mlcdn run writes its own city database for the regions' users (and, with
+# --geo-places, for real addresses of each continent).
+run: build
+	@$(BUILD)/mlcdn run --models tests/fixtures/models --geo-places tests/fixtures/geo/test-ips.csv
 
 # The docs' commands, unit tests under ASan+UBSan, then end-to-end tests against the release
 # build, then a short bounded fuzz pass. Each runner prints its own summary; any failure

@@ -15,7 +15,7 @@ install(TARGETS mlcdn RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 # Man pages: generated from the binary's own --help, so they cannot miss a flag; the
 # sections --help cannot hold come from packaging/man/PAGE.h2m. One page per command of
 # `mlcdn --help` (a test checks that the two lists agree).
-set(MLCDN_COMMANDS run edge origin router cachesim plan infer ctl)
+set(MLCDN_COMMANDS run delay edge origin router cachesim plan infer ctl)
 if(MLCDN_MANPAGES)
   find_program(HELP2MAN help2man)
   if(NOT HELP2MAN)

@@ -22,6 +22,7 @@ struct subcmd {
 static const struct subcmd subcmds[] = {
     /* one line per subcommand; keep in the order of the README */
     {"run", ctl_run_main, "the whole CDN on this machine with embedded defaults"},
+    {"delay", ctl_delay_main, "TCP relay adding a round-trip time (emulated distance)"},
     {"edge", edge_main, "HTTP reverse-proxy cache for ML assets and API responses"},
     {"origin", origin_main, "reference origin: assets, slow responses, model store"},
     {"router", router_main, "GeoDNS and HTTP router to the best healthy edge"},

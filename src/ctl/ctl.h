@@ -9,4 +9,7 @@ int ctl_run_main(int argc, char **argv);
  * status: 0 every edge acknowledged, 1 one did not (named on stderr), 2 bad flags. */
 int ctl_main(int argc, char **argv);
 
+/* `mlcdn delay`: TCP relays that add a round-trip time (the demo's network distance). */
+int ctl_delay_main(int argc, char **argv);
+
 #endif

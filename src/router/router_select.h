@@ -25,7 +25,7 @@
 
 #include "router/router_geo.h"
 
-#define ROUTER_MAX_EDGES 32
+#define ROUTER_MAX_EDGES 128
 #define ROUTER_EARTH_RADIUS_KM 6371.0088
 #define ROUTER_HALF_CIRCUMFERENCE_KM 20015.087
 
