@@ -4,11 +4,12 @@
 #   bench/plan/run.sh [MLCDN_BIN] [TRACE...]
 #   TRACEs default to every $MLCDN_SHARED/traces/*.csv (MLCDN_SHARED: the benchmark data
 #   set, default ../shared beside the repository); skipped without them.
-#   env: RATE (default auto), SEEDS (default 4), L1, L2 (size lists; see accuracy.py)
+#   env: MODES (default "auto rate=0.1 objects=8000"), SEEDS (default 4), L1, L2 (size
+#        lists; default: plan's own)
 #
-# Prints a markdown table per (trace, curve, size): exact, sampled, the difference in
-# percentage points and the error `plan` reported; then, per trace, the wall times of the
-# exact and the sampled runs and the largest difference.
+# Prints a markdown row per (trace, sampling mode): the largest difference from the exact
+# curves in percentage points, the largest error `plan` reported, and both wall times
+# (bench/plan/accuracy.py; POINTS=1 adds the points that differ by more than 0.25).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../build/mlcdn}
@@ -22,5 +23,8 @@ if [ $# -eq 0 ]; then
     fi
     set -- "$shared"/traces/*.csv
 fi
-exec /usr/bin/python3 "$here/accuracy.py" "$bin" "$@" --rate "${RATE:-auto}" --seeds "${SEEDS:-4}" \
-    ${L1:+--l1 "$L1"} ${L2:+--l2 "$L2"}
+modes=""
+for m in ${MODES:-}; do modes="$modes --mode $m"; done
+# shellcheck disable=SC2086 # $modes is a list of words
+exec /usr/bin/python3 "$here/accuracy.py" "$bin" "$@" --seeds "${SEEDS:-4}" $modes \
+    ${L1:+--l1 "$L1"} ${L2:+--l2 "$L2"} ${POINTS:+--points}

@@ -93,13 +93,24 @@ void plan__mrc_fini(struct plan__mrc *m);
  * estimate: twice the standard error of that mean (0 with one replay). */
 void plan__seed_stat(const double *v, int seeds, size_t stride, size_t idx, double rate,
                      double *mean, double *err);
-/* `--sample auto`: 1 (exact) for traces up to PLAN_EXACT_MAX requests, else a rate that
- * samples about PLAN_SAMPLE_REQS requests. */
+/* `--sample auto`: 1 (exact) for traces up to PLAN_EXACT_MAX requests; else the rate
+ * whose samples hold about PLAN_SAMPLE_REQS requests and PLAN_SAMPLE_OBJS objects (the
+ * larger), or 1 when that rate is above PLAN_SAMPLE_MAX_RATE (the default 4 seeds'
+ * replays at 0.125 cost half an exact one: above, sampling saves too little to pay for
+ * its error). A size is replayed at a raised rate until its scaled cache holds
+ * PLAN_SAMPLE_MIN_OBJS mean-sized objects (bench/plan: below about a thousand objects in
+ * the cache, or a few ten thousand in the sample, the sampled miss ratios stray by more
+ * than half a percentage point). */
 #define PLAN_EXACT_MAX 400000
 #define PLAN_SAMPLE_REQS 200000
-#define PLAN_SAMPLE_MIN_OBJS 4000
-#define PLAN_SAMPLE_MAX_RATE 0.25
+#define PLAN_SAMPLE_OBJS 40000
+#define PLAN_SAMPLE_MIN_OBJS 1000
+#define PLAN_SAMPLE_MAX_RATE 0.125
 double plan__base_rate(const struct plan_trace *t);
+/* Whether a cache of `cap` bytes replayed at `rate` holds fewer than PLAN_SAMPLE_MIN_OBJS
+ * mean-sized objects in its sample: a point whose error is more than the seeds' spread
+ * shows (only fixed-size sampling replays such points). */
+int plan__coarse(const struct plan_trace *t, double rate, uint64_t cap);
 /* Fixed-size SHARDS: the rate whose samples hold at most `smax` objects under every one of
  * the first `seeds` seeds (1 when the trace has no more objects than that). The trace is
  * in memory already, so the threshold is set from all its objects at once rather than

@@ -597,20 +597,22 @@ int plan_main(int argc, char **argv)
             }
             json_object_set_new(doc, "latency", jlat);
             json_object_set_new(doc, "target_hit", json_real(target));
-            for (int i = 0; i < nl1; i++)
-                json_array_append_new(jl1, json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f}", "size",
-                                                     l1s[i].text, "bytes", (json_int_t)l1[i],
-                                                     "miss_ratio", l1_mean[i], "byte_miss_ratio",
-                                                     l1_bmean[i], "error", l1_err[i], "byte_error",
-                                                     l1_berr[i], "rate", m.l1_rate[i]));
+            for (int i = 0; i < nl1; i++) {
+                json_t *pt = json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f}", "size", l1s[i].text,
+                                       "bytes", (json_int_t)l1[i], "miss_ratio", l1_mean[i],
+                                       "byte_miss_ratio", l1_bmean[i], "error", l1_err[i],
+                                       "byte_error", l1_berr[i], "rate", m.l1_rate[i]);
+                json_object_set_new(pt, "coarse",
+                                    json_boolean(plan__coarse(t, m.l1_rate[i], l1[i])));
+                json_array_append_new(jl1, pt);
+            }
             json_object_set_new(doc, "l1", jl1);
             for (size_t k = 0; k < (size_t)nl1 * (size_t)nl2; k++) {
                 struct plan__cost c;
                 size_t i = k / (size_t)nl2, j = k % (size_t)nl2;
                 double l2_req = l1_mean[i], l2_breq = l1_bmean[i];
                 plan__cost_of(&cells[k], &pr, &c);
-                json_array_append_new(
-                    jgrid,
+                json_t *pt =
                     json_pack("{s:I, s:I, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
                               "l1_bytes", (json_int_t)l1[i], "l2_bytes", (json_int_t)l2[j],
                               "l2_size", l2s[j].text, "l2_miss_ratio",
@@ -618,7 +620,11 @@ int plan_main(int argc, char **argv)
                               l2_breq > 0 ? o_bmean[k] / l2_breq : 0.0, "hit_ratio", cells[k].hit,
                               "byte_hit_ratio", 1.0 - o_bmean[k], "error", o_err[k], "byte_error",
                               o_berr[k], "origin_bytes_per_s", cells[k].origin_bytes_per_s,
-                              "monthly_cost", c.total, "rate", m.o_rate[k]));
+                              "monthly_cost", c.total, "rate", m.o_rate[k]);
+                json_object_set_new(pt, "coarse",
+                                    json_boolean(plan__coarse(t, m.o_rate[k], l1[i]) ||
+                                                 plan__coarse(t, m.o_rate[k], l2[j])));
+                json_array_append_new(jgrid, pt);
             }
             json_object_set_new(doc, "grid", jgrid);
             json_object_set_new(
@@ -666,8 +672,9 @@ int plan_main(int argc, char **argv)
             printf("\nL1 curve\n%-8s %10s %10s %10s %8s %8s\n", "size", "bytes", "miss",
                    "byte_miss", "error", "rate");
             for (int i = 0; i < nl1; i++)
-                printf("%-8s %10s %10.4f %10.4f %8.4f %8.4f%s\n", l1s[i].text, fmt_size(l1[i], b1),
-                       l1_mean[i], l1_bmean[i], l1_err[i], m.l1_rate[i],
+                printf("%-8s %10s %10.4f %10.4f %8.4f %8.4f%s%s\n", l1s[i].text,
+                       fmt_size(l1[i], b1), l1_mean[i], l1_bmean[i], l1_err[i], m.l1_rate[i],
+                       plan__coarse(t, m.l1_rate[i], l1[i]) ? "*" : "",
                        (size_t)i == bi ? "  <- chosen" : "");
             printf("\nL2 curve behind L1 %s (miss: of the requests L2 sees; hit: of all)\n",
                    fmt_size(l1[bi], b1));
@@ -682,6 +689,13 @@ int plan_main(int argc, char **argv)
                        l1_bmean[bi] > 0 ? o_bmean[k] / l1_bmean[bi] : 0.0, cells[k].hit,
                        1.0 - o_bmean[k], o_err[k], c.total, (size_t)j == bj ? "  <- chosen" : "");
             }
+            for (int i = 0; i < nl1; i++)
+                if (plan__coarse(t, m.l1_rate[i], l1[i])) {
+                    printf("* fewer than %d objects fit the sampled cache: the point may be off by "
+                           "more than its error (raise --sample-objects)\n",
+                           PLAN_SAMPLE_MIN_OBJS);
+                    break;
+                }
             printf("\nrecommendation (target hit ratio %.3f): %s\n", target,
                    met ? "the cheapest pair that meets it"
                        : "NO pair meets it; the highest hit ratio is shown: give larger sizes");

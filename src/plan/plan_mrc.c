@@ -115,8 +115,15 @@ struct plan_trace *plan_trace_sample(const struct plan_trace *t, double rate, ui
 
 double plan__base_rate(const struct plan_trace *t)
 {
-    double rate = (double)PLAN_SAMPLE_REQS / (double)t->nreq;
-    return t->nreq <= PLAN_EXACT_MAX || rate >= 1.0 ? 1.0 : rate;
+    double rate = MC_MAX((double)PLAN_SAMPLE_REQS / (double)t->nreq,
+                         (double)PLAN_SAMPLE_OBJS / (double)MC_MAX(t->nobj, 1));
+    return t->nreq <= PLAN_EXACT_MAX || rate > PLAN_SAMPLE_MAX_RATE ? 1.0 : rate;
+}
+
+int plan__coarse(const struct plan_trace *t, double rate, uint64_t cap)
+{
+    double mean_obj = t->nobj ? (double)t->unique_bytes / (double)t->nobj : 1;
+    return rate < 1.0 && cap > 0 && rate * (double)cap < PLAN_SAMPLE_MIN_OBJS * mean_obj;
 }
 
 double plan__size_rate(const struct plan_trace *t, double base, uint64_t cap)
@@ -128,9 +135,10 @@ double plan__size_rate(const struct plan_trace *t, double base, uint64_t cap)
     /* Doubling (not the exact need) keeps the distinct rates, and the samples, few. */
     while (r < 1.0 && r * (double)cap < PLAN_SAMPLE_MIN_OBJS * mean_obj)
         r *= 2;
-    /* Above a quarter, a sample saves little time, and samples of different seeds share
-     * most of their objects, so their spread would understate the error: replay exactly. */
-    return r > PLAN_SAMPLE_MAX_RATE ? 1.0 : r;
+    /* Above PLAN_SAMPLE_MAX_RATE the seeds' replays cost about as much as an exact one,
+     * and samples of different seeds share many of their objects, so their spread would
+     * understate the error: replay exactly. */
+    return r > base && r > PLAN_SAMPLE_MAX_RATE ? 1.0 : r; /* a rate asked for is kept */
 }
 
 struct job {

@@ -78,6 +78,27 @@ def test_exact_curves_equal_cachesim_replays():
         assert g["byte_hit_ratio"] == pytest.approx(1 - r["byte_miss_ratio"], abs=1e-12)
 
 
+def test_fixed_size_sampling_reports_its_rate_error_and_coarse_points():
+    ex = plan_json("--trace", TRACE, "--l1", "200K,1M,4M,16M", "--l2", "0,8M")
+    p = plan_json("--trace", TRACE, "--l1", "200K,1M,4M,16M", "--l2", "0,8M",
+                  "--sample-objects", "200", "--seeds", "3")
+    s = p["sampling"]
+    assert (s["mode"], s["max_objects"], s["seeds"], s["exact"]) == ("fixed-size", 200, 3, False)
+    # at most 200 of the 572 objects under every seed, so the rate is at most about 200/572
+    assert 0.2 < s["rate"] <= 0.4
+    assert all(x["rate"] == s["rate"] for x in p["l1"])  # no raised rates: memory is bounded
+    assert s["sampled_requests"] > 0 and s["max_error"] > 0
+    # the small caches hold few sampled objects and say so; the curve still has its shape
+    assert [x["coarse"] for x in p["l1"]] == [True, True, True, True]
+    assert all(not x["coarse"] for x in ex["l1"])
+    assert p["l1"][0]["miss_ratio"] > p["l1"][-1]["miss_ratio"]
+    for e, x in zip(ex["l1"], p["l1"]):
+        assert abs(e["miss_ratio"] - x["miss_ratio"]) < 0.2
+    r = run("plan", "--trace", TRACE, "--sample-objects", "200")
+    assert "fixed-size SHARDS samples of at most 200 objects" in r.stdout
+    assert "fewer than 1000 objects fit the sampled cache" in r.stdout
+
+
 def cost(g, prices):
     return (prices["l1"] * g["l1_bytes"] / GIB + prices["l2"] * g["l2_bytes"] / GIB +
             prices["origin"] * g["origin_bytes_per_s"] * MONTH / GIB)
@@ -195,6 +216,7 @@ def test_a_real_edge_access_log_loads(mlcdn, tmp_path):
     (["--trace", TRACE, "--latency", "l2=fast"], "--latency: l2='fast'"),
     (["--trace", TRACE, "--sample", "0"], "--sample: '0'"),
     (["--trace", TRACE, "--sample-objects", "1"], "--sample-objects: '1'"),
+    (["--trace", TRACE, "--sample-objects", "500", "--sample", "0.5"], "not both"),
     (["--trace", TRACE, "--seeds", "0"], "--seeds: '0'"),
     (["--trace", TRACE, "--span", "soon"], "--span: 'soon'"),
     (["--trace", TRACE, "--svg"], "--svg: missing value"),

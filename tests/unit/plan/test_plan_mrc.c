@@ -109,6 +109,37 @@ static void test_fixed_size_bounds_every_seed(void **state)
     plan_trace_free(&t);
 }
 
+static void test_rates(void **state)
+{
+    /* Only the counts matter to the rate rules: a trace header without requests will do. */
+    struct plan_trace t = {.nreq = 400000, .nobj = 1000, .unique_bytes = 1000 * 100};
+    (void)state;
+
+    assert_true(plan__base_rate(&t) == 1.0); /* small enough to replay exactly */
+    t.nreq = 10000000;
+    t.nobj = 1000000;
+    /* 200,000 requests of 10 M is 0.02, but 40,000 objects of 1 M needs 0.04 */
+    assert_true(fabs(plan__base_rate(&t) - 0.04) < 1e-12);
+    t.nobj = 100000; /* 40,000 objects would need 0.4: above 0.125, so exact */
+    assert_true(plan__base_rate(&t) == 1.0);
+    t.nobj = 1000000;
+    t.unique_bytes = 1000000ull * 100; /* mean object: 100 bytes */
+    /* a cache of 10 MB at 0.04 holds 4,000 sampled objects: no raise */
+    assert_true(plan__size_rate(&t, 0.04, 10000000) == 0.04);
+    assert_false(plan__coarse(&t, 0.04, 10000000));
+    /* 2 MB at 0.04 holds 800: doubled to 0.08 (1,600) */
+    assert_true(plan__size_rate(&t, 0.04, 2000000) == 0.08);
+    assert_true(plan__coarse(&t, 0.04, 2000000));
+    assert_false(plan__coarse(&t, 0.08, 2000000));
+    /* 1 MB would need 0.16: above 0.125, so exact */
+    assert_true(plan__size_rate(&t, 0.04, 1000000) == 1.0);
+    assert_false(plan__coarse(&t, 1.0, 100000));
+    assert_true(plan__size_rate(&t, 0.04, 0) == 0.04); /* no tier */
+    /* a base rate above 0.125 (asked for with --sample) is kept where it suffices */
+    assert_true(plan__size_rate(&t, 0.5, 10000000) == 0.5);
+    assert_true(plan__size_rate(&t, 0.5, 100000) == 1.0);
+}
+
 static void run_grid(const struct plan_trace *t, double rate, int fixed, int seeds,
                      const uint64_t *l1, int nl1, const uint64_t *l2, int nl2, struct plan__mrc *m)
 {
@@ -229,6 +260,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sample_keeps_whole_objects_at_the_rate),
         cmocka_unit_test(test_fixed_size_bounds_every_seed),
+        cmocka_unit_test(test_rates),
         cmocka_unit_test(test_sampled_curve_near_exact),
         cmocka_unit_test(test_seed_stat),
         cmocka_unit_test(test_cost_and_choice),
