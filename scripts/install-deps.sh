@@ -17,7 +17,7 @@ BUILD_PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-d
 TEST_PKGS="libcmocka-dev python3 python3-pytest python3-yaml curl openssl dnsutils redis-server redis-tools
  systemd man-db file iproute2 util-linux prometheus nghttp2-client tmux chromium
  chromium-driver"
-BENCH_PKGS="wrk varnish nginx-light trafficserver dnsperf gdnsd hyperfine"
+BENCH_PKGS="wrk varnish nginx-light trafficserver h2o dnsperf gdnsd hyperfine"
 
 # Node.js may come from another source than Debian (with its own npm): install Debian's
 # only when the commands are missing, or apt refuses the whole list on the conflict.
