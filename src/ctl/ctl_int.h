@@ -95,5 +95,7 @@ int ctl__stream_send(const char *url, const char *key, const char *kind, const c
 /* Subcommands (ctl_main.c's table). */
 int ctl_invalidate_main(int argc, char **argv);
 void ctl_invalidate_usage(void);
+int ctl_model_main(int argc, char **argv);
+void ctl_model_usage(void);
 
 #endif

@@ -33,6 +33,8 @@ static const struct ctl_cmd cmds[] = {
      "live view of the edges (terminal), refreshed every second"},
     {"plot", ctl_plot_main, ctl_plot_usage,
      "latency distribution per tier as SVG (live edges or an access log)"},
+    {"model", ctl_model_main, ctl_model_usage,
+     "publish, roll back, promote and inspect model versions on every edge"},
 };
 
 static void usage(FILE *f)

@@ -58,14 +58,17 @@ struct edge_cfg {
     /* Prediction serving (docs/predict.md), handed to src/predict as a predict_cfg: the
      * edge only routes to it, so a cache-only edge sets none of this. models_dir NULL =
      * no prediction endpoints. */
-    const char *models_dir;  /* NAME/VERSION/model.onnx [+ config.json] */
-    unsigned infer_threads;  /* inference pool threads (default 2); 0 = 1 */
-    uint64_t predict_cache;  /* default prediction cache budget per model, bytes */
-    unsigned max_batch;      /* default max_batch; 0 = 64 */
-    uint64_t max_delay_us;   /* default max_delay_us */
-    uint64_t models_poll_ms; /* models directory polling for new versions; 0 = off */
-    uint64_t model_memory;   /* memory budget of each model version (constants + one
+    const char *models_dir;   /* NAME/VERSION/model.onnx [+ config.json] */
+    unsigned infer_threads;   /* inference pool threads (default 2); 0 = 1 */
+    uint64_t predict_cache;   /* default prediction cache budget per model, bytes */
+    unsigned max_batch;       /* default max_batch; 0 = 64 */
+    uint64_t max_delay_us;    /* default max_delay_us */
+    uint64_t models_poll_ms;  /* models directory polling for new versions; 0 = off */
+    uint64_t model_memory;    /* memory budget of each model version (constants + one
                                   * run at max_batch), bytes; 0 = 1 GiB */
+    const char *model_store;  /* model store URL (instead of models_dir); NULL = none */
+    const char *store_models; /* comma-separated models of the store read at start */
+    unsigned model_keep;      /* versions kept for rollback beyond those served */
     /* Tiers behind L1 and the node's place in a hierarchy (docs/edge.md "Tiers"): each
      * is optional, so an edge with none of them is a single-tier memory cache. */
     const char *name;          /* this node's name in Via (loop detection); NULL: random */

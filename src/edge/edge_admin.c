@@ -173,6 +173,7 @@ static double cpu_load(struct edge *e)
 static void health(struct edge *e, struct http_exchange *x)
 {
     char body[512];
+    struct buf b;
     uint64_t hits = atomic_load(&e->hits), misses = atomic_load(&e->misses);
     double conn_load = (double)http_server_active_conns(e->srv) / (1000.0 * e->nworkers);
     double load = cpu_load(e);
@@ -203,9 +204,18 @@ static void health(struct edge *e, struct http_exchange *x)
                       !e->l2 || st.ready ? "true" : "false",
                       e->redis ? edge__redis_state(e->redis) : "none");
     }
+    buf_init(&b, 1u << 20);
+    buf_append(&b, body, (size_t)n - 2); /* reopened: without "}\n" */
+    if (e->predict) {
+        /* What each model serves, for the router's /edges (bounded: the router reads at
+         * most 64 KiB of a health answer). */
+        buf_puts(&b, ",\"models\":");
+        predict_models_brief(e->predict, 64, &b);
+    }
+    buf_puts(&b, "}\n");
     http_x_respond(x, atomic_load(&e->draining) ? 503 : 200,
-                   "Content-Type: application/json\r\nCache-Control: no-store\r\n", body,
-                   (size_t)n);
+                   "Content-Type: application/json\r\nCache-Control: no-store\r\n", b.data, b.len);
+    buf_fini(&b);
 }
 
 static int authorized(struct edge *e, const struct http_request *r)
@@ -414,4 +424,22 @@ void edge__admin_handle(struct http_exchange *x, void *arg)
                      "/admin/invalidate, "
                      "POST /admin/drain");
     }
+}
+
+void edge__model_announce_json(struct edge *e, const char *body, size_t len,
+                               edge_model_done_fn done, void *arg)
+{
+    struct buf b;
+    int status;
+
+    buf_init(&b, 1u << 20);
+    if (!e->predict) {
+        buf_puts(&b, "{\"error\":\"this edge serves no models: start it with --model-store "
+                     "URL\",\"status\":409}\n");
+        status = 409;
+    } else {
+        status = predict_announce_json(e->predict, body, len, &b);
+    }
+    done(arg, status, b.data ? b.data : "", b.len);
+    buf_fini(&b);
 }

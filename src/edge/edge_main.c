@@ -189,6 +189,10 @@ static int start_predict(struct edge *e, char *err, size_t errlen)
         .region = c->region,
         .max_body = c->max_body,
         .admin_token = c->admin_token,
+        .model_store = c->model_store,
+        .store_models = c->store_models,
+        .keep_versions = c->model_keep,
+        .edge_name = e->name,
     };
     return predict_new(&pc, &e->predict, err, errlen);
 }
@@ -366,7 +370,8 @@ static int rt_new(const struct edge_cfg *cfg, struct edge_rt **out, char *err, s
     /* An edge that only serves predictions (--models) needs no origin; a parent is the
      * first upstream of an origin fetch, not an origin of its own. */
     int has_origin = rt->norigins > 0 && rt->upstream_level[rt->norigins - 1] == EDGE_LV_ORIGIN;
-    if (!has_origin && (rt->norigins > 0 || !(cfg->models_dir && *cfg->models_dir))) {
+    if (!has_origin && (rt->norigins > 0 || !((cfg->models_dir && *cfg->models_dir) ||
+                                              (cfg->model_store && *cfg->model_store)))) {
         snprintf(err, errlen,
                  "--origin is required (one or more http:// URLs), unless the edge only serves "
                  "predictions (--models without --parent)");
@@ -533,7 +538,19 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
     e->start_ms = units_now_ms();
     e->nworkers = e->cfg.threads;
     e->workers = mc_xcalloc(e->nworkers, sizeof(*e->workers));
-    if (cfg->models_dir && (rc = start_predict(e, err, errlen)) != 0)
+    if (cfg->models_dir && cfg->model_store) {
+        snprintf(err, errlen, "--models and --model-store: give one (a directory, or a store)");
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (cfg->model_store && (strncmp(cfg->model_store, "http://", 7) != 0 &&
+                             strncmp(cfg->model_store, "https://", 8) != 0)) {
+        snprintf(err, errlen, "--model-store: '%s' is not an http:// or https:// URL",
+                 cfg->model_store);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if ((cfg->models_dir || cfg->model_store) && (rc = start_predict(e, err, errlen)) != 0)
         goto fail;
     if (e->predict)
         report_shadowed_routes(e->rt);
@@ -574,6 +591,23 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
         goto fail;
     }
     edge__metrics_server_ready(e);
+    if (e->predict && cfg->model_store) {
+        /* Model files come through this edge's own listener, so through its tiers (the
+         * store is expected behind the origin or the parent); an edge with no upstream
+         * fetches them from the store. */
+        char base[192];
+        const char *colon = strrchr(cfg->listen, ':');
+        size_t hl = colon ? (size_t)(colon - cfg->listen) : 0;
+        if (hl == 0 || (hl == 7 && !strncmp(cfg->listen, "0.0.0.0", 7)))
+            snprintf(base, sizeof(base), "http://127.0.0.1:%d", edge_port(e));
+        else
+            snprintf(base, sizeof(base), "http://%.*s:%d", (int)hl, cfg->listen, edge_port(e));
+        if ((rc = predict_store_start(e->predict, e->rt->norigins ? base : NULL, err, errlen)) !=
+            0) {
+            edge_stop(&e, 0);
+            return rc;
+        }
+    }
     *out = e;
     return 0;
 fail:
@@ -670,7 +704,7 @@ struct edge_args {
     struct conf_strlist tls_certs, tls_keys, tls_ocsp;
     struct accesslog_opts lo;
     const char *log_level;
-    long threads, infer_threads, max_batch, max_delay_us, l2_admit, brk_failures;
+    long threads, infer_threads, max_batch, max_delay_us, l2_admit, brk_failures, model_keep;
     uint64_t grace, drain, sie, neg_ms;
     const char *sie_str;
 };
@@ -770,6 +804,12 @@ static size_t edge_opts(struct edge_args *a, struct conf_opt *out)
          "default wait for a fuller batch, microseconds (200)"},
         {"models-poll", CONF_DURATION, &cfgp->models_poll_ms,
          "poll the models directory for new versions (default 2s, 0 = off)"},
+        {"model-store", CONF_STR, &cfgp->model_store,
+         "serve the models of a model store URL (models/NAME/manifest.json), not --models"},
+        {"model-store-models", CONF_STR, &cfgp->store_models,
+         "models of the store to read at start, comma-separated (others come when announced)"},
+        {"model-keep", CONF_INT, &a->model_keep,
+         "model versions kept in memory for rollback, beyond those served (default 2)"},
         {"model-memory", CONF_SIZE, &cfgp->model_memory,
          "memory budget of each model: weights + one run at max_batch (default 1G)"},
         {"disk-dir", CONF_STR, &cfgp->disk_dir, "L2 disk cache directory (survives restarts)"},
@@ -837,6 +877,7 @@ static int edge_args_parse(struct edge_args *a, int argc, char **argv, char *err
     a->log_level = "info";
     a->threads = 1;
     a->infer_threads = 2;
+    a->model_keep = 2;
     a->max_batch = 64;
     a->max_delay_us = 200;
     a->l2_admit = 2;
@@ -878,7 +919,10 @@ static int edge_args_parse(struct edge_args *a, int argc, char **argv, char *err
         a->max_batch > 65536 || a->max_delay_us < 0 || a->max_delay_us > 10000000)
         BAD("--infer-threads (1..256), --max-batch (1..65536) or --max-delay-us (0..10000000) "
             "out of range");
+    if (a->model_keep < 0 || a->model_keep > 64)
+        BAD("--model-keep: %ld is out of range (0..64)", a->model_keep);
 #undef BAD
+    cfg->model_keep = (unsigned)a->model_keep;
     cfg->infer_threads = (unsigned)a->infer_threads;
     cfg->max_batch = (unsigned)a->max_batch;
     cfg->max_delay_us = (uint64_t)a->max_delay_us;

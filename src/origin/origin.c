@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -63,7 +64,8 @@ struct origin_set {
     int rootfd;
     uint64_t latency_ms;
     const char *cache_control;
-    struct conf conf; /* owns the strings */
+    const char *token; /* --token: PUT and DELETE need it; NULL: open */
+    struct conf conf;  /* owns the strings */
     struct origin_set *prev;
 };
 
@@ -465,6 +467,15 @@ static void stream_start(struct oreq *q, int fd, int status, uint64_t off, uint6
 
 /* ---- GET / HEAD ---- */
 
+/* A model's manifest changes with every publish: caches must revalidate it (its ETag
+ * makes that cheap), while a version's model.onnx never changes once written. */
+static int model_manifest(const char *rel)
+{
+    size_t n = strlen(rel);
+    return strncmp(rel, "models/", 7) == 0 && n > 21 && !strcmp(rel + n - 14, "/manifest.json") &&
+           !memchr(rel + 7, '/', n - 7 - 14);
+}
+
 static void serve_file(struct oworker *w, struct http_exchange *x, struct oreq *q)
 {
     const struct http_request *r = http_x_request(x);
@@ -533,7 +544,7 @@ static void serve_file(struct oworker *w, struct http_exchange *x, struct oreq *
     http_date_format(lm, lmod);
     const char *const defs[][2] = {
         {"Content-Type", origin__content_type(rel)},
-        {"Cache-Control", oset(o)->cache_control},
+        {"Cache-Control", model_manifest(rel) ? "no-cache" : oset(o)->cache_control},
         {"ETag", etag},
         {"Last-Modified", lmod},
         {"Accept-Ranges", "bytes"},
@@ -695,11 +706,32 @@ static void put_done(uv_work_t *req, int status)
     buf_fini(&b);
 }
 
-static int clean_for_write(struct http_exchange *x, struct oreq *q, char *rel, size_t cap)
+static int clean_for_write(struct oworker *w, struct http_exchange *x, struct oreq *q, char *rel,
+                           size_t cap)
 {
     const struct http_request *r = http_x_request(x);
-    int e = origin__path_clean(r->path.p, r->path.len, rel, cap);
+    const char *tok = oset(w->o)->token;
+    int e;
 
+    if (tok) {
+        const struct http_header *a = http_request_header(r, "authorization");
+        if (!a || a->value.len < 7 || strncasecmp(a->value.p, "Bearer ", 7) != 0 ||
+            !mc_consttime_eq(a->value.p + 7, a->value.len - 7, tok, strlen(tok))) {
+            log_req(x, 401, 0);
+            http_x_respond(x, 401, "WWW-Authenticate: Bearer\r\nContent-Type: application/json\r\n",
+                           "{\"error\":\"writes need Authorization: Bearer <token>\","
+                           "\"status\":401}\n",
+                           sizeof("{\"error\":\"writes need Authorization: Bearer <token>\","
+                                  "\"status\":401}\n") -
+                               1);
+            if (q) {
+                q->ended = 1;
+                oreq_release(q);
+            }
+            return -EACCES;
+        }
+    }
+    e = origin__path_clean(r->path.p, r->path.len, rel, cap);
     if (e) {
         fail(x, q, e == -ENAMETOOLONG ? 414 : 400, "invalid path");
         return e;
@@ -712,12 +744,32 @@ static int clean_for_write(struct http_exchange *x, struct oreq *q, char *rel, s
     return 0;
 }
 
+/* A write under models/ must follow the store's layout (origin_models.c); a manifest must
+ * parse, so a broken one never replaces a good one. 0, or the exchange was answered. */
+static int model_store_check(struct http_exchange *x, struct oreq *q, const char *rel, int put)
+{
+    struct origin_model_path mp;
+    char msg[256];
+    int e = origin__model_path(rel, &mp, msg, sizeof(msg));
+
+    if (e == 1 && put && mp.manifest) {
+        size_t len;
+        const char *body = http_x_body(x, &len);
+        e = origin__manifest_check(body, len, mp.name, msg, sizeof(msg));
+    }
+    if (e < 0) {
+        fail(x, q, 400, msg);
+        return e;
+    }
+    return 0;
+}
+
 static void put_file(struct oworker *w, struct http_exchange *x, struct oreq *q)
 {
     char rel[PATH_MAX - 32];
     int e;
 
-    if (clean_for_write(x, q, rel, sizeof(rel)))
+    if (clean_for_write(w, x, q, rel, sizeof(rel)) || model_store_check(x, q, rel, 1))
         return;
     if (!q)
         q = oreq_new(w, x);
@@ -737,7 +789,7 @@ static void delete_file(struct oworker *w, struct http_exchange *x, struct oreq 
     const char *base;
     int dfd, e = 0;
 
-    if (clean_for_write(x, q, rel, sizeof(rel)))
+    if (clean_for_write(w, x, q, rel, sizeof(rel)) || model_store_check(x, q, rel, 0))
         return;
     dfd = open_parent(w->o, rel, 0, &base);
     if (dfd < 0)
@@ -998,10 +1050,11 @@ struct origin_args {
     long threads;
     uint64_t max_body;
     const char *admin;
+    const char *token;
     struct accesslog_opts lo;
 };
 
-#define ORIGIN_NOPTS 12
+#define ORIGIN_NOPTS 13
 
 /* CONF_RELOAD: what SIGHUP applies; --listen and --threads need a restart. */
 static size_t origin_opts(struct origin_args *a, struct conf_opt *out)
@@ -1024,6 +1077,10 @@ static size_t origin_opts(struct origin_args *a, struct conf_opt *out)
          "one line per request to FILE, '-' (stdout) or 'syslog' (default: none)"},
         {"access-log-format", CONF_STR, &a->lo.format, "combined (default) or json"},
         {"error-log", CONF_STR, &a->lo.error_log, "log lines to FILE instead of stderr"},
+        {"token", CONF_STR, &a->token,
+         "PUT and DELETE need Authorization: Bearer TOKEN (default: env MLCDN_ADMIN_TOKEN; "
+         "unset: writes are open)",
+         CONF_RELOAD},
     };
     MC_ASSERT(MC_ARRAY_SIZE(opts) <= ORIGIN_NOPTS);
     memcpy(out, opts, sizeof(opts));
@@ -1072,6 +1129,9 @@ static int origin_args_parse(struct origin_args *a, int argc, char **argv, struc
         if ((unsigned char)*p < 0x20 && *p != '\t')
             BAD("--cache-control: control characters");
     set->cache_control = a->cache_control;
+    if (!a->token)
+        a->token = getenv("MLCDN_ADMIN_TOKEN");
+    set->token = a->token && *a->token ? a->token : NULL;
 #undef BAD
     set->rootfd = open(a->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (set->rootfd < 0) {

@@ -64,6 +64,23 @@ size_t origin__etag(char *buf, uint64_t size, int64_t mtime_ns, uint64_t ino);
  * At most 10 minutes. Returns 0 or -EINVAL. */
 int origin__latency_parse(const char *s, size_t len, uint64_t *ms);
 
+/* ---- the model store (origin_models.c) ---- */
+
+struct origin_model_path {
+    char name[64];
+    char version[16]; /* "" for the manifest */
+    int manifest;     /* models/NAME/manifest.json */
+};
+
+/* Classifies a cleaned path for a write: 0 when it is not under models/ (an ordinary
+ * file), 1 when it is models/NAME/manifest.json or a file under models/NAME/VERSION/ (out
+ * filled), -EINVAL with a message naming the NAME, VERSION or file at fault otherwise. */
+int origin__model_path(const char *rel, struct origin_model_path *out, char *msg, size_t mlen);
+/* Checks a manifest body for model `name`: a JSON object whose "name" (if any) is `name`
+ * and whose "versions" is an object keyed by decimal versions. 0, or -EINVAL with a
+ * message. */
+int origin__manifest_check(const char *body, size_t len, const char *name, char *msg, size_t mlen);
+
 /* ---- request counters ---- */
 
 /* One table per worker thread, each under its own mutex, so the hot path only takes an

@@ -758,6 +758,103 @@ static void reload_after(uv_work_t *w, int status)
     free(j);
 }
 
+static int announce_err(struct buf *out, int status, const char *msg)
+{
+    buf_puts(out, "{\"error\":");
+    buf_json_str(out, msg, strlen(msg));
+    buf_printf(out, ",\"status\":%d}\n", status);
+    return status;
+}
+
+int predict_announce_json(struct predict *p, const char *body, size_t len, struct buf *out)
+{
+    json_error_t je;
+    json_t *root, *name, *man;
+    char msg[256];
+    int status = 202;
+    uint64_t seq;
+
+    MC_CHECK_OBJ_NOTNULL(p, PREDICT_MAGIC);
+    if (!p->store)
+        return announce_err(out, 409,
+                            "announce needs a model store: start the edge with --model-store URL");
+    root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    name = json_object_get(root, "name");
+    if (!json_is_object(root) || !json_is_string(name)) {
+        snprintf(msg, sizeof(msg), "body: expected {\"name\": MODEL[, \"manifest\": {...}]}%s%s",
+                 root ? "" : ": ", root ? "" : je.text);
+        status = announce_err(out, 400, msg);
+        goto out;
+    }
+    const char *n = json_string_value(name);
+    size_t nl = strlen(n);
+    int ok = nl > 0 && nl < PREDICT_MODEL_NAME_MAX && n[0] != '.';
+    for (size_t i = 0; ok && i < nl; i++)
+        ok = (n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') ||
+             (n[i] >= '0' && n[i] <= '9') || n[i] == '_' || n[i] == '-' || n[i] == '.';
+    if (!ok) {
+        status = announce_err(out, 400, "name: 1-63 letters, digits, '_', '-' or '.' (not first)");
+        goto out;
+    }
+    man = json_object_get(root, "manifest");
+    if (man && !json_is_null(man)) {
+        char *text = json_dumps(man, JSON_COMPACT);
+        struct predict_manifest m;
+        if (!text ||
+            predict__manifest_parse(n, text, strlen(text), &m, msg + 10, sizeof(msg) - 10) != 0) {
+            memcpy(msg, "manifest: ", 10);
+            status = announce_err(out, 400, msg);
+            free(text);
+            goto out;
+        }
+        predict__manifest_fini(&m);
+        seq = predict__store_announce(p->store, n, text, strlen(text));
+        free(text);
+    } else {
+        seq = predict__store_announce(p->store, n, NULL, 0);
+    }
+    buf_puts(out, "{\"queued\":true,\"name\":");
+    buf_json_str(out, n, nl);
+    buf_puts(out, ",\"edge\":");
+    buf_json_str(out, p->edge_name, strlen(p->edge_name));
+    buf_printf(out, ",\"seq\":%" PRIu64 "}\n", seq);
+out:
+    json_decref(root);
+    return status;
+}
+
+/* POST /admin/models/announce: predict_announce_json() behind the admin token. The
+ * roll-out runs on the store's thread; the answer (202) only says it is queued, with the
+ * job's number: GET /admin/models shows how it goes ("rollouts_done"). */
+static void announce(struct predict *p, struct http_exchange *x, int authorized)
+{
+    const struct http_request *req = http_x_request(x);
+    const char *body;
+    size_t len;
+    struct buf b;
+    int status;
+
+    if (req->method != HTTP_M_POST) {
+        reply_err(p, x, PREDICT_EP_ADMIN, 405, "/admin/models/announce: use POST");
+        return;
+    }
+    if (!p->cfg.admin_token) {
+        reply_err(p, x, PREDICT_EP_ADMIN, 403,
+                  "announce is disabled: start the edge with --admin-token");
+        return;
+    }
+    if (!authorized) {
+        reply_err(p, x, PREDICT_EP_ADMIN, 401,
+                  "announce needs Authorization: Bearer <admin token>");
+        return;
+    }
+    body = http_x_body(x, &len);
+    buf_init(&b, 1u << 20);
+    status = predict_announce_json(p, body, len, &b);
+    reply_json(p, x, PREDICT_EP_ADMIN, status, &b, NULL);
+    buf_fini(&b);
+}
+
 int predict_admin(struct predict *p, struct http_exchange *x, int authorized)
 {
     const struct http_request *req = http_x_request(x);
@@ -770,9 +867,14 @@ int predict_admin(struct predict *p, struct http_exchange *x, int authorized)
         }
         struct buf b;
         buf_init(&b, 16u << 20);
-        predict__models_describe(p->models, &b);
+        predict__models_describe(p->models, p->edge_name,
+                                 p->store ? (int64_t)predict__store_done(p->store) : -1, &b);
         reply_json(p, x, PREDICT_EP_ADMIN, 200, &b, NULL);
         buf_fini(&b);
+        return 1;
+    }
+    if (str_eq(req->path, "/admin/models/announce")) {
+        announce(p, x, authorized);
         return 1;
     }
     if (!str_eq(req->path, "/admin/models/reload"))
@@ -796,6 +898,25 @@ int predict_admin(struct predict *p, struct http_exchange *x, int authorized)
                                   "token>\",\"status\":401}\n";
         http_x_respond(x, 401, "WWW-Authenticate: Bearer\r\nContent-Type: application/json\r\n",
                        msg, sizeof(msg) - 1);
+        return 1;
+    }
+    if (p->store) {
+        /* A model store has no directory to rescan: every model is read again. */
+        struct buf b;
+        buf_init(&b, 1u << 20);
+        buf_puts(&b, "{\"announced\":[");
+        pthread_rwlock_rdlock(&p->models->lock);
+        for (size_t i = 0; i < p->models->n; i++) {
+            const char *name = p->models->models[i]->name;
+            predict__store_announce(p->store, name, NULL, 0);
+            if (i)
+                buf_puts(&b, ",");
+            buf_json_str(&b, name, strlen(name));
+        }
+        pthread_rwlock_unlock(&p->models->lock);
+        buf_puts(&b, "]}\n");
+        reply_json(p, x, PREDICT_EP_ADMIN, 202, &b, NULL);
+        buf_fini(&b);
         return 1;
     }
     struct reload_job *j = mc_xcalloc(1, sizeof(*j));
@@ -836,7 +957,13 @@ int predict_new(const struct predict_cfg *cfg, struct predict **out, char *err, 
 
     MC_INIT_OBJ(p, PREDICT_MAGIC);
     p->cfg = *cfg;
-    p->dir = mc_xstrdup(cfg->models_dir);
+    p->dir = cfg->models_dir ? mc_xstrdup(cfg->models_dir) : NULL;
+    p->store_url = cfg->model_store ? mc_xstrdup(cfg->model_store) : NULL;
+    p->store_models = cfg->store_models ? mc_xstrdup(cfg->store_models) : NULL;
+    p->edge_name = mc_xstrdup(cfg->edge_name ? cfg->edge_name : "");
+    p->cfg.model_store = p->store_url;
+    p->cfg.store_models = p->store_models;
+    p->cfg.edge_name = p->edge_name;
     p->region = mc_xstrdup(cfg->region ? cfg->region : "");
     p->admin_token = cfg->admin_token ? mc_xstrdup(cfg->admin_token) : NULL;
     p->cfg.models_dir = p->dir;
@@ -853,6 +980,8 @@ int predict_new(const struct predict_cfg *cfg, struct predict **out, char *err, 
                      queue_depth_read, p);
     metrics_gauge_fn("mlcdn_predict_cache_hit_ratio",
                      "Share of rows answered from the prediction cache", NULL, hit_ratio_read, p);
+    if (p->store_url)
+        p->store = predict__store_new(&p->cfg, p->models);
     predict__models_reload(p->models, NULL);
     predict__models_watch(p->models);
     *out = p;
@@ -869,10 +998,15 @@ void predict_free(struct predict **pp)
     if (!p)
         return;
     MC_CHECK_OBJ(p, PREDICT_MAGIC);
-    /* The pool first: its threads run on the registry's versions, models and caches. */
+    /* The store's thread and the pool first: they use the registry's versions, models and
+     * caches. */
+    predict__store_free(&p->store);
     predict__pool_free(&p->pool);
     predict__models_free(&p->models);
     free(p->dir);
+    free(p->store_url);
+    free(p->store_models);
+    free(p->edge_name);
     free(p->region);
     free(p->admin_token);
     MC_FREE_OBJ(p);
@@ -891,6 +1025,66 @@ void predict_loop_fini(struct predict_loop **plp)
         return;
     predict__loop_close(*plp);
     *plp = NULL;
+}
+
+int predict_store_start(struct predict *p, const char *fetch_base, char *err, size_t errlen)
+{
+    MC_CHECK_OBJ_NOTNULL(p, PREDICT_MAGIC);
+    return p->store ? predict__store_start(p->store, fetch_base, err, errlen) : 0;
+}
+
+int predict_sample_file(const char *path, const char *sample, size_t len, uint64_t model_memory,
+                        char **out, char *err, size_t errlen)
+{
+    struct predict_cfg cfg = {.max_batch = 1, .model_memory = model_memory};
+    struct predict_models *r = NULL;
+    struct predict_version *v = NULL;
+    json_error_t je;
+    json_t *root = json_loadb(sample, len, JSON_REJECT_DUPLICATES, &je);
+    struct buf b;
+    int rc;
+
+    buf_init(&b, 64u << 20);
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "sample: expected a JSON object (a /predict body)%s%s",
+                 root ? "" : ": ", root ? "" : je.text);
+        rc = -EINVAL;
+        goto out;
+    }
+    if ((rc = predict__models_new(&cfg, 1, &r, err, errlen)) != 0)
+        goto out;
+    if ((rc = predict__models_load_file(r, "sample", 0, path, &v, err, errlen)) != 0)
+        goto out;
+    if ((rc = predict__sample_run(v, root, &b, err, errlen)) != 0)
+        goto out;
+    *out = mc_xstrdup(b.data);
+out:
+    predict__version_unref(&v);
+    predict__models_free(&r);
+    json_decref(root);
+    buf_fini(&b);
+    return rc;
+}
+
+void predict_models_brief(struct predict *p, size_t max, struct buf *out)
+{
+    MC_CHECK_OBJ_NOTNULL(p, PREDICT_MAGIC);
+    predict__models_brief(p->models, max, out);
+}
+
+int predict_manifest_target(const char *name, const char *text, size_t len, const char *edge,
+                            int64_t *stable, int64_t *canary, char *err, size_t errlen)
+{
+    struct predict_manifest m;
+    struct predict_target t;
+
+    if (predict__manifest_parse(name, text, len, &m, err, errlen) != 0)
+        return -EINVAL;
+    predict__policy_resolve(&m, edge, &t);
+    *stable = t.stable;
+    *canary = t.canary;
+    predict__manifest_fini(&m);
+    return 0;
 }
 
 void predict_set_draining(struct predict *p)

@@ -18,6 +18,7 @@
 #include "cache/cache_policy.h"
 
 struct http_exchange;
+struct buf;
 struct predict;      /* opaque; predict_new() / predict_free() */
 struct predict_loop; /* opaque; one per worker loop; predict_loop_init() / _fini() */
 
@@ -33,9 +34,16 @@ struct predict_cfg {
     const char *region;      /* X-Edge-Region and "edge_region" of the answers */
     uint64_t max_body;       /* request body limit, bytes */
     const char *admin_token; /* NULL: POST /admin/models/reload is refused (403) */
+    /* Model store (instead of models_dir, which must then be NULL): the URL holding
+     * models/NAME/manifest.json and models/NAME/VERSION/model.onnx. */
+    const char *model_store;
+    const char *store_models; /* comma-separated models read at start; NULL: none */
+    unsigned keep_versions;   /* versions kept for rollback beyond those served */
+    const char *edge_name;    /* this edge's name, for a canary's edge list */
 };
 
-/* Starts the inference pool, loads every model of cfg->models_dir and starts the watcher.
+/* Starts the inference pool, loads every model of cfg->models_dir and starts the watcher
+ * (with cfg->model_store instead: nothing is loaded until predict_store_start()).
  * cfg is copied, strings included. Returns 0 with the new object in *out (the caller's
  * until predict_free()), or a negative errno with a message in err naming the flag. */
 int predict_new(const struct predict_cfg *cfg, struct predict **out, char *err, size_t errlen);
@@ -62,13 +70,40 @@ extern const char *const predict_paths[];
  * /v2[/...]. Returns 1 when it took x (then it answers x, at once or later on this loop),
  * 0 for any other path. */
 int predict_handle(struct predict *p, struct predict_loop *pl, struct http_exchange *x);
-/* Admin listener: GET /admin/models, POST /admin/models/reload (`authorized`: x carries
- * the admin token). Returns 1 when it took x, else 0. */
+/* Admin listener: GET /admin/models, POST /admin/models/reload, POST
+ * /admin/models/announce (model store: {"name": NAME[, "manifest": {...}]}) (`authorized`:
+ * x carries the admin token). Returns 1 when it took x, else 0. */
 int predict_admin(struct predict *p, struct http_exchange *x, int authorized);
 /* Drops every cached prediction of model `name` (all its versions; invalidation). Rows
  * being computed meanwhile may still be stored: they are the same model's answers. Returns
  * how many entries there were, or -ENOENT when no such model is loaded. Any thread. */
 int64_t predict_cache_drop(struct predict *p, const char *name);
+/* The first `max` models, what each serves, as a JSON array appended to out:
+ * [{"name","version","sha256","state"[,"canary","canary_percent"]}]. Any thread. */
+void predict_models_brief(struct predict *p, size_t max, struct buf *out);
+/* A model store's announcement (the body of POST /admin/models/announce, also what the
+ * control stream carries for kind "model"): {"name": NAME[, "manifest": {...}]} queues a
+ * roll-out of NAME. Writes the JSON answer to out and returns its HTTP status: 202 queued
+ * ({"queued":true,"name","edge","seq"}: the job's number), 400 a bad body (the field
+ * named), 409 no model store. Any thread; returns at once. */
+int predict_announce_json(struct predict *p, const char *body, size_t len, struct buf *out);
+/* Model store: once the host serves, starts the roll-out thread and reads the models of
+ * cfg->store_models. Model files are fetched under fetch_base (the host's own listener, so
+ * they come through its caches; NULL: from the store directly). No-op without a store.
+ * Returns 0, or a negative errno with err. */
+int predict_store_start(struct predict *p, const char *fetch_base, char *err, size_t errlen);
+/* Loads the model file at path, runs the sample (a /predict body, JSON text) and returns
+ * its outputs as JSON {"OUTPUT": [values], ...} in *out (malloc'd, the caller's). For
+ * `mlcdn ctl model publish`, which records what every edge must reproduce. 0, or a
+ * negative errno with err. */
+int predict_sample_file(const char *path, const char *sample, size_t len, uint64_t model_memory,
+                        char **out, char *err, size_t errlen);
+/* What the edge called `edge` serves under the manifest `text` of model `name` (the
+ * policy's resolution, as every edge computes it): its stable version and its canary
+ * version (-1: none). For ctl, which waits for each edge to serve it. 0, or -EINVAL with
+ * err naming the manifest's field at fault. */
+int predict_manifest_target(const char *name, const char *text, size_t len, const char *edge,
+                            int64_t *stable, int64_t *canary, char *err, size_t errlen);
 /* The host is draining: /v2/health/ready answers 503 from now on. Any thread; NULL is fine. */
 void predict_set_draining(struct predict *p);
 /* The host server's on_done for an exchange this module answered (its note's `kind` is

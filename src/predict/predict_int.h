@@ -140,6 +140,19 @@ struct predict_version {
     struct metrics_counter *_Atomic req[PREDICT_EP__N][PREDICT_ST__N];
 };
 
+/* Where a model of the store stands on this edge (GET /admin/models "state"). */
+#define PREDICT_MSTATES(X)                                                                         \
+    X(NONE, "none")                                                                                \
+    X(DOWNLOADING, "downloading")                                                                  \
+    X(VERIFYING, "verifying")                                                                      \
+    X(ACTIVE, "active")                                                                            \
+    X(FAILED, "failed")
+enum predict_mstate {
+#define X(id, label) PREDICT_MS_##id,
+    PREDICT_MSTATES(X)
+#undef X
+};
+
 struct predict_model {
     unsigned magic;
     /* The registry's reference while the model is listed, and one per version whose
@@ -149,9 +162,18 @@ struct predict_model {
     char name[PREDICT_MODEL_NAME_MAX];
     struct predict_version **vers; /* ascending version; reg->lock */
     size_t nvers;
-    struct predict_version *cur; /* highest version; reg->lock */
+    struct predict_version *cur; /* highest version, or the policy's stable one; reg->lock */
     char error[512];             /* last load error, "" if none; reg->lock */
-    struct cache_pred *cache;    /* NULL when cache_bytes is 0 */
+    /* Model store only (reg->lock): the policy's canary version and its share of requests,
+     * the request counter of the split, the roll-out state, the version it is about and
+     * the policy as JSON (for GET /admin/models). */
+    struct predict_version *canary;
+    unsigned canary_percent;
+    _Atomic uint64_t seq;
+    enum predict_mstate state;
+    int64_t target;
+    char policy[512];
+    struct cache_pred *cache; /* NULL when cache_bytes is 0 */
     uint64_t cache_bytes;
     struct metrics_hist *lat;   /* inference latency (us) */
     struct metrics_hist *bsize; /* rows per run */
@@ -192,6 +214,8 @@ struct predict {
     char *dir, *region, *admin_token;
     struct predict_models *models;
     struct predict_pool *pool;
+    struct predict_store *store; /* NULL without --model-store */
+    char *store_url, *store_models, *edge_name;
     _Atomic int draining;
     /* Rows answered from / missing in the caches of all models, for the hit-ratio gauge
      * (read while the metrics registry is locked: it must not take reg->lock). */
@@ -256,12 +280,120 @@ void predict__version_unref(struct predict_version **vp);
  * blocking (call off the loops). Appends a JSON report to `report` if non-NULL. Returns
  * the number of versions that failed to load. */
 int predict__models_reload(struct predict_models *r, struct buf *report);
-/* JSON description of every model (GET /admin/models), appended to out. */
-void predict__models_describe(struct predict_models *r, struct buf *out);
+/* JSON description of every model (GET /admin/models), appended to out; `edge` (this
+ * edge's name) is included when not NULL, and rollouts_done (the number of the last
+ * model store job finished) when >= 0. */
+void predict__models_describe(struct predict_models *r, const char *edge, int64_t rollouts_done,
+                              struct buf *out);
+/* The first `max` models as a JSON array of {"name","version","sha256","state"[,"canary",
+ * "canary_percent"]}, appended to out (the edge's /health, which the router shows). */
+void predict__models_brief(struct predict_models *r, size_t max, struct buf *out);
 /* The prediction cache key of row r of the per-input buffers `in`, written to key
  * (v->key_bytes): version, load generation, then the row's bytes of every input. */
 void predict__cache_key(const struct predict_version *v, void *const *in, size_t r,
                         unsigned char *key);
+
+/* Model store: loads the file at `path` as NAME/VERSION (registry defaults, no config.json),
+ * not listed yet. Returns 0 with the only reference in *out, or a negative errno with err. */
+int predict__models_load_file(struct predict_models *r, const char *name, int64_t version,
+                              const char *path, struct predict_version **out, char *err,
+                              size_t errlen);
+/* 1 when NAME/VERSION is listed (loaded and kept). */
+int predict__models_has(struct predict_models *r, const char *name, int64_t version);
+/* Records the roll-out state of model `name` (listed, with no version, when new); reason is
+ * kept for FAILED and cleared otherwise. */
+void predict__models_set_state(struct predict_models *r, const char *name, enum predict_mstate st,
+                               int64_t target, const char *reason);
+/* Under the write lock, in one step: lists nv[0..nnv) (references taken over), makes
+ * t->stable the model's current version and t->canary its canary (t->percent % of the
+ * requests), records `policy` (JSON text), and retires the versions beyond the `keep`
+ * highest (the stable and canary ones always stay). Returns 0, or -ENOENT when the stable
+ * or canary version is not listed (the new versions stay listed, nothing else changes). */
+struct predict_target;
+int predict__models_activate(struct predict_models *r, const char *name,
+                             struct predict_version **nv, size_t nnv,
+                             const struct predict_target *t, const char *policy, unsigned keep,
+                             char *err, size_t errlen);
+/* Runs one sample (a /predict body: "features" or "inputs") on v with the session of pool
+ * thread 0 (v must not be listed yet: no pool thread uses it) and appends the outputs as
+ * {"NAME": [values...], ...} to out. 0, or -EINVAL with a message. */
+int predict__sample_run(struct predict_version *v, json_t *sample, struct buf *out, char *msg,
+                        size_t mlen);
+
+/* ---- predict_manifest.c (pure) ---- */
+enum predict_pmode { PREDICT_POL_LATEST, PREDICT_POL_PINNED, PREDICT_POL_CANARY };
+
+struct predict_policy {
+    enum predict_pmode mode;
+    int64_t version;  /* pinned: the version; canary: the canary version */
+    int64_t base;     /* canary: what the rest of the requests and edges get (-1: none) */
+    unsigned percent; /* canary: share of a member edge's requests, 0..100 */
+};
+
+/* One published version. sample_* point into the manifest's JSON (NULL: no sample). */
+struct predict_mver {
+    int64_t version;
+    char sha256[65];
+    uint64_t size;
+    json_t *sample_in, *sample_out;
+};
+
+struct predict_manifest {
+    char name[PREDICT_MODEL_NAME_MAX];
+    struct predict_mver *v; /* ascending version; owned */
+    size_t n;               /* >= 1 */
+    struct predict_policy pol;
+    char **edges; /* canary members (owned); none: every edge */
+    size_t nedges;
+    json_t *root; /* owned */
+};
+
+/* What one edge serves of a model: its stable version and, when it takes part in a
+ * canary, the canary version (else -1) and the canary's percentage of requests. */
+struct predict_target {
+    int64_t stable, canary;
+    unsigned percent;
+};
+
+/* Parses the manifest of model `name`. 0 with m filled (predict__manifest_fini() frees
+ * it), or -EINVAL with a message naming the field at fault (m is left empty). */
+int predict__manifest_parse(const char *name, const char *text, size_t len,
+                            struct predict_manifest *m, char *msg, size_t mlen);
+void predict__manifest_fini(struct predict_manifest *m);
+const struct predict_mver *predict__manifest_find(const struct predict_manifest *m,
+                                                  int64_t version);
+/* The versions the edge called `edge` (NULL: no name, a member only of edge-less
+ * canaries) serves under m's policy. */
+void predict__policy_resolve(const struct predict_manifest *m, const char *edge,
+                             struct predict_target *t);
+/* 1 when request number seq of a model goes to its canary. */
+int predict__policy_canary(uint64_t seq, unsigned percent);
+/* The policy as JSON, appended to b. */
+void predict__policy_describe(const struct predict_manifest *m, struct buf *b);
+/* 0 when every output of `expected` ({"NAME": numbers}) is in `got` with as many values,
+ * each within atol + rtol * |expected|; else -EINVAL with a message naming the output,
+ * the index and both values. */
+int predict__sample_compare(const json_t *expected, const json_t *got, double atol, double rtol,
+                            char *msg, size_t mlen);
+
+/* ---- predict_store.c ---- */
+struct predict_store;
+/* The model store client of an edge (cfg->model_store): a thread that reads manifests,
+ * fetches, verifies, loads, checks and activates versions. Not started until
+ * predict__store_start(). */
+struct predict_store *predict__store_new(const struct predict_cfg *cfg, struct predict_models *r);
+/* Starts the thread; fetch_base is the URL model files are fetched under (the edge's own
+ * listener, so they come through its cache tiers; NULL: the store itself). Queues the
+ * models of cfg->store_models. */
+int predict__store_start(struct predict_store *s, const char *fetch_base, char *err, size_t errlen);
+/* Queues a roll-out of model `name`; manifest (JSON text, may be NULL: read from the store)
+ * is copied. Returns the job's number (1, 2, ...: jobs run in that order). Any thread. */
+uint64_t predict__store_announce(struct predict_store *s, const char *name, const char *manifest,
+                                 size_t len);
+/* The number of the last job finished (0: none yet). Any thread. */
+uint64_t predict__store_done(struct predict_store *s);
+/* Stops the thread (a fetch in progress is aborted) and frees; *sp becomes NULL. */
+void predict__store_free(struct predict_store **sp);
 
 /* ---- predict_batch.c ---- */
 /* Starts nthreads (0: 1) inference threads. Returns 0, or the -errno of pthread_create. */

@@ -238,7 +238,8 @@ static int servable_dtype(int dt)
 
 /* Loads NAME/VERSION: model, config, I/O layout and a probe run. */
 static int load_version(struct predict_models *r, const char *name, int64_t version,
-                        const char *sig, struct predict_version **out, char *err, size_t errlen)
+                        const char *sig, const char *file, struct predict_version **out, char *err,
+                        size_t errlen)
 {
     char path[4096], cpath[4096];
     struct predict_version *v = mc_xcalloc(1, sizeof(*v));
@@ -255,13 +256,17 @@ static int load_version(struct predict_models *r, const char *name, int64_t vers
     v->gen = atomic_fetch_add(&r->next_gen, 1);
     v->cfg = r->defaults;
     snprintf(v->sig, sizeof(v->sig), "%s", sig);
-    snprintf(cpath, sizeof(cpath), "%s/%s/config.json", r->dir, name);
-    if ((rc = read_config(cpath, &v->cfg, err, errlen)) != 0)
-        goto fail;
-    snprintf(cpath, sizeof(cpath), "%s/%s/%" PRId64 "/config.json", r->dir, name, version);
-    if ((rc = read_config(cpath, &v->cfg, err, errlen)) != 0)
-        goto fail;
-    snprintf(path, sizeof(path), "%s/%s/%" PRId64 "/model.onnx", r->dir, name, version);
+    if (file) {
+        snprintf(path, sizeof(path), "%s", file);
+    } else {
+        snprintf(cpath, sizeof(cpath), "%s/%s/config.json", r->dir, name);
+        if ((rc = read_config(cpath, &v->cfg, err, errlen)) != 0)
+            goto fail;
+        snprintf(cpath, sizeof(cpath), "%s/%s/%" PRId64 "/config.json", r->dir, name, version);
+        if ((rc = read_config(cpath, &v->cfg, err, errlen)) != 0)
+            goto fail;
+        snprintf(path, sizeof(path), "%s/%s/%" PRId64 "/model.onnx", r->dir, name, version);
+    }
     /* The budget covers a run of max_batch rows: the largest batch this version will run. */
     lo.max_memory = r->model_memory;
     lo.batch = v->cfg.max_batch ? v->cfg.max_batch : 1;
@@ -520,6 +525,10 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
     size_t nretired = 0;
 
     MC_CHECK_OBJ_NOTNULL(r, PREDICT_MODELS_MAGIC);
+    if (!r->dir) { /* model store: versions come from predict_store.c */
+        free(c);
+        return 0;
+    }
     pthread_mutex_lock(&r->reload_mtx);
     n = scan(r, c, MAX_CANDIDATES);
     qsort(c, n, sizeof(*c), cand_cmp);
@@ -544,7 +553,8 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
         if (c[i].keep)
             continue;
         uint64_t t0 = units_now_ms();
-        int rc = load_version(r, c[i].name, c[i].version, c[i].sig, &c[i].loaded, err, sizeof(err));
+        int rc = load_version(r, c[i].name, c[i].version, c[i].sig, NULL, &c[i].loaded, err,
+                              sizeof(err));
         if (rc) {
             nfail++;
             log_warn("model failed to load", "model=%s version=%" PRId64 " error=\"%s\"", c[i].name,
@@ -724,13 +734,13 @@ int predict__models_new(const struct predict_cfg *cfg, unsigned nthreads,
     struct predict_models *r;
     struct stat st;
 
-    if (stat(cfg->models_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (cfg->models_dir && (stat(cfg->models_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
         snprintf(err, errlen, "--models: '%s' is not a directory", cfg->models_dir);
         return -ENOENT;
     }
     r = mc_xcalloc(1, sizeof(*r));
     MC_INIT_OBJ(r, PREDICT_MODELS_MAGIC);
-    r->dir = mc_xstrdup(cfg->models_dir);
+    r->dir = cfg->models_dir ? mc_xstrdup(cfg->models_dir) : NULL;
     pthread_rwlock_init(&r->lock, NULL);
     pthread_mutex_init(&r->reload_mtx, NULL);
     pthread_mutex_init(&r->wmtx, NULL);
@@ -755,7 +765,8 @@ int predict__models_new(const struct predict_cfg *cfg, unsigned nthreads,
 void predict__models_watch(struct predict_models *r)
 {
     MC_CHECK_OBJ_NOTNULL(r, PREDICT_MODELS_MAGIC);
-    if (r->poll_ms && !r->watcher_on && pthread_create(&r->watcher, NULL, watcher, r) == 0)
+    if (r->dir && r->poll_ms && !r->watcher_on &&
+        pthread_create(&r->watcher, NULL, watcher, r) == 0)
         r->watcher_on = 1;
 }
 
@@ -858,6 +869,8 @@ int predict__models_get(struct predict_models *r, const char *name, int64_t vers
     }
     if (version < 0) {
         v = m->cur;
+        if (m->canary && predict__policy_canary(atomic_fetch_add(&m->seq, 1), m->canary_percent))
+            v = m->canary;
         if (!v) {
             snprintf(msg, mlen, "model %s has no version loaded%s%.300s", m->name,
                      m->error[0] ? ": " : "", m->error);
@@ -898,11 +911,23 @@ void predict__cache_key(const struct predict_version *v, void *const *in, size_t
     }
 }
 
-void predict__models_describe(struct predict_models *r, struct buf *b)
+void predict__models_describe(struct predict_models *r, const char *edge, int64_t rollouts_done,
+                              struct buf *b)
 {
     pthread_rwlock_rdlock(&r->lock);
-    buf_puts(b, "{\"dir\":");
-    buf_json_str(b, r->dir, strlen(r->dir));
+    buf_puts(b, "{");
+    if (edge) {
+        buf_puts(b, "\"edge\":");
+        buf_json_str(b, edge, strlen(edge));
+        buf_puts(b, ",");
+    }
+    if (rollouts_done >= 0)
+        buf_printf(b, "\"rollouts_done\":%" PRId64 ",", rollouts_done);
+    buf_puts(b, "\"dir\":");
+    if (r->dir)
+        buf_json_str(b, r->dir, strlen(r->dir));
+    else
+        buf_puts(b, "null");
     buf_printf(b,
                ",\"reloads\":%" PRIu64 ",\"reload_failures\":%" PRIu64
                ",\"infer_threads\":%u,\"models\":[",
@@ -923,6 +948,36 @@ void predict__models_describe(struct predict_models *r, struct buf *b)
             buf_json_str(b, m->error, strlen(m->error));
         else
             buf_puts(b, "null");
+        buf_puts(b, ",\"sha256\":");
+        if (m->cur)
+            buf_json_str(b, m->cur->sha256, strlen(m->cur->sha256));
+        else
+            buf_puts(b, "null");
+        if (!r->dir) {
+            static const char *const st[] = {
+#define X(id, label) label,
+                PREDICT_MSTATES(X)
+#undef X
+            };
+            buf_printf(b, ",\"state\":\"%s\",\"reason\":", st[m->state]);
+            if (m->state == PREDICT_MS_FAILED)
+                buf_json_str(b, m->error, strlen(m->error));
+            else
+                buf_puts(b, "null");
+            buf_puts(b, ",\"target\":");
+            if (m->target >= 0)
+                buf_printf(b, "%" PRId64, m->target);
+            else
+                buf_puts(b, "null");
+            buf_printf(b, ",\"policy\":%s", m->policy[0] ? m->policy : "null");
+            if (m->canary)
+                buf_printf(b,
+                           ",\"canary\":{\"version\":%" PRId64 ",\"sha256\":\"%s\","
+                           "\"percent\":%u}",
+                           m->canary->version, m->canary->sha256, m->canary_percent);
+            else
+                buf_puts(b, ",\"canary\":null");
+        }
         if (m->cur) {
             const struct predict_model_cfg *c = &m->cur->cfg;
             buf_printf(b,
@@ -953,4 +1008,207 @@ void predict__models_describe(struct predict_models *r, struct buf *b)
     }
     buf_puts(b, "]}\n");
     pthread_rwlock_unlock(&r->lock);
+}
+
+void predict__models_brief(struct predict_models *r, size_t max, struct buf *b)
+{
+    static const char *const st[] = {
+#define X(id, label) label,
+        PREDICT_MSTATES(X)
+#undef X
+    };
+
+    pthread_rwlock_rdlock(&r->lock);
+    buf_puts(b, "[");
+    for (size_t i = 0; i < r->n && i < max; i++) {
+        const struct predict_model *m = r->models[i];
+        if (i)
+            buf_puts(b, ",");
+        buf_puts(b, "{\"name\":");
+        buf_json_str(b, m->name, strlen(m->name));
+        if (m->cur)
+            buf_printf(b, ",\"version\":%" PRId64 ",\"sha256\":\"%s\"", m->cur->version,
+                       m->cur->sha256);
+        else
+            buf_puts(b, ",\"version\":null,\"sha256\":null");
+        /* A models directory has no roll-out: a model serves or failed to load. */
+        buf_printf(b, ",\"state\":\"%s\"", r->dir ? (m->cur ? "active" : "failed") : st[m->state]);
+        if (m->canary)
+            buf_printf(b, ",\"canary\":%" PRId64 ",\"canary_percent\":%u", m->canary->version,
+                       m->canary_percent);
+        buf_puts(b, "}");
+    }
+    buf_puts(b, "]");
+    pthread_rwlock_unlock(&r->lock);
+}
+
+/* ---- model store (predict_store.c drives these) ---- */
+
+int predict__models_load_file(struct predict_models *r, const char *name, int64_t version,
+                              const char *path, struct predict_version **out, char *err,
+                              size_t errlen)
+{
+    MC_CHECK_OBJ_NOTNULL(r, PREDICT_MODELS_MAGIC);
+    int rc = load_version(r, name, version, "", path, out, err, errlen);
+    if (rc == 0 && !(*out)->cfg.max_batch)
+        (*out)->cfg.max_batch = 1;
+    return rc;
+}
+
+int predict__models_has(struct predict_models *r, const char *name, int64_t version)
+{
+    struct predict_model *m;
+    int has;
+
+    pthread_rwlock_rdlock(&r->lock);
+    m = find_model(r, name);
+    has = m && find_ver(m, version) != NULL;
+    pthread_rwlock_unlock(&r->lock);
+    return has;
+}
+
+/* reg->lock held for writing. */
+static struct predict_model *model_get_or_new(struct predict_models *r, const char *name)
+{
+    struct predict_model *m = find_model(r, name);
+    if (!m) {
+        m = model_new(r, name, r->defaults.cache_bytes);
+        m->target = -1;
+    }
+    return m;
+}
+
+void predict__models_set_state(struct predict_models *r, const char *name, enum predict_mstate st,
+                               int64_t target, const char *reason)
+{
+    struct predict_model *m;
+
+    pthread_rwlock_wrlock(&r->lock);
+    m = model_get_or_new(r, name);
+    m->state = st;
+    m->target = target;
+    snprintf(m->error, sizeof(m->error), "%s", st == PREDICT_MS_FAILED && reason ? reason : "");
+    pthread_rwlock_unlock(&r->lock);
+}
+
+int predict__models_activate(struct predict_models *r, const char *name,
+                             struct predict_version **nvs, size_t nnv,
+                             const struct predict_target *t, const char *policy, unsigned keep,
+                             char *err, size_t errlen)
+{
+    struct predict_model *m;
+    struct predict_version **retired = NULL, *stable, *canary = NULL;
+    size_t nretired = 0;
+
+    pthread_rwlock_wrlock(&r->lock);
+    m = model_get_or_new(r, name);
+    for (size_t j = 0; j < nnv; j++) {
+        struct predict_version *nv = nvs[j];
+        /* A version already listed is replaced: the new load is what was just verified. */
+        struct predict_version *old = find_ver(m, nv->version);
+        size_t i = 0;
+        if (old) {
+            while (m->vers[i] != old)
+                i++;
+            memmove(&m->vers[i], &m->vers[i + 1], (m->nvers - i - 1) * sizeof(*m->vers));
+            m->nvers--;
+            retired = mc_xrealloc(retired, (nretired + 1) * sizeof(*retired));
+            retired[nretired++] = old;
+        }
+        m->vers = mc_xrealloc(m->vers, (m->nvers + 1) * sizeof(*m->vers));
+        for (i = m->nvers; i > 0 && m->vers[i - 1]->version > nv->version; i--)
+            m->vers[i] = m->vers[i - 1];
+        m->vers[i] = nv;
+        m->nvers++;
+        atomic_fetch_add(&m->refcnt, 1);
+        nv->model = m;
+        model_info(nv);
+    }
+    stable = find_ver(m, t->stable);
+    if (t->canary >= 0)
+        canary = find_ver(m, t->canary);
+    if (!stable || (t->canary >= 0 && !canary)) {
+        snprintf(err, errlen, "version %" PRId64 " is not loaded", !stable ? t->stable : t->canary);
+        pthread_rwlock_unlock(&r->lock);
+        for (size_t k = 0; k < nretired; k++)
+            predict__version_unref(&retired[k]);
+        free(retired);
+        return -ENOENT;
+    }
+    m->cur = stable;
+    m->canary = canary;
+    m->canary_percent = canary ? t->percent : 0;
+    snprintf(m->policy, sizeof(m->policy), "%s", policy ? policy : "");
+    /* Keep the `keep` highest versions for rollback, and whatever is served. */
+    size_t others = 0;
+    for (size_t k = m->nvers; k-- > 0;) {
+        struct predict_version *v = m->vers[k];
+        if (v == stable || v == canary)
+            continue;
+        if (others++ < keep)
+            continue;
+        memmove(&m->vers[k], &m->vers[k + 1], (m->nvers - k - 1) * sizeof(*m->vers));
+        m->nvers--;
+        retired = mc_xrealloc(retired, (nretired + 1) * sizeof(*retired));
+        retired[nretired++] = v;
+    }
+    m->state = PREDICT_MS_ACTIVE;
+    m->target = -1;
+    m->error[0] = '\0';
+    pthread_rwlock_unlock(&r->lock);
+    for (size_t k = 0; k < nretired; k++) {
+        log_info("model version retired", "model=%s version=%" PRId64, name, retired[k]->version);
+        predict__version_unref(&retired[k]);
+    }
+    free(retired);
+    return 0;
+}
+
+int predict__sample_run(struct predict_version *v, json_t *sample, struct buf *out, char *msg,
+                        size_t mlen)
+{
+    struct predict_rows d = {0};
+    struct infer_input in[16];
+    struct infer_tensor ot[16];
+    int rc;
+
+    MC_CHECK_OBJ_NOTNULL(v, PREDICT_VERSION_MAGIC);
+    if ((rc = predict__json_seed(sample, v, 0, &d, msg, mlen)) != 0)
+        goto out;
+    if (d.rows != 1) {
+        snprintf(msg, mlen, "sample: expected one row, got %zu", d.rows);
+        rc = -EINVAL;
+        goto out;
+    }
+    for (size_t i = 0; i < v->n_in; i++) {
+        in[i].name = v->in[i].name;
+        in[i].t.dtype = v->in[i].dtype;
+        in[i].t.rank = v->in[i].rank;
+        memcpy(in[i].t.dims, v->in[i].dims, sizeof(in[i].t.dims));
+        in[i].t.dims[0] = 1;
+        in[i].t.data = d.in[i];
+    }
+    memset(ot, 0, sizeof(ot));
+    if ((rc = infer_session_run(v->sessions[0], in, v->n_in, ot, v->n_out, msg, mlen)) != 0) {
+        rc = -EINVAL;
+        goto out;
+    }
+    buf_puts(out, "{");
+    for (size_t o = 0; o < v->n_out; o++) {
+        int64_t n = infer_tensor_numel(&ot[o]);
+        if (o)
+            buf_puts(out, ",");
+        buf_json_str(out, v->out[o].name, strlen(v->out[o].name));
+        buf_puts(out, ":[");
+        for (int64_t k = 0; k < n; k++) {
+            if (k)
+                buf_puts(out, ",");
+            predict__json_elem(out, ot[o].dtype, ot[o].data, k);
+        }
+        buf_puts(out, "]");
+    }
+    buf_puts(out, "}");
+out:
+    predict__rows_fini(&d);
+    return rc;
 }

@@ -158,6 +158,12 @@ static void hc_done(CURL *easy, CURLcode result, void *arg)
             hit = json_number_value(jh);
             if (json_is_string(jr))
                 snprintf(region, sizeof(region), "%s", json_string_value(jr));
+            /* Shown by /edges as the edge reported them (an edge without models has none). */
+            json_t *jm = json_object_get(j, "models");
+            pthread_mutex_lock(&h->r->mtx);
+            json_decref(h->models);
+            h->models = json_is_array(jm) ? json_deep_copy(jm) : NULL;
+            pthread_mutex_unlock(&h->r->mtx);
         }
         json_decref(j);
     }
@@ -267,6 +273,7 @@ void router__health_swap(struct router *r, struct router_set *next)
         metrics_gauge_set(old[i].g_up, 0);
         curl_easy_cleanup(old[i].easy);
         buf_fini(&old[i].body);
+        json_decref(old[i].models);
     }
     for (size_t j = next->nedges; j < cur->nedges; j++)
         memset(&r->health[j], 0, sizeof(r->health[j]));
@@ -302,5 +309,7 @@ void router__health_stop(struct router *r)
             curl_easy_cleanup(h->easy);
         h->easy = NULL;
         buf_fini(&h->body);
+        json_decref(h->models);
+        h->models = NULL;
     }
 }

@@ -229,6 +229,7 @@ static void do_edges(struct router *r, struct http_exchange *x)
         json_object_set_new(o, "checks", json_integer((json_int_t)h->checks));
         json_object_set_new(o, "failures", json_integer((json_int_t)h->failures));
         json_object_set_new(o, "transitions", json_integer((json_int_t)h->transitions));
+        json_object_set_new(o, "models", h->models ? json_deep_copy(h->models) : json_array());
         json_array_append_new(arr, o);
     }
     pthread_mutex_unlock(&r->mtx);

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "core/buf.h"
@@ -28,7 +29,7 @@
 #include "router/router_zone.h"
 
 #define ROUTER_MAX_UDP_THREADS 16
-#define ROUTER_HEALTH_BODY_MAX 4096
+#define ROUTER_HEALTH_BODY_MAX 65536
 #define ROUTER_TCP_MAX_CONNS 512
 #define ROUTER_TCP_IDLE_MS 10000
 
@@ -59,6 +60,7 @@ struct router_edge_health {
     int64_t last_check_ms; /* wall clock */
     double last_latency_ms;
     char last_error[160];
+    json_t *models; /* the models the last good check listed (owned), or NULL */
     uint64_t checks, failures, transitions;
     struct metrics_counter *to_up, *to_down;
     struct metrics_gauge *g_up, *g_load, *g_hit;

@@ -183,3 +183,17 @@ def write_big_model(path, tensors=100, rows=131072):
         f.write(model)
     finally:
         f.close()
+
+
+def write_linear_model(path, k, n=4):
+    """`x float[batch,n] -> y float[batch,1]`, y = MatMul(x, W) with every weight k: a model
+    whose versions differ only in their answer (k times the sum of the features)."""
+    inits = [_tensor("W", FLOAT, [n, 1], [float(k)] * n)]
+    nodes = [_node("MatMul", ["x", "W"], ["y"], "mm")]
+    graph = b"".join(_ld(1, nd) for nd in nodes) + _ld(2, "linear") + \
+        b"".join(_ld(5, t) for t in inits) + \
+        _ld(11, _value_info("x", FLOAT, ["batch", n])) + \
+        _ld(12, _value_info("y", FLOAT, ["batch", 1]))
+    model = _vi(1, 8) + _ld(2, "mlcdn-tests") + _ld(7, graph) + _ld(8, _ld(1, "") + _vi(2, 13))
+    with open(path, "wb") as f:
+        f.write(model)

@@ -124,18 +124,18 @@ def test_hdrs_override(origin, root):
 
 
 def test_put_delete(origin, root):
-    r = origin.request("PUT", "/models/m1/v1/model.onnx", body=b"\x01\x02" * 40000)
+    r = origin.request("PUT", "/models/m1/1/model.onnx", body=b"\x01\x02" * 40000)
     assert r.status == 201 and r.json()["size"] == 80000
-    assert (root / "models/m1/v1/model.onnx").read_bytes() == b"\x01\x02" * 40000
-    g = origin.get("/models/m1/v1/model.onnx")
+    assert (root / "models/m1/1/model.onnx").read_bytes() == b"\x01\x02" * 40000
+    g = origin.get("/models/m1/1/model.onnx")
     assert g.body == b"\x01\x02" * 40000 and g.headers["ETag"] == r.headers["ETag"]
-    r = origin.request("PUT", "/models/m1/v1/model.onnx", body=b"new")
+    r = origin.request("PUT", "/models/m1/1/model.onnx", body=b"new")
     assert r.status == 200
-    assert origin.get("/models/m1/v1/model.onnx").body == b"new"
-    assert not [n for n in os.listdir(root / "models/m1/v1") if n.startswith(".mlcdn")]
-    assert origin.request("DELETE", "/models/m1/v1/model.onnx").status == 204
-    assert origin.get("/models/m1/v1/model.onnx").status == 404
-    assert origin.request("DELETE", "/models/m1/v1/model.onnx").status == 404
+    assert origin.get("/models/m1/1/model.onnx").body == b"new"
+    assert not [n for n in os.listdir(root / "models/m1/1") if n.startswith(".mlcdn")]
+    assert origin.request("DELETE", "/models/m1/1/model.onnx").status == 204
+    assert origin.get("/models/m1/1/model.onnx").status == 404
+    assert origin.request("DELETE", "/models/m1/1/model.onnx").status == 404
     assert origin.request("PUT", "/a.txt/below", body=b"x").status == 409
     assert origin.request("PUT", "/", body=b"x").status == 400
 
