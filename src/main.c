@@ -30,7 +30,7 @@ static const struct subcmd subcmds[] = {
     {"plan", plan_main, "size the L1 and L2 tiers and their cost from a trace or access log"},
     {"infer", infer_cli_main, "run or benchmark an ONNX model with the edge's engine"},
     {"ctl", ctl_main,
-     "operator client: invalidate and model roll-out on every edge; stats, plot of the edges"},
+     "operator client: invalidate and model roll-out on every edge; stats, top, plot"},
 };
 
 static void usage(FILE *f)

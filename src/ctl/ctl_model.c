@@ -32,7 +32,6 @@
 #include "core/mc.h"
 #include "core/units.h"
 #include "ctl/ctl_int.h"
-#include "ctl/ctl_look.h"
 #include "predict/predict.h"
 
 #define FILE_MAX ((size_t)2 << 30)
@@ -157,33 +156,110 @@ static const char *str_or(json_t *v, const char *def)
     return json_is_string(v) ? json_string_value(v) : def;
 }
 
-/* ---- the edges' admin URLs ---- */
+/* ---- the edges, straight or through the router ---- */
 
-/* The admin base URL of every edge: --edges as given, or what the router lists. With
- * --redis there is none (*n = 0): the stream's acknowledgements name the edges. 0, or
- * -errno with err. */
-static int fleet_get(const struct model_args *a, char ***bases, size_t *n, char *err, size_t errlen)
+/* One edge's answer to a request sent to every edge. */
+struct edge_ans {
+    char url[512];  /* its admin base URL */
+    char name[512]; /* its name (the router's, or its answer's "edge"), else its URL */
+    int status;     /* 0: no answer (error says why) */
+    double ms;
+    json_t *answer; /* the JSON it answered (owned), or NULL */
+    char error[300];
+};
+
+static void ans_free(struct edge_ans *v, size_t n)
 {
-    *bases = NULL;
+    for (size_t i = 0; i < n; i++)
+        json_decref(v[i].answer);
+    free(v);
+}
+
+/* Sends one request to every edge: to each of --edges in parallel (ctl_fanout), or once to
+ * the router's admin listener (--router), which fans out and answers per edge. *out (owned:
+ * ans_free) gets one entry per edge. 0, or -errno with err saying why nothing came back
+ * (the router unreachable or refusing, a bad --edges). */
+static int fleet_call(const struct model_args *a, const char *method, const char *path,
+                      const char *body, struct edge_ans **out, size_t *n, char *err, size_t errlen)
+{
+    struct ctl_call c =
+        {method,           path, body, body ? strlen(body) : 0, a->t.token, (long)a->t.timeout_ms,
+         (int)a->t.retries};
+    char **bases = NULL;
+    size_t nb = 0;
+    struct ctl_reply *r;
+    int rc = 0;
+
+    *out = NULL;
     *n = 0;
-    if (a->t.edges)
-        return ctl__edges_split(a->t.edges, bases, n, err, errlen);
-    if (!a->t.router)
+    if (a->t.router) {
+        const char *base = a->t.router;
+        struct ctl_reply one;
+        /* The router waits for its slowest edge: give it that long and a second. */
+        c.timeout_ms += 1000;
+        if (ctl_fanout(&c, &base, 1, &one) < 0) {
+            snprintf(err, errlen, "--router %s: cannot send", base);
+            return -EIO;
+        }
+        json_t *j = one.status ? json_loads(one.body, 0, NULL) : NULL;
+        json_t *arr = json_object_get(j, "edges");
+        if (!json_is_array(arr)) {
+            if (one.status)
+                snprintf(err, errlen, "--router %s: %s: HTTP %d %.300s", base, path, one.status,
+                         one.body);
+            else
+                snprintf(err, errlen, "--router %s: %s", base, one.error);
+            json_decref(j);
+            ctl_replies_fini(&one, 1);
+            return -EIO;
+        }
+        *n = json_array_size(arr);
+        *out = mc_xcalloc(*n ? *n : 1, sizeof(**out));
+        for (size_t i = 0; i < *n; i++) {
+            json_t *e = json_array_get(arr, i);
+            struct edge_ans *o = &(*out)[i];
+            snprintf(o->url, sizeof(o->url), "%s", str_or(json_object_get(e, "url"), "?"));
+            snprintf(o->name, sizeof(o->name), "%s", str_or(json_object_get(e, "edge"), o->url));
+            o->status = (int)json_integer_value(json_object_get(e, "status"));
+            o->ms = json_number_value(json_object_get(e, "ms"));
+            json_t *ans = json_object_get(e, "answer");
+            o->answer = json_is_object(ans) ? json_incref(ans) : NULL;
+            snprintf(o->error, sizeof(o->error), "%s",
+                     str_or(json_object_get(e, "error"),
+                            json_is_string(ans) ? json_string_value(ans) : ""));
+        }
+        json_decref(j);
+        ctl_replies_fini(&one, 1);
         return 0;
-    struct look *l = mc_xcalloc(1, sizeof(*l));
-    int rc;
-    snprintf(l->router, sizeof(l->router), "%s", a->t.router);
-    if (a->t.token)
-        snprintf(l->token, sizeof(l->token), "%s", a->t.token);
-    l->timeout_ms = (long)a->t.timeout_ms;
-    if ((rc = look_resolve(l, err, errlen)) == 0) {
-        *bases = mc_xcalloc(l->n, sizeof(**bases));
-        for (size_t i = 0; i < l->n; i++)
-            (*bases)[i] = mc_xstrdup(l->e[i].admin);
-        *n = l->n;
     }
-    look_free(l);
-    free(l);
+    if ((rc = ctl__edges_split(a->t.edges, &bases, &nb, err, errlen)) < 0)
+        return rc;
+    r = mc_xcalloc(nb, sizeof(*r));
+    if ((rc = ctl_fanout(&c, (const char *const *)bases, nb, r)) < 0) {
+        snprintf(err, errlen, "cannot reach the edges: %s", strerror(-rc));
+        goto out;
+    }
+    *n = nb;
+    *out = mc_xcalloc(nb, sizeof(**out));
+    for (size_t i = 0; i < nb; i++) {
+        struct edge_ans *o = &(*out)[i];
+        snprintf(o->url, sizeof(o->url), "%s", bases[i]);
+        o->status = r[i].status;
+        o->ms = r[i].ms;
+        o->answer = r[i].status ? json_loads(r[i].body, 0, NULL) : NULL;
+        snprintf(o->name, sizeof(o->name), "%s",
+                 str_or(json_object_get(o->answer, "edge"), bases[i]));
+        if (!o->name[0])
+            snprintf(o->name, sizeof(o->name), "%s", bases[i]);
+        snprintf(o->error, sizeof(o->error), "%.290s",
+                 r[i].status
+                     ? (o->answer ? str_or(json_object_get(o->answer, "error"), "") : r[i].body)
+                     : r[i].error);
+    }
+out:
+    ctl_replies_fini(r, nb);
+    free(r);
+    ctl__strv_free(bases, nb);
     return rc;
 }
 
@@ -268,66 +344,13 @@ static int64_t stable_version(json_t *m)
 /* ---- announce, then wait for every edge ---- */
 
 struct edge_run {
-    char *base;     /* admin URL (owned), or NULL for a stream-only edge */
-    char name[128]; /* from its answers */
-    uint64_t seq;   /* the roll-out job its announce answer named */
-    int announced;  /* the announcement was taken */
-    int done;       /* 1 serving the policy's versions, 2 failed, 3 gave up */
+    char url[512], name[512];
+    uint64_t seq; /* the roll-out job its announce answer named */
+    int done;     /* 1 serving the policy's versions, 2 not, 3 no answer in time */
     char detail[640];
 };
 
-/* Announces over HTTP: POST /admin/models/announce to each edge in parallel. Returns the
- * number of edges that refused or did not answer (named on stderr). */
-static size_t announce_http(const struct model_args *a, const char *body, struct edge_run *er,
-                            size_t n)
-{
-    const char **bases = mc_xcalloc(n ? n : 1, sizeof(*bases));
-    struct ctl_reply *r = mc_xcalloc(n ? n : 1, sizeof(*r));
-    struct ctl_call c = {"POST",
-                         "/admin/models/announce",
-                         body,
-                         strlen(body),
-                         a->t.token,
-                         (long)a->t.timeout_ms,
-                         (int)a->t.retries};
-    size_t bad = 0;
-
-    for (size_t i = 0; i < n; i++)
-        bases[i] = er[i].base;
-    if (ctl_fanout(&c, bases, n, r) < 0) {
-        fprintf(stderr, "mlcdn ctl model: cannot announce (%zu edges)\n", n);
-        bad = n;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *j = r[i].status == 202 ? json_loads(r[i].body, 0, NULL) : NULL;
-        json_t *seq = json_object_get(j, "seq");
-        snprintf(er[i].name, sizeof(er[i].name), "%s", str_or(json_object_get(j, "edge"), ""));
-        if (!er[i].name[0])
-            snprintf(er[i].name, sizeof(er[i].name), "%.127s", er[i].base);
-        if (json_is_integer(seq)) {
-            er[i].seq = (uint64_t)json_integer_value(seq);
-            er[i].announced = 1;
-            printf("  %-24s announced in %.2f ms\n", er[i].name, r[i].ms);
-        } else {
-            er[i].done = 3;
-            snprintf(er[i].detail, sizeof(er[i].detail), "announce: %s%.300s",
-                     r[i].status ? "" : r[i].error, r[i].status ? r[i].body : "");
-            fprintf(stderr, "mlcdn ctl model: edge %s did not take the announcement: %s\n",
-                    er[i].base, er[i].detail);
-            bad++;
-        }
-        json_decref(j);
-    }
-out:
-    ctl_replies_fini(r, n);
-    free(r);
-    free(bases);
-    return bad;
-}
-
-/* Announces on the control stream; the edges acknowledge there. Returns 0 when every
- * registered edge took it. */
+/* Announces on the control stream; the edges acknowledge there. Exit status. */
 static int announce_redis(const struct model_args *a, const char *id, const char *body)
 {
     struct ctl_ack *acks = NULL;
@@ -352,8 +375,8 @@ static int announce_redis(const struct model_args *a, const char *id, const char
     if (n == 0)
         fprintf(stderr, "mlcdn ctl model: no edge is registered on the control stream\n");
     free(acks);
-    printf("%zu of %zu edges took the announcement; `mlcdn ctl model status --edges ...` shows "
-           "how each roll-out goes\n",
+    printf("%zu of %zu edges took the announcement; `mlcdn ctl model status` with --edges or "
+           "--router shows how each roll-out goes\n",
            ok, n);
     return ok == n && n > 0 ? 0 : 1;
 }
@@ -371,73 +394,67 @@ static json_t *model_entry(json_t *j, const char *name)
     return NULL;
 }
 
-/* Polls the edges' GET /admin/models until each finished the job it announced, then
- * checks it serves what manifest `text` gives it. Returns the number of edges that do
- * not. */
+/* Judges edge er from its GET /admin/models answer j once the job it announced is done:
+ * it must serve what manifest `text` gives it. 0 while the job is not done. */
+static int judge(struct edge_run *er, json_t *j, const char *name, const char *text, double secs)
+{
+    json_t *done = json_object_get(j, "rollouts_done"), *ent = model_entry(j, name);
+    int64_t st = -1, ca = -1;
+    char err[256];
+
+    if (!json_is_integer(done) || (uint64_t)json_integer_value(done) < er->seq || !ent)
+        return 0;
+    /* Canary membership is by the edge's own name (--name), which the router may not use. */
+    const char *self = str_or(json_object_get(j, "edge"), er->name);
+    if (predict_manifest_target(name, text, strlen(text), self, &st, &ca, err, sizeof(err)) != 0) {
+        /* Checked before the PUT: only if this ctl and the edge disagree. */
+        snprintf(er->detail, sizeof(er->detail), "manifest: %s", err);
+        return 2;
+    }
+    const char *state = str_or(json_object_get(ent, "state"), "");
+    json_t *v = json_object_get(ent, "version");
+    json_t *cv = json_object_get(json_object_get(ent, "canary"), "version");
+    int64_t got = json_is_integer(v) ? json_integer_value(v) : -1;
+    int64_t gotc = json_is_integer(cv) ? json_integer_value(cv) : -1;
+    if (!strcmp(state, "active") && got == st && gotc == ca) {
+        if (ca >= 0)
+            snprintf(er->detail, sizeof(er->detail),
+                     "%s %" PRId64 " active, canary %" PRId64 ", after %.3f s", name, st, ca, secs);
+        else
+            snprintf(er->detail, sizeof(er->detail), "%s %" PRId64 " active after %.3f s", name, st,
+                     secs);
+        return 1;
+    }
+    snprintf(er->detail, sizeof(er->detail), "%s still serves %" PRId64 " (%s%s%.500s)", name, got,
+             state, json_is_string(json_object_get(ent, "reason")) ? ": " : "",
+             str_or(json_object_get(ent, "reason"), ""));
+    return 2;
+}
+
+/* Polls every edge's GET /admin/models until each finished the job it announced; prints
+ * one line per edge. Returns the number of edges that do not serve what `text` gives
+ * them. */
 static size_t wait_edges(const struct model_args *a, const char *name, const char *text,
                          struct edge_run *er, size_t n)
 {
     uint64_t t0 = units_now_ms(), deadline = t0 + a->wait_ms;
-    const char **bases = mc_xcalloc(n ? n : 1, sizeof(*bases));
-    struct ctl_reply *r = mc_xcalloc(n ? n : 1, sizeof(*r));
     size_t left = 0, bad = 0;
 
     for (size_t i = 0; i < n; i++)
         left += !er[i].done;
     while (left > 0) {
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++)
-            if (!er[i].done)
-                bases[k++] = er[i].base;
-        struct ctl_call c = {"GET", "/admin/models", NULL, 0, a->t.token, (long)a->t.timeout_ms, 0};
-        if (ctl_fanout(&c, bases, k, r) < 0)
-            break;
-        k = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (er[i].done)
-                continue;
-            struct ctl_reply *ri = &r[k++];
-            json_t *j = ri->status == 200 ? json_loads(ri->body, 0, NULL) : NULL;
-            json_t *done = json_object_get(j, "rollouts_done"), *ent = model_entry(j, name);
-            if (!json_is_integer(done) || (uint64_t)json_integer_value(done) < er[i].seq || !ent) {
-                json_decref(j);
-                continue;
-            }
-            int64_t st = -1, ca = -1;
-            char err[256];
-            if (predict_manifest_target(name, text, strlen(text), er[i].name, &st, &ca, err,
-                                        sizeof(err)) != 0) {
-                /* Checked before the PUT: cannot happen unless the engines disagree. */
-                snprintf(er[i].detail, sizeof(er[i].detail), "manifest: %s", err);
-                er[i].done = 2;
-            } else {
-                const char *state = str_or(json_object_get(ent, "state"), "");
-                json_t *v = json_object_get(ent, "version");
-                json_t *cv = json_object_get(json_object_get(ent, "canary"), "version");
-                int64_t got = json_is_integer(v) ? json_integer_value(v) : -1;
-                int64_t gotc = json_is_integer(cv) ? json_integer_value(cv) : -1;
-                double secs = (double)(units_now_ms() - t0) / 1000.0;
-                if (!strcmp(state, "active") && got == st && gotc == ca) {
-                    er[i].done = 1;
-                    if (ca >= 0)
-                        snprintf(er[i].detail, sizeof(er[i].detail),
-                                 "%s %" PRId64 " active, canary %" PRId64 ", after %.3f s", name,
-                                 st, ca, secs);
-                    else
-                        snprintf(er[i].detail, sizeof(er[i].detail),
-                                 "%s %" PRId64 " active after %.3f s", name, st, secs);
-                } else {
-                    er[i].done = 2;
-                    snprintf(er[i].detail, sizeof(er[i].detail),
-                             "%s still serves %" PRId64 " (%s%s%.500s)", name, got, state,
-                             json_is_string(json_object_get(ent, "reason")) ? ": " : "",
-                             str_or(json_object_get(ent, "reason"), ""));
-                }
-            }
-            left--;
-            json_decref(j);
+        struct edge_ans *ans;
+        size_t na;
+        char err[512];
+        if (fleet_call(a, "GET", "/admin/models", NULL, &ans, &na, err, sizeof(err)) == 0) {
+            double secs = (double)(units_now_ms() - t0) / 1000.0;
+            for (size_t k = 0; k < na; k++)
+                for (size_t i = 0; i < n; i++)
+                    if (!er[i].done && !strcmp(er[i].url, ans[k].url) && ans[k].status == 200 &&
+                        (er[i].done = judge(&er[i], ans[k].answer, name, text, secs)) != 0)
+                        left--;
+            ans_free(ans, na);
         }
-        ctl_replies_fini(r, k);
         if (left == 0 || units_now_ms() >= deadline)
             break;
         usleep(POLL_MS * 1000);
@@ -455,19 +472,16 @@ static size_t wait_edges(const struct model_args *a, const char *name, const cha
             bad++;
         }
     }
-    free(r);
-    free(bases);
     return bad;
 }
 
-/* Tells every edge (bases[0..n), their admin URLs; none with --redis) to read model
- * `name`'s manifest again (the one just written: `text`) and, over HTTP and unless
- * --wait 0, waits for each to serve it. Exit status. */
-static int roll(const struct model_args *a, const char *name, const char *text, char *const *bases,
-                size_t n)
+/* Tells every edge to read model `name`'s manifest again (the one just written: `text`)
+ * and, over HTTP and unless --wait 0, waits for each to serve it. Exit status. */
+static int roll(const struct model_args *a, const char *name, const char *text)
 {
-    char id[17];
-    size_t bad;
+    char id[17], err[512];
+    struct edge_ans *ans = NULL;
+    size_t n = 0, bad = 0;
     json_t *b;
     char *body;
     int rc = 1;
@@ -483,14 +497,35 @@ static int roll(const struct model_args *a, const char *name, const char *text, 
         free(body);
         return rc;
     }
-    struct edge_run *er = mc_xcalloc(n, sizeof(*er));
-    for (size_t i = 0; i < n; i++)
-        er[i].base = bases[i];
-    bad = announce_http(a, body, er, n);
+    if (fleet_call(a, "POST", "/admin/models/announce", body, &ans, &n, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn ctl model: announce: %s\n", err);
+        free(body);
+        return 1;
+    }
+    struct edge_run *er = mc_xcalloc(n ? n : 1, sizeof(*er));
+    for (size_t i = 0; i < n; i++) {
+        json_t *seq = json_object_get(ans[i].answer, "seq");
+        snprintf(er[i].url, sizeof(er[i].url), "%s", ans[i].url);
+        snprintf(er[i].name, sizeof(er[i].name), "%s", ans[i].name);
+        if (ans[i].status == 202 && json_is_integer(seq)) {
+            er[i].seq = (uint64_t)json_integer_value(seq);
+            printf("  %-24s announced in %.2f ms\n", er[i].name, ans[i].ms);
+        } else {
+            er[i].done = 3;
+            snprintf(er[i].detail, sizeof(er[i].detail), "announce: %s%d %.300s",
+                     ans[i].status ? "HTTP " : "no answer", ans[i].status, ans[i].error);
+            fprintf(stderr, "mlcdn ctl model: edge %s did not take the announcement: %s\n",
+                    er[i].name, er[i].detail);
+            bad++;
+        }
+    }
     if (a->wait_ms)
         bad = wait_edges(a, name, text, er, n);
+    if (n == 0)
+        fprintf(stderr, "mlcdn ctl model: no edge to announce to (none known)\n");
     printf("%zu of %zu edges %s\n", n - bad, n, a->wait_ms ? "serve it" : "took the announcement");
-    rc = bad ? 1 : 0;
+    rc = bad || n == 0 ? 1 : 0;
+    ans_free(ans, n);
     free(er);
     free(body);
     return rc;
@@ -547,6 +582,24 @@ static char *manifest_text(json_t *m, const char *name)
     return text;
 }
 
+/* Over HTTP, the edges (or the router) must answer before anything is written on the
+ * origin: a manifest no edge hears of would wait there for the next announcement. */
+static int reachable(const struct model_args *a, const char *verb)
+{
+    struct edge_ans *ans;
+    size_t n;
+    char err[512];
+
+    if (a->t.redis)
+        return 0;
+    if (fleet_call(a, "GET", "/admin/models", NULL, &ans, &n, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mlcdn ctl model %s: %s\n", verb, err);
+        return -EIO;
+    }
+    ans_free(ans, n);
+    return 0;
+}
+
 static int publish(const struct model_args *a)
 {
     const char *name = a->c.positional[1], *file = a->c.positional[3];
@@ -558,8 +611,6 @@ static int publish(const struct model_args *a)
     unsigned mdlen = 0;
     json_t *m = NULL, *ent, *old;
     struct resp r;
-    char **bases = NULL;
-    size_t nb = 0;
     int rc = 1, e;
 
     if (parse_version(a->c.positional[2], &version) != 0) {
@@ -573,11 +624,8 @@ static int publish(const struct model_args *a)
         fprintf(stderr, "mlcdn ctl model publish: --percent %ld: expected 0..100\n", a->percent);
         return 2;
     }
-    /* The edges first: nothing is uploaded when they cannot be told. */
-    if (fleet_get(a, &bases, &nb, err, sizeof(err)) != 0) {
-        fprintf(stderr, "mlcdn ctl model publish: %s\n", err);
+    if (reachable(a, "publish") != 0)
         goto out;
-    }
     if ((e = read_file(file, &data, &len)) != 0) {
         fprintf(stderr, "mlcdn ctl model publish: %s: %s\n", file, strerror(-e));
         goto out;
@@ -671,9 +719,8 @@ static int publish(const struct model_args *a)
     printf("published %s %" PRId64 ": %zu bytes, sha256 %s%s\n", name, version, len, hex,
            sample ? ", sample recorded" : "");
     fflush(stdout);
-    rc = roll(a, name, text, bases, nb);
+    rc = roll(a, name, text);
 out:
-    ctl__strv_free(bases, nb);
     json_decref(m);
     free(text);
     free(data);
@@ -688,8 +735,7 @@ static int switch_to(const struct model_args *a, const char *verb)
     const char *name = a->c.positional[1];
     int64_t version;
     json_t *m = NULL;
-    char vkey[24], *text = NULL, **bases = NULL, err[512];
-    size_t nb = 0;
+    char vkey[24], *text = NULL;
     int rc = 1;
 
     if (parse_version(a->c.positional[2], &version) != 0) {
@@ -697,10 +743,8 @@ static int switch_to(const struct model_args *a, const char *verb)
                 a->c.positional[2]);
         return 2;
     }
-    if (fleet_get(a, &bases, &nb, err, sizeof(err)) != 0) {
-        fprintf(stderr, "mlcdn ctl model %s: %s\n", verb, err);
+    if (reachable(a, verb) != 0)
         goto out;
-    }
     if (manifest_get(a, name, &m) != 0) {
         fprintf(stderr, "mlcdn ctl model %s: model %s has no manifest on %s\n", verb, name,
                 a->origin);
@@ -724,9 +768,8 @@ static int switch_to(const struct model_args *a, const char *verb)
         goto out;
     printf("%s %s to %s\n", !strcmp(verb, "rollback") ? "rolled back" : "promoted", name, vkey);
     fflush(stdout);
-    rc = roll(a, name, text, bases, nb);
+    rc = roll(a, name, text);
 out:
-    ctl__strv_free(bases, nb);
     free(text);
     json_decref(m);
     return rc;
@@ -735,39 +778,32 @@ out:
 static int status(const struct model_args *a)
 {
     const char *only = a->c.npositional > 1 ? a->c.positional[1] : NULL;
-    char **bases = NULL, err[512];
-    size_t n = 0, bad = 0;
+    struct edge_ans *ans;
+    size_t n, bad = 0;
+    char err[512];
 
     if (a->t.redis) {
         fprintf(stderr, "mlcdn ctl model status: reads each edge's admin API: give --router URL "
                         "or --edges URL,...\n");
         return 2;
     }
-    if (fleet_get(a, &bases, &n, err, sizeof(err)) != 0) {
+    if (fleet_call(a, "GET", "/admin/models", NULL, &ans, &n, err, sizeof(err)) != 0) {
         fprintf(stderr, "mlcdn ctl model status: %s\n", err);
         return 1;
-    }
-    struct ctl_reply *r = mc_xcalloc(n, sizeof(*r));
-    struct ctl_call c =
-        {"GET", "/admin/models", NULL, 0, a->t.token, (long)a->t.timeout_ms, (int)a->t.retries};
-    if (ctl_fanout(&c, (const char *const *)bases, n, r) < 0) {
-        fprintf(stderr, "mlcdn ctl model status: cannot reach the edges\n");
-        bad = n;
-        goto out;
     }
     printf("%-20s %-16s %-8s %-14s %-12s %s\n", "EDGE", "MODEL", "VERSION", "SHA256", "STATE",
            "DETAIL");
     for (size_t i = 0; i < n; i++) {
-        json_t *root = r[i].status == 200 ? json_loads(r[i].body, 0, NULL) : NULL, *ent;
+        json_t *ent;
         size_t k;
-        if (!root) {
-            printf("%-20s unreachable: %s\n", bases[i],
-                   r[i].status ? "GET /admin/models did not answer JSON" : r[i].error);
+        if (ans[i].status != 200 || !ans[i].answer) {
+            printf("%-20s unreachable: %s%s\n", ans[i].name,
+                   ans[i].status ? "GET /admin/models: " : "",
+                   ans[i].error[0] ? ans[i].error : "no JSON answer");
             bad++;
             continue;
         }
-        const char *edge = str_or(json_object_get(root, "edge"), "");
-        json_array_foreach(json_object_get(root, "models"), k, ent)
+        json_array_foreach(json_object_get(ans[i].answer, "models"), k, ent)
         {
             const char *name = str_or(json_object_get(ent, "name"), "");
             if (only && strcmp(name, only))
@@ -789,15 +825,11 @@ static int status(const struct model_args *a)
                          str_or(json_object_get(ent, "reason"), ""));
                 bad++;
             }
-            printf("%-20s %-16s %-8s %-14.12s %-12s %s\n", *edge ? edge : bases[i], name, vs, sha,
-                   state, detail);
+            printf("%-20s %-16s %-8s %-14.12s %-12s %s\n", ans[i].name, name, vs, sha, state,
+                   detail);
         }
-        json_decref(root);
     }
-out:
-    ctl_replies_fini(r, n);
-    free(r);
-    ctl__strv_free(bases, n);
+    ans_free(ans, n);
     return bad ? 1 : 0;
 }
 

@@ -6,6 +6,9 @@
  *                            200 when every edge applied it, 502 when one did not
  *   GET  /admin/invalidations the last --invalidation-log invalidations, newest first, each
  *                            with its per-edge propagation times (for the dashboard)
+ *   POST /admin/models/announce  the edges' model roll-out announcement, sent to every edge
+ *   GET  /admin/models       every edge's GET /admin/models (what each serves, how its
+ *                            roll-out goes); both answer per edge as the invalidation does
  *   GET  /health             the router itself
  *
  * The log is a ring of JSON texts under admin->mtx: written by whichever worker finished a
@@ -231,6 +234,82 @@ static void do_invalidate(struct router *r, struct http_exchange *x, struct rout
     free(out);
 }
 
+/* The per-edge answers of a model fan-out: {"edges":[{edge, url, status, ms, attempts,
+ * answer[, error]}], "acknowledged", "total", "propagation_ms"}; 200 when every edge
+ * answered 2xx, else 502. */
+static void on_models_fanned_out(void *arg, struct router_fanout_result *res, size_t n,
+                                 double total)
+{
+    struct http_exchange *x = arg;
+    json_t *edges = json_array(), *j = json_object();
+    size_t ok = 0;
+    double prop = 0;
+
+    (void)total;
+    for (size_t i = 0; i < n; i++) {
+        json_error_t je;
+        json_t *e = json_object(), *ans = json_loads(res[i].body, 0, &je);
+        int good = res[i].status >= 200 && res[i].status < 300;
+        json_object_set_new(e, "edge", json_string(res[i].edge));
+        json_object_set_new(e, "url", json_string(res[i].url));
+        json_object_set_new(e, "status", json_integer(res[i].status));
+        json_object_set_new(e, "ms", json_real(res[i].ms));
+        json_object_set_new(e, "attempts", json_integer(res[i].attempts));
+        json_object_set_new(e, "answer", ans ? ans : json_string(res[i].body));
+        if (good) {
+            ok++;
+            if (res[i].ms > prop)
+                prop = res[i].ms;
+        } else {
+            json_object_set_new(e, "error",
+                                json_string(res[i].error[0] ? res[i].error
+                                            : res[i].status ? "refused by the edge"
+                                                            : "no answer"));
+        }
+        json_array_append_new(edges, e);
+    }
+    json_object_set_new(j, "edges", edges);
+    json_object_set_new(j, "acknowledged", json_integer((json_int_t)ok));
+    json_object_set_new(j, "total", json_integer((json_int_t)n));
+    json_object_set_new(j, "propagation_ms", json_real(prop));
+    respond_json(x, ok == n && n > 0 ? 200 : 502, j);
+}
+
+static void do_models(struct router *r, struct http_exchange *x, struct router_thr *t, int announce)
+{
+    struct router_admin *a = r->admin;
+    size_t len = 0;
+    const char *body = announce ? http_x_body(x, &len) : NULL;
+
+    if (announce) {
+        /* Checked here so that a bad body is one 400, not one per edge; the edges check
+         * the rest. */
+        json_error_t je;
+        json_t *j = json_loadb(body ? body : "", len, 0, &je);
+        int obj = json_is_object(j);
+        json_decref(j);
+        if (!obj) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "body: expected a JSON object {\"name\": MODEL} (%s)",
+                     j ? "not an object" : je.text);
+            http_x_error(x, 400, msg);
+            return;
+        }
+    }
+    if (!t->client) {
+        http_x_error(x, 503, "no HTTP client on this worker");
+        return;
+    }
+    struct router_fanout_req rq = {announce ? "POST" : "GET",
+                                   announce ? "/admin/models/announce" : "/admin/models",
+                                   body,
+                                   len,
+                                   a->cfg.edge_token,
+                                   a->cfg.timeout_ms,
+                                   a->cfg.retries};
+    router__fanout(t, t->set, &rq, on_models_fanned_out, x);
+}
+
 static void do_log(struct router_admin *a, struct http_exchange *x)
 {
     struct buf b;
@@ -266,7 +345,9 @@ void router__admin_handle(struct http_exchange *x, void *arg)
     }
     int is_inval = p.len == 17 && !memcmp(p.p, "/admin/invalidate", 17);
     int is_log = p.len == 20 && !memcmp(p.p, "/admin/invalidations", 20);
-    if (!is_inval && !is_log) {
+    int is_models = p.len == 13 && !memcmp(p.p, "/admin/models", 13);
+    int is_announce = p.len == 22 && !memcmp(p.p, "/admin/models/announce", 22);
+    if (!is_inval && !is_log && !is_models && !is_announce) {
         http_x_error(x, 404, "not found");
         return;
     }
@@ -283,9 +364,16 @@ void router__admin_handle(struct http_exchange *x, void *arg)
     }
     if (is_inval && req->method == HTTP_M_POST)
         do_invalidate(r, x, t);
+    else if (is_announce && req->method == HTTP_M_POST)
+        do_models(r, x, t, 1);
+    else if (is_models && req->method == HTTP_M_GET)
+        do_models(r, x, t, 0);
     else if (is_log && (req->method == HTTP_M_GET || req->method == HTTP_M_HEAD))
         do_log(a, x);
     else
-        http_x_respond(x, 405, is_inval ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n",
+        http_x_respond(x, 405,
+                       is_inval || is_announce ? "Allow: POST\r\n"
+                       : is_models             ? "Allow: GET\r\n"
+                                               : "Allow: GET, HEAD\r\n",
                        "method not allowed\n", 19);
 }

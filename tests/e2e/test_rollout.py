@@ -275,18 +275,22 @@ def test_refusals_name_the_problem(fleet):
 
 
 def test_publish_through_router(fleet, tmp_path):
-    """--router: ctl finds the edges in the router's /edges; the router shows what each
-    edge serves, from its health checks."""
+    """--router: the router's admin listener fans the announcement and the status reads out
+    to the edges it knows; its /edges shows what each edge serves, from its health checks."""
     db = str(tmp_path / "geo.mmdb")
     router_util.make_test_mmdb(db)
     places = [("tokyo", 35.68, 139.69), ("london", 51.51, -0.13), ("nvirginia", 38.9, -77.4)]
     specs = ["%s=%s,%s,127.0.0.1,%s/health" % (p[0], p[1], p[2], e.admin)
              for p, e in zip(places, fleet.edges)]
-    r = router_util.Router("cdn.test", db, specs, ["--health-interval", "100ms"])
+    r = router_util.Router("cdn.test", db, specs,
+                           ["--health-interval", "100ms", "--admin", "127.0.0.1:0",
+                            "--admin-token", TOKEN])
     try:
-        router = ["--router", "http://127.0.0.1:%d" % r.http_port]
+        admin = "http://127.0.0.1:%s" % re.search(r"admin_port=(\d+)", r.text()).group(1)
+        router = ["--router", admin]
         p = fleet.publish(1, target=router)
-        assert p.stdout.count("lin 1 active after") == 3, p.stdout
+        assert sorted(re.findall(r"(\w+) +lin 1 active after", p.stdout)) == \
+            ["london", "nvirginia", "tokyo"], p.stdout
         assert [predict(e) for e in fleet.edges] == [(1, 10)] * 3
         sha = hashlib.sha256((fleet.tmp / "m1.onnx").read_bytes()).hexdigest()
 
@@ -296,7 +300,17 @@ def test_publish_through_router(fleet, tmp_path):
                                         "state": "active"}] for e in edges)
         wait_for(router_sees, what="the router's /edges listing lin 1 on every edge")
         p = fleet.ctl("status", "lin", target=router)
-        assert sorted(l.split()[0] for l in p.stdout.splitlines()[1:]) == ["e1", "e2", "e3"]
+        assert sorted(l.split()[:3] for l in p.stdout.splitlines()[1:]) == \
+            [[n, "lin", "1"] for n in ("london", "nvirginia", "tokyo")]
+        # A canary names edges as they name themselves (--name), whatever the router calls them.
+        fleet.publish(2, None, "--canary", "e1", target=router)
+        assert [predict(e)[0] for e in fleet.edges] == [2, 1, 1]
+        # The router's own endpoints need its token, and a JSON object to announce.
+        st = request("POST", admin + "/admin/models/announce", body=b'{"name":"lin"}')
+        assert st.status == 401
+        st = request("POST", admin + "/admin/models/announce", body=b'["lin"]',
+                     headers={"Authorization": "Bearer " + TOKEN})
+        assert st.status == 400 and "JSON object" in st.json()["error"]
     finally:
         r.cleanup()
 
