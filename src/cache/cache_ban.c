@@ -5,7 +5,7 @@
  * write. `n` mirrors the count atomically so that a check with no bans takes no lock.
  * Retirement removes from the old end only: the lurker applies bans in time order.
  *
- * The file: a first line "mlcdn-bans 1", then one line per ban, "<t_us> <p|g|t> <0|1>
+ * The file: a first line "mlcdn-bans 1", then one line per ban, "<t_us> <p|g|t|T> <0|1>
  * <expr>" (expressions hold no control characters, so a line is a ban). Changes take
  * file_mtx, then the rwlock only for the memory update, so a check never waits for the
  * disk. Bans are appended with one write(2) each; retirement rewrites the file
@@ -57,7 +57,7 @@ struct cache_bans {
     pthread_mutex_t sync_mtx;
 };
 
-static const char kind_ch[] = {'p', 'g', 't'};
+static const char kind_ch[] = {'p', 'g', 't', 'T'};
 
 struct cache_bans *cache_bans_new(void)
 {
@@ -107,7 +107,7 @@ int cache_ban_expr_check(enum cache_ban_kind kind, const char *expr, size_t len,
             *why = "contains a control character";
             return -EINVAL;
         }
-        if (kind == CACHE_BAN_TAG && (c == ' ' || c == ',')) {
+        if ((kind == CACHE_BAN_TAG || kind == CACHE_BAN_TAG_PREFIX) && (c == ' ' || c == ',')) {
             *why = "a tag holds no space or comma";
             return -EINVAL;
         }
@@ -150,7 +150,8 @@ int cache_ban_glob(const char *pat, size_t plen, const char *s, size_t slen)
     return p == plen;
 }
 
-static int tag_listed(const char *tag, size_t len, const char *tags, size_t tlen)
+/* Is tag[0..len) one of the list's tags (or, with prefix, the start of one)? */
+static int tag_listed(const char *tag, size_t len, const char *tags, size_t tlen, int prefix)
 {
     size_t i = 0;
 
@@ -160,7 +161,7 @@ static int tag_listed(const char *tag, size_t len, const char *tags, size_t tlen
         size_t s = i;
         while (i < tlen && tags[i] != ' ' && tags[i] != ',' && tags[i] != '\t')
             i++;
-        if (i > s && i - s == len && memcmp(tags + s, tag, len) == 0)
+        if (i > s && (prefix ? i - s >= len : i - s == len) && memcmp(tags + s, tag, len) == 0)
             return 1;
     }
     return 0;
@@ -172,7 +173,8 @@ int cache_ban_match(enum cache_ban_kind kind, const char *expr, size_t elen, con
     switch (kind) {
     case CACHE_BAN_PREFIX: return plen >= elen && memcmp(pathq, expr, elen) == 0;
     case CACHE_BAN_GLOB: return cache_ban_glob(expr, elen, pathq, plen);
-    case CACHE_BAN_TAG: return tags && tag_listed(expr, elen, tags, tlen);
+    case CACHE_BAN_TAG: return tags && tag_listed(expr, elen, tags, tlen, 0);
+    case CACHE_BAN_TAG_PREFIX: return tags && tag_listed(expr, elen, tags, tlen, 1);
     }
     return 0;
 }
@@ -306,7 +308,7 @@ static int load_line(struct cache_bans *b, char *line)
     if (end == p || *end != ' ' || t <= 0)
         return -EINVAL;
     p = end + 1;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < (int)sizeof(kind_ch); k++)
         if (*p == kind_ch[k])
             kind = k;
     if (kind < 0 || p[1] != ' ' || (p[2] != '0' && p[2] != '1') || p[3] != ' ')

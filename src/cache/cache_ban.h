@@ -1,7 +1,7 @@
 /* src/cache/cache_ban.h: the ban list of an edge (invalidation by prefix, glob and tag).
  *
- * A ban is an expression (a path prefix, a glob over path and query, or a tag) with the
- * wall-clock time it was issued. Issuing one costs O(1): nothing is scanned. A stored
+ * A ban is an expression (a path prefix, a glob over path and query, a tag or a tag
+ * prefix) with the wall-clock time it was issued. Issuing one costs O(1): nothing is scanned. A stored
  * object is banned when a matching ban is newer than the object (its stored time: when
  * the request that produced it was sent), so objects fetched after the ban are served
  * as usual. Every tier asks at lookup (cache_bans_check); a background walker (the
@@ -27,7 +27,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum cache_ban_kind { CACHE_BAN_PREFIX = 0, CACHE_BAN_GLOB = 1, CACHE_BAN_TAG = 2 };
+/* A tag prefix matches every tag that starts with it (a model's "model:ID:" tags). */
+enum cache_ban_kind {
+    CACHE_BAN_PREFIX = 0,
+    CACHE_BAN_GLOB = 1,
+    CACHE_BAN_TAG = 2,
+    CACHE_BAN_TAG_PREFIX = 3
+};
 enum cache_ban_verdict { CACHE_BAN_NONE = 0, CACHE_BAN_SOFT = 1, CACHE_BAN_HARD = 2 };
 
 #define CACHE_BAN_EXPR_MAX 4096 /* longest expression */

@@ -111,7 +111,10 @@ enum cache_ban_verdict edge__inval_verdict(struct edge *e, const char *key, size
     enum cache_ban_verdict v = verdict_of(e->inval, key, klen, o, &kind);
 
     if (v == CACHE_BAN_HARD)
-        metrics_counter_add(e->inval->removed[kind == CACHE_BAN_TAG ? BY_TAG : BY_BAN], 1);
+        metrics_counter_add(e->inval->removed[kind == CACHE_BAN_TAG || kind == CACHE_BAN_TAG_PREFIX
+                                                  ? BY_TAG
+                                                  : BY_BAN],
+                            1);
     if (v == CACHE_BAN_NONE && atomic_load(&((struct cache_obj *)o)->inval_stale))
         v = CACHE_BAN_SOFT;
     return v;
@@ -775,6 +778,10 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
             add_ban(op, CACHE_BAN_PREFIX, ex, (size_t)n);
             n = snprintf(ex, sizeof(ex), "%s:%s", model_roots[r], model);
             purge_tag(op, w, ex, (size_t)n);
+            /* Versioned or per-key tags ("prediction:ID:v3") have no index entry of
+             * their own to take: a tag-prefix ban finds them at lookup and walk. */
+            n = snprintf(ex, sizeof(ex), "%s:%s:", model_roots[r], model);
+            add_ban(op, CACHE_BAN_TAG_PREFIX, ex, (size_t)n);
         }
         if (!soft) {
             /* A soft invalidation keeps predictions: the model itself did not change. */

@@ -307,6 +307,7 @@ def test_soft_purge_serves_stale_while_one_refresh_reaches_the_origin(mlcdn, how
         for _ in range(5):
             r = e.get("/s.bin")
             assert r.status == 200 and r.body == b"old" and r.headers["X-Cache"] == "STALE"
+            assert "detail=soft-purged" in r.headers["Cache-Status"]
         wait_for(lambda: o.count() == 2, what="the refresh")
         assert o.count() == 2  # five stale answers, one refresh
         release.set()
@@ -328,9 +329,11 @@ def test_model_invalidation_drops_its_objects_tags_and_cached_predictions(site, 
     site.put("/models/mlp/1/model.onnx", b"w" * 200)
     site.put("/embeddings/mlp/user-1", b"[0.1]")
     site.put("/features/u1", b"{}", {"Surrogate-Key": "prediction:mlp"})
+    site.put("/features/u2", b"{}", {"Cache-Tag": "other, embedding:mlp:v1"})
     site.put("/models/mlp2/1/model.onnx", b"v" * 200)
+    site.put("/features/u3", b"{}", {"Surrogate-Key": "prediction:mlp2:v1 model:mlp2"})
     paths = ["/models/mlp/1/model.onnx", "/embeddings/mlp/user-1", "/features/u1",
-             "/models/mlp2/1/model.onnx"]
+             "/features/u2", "/models/mlp2/1/model.onnx", "/features/u3"]
     e = site.edge("--models", models, "--models-poll", "0")
     warm(e, paths)
     x = {"model": "mlp", "features": [0.5] * 64}
@@ -339,9 +342,10 @@ def test_model_invalidation_drops_its_objects_tags_and_cached_predictions(site, 
     assert e.request("POST", "/predict", body=json.dumps(x)).json()["cached"] is True
     r = invalidate(e, {"model": "mlp"})
     assert r.status == 200, r.body
-    assert r.json()["predictions"] >= 1 and r.json()["bans"] == 6
+    assert r.json()["predictions"] >= 1 and r.json()["bans"] == 9
     assert e.request("POST", "/predict", body=json.dumps(x)).json()["cached"] is False
-    for p in paths[:3]:
+    for p in paths[:4]:
         assert e.get(p).headers["X-Cache"] == "MISS", p
-    assert e.get("/models/mlp2/1/model.onnx").headers["X-Cache"] == "HIT"
+    for p in paths[4:]:
+        assert e.get(p).headers["X-Cache"] == "HIT", p
     assert metric(e.admin, 'mlcdn_edge_invalidations_total{kind="model"}') == 1

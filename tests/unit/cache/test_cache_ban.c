@@ -54,6 +54,14 @@ static void test_match_kinds(void **state)
     assert_true(cache_ban_match(CACHE_BAN_TAG, S("b"), S("/x"), S("a, b")));
     assert_false(cache_ban_match(CACHE_BAN_TAG, S("model:r"), S("/x"), S("model:r2 model:")));
     assert_false(cache_ban_match(CACHE_BAN_TAG, S("a"), S("/x"), NULL, 0));
+    /* A tag prefix: any tag that starts with it, and only a whole tag's start. */
+    assert_true(
+        cache_ban_match(CACHE_BAN_TAG_PREFIX, S("prediction:r:"), S("/x"), S("a prediction:r:v3")));
+    assert_true(
+        cache_ban_match(CACHE_BAN_TAG_PREFIX, S("prediction:r:"), S("/x"), S("prediction:r:")));
+    assert_false(cache_ban_match(CACHE_BAN_TAG_PREFIX, S("prediction:r:"), S("/x"),
+                                 S("prediction:r prediction:r2:v1 xprediction:r:v1")));
+    assert_false(cache_ban_match(CACHE_BAN_TAG_PREFIX, S("p:"), S("/x"), NULL, 0));
 }
 
 static void test_expr_check(void **state)
@@ -67,6 +75,7 @@ static void test_expr_check(void **state)
     assert_string_equal(why, "a prefix starts with '/'");
     assert_int_equal(cache_ban_expr_check(CACHE_BAN_TAG, S("a b"), &why), -EINVAL);
     assert_int_equal(cache_ban_expr_check(CACHE_BAN_TAG, S("a,b"), &why), -EINVAL);
+    assert_int_equal(cache_ban_expr_check(CACHE_BAN_TAG_PREFIX, S("a b:"), &why), -EINVAL);
     assert_int_equal(cache_ban_expr_check(CACHE_BAN_GLOB, S("/a\nb"), &why), -EINVAL);
     assert_int_equal(cache_ban_expr_check(CACHE_BAN_GLOB, "", 0, &why), -EINVAL);
     memset(big, 'a', sizeof(big));
@@ -153,6 +162,7 @@ static void test_file_survives_reload(void **state)
     cache_bans_add(b, CACHE_BAN_PREFIX, S("/a/"), 0, 100, NULL);
     cache_bans_add(b, CACHE_BAN_GLOB, S("/m/*.onnx"), 1, 200, NULL);
     cache_bans_add(b, CACHE_BAN_TAG, S("model:x"), 0, 300, NULL);
+    cache_bans_add(b, CACHE_BAN_TAG_PREFIX, S("model:y:"), 0, 350, NULL);
     cache_bans_free(&b);
 
     /* A crash while appending leaves a line without its end: it is not a ban. */
@@ -161,8 +171,10 @@ static void test_file_survives_reload(void **state)
     fclose(f);
     b = cache_bans_new();
     assert_int_equal(cache_bans_attach(b, path, err, sizeof(err)), 0);
-    assert_int_equal(cache_bans_count(b), 3);
+    assert_int_equal(cache_bans_count(b), 4);
     assert_int_equal(check(b, "/a/z", NULL, 99), CACHE_BAN_HARD);
+    assert_int_equal(check(b, "/z", "model:y:v2", 320), CACHE_BAN_HARD);
+    assert_int_equal(check(b, "/z", "model:y", 320), CACHE_BAN_NONE);
     assert_int_equal(check(b, "/m/q.onnx", NULL, 150), CACHE_BAN_SOFT);
     assert_int_equal(check(b, "/z", "model:x", 250), CACHE_BAN_HARD);
     assert_int_equal(check(b, "/half", NULL, 0), CACHE_BAN_NONE);
@@ -172,7 +184,7 @@ static void test_file_survives_reload(void **state)
     cache_bans_free(&b);
     b = cache_bans_new();
     assert_int_equal(cache_bans_attach(b, path, err, sizeof(err)), 0);
-    assert_int_equal(cache_bans_count(b), 1);
+    assert_int_equal(cache_bans_count(b), 2);
     assert_int_equal(check(b, "/a/z", NULL, 0), CACHE_BAN_NONE);
     cache_bans_free(&b);
 
