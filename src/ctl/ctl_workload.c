@@ -376,6 +376,8 @@ int world_workload_run(const struct world_target *t, size_t n, const struct worl
 
 /* ---- round-trip times ---- */
 
+#define WL_RTT_BATCH 12
+
 struct rtt_probe {
     CURL *h;
     double *out; /* the fastest so far, ms */
@@ -389,8 +391,8 @@ static size_t on_discard(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-void world_rtt_measure(const struct world_target *t, size_t n, unsigned samples,
-                       struct world_rtt *out)
+static void rtt_measure_some(const struct world_target *t, size_t n, unsigned samples,
+                             struct world_rtt *out)
 {
     /* Per region: the edge and the origin through the users' relays, the origin through
      * the edge's relay, then the edge and the origin straight. */
@@ -459,6 +461,15 @@ void world_rtt_measure(const struct world_target *t, size_t n, unsigned samples,
     curl_multi_cleanup(m);
     free(p);
     free(best);
+}
+
+void world_rtt_measure(const struct world_target *t, size_t n, unsigned samples,
+                       struct world_rtt *out)
+{
+    /* A few regions at a time: a burst of hundreds of connections through one relay
+     * process would queue behind itself and measure the queue. */
+    for (size_t i = 0; i < n; i += WL_RTT_BATCH)
+        rtt_measure_some(t + i, MC_MIN(WL_RTT_BATCH, n - i), samples, out + i);
 }
 
 static double deviation(double measured, unsigned configured)

@@ -280,9 +280,17 @@ def test_compose_services_use_real_flags():
     with open(os.path.join(REPO, "packaging/docker/compose.yaml")) as f:
         compose = yaml.safe_load(f)
     services = compose["services"]
-    assert {"origin", "redis", "router"} <= set(services)
+    assert {"origin", "router"} <= set(services)
     edges = [n for n, s in services.items() if s.get("command", [""])[0] == "edge"]
-    assert len(edges) == 2, edges
+    assert len(edges) == 4, edges
+    # A Redis per region, shared by that region's edges only.
+    redis_of = {}
+    for e in edges:
+        cmd = services[e]["command"]
+        region, redis = cmd[cmd.index("--region") + 1], cmd[cmd.index("--redis") + 1]
+        assert redis.split("//")[1].split(":")[0] in services
+        assert redis_of.setdefault(region, redis) == redis, (e, region)
+    assert len(set(redis_of.values())) == len(redis_of) == 3
     known = {}
     for name, svc in services.items():
         if svc.get("image") != "mlcdn:latest":
