@@ -303,6 +303,7 @@ static void purge(struct edge *e, struct http_exchange *x)
     /* From here until the answer, no tier hit read before it may enter L1 (edge_tier.c). */
     edge__tier_purge_begin(e);
     size_t n = l1_purge_path(e->l1, h, host.len, pq.data, pq.len);
+    edge__parts_clear(e);
     if (e->l2)
         n += l2_purge_path(e->l2, h, host.len, pq.data, pq.len);
     if (e->redis) {

@@ -918,7 +918,7 @@ static struct curl_slist *origin_headers(struct edge_fill *f, const struct http_
         if (f->cacheable_req &&
             (http_str_ieq(nm, "if-none-match") || http_str_ieq(nm, "if-modified-since") ||
              http_str_ieq(nm, "if-match") || http_str_ieq(nm, "if-unmodified-since") ||
-             http_str_ieq(nm, "if-range") || http_str_ieq(nm, "range")))
+             http_str_ieq(nm, "if-range") || (!f->range_fwd && http_str_ieq(nm, "range"))))
             continue;
         l = add_hdr(l, nm.p, nm.len, v.p, v.len);
     }
@@ -1286,6 +1286,23 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
         o->lifetime = f->route_ttl_s;
     const char *ar;
     o->has_accept_ranges = cache_obj_header(o, "accept-ranges", &ar) >= 0;
+    if (f->range_fwd && status == 206) {
+        /* A part is kept when the whole response would be stored as a 200 (RFC 9111 §3.3):
+         * its freshness is the 200's. */
+        struct http_resp_info ri = o->info;
+        const char *cr;
+        long crl = cache_obj_header(o, "content-range", &cr);
+        const char *pwhy;
+        uint64_t last = 0;
+        ri.status = 200;
+        f->part_ok = crl > 0 &&
+                     edge__parts_content_range(cr, (size_t)crl, &f->part_first, &last,
+                                               &f->part_size) == 0 &&
+                     cl >= 0 && (uint64_t)cl == last - f->part_first + 1 &&
+                     edge__parts_keepable(o) && http_cache_storable(&f->qi, &ri, &pwhy);
+        if (f->part_ok)
+            o->lifetime = http_freshness_lifetime(&ri, f->rt->cfg.heuristic_max_s);
+    }
 
     const char *why = NULL;
     int storable = 0;
@@ -1354,7 +1371,7 @@ static void headers_complete(struct edge_fill *f, int status, struct http_proxy_
     pthread_mutex_lock(&f->mtx);
     f->obj = o;
     f->shareable = storable;
-    f->store_detail = storable ? kept : (why ? why : "uncacheable");
+    f->store_detail = storable ? kept : f->part_ok ? "partial" : (why ? why : "uncacheable");
     f->state = FILL_HEADERS;
     pthread_mutex_unlock(&f->mtx);
     fill_notify(f);
@@ -1639,6 +1656,14 @@ static void fill_complete(struct edge_fill *f, CURLcode res)
                 } else {
                     edge__tier_keep(f->owner, f->pkey, f->plen, o);
                 }
+                edge__parts_drop(e, f->pkey, f->plen); /* the whole is stored now */
+            } else if (f->part_ok && o->status == 206) {
+                struct cache_obj *all = edge__parts_keep(e, f->pkey, f->plen, o, f->part_first,
+                                                         f->part_size);
+                if (all) {
+                    edge__tier_keep(f->owner, f->pkey, f->plen, all);
+                    cache_obj_unref(&all);
+                }
             } else {
                 metrics_counter_add(e->m.not_stored, 1);
             }
@@ -1882,6 +1907,31 @@ static void fetch_head(struct edge_worker *w, struct http_exchange *x, const cha
     f->method = mc_xstrdup("HEAD");
     if (stale)
         f->stale = cache_obj_ref(stale);
+    wt->leader = 1;
+    waiter_attach(wt, f); /* takes f's initial reference */
+    fill_launch(f);
+}
+
+void edge__fetch_range(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                       size_t plen, const struct edge_rctx *rc)
+{
+    if (edge__parts_serve(w, x, pkey, plen))
+        return;
+    struct edge_fill *f = busy_find(w->e, pkey, plen);
+    if (f || edge__parts_too_large(w->e, pkey, plen)) {
+        fill_unref(&f);
+        edge__fetch_cacheable(w, x, pkey, plen, NULL, rc);
+        return;
+    }
+    /* Not in the busy table, as a HEAD fill: a request for the whole (or another range)
+     * must not join a response that holds one part. */
+    struct edge_waiter *wt = waiter_new(w, x, pkey, plen);
+    wt->rc = edge_rctx_dup(rc);
+    wt->xc = EDGE_XC_MISS;
+    f = fill_new(w, pkey, plen);
+    f->range_fwd = 1;
+    fill_setup(f, http_x_request(x), http_x_peer(x), 1);
+    fill_route(f, rc);
     wt->leader = 1;
     waiter_attach(wt, f); /* takes f's initial reference */
     fill_launch(f);

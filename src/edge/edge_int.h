@@ -55,6 +55,7 @@ struct edge_routes; /* edge_routes.h */
 struct predict_loop;
 struct edge_origins; /* edge_origin.h */
 struct edge_inval;   /* edge_inval.c */
+struct edge_parts;   /* edge_part.c */
 
 struct edge_worker {
     unsigned magic;
@@ -178,6 +179,7 @@ struct edge {
     _Atomic uint64_t purge_epoch; /* PURGEs answered so far (edge_tier.c) */
     _Atomic unsigned purges;      /* PURGEs running now */
     struct edge_inval *inval;     /* bans and their lurker (edge_inval.c) */
+    struct edge_parts *parts;     /* partial responses kept (edge_part.c) */
     char name[64];                /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
     /* Request hardening (edge_req.c, set up by edge__req_init). */
     const char **strip; /* fields removed on arrival; owned array of borrowed names */
@@ -295,7 +297,12 @@ struct edge_fill {
     uv_timer_t *resume_timer; /* resumes the client outside curl's callbacks */
     int upload_buffering;     /* reading the body before the origin is contacted */
     int probe;                /* this attempt holds origin_idx's half-open slot */
-    int short_circuit;        /* no upstream was contacted: every breaker was open */
+    /* A Range request forwarded with its Range (edge_part.c): its 206 goes to the client
+     * as it is, and its part is kept when part_ok (bytes part_first.. of part_size). */
+    int range_fwd;
+    int part_ok;
+    uint64_t part_first, part_size;
+    int short_circuit; /* no upstream was contacted: every breaker was open */
     int idempotent;
     size_t origin_idx;
     uv_timer_t *fb_timer; /* first-byte timeout */
@@ -365,6 +372,12 @@ struct edge_waiter {
 /* edge_fetch.c */
 void edge__busy_init(struct edge *e);
 /* Handles a cacheable GET/HEAD that missed (or must revalidate `stale`, may be NULL). */
+/* A GET with a Range that every tier missed: answered from the parts kept (edge_part.c)
+ * when they cover it; else it joins the fill running for the key, if any; else it is
+ * forwarded with its Range and the 206 kept. A key known to be too large for parts is
+ * fetched whole (edge__fetch_cacheable). */
+void edge__fetch_range(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                       size_t plen, const struct edge_rctx *rc);
 void edge__fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
                            size_t plen, struct cache_obj *stale, const struct edge_rctx *rc);
 /* Forwards a request to the origin without coalescing (methods, Authorization, bypass). */
@@ -421,6 +434,33 @@ void edge__count(struct edge *e, struct http_exchange *x, int status, enum edge_
 void edge__cache_status(char *out, size_t n, const char *prefix, int64_t v, const char *suffix);
 const char *edge__xc_name(enum edge_xc xc);
 const char *edge__lv_name(enum edge_level lv);
+
+/* edge_part.c: partial responses (206) stored and combined (RFC 9111 §3.3-3.4). The
+ * table is made after L1 (its limits come from --mem and --max-mem-object) and freed after
+ * the loops; every call below is safe from any thread. */
+void edge__parts_open(struct edge *e);
+void edge__parts_close(struct edge *e);
+/* Could a 206 whose object is o be kept (a strong validator, no Vary)? */
+int edge__parts_keepable(const struct cache_obj *o);
+/* Parses a 206's Content-Range value "bytes F-L/SIZE" (a known SIZE only). 0 or -EINVAL. */
+int edge__parts_content_range(const char *v, size_t n, uint64_t *first, uint64_t *last,
+                              uint64_t *size);
+/* Keeps the complete body of 206 o, bytes [first, first + its length) of a representation
+ * of `size` bytes, merged with the parts kept of the same representation (others are
+ * dropped). Returns the whole response as a new complete 200 object (the caller's
+ * reference, for the tiers) once the parts cover it, else NULL. */
+struct cache_obj *edge__parts_keep(struct edge *e, const char *pkey, size_t plen,
+                                   const struct cache_obj *o, uint64_t first, uint64_t size);
+/* Answers GET x (a single range) from a kept part that covers it, while the response is
+ * fresh and no ban covers it: 1 when answered, else 0 (nothing sent). */
+int edge__parts_serve(struct edge_worker *w, struct http_exchange *x, const char *pkey,
+                      size_t plen);
+/* Is pkey known to be larger than the parts may keep (then ranges fetch the whole)? */
+int edge__parts_too_large(struct edge *e, const char *pkey, size_t plen);
+void edge__parts_drop(struct edge *e, const char *pkey, size_t plen);
+/* Drops every entry: a PURGE or an invalidation by URL (the parts are few and short-lived,
+ * and a purged response must never be served). */
+void edge__parts_clear(struct edge *e);
 
 /* edge_tier.c: the chain of storage tiers behind L1. It answers lookups through a
  * callback and calls none of edge_req.c, edge_fetch.c or edge_deliver.c. */

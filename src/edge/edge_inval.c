@@ -812,6 +812,7 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
         }
         const char *h = has_host ? hk.data : NULL;
         size_t n = l1_purge_path(e->l1, h, hk.len, pq.data, pq.len);
+        edge__parts_clear(e);
         if (e->l2)
             n += l2_purge_path(e->l2, h, hk.len, pq.data, pq.len);
         op->purged += n;

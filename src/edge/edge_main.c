@@ -530,6 +530,7 @@ int edge_start(const struct edge_cfg *cfg, struct edge **out, char *err, size_t 
         goto fail;
     if ((rc = edge__inval_open(e, err, errlen)) != 0)
         goto fail;
+    edge__parts_open(e);
     edge__busy_init(e);
     pthread_mutex_init(&e->cpu_mtx, NULL);
     edge__metrics_init(e);
@@ -616,6 +617,7 @@ fail:
     edge__req_fini(e);
     predict_free(&e->predict);
     edge__inval_close(e);
+    edge__parts_close(e);
     edge__tier_close(e);
     l1_free(&e->l1);
     edge__rt_unref(&e->rt);
@@ -683,6 +685,7 @@ void edge_stop(struct edge **ep, uint64_t grace_ms)
     http_tls_ctx_free(&e->tls); /* after the loops: no connection holds it */
     predict_free(&e->predict);  /* after the loops: none can queue work any more */
     edge__inval_close(e);       /* the lurker walks L1 and L2: before they go */
+    edge__parts_close(e);
     edge__tier_close(e);
     l1_free(&e->l1);
     edge__req_fini(e);

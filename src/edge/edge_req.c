@@ -29,6 +29,7 @@
 #include "core/mc.h"
 #include "core/units.h"
 #include "edge/edge_int.h"
+#include "http/http_range.h"
 #include "edge/edge_routes.h"
 #include "predict/predict.h"
 
@@ -270,6 +271,20 @@ static void serve_stored(struct edge_worker *w, struct http_exchange *x, const c
     }
 }
 
+/* A GET for one byte range, without If-Range (which the origin is not asked with: a
+ * request that carries one gets the whole object fetched, as before). */
+static int single_range(const struct http_request *r)
+{
+    struct http_range_answer a;
+
+    if (r->method != HTTP_M_GET || !http_request_header(r, "range") ||
+        http_request_header(r, "if-range"))
+        return 0;
+    /* Any size will do to tell one range from several or from an invalid one. */
+    http_range_answer(r, UINT64_C(1) << 62, NULL, 0, -1, &a);
+    return a.status == 206;
+}
+
 /* Every tier missed: the parent or the origin, unless the client only wants a copy
  * (RFC 9111 §5.2.1.7). */
 static void fetch_or_504(struct edge_worker *w, struct http_exchange *x, const char *key,
@@ -281,6 +296,10 @@ static void fetch_or_504(struct edge_worker *w, struct http_exchange *x, const c
     if (qi.cc.only_if_cached) {
         edge__deliver_error(w->e, x, 504, EDGE_XC_MISS, EDGE_LV_L1,
                             "not in cache and the request says only-if-cached");
+        return;
+    }
+    if (single_range(http_x_request(x)) && !(rc && rc->body)) {
+        edge__fetch_range(w, x, key, klen, rc); /* parts kept, or a Range upstream */
         return;
     }
     edge__fetch_cacheable(w, x, key, klen, NULL, rc);

@@ -113,6 +113,7 @@ void edge__tier_drop(struct edge_worker *w, const char *key, size_t klen)
     struct edge *e = w->e;
 
     l1_remove(e->l1, key, klen);
+    edge__parts_drop(e, key, klen);
     for (size_t i = 0; i < e->ntiers; i++)
         e->tiers[i]->drop(w, key, klen);
 }

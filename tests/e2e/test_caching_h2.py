@@ -227,3 +227,72 @@ def test_head_updates_the_stored_response(edge_for):
         r = edge.get("/o")
         assert r.body == b"body" and r.headers["x-cache"] == "MISS"
         assert [q.method for q in o.requests] == ["GET", "HEAD", "HEAD", "GET"]
+
+
+@pytest.fixture
+def ref_origin(mlcdn, tmp_path):
+    """The reference origin serving tmp_path/root (it answers Range with 206)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    o = mlcdn("origin", ["--listen", "127.0.0.1:0", "--root", str(root)])
+
+    def put(name, data, headers):
+        (root / name).write_bytes(data)
+        (root / (name + ".hdrs")).write_text("".join("%s: %s\n" % kv for kv in headers.items()))
+    o.put = put
+    o.count = lambda path: o.get("/__stats").json()["requests"].get(path, 0)
+    return o
+
+
+def test_partial_responses_are_stored_and_combined(ref_origin, edge_for):
+    body = os.urandom(100000)
+    ref_origin.put("p.bin", body, {"Cache-Control": "max-age=600"})
+    edge = edge_for(ref_origin.url)
+
+    def rng(spec, xc):
+        a, b = spec
+        r = edge.get("/p.bin", headers={"Range": "bytes=%d-%d" % (a, b)})
+        assert r.status == 206 and r.body == body[a:b + 1], (spec, r.status)
+        assert r.headers["Content-Range"] == "bytes %d-%d/100000" % (a, b)
+        assert r.headers["X-Cache"] == xc, (spec, r.headers["Cache-Status"])
+        return r
+
+    # A range miss is forwarded as a Range: the origin's 206 is passed on and kept.
+    r = rng((0, 999), "MISS")
+    assert "fwd-status=206" in r.headers["Cache-Status"]
+    assert "detail=partial" in r.headers["Cache-Status"]
+    assert ref_origin.count("/p.bin") == 1
+    # A range inside it comes from the part kept.
+    r = rng((100, 199), "HIT")
+    assert "detail=partial" in r.headers["Cache-Status"]
+    # One that is not covered is fetched with a Range, and merged with the first part.
+    rng((500, 2999), "MISS")
+    assert ref_origin.count("/p.bin") == 2
+    rng((0, 2999), "HIT")
+    rng((50000, 59999), "MISS")
+    rng((2500, 49999), "MISS")  # bridges the two parts: one part 0-59999 now
+    rng((10, 59990), "HIT")
+    assert ref_origin.count("/p.bin") == 4
+    # The last part makes the whole: a complete 200 in the cache, every range a hit.
+    rng((60000, 99999), "MISS")
+    r = edge.get("/p.bin")
+    assert r.status == 200 and r.body == body and r.headers["X-Cache"] == "HIT"
+    assert "detail=partial" not in r.headers["Cache-Status"]
+    rng((99990, 99999), "HIT")
+    assert ref_origin.count("/p.bin") == 5
+
+
+def test_parts_of_another_representation_are_not_combined(ref_origin, edge_for):
+    one, two = os.urandom(10000), os.urandom(10000)
+    ref_origin.put("q.bin", one, {"Cache-Control": "max-age=600", "ETag": '"one"'})
+    edge = edge_for(ref_origin.url)
+    assert edge.get("/q.bin", headers={"Range": "bytes=0-999"}).body == one[:1000]
+    # The file changes: the next part (another ETag) replaces what was kept.
+    ref_origin.put("q.bin", two, {"Cache-Control": "max-age=600", "ETag": '"two"'})
+    r = edge.get("/q.bin", headers={"Range": "bytes=1000-9999"})
+    assert r.body == two[1000:] and r.headers["ETag"] == '"two"'
+    r = edge.get("/q.bin", headers={"Range": "bytes=0-999"})
+    assert r.body == two[:1000] and r.headers["X-Cache"] == "MISS"
+    # 0-999 and 1000-9999 of "two": whole.
+    r = edge.get("/q.bin")
+    assert r.body == two and r.headers["X-Cache"] == "HIT"
