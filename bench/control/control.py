@@ -3,7 +3,9 @@
 
 For each edge count (EDGES, default "4 16") it starts redis-server, one `mlcdn origin` and
 that many `mlcdn edge` processes reading the control stream, puts them under load (one wrk
-per edge on a cached object, LOAD_CONNS connections each), and sends N_INVAL invalidations
+per edge on a cached object, LOAD_CONNS connections each, each waiting LOAD_DELAY_MS between
+requests: a steady load that leaves the CPUs some room; 0: as fast as the edges answer,
+which saturates the machine), and sends N_INVAL invalidations
 one after the other with `mlcdn ctl invalidate` over each transport (TRANSPORTS, default
 "http redis": direct HTTP fan-out to the edges' admin URLs, and the Redis stream). The
 propagation of one invalidation is what ctl reports: the time until the slowest edge
@@ -11,8 +13,8 @@ acknowledged (HTTP: from the start of the fan-out; Redis: from the XADD). It pri
 table row per (edges, transport): p50, p99, max, invalidations not acknowledged by every
 edge, and the load the edges served meanwhile.
 
-Env: N_INVAL (1000), EDGES ("4 16"), TRANSPORTS ("http redis"), LOAD_CONNS (2; 0: no
-load), WORKDIR (a temp dir). Loopback only; every process started is stopped by PID.
+Env: N_INVAL (1000), EDGES ("4 16"), TRANSPORTS ("http redis"), LOAD_CONNS (4; 0: no
+load), LOAD_DELAY_MS (1), WORKDIR (a temp dir), LOGDIR (keep the edges' logs there). Loopback only; every process started is stopped by PID.
 """
 import json
 import os
@@ -75,7 +77,18 @@ class Bench:
                 p.wait(5)
         self.procs = []
 
-    def run(self, nedges, transports, n_inval, conns):
+    def breakdown(self, rport):
+        """Where the stream's time goes: entry t (ctl, before XADD) to each edge's ack t."""
+        def xrange(key):
+            out = subprocess.run(["redis-cli", "-p", str(rport), "--json", "XRANGE", key, "-",
+                                  "+"], capture_output=True, text=True).stdout
+            return [dict(zip(f[0::2], f[1::2])) for _, f in json.loads(out or "[]")]
+        sent = {e["id"]: int(e["t"]) for e in xrange("mlcdn:control")}
+        d = [int(a["t"]) - sent[a["op"]] for a in xrange("mlcdn:control:acks") if a["op"] in sent]
+        print("  stream: XADD to an edge's acknowledgement (wall clocks): p50 %d ms, p99 %d ms, "
+              "max %d ms over %d acknowledgements" % (pct(d, 0.5), pct(d, 0.99), max(d), len(d)))
+
+    def run(self, nedges, transports, n_inval, conns, delay_ms):
         d = tempfile.mkdtemp(dir=self.work)
         root = os.path.join(d, "root")
         os.mkdir(root)
@@ -95,11 +108,13 @@ class Bench:
         ourl = wait_line(origin, r"(http://127\.0\.0\.1:\d+)").group(1)
         edges = []
         for i in range(nedges):
+            logdir = os.environ.get("LOGDIR")
+            err = open(os.path.join(logdir, "b%d-%d.log" % (nedges, i)), "w") if logdir else subprocess.DEVNULL
             e = self.spawn([self.bin, "edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
                             "--origin", ourl, "--region", "bench", "--name", "b%d" % i,
                             "--admin-token", TOKEN, "--drain-time", "0", "--log-level", "warn",
                             "--control-redis", redis_url, "--control-state",
-                            os.path.join(d, "b%d.state" % i)])
+                            os.path.join(d, "b%d.state" % i)], stderr=err)
             m = wait_line(e, r"listening on (\S+) admin=(\S+)")
             edges.append((m.group(1), m.group(2)))
         # Every edge registered on the stream before the first measured invalidation.
@@ -111,10 +126,16 @@ class Bench:
             time.sleep(0.05)
         loads = []
         if conns > 0:
+            pace = []
+            if delay_ms > 0:  # each connection waits this long between requests
+                lua = os.path.join(d, "pace.lua")
+                with open(lua, "w") as f:
+                    f.write("function delay()\n  return %d\nend\n" % delay_ms)
+                pace = ["-s", lua]
             for url, _ in edges:
                 subprocess.run(["curl", "-s", "-o", "/dev/null", url + "/hot.bin"])
-                loads.append(self.spawn(["wrk", "-t1", "-c%d" % conns, "-d3600s", "--latency",
-                                         url + "/hot.bin"]))
+                loads.append(self.spawn(["wrk", "-t1", "-c%d" % conns, "-d3600s"] + pace +
+                                        [url + "/hot.bin"]))
             time.sleep(1)
         rows = []
         env = dict(os.environ, MLCDN_ADMIN_TOKEN=TOKEN)
@@ -138,6 +159,8 @@ class Bench:
                     props.append(out["propagation_ms"])
             rows.append((nedges, tr, len(props), pct(props, 0.5), pct(props, 0.99),
                          max(props) if props else float("nan"), missed, time.time() - t0))
+            if tr == "redis" and os.environ.get("BREAKDOWN"):
+                self.breakdown(rport)
         for p in loads:
             p.send_signal(signal.SIGINT)
         reqs = 0
@@ -155,22 +178,24 @@ def main():
     n_inval = int(os.environ.get("N_INVAL", "1000"))
     edge_counts = [int(x) for x in os.environ.get("EDGES", "4 16").split()]
     transports = os.environ.get("TRANSPORTS", "http redis").split()
-    conns = int(os.environ.get("LOAD_CONNS", "2"))
+    conns = int(os.environ.get("LOAD_CONNS", "4"))
+    delay_ms = int(os.environ.get("LOAD_DELAY_MS", "1"))
     for t in transports:
         if t not in ("http", "redis"):
             sys.exit("TRANSPORTS: '%s' is not http or redis" % t)
     work = os.environ.get("WORKDIR") or tempfile.mkdtemp(prefix="mlcdn-bench-control.")
     b = Bench(binary, work)
-    print("propagation of %d invalidations, one at a time, edges under load "
-          "(wrk, %d connections per edge on a cached 1 KiB object); %d CPUs"
-          % (n_inval, conns, os.cpu_count()))
+    print("propagation of %d invalidations, one at a time, edges under load (wrk, %d "
+          "connections per edge on a cached 1 KiB object, %s); %d CPUs"
+          % (n_inval, conns, "%d ms between a connection's requests" % delay_ms if delay_ms
+             else "as fast as they answer", os.cpu_count()))
     print("| edges | transport | acknowledged by all | p50 ms | p99 ms | max ms | not by all | "
           "wall s | load req/s |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     try:
         for n in edge_counts:
             t0 = time.time()
-            rows, reqs = b.run(n, transports, n_inval, conns)
+            rows, reqs = b.run(n, transports, n_inval, conns, delay_ms)
             rate = reqs / (time.time() - t0) if reqs else 0
             for r in rows:
                 print("| %d | %s | %d | %.2f | %.2f | %.2f | %d | %.1f | %.0f |"

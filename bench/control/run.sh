@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench/control/run.sh [MLCDN_BIN] -- propagation p50/p99 of invalidations to 4 and 16
 # edges under load, over direct HTTP fan-out and the Redis stream (control.py says how).
-# Env: N_INVAL (1000), EDGES ("4 16"), TRANSPORTS ("http redis"), LOAD_CONNS (2).
+# Env: N_INVAL (1000), EDGES ("4 16"), TRANSPORTS ("http redis"), LOAD_CONNS (4),
+# LOAD_DELAY_MS (1; 0: saturating load), LOGDIR.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../build/mlcdn}

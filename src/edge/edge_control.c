@@ -454,7 +454,7 @@ static void ack(struct edge_control *c, const char *op, int status, const char *
 {
     char st[16], t[32];
     snprintf(st, sizeof(st), "%d", status);
-    snprintf(t, sizeof(t), "%" PRIu64, units_now_ms());
+    snprintf(t, sizeof(t), "%" PRId64, units_wall_us() / 1000);
     redisReply *r = cmd(c, "XADD",
                         "XADD %s MAXLEN ~ %d * op %s edge %s status %s t %s sid %s answer %s",
                         c->acks_key, ACKS_MAXLEN, op, c->name, st, t, sid, answer);
@@ -466,7 +466,7 @@ static void announce(struct edge_control *c)
 {
     char sid[48], v[256];
     redis_sid_fmt(c->last, sid, sizeof(sid));
-    snprintf(v, sizeof(v), "{\"last\":\"%s\",\"t\":%" PRIu64 "}", sid, units_now_ms());
+    snprintf(v, sizeof(v), "{\"last\":\"%s\",\"t\":%" PRId64 "}", sid, units_wall_us() / 1000);
     redisReply *r = cmd(c, "HSET", "HSET %s %s %s", c->edges_key, c->name, v);
     if (r)
         freeReplyObject(r);
@@ -580,14 +580,17 @@ static int apply(struct edge_control *c, const redisReply *e)
         if (run_job(c, &j) < 0)
             return -ECANCELED;
     }
-    if (j.status == 503) /* a tier could not apply it: not done, so read it again */
+    if (j.status == 503) { /* a tier could not apply it: not done, so read it again */
+        log_warn("control entry not applied; retrying", "sid=%s id=%s answer=%s",
+                 e->element[0]->str, op, j.answer);
         return -EAGAIN;
+    }
     metrics_counter_add(j.status == 200 ? c->m_applied : c->m_failed, 1);
     if (j.status != 200)
         log_warn("control entry refused", "sid=%s kind=%s id=%s status=%d answer=%s",
                  e->element[0]->str, kind && kind->str ? kind->str : "-", op, j.status, j.answer);
     if (t && t->type == REDIS_REPLY_STRING)
-        metrics_gauge_set(c->m_lag, ((double)units_now_ms() - atof(t->str)) / 1e3);
+        metrics_gauge_set(c->m_lag, ((double)units_wall_us() / 1e3 - atof(t->str)) / 1e3);
     /* Acknowledged before the position is saved: a crash between the two applies the
      * entry again at restart (handlers are idempotent) rather than never acknowledging it. */
     if (c->c)
@@ -614,20 +617,7 @@ static void consume(struct edge_control *c)
             continue; /* nil: nothing new within BLOCK_MS */
         }
         const redisReply *entries = r->element[0]->element[1];
-        struct redis_sid first;
-        if (entries->elements > 0 && sid_of(entries->element[0]->element[0], &first) == 0) {
-            /* Entries between the last applied one and what was just read may be gone. */
-            struct stream_info si;
-            if (stream_info(c, &si) < 0) {
-                freeReplyObject(r);
-                return;
-            }
-            const char *why = gap_reason(c, &si);
-            if (why && on_gap(c, &si, why) != 0) {
-                freeReplyObject(r);
-                return;
-            }
-        }
+        struct redis_sid before = c->last;
         for (size_t i = 0; i < entries->elements && !is_stopping(c); i++) {
             int rc = apply(c, entries->element[i]);
             if (rc == -EAGAIN) {
@@ -638,6 +628,22 @@ static void consume(struct edge_control *c)
                 break;
         }
         freeReplyObject(r);
+        /* Entries between the last applied one and what was read may be gone: checked
+         * after the batch, off the acknowledgements' path (the ban covers everything
+         * cached until it, whatever was applied before it). */
+        if (c->c && redis_sid_cmp(before, c->last) != 0) {
+            struct redis_sid now = c->last;
+            struct stream_info si;
+            c->last = before;
+            if (stream_info(c, &si) < 0) {
+                c->last = now;
+                return;
+            }
+            const char *why = gap_reason(c, &si);
+            c->last = now;
+            if (why && on_gap(c, &si, why) != 0)
+                return;
+        }
         if (c->c)
             announce(c);
     }

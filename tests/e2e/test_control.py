@@ -313,7 +313,7 @@ def warm(e, paths):
     wait_for(lambda: all(cached(e, p) for p in paths), what="cached")
 
 
-def test_stream_propagates_and_an_edge_restarted_mid_stream_misses_none(site):
+def test_stream_propagates_and_an_edge_restarted_mid_stream_misses_none(site, router_for):
     edges = [site.edge(i) for i in range(3)]
     for e in edges:
         warm(e, ["/k0", "/keep"])
@@ -323,9 +323,18 @@ def test_stream_propagates_and_an_edge_restarted_mid_stream_misses_none(site):
     assert out["acknowledged"] == 3 and sorted(x["edge"] for x in out["edges"]) == ["e0", "e1", "e2"]
     assert all(x["answer"]["purged"] >= 1 for x in out["edges"]), out
     assert not any(cached(e, "/k0") for e in edges) and all(cached(e, "/keep") for e in edges)
-    # The direct transport reaches the same edges.
+    # The direct transport and the router's fan-out reach the same edges.
+    for e in edges:
+        warm(e, ["/k0"])
     res = ctl("invalidate", "--edges", ",".join(e.admin for e in edges), "--url", "/k0")
     assert res.returncode == 0 and "3 of 3 edges acknowledged" in res.stdout, res.stderr
+    assert not any(cached(e, "/k0") for e in edges)
+    for e in edges:
+        warm(e, ["/k0"])
+    _, admin = router_for([("e%d" % i, e.admin) for i, e in enumerate(edges)])
+    res = ctl("invalidate", "--router", admin, "--url", "/k0")
+    assert res.returncode == 0 and "3 of 3 edges acknowledged" in res.stdout, res.stderr
+    assert not any(cached(e, "/k0") for e in edges)
 
     # e2 is killed in the middle of 20 invalidations and restarted: it applies every one.
     paths = ["/k%d" % i for i in range(1, 20)]
