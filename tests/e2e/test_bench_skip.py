@@ -19,7 +19,6 @@ NEEDS_SHARED = {
     "dns": "bench/geodns/mkqueries.py",
     "http": "bench/http/compare.sh",
     "infer": "models/tools/npy.mjs",
-    "plan": "traces/*.csv",
 }
 
 
@@ -58,6 +57,7 @@ def test_run_all_reports_a_skip_as_skipped(tmp_path):
 # (as when it cannot be installed) they skip and name it as "command:package"
 NEEDS_PEER = {
     "tls": ("H2O", "h2o"),
+    "http2origin": ("NGINX", "nginx-light"),
 }
 
 
@@ -84,6 +84,13 @@ BAD_SETTINGS = [
     ("tls", {"REPS": "0"}, "REPS must be a positive whole number, not '0'"),
     ("tls", {"IDLE_CONNS": "10k"}, "IDLE_CONNS must be a positive whole number, not '10k'"),
     ("tls", {"PORT_BASE": "65530"}, "PORT_BASE must leave room for 7 ports"),
+    ("http2origin", {"VARIANTS": "h1 h3"}, "unknown variant 'h3'"),
+    ("http2origin", {"WORKLOADS": "unique-1k zipf"}, "unknown workload 'zipf'"),
+    ("http2origin", {"DURATION": "5s"}, "DURATION must be a positive whole number, not '5s'"),
+    ("http2origin", {"CONNS": "-4"}, "CONNS must be a positive whole number, not '-4'"),
+    ("http2origin", {"WARMUP": "0"}, "WARMUP must be a positive whole number, not '0'"),
+    ("http2origin", {"VARIANTS": ""}, "VARIANTS is empty"),
+    ("http2origin", {"VARIANTS": "h2 h1 h2"}, "variant 'h2' is listed twice"),
 ]
 
 
@@ -101,7 +108,7 @@ def test_bench_refuses_a_bad_setting(name, settings, message, tmp_path):
     assert os.listdir(tmp_path) == []  # nothing started, nothing written
 
 
-@pytest.mark.parametrize("name", ["tls"])
+@pytest.mark.parametrize("name", ["tls", "http2origin"])
 def test_bench_names_a_missing_binary(name, tmp_path):
     gone = str(tmp_path / "no" / "mlcdn")
     env = dict(os.environ, SKIP_INSTALL="1", TMPDIR=str(tmp_path))
