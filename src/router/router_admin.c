@@ -377,3 +377,46 @@ void router__admin_handle(struct http_exchange *x, void *arg)
                                                : "Allow: GET, HEAD\r\n",
                        "method not allowed\n", 19);
 }
+
+json_t *router__admin_recent(struct router *r, size_t max)
+{
+    struct router_admin *a = r->admin;
+    json_t *arr = json_array();
+    if (!a)
+        return arr;
+    pthread_mutex_lock(&a->mtx);
+    for (size_t k = 0; k < a->count && k < max; k++) {
+        json_error_t je;
+        json_t *e = json_loads(a->log[(a->head + a->count - 1 - k) % a->cfg.log_max], 0, &je);
+        if (!e)
+            continue;
+        /* What was purged (URLs, tags...) stays on the admin listener: the dashboard is on
+         * the public API. */
+        json_t *o = json_object(), *what = json_array(), *edges = json_array(), *v;
+        const char *key;
+        json_object_foreach(json_object_get(e, "request"), key, v)
+        {
+            if (strcmp(key, "id"))
+                json_array_append_new(what, json_string(key));
+        }
+        size_t i;
+        json_array_foreach(json_object_get(e, "edges"), i, v)
+        {
+            json_t *pe = json_object();
+            json_object_set(pe, "edge", json_object_get(v, "edge"));
+            json_object_set(pe, "status", json_object_get(v, "status"));
+            json_object_set(pe, "ms", json_object_get(v, "ms"));
+            json_array_append_new(edges, pe);
+        }
+        static const char *const keep[] = {"id", "time_ms", "propagation_ms", "acknowledged",
+                                           "total"};
+        for (size_t j = 0; j < sizeof(keep) / sizeof(keep[0]); j++)
+            json_object_set(o, keep[j], json_object_get(e, keep[j]));
+        json_object_set_new(o, "what", what);
+        json_object_set_new(o, "edges", edges);
+        json_array_append_new(arr, o);
+        json_decref(e);
+    }
+    pthread_mutex_unlock(&a->mtx);
+    return arr;
+}

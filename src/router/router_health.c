@@ -294,11 +294,12 @@ int router__health_start(struct router *r, char *err, size_t errlen)
     uv_timer_init(r->loop, &r->hc_timer);
     r->hc_timer.data = r;
     uv_timer_start(&r->hc_timer, on_tick, 0, r->hc.interval_ms);
-    return 0;
+    return router__dash_start(r);
 }
 
 void router__health_stop(struct router *r)
 {
+    router__dash_stop(r); /* its reads run on the client freed below */
     if (!uv_is_closing((uv_handle_t *)&r->hc_timer))
         uv_close((uv_handle_t *)&r->hc_timer, NULL);
     if (r->client)

@@ -6,6 +6,7 @@
  *                                    client's own address is used
  *   GET /metrics                     Prometheus text
  *   GET /health                      the router itself
+ *   GET /dashboard[/...]             the web dashboard (router_dash.c)
  * Each HTTP worker thread has its own location cache (loop_init). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -317,6 +318,8 @@ void router__http_handle(struct http_exchange *x, void *arg)
         metrics_render(&b);
         http_x_respond(x, 200, "Content-Type: text/plain; version=0.0.4\r\n", b.data, b.len);
         buf_fini(&b);
+    } else if (p.len >= 10 && !memcmp(p.p, "/dashboard", 10)) {
+        router__dash_handle(r, x, p.p + 10, p.len - 10);
     } else if (p.len == 7 && !memcmp(p.p, "/health", 7)) {
         const char *ok = "{\"status\":\"ok\"}\n";
         http_x_respond(x, 200, "Content-Type: application/json\r\n", ok, strlen(ok));

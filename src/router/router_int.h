@@ -152,6 +152,8 @@ struct router {
 
     /* admin listener (router_admin.c) */
     struct router_admin *admin;
+    /* the web dashboard (router_dash.c) */
+    struct router_dash *dash;
 };
 
 /* Parses `NAME=LAT,LON,IP,HEALTH_URL[,CAPACITY]`. Returns 0 or -EINVAL with err set. */
@@ -257,6 +259,19 @@ struct router_admin_cfg {
 void router__admin_init(struct router *r, const struct router_admin_cfg *cfg);
 void router__admin_fini(struct router *r);
 void router__admin_handle(struct http_exchange *x, void *arg);
+/* The last `max` invalidations, newest first, for the dashboard: id, time_ms,
+ * propagation_ms, acknowledged, total, what (the kinds of selectors the request had) and
+ * per edge {edge, status, ms}. A new reference. */
+json_t *router__admin_recent(struct router *r, size_t max);
+
+/* router_dash.c: the web dashboard. start: at the end of router__health_start (the main
+ * loop and its HTTP client exist); stop: first thing in router__health_stop; free: when the
+ * HTTP workers are gone. handle: GET /dashboard..., rest is the path after "/dashboard". */
+struct router_dash;
+int router__dash_start(struct router *r);
+void router__dash_stop(struct router *r);
+void router__dash_free(struct router *r);
+void router__dash_handle(struct router *r, struct http_exchange *x, const char *rest, size_t n);
 
 /* HTTP API handler (http_server listener). */
 struct http_exchange;

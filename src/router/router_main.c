@@ -640,6 +640,7 @@ out:
 #undef FAIL
     if (r) {
         router__admin_fini(r);
+        router__dash_free(r);
         router__set_unref(&r->set);
         pthread_mutex_destroy(&r->set_mtx);
         pthread_mutex_destroy(&r->mtx);

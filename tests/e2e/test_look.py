@@ -8,6 +8,10 @@
 * `ctl top` driven in a tmux terminal of 80x24: the edges view with both edges, the keys that
   sort and switch views (tiers, histograms with a bar chart per tier), q; --count stops it
   after that many refreshes; plain lines when stdout is not a terminal.
+* the router's /dashboard in headless Chromium, against a router with three edges under light
+  load: the map shows the edges, the charts have data (histograms, quantiles over time,
+  predictions per version, an invalidation with its per-edge times), a stopped edge turns
+  red; a screenshot is saved in the test's temp dir (its path printed).
 * conf/prometheus/ passes `promtool check config` / `check rules`, its alerts fire on
   synthetic series (`promtool test rules`), and every metric and label that the rules and
   conf/grafana/'s dashboard use exists on live daemons (an edge serving a model, an origin,
@@ -20,6 +24,7 @@ import re
 import shlex
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -476,3 +481,118 @@ def test_prometheus_and_grafana_conf(mlcdn, tmp_path):
                 assert label in ("job", "instance", "le") or \
                     any(label in v for v in live.values()), "by (%s) in %r" % (label, expr)
     assert used > 30
+
+
+def dashboard_dom(tmp_path, url, *extra):
+    """The page's DOM in headless Chromium once its script had a few (virtual) seconds to
+    poll and draw; extra: more flags (--screenshot=...). The profile in tmp_path is kept
+    between the calls of a test: a fresh one costs seconds to create."""
+    import shutil
+    exe = shutil.which("chromium")
+    assert exe, "chromium is missing: scripts/install-deps.sh installs it"
+    p = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-extensions", "--mute-audio",
+                        "--user-data-dir=%s" % (tmp_path / "chromium-profile"),
+                        "--virtual-time-budget=3000", "--dump-dom"] + list(extra) + [url],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (tmp_path / "dashboard.html").write_text(p.stdout)  # the last DOM, beside the screenshot
+    return p.stdout
+
+
+def test_dashboard_in_chromium(mlcdn, tmp_path):
+    models = tmp_path / "models" / "logreg" / "1"
+    models.mkdir(parents=True)
+    os.symlink(os.path.join(REPO, "tests", "fixtures", "models", "logreg", "model.onnx"),
+               models / "model.onnx")
+    _, edges = start_edges(mlcdn, tmp_path, 3, "--models", tmp_path / "models",
+                           "--models-poll", "0", "--admin-token", "t0k")
+    router = start_router(tmp_path, edges, "--admin", "127.0.0.1:0", "--admin-token", "t0k",
+                          "--health-interval", "200ms", "--health-timeout", "2s")
+    stop = threading.Event()
+
+    def loader():  # light load: hits, a miss (a new query) and a prediction on every edge
+        feats = json.dumps({"model": "logreg", "features": [0.1] * 32})
+        n = 0
+        while not stop.is_set():
+            n += 1
+            for e in edges:
+                try:
+                    for i in range(4):
+                        e.get("/f%d.bin" % i)
+                    e.get("/f1.bin?n=%d" % n)
+                    e.request("POST", "/predict", body=feats,
+                              headers={"Content-Type": "application/json"})
+                except OSError:
+                    pass  # the edge the test stopped
+            time.sleep(0.05)
+    th = threading.Thread(target=loader, daemon=True)
+    th.start()
+    try:
+        base = "http://127.0.0.1:%d" % router.http_port
+        admin = int(re.search(r"admin_port=(\d+)", router.text()).group(1))
+        r = request("POST", "http://127.0.0.1:%d/admin/invalidate" % admin,
+                    body=json.dumps({"urls": ["/f0.bin"]}),
+                    headers={"Authorization": "Bearer t0k", "Content-Type": "application/json"})
+        assert r.status == 200, r.body
+        # The data the page draws: the router reads the edges once someone looks.
+        wait_for(lambda: len(router.json("/dashboard/data").get("history", [])) >= 3,
+                 what="three points of history")
+        data = router.json("/dashboard/data")
+        assert [e["name"] for e in data["edges"]] == [p[0] for p in PLACES]
+        assert all(e["state"] == "up" and e["metrics_ok"] for e in data["edges"])
+        assert data["tiers"]["L1"]["requests"] > 0 and data["tiers"]["ORIGIN"]["requests"] > 0
+        assert [(m["model"], m["version"], m["edges_loaded"]) for m in data["models"]] == \
+            [("logreg", 1, 3)]
+        inv = data["invalidations"][0]
+        assert inv["what"] == ["urls"] and inv["acknowledged"] == 3
+        assert sorted(e["edge"] for e in inv["edges"]) == sorted(p[0] for p in PLACES)
+
+        dom = dashboard_dom(tmp_path, base + "/dashboard/")
+        for name, lat, lon in PLACES:
+            assert re.search(r'<circle class="edge"[^>]*fill="#2a9d4b" data-name="%s" '
+                             r'data-state="up"' % name, dom), dom[:3000]
+        # Histograms with bars for the tiers that answered; quantiles over time.
+        for tier in ("L1", "ORIGIN"):
+            h = re.search(r'<svg class="hist" data-tier="%s".*?</svg>' % tier, dom, re.S)
+            assert h and '<rect class="bar"' in h.group(0), tier
+        q = re.search(r'<svg class="quant" data-tier="L1".*?</svg>', dom, re.S)
+        assert q, "no L1 quantile chart"
+        for name in ("p50", "p95", "p99"):
+            pl = re.search(r'<polyline points="([^"]+)"[^>]*data-q="%s"' % name, q.group(0))
+            assert pl and len(pl.group(1).split()) >= 2, name
+        assert re.search(r'<td>logreg</td><td>1</td><td>3</td>', dom)
+        assert re.search(r'<td>urls</td><td>3/3</td>', dom)
+        assert re.search(r'id="k-up">3/3<', dom)
+
+        # A stopped edge: down after the router's --health-fall (2) failed checks, red on the
+        # page.
+        edges[1].stop()
+        wait_for(lambda: router.json("/edges")["edges"][1]["state"] == "down",
+                 what="the router to see london down")
+        shot = tmp_path / "dashboard.png"
+        dom = dashboard_dom(tmp_path, base + "/dashboard/", "--window-size=1400,1500",
+                            "--screenshot=%s" % shot)
+        assert re.search(r'<circle class="edge"[^>]*fill="#d62828" data-name="london" '
+                         r'data-state="down"', dom), dom[:3000]
+        assert re.search(r'data-name="tokyo" data-state="up"', dom)
+        assert re.search(r'id="k-up">2/3<', dom)
+        assert shot.stat().st_size > 10000
+        print("dashboard screenshot: %s" % shot)
+    finally:
+        stop.set()
+        th.join()
+        router.cleanup()
+
+    # The page's files are in the binary; anything else under /dashboard is a 404.
+    r2 = start_router(tmp_path, edges[:1])
+    try:
+        base = "http://127.0.0.1:%d" % r2.http_port
+        r = request("GET", base + "/dashboard")
+        assert r.status == 301 and r.headers.get("location") == "/dashboard/"
+        r = request("GET", base + "/dashboard/dash.js")
+        assert r.status == 200 and "javascript" in r.headers.get("content-type")
+        assert request("GET", base + "/dashboard/nope.js").status == 404
+        assert r2.json("/dashboard/data")["starting"] is True
+    finally:
+        r2.cleanup()
