@@ -428,7 +428,7 @@ void edge__admin_handle(struct http_exchange *x, void *arg)
 }
 
 void edge__model_announce_json(struct edge *e, const char *body, size_t len,
-                               edge_model_done_fn done, void *arg)
+                               edge_control_done_fn *done, void *arg)
 {
     struct buf b;
     int status;
@@ -441,6 +441,23 @@ void edge__model_announce_json(struct edge *e, const char *body, size_t len,
     } else {
         status = predict_announce_json(e->predict, body, len, &b);
     }
-    done(arg, status, b.data ? b.data : "", b.len);
+    /* The stream's consumer counts 200 as applied: taking the roll-out is all it asks. */
+    done(arg, status == 202 ? 200 : status, b.data ? b.data : "", b.len);
+    buf_fini(&b);
+}
+
+void edge__model_gap(struct edge *e, edge_control_done_fn *done, void *arg)
+{
+    struct buf b;
+    int status;
+
+    buf_init(&b, 1u << 20);
+    if (!e->predict) {
+        buf_puts(&b, "{\"announced\":[]}\n");
+        status = 200;
+    } else {
+        status = predict_store_reread(e->predict, &b);
+    }
+    done(arg, status == 202 || status == 409 ? 200 : status, b.data ? b.data : "", b.len);
     buf_fini(&b);
 }

@@ -565,14 +565,16 @@ void edge__control_loop_fini(struct edge_worker *w);
 
 /* edge_admin.c */
 void edge__admin_handle(struct http_exchange *x, void *arg);
-/* A model roll-out announcement, the same body as POST /admin/models/announce
- * ({"name": NAME[, "manifest": {...}]}, borrowed for the call), for the control stream's
- * consumer (kind "model"). done(arg, status, json, len) is called once, before this
- * returns, on the calling thread: 202 queued (json {"queued":true,"name","edge","seq"}),
- * 400 a bad body (json names the field), 409 the edge has no --model-store. */
-typedef void (*edge_model_done_fn)(void *arg, int status, const char *json, size_t len);
+/* The control stream's handlers of kind "model" (edge_control_fn, edge_control_gap_fn).
+ * An announcement has the body of POST /admin/models/announce ({"name": NAME[, "manifest":
+ * {...}]}, borrowed for the call); done(arg, status, json, len) is called once, before this
+ * returns: 200 the roll-out is queued (json {"queued":true,"name","edge","seq"}; it runs on
+ * the model store's thread), 400 a bad body (json names the field), 409 the edge has no
+ * --model-store. After a gap (announcements lost) every model the edge knows is read
+ * again from the store. */
 void edge__model_announce_json(struct edge *e, const char *body, size_t len,
-                               edge_model_done_fn done, void *arg);
+                               edge_control_done_fn *done, void *arg);
+void edge__model_gap(struct edge *e, edge_control_done_fn *done, void *arg);
 void edge__metrics_init(struct edge *e);
 void edge__metrics_server_ready(struct edge *e);
 /* The server's on_done: durations to the last byte by tier, predictions' own metrics. The

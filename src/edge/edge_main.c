@@ -170,6 +170,8 @@ static int open_control(struct edge *e, const struct edge_cfg *cfg, char *err, s
                            errlen);
     if (rc == 0)
         rc = edge__control_register(e, "invalidate", edge__invalidate_json, control_inval_gap);
+    if (rc == 0)
+        rc = edge__control_register(e, "model", edge__model_announce_json, edge__model_gap);
     return rc;
 }
 

@@ -901,21 +901,10 @@ int predict_admin(struct predict *p, struct http_exchange *x, int authorized)
         return 1;
     }
     if (p->store) {
-        /* A model store has no directory to rescan: every model is read again. */
         struct buf b;
         buf_init(&b, 1u << 20);
-        buf_puts(&b, "{\"announced\":[");
-        pthread_rwlock_rdlock(&p->models->lock);
-        for (size_t i = 0; i < p->models->n; i++) {
-            const char *name = p->models->models[i]->name;
-            predict__store_announce(p->store, name, NULL, 0);
-            if (i)
-                buf_puts(&b, ",");
-            buf_json_str(&b, name, strlen(name));
-        }
-        pthread_rwlock_unlock(&p->models->lock);
-        buf_puts(&b, "]}\n");
-        reply_json(p, x, PREDICT_EP_ADMIN, 202, &b, NULL);
+        int status = predict_store_reread(p, &b);
+        reply_json(p, x, PREDICT_EP_ADMIN, status, &b, NULL);
         buf_fini(&b);
         return 1;
     }
@@ -1064,6 +1053,29 @@ out:
     json_decref(root);
     buf_fini(&b);
     return rc;
+}
+
+int predict_store_reread(struct predict *p, struct buf *out)
+{
+    MC_CHECK_OBJ_NOTNULL(p, PREDICT_MAGIC);
+    if (!p->store) {
+        buf_puts(out, "{\"error\":\"no model store (--model-store)\",\"status\":409}\n");
+        return 409;
+    }
+    /* A model store has no directory to rescan: every model known is read again (one whose
+     * first roll-out failed is known too). */
+    buf_puts(out, "{\"announced\":[");
+    pthread_rwlock_rdlock(&p->models->lock);
+    for (size_t i = 0; i < p->models->n; i++) {
+        const char *name = p->models->models[i]->name;
+        predict__store_announce(p->store, name, NULL, 0);
+        if (i)
+            buf_puts(out, ",");
+        buf_json_str(out, name, strlen(name));
+    }
+    pthread_rwlock_unlock(&p->models->lock);
+    buf_puts(out, "]}\n");
+    return 202;
 }
 
 void predict_models_brief(struct predict *p, size_t max, struct buf *out)

@@ -87,6 +87,10 @@ void predict_models_brief(struct predict *p, size_t max, struct buf *out);
  * ({"queued":true,"name","edge","seq"}: the job's number), 400 a bad body (the field
  * named), 409 no model store. Any thread; returns at once. */
 int predict_announce_json(struct predict *p, const char *body, size_t len, struct buf *out);
+/* Model store: queues a roll-out of every model this edge knows (POST /admin/models/reload,
+ * and after announcements were lost). The JSON answer {"announced":[NAMES]} goes to out;
+ * returns 202, or 409 without a model store. Any thread. */
+int predict_store_reread(struct predict *p, struct buf *out);
 /* Model store: once the host serves, starts the roll-out thread and reads the models of
  * cfg->store_models. Model files are fetched under fetch_base (the host's own listener, so
  * they come through its caches; NULL: from the store directly). No-op without a store.

@@ -8,6 +8,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import threading
 
@@ -23,13 +26,14 @@ X = [1, 2, 3, 4]
 
 
 class Fleet:
-    def __init__(self, mlcdn, tmp_path, n=3):
+    def __init__(self, mlcdn, tmp_path, n=3, edge_args=lambda name: []):
         root = tmp_path / "store"
         root.mkdir()
         self.tmp = tmp_path
         self.origin = mlcdn("origin", ["--listen", "127.0.0.1:0", "--root", str(root),
                                        "--token", TOKEN])
-        self.edges = [self.start_edge(mlcdn, "e%d" % (i + 1)) for i in range(n)]
+        self.edges = [self.start_edge(mlcdn, "e%d" % (i + 1), *edge_args("e%d" % (i + 1)))
+                      for i in range(n)]
         (tmp_path / "sample.json").write_text(json.dumps({"features": X}))
         for k in range(1, 5):
             write_linear_model(str(tmp_path / ("m%d.onnx" % k)), k)
@@ -61,6 +65,14 @@ class Fleet:
         """Requests that reached the store for a version's file (the PUT included)."""
         st = request("GET", self.origin.url + "/__stats").json()
         return st["requests"].get("/models/lin/%d/model.onnx" % version, 0)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
 
 
 def predict(edge, features=X):
@@ -321,3 +333,38 @@ def test_redis_target_needs_edges_for_status(fleet):
     p = fleet.ctl("publish", "lin", 1, fleet.tmp / "m1.onnx",
                   target=["--redis", "redis://127.0.0.1:1"], ok=False)
     assert p.returncode == 1 and "127.0.0.1:1" in p.stderr
+
+
+def test_publish_over_the_control_stream(mlcdn, tmp_path):
+    """--redis: one entry of kind "model" on the control stream; every edge reading it
+    acknowledges, then rolls the model out as after a direct announcement."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        pytest.skip("redis-server is not installed (scripts/install-deps.sh installs it)")
+    port = free_port()
+    redis = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", str(tmp_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def cli(*args):
+        return subprocess.run(["redis-cli", "-p", str(port)] + list(args), capture_output=True,
+                              text=True).stdout.strip()
+    try:
+        wait_for(lambda: cli("PING") == "PONG", what="redis-server")
+        url = "redis://127.0.0.1:%d" % port
+        fleet = Fleet(mlcdn, tmp_path, edge_args=lambda name: [
+            "--control-redis", url, "--control-state", str(tmp_path / (name + ".state"))])
+        for e in fleet.edges:
+            wait_for(lambda: cli("HEXISTS", "mlcdn:control:edges", e.name) == "1",
+                     what="%s on the stream" % e.name)
+        p = fleet.publish(1, target=["--redis", url])
+        assert "3 of 3 edges took the announcement" in p.stdout, p.stdout + p.stderr
+        for e in fleet.edges:
+            wait_for(lambda: (state(e) or {}).get("state") == "active", what="lin on " + e.name)
+        assert [predict(e) for e in fleet.edges] == [(1, 10)] * 3
+        entry = json.loads(cli("--json", "XRANGE", "mlcdn:control", "-", "+"))[-1][1]
+        fields = dict(zip(entry[0::2], entry[1::2]))
+        assert fields["kind"] == "model" and json.loads(fields["body"])["name"] == "lin"
+    finally:
+        redis.send_signal(signal.SIGKILL)
+        redis.wait(10)
