@@ -112,3 +112,20 @@ void redis_sid_fmt(struct redis_sid id, char *out, size_t n)
 {
     snprintf(out, n, "%" PRIu64 "-%" PRIu64, id.ms, id.seq);
 }
+
+const char *redis_stream_gap(struct redis_sid last, const struct redis_stream_info *si)
+{
+    const struct redis_sid zero = {0, 0};
+    int at_zero = redis_sid_cmp(last, zero) == 0;
+    if (!si->exists)
+        return at_zero ? NULL : "the stream is gone (Redis lost its data?)";
+    if (redis_sid_cmp(si->last_generated, last) < 0)
+        return "the stream is older than this edge's position (recreated)";
+    if (redis_sid_cmp(si->last_generated, last) == 0)
+        return NULL; /* nothing after `last` was ever added */
+    if (si->have_first && redis_sid_cmp(si->first, last) <= 0)
+        return NULL; /* `last`, or an older entry, is still there: nothing after it went */
+    if (at_zero && si->added >= 0 && si->added == si->length)
+        return NULL; /* read from the start, and nothing was ever removed */
+    return "the stream was trimmed past this edge's position";
+}

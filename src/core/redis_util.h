@@ -2,7 +2,7 @@
  * control stream's consumer on the edge and its producer in `mlcdn ctl`.
  *
  * Nothing here talks to Redis; both sides parse a redis:// URL and compare stream entry
- * ids the same way. */
+ * ids the same way, and decide when a reader's position may hide lost entries. */
 #ifndef MLCDN_CORE_REDIS_UTIL_H
 #define MLCDN_CORE_REDIS_UTIL_H
 
@@ -31,5 +31,20 @@ int redis_sid_parse(const char *s, size_t len, struct redis_sid *out);
 int redis_sid_cmp(struct redis_sid a, struct redis_sid b);
 /* Writes "MS-SEQ" into out (at least 42 bytes). */
 void redis_sid_fmt(struct redis_sid id, char *out, size_t n);
+
+/* What XINFO STREAM says of a stream, as far as a reader's position is concerned. */
+struct redis_stream_info {
+    int exists;
+    struct redis_sid last_generated, first;
+    int have_first;   /* the stream has entries; first is the oldest */
+    long long length; /* entries in the stream now */
+    long long added;  /* entries ever added (Redis 7's entries-added), -1 unknown */
+};
+
+/* Whether entries after position `last` (of a reader that applied every entry up to it)
+ * may have been removed before it read them: NULL when certainly not, else why (static
+ * text). Trimming removes the oldest entries first, so the position itself gone means a
+ * possible gap; conservative when it cannot tell (docs/internals/control.md). */
+const char *redis_stream_gap(struct redis_sid last, const struct redis_stream_info *si);
 
 #endif

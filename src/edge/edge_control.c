@@ -409,15 +409,7 @@ static int sid_of(const redisReply *r, struct redis_sid *out)
     return redis_sid_parse(r->str, r->len, out);
 }
 
-/* What XINFO STREAM says of the stream. */
-struct stream_info {
-    int exists;
-    struct redis_sid last_generated, first;
-    int have_first;
-    long long length, added; /* added: entries ever added (Redis 7), -1 unknown */
-};
-
-static int stream_info(struct edge_control *c, struct stream_info *si)
+static int stream_info(struct edge_control *c, struct redis_stream_info *si)
 {
     memset(si, 0, sizeof(*si));
     redisReply *r = redisCommand(c->c, "XINFO STREAM %s", c->key);
@@ -474,7 +466,7 @@ static void announce(struct edge_control *c)
 
 /* Entries after c->last were lost: every handler's gap function runs, then the position
  * moves where reading goes on without finding the same gap again. */
-static int on_gap(struct edge_control *c, const struct stream_info *si, const char *why)
+static int on_gap(struct edge_control *c, const struct redis_stream_info *si, const char *why)
 {
     char sid[48];
     redis_sid_fmt(c->last, sid, sizeof(sid));
@@ -504,34 +496,19 @@ static int on_gap(struct edge_control *c, const struct stream_info *si, const ch
     return 0;
 }
 
-/* Why entries after c->last may be gone, or NULL. Trimming removes the oldest entries,
- * so the stream's first entry after c->last means that c->last was trimmed away, and
- * with it possibly entries never read: conservatively a gap, unless nothing was ever
- * deleted from the stream (Redis 7's entries-added). An edge that far behind (the
- * stream's length, 100000 by default) is rare. */
-static const char *gap_reason(const struct edge_control *c, const struct stream_info *si)
+/* Why entries after c->last may be gone (redis_stream_gap), unless a gap was just handled
+ * at this very position: the ban covers everything before the entries now there. */
+static const char *gap_reason(const struct edge_control *c, const struct redis_stream_info *si)
 {
-    const struct redis_sid zero = {0, 0};
     if (c->gap_handled && redis_sid_cmp(c->gap_at, c->last) == 0)
-        return NULL; /* the ban covers everything before the entries now there */
-    int at_zero = redis_sid_cmp(c->last, zero) == 0;
-    if (!si->exists)
-        return at_zero ? NULL : "the stream is gone (Redis lost its data?)";
-    if (redis_sid_cmp(si->last_generated, c->last) < 0)
-        return "the stream is older than this edge's position (recreated)";
-    if (redis_sid_cmp(si->last_generated, c->last) == 0)
-        return NULL; /* nothing after c->last was ever added */
-    if (si->have_first && redis_sid_cmp(si->first, c->last) <= 0)
-        return NULL; /* c->last, or an older entry, is still there: nothing after it went */
-    if (at_zero && si->added >= 0 && si->added == si->length)
-        return NULL; /* read from the start, and nothing was deleted */
-    return "the stream was trimmed past this edge's position";
+        return NULL;
+    return redis_stream_gap(c->last, si);
 }
 
 /* At connect: where to read from, and whether something was lost meanwhile. */
 static int position(struct edge_control *c)
 {
-    struct stream_info si;
+    struct redis_stream_info si;
     if (stream_info(c, &si) < 0)
         return -EIO;
     if (!c->have_last) {
@@ -633,7 +610,7 @@ static void consume(struct edge_control *c)
          * cached until it, whatever was applied before it). */
         if (c->c && redis_sid_cmp(before, c->last) != 0) {
             struct redis_sid now = c->last;
-            struct stream_info si;
+            struct redis_stream_info si;
             c->last = before;
             if (stream_info(c, &si) < 0) {
                 c->last = now;

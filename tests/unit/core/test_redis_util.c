@@ -1,5 +1,5 @@
 /* tests/unit/core/test_redis_util.c: redis:// URLs (what is accepted, what is refused and
- * why) and stream entry ids (parse, order, format). */
+ * why), stream entry ids (parse, order, format) and the stream-gap decision. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -79,12 +79,37 @@ static void sid_order(void **state)
     assert_true(id.ms == 7 && id.seq == 8);
 }
 
+/* The reader's position against the stream's state: only a removed position can hide a
+ * gap, and a lost or recreated stream is one. */
+static void stream_gap(void **state)
+{
+    (void)state;
+    struct redis_stream_info none = {0};
+    struct redis_stream_info si = {1, sid("100-0"), sid("50-0"), 1, 10, 10};
+    assert_null(redis_stream_gap(sid("0-0"), &none));      /* no stream yet */
+    assert_non_null(redis_stream_gap(sid("70-0"), &none)); /* stream lost */
+    assert_null(redis_stream_gap(sid("100-0"), &si));      /* at the end */
+    assert_null(redis_stream_gap(sid("70-0"), &si));       /* position still there */
+    assert_null(redis_stream_gap(sid("50-0"), &si));       /* the first entry itself */
+    assert_non_null(redis_stream_gap(sid("200-0"), &si));  /* recreated: ids went back */
+    assert_non_null(redis_stream_gap(sid("40-0"), &si));   /* trimmed past the position */
+    assert_null(redis_stream_gap(sid("0-0"), &si));        /* from the start, none removed */
+    si.added = 12;
+    assert_non_null(redis_stream_gap(sid("0-0"), &si)); /* from the start, 2 removed */
+    si.added = -1;                                      /* Redis before 7: cannot tell */
+    assert_non_null(redis_stream_gap(sid("0-0"), &si));
+    struct redis_stream_info empty = {1, sid("100-0"), {0, 0}, 0, 0, 5};
+    assert_non_null(redis_stream_gap(sid("90-0"), &empty)); /* everything trimmed */
+    assert_null(redis_stream_gap(sid("100-0"), &empty));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(url_forms),
         cmocka_unit_test(url_refused),
         cmocka_unit_test(sid_order),
+        cmocka_unit_test(stream_gap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
