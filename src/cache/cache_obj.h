@@ -121,9 +121,10 @@ struct cache_obj {
     int64_t lifetime;           /* freshness lifetime, s */
     int64_t stored_us;          /* epoch us: the request it answers was sent (cache_ban.h) */
     _Atomic int inval_stale;    /* a soft invalidation marked it stale (served while refreshed) */
-    char *etag;                 /* NULL when none */
-    char *vary;                 /* lowercased Vary list, NULL when none */
-    int has_accept_ranges;      /* the stored headers carry Accept-Ranges */
+    _Atomic int64_t ban_checked_us; /* bans up to this time do not match it; 0 none asked */
+    char *etag;                     /* NULL when none */
+    char *vary;                     /* lowercased Vary list, NULL when none */
+    int has_accept_ranges;          /* the stored headers carry Accept-Ranges */
     struct cache_body *body;
 };
 

@@ -97,11 +97,28 @@ static enum cache_ban_verdict verdict_of(struct edge_inval *iv, const char *key,
 
     if (cache_bans_count(iv->bans) == 0)
         return CACHE_BAN_NONE;
+    /* As Varnish moves an object's ban pointer: the bans up to ban_checked_us found
+     * nothing in o, so only newer ones are asked. Without it, every lookup of an object
+     * older than the bans would match it against all of them, for as long as they live
+     * (24 h with a Redis tier). The newest ban is read before the check: a ban added
+     * meanwhile is newer still, and is asked next time. The mark caches a judgement,
+     * not the object's content, so it is written through the const reference. */
+    struct cache_obj *mo = (struct cache_obj *)o;
+    int64_t checked = atomic_load_explicit(&mo->ban_checked_us, memory_order_relaxed);
+    int64_t since = checked ? MC_MAX(o->stored_us, checked + 1) : o->stored_us;
+    int64_t newest = cache_bans_newest(iv->bans);
+    if (newest < since)
+        return CACHE_BAN_NONE;
     pq = key_pathq(key, klen, &plen);
     tl = cache_obj_tags(o, tags, sizeof(tags));
     if (tl == (size_t)-1)
         tl = 0;
-    return cache_bans_check(iv->bans, pq, plen, tags, tl, o->stored_us, kind);
+    enum cache_ban_verdict v = cache_bans_check(iv->bans, pq, plen, tags, tl, since, kind);
+    while (v == CACHE_BAN_NONE && checked < newest &&
+           !atomic_compare_exchange_weak_explicit(&mo->ban_checked_us, &checked, newest,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+    return v;
 }
 
 enum cache_ban_verdict edge__inval_verdict(struct edge *e, const char *key, size_t klen,

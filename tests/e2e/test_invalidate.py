@@ -118,15 +118,20 @@ def test_urls_purge_and_prefix_ban_then_objects_cached_after_the_ban_are_served(
         assert r.status == 200 and r.headers["X-Cache"] == "MISS" and r.body == p.encode(), p
         assert site.hits(p) == 2
     assert e.get("/models/other/v1.bin").headers["X-Cache"] == "HIT"
+    # That lookup found no ban matching it; a newer ban that does is still applied.
+    r = invalidate(e, {"prefix": "/models/other/"})
+    assert r.status == 200 and r.json()["bans"] == 1, r.body
+    assert e.get("/models/other/v1.bin").headers["X-Cache"] == "MISS"
+    assert site.hits("/models/other/v1.bin") == 2
     # Ban semantics: what was fetched after the ban is served from cache.
     for p in ("/models/ranker/v1.bin", "/models/ranker/v2.bin"):
         assert e.get(p).headers["X-Cache"] == "HIT", p
         assert site.hits(p) == 2
-    assert metric(e.admin, "mlcdn_edge_bans_issued_total") == 1
-    assert metric(e.admin, 'mlcdn_edge_invalidations_total{kind="prefix"}') == 1
-    # The lurker applies the ban everywhere, then retires it (no Redis tier: at once).
-    wait_for(lambda: metric(e.admin, "mlcdn_edge_bans_active") == 0, what="ban retired")
-    assert metric(e.admin, "mlcdn_edge_bans_retired_total") == 1
+    assert metric(e.admin, "mlcdn_edge_bans_issued_total") == 2
+    assert metric(e.admin, 'mlcdn_edge_invalidations_total{kind="prefix"}') == 2
+    # The lurker applies the bans everywhere, then retires them (no Redis tier: at once).
+    wait_for(lambda: metric(e.admin, "mlcdn_edge_bans_active") == 0, what="bans retired")
+    assert metric(e.admin, "mlcdn_edge_bans_retired_total") == 2
 
 
 def test_glob_pattern_ban_and_the_lurker_removes_without_a_request(site):
