@@ -5,6 +5,8 @@
 #include <strings.h>
 #include <sys/resource.h>
 
+#include <jansson.h>
+
 #include "cache/cache_key.h"
 #include "core/mc.h"
 #include "core/units.h"
@@ -266,6 +268,32 @@ static void purge_redis_done(void *arg, int64_t deleted)
     free(pw);
 }
 
+static void invalidate_done(void *arg, int status, const char *json, size_t len);
+
+/* PURGE with a '*' in its target: a glob ban of the (normalised) path and query, for
+ * every host (a ban names no host), through POST /admin/invalidate's entry point. The
+ * other glob characters ('?' and the backslash) are taken literally, as in a URL. */
+static void purge_glob(struct edge *e, struct http_exchange *x, const struct buf *pq)
+{
+    struct buf g;
+
+    buf_init(&g, 64 * 1024);
+    for (size_t i = 0; i < pq->len; i++) {
+        if (pq->data[i] == '?' || pq->data[i] == '\\')
+            buf_append(&g, "\\", 1);
+        buf_append(&g, pq->data + i, 1);
+    }
+    json_t *body = json_pack("{s:[s%]}", "patterns", g.data, g.len);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (text)
+        edge__invalidate_json(e, text, strlen(text), invalidate_done, x);
+    else
+        http_x_error(x, 400, "invalid PURGE target");
+    free(text);
+    json_decref(body);
+    buf_fini(&g);
+}
+
 static void purge(struct edge *e, struct http_exchange *x)
 {
     const struct http_request *r = http_x_request(x);
@@ -288,6 +316,11 @@ static void purge(struct edge *e, struct http_exchange *x)
     if (cache_key_primary(&pq, nohost, r->path, r->query, &e->keyopts) != 0 || pq.len == 0) {
         buf_fini(&pq);
         http_x_error(x, 400, "invalid PURGE target");
+        return;
+    }
+    if (memchr(pq.data, '*', pq.len)) {
+        purge_glob(e, x, &pq);
+        buf_fini(&pq);
         return;
     }
     /* Only an absolute-form target names a host; then just that host's copies go. */

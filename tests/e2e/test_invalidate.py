@@ -150,6 +150,20 @@ def test_glob_pattern_ban_and_the_lurker_removes_without_a_request(site):
     assert e.get("/emb/b/v1/y.bin").headers["X-Cache"] == "MISS"
 
 
+def test_purge_with_a_star_is_a_pattern_ban(site):
+    paths = ["/g/a/1.bin", "/g/b/2.bin", "/g/c.txt", "/h/a/1.bin"]
+    for p in paths:
+        site.put(p, b"g" * 10)
+    e = site.edge()
+    warm(e, paths)
+    r = request("PURGE", e.admin + "/g/*.bin", headers=AUTH)
+    assert r.status == 200 and r.json()["bans"] == 1, r.body
+    for p in paths:
+        want = "MISS" if p.startswith("/g/") and p.endswith(".bin") else "HIT"
+        assert e.get(p).headers["X-Cache"] == want, p
+    assert request("PURGE", e.admin + "/g/*", headers={}).status == 401
+
+
 # ---------------------------------------------------------------- bad bodies, token
 
 
