@@ -221,7 +221,7 @@ static int install(struct predict_store *s, const struct predict_manifest *m,
                    const struct predict_mver *mv, struct predict_version **out)
 {
     char path[4096] = "", hex[65] = "", err[512], reason[640];
-    uint64_t size = 0, t0 = units_now_ms();
+    uint64_t size = 0, t0 = units_now_ms(), t_dl = 0, t_load = 0;
     int rc, direct = !s->fetch_base;
 
     predict__models_set_state(s->r, m->name, PREDICT_MS_DOWNLOADING, mv->version, NULL);
@@ -241,6 +241,7 @@ static int install(struct predict_store *s, const struct predict_manifest *m,
         snprintf(reason, sizeof(reason), "download: %s", err);
         goto fail;
     }
+    t_dl = units_now_ms();
     predict__models_set_state(s->r, m->name, PREDICT_MS_VERIFYING, mv->version, NULL);
     if (size != mv->size) {
         snprintf(reason, sizeof(reason), "size %" PRIu64 ", the manifest says %" PRIu64, size,
@@ -259,6 +260,7 @@ static int install(struct predict_store *s, const struct predict_manifest *m,
         snprintf(reason, sizeof(reason), "load: %s", err);
         goto fail;
     }
+    t_load = units_now_ms();
     if (mv->sample_in) {
         struct buf b;
         json_t *got;
@@ -278,8 +280,12 @@ static int install(struct predict_store *s, const struct predict_manifest *m,
         }
     }
     unlink(path);
-    log_info("model version verified", "model=%s version=%" PRId64 " bytes=%" PRIu64 " ms=%llu",
-             m->name, mv->version, size, (unsigned long long)(units_now_ms() - t0));
+    log_info("model version verified",
+             "model=%s version=%" PRId64 " bytes=%" PRIu64
+             " ms=%llu download_ms=%llu load_ms=%llu sample_ms=%llu",
+             m->name, mv->version, size, (unsigned long long)(units_now_ms() - t0),
+             (unsigned long long)(t_dl - t0), (unsigned long long)(t_load - t_dl),
+             (unsigned long long)(units_now_ms() - t_load));
     return 0;
 fail:
     if (path[0])
