@@ -361,6 +361,8 @@ tests:
         values: '_x30'
       - series: 'mlcdn_router_invalidations_total{instance="r:8053", result="incomplete"}'
         values: '0 0 1 1 1'
+      - series: 'mlcdn_control_connected{instance="e1:9080"}'
+        values: '1 1 0 0 0 0 1'
     alert_rule_test:
       - eval_time: 5m
         alertname: MlcdnEdgeDown
@@ -386,6 +388,15 @@ tests:
           - exp_labels: {severity: page, model: resnet, version: "2"}
             exp_annotations:
               summary: "model resnet version 2 is loaded on 1 edges only"
+      - eval_time: 5m
+        alertname: MlcdnControlStreamDisconnected
+        exp_alerts:
+          - exp_labels: {severity: page, instance: "e1:9080"}
+            exp_annotations:
+              summary: "edge e1:9080 does not read the control stream: invalidations and model roll-outs do not reach it"
+      - eval_time: 6m
+        alertname: MlcdnControlStreamDisconnected
+        exp_alerts: []
       - eval_time: 4m
         alertname: MlcdnInvalidationIncomplete
         exp_alerts:
@@ -443,13 +454,35 @@ def test_prometheus_and_grafana_conf(mlcdn, tmp_path):
     promtool("test", "rules", tests)
 
     # Live daemons with every family the files use: an edge serving a model that answered a
-    # prediction and an invalidation, its origin, a router with its admin listener.
+    # prediction, with a Redis tier and on the control stream, its origin, a router with
+    # its admin listener.
+    import shutil
     models = tmp_path / "models" / "logreg" / "1"
     models.mkdir(parents=True)
     os.symlink(os.path.join(REPO, "tests", "fixtures", "models", "logreg", "model.onnx"),
                models / "model.onnx")
-    origin, (edge,) = start_edges(mlcdn, tmp_path, 1, "--models", tmp_path / "models",
-                                  "--models-poll", "0")
+    port = router_util.free_port()
+    redis = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind",
+                              "127.0.0.1", "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "PING"],
+                                        capture_output=True, text=True).stdout.strip() == "PONG",
+                 what="redis-server")
+        redis_url = "redis://127.0.0.1:%d" % port
+        origin, (edge,) = start_edges(mlcdn, tmp_path, 1, "--models", tmp_path / "models",
+                                      "--models-poll", "0", "--redis", redis_url,
+                                      "--control-redis", redis_url, "--name", "e1",
+                                      "--control-state", tmp_path / "control.state")
+        live = live_families(edge, origin, tmp_path)
+    finally:
+        redis.kill()
+        redis.wait(10)
+    check_names(conf_exprs(), live)
+
+
+def live_families(edge, origin, tmp_path):
+    """{family: label names} over the edge's, the origin's and a router's /metrics."""
     load([edge], rounds=2)
     r = edge.request("POST", "/predict", body=json.dumps({"model": "logreg",
                                                            "features": [0.1] * 32}),
@@ -465,9 +498,14 @@ def test_prometheus_and_grafana_conf(mlcdn, tmp_path):
                 live.setdefault(k, set()).update(v)
     finally:
         router.cleanup()
+    return live
 
+
+def check_names(exprs, live):
+    """Every metric of exprs is in live, with the labels the expressions select or group
+    by."""
     used = 0
-    for expr in conf_exprs():
+    for expr in exprs:
         for m in re.finditer(r"\b((?:mlcdn|process)_[a-z0-9_]+)\b(\{[^}]*\})?", expr):
             name, sel = m.group(1), m.group(2) or ""
             assert name in live, "%s (in %r) is on no daemon's /metrics" % (name, expr)
