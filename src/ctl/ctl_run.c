@@ -16,6 +16,7 @@
  * stop them all with SIGINT (nobody waits for a drain in a demo), then a bounded wait. */
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -389,6 +390,35 @@ static int router_healthy(const char *http)
     return n;
 }
 
+/* How many models an edge's admin listener reports ready, or -1. */
+static int models_ready(const char *admin)
+{
+    char url[160], *body = NULL;
+    int n = -1;
+    CURL *h = curl_easy_init();
+
+    snprintf(url, sizeof(url), "%s/admin/models", admin);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 5L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    if (curl_easy_perform(h) == CURLE_OK && body) {
+        json_t *j = json_loads(body, 0, NULL), *m;
+        size_t i;
+        n = 0;
+        json_array_foreach(json_object_get(j, "models"), i, m)
+        {
+            n += json_is_true(json_object_get(m, "ready"));
+        }
+        json_decref(j);
+    }
+    free(body);
+    curl_easy_cleanup(h);
+    return n;
+}
+
 /* utime + stime in clock ticks, and the resident set in KiB, of a process. */
 static int proc_usage(pid_t pid, unsigned long long *ticks, unsigned long *rss_kib)
 {
@@ -513,6 +543,87 @@ static void args_free(struct args *a)
     memset(a, 0, sizeof(*a));
 }
 
+/* Runs argv to its end, its output into log; returns its exit status (or -errno). */
+static int run_to_end(const char *prog, char *const argv[], const char *log)
+{
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    int st, err;
+
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    err = posix_spawn(&pid, prog, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (err)
+        return -err;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Publishes every model of the models directory (DIR/NAME/VERSION/model.onnx, versions in
+ * order) to the origin's model store with `mlcdn ctl model publish`, the model server
+ * beside the origin its one edge; the regional edges read the store when they start.
+ * Returns how many versions were published, or -1 (the failing command's output printed). */
+static int publish_models(const char *self, const char *models, const char *origin_url,
+                          const char *model_admin, const char *token, const char *work)
+{
+    char log[4200], file[4200], ver[16];
+    DIR *d = opendir(models);
+    struct dirent *de;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    snprintf(log, sizeof(log), "%s/publish.log", work);
+    while ((de = readdir(d)) && n >= 0) {
+        if (de->d_name[0] == '.')
+            continue;
+        for (int v = 1; v <= 64 && n >= 0; v++) {
+            snprintf(file, sizeof(file), "%s/%s/%d/model.onnx", models, de->d_name, v);
+            if (access(file, R_OK) != 0)
+                continue;
+            snprintf(ver, sizeof(ver), "%d", v);
+            char *const argv[] = {(char *)self,
+                                  "ctl",
+                                  "model",
+                                  "publish",
+                                  de->d_name,
+                                  ver,
+                                  file,
+                                  "--origin",
+                                  (char *)origin_url,
+                                  "--edges",
+                                  (char *)model_admin,
+                                  "--token",
+                                  (char *)token,
+                                  "--wait",
+                                  "60s",
+                                  NULL};
+            int rc = run_to_end(self, argv, log);
+            if (rc != 0) {
+                fprintf(stderr,
+                        "mlcdn run: publishing %s version %d to the model store failed "
+                        "(status %d):\n",
+                        de->d_name, v, rc);
+                FILE *f = fopen(log, "r");
+                char line[512];
+                while (f && fgets(line, sizeof(line), f))
+                    fputs(line, stderr);
+                if (f)
+                    fclose(f);
+                n = -1;
+            } else {
+                n++;
+            }
+        }
+    }
+    closedir(d);
+    return n;
+}
+
 /* The control plane reaches every edge: one invalidation (of a path the workload does not
  * use) sent to the router's admin listener, which fans it out to every edge, as `mlcdn ctl
  * invalidate --router` does; the router answers each edge's acknowledgement time, its
@@ -587,7 +698,8 @@ int ctl_run_main(int argc, char **argv)
         {"latency", CONF_DURATION, &latency_ms,
          "origin's added latency, the slow API (default 250ms)"},
         {"models", CONF_STR, &models,
-         "models every edge serves: DIR/NAME/VERSION/model.onnx or the reference models' "
+         "models every edge serves, published first to the origin's model store (under its "
+         "root's models/): DIR/NAME/VERSION/model.onnx or the reference models' "
          "DIR/NAME/model.onnx (default: none)"},
         {"mem", CONF_STR, &mem, "L1 memory cache per edge (default 64M; 16M above 8 regions)"},
         {"disk", CONF_STR, &disk, "L2 disk cache per edge (default 256M; 32M above 8 regions)"},
@@ -752,6 +864,7 @@ int ctl_run_main(int argc, char **argv)
     args_addf(&a, "--admin=127.0.0.1:%d", pt.origin_adm);
     args_addf(&a, "--root=%s", root);
     args_addf(&a, "--latency=%llums", (unsigned long long)latency_ms);
+    args_addf(&a, "--token=%s", token); /* the model store's uploads */
     int e = run_spawn(&r, "origin", 0, r.self, a.v, NULL);
     args_free(&a);
     if (e)
@@ -761,7 +874,9 @@ int ctl_run_main(int argc, char **argv)
         args_add(&a, "edge");
         args_addf(&a, "--listen=127.0.0.1:%d", pt.model);
         args_addf(&a, "--admin=127.0.0.1:%d", pt.model_adm);
-        args_addf(&a, "--models=%s", modelsbuf);
+        args_addf(&a, "--origin=http://127.0.0.1:%d", pt.origin);
+        args_addf(&a, "--model-store=http://127.0.0.1:%d", pt.origin);
+        args_addf(&a, "--admin-token=%s", token);
         args_add(&a, "--region=origin");
         args_add(&a, "--infer-threads=1");
         args_add(&a, "--drain-time=0");
@@ -827,6 +942,31 @@ int ctl_run_main(int argc, char **argv)
         fprintf(stderr, "mlcdn run: the model server did not start listening on %s\n", addr);
         goto out;
     }
+    /* The models go to the origin's model store, as an operator publishes them; the edges
+     * then fetch them through their own caches, from across the emulated distance. */
+    char store_names[1024] = "";
+    int nmodels = 0, nnames = 0;
+    if (modelsbuf[0]) {
+        char ourl[64], madm[64];
+        snprintf(ourl, sizeof(ourl), "http://127.0.0.1:%d", pt.origin);
+        snprintf(madm, sizeof(madm), "http://127.0.0.1:%d", pt.model_adm);
+        if ((nmodels = publish_models(r.self, modelsbuf, ourl, madm, token, work)) <= 0) {
+            fprintf(stderr, "mlcdn run: --models %s: no model could be published\n", models);
+            goto out;
+        }
+        DIR *d = opendir(modelsbuf);
+        for (struct dirent *de; d && (de = readdir(d));) {
+            if (de->d_name[0] == '.' ||
+                strlen(store_names) + strlen(de->d_name) + 2 >= sizeof(store_names))
+                continue;
+            if (store_names[0])
+                strcat(store_names, ",");
+            strcat(store_names, de->d_name);
+            nnames++;
+        }
+        if (d)
+            closedir(d);
+    }
     for (size_t i = 0; i < n; i++) {
         world_ip(WORLD_IP_EDGE_ORIGIN, i, ip, sizeof(ip));
         snprintf(addr, sizeof(addr), "%s:%d", ip, pt.origin);
@@ -864,7 +1004,9 @@ int ctl_run_main(int argc, char **argv)
         args_add(&a, "--drain-time=0");
         args_add(&a, "--log-level=warn");
         if (modelsbuf[0]) {
-            args_addf(&a, "--models=%s", modelsbuf);
+            world_ip(WORLD_IP_EDGE_ORIGIN, i, ip2, sizeof(ip2));
+            args_addf(&a, "--model-store=http://%s:%d", ip2, pt.origin);
+            args_addf(&a, "--model-store-models=%s", store_names);
             args_add(&a, "--infer-threads=1");
         }
         if (use_redis) {
@@ -929,6 +1071,21 @@ int ctl_run_main(int argc, char **argv)
         nanosleep(&ts, NULL);
         if (reap(&r, 0))
             goto out;
+    }
+    /* Every edge has fetched, checked and loaded the store's models before users come. */
+    for (size_t i = 0; nnames > 0 && i < n && !got_signal; i++) {
+        char admin[64];
+        world_ip(WORLD_IP_EDGE, i, ip, sizeof(ip));
+        snprintf(admin, sizeof(admin), "http://%s:%d", ip, pt.adm);
+        int waited = 0;
+        while (models_ready(admin) < nnames && waited < 60000 && !got_signal) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            waited += 100;
+        }
+        if (waited >= 60000)
+            fprintf(stderr, "mlcdn run: the edge %s has not loaded every model in 60 s\n",
+                    reg[i].name);
     }
     if (got_signal)
         goto out;
@@ -1054,12 +1211,12 @@ int ctl_run_main(int argc, char **argv)
     char v1[4200];
     snprintf(v1, sizeof(v1), "%s/logreg/1/model.onnx", modelsbuf);
     if (modelsbuf[0] && access(v1, R_OK) == 0)
-        printf("try a model roll-out (every edge watches the models directory and loads a new "
-               "version within 2 s;\n"
-               "GET /admin/models on an edge's admin listener shows what it serves):\n"
-               "  mkdir %s/logreg/2 && cp %s/logreg/1/model.onnx %s/logreg/2/\n"
-               "  curl -s http://%s:%d/admin/models\n",
-               modelsbuf, modelsbuf, modelsbuf, ip, pt.adm);
+        printf("try a model roll-out (published to the origin's model store; every edge "
+               "fetches, verifies, loads and swaps it):\n"
+               "  %s ctl model publish logreg 2 %s --origin http://127.0.0.1:%d --router %s "
+               "--token %s\n"
+               "  %s ctl model status logreg --router %s --token %s\n",
+               r.self, v1, pt.origin, radm, token, r.self, radm, token);
     printf("\nmlcdn run ready\n");
     fflush(stdout);
 

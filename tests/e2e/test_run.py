@@ -220,7 +220,7 @@ def test_run_four_regions_table_rtts_dns_and_stop(run_proc):
     assert request("GET", r.router + "/route?ip=10.4.0.9").json()["edge"] == "mumbai"
 
     # The printed commands work: `ctl stats` reads every edge, `ctl invalidate` reaches every
-    # edge, a new model version in the models directory is loaded by every edge.
+    # edge, a model version published to the store is served by every edge.
     stats = re.search(r"^  (\S+ ctl stats .*?)\s+#", r.out, re.M).group(1).split()
     out = subprocess.run([binary()] + stats[1:] + ["--interval", "0", "--json"],
                          capture_output=True, text=True, timeout=30)
@@ -229,8 +229,9 @@ def test_run_four_regions_table_rtts_dns_and_stop(run_proc):
     inval = re.search(r"^  (\S+ ctl invalidate .*)$", r.out, re.M).group(1).split()
     out = subprocess.run([binary()] + inval[1:], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "4 of 4 edges acknowledged" in out.stdout, out
-    roll = re.search(r"^  (mkdir \S+ && cp .*)$", r.out, re.M).group(1)
-    subprocess.run(roll, shell=True, check=True)
+    publish = re.search(r"^  (\S+ ctl model publish logreg 2 .*)$", r.out, re.M).group(1).split()
+    out = subprocess.run([binary()] + publish[1:], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
 
     def logreg_version(g):
         models = request("GET", g["admin"] + "/admin/models").json()["models"]
@@ -238,6 +239,9 @@ def test_run_four_regions_table_rtts_dns_and_stop(run_proc):
 
     wait_for(lambda: all(logreg_version(g) == [2] for g in r.regions.values()), timeout=20,
              what="every edge serves logreg version 2")
+    pred = request("POST", r.regions["mumbai"]["edge"] + "/predict",
+                   body=b'{"model":"logreg","features":[%s]}' % b",".join([b"0.25"] * 32))
+    assert pred.status == 200 and pred.json()["model_version"] == 2
 
     # Tokyo's edge stops: the run keeps going and Tokyo's users go elsewhere.
     tokyo = r.regions["tokyo"]
