@@ -1186,6 +1186,8 @@ int ctl_run_main(int argc, char **argv)
 
     world_ip(WORLD_IP_EDGE, 0, ip, sizeof(ip));
     printf("\nhow to look:\n"
+           "  http://127.0.0.1:%d/dashboard/   # open in a browser: the edges on a world map, "
+           "latency per tier, bandwidth saved, invalidations\n"
            "  %s ctl top --router http://127.0.0.1:%d --token %s   # every edge, live\n"
            "  %s ctl stats --router http://127.0.0.1:%d --token %s  # per edge: requests/s, hit "
            "ratio and p50/p99 per tier, bytes saved\n"
@@ -1196,8 +1198,8 @@ int ctl_run_main(int argc, char **argv)
            "  curl -si %s/models/ranker/3/config.json  # as a user of %s (X-Cache, "
            "X-Cache-Level)\n"
            "  curl -s http://%s:%d/metrics  # %s's edge metrics\n",
-           r.self, pt.http, token, r.self, pt.http, token, pt.http, pt.http, reg[0].name, pt.dns,
-           zone, n > 1 ? reg[1].name : reg[0].name, tg[0].edge_url, reg[0].name, ip, pt.adm,
+           pt.http, r.self, pt.http, token, r.self, pt.http, token, pt.http, pt.http, reg[0].name,
+           pt.dns, zone, n > 1 ? reg[1].name : reg[0].name, tg[0].edge_url, reg[0].name, ip, pt.adm,
            reg[0].name);
     if (nplaces)
         printf("  dig @127.0.0.1 -p %d %s +subnet=%u.%u.%u.0/24 +short  # DNS for a user in %s "

@@ -219,6 +219,13 @@ def test_run_four_regions_table_rtts_dns_and_stop(run_proc):
         assert dig(r.dns_port, g["net"].replace("/16", "/24")) == g["ip"], name
     assert request("GET", r.router + "/route?ip=10.4.0.9").json()["edge"] == "mumbai"
 
+    # The router's dashboard shows every edge.
+    dash = re.search(r"^  (http://\S+/dashboard/)", r.out, re.M).group(1)
+    assert request("GET", dash).status == 200
+    # (it starts reading the edges' metrics once someone looks)
+    wait_for(lambda: len(request("GET", dash + "data").json()["edges"]) == 4, timeout=20,
+             what="the dashboard shows the four edges")
+
     # The printed commands work: `ctl stats` reads every edge, `ctl invalidate` reaches every
     # edge, a model version published to the store is served by every edge.
     stats = re.search(r"^  (\S+ ctl stats .*?)\s+#", r.out, re.M).group(1).split()
