@@ -11,7 +11,8 @@
 * the router's /dashboard in headless Chromium, against a router with three edges under light
   load: the map shows the edges, the charts have data (histograms, quantiles over time,
   predictions per version, an invalidation with its per-edge times), a stopped edge turns
-  red; a screenshot is saved in the test's temp dir (its path printed).
+  red; a screenshot is saved in the test's temp dir (its path printed). Its data follows a
+  reload of the router's edge list.
 * conf/prometheus/ passes `promtool check config` / `check rules`, its alerts fire on
   synthetic series (`promtool test rules`), and every metric and label that the rules and
   conf/grafana/'s dashboard use exists on live daemons (an edge serving a model, an origin,
@@ -325,6 +326,51 @@ def test_top_plain_lines(mlcdn, tmp_path):
     assert p.returncode == 2 and "--count: 'x'" in p.stderr
     p = ctl("top", "--interval", "1ms", "--edges", edges[0].admin, check=False)
     assert p.returncode == 2 and "--interval" in p.stderr
+
+
+
+def test_dashboard_data_follows_a_reload(mlcdn, tmp_path):
+    """SIGHUP with another edge list: the dashboard reads the new set's edges, and an edge
+    in both keeps its samples (its histogram goes on counting)."""
+    import signal
+    _, edges = start_edges(mlcdn, tmp_path, 2)
+    db = str(tmp_path / "geo.mmdb")
+    router_util.make_test_mmdb(db)
+    spec = ['"%s=%s,%s,127.0.0.1,%s/health"' % (PLACES[i][0], PLACES[i][1], PLACES[i][2],
+                                                 e.admin) for i, e in enumerate(edges)]
+    conf = tmp_path / "router.conf"
+
+    def write(specs):
+        conf.write_text('zone = "cdn.test";\ngeoip = ["%s"];\nhealth_interval = "100ms";\n'
+                        'edge = [%s];\n' % (db, ", ".join(specs)))
+    write(spec[:1])
+    r = router_util.Router("cdn.test", [], [], ["--config", str(conf)])
+    try:
+        def data():
+            return r.json("/dashboard/data")
+
+        def l1(d, name):
+            return [e for e in d["edges"] if e["name"] == name][0]
+        load(edges, rounds=1)
+        wait_for(lambda: len(data()["history"]) >= 2, what="two points of history")
+        load(edges, rounds=2)  # 8 L1 hits on each edge, counted from the first read
+        wait_for(lambda: data()["tiers"]["L1"]["requests"] == 8, what="tokyo's 8 hits")
+        assert [e["name"] for e in data()["edges"]] == ["tokyo"]
+
+        write(spec)
+        os.kill(r.proc.pid, signal.SIGHUP)
+        wait_for(lambda: "config reloaded" in r.text(), what="the reload")
+        wait_for(lambda: [e["name"] for e in data()["edges"]] == ["tokyo", "london"]
+                 and l1(data(), "london")["metrics_ok"], what="london read")
+        # tokyo's first read stays the origin of the histograms; london's starts now.
+        load(edges[1:], rounds=1)
+        wait_for(lambda: data()["tiers"]["L1"]["requests"] == 12, what="london's 4 hits")
+
+        write(spec[1:])
+        os.kill(r.proc.pid, signal.SIGHUP)
+        wait_for(lambda: [e["name"] for e in data()["edges"]] == ["london"], what="tokyo gone")
+    finally:
+        r.cleanup()
 
 
 PROM_DIR = os.path.join(REPO, "conf", "prometheus")
