@@ -10,13 +10,13 @@ BUILD_PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-d
 # systemd (systemd-analyze), man-db, file and python3-yaml: the packaging tests (units,
 # man pages, CPack's dependency scan, the compose file); iproute2 and util-linux (ip,
 # unshare): the docs check runs the docs' commands in private namespaces. prometheus ships
-# promtool, which checks every daemon's /metrics (tests/e2e/test_logs_metrics.py); no
+# promtool, which checks every daemon's /metrics (tests/e2e/test_logs_metrics.py) and conf/prometheus
+# (tests/e2e/test_look.py); no
 # smaller Debian package has it. nghttp2-client (nghttp, h2load): the HTTP/2 tests.
-# tmux drives `mlcdn ctl top` in a terminal; chromium (headless) opens the router's
-# dashboard (tests/e2e/test_look.py); chromium-driver is its DevTools/WebDriver side.
+# tmux drives `mlcdn ctl top` in a terminal; chromium (headless: --dump-dom, --screenshot)
+# opens the router's dashboard (tests/e2e/test_look.py).
 TEST_PKGS="libcmocka-dev python3 python3-pytest python3-yaml curl openssl dnsutils redis-server redis-tools
- systemd man-db file iproute2 util-linux prometheus nghttp2-client tmux chromium
- chromium-driver"
+ systemd man-db file iproute2 util-linux prometheus nghttp2-client tmux chromium"
 BENCH_PKGS="wrk varnish nginx-light trafficserver h2o dnsperf gdnsd hyperfine"
 
 # Node.js may come from another source than Debian (with its own npm): install Debian's
