@@ -11,7 +11,8 @@ BUILD_PKGS="build-essential cmake pkg-config clang clang-format libclang-rt-14-d
 # man pages, CPack's dependency scan, the compose file); iproute2 and util-linux (ip,
 # unshare): the docs check runs the docs' commands in private namespaces. prometheus ships
 # promtool, which checks every daemon's /metrics (tests/e2e/test_logs_metrics.py) and
-# conf/prometheus (tests/e2e/test_look.py); no smaller Debian package has it. nghttp2-client (nghttp, h2load): the HTTP/2 tests.
+# conf/prometheus (tests/e2e/test_look.py); no smaller Debian package has it.
+# nghttp2-client (nghttp, h2load): the HTTP/2 tests.
 # tmux drives `mlcdn ctl top` in a terminal; chromium (headless: --dump-dom, --screenshot)
 # opens the router's dashboard (tests/e2e/test_look.py).
 TEST_PKGS="libcmocka-dev python3 python3-pytest python3-yaml curl openssl dnsutils redis-server redis-tools
