@@ -47,7 +47,10 @@
 #define LURK_IDLE_MS 1000 /* between walks while bans are active */
 #define MAX_LIST 1000     /* entries of urls / patterns / tags in one body */
 #define MODEL_ID_MAX 128
-#define TAG_PAIRS_MAX (1u << 20) /* (tag, key) pairs in the tag index (cache_tags.h) */
+/* The tag index holds at most one (tag, key) pair per this many bytes of L1 budget (a
+ * pair costs about 120 bytes: about 6% of L1 on top of it), and at least TAG_PAIRS_MIN. */
+#define TAG_PAIRS_PER_BYTES 2048u
+#define TAG_PAIRS_MIN 4096u
 
 /* How a request's object was found invalid, for the removal counter. */
 enum { BY_BAN, BY_TAG, BY_LURKER, BY__N };
@@ -283,6 +286,16 @@ static double bans_active_read(void *arg)
     return (double)cache_bans_count(((struct edge_inval *)arg)->bans);
 }
 
+static double tag_pairs_read(void *arg)
+{
+    return (double)cache_tags_pairs(((struct edge_inval *)arg)->tags);
+}
+
+static double tag_resets_read(void *arg)
+{
+    return (double)cache_tags_resets(((struct edge_inval *)arg)->tags);
+}
+
 int edge__inval_open(struct edge *e, char *err, size_t errlen)
 {
     struct edge_inval *iv = mc_xcalloc(1, sizeof(*iv));
@@ -292,7 +305,7 @@ int edge__inval_open(struct edge *e, char *err, size_t errlen)
 
     MC_INIT_OBJ(iv, EDGE_INVAL_MAGIC);
     iv->bans = cache_bans_new();
-    iv->tags = cache_tags_new(TAG_PAIRS_MAX);
+    iv->tags = cache_tags_new(MC_MAX(TAG_PAIRS_MIN, l1_budget(e->l1) / TAG_PAIRS_PER_BYTES));
     pthread_mutex_init(&iv->mtx, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -328,6 +341,12 @@ int edge__inval_open(struct edge *e, char *err, size_t errlen)
     iv->predictions = metrics_counter("mlcdn_edge_invalidated_predictions_total",
                                       "Cached predictions dropped by model invalidations", NULL);
     metrics_gauge_fn("mlcdn_edge_bans_active", "Bans not yet retired", NULL, bans_active_read, iv);
+    metrics_gauge_fn("mlcdn_edge_tag_index_pairs", "(tag, key) pairs in the tag index of L1 and L2",
+                     NULL, tag_pairs_read, iv);
+    metrics_counter_fn("mlcdn_edge_tag_index_resets_total",
+                       "Times the tag index was full and started over (its tags' bans still "
+                       "apply)",
+                       NULL, tag_resets_read, iv);
     if (pthread_create(&iv->lurker, NULL, lurker_main, e) != 0) {
         snprintf(err, errlen, "ban lurker: cannot start a thread");
         return -EAGAIN;

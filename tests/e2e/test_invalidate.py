@@ -243,11 +243,13 @@ def test_tag_purge_removes_exactly_its_objects_in_l1_l2_and_redis(site, redis, t
     for p in paths:
         assert e2.get(p).headers["X-Cache-Level"] == "REDIS", p
     assert len(redis.objects()) == 3
+    assert metric(e1.admin, "mlcdn_edge_tag_index_pairs") == 5
     # Edge 1 removes the two tagged objects at once from its L1 and L2 (the tag index)
     # and from Redis (the tag's set there); edge 2 from its L1.
     r = invalidate(e1, {"tags": ["model:ranker"]})
     assert r.status == 200 and r.json()["bans"] == 1, r.body
     assert r.json()["purged"] == 6, r.body
+    assert metric(e1.admin, "mlcdn_edge_tag_index_pairs") == 3
     assert len(redis.objects()) == 1
     r = invalidate(e2, {"tags": ["model:ranker"]})
     assert r.status == 200 and r.json()["purged"] == 2, r.body

@@ -809,6 +809,50 @@ static void test_remove_purge(void **state)
     assert_int_equal(count_files(f->dir), 0);
 }
 
+/* A walk (and a removal by key) sees each file's stored time and tags from the index. */
+static int drop_tagged_before(void *arg, const char *pkey, size_t plen, int64_t stored_us,
+                              const char *tags, size_t tags_len)
+{
+    int t1 = 0;
+
+    (void)pkey;
+    (void)plen;
+    for (size_t i = 0; tags && i + 2 <= tags_len; i++)
+        t1 |= tags[i] == 't' && tags[i + 1] == '1';
+    return stored_us < *(const int64_t *)arg && t1;
+}
+
+static void test_walk_and_remove_if(void **state)
+{
+    struct fx *f = *state;
+    struct l2 *l2 = open_l2(f, 64u << 20, NULL);
+    const char *hdrs[] = {"Surrogate-Key: t1 t2\r\n", "Cache-Tag: t2\r\n", "X-A: 1\r\n"};
+    const char *keys[] = {"h/a", "h/b", "h/c"};
+    char body[100] = {0}, path[256];
+    struct l2_stats st;
+
+    wait_ready(l2);
+    for (int i = 0; i < 3; i++) {
+        struct cache_obj *o = meta(hdrs[i], NULL, NULL);
+        o->stored_us = 500 + i;
+        assert_int_equal(put(l2, keys[i], o, body, sizeof(body)), 0);
+        cache_obj_unref(&o);
+    }
+    int64_t t = 500;
+    assert_int_equal(l2_remove_if(l2, "h/a", 3, drop_tagged_before, &t), 0); /* not older */
+    t = 1000;
+    assert_int_equal(l2_remove_if(l2, "h/b", 3, drop_tagged_before, &t), 0); /* no t1 */
+    assert_int_equal(l2_remove_if(l2, "h/z", 3, drop_tagged_before, &t), 0);
+    assert_int_equal(l2_remove_if(l2, "h/a", 3, drop_tagged_before, &t), 1);
+    assert_int_equal(get_check(l2, "h/a"), -ENOENT);
+    assert_int_equal(l2_walk(l2, drop_tagged_before, &t), 0);
+    l2_flush_unlinks(l2);
+    path_of(f, "h/a", "", path, sizeof(path));
+    assert_false(exists(path));
+    l2_stats(l2, &st);
+    assert_int_equal(st.objects, 2);
+}
+
 static void test_full_disk_tmpfs(void **state)
 {
     struct fx *f = *state;
@@ -1175,6 +1219,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_walk_and_remove_if, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_tmpfs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inject_eio, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
