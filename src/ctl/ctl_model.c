@@ -315,6 +315,52 @@ static int manifest_put(const struct model_args *a, const char *name, json_t *m)
     return rc;
 }
 
+/* Adds `name` to the store's models/index.json (what an edge reads at start), unless it is
+ * there. 0, or -EIO (said on stderr). */
+static int index_add(const struct model_args *a, const char *name)
+{
+    char url[2048], *text;
+    struct resp r;
+    json_t *idx = NULL, *names, *v;
+    size_t i;
+    int rc = 0;
+
+    snprintf(url, sizeof(url), "%s/models/index.json", a->origin);
+    if (http("GET", url, NULL, NULL, 0, NULL, &r) != 0 || (r.status != 200 && r.status != 404)) {
+        fprintf(stderr, "mlcdn ctl model: GET %s: %s%ld\n", url, r.err[0] ? r.err : "HTTP ",
+                r.err[0] ? 0L : r.status);
+        resp_fini(&r);
+        return -EIO;
+    }
+    idx = r.status == 200 ? json_loads(resp_text(&r), 0, NULL) : json_pack("{s:[]}", "models");
+    resp_fini(&r);
+    names = json_object_get(idx, "models");
+    if (!json_is_array(names)) {
+        fprintf(stderr, "mlcdn ctl model: %s: not a store index ({\"models\": [...]})\n", url);
+        json_decref(idx);
+        return -EIO;
+    }
+    json_array_foreach(names, i, v) if (json_is_string(v) && !strcmp(json_string_value(v), name))
+    {
+        json_decref(idx);
+        return 0;
+    }
+    json_array_append_new(names, json_string(name));
+    text = json_dumps(idx, JSON_INDENT(1));
+    json_decref(idx);
+    if (!text)
+        abort();
+    if (http("PUT", url, a->t.token, text, strlen(text), "application/json", &r) != 0 ||
+        (r.status != 200 && r.status != 201 && r.status != 204)) {
+        fprintf(stderr, "mlcdn ctl model: PUT %s: %s%s\n", url, r.err[0] ? r.err : "",
+                r.err[0] ? "" : resp_text(&r));
+        rc = -EIO;
+    }
+    resp_fini(&r);
+    free(text);
+    return rc;
+}
+
 static int64_t max_version(json_t *m)
 {
     const char *k;
@@ -714,7 +760,8 @@ static int publish(const struct model_args *a)
                                       (json_int_t)version));
         json_object_set_new(m, "active", json_integer(version));
     }
-    if (!(text = manifest_text(m, name)) || manifest_put(a, name, m) != 0)
+    if (!(text = manifest_text(m, name)) || manifest_put(a, name, m) != 0 ||
+        index_add(a, name) != 0)
         goto out;
     printf("published %s %" PRId64 ": %zu bytes, sha256 %s%s\n", name, version, len, hex,
            sample ? ", sample recorded" : "");

@@ -67,7 +67,7 @@ struct edge_cfg {
     uint64_t model_memory;    /* memory budget of each model version (constants + one
                                   * run at max_batch), bytes; 0 = 1 GiB */
     const char *model_store;  /* model store URL (instead of models_dir); NULL = none */
-    const char *store_models; /* comma-separated models of the store read at start */
+    const char *store_models; /* models of the store read at start; NULL: its index's */
     unsigned model_keep;      /* versions kept for rollback beyond those served */
     /* Tiers behind L1 and the node's place in a hierarchy (docs/edge.md "Tiers"): each
      * is optional, so an edge with none of them is a single-tier memory cache. */

@@ -812,7 +812,8 @@ static size_t edge_opts(struct edge_args *a, struct conf_opt *out)
         {"model-store", CONF_STR, &cfgp->model_store,
          "serve the models of a model store URL (models/NAME/manifest.json), not --models"},
         {"model-store-models", CONF_STR, &cfgp->store_models,
-         "models of the store to read at start, comma-separated (others come when announced)"},
+         "models of the store to read at start, comma-separated (default: every model of its "
+         "models/index.json; others come when announced)"},
         {"model-keep", CONF_INT, &a->model_keep,
          "model versions kept in memory for rollback, beyond those served (default 2)"},
         {"model-memory", CONF_SIZE, &cfgp->model_memory,

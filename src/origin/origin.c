@@ -467,11 +467,14 @@ static void stream_start(struct oreq *q, int fd, int status, uint64_t off, uint6
 
 /* ---- GET / HEAD ---- */
 
-/* A model's manifest changes with every publish: caches must revalidate it (its ETag
- * makes that cheap), while a version's model.onnx never changes once written. */
+/* A model's manifest and the store's index change with every publish: caches must
+ * revalidate them (their ETag makes that cheap), while a version's model.onnx never
+ * changes once written. */
 static int model_manifest(const char *rel)
 {
     size_t n = strlen(rel);
+    if (!strcmp(rel, "models/index.json"))
+        return 1;
     return strncmp(rel, "models/", 7) == 0 && n > 21 && !strcmp(rel + n - 14, "/manifest.json") &&
            !memchr(rel + 7, '/', n - 7 - 14);
 }
@@ -752,10 +755,11 @@ static int model_store_check(struct http_exchange *x, struct oreq *q, const char
     char msg[256];
     int e = origin__model_path(rel, &mp, msg, sizeof(msg));
 
-    if (e == 1 && put && mp.manifest) {
+    if (e == 1 && put && (mp.manifest || mp.index)) {
         size_t len;
         const char *body = http_x_body(x, &len);
-        e = origin__manifest_check(body, len, mp.name, msg, sizeof(msg));
+        e = mp.index ? origin__index_check(body, len, msg, sizeof(msg))
+                     : origin__manifest_check(body, len, mp.name, msg, sizeof(msg));
     }
     if (e < 0) {
         fail(x, q, 400, msg);

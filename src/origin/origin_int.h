@@ -70,6 +70,7 @@ struct origin_model_path {
     char name[64];
     char version[16]; /* "" for the manifest */
     int manifest;     /* models/NAME/manifest.json */
+    int index;        /* models/index.json, the store's list of models (name "") */
 };
 
 /* Classifies a cleaned path for a write: 0 when it is not under models/ (an ordinary
@@ -80,6 +81,9 @@ int origin__model_path(const char *rel, struct origin_model_path *out, char *msg
  * and whose "versions" is an object keyed by decimal versions. 0, or -EINVAL with a
  * message. */
 int origin__manifest_check(const char *body, size_t len, const char *name, char *msg, size_t mlen);
+/* Checks the store's index: {"models": [NAME, ...]}, each a valid model NAME. 0, or -EINVAL
+ * with a message. */
+int origin__index_check(const char *body, size_t len, char *msg, size_t mlen);
 
 /* ---- request counters ---- */
 

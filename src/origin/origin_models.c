@@ -1,8 +1,9 @@
 /* src/origin/origin_models.c: the model store's rules for writes under models/.
  *
  * Layout (docs/origin.md): models/NAME/VERSION/model.onnx, the file of a published version
- * (other files may sit beside it: weights, configs), and models/NAME/manifest.json, the
- * versions with their digests and the version policy. A write whose NAME or VERSION the
+ * (other files may sit beside it: weights, configs), models/NAME/manifest.json, the
+ * versions with their digests and the version policy, and models/index.json, the names of
+ * the store's models (what an edge reads at start). A write whose NAME or VERSION the
  * edges could not read is refused, so a typo cannot leave a version no edge ever finds. The manifest's full meaning is the edge's business (src/predict); here it is
  * only checked to be a JSON object of the right model, so a broken upload cannot replace a
  * good manifest. Pure: no I/O. */
@@ -54,6 +55,10 @@ int origin__model_path(const char *rel, struct origin_model_path *out, char *msg
         return -EINVAL;
     }
     p = rel + 7;
+    if (!strcmp(p, "index.json")) {
+        out->index = 1;
+        return 1;
+    }
     slash = strchr(p, '/');
     n = slash ? (size_t)(slash - p) : strlen(p);
     if (!name_ok(p, n)) {
@@ -127,6 +132,38 @@ int origin__manifest_check(const char *body, size_t len, const char *name, char 
                      "manifest.json: versions: '%.32s' must be a decimal version with an "
                      "object",
                      key);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+int origin__index_check(const char *body, size_t len, char *msg, size_t mlen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je), *v, *names;
+    size_t i;
+    int rc = -EINVAL;
+
+    if (!root) {
+        snprintf(msg, mlen, "index.json: line %d: %s", je.line, je.text);
+        return -EINVAL;
+    }
+    names = json_object_get(root, "models");
+    if (!json_is_object(root) || !json_is_array(names)) {
+        snprintf(msg, mlen, "index.json: expected {\"models\": [NAME, ...]}");
+        goto out;
+    }
+    json_array_foreach(names, i, v)
+    {
+        if (!json_is_string(v) || !name_ok(json_string_value(v), json_string_length(v))) {
+            snprintf(msg, mlen,
+                     "index.json: models[%zu]: expected a model NAME (1-63 letters, "
+                     "digits, '_', '-' or '.', not first)",
+                     i);
             goto out;
         }
     }

@@ -1075,6 +1075,9 @@ int predict_store_reread(struct predict *p, struct buf *out)
     }
     pthread_rwlock_unlock(&p->models->lock);
     buf_puts(out, "]}\n");
+    /* And those the store gained meanwhile, unless the edge serves a fixed list. */
+    if (!p->store_models || !*p->store_models)
+        predict__store_announce(p->store, "", NULL, 0);
     return 202;
 }
 

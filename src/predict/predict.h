@@ -37,7 +37,7 @@ struct predict_cfg {
     /* Model store (instead of models_dir, which must then be NULL): the URL holding
      * models/NAME/manifest.json and models/NAME/VERSION/model.onnx. */
     const char *model_store;
-    const char *store_models; /* comma-separated models read at start; NULL: none */
+    const char *store_models; /* comma-separated models read at start; NULL: the index's */
     unsigned keep_versions;   /* versions kept for rollback beyond those served */
     const char *edge_name;    /* this edge's name, for a canary's edge list */
 };
@@ -92,7 +92,7 @@ int predict_announce_json(struct predict *p, const char *body, size_t len, struc
  * returns 202, or 409 without a model store. Any thread. */
 int predict_store_reread(struct predict *p, struct buf *out);
 /* Model store: once the host serves, starts the roll-out thread and reads the models of
- * cfg->store_models. Model files are fetched under fetch_base (the host's own listener, so
+ * cfg->store_models (else every model of the store's models/index.json). Model files are fetched under fetch_base (the host's own listener, so
  * they come through its caches; NULL: from the store directly). No-op without a store.
  * Returns 0, or a negative errno with err. */
 int predict_store_start(struct predict *p, const char *fetch_base, char *err, size_t errlen);

@@ -386,8 +386,8 @@ struct predict_store *predict__store_new(const struct predict_cfg *cfg, struct p
  * listener, so they come through its cache tiers; NULL: the store itself). Queues the
  * models of cfg->store_models. */
 int predict__store_start(struct predict_store *s, const char *fetch_base, char *err, size_t errlen);
-/* Queues a roll-out of model `name`; manifest (JSON text, may be NULL: read from the store)
- * is copied. Returns the job's number (1, 2, ...: jobs run in that order). Any thread. */
+/* Queues a roll-out of model `name` ("": of every model of the store's index); manifest
+ * (JSON text, may be NULL: read from the store) is copied. Returns the job's number (1, 2, ...: jobs run in that order). Any thread. */
 uint64_t predict__store_announce(struct predict_store *s, const char *name, const char *manifest,
                                  size_t len);
 /* The number of the last job finished (0: none yet). Any thread. */

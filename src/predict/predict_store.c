@@ -1,7 +1,7 @@
 /* src/predict/predict_store.c: models from a model store (--model-store URL).
  *
- * One thread per edge takes roll-out jobs (an announcement, or the models named at start)
- * one at a time. A job reads models/NAME/manifest.json from the store (or takes the one
+ * One thread per edge takes roll-out jobs (an announcement, or the models named at start:
+ * --model-store-models, else every model of the store's models/index.json) one at a time. A job reads models/NAME/manifest.json from the store (or takes the one
  * announced), works out what this edge must serve under the version policy
  * (predict_manifest.c), and for each version not loaded yet:
  *   downloading  GET models/NAME/VERSION/model.onnx under fetch_base (the edge's own
@@ -355,6 +355,47 @@ out:
     buf_fini(&text);
 }
 
+/* The store's index (models/index.json, {"models": [NAME, ...]}): every model it names is
+ * rolled out, one after the other. A store without an index has no model to offer yet. */
+static void read_index(struct predict_store *s)
+{
+    char url[4096], err[512];
+    struct buf text;
+    struct fetch ft = {.s = s, .max = MANIFEST_MAX};
+    json_t *root, *names, *v;
+    size_t i;
+
+    buf_init(&text, MANIFEST_MAX);
+    ft.mem = &text;
+    snprintf(url, sizeof(url), "%s/models/index.json", s->url);
+    if (http_get(&ft, url, NULL, err, sizeof(err)) != 0) {
+        if (strstr(err, "HTTP status 404"))
+            log_info("model store has no index yet", "url=%s", url);
+        else
+            log_warn("model store index unreadable", "error=\"%s\"", err);
+        buf_fini(&text);
+        return;
+    }
+    root = json_loadb(text.data ? text.data : "", text.len, 0, NULL);
+    names = json_object_get(root, "models");
+    if (!json_is_array(names))
+        log_warn("model store index refused", "url=%s error=\"expected {\\\"models\\\": [...]}\"",
+                 url);
+    json_array_foreach(names, i, v)
+    {
+        struct store_job j = {0};
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) >= sizeof(j.name))
+            continue;
+        snprintf(j.name, sizeof(j.name), "%s", json_string_value(v));
+        if (atomic_load(&s->stop))
+            break;
+        roll_out(s, &j);
+    }
+    json_decref(root);
+    buf_fini(&text);
+}
+
 /* ---- the thread and its queue ---- */
 
 static void *store_thread(void *arg)
@@ -372,7 +413,10 @@ static void *store_thread(void *arg)
         if (!s->head)
             s->tail = NULL;
         pthread_mutex_unlock(&s->mtx);
-        roll_out(s, j);
+        if (j->name[0])
+            roll_out(s, j);
+        else
+            read_index(s);
         atomic_store(&s->done_seq, j->seq);
         free(j->manifest);
         free(j);
@@ -448,6 +492,8 @@ int predict__store_start(struct predict_store *s, const char *fetch_base, char *
         return -rc;
     }
     s->started = 1;
+    if (!s->models)
+        predict__store_announce(s, "", NULL, 0); /* every model of the store's index */
     for (char *p = s->models; p && *p;) {
         char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);

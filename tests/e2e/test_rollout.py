@@ -114,6 +114,25 @@ def test_publish_reaches_every_edge(fleet):
     assert v2["sha256"] == sha and v2["sample"]["output"] == {"y": [20]}
 
 
+def test_restarted_edge_serves_the_store_at_once(mlcdn, fleet):
+    """A new or restarted edge reads every model of the store's index, without an
+    announcement; --model-store-models limits it to those named."""
+    fleet.publish(1)
+    fleet.publish(2)
+    idx = request("GET", fleet.origin.url + "/models/index.json")
+    assert idx.json() == {"models": ["lin"]} and idx.headers.get("Cache-Control") == "no-cache"
+    fleet.edges[0].stop()
+    e = fleet.start_edge(mlcdn, "e1")
+    wait_for(lambda: (state(e) or {}).get("state") == "active", what="lin on the new edge")
+    assert predict(e) == (2, 20) and state(e)["versions"] == [2]
+    other = fleet.start_edge(mlcdn, "e4", "--model-store-models", "other")
+    wait_for(lambda: (state(other, "other") or {}).get("state") == "failed", what="other refused")
+    assert "404" in state(other, "other")["reason"] and state(other, "lin") is None
+    r = request("PUT", fleet.origin.url + "/models/index.json", body=b'{"models":["a b"]}',
+                headers={"Authorization": "Bearer " + TOKEN})
+    assert r.status == 400 and "models[0]" in r.json()["error"]
+
+
 def test_status_lists_every_edge(fleet):
     fleet.publish(1)
     p = fleet.ctl("status", "lin")

@@ -75,12 +75,34 @@ static void test_manifest_check(void **state)
     assert_int_equal(origin__manifest_check("[]", 2, "r", msg, sizeof(msg)), -EINVAL);
 }
 
+static void test_index(void **state)
+{
+    struct origin_model_path mp;
+    char msg[256];
+    (void)state;
+    assert_int_equal(origin__model_path("models/index.json", &mp, msg, sizeof(msg)), 1);
+    assert_int_equal(mp.index, 1);
+    assert_int_equal(mp.manifest, 0);
+    const char *ok = "{\"models\":[\"ranker\",\"emb.v2\"]}";
+    assert_int_equal(origin__index_check(ok, strlen(ok), msg, sizeof(msg)), 0);
+    const char *empty = "{\"models\":[]}";
+    assert_int_equal(origin__index_check(empty, strlen(empty), msg, sizeof(msg)), 0);
+    const char *bad = "{\"models\":[\"ok\",\"bad name\"]}";
+    assert_int_equal(origin__index_check(bad, strlen(bad), msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "models[1]"));
+    const char *noarr = "{\"models\":\"ranker\"}";
+    assert_int_equal(origin__index_check(noarr, strlen(noarr), msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(origin__index_check("{", 1, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "index.json"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_path_ok),
         cmocka_unit_test(test_model_path_refused),
         cmocka_unit_test(test_manifest_check),
+        cmocka_unit_test(test_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
