@@ -625,6 +625,14 @@ static BIO *mem_bio(int eof_wait)
     return b;
 }
 
+/* A trimmed connection has no BIOs (http_tls_trim): they come back before the next call
+ * into OpenSSL. An empty input buffer means "wait for more", not end of stream. */
+static void attach(struct http_tls_conn *t)
+{
+    if (SSL_get_rbio(t->ssl) == NULL)
+        SSL_set_bio(t->ssl, mem_bio(1), mem_bio(0));
+}
+
 struct http_tls_conn *http_tls_conn_new(struct http_tls_ctx *c)
 {
     struct http_tls_conn *t = mc_xcalloc(1, sizeof(*t));
@@ -637,8 +645,7 @@ struct http_tls_conn *http_tls_conn_new(struct http_tls_ctx *c)
     t->ssl = SSL_new(t->set->e[0].ssl);
     /* Control structures abort on allocation failure, as mc_xmalloc does. */
     MC_ASSERT(t->ssl != NULL);
-    /* An empty input buffer means "wait for more", not end of stream. */
-    SSL_set_bio(t->ssl, mem_bio(1), mem_bio(0));
+    attach(t);
     SSL_set_app_data(t->ssl, t);
     SSL_set_accept_state(t->ssl);
     return t;
@@ -659,6 +666,7 @@ void http_tls_conn_free(struct http_tls_conn **tp)
 int http_tls_feed(struct http_tls_conn *t, const void *data, size_t len)
 {
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
+    attach(t);
     while (len > 0) {
         int n = BIO_write(SSL_get_rbio(t->ssl), data, len > INT32_MAX ? INT32_MAX : (int)len);
         if (n <= 0)
@@ -696,6 +704,7 @@ ssize_t http_tls_read(struct http_tls_conn *t, void *buf, size_t cap)
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
     if (t->failed)
         return -EPROTO;
+    attach(t);
     ERR_clear_error();
     int n = SSL_read(t->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
     check_done(t);
@@ -716,6 +725,7 @@ ssize_t http_tls_write(struct http_tls_conn *t, const void *data, size_t len)
         return -EPROTO;
     if (!t->done)
         return -EAGAIN;
+    attach(t);
     for (size_t off = 0; off < len;) {
         size_t chunk = len - off > INT32_MAX ? INT32_MAX : len - off;
         ERR_clear_error();
@@ -732,29 +742,33 @@ ssize_t http_tls_write(struct http_tls_conn *t, const void *data, size_t len)
 size_t http_tls_pending(const struct http_tls_conn *t)
 {
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
-    return BIO_ctrl_pending(SSL_get_wbio(t->ssl));
+    BIO *w = SSL_get_wbio(t->ssl);
+    return w ? BIO_ctrl_pending(w) : 0;
 }
 
 size_t http_tls_take(struct http_tls_conn *t, void *buf, size_t cap)
 {
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
-    int n = BIO_read(SSL_get_wbio(t->ssl), buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
+    BIO *w = SSL_get_wbio(t->ssl);
+    int n = w ? BIO_read(w, buf, cap > INT32_MAX ? INT32_MAX : (int)cap) : 0;
     return n > 0 ? (size_t)n : 0;
 }
 
 void http_tls_trim(struct http_tls_conn *t)
 {
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
-    if (BIO_ctrl_pending(SSL_get_rbio(t->ssl)) == 0)
-        SSL_set0_rbio(t->ssl, mem_bio(1));
-    if (BIO_ctrl_pending(SSL_get_wbio(t->ssl)) == 0)
-        SSL_set0_wbio(t->ssl, mem_bio(0));
+    BIO *r = SSL_get_rbio(t->ssl), *w = SSL_get_wbio(t->ssl);
+    /* Both empty: both go (the BIOs and their buffers, about 700 bytes a connection);
+     * attach() makes new ones when the connection wakes up. */
+    if (r && w && BIO_ctrl_pending(r) == 0 && BIO_ctrl_pending(w) == 0)
+        SSL_set_bio(t->ssl, NULL, NULL);
 }
 
 void http_tls_close_notify(struct http_tls_conn *t)
 {
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
     if (t->done && !t->failed) {
+        attach(t);
         ERR_clear_error();
         SSL_shutdown(t->ssl);
         ERR_clear_error();

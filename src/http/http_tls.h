@@ -91,9 +91,9 @@ ssize_t http_tls_write(struct http_tls_conn *t, const void *data, size_t len);
 /* Ciphertext waiting to be sent, and taking it (copies up to cap bytes, returns them). */
 size_t http_tls_pending(const struct http_tls_conn *t);
 size_t http_tls_take(struct http_tls_conn *t, void *buf, size_t cap);
-/* Gives back the memory of the buffers between the socket and TLS when nothing waits in
- * them (an idle connection): they grew to the largest flight seen, a handshake's at
- * least. */
+/* Gives back the memory between the socket and TLS when nothing waits there (an idle
+ * connection): the two memory BIOs go with their buffers, which grew to the largest
+ * flight seen, a handshake's at least; the calls above make new ones when needed. */
 void http_tls_trim(struct http_tls_conn *t);
 /* Queues close_notify (then take what is pending and close). */
 void http_tls_close_notify(struct http_tls_conn *t);

@@ -215,6 +215,10 @@ static void cli_free(struct cli *c)
 
 /* Moves bytes both ways until neither side has anything to say: the client shakes
  * hands, then reads what comes (into got); the server reads (into sgot). */
+/* Set: the server's side is trimmed (http_tls_trim) at every round of pump, handshake
+ * included, as the idle timer may do at any moment. */
+static int g_trim_always;
+
 static void pump(struct cli *c, struct http_tls_conn *t)
 {
     char buf[1 << 16];
@@ -253,6 +257,8 @@ static void pump(struct cli *c, struct http_tls_conn *t)
             c->sres = (int)got;
         }
         size_t k;
+        if (g_trim_always)
+            http_tls_trim(t);
         while ((k = http_tls_take(t, buf, sizeof(buf))) > 0) {
             BIO_write(SSL_get_rbio(c->ssl), buf, (int)k);
             moved = 1;
@@ -318,6 +324,31 @@ static void test_handshake_and_data(void **st)
     assert_int_equal(c->ngot, big);
     assert_memory_equal(c->got, body, big);
     free(body);
+    /* Trimmed again (twice: the second finds nothing to give back), the next call that
+     * makes bytes is a write, with no read before it. */
+    assert_int_equal(http_tls_pending(t), 0);
+    http_tls_trim(t);
+    http_tls_trim(t);
+    assert_int_equal(http_tls_pending(t), 0);
+    assert_int_equal(http_tls_take(t, c->got, 1), 0);
+    assert_int_equal(http_tls_write(t, "ok", 2), 2);
+    c->ngot = 0;
+    pump(c, t);
+    assert_int_equal(c->ngot, 2);
+    /* A handshake and an exchange trimmed at every step on the server's side. */
+    struct http_tls_conn *t2 = http_tls_conn_new(ctx);
+    struct cli *c2 = cli_new(0, 0, "a.test", "http/1.1");
+    g_trim_always = 1;
+    pump(c2, t2);
+    assert_true(http_tls_done(t2) && !c2->failed);
+    assert_int_equal(SSL_write(c2->ssl, "ping", 4), 4);
+    assert_int_equal(http_tls_write(t2, "pong", 4), 4);
+    pump(c2, t2);
+    g_trim_always = 0;
+    assert_int_equal(c2->nsgot, 4);
+    assert_memory_equal(c2->sgot, "ping", 4);
+    assert_int_equal(c2->ngot, 4);
+    assert_memory_equal(c2->got, "pong", 4);
     /* close_notify from the server: the client sees a clean end; and from the client: the
      * server's read says so. */
     http_tls_close_notify(t);
@@ -327,10 +358,12 @@ static void test_handshake_and_data(void **st)
     pump(c, t);
     assert_int_equal(c->sres, -ECONNRESET);
     http_tls_ctx_stats(ctx, &s);
-    assert_int_equal(s.handshakes, 1);
+    assert_int_equal(s.handshakes, 2);
     assert_int_equal(s.failed, 0);
     cli_free(c);
+    cli_free(c2);
     http_tls_conn_free(&t);
+    http_tls_conn_free(&t2);
     assert_null(t);
     http_tls_ctx_free(&ctx);
 }
