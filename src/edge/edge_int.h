@@ -590,6 +590,21 @@ void edge__on_done(const struct http_x_done *d, void *arg);
 typedef void (*edge_inval_done_fn)(void *arg, int status, const char *json, size_t len);
 void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_inval_done_fn done,
                            void *arg);
+/* A POST /admin/invalidate body, checked (edge__inval_parse); the strings and arrays are
+ * borrowed from root; edge__inval_req_fini() releases them. */
+struct json_t; /* jansson's */
+struct edge_inval_req {
+    struct json_t *root;
+    struct json_t *own[3];                 /* lists made from a lone string */
+    struct json_t *urls, *patterns, *tags; /* arrays of strings, or NULL */
+    const char *prefix, *model, *id;       /* NULL when absent */
+    int soft;
+};
+/* Reads and checks a body with nothing applied (pure: the fuzz target's entry): 0 with *q
+ * filled, or -EINVAL with msg naming the field and the problem (*q then holds nothing). */
+int edge__inval_parse(const char *body, size_t len, const struct cache_key_opts *ko,
+                      struct edge_inval_req *q, char *msg, size_t mlen);
+void edge__inval_req_fini(struct edge_inval_req *q);
 /* With a Redis tier, copies live there at most this long (edge_redis.c), and a ban stays
  * this long after the lurker applied it to L1 and L2. */
 #define EDGE_INVAL_REDIS_KEEP_S 86400

@@ -516,8 +516,8 @@ static json_t *str_list(json_t *v, json_t **owned, const char **why)
 /* A URL of the urls list: "/path?query", or "http[s]://host[:port]/path?query" (only that
  * host's copies). Fills the primary-key forms of the host (hk) and of path and query (pq).
  * 0 or -EINVAL with *why. */
-static int url_keys(struct edge *e, const char *u, struct buf *hk, struct buf *pq, int *has_host,
-                    const char **why)
+static int url_keys(const struct cache_key_opts *ko, const char *u, struct buf *hk, struct buf *pq,
+                    int *has_host, const char **why)
 {
     struct http_str host = {"", 0}, path, query = {"", 0};
     const char *p = u;
@@ -550,13 +550,13 @@ static int url_keys(struct edge *e, const char *u, struct buf *hk, struct buf *p
         return -EINVAL;
     }
     struct http_str nohost = {"", 0};
-    if (cache_key_primary(pq, nohost, path, query, &e->keyopts) != 0 || pq->len == 0) {
+    if (cache_key_primary(pq, nohost, path, query, ko) != 0 || pq->len == 0) {
         *why = "not a valid path (bad percent-encoding or too long)";
         return -EINVAL;
     }
     if (*has_host) {
         struct http_str root = {"/", 1}, noq = {"", 0};
-        if (cache_key_primary(hk, host, root, noq, &e->keyopts) != 0 || hk->len < 1) {
+        if (cache_key_primary(hk, host, root, noq, ko) != 0 || hk->len < 1) {
             *why = "not a valid host";
             return -EINVAL;
         }
@@ -655,103 +655,117 @@ static void purge_tag(struct inval_op *op, struct edge_worker *w, const char *ta
 /* The model's URL spaces and tags (docs/edge.md "Invalidation"). */
 static const char *const model_roots[] = {"model", "prediction", "embedding"};
 
-void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_inval_done_fn done,
-                           void *arg)
+void edge__inval_req_fini(struct edge_inval_req *q)
+{
+    for (size_t k = 0; k < MC_ARRAY_SIZE(q->own); k++)
+        json_decref(q->own[k]);
+    json_decref(q->root);
+    memset(q, 0, sizeof(*q));
+}
+
+/* msg gets "field: why" (field may be NULL); returns -EINVAL. */
+static int refuse(char *msg, size_t mlen, const char *field, const char *why)
+{
+    snprintf(msg, mlen, "%s%s%s", field ? field : "", field ? ": " : "", why);
+    return -EINVAL;
+}
+
+int edge__inval_parse(const char *body, size_t len, const struct cache_key_opts *ko,
+                      struct edge_inval_req *q, char *msg, size_t mlen)
 {
     static const char *const fields[] = {"urls",  "prefix", "patterns", "tags",
                                          "model", "soft",   "id"};
     json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    json_t *urls = NULL, *patterns = NULL, *tags = NULL, *own[3] = {NULL, NULL, NULL};
-    const char *prefix = NULL, *model = NULL, *id = NULL, *why = NULL, *key;
-    int soft = 0;
+    const char *why = NULL, *key;
+    char where[64];
     json_t *v;
-    char msg[300];
+    int rc = 0;
 
-    MC_CHECK_OBJ_NOTNULL(e, EDGE_MAGIC);
-    if (!root) {
-        snprintf(msg, sizeof(msg), "invalid JSON at byte %d: %s", jerr.position, jerr.text);
-        bad(done, arg, NULL, msg);
-        return;
+    memset(q, 0, sizeof(*q));
+    q->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!q->root) {
+        snprintf(msg, mlen, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
+        return -EINVAL;
     }
-    if (!json_is_object(root)) {
-        bad(done, arg, NULL, "expected a JSON object");
+    if (!json_is_object(q->root)) {
+        rc = refuse(msg, mlen, NULL, "expected a JSON object");
         goto out;
     }
-    json_object_foreach(root, key, v)
+    json_object_foreach(q->root, key, v)
     {
         size_t i = 0;
         while (i < MC_ARRAY_SIZE(fields) && strcmp(fields[i], key) != 0)
             i++;
         if (i == MC_ARRAY_SIZE(fields)) {
-            snprintf(msg, sizeof(msg),
-                     "unknown field (known: urls, prefix, patterns, tags, model, soft, id)");
-            bad(done, arg, key, msg);
+            snprintf(where, sizeof(where), "%.48s", key);
+            rc = refuse(msg, mlen, where,
+                        "unknown field (known: urls, prefix, patterns, tags, model, soft, id)");
             goto out;
         }
     }
-    if ((v = json_object_get(root, "urls")) && !(urls = str_list(v, &own[0], &why))) {
-        bad(done, arg, "urls", why);
+    if ((v = json_object_get(q->root, "urls")) && !(q->urls = str_list(v, &q->own[0], &why))) {
+        rc = refuse(msg, mlen, "urls", why);
         goto out;
     }
-    if ((v = json_object_get(root, "patterns")) && !(patterns = str_list(v, &own[1], &why))) {
-        bad(done, arg, "patterns", why);
+    if ((v = json_object_get(q->root, "patterns")) &&
+        !(q->patterns = str_list(v, &q->own[1], &why))) {
+        rc = refuse(msg, mlen, "patterns", why);
         goto out;
     }
-    if ((v = json_object_get(root, "tags")) && !(tags = str_list(v, &own[2], &why))) {
-        bad(done, arg, "tags", why);
+    if ((v = json_object_get(q->root, "tags")) && !(q->tags = str_list(v, &q->own[2], &why))) {
+        rc = refuse(msg, mlen, "tags", why);
         goto out;
     }
-    if ((v = json_object_get(root, "prefix"))) {
+    if ((v = json_object_get(q->root, "prefix"))) {
         if (!json_is_string(v)) {
-            bad(done, arg, "prefix", "expected a string");
+            rc = refuse(msg, mlen, "prefix", "expected a string");
             goto out;
         }
-        prefix = json_string_value(v);
-        if (cache_ban_expr_check(CACHE_BAN_PREFIX, prefix, strlen(prefix), &why) != 0) {
-            bad(done, arg, "prefix", why);
+        q->prefix = json_string_value(v);
+        if (cache_ban_expr_check(CACHE_BAN_PREFIX, q->prefix, strlen(q->prefix), &why) != 0) {
+            rc = refuse(msg, mlen, "prefix", why);
             goto out;
         }
     }
-    if ((v = json_object_get(root, "model"))) {
+    if ((v = json_object_get(q->root, "model"))) {
         if (!json_is_string(v) || !model_id_ok(json_string_value(v))) {
-            bad(done, arg, "model",
-                "expected a model name of 1-128 letters, digits, '.', '_', '-'");
+            rc = refuse(msg, mlen, "model",
+                        "expected a model name of 1-128 letters, digits, '.', '_', '-'");
             goto out;
         }
-        model = json_string_value(v);
+        q->model = json_string_value(v);
     }
-    if ((v = json_object_get(root, "soft"))) {
+    if ((v = json_object_get(q->root, "soft"))) {
         if (!json_is_boolean(v)) {
-            bad(done, arg, "soft", "expected true or false");
+            rc = refuse(msg, mlen, "soft", "expected true or false");
             goto out;
         }
-        soft = json_is_true(v);
+        q->soft = json_is_true(v);
     }
-    if ((v = json_object_get(root, "id"))) {
+    if ((v = json_object_get(q->root, "id"))) {
         if (!json_is_string(v) || strlen(json_string_value(v)) > 256) {
-            bad(done, arg, "id", "expected a string of at most 256 bytes");
+            rc = refuse(msg, mlen, "id", "expected a string of at most 256 bytes");
             goto out;
         }
-        id = json_string_value(v);
+        q->id = json_string_value(v);
     }
     size_t i;
     json_t *it;
-    json_array_foreach(patterns, i, it)
+    json_array_foreach(q->patterns, i, it)
     {
         const char *p = json_string_value(it);
         if (cache_ban_expr_check(CACHE_BAN_GLOB, p, strlen(p), &why) != 0) {
-            snprintf(msg, sizeof(msg), "patterns[%zu]", i);
-            bad(done, arg, msg, why);
+            snprintf(where, sizeof(where), "patterns[%zu]", i);
+            rc = refuse(msg, mlen, where, why);
             goto out;
         }
     }
-    json_array_foreach(tags, i, it)
+    json_array_foreach(q->tags, i, it)
     {
         const char *t = json_string_value(it);
         if (cache_ban_expr_check(CACHE_BAN_TAG, t, strlen(t), &why) != 0) {
-            snprintf(msg, sizeof(msg), "tags[%zu]", i);
-            bad(done, arg, msg, why);
+            snprintf(where, sizeof(where), "tags[%zu]", i);
+            rc = refuse(msg, mlen, where, why);
             goto out;
         }
     }
@@ -759,26 +773,49 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
     struct buf hk, pq;
     buf_init(&hk, 16 * 1024);
     buf_init(&pq, 16 * 1024);
-    json_array_foreach(urls, i, it)
+    json_array_foreach(q->urls, i, it)
     {
         int has_host;
         buf_reset(&hk);
         buf_reset(&pq);
-        if (url_keys(e, json_string_value(it), &hk, &pq, &has_host, &why) != 0) {
-            snprintf(msg, sizeof(msg), "urls[%zu]", i);
-            bad(done, arg, msg, why);
-            buf_fini(&hk);
-            buf_fini(&pq);
-            goto out;
+        if (url_keys(ko, json_string_value(it), &hk, &pq, &has_host, &why) != 0) {
+            snprintf(where, sizeof(where), "urls[%zu]", i);
+            rc = refuse(msg, mlen, where, why);
+            break;
         }
     }
-    if (!json_array_size(urls) && !prefix && !json_array_size(patterns) && !json_array_size(tags) &&
-        !model) {
-        bad(done, arg, NULL, "nothing to invalidate: give urls, prefix, patterns, tags or model");
-        buf_fini(&hk);
-        buf_fini(&pq);
-        goto out;
+    buf_fini(&hk);
+    buf_fini(&pq);
+    if (rc == 0 && !json_array_size(q->urls) && !q->prefix && !json_array_size(q->patterns) &&
+        !json_array_size(q->tags) && !q->model)
+        rc = refuse(msg, mlen, NULL,
+                    "nothing to invalidate: give urls, prefix, patterns, tags or model");
+out:
+    if (rc != 0)
+        edge__inval_req_fini(q);
+    return rc;
+}
+
+void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_inval_done_fn done,
+                           void *arg)
+{
+    struct edge_inval_req q;
+    const char *why;
+    char msg[400];
+    size_t i;
+    json_t *it;
+
+    MC_CHECK_OBJ_NOTNULL(e, EDGE_MAGIC);
+    if (edge__inval_parse(body, len, &e->keyopts, &q, msg, sizeof(msg)) != 0) {
+        bad(done, arg, NULL, msg);
+        return;
     }
+    json_t *urls = q.urls, *patterns = q.patterns, *tags = q.tags;
+    const char *prefix = q.prefix, *model = q.model, *id = q.id;
+    int soft = q.soft;
+    struct buf hk, pq;
+    buf_init(&hk, 16 * 1024);
+    buf_init(&pq, 16 * 1024);
 
     struct edge_inval *iv = e->inval;
     struct inval_op *op = mc_xcalloc(1, sizeof(*op));
@@ -834,7 +871,7 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
         int has_host;
         buf_reset(&hk);
         buf_reset(&pq);
-        url_keys(e, json_string_value(it), &hk, &pq, &has_host, &why);
+        url_keys(&e->keyopts, json_string_value(it), &hk, &pq, &has_host, &why);
         metrics_counter_add(iv->kinds[K_URL], 1);
         if (soft) {
             /* Soft: marked stale, not dropped, which is a ban on exactly that path (for
@@ -866,8 +903,5 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
     if (op->bans)
         lurker_kick(iv);
     op_redis_done(op, 0);
-out:
-    for (size_t k = 0; k < 3; k++)
-        json_decref(own[k]);
-    json_decref(root);
+    edge__inval_req_fini(&q);
 }
