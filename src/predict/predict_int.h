@@ -121,6 +121,9 @@ struct predict_version {
     unsigned magic;
     _Atomic unsigned refcnt;
     struct predict_model *model; /* set when the version is listed (reload's switch) */
+    /* The model's name, for messages: also right before the version is listed (a model
+     * store's sample runs then). */
+    char name[PREDICT_MODEL_NAME_MAX];
     int64_t version;
     uint64_t gen; /* unique per load: part of the cache key, so a reloaded file never
                    * serves predictions of its previous contents */

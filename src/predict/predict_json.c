@@ -610,7 +610,7 @@ static int check_rows(const struct predict_version *v, size_t rows, const char *
     }
     if (rows > v->cfg.max_batch) {
         snprintf(msg, mlen, "%s: %zu rows is over max_batch %u of model %s", field, rows,
-                 v->cfg.max_batch, v->model->name);
+                 v->cfg.max_batch, v->name);
         return -EINVAL;
     }
     return 0;
@@ -672,7 +672,7 @@ static int seed_input(const struct predict_version *v, int batch, struct predict
             snprintf(msg, mlen,
                      "%s: expected %" PRId64 " values for input %s of model %s "
                      "(shape %s), got %" PRId64,
-                     f, io->row_numel, io->name, v->model->name, shp, n);
+                     f, io->row_numel, io->name, v->name, shp, n);
             return -EINVAL;
         }
         if (predict__json_fill(row, 0, io->dtype, (unsigned char *)d->in[i] + r * io->row_bytes, n,
@@ -705,7 +705,7 @@ static int seed_features(const struct predict_version *v, int batch, const json_
         snprintf(msg, mlen,
                  "features: model %s has %zu inputs (%s); send them by name as "
                  "\"inputs\": {...}",
-                 v->model->name, v->n_in, names);
+                 v->name, v->n_in, names);
         return -EINVAL;
     }
     if (batch && ((rc = batch_rows(feat, "features", &rows, msg, mlen)) != 0 ||
@@ -734,16 +734,16 @@ static int seed_inputs(const struct predict_version *v, int batch, json_t *ins,
     {
         if (input_index(v, k) < 0) {
             io_names(v->in, v->n_in, names, sizeof(names));
-            snprintf(msg, mlen, "inputs.%.64s: model %s has no such input (inputs: %s)", k,
-                     v->model->name, names);
+            snprintf(msg, mlen, "inputs.%.64s: model %s has no such input (inputs: %s)", k, v->name,
+                     names);
             return -EINVAL;
         }
     }
     for (size_t i = 0; i < v->n_in; i++) {
         if (!json_object_get(ins, v->in[i].name)) {
             io_names(v->in, v->n_in, names, sizeof(names));
-            snprintf(msg, mlen, "inputs.%s: missing (model %s needs %s)", v->in[i].name,
-                     v->model->name, names);
+            snprintf(msg, mlen, "inputs.%s: missing (model %s needs %s)", v->in[i].name, v->name,
+                     names);
             return -EINVAL;
         }
     }
@@ -856,7 +856,7 @@ static int oip_input_name(const struct predict_version *v, const json_t *t, size
     if (idx < 0) {
         io_names(v->in, v->n_in, names, sizeof(names));
         snprintf(msg, mlen, "inputs[%zu].name: model %s has no input '%.64s' (inputs: %s)", k,
-                 v->model->name, json_string_value(jn), names);
+                 v->name, json_string_value(jn), names);
         return -EINVAL;
     }
     if (ts->data[idx]) {
@@ -882,8 +882,7 @@ static int oip_input_datatype(const struct predict_version *v, const struct pred
     }
     if (!compatible(dt, io->dtype)) {
         snprintf(msg, mlen, "inputs[%zu].datatype: %s given, input %s of model %s is %s", k,
-                 json_string_value(jd), io->name, v->model->name,
-                 predict__json_oip_name(io->dtype));
+                 json_string_value(jd), io->name, v->name, predict__json_oip_name(io->dtype));
         return -EINVAL;
     }
     return dt;
@@ -912,7 +911,7 @@ static int oip_input_shape(const struct predict_version *v, const struct predict
     if (!ok) {
         shape_str(io, shp, sizeof(shp));
         snprintf(msg, mlen, "inputs[%zu].shape: expected [batch] + %s for input %s of model %s", k,
-                 shp, io->name, v->model->name);
+                 shp, io->name, v->name);
         return -EINVAL;
     }
     if (d->rows && (size_t)rows != d->rows) {
@@ -979,7 +978,7 @@ static int oip_outputs(const struct predict_version *v, const json_t *outs, stru
             snprintf(msg, mlen,
                      "outputs[%zu].name: model %s has no output '%.64s' "
                      "(outputs: %s)",
-                     k, v->model->name, json_string_value(jn), names);
+                     k, v->name, json_string_value(jn), names);
             return -EINVAL;
         }
         d->outsel |= 1u << idx;
@@ -1012,7 +1011,7 @@ int predict__json_oip(json_t *root, const struct predict_version *v, struct pred
         if (!ts.data[i]) {
             io_names(v->in, v->n_in, names, sizeof(names));
             snprintf(msg, mlen, "inputs: input '%s' of model %s is missing (inputs: %s)",
-                     v->in[i].name, v->model->name, names);
+                     v->in[i].name, v->name, names);
             return -EINVAL;
         }
     }

@@ -254,6 +254,7 @@ static int load_version(struct predict_models *r, const char *name, int64_t vers
     atomic_init(&v->refcnt, 1);
     v->version = version;
     v->gen = atomic_fetch_add(&r->next_gen, 1);
+    snprintf(v->name, sizeof(v->name), "%s", name);
     v->cfg = r->defaults;
     snprintf(v->sig, sizeof(v->sig), "%s", sig);
     if (file) {

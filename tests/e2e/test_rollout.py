@@ -232,6 +232,13 @@ def test_model_failing_its_sample_refused(fleet):
         m = state(e)
         assert m["reason"].startswith("sample: sample output y[0]: 30"), m
         assert m["versions"] == [1] and predict(e) == (1, 10)
+    # A sample that does not even fit the model is refused the same way.
+    man["versions"]["2"]["sample"]["input"] = {"features": [1, 2]}
+    put_manifest(fleet, man)
+    announce_all(fleet)
+    for e in fleet.edges:
+        wait_for(lambda: "expected 4 values" in (state(e)["reason"] or ""), what="bad sample")
+        assert predict(e) == (1, 10)
 
 
 def test_switch_under_load(fleet):

@@ -90,6 +90,7 @@ static struct predict_io b_out[] = {
 };
 static const struct predict_version v_a = {
     .model = &m_a,
+    .name = "a",
     .n_in = 1,
     .n_out = 1,
     .in = a_in,
@@ -98,6 +99,7 @@ static const struct predict_version v_a = {
 };
 static const struct predict_version v_b = {
     .model = &m_b,
+    .name = "b",
     .n_in = 3,
     .n_out = 2,
     .in = b_in,
@@ -162,6 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 .row_numel = (int64_t)f.n,
                                 .row_bytes = f.n * 4};
         struct predict_version v = {.model = &m_f,
+                                    .name = "f",
                                     .n_in = 1,
                                     .n_out = 1,
                                     .in = &in,

@@ -270,6 +270,7 @@ static struct predict_io two_out[] = {
 };
 static const struct predict_version v_mlp = {
     .model = &m_mlp,
+    .name = "mlp",
     .n_in = 1,
     .n_out = 1,
     .in = mlp_in,
@@ -278,6 +279,7 @@ static const struct predict_version v_mlp = {
 };
 static const struct predict_version v_two = {
     .model = &m_two,
+    .name = "two",
     .n_in = 2,
     .n_out = 2,
     .in = two_in,
