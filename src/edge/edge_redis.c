@@ -61,9 +61,12 @@
  * Redis keys of every host's copy, so that a PURGE naming no host finds them all. */
 #define IKEY_PREFIX "mlcdn:path:"
 #define IKEY_LEN (sizeof(IKEY_PREFIX) - 1 + 32)
-/* The tag index: a set per tag (Surrogate-Key, Cache-Tag) of the Redis keys of the copies
- * that carry it, kept as the path index is, so that a tag purge deletes exactly them. Its
- * keys have the path index's length: a purge takes either. */
+/* The tag index: a sorted set per tag (Surrogate-Key, Cache-Tag) of the Redis keys of the
+ * copies that carry it, scored by when each copy expires, so that a tag purge deletes
+ * exactly them. A popular tag gains members as long as objects are stored, and the set
+ * would never expire: every add first removes the members whose copies expired (with
+ * INDEX_SLACK_MS for clocks that differ between edges; a member removed early leaves a
+ * copy that the tag's ban still refuses). Its keys have the path index's length. */
 #define TKEY_PREFIX "mlcdn:tags:"
 _Static_assert(sizeof(TKEY_PREFIX) == sizeof(IKEY_PREFIX), "index keys share one length");
 /* The index outlives every copy it lists: its expiry is set just before the copy's SET,
@@ -850,10 +853,25 @@ struct tag_add {
 static void tag_add_one(void *arg, const char *tag, size_t tlen)
 {
     struct tag_add *t = arg;
-    char tk[IKEY_LEN];
+    char tk[IKEY_LEN], ttl[24], at[24], gone[24];
+    uint64_t now = (uint64_t)units_wall_us() / 1000;
 
     tkey(tag, tlen, tk);
-    set_add(t->c, tk, t->k, t->ttl_ms);
+    size_t gl = mc_u64_digits(now > INDEX_SLACK_MS ? now - INDEX_SLACK_MS : 0, gone);
+    const char *zrem[] = {"ZREMRANGEBYSCORE", tk, "-inf", gone};
+    const size_t zrem_len[] = {16, IKEY_LEN, 4, gl};
+    redisAsyncCommandArgv(t->c->ac, on_index, NULL, 4, zrem, zrem_len);
+    size_t al = mc_u64_digits(now + t->ttl_ms, at);
+    const char *zadd[] = {"ZADD", tk, at, t->k};
+    const size_t zadd_len[] = {4, IKEY_LEN, al, RKEY_LEN};
+    redisAsyncCommandArgv(t->c->ac, on_index, NULL, 4, zadd, zadd_len);
+    size_t tl = mc_u64_digits(t->ttl_ms, ttl);
+    static const char *const how[] = {"NX", "GT"};
+    for (int i = 0; i < 2; i++) {
+        const char *px[] = {"PEXPIRE", tk, ttl, how[i]};
+        const size_t px_len[] = {7, IKEY_LEN, tl, 2};
+        redisAsyncCommandArgv(t->c->ac, on_index, NULL, 4, px, px_len);
+    }
 }
 
 /* Lists Redis key k (of primary key key[0..klen), object o) in its path's index and in
@@ -968,6 +986,7 @@ struct rpurge {
     void *arg;
     int64_t deleted;  /* DEL's answer, -EIO until it came */
     unsigned pending; /* commands sent and not answered */
+    int zset;         /* ik is a tag's sorted set (ZRANGE/ZREM), else a path's set */
     char ik[IKEY_LEN];
 };
 
@@ -1042,7 +1061,7 @@ static int purge_send(struct edge_redis_conn *c, struct rpurge *p, size_t n, con
         goto out;
     p->pending++;
     rc = 0;
-    argv[0] = "SREM";
+    argv[0] = p->zset ? "ZREM" : "SREM";
     argvlen[0] = 4;
     argv[1] = p->ik;
     argvlen[1] = IKEY_LEN;
@@ -1114,6 +1133,7 @@ static struct rpurge *purge_new(edge_redis_purge_cb *cb, void *arg)
     p->arg = arg;
     p->deleted = -EIO;
     p->pending = 0;
+    p->zset = 0;
     p->c = NULL;
     p->next = NULL;
     return p;
@@ -1122,7 +1142,11 @@ static struct rpurge *purge_new(edge_redis_purge_cb *cb, void *arg)
 /* Deletes every copy index set p->ik lists, and their members from it. */
 static void purge_members(struct edge_redis_conn *c, struct rpurge *p)
 {
-    if (redisAsyncCommand(c->ac, on_purge_members, p, "SMEMBERS %b", p->ik, IKEY_LEN) != REDIS_OK) {
+    int rc = p->zset ? redisAsyncCommand(c->ac, on_purge_members, p, "ZRANGE %b 0 -1", p->ik,
+                                         (size_t)IKEY_LEN)
+                     : redisAsyncCommand(c->ac, on_purge_members, p, "SMEMBERS %b", p->ik,
+                                         (size_t)IKEY_LEN);
+    if (rc != REDIS_OK) {
         ST_ADD(c->r, del_failed);
         purge_finish(p);
     } else {
@@ -1168,6 +1192,7 @@ void edge__redis_purge_tag(struct edge_redis_conn *c, const char *tag, size_t tl
 {
     MC_CHECK_OBJ_NOTNULL(c, EDGE_REDIS_CONN_MAGIC);
     struct rpurge *p = purge_new(cb, arg);
+    p->zset = 1;
     tkey(tag, tlen, p->ik);
     if (c->closing || c->state != C_UP) {
         ST_ADD(c->r, del_failed);

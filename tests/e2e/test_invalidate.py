@@ -214,9 +214,12 @@ def redis(tmp_path):
     r = R()
     r.port = free_port()
     r.url = "redis://127.0.0.1:%d" % r.port
-    r.objects = lambda: subprocess.run(
-        ["redis-cli", "-p", str(r.port), "--scan", "--pattern", "mlcdn:obj:*"],
-        capture_output=True, text=True).stdout.split()
+    r.cli = lambda *a: subprocess.run(["redis-cli", "-p", str(r.port)] + list(a),
+                                      capture_output=True, text=True).stdout.split()
+    r.objects = lambda: r.cli("--scan", "--pattern", "mlcdn:obj:*")
+    # The tag index: a sorted set per tag, of the copies carrying it.
+    r.tag_sets = lambda: {k: (r.cli("TYPE", k)[0], int(r.cli("ZCARD", k)[0]))
+                          for k in r.cli("--scan", "--pattern", "mlcdn:tags:*")}
     r.p = subprocess.Popen([exe, "--port", str(r.port), "--bind", "127.0.0.1", "--save", "",
                             "--appendonly", "no", "--dir", str(tmp_path)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -243,6 +246,7 @@ def test_tag_purge_removes_exactly_its_objects_in_l1_l2_and_redis(site, redis, t
     for p in paths:
         assert e2.get(p).headers["X-Cache-Level"] == "REDIS", p
     assert len(redis.objects()) == 3
+    assert sorted(redis.tag_sets().values()) == [("zset", 1)] * 3 + [("zset", 2)]
     assert metric(e1.admin, "mlcdn_edge_tag_index_pairs") == 5
     # Edge 1 removes the two tagged objects at once from its L1 and L2 (the tag index)
     # and from Redis (the tag's set there); edge 2 from its L1.
@@ -251,6 +255,7 @@ def test_tag_purge_removes_exactly_its_objects_in_l1_l2_and_redis(site, redis, t
     assert r.json()["purged"] == 6, r.body
     assert metric(e1.admin, "mlcdn_edge_tag_index_pairs") == 3
     assert len(redis.objects()) == 1
+    assert sorted(redis.tag_sets().values()) == [("zset", 1)] * 3
     r = invalidate(e2, {"tags": ["model:ranker"]})
     assert r.status == 200 and r.json()["purged"] == 2, r.body
     # Exactly the two tagged objects are gone, on both edges, from every tier.
