@@ -57,7 +57,7 @@ struct cache_bans {
     pthread_mutex_t sync_mtx;
 };
 
-static const char kind_ch[] = {'p', 'g', 't', 'T'};
+static const char kind_ch[] = {'p', 'g', 't', 'T', 'a'};
 
 struct cache_bans *cache_bans_new(void)
 {
@@ -111,6 +111,10 @@ int cache_ban_expr_check(enum cache_ban_kind kind, const char *expr, size_t len,
             *why = "a tag holds no space or comma";
             return -EINVAL;
         }
+    }
+    if (kind == CACHE_BAN_ALL && (len != 1 || expr[0] != '*')) {
+        *why = "an \"all\" ban's expression is \"*\"";
+        return -EINVAL;
     }
     if (kind == CACHE_BAN_PREFIX && expr[0] != '/') {
         *why = "a prefix starts with '/'";
@@ -175,6 +179,7 @@ int cache_ban_match(enum cache_ban_kind kind, const char *expr, size_t elen, con
     case CACHE_BAN_GLOB: return cache_ban_glob(expr, elen, pathq, plen);
     case CACHE_BAN_TAG: return tags && tag_listed(expr, elen, tags, tlen, 0);
     case CACHE_BAN_TAG_PREFIX: return tags && tag_listed(expr, elen, tags, tlen, 1);
+    case CACHE_BAN_ALL: return 1;
     }
     return 0;
 }

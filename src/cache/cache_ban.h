@@ -27,12 +27,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A tag prefix matches every tag that starts with it (a model's "model:ID:" tags). */
+/* A tag prefix matches every tag that starts with it (a model's "model:ID:" tags). An
+ * "all" ban matches every object, whatever its key or tags (everything stored before it:
+ * what an edge issues when it cannot know what it missed); its expression is "*". */
 enum cache_ban_kind {
     CACHE_BAN_PREFIX = 0,
     CACHE_BAN_GLOB = 1,
     CACHE_BAN_TAG = 2,
-    CACHE_BAN_TAG_PREFIX = 3
+    CACHE_BAN_TAG_PREFIX = 3,
+    CACHE_BAN_ALL = 4
 };
 enum cache_ban_verdict { CACHE_BAN_NONE = 0, CACHE_BAN_SOFT = 1, CACHE_BAN_HARD = 2 };
 
@@ -53,7 +56,7 @@ int cache_bans_attach(struct cache_bans *b, const char *path, char *err, size_t 
 
 /* 0 when expr[0..len) is a valid expression of that kind, else -EINVAL with a static
  * reason in *why: empty, longer than CACHE_BAN_EXPR_MAX, control characters, a prefix not
- * starting with '/', a tag with a space or a comma. */
+ * starting with '/', a tag with a space or a comma, an "all" ban's other than "*". */
 int cache_ban_expr_check(enum cache_ban_kind kind, const char *expr, size_t len, const char **why);
 
 /* Adds a ban issued at t_us (wall clock, microseconds); a time not after the newest

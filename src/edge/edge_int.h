@@ -598,6 +598,7 @@ struct edge_inval_req {
     struct json_t *own[3];                 /* lists made from a lone string */
     struct json_t *urls, *patterns, *tags; /* arrays of strings, or NULL */
     const char *prefix, *model, *id;       /* NULL when absent */
+    int all;                               /* everything stored until now */
     int soft;
 };
 /* Reads and checks a body with nothing applied (pure: the fuzz target's entry): 0 with *q

@@ -56,8 +56,8 @@
 enum { BY_BAN, BY_TAG, BY_LURKER, BY__N };
 static const char *const by_name[BY__N] = {"ban", "tag", "lurker"};
 /* What an invalidation named, for the invalidations counter. */
-enum { K_URL, K_PREFIX, K_PATTERN, K_TAG, K_MODEL, K__N };
-static const char *const k_name[K__N] = {"url", "prefix", "pattern", "tag", "model"};
+enum { K_URL, K_PREFIX, K_PATTERN, K_TAG, K_MODEL, K_ALL, K__N };
+static const char *const k_name[K__N] = {"url", "prefix", "pattern", "tag", "model", "all"};
 
 struct edge_inval {
     unsigned magic;
@@ -674,7 +674,7 @@ int edge__inval_parse(const char *body, size_t len, const struct cache_key_opts 
                       struct edge_inval_req *q, char *msg, size_t mlen)
 {
     static const char *const fields[] = {"urls",  "prefix", "patterns", "tags",
-                                         "model", "soft",   "id"};
+                                         "model", "all",    "soft",     "id"};
     json_error_t jerr;
     const char *why = NULL, *key;
     char where[64];
@@ -698,8 +698,9 @@ int edge__inval_parse(const char *body, size_t len, const struct cache_key_opts 
             i++;
         if (i == MC_ARRAY_SIZE(fields)) {
             snprintf(where, sizeof(where), "%.48s", key);
-            rc = refuse(msg, mlen, where,
-                        "unknown field (known: urls, prefix, patterns, tags, model, soft, id)");
+            rc =
+                refuse(msg, mlen, where,
+                       "unknown field (known: urls, prefix, patterns, tags, model, all, soft, id)");
             goto out;
         }
     }
@@ -734,6 +735,13 @@ int edge__inval_parse(const char *body, size_t len, const struct cache_key_opts 
             goto out;
         }
         q->model = json_string_value(v);
+    }
+    if ((v = json_object_get(q->root, "all"))) {
+        if (!json_is_boolean(v)) {
+            rc = refuse(msg, mlen, "all", "expected true or false");
+            goto out;
+        }
+        q->all = json_is_true(v);
     }
     if ((v = json_object_get(q->root, "soft"))) {
         if (!json_is_boolean(v)) {
@@ -787,9 +795,9 @@ int edge__inval_parse(const char *body, size_t len, const struct cache_key_opts 
     buf_fini(&hk);
     buf_fini(&pq);
     if (rc == 0 && !json_array_size(q->urls) && !q->prefix && !json_array_size(q->patterns) &&
-        !json_array_size(q->tags) && !q->model)
+        !json_array_size(q->tags) && !q->model && !q->all)
         rc = refuse(msg, mlen, NULL,
-                    "nothing to invalidate: give urls, prefix, patterns, tags or model");
+                    "nothing to invalidate: give urls, prefix, patterns, tags, model or all");
 out:
     if (rc != 0)
         edge__inval_req_fini(q);
@@ -812,7 +820,7 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
     }
     json_t *urls = q.urls, *patterns = q.patterns, *tags = q.tags;
     const char *prefix = q.prefix, *model = q.model, *id = q.id;
-    int soft = q.soft;
+    int soft = q.soft, all = q.all;
     struct buf hk, pq;
     buf_init(&hk, 16 * 1024);
     buf_init(&pq, 16 * 1024);
@@ -830,6 +838,21 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
     /* Until the answer, no tier hit read before it may enter L1 (edge_tier.c). */
     edge__tier_purge_begin(e);
     struct edge_worker *w = edge__worker_self(e);
+    if (all) {
+        /* Everything stored until now, whatever its key or tags, in every tier (the
+         * Redis tier's copies included: the ban outlives them), and every model's cached
+         * predictions, which are no tier's objects. */
+        add_ban(op, CACHE_BAN_ALL, "*", 1);
+        edge__parts_clear(e);
+        if (!soft) {
+            int64_t d = e->predict ? predict_cache_drop(e->predict, NULL) : 0;
+            op->preds = d < 0 ? 0 : d;
+            metrics_counter_add(iv->predictions, (uint64_t)op->preds);
+        } else {
+            op->preds = 0;
+        }
+        metrics_counter_add(iv->kinds[K_ALL], 1);
+    }
     if (prefix) {
         add_ban(op, CACHE_BAN_PREFIX, prefix, strlen(prefix));
         metrics_counter_add(iv->kinds[K_PREFIX], 1);
@@ -859,10 +882,11 @@ void edge__invalidate_json(struct edge *e, const char *body, size_t len, edge_in
         if (!soft) {
             /* A soft invalidation keeps predictions: the model itself did not change. */
             int64_t d = e->predict ? predict_cache_drop(e->predict, model) : -ENOENT;
-            op->preds = d < 0 ? 0 : d;
-            metrics_counter_add(iv->predictions, (uint64_t)op->preds);
+            d = MC_MAX(d, 0);
+            op->preds = MC_MAX(op->preds, 0) + d;
+            metrics_counter_add(iv->predictions, (uint64_t)d);
         } else {
-            op->preds = 0;
+            op->preds = MC_MAX(op->preds, 0);
         }
         metrics_counter_add(iv->kinds[K_MODEL], 1);
     }

@@ -136,10 +136,11 @@ static void loop_fini(uv_loop_t *loop, void *data, void *arg)
 }
 
 /* A gap in the control stream: an entry this edge never read may have invalidated any
- * object it holds, so everything cached until now is banned. */
+ * object it holds, so everything cached until now is banned: every tier's objects,
+ * whatever their key or tags, and every model's cached predictions. */
 static void control_inval_gap(struct edge *e, edge_control_done_fn *done, void *arg)
 {
-    static const char ban_all[] = "{\"prefix\":\"/\",\"id\":\"control-stream-gap\"}";
+    static const char ban_all[] = "{\"all\":true,\"id\":\"control-stream-gap\"}";
     edge__invalidate_json(e, ban_all, sizeof(ban_all) - 1, done, arg);
 }
 

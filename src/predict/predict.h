@@ -74,9 +74,10 @@ int predict_handle(struct predict *p, struct predict_loop *pl, struct http_excha
  * /admin/models/announce (model store: {"name": NAME[, "manifest": {...}]}) (`authorized`:
  * x carries the admin token). Returns 1 when it took x, else 0. */
 int predict_admin(struct predict *p, struct http_exchange *x, int authorized);
-/* Drops every cached prediction of model `name` (all its versions; invalidation). Rows
- * being computed meanwhile may still be stored: they are the same model's answers. Returns
- * how many entries there were, or -ENOENT when no such model is loaded. Any thread. */
+/* Drops every cached prediction of model `name` (all its versions; invalidation), or of
+ * every model when name is NULL. Rows being computed meanwhile may still be stored: they
+ * are the same model's answers. Returns how many entries there were, or -ENOENT when no
+ * such model is loaded (never for NULL). Any thread. */
 int64_t predict_cache_drop(struct predict *p, const char *name);
 /* The first `max` models, what each serves, as a JSON array appended to out:
  * [{"name","version","sha256","state"[,"canary","canary_percent"]}]. Any thread. */

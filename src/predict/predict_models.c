@@ -821,17 +821,21 @@ int64_t predict_cache_drop(struct predict *p, const char *name)
     int64_t n = -ENOENT;
 
     pthread_rwlock_rdlock(&r->lock);
-    struct predict_model *m = find_model(r, name);
-    if (m) {
-        n = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        struct predict_model *m = r->models[i];
+        if (name && strcmp(m->name, name) != 0)
+            continue;
+        n = MC_MAX(n, 0);
         if (m->cache) {
             struct cache_pred_stats st;
             cache_pred_stats(m->cache, &st);
             cache_pred_clear(m->cache);
-            n = (int64_t)st.entries;
+            n += (int64_t)st.entries;
         }
     }
     pthread_rwlock_unlock(&r->lock);
+    if (!name)
+        n = MC_MAX(n, 0);
     return n;
 }
 

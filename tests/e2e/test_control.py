@@ -286,11 +286,11 @@ def site(mlcdn, tmp_path):
     s.redis = Redis(tmp_path)
     s.origin = mlcdn("origin", ["--listen", "127.0.0.1:0", "--root", str(root)])
 
-    def edge(i):
+    def edge(i, *extra):
         e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--origin",
                            s.origin.url, "--region", "t", "--name", "e%d" % i, "--admin-token",
                            TOKEN, "--disk-dir", str(tmp_path / ("l2-%d" % i)), "--disk", "16M",
-                           "--drain-time", "0", "--control-redis", s.redis.url],
+                           "--drain-time", "0", "--control-redis", s.redis.url] + list(extra),
                   ready_pattern=EDGE_READY)
         e.admin = e.ready["admin"]
         # Registered on the stream once it reads it: from then on ctl waits for it.
@@ -373,10 +373,22 @@ def test_stream_survives_redis_restart_and_names_a_silent_edge(site):
     wait_for(lambda: op in site.redis.acked("e1"), what="e1 catching up")
 
 
-def test_stream_trimmed_past_an_edge_bans_everything_it_held(site):
-    edges = [site.edge(i) for i in range(2)]
+def test_stream_trimmed_past_an_edge_bans_everything_it_held(site, tmp_path):
+    # Both edges serve a model: a cached prediction is no tier's object, and must go too.
+    models = tmp_path / "models"
+    (models / "mlp" / "1").mkdir(parents=True)
+    os.symlink(os.path.join(os.path.dirname(__file__), "..", "fixtures", "models", "mlp",
+                            "model.onnx"), models / "mlp" / "1" / "model.onnx")
+    flags = ("--models", str(models), "--models-poll", "0")
+    edges = [site.edge(i, *flags) for i in range(2)]
+    x = json.dumps({"model": "mlp", "features": [0.5] * 64})
+    other_host = {"Host": "assets.example"}
     for e in edges:
         warm(e, ["/keep", "/k1"])
+        e.get("/k2", headers=other_host)
+        assert e.get("/k2", headers=other_host).headers["X-Cache"] == "HIT"
+        e.request("POST", "/predict", body=x)
+        assert e.request("POST", "/predict", body=x).json()["cached"] is True
     assert ctl("invalidate", "--redis", site.redis.url, "--url", "/k0").returncode == 0
     # e1 is cut off (stopped, its connection closed) while entries come and are trimmed.
     os.kill(edges[1].pid, signal.SIGSTOP)
@@ -393,5 +405,13 @@ def test_stream_trimmed_past_an_edge_bans_everything_it_held(site):
     # e1 cannot know what the trimmed entries named: nothing it held is served.
     assert metric(edges[1].admin, "mlcdn_control_gaps_total") == 1
     assert not cached(edges[1], "/keep") and not cached(edges[1], "/k1")
+    assert edges[1].get("/k2", headers=other_host).headers["X-Cache"] != "HIT"
+    assert edges[1].request("POST", "/predict", body=x).json()["cached"] is False
+    assert metric(edges[1].admin, 'mlcdn_edge_invalidations_total{kind="all"}') == 1
+    # Refetched after the gap, they are served from the cache again.
+    assert cached(edges[1], "/keep")
+    assert edges[1].request("POST", "/predict", body=x).json()["cached"] is True
     assert metric(edges[0].admin, "mlcdn_control_gaps_total") == 0
     assert cached(edges[0], "/keep") and not cached(edges[0], "/k1")
+    assert edges[0].get("/k2", headers=other_host).headers["X-Cache"] == "HIT"
+    assert edges[0].request("POST", "/predict", body=x).json()["cached"] is True

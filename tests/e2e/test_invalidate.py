@@ -177,6 +177,7 @@ def test_purge_with_a_star_is_a_pattern_ban(site):
     ({"tags": ["a b"]}, "tags[0]"),
     ({"model": "bad/name"}, "model"),
     ({"urls": ["/a"], "soft": "yes"}, "soft"),
+    ({"all": 1}, "all: expected true or false"),
     ({"urls": ["/a"], "purge": True}, "purge"),
     ({}, "nothing to invalidate"),
 ])

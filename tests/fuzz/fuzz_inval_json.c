@@ -3,7 +3,7 @@
  *
  * Input: the body. It goes through edge__inval_parse, which applies nothing. Invariants:
  * - it returns 0 or -EINVAL, and -EINVAL always with a message;
- * - on 0, something is named (urls, prefix, patterns, tags or model), every pattern and
+ * - on 0, something is named (urls, prefix, patterns, tags, model or all), every pattern and
  *   tag is a valid ban expression and the prefix one too, so that applying the body can
  *   only fail for lack of room or disk, never on its content;
  * - every glob of the body runs against its own text and against a fixed path without
@@ -66,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     CHECK(json_array_size(q.urls) || q.prefix || json_array_size(q.patterns) ||
-          json_array_size(q.tags) || q.model);
+          json_array_size(q.tags) || q.model || q.all);
     CHECK(!q.prefix ||
           cache_ban_expr_check(CACHE_BAN_PREFIX, q.prefix, strlen(q.prefix), &why) == 0);
     CHECK(valid_list(q.patterns, CACHE_BAN_GLOB));

@@ -200,6 +200,36 @@ static void test_file_survives_reload(void **state)
     rmdir(tmpdir);
 }
 
+/* An "all" ban: every object stored before it, whatever its key and tags (a key with no
+ * path at all, which no prefix matches, included), none stored after; kept in the file. */
+static void test_all_ban(void **state)
+{
+    char dir[64] = "/tmp/inval-all-XXXXXX", path[128], err[256];
+    const char *why = NULL;
+    struct cache_bans *b = cache_bans_new();
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/bans", dir);
+
+    assert_true(cache_ban_match(CACHE_BAN_ALL, S("*"), "", 0, NULL, 0));
+    assert_false(cache_ban_match(CACHE_BAN_PREFIX, S("/"), "", 0, NULL, 0));
+    assert_int_equal(cache_ban_expr_check(CACHE_BAN_ALL, S("*"), &why), 0);
+    assert_int_equal(cache_ban_expr_check(CACHE_BAN_ALL, S("/"), &why), -EINVAL);
+    assert_int_equal(cache_bans_attach(b, path, err, sizeof(err)), 0);
+    assert_int_equal(cache_bans_add(b, CACHE_BAN_ALL, S("*"), 0, 500, NULL), 0);
+    cache_bans_free(&b);
+    b = cache_bans_new();
+    assert_int_equal(cache_bans_attach(b, path, err, sizeof(err)), 0);
+    assert_int_equal(cache_bans_count(b), 1);
+    assert_int_equal(check(b, "", NULL, 499), CACHE_BAN_HARD);
+    assert_int_equal(check(b, "/predict", "prediction:m:v1", 10), CACHE_BAN_HARD);
+    assert_int_equal(check(b, "/a", NULL, 501), CACHE_BAN_NONE);
+    cache_bans_free(&b);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_bans_max(void **state)
 {
     struct cache_bans *b = cache_bans_new();
@@ -270,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_time_rule_and_soft),
         cmocka_unit_test(test_retire_after_walk_and_keep),
         cmocka_unit_test(test_file_survives_reload),
+        cmocka_unit_test(test_all_ban),
         cmocka_unit_test(test_bans_max),
         cmocka_unit_test(test_gate_sync_waits_for_open_sections),
     };
