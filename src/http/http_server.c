@@ -623,21 +623,29 @@ int http_x_sendfile(struct http_exchange *x, int fd, uint64_t off, size_t len, c
 
 static void on_sf_probe(uv_write_t *req, int status);
 
+static void probe_alloc(struct conn *c)
+{
+    if (!c->sf.probe) {
+        c->sf.probe = mc_xmalloc(sizeof(*c->sf.probe));
+        c->sf.probe->req.data = c;
+    }
+}
+
 static int sf_probe(struct conn *c)
 {
     struct sendfd *sf = &c->sf;
     ssize_t n;
     int err;
 
-    if (!sf->probe)
-        sf->probe = mc_xmalloc(SF_PROBE);
+    probe_alloc(c);
     do
-        n = pread(sf->fd, sf->probe, (size_t)MC_MIN(sf->left, (uint64_t)SF_PROBE), (off_t)sf->off);
+        n = pread(sf->fd, sf->probe->buf, (size_t)MC_MIN(sf->left, (uint64_t)SF_PROBE),
+                  (off_t)sf->off);
     while (n < 0 && errno == EINTR);
     if (n <= 0)
         return n < 0 ? -errno : -EIO; /* EOF: the file is shorter than announced */
-    uv_buf_t b = uv_buf_init(sf->probe, (unsigned)n);
-    err = uv_write(&sf->req, (uv_stream_t *)&c->tcp, &b, 1, on_sf_probe);
+    uv_buf_t b = uv_buf_init(sf->probe->buf, (unsigned)n);
+    err = uv_write(&sf->probe->req, (uv_stream_t *)&c->tcp, &b, 1, on_sf_probe);
     if (err)
         return -EPIPE;
     sf->probing = 1;
@@ -686,12 +694,11 @@ static int sf_tls_pump(struct conn *c)
     struct sendfd *sf = &c->sf;
     uint64_t turn = 0;
 
-    if (!sf->probe)
-        sf->probe = mc_xmalloc(SF_PROBE);
+    probe_alloc(c);
     while (sf->left > 0) {
         ssize_t n;
         do
-            n = pread(sf->fd, sf->probe, (size_t)MC_MIN(sf->left, (uint64_t)SF_PROBE),
+            n = pread(sf->fd, sf->probe->buf, (size_t)MC_MIN(sf->left, (uint64_t)SF_PROBE),
                       (off_t)sf->off);
         while (n < 0 && errno == EINTR);
         if (n <= 0)
@@ -699,7 +706,7 @@ static int sf_tls_pump(struct conn *c)
         sf->off += (uint64_t)n;
         sf->left -= (uint64_t)n;
         turn += (uint64_t)n;
-        if (http_tls_write(c->tls, sf->probe, (size_t)n) < 0)
+        if (http_tls_write(c->tls, sf->probe->buf, (size_t)n) < 0)
             return -EPROTO;
         size_t clen = http_tls_pending(c->tls);
         char *ct = mc_xmalloc(clen);
@@ -792,7 +799,7 @@ static void sf_finish(struct conn *c, int ok)
 
 static void on_sf_probe(uv_write_t *req, int status)
 {
-    struct conn *c = MC_CONTAINER_OF(req, struct conn, sf.req);
+    struct conn *c = req->data;
     struct sendfd *sf = &c->sf;
     int r;
 

@@ -93,17 +93,23 @@ struct http_exchange {
     struct http_request req;
 };
 
+/* The probe write of a file send and its bytes: allocated together only while a send
+ * needs them, so that an idle connection does not carry a write request. */
+struct sf_probe {
+    uv_write_t req; /* req.data: the connection, which outlives the write */
+    char buf[SF_PROBE];
+};
+
 /* A file send in progress on a connection (http_x_sendfile_fd). */
 struct sendfd {
-    uv_write_t req;  /* the probe write; embedded: the connection outlives it */
-    char *probe;     /* SF_PROBE bytes while a send needed to wait, else NULL */
-    int fd;          /* the caller's; never closed here */
-    int active;      /* bytes left to send, done still owed */
-    int probing;     /* req is in libuv's write queue */
-    int then_next;   /* the exchange ended meanwhile: serve the next request after */
-    int then_close;  /* ...or close the connection */
-    int tls_in_pump; /* TLS: sf_tls_pump is on the stack (a piece that completes at once) */
-    int tls_sync;    /* TLS: the piece just queued completed at once */
+    struct sf_probe *probe; /* while a send needed to wait (or runs over TLS), else NULL */
+    int fd;                 /* the caller's; never closed here */
+    int active;             /* bytes left to send, done still owed */
+    int probing;            /* req is in libuv's write queue */
+    int then_next;          /* the exchange ended meanwhile: serve the next request after */
+    int then_close;         /* ...or close the connection */
+    int tls_in_pump;        /* TLS: sf_tls_pump is on the stack (a piece that completes at once) */
+    int tls_sync;           /* TLS: the piece just queued completed at once */
     uint64_t off, left;
     void (*done)(void *arg);
     void *arg;

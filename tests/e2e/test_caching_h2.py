@@ -16,7 +16,7 @@ import tempfile
 import pytest
 
 import test_edge
-from mlcdn_proc import mlcdn  # noqa: F401  (a fixture)
+from mlcdn_proc import mlcdn, request  # noqa: F401  (mlcdn is a fixture)
 from script_origin import ScriptOrigin
 # Collected again here, over HTTP/2 (see the cdn fixture below).
 from test_edge import (  # noqa: F401
@@ -296,3 +296,16 @@ def test_parts_of_another_representation_are_not_combined(ref_origin, edge_for):
     # 0-999 and 1000-9999 of "two": whole.
     r = edge.get("/q.bin")
     assert r.body == two and r.headers["X-Cache"] == "HIT"
+
+
+def test_purge_drops_the_parts_kept(ref_origin, edge_for):
+    body = os.urandom(20000)
+    ref_origin.put("g.bin", body, {"Cache-Control": "max-age=600"})
+    edge = edge_for(ref_origin.url, "--admin-token", "t0ken")
+    assert edge.get("/g.bin", headers={"Range": "bytes=0-999"}).headers["X-Cache"] == "MISS"
+    assert edge.get("/g.bin", headers={"Range": "bytes=0-99"}).headers["X-Cache"] == "HIT"
+    r = request("PURGE", edge.ready["admin"] + "/g.bin", headers={"Authorization": "Bearer t0ken"})
+    assert r.status == 200
+    r = edge.get("/g.bin", headers={"Range": "bytes=0-99"})
+    assert r.body == body[:100] and r.headers["X-Cache"] == "MISS"
+    assert ref_origin.count("/g.bin") == 2
