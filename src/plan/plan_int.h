@@ -50,12 +50,44 @@ struct plan__size {
 /* Returns 0 or -EINVAL; "0" is accepted only with allow_zero. */
 int plan__parse_size(const char *s, int allow_zero, struct plan__size *out);
 
+/* ---- the two tiers coupled (plan_tiers.c) ---- */
+
+/* The edge's L1 shards (edge_main.c's l1_new call): each holds 1/16 of --mem. */
+#define PLAN_L1_SHARDS 16u
+
+/* One replay of L1 and L2 as the edge runs them (the rules are in plan_tiers.c). */
+struct plan__tiers_cfg {
+    const char *policy[2]; /* L1, L2 */
+    uint64_t l1, l2;       /* capacities of this replay (scaled when sampled); 0 = no tier */
+    uint64_t l1_full;      /* L1's size in the whole trace: --max-mem-object's default */
+    uint64_t l2_full;      /* L2's: its largest object is l2_full / L2_MAX_OBJECT_DIV */
+    uint64_t max_mem;      /* --max-mem-object; 0 = l1_full / 16, the edge's default */
+    unsigned admit_hits;   /* --l2-admit-hits (the edge's default 2) */
+    double rate;           /* the sample's rate (1: exact): scales the admission window */
+    uint64_t *l1_miss_idx; /* NULL, or [nreq]: the index of every request L1 missed */
+};
+
+struct plan__tiers_result {
+    uint64_t requests, bytes;
+    uint64_t l1_misses, l1_miss_bytes; /* requests L1 did not answer */
+    uint64_t o_misses, o_miss_bytes;   /* requests neither tier answered (origin fetches) */
+    uint64_t promoted;                 /* L2 hits copied into L1 */
+};
+
+/* Returns 0 or -EINVAL (unknown policy). */
+int plan__tiers_replay(const struct plan_trace *t, const struct plan__tiers_cfg *c,
+                       struct plan__tiers_result *out);
+/* Whether some request of t could be copied from L2 into L1 (a body under the edge's
+ * L1_COPY_MAX and at most max_mem): when none can, L1 does not depend on L2, and L2 sees
+ * exactly the L1's misses, so one L1 replay serves every L2 size. */
+int plan__tiers_coupled(const struct plan_trace *t, uint64_t max_mem);
+
 /* ---- curves (plan_mrc.c) ---- */
 
-/* One L1 x L2 grid of replays. L1 sees every request (objective objects), L2 sees the
- * L1's misses in order (objective bytes), as in the edge: an L1 miss looks in L2, and an
- * L2 miss is fetched and stored in both. Capacities are bytes of the full trace; a
- * sampled replay scales them by the rate. */
+/* One L1 x L2 grid of replays, each pair one coupled replay of both tiers with the edge's
+ * rules (plan__tiers_replay): L1 objective objects, L2 objective bytes. The L1 curve is
+ * the L1 without an L2. Capacities are bytes of the full trace; a sampled replay scales
+ * them by the rate. */
 struct plan__mrc_opts {
     const char *policy[2]; /* L1, L2: cache_policy_names() entries */
     const uint64_t *l1;    /* [nl1] bytes; 0 = no such tier */
@@ -66,6 +98,8 @@ struct plan__mrc_opts {
     int fixed;   /* every size at `rate` (fixed-size sampling: no raised rates) */
     int seeds;   /* sampled replays, each with its own hash seed */
     int threads;
+    uint64_t max_mem;    /* --max-mem-object; 0: each L1 size / 16, as the edge */
+    unsigned admit_hits; /* --l2-admit-hits; 0 is taken as 1, as the edge does */
 };
 
 struct plan__mrc {
@@ -76,10 +110,12 @@ struct plan__mrc {
     double *l1_rate; /* [nl1] the rate each L1 size was replayed at */
     /* [s * nl1 * nl2 + i * nl2 + j]: the same, missed by both tiers (to the origin) */
     double *o_miss, *o_bmiss;
-    double *o_rate;        /* [nl1 * nl2] */
-    uint64_t sampled_reqs; /* requests in all the samples made */
-    int replays;           /* jobs: one L1 replay and the L2 replays behind it */
-    double seconds;        /* wall time of the replays, sampling included */
+    double *c_l1miss, *c_l1bmiss; /* [same]: missed by L1 in that pair's replay (requests,
+                                   * bytes): L2 hits copied into L1 change L1's hits */
+    double *o_rate;               /* [nl1 * nl2] */
+    uint64_t sampled_reqs;        /* requests in all the samples made */
+    int replays;                  /* jobs: one L1 replay and the L2 replays behind it */
+    double seconds;               /* wall time of the replays, sampling included */
 };
 
 /* Runs the grid with o->threads threads. Every size is replayed at the rate o->rate, or

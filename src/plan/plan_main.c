@@ -36,9 +36,10 @@ static void usage(FILE *f)
             "                  [--sample RATE|auto | --sample-objects N] [--seeds N]\n"
             "                  [--threads N] [--span DURATION]\n"
             "                  [--object-size SIZE] [--svg FILE] [--json]\n\n"
-            "Replays a trace through the edge's eviction policies (L1: objective objects, over\n"
-            "every request; L2: objective bytes, over the L1's misses) at every pair of sizes,\n"
-            "and recommends the pair with the lowest monthly cost that meets the hit target.\n\n"
+            "Replays a trace through the edge's eviction policies and tier rules (L1: objective\n"
+            "objects; L2: objective bytes, every origin fill stored; an L2 object copied into L1\n"
+            "on its --l2-admit-hits-th hit) at every pair of sizes, and recommends the pair\n"
+            "with the lowest monthly cost that meets the hit target.\n\n"
             "Options:\n"
             "  --trace FILE        the trace\n"
             "  --format F          csv (t,key,size; t in seconds) or access-log (the edge's\n"
@@ -66,6 +67,10 @@ static void usage(FILE *f)
             "  --span DURATION     the time the trace covers (default: its last t minus its\n"
             "                      first); sets the request rate behind monthly egress\n"
             "  --object-size SIZE  size of every object of a trace without sizes (default: 64K)\n"
+            "  --l2-admit-hits N   L2 hits before an object is copied into L1, as the edge's flag\n"
+            "                      (default: 2)\n"
+            "  --max-mem-object S  bodies larger than this skip L1, as the edge's flag\n"
+            "                      (default: each L1 size / 16)\n"
             "  --svg FILE          write the curves and the chosen point as an SVG plot\n"
             "  --json              print JSON instead of a table\n",
             PLAN_EXACT_MAX);
@@ -232,6 +237,8 @@ int plan_main(int argc, char **argv)
     char *sample_arg = NULL, *span_arg = NULL, *objsize_arg = NULL, *smax_arg = NULL;
     struct plan__size l1s[MAXSIZES], l2s[MAXSIZES];
     uint64_t l1[MAXSIZES], l2[MAXSIZES], object_size = 64 * 1024, sample_objects = 0;
+    uint64_t max_mem = 0;    /* --max-mem-object; 0: the edge's default, --mem / 16 */
+    unsigned admit_hits = 2; /* --l2-admit-hits, the edge's default */
     int nl1 = 0, nl2 = 0, json = 0, seeds = 0, threads = 0, rc = 0, met = 0;
     int lat_from_log[PLAN_NTIERS] = {0}, lat_given[PLAN_NTIERS] = {0};
     double prices3[3] = {100, 10, 0.02}, target = 0.8, rate = -1, span = -1;
@@ -241,17 +248,18 @@ int plan_main(int argc, char **argv)
     struct plan__mrc m = {0};
     struct plan__cell *cells = NULL;
     double *l1_mean = NULL, *l1_err = NULL, *l1_bmean = NULL, *o_mean = NULL, *o_err = NULL;
-    double *o_bmean = NULL, *o_berr = NULL, *l1_berr = NULL, max_err = 0;
+    double *o_bmean = NULL, *o_berr = NULL, *l1_berr = NULL, *c_mean = NULL, *c_bmean = NULL;
+    double max_err = 0;
     char err[512];
     long ncpu;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = NULL;
-        static const char *const takes[] = {"--trace",      "--format",      "--policy",
-                                            "--l1",         "--l2",          "--prices",
-                                            "--latency",    "--sample",      "--seeds",
-                                            "--target-hit", "--svg",         "--threads",
-                                            "--span",       "--object-size", "--sample-objects"};
+        static const char *const takes[] =
+            {"--trace",         "--format",        "--policy", "--l1",          "--l2",
+             "--prices",        "--latency",       "--sample", "--seeds",       "--target-hit",
+             "--svg",           "--threads",       "--span",   "--object-size", "--sample-objects",
+             "--l2-admit-hits", "--max-mem-object"};
         for (size_t k = 0; k < MC_ARRAY_SIZE(takes); k++)
             if (!strcmp(a, takes[k])) {
                 if (i + 1 >= argc) {
@@ -281,7 +289,25 @@ int plan_main(int argc, char **argv)
             objsize_arg = (char *)val;
         else if (!strcmp(a, "--svg"))
             svg_path = val;
-        else if (!strcmp(a, "--prices")) {
+        else if (!strcmp(a, "--max-mem-object")) {
+            if (units_parse_size(val, &max_mem) != 0 || max_mem == 0) {
+                fprintf(stderr, "mlcdn plan: --max-mem-object: '%s' is not a size (64K, 1M)\n",
+                        val);
+                rc = 2;
+                goto out;
+            }
+        } else if (!strcmp(a, "--l2-admit-hits")) {
+            char *end;
+            long v = strtol(val, &end, 10);
+            /* The edge's own range for the flag. */
+            if (end == val || *end != '\0' || v < 1 || v > 1000) {
+                fprintf(stderr, "mlcdn plan: --l2-admit-hits: '%s' is out of range (1..1000)\n",
+                        val);
+                rc = 2;
+                goto out;
+            }
+            admit_hits = (unsigned)v;
+        } else if (!strcmp(a, "--prices")) {
             if (parse_tiers("--prices", val, parse_num, 3, prices3) != 0) {
                 rc = 2;
                 goto out;
@@ -456,7 +482,9 @@ int plan_main(int argc, char **argv)
                                    .l1 = l1,
                                    .nl1 = nl1,
                                    .l2 = l2,
-                                   .nl2 = nl2};
+                                   .nl2 = nl2,
+                                   .max_mem = max_mem,
+                                   .admit_hits = admit_hits};
         if (seeds == 0)
             seeds = 4;
         if (sample_objects > 0) {
@@ -481,7 +509,7 @@ int plan_main(int argc, char **argv)
     /* Average the seeds. */
     {
         size_t n1 = (size_t)nl1, n2 = n1 * (size_t)nl2;
-        double bytes_per_s = (double)t->req_bytes / span;
+        double bytes_per_s = (double)t->req_bytes / span, ignored;
         l1_mean = mc_xcalloc(n1, sizeof(double));
         l1_err = mc_xcalloc(n1, sizeof(double));
         l1_bmean = mc_xcalloc(n1, sizeof(double));
@@ -489,6 +517,8 @@ int plan_main(int argc, char **argv)
         o_err = mc_xcalloc(n2, sizeof(double));
         o_bmean = mc_xcalloc(n2, sizeof(double));
         o_berr = mc_xcalloc(n2, sizeof(double));
+        c_mean = mc_xcalloc(n2, sizeof(double));
+        c_bmean = mc_xcalloc(n2, sizeof(double));
         l1_berr = mc_xcalloc(n1, sizeof(double));
         cells = mc_xcalloc(n2, sizeof(*cells));
         for (size_t i = 0; i < n1; i++) {
@@ -499,6 +529,8 @@ int plan_main(int argc, char **argv)
         for (size_t k = 0; k < n2; k++) {
             plan__seed_stat(m.o_miss, m.seeds, n2, k, m.o_rate[k], &o_mean[k], &o_err[k]);
             plan__seed_stat(m.o_bmiss, m.seeds, n2, k, m.o_rate[k], &o_bmean[k], &o_berr[k]);
+            plan__seed_stat(m.c_l1miss, m.seeds, n2, k, m.o_rate[k], &c_mean[k], &ignored);
+            plan__seed_stat(m.c_l1bmiss, m.seeds, n2, k, m.o_rate[k], &c_bmean[k], &ignored);
             max_err = MC_MAX(max_err, MC_MAX(o_err[k], o_berr[k]));
             cells[k].l1 = l1[k / (size_t)nl2];
             cells[k].l2 = l2[k % (size_t)nl2];
@@ -525,9 +557,10 @@ int plan_main(int argc, char **argv)
             else
                 lat[k] = (struct plan__lat){&lat_val[k], 1};
         }
-        w[PLAN_TIER_L1] = 1.0 - l1_mean[bi];
+        /* The pair's own L1 hits: L2 hits copied into L1 make them differ from the L1 curve. */
+        w[PLAN_TIER_L1] = 1.0 - c_mean[best];
         w[PLAN_TIER_ORIGIN] = o_mean[best];
-        w[PLAN_TIER_L2] = MC_MAX(0.0, l1_mean[bi] - o_mean[best]);
+        w[PLAN_TIER_L2] = MC_MAX(0.0, c_mean[best] - o_mean[best]);
         lmean = plan__lat_mean(lat, w);
         p50 = plan__lat_quantile(lat, w, 0.5);
         p99 = plan__lat_quantile(lat, w, 0.99);
@@ -610,17 +643,18 @@ int plan_main(int argc, char **argv)
             for (size_t k = 0; k < (size_t)nl1 * (size_t)nl2; k++) {
                 struct plan__cost c;
                 size_t i = k / (size_t)nl2, j = k % (size_t)nl2;
-                double l2_req = l1_mean[i], l2_breq = l1_bmean[i];
+                double l2_req = c_mean[k], l2_breq = c_bmean[k];
                 plan__cost_of(&cells[k], &pr, &c);
                 json_t *pt =
-                    json_pack("{s:I, s:I, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+                    json_pack("{s:I, s:I, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
                               "l1_bytes", (json_int_t)l1[i], "l2_bytes", (json_int_t)l2[j],
                               "l2_size", l2s[j].text, "l2_miss_ratio",
                               l2_req > 0 ? o_mean[k] / l2_req : 0.0, "l2_byte_miss_ratio",
                               l2_breq > 0 ? o_bmean[k] / l2_breq : 0.0, "hit_ratio", cells[k].hit,
                               "byte_hit_ratio", 1.0 - o_bmean[k], "error", o_err[k], "byte_error",
                               o_berr[k], "origin_bytes_per_s", cells[k].origin_bytes_per_s,
-                              "monthly_cost", c.total, "rate", m.o_rate[k]);
+                              "monthly_cost", c.total, "rate", m.o_rate[k], "l1_hit_ratio",
+                              1.0 - c_mean[k]);
                 json_object_set_new(pt, "coarse",
                                     json_boolean(plan__coarse(t, m.o_rate[k], l1[i]) ||
                                                  plan__coarse(t, m.o_rate[k], l2[j])));
@@ -653,9 +687,13 @@ int plan_main(int argc, char **argv)
                        fmt_size(object_size, b2));
             printf("\nspan %.0f s: %.2f requests/s, %s/s requested\n", span, req_rate,
                    fmt_size((uint64_t)((double)t->req_bytes / span), b1));
-            printf("policy: L1 %s (objective objects), L2 %s (objective bytes, sees the L1's "
-                   "misses)\n",
-                   l1_policy, l2_policy);
+            printf("policy: L1 %s (objective objects), L2 %s (objective bytes, stores every "
+                   "origin fill); --l2-admit-hits %u, --max-mem-object ",
+                   l1_policy, l2_policy, admit_hits);
+            if (max_mem)
+                printf("%s\n", fmt_size(max_mem, b1));
+            else
+                printf("L1 / 16\n");
             if (rate >= 1.0)
                 printf("replay: exact, %.2f s on %d threads\n", m.seconds, threads);
             else if (sample_objects > 0)
@@ -685,8 +723,8 @@ int plan_main(int argc, char **argv)
                 struct plan__cost c;
                 plan__cost_of(&cells[k], &pr, &c);
                 printf("%-8s %10s %10.4f %10.4f %8.4f %8.4f %8.4f %12.2f%s\n", l2s[j].text,
-                       fmt_size(l2[j], b1), l1_mean[bi] > 0 ? o_mean[k] / l1_mean[bi] : 0.0,
-                       l1_bmean[bi] > 0 ? o_bmean[k] / l1_bmean[bi] : 0.0, cells[k].hit,
+                       fmt_size(l2[j], b1), c_mean[k] > 0 ? o_mean[k] / c_mean[k] : 0.0,
+                       c_bmean[k] > 0 ? o_bmean[k] / c_bmean[k] : 0.0, cells[k].hit,
                        1.0 - o_bmean[k], o_err[k], c.total, (size_t)j == bj ? "  <- chosen" : "");
             }
             for (int i = 0; i < nl1; i++)
@@ -734,6 +772,8 @@ out:
     free(o_err);
     free(o_bmean);
     free(o_berr);
+    free(c_mean);
+    free(c_bmean);
     free(l1_berr);
     free(cells);
     plan__mrc_fini(&m);

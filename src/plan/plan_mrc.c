@@ -4,12 +4,14 @@
  * simulations (ATC 2017): an object is in the sample when its key hash, mixed with a seed,
  * falls in the lowest `rate` of the hash space, so every request of a kept object is kept
  * and reuse is preserved; the sample is replayed through the real policies
- * (plan_cachesim_replay) with capacities scaled by the rate. The estimate of a miss ratio
+ * (plan__tiers_replay) with capacities scaled by the rate. The estimate of a miss ratio
  * is the sample's own ratio. Several seeds give independent samples: the curve is their
  * mean and the spread gives the error estimate.
  *
- * Work is one job per (seed, L1 size): the L1 replay records its misses, which become the
- * L2's trace for every L2 size. Jobs are taken from an atomic counter by plain pthreads;
+ * Work is one job per (seed, L1 size, rate): the L1 replayed alone (its curve), then one
+ * coupled replay of both tiers per L2 size at that rate: L2's contents depend on L1's
+ * misses and L1's on L2's hits (promotions), so no L2 curve can be drawn from one L1
+ * replay's misses. Jobs are taken from an atomic counter by plain pthreads;
  * every job writes only its own result cells and reads the shared, immutable traces. */
 #include <errno.h>
 #include <math.h>
@@ -177,50 +179,82 @@ static double est(uint64_t misses, uint64_t total, double rate)
     return r > 1.0 ? 1.0 : r;
 }
 
+/* L2 behind L1 without promotions (plan__tiers_coupled is false): a replay of L2 alone over
+ * the L1's misses, which is the coupled replay with no L1. */
+static int l2_behind(const struct plan_trace *t, const uint64_t *miss, uint64_t nmiss,
+                     const struct plan__tiers_cfg *tc, struct plan__tiers_result *r)
+{
+    struct plan_trace l2t = {0};
+    struct plan__tiers_cfg c2 = *tc;
+    int rc;
+
+    l2t.nobj = t->nobj;
+    l2t.obj_hash = t->obj_hash;
+    l2t.req_obj = mc_xmalloc(MC_MAX(nmiss, 1) * sizeof(*l2t.req_obj));
+    l2t.req_size = mc_xmalloc(MC_MAX(nmiss, 1) * sizeof(*l2t.req_size));
+    for (uint64_t k = 0; k < nmiss; k++) {
+        l2t.req_obj[k] = t->req_obj[miss[k]];
+        l2t.req_size[k] = t->req_size[miss[k]];
+        l2t.req_bytes += t->req_size[miss[k]];
+    }
+    l2t.nreq = nmiss;
+    c2.l1 = 0;
+    c2.l1_miss_idx = NULL;
+    rc = plan__tiers_replay(&l2t, &c2, r);
+    free(l2t.req_obj);
+    free(l2t.req_size);
+    return rc;
+}
+
 static int run_job(struct job_ctx *c, const struct job *jb)
 {
     const struct plan__mrc_opts *o = c->o;
     struct plan__mrc *m = c->m;
     const struct plan_trace *t = c->samples[jb->sample];
     size_t n1 = (size_t)o->nl1, n2 = n1 * (size_t)o->nl2, i = (size_t)jb->i;
-    struct plan_trace l2t = {0};
-    struct plan_sim_result r1, r2;
-    uint64_t *miss = mc_xmalloc(MC_MAX(t->nreq, 1) * sizeof(*miss));
+    struct plan__tiers_cfg tc = {.policy = {o->policy[0], o->policy[1]},
+                                 .l1 = scaled(o->l1[i], jb->rate),
+                                 .l1_full = o->l1[i],
+                                 .max_mem = o->max_mem,
+                                 .admit_hits = MC_MAX(o->admit_hits, 1u),
+                                 .rate = jb->rate};
+    struct plan__tiers_result alone, r;
+    int coupled = plan__tiers_coupled(t, o->max_mem ? o->max_mem : o->l1[i] / 16);
+    uint64_t *miss = coupled ? NULL : mc_xmalloc(MC_MAX(t->nreq, 1) * sizeof(*miss));
     int rc;
 
-    rc = plan_cachesim_replay(t, o->policy[0], scaled(o->l1[i], jb->rate), 0, CACHE_POLICY_OBJECTS,
-                              miss, &r1);
-    if (rc != 0)
+    /* L1 without L2: the L1 curve, the pairs whose L2 is 0, and (without promotions) the
+     * stream every L2 size sees. */
+    tc.l1_miss_idx = miss;
+    if ((rc = plan__tiers_replay(t, &tc, &alone)) != 0)
         goto out;
+    tc.l1_miss_idx = NULL;
     if (m->l1_rate[i] == jb->rate) {
-        m->l1_miss[(size_t)jb->seed * n1 + i] = est(r1.misses, c->nreq, jb->rate);
-        m->l1_bmiss[(size_t)jb->seed * n1 + i] = est(r1.miss_bytes, c->bytes, jb->rate);
+        m->l1_miss[(size_t)jb->seed * n1 + i] = est(alone.l1_misses, c->nreq, jb->rate);
+        m->l1_bmiss[(size_t)jb->seed * n1 + i] = est(alone.l1_miss_bytes, c->bytes, jb->rate);
     }
-    /* The L2's trace: the L1's misses, in order, with the same object ids. */
-    l2t.nobj = t->nobj;
-    l2t.obj_hash = t->obj_hash;
-    l2t.req_obj = mc_xmalloc(MC_MAX(r1.misses, 1) * sizeof(*l2t.req_obj));
-    l2t.req_size = mc_xmalloc(MC_MAX(r1.misses, 1) * sizeof(*l2t.req_size));
-    for (uint64_t k = 0; k < r1.misses; k++) {
-        l2t.req_obj[k] = t->req_obj[miss[k]];
-        l2t.req_size[k] = t->req_size[miss[k]];
-        l2t.req_bytes += t->req_size[miss[k]];
-    }
-    l2t.nreq = r1.misses;
     for (size_t j = 0; j < (size_t)o->nl2; j++) {
-        size_t k = i * (size_t)o->nl2 + j;
+        size_t k = i * (size_t)o->nl2 + j, at = (size_t)jb->seed * n2 + k;
         if (m->o_rate[k] != jb->rate)
             continue;
-        rc = plan_cachesim_replay(&l2t, o->policy[1], scaled(o->l2[j], jb->rate), 0,
-                                  CACHE_POLICY_BYTES, NULL, &r2);
-        if (rc != 0)
+        tc.l2 = scaled(o->l2[j], jb->rate);
+        tc.l2_full = o->l2[j];
+        if (o->l2[j] == 0) {
+            r = alone;
+        } else if (!coupled) {
+            if ((rc = l2_behind(t, miss, alone.l1_misses, &tc, &r)) != 0)
+                goto out;
+            r.l1_misses = alone.l1_misses;
+            r.l1_miss_bytes = alone.l1_miss_bytes;
+        } else if ((rc = plan__tiers_replay(t, &tc, &r)) != 0) {
             goto out;
-        m->o_miss[(size_t)jb->seed * n2 + k] = est(r2.misses, c->nreq, jb->rate);
-        m->o_bmiss[(size_t)jb->seed * n2 + k] = est(r2.miss_bytes, c->bytes, jb->rate);
+        }
+        m->o_miss[at] = est(r.o_misses, c->nreq, jb->rate);
+        m->o_bmiss[at] = est(r.o_miss_bytes, c->bytes, jb->rate);
+        m->c_l1miss[at] = est(r.l1_misses, c->nreq, jb->rate);
+        m->c_l1bmiss[at] = est(r.l1_miss_bytes, c->bytes, jb->rate);
     }
 out:
-    free(l2t.req_obj);
-    free(l2t.req_size);
     free(miss);
     return rc;
 }
@@ -275,6 +309,8 @@ int plan__mrc_run(const struct plan_trace *t, const struct plan__mrc_opts *o, st
     m.l1_bmiss = mc_xcalloc((size_t)o->seeds * n1, sizeof(double));
     m.o_miss = mc_xcalloc((size_t)o->seeds * n2, sizeof(double));
     m.o_bmiss = mc_xcalloc((size_t)o->seeds * n2, sizeof(double));
+    m.c_l1miss = mc_xcalloc((size_t)o->seeds * n2, sizeof(double));
+    m.c_l1bmiss = mc_xcalloc((size_t)o->seeds * n2, sizeof(double));
     m.l1_rate = mc_xcalloc(n1, sizeof(double));
     m.o_rate = mc_xcalloc(n2, sizeof(double));
     for (size_t i = 0; i < n1; i++) {
@@ -342,6 +378,8 @@ void plan__mrc_fini(struct plan__mrc *m)
     free(m->l1_bmiss);
     free(m->o_miss);
     free(m->o_bmiss);
+    free(m->c_l1miss);
+    free(m->c_l1bmiss);
     free(m->l1_rate);
     free(m->o_rate);
     memset(m, 0, sizeof(*m));
