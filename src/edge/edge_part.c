@@ -268,9 +268,14 @@ struct cache_obj *edge__parts_keep(struct edge *e, const char *pkey, size_t plen
         return NULL;
     /* The bytes first, outside the lock. */
     char *data = mc_xmalloc(len);
+    uint64_t at = 0;
     cache_body_cursor_init(&cur, o->body);
-    for (uint64_t at = 0; (n = cache_body_next(&cur, o->body, len, SIZE_MAX, &span)) != 0; at += n)
+    for (; (n = cache_body_next(&cur, o->body, len, SIZE_MAX, &span)) != 0; at += n)
         memcpy(data + at, span, n);
+    if (at != len) { /* not all readable from memory: nothing is kept */
+        free(data);
+        return NULL;
+    }
 
     pthread_mutex_lock(&p->mtx);
     pe = find(p, pkey, plen);

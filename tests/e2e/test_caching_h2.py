@@ -282,6 +282,19 @@ def test_partial_responses_are_stored_and_combined(ref_origin, edge_for):
     assert ref_origin.count("/p.bin") == 5
 
 
+def test_large_parts_make_a_large_whole(ref_origin, edge_for):
+    # Parts of 64 KiB and more arrive in memfd-backed bodies: combined all the same.
+    body = os.urandom(300 * 1024)
+    ref_origin.put("w.bin", body, {"Cache-Control": "max-age=600"})
+    edge = edge_for(ref_origin.url)
+    for a, b in ((0, 149999), (150000, len(body) - 1)):
+        r = edge.get("/w.bin", headers={"Range": "bytes=%d-%d" % (a, b)})
+        assert r.status == 206 and r.body == body[a:b + 1] and r.headers["X-Cache"] == "MISS"
+    r = edge.get("/w.bin")
+    assert r.body == body and r.headers["X-Cache"] == "HIT"
+    assert ref_origin.count("/w.bin") == 2
+
+
 def test_parts_of_another_representation_are_not_combined(ref_origin, edge_for):
     one, two = os.urandom(10000), os.urandom(10000)
     ref_origin.put("q.bin", one, {"Cache-Control": "max-age=600", "ETag": '"one"'})
