@@ -188,6 +188,25 @@ enum cache_ban_verdict cache_bans_check(struct cache_bans *b, const char *pathq,
                                         const char *tags, size_t tlen, int64_t stored_us,
                                         enum cache_ban_kind *kind)
 {
+    return cache_bans_check_upto(b, pathq, plen, tags, tlen, stored_us, INT64_MAX, kind);
+}
+
+int64_t cache_bans_soft_since(struct cache_bans *b, int64_t t_us)
+{
+    int64_t t = 0;
+
+    pthread_rwlock_rdlock(&b->lock);
+    for (size_t i = atomic_load(&b->n); i-- > 0 && b->v[i].t_us >= t_us;)
+        if (b->v[i].soft)
+            t = b->v[i].t_us;
+    pthread_rwlock_unlock(&b->lock);
+    return t;
+}
+
+enum cache_ban_verdict cache_bans_check_upto(struct cache_bans *b, const char *pathq, size_t plen,
+                                             const char *tags, size_t tlen, int64_t stored_us,
+                                             int64_t upto_us, enum cache_ban_kind *kind)
+{
     enum cache_ban_verdict v = CACHE_BAN_NONE;
 
     if (atomic_load_explicit(&b->n, memory_order_acquire) == 0)
@@ -197,6 +216,8 @@ enum cache_ban_verdict cache_bans_check(struct cache_bans *b, const char *pathq,
      * when in doubt, the object is not served. */
     for (size_t i = atomic_load(&b->n); i-- > 0 && b->v[i].t_us >= stored_us;) {
         const struct ban *ba = &b->v[i];
+        if (ba->t_us > upto_us)
+            continue;
         if (!cache_ban_match(ba->kind, ba->expr, ba->elen, pathq, plen, tags, tlen))
             continue;
         if (kind)

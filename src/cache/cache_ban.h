@@ -73,6 +73,13 @@ enum cache_ban_verdict cache_bans_check(struct cache_bans *b, const char *pathq,
                                         const char *tags, size_t tlen, int64_t stored_us,
                                         enum cache_ban_kind *kind);
 
+/* The same, with only the bans issued at or before upto_us (the lurker's walk). */
+enum cache_ban_verdict cache_bans_check_upto(struct cache_bans *b, const char *pathq, size_t plen,
+                                             const char *tags, size_t tlen, int64_t stored_us,
+                                             int64_t upto_us, enum cache_ban_kind *kind);
+/* The time of the oldest soft ban issued at or after t_us, 0 when there is none. */
+int64_t cache_bans_soft_since(struct cache_bans *b, int64_t t_us);
+
 /* Does the one expression match (pure; for tests and callers that hold no list)? */
 int cache_ban_match(enum cache_ban_kind kind, const char *expr, size_t elen, const char *pathq,
                     size_t plen, const char *tags, size_t tlen);

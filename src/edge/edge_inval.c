@@ -44,8 +44,9 @@
 
 #define EDGE_INVAL_MAGIC 0x494e564cu
 #define INVAL_OP_MAGIC 0x494e4f50u
-#define LURK_IDLE_MS 1000 /* between walks while bans are active */
-#define MAX_LIST 1000     /* entries of urls / patterns / tags in one body */
+#define LURK_IDLE_MS 1000              /* between walks while bans are active */
+#define SOFT_GRACE_US (30 * 1000000LL) /* see lurk_once */
+#define MAX_LIST 1000                  /* entries of urls / patterns / tags in one body */
 #define MODEL_ID_MAX 128
 /* The tag index holds at most one (tag, key) pair per this many bytes of L1 budget (a
  * pair costs about 120 bytes: about 6% of L1 on top of it), and at least TAG_PAIRS_MIN. */
@@ -194,6 +195,7 @@ void edge__inval_store_end(struct edge *e, unsigned tok)
 struct walk_ctx {
     struct edge_inval *iv;
     size_t marked;
+    int64_t upto; /* L2: only the bans issued up to this time are applied */
 };
 
 static int l1_walk_fn(void *arg, const char *pkey, size_t plen, struct cache_obj *o)
@@ -213,20 +215,28 @@ static int l2_walk_fn(void *arg, const char *pkey, size_t plen, int64_t stored_u
     size_t pl;
     const char *pq = key_pathq(pkey, plen, &pl);
 
-    /* Soft-banned copies go too: L1's copy (if any) is marked stale and refreshed, and a
-     * cold disk copy is not worth a ban kept alive for it. */
-    return cache_bans_check(c->iv->bans, pq, pl, tags, tags_len, stored_us, NULL) != CACHE_BAN_NONE;
+    /* Soft-banned copies go too, once their grace is over (lurk_once): L1's copy (if any)
+     * is marked stale and refreshed, and a cold disk copy is not worth a ban kept alive
+     * for it. */
+    return cache_bans_check_upto(c->iv->bans, pq, pl, tags, tags_len, stored_us, c->upto, NULL) !=
+           CACHE_BAN_NONE;
 }
 
 static void lurk_once(struct edge *e)
 {
     struct edge_inval *iv = e->inval;
-    struct walk_ctx c = {iv, 0};
     int64_t upto = cache_bans_newest(iv->bans);
     size_t n = 0;
 
     if (!upto)
         return;
+    /* A soft ban gives the L2 copies it matches SOFT_GRACE_US to be served stale and
+     * refreshed before the walk drops those still cold: until then the walk applies
+     * only the bans before it, and marks only those walked. */
+    int64_t soft = cache_bans_soft_since(iv->bans, units_wall_us() - SOFT_GRACE_US);
+    if (soft && soft <= upto)
+        upto = soft - 1;
+    struct walk_ctx c = {iv, 0, upto};
     /* Every store that checked its object before `upto` was issued has finished: what it
      * stored is in L1 or L2 now, where the walk will find it. */
     cache_bans_gate_sync(iv->bans);
@@ -291,6 +301,11 @@ static double tag_pairs_read(void *arg)
     return (double)cache_tags_pairs(((struct edge_inval *)arg)->tags);
 }
 
+static double walks_read(void *arg)
+{
+    return (double)atomic_load(&((struct edge_inval *)arg)->walks);
+}
+
 static double tag_resets_read(void *arg)
 {
     return (double)cache_tags_resets(((struct edge_inval *)arg)->tags);
@@ -343,6 +358,8 @@ int edge__inval_open(struct edge *e, char *err, size_t errlen)
     metrics_gauge_fn("mlcdn_edge_bans_active", "Bans not yet retired", NULL, bans_active_read, iv);
     metrics_gauge_fn("mlcdn_edge_tag_index_pairs", "(tag, key) pairs in the tag index of L1 and L2",
                      NULL, tag_pairs_read, iv);
+    metrics_counter_fn("mlcdn_edge_ban_lurker_walks_total", "Walks of L1 and L2 by the ban lurker",
+                       NULL, walks_read, iv);
     metrics_counter_fn("mlcdn_edge_tag_index_resets_total",
                        "Times the tag index was full and started over (its tags' bans still "
                        "apply)",
@@ -614,6 +631,7 @@ struct tag_take {
     struct edge *e;
     struct walk_ctx c;
     size_t n;
+    int soft;
 };
 
 static void take_key(void *arg, const char *pkey, size_t plen)
@@ -621,7 +639,8 @@ static void take_key(void *arg, const char *pkey, size_t plen)
     struct tag_take *t = arg;
 
     t->n += l1_remove_if(t->e->l1, pkey, plen, l1_walk_fn, &t->c);
-    if (t->e->l2)
+    /* A soft purge leaves L2's copies to be served stale (lurk_once). */
+    if (t->e->l2 && !t->soft)
         t->n += l2_remove_if(t->e->l2, pkey, plen, l2_walk_fn, &t->c);
 }
 
@@ -638,7 +657,7 @@ static void purge_tag(struct inval_op *op, struct edge_worker *w, const char *ta
     add_ban(op, CACHE_BAN_TAG, tag, len);
     if (op->bans == bans)
         return;
-    struct tag_take t = {e, {iv, 0}, 0};
+    struct tag_take t = {e, {iv, 0, INT64_MAX}, 0, op->soft};
     cache_tags_take(iv->tags, tag, len, take_key, &t);
     op->purged += t.n;
     metrics_counter_add(iv->removed[BY_TAG], t.n);

@@ -344,6 +344,26 @@ def test_soft_purge_serves_stale_while_one_refresh_reaches_the_origin(mlcdn, how
         assert o.count() == 2
 
 
+def test_soft_purge_of_a_copy_only_on_disk_serves_it_stale(site):
+    site.put("/d/s.bin", b"d" * 300)
+    flags = ("--disk-dir", site.disk, "--disk", "64M", "--l2-admit-hits", "1")
+    e = site.edge(*flags)
+    warm(e, ["/d/s.bin"])
+    wait_for(lambda: metric(e.admin, "mlcdn_edge_l2_stored_total") >= 1, what="L2 write")
+    e.stop()
+    e = site.edge(*flags)  # L1 starts empty: the copy is on the disk only
+    r = invalidate(e, {"prefix": "/d/", "soft": True})
+    assert r.status == 200 and r.json()["bans"] == 1, r.body
+    # The lurker walks (kicked by the ban) but leaves the soft-banned disk copy, within
+    # its grace, to be served stale while one refresh runs.
+    walks = metric(e.admin, "mlcdn_edge_ban_lurker_walks_total")
+    wait_for(lambda: metric(e.admin, "mlcdn_edge_ban_lurker_walks_total") > walks, what="walk")
+    r = e.get("/d/s.bin")
+    assert r.status == 200 and r.headers["X-Cache"] == "STALE", r.headers
+    assert r.headers["X-Cache-Level"] == "L2"
+    wait_for(lambda: site.hits("/d/s.bin") == 2, what="the refresh")
+
+
 # ---------------------------------------------------------------- model
 
 

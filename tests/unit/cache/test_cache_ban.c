@@ -64,6 +64,25 @@ static void test_match_kinds(void **state)
     assert_false(cache_ban_match(CACHE_BAN_TAG_PREFIX, S("p:"), S("/x"), NULL, 0));
 }
 
+static void test_check_upto_and_soft_since(void **state)
+{
+    struct cache_bans *b = cache_bans_new();
+    (void)state;
+
+    cache_bans_add(b, CACHE_BAN_PREFIX, S("/a/"), 0, 100, NULL);
+    cache_bans_add(b, CACHE_BAN_PREFIX, S("/b/"), 1, 200, NULL);
+    cache_bans_add(b, CACHE_BAN_PREFIX, S("/c/"), 1, 300, NULL);
+    /* Bans issued after upto are left out, whatever they say. */
+    assert_int_equal(cache_bans_check_upto(b, S("/b/x"), NULL, 0, 50, 199, NULL), CACHE_BAN_NONE);
+    assert_int_equal(cache_bans_check_upto(b, S("/b/x"), NULL, 0, 50, 200, NULL), CACHE_BAN_SOFT);
+    assert_int_equal(cache_bans_check_upto(b, S("/a/x"), NULL, 0, 50, 199, NULL), CACHE_BAN_HARD);
+    /* The oldest soft ban at or after a time. */
+    assert_int_equal(cache_bans_soft_since(b, 0), 200);
+    assert_int_equal(cache_bans_soft_since(b, 201), 300);
+    assert_int_equal(cache_bans_soft_since(b, 301), 0);
+    cache_bans_free(&b);
+}
+
 static void test_expr_check(void **state)
 {
     const char *why = NULL;
@@ -297,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_glob),
         cmocka_unit_test(test_match_kinds),
         cmocka_unit_test(test_expr_check),
+        cmocka_unit_test(test_check_upto_and_soft_since),
         cmocka_unit_test(test_time_rule_and_soft),
         cmocka_unit_test(test_retire_after_walk_and_keep),
         cmocka_unit_test(test_file_survives_reload),
