@@ -63,6 +63,12 @@
 #define H2_SEND_HIGH (256u << 10)
 /* Frames gathered into one connection write. */
 #define H2_BATCH (64u << 10)
+#define H2_BATCH_CAP (H2_BATCH + 16384 + 64) /* a batch and the frame that ends it */
+/* Body pieces kept per connection for reuse (each stream in flight queues one or more). */
+#define H2_SPARE_PIECES 32u
+/* Response heads up to this many fields and name bytes are built on the stack. */
+#define H2_HEAD_NV 48u
+#define H2_HEAD_NAMES 2048u
 /* Resets, and control frames (SETTINGS, PING, PRIORITY, RST_STREAM), from the client per
  * second past which the connection ends with ENHANCE_YOUR_CALM. Browsers reset a few
  * streams when a page is left; hundreds a second is an attack (CVE-2023-44487). */
@@ -124,7 +130,9 @@ struct http__h2 {
     int again;                            /* a send was asked for meanwhile */
     int goaway;                           /* we asked for GOAWAY (drain or calm) */
     struct h2_piece *dones, **dones_tail; /* pieces whose done is owed */
-    uint64_t win_start;                   /* loop time (ms) the rate window began */
+    struct h2_piece *spare;               /* pieces to reuse: one per response otherwise */
+    unsigned nspare;
+    uint64_t win_start; /* loop time (ms) the rate window began */
     unsigned rst_n, ctrl_n;
 };
 
@@ -239,7 +247,13 @@ static void run_dones(struct http__h2 *h2)
             h2->dones_tail = &h2->dones;
         if (p->done)
             p->done(p->arg);
-        free(p);
+        if (h2->nspare < H2_SPARE_PIECES) {
+            p->next = h2->spare;
+            h2->spare = p;
+            h2->nspare++;
+        } else {
+            free(p);
+        }
     }
 }
 
@@ -725,37 +739,60 @@ static void h2_send(struct http__h2 *h2)
         h2->again = 0;
         while (!c->closing &&
                uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < H2_SEND_HIGH) {
-            char *batch = NULL;
-            size_t blen = 0;
+            /* Gathered in the worker's scratch buffer, which the write only reads (copying
+             * what the socket does not take). A batch outgrowing it, or a send nested in
+             * another's gathering (a callback of nghttp2's), has its own. */
+            struct worker *w = c->w;
+            char *sb = NULL;
+            if (!w->h2_batch_busy) {
+                if (!w->h2_batch)
+                    w->h2_batch = mc_xmalloc(H2_BATCH_CAP);
+                sb = w->h2_batch;
+                w->h2_batch_busy = 1;
+            }
+            char *batch = sb ? sb : mc_xmalloc(H2_BATCH_CAP);
+            size_t blen = 0, cap = H2_BATCH_CAP;
+            ssize_t n;
             for (;;) {
                 const uint8_t *d;
-                ssize_t n = nghttp2_session_mem_send(h2->s, &d);
-                if (n < 0) {
-                    log_debug("http2: send failed", "peer=%s err=%s", c->peer,
-                              nghttp2_strerror((int)n));
-                    free(batch);
-                    h2->busy = 0;
-                    http__conn_abort(c);
-                    run_dones(h2);
-                    return;
-                }
-                if (n == 0)
+                n = nghttp2_session_mem_send(h2->s, &d);
+                if (n <= 0)
                     break;
-                if (!batch)
-                    batch = mc_xmalloc(H2_BATCH + 16384 + 64);
-                if (blen + (size_t)n > H2_BATCH + 16384 + 64)
-                    batch = mc_xrealloc(batch, blen + (size_t)n);
+                if (blen + (size_t)n > cap) {
+                    cap = blen + (size_t)n;
+                    if (batch == sb) {
+                        batch = mc_xmalloc(cap);
+                        memcpy(batch, sb, blen);
+                    } else {
+                        batch = mc_xrealloc(batch, cap);
+                    }
+                }
                 memcpy(batch + blen, d, (size_t)n);
                 blen += (size_t)n;
                 if (blen >= H2_BATCH)
                     break;
             }
-            if (!blen) {
-                free(batch);
+            if (n < 0 || !blen) {
+                if (batch != sb)
+                    free(batch);
+                if (sb)
+                    w->h2_batch_busy = 0;
+                if (n < 0) {
+                    log_debug("http2: send failed", "peer=%s err=%s", c->peer,
+                              nghttp2_strerror((int)n));
+                    h2->busy = 0;
+                    http__conn_abort(c);
+                    run_dones(h2);
+                    return;
+                }
                 break;
             }
             uv_buf_t b = uv_buf_init(batch, (unsigned)blen);
-            if (http__conn_write(c, &b, 1, batch, NULL, NULL) != 0)
+            int wr = batch == sb ? http__conn_write_copy(c, &b, 1)
+                                 : http__conn_write(c, &b, 1, batch, NULL, NULL);
+            if (sb)
+                w->h2_batch_busy = 0;
+            if (wr != 0)
                 break;
         }
         run_dones(h2);
@@ -910,6 +947,11 @@ void http__h2_free(struct conn *c)
     struct http__h2 *h2 = c->h2;
 
     MC_ASSERT(!h2->streams && !h2->dones);
+    while (h2->spare) {
+        struct h2_piece *p = h2->spare;
+        h2->spare = p->next;
+        free(p);
+    }
     nghttp2_session_del(h2->s);
     free(h2);
     c->h2 = NULL;
@@ -987,12 +1029,12 @@ static int skip_field(const char *name, size_t n)
  * (sbuf holds its digits). nv has room for a pair per line plus 4; names (hl + 1 bytes)
  * takes the lower-case copies of the names. Returns the number of pairs in nv. */
 static size_t head_nv(int status, const char *headers, size_t hl, nghttp2_nv *nv, char *names,
-                      char sbuf[8], int *has_date)
+                      char sbuf[24], int *has_date)
 {
     size_t n = 0, no = 0;
 
-    snprintf(sbuf, 8, "%d", status % 1000);
-    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)sbuf, 7, strlen(sbuf),
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)sbuf, 7,
+                           mc_u64_digits((uint64_t)(status < 0 ? 0 : status % 1000), sbuf),
                            NGHTTP2_NV_FLAG_NONE};
     for (const char *p = headers, *end = headers + hl; p && p < end;) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -1034,10 +1076,14 @@ static void submit_head(struct http__h2_stream *st, int status, const char *head
     struct http_exchange *x = st->x;
     struct http__h2 *h2 = st->h2;
     size_t hl = headers ? strlen(headers) : 0;
-    char sbuf[8], clbuf[24];
+    char sbuf[24], clbuf[24];
     int has_date = 0;
-    nghttp2_nv *nv = mc_xmalloc(nv_room(headers, hl) * sizeof(*nv));
-    char *names = mc_xmalloc(hl + 1); /* lower-case copies of the names */
+    nghttp2_nv nv_st[H2_HEAD_NV];
+    char names_st[H2_HEAD_NAMES];
+    size_t room = nv_room(headers, hl);
+    nghttp2_nv *nv = room <= H2_HEAD_NV ? nv_st : mc_xmalloc(room * sizeof(*nv));
+    /* lower-case copies of the names */
+    char *names = hl < H2_HEAD_NAMES ? names_st : mc_xmalloc(hl + 1);
     size_t n = head_nv(status, headers, hl, nv, names, sbuf, &has_date);
 
     /* A cached response keeps the origin's Date (RFC 9110 §6.6.1); others get ours. */
@@ -1045,14 +1091,16 @@ static void submit_head(struct http__h2_stream *st, int status, const char *head
         nv[n++] = (nghttp2_nv){(uint8_t *)"date", (uint8_t *)http__date_now(h2->c->w), 4, 29,
                                NGHTTP2_NV_FLAG_NONE};
     if (content_length >= 0 && status >= 200 && status != 204) {
-        snprintf(clbuf, sizeof(clbuf), "%lld", (long long)content_length);
-        nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)clbuf, 14, strlen(clbuf),
+        nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)clbuf, 14,
+                               mc_u64_digits((uint64_t)content_length, clbuf),
                                NGHTTP2_NV_FLAG_NONE};
     }
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = on_read_body};
     int rc = nghttp2_submit_response(h2->s, st->id, nv, n, x->no_body ? NULL : &dp);
-    free(nv);
-    free(names);
+    if (nv != nv_st)
+        free(nv);
+    if (names != names_st)
+        free(names);
     if (rc != 0) {
         log_debug("http2: response refused", "peer=%s err=%s", h2->c->peer, nghttp2_strerror(rc));
         nghttp2_submit_rst_stream(h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
@@ -1067,7 +1115,7 @@ int http__h2_x_interim(struct http_exchange *x, int status, const char *headers)
     struct http__h2_stream *st = x->h2s;
     struct http__h2 *h2 = st->h2;
     size_t hl = headers ? strlen(headers) : 0;
-    char sbuf[8];
+    char sbuf[24];
     int has_date = 0;
 
     if (st->closed)
@@ -1121,7 +1169,14 @@ static int enqueue(struct http_exchange *x, const char *mem, int fd, uint64_t of
         return 0;
     }
     x->bytes_out += len;
-    struct h2_piece *p = mc_xcalloc(1, sizeof(*p));
+    struct h2_piece *p = h2->spare;
+    if (p) {
+        h2->spare = p->next;
+        h2->nspare--;
+        p->next = NULL;
+    } else {
+        p = mc_xcalloc(1, sizeof(*p));
+    }
     p->mem = mem;
     p->fd = fd;
     p->off = off;

@@ -184,6 +184,7 @@ struct wreq {
 #define RAW_CLOSING 2u     /* also while closing (close_notify); no close on failure */
 #define RAW_NOCLOSE 4u     /* a failure here is the caller's to handle: no close */
 #define RAW_CLOSE_FIRST 8u /* a failure later closes the connection before done runs */
+#define RAW_BORROWED 16u   /* bufs are the caller's (own is NULL): what is queued is copied */
 
 const char *http__date_now(struct worker *w)
 {
@@ -252,6 +253,7 @@ static int raw_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void
                      void *arg, unsigned flags)
 {
     struct wreq *wr;
+    uv_buf_t copy;
     size_t total = 0;
     int err, w = UV_EAGAIN;
 
@@ -290,6 +292,17 @@ static int raw_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void
             bufs[0].len -= skip;
         }
     }
+    if (flags & RAW_BORROWED) {
+        size_t left = 0;
+        for (unsigned i = 0; i < n; i++)
+            left += bufs[i].len;
+        own = mc_xmalloc(left ? left : 1);
+        for (size_t i = 0, at = 0; i < n; at += bufs[i].len, i++)
+            memcpy(own + at, bufs[i].base, bufs[i].len);
+        copy = uv_buf_init(own, (unsigned)left);
+        bufs = &copy;
+        n = 1;
+    }
     wr = mc_xmalloc(sizeof(*wr));
     wr->own = own;
     wr->done = done;
@@ -320,6 +333,15 @@ static int tls_flush(struct conn *c, void (*done)(void *), void *arg, unsigned f
         if (done)
             done(arg);
         return 0;
+    }
+    /* Most flushes are small and taken by the socket at once: they go through the worker's
+     * scratch buffer, and only what must wait is copied. */
+    if (n <= TLS_WBUF && !(flags & RAW_ASYNC)) {
+        if (!c->w->tls_wbuf)
+            c->w->tls_wbuf = mc_xmalloc(TLS_WBUF);
+        size_t got = http_tls_take(c->tls, c->w->tls_wbuf, n);
+        uv_buf_t b = uv_buf_init(c->w->tls_wbuf, (unsigned)got);
+        return raw_write(c, &b, 1, NULL, done, arg, flags | RAW_BORROWED);
     }
     char *ct = mc_xmalloc(n);
     size_t got = http_tls_take(c->tls, ct, n);
@@ -359,6 +381,13 @@ int http__conn_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void
                      void *arg)
 {
     return queue_write(c, bufs, n, own, done, arg);
+}
+
+int http__conn_write_copy(struct conn *c, uv_buf_t *bufs, unsigned n)
+{
+    if (c->tls) /* encrypted into TLS's own buffer before this returns */
+        return tls_write(c, bufs, n, NULL, NULL, NULL, 0);
+    return raw_write(c, bufs, n, NULL, NULL, NULL, RAW_BORROWED);
 }
 
 /* Does the header block carry its own Date field? (checked line by line, no allocation) */
@@ -2466,6 +2495,10 @@ static void worker_run(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     free(w->tls_rbuf);
     w->tls_rbuf = NULL;
+    free(w->tls_wbuf);
+    w->tls_wbuf = NULL;
+    free(w->h2_batch);
+    w->h2_batch = NULL;
 }
 
 int http_server_start(const struct http_server_cfg *cfg, struct http_server **out, char *err,

@@ -45,6 +45,8 @@ struct accesslog_local;
 #define ACCEPT_CALM_MS 1000
 /* Ciphertext read per read callback on a TLS connection (a worker's buffer). */
 #define TLS_RBUF (64u << 10)
+/* Ciphertext up to this size is sent from the worker's scratch buffer (w->tls_wbuf). */
+#define TLS_WBUF (128u << 10)
 /* TLS connections idle this long give back their input buffer and TLS's buffers (checked
  * once per period by a worker timer, so a busy connection pays nothing). */
 #define TLS_TRIM_MS 1000
@@ -196,6 +198,9 @@ struct worker {
     char date[40];
     int64_t date_s;
     char *tls_rbuf;               /* ciphertext read buffer (TLS listeners), used within on_read */
+    char *tls_wbuf;               /* ciphertext taken for a write, used within that call */
+    char *h2_batch;               /* frames being gathered by an HTTP/2 send, used within it */
+    int h2_batch_busy;            /* a send is gathering into h2_batch */
     struct accesslog_local *alog; /* this loop's access log buffer, or NULL */
 };
 
@@ -239,6 +244,9 @@ struct http_server {
  * called once. A failure closes the connection. */
 int http__conn_write(struct conn *c, uv_buf_t *bufs, unsigned n, char *own, void (*done)(void *),
                      void *arg);
+/* As http__conn_write, but bufs are only read during the call (what the socket does not
+ * take at once is copied): for a caller's scratch memory. */
+int http__conn_write_copy(struct conn *c, uv_buf_t *bufs, unsigned n);
 void http__conn_close(struct conn *c);
 void http__conn_abort(struct conn *c);
 /* Frees the connection once its handles are closed and no exchange is left. */
