@@ -1112,6 +1112,12 @@ static void done_fill(struct conn *c, struct http_exchange *x, struct http_x_don
     d->start_us = x->start_us;
     d->first_us = x->first_us;
     d->incomplete = x->aborted || x->cut;
+    /* A handler answers a client that left with some error status (a fill's waiter: 502)
+     * only to end the exchange; nothing goes out, and no upstream failed for it. */
+    if (x->aborted && !x->first_us) {
+        d->client_gone = 1;
+        d->status = HTTP_STATUS_CLIENT_GONE;
+    }
     d->note = &x->note;
     r->client = c->peer;
     r->listener = c->lcfg->name;
@@ -1141,7 +1147,12 @@ static void done_emit(struct worker *w, struct http_x_done *d, struct accesslog_
     const struct http_x_note *n = d->note;
 
     d->end_us = units_now_us();
-    if (d->status == 502 || d->status == 504)
+    if (d->client_gone)
+        log_debug("client abort", "listener=%s client=%s method=%.*s url=\"%.*s\"",
+                  r->listener ? r->listener : "-", r->client ? r->client : "-",
+                  (int)MC_MIN(r->method_len, 32u), r->method ? r->method : "",
+                  (int)MC_MIN(r->target_len, 512u), r->target ? r->target : "");
+    else if (d->status == 502 || d->status == 504)
         log_warn("upstream failure answered",
                  "status=%d listener=%s client=%s method=%.*s url=\"%.*s\" reason=\"%s\"",
                  d->status, r->listener ? r->listener : "-", r->client ? r->client : "-",

@@ -60,8 +60,13 @@ struct http_x_done {
     uint64_t bytes;                      /* body bytes */
     uint64_t start_us, first_us, end_us; /* first_us 0: no byte went out */
     int incomplete;
+    /* The client went away before any byte of a response went out: status is then
+     * HTTP_STATUS_CLIENT_GONE, whatever the handler answered to nobody. */
+    int client_gone;
     const struct http_x_note *note;
 };
+/* nginx's "client closed request": the access log's status for such an exchange. */
+#define HTTP_STATUS_CLIENT_GONE 499
 /* Called on the exchange's loop (or while the server stops, after loop_fini: it must only
  * touch what outlives the loops). */
 typedef void http_x_done_f(const struct http_x_done *d, void *arg);

@@ -5,18 +5,22 @@
   the config file.
 * SIGUSR1 reopens the access log and the error log as logrotate expects: rename, signal,
   no line lost, new lines in the new file; the daemon keeps running.
-* A 502 or 504 is logged at warn with its reason.
+* A 502 or 504 is logged at warn with its reason; a client that leaves during a miss is no
+  upstream failure (debug "client abort", status 499 in the access log).
 * /metrics of every daemon passes `promtool check metrics`; build_info, process_*, the
   edge's last-byte and first-byte histograms, prediction metrics by model and version, the
   model's sha256, and label values with quotes and backslashes escaped.
 """
 import hashlib
+import http.server
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -237,6 +241,66 @@ def test_502_and_504_logged_with_reason(mlcdn, root, tmp_path):
     assert edge2.get("/a.bin").status == 504
     wait_for(lambda: "status=504" in edge2.log(), 10, "504 warning")
     assert 'reason="origin did not answer in time"' in edge2.log()
+
+
+def test_client_abort_on_a_miss_is_no_upstream_failure(mlcdn, tmp_path):
+    """A client leaves while its miss waits for a healthy origin: no 502 warning, 499 in
+    the access log, nothing counted as 5xx; the fill goes on for the client that joined it
+    and is stored."""
+    arrived, release = threading.Event(), threading.Event()
+
+    class Held(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            arrived.set()
+            release.wait(20)
+            self.send_response(200)
+            self.send_header("Content-Length", "8")
+            self.send_header("Cache-Control", "max-age=600")
+            self.end_headers()
+            self.wfile.write(b"held-ok\n")
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Held)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        log = tmp_path / "a.log"
+        edge = start_edge(mlcdn, "http://127.0.0.1:%d" % srv.server_port, "--access-log", log,
+                          "--log-level", "debug")
+        addr = edge.url.split("//")[1].rsplit(":", 1)
+        req = b"GET /held HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        gone = socket.create_connection((addr[0], int(addr[1])))
+        gone.sendall(req)
+        assert arrived.wait(10)
+        stays = socket.create_connection((addr[0], int(addr[1])))
+        stays.sendall(req)
+        wait_for(lambda: "mlcdn_edge_coalesced_total 1" in scrape(edge.admin), 10, "coalesced")
+        gone.close()
+        wait_for(lambda: 'msg="client abort"' in edge.log(), 10, "the client abort")
+        release.set()
+        stays.settimeout(20)
+        got = b""
+        while True:
+            chunk = stays.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        stays.close()
+        assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"held-ok\n"), got
+        r = edge.get("/held", headers={"Host": "h"})
+        assert r.status == 200 and r.headers["X-Cache"] == "HIT"
+        assert "upstream failure answered" not in edge.log()
+        m = scrape(edge.admin)
+        assert 'mlcdn_edge_responses_total{class="5xx"} 0' in m
+        assert "mlcdn_edge_origin_errors_total 0" in m
+        wait_for(lambda: sum("/held" in x for x in lines(log)) >= 3, 10, "3 lines of /held")
+        statuses = sorted(parse(x)["status"] for x in lines(log) if "/held" in x)
+        assert statuses == ["200", "200", "499"], statuses
+    finally:
+        release.set()
+        srv.shutdown()
+        srv.server_close()
 
 
 def models_dir(tmp_path, name='logreg'):
