@@ -182,6 +182,11 @@ struct predict_model {
     struct metrics_hist *bsize; /* rows per run */
     struct metrics_counter *hits, *misses;
     struct metrics_counter *runs, *run_errors;
+    /* Versions that failed to download, verify, load or pass their sample; and 1 while the
+     * model's last load or roll-out failed (what an alert waits on: a model stuck on an old
+     * version). */
+    struct metrics_counter *load_failures;
+    struct metrics_gauge *failed;
 };
 
 /* The registry of a models directory. */

@@ -424,6 +424,14 @@ static struct predict_model *model_new(struct predict_models *r, const char *nam
     m->runs = metrics_counter("mlcdn_predict_runs_total", "Inference runs (batches)", labels);
     m->run_errors = metrics_counter("mlcdn_predict_run_errors_total", "Inference runs that failed",
                                     labels);
+    m->load_failures =
+        metrics_counter("mlcdn_model_load_failures_total",
+                        "Model versions that failed to download, verify, load or pass their sample",
+                        labels);
+    m->failed = metrics_gauge("mlcdn_model_failed",
+                              "1 while the model's last load or roll-out failed (an older "
+                              "version, or none, serves)",
+                              labels);
     r->models = mc_xrealloc(r->models, (r->n + 1) * sizeof(*r->models));
     r->models[r->n++] = m;
     return m;
@@ -626,7 +634,9 @@ int predict__models_reload(struct predict_models *r, struct buf *report)
                 continue;
             size_t o = strlen(m->error);
             snprintf(m->error + o, sizeof(m->error) - o, "%s%.400s", o ? "; " : "", errs[k].error);
+            metrics_counter_add(m->load_failures, 1);
         }
+        metrics_gauge_set(m->failed, m->error[0] ? 1 : 0);
     }
     /* A model whose directory holds no version any more (removed, or emptied) leaves the
      * registry and the metrics; its versions were retired above and finish their
@@ -1093,6 +1103,10 @@ void predict__models_set_state(struct predict_models *r, const char *name, enum 
     m->state = st;
     m->target = target;
     snprintf(m->error, sizeof(m->error), "%s", st == PREDICT_MS_FAILED && reason ? reason : "");
+    if (st == PREDICT_MS_FAILED)
+        metrics_counter_add(m->load_failures, 1);
+    if (st == PREDICT_MS_FAILED || st == PREDICT_MS_ACTIVE)
+        metrics_gauge_set(m->failed, st == PREDICT_MS_FAILED);
     pthread_rwlock_unlock(&r->lock);
 }
 
@@ -1160,6 +1174,7 @@ int predict__models_activate(struct predict_models *r, const char *name,
     m->state = PREDICT_MS_ACTIVE;
     m->target = -1;
     m->error[0] = '\0';
+    metrics_gauge_set(m->failed, 0);
     pthread_rwlock_unlock(&r->lock);
     for (size_t k = 0; k < nretired; k++) {
         log_info("model version retired", "model=%s version=%" PRId64, name, retired[k]->version);

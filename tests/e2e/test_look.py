@@ -405,6 +405,8 @@ tests:
         values: '1x30'
       - series: 'mlcdn_model_info{instance="e2:9080", model="resnet", version="2", sha256="aa"}'
         values: '_x30'
+      - series: 'mlcdn_model_failed{instance="e2:9080", model="resnet"}'
+        values: '0 0 1 1 1 1 1 1 1 0'
       - series: 'mlcdn_router_invalidations_total{instance="r:8053", result="incomplete"}'
         values: '0 0 1 1 1'
       - series: 'mlcdn_control_connected{instance="e1:9080"}'
@@ -425,13 +427,22 @@ tests:
           - exp_labels: {severity: page, instance: "e2:9080"}
             exp_annotations:
               summary: "edge e2:9080: 20%% of origin fetches fail"
-      - eval_time: 20m
+      - eval_time: 8m
         alertname: MlcdnModelLoadFailure
         exp_alerts:
-          - exp_labels: {severity: page, model: resnet, version: "1"}
+          - exp_labels: {severity: page, instance: "e2:9080", model: resnet}
+            exp_annotations:
+              summary: "edge e2:9080: the last roll-out of model resnet failed (GET /admin/models says why)"
+      - eval_time: 10m
+        alertname: MlcdnModelLoadFailure
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: MlcdnModelVersionsDiverge
+        exp_alerts:
+          - exp_labels: {severity: ticket, model: resnet, version: "1"}
             exp_annotations:
               summary: "model resnet version 1 is loaded on 1 edges only"
-          - exp_labels: {severity: page, model: resnet, version: "2"}
+          - exp_labels: {severity: ticket, model: resnet, version: "2"}
             exp_annotations:
               summary: "model resnet version 2 is loaded on 1 edges only"
       - eval_time: 5m

@@ -472,6 +472,9 @@ def test_hot_reload_during_load(mlcdn, models):
     assert st["mlp"]["version"] == 2 and st["mlp"]["ready"] is True
     assert "version 3" in st["mlp"]["error"]
     assert post(e, "/predict", {"model": "mlp", "features": X64}).json()["model_version"] == 2
+    text = request("GET", e.admin + "/metrics").body.decode()
+    assert metric(text, "mlcdn_model_load_failures_total", 'model="mlp"') >= 1
+    assert metric(text, "mlcdn_model_failed", 'model="mlp"') == 1
     # Removing the bad directory and reloading clears the error; removing v1 retires it.
     (models / "mlp" / "3" / "model.onnx").unlink()
     (models / "mlp" / "3").rmdir()
@@ -481,6 +484,8 @@ def test_hot_reload_during_load(mlcdn, models):
     assert {"model": "mlp", "version": 1} in r.json()["retired"]
     st = {m["name"]: m for m in request("GET", e.admin + "/admin/models").json()["models"]}
     assert st["mlp"]["error"] is None and st["mlp"]["versions"] == [2]
+    text = request("GET", e.admin + "/metrics").body.decode()
+    assert metric(text, "mlcdn_model_failed", 'model="mlp"') == 0
     # Token required.
     assert reload(e, token=None).status == 401
     assert reload(e, token="wrong").status == 401

@@ -17,7 +17,7 @@ import threading
 import pytest
 
 import router_util
-from mlcdn_proc import binary, mlcdn, request, wait_for  # noqa: F401  (mlcdn is a fixture)
+from mlcdn_proc import binary, metric, mlcdn, request, wait_for  # noqa: F401  (mlcdn is a fixture)
 from predict_util import write_linear_model
 
 TOKEN = "rollout-token"
@@ -208,14 +208,23 @@ def test_corrupted_upload_refused(fleet):
                             "size": len(data)}
     man["policy"] = {"mode": "latest"}
     put_manifest(fleet, man)
+    failures = [metric(e.admin, "mlcdn_model_load_failures_total") for e in fleet.edges]
     announce_all(fleet)
     wait_failed(fleet, 2)
-    for e in fleet.edges:
+    for e, before in zip(fleet.edges, failures):
         m = state(e)
         assert "sha256 mismatch" in m["reason"] and m["version"] == 1, m
         assert predict(e) == (1, 10)
+        # What the model-load alert of conf/prometheus waits on.
+        assert metric(e.admin, "mlcdn_model_load_failures_total") > before
+        assert metric(e.admin, "mlcdn_model_failed") == 1
     p = fleet.ctl("status", ok=False)
     assert p.returncode == 1 and p.stdout.count("sha256 mismatch") == 3
+    # A good version afterwards clears the failed state.
+    fleet.publish(3)
+    for e in fleet.edges:
+        assert predict(e) == (3, 30)
+        assert metric(e.admin, "mlcdn_model_failed") == 0
 
 
 def test_model_failing_its_sample_refused(fleet):
