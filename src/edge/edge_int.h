@@ -513,6 +513,10 @@ void edge__tier_purge_begin(struct edge *e);
 void edge__tier_purge_end(struct edge *e);
 uint64_t edge__tier_purge_mark(struct edge *e);
 int edge__tier_may_admit(struct edge *e, uint64_t mark);
+/* A tier's hit o into L1 (edge__inval_l1_insert) if no purge ran or runs since mark, also
+ * one that began while o went in (then o is taken out again). 0 when o stays in L1. */
+int edge__tier_admit(struct edge *e, uint64_t mark, const char *key, size_t klen,
+                     struct cache_obj *o);
 /* A fill's complete, storable response (not one written straight into L2): into L1, and
  * copied to the tiers; counts stored / not stored. */
 void edge__tier_keep(struct edge_worker *w, const char *key, size_t klen, struct cache_obj *o);

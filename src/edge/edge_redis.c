@@ -1526,8 +1526,7 @@ static void on_redis_get(void *arg, struct cache_obj *o, const char *pkey, size_
         cache_obj_unref(&o);
     /* Every Redis hit enters L1 (the lookup already cost a round trip), unless a PURGE
      * ran meanwhile: the copy may be one it deleted. */
-    if (o && !w->stopping && edge__tier_may_admit(w->e, g->mark) &&
-        edge__inval_l1_insert(w->e, g->key, g->klen, o) == 0)
+    if (o && !w->stopping && edge__tier_admit(w->e, g->mark, g->key, g->klen, o) == 0)
         metrics_counter_add(w->e->m.stored, 1);
     edge__tier_answered(w, g->x, g->key, g->klen, g->rc, EDGE_LV_REDIS, o, g->done);
     edge_rctx_free(&g->rc);

@@ -141,6 +141,21 @@ int edge__tier_may_admit(struct edge *e, uint64_t mark)
     return atomic_load(&e->purges) == 0 && atomic_load(&e->purge_epoch) == mark;
 }
 
+int edge__tier_admit(struct edge *e, uint64_t mark, const char *key, size_t klen,
+                     struct cache_obj *o)
+{
+    if (!edge__tier_may_admit(e, mark))
+        return -ECANCELED;
+    int rc = edge__inval_l1_insert(e, key, klen, o);
+    /* A purge counts itself before it clears L1: one that the check above missed either
+     * finds o in L1 and drops it, or is seen here. */
+    if (rc == 0 && !edge__tier_may_admit(e, mark)) {
+        l1_remove_obj(e->l1, key, klen, o);
+        rc = -ECANCELED;
+    }
+    return rc;
+}
+
 void edge__tier_loop_init(struct edge_worker *w)
 {
     for (size_t i = 0; i < w->e->ntiers; i++)

@@ -360,7 +360,8 @@ struct l2_job {
     struct l2_entry *en; /* NULL: probe the disk (index still being rebuilt) */
     char *key;
     size_t klen;
-    int promote; /* read the body into memory for L1 */
+    int promote;   /* read the body into memory for L1 */
+    uint64_t mark; /* edge__tier_purge_mark() before the index was asked */
     int rc;
     struct l2_file f;
     struct cache_body *mem;
@@ -455,7 +456,8 @@ static void l2_after(uv_work_t *req, int status)
         if (j->mem) {
             o->body = j->mem;
             j->mem = NULL;
-            if (edge__inval_l1_insert(e, j->key, j->klen, o) == 0)
+            /* A purge while the file was read: its copy must not outlive it in L1. */
+            if (edge__tier_admit(e, j->mark, j->key, j->klen, o) == 0)
                 metrics_counter_add(e->m.l2_promoted, 1);
         } else {
             o->body = cache_body_new_file(j->f.fd, j->f.body_off, (int64_t)j->f.body_len);
@@ -503,6 +505,7 @@ static void l2t_lookup(struct edge_worker *w, struct http_exchange *x, const cha
 {
     struct edge *e = w->e;
     struct l2_entry *en = NULL;
+    uint64_t mark = edge__tier_purge_mark(e);
     int found = l2_lookup(e->l2, key, klen, http_x_request(x), &en);
 
     if (found != 0 && found != -EAGAIN) {
@@ -517,7 +520,7 @@ static void l2t_lookup(struct edge_worker *w, struct http_exchange *x, const cha
     if (o) {
         struct cache_obj *m = promote ? copy_if_resident(o) : NULL;
         if (m) {
-            if (edge__inval_l1_insert(e, key, klen, m) == 0)
+            if (edge__tier_admit(e, mark, key, klen, m) == 0)
                 metrics_counter_add(e->m.l2_promoted, 1);
             cache_obj_unref(&o);
             o = m;
@@ -537,6 +540,7 @@ static void l2t_lookup(struct edge_worker *w, struct http_exchange *x, const cha
     j->done = done;
     j->f.fd = -1;
     j->promote = promote;
+    j->mark = mark;
     if (uv_queue_work(w->loop, &j->work, l2_work, l2_after) != 0) {
         j->rc = -EAGAIN;
         l2_after(&j->work, 0);
