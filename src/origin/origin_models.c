@@ -14,21 +14,7 @@
 #include <jansson.h>
 
 #include "origin/origin_int.h"
-
-#define MODEL_NAME_MAX 63
-
-static int name_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > MODEL_NAME_MAX || s[0] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.'))
-            return 0;
-    }
-    return 1;
-}
+#include "predict/predict.h"
 
 static int version_ok(const char *s, size_t n)
 {
@@ -61,7 +47,7 @@ int origin__model_path(const char *rel, struct origin_model_path *out, char *msg
     }
     slash = strchr(p, '/');
     n = slash ? (size_t)(slash - p) : strlen(p);
-    if (!name_ok(p, n)) {
+    if (!predict_model_name_valid(p, n)) {
         snprintf(msg, mlen,
                  "model NAME '%.*s' must be 1-63 letters, digits, '_', '-' or '.' (not first)",
                  (int)(n > 80 ? 80 : n), p);
@@ -159,7 +145,8 @@ int origin__index_check(const char *body, size_t len, char *msg, size_t mlen)
     }
     json_array_foreach(names, i, v)
     {
-        if (!json_is_string(v) || !name_ok(json_string_value(v), json_string_length(v))) {
+        if (!json_is_string(v) ||
+            !predict_model_name_valid(json_string_value(v), json_string_length(v))) {
             snprintf(msg, mlen,
                      "index.json: models[%zu]: expected a model NAME (1-63 letters, "
                      "digits, '_', '-' or '.', not first)",

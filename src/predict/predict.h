@@ -66,6 +66,11 @@ int predict_path_taken(const char *path, size_t len);
 /* The roots of those paths, NULL-terminated (static storage). */
 extern const char *const predict_paths[];
 
+/* 1 when s[0..n) may name a model: 1 to 63 of [A-Za-z0-9_.-], not starting with '.'. The
+ * one rule for a models directory's entries and a model store's names (the origin refuses
+ * to store what no edge would load). Pure. */
+int predict_model_name_valid(const char *s, size_t n);
+
 /* Public listener, on x's loop, pl being that loop's queue: /predict, /batch_predict and
  * /v2[/...]. Returns 1 when it took x (then it answers x, at once or later on this loop),
  * 0 for any other path. */

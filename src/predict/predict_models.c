@@ -113,9 +113,8 @@ out:
         fclose(f);
 }
 
-static int valid_name(const char *s)
+int predict_model_name_valid(const char *s, size_t n)
 {
-    size_t n = strlen(s);
     if (n == 0 || n >= PREDICT_MODEL_NAME_MAX || s[0] == '.')
         return 0;
     for (size_t i = 0; i < n; i++) {
@@ -466,7 +465,7 @@ static size_t scan(struct predict_models *r, struct cand *c, size_t max)
     if (!d)
         return 0;
     while ((de = readdir(d)) != NULL && n < max) {
-        if (!valid_name(de->d_name))
+        if (!predict_model_name_valid(de->d_name, strlen(de->d_name)))
             continue;
         snprintf(p, sizeof(p), "%s/%s", r->dir, de->d_name);
         if (!(vd = opendir(p)))
@@ -479,7 +478,7 @@ static size_t scan(struct predict_models *r, struct cand *c, size_t max)
             if (stat(p, &st) != 0)
                 continue;
             memset(&c[n], 0, sizeof(c[n]));
-            memcpy(c[n].name, de->d_name, strlen(de->d_name) + 1); /* valid_name(): < 64 */
+            memcpy(c[n].name, de->d_name, strlen(de->d_name) + 1); /* name valid: < 64 */
             c[n].version = ver;
             file_sig(p, c[n].sig, sizeof(c[n].sig));
             snprintf(p, sizeof(p), "%s/%s/config.json", r->dir, de->d_name);
