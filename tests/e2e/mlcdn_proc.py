@@ -15,6 +15,7 @@ import json
 import os
 import re
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -172,7 +173,6 @@ def request(method, url, body=None, headers=None, timeout=30):
 def raw(host, port, data, timeout=10):
     """Sends raw bytes and returns everything read until the peer closes (for malformed
     requests and paths http.client would normalise)."""
-    import socket
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(data)
         out = b""
@@ -190,6 +190,15 @@ def metric(admin, name):
         if line.startswith(name + " ") or line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 free at the time of the call (for a daemon's fixed port)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
 
 
 def wait_for(cond, timeout=15.0, what="condition"):

@@ -25,6 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import mmdb_writer  # noqa: E402
 
+from mlcdn_proc import free_port  # noqa: E402,F401  (the tests take it from here too)
+
 SIX_DCS = [  # name, lat, lon, answer address
     ("tokyo", 35.68, 139.69, "127.0.1.1"),
     ("london", 51.51, -0.13, "127.0.1.2"),
@@ -46,13 +48,6 @@ TEST_NETS = [
     ("2001:db8:10::/48", 35.0, 135.75, "JP", "Kyoto", "tokyo"),
 ]
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def make_test_mmdb(path, layout="city", loopback=(51.5, -0.12, "GB", "London")):

@@ -12,23 +12,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 
 import pytest
 
-from mlcdn_proc import binary, metric, mlcdn, request, wait_for  # noqa: F401
+from mlcdn_proc import free_port, binary, metric, mlcdn, request, wait_for  # noqa: F401
 
 TOKEN = "t0ken"
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def ctl(*args, token=TOKEN, timeout=60):

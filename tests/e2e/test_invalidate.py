@@ -12,14 +12,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from mlcdn_proc import metric, mlcdn, request, wait_for  # noqa: F401  (mlcdn is a fixture)
+from mlcdn_proc import free_port, metric, mlcdn, request, wait_for  # noqa: F401  (mlcdn is a fixture)
 from script_origin import ScriptOrigin
 
 EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+) region=\S+ name=(?P<name>\S+)"
@@ -27,13 +26,6 @@ TOKEN = "s3cret"
 AUTH = {"Authorization": "Bearer " + TOKEN}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def edge_proc(mlcdn, origin_url, *extra):

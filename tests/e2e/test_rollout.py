@@ -10,14 +10,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 
 import pytest
 
 import router_util
-from mlcdn_proc import binary, metric, mlcdn, request, wait_for  # noqa: F401  (mlcdn is a fixture)
+from mlcdn_proc import free_port, binary, metric, mlcdn, request, wait_for  # noqa: F401  (mlcdn is a fixture)
 from predict_util import write_linear_model
 
 TOKEN = "rollout-token"
@@ -66,13 +65,6 @@ class Fleet:
         st = request("GET", self.origin.url + "/__stats").json()
         return st["requests"].get("/models/lin/%d/model.onnx" % version, 0)
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def predict(edge, features=X):

@@ -13,24 +13,16 @@ import http.server
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from mlcdn_proc import metric, mlcdn, raw, request, wait_for  # noqa: F401  (mlcdn is a fixture)
+from mlcdn_proc import free_port, metric, mlcdn, raw, request, wait_for  # noqa: F401  (mlcdn is a fixture)
 
 EDGE_READY = r"listening on (?P<url>\S+) admin=(?P<admin>\S+) region=\S+ name=(?P<name>\S+)"
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 
