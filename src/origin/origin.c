@@ -935,7 +935,9 @@ static void on_request(struct http_exchange *x, void *arg)
     q->timer.data = q;
     q->timer_open = 1;
     q->waiting = 1;
-    uv_timer_start(&q->timer, on_latency, latency, 0);
+    /* libuv's clock counts whole milliseconds, so a timer of N ms can fire up to 1 ms before N
+     * ms have passed since the request arrived: the added latency is a floor, so one more. */
+    uv_timer_start(&q->timer, on_latency, latency + 1, 0);
 }
 
 /* ---- worker loops ---- */
