@@ -665,6 +665,10 @@ def test_dashboard_in_chromium(mlcdn, tmp_path):
         edges[1].stop()
         wait_for(lambda: router.json("/edges")["edges"][1]["state"] == "down",
                  what="the router to see london down")
+        # The page's data is rebuilt once a second (each tick reads the edges): wait for
+        # the tick that saw london down, then look at the page.
+        wait_for(lambda: [e["state"] for e in router.json("/dashboard/data")["edges"]] ==
+                 ["up", "down", "up"], what="the dashboard's data to show london down")
         shot = tmp_path / "dashboard.png"
         dom = dashboard_dom(tmp_path, base + "/dashboard/", "--window-size=1400,1500",
                             "--screenshot=%s" % shot)
