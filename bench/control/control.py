@@ -13,8 +13,16 @@ acknowledged (HTTP: from the start of the fan-out; Redis: from the XADD). It pri
 table row per (edges, transport): p50, p99, max, invalidations not acknowledged by every
 edge, and the load the edges served meanwhile.
 
+Then (SURVIVE invalidations, default 300; 0 skips it) nothing lost across restarts: 4 edges
+on the stream, Redis with its append-only file (a durable control stream); a third of the
+way through one edge is killed (SIGKILL) and started again on its state file, two thirds
+of the way Redis is restarted. Every invalidation Redis accepted must be acknowledged
+(applied) by every edge; it prints how many were sent, refused while Redis was down, and
+applied per edge.
+
 Env: N_INVAL (1000), EDGES ("4 16"), TRANSPORTS ("http redis"), LOAD_CONNS (4; 0: no
-load), LOAD_DELAY_MS (1), WORKDIR (a temp dir), LOGDIR (keep the edges' logs there). Loopback only; every process started is stopped by PID.
+load), LOAD_DELAY_MS (1), SURVIVE (300), WORKDIR (a temp dir), LOGDIR (keep the edges' logs
+there). Loopback only; every process started is stopped by PID.
 """
 import json
 import os
@@ -173,11 +181,90 @@ class Bench:
         return rows, reqs
 
 
+def redis_up(port):
+    for _ in range(200):
+        if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                          text=True).stdout.strip() == "PONG":
+            return
+        time.sleep(0.05)
+    raise RuntimeError("redis-server on port %d did not answer" % port)
+
+
+def survive(b, n_inval, nedges=4):
+    """Invalidations over the stream while an edge and then Redis restart: how many every
+    edge applied (acknowledged) of those Redis accepted."""
+    d = tempfile.mkdtemp(dir=b.work)
+    root = os.path.join(d, "root")
+    os.mkdir(root)
+    rport = free_port()
+    redis_url = "redis://127.0.0.1:%d" % rport
+    redis_argv = ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "yes", "--appendfsync", "always", "--dir", d]
+    redis = b.spawn(redis_argv)
+    redis_up(rport)
+    origin = b.spawn([b.bin, "origin", "--listen", "127.0.0.1:0", "--root", root],
+                     stderr=subprocess.STDOUT)
+    ourl = wait_line(origin, r"(http://127\.0\.0\.1:\d+)").group(1)
+
+    def start_edge(i):
+        e = b.spawn([b.bin, "edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                     "--origin", ourl, "--region", "bench", "--name", "s%d" % i,
+                     "--admin-token", TOKEN, "--drain-time", "0", "--log-level", "warn",
+                     "--control-redis", redis_url, "--control-state",
+                     os.path.join(d, "s%d.state" % i)])
+        wait_line(e, r"listening on (\S+) admin=(\S+)")
+        return e
+
+    edges = [start_edge(i) for i in range(nedges)]
+    for _ in range(200):
+        if subprocess.run(["redis-cli", "-p", str(rport), "HLEN", "mlcdn:control:edges"],
+                          capture_output=True, text=True).stdout.strip() == str(nedges):
+            break
+        time.sleep(0.05)
+    env = dict(os.environ, MLCDN_ADMIN_TOKEN=TOKEN)
+    sent, refused = [], 0
+    for k in range(n_inval):
+        if k == n_inval // 3:
+            edges[0].kill()
+            edges[0].wait(10)
+            edges[0] = start_edge(0)
+        if k == 2 * n_inval // 3:
+            redis.send_signal(signal.SIGTERM)
+            redis.wait(20)
+            redis = b.spawn(redis_argv)
+            redis_up(rport)
+        r = subprocess.run([b.bin, "ctl", "invalidate", "--redis", redis_url, "--url",
+                            "/survive/%d" % k, "--timeout", "100ms", "--json"],
+                           capture_output=True, text=True, env=env)
+        try:
+            sent.append(json.loads(r.stdout)["id"])
+        except (ValueError, KeyError):
+            refused += 1
+    applied = {}
+    want = set(sent)
+    for _ in range(600):  # up to 30 s for the edges to catch up
+        out = subprocess.run(["redis-cli", "-p", str(rport), "--json", "XRANGE",
+                              "mlcdn:control:acks", "-", "+"], capture_output=True,
+                             text=True).stdout
+        applied = {}
+        for _, f in json.loads(out or "[]"):
+            a = dict(zip(f[0::2], f[1::2]))
+            if a.get("op") in want and a.get("status") == "200":
+                applied.setdefault(a["edge"], set()).add(a["op"])
+        if len(applied) == nedges and all(len(v) == len(want) for v in applied.values()):
+            break
+        time.sleep(0.05)
+    b.stop_all()
+    shutil.rmtree(d, ignore_errors=True)
+    return len(sent), refused, {e: len(v) for e, v in sorted(applied.items())}
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else "build/mlcdn"
     n_inval = int(os.environ.get("N_INVAL", "1000"))
     edge_counts = [int(x) for x in os.environ.get("EDGES", "4 16").split()]
     transports = os.environ.get("TRANSPORTS", "http redis").split()
+    n_survive = int(os.environ.get("SURVIVE", "300"))
     conns = int(os.environ.get("LOAD_CONNS", "4"))
     delay_ms = int(os.environ.get("LOAD_DELAY_MS", "1"))
     for t in transports:
@@ -200,6 +287,14 @@ def main():
             for r in rows:
                 print("| %d | %s | %d | %.2f | %.2f | %.2f | %d | %.1f | %.0f |"
                       % (r + (rate,)), flush=True)
+        if n_survive > 0:
+            nsent, refused, applied = survive(b, n_survive)
+            print("\nacross restarts (4 edges, stream; edge s0 killed and restarted at 1/3, "
+                  "Redis restarted at 2/3): %d invalidations accepted by Redis, %d refused while "
+                  "it was down; applied per edge: %s; %s"
+                  % (nsent, refused, ", ".join("%s %d" % kv for kv in applied.items()),
+                     "none lost" if len(applied) == 4 and
+                     all(v == nsent for v in applied.values()) else "SOME LOST"), flush=True)
     finally:
         b.stop_all()
         if not os.environ.get("WORKDIR"):
