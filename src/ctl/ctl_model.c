@@ -14,7 +14,13 @@
  * router lists with --router), or an entry of kind "model" on the control stream
  * (--redis). Over HTTP each edge answers with the sequence number of its roll-out job;
  * unless --wait 0, the command then polls every edge's GET /admin/models until its job
- * is done, and reports each edge serving what the policy gives it, or why not. */
+ * is done, and reports each edge serving what the policy gives it, or why not.
+ *
+ * The store may also be an S3-compatible bucket (--origin https://HOST/BUCKET, path
+ * style) with --store-sigv4 aws:amz:REGION:s3: every request to it is then signed with AWS
+ * Signature Version 4 by libcurl (credentials from AWS_ACCESS_KEY_ID and
+ * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN if set), with the body's SHA-256 in
+ * x-amz-content-sha256 as S3 requires; the admin token is not sent there. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -40,12 +46,13 @@
 struct model_args {
     struct conf c;
     struct ctl_target t;
-    const char *origin, *sample, *canary;
+    const char *origin, *sample, *canary, *sigv4;
     long percent;
     uint64_t wait_ms;
+    char *aws_user; /* owned: "KEY:SECRET" with --store-sigv4, else NULL */
 };
 
-#define MODEL_NOPTS (CTL_TARGET_NOPTS + 5)
+#define MODEL_NOPTS (CTL_TARGET_NOPTS + 6)
 
 static size_t model_opts(struct model_args *a, struct conf_opt *opts)
 {
@@ -61,6 +68,9 @@ static size_t model_opts(struct model_args *a, struct conf_opt *opts)
          "publish: share of the canary edges' requests for the new version (default 100)"},
         {"wait", CONF_DURATION, &a->wait_ms,
          "how long to wait for every edge to serve the result (default 2m, 0: do not wait)"},
+        {"store-sigv4", CONF_STR, &a->sigv4,
+         "PROVIDER:...:REGION:SERVICE, e.g. aws:amz:us-east-1:s3: --origin is an S3-compatible "
+         "bucket; sign with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"},
     };
     memcpy(opts + n, o, sizeof(o));
     return n + MC_ARRAY_SIZE(o);
@@ -69,7 +79,8 @@ static size_t model_opts(struct model_args *a, struct conf_opt *opts)
 #define SYNOPSIS                                                                                   \
     "publish NAME VERSION FILE --origin URL [--sample INPUT.json] [--canary EDGE,... "             \
     "[--percent P]] | rollback NAME VERSION --origin URL | promote NAME VERSION --origin URL | "   \
-    "status [NAME]; (--router URL | --edges URL,... | --redis URL) [--token T] [--wait D]"
+    "status [NAME]; (--router URL | --edges URL,... | --redis URL) [--token T] [--wait D] "     \
+    "[--store-sigv4 aws:amz:REGION:s3]"
 
 void ctl_model_usage(void)
 {
@@ -93,9 +104,23 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg)
     return buf_append(b, p, sz * n) == 0 ? sz * n : 0;
 }
 
-/* One request; 0 when a response came (any status), -EIO with r->err otherwise. */
-static int http(const char *method, const char *url, const char *token, const void *body,
-                size_t len, const char *ctype, struct resp *r)
+/* Lowercase hex SHA-256 of len bytes at p into hex[65]. */
+static void sha256_hex(const void *p, size_t len, char hex[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (EVP_Digest(p, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+        abort();
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+/* One request to the model store; 0 when a response came (any status), -EIO with r->err
+ * otherwise. Writes carry the admin token, or with --store-sigv4 every request is signed
+ * (S3 wants the payload's digest in x-amz-content-sha256, which the signature covers). */
+static int http(const struct model_args *a, const char *method, const char *url, int write,
+                const void *body, size_t len, const char *ctype, struct resp *r)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
@@ -116,8 +141,20 @@ static int http(const char *method, const char *url, const char *token, const vo
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 600000L);
-    if (token && *token) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    if (a->sigv4) {
+        char digest[65];
+        const char *session = getenv("AWS_SESSION_TOKEN");
+        sha256_hex(body ? body : "", body ? len : 0, digest);
+        snprintf(auth, sizeof(auth), "x-amz-content-sha256: %s", digest);
+        h = curl_slist_append(h, auth);
+        if (session && *session) {
+            snprintf(auth, sizeof(auth), "x-amz-security-token: %s", session);
+            h = curl_slist_append(h, auth);
+        }
+        curl_easy_setopt(c, CURLOPT_AWS_SIGV4, a->sigv4);
+        curl_easy_setopt(c, CURLOPT_USERPWD, a->aws_user);
+    } else if (write && a->t.token && *a->t.token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", a->t.token);
         h = curl_slist_append(h, auth);
     }
     if (body) {
@@ -273,7 +310,7 @@ static int manifest_get(const struct model_args *a, const char *name, json_t **o
 
     *out = NULL;
     snprintf(url, sizeof(url), "%s/models/%s/manifest.json", a->origin, name);
-    if (http("GET", url, NULL, NULL, 0, NULL, &r) != 0) {
+    if (http(a, "GET", url, 0, NULL, 0, NULL, &r) != 0) {
         fprintf(stderr, "mlcdn ctl model: --origin %s: %s\n", a->origin, r.err);
         resp_fini(&r);
         return -EIO;
@@ -283,7 +320,14 @@ static int manifest_get(const struct model_args *a, const char *name, json_t **o
         *out = json_pack("{s:s, s:{}}", "name", name, "versions");
         return -ENOENT;
     }
-    *out = r.status == 200 ? json_loads(resp_text(&r), 0, &je) : NULL;
+    if (r.status != 200) {
+        /* The store's own words: an S3 error names its code (SignatureDoesNotMatch ...). */
+        fprintf(stderr, "mlcdn ctl model: GET %s: HTTP %ld: %.300s\n", url, r.status,
+                resp_text(&r));
+        resp_fini(&r);
+        return -EIO;
+    }
+    *out = json_loads(resp_text(&r), 0, &je);
     if (!*out || !json_is_object(json_object_get(*out, "versions"))) {
         fprintf(stderr, "mlcdn ctl model: GET %s: HTTP %ld, not a manifest\n", url, r.status);
         json_decref(*out);
@@ -304,7 +348,7 @@ static int manifest_put(const struct model_args *a, const char *name, json_t *m)
     if (!text)
         abort();
     snprintf(url, sizeof(url), "%s/models/%s/manifest.json", a->origin, name);
-    if (http("PUT", url, a->t.token, text, strlen(text), "application/json", &r) != 0 ||
+    if (http(a, "PUT", url, 1, text, strlen(text), "application/json", &r) != 0 ||
         (r.status != 200 && r.status != 201 && r.status != 204)) {
         fprintf(stderr, "mlcdn ctl model: PUT %s: %s%s\n", url, r.err[0] ? r.err : "",
                 r.err[0] ? "" : resp_text(&r));
@@ -326,7 +370,7 @@ static int index_add(const struct model_args *a, const char *name)
     int rc = 0;
 
     snprintf(url, sizeof(url), "%s/models/index.json", a->origin);
-    if (http("GET", url, NULL, NULL, 0, NULL, &r) != 0 || (r.status != 200 && r.status != 404)) {
+    if (http(a, "GET", url, 0, NULL, 0, NULL, &r) != 0 || (r.status != 200 && r.status != 404)) {
         fprintf(stderr, "mlcdn ctl model: GET %s: %s%ld\n", url, r.err[0] ? r.err : "HTTP ",
                 r.err[0] ? 0L : r.status);
         resp_fini(&r);
@@ -350,7 +394,7 @@ static int index_add(const struct model_args *a, const char *name)
     json_decref(idx);
     if (!text)
         abort();
-    if (http("PUT", url, a->t.token, text, strlen(text), "application/json", &r) != 0 ||
+    if (http(a, "PUT", url, 1, text, strlen(text), "application/json", &r) != 0 ||
         (r.status != 200 && r.status != 201 && r.status != 204)) {
         fprintf(stderr, "mlcdn ctl model: PUT %s: %s%s\n", url, r.err[0] ? r.err : "",
                 r.err[0] ? "" : resp_text(&r));
@@ -359,6 +403,49 @@ static int index_add(const struct model_args *a, const char *name)
     resp_fini(&r);
     free(text);
     return rc;
+}
+
+/* --store-sigv4: libcurl's form (provider1[:provider2[:region[:service]]]) and the
+ * credentials from the environment, as the AWS tools read them. 0, or -EINVAL (said). */
+static int store_sigv4_check(struct model_args *a)
+{
+    const char *id = getenv("AWS_ACCESS_KEY_ID"), *key = getenv("AWS_SECRET_ACCESS_KEY");
+    size_t parts = 1, run = 0;
+
+    for (const char *q = a->sigv4;; q++) {
+        if (*q == ':' || *q == '\0') {
+            if (run == 0 || parts > 4)
+                break;
+            if (*q == '\0') {
+                run = SIZE_MAX;
+                break;
+            }
+            parts++;
+            run = 0;
+        } else if ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                   (*q >= '0' && *q <= '9') || *q == '-' || *q == '_' || *q == '.') {
+            run++;
+        } else {
+            break;
+        }
+    }
+    if (run != SIZE_MAX) {
+        fprintf(stderr,
+                "mlcdn ctl model: --store-sigv4 '%s': expected PROVIDER[:PROVIDER2[:REGION"
+                "[:SERVICE]]] (letters, digits, '-', '_', '.'), e.g. aws:amz:us-east-1:s3\n",
+                a->sigv4);
+        return -EINVAL;
+    }
+    if (!id || !*id || !key || !*key || strchr(id, ':')) {
+        fprintf(stderr,
+                "mlcdn ctl model: --store-sigv4: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (the key id without ':')\n");
+        return -EINVAL;
+    }
+    size_t n = strlen(id) + strlen(key) + 2;
+    a->aws_user = mc_xmalloc(n);
+    snprintf(a->aws_user, n, "%s:%s", id, key);
+    return 0;
 }
 
 static int64_t max_version(json_t *m)
@@ -717,7 +804,7 @@ static int publish(const struct model_args *a)
         goto out;
     }
     snprintf(url, sizeof(url), "%s/models/%s/%" PRId64 "/model.onnx", a->origin, name, version);
-    if (http("PUT", url, a->t.token, data, len, "application/octet-stream", &r) != 0 ||
+    if (http(a, "PUT", url, 1, data, len, "application/octet-stream", &r) != 0 ||
         (r.status != 200 && r.status != 201 && r.status != 204)) {
         fprintf(stderr, "mlcdn ctl model publish: PUT %s: %s%s\n", url, r.err[0] ? r.err : "",
                 r.err[0] ? "" : resp_text(&r));
@@ -941,6 +1028,8 @@ int ctl_model_main(int argc, char **argv)
                     verb, nm);
             goto out;
         }
+        if (a.sigv4 && store_sigv4_check(&a) != 0)
+            goto out;
         size_t ol = strlen(a.origin);
         while (ol > 0 && a.origin[ol - 1] == '/')
             ol--;
@@ -955,6 +1044,7 @@ int ctl_model_main(int argc, char **argv)
     if (want)
         free((char *)a.origin);
 out:
+    free(a.aws_user);
     conf_fini(&a.c);
     return rc;
 }

@@ -53,6 +53,7 @@ struct predict_store {
     char *url;        /* the store, without a trailing '/' */
     char *fetch_base; /* where model files are fetched (NULL: url) */
     char *host;       /* the store URL's authority, the Host of fetches through the edge */
+    const char *path; /* the store URL's path ("" or e.g. "/bucket"), inside url */
     char *edge;       /* this edge's name, for canary membership ("" when none) */
     char *models;     /* comma-separated models read at start, or NULL */
     unsigned keep;
@@ -189,9 +190,11 @@ static int fetch_model(struct predict_store *s, const char *base, const char *na
             close(fd);
         goto out;
     }
-    snprintf(url, sizeof(url), "%s/models/%s/%" PRId64 "/model.onnx", base, name, mv->version);
-    /* Through the edge, the store's own host name: the cache key is then the same on
-     * every edge (and on their parent) whatever address each edge listens on. */
+    /* Through the edge, the store's own host name and path (a bucket's, say): the cache
+     * key is then the same on every edge (and on their parent) whatever address each edge
+     * listens on, and the origin behind it gets the store's path. */
+    snprintf(url, sizeof(url), "%s%s/models/%s/%" PRId64 "/model.onnx", base,
+             base == s->url ? "" : s->path, name, mv->version);
     rc = http_get(&ft, url, base == s->url ? NULL : s->host, err, errlen);
     if (rc == 0 && fflush(ft.f) != 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -437,6 +440,7 @@ struct predict_store *predict__store_new(const struct predict_cfg *cfg, struct p
         const char *a = strstr(s->url, "://");
         a = a ? a + 3 : s->url;
         s->host = mc_xstrndup(a, strcspn(a, "/?#"));
+        s->path = a + strlen(s->host);
     }
     s->edge = mc_xstrdup(cfg->edge_name ? cfg->edge_name : "");
     s->models = cfg->store_models && *cfg->store_models ? mc_xstrdup(cfg->store_models) : NULL;

@@ -395,3 +395,76 @@ def test_publish_over_the_control_stream(mlcdn, tmp_path):
     finally:
         redis.send_signal(signal.SIGKILL)
         redis.wait(10)
+
+
+S3_KEY_ID, S3_SECRET = "AKIDMLCDNTEST", "test-secret/with+chars"
+
+
+def s3_ctl(s3, tmp_path, edges, *args, secret=S3_SECRET, sigv4="aws:amz:us-east-1:s3"):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=S3_KEY_ID, AWS_SECRET_ACCESS_KEY=secret)
+    env.pop("AWS_SESSION_TOKEN", None)
+    argv = [binary(), "ctl", "model"] + [str(a) for a in args] + [
+        "--origin", s3.url + "/ml-models", "--store-sigv4", sigv4,
+        "--edges", ",".join(e.admin for e in edges), "--token", TOKEN, "--wait", "30s"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_publish_to_an_s3_bucket(mlcdn, tmp_path):
+    """--store-sigv4: the store is an S3-compatible bucket (path style); every request ctl
+    makes to it is signed with AWS Signature V4 (checked by the test's S3 as S3 checks it)
+    and the edges read the public bucket, the model file through their own tiers with the
+    bucket's path kept."""
+    from s3_server import S3
+    s3 = S3(S3_KEY_ID, S3_SECRET)
+    try:
+        (tmp_path / "sample.json").write_text(json.dumps({"features": X}))
+        for k in (1, 2):
+            write_linear_model(str(tmp_path / ("m%d.onnx" % k)), k)
+        edges = []
+        for name in ("e1", "e2"):
+            e = mlcdn("edge", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                               "--origin", s3.url, "--model-store", s3.url + "/ml-models",
+                               "--admin-token", TOKEN, "--name", name, "--mem", "16M"],
+                      ready_pattern=EDGE_READY)
+            e.admin = e.ready["admin"]
+            edges.append(e)
+        for v in (1, 2):
+            p = s3_ctl(s3, tmp_path, edges, "publish", "lin", v, tmp_path / ("m%d.onnx" % v),
+                       "--sample", tmp_path / "sample.json")
+            assert p.returncode == 0, p.stdout + p.stderr
+            assert [predict(e) for e in edges] == [(v, 10 * v)] * 2
+            f = "/ml-models/models/lin/%d/model.onnx" % v
+            assert s3.objects[f] == (tmp_path / ("m%d.onnx" % v)).read_bytes()
+            assert s3.requests("PUT", f) == [("PUT", f, "signed")]
+            # Each edge fetched the file through its tiers, from the bucket's own path.
+            assert len(s3.requests("GET", f)) == 2
+        man = json.loads(s3.objects["/ml-models/models/lin/manifest.json"])
+        assert sorted(man["versions"]) == ["1", "2"]
+        assert json.loads(s3.objects["/ml-models/models/index.json"]) == {"models": ["lin"]}
+        # ctl's reads of the manifest and the index were signed too.
+        assert ("GET", "/ml-models/models/lin/manifest.json", "signed") in s3.log
+        assert all(st == "signed" for m, path, st in s3.log if m == "PUT")
+
+        # A wrong secret: S3 refuses the upload, ctl says so and changes nothing.
+        write_linear_model(str(tmp_path / "m3.onnx"), 3)
+        p = s3_ctl(s3, tmp_path, edges, "publish", "lin", 3, tmp_path / "m3.onnx",
+                   secret="not-the-secret")
+        assert p.returncode == 1 and "SignatureDoesNotMatch" in p.stderr, p.stderr
+        assert "/ml-models/models/lin/3/model.onnx" not in s3.objects
+        man = json.loads(s3.objects["/ml-models/models/lin/manifest.json"])
+        assert sorted(man["versions"]) == ["1", "2"]
+        assert [predict(e) for e in edges] == [(2, 20)] * 2
+
+        p = s3_ctl(s3, tmp_path, edges, "status", sigv4="aws:amz:us-east-1:s3:x")
+        assert p.returncode == 0, p.stderr  # status does not use the store
+        p = s3_ctl(s3, tmp_path, edges, "rollback", "lin", 1, sigv4="aws:amz:us east:s3")
+        assert p.returncode != 0 and "--store-sigv4 'aws:amz:us east:s3'" in p.stderr
+        env = dict(os.environ)
+        env.pop("AWS_ACCESS_KEY_ID", None)
+        p = subprocess.run([binary(), "ctl", "model", "rollback", "lin", "1", "--origin",
+                            s3.url + "/ml-models", "--store-sigv4", "aws:amz:us-east-1:s3",
+                            "--edges", edges[0].admin, "--token", TOKEN],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert p.returncode != 0 and "AWS_ACCESS_KEY_ID" in p.stderr, p.stderr
+    finally:
+        s3.close()
