@@ -79,7 +79,7 @@ static size_t model_opts(struct model_args *a, struct conf_opt *opts)
 #define SYNOPSIS                                                                                   \
     "publish NAME VERSION FILE --origin URL [--sample INPUT.json] [--canary EDGE,... "             \
     "[--percent P]] | rollback NAME VERSION --origin URL | promote NAME VERSION --origin URL | "   \
-    "status [NAME]; (--router URL | --edges URL,... | --redis URL) [--token T] [--wait D] "     \
+    "status [NAME]; (--router URL | --edges URL,... | --redis URL) [--token T] [--wait D] "        \
     "[--store-sigv4 aws:amz:REGION:s3]"
 
 void ctl_model_usage(void)
@@ -437,9 +437,8 @@ static int store_sigv4_check(struct model_args *a)
         return -EINVAL;
     }
     if (!id || !*id || !key || !*key || strchr(id, ':')) {
-        fprintf(stderr,
-                "mlcdn ctl model: --store-sigv4: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (the key id without ':')\n");
+        fprintf(stderr, "mlcdn ctl model: --store-sigv4: set AWS_ACCESS_KEY_ID and "
+                        "AWS_SECRET_ACCESS_KEY (the key id without ':')\n");
         return -EINVAL;
     }
     size_t n = strlen(id) + strlen(key) + 2;
