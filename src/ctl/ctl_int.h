@@ -92,6 +92,20 @@ int ctl__stream_send(const char *url, const char *key, const char *kind, const c
                      const char *id, uint64_t timeout_ms, struct ctl_ack **acks, size_t *nacks,
                      char *err, size_t errlen);
 
+/* An edge registered on a control stream (KEY:edges) and what it last wrote there: a JSON
+ * object {"last": stream id applied, "t": wall ms, "models": {...} when it serves
+ * predictions}, refreshed at least once a second while it is connected. */
+struct ctl_stream_edge {
+    char name[64];
+    char *value; /* owned */
+};
+
+/* Every edge of stream `key` on Redis `url`: *out (owned: ctl__stream_edges_free), *n.
+ * 0, or -EINVAL / -ECONNREFUSED / -EIO with err. */
+int ctl__stream_edges(const char *url, const char *key, struct ctl_stream_edge **out, size_t *n,
+                      char *err, size_t errlen);
+void ctl__stream_edges_free(struct ctl_stream_edge *v, size_t n);
+
 /* Subcommands (ctl_main.c's table). */
 int ctl_invalidate_main(int argc, char **argv);
 void ctl_invalidate_usage(void);

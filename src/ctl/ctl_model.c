@@ -300,6 +300,49 @@ out:
     return rc;
 }
 
+/* An edge silent on the stream longer than this is reported, not judged: it refreshes its
+ * entry at least once a second while connected. */
+#define STREAM_STALE_MS 5000
+
+/* Every edge's GET /admin/models answer: from the edges or the router (fleet_call), or,
+ * with --redis, from what each edge of the stream wrote in KEY:edges (url = its name). */
+static int models_call(const struct model_args *a, struct edge_ans **out, size_t *n, char *err,
+                       size_t errlen)
+{
+    struct ctl_stream_edge *se;
+    size_t ns;
+    int rc;
+
+    if (!a->t.redis)
+        return fleet_call(a, "GET", "/admin/models", NULL, out, n, err, errlen);
+    if ((rc = ctl__stream_edges(a->t.redis, a->t.stream, &se, &ns, err, errlen)) < 0)
+        return rc;
+    *n = ns;
+    *out = mc_xcalloc(ns ? ns : 1, sizeof(**out));
+    int64_t now = ctl__now_ms();
+    for (size_t i = 0; i < ns; i++) {
+        struct edge_ans *o = &(*out)[i];
+        json_t *v = json_loads(se[i].value, 0, NULL), *models = json_object_get(v, "models");
+        json_t *t = json_object_get(v, "t");
+        int64_t age = json_is_integer(t) ? now - (int64_t)json_integer_value(t) : -1;
+        snprintf(o->url, sizeof(o->url), "%s", se[i].name);
+        snprintf(o->name, sizeof(o->name), "%s", se[i].name);
+        if (age < 0 || age > STREAM_STALE_MS)
+            snprintf(o->error, sizeof(o->error), "not heard from on the stream for %.1f s",
+                     age < 0 ? 0.0 : (double)age / 1000.0);
+        else if (!json_is_object(models))
+            snprintf(o->error, sizeof(o->error),
+                     "serves no predictions (no --models/--model-store)");
+        else {
+            o->status = 200;
+            o->answer = json_incref(models);
+        }
+        json_decref(v);
+    }
+    ctl__stream_edges_free(se, ns);
+    return 0;
+}
+
 /* ---- the manifest on the origin ---- */
 
 static int manifest_get(const struct model_args *a, const char *name, json_t **out)
@@ -483,36 +526,6 @@ struct edge_run {
 };
 
 /* Announces on the control stream; the edges acknowledge there. Exit status. */
-static int announce_redis(const struct model_args *a, const char *id, const char *body)
-{
-    struct ctl_ack *acks = NULL;
-    size_t n = 0, ok = 0;
-    char err[512];
-
-    if (ctl__stream_send(a->t.redis, a->t.stream, "model", body, id, a->t.timeout_ms, &acks, &n,
-                         err, sizeof(err)) < 0) {
-        fprintf(stderr, "mlcdn ctl model: %s\n", err);
-        return 1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (acks[i].acked && acks[i].status >= 200 && acks[i].status < 300) {
-            ok++;
-            printf("  %-24s acknowledged in %.2f ms\n", acks[i].edge, acks[i].ms);
-        } else {
-            fprintf(stderr, "mlcdn ctl model: edge %s did not take the announcement: %s%d %s\n",
-                    acks[i].edge, acks[i].acked ? "status " : "no acknowledgement, ",
-                    acks[i].status, acks[i].detail);
-        }
-    }
-    if (n == 0)
-        fprintf(stderr, "mlcdn ctl model: no edge is registered on the control stream\n");
-    free(acks);
-    printf("%zu of %zu edges took the announcement; `mlcdn ctl model status` with --edges or "
-           "--router shows how each roll-out goes\n",
-           ok, n);
-    return ok == n && n > 0 ? 0 : 1;
-}
-
 /* The entry of model `name` in one edge's GET /admin/models answer j (borrowed). */
 static json_t *model_entry(json_t *j, const char *name)
 {
@@ -578,7 +591,7 @@ static size_t wait_edges(const struct model_args *a, const char *name, const cha
         struct edge_ans *ans;
         size_t na;
         char err[512];
-        if (fleet_call(a, "GET", "/admin/models", NULL, &ans, &na, err, sizeof(err)) == 0) {
+        if (models_call(a, &ans, &na, err, sizeof(err)) == 0) {
             double secs = (double)(units_now_ms() - t0) / 1000.0;
             for (size_t k = 0; k < na; k++)
                 for (size_t i = 0; i < n; i++)
@@ -607,6 +620,41 @@ static size_t wait_edges(const struct model_args *a, const char *name, const cha
     return bad;
 }
 
+/* Adds the announcement to the control stream and collects each registered edge's
+ * acknowledgement as an edge_ans (url = the edge's name; answer = its handler's answer,
+ * {"seq": job} once queued). 0, or 1 when nothing could be sent (said). */
+static int announce_redis(const struct model_args *a, const char *id, const char *body,
+                          struct edge_ans **out, size_t *n)
+{
+    struct ctl_ack *acks = NULL;
+    size_t na = 0;
+    char err[512];
+
+    if (ctl__stream_send(a->t.redis, a->t.stream, "model", body, id, a->t.timeout_ms, &acks, &na,
+                         err, sizeof(err)) < 0) {
+        fprintf(stderr, "mlcdn ctl model: %s\n", err);
+        return 1;
+    }
+    *n = na;
+    *out = mc_xcalloc(na ? na : 1, sizeof(**out));
+    for (size_t i = 0; i < na; i++) {
+        struct edge_ans *o = &(*out)[i];
+        snprintf(o->url, sizeof(o->url), "%s", acks[i].edge);
+        snprintf(o->name, sizeof(o->name), "%s", acks[i].edge);
+        o->ms = acks[i].ms;
+        if (acks[i].acked) {
+            o->status = acks[i].status;
+            o->answer = json_loads(acks[i].detail, 0, NULL);
+            snprintf(o->error, sizeof(o->error), "%.290s", acks[i].detail);
+        } else {
+            snprintf(o->error, sizeof(o->error), "no acknowledgement within %.1f s",
+                     (double)a->t.timeout_ms / 1000.0);
+        }
+    }
+    free(acks);
+    return 0;
+}
+
 /* Tells every edge to read model `name`'s manifest again (the one just written: `text`)
  * and, over HTTP and unless --wait 0, waits for each to serve it. Exit status. */
 static int roll(const struct model_args *a, const char *name, const char *text)
@@ -625,11 +673,12 @@ static int roll(const struct model_args *a, const char *name, const char *text)
     if (!body)
         abort();
     if (a->t.redis) {
-        rc = announce_redis(a, id, body);
-        free(body);
-        return rc;
-    }
-    if (fleet_call(a, "POST", "/admin/models/announce", body, &ans, &n, err, sizeof(err)) != 0) {
+        if (announce_redis(a, id, body, &ans, &n) != 0) {
+            free(body);
+            return 1;
+        }
+    } else if (fleet_call(a, "POST", "/admin/models/announce", body, &ans, &n, err, sizeof(err)) !=
+               0) {
         fprintf(stderr, "mlcdn ctl model: announce: %s\n", err);
         free(body);
         return 1;
@@ -639,9 +688,11 @@ static int roll(const struct model_args *a, const char *name, const char *text)
         json_t *seq = json_object_get(ans[i].answer, "seq");
         snprintf(er[i].url, sizeof(er[i].url), "%s", ans[i].url);
         snprintf(er[i].name, sizeof(er[i].name), "%s", ans[i].name);
-        if (ans[i].status == 202 && json_is_integer(seq)) {
+        /* 202 over HTTP; the stream acknowledges a queued job as 200. */
+        if (ans[i].status / 100 == 2 && json_is_integer(seq)) {
             er[i].seq = (uint64_t)json_integer_value(seq);
-            printf("  %-24s announced in %.2f ms\n", er[i].name, ans[i].ms);
+            printf("  %-24s %s in %.2f ms\n", er[i].name, a->t.redis ? "acknowledged" : "announced",
+                   ans[i].ms);
         } else {
             er[i].done = 3;
             snprintf(er[i].detail, sizeof(er[i].detail), "announce: %s%d %.300s",
@@ -654,7 +705,8 @@ static int roll(const struct model_args *a, const char *name, const char *text)
     if (a->wait_ms)
         bad = wait_edges(a, name, text, er, n);
     if (n == 0)
-        fprintf(stderr, "mlcdn ctl model: no edge to announce to (none known)\n");
+        fprintf(stderr, "mlcdn ctl model: no edge to announce to (%s)\n",
+                a->t.redis ? "none is registered on the control stream" : "none known");
     printf("%zu of %zu edges %s\n", n - bad, n, a->wait_ms ? "serve it" : "took the announcement");
     rc = bad || n == 0 ? 1 : 0;
     ans_free(ans, n);
@@ -722,9 +774,7 @@ static int reachable(const struct model_args *a, const char *verb)
     size_t n;
     char err[512];
 
-    if (a->t.redis)
-        return 0;
-    if (fleet_call(a, "GET", "/admin/models", NULL, &ans, &n, err, sizeof(err)) != 0) {
+    if (models_call(a, &ans, &n, err, sizeof(err)) != 0) {
         fprintf(stderr, "mlcdn ctl model %s: %s\n", verb, err);
         return -EIO;
     }
@@ -915,12 +965,7 @@ static int status(const struct model_args *a)
     size_t n, bad = 0;
     char err[512];
 
-    if (a->t.redis) {
-        fprintf(stderr, "mlcdn ctl model status: reads each edge's admin API: give --router URL "
-                        "or --edges URL,...\n");
-        return 2;
-    }
-    if (fleet_call(a, "GET", "/admin/models", NULL, &ans, &n, err, sizeof(err)) != 0) {
+    if (models_call(a, &ans, &n, err, sizeof(err)) != 0) {
         fprintf(stderr, "mlcdn ctl model status: %s\n", err);
         return 1;
     }

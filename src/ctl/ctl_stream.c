@@ -200,3 +200,48 @@ out:
     redisFree(c);
     return rc;
 }
+
+int ctl__stream_edges(const char *url, const char *key, struct ctl_stream_edge **out, size_t *n,
+                      char *err, size_t errlen)
+{
+    redisContext *c = NULL;
+    redisReply *r;
+    char edges_key[512];
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    if (strlen(key) > 400) {
+        snprintf(err, errlen, "--stream: key too long");
+        return -EINVAL;
+    }
+    snprintf(edges_key, sizeof(edges_key), "%s:edges", key);
+    if ((rc = connect_url(url, &c, err, errlen)) < 0)
+        return rc;
+    r = redisCommand(c, "HGETALL %s", edges_key);
+    if ((rc = reply_err(c, r, "HGETALL", err, errlen)) < 0) {
+        redisFree(c);
+        return rc;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+        *out = mc_xcalloc(r->elements / 2, sizeof(**out));
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            const redisReply *k = r->element[i], *v = r->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+                continue;
+            struct ctl_stream_edge *o = &(*out)[(*n)++];
+            snprintf(o->name, sizeof(o->name), "%.*s", (int)k->len, k->str);
+            o->value = mc_xstrndup(v->str, v->len);
+        }
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return 0;
+}
+
+void ctl__stream_edges_free(struct ctl_stream_edge *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].value);
+    free(v);
+}

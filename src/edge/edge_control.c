@@ -34,12 +34,14 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/mc.h"
 #include "core/metrics.h"
 #include "core/redis_util.h"
 #include "core/units.h"
 #include "edge/edge_int.h"
+#include "predict/predict.h"
 
 #define EDGE_CONTROL_MAGIC 0x4354524cu
 #define MAX_KINDS 8
@@ -454,14 +456,30 @@ static void ack(struct edge_control *c, const char *op, int status, const char *
         freeReplyObject(r);
 }
 
+/* The edge's entry in KEY:edges, rewritten after every read (so about once per BLOCK_MS):
+ * the last entry applied, when, and the models it serves (GET /admin/models's answer), so
+ * `ctl model status --redis` sees every edge of the stream without their admin URLs. */
 static void announce(struct edge_control *c)
 {
-    char sid[48], v[256];
+    char sid[48];
+    struct buf v;
+
+    /* A draining edge still applies what the stream says (it still serves), but the entry
+     * is its successor's: a restart starts the new process while the old one drains. */
+    if (atomic_load(&c->e->draining))
+        return;
+    buf_init(&v, 4u << 20);
     redis_sid_fmt(c->last, sid, sizeof(sid));
-    snprintf(v, sizeof(v), "{\"last\":\"%s\",\"t\":%" PRId64 "}", sid, units_wall_us() / 1000);
-    redisReply *r = cmd(c, "HSET", "HSET %s %s %s", c->edges_key, c->name, v);
+    buf_printf(&v, "{\"last\":\"%s\",\"t\":%" PRId64, sid, units_wall_us() / 1000);
+    if (c->e->predict) {
+        buf_puts(&v, ",\"models\":");
+        predict_models_json(c->e->predict, &v);
+    }
+    buf_puts(&v, "}");
+    redisReply *r = cmd(c, "HSET", "HSET %s %s %b", c->edges_key, c->name, v.data, v.len);
     if (r)
         freeReplyObject(r);
+    buf_fini(&v);
 }
 
 /* Entries after c->last were lost: every handler's gap function runs, then the position
@@ -591,7 +609,8 @@ static void consume(struct edge_control *c)
         set_timeout(c->c, 2000);
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 1) {
             freeReplyObject(r);
-            continue; /* nil: nothing new within BLOCK_MS */
+            announce(c); /* nil: nothing new within BLOCK_MS; still here */
+            continue;
         }
         const redisReply *entries = r->element[0]->element[1];
         struct redis_sid before = c->last;

@@ -867,8 +867,7 @@ int predict_admin(struct predict *p, struct http_exchange *x, int authorized)
         }
         struct buf b;
         buf_init(&b, 16u << 20);
-        predict__models_describe(p->models, p->edge_name,
-                                 p->store ? (int64_t)predict__store_done(p->store) : -1, &b);
+        predict_models_json(p, &b);
         reply_json(p, x, PREDICT_EP_ADMIN, 200, &b, NULL);
         buf_fini(&b);
         return 1;
@@ -1079,6 +1078,13 @@ int predict_store_reread(struct predict *p, struct buf *out)
     if (!p->store_models || !*p->store_models)
         predict__store_announce(p->store, "", NULL, 0);
     return 202;
+}
+
+void predict_models_json(struct predict *p, struct buf *out)
+{
+    MC_CHECK_OBJ_NOTNULL(p, PREDICT_MAGIC);
+    predict__models_describe(p->models, p->edge_name,
+                             p->store ? (int64_t)predict__store_done(p->store) : -1, out);
 }
 
 void predict_models_brief(struct predict *p, size_t max, struct buf *out)

@@ -87,6 +87,9 @@ int64_t predict_cache_drop(struct predict *p, const char *name);
 /* The first `max` models, what each serves, as a JSON array appended to out:
  * [{"name","version","sha256","state"[,"canary","canary_percent"]}]. Any thread. */
 void predict_models_brief(struct predict *p, size_t max, struct buf *out);
+/* What GET /admin/models answers (the edge, the roll-out jobs done, every model with its
+ * versions, state and reason) as a JSON object appended to out. Any thread. */
+void predict_models_json(struct predict *p, struct buf *out);
 /* A model store's announcement (the body of POST /admin/models/announce, also what the
  * control stream carries for kind "model"): {"name": NAME[, "manifest": {...}]} queues a
  * roll-out of NAME. Writes the JSON answer to out and returns its HTTP status: 202 queued

@@ -354,9 +354,9 @@ def test_publish_through_router(fleet, tmp_path):
         r.cleanup()
 
 
-def test_redis_target_needs_edges_for_status(fleet):
+def test_redis_target_unreachable(fleet):
     p = fleet.ctl("status", target=["--redis", "redis://127.0.0.1:1"], ok=False)
-    assert p.returncode == 2 and "--router URL or --edges" in p.stderr
+    assert p.returncode == 1 and "127.0.0.1:1" in p.stderr
     p = fleet.ctl("publish", "lin", 1, fleet.tmp / "m1.onnx",
                   target=["--redis", "redis://127.0.0.1:1"], ok=False)
     assert p.returncode == 1 and "127.0.0.1:1" in p.stderr
@@ -364,7 +364,8 @@ def test_redis_target_needs_edges_for_status(fleet):
 
 def test_publish_over_the_control_stream(mlcdn, tmp_path):
     """--redis: one entry of kind "model" on the control stream; every edge reading it
-    acknowledges, then rolls the model out as after a direct announcement."""
+    acknowledges, then rolls the model out as after a direct announcement; ctl waits for
+    and `status --redis` reads what each edge writes in the stream's KEY:edges."""
     exe = shutil.which("redis-server")
     if not exe:
         pytest.skip("redis-server is not installed (scripts/install-deps.sh installs it)")
@@ -384,14 +385,28 @@ def test_publish_over_the_control_stream(mlcdn, tmp_path):
         for e in fleet.edges:
             wait_for(lambda: cli("HEXISTS", "mlcdn:control:edges", e.name) == "1",
                      what="%s on the stream" % e.name)
+        # ctl waits for every edge of the stream to serve it, from what each edge writes
+        # in mlcdn:control:edges (no admin URL needed).
         p = fleet.publish(1, target=["--redis", url])
-        assert "3 of 3 edges took the announcement" in p.stdout, p.stdout + p.stderr
-        for e in fleet.edges:
-            wait_for(lambda: (state(e) or {}).get("state") == "active", what="lin on " + e.name)
+        assert "3 of 3 edges serve it" in p.stdout, p.stdout + p.stderr
+        assert len(re.findall(r"lin 1 active after", p.stdout)) == 3, p.stdout
         assert [predict(e) for e in fleet.edges] == [(1, 10)] * 3
         entry = json.loads(cli("--json", "XRANGE", "mlcdn:control", "-", "+"))[-1][1]
         fields = dict(zip(entry[0::2], entry[1::2]))
         assert fields["kind"] == "model" and json.loads(fields["body"])["name"] == "lin"
+        p = fleet.publish(2, target=["--redis", url])
+        assert "3 of 3 edges serve it" in p.stdout, p.stdout + p.stderr
+        p = fleet.ctl("status", "lin", target=["--redis", url])
+        rows = [l.split() for l in p.stdout.splitlines()[1:]]
+        assert sorted(r[0] for r in rows) == ["e1", "e2", "e3"], p.stdout
+        assert all(r[1:3] == ["lin", "2"] and r[4] == "active" for r in rows), p.stdout
+        # A stopped edge is named as silent, not taken for serving.
+        fleet.edges[2].stop()
+        wait_for(lambda: "not heard from" in fleet.ctl(
+            "status", target=["--redis", url], ok=False).stdout, timeout=20,
+            what="e3 reported silent")
+        p = fleet.ctl("status", target=["--redis", url], ok=False)
+        assert p.returncode == 1 and re.search(r"e3\s+unreachable: not heard from", p.stdout)
     finally:
         redis.send_signal(signal.SIGKILL)
         redis.wait(10)
