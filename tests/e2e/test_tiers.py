@@ -764,7 +764,10 @@ def test_purge_reaches_the_redis_tier(site, redis):
     assert r.headers["X-Cache-Level"] == "ORIGIN"
     r = b.get("/pr.txt")  # the new copy, from the origin or from a's new Redis copy
     assert r.status == 200 and r.body == b"new body", (r.headers["X-Cache-Level"], r.body)
-    assert site.origin_count("/pr.txt") == 2
+    # a's Redis write is asynchronous: b may come before it lands and fetch on its own.
+    level = r.headers["X-Cache-Level"]
+    assert level in ("REDIS", "ORIGIN"), level
+    assert site.origin_count("/pr.txt") == (2 if level == "REDIS" else 3)
 
 
 def test_purge_answers_503_when_redis_cannot_be_reached(site, redis):
