@@ -615,6 +615,15 @@ static int ocsp_cb(SSL *s, void *arg)
 
 /* ---- connections ---- */
 
+/* SSL_get_error() reads the thread's error queue, so it must be empty before a call; it
+ * nearly always is, and emptying it costs far more than looking (OpenSSL 3 clears every
+ * slot). */
+static void clear_errors(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 /* A fresh memory BIO holds no buffer until something is written to it. */
 static BIO *mem_bio(int eof_wait)
 {
@@ -705,7 +714,11 @@ ssize_t http_tls_read(struct http_tls_conn *t, void *buf, size_t cap)
     if (t->failed)
         return -EPROTO;
     attach(t);
-    ERR_clear_error();
+    /* Once the handshake is done, nothing can come out of SSL_read without new bytes or
+     * what it already holds: the common last call of a read loop skips OpenSSL. */
+    if (t->done && !SSL_has_pending(t->ssl) && BIO_ctrl_pending(SSL_get_rbio(t->ssl)) == 0)
+        return 0;
+    clear_errors();
     int n = SSL_read(t->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
     check_done(t);
     if (n > 0)
@@ -728,7 +741,7 @@ ssize_t http_tls_write(struct http_tls_conn *t, const void *data, size_t len)
     attach(t);
     for (size_t off = 0; off < len;) {
         size_t chunk = len - off > INT32_MAX ? INT32_MAX : len - off;
-        ERR_clear_error();
+        clear_errors();
         int n = SSL_write(t->ssl, (const char *)data + off, (int)chunk);
         if (n <= 0) {
             fail(t);
