@@ -715,8 +715,10 @@ ssize_t http_tls_read(struct http_tls_conn *t, void *buf, size_t cap)
         return -EPROTO;
     attach(t);
     /* Once the handshake is done, nothing can come out of SSL_read without new bytes or
-     * what it already holds: the common last call of a read loop skips OpenSSL. */
-    if (t->done && !SSL_has_pending(t->ssl) && BIO_ctrl_pending(SSL_get_rbio(t->ssl)) == 0)
+     * what it already holds: the common last call of a read loop skips OpenSSL. A
+     * close_notify already read still answers as SSL_read would, every time. */
+    if (t->done && !SSL_has_pending(t->ssl) && BIO_ctrl_pending(SSL_get_rbio(t->ssl)) == 0 &&
+        !(SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN))
         return 0;
     clear_errors();
     int n = SSL_read(t->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
