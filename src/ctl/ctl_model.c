@@ -148,8 +148,12 @@ static int http(const struct model_args *a, const char *method, const char *url,
         snprintf(auth, sizeof(auth), "x-amz-content-sha256: %s", digest);
         h = curl_slist_append(h, auth);
         if (session && *session) {
-            snprintf(auth, sizeof(auth), "x-amz-security-token: %s", session);
-            h = curl_slist_append(h, auth);
+            /* STS session tokens run to a few kilobytes. */
+            size_t n = strlen(session) + sizeof("x-amz-security-token: ");
+            char *line = mc_xmalloc(n);
+            snprintf(line, n, "x-amz-security-token: %s", session);
+            h = curl_slist_append(h, line);
+            free(line);
         }
         curl_easy_setopt(c, CURLOPT_AWS_SIGV4, a->sigv4);
         curl_easy_setopt(c, CURLOPT_USERPWD, a->aws_user);

@@ -32,6 +32,7 @@ class S3:
         self.public_read = public_read
         self.objects = {}  # "/bucket/key" -> bytes
         self.log = []      # (method, path, "signed" | "anonymous" | error code)
+        self.session_tokens = []  # x-amz-security-token of each signed PUT ("" if none)
         self.lock = threading.Lock()
         s3 = self
 
@@ -123,6 +124,7 @@ class S3:
                 with s3.lock:
                     s3.objects[path] = payload
                     s3.log.append(("PUT", path, "signed"))
+                    s3.session_tokens.append(self.headers.get("x-amz-security-token", ""))
                 self.send_response(200)
                 self.send_header("ETag", '"%s"' % hashlib.md5(payload).hexdigest())
                 self.send_header("Content-Length", "0")

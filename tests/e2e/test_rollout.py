@@ -415,9 +415,12 @@ def test_publish_over_the_control_stream(mlcdn, tmp_path):
 S3_KEY_ID, S3_SECRET = "AKIDMLCDNTEST", "test-secret/with+chars"
 
 
-def s3_ctl(s3, tmp_path, edges, *args, secret=S3_SECRET, sigv4="aws:amz:us-east-1:s3"):
+def s3_ctl(s3, tmp_path, edges, *args, secret=S3_SECRET, sigv4="aws:amz:us-east-1:s3",
+           session=None):
     env = dict(os.environ, AWS_ACCESS_KEY_ID=S3_KEY_ID, AWS_SECRET_ACCESS_KEY=secret)
     env.pop("AWS_SESSION_TOKEN", None)
+    if session:
+        env["AWS_SESSION_TOKEN"] = session
     argv = [binary(), "ctl", "model"] + [str(a) for a in args] + [
         "--origin", s3.url + "/ml-models", "--store-sigv4", sigv4,
         "--edges", ",".join(e.admin for e in edges), "--token", TOKEN, "--wait", "30s"]
@@ -443,9 +446,11 @@ def test_publish_to_an_s3_bucket(mlcdn, tmp_path):
                       ready_pattern=EDGE_READY)
             e.admin = e.ready["admin"]
             edges.append(e)
+        # Version 2 with temporary credentials: STS session tokens run to kilobytes.
+        session = "IQoJb3JpZ2luX2VjE" + "x" * 2500
         for v in (1, 2):
             p = s3_ctl(s3, tmp_path, edges, "publish", "lin", v, tmp_path / ("m%d.onnx" % v),
-                       "--sample", tmp_path / "sample.json")
+                       "--sample", tmp_path / "sample.json", session=session if v == 2 else None)
             assert p.returncode == 0, p.stdout + p.stderr
             assert [predict(e) for e in edges] == [(v, 10 * v)] * 2
             f = "/ml-models/models/lin/%d/model.onnx" % v
@@ -456,6 +461,7 @@ def test_publish_to_an_s3_bucket(mlcdn, tmp_path):
         man = json.loads(s3.objects["/ml-models/models/lin/manifest.json"])
         assert sorted(man["versions"]) == ["1", "2"]
         assert json.loads(s3.objects["/ml-models/models/index.json"]) == {"models": ["lin"]}
+        assert s3.session_tokens[0] == "" and s3.session_tokens[-1] == session
         # ctl's reads of the manifest and the index were signed too.
         assert ("GET", "/ml-models/models/lin/manifest.json", "signed") in s3.log
         assert all(st == "signed" for m, path, st in s3.log if m == "PUT")
