@@ -386,15 +386,12 @@ static int manifest_get(const struct model_args *a, const char *name, json_t **o
     return 0;
 }
 
-static int manifest_put(const struct model_args *a, const char *name, json_t *m)
+/* PUTs a JSON document to the store. 0, or -EIO (said on stderr with the store's words). */
+static int put_json(const struct model_args *a, const char *url, const char *text)
 {
-    char url[2048], *text = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
     struct resp r;
     int rc = 0;
 
-    if (!text)
-        abort();
-    snprintf(url, sizeof(url), "%s/models/%s/manifest.json", a->origin, name);
     if (http(a, "PUT", url, 1, text, strlen(text), "application/json", &r) != 0 ||
         (r.status != 200 && r.status != 201 && r.status != 204)) {
         fprintf(stderr, "mlcdn ctl model: PUT %s: %s%s\n", url, r.err[0] ? r.err : "",
@@ -402,6 +399,18 @@ static int manifest_put(const struct model_args *a, const char *name, json_t *m)
         rc = -EIO;
     }
     resp_fini(&r);
+    return rc;
+}
+
+static int manifest_put(const struct model_args *a, const char *name, json_t *m)
+{
+    char url[2048], *text = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
+    int rc;
+
+    if (!text)
+        abort();
+    snprintf(url, sizeof(url), "%s/models/%s/manifest.json", a->origin, name);
+    rc = put_json(a, url, text);
     free(text);
     return rc;
 }
@@ -414,7 +423,7 @@ static int index_add(const struct model_args *a, const char *name)
     struct resp r;
     json_t *idx = NULL, *names, *v;
     size_t i;
-    int rc = 0;
+    int rc;
 
     snprintf(url, sizeof(url), "%s/models/index.json", a->origin);
     if (http(a, "GET", url, 0, NULL, 0, NULL, &r) != 0 || (r.status != 200 && r.status != 404)) {
@@ -441,13 +450,7 @@ static int index_add(const struct model_args *a, const char *name)
     json_decref(idx);
     if (!text)
         abort();
-    if (http(a, "PUT", url, 1, text, strlen(text), "application/json", &r) != 0 ||
-        (r.status != 200 && r.status != 201 && r.status != 204)) {
-        fprintf(stderr, "mlcdn ctl model: PUT %s: %s%s\n", url, r.err[0] ? r.err : "",
-                r.err[0] ? "" : resp_text(&r));
-        rc = -EIO;
-    }
-    resp_fini(&r);
+    rc = put_json(a, url, text);
     free(text);
     return rc;
 }

@@ -360,14 +360,14 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return add;
 }
 
-/* How many edges the router reports healthy, or -1. */
-static int router_healthy(const char *http)
+/* GETs url (a JSON object) and counts the members of its array `list` whose `field` is
+ * true; -1 when nothing came back. */
+static int count_true(const char *url, const char *list, const char *field)
 {
-    char url[160], *body = NULL;
+    char *body = NULL;
     int n = -1;
     CURL *h = curl_easy_init();
 
-    snprintf(url, sizeof(url), "http://%s/edges", http);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
@@ -375,13 +375,12 @@ static int router_healthy(const char *http)
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     if (curl_easy_perform(h) == CURLE_OK && body) {
-        json_t *j = json_loads(body, 0, NULL);
-        json_t *arr = json_object_get(j, "edges"), *e;
+        json_t *j = json_loads(body, 0, NULL), *e;
         size_t i;
         n = 0;
-        json_array_foreach(arr, i, e)
+        json_array_foreach(json_object_get(j, list), i, e)
         {
-            n += json_is_true(json_object_get(e, "healthy"));
+            n += json_is_true(json_object_get(e, field));
         }
         json_decref(j);
     }
@@ -390,33 +389,20 @@ static int router_healthy(const char *http)
     return n;
 }
 
+/* How many edges the router reports healthy, or -1. */
+static int router_healthy(const char *http)
+{
+    char url[160];
+    snprintf(url, sizeof(url), "http://%s/edges", http);
+    return count_true(url, "edges", "healthy");
+}
+
 /* How many models an edge's admin listener reports ready, or -1. */
 static int models_ready(const char *admin)
 {
-    char url[160], *body = NULL;
-    int n = -1;
-    CURL *h = curl_easy_init();
-
+    char url[160];
     snprintf(url, sizeof(url), "%s/admin/models", admin);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 5L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-    if (curl_easy_perform(h) == CURLE_OK && body) {
-        json_t *j = json_loads(body, 0, NULL), *m;
-        size_t i;
-        n = 0;
-        json_array_foreach(json_object_get(j, "models"), i, m)
-        {
-            n += json_is_true(json_object_get(m, "ready"));
-        }
-        json_decref(j);
-    }
-    free(body);
-    curl_easy_cleanup(h);
-    return n;
+    return count_true(url, "models", "ready");
 }
 
 /* utime + stime in clock ticks, and the resident set in KiB, of a process. */
