@@ -20,9 +20,9 @@
  * callback is the only thing that resumes the send, and conn_close() ends the send (done
  * called) before the socket can close, so no callback outlives the connection.
  *
- * Closing (conn_close, conn_linger, conn_abort) keeps the timer until the socket is
+ * Closing (conn_close, conn_linger, conn_abort) keeps the deadline until the socket is
  * closed: the writes still queued before the shutdown keep their send timeout, and a
- * lingering close its bounds. Both handles close together (conn_release). */
+ * lingering close its bounds. conn_release closes the socket and drops the deadline. */
 #include "http/http_server.h"
 #include "http/http_server_int.h"
 
@@ -63,7 +63,10 @@ static void conn_linger(struct conn *c);
 static void conn_abort(struct conn *c);
 static void conn_release(struct conn *c);
 static void close_deadline(struct conn *c, uint64_t ms);
-static void on_timeout(uv_timer_t *t);
+static void conn_timeout(struct conn *c);
+static void dq_set(struct conn *c, uint64_t due);
+static void dq_del(struct conn *c);
+static void on_dq(uv_timer_t *t);
 static void conn_process(struct conn *c);
 static void start_reading(struct conn *c);
 static void stream_body(struct conn *c);
@@ -1347,10 +1350,7 @@ static void on_closed(uv_handle_t *h)
     struct conn *c = h->data;
 
     MC_CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
-    if (h == (uv_handle_t *)&c->tcp)
-        c->tcp_closed = 1;
-    else
-        c->timer_closed = 1;
+    c->tcp_closed = 1;
     conn_maybe_free(c);
 }
 
@@ -1361,12 +1361,13 @@ void http__conn_maybe_free(struct conn *c)
 
 static void conn_maybe_free(struct conn *c)
 {
-    if (!c->tcp_closed || !c->timer_closed || c->x || (c->h2 && !http__h2_idle(c)))
+    if (!c->tcp_closed || c->x || (c->h2 && !http__h2_idle(c)))
         return;
     struct worker *w = c->w;
     /* conn_close ended any file send, and libuv ran the probe's callback before the
      * socket's close callback. */
     MC_ASSERT(!c->sf.active && !c->sf.probing && !c->sf.probe);
+    dq_del(c);
     if (c->pend)
         pend_emit(c, 1);
     if (c->prev)
@@ -1386,22 +1387,23 @@ static void conn_maybe_free(struct conn *c)
         worker_drained(w);
 }
 
-/* Closes both handles now; writes still queued are cancelled. Memory goes in on_closed. */
+/* Closes the socket now, writes still queued cancelled, and ends its deadline. Memory
+ * goes in on_closed. */
 static void conn_release(struct conn *c)
 {
     if (!uv_is_closing((uv_handle_t *)&c->tcp))
         uv_close((uv_handle_t *)&c->tcp, on_closed);
-    if (!uv_is_closing((uv_handle_t *)&c->timer))
-        uv_close((uv_handle_t *)&c->timer, on_closed);
+    c->released = 1;
+    dq_del(c);
 }
 
-/* A deadline while closing: conn_release when it passes (on_timeout). */
+/* A deadline while closing: conn_release when it passes (conn_timeout). */
 static void close_deadline(struct conn *c, uint64_t ms)
 {
-    if (!ms || uv_is_closing((uv_handle_t *)&c->timer))
+    if (!ms || c->released)
         return;
     c->deadline = uv_now(&c->w->loop) + ms;
-    uv_timer_start(&c->timer, on_timeout, ms, 0);
+    dq_set(c, c->deadline);
 }
 
 /* Lingering, after the shutdown: wait for the next client byte at most linger_idle_ms,
@@ -1592,16 +1594,14 @@ static void conn_reject(struct conn *c, int status, const char *msg)
     conn_linger(c);
 }
 
-static void on_timeout(uv_timer_t *t)
+static void conn_timeout(struct conn *c)
 {
-    struct conn *c = t->data;
-
     MC_CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
     if (c->deadline == 0)
         return;
     uint64_t now = uv_now(&c->w->loop);
     if (now < c->deadline) {
-        uv_timer_start(&c->timer, on_timeout, c->deadline - now, 0);
+        dq_set(c, c->deadline);
         return;
     }
     c->deadline = 0;
@@ -1631,9 +1631,9 @@ static void on_timeout(uv_timer_t *t)
         conn_close(c);
 }
 
-/* Timeouts are lazy: arming only moves the deadline, and the timer is restarted only when
- * it would fire too late. A timer that fires early re-arms itself for the rest, so a
- * request costs no timer operation in the common case. */
+/* Timeouts are lazy: arming only moves the deadline, and the heap entry moves only when
+ * it would fire too late. An entry that fires early goes back in for the rest, so a
+ * request costs no heap operation in the common case. */
 static void timer_arm(struct conn *c, uint64_t ms)
 {
     if (c->closing || !ms)
@@ -1644,8 +1644,123 @@ static void timer_arm(struct conn *c, uint64_t ms)
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
         return;
     c->deadline = uv_now(&c->w->loop) + ms;
-    if (!uv_is_active((uv_handle_t *)&c->timer) || uv_timer_get_due_in(&c->timer) > ms)
-        uv_timer_start(&c->timer, on_timeout, ms, 0);
+    if (!c->dq_idx || c->due > c->deadline)
+        dq_set(c, c->deadline);
+}
+
+/* ---- the worker's deadline heap ---- */
+
+static int dq_before(const struct conn *a, const struct conn *b)
+{
+    return a->due < b->due;
+}
+
+static void dq_put(struct worker *w, unsigned i, struct conn *c)
+{
+    w->dq[i] = c;
+    c->dq_idx = i + 1;
+}
+
+static void dq_sift_up(struct worker *w, unsigned i)
+{
+    struct conn *c = w->dq[i];
+    while (i > 0) {
+        unsigned parent = (i - 1) / 2;
+        if (!dq_before(c, w->dq[parent]))
+            break;
+        dq_put(w, i, w->dq[parent]);
+        i = parent;
+    }
+    dq_put(w, i, c);
+}
+
+static void dq_sift_down(struct worker *w, unsigned i)
+{
+    struct conn *c = w->dq[i];
+    for (;;) {
+        unsigned l = 2 * i + 1, m = i;
+        const struct conn *best = c;
+        if (l < w->dq_n && dq_before(w->dq[l], best))
+            best = w->dq[m = l];
+        if (l + 1 < w->dq_n && dq_before(w->dq[l + 1], best))
+            m = l + 1;
+        if (m == i)
+            break;
+        dq_put(w, i, w->dq[m]);
+        i = m;
+    }
+    dq_put(w, i, c);
+}
+
+/* The worker's timer fires for the heap's earliest entry: started again only when that
+ * is earlier than what it is set for (a timer that fires early finds nothing due). */
+static void dq_rearm(struct worker *w)
+{
+    if (w->dq_closed || w->dq_n == 0)
+        return;
+    uint64_t due = w->dq[0]->due;
+    if (w->dq_armed && w->dq_armed <= due)
+        return;
+    uint64_t now = uv_now(&w->loop);
+    uv_timer_start(&w->dq_timer, on_dq, due > now ? due - now : 0, 0);
+    w->dq_armed = due;
+}
+
+/* c's entry fires at loop time `due` (conn_timeout), moved there if it had one. */
+static void dq_set(struct conn *c, uint64_t due)
+{
+    struct worker *w = c->w;
+    uint64_t old = c->due;
+
+    c->due = due;
+    if (c->dq_idx) {
+        if (due < old)
+            dq_sift_up(w, c->dq_idx - 1);
+        else
+            dq_sift_down(w, c->dq_idx - 1);
+    } else {
+        if (w->dq_n == w->dq_cap) {
+            w->dq_cap = w->dq_cap ? 2 * w->dq_cap : 64;
+            w->dq = mc_xrealloc(w->dq, w->dq_cap * sizeof(*w->dq));
+        }
+        dq_put(w, w->dq_n++, c);
+        dq_sift_up(w, w->dq_n - 1);
+    }
+    dq_rearm(w);
+}
+
+static void dq_del(struct conn *c)
+{
+    struct worker *w = c->w;
+
+    if (!c->dq_idx)
+        return;
+    unsigned i = c->dq_idx - 1;
+    c->dq_idx = 0;
+    struct conn *last = w->dq[--w->dq_n];
+    if (i == w->dq_n)
+        return;
+    dq_put(w, i, last);
+    if (i > 0 && dq_before(last, w->dq[(i - 1) / 2]))
+        dq_sift_up(w, i);
+    else
+        dq_sift_down(w, i);
+}
+
+static void on_dq(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+
+    w->dq_armed = 0;
+    /* An entry set again from conn_timeout is due later than now (deadlines are never
+     * set 0 ms ahead), so this ends. */
+    while (w->dq_n && w->dq[0]->due <= now) {
+        struct conn *c = w->dq[0];
+        dq_del(c);
+        conn_timeout(c);
+    }
+    dq_rearm(w);
 }
 
 static void timer_disarm(struct conn *c)
@@ -2293,9 +2408,7 @@ static void conn_new(struct listener *l, int fd, const struct sockaddr_storage *
     c->li = l->idx;
     c->lcfg = &w->srv->cfg.listeners[l->idx];
     uv_tcp_init(&w->loop, &c->tcp);
-    uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c;
-    c->timer.data = c;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -2383,6 +2496,9 @@ static void worker_drained(struct worker *w)
         return;
     w->forced = 1;
     uv_close((uv_handle_t *)&w->grace_timer, NULL);
+    /* A forced stop released every connection: none has a deadline left. */
+    w->dq_closed = 1;
+    uv_close((uv_handle_t *)&w->dq_timer, NULL);
     pthread_mutex_lock(&w->srv->stop_mtx);
     uv_close((uv_handle_t *)&w->stop_async, NULL);
     w->async_closed = 1;
@@ -2487,6 +2603,8 @@ static void worker_run(void *arg)
             w->tls_rbuf = mc_xmalloc(TLS_RBUF);
     uv_timer_init(&w->loop, &w->accept_timer);
     w->accept_timer.data = w;
+    uv_timer_init(&w->loop, &w->dq_timer);
+    w->dq_timer.data = w;
     if (w->tls_rbuf) {
         uv_timer_init(&w->loop, &w->trim_timer);
         w->trim_timer.data = w;
@@ -2510,6 +2628,9 @@ static void worker_run(void *arg)
     w->tls_wbuf = NULL;
     free(w->h2_batch);
     w->h2_batch = NULL;
+    free(w->dq);
+    w->dq = NULL;
+    w->dq_n = w->dq_cap = 0;
 }
 
 int http_server_start(const struct http_server_cfg *cfg, struct http_server **out, char *err,

@@ -4,8 +4,10 @@
 #ifndef MLCDN_HTTP_HTTP_SERVER_INT_H
 #define MLCDN_HTTP_HTTP_SERVER_INT_H
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -106,12 +108,12 @@ struct sf_probe {
 struct sendfd {
     struct sf_probe *probe; /* while a send needed to wait (or runs over TLS), else NULL */
     int fd;                 /* the caller's; never closed here */
-    int active;             /* bytes left to send, done still owed */
-    int probing;            /* req is in libuv's write queue */
-    int then_next;          /* the exchange ended meanwhile: serve the next request after */
-    int then_close;         /* ...or close the connection */
-    int tls_in_pump;        /* TLS: sf_tls_pump is on the stack (a piece that completes at once) */
-    int tls_sync;           /* TLS: the piece just queued completed at once */
+    bool active;            /* bytes left to send, done still owed */
+    bool probing;           /* req is in libuv's write queue */
+    bool then_next;         /* the exchange ended meanwhile: serve the next request after */
+    bool then_close;        /* ...or close the connection */
+    bool tls_in_pump;       /* TLS: sf_tls_pump is on the stack (a piece that completes at once) */
+    bool tls_sync;          /* TLS: the piece just queued completed at once */
     uint64_t off, left;
     void (*done)(void *arg);
     void *arg;
@@ -119,45 +121,45 @@ struct sendfd {
 
 struct conn {
     unsigned magic;
+    unsigned dq_idx; /* 1 + its index in w->dq; 0: not in the heap */
     uv_tcp_t tcp;
-    uv_timer_t timer;
     struct worker *w;
     const struct http_listener_cfg *lcfg;
     struct conn *prev, *next;
     char *in;
     size_t in_len, in_cap;
     enum conn_state state;
+    int tls_err; /* TLS ended (-EPROTO, -ECONNRESET) after bytes still to use */
     struct http_chunked chunked;
     uint64_t body_left;          /* Content-Length body bytes still to read */
     struct http_exchange *x;     /* current exchange, NULL when none */
     struct http_exchange *spare; /* a finished exchange kept for the next request */
-    int tcp_closed;              /* close callback ran for tcp */
-    int timer_closed;
-    int closing; /* uv_close issued */
-    int reading;
-    int sent_continue;
-    int reset_close; /* close with a RST: a response was aborted (http_x_abort) */
-    int in_dispatch; /* a handler call is on the stack */
-    int want_next;   /* an exchange ended inside it with requests pending */
-    int keep_alive;
-    int req_unread;        /* request bytes may still arrive (body unread or failed) */
-    int lingering;         /* closing with a lingering close (conn_linger) */
-    int shut;              /* lingering: response and FIN are out, only reading now */
-    int linger_eof;        /* lingering: the client ended its side before we shut ours */
-    uint64_t linger_end;   /* lingering: loop time it ends at the latest */
-    uint64_t linger_bytes; /* lingering: client bytes read and discarded */
-    size_t li;             /* index of the listener that accepted it */
-    uint64_t deadline;     /* loop time (ms) of the pending timeout; 0: none */
-    uint64_t idle_since;   /* loop time it last began waiting for a request */
-    char peer[64];
+    uint64_t linger_end;         /* lingering: loop time it ends at the latest */
+    uint64_t linger_bytes;       /* lingering: client bytes read and discarded */
+    uint64_t deadline;           /* loop time (ms) of the pending timeout; 0: none */
+    uint64_t due;                /* loop time its entry in the worker's deadline heap fires */
+    uint64_t idle_since;         /* loop time it last began waiting for a request */
     uint64_t requests;
+    uint64_t tls_start_us; /* accept time, for the handshake's duration */
     struct sendfd sf;
     struct http_tls_conn *tls; /* owned; NULL on a plain connection */
     struct http__h2 *h2;       /* owned; the HTTP/2 session once ALPN chose "h2", else NULL */
-    int tls_done;              /* the handshake completed (counted) */
-    int tls_err;               /* TLS ended (-EPROTO, -ECONNRESET) after bytes still to use */
-    uint64_t tls_start_us;     /* accept time, for the handshake's duration */
     struct pend *pend;         /* an ended exchange whose bytes are still queued, or NULL */
+    uint8_t li;                /* index of the listener that accepted it */
+    uint8_t in_dispatch;       /* handler calls on the stack */
+    bool tcp_closed;           /* close callback ran for tcp */
+    bool released;             /* conn_release ran: no deadline from now on */
+    bool closing;              /* uv_close issued */
+    bool reading;
+    bool reset_close; /* close with a RST: a response was aborted (http_x_abort) */
+    bool want_next;   /* an exchange ended inside it with requests pending */
+    bool keep_alive;
+    bool req_unread;             /* request bytes may still arrive (body unread or failed) */
+    bool lingering;              /* closing with a lingering close (conn_linger) */
+    bool shut;                   /* lingering: response and FIN are out, only reading now */
+    bool linger_eof;             /* lingering: the client ended its side before we shut ours */
+    bool tls_done;               /* the handshake completed (counted) */
+    char peer[INET6_ADDRSTRLEN]; /* the client's address, as text */
 };
 
 /* A worker's listening socket. accept(2) is called here rather than by libuv: when
@@ -189,6 +191,14 @@ struct worker {
     int fd_short;        /* in an episode of failed accepts (counted in srv->fd_short) */
     uint64_t last_pause; /* loop time of the last pause */
     uv_timer_t grace_timer;
+    /* Connection deadlines: one timer per worker over a min-heap of connections by due
+     * time, instead of a uv_timer_t (152 B) in every connection, which idle keep-alive
+     * connections would hold by the ten thousand. */
+    uv_timer_t dq_timer;
+    struct conn **dq; /* owned array; the connections are not */
+    unsigned dq_n, dq_cap;
+    uint64_t dq_armed; /* due time dq_timer is started for; 0: stopped */
+    int dq_closed;     /* dq_timer closed: the worker is ending */
     uv_thread_t thread;
     struct conn *conns;
     void *data;

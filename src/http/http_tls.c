@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,8 +87,8 @@ struct http_tls_conn {
     unsigned magic;
     SSL *ssl;
     struct tls_set *set; /* ref */
-    int done, failed;
-    char err[120];
+    bool done, failed;
+    const char *err; /* static: OpenSSL's reason string, or a literal */
 };
 
 /* ---- loading ---- */
@@ -702,7 +703,7 @@ static void fail(struct http_tls_conn *t)
     if (t->failed)
         return;
     t->failed = 1;
-    snprintf(t->err, sizeof(t->err), "%s", ssl_reason());
+    t->err = ssl_reason();
     ERR_clear_error();
     if (!t->done)
         atomic_fetch_add(&t->set->owner->failed, 1);
@@ -832,5 +833,5 @@ const char *http_tls_cipher(const struct http_tls_conn *t)
 
 const char *http_tls_error(const struct http_tls_conn *t)
 {
-    return t->err;
+    return t->err ? t->err : "";
 }
