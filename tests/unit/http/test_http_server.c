@@ -688,11 +688,67 @@ static void test_out_of_descriptors_h2(void **state)
     srv_stop();
 }
 
+/* ---- the worker's deadline heap ---- */
+
+static void heap_check(const struct worker *w)
+{
+    for (unsigned i = 0; i < w->dq_n; i++) {
+        assert_int_equal(w->dq[i]->dq_idx, i + 1);
+        if (i > 0)
+            assert_true(w->dq[(i - 1) / 2]->due <= w->dq[i]->due);
+    }
+}
+
+/* Entries set, moved earlier and later, deleted from anywhere: the heap stays a heap, every
+ * connection knows its place, and the earliest is always at the top. */
+static void test_deadline_heap(void **state)
+{
+    enum { N = 300 };
+    static struct worker w;
+    static struct conn cs[N];
+    uint64_t seed = 12345;
+
+    (void)state;
+    memset(&w, 0, sizeof(w));
+    w.dq_closed = 1; /* no loop here: the heap alone */
+    for (int i = 0; i < N; i++) {
+        cs[i].w = &w;
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        dq_set(&cs[i], 1000 + (seed >> 33) % 100000);
+    }
+    heap_check(&w);
+    assert_int_equal(w.dq_n, N);
+    for (int round = 0; round < 2000; round++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        struct conn *c = &cs[(seed >> 33) % N];
+        switch ((seed >> 20) % 3) {
+        case 0: dq_set(c, c->due / 2 + 1); break;                   /* earlier (or in, if out) */
+        case 1: dq_set(c, c->due + 1 + (seed >> 40) % 5000); break; /* later */
+        case 2: dq_del(c); break;
+        }
+        heap_check(&w);
+    }
+    uint64_t last = 0;
+    unsigned left = w.dq_n;
+    while (w.dq_n) {
+        struct conn *c = w.dq[0];
+        assert_true(c->due >= last);
+        last = c->due;
+        dq_del(c);
+        assert_int_equal(c->dq_idx, 0);
+        heap_check(&w);
+    }
+    assert_true(left > 0);
+    dq_del(&cs[0]); /* not in the heap: nothing */
+    free(w.dq);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accept_errors),
+        cmocka_unit_test(test_deadline_heap),
         cmocka_unit_test(test_linger_413_reaches_the_sender),
         cmocka_unit_test(test_linger_bounded_in_bytes),
         cmocka_unit_test(test_linger_bounded_in_time),
