@@ -6,6 +6,10 @@
 #   * h2o     h2o 2.2: TLS + HTTP/2, one thread. h2o 2.2's proxy (proxy.reverse.url) has no
 #             cache, so it serves the same files from disk (page cache) with its file handler
 #   * mlcdn   edge --tls-listen, one worker thread, L1 memory cache
+#   * floor   bench/tls/tlsfloor.c: the same 1 KiB from memory over OpenSSL + nghttp2 and
+#             nothing else (no cache, no limits): the cost floor of those libraries on this
+#             kernel, rows h1-1k and h2-1k only; not a peer and not in the ratios. Add it to
+#             TARGETS ("nginx ats h2o mlcdn floor") to see how much of a row is the libraries'.
 # all (h2o aside) in front of one static nginx origin, all pinned to SERVER_CPUS, clients on
 # CLIENT_CPUS, interleaved (every repetition measures each target once, the order rotating
 # from one repetition to the next). TLS 1.3; ECDSA P-256 certificates, RSA 2048 for the
@@ -74,7 +78,7 @@ H2O="${H2O:-h2o}"
 [ -n "$TARGETS" ] || { echo "bench/tls: TARGETS is empty (nginx ats h2o mlcdn)" >&2; exit 2; }
 [ -n "$ROWS" ] || { echo "bench/tls: ROWS is empty" >&2; exit 2; }
 for t in $TARGETS; do
-  case "$t" in nginx | ats | h2o | mlcdn) ;; *) echo "bench/tls: unknown target '$t' (nginx ats h2o mlcdn)" >&2; exit 2 ;; esac
+  case "$t" in nginx | ats | h2o | mlcdn | floor) ;; *) echo "bench/tls: unknown target '$t' (nginx ats h2o mlcdn floor)" >&2; exit 2 ;; esac
   [ "$(echo "$TARGETS" | tr -s "[:blank:]" "\n" | grep -cx "$t")" = 1 ] || { echo "bench/tls: target '$t' is listed twice in TARGETS" >&2; exit 2; }
 done
 for r in $ROWS; do
@@ -88,6 +92,7 @@ needs() {
   case " $ROWS " in *" h2-1k "*) echo "h2load:nghttp2-client" ;; esac
   case " $TARGETS " in *" ats "*) echo "$TRAFFIC_SERVER:trafficserver" ;; esac
   case " $TARGETS " in *" h2o "*) echo "$H2O:h2o" ;; esac
+  case " $TARGETS " in *" floor "*) echo "cc:gcc" ;; esac
 }
 missing() { local pair; for pair in $(needs); do command -v "${pair%%:*}" >/dev/null || echo "$pair"; done; }
 if [ -n "$(missing)" ] && [ -z "${SKIP_INSTALL:-}" ]; then
@@ -131,6 +136,11 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=edge.test \
 # As root, nginx's workers would run as nobody, who cannot enter the 0700 temp dir.
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root;"
+if [[ " $TARGETS " == *" floor "* ]]; then
+  cc -O2 -o "$W/tlsfloor" "$HERE/tlsfloor.c" -lssl -lcrypto -lnghttp2 ||
+    { echo "bench/tls: cannot build tlsfloor.c (needs libssl-dev, libnghttp2-dev: scripts/install-deps.sh)" >&2; exit 1; }
+fi
+
 # The origin is a separate nginx so the measured servers have only the cache's work; its
 # stub_status counts the requests that reach it.
 cat >"$W/origin.conf" <<NG
@@ -273,6 +283,10 @@ start_target() { # name key -> sets TPID, TPORT
         --origin "http://127.0.0.1:$ORIGIN_PORT" --threads 1 --mem 256M --log-level warn \
         --idle-timeout 120s >"$W/mlcdn.out" 2>"$W/mlcdn.err" &
       TPID=$!; TPORT=$EDGE_TLS_PORT ;;
+    floor)
+      taskset -c "$SERVER_CPUS" "$W/tlsfloor" 127.0.0.1 "$EDGE_TLS_PORT" "$W/$2.pem" "$W/$2.key" \
+        "$W/root/1k.bin" >"$W/floor.out" 2>&1 &
+      TPID=$!; TPORT=$EDGE_TLS_PORT ;;
   esac
   PIDS+=("$TPID")
   local ok=0
@@ -291,6 +305,7 @@ start_target() { # name key -> sets TPID, TPORT
   for p in $(tree_pids "$TPID"); do taskset -a -p -c "$SERVER_CPUS" "$p" >/dev/null 2>&1 || true; done
   # Warm: a few requests per object, until one is answered without reaching the origin.
   local f n0
+  [ "$1" = floor ] && return # serves from memory
   for f in "${!SIZE[@]}"; do
     for _ in 1 2 3 4 5 6 7 8 9 10; do
       n0=$(origin_requests)
@@ -346,6 +361,9 @@ row_key() { [ "$1" = hs-full-rsa ] && echo rsa || echo ecdsa; }
 
 measure() { # target row -> prints "value per_cpu_s p99_ms origin_reqs note"
   local t=$1 row=$2 c0 c1 cpu val p99=- note="" o0 o1 f non2xx errs
+  if [ "$t" = floor ] && [ "$row" != h1-1k ] && [ "$row" != h2-1k ]; then
+    echo "- - - - floor-only-h1-1k-h2-1k"; return
+  fi
   o0=$(origin_requests)
   c0=$(ticks "$TPID")
   case "$row" in
@@ -356,7 +374,14 @@ measure() { # target row -> prints "value per_cpu_s p99_ms origin_reqs note"
       [ "$non2xx" != 0 ] && note="non2xx=$non2xx"
       [ "$errs" != 0 ] && note="${note:+$note,}sockerr=$errs" ;;
     h2-1k)
-      if ! echo | openssl s_client -connect "127.0.0.1:$TPORT" -alpn h2 2>/dev/null | grep -q "ALPN protocol: h2"; then
+      local alpn=0
+      for _ in 1 2 3; do # three tries: one s_client right after the last row's load can miss
+        if echo | openssl s_client -connect "127.0.0.1:$TPORT" -alpn h2 2>/dev/null | grep -q "ALPN protocol: h2"; then
+          alpn=1; break
+        fi
+        sleep 0.5
+      done
+      if [ "$alpn" = 0 ]; then
         echo "- - - - no-h2-in-alpn"; return
       fi
       local out
@@ -483,8 +508,8 @@ label = {
     "hs-resume": "resumed TLS 1.3 handshakes (per CPU-s)",
     "idle-mem": "memory per idle TLS connection (RSS delta)",
 }
-head_name = {"h2o": "h2o (files, no cache)"}
-peers = [t for t in targets if t != "mlcdn"]
+head_name = {"h2o": "h2o (files, no cache)", "floor": "floor (OpenSSL + nghttp2 alone)"}
+peers = [t for t in targets if t not in ("mlcdn", "floor")]
 caching = [t for t in peers if t != "h2o"]
 ratios = "mlcdn" in targets and peers
 two = ratios and caching != peers and caching
@@ -515,7 +540,7 @@ for r in order:
         o = med(t, r, "origin_reqs")
         if o:
             c += " · %d to origin" % o
-        notes = sorted({x["note"] for x in rows if x["row"] == r and x["target"] == t and x["note"] not in ("", "bytes-per-conn")})
+        notes = sorted({x["note"] for x in rows if x["row"] == r and x["target"] == t and x["note"] not in ("", "bytes-per-conn", "floor-only-h1-1k-h2-1k")})
         if notes:
             c += " (" + ", ".join(notes) + ")"
         cells.append(c)
@@ -530,6 +555,13 @@ if "h2o" in targets:
     out.append("h2o 2.2 (Debian) has no proxy cache (proxy.reverse.url only forwards): it cannot be "
                "configured to cache the origin's objects, so its column serves the same files from "
                "disk (page cache) with its file handler.")
+if "floor" in targets:
+    fr = ["%s %.2fx" % (r, med("mlcdn", r, "per_cpu_s") / med("floor", r, "per_cpu_s"))
+          for r in order if med("mlcdn", r, "per_cpu_s") and med("floor", r, "per_cpu_s")]
+    out.append("")
+    out.append("floor: bench/tls/tlsfloor.c answers every request with the same 1 KiB from memory over "
+               "OpenSSL and nghttp2 and does nothing else: what a server on those libraries cannot "
+               "go below on this kernel." + (" mlcdn / floor: " + ", ".join(fr) + "." if fr else ""))
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PY
