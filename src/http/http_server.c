@@ -337,18 +337,17 @@ static int tls_flush(struct conn *c, void (*done)(void *), void *arg, unsigned f
             done(arg);
         return 0;
     }
-    /* Most flushes are small and taken by the socket at once: they go through the worker's
-     * scratch buffer, and only what must wait is copied. */
+    /* The records leave TLS's buffer without a copy. Most flushes are small and taken by
+     * the socket at once: only what must wait is copied, and the buffer goes back for the
+     * next records; a large flush (or one that must not be tried now) is queued as it is. */
+    size_t cap;
+    char *ct = http_tls_take_buf(c->tls, &n, &cap);
+    uv_buf_t b = uv_buf_init(ct, (unsigned)n);
     if (n <= TLS_WBUF && !(flags & RAW_ASYNC)) {
-        if (!c->w->tls_wbuf)
-            c->w->tls_wbuf = mc_xmalloc(TLS_WBUF);
-        size_t got = http_tls_take(c->tls, c->w->tls_wbuf, n);
-        uv_buf_t b = uv_buf_init(c->w->tls_wbuf, (unsigned)got);
-        return raw_write(c, &b, 1, NULL, done, arg, flags | RAW_BORROWED);
+        int rc = raw_write(c, &b, 1, NULL, done, arg, flags | RAW_BORROWED);
+        http_tls_give_buf(c->tls, ct, cap);
+        return rc;
     }
-    char *ct = mc_xmalloc(n);
-    size_t got = http_tls_take(c->tls, ct, n);
-    uv_buf_t b = uv_buf_init(ct, (unsigned)got);
     return raw_write(c, &b, 1, ct, done, arg, flags);
 }
 
@@ -740,9 +739,9 @@ static int sf_tls_pump(struct conn *c)
         turn += (uint64_t)n;
         if (http_tls_write(c->tls, sf->probe->buf, (size_t)n) < 0)
             return -EPROTO;
-        size_t clen = http_tls_pending(c->tls);
-        char *ct = mc_xmalloc(clen);
-        uv_buf_t b = uv_buf_init(ct, (unsigned)http_tls_take(c->tls, ct, clen));
+        size_t clen, ccap;
+        char *ct = http_tls_take_buf(c->tls, &clen, &ccap);
+        uv_buf_t b = uv_buf_init(ct, (unsigned)clen);
         sf->tls_sync = 0;
         sf->tls_in_pump = 1;
         sf->probing = 1;
@@ -2624,8 +2623,6 @@ static void worker_run(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     free(w->tls_rbuf);
     w->tls_rbuf = NULL;
-    free(w->tls_wbuf);
-    w->tls_wbuf = NULL;
     free(w->h2_batch);
     w->h2_batch = NULL;
     free(w->dq);

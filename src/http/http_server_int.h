@@ -47,7 +47,8 @@ struct accesslog_local;
 #define ACCEPT_CALM_MS 1000
 /* Ciphertext read per read callback on a TLS connection (a worker's buffer). */
 #define TLS_RBUF (64u << 10)
-/* Ciphertext up to this size is sent from the worker's scratch buffer (w->tls_wbuf). */
+/* Ciphertext up to this size is tried on the socket at once from TLS's own buffer (what
+ * the socket does not take is copied); a larger flight is queued as it is. */
 #define TLS_WBUF (128u << 10)
 /* TLS connections idle this long give back their input buffer and TLS's buffers (checked
  * once per period by a worker timer, so a busy connection pays nothing). */
@@ -208,7 +209,6 @@ struct worker {
     char date[40];
     int64_t date_s;
     char *tls_rbuf;               /* ciphertext read buffer (TLS listeners), used within on_read */
-    char *tls_wbuf;               /* ciphertext taken for a write, used within that call */
     char *h2_batch;               /* frames being gathered by an HTTP/2 send, used within it */
     int h2_batch_busy;            /* a send is gathering into h2_batch */
     struct accesslog_local *alog; /* this loop's access log buffer, or NULL */

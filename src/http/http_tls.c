@@ -89,6 +89,11 @@ struct http_tls_conn {
     struct tls_set *set; /* ref */
     bool done, failed;
     const char *err; /* static: OpenSSL's reason string, or a literal */
+    /* Between the socket and OpenSSL: ciphertext fed and not yet read by OpenSSL (from
+     * in_off), and records OpenSSL wrote and the caller did not take yet. Plain buffers,
+     * not memory BIOs: a BIO_s_mem zero-fills every byte before copying it in. */
+    char *in, *out; /* owned, NULL when empty for good (trimmed) */
+    size_t in_off, in_len, in_cap, out_len, out_cap;
 };
 
 /* ---- loading ---- */
@@ -625,22 +630,97 @@ static void clear_errors(void)
         ERR_clear_error();
 }
 
-/* A fresh memory BIO holds no buffer until something is written to it. */
-static BIO *mem_bio(int eof_wait)
+/* A buffer is kept at most this large once emptied; a larger one goes back to malloc. */
+#define OUT_KEEP (32u << 10)
+
+static void grow(char **buf, size_t *cap, size_t need)
 {
-    BIO *b = BIO_new(BIO_s_mem());
-    MC_ASSERT(b != NULL);
-    if (eof_wait)
-        BIO_set_mem_eof_return(b, -1);
-    return b;
+    if (need <= *cap)
+        return;
+    /* From the first need exactly: a handshake's buffers are small, and they are freed
+     * between long-lived allocations (the trim), where a larger one leaves a larger hole. */
+    size_t n = *cap ? *cap * 2 : need;
+    while (n < need)
+        n *= 2;
+    *buf = mc_xrealloc(*buf, n);
+    *cap = n;
 }
 
-/* A trimmed connection has no BIOs (http_tls_trim): they come back before the next call
- * into OpenSSL. An empty input buffer means "wait for more", not end of stream. */
+/* The BIO OpenSSL reads and writes: t's two buffers. Reading an empty input asks to be
+ * called again (more is to come), it is not the end of the stream. */
+static int bio_write(BIO *b, const char *data, int len)
+{
+    struct http_tls_conn *t = BIO_get_data(b);
+    if (len <= 0)
+        return 0;
+    grow(&t->out, &t->out_cap, t->out_len + (size_t)len);
+    memcpy(t->out + t->out_len, data, (size_t)len);
+    t->out_len += (size_t)len;
+    return len;
+}
+
+static int bio_read(BIO *b, char *buf, int cap)
+{
+    struct http_tls_conn *t = BIO_get_data(b);
+    size_t avail = t->in_len - t->in_off;
+
+    BIO_clear_retry_flags(b);
+    if (avail == 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t n = cap > 0 && (size_t)cap < avail ? (size_t)cap : avail;
+    memcpy(buf, t->in + t->in_off, n);
+    t->in_off += n;
+    if (t->in_off == t->in_len) {
+        t->in_off = t->in_len = 0;
+        if (t->in_cap > OUT_KEEP) { /* a large read passed: not kept for small ones */
+            free(t->in);
+            t->in = NULL;
+            t->in_cap = 0;
+        }
+    }
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct http_tls_conn *t = BIO_get_data(b);
+    (void)num, (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_PENDING: return (long)(t->in_len - t->in_off);
+    case BIO_CTRL_WPENDING: return (long)t->out_len;
+    case BIO_CTRL_FLUSH:
+    case BIO_CTRL_DUP: return 1;
+    default: return 0;
+    }
+}
+
+static BIO_METHOD *bio_method;
+
+static void bio_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "mlcdn buffers");
+    MC_ASSERT(m != NULL);
+    BIO_meth_set_write(m, bio_write);
+    BIO_meth_set_read(m, bio_read);
+    BIO_meth_set_ctrl(m, bio_ctrl);
+    bio_method = m;
+}
+
+/* A trimmed connection has no BIO (http_tls_trim): it comes back before the next call
+ * into OpenSSL. One BIO both ways: OpenSSL reads t->in and writes t->out through it. */
 static void attach(struct http_tls_conn *t)
 {
-    if (SSL_get_rbio(t->ssl) == NULL)
-        SSL_set_bio(t->ssl, mem_bio(1), mem_bio(0));
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (SSL_get_rbio(t->ssl) != NULL)
+        return;
+    pthread_once(&once, bio_method_init);
+    BIO *b = BIO_new(bio_method);
+    MC_ASSERT(b != NULL);
+    BIO_set_data(b, t);
+    BIO_set_init(b, 1);
+    SSL_set_bio(t->ssl, b, b); /* the same BIO both ways: one reference passes */
 }
 
 struct http_tls_conn *http_tls_conn_new(struct http_tls_ctx *c)
@@ -669,6 +749,8 @@ void http_tls_conn_free(struct http_tls_conn **tp)
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
     SSL_free(t->ssl);
     set_unref(t->set);
+    free(t->in);
+    free(t->out);
     MC_FREE_OBJ(t);
     *tp = NULL;
 }
@@ -677,13 +759,16 @@ int http_tls_feed(struct http_tls_conn *t, const void *data, size_t len)
 {
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
     attach(t);
-    while (len > 0) {
-        int n = BIO_write(SSL_get_rbio(t->ssl), data, len > INT32_MAX ? INT32_MAX : (int)len);
-        if (n <= 0)
-            return -ENOMEM;
-        data = (const char *)data + n;
-        len -= (size_t)n;
+    if (len > INT32_MAX - (t->in_len - t->in_off))
+        return -ENOMEM; /* more than OpenSSL will be asked to read: never from one socket read */
+    if (t->in_off > 0 && t->in_len + len > t->in_cap) {
+        memmove(t->in, t->in + t->in_off, t->in_len - t->in_off);
+        t->in_len -= t->in_off;
+        t->in_off = 0;
     }
+    grow(&t->in, &t->in_cap, t->in_len + len);
+    memcpy(t->in + t->in_len, data, len);
+    t->in_len += len;
     return 0;
 }
 
@@ -718,7 +803,7 @@ ssize_t http_tls_read(struct http_tls_conn *t, void *buf, size_t cap)
     /* Once the handshake is done, nothing can come out of SSL_read without new bytes or
      * what it already holds: the common last call of a read loop skips OpenSSL. A
      * close_notify already read still answers as SSL_read would, every time. */
-    if (t->done && !SSL_has_pending(t->ssl) && BIO_ctrl_pending(SSL_get_rbio(t->ssl)) == 0 &&
+    if (t->done && !SSL_has_pending(t->ssl) && t->in_len == t->in_off &&
         !(SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN))
         return 0;
     clear_errors();
@@ -758,26 +843,59 @@ ssize_t http_tls_write(struct http_tls_conn *t, const void *data, size_t len)
 size_t http_tls_pending(const struct http_tls_conn *t)
 {
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
-    BIO *w = SSL_get_wbio(t->ssl);
-    return w ? BIO_ctrl_pending(w) : 0;
+    return t->out_len;
 }
 
 size_t http_tls_take(struct http_tls_conn *t, void *buf, size_t cap)
 {
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
-    BIO *w = SSL_get_wbio(t->ssl);
-    int n = w ? BIO_read(w, buf, cap > INT32_MAX ? INT32_MAX : (int)cap) : 0;
-    return n > 0 ? (size_t)n : 0;
+    size_t n = MC_MIN(cap, t->out_len);
+    if (n == 0)
+        return 0;
+    memcpy(buf, t->out, n);
+    memmove(t->out, t->out + n, t->out_len - n);
+    t->out_len -= n;
+    return n;
+}
+
+char *http_tls_take_buf(struct http_tls_conn *t, size_t *len, size_t *cap)
+{
+    MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
+    char *b = t->out;
+    *len = t->out_len;
+    *cap = t->out_cap;
+    if (t->out_len == 0)
+        return NULL;
+    t->out = NULL;
+    t->out_len = t->out_cap = 0;
+    return b;
+}
+
+void http_tls_give_buf(struct http_tls_conn *t, char *buf, size_t cap)
+{
+    MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
+    if (t->out == NULL && cap <= OUT_KEEP) {
+        t->out = buf;
+        t->out_cap = cap;
+    } else {
+        free(buf);
+    }
 }
 
 void http_tls_trim(struct http_tls_conn *t)
 {
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
-    BIO *r = SSL_get_rbio(t->ssl), *w = SSL_get_wbio(t->ssl);
-    /* Both empty: both go (the BIOs and their buffers, about 700 bytes a connection);
-     * attach() makes new ones when the connection wakes up. */
-    if (r && w && BIO_ctrl_pending(r) == 0 && BIO_ctrl_pending(w) == 0)
+    /* Nothing waiting either way: the BIO and both buffers go (the input one grew to the
+     * largest socket read, the output one to a flight); attach() and the first bytes
+     * bring them back when the connection wakes up. */
+    if (t->in_len != t->in_off || t->out_len != 0)
+        return;
+    if (SSL_get_rbio(t->ssl) != NULL)
         SSL_set_bio(t->ssl, NULL, NULL);
+    free(t->in);
+    free(t->out);
+    t->in = t->out = NULL;
+    t->in_off = t->in_len = t->in_cap = t->out_cap = 0;
 }
 
 void http_tls_close_notify(struct http_tls_conn *t)

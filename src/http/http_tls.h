@@ -91,9 +91,16 @@ ssize_t http_tls_write(struct http_tls_conn *t, const void *data, size_t len);
 /* Ciphertext waiting to be sent, and taking it (copies up to cap bytes, returns them). */
 size_t http_tls_pending(const struct http_tls_conn *t);
 size_t http_tls_take(struct http_tls_conn *t, void *buf, size_t cap);
+/* Takes all of it without a copy: the buffer holding it (*len bytes from its start, *cap
+ * allocated), which the caller then owns (free it, or hand it back with
+ * http_tls_give_buf for the next records); NULL when nothing waits. */
+char *http_tls_take_buf(struct http_tls_conn *t, size_t *len, size_t *cap);
+/* A buffer from http_tls_take_buf, done with: kept for the next records (when t has none
+ * and it is not large) or freed. */
+void http_tls_give_buf(struct http_tls_conn *t, char *buf, size_t cap);
 /* Gives back the memory between the socket and TLS when nothing waits there (an idle
- * connection): the two memory BIOs go with their buffers, which grew to the largest
- * flight seen, a handshake's at least; the calls above make new ones when needed. */
+ * connection): its buffers, which grew to the largest read or flight seen (a handshake's
+ * at least), and the BIO over them; the calls above make new ones when needed. */
 void http_tls_trim(struct http_tls_conn *t);
 /* Queues close_notify (then take what is pending and close). */
 void http_tls_close_notify(struct http_tls_conn *t);
