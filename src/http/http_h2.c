@@ -45,6 +45,7 @@
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -381,7 +382,14 @@ static void stream_head_done(struct http__h2 *h2, struct http__h2_stream *st, in
     int r = 0;
 
     limv.max_body = TUN(c->w->srv, max_body); /* http_server_set_limits may change it */
-    x = mc_xcalloc(1, sizeof(*x));
+    /* As for HTTP/1.1, only what the parser does not fill is zeroed: the header array
+     * (most of the struct's 4.7 KB) is written up to nheaders, which starts at 0 for a
+     * request refused before it is parsed. */
+    x = mc_xmalloc(sizeof(*x));
+    memset(x, 0, offsetof(struct http_exchange, req));
+    memset(&x->req, 0, offsetof(struct http_request, headers));
+    memset((char *)&x->req + offsetof(struct http_request, nheaders), 0,
+           sizeof(x->req) - offsetof(struct http_request, nheaders));
     st->x = x;
     x->conn = c;
     x->h2s = st;
@@ -1015,14 +1023,19 @@ void http__h2_drain(struct conn *c)
 
 /* ---- the exchange API on a stream ---- */
 
+/* Connection-specific fields, which HTTP/2 forbids (RFC 9113 §8.2.2). By length first:
+ * this runs for every field of every response. */
 static int skip_field(const char *name, size_t n)
 {
-    static const char *const hop[] = {"connection", "keep-alive",       "transfer-encoding",
-                                      "upgrade",    "proxy-connection", "te"};
-    for (size_t i = 0; i < MC_ARRAY_SIZE(hop); i++)
-        if (strlen(hop[i]) == n && strncasecmp(hop[i], name, n) == 0)
-            return 1;
-    return 0;
+    switch (n) {
+    case 2: return strncasecmp(name, "te", 2) == 0;
+    case 7: return strncasecmp(name, "upgrade", 7) == 0;
+    case 10:
+        return strncasecmp(name, "connection", 10) == 0 || strncasecmp(name, "keep-alive", 10) == 0;
+    case 16: return strncasecmp(name, "proxy-connection", 16) == 0;
+    case 17: return strncasecmp(name, "transfer-encoding", 17) == 0;
+    default: return 0;
+    }
 }
 
 /* The field lines ("Name: value\r\n" each) as name/value pairs after nv[0], ":status"
