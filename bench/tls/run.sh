@@ -6,7 +6,8 @@
 #   * h2o     h2o 2.2: TLS + HTTP/2, one thread. h2o 2.2's proxy (proxy.reverse.url) has no
 #             cache, so it serves the same files from disk (page cache) with its file handler
 #   * mlcdn   edge --tls-listen, one worker thread, L1 memory cache
-#   * floor   bench/tls/tlsfloor.c: the same 1 KiB from memory over OpenSSL + nghttp2 and
+#   * floor   bench/tls/tlsfloor.c: the same 1 KiB from memory over OpenSSL + nghttp2 (with
+#             mlcdn in TARGETS, with the header fields of mlcdn's hit) and
 #             nothing else (no cache, no limits): the cost floor of those libraries on this
 #             kernel, rows h1-1k and h2-1k only; not a peer and not in the ratios. Add it to
 #             TARGETS ("nginx ats h2o mlcdn floor") to see how much of a row is the libraries'.
@@ -285,7 +286,7 @@ start_target() { # name key -> sets TPID, TPORT
       TPID=$!; TPORT=$EDGE_TLS_PORT ;;
     floor)
       taskset -c "$SERVER_CPUS" "$W/tlsfloor" 127.0.0.1 "$EDGE_TLS_PORT" "$W/$2.pem" "$W/$2.key" \
-        "$W/root/1k.bin" >"$W/floor.out" 2>&1 &
+        "$W/root/1k.bin" ${FLOOR_FIELDS:+"$FLOOR_FIELDS"} >"$W/floor.out" 2>&1 &
       TPID=$!; TPORT=$EDGE_TLS_PORT ;;
   esac
   PIDS+=("$TPID")
@@ -455,6 +456,19 @@ PY
   echo "${val:-0} $(echo "${val:-0} $DURATION $cpu" | awk '{printf "%.0f", ($3>0)?$1*$2/$3:0}') $p99 $((o1 - o0 - 1)) ${note:--}"
 }
 
+# With mlcdn in the run, the floor answers with the header fields of mlcdn's own hit (the
+# origin's plus Age, X-Cache, X-Cache-Level, X-Edge-Region, Cache-Status): what nghttp2's
+# HPACK and the record bytes cost for the same response, not a shorter one.
+FLOOR_FIELDS=""
+if [[ " $TARGETS " == *" floor "* && " $TARGETS " == *" mlcdn "* ]]; then
+  start_target mlcdn ecdsa
+  curl -sk -D "$W/hit.head" -o /dev/null --http1.1 "https://127.0.0.1:$TPORT/1k.bin"
+  stop_target
+  grep -viE '^(HTTP/|content-length:|content-type:|connection:|keep-alive:|transfer-encoding:)' \
+    "$W/hit.head" | tr -d '\r' | grep -v '^$' >"$W/fields.txt" || true
+  [ -s "$W/fields.txt" ] && FLOOR_FIELDS="$W/fields.txt" && cp "$W/fields.txt" "$OUTDIR/floor-fields.txt"
+fi
+
 RAW="$OUTDIR/raw.tsv"
 echo -e "rep\ttarget\trow\tvalue\tper_cpu_s\tp99_ms\torigin_reqs\tnote" >"$RAW"
 read -r -a TARR <<<"$TARGETS"
@@ -561,7 +575,9 @@ if "floor" in targets:
     out.append("")
     out.append("floor: bench/tls/tlsfloor.c answers every request with the same 1 KiB from memory over "
                "OpenSSL and nghttp2 and does nothing else: what a server on those libraries cannot "
-               "go below on this kernel." + (" mlcdn / floor: " + ", ".join(fr) + "." if fr else ""))
+               "go below on this kernel" + (" (with mlcdn in the run, it sends the header fields of "
+               "mlcdn's hit: floor-fields.txt)" if "mlcdn" in targets else "") + "." +
+               (" mlcdn / floor: " + ", ".join(fr) + "." if fr else ""))
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PY
