@@ -88,6 +88,7 @@ struct http_tls_conn {
     SSL *ssl;
     struct tls_set *set; /* ref */
     bool done, failed;
+    bool keep_bufs;  /* SSL_MODE_RELEASE_BUFFERS is off: requests are coming */
     const char *err; /* static: OpenSSL's reason string, or a literal */
     /* Between the socket and OpenSSL: ciphertext fed and not yet read by OpenSSL (from
      * in_off), and records OpenSSL wrote and the caller did not take yet. Plain buffers,
@@ -211,7 +212,10 @@ static SSL_CTX *ssl_ctx_new(const struct tls_set *set, char *err, size_t errlen)
         SSL_CTX_free(x);
         return NULL;
     }
-    /* Idle connections give their record buffers back: memory per idle connection. */
+    /* A connection that only shook hands holds no record buffers (released after each
+     * record: they go back to malloc at once, for the next handshake to reuse); one that
+     * carries requests keeps them (http_tls_read) until it is idle (http_tls_trim): the
+     * release costs a 16 KB free and malloc around every record. */
     SSL_CTX_set_mode(x, SSL_MODE_RELEASE_BUFFERS);
     /* Resumption by tickets only: no per-process session cache to share or to fill. */
     SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
@@ -809,8 +813,13 @@ ssize_t http_tls_read(struct http_tls_conn *t, void *buf, size_t cap)
     clear_errors();
     int n = SSL_read(t->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
     check_done(t);
-    if (n > 0)
+    if (n > 0) {
+        if (!t->keep_bufs) {
+            SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+            t->keep_bufs = true;
+        }
         return n;
+    }
     switch (SSL_get_error(t->ssl, n)) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE: return 0;
@@ -892,6 +901,11 @@ void http_tls_trim(struct http_tls_conn *t)
         return;
     if (SSL_get_rbio(t->ssl) != NULL)
         SSL_set_bio(t->ssl, NULL, NULL);
+    if (t->keep_bufs) {
+        SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+        SSL_free_buffers(t->ssl); /* fails (keeping them) only while a record is in them */
+        t->keep_bufs = false;
+    }
     free(t->in);
     free(t->out);
     t->in = t->out = NULL;
