@@ -146,7 +146,7 @@ EDGE_SKIP_REASON=""
 if has_target mlcdn; then
   if [ ! -x "$BIN_IN" ]; then
     EDGE_SKIP_REASON="mlcdn binary not found: $BIN_IN (run make build)"
-  elif ! "$BIN_IN" edge --help 2>&1 | grep -q -- '--disk-dir'; then
+  elif ! grep -q -- '--disk-dir' <<<"$("$BIN_IN" edge --help 2>&1)"; then # not a pipe: grep -q's early exit would fail it under pipefail
     EDGE_SKIP_REASON="'$BIN_IN edge --help' lists no --disk-dir: this binary has no disk tier yet (mlcdn edge: unknown flag --disk-dir)"
   else
     EDGE_OK=1
