@@ -2569,15 +2569,22 @@ static void on_stop(uv_async_t *a)
 }
 
 /* Idle HTTP/1.1 TLS connections (between requests, or never used) give back their input
- * buffer and TLS's I/O buffers: memory per idle connection is what a CDN edge holds most
- * of. HTTP/2 sessions keep theirs (their input is staged per read). */
+ * buffer and TLS's I/O and record buffers: memory per idle connection is what a CDN edge
+ * holds most of. An HTTP/2 session without streams gives back TLS's (its input is staged
+ * per read, nothing to give back there). */
 static void on_trim(uv_timer_t *t)
 {
     struct worker *w = t->data;
     uint64_t now = uv_now(&w->loop);
 
     for (struct conn *c = w->conns; c; c = c->next) {
-        if (!c->tls || c->h2 || c->closing || c->x || c->sf.active || c->state != ST_HEAD ||
+        if (c->h2) {
+            /* A session without streams keeps its input staging but gives TLS's back. */
+            if (c->tls && !c->closing && http__h2_idle(c) && now - c->idle_since >= TLS_TRIM_MS)
+                http_tls_trim(c->tls);
+            continue;
+        }
+        if (!c->tls || c->closing || c->x || c->sf.active || c->state != ST_HEAD ||
             c->in_len != 0 || now - c->idle_since < TLS_TRIM_MS)
             continue;
         free(c->in);

@@ -635,7 +635,7 @@ static void clear_errors(void)
 }
 
 /* A buffer is kept at most this large once emptied; a larger one goes back to malloc. */
-#define OUT_KEEP (32u << 10)
+#define BUF_KEEP (32u << 10)
 
 static void grow(char **buf, size_t *cap, size_t need)
 {
@@ -678,7 +678,7 @@ static int bio_read(BIO *b, char *buf, int cap)
     t->in_off += n;
     if (t->in_off == t->in_len) {
         t->in_off = t->in_len = 0;
-        if (t->in_cap > OUT_KEEP) { /* a large read passed: not kept for small ones */
+        if (t->in_cap > BUF_KEEP) { /* a large read passed: not kept for small ones */
             free(t->in);
             t->in = NULL;
             t->in_cap = 0;
@@ -883,7 +883,7 @@ char *http_tls_take_buf(struct http_tls_conn *t, size_t *len, size_t *cap)
 void http_tls_give_buf(struct http_tls_conn *t, char *buf, size_t cap)
 {
     MC_CHECK_OBJ(t, TLS_CONN_MAGIC);
-    if (t->out == NULL && cap <= OUT_KEEP) {
+    if (t->out == NULL && cap <= BUF_KEEP) {
         t->out = buf;
         t->out_cap = cap;
     } else {
