@@ -506,6 +506,9 @@ def test_drain_sends_goaway_after_the_next_response(cdn):
     write_file(cdn.root, "a.txt", b"ok")
     cdn.start_origin()
     e = cdn.start_edge("--admin-token", "tok", "--drain-time", "30s")
+    # Stream 1 must be a hit: a miss ends in steps (the fetch completes after the last
+    # DATA frame went), and a step after the drain would send GOAWAY before stream 3.
+    wait_for(lambda: curl2(e, "/a.txt")[1].get("x-cache") == "HIT", what="a.txt cached")
     c = H2Conn(e)
 
     def answered(sid):
