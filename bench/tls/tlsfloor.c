@@ -101,8 +101,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
         !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     nghttp2_data_provider dp = {.read_callback = on_body};
-    return nghttp2_submit_response(s, f->hd.stream_id, nv, nnv, &dp) == 0 ? 0
-                                                                           : NGHTTP2_ERR_CALLBACK_FAILURE;
+    return nghttp2_submit_response(s, f->hd.stream_id, nv, nnv, &dp) == 0
+             ? 0
+             : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
 static int h2_start(struct conn *c)
@@ -232,7 +233,8 @@ static void add_nv(const char *name, const char *value)
     for (char *p = n; *p; p++)
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p + 32);
-    nv[nnv++] = (nghttp2_nv){(uint8_t *)n, (uint8_t *)v, strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE};
+    nv[nnv++] = (nghttp2_nv){(uint8_t *)n, (uint8_t *)v, strlen(n), strlen(v),
+                             NGHTTP2_NV_FLAG_NONE};
 }
 
 int main(int argc, char **argv)
