@@ -185,6 +185,7 @@ static struct edge_fill *busy_join(struct edge *e, struct edge_fill *fresh, int 
         if (f->phash == fresh->phash && f->plen == fresh->plen &&
             memcmp(f->pkey, fresh->pkey, f->plen) == 0) {
             fill_ref(f);
+            f->joined++;
             pthread_mutex_unlock(&s->mtx);
             *leader = 0;
             return f;
@@ -210,8 +211,10 @@ static struct edge_fill *busy_find(struct edge *e, const char *pkey, size_t plen
     for (f = s->head; f; f = f->busy_next)
         if (f->phash == h && f->plen == plen && memcmp(f->pkey, pkey, plen) == 0)
             break;
-    if (f)
+    if (f) {
         fill_ref(f);
+        f->joined++;
+    }
     pthread_mutex_unlock(&s->mtx);
     return f;
 }
@@ -2016,6 +2019,22 @@ void edge__fetch_pass(struct edge_worker *w, struct http_exchange *x, const char
     fetch_pass(w, x, pkey, plen, NULL);
 }
 
+/* Has a copy fetched after `stale` been stored since the request found `stale`? A refresh
+ * that ended between that lookup and this request's turn in the busy table stored it
+ * first and left the table: the request's refresh would fetch the same thing again. A
+ * fill stores before it leaves the table, so a leader sees what any earlier one stored. */
+static int refreshed_meanwhile(struct edge *e, const struct http_request *req, const char *pkey,
+                               size_t plen, const struct cache_obj *stale)
+{
+    struct cache_obj *cur;
+
+    if (l1_lookup(e->l1, pkey, plen, req, &cur) != 0)
+        return 0;
+    int newer = cur != stale && cur->stored_us > stale->stored_us;
+    cache_obj_unref(&cur);
+    return newer;
+}
+
 void edge__fetch_background(struct edge_worker *w, const struct http_request *req, const char *pkey,
                             size_t plen, struct cache_obj *stale, const struct edge_rctx *rc)
 {
@@ -2027,6 +2046,11 @@ void edge__fetch_background(struct edge_worker *w, const struct http_request *re
     fresh->stale = cache_obj_ref(stale);
     f = busy_join(w->e, fresh, &leader);
     fill_unref(&fresh);
+    if (leader && refreshed_meanwhile(w->e, req, pkey, plen, stale)) {
+        /* Nobody may join it once it has left the table; one that did waits for it. */
+        busy_leave(f);
+        leader = f->joined > 0;
+    }
     if (leader)
         fill_launch(f);
     fill_unref(&f);

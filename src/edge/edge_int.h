@@ -274,7 +274,8 @@ struct edge_fill {
     struct edge_fill *busy_next;   /* busy table link (busy shard lock) */
     struct edge_fill *prev, *next; /* owner's list (owner loop only) */
     int in_busy;
-    char *pkey; /* primary key (shared fills) */
+    unsigned joined; /* requests that found it in the busy table (busy shard lock) */
+    char *pkey;      /* primary key (shared fills) */
     size_t plen;
     uint64_t phash;
     /* The transfer (owner loop only). */
