@@ -1940,6 +1940,29 @@ void edge__fetch_range(struct edge_worker *w, struct http_exchange *x, const cha
     fill_launch(f);
 }
 
+/* A fill that ended between this request's L1 look-up and its turn in the busy table
+ * stored its response first and left the table (a leader sees what any earlier fill
+ * stored). A fresh, unbanned copy in L1, newer than the stale one being revalidated if
+ * any, answers the request, or makes a background refresh needless: either would fetch
+ * the same thing again. A new reference, or NULL. */
+static struct cache_obj *stored_meanwhile(struct edge *e, const struct http_request *req,
+                                          const char *pkey, size_t plen,
+                                          const struct cache_obj *stale)
+{
+    struct cache_obj *o;
+    struct http_req_info qi;
+
+    if (l1_lookup(e->l1, pkey, plen, req, &o) != 0)
+        return NULL;
+    http_req_info_from_request(&qi, req);
+    if (o == stale || (stale && o->stored_us <= stale->stored_us) ||
+        http_cache_reuse(&qi, &o->info, o->lifetime, edge_obj_age(o, units_wall_s())) !=
+            HTTP_REUSE_FRESH ||
+        edge__inval_verdict(e, pkey, plen, o) != CACHE_BAN_NONE)
+        cache_obj_unref(&o);
+    return o;
+}
+
 void edge__fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const char *pkey,
                            size_t plen, struct cache_obj *stale, const struct edge_rctx *rc)
 {
@@ -1949,16 +1972,34 @@ void edge__fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const
         return;
     }
     struct edge_fill *fresh = fill_new(w, pkey, plen), *f;
-    struct edge_waiter *wt = waiter_new(w, x, pkey, plen);
+    struct edge_waiter *wt;
+    struct cache_obj *o;
     int leader;
 
     fill_setup(fresh, r, http_x_peer(x), 1);
     fill_route(fresh, rc);
-    wt->rc = edge_rctx_dup(rc);
     if (stale)
         fresh->stale = cache_obj_ref(stale);
-    wt->xc = EDGE_XC_MISS;
     f = busy_join(w->e, fresh, &leader);
+    if (leader && (o = stored_meanwhile(w->e, r, pkey, plen, stale)) != NULL) {
+        /* Nobody may join it once it has left the table; one that did waits for it. */
+        busy_leave(f);
+        if (f->joined == 0) {
+            char cs[160];
+            edge__cache_status(cs, sizeof(cs),
+                               "mlcdn; hit; ttl=", o->lifetime - edge_obj_age(o, units_wall_s()),
+                               NULL);
+            edge__deliver_obj(w->e, x, o, EDGE_XC_HIT, EDGE_LV_L1, cs);
+            cache_obj_unref(&o);
+            fill_unref(&fresh);
+            fill_unref(&f);
+            return;
+        }
+        cache_obj_unref(&o);
+    }
+    wt = waiter_new(w, x, pkey, plen);
+    wt->rc = edge_rctx_dup(rc);
+    wt->xc = EDGE_XC_MISS;
     wt->leader = leader;
     if (!leader) {
         metrics_counter_add(w->e->m.coalesced, 1);
@@ -2019,26 +2060,11 @@ void edge__fetch_pass(struct edge_worker *w, struct http_exchange *x, const char
     fetch_pass(w, x, pkey, plen, NULL);
 }
 
-/* Has a copy fetched after `stale` been stored since the request found `stale`? A refresh
- * that ended between that lookup and this request's turn in the busy table stored it
- * first and left the table: the request's refresh would fetch the same thing again. A
- * fill stores before it leaves the table, so a leader sees what any earlier one stored. */
-static int refreshed_meanwhile(struct edge *e, const struct http_request *req, const char *pkey,
-                               size_t plen, const struct cache_obj *stale)
-{
-    struct cache_obj *cur;
-
-    if (l1_lookup(e->l1, pkey, plen, req, &cur) != 0)
-        return 0;
-    int newer = cur != stale && cur->stored_us > stale->stored_us;
-    cache_obj_unref(&cur);
-    return newer;
-}
-
 void edge__fetch_background(struct edge_worker *w, const struct http_request *req, const char *pkey,
                             size_t plen, struct cache_obj *stale, const struct edge_rctx *rc)
 {
     struct edge_fill *fresh = fill_new(w, pkey, plen), *f;
+    struct cache_obj *o;
     int leader;
 
     fill_setup(fresh, req, NULL, 1);
@@ -2046,10 +2072,11 @@ void edge__fetch_background(struct edge_worker *w, const struct http_request *re
     fresh->stale = cache_obj_ref(stale);
     f = busy_join(w->e, fresh, &leader);
     fill_unref(&fresh);
-    if (leader && refreshed_meanwhile(w->e, req, pkey, plen, stale)) {
+    if (leader && (o = stored_meanwhile(w->e, req, pkey, plen, stale)) != NULL) {
         /* Nobody may join it once it has left the table; one that did waits for it. */
         busy_leave(f);
         leader = f->joined > 0;
+        cache_obj_unref(&o);
     }
     if (leader)
         fill_launch(f);

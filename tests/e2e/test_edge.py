@@ -105,6 +105,25 @@ def test_200_concurrent_cold_requests_make_one_origin_request(cdn):
     assert collapsed + hits == 199
 
 
+def test_requests_arriving_across_the_end_of_a_fill_make_one_origin_request(cdn):
+    """Requests keep arriving, one every 5 ms, before, while and after the fill runs: one
+    that missed L1 just before the fill stored its response, and reaches the busy table
+    just after the fill left it, is served what was stored, not sent to the origin again."""
+    body = cdn.put("/across/a.bin", os.urandom(2048))
+    t0 = time.monotonic()
+
+    def get(i):
+        time.sleep(max(0.0, t0 + i * 0.005 - time.monotonic()))
+        r = cdn.edge.get("/across/a.bin", headers={"X-Origin-Latency": "300"}, timeout=30)
+        return r.status, r.body == body, r.headers.get("X-Cache")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=120) as ex:
+        seen = list(ex.map(get, range(120)))
+    assert all(st == 200 and ok for st, ok, _ in seen), seen[:5]
+    assert any(xc == "HIT" for _, _, xc in seen)
+    assert cdn.origin_count("/across/a.bin") == 1
+
+
 def test_vary(cdn):
     cdn.put("/v.txt", b"variant", {"Vary": "Accept-Encoding"})
     g = lambda ae: cdn.edge.get("/v.txt", headers={"Accept-Encoding": ae})  # noqa: E731
