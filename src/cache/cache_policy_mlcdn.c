@@ -22,10 +22,15 @@
  * average request: sketch count x mean requested size >= its size. A first-seen object
  * larger than the mean request would take the room of several typical objects for one
  * expected hit; each further request it gets raises its count, so a popular large object
- * still gets in. With unit sizes the rule always admits. The same measure prices a round
- * in main: it costs a node size / mean request size hits of CLOCK credit (at least one),
- * so a large object must be hit in proportion to the room it holds to stay. With unit
- * sizes, or under objective `bytes`, a round costs one hit: S3-FIFO's CLOCK.
+ * still gets in. With unit sizes the rule always admits. The same measure prices every
+ * other decision, in hits of an average request: a lap of the probation queue costs a
+ * newcomer size / mean request size of the one hit that brought it (a small object gets
+ * several laps to be asked for again, a large one one); hits on probation promote it once
+ * they are worth two average requests for its size (two hits always do); a round in main
+ * costs size / mean hits of CLOCK credit, so a large object must be hit in proportion to
+ * the room it holds to stay, and a small one may stay several rounds on one hit. With unit
+ * sizes, or under objective `bytes`, every price is one hit: S3-FIFO's probation and
+ * CLOCK.
  *
  * Size-aware admission (both objectives): a first-seen object larger than the small target
  * is not stored (it would flush the probation queue) but remembered in ghost S, tagged;
@@ -42,7 +47,7 @@
 
 #define PROMOTE_HITS 2 /* hits on probation that earn main */
 #define FREQ_CAP 3     /* main's CLOCK credit, in hits: S3-FIFO's 2 bits */
-#define CREDIT_HIT 16  /* CLOCK credit is kept in 1/16 hits (node->spare) */
+#define CREDIT_HIT 16  /* credit (main's CLOCK, probation laps) is kept in 1/16 hits (spare) */
 
 struct mlcdn {
     struct cache_policy base;
@@ -163,7 +168,9 @@ static void ml_link(struct cache_policy *p, struct cache__pn *n)
         n->q = Q_MAIN;
         cache__list_push(&m->main, n);
     } else {
+        /* Probation credit: the one request that brought it (see evict_small()). */
         n->q = Q_SMALL;
+        n->spare = CREDIT_HIT;
         cache__list_push(&m->small, n);
     }
     n->flags = 0;
@@ -174,9 +181,9 @@ static void ml_link(struct cache_policy *p, struct cache__pn *n)
     }
 }
 
-/* The mean requested size under objective `objects` on mixed sizes, the unit a round in
- * main is priced in (see evict_main()); 0 when a round costs one hit whatever the size
- * (objective `bytes`, or nothing counted yet). */
+/* The mean requested size under objective `objects` on mixed sizes, the unit the laps of
+ * probation and the rounds in main are priced in (see evict_small(), evict_main()); 0 when
+ * each costs one hit whatever the size (objective `bytes`, or nothing counted yet). */
 static uint64_t round_unit(const struct mlcdn *m)
 {
     if (m->base.objective != CACHE_POLICY_OBJECTS || m->req_n == 0)
@@ -193,17 +200,17 @@ static struct cache__pn *evict_main(struct mlcdn *m)
     /* A round holds size units for a lap of the queue; under objective `objects` the hits
      * that pay for it should be those of as many average requests as it takes room, so it
      * costs size / mean requested size hits of credit (the density of worth_its_room(),
-     * applied to staying), at least one. Else, and with unit sizes, one hit: S3-FIFO's
-     * CLOCK. Terminates: every pass takes at least one hit of credit from the node it
-     * re-queues (a hit racing with the scan can add some back, bounded by the concurrent
-     * hits). */
+     * applied to staying): an object a quarter of the mean stays four rounds on one hit.
+     * Else, and with unit sizes, one hit: S3-FIFO's CLOCK. Terminates: every pass takes
+     * at least 1/CREDIT_HIT of a hit from the node it re-queues (a hit racing with the
+     * scan can add some back, bounded by the concurrent hits). */
     while ((v = cache__list_oldest(&m->main)) != NULL) {
         cache__list_del(&m->main, v);
         f = cache__freq(v);
         cache__freq_set(v, 0);
         fold(m, v, f);
         credit = MC_MIN(v->spare + (uint64_t)f * CREDIT_HIT, FREQ_CAP * CREDIT_HIT);
-        cost = unit == 0 ? CREDIT_HIT : MC_MAX(v->size * CREDIT_HIT / unit, CREDIT_HIT);
+        cost = unit == 0 ? CREDIT_HIT : MC_MAX(v->size * CREDIT_HIT / unit, 1);
         if (credit < cost) {
             v->q = 0;
             cache__ghost_add(&m->ghost_m, v->hash, v->size, 0);
@@ -215,31 +222,55 @@ static struct cache__pn *evict_main(struct mlcdn *m)
     return NULL;
 }
 
-static struct cache__pn *ml_evict(struct cache_policy *p)
+/* Probation's end for the oldest nodes of the small queue: promotion, another lap, or out
+ * (to ghost S). Under objective `objects` on mixed sizes both are priced like a round in
+ * main, in hits of an average request (unit = the mean request): a node is promoted once
+ * its hits here cover two average requests for its size (PROMOTE_HITS hits always do),
+ * and a lap costs size / unit of the one hit it came in with, so a newcomer a quarter of
+ * the mean has four laps to be asked for again and one of the mean or larger has one, as
+ * every newcomer has with unit = 0. Hits taken on probation count across laps; they are
+ * folded into the sketch when the node leaves. Terminates: a lap takes at least
+ * 1/CREDIT_HIT of the node's credit. */
+static struct cache__pn *evict_small(struct mlcdn *m)
 {
-    struct mlcdn *m = (struct mlcdn *)p;
     struct cache__pn *v;
+    uint64_t unit = round_unit(m), lap;
     uint32_t f;
 
-    m->has_evicted = 1;
-    if (m->main.used > p->capacity - m->small_target || cache__list_empty(&m->small))
-        return evict_main(m);
     while ((v = cache__list_oldest(&m->small)) != NULL) {
         cache__list_del(&m->small, v);
         f = cache__freq(v);
-        cache__freq_set(v, 0);
-        fold(m, v, f);
-        if (f >= PROMOTE_HITS) {
+        if (f >= PROMOTE_HITS || (unit != 0 && f >= 1 && (uint64_t)f * unit >= 2 * v->size)) {
+            cache__freq_set(v, 0);
+            fold(m, v, f);
             v->spare = 0;
             v->q = Q_MAIN;
             cache__list_push(&m->main, v);
             continue;
         }
+        lap = unit == 0 ? CREDIT_HIT : MC_MAX(v->size * CREDIT_HIT / unit, 1);
+        if (v->spare >= 2 * lap) {
+            v->spare = (uint16_t)(v->spare - lap);
+            cache__list_push(&m->small, v);
+            continue;
+        }
+        cache__freq_set(v, 0);
+        fold(m, v, f);
         cache__ghost_add(&m->ghost_s, v->hash, v->size, 0);
         v->q = 0;
         return v;
     }
     return evict_main(m);
+}
+
+static struct cache__pn *ml_evict(struct cache_policy *p)
+{
+    struct mlcdn *m = (struct mlcdn *)p;
+
+    m->has_evicted = 1;
+    if (m->main.used > p->capacity - m->small_target || cache__list_empty(&m->small))
+        return evict_main(m);
+    return evict_small(m);
 }
 
 static void ml_hit(struct cache_policy *p, struct cache__pn *n)

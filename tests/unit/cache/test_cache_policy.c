@@ -392,6 +392,73 @@ static void test_default_round_costs_size(void **state)
     }
 }
 
+/* Objective `objects`: a lap of probation costs a newcomer size / mean request size of the
+ * hit that brought it, so a first-seen object a fifth of the mean is given five laps to be
+ * asked for again, and one of the mean size one. Under objective `bytes` every newcomer
+ * has one lap: the small one, in first, is out first. */
+static int evicted_at(const struct sim *s, int key)
+{
+    for (int i = 0; i < s->nevicted; i++)
+        if (s->evicted[i] == key)
+            return i;
+    return -1;
+}
+
+static void test_default_probation_costs_size(void **state)
+{
+    enum cache_policy_objective objs[] = {CACHE_POLICY_OBJECTS, CACHE_POLICY_BYTES};
+
+    (void)state;
+    for (int i = 0; i < 2; i++) {
+        sim_new(&S, "default", 10000);
+        cache_policy_set_objective(S.p, objs[i]);
+        for (int r = 0; r < 3; r++)
+            for (int k = 0; k < 200; k++)
+                sim_get(&S, k, 50);
+        for (int k = 200; k < 300; k++) /* probation holds first-seen objects now */
+            sim_get(&S, k, 40);
+        sim_get(&S, 1000, 10);
+        sim_get(&S, 1001, 40);
+        int k = 2000;
+        while (S.o[1000].resident && k < NOBJ)
+            sim_get(&S, k++, 40);
+        int small = evicted_at(&S, 1000), large = evicted_at(&S, 1001);
+        assert_true(small >= 0);
+        if (objs[i] == CACHE_POLICY_OBJECTS) {
+            /* A lap of the small queue is 25 of these 40-unit objects: four more laps. */
+            assert_true(large >= 0 && small - large >= 3 * 25);
+        } else {
+            assert_true(large < 0 && S.o[1001].resident);
+        }
+        sim_free(&S);
+    }
+}
+
+/* Objective `objects`: hits on probation promote a node once they are worth two average
+ * requests for its size, so one hit promotes an object a fifth of the mean. It then stays
+ * in main, which nothing here makes evict (no other node is promoted: main keeps its
+ * share). Under objective `bytes` it takes two hits: one leaves it to end its lap. */
+static void test_default_promotion_by_density(void **state)
+{
+    enum cache_policy_objective objs[] = {CACHE_POLICY_OBJECTS, CACHE_POLICY_BYTES};
+
+    (void)state;
+    for (int i = 0; i < 2; i++) {
+        sim_new(&S, "default", 10000);
+        cache_policy_set_objective(S.p, objs[i]);
+        for (int k = 0; k < 200; k++) /* small 10%, then main fills */
+            sim_get(&S, k, 50);
+        for (int k = 200; k < 300; k++)
+            sim_get(&S, k, 40);
+        sim_get(&S, 1000, 10);
+        assert_int_equal(1, sim_get(&S, 1000, 10));
+        for (int k = 2000; k < 2300; k++) /* 12 laps of probation */
+            sim_get(&S, k, 40);
+        assert_int_equal(objs[i] == CACHE_POLICY_OBJECTS, S.o[1000].resident);
+        sim_free(&S);
+    }
+}
+
 /* A store that fills (nothing evicted yet) may admit what the policy refuses when it fits
  * in the free space (L1: a 3 MB file in a fresh 256M L1); alone, the policy refuses a
  * first-seen giant, and after the first eviction the store keeps to the policy. */
@@ -464,6 +531,8 @@ int main(void)
         cmocka_unit_test(test_sketch),
         cmocka_unit_test(test_default_objective_weighs_size),
         cmocka_unit_test(test_default_round_costs_size),
+        cmocka_unit_test(test_default_probation_costs_size),
+        cmocka_unit_test(test_default_promotion_by_density),
 
         cmocka_unit_test(test_fill_admit_while_there_is_room),
         cmocka_unit_test(test_judge_then_insert),
