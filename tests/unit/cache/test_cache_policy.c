@@ -392,10 +392,6 @@ static void test_default_round_costs_size(void **state)
     }
 }
 
-/* Objective `objects`: a lap of probation costs a newcomer size / mean request size of the
- * hit that brought it, so a first-seen object a fifth of the mean is given five laps to be
- * asked for again, and one of the mean size one. Under objective `bytes` every newcomer
- * has one lap: the small one, in first, is out first. */
 static int evicted_at(const struct sim *s, int key)
 {
     for (int i = 0; i < s->nevicted; i++)
@@ -404,19 +400,31 @@ static int evicted_at(const struct sim *s, int key)
     return -1;
 }
 
+/* A full 10000-unit default store under `objective`: 200 objects of 50 units requested
+ * `rounds` times (the small queue's 10 %, then main), then 100 first-seen ones of 40 units,
+ * so probation holds first-seen objects and the mean request is between 40 and 50. */
+static void probation_warm(enum cache_policy_objective objective, int rounds)
+{
+    sim_new(&S, "default", 10000);
+    cache_policy_set_objective(S.p, objective);
+    for (int r = 0; r < rounds; r++)
+        for (int k = 0; k < 200; k++)
+            sim_get(&S, k, 50);
+    for (int k = 200; k < 300; k++)
+        sim_get(&S, k, 40);
+}
+
+/* Objective `objects`: a lap of probation costs a newcomer size / mean request size of the
+ * hit that brought it, so a first-seen object a fifth of the mean is given five laps to be
+ * asked for again, and one of about the mean size one. Under objective `bytes` every
+ * newcomer has one lap: the small one, in first, is out first. */
 static void test_default_probation_costs_size(void **state)
 {
     enum cache_policy_objective objs[] = {CACHE_POLICY_OBJECTS, CACHE_POLICY_BYTES};
 
     (void)state;
     for (int i = 0; i < 2; i++) {
-        sim_new(&S, "default", 10000);
-        cache_policy_set_objective(S.p, objs[i]);
-        for (int r = 0; r < 3; r++)
-            for (int k = 0; k < 200; k++)
-                sim_get(&S, k, 50);
-        for (int k = 200; k < 300; k++) /* probation holds first-seen objects now */
-            sim_get(&S, k, 40);
+        probation_warm(objs[i], 3);
         sim_get(&S, 1000, 10);
         sim_get(&S, 1001, 40);
         int k = 2000;
@@ -436,20 +444,16 @@ static void test_default_probation_costs_size(void **state)
 
 /* Objective `objects`: hits on probation promote a node once they are worth two average
  * requests for its size, so one hit promotes an object a fifth of the mean. It then stays
- * in main, which nothing here makes evict (no other node is promoted: main keeps its
- * share). Under objective `bytes` it takes two hits: one leaves it to end its lap. */
+ * in main, which nothing here makes evict (the 50-unit objects were requested once: none
+ * is promoted, and main keeps its share). Under objective `bytes` it takes two hits: one
+ * leaves it to end its lap. */
 static void test_default_promotion_by_density(void **state)
 {
     enum cache_policy_objective objs[] = {CACHE_POLICY_OBJECTS, CACHE_POLICY_BYTES};
 
     (void)state;
     for (int i = 0; i < 2; i++) {
-        sim_new(&S, "default", 10000);
-        cache_policy_set_objective(S.p, objs[i]);
-        for (int k = 0; k < 200; k++) /* small 10%, then main fills */
-            sim_get(&S, k, 50);
-        for (int k = 200; k < 300; k++)
-            sim_get(&S, k, 40);
+        probation_warm(objs[i], 1);
         sim_get(&S, 1000, 10);
         assert_int_equal(1, sim_get(&S, 1000, 10));
         for (int k = 2000; k < 2300; k++) /* 12 laps of probation */
