@@ -130,6 +130,7 @@ struct http__h2 {
     int busy;                             /* inside mem_recv or the send loop: sends wait */
     int again;                            /* a send was asked for meanwhile */
     int goaway;                           /* we asked for GOAWAY (drain or calm) */
+    int end_after;                        /* GOAWAY once a response's frames went out */
     struct h2_piece *dones, **dones_tail; /* pieces whose done is owed */
     struct h2_piece *spare;               /* pieces to reuse: one per response otherwise */
     unsigned nspare;
@@ -808,9 +809,9 @@ static void h2_send(struct http__h2 *h2)
     h2->busy = 0;
     if (c->closing)
         return;
-    if (!h2->goaway && atomic_load_explicit(&c->w->srv->draining, memory_order_relaxed)) {
-        /* http_server_drain: as Connection: close over HTTP/1.1, the client moves on once
-         * the streams it has are answered. */
+    if (h2->end_after && !h2->goaway) {
+        /* After the frames of the response that asked for it (ends_session()): a GOAWAY
+         * submitted with them would go first, as nghttp2 sends control frames ahead. */
         http__h2_drain(c);
         return;
     }
@@ -1219,6 +1220,17 @@ int http__h2_x_sendfile_fd(struct http_exchange *x, int fd, uint64_t off, uint64
     return enqueue(x, NULL, fd, off, len, done, arg);
 }
 
+/* Does this response end the session (GOAWAY after it: no new stream, the open ones
+ * finish)? When the handler said so (http_x_close_after), and while the server drains:
+ * the response that ends after http_server_drain() carries the GOAWAY, as an HTTP/1.1
+ * response begun then carries Connection: close. Not any send after the drain: a write
+ * completing for a stream answered before it would refuse the client's next request. */
+static int ends_session(const struct http_exchange *x, const struct http__h2 *h2)
+{
+    return !h2->c->closing &&
+           (x->close_after || atomic_load_explicit(&h2->c->w->srv->draining, memory_order_relaxed));
+}
+
 void http__h2_x_end(struct http_exchange *x)
 {
     struct http__h2_stream *st = x->h2s;
@@ -1227,6 +1239,8 @@ void http__h2_x_end(struct http_exchange *x)
     MC_ASSERT(x->started && !x->ended);
     x->ended = 1;
     st->in_cb++; /* the stream may close while frames go out */
+    if (ends_session(x, h2))
+        h2->end_after = 1;
     if (!st->closed && !h2->c->closing) {
         if (st->later_headers) {
             submit_head(st, st->later_status, st->later_headers, st->later_cl);
@@ -1237,10 +1251,9 @@ void http__h2_x_end(struct http_exchange *x)
             nghttp2_session_resume_data(h2->s, st->id);
         }
         h2_send(h2);
+    } else if (h2->end_after && !h2->c->closing) {
+        h2_send(h2);
     }
-    /* http_x_close_after: no new stream on this connection; the open ones finish. */
-    if (x->close_after && !h2->c->closing)
-        http__h2_drain(h2->c);
     stream_leave(st);
 }
 
@@ -1257,9 +1270,9 @@ void http__h2_x_abort(struct http_exchange *x)
         stream_fail_queue(st);
         nghttp2_submit_rst_stream(h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         st->in_cb++;
+        if (ends_session(x, h2))
+            h2->end_after = 1;
         h2_send(h2);
-        if (x->close_after && !h2->c->closing)
-            http__h2_drain(h2->c);
         stream_leave(st);
         return;
     }
