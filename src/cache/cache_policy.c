@@ -258,3 +258,8 @@ uint64_t cache_policy_count(const struct cache_policy *p)
 {
     return p->count;
 }
+
+uint64_t cache_policy_meta_bytes(const struct cache_policy *p)
+{
+    return p->count * sizeof(struct cache_pnode) + (p->ops->side_bytes ? p->ops->side_bytes(p) : 0);
+}

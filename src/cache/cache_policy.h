@@ -76,6 +76,11 @@ void cache_policy_set_capacity(struct cache_policy *p, uint64_t capacity);
 uint64_t cache_policy_capacity(const struct cache_policy *p);
 uint64_t cache_policy_used(const struct cache_policy *p);
 uint64_t cache_policy_count(const struct cache_policy *p);
+/* Bytes of eviction metadata the policy accounts for now: the struct cache_pnode of each
+ * resident object plus what the policy keeps beside them (ghost tables, frequency sketch;
+ * its own struct excluded, a constant). Divided by cache_policy_count() it is the
+ * metadata per resident object that `mlcdn cachesim` reports. */
+uint64_t cache_policy_meta_bytes(const struct cache_policy *p);
 
 /* Concurrency of hits, and size-aware admission. */
 

@@ -15,7 +15,7 @@
 
 #include "cache/cache_policy_int.h"
 
-#define WAYS 4
+#define WAYS CACHE__GHOST_WAYS
 #define STAMP_BITS 40
 #define STAMP_MASK ((1ull << STAMP_BITS) - 1)
 #define TAG_BIT (1ull << STAMP_BITS)

@@ -114,6 +114,8 @@ struct cache__policy_ops {
     void (*hit)(struct cache_policy *p, struct cache__pn *n);
     void (*unlink)(struct cache_policy *p, struct cache__pn *n);
     void (*resize)(struct cache_policy *p); /* capacity changed; may be NULL */
+    /* Bytes held beside the nodes (ghosts, sketch); NULL = none. */
+    uint64_t (*side_bytes)(const struct cache_policy *p);
 };
 
 struct cache_policy {
@@ -133,9 +135,11 @@ struct cache_policy {
 /* Ghost: remembers hashes of recently evicted objects, bounded by a budget in the store's
  * unit (the sum of the remembered sizes) and by a fixed number of 8-byte slots; see
  * cache_policy_ghost.c. No per-entry allocation, O(1) per call. */
+#define CACHE__GHOST_WAYS 4 /* slots per set */
+
 struct cache__ghost {
     uint64_t *slot; /* fingerprint:23 | tag:1 | stamp:40 */
-    uint64_t nsets; /* power of two; 4 slots per set */
+    uint64_t nsets; /* power of two; CACHE__GHOST_WAYS slots per set */
     uint64_t clock; /* total units ever added */
     uint64_t budget;
     uint64_t quantum;  /* stamps count clock / quantum */
@@ -146,6 +150,11 @@ struct cache__ghost {
 };
 
 void cache__ghost_init(struct cache__ghost *g, uint64_t budget, uint64_t entries);
+/* Bytes of the ghost's table. */
+static inline uint64_t cache__ghost_bytes(const struct cache__ghost *g)
+{
+    return g->nsets * CACHE__GHOST_WAYS * sizeof(*g->slot);
+}
 void cache__ghost_fini(struct cache__ghost *g);
 /* Changes the budget (forgets everything if the stamp unit has to change). */
 void cache__ghost_set_budget(struct cache__ghost *g, uint64_t budget);
@@ -169,6 +178,11 @@ struct cache__sketch {
 #define CACHE__SKETCH_MAX 15u /* counters saturate here */
 
 void cache__sketch_init(struct cache__sketch *s, uint64_t entries);
+/* Bytes of the sketch's counters. */
+static inline uint64_t cache__sketch_bytes(const struct cache__sketch *s)
+{
+    return s->words * sizeof(*s->tab);
+}
 void cache__sketch_fini(struct cache__sketch *s);
 /* Re-sizes for `entries` objects; growing forgets the counts. */
 void cache__sketch_reserve(struct cache__sketch *s, uint64_t entries);

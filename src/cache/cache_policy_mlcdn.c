@@ -292,6 +292,14 @@ static void ml_resize(struct cache_policy *p)
     bounds((struct mlcdn *)p);
 }
 
+static uint64_t ml_side_bytes(const struct cache_policy *p)
+{
+    const struct mlcdn *m = (const struct mlcdn *)p;
+
+    return cache__ghost_bytes(&m->ghost_s) + cache__ghost_bytes(&m->ghost_m) +
+           cache__sketch_bytes(&m->sk);
+}
+
 const struct cache__policy_ops cache__policy_mlcdn = {
     .name = "mlcdn",
     .size = sizeof(struct mlcdn),
@@ -304,6 +312,7 @@ const struct cache__policy_ops cache__policy_mlcdn = {
     .hit = ml_hit,
     .unlink = ml_unlink,
     .resize = ml_resize,
+    .side_bytes = ml_side_bytes,
 };
 
 /* Read-only view for stats and tests: the current small-queue target. */

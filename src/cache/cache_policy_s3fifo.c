@@ -131,6 +131,11 @@ static void s3_resize(struct cache_policy *p)
     targets((struct s3fifo *)p);
 }
 
+static uint64_t s3_side_bytes(const struct cache_policy *p)
+{
+    return cache__ghost_bytes(&((const struct s3fifo *)p)->ghost);
+}
+
 const struct cache__policy_ops cache__policy_s3fifo = {
     .name = "s3fifo",
     .size = sizeof(struct s3fifo),
@@ -143,4 +148,5 @@ const struct cache__policy_ops cache__policy_s3fifo = {
     .hit = s3_hit,
     .unlink = s3_unlink,
     .resize = s3_resize,
+    .side_bytes = s3_side_bytes,
 };

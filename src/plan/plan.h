@@ -65,6 +65,9 @@ struct plan_sim_result {
     uint64_t requests, misses;
     uint64_t bytes, miss_bytes;
     double seconds; /* replay time, loading excluded */
+    /* At the end of the replay: the policy's metadata (cache_policy_meta_bytes()) and the
+     * objects resident; both 0 for Belady, which is not a policy a store runs. */
+    uint64_t meta_bytes, meta_objects;
 };
 
 /* Replays `t` through the policy `policy` (a cache_policy_names() entry) with `capacity`

@@ -78,6 +78,8 @@ int plan_cachesim_replay(const struct plan_trace *t, const char *policy, uint64_
     r.seconds = (double)(units_now_ns() - t0) / 1e9;
     r.requests = t->nreq;
     r.bytes = t->req_bytes;
+    r.meta_bytes = cache_policy_meta_bytes(p);
+    r.meta_objects = cache_policy_count(p);
     for (uint64_t o = 0; o < t->nobj; o++)
         if (cur[o] != 0)
             cache_policy_remove(p, &nodes[o]);
@@ -109,7 +111,9 @@ static void usage(FILE *f)
                "                      --size SIZE[,SIZE...] [--by-objects]\n"
                "                      [--objective objects|bytes] [--json]\n\n"
                "Replays a t,key,size trace through the edge's eviction policies and prints the\n"
-               "object and byte miss ratios (misses/requests, missed bytes/requested bytes).\n\n"
+               "object and byte miss ratios (misses/requests, missed bytes/requested bytes),\n"
+               "the replay speed, and the policy's metadata per resident object at the end\n"
+               "(its node in each object, plus ghosts and frequency sketch; meta_B/obj).\n\n"
                "Options:\n"
                "  --trace FILE     the trace (CSV: t,key,size; header line optional)\n"
                "  --format csv     trace format (only csv)\n"
@@ -295,8 +299,8 @@ int cachesim_main(int argc, char **argv)
                trace_path, (unsigned long long)t->nreq, (unsigned long long)t->nobj,
                (unsigned long long)t->unique_bytes, by_objects ? "objects" : "bytes",
                cache_policy_objective_name(objective));
-        printf("%-8s %-8s %14s %10s %10s %10s\n", "policy", "size", "capacity", "miss", "byte_miss",
-               "Mreq/s");
+        printf("%-8s %-8s %14s %10s %10s %10s %10s\n", "policy", "size", "capacity", "miss",
+               "byte_miss", "Mreq/s", "meta_B/obj");
     }
     for (int s = 0; s < nsz; s++)
         for (int i = 0; i < npol; i++) {
@@ -313,18 +317,26 @@ int cachesim_main(int argc, char **argv)
             double miss = (double)r.misses / (double)r.requests;
             double bmiss = r.bytes ? (double)r.miss_bytes / (double)r.bytes : 0;
             double mrps = r.seconds > 0 ? (double)r.requests / r.seconds / 1e6 : 0;
+            /* Metadata per resident object at the end (-1: none resident, or Belady). */
+            double meta = r.meta_objects ? (double)r.meta_bytes / (double)r.meta_objects : -1;
             if (json) {
-                json_array_append_new(
-                    jres,
-                    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}", "policy",
-                              pol[i], "size", sizes[s].text, "capacity", (json_int_t)sizes[s].units,
-                              "requests", (json_int_t)r.requests, "misses", (json_int_t)r.misses,
-                              "bytes", (json_int_t)r.bytes, "miss_bytes", (json_int_t)r.miss_bytes,
-                              "miss_ratio", miss, "byte_miss_ratio", bmiss, "requests_per_s",
-                              r.seconds > 0 ? (double)r.requests / r.seconds : 0.0));
+                json_t *jr = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}",
+                                       "policy", pol[i], "size", sizes[s].text, "capacity",
+                                       (json_int_t)sizes[s].units, "requests",
+                                       (json_int_t)r.requests, "misses", (json_int_t)r.misses,
+                                       "bytes", (json_int_t)r.bytes, "miss_bytes",
+                                       (json_int_t)r.miss_bytes, "miss_ratio", miss,
+                                       "byte_miss_ratio", bmiss, "requests_per_s",
+                                       r.seconds > 0 ? (double)r.requests / r.seconds : 0.0);
+                json_object_set_new(jr, "meta_bytes_per_object",
+                                    meta >= 0 ? json_real(meta) : json_null());
+                json_array_append_new(jres, jr);
             } else {
-                printf("%-8s %-8s %14llu %10.4f %10.4f %10.1f\n", pol[i], sizes[s].text,
-                       (unsigned long long)sizes[s].units, miss, bmiss, mrps);
+                char mb[16] = "-";
+                if (meta >= 0)
+                    snprintf(mb, sizeof(mb), "%.1f", meta);
+                printf("%-8s %-8s %14llu %10.4f %10.4f %10.1f %10s\n", pol[i], sizes[s].text,
+                       (unsigned long long)sizes[s].units, miss, bmiss, mrps, mb);
                 fflush(stdout);
             }
         }

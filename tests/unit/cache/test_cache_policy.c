@@ -463,6 +463,35 @@ static void test_default_promotion_by_density(void **state)
     }
 }
 
+/* cache_policy_meta_bytes(): the node of each resident object, plus what the policy keeps
+ * beside the nodes (ghosts, sketch), which stays once the nodes are gone. */
+static void test_meta_bytes(void **state)
+{
+    (void)state;
+    for (const char *const *n = cache_policy_names(); *n; n++) {
+        int side = !strcmp(*n, "s3fifo") || !strcmp(*n, "default") || !strcmp(*n, "mlcdn");
+
+        sim_new(&S, *n, 100);
+        assert_int_equal(side ? 1 : 0, cache_policy_meta_bytes(S.p) > 0);
+        for (int k = 0; k < 300; k++)
+            sim_get(&S, k % 150, 1);
+        uint64_t count = cache_policy_count(S.p), meta = cache_policy_meta_bytes(S.p);
+        assert_true(count > 0);
+        if (side)
+            assert_true(meta > count * sizeof(struct cache_pnode));
+        else
+            assert_int_equal(count * sizeof(struct cache_pnode), meta);
+        uint64_t beside = meta - count * sizeof(struct cache_pnode);
+        for (int k = 0; k < NOBJ; k++)
+            if (S.o[k].resident) {
+                cache_policy_remove(S.p, &S.o[k].pn);
+                S.o[k].resident = 0;
+            }
+        assert_int_equal(beside, cache_policy_meta_bytes(S.p));
+        sim_free(&S);
+    }
+}
+
 /* A store that fills (nothing evicted yet) may admit what the policy refuses when it fits
  * in the free space (L1: a 3 MB file in a fresh 256M L1); alone, the policy refuses a
  * first-seen giant, and after the first eviction the store keeps to the policy. */
@@ -537,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_default_round_costs_size),
         cmocka_unit_test(test_default_probation_costs_size),
         cmocka_unit_test(test_default_promotion_by_density),
+        cmocka_unit_test(test_meta_bytes),
 
         cmocka_unit_test(test_fill_admit_while_there_is_room),
         cmocka_unit_test(test_judge_then_insert),

@@ -173,6 +173,29 @@ static void test_default_sane(void **state)
     plan_trace_free(&t);
 }
 
+/* The replay reports the policy's metadata at its end: the node of each resident object,
+ * plus the ghosts and sketch of the policies that keep them; nothing for Belady. */
+static void test_meta_bytes(void **state)
+{
+    struct plan_trace *t = gen_trace(20000, 0, 7);
+    struct plan_sim_result l, s, d, b;
+
+    assert_int_equal(0, plan_cachesim_run(t, "lru", 100, 1, CACHE_POLICY_OBJECTS, &l));
+    assert_int_equal(100, l.meta_objects);
+    assert_int_equal(100 * sizeof(struct cache_pnode), l.meta_bytes);
+    assert_int_equal(0, plan_cachesim_run(t, "s3fifo", 100, 1, CACHE_POLICY_OBJECTS, &s));
+    assert_int_equal(0, plan_cachesim_run(t, "default", 100, 1, CACHE_POLICY_OBJECTS, &d));
+    assert_true(s.meta_objects > 0 && d.meta_objects > 0);
+    /* A ghost (s3fifo); two ghosts and a sketch (default). */
+    assert_true(s.meta_bytes > s.meta_objects * sizeof(struct cache_pnode));
+    assert_true(d.meta_bytes - d.meta_objects * sizeof(struct cache_pnode) >
+                s.meta_bytes - s.meta_objects * sizeof(struct cache_pnode));
+    assert_int_equal(0, plan_belady_run(t, 100, 1, &b));
+    assert_int_equal(0, b.meta_bytes);
+    assert_int_equal(0, b.meta_objects);
+    plan_trace_free(&t);
+}
+
 /* Small hot objects, many moderately popular large ones and a tail of mixed sizes. */
 static struct plan_trace *gen_mixed(uint64_t nreq, unsigned seed)
 {
@@ -299,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_vs_reference_objects),
         cmocka_unit_test(test_vs_reference_bytes),
         cmocka_unit_test(test_default_sane),
+        cmocka_unit_test(test_meta_bytes),
         cmocka_unit_test(test_objective),
         cmocka_unit_test(test_cli_objective),
         cmocka_unit_test(test_vs_reference_shared_trace),
