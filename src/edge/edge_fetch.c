@@ -1985,14 +1985,11 @@ void edge__fetch_cacheable(struct edge_worker *w, struct http_exchange *x, const
         /* Nobody may join it once it has left the table; one that did waits for it. */
         busy_leave(f);
         if (f->joined == 0) {
-            char cs[160];
-            edge__cache_status(cs, sizeof(cs),
-                               "mlcdn; hit; ttl=", o->lifetime - edge_obj_age(o, units_wall_s()),
-                               NULL);
-            edge__deliver_obj(w->e, x, o, EDGE_XC_HIT, EDGE_LV_L1, cs);
-            cache_obj_unref(&o);
             fill_unref(&fresh);
             fill_unref(&f);
+            /* Fresh and unbanned: answered as the L1 hit it now is. */
+            edge__serve_stored(w, x, pkey, plen, o, EDGE_LV_L1, rc);
+            cache_obj_unref(&o);
             return;
         }
         cache_obj_unref(&o);

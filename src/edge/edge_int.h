@@ -370,6 +370,12 @@ struct edge_waiter {
     unsigned interim_sent; /* of fill->interim, forwarded to the client */
 };
 
+/* edge_req.c: answers from a stored object of any tier (RFC 9111 §4): fresh,
+ * stale-while-revalidate, or revalidate. */
+void edge__serve_stored(struct edge_worker *w, struct http_exchange *x, const char *key,
+                        size_t klen, struct cache_obj *o, enum edge_level lv,
+                        const struct edge_rctx *rc);
+
 /* edge_fetch.c */
 void edge__busy_init(struct edge *e);
 /* Handles a cacheable GET/HEAD that missed (or must revalidate `stale`, may be NULL). */

@@ -222,9 +222,9 @@ static void fetch_or_504(struct edge_worker *w, struct http_exchange *x, const c
 
 /* RFC 9111 §4: answers from a stored object of any tier: fresh, stale-while-revalidate
  * (§4.2.4 with RFC 5861), or revalidate. */
-static void serve_stored(struct edge_worker *w, struct http_exchange *x, const char *key,
-                         size_t klen, struct cache_obj *o, enum edge_level lv,
-                         const struct edge_rctx *rc)
+void edge__serve_stored(struct edge_worker *w, struct http_exchange *x, const char *key,
+                        size_t klen, struct cache_obj *o, enum edge_level lv,
+                        const struct edge_rctx *rc)
 {
     struct edge *e = w->e;
     const struct http_request *r = http_x_request(x);
@@ -314,7 +314,7 @@ static void tier_answered(struct edge_worker *w, struct http_exchange *x, const 
     if (w->stopping)
         http_x_error(x, 503, "the edge is stopping");
     else if (o)
-        serve_stored(w, x, key, klen, o, lv, rc);
+        edge__serve_stored(w, x, key, klen, o, lv, rc);
     else
         fetch_or_504(w, x, key, klen, rc);
     cache_obj_unref(&o);
@@ -327,7 +327,7 @@ static void cache_walk(struct edge_worker *w, struct http_exchange *x, const cha
     struct cache_obj *o = NULL;
 
     if (l1_lookup(w->e->l1, key, klen, http_x_request(x), &o) == 0) {
-        serve_stored(w, x, key, klen, o, EDGE_LV_L1, rc);
+        edge__serve_stored(w, x, key, klen, o, EDGE_LV_L1, rc);
         cache_obj_unref(&o);
         return;
     }
