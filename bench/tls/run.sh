@@ -11,6 +11,9 @@
 #             nothing else (no cache, no limits): the cost floor of those libraries on this
 #             kernel, rows h1-1k and h2-1k only; not a peer and not in the ratios. Add it to
 #             TARGETS ("nginx ats h2o mlcdn floor") to see how much of a row is the libraries'.
+#   * floor-h2o the same floor sending the header fields of h2o's own answer (needs h2o in
+#             TARGETS): what a server on OpenSSL + nghttp2 cannot go below for h2o's
+#             response, to compare with h2o itself; not a peer either.
 # all (h2o aside) in front of one static nginx origin, all pinned to SERVER_CPUS, clients on
 # CLIENT_CPUS, interleaved (every repetition measures each target once, the order rotating
 # from one repetition to the next). TLS 1.3; ECDSA P-256 certificates, RSA 2048 for the
@@ -79,9 +82,12 @@ H2O="${H2O:-h2o}"
 [ -n "$TARGETS" ] || { echo "bench/tls: TARGETS is empty (nginx ats h2o mlcdn)" >&2; exit 2; }
 [ -n "$ROWS" ] || { echo "bench/tls: ROWS is empty" >&2; exit 2; }
 for t in $TARGETS; do
-  case "$t" in nginx | ats | h2o | mlcdn | floor) ;; *) echo "bench/tls: unknown target '$t' (nginx ats h2o mlcdn floor)" >&2; exit 2 ;; esac
+  case "$t" in nginx | ats | h2o | mlcdn | floor | floor-h2o) ;; *) echo "bench/tls: unknown target '$t' (nginx ats h2o mlcdn floor floor-h2o)" >&2; exit 2 ;; esac
   [ "$(echo "$TARGETS" | tr -s "[:blank:]" "\n" | grep -cx "$t")" = 1 ] || { echo "bench/tls: target '$t' is listed twice in TARGETS" >&2; exit 2; }
 done
+if [[ " $TARGETS " == *" floor-h2o "* && " $TARGETS " != *" h2o "* ]]; then
+  echo "bench/tls: target floor-h2o sends h2o's header fields: add h2o to TARGETS" >&2; exit 2
+fi
 for r in $ROWS; do
   case "$r" in h1-1k | h1-100k | h1-1m | h2-1k | hs-full | hs-full-rsa | hs-resume | idle-mem) ;;
     *) echo "bench/tls: unknown row '$r'" >&2; exit 2 ;; esac
@@ -93,7 +99,7 @@ needs() {
   case " $ROWS " in *" h2-1k "*) echo "h2load:nghttp2-client" ;; esac
   case " $TARGETS " in *" ats "*) echo "$TRAFFIC_SERVER:trafficserver" ;; esac
   case " $TARGETS " in *" h2o "*) echo "$H2O:h2o" ;; esac
-  case " $TARGETS " in *" floor "*) echo "cc:gcc" ;; esac
+  case " $TARGETS " in *" floor "* | *" floor-h2o "*) echo "cc:gcc" ;; esac
 }
 missing() { local pair; for pair in $(needs); do command -v "${pair%%:*}" >/dev/null || echo "$pair"; done; }
 if [ -n "$(missing)" ] && [ -z "${SKIP_INSTALL:-}" ]; then
@@ -137,7 +143,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=edge.test \
 # As root, nginx's workers would run as nobody, who cannot enter the 0700 temp dir.
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root;"
-if [[ " $TARGETS " == *" floor "* ]]; then
+if [[ " $TARGETS " == *" floor "* || " $TARGETS " == *" floor-h2o "* ]]; then
   cc -O2 -o "$W/tlsfloor" "$HERE/tlsfloor.c" -lssl -lcrypto -lnghttp2 ||
     { echo "bench/tls: cannot build tlsfloor.c (needs libssl-dev, libnghttp2-dev: scripts/install-deps.sh)" >&2; exit 1; }
 fi
@@ -288,6 +294,10 @@ start_target() { # name key -> sets TPID, TPORT
       taskset -c "$SERVER_CPUS" "$W/tlsfloor" 127.0.0.1 "$EDGE_TLS_PORT" "$W/$2.pem" "$W/$2.key" \
         "$W/root/1k.bin" ${FLOOR_FIELDS:+"$FLOOR_FIELDS"} >"$W/floor.out" 2>&1 &
       TPID=$!; TPORT=$EDGE_TLS_PORT ;;
+    floor-h2o)
+      taskset -c "$SERVER_CPUS" "$W/tlsfloor" 127.0.0.1 "$EDGE_TLS_PORT" "$W/$2.pem" "$W/$2.key" \
+        "$W/root/1k.bin" "$W/fields-h2o.txt" >"$W/floor.out" 2>&1 &
+      TPID=$!; TPORT=$EDGE_TLS_PORT ;;
   esac
   PIDS+=("$TPID")
   local ok=0
@@ -306,7 +316,7 @@ start_target() { # name key -> sets TPID, TPORT
   for p in $(tree_pids "$TPID"); do taskset -a -p -c "$SERVER_CPUS" "$p" >/dev/null 2>&1 || true; done
   # Warm: a few requests per object, until one is answered without reaching the origin.
   local f n0
-  [ "$1" = floor ] && return # serves from memory
+  case "$1" in floor | floor-h2o) return ;; esac # serves from memory
   for f in "${!SIZE[@]}"; do
     for _ in 1 2 3 4 5 6 7 8 9 10; do
       n0=$(origin_requests)
@@ -362,7 +372,7 @@ row_key() { [ "$1" = hs-full-rsa ] && echo rsa || echo ecdsa; }
 
 measure() { # target row -> prints "value per_cpu_s p99_ms origin_reqs note"
   local t=$1 row=$2 c0 c1 cpu val p99=- note="" o0 o1 f non2xx errs
-  if [ "$t" = floor ] && [ "$row" != h1-1k ] && [ "$row" != h2-1k ]; then
+  if [ "${t%-h2o}" = floor ] && [ "$row" != h1-1k ] && [ "$row" != h2-1k ]; then
     echo "- - - - floor-only-h1-1k-h2-1k"; return
   fi
   o0=$(origin_requests)
@@ -378,7 +388,8 @@ measure() { # target row -> prints "value per_cpu_s p99_ms origin_reqs note"
       # Captured first, then matched: with pipefail, `s_client | grep -q` fails whenever
       # grep exits before s_client has written the rest (SIGPIPE), at random.
       local hello
-      hello=$(echo | openssl s_client -connect "127.0.0.1:$TPORT" -alpn h2 2>/dev/null || true)
+      # (tr: the server's first HTTP/2 frames reach stdout too, NUL bytes and all)
+      hello=$(echo | openssl s_client -connect "127.0.0.1:$TPORT" -alpn h2 2>/dev/null | tr -d '\0' || true)
       if ! grep -q "ALPN protocol: h2" <<<"$hello"; then
         echo "- - - - no-h2-in-alpn"; return
       fi
@@ -465,6 +476,16 @@ if [[ " $TARGETS " == *" floor "* && " $TARGETS " == *" mlcdn "* ]]; then
     "$W/hit.head" | tr -d '\r' | grep -v '^$' >"$W/fields.txt" || true
   [ -s "$W/fields.txt" ] && FLOOR_FIELDS="$W/fields.txt" && cp "$W/fields.txt" "$OUTDIR/floor-fields.txt"
 fi
+# floor-h2o: the fields of h2o's own answer for the same file (Date as h2o sent it once).
+if [[ " $TARGETS " == *" floor-h2o "* ]]; then
+  start_target h2o ecdsa
+  curl -sk -D "$W/h2o.head" -o /dev/null --http1.1 "https://127.0.0.1:$TPORT/1k.bin"
+  stop_target
+  grep -viE '^(HTTP/|content-length:|content-type:|connection:|keep-alive:|transfer-encoding:)' \
+    "$W/h2o.head" | tr -d '\r' | grep -v '^$' >"$W/fields-h2o.txt" || true
+  [ -s "$W/fields-h2o.txt" ] || { echo "bench/tls: no header fields captured from h2o" >&2; exit 1; }
+  cp "$W/fields-h2o.txt" "$OUTDIR/floor-h2o-fields.txt"
+fi
 
 RAW="$OUTDIR/raw.tsv"
 echo -e "rep\ttarget\trow\tvalue\tper_cpu_s\tp99_ms\torigin_reqs\tnote" >"$RAW"
@@ -519,8 +540,9 @@ label = {
     "hs-resume": "resumed TLS 1.3 handshakes (per CPU-s)",
     "idle-mem": "memory per idle TLS connection (RSS delta)",
 }
-head_name = {"h2o": "h2o (files, no cache)", "floor": "floor (OpenSSL + nghttp2 alone)"}
-peers = [t for t in targets if t not in ("mlcdn", "floor")]
+head_name = {"h2o": "h2o (files, no cache)", "floor": "floor (OpenSSL + nghttp2 alone)",
+             "floor-h2o": "floor, h2o's fields"}
+peers = [t for t in targets if t not in ("mlcdn", "floor", "floor-h2o")]
 caching = [t for t in peers if t != "h2o"]
 ratios = "mlcdn" in targets and peers
 two = ratios and caching != peers and caching
@@ -575,6 +597,13 @@ if "floor" in targets:
                "go below on this kernel" + (" (with mlcdn in the run, it sends the header fields of "
                "mlcdn's hit: floor-fields.txt)" if "mlcdn" in targets else "") + "." +
                (" mlcdn / floor: " + ", ".join(fr) + "." if fr else ""))
+if "floor-h2o" in targets:
+    fr = ["%s %.2fx" % (r, med("floor-h2o", r, "per_cpu_s") / med("h2o", r, "per_cpu_s"))
+          for r in order if med("floor-h2o", r, "per_cpu_s") and med("h2o", r, "per_cpu_s")]
+    out.append("")
+    out.append("floor, h2o's fields: the same floor answering with the header fields of h2o's own "
+               "response (floor-h2o-fields.txt): the most any server on OpenSSL and nghttp2 could do "
+               "for h2o's answer." + (" floor with h2o's fields / h2o: " + ", ".join(fr) + "." if fr else ""))
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PY
