@@ -1079,8 +1079,11 @@ static size_t head_nv(int status, const char *headers, size_t hl, nghttp2_nv *nv
 static size_t nv_room(const char *headers, size_t hl)
 {
     size_t nmax = 4;
-    for (size_t i = 0; i < hl; i++)
-        nmax += headers[i] == '\n';
+    if (hl == 0)
+        return nmax; /* headers may be NULL: memchr must not see it */
+    for (const char *p = headers, *end = headers + hl;
+         (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        nmax++;
     return nmax;
 }
 
