@@ -8,6 +8,7 @@
  *     the small queue was too short, so its target grows by the newcomer's size;
  *   - ghost M remembers objects the main queue dropped (1 x capacity); a newcomer found
  *     there shows main was too short, so the small target shrinks by its size.
+ *   Under objective `bytes` a step is at most twice the mean ghost hit (ghost_step()).
  * The small target stays within [1%, 99%] of the capacity (starts at 10%). A newcomer
  * found in either ghost goes straight to main. Small-queue eviction promotes a node hit
  * twice while on probation; main eviction re-queues a node whose CLOCK credit (the hits
@@ -48,6 +49,7 @@
 #define PROMOTE_HITS 2 /* hits on probation that earn main */
 #define FREQ_CAP 3     /* main's CLOCK credit, in hits: S3-FIFO's 2 bits */
 #define CREDIT_HIT 16  /* credit (main's CLOCK, probation laps) is kept in 1/16 hits (spare) */
+#define STEP_MEANS 2   /* objective `bytes`: a ghost hit moves the split by at most 2 mean ones */
 
 struct mlcdn {
     struct cache_policy base;
@@ -58,6 +60,8 @@ struct mlcdn {
     int has_evicted;
     struct cache__sketch sk;
     uint64_t req_units, req_n; /* requested units and requests (halved now and then) */
+    uint64_t gh_units, gh_n;   /* objective `bytes`: units and count of the ghost hits that
+                                  moved the split (halved now and then) */
 };
 
 static void bounds(struct mlcdn *m)
@@ -130,6 +134,28 @@ static int worth_its_room(const struct mlcdn *m, const struct cache__pn *n, uint
     return (uint64_t)est * m->req_units >= n->size * m->req_n;
 }
 
+/* How far a ghost hit of `size` units moves the split. Its size, the room it needed;
+ * under objective `bytes` the size is also the event's weight (that many units missed),
+ * and sizes are heavy-tailed, so a walk of size-weighted steps is driven by its few
+ * largest hits (on epa_http three hits of a tenth of the cache each take the split from
+ * 33 % of the cache to its floor, and it never comes back). There a step is bounded by
+ * STEP_MEANS times the mean size of the ghost hits so far, this one included: no one
+ * event outweighs two typical ones. Under objective `objects` each ghost hit weighs one
+ * object hit whatever its size, so the step is the room it needed, unbounded. With unit
+ * sizes the mean is 1 and the bound is never reached. */
+static uint64_t ghost_step(struct mlcdn *m, uint64_t size)
+{
+    if (m->base.objective != CACHE_POLICY_BYTES)
+        return size;
+    m->gh_units += size;
+    m->gh_n++;
+    if (m->gh_n >= 1u << 20) { /* as the request mean: it follows the traffic */
+        m->gh_units /= 2;
+        m->gh_n /= 2;
+    }
+    return MC_MIN(size, MC_MAX(STEP_MEANS * m->gh_units / m->gh_n, 1));
+}
+
 static enum cache_policy_admit ml_admit(struct cache_policy *p, struct cache__pn *n)
 {
     struct mlcdn *m = (struct mlcdn *)p;
@@ -144,11 +170,13 @@ static enum cache_policy_admit ml_admit(struct cache_policy *p, struct cache__pn
     if (cache__ghost_take(&m->ghost_s, n->hash, &tag)) {
         n->flags |= F_TO_MAIN;
         if (!tag)
-            m->small_target = MC_MIN(m->small_target + n->size, m->small_max);
+            m->small_target = MC_MIN(m->small_target + ghost_step(m, n->size), m->small_max);
     } else if (cache__ghost_take(&m->ghost_m, n->hash, &tag)) {
+        uint64_t step = ghost_step(m, n->size);
+
         n->flags |= F_TO_MAIN;
-        m->small_target = m->small_target > m->small_min + n->size ? m->small_target - n->size
-                                                                   : m->small_min;
+        m->small_target = m->small_target > m->small_min + step ? m->small_target - step
+                                                                : m->small_min;
     } else if (n->size > m->small_target) {
         cache__ghost_add(&m->ghost_s, n->hash, n->size, 1);
         return CACHE_POLICY_REJECTED;

@@ -463,6 +463,48 @@ static void test_default_promotion_by_density(void **state)
     }
 }
 
+/* Objective `bytes`: a ghost hit moves the split by its size, but by at most twice the
+ * mean size of the ghost hits so far (this one included), so one giant coming back to
+ * main cannot take the small queue to its floor. 100 returns of 50-unit objects move it
+ * 50 each; the 20000-unit giant's return then moves it 2 x (100 x 50 + 20000) / 101. */
+static void test_default_bytes_step_bounded(void **state)
+{
+    const int giant = 2000;
+    uint64_t before;
+    int k = 2001;
+
+    (void)state;
+    sim_new(&S, "default", 100000);
+    cache_policy_set_objective(S.p, CACHE_POLICY_BYTES);
+    for (int i = 0; i < 2000; i++) /* 200 on probation (10 %), 1800 fill main */
+        sim_get(&S, i, 50);
+    assert_int_equal(10000, cache__mlcdn_small_target(S.p));
+    sim_get(&S, giant, 20000); /* larger than the small target: only remembered */
+    assert_false(S.o[giant].resident);
+    sim_get(&S, giant, 20000); /* asked again: into main, the split unmoved */
+    assert_true(S.o[giant].resident);
+    assert_int_equal(10000, cache__mlcdn_small_target(S.p));
+    /* Objects hit twice on probation go to main and push its oldest out, the giant last. */
+    while (S.o[giant].resident && k < NOBJ) {
+        for (int r = 0; r < 3; r++)
+            sim_get(&S, k, 100);
+        k++;
+    }
+    assert_false(S.o[giant].resident);
+    assert_int_equal(10000, cache__mlcdn_small_target(S.p));
+    for (int i = 1900; i < 2000; i++) { /* dropped by main just before the giant */
+        before = cache__mlcdn_small_target(S.p);
+        sim_get(&S, i, 50);
+        assert_int_equal(before - 50, cache__mlcdn_small_target(S.p));
+    }
+    before = cache__mlcdn_small_target(S.p);
+    assert_int_equal(5000, before);
+    sim_get(&S, giant, 20000);
+    assert_true(S.o[giant].resident);
+    assert_int_equal(before - 2 * (100 * 50 + 20000) / 101, cache__mlcdn_small_target(S.p));
+    sim_free(&S);
+}
+
 /* cache_policy_meta_bytes(): the node of each resident object, plus what the policy keeps
  * beside the nodes (ghosts, sketch), which stays once the nodes are gone. */
 static void test_meta_bytes(void **state)
@@ -566,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_default_round_costs_size),
         cmocka_unit_test(test_default_probation_costs_size),
         cmocka_unit_test(test_default_promotion_by_density),
+        cmocka_unit_test(test_default_bytes_step_bounded),
         cmocka_unit_test(test_meta_bytes),
 
         cmocka_unit_test(test_fill_admit_while_there_is_room),
