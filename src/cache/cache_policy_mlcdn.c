@@ -68,8 +68,10 @@ static void bounds(struct mlcdn *m)
 {
     uint64_t cap = m->base.capacity;
 
+    /* Each queue keeps 1 % of the capacity and at least one unit: 99 % of a 13-object
+     * cache rounded to all of it, and the policy, main empty, became one FIFO. */
     m->small_min = MC_MAX(cap / 100, 1);
-    m->small_max = MC_MAX(cap - cap / 100, m->small_min);
+    m->small_max = cap > 2 * m->small_min ? cap - m->small_min : m->small_min;
     if (m->small_target == 0)
         m->small_target = cap / 10;
     m->small_target = MC_MIN(MC_MAX(m->small_target, m->small_min), m->small_max);

@@ -505,6 +505,38 @@ static void test_default_bytes_step_bounded(void **state)
     sim_free(&S);
 }
 
+/* The split's bounds leave each queue 1 % of the capacity and at least one unit: in a
+ * 13-object cache where every object dropped from probation is asked for again at once
+ * (a ghost-S hit each time), the small queue grows to 12 objects, never to all 13 (main
+ * empty would leave one FIFO). */
+static void test_default_tiny_cache_keeps_main(void **state)
+{
+    static int asked_again[NOBJ];
+    int key, seen;
+
+    (void)state;
+    memset(asked_again, 0, sizeof(asked_again));
+    sim_new(&S, "default", 13);
+    for (key = 0; key < 13; key++) { /* the fill: one on probation, twelve in main */
+        sim_get(&S, key, 1);
+        asked_again[key] = 1;
+    }
+    seen = S.nevicted;
+    for (; key < 400; key++) {
+        sim_get(&S, key, 1);
+        while (seen < S.nevicted) {
+            int e = S.evicted[seen++];
+            if (!asked_again[e]) { /* dropped from probation unhit: back at once */
+                asked_again[e] = 1;
+                sim_get(&S, e, 1);
+            }
+            assert_true(cache__mlcdn_small_target(S.p) <= 12);
+        }
+    }
+    assert_int_equal(12, cache__mlcdn_small_target(S.p));
+    sim_free(&S);
+}
+
 /* cache_policy_meta_bytes(): the node of each resident object, plus what the policy keeps
  * beside the nodes (ghosts, sketch), which stays once the nodes are gone. */
 static void test_meta_bytes(void **state)
@@ -609,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_default_probation_costs_size),
         cmocka_unit_test(test_default_promotion_by_density),
         cmocka_unit_test(test_default_bytes_step_bounded),
+        cmocka_unit_test(test_default_tiny_cache_keeps_main),
         cmocka_unit_test(test_meta_bytes),
 
         cmocka_unit_test(test_fill_admit_while_there_is_room),
