@@ -464,26 +464,28 @@ PY
   echo "${val:-0} $(echo "${val:-0} $DURATION $cpu" | awk '{printf "%.0f", ($3>0)?$1*$2/$3:0}') $p99 $((o1 - o0 - 1)) ${note:--}"
 }
 
+# The header fields of TARGET's answer for 1k.bin, as "Name: value" lines in FILE, less
+# those the floor sends itself (content-length, content-type) and hop-by-hop ones.
+capture_fields() { # target file
+  start_target "$1" ecdsa
+  curl -sk -D "$W/$1.head" -o /dev/null --http1.1 "https://127.0.0.1:$TPORT/1k.bin"
+  stop_target
+  grep -viE '^(HTTP/|content-length:|content-type:|connection:|keep-alive:|transfer-encoding:)' \
+    "$W/$1.head" | tr -d '\r' | grep -v '^$' >"$2" || true
+  [ -s "$2" ] || { echo "bench/tls: no header fields captured from $1" >&2; exit 1; }
+}
 # With mlcdn in the run, the floor answers with the header fields of mlcdn's own hit (the
 # origin's plus Age, X-Cache, X-Cache-Level, X-Edge-Region, Cache-Status): what nghttp2's
 # HPACK and the record bytes cost for the same response, not a shorter one.
 FLOOR_FIELDS=""
 if [[ " $TARGETS " == *" floor "* && " $TARGETS " == *" mlcdn "* ]]; then
-  start_target mlcdn ecdsa
-  curl -sk -D "$W/hit.head" -o /dev/null --http1.1 "https://127.0.0.1:$TPORT/1k.bin"
-  stop_target
-  grep -viE '^(HTTP/|content-length:|content-type:|connection:|keep-alive:|transfer-encoding:)' \
-    "$W/hit.head" | tr -d '\r' | grep -v '^$' >"$W/fields.txt" || true
-  [ -s "$W/fields.txt" ] && FLOOR_FIELDS="$W/fields.txt" && cp "$W/fields.txt" "$OUTDIR/floor-fields.txt"
+  capture_fields mlcdn "$W/fields.txt"
+  FLOOR_FIELDS="$W/fields.txt"
+  cp "$W/fields.txt" "$OUTDIR/floor-fields.txt"
 fi
 # floor-h2o: the fields of h2o's own answer for the same file (Date as h2o sent it once).
 if [[ " $TARGETS " == *" floor-h2o "* ]]; then
-  start_target h2o ecdsa
-  curl -sk -D "$W/h2o.head" -o /dev/null --http1.1 "https://127.0.0.1:$TPORT/1k.bin"
-  stop_target
-  grep -viE '^(HTTP/|content-length:|content-type:|connection:|keep-alive:|transfer-encoding:)' \
-    "$W/h2o.head" | tr -d '\r' | grep -v '^$' >"$W/fields-h2o.txt" || true
-  [ -s "$W/fields-h2o.txt" ] || { echo "bench/tls: no header fields captured from h2o" >&2; exit 1; }
+  capture_fields h2o "$W/fields-h2o.txt"
   cp "$W/fields-h2o.txt" "$OUTDIR/floor-h2o-fields.txt"
 fi
 
@@ -588,9 +590,11 @@ if "h2o" in targets:
     out.append("h2o 2.2 (Debian) has no proxy cache (proxy.reverse.url only forwards): it cannot be "
                "configured to cache the origin's objects, so its column serves the same files from "
                "disk (page cache) with its file handler.")
+def ratios(num, den):
+    return ["%s %.2fx" % (r, med(num, r, "per_cpu_s") / med(den, r, "per_cpu_s"))
+            for r in order if med(num, r, "per_cpu_s") and med(den, r, "per_cpu_s")]
 if "floor" in targets:
-    fr = ["%s %.2fx" % (r, med("mlcdn", r, "per_cpu_s") / med("floor", r, "per_cpu_s"))
-          for r in order if med("mlcdn", r, "per_cpu_s") and med("floor", r, "per_cpu_s")]
+    fr = ratios("mlcdn", "floor")
     out.append("")
     out.append("floor: bench/tls/tlsfloor.c answers every request with the same 1 KiB from memory over "
                "OpenSSL and nghttp2 and does nothing else: what a server on those libraries cannot "
@@ -598,8 +602,7 @@ if "floor" in targets:
                "mlcdn's hit: floor-fields.txt)" if "mlcdn" in targets else "") + "." +
                (" mlcdn / floor: " + ", ".join(fr) + "." if fr else ""))
 if "floor-h2o" in targets:
-    fr = ["%s %.2fx" % (r, med("floor-h2o", r, "per_cpu_s") / med("h2o", r, "per_cpu_s"))
-          for r in order if med("floor-h2o", r, "per_cpu_s") and med("h2o", r, "per_cpu_s")]
+    fr = ratios("floor-h2o", "h2o")
     out.append("")
     out.append("floor, h2o's fields: the same floor answering with the header fields of h2o's own "
                "response (floor-h2o-fields.txt): the most any server on OpenSSL and nghttp2 could do "
