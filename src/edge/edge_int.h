@@ -182,7 +182,7 @@ struct edge {
     struct edge_parts *parts;     /* partial responses kept (edge_part.c) */
     char name[64];                /* this node in Via: "1.1 <name> (mlcdn)"; loops are refused */
     /* Request hardening (edge_req.c, set up by edge__req_init). */
-    const char **strip; /* fields removed on arrival; owned array of borrowed names */
+    struct http_str *strip; /* fields removed on arrival; owned array of borrowed names */
     size_t nstrip;
     char *key_vary;               /* --key-header names, lowercased, as a Vary list; or NULL */
     int any_method;               /* --extra-method '*': every method token is forwarded */

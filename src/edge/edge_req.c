@@ -117,7 +117,7 @@ int edge__req_init(struct edge *e, char *err, size_t errlen)
         /* A field that is part of the key reaches the origin: keying it is what makes it
          * safe to forward. */
         if (!listed_ci(c->key_headers, c->n_key_headers, strip[i]))
-            e->strip[e->nstrip++] = strip[i];
+            e->strip[e->nstrip++] = (struct http_str){strip[i], strlen(strip[i])};
     }
     if (c->n_key_headers) {
         buf_init(&b, 64 * 1024);

@@ -94,23 +94,22 @@ static inline int ieq(const char *p, size_t len, const char *lit, size_t litlen)
 
 #define IEQ(p, len, lit) ieq((p), (len), lit, sizeof(lit) - 1)
 
-int http_str_ieq(struct http_str s, const char *lit)
+int http_str_ieq_n(struct http_str s, const char *lit, size_t n)
 {
-    size_t i;
-
-    for (i = 0; i < s.len; i++) {
-        if (lit[i] == '\0' || lower((unsigned char)s.p[i]) != lower((unsigned char)lit[i]))
+    if (s.len != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (lower((unsigned char)s.p[i]) != lower((unsigned char)lit[i]))
             return 0;
-    }
-    return lit[i] == '\0';
+    return 1;
 }
 
 const struct http_header *http_request_header(const struct http_request *r, const char *name)
 {
-    size_t i;
+    size_t n = strlen(name);
 
-    for (i = 0; i < r->nheaders; i++)
-        if (http_str_ieq(r->headers[i].name, name))
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (http_str_ieq_n(r->headers[i].name, name, n))
             return &r->headers[i];
     return NULL;
 }
@@ -198,7 +197,7 @@ size_t http_request_strip_connection(struct http_request *r)
     return n ? compact(r, drop) : 0;
 }
 
-size_t http_request_strip_fields(struct http_request *r, const char *const *names, size_t n)
+size_t http_request_strip_fields(struct http_request *r, const struct http_str *names, size_t n)
 {
     unsigned char drop[HTTP_MAX_HEADERS];
     size_t i, k, ndrop = 0;
@@ -211,7 +210,7 @@ size_t http_request_strip_fields(struct http_request *r, const char *const *name
             IEQ(nm.p, nm.len, "transfer-encoding"))
             continue;
         for (k = 0; k < n && !drop[i]; k++)
-            drop[i] = (unsigned char)http_str_ieq(nm, names[k]);
+            drop[i] = (unsigned char)http_str_ieq_n(nm, names[k].p, names[k].len);
         ndrop += drop[i];
     }
     return ndrop ? compact(r, drop) : 0;

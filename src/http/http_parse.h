@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 enum http_method {
@@ -108,13 +109,23 @@ size_t http_request_strip_connection(struct http_request *r);
 /* Removes every field line whose name is one of names[0..n) (case-insensitive). Host,
  * Content-Length and Transfer-Encoding are never removed (the parse results depend on
  * them). Returns the number of field lines removed. */
-size_t http_request_strip_fields(struct http_request *r, const char *const *names, size_t n);
+size_t http_request_strip_fields(struct http_request *r, const struct http_str *names, size_t n);
 
 /* Finds a header by case-insensitive name; NULL if absent. For repeated headers, the first. */
 const struct http_header *http_request_header(const struct http_request *r, const char *name);
 
-/* Case-insensitive ASCII compare of s against the NUL-terminated lit. */
-int http_str_ieq(struct http_str s, const char *lit);
+/* Case-insensitive ASCII compare of s against lit[0..n). */
+int http_str_ieq_n(struct http_str s, const char *lit, size_t n);
+
+/* Case-insensitive ASCII compare of s against the NUL-terminated lit. Inline so that for
+ * a literal the length is known where it is called: most names differ in length, and
+ * then the compare costs one test (a request's fields are checked against dozens). */
+static inline int http_str_ieq(struct http_str s, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    return s.len == n && http_str_ieq_n(s, lit, n);
+}
 
 /* Incremental decoder of a chunked body (RFC 9112 §7.1): chunk-size (hex, no
  * overflow), chunk extensions (skipped, bounded), CRLF strictly, trailers (bounded,

@@ -511,8 +511,11 @@ static void test_strip_connection(void **state)
 
 static void test_strip_fields(void **state)
 {
-    static const char *const names[] = {"x-forwarded-host", "Forwarded", "host", "content-length",
-                                        "transfer-encoding"};
+    static const struct http_str names[] = {{"x-forwarded-host", 16},
+                                            {"Forwarded", 9},
+                                            {"host", 4},
+                                            {"content-length", 14},
+                                            {"transfer-encoding", 17}};
     const char *m;
 
     (void)state;
