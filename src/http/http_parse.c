@@ -189,6 +189,12 @@ size_t http_request_strip_connection(struct http_request *r)
     unsigned char drop[HTTP_MAX_HEADERS];
     size_t i, n = 0;
 
+    /* Most requests carry no Connection field: one pass, not one per field. */
+    for (i = 0; i < r->nheaders; i++)
+        if (IEQ(r->headers[i].name.p, r->headers[i].name.len, "connection"))
+            break;
+    if (i == r->nheaders)
+        return 0;
     /* Marked first, removed after: the Connection fields are read while marking. */
     for (i = 0; i < r->nheaders; i++) {
         drop[i] = (unsigned char)http_request_hop_nominated(r, r->headers[i].name);
