@@ -62,17 +62,33 @@ int mc_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
     return diff == 0;
 }
 
+/* The count first (compares, no division), then two digits per division, written in
+ * place from the end: every response head takes a few (status, lengths, Age). */
 size_t mc_u64_digits(uint64_t v, char *out)
 {
-    char tmp[20];
-    size_t i = sizeof(tmp);
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
+    size_t n = 1, i;
 
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    memcpy(out, tmp + i, sizeof(tmp) - i);
-    return sizeof(tmp) - i;
+    for (uint64_t p = 10; n < 20 && v >= p; p *= 10)
+        n++;
+    i = n;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        i -= 2;
+        out[i] = pairs[2 * r];
+        out[i + 1] = pairs[2 * r + 1];
+    }
+    if (v >= 10) {
+        out[0] = pairs[2 * v];
+        out[1] = pairs[2 * v + 1];
+    } else {
+        out[0] = (char)('0' + v);
+    }
+    return n;
 }
 
 #ifdef MLCDN_DEBUG

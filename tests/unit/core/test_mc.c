@@ -5,6 +5,7 @@
  * to nothing: the test checks that their argument is not even evaluated. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -150,10 +151,46 @@ static void test_lock_assert_held(void **state)
     pthread_cond_destroy(&cv);
 }
 
+/* mc_u64_digits against printf at every power of ten and its neighbours, both ends of
+ * the range, and a spread of values between. */
+static void check_digits(uint64_t v)
+{
+    char got[24], want[24];
+    size_t n = mc_u64_digits(v, got);
+
+    snprintf(want, sizeof(want), "%" PRIu64, v);
+    assert_int_equal(strlen(want), n);
+    assert_memory_equal(want, got, n);
+}
+
+static void test_u64_digits(void **state)
+{
+    uint64_t p = 1, x = 0x9e3779b97f4a7c15ull;
+
+    (void)state;
+    check_digits(0);
+    check_digits(UINT64_MAX);
+    check_digits(UINT64_MAX - 1);
+    for (int i = 0; i < 20; i++, p *= 10) {
+        check_digits(p);
+        check_digits(p - 1);
+        check_digits(p + 1);
+    }
+    for (uint64_t v = 0; v < 100000; v++)
+        check_digits(v);
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        check_digits(x >> (i % 64));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hexval),
+        cmocka_unit_test(test_u64_digits),
         cmocka_unit_test(test_lock_assert_held),
     };
     return cmocka_run_group_tests_name("core_mc", tests, NULL, NULL);
