@@ -9,10 +9,11 @@
  *   - ghost M remembers objects the main queue dropped (1 x capacity); a newcomer found
  *     there shows main was too short, so the small target shrinks by its size.
  *   Under objective `bytes` a step is at most twice the mean ghost hit (ghost_step()).
- * The small target stays within [1%, 99%] of the capacity (starts at 10%). A newcomer
- * found in either ghost goes straight to main. Small-queue eviction promotes a node hit
- * twice while on probation; main eviction re-queues a node whose CLOCK credit (the hits
- * it took, at most 3 held) pays for another round, and takes the price from it.
+ * The small target stays within [1%, 99%] of the capacity, leaving each queue at least
+ * one unit (starts at 10%). A newcomer found in either ghost goes straight to main.
+ * Small-queue eviction promotes a node hit twice while on probation; main eviction
+ * re-queues a node whose CLOCK credit (the hits it took, at most 3 held) pays for another
+ * round, and takes the price from it.
  *
  * Frequency: a TinyLFU count-min sketch (cache_policy_sketch.c) counts every request: a
  * miss when it is offered, a hit when the policy next looks at the node (eviction scan,
