@@ -130,7 +130,10 @@ static void strip_rules(struct http_request *r)
 {
     static const char *const keep[] = {"host",          "content-length", "transfer-encoding",
                                        "authorization", "cache-control",  "connection"};
-    static const char *const names[] = {"x-forwarded-host", "forwarded", "host", "a"};
+    static const struct http_str names[] = {{"x-forwarded-host", 16},
+                                            {"forwarded", 9},
+                                            {"host", 4},
+                                            {"a", 1}};
     size_t before[6], i, n0 = r->nheaders, removed;
     struct http_str host = r->host;
 
