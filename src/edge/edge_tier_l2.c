@@ -517,23 +517,23 @@ static void l2t_lookup(struct edge_worker *w, struct http_exchange *x, const cha
     int promote = en && l2_entry_size(en) < L1_COPY_MAX && l2_entry_size(en) <= e->max_mem_object &&
                   l2_admit(e, en);
     struct cache_obj *o = en ? fdc_get(w, en) : NULL;
-    if (o) {
-        struct cache_obj *m = promote ? copy_if_resident(o) : NULL;
-        if (m || !promote) {
-            if (m) {
-                if (edge__tier_admit(e, mark, key, klen, m) == 0)
-                    metrics_counter_add(e->m.l2_promoted, 1);
-                cache_obj_unref(&o);
-                o = m;
-            }
-            l2_entry_unref(&en);
-            edge__tier_answered(w, x, key, klen, rc, EDGE_LV_L2, o, done);
-            return;
-        }
+    struct cache_obj *m = o && promote ? copy_if_resident(o) : NULL;
+    if (o && promote && !m) {
         /* Due for L1 but not wholly in the page cache (or the kernel would not say without
          * waiting): the copy is read in the pool, as when the file is not open here, so
          * the hit that earns L1 is the one that enters it. */
         cache_obj_unref(&o);
+    }
+    if (o) {
+        if (m) {
+            if (edge__tier_admit(e, mark, key, klen, m) == 0)
+                metrics_counter_add(e->m.l2_promoted, 1);
+            cache_obj_unref(&o);
+            o = m;
+        }
+        l2_entry_unref(&en);
+        edge__tier_answered(w, x, key, klen, rc, EDGE_LV_L2, o, done);
+        return;
     }
     struct l2_job *j = mc_xcalloc(1, sizeof(*j));
     j->work.data = j;

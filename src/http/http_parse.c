@@ -79,21 +79,6 @@ static inline unsigned char lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
 }
 
-/* lit must be lowercase. */
-static inline int ieq(const char *p, size_t len, const char *lit, size_t litlen)
-{
-    size_t i;
-
-    if (len != litlen)
-        return 0;
-    for (i = 0; i < len; i++)
-        if (lower((unsigned char)p[i]) != (unsigned char)lit[i])
-            return 0;
-    return 1;
-}
-
-#define IEQ(p, len, lit) ieq((p), (len), lit, sizeof(lit) - 1)
-
 int http_str_ieq_n(struct http_str s, const char *lit, size_t n)
 {
     if (s.len != n)
@@ -103,6 +88,8 @@ int http_str_ieq_n(struct http_str s, const char *lit, size_t n)
             return 0;
     return 1;
 }
+
+#define IEQ(p, len, lit) http_str_ieq_n((struct http_str){(p), (len)}, lit, sizeof(lit) - 1)
 
 const struct http_header *http_request_header(const struct http_request *r, const char *name)
 {
