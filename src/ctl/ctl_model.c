@@ -805,7 +805,7 @@ static int publish(const struct model_args *a)
     if (parse_version(a->c.positional[2], &version) != 0) {
         fprintf(stderr,
                 "mlcdn ctl model publish: VERSION '%s' must be a decimal number (1-15 "
-                "digits)\n",
+                "digits, no leading zero)\n",
                 a->c.positional[2]);
         return 2;
     }

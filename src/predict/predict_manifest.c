@@ -26,7 +26,8 @@
 static int parse_ver(const char *s, int64_t *out)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 15)
+    /* One spelling per version: "01" beside "1" would list version 1 twice. */
+    if (n == 0 || n > 15 || (n > 1 && s[0] == '0'))
         return -1;
     for (size_t i = 0; i < n; i++)
         if (s[i] < '0' || s[i] > '9')

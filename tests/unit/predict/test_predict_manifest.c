@@ -67,6 +67,10 @@ static void test_parse_refused(void **state)
     refused("{\"name\":\"other\"," VERS "}", "name");
     refused("{\"versions\":{}}", "versions");
     refused("{\"versions\":{\"a\":{}}}", "versions");
+    /* Two spellings of one version would list it twice. */
+    refused("{\"versions\":{\"1\":{\"sha256\":\"" SHA1 "\",\"size\":1},"
+            "\"01\":{\"sha256\":\"" SHA1 "\",\"size\":1}}}",
+            "'01'");
     refused("{\"versions\":{\"1\":{\"sha256\":\"abc\",\"size\":1}}}", "versions.1.sha256");
     refused("{\"versions\":{\"1\":{\"sha256\":\"" SHA1 "\"}}}", "versions.1.size");
     refused("{\"versions\":{\"1\":{\"sha256\":\"" SHA1 "\",\"size\":1,\"sample\":{}}}}",
