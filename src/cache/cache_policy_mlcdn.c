@@ -172,8 +172,12 @@ static enum cache_policy_admit ml_admit(struct cache_policy *p, struct cache__pn
         return CACHE_POLICY_REJECTED;
     if (cache__ghost_take(&m->ghost_s, n->hash, &tag)) {
         n->flags |= F_TO_MAIN;
-        if (!tag)
-            m->small_target = MC_MIN(m->small_target + ghost_step(m, n->size), m->small_max);
+        if (!tag) {
+            /* Once: the step counts the hit into the mean (MC_MIN evaluates twice). */
+            uint64_t step = ghost_step(m, n->size);
+
+            m->small_target = MC_MIN(m->small_target + step, m->small_max);
+        }
     } else if (cache__ghost_take(&m->ghost_m, n->hash, &tag)) {
         uint64_t step = ghost_step(m, n->size);
 

@@ -505,6 +505,44 @@ static void test_default_bytes_step_bounded(void **state)
     sim_free(&S);
 }
 
+/* Under objective `bytes` the mean that bounds a step holds every ghost hit once, those of
+ * ghost S as those of ghost M: after 100 ghost-S hits of 50 units, a ghost-M hit of an
+ * 8000-unit object moves the split by 2 x (100 x 50 + 8000) / 101. */
+static void test_default_bytes_step_mean_counts_ghost_s(void **state)
+{
+    const int big = 4000;
+    uint64_t before;
+    int k = 2100;
+
+    (void)state;
+    sim_new(&S, "default", 100000);
+    cache_policy_set_objective(S.p, CACHE_POLICY_BYTES);
+    for (int i = 0; i < 2000; i++) /* keys 0-199 on probation (10 %), the rest fill main */
+        sim_get(&S, i, 50);
+    for (int i = 2000; i < 2100; i++) /* newcomers push keys 0-99 off probation, unhit */
+        sim_get(&S, i, 50);
+    assert_false(S.o[0].resident);
+    for (int i = 0; i < 100; i++) { /* each back from ghost S: the small queue grows */
+        before = cache__mlcdn_small_target(S.p);
+        sim_get(&S, i, 50);
+        assert_int_equal(before + 50, cache__mlcdn_small_target(S.p));
+    }
+    for (int r = 0; r < 3; r++) /* on probation, hit twice: promoted, with no credit */
+        sim_get(&S, big, 8000);
+    /* Objects hit twice on probation go to main and push its oldest out, the big one too. */
+    while (S.o[big].resident && k < big) {
+        for (int r = 0; r < 3; r++)
+            sim_get(&S, k, 100);
+        k++;
+    }
+    assert_false(S.o[big].resident);
+    before = cache__mlcdn_small_target(S.p);
+    sim_get(&S, big, 8000);
+    assert_true(S.o[big].resident);
+    assert_int_equal(before - 2 * (100 * 50 + 8000) / 101, cache__mlcdn_small_target(S.p));
+    sim_free(&S);
+}
+
 /* The split's bounds leave each queue 1 % of the capacity and at least one unit: in a
  * 13-object cache where every object dropped from probation is asked for again at once
  * (a ghost-S hit each time), the small queue grows to 12 objects, never to all 13 (main
@@ -641,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_default_probation_costs_size),
         cmocka_unit_test(test_default_promotion_by_density),
         cmocka_unit_test(test_default_bytes_step_bounded),
+        cmocka_unit_test(test_default_bytes_step_mean_counts_ghost_s),
         cmocka_unit_test(test_default_tiny_cache_keeps_main),
         cmocka_unit_test(test_meta_bytes),
 
