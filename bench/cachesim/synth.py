@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
-"""bench/cachesim/synth.py: synthetic sized traces for `mlcdn cachesim`, to check an
-eviction change on traffic it was not developed on.
+"""bench/cachesim/synth.py: synthetic traces for `mlcdn cachesim`, to check an eviction
+change on traffic it was not developed on.
 
     python3 bench/cachesim/synth.py --out DIR [--requests N] [--objects N]
 
-Writes three t,key,size CSV traces into DIR, each seeded (the same bytes every run):
+Writes four t,key,size CSV traces into DIR, each seeded (the same bytes every run):
 
   zipf08.csv        Zipf(0.8) popularity, lognormal sizes (median 5 KB, sigma 1.5)
   zipf10_corr.csv   Zipf(1.0), sizes growing with popularity rank (up to 4 x)
   zipf09_drift.csv  Zipf(0.9), wider sizes (median 8 KB, sigma 2.0), 5 % of the ranks
                     swapped every requests/8 requests (popularity drift)
+  block_phases.csv  unit sizes, a block device's phases: each 5 k-40 k requests long, one
+                    of a Zipf hot range (skew 0.7-1.1), a loop over 1/250 to 1/5 of the
+                    catalogue, a sequential scan of blocks never read before, or a fixed
+                    hot set mixed with uniform reads over a wide range
 
-In all three, 15 % of requests go to objects requested once only (one-hit wonders), as
-web and CDN traces have. Example:
+In the three Zipf traces, 15 % of requests go to objects requested once only (one-hit
+wonders), as web and CDN traces have. Phases that favour recency (loops that fit the
+cache, a hot range that moves) and phases that favour frequency alternate in the block
+trace, as in storage traces, where LRU is often the policy to beat. Example:
 
     python3 bench/cachesim/synth.py --out /tmp/synth
     mlcdn cachesim --trace /tmp/synth/zipf08.csv --size 0.1%,1%,10% --objective objects
@@ -55,6 +61,48 @@ def write_trace(path, n_obj, n_req, alpha, mu, sigma, corr, drift, seed):
             f.write("%d,%d,%d\n" % (t, o, sizes[o]))
 
 
+def write_block_trace(path, n_obj, n_req, seed):
+    rnd = random.Random(seed)
+    cdfs = {}
+
+    def zipf_cdf(n, alpha):
+        if (n, alpha) not in cdfs:
+            w = [1.0 / ((i + 1) ** alpha) for i in range(n)]
+            total, acc, cdf = sum(w), 0.0, []
+            for x in w:
+                acc += x / total
+                cdf.append(acc)
+            cdfs[(n, alpha)] = cdf
+        return cdfs[(n, alpha)]
+
+    hot = [rnd.randrange(4 * n_obj) for _ in range(max(n_obj // 16, 1))]
+    fresh = 8 * n_obj  # scans read blocks above every other phase's range
+    t = 0
+    with open(path, "w") as f:
+        f.write("t,key,size\n")
+        while t < n_req:
+            kind = rnd.choice(("zipf", "loop", "scan", "mix"))
+            end = min(t + rnd.randrange(5000, 40000), n_req)
+            if kind == "zipf":
+                n = max(n_obj // rnd.choice((10, 3, 1)), 1)
+                cdf, off = zipf_cdf(n, rnd.choice((0.7, 0.9, 1.1))), rnd.randrange(4 * n_obj)
+                keys = (off + min(bisect.bisect_left(cdf, rnd.random()), n - 1)
+                        for _ in range(t, end))
+            elif kind == "loop":
+                n = max(n_obj // rnd.choice((250, 60, 16, 5)), 1)
+                off = rnd.randrange(4 * n_obj)
+                keys = (off + i % n for i in range(end - t))
+            elif kind == "scan":
+                keys = range(fresh, fresh + end - t)
+                fresh += end - t
+            else:
+                keys = (rnd.choice(hot) if rnd.random() < 0.6 else 4 * n_obj + rnd.randrange(n_obj * 6)
+                        for _ in range(t, end))
+            for k in keys:
+                f.write("%d,%d,1\n" % (t, k))
+                t += 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="directory for the traces (created)")
@@ -69,6 +117,7 @@ def main():
     write_trace(os.path.join(a.out, "zipf10_corr.csv"), n, r, 1.0, 8.5, 1.5, 3, 0, 2)
     write_trace(os.path.join(a.out, "zipf09_drift.csv"), n, r, 0.9, 9.0, 2.0, 0,
                 max(r // 8, 1), 3)
+    write_block_trace(os.path.join(a.out, "block_phases.csv"), n, r, 4)
 
 
 if __name__ == "__main__":
