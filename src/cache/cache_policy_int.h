@@ -161,8 +161,9 @@ void cache__ghost_set_budget(struct cache__ghost *g, uint64_t budget);
 /* Re-sizes to hold `entries` live entries; growing forgets the current entries. */
 void cache__ghost_reserve(struct cache__ghost *g, uint64_t entries);
 void cache__ghost_add(struct cache__ghost *g, uint64_t hash, uint64_t size, int tag);
-/* If `hash` is remembered: forgets it, stores its tag in *tag and returns 1 + the units
- * added to the ghost after it (its distance into the ghost); else 0. */
+/* If `hash` is remembered: forgets it, stores its tag in *tag and returns 1 + its depth,
+ * the units added to the ghost since it was, its own included (in the ghost's quantum,
+ * budget / 2^16 units); else 0. */
 uint64_t cache__ghost_take(struct cache__ghost *g, uint64_t hash, int *tag);
 
 /* Frequency sketch: 4-bit count-min counters with periodic halving (TinyLFU); see

@@ -8,7 +8,10 @@
  *     the small queue was too short, so its target grows by the newcomer's size;
  *   - ghost M remembers objects the main queue dropped (1 x capacity); a newcomer found
  *     there shows main was too short, so the small target shrinks by its size.
- *   Under objective `bytes` a step is at most twice the mean ghost hit (ghost_step()).
+ *   Each step is weighted by how near its ghost's head the hit was, 1 - depth / capacity
+ *   (depth_weight()): one more unit of room for a queue would have kept only the hits at
+ *   its ghost's head. Under objective `bytes` a step is at most twice the mean ghost hit
+ *   (ghost_step()).
  * The small target stays within [1%, 99%] of the capacity, leaving each queue at least
  * one unit (starts at 10%). A newcomer found in either ghost goes straight to main.
  * Small-queue eviction promotes a node hit twice while on probation; main eviction
@@ -51,12 +54,14 @@
 #define FREQ_CAP 3     /* main's CLOCK credit, in hits: S3-FIFO's 2 bits */
 #define CREDIT_HIT 16  /* credit (main's CLOCK, probation laps) is kept in 1/16 hits (spare) */
 #define STEP_MEANS 2   /* objective `bytes`: a ghost hit moves the split by at most 2 mean ones */
+#define WEIGHT_ONE 256 /* a ghost hit's weight by depth, and the split below one unit, in 1/256 */
 
 struct mlcdn {
     struct cache_policy base;
     struct cache__list small, main;
     struct cache__ghost ghost_s, ghost_m;
     uint64_t small_target; /* adapted; in the store's unit */
+    int64_t target_frac;   /* weighted steps not yet a whole unit, in 1/WEIGHT_ONE units */
     uint64_t small_min, small_max;
     int has_evicted;
     struct cache__sketch sk;
@@ -159,31 +164,58 @@ static uint64_t ghost_step(struct mlcdn *m, uint64_t size)
     return MC_MIN(size, MC_MAX(STEP_MEANS * m->gh_units / m->gh_n, 1));
 }
 
+/* The weight, in 1/WEIGHT_ONE, of a ghost hit `depth` units into its ghost (the units the
+ * ghost took after it). Giving one more unit of room to the queue a ghost follows would
+ * have kept its hits at depth 0, and taking one from the other queue would have lost
+ * those of the other ghost at depth 0: the split's gradient is the density of each
+ * ghost's hits near its head, not their count over the whole ghost. The weight falls
+ * linearly from 1 at the head to 0 at one capacity, the depth no split could reach. */
+static uint64_t depth_weight(const struct mlcdn *m, uint64_t depth)
+{
+    uint64_t cap = m->base.capacity;
+
+    return depth >= cap ? 0 : (cap - depth) * WEIGHT_ONE / cap;
+}
+
+/* Moves the small target by delta / WEIGHT_ONE units within its bounds; what is below a
+ * unit waits for the next step (a 13-object cache would round every weighted step away). */
+static void move_split(struct mlcdn *m, int64_t delta)
+{
+    int64_t u;
+
+    m->target_frac += delta;
+    u = m->target_frac / WEIGHT_ONE;
+    if (u == 0)
+        return;
+    m->target_frac -= u * WEIGHT_ONE;
+    if (u > 0)
+        m->small_target = MC_MIN(m->small_target + (uint64_t)u, m->small_max);
+    else if (m->small_target > m->small_min + (uint64_t)-u)
+        m->small_target -= (uint64_t)-u;
+    else
+        m->small_target = m->small_min;
+}
+
 static enum cache_policy_admit ml_admit(struct cache_policy *p, struct cache__pn *n)
 {
     struct mlcdn *m = (struct mlcdn *)p;
     int tag = 0;
     uint32_t est;
+    uint64_t at;
 
     count_request(m, n->size, 1);
     est = cache__sketch_add(&m->sk, n->hash, 1);
     est = MC_MAX(est, 1u); /* at least this request, even if the sketch just aged */
     if (!worth_its_room(m, n, est))
         return CACHE_POLICY_REJECTED;
-    if (cache__ghost_take(&m->ghost_s, n->hash, &tag)) {
+    /* cache__ghost_take() returns 1 + the hit's depth. */
+    if ((at = cache__ghost_take(&m->ghost_s, n->hash, &tag)) != 0) {
         n->flags |= F_TO_MAIN;
-        if (!tag) {
-            /* Once: the step counts the hit into the mean (MC_MIN evaluates twice). */
-            uint64_t step = ghost_step(m, n->size);
-
-            m->small_target = MC_MIN(m->small_target + step, m->small_max);
-        }
-    } else if (cache__ghost_take(&m->ghost_m, n->hash, &tag)) {
-        uint64_t step = ghost_step(m, n->size);
-
+        if (!tag)
+            move_split(m, (int64_t)(ghost_step(m, n->size) * depth_weight(m, at - 1)));
+    } else if ((at = cache__ghost_take(&m->ghost_m, n->hash, &tag)) != 0) {
         n->flags |= F_TO_MAIN;
-        m->small_target = m->small_target > m->small_min + step ? m->small_target - step
-                                                                : m->small_min;
+        move_split(m, -(int64_t)(ghost_step(m, n->size) * depth_weight(m, at - 1)));
     } else if (n->size > m->small_target) {
         cache__ghost_add(&m->ghost_s, n->hash, n->size, 1);
         return CACHE_POLICY_REJECTED;

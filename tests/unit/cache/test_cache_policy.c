@@ -463,10 +463,57 @@ static void test_default_promotion_by_density(void **state)
     }
 }
 
-/* Objective `bytes`: a ghost hit moves the split by its size, but by at most twice the
- * mean size of the ghost hits so far (this one included), so one giant coming back to
- * main cannot take the small queue to its floor. 100 returns of 50-unit objects move it
- * 50 each; the 20000-unit giant's return then moves it 2 x (100 x 50 + 20000) / 101. */
+/* A ghost hit moves the split by its step times the depth weight (1 - depth / capacity,
+ * in 1/256, the depth counting the entry's own units), and the fractions add up: asserts
+ * the small target moved by delta / 256 units, give or take the fraction carried in. */
+static void assert_moved(uint64_t before, int64_t delta)
+{
+    int64_t moved = (int64_t)cache__mlcdn_small_target(S.p) - (int64_t)before;
+
+    if (moved < delta / 256 - 1 || moved > delta / 256 + 1)
+        fail_msg("the split moved by %lld units, expected %lld / 256 = %lld", (long long)moved,
+                 (long long)delta, (long long)(delta / 256));
+}
+
+static int64_t weight(uint64_t depth, uint64_t cap)
+{
+    return depth >= cap ? 0 : (int64_t)((cap - depth) * 256 / cap);
+}
+
+/* The split follows the ghost hits near each ghost's head: a 100-object cache whose
+ * probation dropped 110 objects unhit (remembered: ghost S holds 1.25 x the capacity).
+ * The oldest, 110 deep, could not have been kept by any split: it goes to main, the split
+ * unmoved. The newest ones move it by 1 - depth / 100 each. */
+static void test_default_ghost_hit_weighted_by_depth(void **state)
+{
+    int64_t delta = 0;
+
+    (void)state;
+    sim_new(&S, "default", 100);
+    for (int i = 0; i < 100; i++) /* keys 0-9 on probation (10 %), the rest fill main */
+        sim_get(&S, i, 1);
+    assert_int_equal(10, cache__mlcdn_small_target(S.p));
+    for (int i = 100; i < 210; i++) /* push keys 0-9, then 100-199, off probation unhit */
+        sim_get(&S, i, 1);
+    assert_false(S.o[0].resident);
+    sim_get(&S, 0, 1); /* 110 deep: into main (pushing key 200 off probation), no step */
+    assert_true(S.o[0].resident);
+    assert_int_equal(10, cache__mlcdn_small_target(S.p));
+    for (int i = 199; i >= 150; i--) { /* 2 to 51 deep: each worth a fraction of a unit */
+        sim_get(&S, i, 1);
+        assert_true(S.o[i].resident);
+        delta += weight((uint64_t)(201 - i), 100);
+    }
+    assert_int_equal(10 + delta / 256, cache__mlcdn_small_target(S.p));
+    assert_true(delta / 256 < 50); /* fewer units than hits */
+    sim_free(&S);
+}
+
+/* Objective `bytes`: a ghost hit's step is its size, but at most twice the mean size of
+ * the ghost hits so far (this one included), so one giant coming back to main cannot take
+ * the small queue to its floor. After 100 returns of 50-unit objects, the 20000-unit
+ * giant's return (20000 deep: it was the last to leave main) moves the split by
+ * 2 x (100 x 50 + 20000) / 101 units, weighted by its depth. */
 static void test_default_bytes_step_bounded(void **state)
 {
     const int giant = 2000;
@@ -492,26 +539,24 @@ static void test_default_bytes_step_bounded(void **state)
     }
     assert_false(S.o[giant].resident);
     assert_int_equal(10000, cache__mlcdn_small_target(S.p));
-    for (int i = 1900; i < 2000; i++) { /* dropped by main just before the giant */
-        before = cache__mlcdn_small_target(S.p);
+    for (int i = 1900; i < 2000; i++) /* dropped by main before the giant: the split shrinks */
         sim_get(&S, i, 50);
-        assert_int_equal(before - 50, cache__mlcdn_small_target(S.p));
-    }
     before = cache__mlcdn_small_target(S.p);
-    assert_int_equal(5000, before);
+    assert_true(before < 10000 && before > 10000 - 100 * 50);
     sim_get(&S, giant, 20000);
     assert_true(S.o[giant].resident);
-    assert_int_equal(before - 2 * (100 * 50 + 20000) / 101, cache__mlcdn_small_target(S.p));
+    assert_moved(before, -(int64_t)(2 * (100 * 50 + 20000) / 101) * weight(20000, 100000));
     sim_free(&S);
 }
 
 /* Under objective `bytes` the mean that bounds a step holds every ghost hit once, those of
  * ghost S as those of ghost M: after 100 ghost-S hits of 50 units, a ghost-M hit of an
- * 8000-unit object moves the split by 2 x (100 x 50 + 8000) / 101. */
+ * 8000-unit object (8000 deep) moves the split by 2 x (100 x 50 + 8000) / 101, weighted. */
 static void test_default_bytes_step_mean_counts_ghost_s(void **state)
 {
     const int big = 4000;
     uint64_t before;
+    int64_t delta = 0;
     int k = 2100;
 
     (void)state;
@@ -522,11 +567,12 @@ static void test_default_bytes_step_mean_counts_ghost_s(void **state)
     for (int i = 2000; i < 2100; i++) /* newcomers push keys 0-99 off probation, unhit */
         sim_get(&S, i, 50);
     assert_false(S.o[0].resident);
-    for (int i = 0; i < 100; i++) { /* each back from ghost S: the small queue grows */
-        before = cache__mlcdn_small_target(S.p);
+    before = cache__mlcdn_small_target(S.p);
+    for (int i = 0; i < 100; i++) { /* each back from ghost S, (100 - i) x 50 deep */
         sim_get(&S, i, 50);
-        assert_int_equal(before + 50, cache__mlcdn_small_target(S.p));
+        delta += 50 * weight((uint64_t)(100 - i) * 50, 100000);
     }
+    assert_int_equal(before + delta / 256, cache__mlcdn_small_target(S.p));
     for (int r = 0; r < 3; r++) /* on probation, hit twice: promoted, with no credit */
         sim_get(&S, big, 8000);
     /* Objects hit twice on probation go to main and push its oldest out, the big one too. */
@@ -539,7 +585,7 @@ static void test_default_bytes_step_mean_counts_ghost_s(void **state)
     before = cache__mlcdn_small_target(S.p);
     sim_get(&S, big, 8000);
     assert_true(S.o[big].resident);
-    assert_int_equal(before - 2 * (100 * 50 + 8000) / 101, cache__mlcdn_small_target(S.p));
+    assert_moved(before, -(int64_t)(2 * (100 * 50 + 8000) / 101) * weight(8000, 100000));
     sim_free(&S);
 }
 
@@ -678,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_default_round_costs_size),
         cmocka_unit_test(test_default_probation_costs_size),
         cmocka_unit_test(test_default_promotion_by_density),
+        cmocka_unit_test(test_default_ghost_hit_weighted_by_depth),
         cmocka_unit_test(test_default_bytes_step_bounded),
         cmocka_unit_test(test_default_bytes_step_mean_counts_ghost_s),
         cmocka_unit_test(test_default_tiny_cache_keeps_main),
