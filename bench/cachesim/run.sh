@@ -5,7 +5,7 @@
 #   TRACE defaults to $MLCDN_SHARED/traces/cloudphysics_w106_1m.csv (MLCDN_SHARED: the
 #   benchmark data set, default ../shared beside the repository); skipped without it.
 #   env: RUNS (default 7), CPU (default 1), SIZES (default "0.1% 1% 10%"),
-#        POLICIES (default "lru fifo clock sieve s3fifo default")
+#        POLICIES (default "lru fifo clock sieve s3fifo wtinylfu default")
 #
 # Prints, per policy and size, the median of RUNS replays in requests per second. The
 # replay time excludes loading the trace (cachesim's own "requests_per_s"), so this is
@@ -24,7 +24,7 @@ fi
 runs=${RUNS:-7}
 cpu=${CPU:-1}
 sizes=${SIZES:-"0.1% 1% 10%"}
-policies=${POLICIES:-"lru fifo clock sieve s3fifo default"}
+policies=${POLICIES:-"lru fifo clock sieve s3fifo wtinylfu default"}
 pin=""
 command -v taskset >/dev/null 2>&1 && pin="taskset -c $cpu"
 

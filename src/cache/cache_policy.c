@@ -17,12 +17,12 @@
 #include "core/mc.h"
 
 static const struct cache__policy_ops *const policies[] = {
-    &cache__policy_mlcdn, &cache__policy_lru,   &cache__policy_fifo,
-    &cache__policy_clock, &cache__policy_sieve, &cache__policy_s3fifo,
+    &cache__policy_mlcdn, &cache__policy_lru,    &cache__policy_fifo,     &cache__policy_clock,
+    &cache__policy_sieve, &cache__policy_s3fifo, &cache__policy_wtinylfu,
 };
 
-static const char *const names[] = {"default", "mlcdn", "lru",    "fifo",
-                                    "clock",   "sieve", "s3fifo", NULL};
+static const char *const names[] = {"default", "mlcdn",  "lru",      "fifo", "clock",
+                                    "sieve",   "s3fifo", "wtinylfu", NULL};
 
 const char *const *cache_policy_names(void)
 {

@@ -196,6 +196,7 @@ extern const struct cache__policy_ops cache__policy_fifo;
 extern const struct cache__policy_ops cache__policy_clock;
 extern const struct cache__policy_ops cache__policy_sieve;
 extern const struct cache__policy_ops cache__policy_s3fifo;
+extern const struct cache__policy_ops cache__policy_wtinylfu;
 extern const struct cache__policy_ops cache__policy_mlcdn;
 
 /* The default policy's current small-queue target (stats, tests). */

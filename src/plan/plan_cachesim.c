@@ -102,8 +102,8 @@ int plan_cachesim_run(const struct plan_trace *t, const char *policy, uint64_t c
 
 #define MAXLIST 64
 
-static const char *const all_policies[] = {"lru",    "fifo",    "clock", "sieve",
-                                           "s3fifo", "default", "belady"};
+static const char *const all_policies[] = {"lru",    "fifo",     "clock",   "sieve",
+                                           "s3fifo", "wtinylfu", "default", "belady"};
 
 static void usage(FILE *f)
 {

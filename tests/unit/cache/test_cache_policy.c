@@ -621,13 +621,45 @@ static void test_default_tiny_cache_keeps_main(void **state)
     sim_free(&S);
 }
 
+/* W-TinyLFU: a scan of objects asked for once (three times the cache) passes through the
+ * 1 % window and loses
+ * every contest for the main cache to the objects asked for five times each, which stay
+ * (LRU, on the same sequence, keeps none of them). The cache is filled first, so the
+ * sketch, sized with the resident count, has stopped growing (growing forgets counts). */
+static void test_wtinylfu_scan_resistant(void **state)
+{
+    const char *pols[] = {"wtinylfu", "lru"};
+
+    (void)state;
+    for (int i = 0; i < 2; i++) {
+        int hits = 0;
+
+        sim_new(&S, pols[i], 100);
+        for (int k = 3000; k < 3100; k++)
+            sim_get(&S, k, 1);
+        for (int r = 0; r < 5; r++)
+            for (int k = 0; k < 50; k++)
+                sim_get(&S, k, 1);
+        for (int k = 1000; k < 1300; k++)
+            sim_get(&S, k, 1);
+        for (int k = 0; k < 50; k++)
+            hits += sim_get(&S, k, 1);
+        if (i == 0)
+            assert_int_equal(50, hits);
+        else
+            assert_int_equal(0, hits);
+        sim_free(&S);
+    }
+}
+
 /* cache_policy_meta_bytes(): the node of each resident object, plus what the policy keeps
  * beside the nodes (ghosts, sketch), which stays once the nodes are gone. */
 static void test_meta_bytes(void **state)
 {
     (void)state;
     for (const char *const *n = cache_policy_names(); *n; n++) {
-        int side = !strcmp(*n, "s3fifo") || !strcmp(*n, "default") || !strcmp(*n, "mlcdn");
+        int side = !strcmp(*n, "s3fifo") || !strcmp(*n, "default") || !strcmp(*n, "mlcdn") ||
+                   !strcmp(*n, "wtinylfu");
 
         sim_new(&S, *n, 100);
         assert_int_equal(side ? 1 : 0, cache_policy_meta_bytes(S.p) > 0);
@@ -728,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_default_bytes_step_bounded),
         cmocka_unit_test(test_default_bytes_step_mean_counts_ghost_s),
         cmocka_unit_test(test_default_tiny_cache_keeps_main),
+        cmocka_unit_test(test_wtinylfu_scan_resistant),
         cmocka_unit_test(test_meta_bytes),
 
         cmocka_unit_test(test_fill_admit_while_there_is_room),
