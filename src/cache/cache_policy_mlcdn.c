@@ -165,7 +165,8 @@ static uint64_t ghost_step(struct mlcdn *m, uint64_t size)
 }
 
 /* The weight, in 1/WEIGHT_ONE, of a ghost hit `depth` units into its ghost (the units the
- * ghost took after it). Giving one more unit of room to the queue a ghost follows would
+ * ghost took since the entry went in, its own included: the room the queue would have
+ * needed to keep it). Giving one more unit of room to the queue a ghost follows would
  * have kept its hits at depth 0, and taking one from the other queue would have lost
  * those of the other ghost at depth 0: the split's gradient is the density of each
  * ghost's hits near its head, not their count over the whole ghost. The weight falls

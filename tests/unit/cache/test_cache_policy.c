@@ -622,10 +622,10 @@ static void test_default_tiny_cache_keeps_main(void **state)
 }
 
 /* W-TinyLFU: a scan of objects asked for once (three times the cache) passes through the
- * 1 % window and loses
- * every contest for the main cache to the objects asked for five times each, which stay
- * (LRU, on the same sequence, keeps none of them). The cache is filled first, so the
- * sketch, sized with the resident count, has stopped growing (growing forgets counts). */
+ * 1 % window and loses every contest for the main cache to the objects asked for five
+ * times each, which stay (LRU, on the same sequence, keeps none of them). The cache is
+ * filled first, so the sketch, sized with the resident count, has stopped growing
+ * (growing forgets counts). */
 static void test_wtinylfu_scan_resistant(void **state)
 {
     const char *pols[] = {"wtinylfu", "lru"};
