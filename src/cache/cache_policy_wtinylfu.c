@@ -60,9 +60,19 @@ static enum cache_policy_admit wt_admit(struct cache_policy *p, struct cache__pn
     return CACHE_POLICY_ADMITTED;
 }
 
-static uint64_t main_max(const struct wtinylfu *w)
+/* Moves n (linked) to the newest end of the list of queue q (its own, to refresh it). */
+static void move_to(struct wtinylfu *w, struct cache__pn *n, int q)
 {
-    return w->base.capacity - MC_MIN(w->window_max, w->base.capacity);
+    cache__list_del(list_of(w, n), n);
+    n->q = (uint8_t)q;
+    cache__list_push(list_of(w, n), n);
+}
+
+static int main_has_room(const struct wtinylfu *w, uint64_t size)
+{
+    uint64_t main_max = w->base.capacity - MC_MIN(w->window_max, w->base.capacity);
+
+    return w->probation.used + w->protected.used + size <= main_max;
 }
 
 static void wt_link(struct cache_policy *p, struct cache__pn *n)
@@ -76,43 +86,29 @@ static void wt_link(struct cache_policy *p, struct cache__pn *n)
      * probation, where a hit protects it. Once the main cache is full, candidates wait in
      * the window and contend at eviction (below). */
     while (w->window.used > w->window_max && (c = cache__list_oldest(&w->window)) != n &&
-           w->probation.used + w->protected.used + c->size <= main_max(w)) {
-        cache__list_del(&w->window, c);
-        c->q = Q_PROBATION;
-        cache__list_push(&w->probation, c);
-    }
+           main_has_room(w, c->size))
+        move_to(w, c, Q_PROBATION);
     if (p->count > w->sk.words) /* sized with the resident count, as the default's */
         cache__sketch_reserve(&w->sk, p->count + p->count / 2);
 }
 
-/* A hit on probation earns the protected segment; its least recent objects go back to
- * probation while it is over its share. */
-static void protect(struct wtinylfu *w, struct cache__pn *n)
-{
-    struct cache__pn *d;
-
-    n->q = Q_PROTECTED;
-    cache__list_push(&w->protected, n);
-    while (w->protected.used > w->protected_max && (d = cache__list_oldest(&w->protected)) != n) {
-        cache__list_del(&w->protected, d);
-        d->q = Q_PROBATION;
-        cache__list_push(&w->probation, d);
-    }
-}
-
+/* A hit refreshes the node in its list; one on probation earns the protected segment,
+ * whose least recent objects go back to probation while it is over its share. */
 static void wt_hit(struct cache_policy *p, struct cache__pn *n)
 {
     struct wtinylfu *w = (struct wtinylfu *)p;
+    struct cache__pn *d;
 
     cache__sketch_add(&w->sk, n->hash, 1);
     if (n->q == 0) /* the newcomer, not linked yet */
         return;
-    cache__list_del(list_of(w, n), n);
-    if (n->q == Q_PROBATION) {
-        protect(w, n);
+    if (n->q != Q_PROBATION) {
+        move_to(w, n, n->q);
         return;
     }
-    cache__list_push(list_of(w, n), n);
+    move_to(w, n, Q_PROTECTED);
+    while (w->protected.used > w->protected_max && (d = cache__list_oldest(&w->protected)) != n)
+        move_to(w, d, Q_PROBATION);
 }
 
 /* The main cache's next victim: probation's least recent, else protected's. */
@@ -139,21 +135,16 @@ static struct cache__pn *wt_evict(struct cache_policy *p)
      * until one of them, or the main cache's victim it contended with, is out. */
     while (w->window.used + (p->pending != NULL ? p->pending->size : 0) > w->window_max &&
            (c = cache__list_oldest(&w->window)) != NULL) {
-        cache__list_del(&w->window, c);
-        if (w->probation.used + w->protected.used + c->size <= main_max(w)) {
-            c->q = Q_PROBATION;
-            cache__list_push(&w->probation, c);
+        if (main_has_room(w, c->size)) {
+            move_to(w, c, Q_PROBATION);
             continue;
         }
         v = main_oldest(w);
         if (v == NULL ||
-            cache__sketch_estimate(&w->sk, c->hash) <= cache__sketch_estimate(&w->sk, v->hash)) {
-            c->q = 0;
-            return c;
-        }
+            cache__sketch_estimate(&w->sk, c->hash) <= cache__sketch_estimate(&w->sk, v->hash))
+            return take(w, c);
         take(w, v);
-        c->q = Q_PROBATION;
-        cache__list_push(&w->probation, c);
+        move_to(w, c, Q_PROBATION);
         return v;
     }
     if ((v = main_oldest(w)) != NULL)
